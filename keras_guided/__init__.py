@@ -1,0 +1,28 @@
+"""keras_guided: train Keras 3 networks to be cut, then cut them.
+
+Guided regularization (Rafid & Sandu, arXiv:2305.18448) penalizes whole
+units, scaled by per-unit guidance coefficients, so that entire neurons and
+filters reach zero and can be removed from the model.
+"""
+
+from keras_guided import guidance
+from keras_guided import units
+from keras_guided.guidance import ExplicitGuidance
+from keras_guided.guidance import ExponentialGuidance
+from keras_guided.guidance import Guidance
+from keras_guided.guidance import LinearGuidance
+from keras_guided.guidance import UniformGuidance
+from keras_guided.regularizers import GuidedRegularizer
+from keras_guided.version import __version__
+
+__all__ = [
+    "ExplicitGuidance",
+    "ExponentialGuidance",
+    "Guidance",
+    "GuidedRegularizer",
+    "LinearGuidance",
+    "UniformGuidance",
+    "__version__",
+    "guidance",
+    "units",
+]

@@ -1,0 +1,74 @@
+"""Packaging for keras_guided."""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _version():
+    with open(os.path.join(HERE, "keras_guided", "version.py")) as f:
+        return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+
+def _long_description():
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+# Bounds: the lower bound is the oldest version we rely on, the upper bound
+# the next major/minor release we have not tested, so a fresh install a year
+# from now still resolves to a combination that works.
+CORE = [
+    "keras>=3.13,<4",
+    "tensorflow>=2.19,<2.23",
+    "numpy>=1.26,<3",
+]
+EXTRAS = {
+    "tflite": ["ai-edge-litert>=1.2,<3"],
+    "bench": [
+        "ai-edge-litert>=1.2,<3",
+        "tensorflow-model-optimization>=0.8.0,<0.9",
+        "tf-keras>=2.19,<2.23",
+        "matplotlib>=3.8,<4",
+        "scikit-learn>=1.4,<2",
+    ],
+    "plot": ["matplotlib>=3.8,<4"],
+    "dev": [
+        "ai-edge-litert>=1.2,<3",
+        "scikit-learn>=1.4,<2",
+        "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",
+        "hypothesis>=6.100,<7",
+        "matplotlib>=3.8,<4",
+    ],
+    "docs": [
+        "mkdocs>=1.6,<2",
+        "mkdocs-material>=9.5,<10",
+        "mkdocstrings[python]>=0.26,<1",
+    ],
+}
+
+setup(
+    name="keras-guided",
+    version=_version(),
+    description=(
+        "Guided regularization and structured pruning for Keras 3: train "
+        "networks to be cut, then remove the dead units."
+    ),
+    long_description=_long_description(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_guided", "keras_guided.*"]),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["keras-guided=keras_guided.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Intended Audience :: Science/Research",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
