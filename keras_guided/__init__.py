@@ -6,6 +6,7 @@ filters reach zero and can be removed from the model.
 """
 
 from keras_guided import guidance
+from keras_guided import stats
 from keras_guided import units
 from keras_guided.guidance import ExplicitGuidance
 from keras_guided.guidance import ExponentialGuidance
@@ -24,5 +25,6 @@ __all__ = [
     "UniformGuidance",
     "__version__",
     "guidance",
+    "stats",
     "units",
 ]
