@@ -8,6 +8,8 @@ filters reach zero and can be removed from the model.
 from keras_guided import guidance
 from keras_guided import stats
 from keras_guided import units
+from keras_guided.export import ExportReport
+from keras_guided.export import export_tflite
 from keras_guided.guidance import ExplicitGuidance
 from keras_guided.guidance import ExponentialGuidance
 from keras_guided.guidance import Guidance
@@ -19,11 +21,13 @@ from keras_guided.version import __version__
 __all__ = [
     "ExplicitGuidance",
     "ExponentialGuidance",
+    "ExportReport",
     "Guidance",
     "GuidedRegularizer",
     "LinearGuidance",
     "UniformGuidance",
     "__version__",
+    "export_tflite",
     "guidance",
     "stats",
     "units",

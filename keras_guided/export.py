@@ -1,0 +1,639 @@
+"""`export_tflite`: a verified LiteRT (TFLite) file from a Keras model.
+
+A thin layer over `model.export(format="litert")` (Keras' LiteRT exporter:
+ExportArchive -> SavedModel -> `tf.lite.TFLiteConverter`) that adds what a
+deployment needs and the plain call does not give:
+
+* built-in TFLite ops only, so the file runs on the stock LiteRT runtime; a
+  model that would need the Flex (TensorFlow ops) runtime fails with an error
+  naming the op instead of silently growing a Flex dependency;
+* quantization modes by name (`"dynamic"`, `"float16"`, `"int8"`), with the
+  int8 calibration data checked up front;
+* verification: the written file is run in the LiteRT interpreter
+  (`ai_edge_litert`) on sample inputs and compared with Keras; a float32
+  export that disagrees (a NaN-emitting conversion, say) is refused;
+* an atomic write: a temporary file in the target directory, renamed over
+  the target only once conversion and verification succeeded;
+* an optional latency measurement (median over interpreter runs).
+
+Export needs the TensorFlow backend (the TFLite converter is TensorFlow's).
+Under JAX or PyTorch, save the model as `.keras` and export it from a
+TensorFlow-backend process, e.g. `KERAS_BACKEND=tensorflow keras-guided
+export model.keras -o model.tflite`.
+"""
+
+import dataclasses
+import os
+import re
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+QUANTIZATIONS = (None, "dynamic", "float16", "int8")
+FLOAT32_TOLERANCE = 1e-5
+_DEFAULT_SAMPLES = 32
+_INSTALL_HINT = "pip install keras-guided[tflite]"
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `keras_guided.export_tflite` wrote and how well it matches Keras.
+
+    Attributes:
+        path: absolute path of the written `.tflite` file.
+        bytes: its size in bytes.
+        quantization: `None`, `"dynamic"`, `"float16"` or `"int8"`.
+        int8_io: whether the file takes and returns int8 tensors.
+        input_shape: the input shape baked into the file (batch included).
+        num_samples: inputs used for verification (0 if not verified).
+        max_abs_diff: max |LiteRT - Keras| over the outputs of those
+            samples (int8 outputs dequantized first); `None` if not verified.
+        mean_abs_diff: mean |LiteRT - Keras|; `None` if not verified.
+        argmax_agreement: fraction of samples whose argmax over the last
+            axis agrees (for outputs with more than one class), else `None`.
+        tolerance: the bound `max_abs_diff` was held to, or `None` when the
+            error is only measured (quantized modes without a tolerance).
+        ok: `True` when verified and within `tolerance` (or, with no
+            tolerance, finite); `None` when not verified.
+        latency_ms: median wall time of one batch-1 interpreter run on this
+            machine, in milliseconds; `None` unless measured.
+        num_threads: interpreter threads used for the latency measurement.
+    """
+
+    path: str
+    bytes: int
+    quantization: object = None
+    int8_io: bool = False
+    input_shape: tuple = ()
+    num_samples: int = 0
+    max_abs_diff: object = None
+    mean_abs_diff: object = None
+    argmax_agreement: object = None
+    tolerance: object = None
+    ok: object = None
+    latency_ms: object = None
+    num_threads: int = 1
+
+    def summary(self):
+        """Returns the report as a few human-readable lines."""
+        mode = self.quantization or "float32"
+        if self.int8_io:
+            mode += " (int8 inputs/outputs)"
+        lines = [
+            f"wrote {self.path}",
+            f"  size: {self.bytes:,} bytes, quantization: {mode}, "
+            f"input shape: {tuple(self.input_shape)}",
+        ]
+        if self.max_abs_diff is None:
+            lines.append("  verification: skipped")
+        else:
+            bound = (
+                f" (tolerance {self.tolerance:.1e})"
+                if self.tolerance is not None
+                else ""
+            )
+            line = (
+                f"  verification on {self.num_samples} inputs: max |LiteRT - "
+                f"Keras| = {self.max_abs_diff:.3g}{bound}, mean "
+                f"{self.mean_abs_diff:.3g}"
+            )
+            if self.argmax_agreement is not None:
+                line += f", argmax agreement {self.argmax_agreement:.1%}"
+            lines.append(line + (", ok" if self.ok else ", NOT OK"))
+        if self.latency_ms is not None:
+            lines.append(
+                f"  latency: {self.latency_ms:.3g} ms median per run "
+                f"({self.num_threads} thread(s), this machine)"
+            )
+        return "\n".join(lines)
+
+
+def export_tflite(
+    model,
+    filepath,
+    quantization=None,
+    representative_data=None,
+    int8_io=False,
+    verify=True,
+    sample_inputs=None,
+    tolerance=None,
+    measure_latency=False,
+    num_runs=50,
+    num_threads=1,
+    batch_size=1,
+):
+    """Exports a Keras model to a verified `.tflite` file (built-in ops only).
+
+    Wraps `model.export(format="litert")` with TFLite built-in ops only, a
+    named quantization mode, verification in the LiteRT interpreter against
+    Keras and an atomic write (temporary file, then rename): a failure never
+    leaves a partial file at `filepath` and never replaces an existing one.
+
+    Args:
+        model: a built single-input `keras.Model` (Sequential or Functional).
+            It is not modified.
+        filepath: destination path ending in `.tflite`; its directory must
+            exist and be writable.
+        quantization: `None` (float32), `"dynamic"` (int8 weights, float
+            activations), `"float16"` (float16 weights) or `"int8"` (full
+            integer, calibrated on `representative_data`). Defaults to
+            `None`.
+        representative_data: array of typical inputs, shape
+            `(num_samples,) + input_shape`, used to calibrate `"int8"` (a few
+            hundred samples are enough). Required for `"int8"`. Defaults to
+            `None`.
+        int8_io: with `"int8"`, make the file's input and output tensors int8
+            too (for integer-only accelerators). Defaults to `False`.
+        verify: run the written file in the LiteRT interpreter and compare
+            with Keras. Defaults to `True`.
+        sample_inputs: inputs for verification. Defaults to `None`: the
+            first 32 rows of `representative_data` if given, else 32 fixed
+            standard-normal inputs.
+        tolerance: max allowed |LiteRT - Keras|. Defaults to `None`:
+            `1e-5 * max(1, max |Keras output|)` for float32; for quantized
+            modes the error is measured and reported, and only a non-finite
+            output fails.
+        measure_latency: also report the median latency of a batch-1
+            interpreter run. Defaults to `False`.
+        num_runs: timed runs for the latency median. Defaults to 50.
+        num_threads: interpreter threads for the latency measurement.
+            Defaults to 1.
+        batch_size: batch dimension baked into the file; `None` keeps it
+            dynamic. Defaults to 1.
+
+    Returns:
+        An `ExportReport` (path, bytes, quantization, max_abs_diff, ok,
+        latency_ms, ...).
+
+    Raises:
+        ValueError: for bad arguments, `"int8"` without
+            `representative_data`, a model that needs non-built-in (Flex)
+            ops (the op is named), or a verification failure (the file is
+            not written).
+        OSError: if the target directory does not exist or is not writable.
+        RuntimeError: under a non-TensorFlow backend.
+        ImportError: if `ai_edge_litert` is missing and `verify` or
+            `measure_latency` is set.
+
+    Example:
+
+    >>> import os, tempfile, keras, keras_guided
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> report = keras_guided.export_tflite(model, path)
+    >>> report.ok, report.max_abs_diff <= report.tolerance
+    (True, True)
+    """
+    _check_backend()
+    filepath = _check_filepath(filepath)
+    quantization = _check_quantization(quantization)
+    if int8_io and quantization != "int8":
+        raise ValueError(
+            "`int8_io=True` needs `quantization='int8'` (only a full-integer "
+            f"model has int8 inputs and outputs). Received: "
+            f"quantization={quantization!r}."
+        )
+    for name, value in (("num_runs", num_runs), ("num_threads", num_threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{name}` must be a positive int. Received: {name}={value!r}"
+            )
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "`batch_size` must be a positive int or None (dynamic). "
+            f"Received: batch_size={batch_size!r}"
+        )
+    input_shape, input_dtype = _single_input(model)
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "`quantization='int8'` needs `representative_data`: typical "
+            f"inputs of shape (num_samples,) + {input_shape} to calibrate "
+            "the int8 ranges. Received: representative_data=None. Pass e.g. "
+            "representative_data=x_train[:256], or use "
+            "quantization='dynamic', which needs no data."
+        )
+    if representative_data is not None:
+        representative_data = _check_inputs(
+            representative_data, input_shape, "representative_data"
+        )
+    if sample_inputs is not None:
+        sample_inputs = _check_inputs(
+            sample_inputs, input_shape, "sample_inputs"
+        )
+    if verify or measure_latency:
+        interpreter_class = _interpreter_class()
+
+    directory = os.path.dirname(filepath)
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=directory,
+            prefix="." + os.path.basename(filepath)[: -len(".tflite")] + ".",
+            suffix=".tmp.tflite",
+        )
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"Cannot write to directory '{directory}' ({error.strerror}). "
+            "Choose an output path in a writable directory.",
+        ) from None
+    os.close(handle)
+    try:
+        _convert(
+            model,
+            temporary,
+            quantization,
+            representative_data,
+            int8_io,
+            input_shape,
+            input_dtype,
+            batch_size,
+        )
+        with open(temporary, "rb") as f:
+            content = f.read()
+        report = ExportReport(
+            path=filepath,
+            bytes=len(content),
+            quantization=quantization,
+            int8_io=bool(int8_io),
+            input_shape=(batch_size,) + tuple(input_shape),
+            num_threads=num_threads,
+        )
+        if verify:
+            if sample_inputs is None:
+                sample_inputs = _default_samples(
+                    representative_data, input_shape
+                )
+            _verify(
+                report,
+                interpreter_class,
+                content,
+                model,
+                sample_inputs,
+                tolerance,
+            )
+        if measure_latency:
+            report.latency_ms = _median_latency(
+                interpreter_class, content, num_runs, num_threads
+            )
+        _make_readable(temporary)
+        os.replace(temporary, filepath)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return report
+
+
+def _check_backend():
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            "keras_guided.export_tflite needs the TensorFlow backend (the "
+            f"TFLite converter is TensorFlow's). Received backend "
+            f"'{backend}'. Save the model with model.save('model.keras') and "
+            "export it from a TensorFlow-backend process: KERAS_BACKEND="
+            "tensorflow keras-guided export model.keras -o model.tflite"
+        )
+
+
+def _check_filepath(filepath):
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise ValueError(
+            "`filepath` must be a path ending in '.tflite'. "
+            f"Received: filepath={filepath!r}"
+        )
+    filepath = os.path.abspath(os.fspath(filepath))
+    if not filepath.endswith(".tflite"):
+        raise ValueError(
+            "`filepath` must end in '.tflite'. "
+            f"Received: filepath='{filepath}'"
+        )
+    directory = os.path.dirname(filepath)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"The output directory '{directory}' does not exist. Create it "
+            "first or choose another output path."
+        )
+    if os.path.isdir(filepath):
+        raise ValueError(
+            f"`filepath` '{filepath}' is a directory. Pass a file path "
+            "ending in '.tflite'."
+        )
+    return filepath
+
+
+def _check_quantization(quantization):
+    if quantization == "float32":
+        return None
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            "`quantization` must be one of None, 'dynamic', 'float16', "
+            f"'int8'. Received: quantization={quantization!r}"
+        )
+    return quantization
+
+
+def _single_input(model):
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "`model` must be a keras.Model. Received: "
+            f"{type(model).__name__}"
+        )
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"Model '{model.name}' has no defined inputs. Build it with an "
+            "input shape: keras.Sequential([keras.Input(shape), ...]) or a "
+            "Functional model."
+        )
+    if len(inputs) != 1:
+        raise ValueError(
+            "keras_guided.export_tflite supports single-input models. "
+            f"Received: model '{model.name}' with {len(inputs)} inputs. Use "
+            "model.export(path, format='litert') for multi-input models."
+        )
+    shape = tuple(inputs[0].shape[1:])
+    if any(dim is None for dim in shape):
+        raise ValueError(
+            "keras_guided.export_tflite needs a fixed input shape (apart from "
+            f"the batch). Received: model '{model.name}' with input shape "
+            f"{(None,) + shape}. Rebuild it with keras.Input(shape=...) "
+            "using fixed sizes."
+        )
+    return shape, inputs[0].dtype
+
+
+def _check_inputs(data, input_shape, name):
+    try:
+        array = np.asarray(data, dtype="float32")
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be an array of inputs of shape (num_samples,) + "
+            f"{input_shape}. Received: {type(data).__name__}"
+        ) from None
+    if array.ndim != len(input_shape) + 1 or array.shape[1:] != input_shape:
+        raise ValueError(
+            f"`{name}` must have shape (num_samples,) + {input_shape}. "
+            f"Received shape {array.shape}."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` must hold at least one sample.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` contains NaN or inf values.")
+    return array
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError(
+            "Verifying or timing a .tflite file needs the LiteRT interpreter "
+            f"(package 'ai-edge-litert'). Install it with: {_INSTALL_HINT}, "
+            "or pass verify=False (and measure_latency=False)."
+        ) from None
+    return Interpreter
+
+
+def _convert(
+    model,
+    path,
+    quantization,
+    representative_data,
+    int8_io,
+    input_shape,
+    input_dtype,
+    batch_size,
+):
+    import tensorflow as tf
+
+    ops = {tf.lite.OpsSet.TFLITE_BUILTINS}
+    options = {}
+    target_spec = {}
+    if quantization is not None:
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        target_spec["supported_types"] = [tf.float16]
+    if quantization == "int8":
+        ops.add(tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
+        data = representative_data
+
+        def representative_dataset():
+            for row in range(data.shape[0]):
+                yield [data[row : row + 1]]
+
+        options["representative_dataset"] = representative_dataset
+        if int8_io:
+            options["inference_input_type"] = tf.int8
+            options["inference_output_type"] = tf.int8
+    target_spec["supported_ops"] = ops
+    signature = [
+        tf.TensorSpec((batch_size,) + tuple(input_shape), input_dtype)
+    ]
+    try:
+        model.export(
+            path,
+            format="litert",
+            verbose=False,
+            input_signature=signature,
+            target_spec=target_spec,
+            **options,
+        )
+    except Exception as error:  # The converter raises several error types.
+        raise _conversion_error(model, error) from error
+
+
+def _conversion_error(model, error):
+    message = str(error)
+    ops = sorted(
+        set(re.findall(r"'tf\.(\w+)' op is neither a custom op", message))
+    )
+    if not ops:
+        first = message.strip().splitlines()[0] if message.strip() else ""
+        return ValueError(
+            f"TFLite conversion of model '{model.name}' failed: "
+            f"{type(error).__name__}: {first}"
+        )
+    layers = _layers_in_locations(model, message, ops)
+    where = ""
+    if layers:
+        where = " (used by " + ", ".join(layers) + ")"
+    return ValueError(
+        f"Model '{model.name}' needs TensorFlow ops that are not TFLite "
+        f"built-ins: {', '.join(ops)}{where}. keras_guided exports built-in "
+        "ops only, so the file runs on the stock LiteRT runtime without the "
+        "Flex delegate. Replace the layer with one made of supported ops, "
+        "or export with model.export(path, format='litert'), which allows "
+        "Flex ops."
+    )
+
+
+def _layers_in_locations(model, message, ops):
+    """Best-effort names of the layers whose name scopes hold the ops."""
+    by_name = {layer.name: layer for layer in _all_layers(model)}
+    found = []
+    for op in ops:
+        for location in re.findall(r'"(?:\w+):", "([^"@]*)/' + op, message):
+            for part in location.split("/"):
+                candidates = [part, re.sub(r"_\d+$", "", part)]
+                match = next((c for c in candidates if c in by_name), None)
+                if match and match != model.name:
+                    label = (
+                        f"layer '{match}' ({type(by_name[match]).__name__})"
+                    )
+                    if label not in found:
+                        found.append(label)
+    return found
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def _default_samples(representative_data, input_shape):
+    if representative_data is not None:
+        return representative_data[:_DEFAULT_SAMPLES]
+    rng = np.random.default_rng(0)
+    shape = (_DEFAULT_SAMPLES,) + tuple(input_shape)
+    return rng.standard_normal(shape).astype("float32")
+
+
+def _make_interpreter(interpreter_class, content, num_threads=1):
+    interpreter = interpreter_class(
+        model_content=content, num_threads=num_threads
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _run_litert(interpreter, inputs):
+    """Runs `inputs` through the interpreter in the file's batch size."""
+    input_detail = interpreter.get_input_details()[0]
+    output_detail = interpreter.get_output_details()[0]
+    batch = int(input_detail["shape_signature"][0])
+    if batch < 0:
+        interpreter.resize_tensor_input(
+            input_detail["index"], (inputs.shape[0],) + inputs.shape[1:]
+        )
+        interpreter.allocate_tensors()
+        batch = inputs.shape[0]
+    input_detail = interpreter.get_input_details()[0]
+    output_detail = interpreter.get_output_details()[0]
+    outputs = []
+    for start in range(0, inputs.shape[0], batch):
+        chunk = inputs[start : start + batch]
+        count = chunk.shape[0]
+        if count < batch:  # Pad the last chunk to the baked-in batch size.
+            pad = np.repeat(chunk[-1:], batch - count, axis=0)
+            chunk = np.concatenate([chunk, pad], axis=0)
+        interpreter.set_tensor(
+            input_detail["index"], _quantize(chunk, input_detail)
+        )
+        interpreter.invoke()
+        result = interpreter.get_tensor(output_detail["index"])
+        outputs.append(_dequantize(result, output_detail)[:count])
+    return np.concatenate(outputs, axis=0)
+
+
+def _quantize(array, detail):
+    if detail["dtype"] == np.float32:
+        return array.astype("float32")
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    quantized = np.round(array / scale + zero_point)
+    return np.clip(quantized, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(array, detail):
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype("float32")
+    scale, zero_point = detail["quantization"]
+    return (array.astype("float32") - zero_point) * scale
+
+
+def _keras_outputs(model, inputs):
+    outputs = model.predict(inputs, batch_size=64, verbose=0)
+    if isinstance(outputs, (list, tuple, dict)):
+        raise ValueError(
+            "keras_guided.export_tflite verifies single-output models. "
+            f"Received: model '{model.name}' with several outputs. Pass "
+            "verify=False to export it unverified."
+        )
+    return np.asarray(outputs, dtype="float32")
+
+
+def _verify(report, interpreter_class, content, model, inputs, tolerance):
+    expected = _keras_outputs(model, inputs)
+    interpreter = _make_interpreter(interpreter_class, content)
+    actual = _run_litert(interpreter, inputs)
+    if actual.shape != expected.shape:
+        raise ValueError(
+            f"The LiteRT output has shape {actual.shape} but Keras returns "
+            f"{expected.shape}; the conversion of model '{model.name}' is "
+            "not faithful. The file was not written."
+        )
+    difference = np.abs(actual.astype("float64") - expected)
+    finite = bool(np.all(np.isfinite(actual)))
+    report.num_samples = int(inputs.shape[0])
+    report.max_abs_diff = float(np.max(difference)) if finite else float("inf")
+    report.mean_abs_diff = (
+        float(np.mean(difference)) if finite else float("inf")
+    )
+    if expected.ndim >= 2 and expected.shape[-1] > 1:
+        agree = np.argmax(actual, -1) == np.argmax(expected, -1)
+        report.argmax_agreement = float(np.mean(agree))
+    if tolerance is None and report.quantization is None:
+        scale = max(1.0, float(np.max(np.abs(expected))))
+        tolerance = FLOAT32_TOLERANCE * scale
+    report.tolerance = None if tolerance is None else float(tolerance)
+    report.ok = finite and (
+        tolerance is None or report.max_abs_diff <= tolerance
+    )
+    if not report.ok:
+        mode = report.quantization or "float32"
+        raise ValueError(
+            f"The {mode} LiteRT model disagrees with Keras on "
+            f"{report.num_samples} sample inputs: max |LiteRT - Keras| = "
+            f"{report.max_abs_diff:.3g}, allowed {report.tolerance}. The file "
+            f"was not written. Check the model for ops that convert "
+            "differently, pass a larger `tolerance`, or verify=False to "
+            "write it anyway."
+        )
+
+
+def _median_latency(interpreter_class, content, num_runs, num_threads):
+    interpreter = _make_interpreter(interpreter_class, content, num_threads)
+    detail = interpreter.get_input_details()[0]
+    if int(detail["shape_signature"][0]) < 0:
+        shape = (1,) + tuple(int(d) for d in detail["shape"][1:])
+        interpreter.resize_tensor_input(detail["index"], shape)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+    sample = np.zeros(tuple(detail["shape"]), dtype=detail["dtype"])
+    interpreter.set_tensor(detail["index"], sample)
+    for _ in range(min(5, num_runs)):  # Warm-up.
+        interpreter.invoke()
+    times = []
+    for _ in range(num_runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+def _make_readable(path):
+    """Gives the temporary file the permissions a plain `open` would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
