@@ -209,6 +209,15 @@ def export_tflite(
             "`batch_size` must be a positive int or None (dynamic). "
             f"Received: batch_size={batch_size!r}"
         )
+    if tolerance is not None and (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float, np.integer, np.floating))
+        or not tolerance >= 0
+    ):
+        raise ValueError(
+            "`tolerance` must be a non-negative float or None. "
+            f"Received: tolerance={tolerance!r}"
+        )
     input_shape, input_dtype = _single_input(model)
     if quantization == "int8" and representative_data is None:
         raise ValueError(

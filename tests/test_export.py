@@ -1,0 +1,328 @@
+"""Tests for keras_guided.export (`export_tflite`)."""
+
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import keras_guided
+from keras_guided import export as export_lib
+from keras_guided import stats
+
+Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+
+# Bytes per weight in the file, by mode (int8 and dynamic store int8 weights;
+# int8 biases are int32 but there are few of them).
+BYTES_PER_PARAM = {None: 4.0, "float16": 2.0, "dynamic": 1.0, "int8": 1.0}
+# What the test accepts as |LiteRT - Keras| on softmax outputs.
+TEST_TOLERANCE = {None: 1e-5, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
+
+
+def _cnn(filters, units, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(filters, 3, activation="relu", name="conv1")(
+        inputs
+    )
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Conv2D(filters, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(units, activation="relu", name="dense1")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="out")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _pruned_cnn(model, kept_filters, kept_units):
+    """The CNN with only the first filters/units kept, weights copied."""
+    small = _cnn(kept_filters, kept_units, seed=1)
+    conv1, bn1, conv2 = (model.get_layer(n) for n in ("conv1", "bn1", "conv2"))
+    dense1, out = model.get_layer("dense1"), model.get_layer("out")
+    f, u = kept_filters, kept_units
+    k, b = conv1.get_weights()
+    small.get_layer("conv1").set_weights([k[..., :f], b[:f]])
+    small.get_layer("bn1").set_weights([w[:f] for w in bn1.get_weights()])
+    k, b = conv2.get_weights()
+    small.get_layer("conv2").set_weights([k[:, :, :f, :f], b[:f]])
+    # Flatten of (4, 4, C): channel c owns rows c, c + C, ...
+    k, b = dense1.get_weights()
+    channels = conv2.filters
+    rows = [p * channels + c for p in range(16) for c in range(f)]
+    small.get_layer("dense1").set_weights([k[rows][:, :u], b[:u]])
+    k, b = out.get_weights()
+    small.get_layer("out").set_weights([k[:u], b])
+    return small
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x = load_digits().images.astype("float32")[..., None] / 16.0
+    return x[:128]
+
+
+@pytest.fixture(scope="module")
+def models():
+    full = _cnn(16, 64)
+    return full, _pruned_cnn(full, 8, 24)
+
+
+def _litert_outputs(path, inputs):
+    interpreter = Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    detail_in = interpreter.get_input_details()[0]
+    detail_out = interpreter.get_output_details()[0]
+    outputs = []
+    for row in inputs:
+        x = row[None]
+        if detail_in["dtype"] == np.int8:
+            scale, zero = detail_in["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype("int8")
+        interpreter.set_tensor(detail_in["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(detail_out["index"])
+        if detail_out["dtype"] == np.int8:
+            scale, zero = detail_out["quantization"]
+            y = (y.astype("float32") - zero) * scale
+        outputs.append(y[0])
+    return np.stack(outputs), detail_in["dtype"]
+
+
+@pytest.mark.parametrize("quantization", [None, "dynamic", "float16", "int8"])
+def test_each_mode_matches_keras_and_pruned_is_smaller(
+    quantization, models, digits, tmp_path
+):
+    full, pruned = models
+    sizes = {}
+    for name, model in (("full", full), ("pruned", pruned)):
+        path = str(tmp_path / f"{name}.tflite")
+        report = keras_guided.export_tflite(
+            model,
+            path,
+            quantization=quantization,
+            representative_data=digits,
+            sample_inputs=digits[:16],
+        )
+        assert isinstance(report, keras_guided.ExportReport)
+        assert report.path == path
+        assert report.bytes == os.path.getsize(path)
+        assert report.quantization == quantization
+        assert report.ok is True
+        assert report.num_samples == 16
+        # Check the file ourselves, independently of the report.
+        actual, _ = _litert_outputs(path, digits[:16])
+        expected = model.predict(digits[:16], verbose=0)
+        difference = np.max(np.abs(actual - expected))
+        assert difference <= TEST_TOLERANCE[quantization]
+        np.testing.assert_allclose(report.max_abs_diff, difference, atol=1e-6)
+        if quantization is None:
+            assert report.tolerance == pytest.approx(1e-5)
+        sizes[name] = report.bytes
+    assert sorted(os.listdir(tmp_path)) == ["full.tflite", "pruned.tflite"]
+    # The size saved is about the parameters removed times bytes per weight.
+    removed = stats.count_params(full) - stats.count_params(pruned)
+    expected_saving = removed * BYTES_PER_PARAM[quantization]
+    saving = sizes["full"] - sizes["pruned"]
+    assert 0.75 * expected_saving < saving < 1.25 * expected_saving
+
+
+def test_int8_io_and_dynamic_batch(models, digits, tmp_path):
+    _, pruned = models
+    path = str(tmp_path / "io.tflite")
+    report = keras_guided.export_tflite(
+        pruned,
+        path,
+        quantization="int8",
+        representative_data=digits,
+        int8_io=True,
+        batch_size=None,
+    )
+    assert report.int8_io and report.ok
+    assert report.input_shape == (None, 8, 8, 1)
+    assert 0.0 <= report.argmax_agreement <= 1.0
+    actual, input_dtype = _litert_outputs(path, digits[:8])
+    assert input_dtype == np.int8
+    expected = pruned.predict(digits[:8], verbose=0)
+    assert np.max(np.abs(actual - expected)) <= TEST_TOLERANCE["int8"]
+
+
+def test_latency_and_summary(models, tmp_path):
+    _, pruned = models
+    report = keras_guided.export_tflite(
+        pruned,
+        str(tmp_path / "m.tflite"),
+        measure_latency=True,
+        num_runs=5,
+        num_threads=1,
+    )
+    assert report.latency_ms > 0
+    text = report.summary()
+    assert "quantization: float32" in text and "latency:" in text
+    assert ", ok" in text
+
+
+def test_int8_without_representative_data(models, tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"^`quantization='int8'` needs `representative_data`: typical "
+        r"inputs of shape \(num_samples,\) \+ \(8, 8, 1\) to calibrate the "
+        r"int8 ranges\. Received: representative_data=None\. Pass e\.g\. "
+        r"representative_data=x_train\[:256\], or use "
+        r"quantization='dynamic', which needs no data\.$",
+    ):
+        keras_guided.export_tflite(
+            models[1], str(tmp_path / "m.tflite"), quantization="int8"
+        )
+    assert os.listdir(tmp_path) == []
+
+
+class Erfinv(keras.layers.Layer):
+    """A layer whose op has no TFLite built-in kernel."""
+
+    def call(self, x):
+        return keras.ops.erfinv(keras.ops.tanh(x) * 0.5)
+
+
+def _flex_model():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(4)(inputs)
+    x = Erfinv(name="needs_flex")(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def test_flex_op_fails_naming_op_and_layer_and_keeps_existing_file(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"previous model")
+    with pytest.raises(
+        ValueError,
+        match=r"needs TensorFlow ops that are not TFLite built-ins: Erfinv "
+        r"\(used by layer 'needs_flex' \(Erfinv\)\)\.",
+    ):
+        keras_guided.export_tflite(_flex_model(), str(path))
+    assert path.read_bytes() == b"previous model"
+    assert os.listdir(tmp_path) == ["m.tflite"]
+
+
+def test_failed_verification_writes_nothing(models, digits, tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"previous model")
+    with pytest.raises(
+        ValueError,
+        match=r"^The int8 LiteRT model disagrees with Keras on 16 sample "
+        r"inputs: .* The file was not written\.",
+    ):
+        keras_guided.export_tflite(
+            models[1],
+            str(path),
+            quantization="int8",
+            representative_data=digits,
+            sample_inputs=digits[:16],
+            tolerance=0.0,
+        )
+    assert path.read_bytes() == b"previous model"
+    assert os.listdir(tmp_path) == ["m.tflite"]
+
+
+def _unwritable_directory(tmp_path):
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        tempfile.mkstemp(dir=directory)
+    except OSError:
+        return str(directory)
+    # Running as root: permissions do not stop us; /sys is read-only.
+    try:
+        tempfile.mkstemp(dir="/sys")
+    except OSError:
+        return "/sys"
+    pytest.skip("no unwritable directory available")
+
+
+def test_unwritable_directory(models, tmp_path):
+    directory = _unwritable_directory(tmp_path)
+    with pytest.raises(OSError, match=r"Cannot write to directory '.*'"):
+        keras_guided.export_tflite(
+            models[1], os.path.join(directory, "m.tflite")
+        )
+    assert not os.path.exists(os.path.join(directory, "m.tflite"))
+
+
+def test_missing_directory(models, tmp_path):
+    missing = tmp_path / "nope" / "m.tflite"
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"The output directory '.*nope' does not exist\.",
+    ):
+        keras_guided.export_tflite(models[1], str(missing))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"quantization": "int4"},
+            r"`quantization` must be one of None, 'dynamic', 'float16', "
+            r"'int8'\. Received: quantization='int4'",
+        ),
+        (
+            {"int8_io": True},
+            r"`int8_io=True` needs `quantization='int8'`",
+        ),
+        (
+            {"num_runs": 0},
+            r"`num_runs` must be a positive int\. Received: num_runs=0",
+        ),
+        (
+            {"tolerance": -1.0},
+            r"`tolerance` must be a non-negative float or None\. "
+            r"Received: tolerance=-1\.0",
+        ),
+        (
+            {"sample_inputs": np.zeros((3, 8, 8))},
+            r"`sample_inputs` must have shape \(num_samples,\) \+ "
+            r"\(8, 8, 1\)\. Received shape \(3, 8, 8\)\.",
+        ),
+    ],
+)
+def test_bad_arguments(models, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_guided.export_tflite(
+            models[1], str(tmp_path / "m.tflite"), **kwargs
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_filepath_and_model(models, tmp_path):
+    with pytest.raises(ValueError, match=r"`filepath` must end in '\.tflite'"):
+        keras_guided.export_tflite(models[1], str(tmp_path / "m.keras"))
+    a, b = keras.Input((2,)), keras.Input((2,))
+    two = keras.Model([a, b], keras.layers.Add()([a, b]))
+    with pytest.raises(
+        ValueError,
+        match=r"supports single-input models\. Received: model '.*' with 2 "
+        r"inputs\.",
+    ):
+        keras_guided.export_tflite(two, str(tmp_path / "m.tflite"))
+
+
+def test_missing_interpreter_names_the_extra(models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with pytest.raises(
+        ImportError, match=r"pip install keras-guided\[tflite\]"
+    ):
+        keras_guided.export_tflite(models[1], str(tmp_path / "m.tflite"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_model_is_not_modified(models, tmp_path):
+    _, pruned = models
+    before = [w.copy() for w in pruned.get_weights()]
+    keras_guided.export_tflite(
+        pruned, str(tmp_path / "m.tflite"), quantization="dynamic"
+    )
+    after = pruned.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))
+    assert export_lib.QUANTIZATIONS == (None, "dynamic", "float16", "int8")
