@@ -1,0 +1,374 @@
+"""The `keras-guided` command line: `demo`, `inspect`, `prune`, `export`.
+
+Every command returns an exit code: 0 on success, 1 with a one-line reason
+on stderr when the input is bad (missing file, not a Keras model, unwritable
+output, invalid option), 2 for a malformed command line (argparse).
+Models are loaded with `keras.saving.load_model(..., safe_mode=True)`, so a
+`.keras` file with embedded Python code (a Lambda layer) is refused.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import zipfile
+
+PROG = "keras-guided"
+
+
+class CommandError(Exception):
+    """A bad input the command line reports in one line, exit code 1."""
+
+
+def main(argv=None):
+    """Runs the `keras-guided` command line.
+
+    Args:
+        argv: list of arguments without the program name. Defaults to
+            `None`: `sys.argv[1:]`.
+
+    Returns:
+        The exit code: 0 on success, 1 on bad input (the reason is printed
+        on stderr in one line), 2 on a malformed command line.
+
+    Example:
+
+    >>> import keras_guided.cli
+    >>> keras_guided.cli.main(["inspect", "no_such_model.keras"])
+    1
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error from argparse.
+        return exit_.code if isinstance(exit_.code, int) else 2
+    # Silence TensorFlow's C++ logging unless the user asked for it; it has
+    # to be set before TensorFlow is first imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return args.handler(args) or 0
+    except CommandError as error:
+        return _fail(str(error))
+    except (ValueError, OSError, ImportError, RuntimeError) as error:
+        return _fail(_one_line(error))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+def _fail(message):
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _one_line(error):
+    text = str(error).strip()
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        text = f"{error.strerror}: '{error.filename}'"
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first
+
+
+def _progress(message):
+    print(message, flush=True)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Train Keras networks to be cut (guided regularization), remove "
+            "the dead units, and export the result to TFLite."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        help="train, prune, fine-tune and export a CNN on digits",
+        description=(
+            "Train a small CNN on scikit-learn digits with guided "
+            "regularization, prune the dead units, fine-tune, export "
+            ".tflite (float32 and int8) and print a before/after table."
+        ),
+    )
+    demo.add_argument(
+        "--out",
+        default="keras_guided_demo",
+        help="directory for the artifacts (default: ./keras_guided_demo)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few epochs on a subset (seconds; for smoke tests)",
+    )
+    demo.set_defaults(handler=_run_demo)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="unit groups, their norms, and what prune would remove",
+    )
+    inspect.add_argument("model", help="a .keras file")
+    inspect.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="leave the groups of unknown layers intact instead of failing",
+    )
+    inspect.set_defaults(handler=_run_inspect)
+
+    prune = commands.add_parser(
+        "prune",
+        help="remove dead (or the least important) units; save a new model",
+    )
+    prune.add_argument("model", help="a .keras file")
+    prune.add_argument(
+        "-o", "--output", required=True, help="output .keras file"
+    )
+    prune.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="also remove groups whose norm is at most this value",
+    )
+    prune.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="fraction of the model to keep, in (0, 1] (see --target-kind)",
+    )
+    prune.add_argument(
+        "--target-kind",
+        choices=("units", "params", "flops"),
+        default="params",
+        help="what --target measures (default: params)",
+    )
+    prune.add_argument(
+        "--min-units",
+        type=int,
+        default=1,
+        help="never make a layer narrower than this (default: 1)",
+    )
+    prune.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="LAYER",
+        help="a layer name whose units are kept (repeatable)",
+    )
+    prune.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="leave the groups of unknown layers intact instead of failing",
+    )
+    prune.set_defaults(handler=_run_prune)
+
+    export = commands.add_parser(
+        "export", help="export a .keras model to a verified .tflite file"
+    )
+    export.add_argument("model", help="a .keras file")
+    export.add_argument(
+        "-o", "--output", required=True, help="output .tflite file"
+    )
+    export.add_argument(
+        "--quantize",
+        choices=("none", "dynamic", "float16", "int8"),
+        default="none",
+        help="quantization mode (default: none, float32)",
+    )
+    export.add_argument(
+        "--calibration",
+        metavar="DATA.npy",
+        help="typical inputs (N, ...) for int8 calibration and verification",
+    )
+    export.add_argument(
+        "--int8-io",
+        action="store_true",
+        help="with --quantize int8: int8 input and output tensors",
+    )
+    export.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the LiteRT-vs-Keras comparison",
+    )
+    export.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure the median interpreter latency on this machine",
+    )
+    export.add_argument(
+        "--num-runs", type=int, default=50, help="timed runs (default: 50)"
+    )
+    export.add_argument(
+        "--threads", type=int, default=1, help="interpreter threads"
+    )
+    export.set_defaults(handler=_run_export)
+    return parser
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _check_model_path(path):
+    if not os.path.exists(path):
+        raise CommandError(f"model file '{path}' does not exist")
+    if os.path.isdir(path):
+        raise CommandError(
+            f"'{path}' is a directory, expected a .keras model file"
+        )
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise CommandError(
+            f"'{path}' is not a Keras model file (expected a .keras archive "
+            "written by model.save('model.keras'))"
+        )
+
+
+def load_model(path):
+    """Loads a `.keras` file in safe mode, or raises a one-line `CommandError`.
+
+    Args:
+        path: path of a `.keras` file.
+
+    Returns:
+        The loaded `keras.Model` (not compiled).
+
+    Raises:
+        CommandError: if the file is missing or is not a loadable Keras model.
+    """
+    _check_model_path(path)
+    _progress(f"loading {path} ...")
+    import keras
+
+    import keras_guided  # noqa: F401  (registers our serializable classes)
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Loading fails in many ways.
+        raise CommandError(
+            f"could not load '{path}' as a Keras model: {_one_line(error)}"
+        ) from error
+    if not isinstance(model, keras.Model):
+        raise CommandError(
+            f"'{path}' holds a {type(model).__name__}, expected a keras.Model"
+        )
+    return model
+
+
+def _check_output(path, suffix):
+    if not path.endswith(suffix):
+        raise CommandError(
+            f"the output file must end in '{suffix}'. Received: '{path}'"
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CommandError(f"output directory '{directory}' does not exist")
+    if os.path.isdir(path):
+        raise CommandError(f"output '{path}' is a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
+    except OSError as error:
+        raise CommandError(
+            f"cannot write to output directory '{directory}' "
+            f"({error.strerror})"
+        ) from None
+    os.close(handle)
+    os.remove(probe)
+
+
+def _save_model(model, path):
+    """Saves `model` to `path` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(
+        dir=directory, prefix=".keras-guided.", suffix=".keras"
+    )
+    os.close(handle)
+    try:
+        model.save(temporary)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _run_demo(args):
+    from keras_guided import demo
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"--out '{args.out}' exists and is not a directory")
+    demo.run_demo(out_dir=args.out, seed=args.seed, quick=args.quick)
+    return 0
+
+
+def _run_export(args):
+    _check_output(args.output, ".tflite")
+    quantization = None if args.quantize == "none" else args.quantize
+    if quantization == "int8" and not args.calibration:
+        raise CommandError(
+            "--quantize int8 needs --calibration DATA.npy: a few hundred "
+            "typical inputs, shape (N,) + the model's input shape"
+        )
+    if args.int8_io and quantization != "int8":
+        raise CommandError("--int8-io needs --quantize int8")
+    for name in ("num_runs", "threads"):
+        if getattr(args, name) < 1:
+            raise CommandError(
+                f"--{name.replace('_', '-')} must be a positive integer. "
+                f"Received: {getattr(args, name)}"
+            )
+    data = _load_calibration(args.calibration) if args.calibration else None
+    model = load_model(args.model)
+
+    from keras_guided import export as export_lib
+
+    mode = quantization or "float32"
+    _progress(f"converting to TFLite ({mode}, built-in ops only) ...")
+    report = export_lib.export_tflite(
+        model,
+        args.output,
+        quantization=quantization,
+        representative_data=data,
+        int8_io=args.int8_io,
+        verify=not args.no_verify,
+        sample_inputs=None if data is None else data[:64],
+        measure_latency=args.latency,
+        num_runs=args.num_runs,
+        num_threads=args.threads,
+    )
+    print(report.summary())
+    return 0
+
+
+def _load_calibration(path):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CommandError(f"calibration file '{path}' does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise CommandError(
+            f"could not read '{path}' as a .npy array: {_one_line(error)}"
+        ) from None
+    if not isinstance(data, np.ndarray):
+        raise CommandError(
+            f"'{path}' must hold one array (a .npy file), not an .npz archive"
+        )
+    return data
+
+
+def _run_inspect(args):
+    raise CommandError("inspect is not available yet")
+
+
+def _run_prune(args):
+    raise CommandError("prune is not available yet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
