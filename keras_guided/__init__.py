@@ -6,6 +6,15 @@ filters reach zero and can be removed from the model.
 """
 
 from keras_guided import guidance
+from keras_guided import plots
+from keras_guided import regularizers
+from keras_guided import graph
+from keras_guided import rules
+from keras_guided.graph import UnitGroup
+from keras_guided.graph import UnitSlice
+from keras_guided.graph import find_unit_groups
+from keras_guided.rules import register_rule
+from keras_guided.callbacks import GuidedPruning
 from keras_guided import stats
 from keras_guided import units
 from keras_guided.export import ExportReport
@@ -19,16 +28,25 @@ from keras_guided.regularizers import GuidedRegularizer
 from keras_guided.version import __version__
 
 __all__ = [
+    "UnitGroup",
+    "UnitSlice",
+    "find_unit_groups",
+    "graph",
+    "register_rule",
+    "rules",
     "ExplicitGuidance",
     "ExponentialGuidance",
     "ExportReport",
     "Guidance",
+    "GuidedPruning",
     "GuidedRegularizer",
     "LinearGuidance",
     "UniformGuidance",
     "__version__",
     "export_tflite",
     "guidance",
+    "plots",
+    "regularizers",
     "stats",
     "units",
 ]

@@ -92,7 +92,8 @@ class GuidedRegularizer(keras.regularizers.Regularizer):
     The strength lives in a `keras.Variable`, so changing `strength` during
     `fit` (e.g. from a callback) takes effect in the compiled train step on
     the TensorFlow backend. On JAX the compiled step keeps the old value until
-    it is rebuilt; `keras_guided.GuidedPruning` handles that for you.
+    it is rebuilt: change it with `keras_guided.regularizers.set_strength`,
+    which works on every backend.
 
     Args:
         strength: non-negative float, the penalty weight. Defaults to `1e-3`.
@@ -184,3 +185,74 @@ class GuidedRegularizer(keras.regularizers.Regularizer):
             f"norm={self.norm!r}, guidance={self.guidance!r}, "
             f"axis={self.axis!r})"
         )
+
+
+def guided_regularizers(model):
+    """Every `GuidedRegularizer` attached to a weight of `model`.
+
+    Nested models included; a regularizer shared by several weights is
+    listed once.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+    ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
+    >>> len(keras_guided.regularizers.guided_regularizers(model))
+    1
+    """
+    found = []
+    for variable in model.weights:
+        regularizer = getattr(variable, "regularizer", None)
+        if isinstance(regularizer, GuidedRegularizer) and not any(
+            regularizer is other for other in found
+        ):
+            found.append(regularizer)
+    return found
+
+
+def set_strength(model, strength):
+    """Sets the strength of every `GuidedRegularizer` of `model`, live.
+
+    Use it from your own callback to change the penalty during `fit`. The new
+    value takes effect at the next train step on every backend: on
+    TensorFlow the compiled step reads the strength variable; on JAX, where a
+    variable outside the model's state is a constant of the compiled step, the
+    train function is rebuilt (a retrace, so change the strength per epoch,
+    not per batch).
+
+    Args:
+        model: a `keras.Model`.
+        strength: non-negative float.
+
+    Returns:
+        The number of regularizers changed.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+    ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
+    >>> keras_guided.regularizers.set_strength(model, 0.0)
+    1
+    """
+    strength = validate_strength(strength)
+    regularizers = guided_regularizers(model)
+    changed = [r for r in regularizers if r.strength != strength]
+    for regularizer in changed:
+        regularizer.strength = strength
+    if changed:
+        refresh_train_function(model)
+    return len(regularizers)
+
+
+def refresh_train_function(model):
+    """Makes a running `fit` see changed non-state variables (JAX only).
+
+    On TensorFlow (and torch) the compiled step reads variables by reference,
+    so nothing is needed. On JAX the step is rebuilt if it exists.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    if getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)

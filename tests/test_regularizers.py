@@ -7,6 +7,7 @@ import pytest
 
 import keras_guided
 from keras_guided import guidance as guidance_lib
+from tests.helpers import gradient
 
 GUIDANCES = ["uniform", "linear", "exponential"]
 NORMS = ["group", "l1", "l2"]
@@ -86,16 +87,11 @@ def test_explicit_guidance_penalty_and_wrong_length():
 
 
 def test_gradient_is_finite_at_all_zero_unit():
-    import tensorflow as tf
-
     regularizer = keras_guided.GuidedRegularizer(strength=1.0, norm="group",
                                                  guidance="linear")
     kernel = np.ones((3, 4), "float32")
     kernel[:, 2] = 0.0
-    w = tf.Variable(kernel)
-    with tf.GradientTape() as tape:
-        penalty = regularizer(w)
-    grad = tape.gradient(penalty, w).numpy()
+    grad = gradient(regularizer, kernel)
     assert np.all(np.isfinite(grad))
     np.testing.assert_array_equal(grad[:, 2], 0.0)
     assert np.all(grad[:, 1] > 0)
@@ -143,11 +139,14 @@ def test_keras_file_round_trip(tmp_path):
     assert regularizer.get_config()["guidance"] == [0.5, 1.0, 1.5]
 
 
-def test_strength_change_takes_effect_inside_compiled_fit():
+@pytest.mark.parametrize("how", ["set_strength", "attribute"])
+def test_strength_change_takes_effect_inside_compiled_fit(how):
     # With a zero learning rate the weights never move, so the change in the
     # reported loss between epochs is exactly the penalty turned on by the
     # callback. A strength frozen at trace time would leave it unchanged.
-    keras.utils.set_random_seed(0)
+    if how == "attribute" and keras.backend.backend() == "jax":
+        pytest.skip("on JAX a bare assignment is frozen; set_strength is the "
+                    "documented way (tested by the other case)")
     regularizer = keras_guided.GuidedRegularizer(strength=0.0,
                                                  guidance="linear")
     model = keras.Sequential([
@@ -162,16 +161,23 @@ def test_strength_change_takes_effect_inside_compiled_fit():
 
     class SetStrength(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            regularizer.strength = [0.0, 2.0][epoch]
+            value = [0.0, 2.0, 0.5][epoch]
+            if how == "attribute":
+                regularizer.strength = value
+            else:
+                keras_guided.regularizers.set_strength(self.model, value)
 
-    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0,
                         callbacks=[SetStrength()])
     kernel = keras.ops.convert_to_numpy(model.layers[0].kernel)
-    expected = numpy_penalty(kernel, -1, 2.0, "group",
-                             expected_coefficients("linear", 8))
+    penalty = numpy_penalty(kernel, -1, 1.0, "group",
+                            expected_coefficients("linear", 8))
     losses = history.history["loss"]
-    np.testing.assert_allclose(losses[1] - losses[0], expected, rtol=1e-4)
-    assert regularizer.strength == 2.0
+    np.testing.assert_allclose(losses[1] - losses[0], 2.0 * penalty,
+                               rtol=1e-4)
+    np.testing.assert_allclose(losses[2] - losses[0], 0.5 * penalty,
+                               rtol=1e-4)
+    assert regularizer.strength == 0.5
 
 
 def test_guided_training_shrinks_high_guidance_units():
