@@ -33,16 +33,95 @@ CONTRACT (used by callbacks.py, scoring.py, surgery.py, cli.py):
         consumer:  input slice of the next Dense/Conv kernel
         statistic: BN moving mean/variance (sliced, never penalized, not
                    counted when deciding that a group is dead)
+
+How it works. Every channel that a layer creates (a Dense unit, a Conv
+filter) is an *atom*. We walk the graph in topological order and give each
+tensor an array with the atom of each of its channels (its last axis, since
+Keras is channels-last): per-channel layers pass the array through,
+Concatenate joins arrays, Flatten tiles it (channel `c` owns positions
+`c, c + C, c + 2C, ...`), a DepthwiseConv with depth multiplier `m` repeats
+each atom `m` times. Add/Multiply/... union the atoms of their inputs
+channel by channel, and so does every weight position seen twice (a shared
+layer). The union-find classes of atoms are the *units*. Units that occur in
+exactly the same weight slices (with the same number of positions each)
+form one *group*, so every slice of a group owns the same number of
+positions of every one of its units.
 """
 
 import dataclasses
 
 import numpy as np
+from keras import layers as keras_layers
+
+from keras_guided import units as units_lib
+
+ROLES = ("producer", "follower", "consumer", "statistic")
+ON_UNSUPPORTED = ("raise", "keep")
+
+# Layers whose output channel `c` depends on input channel `c` only and that
+# own no per-channel weights (at inference time).
+_ELEMENTWISE = (
+    keras_layers.ReLU,
+    keras_layers.LeakyReLU,
+    keras_layers.ELU,
+    keras_layers.Dropout,
+    keras_layers.SpatialDropout1D,
+    keras_layers.SpatialDropout2D,
+    keras_layers.SpatialDropout3D,
+    keras_layers.GaussianNoise,
+    keras_layers.GaussianDropout,
+    keras_layers.AlphaDropout,
+    keras_layers.ActivityRegularization,
+    keras_layers.Identity,
+    keras_layers.MaxPooling1D,
+    keras_layers.MaxPooling2D,
+    keras_layers.MaxPooling3D,
+    keras_layers.AveragePooling1D,
+    keras_layers.AveragePooling2D,
+    keras_layers.AveragePooling3D,
+    keras_layers.GlobalMaxPooling1D,
+    keras_layers.GlobalMaxPooling2D,
+    keras_layers.GlobalMaxPooling3D,
+    keras_layers.GlobalAveragePooling1D,
+    keras_layers.GlobalAveragePooling2D,
+    keras_layers.GlobalAveragePooling3D,
+    keras_layers.ZeroPadding1D,
+    keras_layers.ZeroPadding2D,
+    keras_layers.ZeroPadding3D,
+    keras_layers.Cropping1D,
+    keras_layers.Cropping2D,
+    keras_layers.Cropping3D,
+    keras_layers.UpSampling1D,
+    keras_layers.UpSampling2D,
+    keras_layers.UpSampling3D,
+)
+_MERGES = (
+    keras_layers.Add,
+    keras_layers.Subtract,
+    keras_layers.Multiply,
+    keras_layers.Average,
+    keras_layers.Maximum,
+    keras_layers.Minimum,
+)
+# keras.ops used directly on symbolic tensors (`x + y`, `x * s`).
+_MERGE_OPS = ("Add", "Subtract", "Multiply", "Maximum", "Minimum")
+_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
 
 @dataclasses.dataclass
 class UnitSlice:
-    """Positions along one axis of one weight owned by the units of a group."""
+    """Positions along one axis of one weight owned by the units of a group.
+
+    Attributes:
+        layer: the Keras layer that owns the weight (inside nested models
+            too).
+        weight: the variable's name in that layer (`"kernel"`, `"gamma"`).
+        axis: the weight axis that indexes units; a tuple of contiguous axes
+            means those axes flattened row-major.
+        positions: int array of shape `(num_units, k)`: the `k` positions
+            along `axis` owned by each unit of the group.
+        role: `"producer"`, `"follower"`, `"consumer"` or `"statistic"`.
+    """
 
     layer: object
     weight: str
@@ -53,7 +132,18 @@ class UnitSlice:
 
 @dataclasses.dataclass
 class UnitGroup:
-    """Channels that live or die together, with every weight slice tied."""
+    """Channels that live or die together, with every weight slice tied.
+
+    Attributes:
+        index: position of the group in the list `find_unit_groups` returns.
+        num_units: number of units (channels) in the group.
+        slices: the `UnitSlice`s of the group, producers first, then
+            followers, consumers and statistics.
+        layers: names of the layers whose output tensors carry these
+            channels, producers first.
+        prunable: whether units of this group may be removed.
+        reason: why the group is not prunable, or `None`.
+    """
 
     index: int
     num_units: int
@@ -63,6 +153,586 @@ class UnitGroup:
     reason: str = None
 
 
+def describe(layer):
+    """Returns `"layer 'name' (ClassName)"`, the way errors name a layer."""
+    return f"layer '{layer.name}' ({type(layer).__name__})"
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = []
+
+    def make(self, count):
+        start = len(self.parent)
+        self.parent.extend(range(start, start + count))
+        return np.arange(start, start + count, dtype=np.int64)
+
+    def find(self, a):
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def union(self, a, b):
+        ra, rb = self.find(int(a)), self.find(int(b))
+        if ra != rb:
+            # The older atom stays the root, so unit order follows the graph.
+            if ra < rb:
+                self.parent[rb] = ra
+            else:
+                self.parent[ra] = rb
+
+
+@dataclasses.dataclass
+class _Record:
+    """A weight slice seen during the walk: position -> atom."""
+
+    layer: object
+    weight: str
+    axis: object
+    role: str
+    atoms: dict
+
+
+class GraphAnalysis:
+    """What the walk over a model found; used by surgery and scoring.
+
+    Attributes:
+        model: the analysed model.
+        groups: the list of `UnitGroup`s.
+        unsupported: descriptions (`"layer 'x' (Cls)"`) of the unsupported
+            layers met (only non-empty with `on_unsupported="keep"`).
+        tensor_units: `id(KerasTensor) -> np.ndarray` of the global unit id
+            of every channel of that tensor (`-1`: not in any group).
+        unit_location: `global unit id -> (group index, unit index)`.
+    """
+
+    def __init__(self, model, on_unsupported="raise"):
+        if on_unsupported not in ON_UNSUPPORTED:
+            raise ValueError(
+                f"`on_unsupported` must be one of {ON_UNSUPPORTED}. "
+                f"Received: on_unsupported={on_unsupported!r}"
+            )
+        self.model = model
+        self.on_unsupported = on_unsupported
+        self._uf = _UnionFind()
+        self._flags = {}  # atom -> set of (kind, text)
+        self._records = {}  # (id(layer), weight, role) -> _Record
+        self._tensor_atoms = {}  # id(tensor) -> atoms array or None
+        self._carriers = []  # (layer name, atoms, is_producer)
+        self._producer_layers = set()
+        self.unsupported = []
+        self._unsupported_errors = []
+        self.nodes = []  # (functional, node) in walk order, nested included
+        functional = _functional_of(model)
+        inputs = functional.inputs
+        for tensor in inputs:
+            atoms = self._new_atoms(tensor)
+            if atoms is not None:
+                for a in atoms:
+                    self._flag(a, "input", "channels of a model input")
+            self._tensor_atoms[id(tensor)] = atoms
+        self._walk(functional)
+        for tensor in functional.outputs:
+            atoms = self._tensor_atoms.get(id(tensor))
+            if atoms is None:
+                continue
+            producer = tensor._keras_history.operation
+            text = (
+                f"its channels are a model output (produced by "
+                f"{describe(producer)})"
+            )
+            for a in atoms:
+                self._flag(a, "output", text)
+        self._finalize()
+
+    # ----------------------------------------------------------------- walk
+    def _new_atoms(self, tensor):
+        shape = getattr(tensor, "shape", None)
+        if shape is None or len(shape) < 2 or shape[-1] is None:
+            return None
+        return self._uf.make(int(shape[-1]))
+
+    def _flag(self, atom, kind, text):
+        self._flags.setdefault(int(atom), set()).add((kind, text))
+
+    def _flag_all(self, atoms, kind, text):
+        if atoms is not None:
+            for a in atoms:
+                self._flag(a, kind, text)
+
+    def _record(self, layer, weight, axis, role, position_atoms):
+        key = (id(layer), weight, role)
+        record = self._records.get(key)
+        if record is None:
+            record = _Record(layer, weight, axis, role, {})
+            self._records[key] = record
+        for position, atom in position_atoms:
+            position = int(position)
+            seen = record.atoms.get(position)
+            if seen is None:
+                record.atoms[position] = int(atom)
+            else:
+                # The same weight entry reached twice (shared layer): its
+                # channels can only be removed together.
+                self._uf.union(seen, atom)
+
+    def _set_output(self, tensor, atoms, layer, is_producer=False):
+        previous = self._tensor_atoms.get(id(tensor))
+        if previous is not None and atoms is not None:
+            if len(previous) == len(atoms):
+                for a, b in zip(previous, atoms):
+                    self._uf.union(a, b)
+                atoms = previous
+        self._tensor_atoms[id(tensor)] = atoms
+        if atoms is not None:
+            self._carriers.append((layer.name, atoms, is_producer))
+
+    def _walk(self, functional):
+        depths = sorted(functional._nodes_by_depth, reverse=True)
+        for depth in depths:
+            for node in functional._nodes_by_depth[depth]:
+                if node.operation is None or node.is_input:
+                    continue
+                self.nodes.append((functional, node))
+                self._visit(node)
+
+    def _inputs_of(self, node):
+        return [self._tensor_atoms.get(id(t)) for t in node.input_tensors]
+
+    def _visit(self, node):
+        from keras_guided import rules as rules_lib
+
+        layer = node.operation
+        inputs = node.input_tensors
+        outputs = node.output_tensors
+        in_atoms = self._inputs_of(node)
+        user_rule = rules_lib.user_rule(layer)
+        if user_rule is not None:
+            return self._visit_user(layer, user_rule, in_atoms, outputs)
+        if _is_model(layer):
+            return self._visit_model(layer, node, in_atoms)
+        family = units_lib.layer_family(layer)
+        if family is not None:
+            units_lib.output_slices(layer)  # raises for channels-first
+        if family == "conv" and getattr(layer, "groups", 1) != 1:
+            return self._visit_unknown(layer, in_atoms, outputs)
+        if family in ("dense", "conv", "conv_transpose", "separable"):
+            return self._visit_producer(layer, in_atoms, outputs)
+        if family == "depthwise":
+            return self._visit_depthwise(layer, in_atoms, outputs)
+        if family == "normalization":
+            return self._visit_normalization(layer, inputs, in_atoms, outputs)
+        if isinstance(layer, keras_layers.PReLU):
+            return self._visit_prelu(layer, in_atoms, outputs)
+        if isinstance(layer, keras_layers.Activation):
+            name = getattr(layer.activation, "__name__", "")
+            if name in _MIXING_ACTIVATIONS:
+                return self._visit_mixing(layer, in_atoms, outputs)
+            return self._pass_through(layer, in_atoms, outputs)
+        if isinstance(layer, keras_layers.Softmax):
+            return self._visit_mixing(layer, in_atoms, outputs)
+        if isinstance(layer, _ELEMENTWISE):
+            return self._pass_through(layer, in_atoms, outputs)
+        if isinstance(layer, keras_layers.Rescaling):
+            if np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0:
+                return self._pass_through(layer, in_atoms, outputs)
+            return self._visit_unknown(layer, in_atoms, outputs)
+        if isinstance(layer, (keras_layers.Flatten, keras_layers.Reshape)):
+            return self._visit_reshape(layer, inputs, in_atoms, outputs)
+        if isinstance(layer, keras_layers.Permute):
+            if layer.dims[-1] == len(layer.dims):
+                return self._pass_through(layer, in_atoms, outputs)
+            return self._visit_unknown(layer, in_atoms, outputs)
+        if isinstance(layer, keras_layers.Concatenate):
+            return self._visit_concatenate(layer, inputs, in_atoms, outputs)
+        if isinstance(layer, _MERGES) or _is_merge_op(layer):
+            return self._visit_merge(layer, in_atoms, outputs)
+        return self._visit_unknown(layer, in_atoms, outputs)
+
+    def _pass_through(self, layer, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        out = outputs[0]
+        if atoms is not None and _channels(out) != len(atoms):
+            return self._visit_unknown(layer, in_atoms, outputs)
+        self._set_output(out, atoms, layer)
+
+    def _visit_producer(self, layer, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        if atoms is not None:
+            for slice_ in units_lib.input_slices(layer):
+                self._record(
+                    layer,
+                    slice_.weight,
+                    slice_.axis,
+                    "consumer",
+                    _blocked(atoms, slice_.block),
+                )
+        new = self._new_atoms(outputs[0])
+        if new is None:
+            return
+        for slice_ in units_lib.output_slices(layer):
+            self._record(
+                layer, slice_.weight, slice_.axis, "producer", enumerate(new)
+            )
+        activation = getattr(getattr(layer, "activation", None), "__name__", "")
+        if activation in _MIXING_ACTIVATIONS:
+            self._flag_all(
+                new, "mixing", f"{describe(layer)} mixes its channels "
+                f"({activation})"
+            )
+        self._producer_layers.add(layer.name)
+        self._set_output(outputs[0], new, layer, is_producer=True)
+
+    def _visit_depthwise(self, layer, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        if atoms is None:
+            self._set_output(outputs[0], self._new_atoms(outputs[0]), layer)
+            return
+        multiplier = int(layer.depth_multiplier)
+        out_atoms = np.repeat(atoms, multiplier)
+        for slice_ in units_lib.output_slices(layer):
+            self._record(
+                layer, slice_.weight, slice_.axis, "follower",
+                enumerate(out_atoms),
+            )
+        self._set_output(outputs[0], out_atoms, layer)
+
+    def _visit_normalization(self, layer, inputs, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        axis = units_lib.normalization_axis(layer)
+        rank = len(inputs[0].shape)
+        if axis is None or axis % rank != rank - 1:
+            return self._visit_unknown(layer, in_atoms, outputs)
+        if atoms is not None:
+            for variable in layer.weights:
+                role = "follower" if variable.trainable else "statistic"
+                self._record(
+                    layer, variable.name, 0, role, enumerate(atoms)
+                )
+            if isinstance(layer, keras_layers.LayerNormalization):
+                self._flag_all(
+                    atoms, "approximate",
+                    f"{describe(layer)} normalizes over the channels",
+                )
+        self._set_output(outputs[0], atoms, layer)
+
+    def _visit_prelu(self, layer, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        alpha = units_lib.get_weight(layer, "alpha")
+        if atoms is not None and alpha.shape[-1] == len(atoms):
+            self._record(layer, "alpha", -1, "follower", enumerate(atoms))
+        self._set_output(outputs[0], atoms, layer)
+
+    def _visit_mixing(self, layer, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        self._flag_all(atoms, "mixing", f"{describe(layer)} mixes channels")
+        self._set_output(outputs[0], atoms, layer)
+
+    def _visit_reshape(self, layer, inputs, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        out = outputs[0]
+        if atoms is None:
+            self._set_output(out, self._new_atoms(out), layer)
+            return
+        out_channels = _channels(out)
+        in_shape = inputs[0].shape
+        if (
+            out_channels is None
+            or out_channels % len(atoms) != 0
+            or any(d is None for d in in_shape[1:])
+        ):
+            return self._visit_unknown(layer, in_atoms, outputs)
+        # Row-major: flat index i holds channel i % C, and C divides the new
+        # last axis L, so output position p holds input channel p % C.
+        self._set_output(
+            out, np.tile(atoms, out_channels // len(atoms)), layer
+        )
+
+    def _visit_concatenate(self, layer, inputs, in_atoms, outputs):
+        rank = len(outputs[0].shape)
+        axis = layer.axis % rank
+        if any(a is None for a in in_atoms):
+            self._flag_all(
+                np.concatenate([a for a in in_atoms if a is not None] or [[]]),
+                "untracked", f"{describe(layer)} joins untracked channels",
+            )
+            self._set_output(outputs[0], self._new_atoms(outputs[0]), layer)
+            return
+        if axis == rank - 1:
+            self._set_output(outputs[0], np.concatenate(in_atoms), layer)
+        else:
+            self._visit_merge(layer, in_atoms, outputs)
+
+    def _visit_merge(self, layer, in_atoms, outputs):
+        out = outputs[0]
+        channels = _channels(out)
+        full = [a for a in in_atoms if a is not None and len(a) == channels]
+        others = [a for a in in_atoms if a is None or len(a) != channels]
+        if not full or any(a is not None and len(a) != 1 for a in others):
+            return self._visit_unknown(layer, in_atoms, outputs)
+        for atoms in full[1:]:
+            for a, b in zip(full[0], atoms):
+                self._uf.union(a, b)
+        if any(a is None for a in others):
+            self._flag_all(
+                full[0], "untracked",
+                f"{describe(layer)} mixes them with untracked channels",
+            )
+        self._set_output(out, full[0], layer)
+
+    def _visit_model(self, model, node, in_atoms):
+        inner = _functional_of(model)
+        for tensor, atoms in zip(inner.inputs, in_atoms):
+            self._set_output(tensor, atoms, model)
+        self._walk(inner)
+        for inner_out, outer_out in zip(inner.outputs, node.output_tensors):
+            self._set_output(
+                outer_out, self._tensor_atoms.get(id(inner_out)), model
+            )
+
+    def _visit_user(self, layer, rule, in_atoms, outputs):
+        atoms = in_atoms[0] if in_atoms else None
+        if rule.kind == "producer":
+            if atoms is not None:
+                for weight, axis, block in rule.input_weights:
+                    self._record(
+                        layer, weight, axis, "consumer", _blocked(atoms, block)
+                    )
+            new = self._new_atoms(outputs[0])
+            if new is not None:
+                for weight, axis in rule.output_weights:
+                    self._record(layer, weight, axis, "producer",
+                                 enumerate(new))
+                self._producer_layers.add(layer.name)
+            self._set_output(outputs[0], new, layer, is_producer=True)
+            return
+        if atoms is not None:
+            for weight, axis in rule.output_weights:
+                self._record(layer, weight, axis, "follower", enumerate(atoms))
+        self._pass_through(layer, in_atoms, outputs)
+
+    def _visit_unknown(self, layer, in_atoms, outputs):
+        text = (
+            f"{describe(layer)} is not supported: register a rule for it "
+            f"with `keras_guided.register_rule({type(layer).__name__}, ...)`"
+        )
+        if describe(layer) not in self.unsupported:
+            self.unsupported.append(describe(layer))
+        for atoms in in_atoms:
+            self._flag_all(atoms, "unsupported", text)
+        for out in outputs:
+            new = self._new_atoms(out)
+            self._flag_all(new, "unsupported", text)
+            self._set_output(out, new, layer)
+
+    # ------------------------------------------------------------ finalize
+    def _finalize(self):
+        find = self._uf.find
+        records = list(self._records.values())
+        # unit root -> {record index: [positions]}
+        membership = {}
+        for r_index, record in enumerate(records):
+            for position, atom in record.atoms.items():
+                root = find(atom)
+                membership.setdefault(root, {}).setdefault(
+                    r_index, []
+                ).append(position)
+        flags = {}
+        for atom, atom_flags in self._flags.items():
+            flags.setdefault(find(atom), set()).update(atom_flags)
+        # Group the units by signature.
+        by_signature = {}
+        for root in sorted(membership):
+            slices = membership[root]
+            signature = (
+                tuple(sorted((r, len(p)) for r, p in slices.items())),
+                tuple(sorted(flags.get(root, ()))),
+            )
+            by_signature.setdefault(signature, []).append(root)
+        role_order = {role: i for i, role in enumerate(ROLES)}
+        candidates = []
+        for (slice_sig, flag_sig), roots in by_signature.items():
+            record_ids = [r for r, _ in slice_sig]
+            if not any(records[r].role == "producer" for r in record_ids):
+                continue  # model inputs, untracked channels: not groups
+            record_ids.sort(key=lambda r: (role_order[records[r].role], r))
+            first = record_ids[0]
+            roots.sort(key=lambda u: min(membership[u][first]))
+            candidates.append((min(membership[roots[0]][first]), first,
+                               record_ids, roots, flag_sig))
+        candidates.sort(key=lambda c: (c[1], c[0]))
+        self.groups = []
+        self.unit_location = {}
+        errors = []
+        for index, (_, _, record_ids, roots, flag_sig) in enumerate(
+            candidates
+        ):
+            slices = []
+            for r in record_ids:
+                record = records[r]
+                positions = np.array(
+                    [sorted(membership[u][r]) for u in roots], dtype=np.int64
+                )
+                slices.append(
+                    UnitSlice(
+                        record.layer, record.weight, record.axis, positions,
+                        record.role,
+                    )
+                )
+            reasons = sorted(
+                {text for kind, text in flag_sig if kind != "approximate"}
+            )
+            kinds = {kind for kind, _ in flag_sig if kind != "approximate"}
+            if kinds and kinds <= {"unsupported"}:
+                errors.extend(reasons)
+            root_set = set(roots)
+            names = []
+            for name, atoms, is_producer in sorted(
+                self._carriers, key=lambda c: not c[2]
+            ):
+                if name not in names and any(
+                    find(a) in root_set for a in atoms
+                ):
+                    names.append(name)
+            group = UnitGroup(
+                index=index,
+                num_units=len(roots),
+                slices=slices,
+                layers=names,
+                prunable=not reasons,
+                reason="; ".join(reasons) if reasons else None,
+            )
+            self.groups.append(group)
+            for local, root in enumerate(roots):
+                self.unit_location[root] = (index, local)
+        self.approximate = {
+            root for root, fl in flags.items()
+            if any(kind == "approximate" for kind, _ in fl)
+        }
+        if errors and self.on_unsupported == "raise":
+            first = sorted(set(errors))[0]
+            raise ValueError(
+                f"Cannot prune through {first.split(' is not')[0]}: "
+                "keras_guided has no pruning rule for this layer class. "
+                "Register one with `keras_guided.register_rule(LayerClass, "
+                "rule)` (see its docstring), or pass "
+                "`on_unsupported='keep'` to leave the unit groups that touch "
+                "it unpruned."
+            )
+        self.tensor_units = {}
+        for key, atoms in self._tensor_atoms.items():
+            if atoms is None:
+                self.tensor_units[key] = None
+                continue
+            self.tensor_units[key] = np.array(
+                [find(a) if find(a) in self.unit_location else -1
+                 for a in atoms],
+                dtype=np.int64,
+            )
+
+    def channel_units(self, tensor):
+        """Global unit ids of the channels of `tensor` (`-1`: no group)."""
+        return self.tensor_units.get(id(tensor))
+
+
+def _blocked(atoms, block):
+    """(position, atom) pairs where input channel c owns `block` positions."""
+    block = int(block)
+    return [
+        (c * block + j, atom)
+        for c, atom in enumerate(atoms)
+        for j in range(block)
+    ]
+
+
+def _channels(tensor):
+    shape = getattr(tensor, "shape", None)
+    if shape is None or len(shape) < 2 or shape[-1] is None:
+        return None
+    return int(shape[-1])
+
+
+def _is_model(layer):
+    from keras import Model
+
+    return isinstance(layer, Model)
+
+
+def _is_merge_op(operation):
+    cls = type(operation)
+    return cls.__name__ in _MERGE_OPS and cls.__module__.endswith("ops.numpy")
+
+
+def _functional_of(model):
+    """The Functional graph behind `model`, or a clear error."""
+    from keras import Model
+    from keras import Sequential
+
+    if not isinstance(model, Model):
+        raise ValueError(
+            "Expected a keras.Model (Sequential or Functional). Received: "
+            f"{type(model).__name__}"
+        )
+    if isinstance(model, Sequential):
+        functional = getattr(model, "_functional", None)
+        if functional is None:
+            raise ValueError(
+                f"Sequential model '{model.name}' is not built, so its graph "
+                "is unknown. Start it with `keras.Input(shape)` or call "
+                "`model.build(input_shape)` first."
+            )
+        return functional
+    if not hasattr(model, "_nodes_by_depth") or not hasattr(
+        model, "_operations"
+    ):
+        raise ValueError(
+            f"Model '{model.name}' ({type(model).__name__}) is a subclassed "
+            "model: its graph is Python code keras_guided cannot read. "
+            "Rebuild it with the Functional API (`keras.Model(inputs, "
+            "outputs)`) or as a `keras.Sequential`."
+        )
+    return model
+
+
+def analyze(model, on_unsupported="raise"):
+    """Runs the graph analysis and returns a `GraphAnalysis`."""
+    return GraphAnalysis(model, on_unsupported=on_unsupported)
+
+
 def find_unit_groups(model, on_unsupported="raise"):
-    """Computes the unit groups of a built Sequential or Functional model."""
-    raise NotImplementedError("graph analysis is being written (issue 3)")
+    """Computes the unit groups of a built Sequential or Functional model.
+
+    Args:
+        model: a built `keras.Sequential` or Functional `keras.Model`
+            (nested models used as layers are followed).
+        on_unsupported: `"raise"` (default) raises a `ValueError` naming the
+            first unsupported layer whose channels could otherwise be
+            pruned; `"keep"` marks the groups touching unsupported layers
+            unprunable and gives the reason.
+
+    Returns:
+        A list of `UnitGroup`, in graph order. Model inputs are not groups;
+        groups reaching a model output are `prunable=False` with a reason.
+
+    Raises:
+        ValueError: for a subclassed or unbuilt model, a channels-first
+            layer, or (with `on_unsupported="raise"`) an unsupported layer.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> inputs = keras.Input((8,))
+    >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
+    >>> outputs = keras.layers.Dense(2, name="out")(hidden)
+    >>> model = keras.Model(inputs, outputs)
+    >>> groups = keras_guided.find_unit_groups(model)
+    >>> [(g.layers, g.num_units, g.prunable) for g in groups]
+    [(['hidden'], 4, True), (['out'], 2, False)]
+    >>> [(s.weight, s.role) for s in groups[0].slices]
+    [('kernel', 'producer'), ('bias', 'producer'), ('kernel', 'consumer')]
+    """
+    return analyze(model, on_unsupported=on_unsupported).groups
