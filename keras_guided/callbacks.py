@@ -1,0 +1,958 @@
+"""`GuidedPruning`: guided group penalties on whole unit groups during `fit`.
+
+A `GuidedRegularizer` sees one kernel. This callback sees the model: it
+reads the unit groups of `keras_guided.graph.find_unit_groups` (a unit's
+kernel slice, bias, BatchNormalization gamma/beta and the consumers' input
+slices) and penalizes each group as one, with one guidance coefficient per
+group unit.
+
+Implementation notes (why it is built this way):
+
+* Every penalized slice is turned, once, into an int index array along its
+  axis that maps each position to a global unit id (or a sentinel). The
+  squared norms of all units of all groups are then one `segment_sum` per
+  (weight, axis), and the per-unit shrink factor is one gather per
+  (weight, axis): no Python loop over units in the training loop.
+* The proximal step runs after the optimizer step (`on_train_batch_end`),
+  compiled once (`tf.function` on TensorFlow, `jax.jit` on JAX).
+* In `mode="penalty"` the group penalty is attached for the duration of
+  `fit` as the `regularizer` of one model variable (Keras adds variable
+  regularizers to `model.losses`, which the compiled train step reads).
+  This is the one loss hook Keras offers after the model is built that
+  needs neither `add_loss` in `call` nor a custom train step. The original
+  regularizer is put back (and the compiled functions rebuilt) in
+  `on_train_end`.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_guided import guidance as guidance_lib
+from keras_guided import regularizers as regularizers_lib
+from keras_guided import units as units_lib
+
+MODES = ("proximal", "penalty")
+SCHEDULES = ("constant", "warmup", "ramp")
+COSTS = ("params", "flops")
+TARGET_METRICS = ("units", "params", "flops")
+ON_TARGET = ("hold", "release", "stop")
+PENALIZED_ROLES = ("producer", "follower", "consumer")
+OUTPUT_ROLES = ("producer", "follower")
+_TINY = 1e-30
+
+
+def _axes_tuple(axis, rank):
+    """`axis` (int or contiguous tuple) as sorted non-negative axes."""
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(int(a) % rank for a in items))
+
+
+def _shrink_step(values, dead, threshold, unit_weights, entries,
+                 num_segments, is_unit, keep_dead):
+    """One group soft-thresholding step, in `keras.ops` (pure).
+
+    Args:
+        values: list of weight tensors.
+        dead: float tensor `(num_segments,)`, 1 for dead units.
+        threshold: scalar, `learning_rate * strength * steps`.
+        unit_weights: `(num_segments,)`, `g_u * sqrt(p_u)`; 0 at the sentinel.
+        entries: tuples `(value_index, other_axes, index, broadcast_shape)`.
+        num_segments: number of units plus one sentinel.
+        is_unit: `(num_segments,)`, 1 for real units, 0 for the sentinel.
+        keep_dead: whether a zero unit is marked dead for good.
+
+    Returns:
+        `(new_values, new_dead)`.
+    """
+    squared = ops.zeros((num_segments,), dtype="float32")
+    for value_index, other_axes, index, _ in entries:
+        sq = ops.square(ops.cast(values[value_index], "float32"))
+        if other_axes:
+            sq = ops.sum(sq, axis=other_axes)
+        sq = ops.reshape(sq, (-1,))
+        squared = squared + ops.segment_sum(
+            sq, index, num_segments=num_segments
+        )
+    norms = ops.sqrt(squared)
+    shrink = threshold * unit_weights
+    scale = ops.maximum(
+        0.0, 1.0 - shrink / ops.maximum(norms, _TINY)
+    )
+    scale = scale * (1.0 - dead)
+    if keep_dead:
+        zero = ops.cast(ops.equal(norms * scale, 0.0), "float32") * is_unit
+        new_dead = ops.maximum(dead, zero)
+    else:
+        new_dead = dead
+    factors = [None] * len(values)
+    for value_index, _, index, shape in entries:
+        factor = ops.reshape(ops.take(scale, index), shape)
+        previous = factors[value_index]
+        factors[value_index] = factor if previous is None else (
+            previous * factor
+        )
+    new_values = []
+    for value, factor in zip(values, factors):
+        if factor is None:
+            new_values.append(value)
+        else:
+            new_values.append(value * ops.cast(factor, value.dtype))
+    return new_values, new_dead
+
+
+def _group_norms(values, entries, num_segments):
+    """Per-unit L2 norms (sentinel included) over `entries`, with a safe
+    gradient at zero."""
+    squared = ops.zeros((num_segments,), dtype="float32")
+    for value_index, other_axes, index, _ in entries:
+        sq = ops.square(ops.cast(values[value_index], "float32"))
+        if other_axes:
+            sq = ops.sum(sq, axis=other_axes)
+        sq = ops.reshape(sq, (-1,))
+        squared = squared + ops.segment_sum(
+            sq, index, num_segments=num_segments
+        )
+    return units_lib.safe_sqrt(squared)
+
+
+class _GroupPenalty:
+    """Variable regularizer carrying the whole-model group penalty.
+
+    Attached to one model variable (`anchor`) during `fit`; reads the other
+    variables through `ops.convert_to_tensor`, which returns the traced
+    value inside the compiled (stateless on JAX) train step, so gradients
+    reach every penalized variable.
+    """
+
+    def __init__(self, callback, anchor_index, previous):
+        self.callback = callback
+        self.anchor_index = anchor_index
+        self.previous = previous
+
+    def __call__(self, x):
+        plan = self.callback._plan
+        values = []
+        for i, variable in enumerate(plan.variables):
+            if i == self.anchor_index:
+                values.append(x)
+            else:
+                values.append(ops.convert_to_tensor(variable))
+        norms = _group_norms(values, plan.entries, plan.num_segments)
+        weights = ops.convert_to_tensor(self.callback._unit_weights)
+        strength = ops.convert_to_tensor(self.callback._strength)
+        penalty = strength * ops.sum(weights * norms)
+        penalty = ops.cast(penalty, x.dtype)
+        if self.previous is not None:
+            penalty = penalty + self.previous(x)
+        return penalty
+
+
+class _Plan:
+    """Static index arrays built once per `fit` from the unit groups."""
+
+    def __init__(self, groups, model):
+        self.groups = [g for g in groups if g.prunable]
+        self.offsets = []
+        offset = 0
+        for group in self.groups:
+            self.offsets.append(offset)
+            offset += int(group.num_units)
+        self.num_units = offset
+        self.num_segments = offset + 1
+        self.variables = []
+        self._variable_ids = {}
+        # (variable index, axes, kind) -> list of index arrays
+        penalized, output, all_roles = {}, {}, {}
+        self.per_unit_penalized = np.zeros(self.num_segments)
+        self.per_unit_params = np.zeros(self.num_segments)
+        self.slice_sizes = []  # per group: [(layer, elements per unit)]
+        for group, start in zip(self.groups, self.offsets):
+            ids = np.arange(start, start + group.num_units)
+            sizes = []
+            for unit_slice in group.slices:
+                variable = units_lib.get_weight(
+                    unit_slice.layer, unit_slice.weight
+                )
+                index = self._variable_index(variable)
+                shape = tuple(variable.shape)
+                axes = _axes_tuple(unit_slice.axis, len(shape))
+                length = int(np.prod([shape[a] for a in axes]))
+                positions = np.asarray(unit_slice.positions, dtype="int64")
+                positions = positions.reshape(group.num_units, -1)
+                others = int(np.prod(shape)) // max(length, 1)
+                per_unit = positions.shape[1] * others
+                self.per_unit_params[ids] += per_unit
+                sizes.append((unit_slice.layer, per_unit))
+                targets = [all_roles]
+                if unit_slice.role in PENALIZED_ROLES:
+                    self.per_unit_penalized[ids] += per_unit
+                    targets.append(penalized)
+                if unit_slice.role in OUTPUT_ROLES:
+                    targets.append(output)
+                for table in targets:
+                    _place(table, (index, axes), length, positions, ids,
+                           self.num_units)
+            self.slice_sizes.append(sizes)
+        self.entries = self._entries(penalized)
+        self.output_entries = self._entries(output)
+        self.all_entries = self._entries(all_roles)
+        is_unit = np.ones(self.num_segments, dtype="float32")
+        is_unit[-1] = 0.0
+        self.is_unit = is_unit
+        self.model_params = int(
+            sum(int(np.prod(v.shape)) for v in model.weights)
+        )
+
+    def _variable_index(self, variable):
+        key = id(variable)
+        if key not in self._variable_ids:
+            self._variable_ids[key] = len(self.variables)
+            self.variables.append(variable)
+        return self._variable_ids[key]
+
+    def _entries(self, table):
+        entries = []
+        for (index, axes), arrays in table.items():
+            shape = tuple(self.variables[index].shape)
+            rank = len(shape)
+            other_axes = tuple(a for a in range(rank) if a not in axes)
+            broadcast = tuple(
+                shape[a] if a in axes else 1 for a in range(rank)
+            )
+            for array in arrays:
+                entries.append((index, other_axes, array, broadcast))
+        return entries
+
+    def tensor_entries(self, entries):
+        return [
+            (i, axes, ops.convert_to_tensor(array, dtype="int32"), shape)
+            for i, axes, array, shape in entries
+        ]
+
+
+def _place(table, key, length, positions, ids, sentinel):
+    """Writes unit `ids` at `positions` into a free index array of `key`."""
+    arrays = table.setdefault(key, [])
+    flat = positions.reshape(-1)
+    owners = np.repeat(ids, positions.shape[1])
+    for array in arrays:
+        if np.all(array[flat] == sentinel):
+            array[flat] = owners
+            return
+    array = np.full(length, sentinel, dtype="int32")
+    array[flat] = owners
+    arrays.append(array)
+
+
+def _numpy_norms(values, entries, num_segments):
+    squared = np.zeros(num_segments)
+    for value_index, other_axes, index, _ in entries:
+        sq = np.square(values[value_index].astype("float64"))
+        if other_axes:
+            sq = sq.sum(axis=other_axes)
+        squared += np.bincount(
+            index, weights=sq.reshape(-1), minlength=num_segments
+        )
+    return np.sqrt(squared)
+
+
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {list(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+class GuidedPruning(keras.callbacks.Callback):
+    """Applies guided group penalties to whole unit groups during `fit`.
+
+    Each unit group (a unit's kernel slice and bias, the BatchNormalization
+    gamma and beta after it, the consumers' input slices, see
+    `keras_guided.graph`) is penalized as one:
+    `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2`, with `W_u` every
+    penalized weight of unit `u`, `p_u` their count (the convention of
+    `GuidedRegularizer(norm="group")`) and `g_u` the guidance coefficient.
+    BatchNormalization moving statistics are never penalized.
+
+    `mode="proximal"` (default) takes a group soft-thresholding step after
+    every optimizer step,
+    `W_u <- W_u * max(0, 1 - lr * strength * g_u * sqrt(p_u) / ||W_u||)`,
+    with `lr` the optimizer's current learning rate (schedules included).
+    Units reach exact zero, which a penalty in the loss does not achieve
+    with adaptive optimizers such as Adam. `mode="penalty"` adds the penalty
+    to the training loss instead.
+
+    Strength schedules (per epoch, 0-based): `"constant"`; `"warmup"`:
+    `strength * min(1, epoch / warmup_epochs)`; `"ramp"`:
+    `strength * (1 + epoch)`, rising until a `target` holds it; or a
+    callable `epoch -> strength`. The strength lives in a `keras.Variable`.
+
+    Adaptive guidance (`adapt_every=N`): at the first epoch of each `fit`
+    and every `N` epochs, the units of each group are ranked by their group
+    norm `||W_u||_2` (magnitude importance, as in the filter-norm criterion
+    of Li et al., 2017) and the guidance coefficients are re-assigned by
+    rank: the largest unit gets the smallest coefficient, the weakest the
+    largest.
+
+    Cost-aware guidance (`cost="params"` or `"flops"`): each group's
+    coefficients are multiplied by the cost of one of its units (its
+    parameters, or the FLOPs of the layers its slices belong to, shared in
+    proportion to the slices' sizes) divided by the mean cost over all
+    penalized units, so the cheapest architectures are preferred.
+
+    Dead units stay dead: once every penalized weight of a unit is exactly
+    zero, it is re-zeroed after every step, so optimizer momentum cannot
+    revive it (`keep_dead=False` opts out).
+
+    At every epoch end, `logs` receive `live_units` (prunable units whose
+    output weights, kernel slices, bias, gamma and beta, are not all zero),
+    `live_units/<layer name>` for each producing layer, `live_params` (the
+    parameter count of the model once dead units are removed),
+    `guided_strength` and `guided_penalty` (the current group penalty).
+    They show in the progress bar, `History.history` and TensorBoard.
+
+    State (groups, dead mask, strength, target status) is reset at
+    `on_train_begin`, so one instance serves several `fit` calls. With
+    `keras.callbacks.BackupAndRestore`, the dead mask is re-derived from the
+    restored weights and the schedule from the epoch, so a resumed run
+    matches an uninterrupted one (with adaptive guidance or a target that
+    was already reached, the ranking and the held strength are re-derived
+    at the resumed epoch, which can differ).
+
+    Args:
+        strength: non-negative float, the penalty weight. Defaults to `1e-3`.
+        guidance: `"linear"`, `"exponential"`, `"uniform"`, a
+            `keras_guided.guidance.Guidance`, a dict `{layer_name: scheme or
+            coefficients}` (groups produced by unnamed layers are not
+            penalized), or `"from_regularizers"` (coefficients of the
+            `GuidedRegularizer` on each group's producer kernel; groups
+            without one are not penalized). Defaults to `"linear"`.
+        mode: `"proximal"` or `"penalty"`. Defaults to `"proximal"`.
+        schedule: `"constant"`, `"warmup"`, `"ramp"` or a callable
+            `epoch -> strength`. Defaults to `"constant"`.
+        warmup_epochs: positive int, length of the `"warmup"` schedule.
+            Defaults to `5`.
+        cost: `None`, `"params"` or `"flops"`. Defaults to `None`.
+        adapt_every: `None` or a positive int (epochs). Defaults to `None`.
+        keep_dead: whether dead units are kept at zero. Defaults to `True`.
+        target: `None`, a float in `(0, 1)` (fraction of the value at the
+            start of `fit`) or an int >= 1 (absolute count) of
+            `target_metric`. Checked at every epoch end. Defaults to `None`.
+        target_metric: `"units"`, `"params"` or `"flops"`. Defaults to
+            `"units"`.
+        on_target: what to do once the target is reached: `"hold"` keeps the
+            strength at its current value, `"release"` sets it to 0 (dead
+            units stay dead, the rest fine-tunes), `"stop"` stops training.
+            Defaults to `"hold"`.
+        on_unsupported: passed to `keras_guided.graph.find_unit_groups`.
+            Defaults to `"raise"`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_guided
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    ...     keras.layers.Dense(2)])
+    >>> model.compile("sgd", "mse")
+    >>> pruning = keras_guided.GuidedPruning(strength=1e-2)
+    >>> history = model.fit(np.ones((8, 8)), np.zeros((8, 2)), epochs=2,
+    ...                     verbose=0, callbacks=[pruning])
+    >>> history.history["live_units"][-1] <= 16
+    True
+
+    Raises:
+        ValueError: for invalid arguments, or (at the start of `fit`) a
+            guidance dict naming layers that produce no prunable group.
+
+    References:
+        Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
+        arXiv:2305.18448, 2023. Li et al., "Pruning Filters for Efficient
+        ConvNets", ICLR 2017 (magnitude importance). Yuan & Lin, "Model
+        selection and estimation in regression with grouped variables",
+        2006 (group lasso).
+    """
+
+    def __init__(self, strength=1e-3, guidance="linear", mode="proximal",
+                 schedule="constant", warmup_epochs=5, cost=None,
+                 adapt_every=None, keep_dead=True, target=None,
+                 target_metric="units", on_target="hold",
+                 on_unsupported="raise"):
+        super().__init__()
+        self.base_strength = regularizers_lib.validate_strength(strength)
+        self.guidance = _validate_guidance(guidance)
+        self.mode = _check_choice(mode, "mode", MODES)
+        if not callable(schedule):
+            _check_choice(schedule, "schedule", SCHEDULES)
+        self.schedule = schedule
+        self.warmup_epochs = _positive_int(warmup_epochs, "warmup_epochs")
+        if cost is not None:
+            _check_choice(cost, "cost", COSTS)
+        self.cost = cost
+        if adapt_every is not None:
+            adapt_every = _positive_int(adapt_every, "adapt_every")
+        self.adapt_every = adapt_every
+        if not isinstance(keep_dead, bool):
+            raise ValueError(
+                f"`keep_dead` must be True or False. "
+                f"Received: keep_dead={keep_dead!r}"
+            )
+        self.keep_dead = keep_dead
+        self.target = _validate_target(target)
+        self.target_metric = _check_choice(
+            target_metric, "target_metric", TARGET_METRICS
+        )
+        self.on_target = _check_choice(on_target, "on_target", ON_TARGET)
+        self.on_unsupported = on_unsupported
+        self._strength = keras.Variable(
+            0.0, dtype="float32", trainable=False, name="guided_strength"
+        )
+        self._plan = None
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def strength(self):
+        """The strength in effect now (a Python float)."""
+        return float(ops.convert_to_numpy(self._strength.value))
+
+    @property
+    def groups(self):
+        """The prunable unit groups of the current `fit` (empty before)."""
+        return [] if self._plan is None else list(self._plan.groups)
+
+    @property
+    def unit_coefficients(self):
+        """Coefficients `g_u` in effect, one array per prunable group.
+
+        They include adaptive re-ranking and the cost factor; the empty list
+        before the first `fit`.
+        """
+        if self._plan is None:
+            return []
+        return [np.array(c) for c in self._current_coefficients]
+
+    def on_train_begin(self, logs=None):
+        from keras_guided import graph
+
+        model = self.model
+        groups = graph.find_unit_groups(
+            model, on_unsupported=self.on_unsupported
+        )
+        plan = _Plan(groups, model)
+        self._plan = plan
+        self._base_coefficients = self._coefficients(plan)
+        self._cost_factors = self._cost_factors_for(plan)
+        self._penalized_entries = plan.tensor_entries(plan.entries)
+        self._unit_weights = keras.Variable(
+            np.zeros(plan.num_segments, dtype="float32"), trainable=False,
+            dtype="float32", name="guided_unit_weights",
+        )
+        self._dead = keras.Variable(
+            np.zeros(plan.num_segments, dtype="float32"), trainable=False,
+            dtype="float32", name="guided_dead",
+        )
+        self._set_unit_weights(self._base_coefficients)
+        self._strength.assign(0.0)
+        self._first_epoch = True
+        self._reached = False
+        self._held_strength = None
+        self._start_value = None
+        self._last_batch = -1
+        self._step = self._compile_step()
+        self._penalty = None
+        if self.mode == "penalty" and plan.variables:
+            self._attach_penalty()
+
+    def on_train_end(self, logs=None):
+        if self._penalty is not None:
+            self._detach_penalty()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        plan = self._plan
+        if plan is None:
+            return
+        self._last_batch = -1
+        first = self._first_epoch
+        if first:
+            self._first_epoch = False
+            self._sync_dead_from_weights()
+            self._start_value = self._measure(self.target_metric)
+        if self.adapt_every is not None and (
+            first or epoch % self.adapt_every == 0
+        ):
+            self._adapt()
+        if self._reached and self.on_target == "hold":
+            value = self._held_strength
+        elif self._reached and self.on_target == "release":
+            value = 0.0
+        else:
+            value = self._scheduled(epoch)
+        changed = value != self.strength
+        self._strength.assign(value)
+        if changed and self._penalty is not None and (
+            keras.backend.backend() == "jax"
+        ):
+            # JAX freezes variables outside the model state into the
+            # compiled step: rebuild it so the new strength is read.
+            self.model.make_train_function(force=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        plan = self._plan
+        if plan is None or not plan.variables:
+            return
+        steps = max(int(batch) - self._last_batch, 1)
+        self._last_batch = int(batch)
+        if self.mode == "penalty" and not self._any_dead():
+            return
+        threshold = 0.0 if self.mode == "penalty" else float(steps)
+        self._run_step(threshold)
+
+    def on_epoch_end(self, epoch, logs=None):
+        plan = self._plan
+        if plan is None or logs is None:
+            return
+        live, per_layer = self._live_units()
+        logs["live_units"] = int(live.sum())
+        for name, count in per_layer.items():
+            logs[f"live_units/{name}"] = int(count)
+        logs["live_params"] = self._live_params()
+        logs["guided_strength"] = self.strength
+        logs["guided_penalty"] = self.penalty()
+        if self.target is not None and not self._reached:
+            value = self._measure(self.target_metric)
+            goal = self.target
+            if isinstance(goal, float):
+                goal = goal * self._start_value
+            if value <= goal:
+                self._reached = True
+                self._held_strength = self.strength
+                if self.on_target == "stop":
+                    self.model.stop_training = True
+
+    # ------------------------------------------------------ coefficients
+
+    def _coefficients(self, plan):
+        """Per-group base coefficients (mean 1 within each group)."""
+        spec = self.guidance
+        result = []
+        if isinstance(spec, dict):
+            producers = {}
+            for group in plan.groups:
+                for name in _producer_names(group):
+                    producers.setdefault(name, []).append(group.index)
+            unknown = sorted(set(spec) - set(producers))
+            if unknown:
+                raise ValueError(
+                    f"`guidance` names layers {unknown} that produce no "
+                    "prunable unit group. Layers that do: "
+                    f"{sorted(producers)}. Use those names as keys."
+                )
+        for group in plan.groups:
+            n = int(group.num_units)
+            if spec == "from_regularizers":
+                coefficients = _from_regularizers(group, n)
+            elif isinstance(spec, dict):
+                coefficients = np.zeros(n)
+                for name in _producer_names(group):
+                    if name in spec:
+                        coefficients = guidance_lib.get(spec[name])(n)
+                        break
+            else:
+                coefficients = spec(n)
+            result.append(np.asarray(coefficients, dtype="float64"))
+        if spec == "from_regularizers" and not any(
+            c.any() for c in result
+        ):
+            raise ValueError(
+                "guidance='from_regularizers' found no GuidedRegularizer on "
+                "the producer kernels of the model's prunable groups. Attach "
+                "`keras_guided.GuidedRegularizer` to the layers, or pass a "
+                "guidance scheme such as 'linear'."
+            )
+        return result
+
+    def _cost_factors_for(self, plan):
+        factors = np.ones(len(plan.groups))
+        if self.cost is None or not plan.groups:
+            return factors
+        if self.cost == "params":
+            costs = np.array(
+                [plan.per_unit_params[o] for o in plan.offsets], dtype=float
+            )
+        else:
+            layer_costs = _layer_costs(self.model)
+            costs = []
+            for sizes in plan.slice_sizes:
+                total = 0.0
+                for layer, per_unit in sizes:
+                    entry = layer_costs.get(layer.name)
+                    params = sum(int(np.prod(v.shape)) for v in layer.weights)
+                    if entry and params:
+                        total += entry["flops"] * per_unit / params
+                costs.append(total)
+            costs = np.asarray(costs, dtype=float)
+        counts = np.array([g.num_units for g in plan.groups], dtype=float)
+        mean = float((costs * counts).sum() / counts.sum())
+        if mean > 0:
+            factors = costs / mean
+        return factors
+
+    def _set_unit_weights(self, coefficients):
+        plan = self._plan
+        weights = np.zeros(plan.num_segments, dtype="float64")
+        self._current_coefficients = []
+        for group, start, coef, factor in zip(
+            plan.groups, plan.offsets, coefficients, self._cost_factors
+        ):
+            stop = start + group.num_units
+            self._current_coefficients.append(coef * factor)
+            weights[start:stop] = coef * factor * np.sqrt(
+                plan.per_unit_penalized[start:stop]
+            )
+        weights[-1] = 0.0
+        self._unit_weights.assign(weights.astype("float32"))
+
+    def _adapt(self):
+        plan = self._plan
+        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        ranked = []
+        for group, start, coef in zip(
+            plan.groups, plan.offsets, self._base_coefficients
+        ):
+            unit_norms = norms[start:start + group.num_units]
+            order = np.argsort(-unit_norms, kind="stable")
+            new = np.empty_like(coef)
+            new[order] = np.sort(coef)
+            ranked.append(new)
+        self._set_unit_weights(ranked)
+
+    def _scheduled(self, epoch):
+        if callable(self.schedule):
+            value = self.schedule(epoch)
+            return regularizers_lib.validate_strength(
+                value, name="schedule(epoch)"
+            )
+        if self.schedule == "warmup":
+            return self.base_strength * min(1.0, epoch / self.warmup_epochs)
+        if self.schedule == "ramp":
+            return self.base_strength * (1 + epoch)
+        return self.base_strength
+
+    # -------------------------------------------------------- proximal
+
+    def _compile_step(self):
+        plan = self._plan
+        entries = self._penalized_entries
+        num_segments = plan.num_segments
+        is_unit = ops.convert_to_tensor(plan.is_unit)
+        keep_dead = self.keep_dead
+
+        def pure(values, dead, threshold, unit_weights):
+            return _shrink_step(
+                values, dead, threshold, unit_weights, entries,
+                num_segments, is_unit, keep_dead,
+            )
+
+        backend = keras.backend.backend()
+        variables = plan.variables
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            optimizer = self.model.optimizer
+
+            def step(steps):
+                lr = ops.cast(_step_learning_rate(optimizer), "float32")
+                threshold = lr * steps * ops.cast(
+                    self._strength.value, "float32"
+                )
+                values = [v.value for v in variables]
+                new_values, new_dead = pure(
+                    values, self._dead.value, threshold,
+                    self._unit_weights.value,
+                )
+                for variable, value in zip(variables, new_values):
+                    variable.assign(value)
+                self._dead.assign(new_dead)
+
+            return tf.function(step, reduce_retracing=True)
+        if backend == "jax":
+            import jax
+
+            return jax.jit(pure)
+        return pure
+
+    def _run_step(self, steps):
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            self._step(ops.convert_to_tensor(float(steps), dtype="float32"))
+            return
+        model = self.model
+        if backend == "jax":
+            # Put the step's state back into the variables; the next step
+            # reads the variables again because the state is marked synced.
+            model.jax_state_sync()
+        lr = float(ops.convert_to_numpy(
+            _step_learning_rate(model.optimizer)
+        ))
+        threshold = lr * steps * self.strength
+        variables = self._plan.variables
+        new_values, new_dead = self._step(
+            [v.value for v in variables], self._dead.value,
+            ops.convert_to_tensor(threshold, dtype="float32"),
+            self._unit_weights.value,
+        )
+        for variable, value in zip(variables, new_values):
+            variable.assign(value)
+        self._dead.assign(new_dead)
+
+    def _any_dead(self):
+        return self.keep_dead and bool(
+            np.any(ops.convert_to_numpy(self._dead.value))
+        )
+
+    def _sync_dead_from_weights(self):
+        plan = self._plan
+        dead = np.zeros(plan.num_segments, dtype="float32")
+        if self.keep_dead and plan.num_units:
+            norms = _numpy_norms(
+                self._values(), plan.entries, plan.num_segments
+            )
+            dead[:-1] = norms[:-1] == 0
+        self._dead.assign(dead)
+
+    # --------------------------------------------------------- penalty
+
+    def _attach_penalty(self):
+        plan = self._plan
+        trainable = {id(v) for v in self.model.trainable_weights}
+        candidates = [
+            i for i, v in enumerate(plan.variables) if id(v) in trainable
+        ]
+        if not candidates:
+            return
+        free = [i for i in candidates if plan.variables[i].regularizer is None]
+        anchor = (free or candidates)[0]
+        variable = plan.variables[anchor]
+        previous = variable.regularizer
+        self._penalty = (variable, previous)
+        variable.regularizer = _GroupPenalty(self, anchor, previous)
+        self._rebuild_functions()
+
+    def _detach_penalty(self):
+        variable, previous = self._penalty
+        variable.regularizer = previous
+        self._penalty = None
+        self._rebuild_functions()
+
+    def _rebuild_functions(self):
+        model = self.model
+        model.make_train_function(force=True)
+        if getattr(model, "test_function", None) is not None:
+            model.make_test_function(force=True)
+
+    def penalty(self):
+        """The current group penalty `strength * sum_u g_u sqrt(p_u) ||W_u||`.
+
+        Returns:
+            A Python float (0.0 before the first `fit`).
+        """
+        plan = self._plan
+        if plan is None or not plan.num_units:
+            return 0.0
+        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        weights = ops.convert_to_numpy(self._unit_weights.value)
+        return float(self.strength * np.sum(weights * norms))
+
+    # ------------------------------------------------------------ logs
+
+    def _values(self):
+        if keras.backend.backend() == "jax":
+            self.model.jax_state_sync()
+        return [ops.convert_to_numpy(v.value) for v in self._plan.variables]
+
+    def _live_units(self):
+        """Boolean live flag per unit, and live counts per producer layer."""
+        plan = self._plan
+        norms = _numpy_norms(
+            self._values(), plan.output_entries, plan.num_segments
+        )
+        live = norms[:-1] > 0
+        per_layer = {}
+        for group, start in zip(plan.groups, plan.offsets):
+            count = int(live[start:start + group.num_units].sum())
+            for name in _producer_names(group):
+                per_layer[name] = per_layer.get(name, 0) + count
+        return live, per_layer
+
+    def _live_masks(self, live):
+        """Per variable index: boolean mask of weights that survive."""
+        plan = self._plan
+        alive = np.append(live, True)
+        masks = {}
+        for index, _, array, shape in plan.all_entries:
+            mask = alive[array].reshape(shape)
+            masks[index] = mask if index not in masks else masks[index] & mask
+        return masks
+
+    def _live_params(self, live=None):
+        plan = self._plan
+        if live is None:
+            live, _ = self._live_units()
+        masks = self._live_masks(live)
+        removed = 0
+        for index, mask in masks.items():
+            shape = tuple(plan.variables[index].shape)
+            kept = int(np.broadcast_to(mask, shape).sum())
+            removed += int(np.prod(shape)) - kept
+        return plan.model_params - removed
+
+    def _live_flops(self, live):
+        plan = self._plan
+        masks = self._live_masks(live)
+        by_id = {id(v): i for i, v in enumerate(plan.variables)}
+        total = 0.0
+        for layer_name, entry in _layer_costs(self.model).items():
+            layer = _find_layer(self.model, layer_name)
+            weights = [] if layer is None else layer.weights
+            params = sum(int(np.prod(v.shape)) for v in weights)
+            if not params:
+                total += entry["flops"]
+                continue
+            kept = 0
+            for variable in weights:
+                shape = tuple(variable.shape)
+                index = by_id.get(id(variable))
+                if index in masks:
+                    kept += int(np.broadcast_to(masks[index], shape).sum())
+                else:
+                    kept += int(np.prod(shape))
+            total += entry["flops"] * kept / params
+        return total
+
+    def _measure(self, metric):
+        if self._plan is None:
+            return 0
+        live, _ = self._live_units()
+        if metric == "units":
+            return int(live.sum())
+        if metric == "params":
+            return self._live_params(live)
+        return self._live_flops(live)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _step_learning_rate(optimizer):
+    """Learning rate of the optimizer step that just ran.
+
+    After the update `optimizer.iterations` has advanced, so a
+    `LearningRateSchedule` is evaluated at `iterations - 1`.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule(ops.maximum(inner.iterations - 1, 0))
+    return optimizer.learning_rate
+
+
+def _producer_names(group):
+    names = []
+    for unit_slice in group.slices:
+        if unit_slice.role == "producer":
+            name = unit_slice.layer.name
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _from_regularizers(group, num_units):
+    for unit_slice in group.slices:
+        if unit_slice.role != "producer":
+            continue
+        variable = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
+        regularizer = getattr(variable, "regularizer", None)
+        if isinstance(regularizer, regularizers_lib.GuidedRegularizer):
+            return regularizer.coefficients(num_units)
+    return np.zeros(num_units)
+
+
+def _layer_costs(model):
+    try:
+        from keras_guided import stats
+    except ImportError:
+        raise ValueError(
+            "cost='flops' and target_metric='flops' need "
+            "keras_guided.stats, which is not available in this install. "
+            "Use cost='params' / target_metric='params' instead."
+        ) from None
+    return stats.layer_costs(model)
+
+
+def _find_layer(model, name):
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name == name:
+            return layer
+    return None
+
+
+def _validate_guidance(guidance):
+    if isinstance(guidance, str) and guidance == "from_regularizers":
+        return guidance
+    if isinstance(guidance, dict) and "class_name" not in guidance:
+        checked = {}
+        for name, spec in guidance.items():
+            if not isinstance(name, str):
+                raise ValueError(
+                    "`guidance` dict keys must be layer names (str). "
+                    f"Received key {name!r}."
+                )
+            checked[name] = guidance_lib.get(spec)
+        return checked
+    try:
+        return guidance_lib.get(guidance)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} GuidedPruning also accepts 'from_regularizers' and a "
+            "dict {layer_name: scheme or coefficients}."
+        ) from None
+
+
+def _positive_int(value, name):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def _validate_target(target):
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        pass
+    elif isinstance(target, (int, np.integer)) and target >= 1:
+        return int(target)
+    elif (
+        isinstance(target, (float, np.floating))
+        and math.isfinite(target)
+        and 0 < target < 1
+    ):
+        return float(target)
+    raise ValueError(
+        "`target` must be None, a float in (0, 1) (fraction of the starting "
+        "value) or an int >= 1 (absolute count). "
+        f"Received: target={target!r}"
+    )
+
+
+__all__ = ["GuidedPruning"]

@@ -1,0 +1,541 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import keras_guided
+from keras_guided import callbacks as callbacks_lib
+from keras_guided import graph
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+def _chain_groups(model, on_unsupported="raise"):
+    """Stand-in for graph.find_unit_groups on Sequential Dense/Conv/BN chains.
+
+    Used only while the real graph analysis is not available.
+    """
+    groups, pending, spatial = [], None, 1
+    for layer in model.layers:
+        family = keras_guided.units.layer_family(layer)
+        if family in ("dense", "conv"):
+            if pending is not None:
+                n = pending.num_units
+                if family == "dense":
+                    positions = (
+                        np.arange(n)[:, None] + n * np.arange(spatial)[None]
+                    )
+                    pending.slices.append(graph.UnitSlice(
+                        layer, "kernel", 0, positions, "consumer"))
+                else:
+                    pending.slices.append(graph.UnitSlice(
+                        layer, "kernel", -2, np.arange(n)[:, None],
+                        "consumer"))
+                groups.append(pending)
+            n = keras_guided.units.num_units(layer)
+            own = np.arange(n)[:, None]
+            pending = graph.UnitGroup(
+                index=len(groups), num_units=n,
+                slices=[graph.UnitSlice(layer, "kernel", -1, own, "producer"),
+                        graph.UnitSlice(layer, "bias", 0, own, "producer")],
+                layers=[layer.name])
+            spatial = 1
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            own = np.arange(pending.num_units)[:, None]
+            for name, role in (("gamma", "follower"), ("beta", "follower"),
+                               ("moving_mean", "statistic"),
+                               ("moving_variance", "statistic")):
+                pending.slices.append(
+                    graph.UnitSlice(layer, name, 0, own, role))
+            pending.layers.append(layer.name)
+        elif isinstance(layer, keras.layers.Flatten):
+            shape = layer.input.shape
+            spatial = int(np.prod(shape[1:-1]))
+    pending.prunable = False
+    pending.reason = "model output"
+    groups.append(pending)
+    for i, group in enumerate(groups):
+        group.index = i
+    return groups
+
+
+@pytest.fixture(autouse=True)
+def _groups(monkeypatch):
+    probe = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2),
+                              keras.layers.Dense(1)])
+    try:
+        graph.find_unit_groups(probe)
+    except NotImplementedError:
+        monkeypatch.setattr(graph, "find_unit_groups", _chain_groups)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")[:512]
+    y = data.target[:512]
+    return x, y
+
+
+def _mlp(units=24):
+    return keras.Sequential([
+        keras.Input((8, 8)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(units, activation="relu", name="hidden"),
+        keras.layers.Dense(10, name="out"),
+    ])
+
+
+def _cnn(filters=8):
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(filters, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, name="out"),
+    ])
+
+
+def _compile(model, optimizer=None):
+    model.compile(
+        optimizer or keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _fit(model, data, callback, epochs=3, **kwargs):
+    x, y = data
+    if model.input_shape[-1] == 1:
+        x = x[..., None]
+    kwargs.setdefault("shuffle", False)
+    return model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
+                     callbacks=[callback], **kwargs)
+
+
+def _weight(model, layer, name):
+    layer = model.get_layer(layer)
+    return keras.ops.convert_to_numpy(
+        keras_guided.units.get_weight(layer, name).value)
+
+
+# --------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strength": -1.0},
+     r"`strength` must be a non-negative finite float. Received: "
+     r"strength=-1.0"),
+    ({"mode": "lasso"},
+     r"`mode` must be one of \['proximal', 'penalty'\]. Received: "
+     r"mode='lasso'"),
+    ({"schedule": "cosine"},
+     r"`schedule` must be one of \['constant', 'warmup', 'ramp'\]. "
+     r"Received: schedule='cosine'"),
+    ({"warmup_epochs": 0},
+     r"`warmup_epochs` must be a positive int. Received: warmup_epochs=0"),
+    ({"cost": "latency"},
+     r"`cost` must be one of \['params', 'flops'\]. Received: "
+     r"cost='latency'"),
+    ({"adapt_every": 1.5},
+     r"`adapt_every` must be a positive int. Received: adapt_every=1.5"),
+    ({"keep_dead": 1},
+     r"`keep_dead` must be True or False. Received: keep_dead=1"),
+    ({"target": 1.5},
+     r"`target` must be None, a float in \(0, 1\) .* Received: target=1.5"),
+    ({"target": 0},
+     r"`target` must be None, .* Received: target=0"),
+    ({"target_metric": "latency"},
+     r"`target_metric` must be one of \['units', 'params', 'flops'\]"),
+    ({"on_target": "pause"},
+     r"`on_target` must be one of \['hold', 'release', 'stop'\]. "
+     r"Received: on_target='pause'"),
+    ({"guidance": "quadratic"},
+     r"Unknown guidance 'quadratic'.* GuidedPruning also accepts "
+     r"'from_regularizers'"),
+    ({"guidance": {3: "linear"}},
+     r"`guidance` dict keys must be layer names \(str\). Received key 3."),
+])
+def test_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_guided.GuidedPruning(**kwargs)
+
+
+def test_guidance_dict_with_unknown_layer(digits):
+    model = _compile(_mlp())
+    pruning = keras_guided.GuidedPruning(guidance={"nope": "linear"})
+    with pytest.raises(ValueError, match=(
+            r"`guidance` names layers \['nope'\] that produce no prunable "
+            r"unit group. Layers that do: \['hidden'\]")):
+        _fit(model, digits, pruning, epochs=1)
+
+
+def test_from_regularizers_without_any_regularizer(digits):
+    model = _compile(_mlp())
+    pruning = keras_guided.GuidedPruning(guidance="from_regularizers")
+    with pytest.raises(ValueError, match="found no GuidedRegularizer"):
+        _fit(model, digits, pruning, epochs=1)
+
+
+def test_schedule_callable_returning_negative(digits):
+    model = _compile(_mlp())
+    pruning = keras_guided.GuidedPruning(schedule=lambda epoch: -1.0)
+    with pytest.raises(ValueError, match=(
+            r"`schedule\(epoch\)` must be a non-negative finite float. "
+            r"Received: schedule\(epoch\)=-1.0")):
+        _fit(model, digits, pruning, epochs=1)
+
+
+# ------------------------------------------------------------ the maths
+
+
+def test_proximal_step_matches_formula(digits):
+    """One step with a zero-gradient loss is exactly group soft-thresholding."""
+    model = _mlp(units=6)
+    model.compile(keras.optimizers.SGD(0.5),
+                  lambda y, p: 0.0 * keras.ops.sum(p))
+    x, y = digits
+    w1, b1 = _weight(model, "hidden", "kernel"), _weight(model, "hidden",
+                                                         "bias")
+    b1 = b1 + 0.1
+    model.get_layer("hidden").bias.assign(b1)
+    w2 = _weight(model, "out", "kernel")
+    strength = 0.02
+    pruning = keras_guided.GuidedPruning(strength=strength,
+                                         guidance="linear")
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0,
+              callbacks=[pruning])
+    g = keras_guided.LinearGuidance()(6)
+    p = w1.shape[0] + 1 + w2.shape[1]
+    norms = np.sqrt((w1**2).sum(0) + b1**2 + (w2**2).sum(1))
+    scale = np.maximum(0, 1 - 0.5 * strength * g * np.sqrt(p) / norms)
+    np.testing.assert_allclose(_weight(model, "hidden", "kernel"),
+                               w1 * scale, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_weight(model, "hidden", "bias"), b1 * scale,
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_weight(model, "out", "kernel"),
+                               w2 * scale[:, None], rtol=1e-5, atol=1e-7)
+    # The penalty uses the same sqrt(p_u) ||W_u|| convention.
+    expected = strength * np.sum(g * np.sqrt(p) * norms * scale)
+    np.testing.assert_allclose(pruning.penalty(), expected, rtol=1e-5)
+
+
+def test_learning_rate_schedule_is_used(digits):
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        0.5, decay_steps=1, decay_rate=0.5)
+    model = _mlp(units=4)
+    model.compile(keras.optimizers.SGD(schedule),
+                  lambda y, p: 0.0 * keras.ops.sum(p))
+    w1 = _weight(model, "hidden", "kernel")
+    w2 = _weight(model, "out", "kernel")
+    x, y = digits
+    pruning = keras_guided.GuidedPruning(strength=0.01, guidance="uniform")
+    model.fit(x[:16], y[:16], batch_size=8, epochs=1, verbose=0,
+              shuffle=False, callbacks=[pruning])
+    p = w1.shape[0] + 1 + w2.shape[1]
+    for lr in (0.5, 0.25):  # two steps: lr(0), lr(1)
+        norms = np.sqrt((w1**2).sum(0) + (w2**2).sum(1))
+        scale = np.maximum(0, 1 - lr * 0.01 * np.sqrt(p) / norms)
+        w1, w2 = w1 * scale, w2 * scale[:, None]
+    np.testing.assert_allclose(_weight(model, "hidden", "kernel"), w1,
+                               rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------- exact zeros, order
+
+
+def test_mlp_units_die_exactly_and_in_guidance_order(digits):
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(strength=0.5, guidance="linear")
+    history = _fit(model, digits, pruning, epochs=4)
+    w1 = _weight(model, "hidden", "kernel")
+    b1 = _weight(model, "hidden", "bias")
+    w2 = _weight(model, "out", "kernel")
+    dead = np.all(w1 == 0, axis=0) & (b1 == 0)
+    assert 4 <= dead.sum() <= 28
+    # Coupled consumer rows are exactly zero too.
+    assert np.all(w2[dead] == 0)
+    assert np.all(np.abs(w1[:, ~dead]).sum(0) > 0)
+    # Linear guidance: high indices (large coefficients) die first.
+    index = np.arange(32)
+    assert index[dead].mean() > index[~dead].mean() + 5
+    rho = np.corrcoef(index, dead.astype(float))[0, 1]
+    assert rho > 0.5
+    assert history.history["live_units"][-1] == 32 - dead.sum()
+    assert history.history["live_units/hidden"][-1] == 32 - dead.sum()
+
+
+def test_cnn_conv_bn_and_consumer_slices_all_zero(digits):
+    model = _compile(_cnn(filters=8))
+    pruning = keras_guided.GuidedPruning(strength=0.6, guidance="linear")
+    history = _fit(model, digits, pruning, epochs=4)
+    kernel = _weight(model, "conv", "kernel")
+    dead = np.all(kernel == 0, axis=(0, 1, 2))
+    assert 1 <= dead.sum() <= 7
+    assert np.all(_weight(model, "conv", "bias")[dead] == 0)
+    assert np.all(_weight(model, "bn", "gamma")[dead] == 0)
+    assert np.all(_weight(model, "bn", "beta")[dead] == 0)
+    dense = _weight(model, "out", "kernel").reshape(6, 6, 8, 10)
+    assert np.all(dense[:, :, dead, :] == 0)
+    assert np.all(np.abs(dense[:, :, ~dead, :]).sum((0, 1, 3)) > 0)
+    # BN moving statistics are not penalized.
+    assert np.all(_weight(model, "bn", "moving_variance")[dead] > 0)
+    assert history.history["live_units/conv"][-1] == 8 - dead.sum()
+
+
+def _slice_mlp(model, keep):
+    """A smaller copy of `_mlp` keeping hidden units `keep`."""
+    small = _mlp(units=int(keep.sum()))
+    w1, b1 = model.get_layer("hidden").get_weights()
+    w2, b2 = model.get_layer("out").get_weights()
+    small.get_layer("hidden").set_weights([w1[:, keep], b1[keep]])
+    small.get_layer("out").set_weights([w2[keep], b2])
+    return small
+
+
+def test_removing_dead_units_keeps_predictions(digits):
+    x, y = digits
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(strength=0.5, guidance="linear")
+    _fit(model, digits, pruning, epochs=3)
+    keep = np.any(_weight(model, "hidden", "kernel") != 0, axis=0)
+    assert keep.sum() < 32
+    before = model.predict(x, verbose=0)
+    small = _slice_mlp(model, keep)
+    np.testing.assert_allclose(small.predict(x, verbose=0), before,
+                               atol=1e-5)
+    if hasattr(keras_guided, "prune_model"):
+        pruned = keras_guided.prune_model(model)
+        assert pruned.get_layer("hidden").units == keep.sum()
+        after = pruned.predict(x, verbose=0)
+        np.testing.assert_allclose(after, before, atol=1e-5)
+        np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+
+
+# ---------------------------------------------------- schedules and logs
+
+
+def test_warmup_schedule_changes_strength_and_weights(digits):
+    model = _compile(_mlp())
+    pruning = keras_guided.GuidedPruning(strength=1.0, schedule="warmup",
+                                         warmup_epochs=2)
+    history = _fit(model, digits, pruning, epochs=4)
+    np.testing.assert_allclose(history.history["guided_strength"],
+                               [0.0, 0.5, 1.0, 1.0])
+    live = history.history["live_units"]
+    assert live[0] == 24  # no shrinkage at strength 0
+    assert live[-1] < live[0]
+    penalty = history.history["guided_penalty"]
+    assert penalty[0] == 0.0 and penalty[1] > 0.0
+
+
+def test_penalty_mode_schedule_reaches_compiled_step(digits):
+    """Strength 0 then > 0 inside one fit: the compiled loss sees both."""
+    x, y = digits
+    reference = _compile(_mlp())
+    initial = reference.get_weights()
+    plain = reference.fit(x, y, epochs=2, batch_size=64, shuffle=False,
+                          verbose=0).history["loss"]
+    model = _compile(_mlp())
+    model.set_weights(initial)
+    pruning = keras_guided.GuidedPruning(
+        strength=0.05, mode="penalty", schedule=lambda epoch: 0.05 * epoch)
+    history = _fit(model, digits, pruning, epochs=2)
+    losses = history.history["loss"]
+    np.testing.assert_allclose(losses[0], plain[0], rtol=1e-5)
+    # Epoch 1: the loss includes the penalty (well above the plain loss).
+    penalty = history.history["guided_penalty"]
+    assert penalty[0] == 0.0 and penalty[1] > 0.0
+    assert losses[1] > plain[1] + 0.5 * penalty[1]
+    # After fit the penalty is detached: evaluate sees the plain loss.
+    assert len(model.losses) == 0
+    assert model.get_layer("hidden").kernel.regularizer is None
+
+
+def test_penalty_mode_keeps_existing_regularizer(digits):
+    model = keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(),
+        keras.layers.Dense(12, activation="relu", name="hidden",
+                           kernel_regularizer=keras_guided.GuidedRegularizer(
+                               1e-3, guidance="exponential"),
+                           bias_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Dense(10, name="out"),
+    ])
+    _compile(model)
+    pruning = keras_guided.GuidedPruning(strength=1e-3, mode="penalty",
+                                         guidance="from_regularizers")
+    _fit(model, digits, pruning, epochs=1)
+    np.testing.assert_allclose(pruning.unit_coefficients[0],
+                               keras_guided.ExponentialGuidance()(12))
+    hidden = model.get_layer("hidden")
+    assert isinstance(hidden.kernel.regularizer,
+                      keras_guided.GuidedRegularizer)
+    assert isinstance(hidden.bias.regularizer, keras.regularizers.L2)
+    assert len(model.losses) == 2
+
+
+def test_logs_and_history_keys(digits):
+    model = _compile(_cnn(filters=6))
+    pruning = keras_guided.GuidedPruning(strength=0.8)
+    history = _fit(model, digits, pruning, epochs=3)
+    h = history.history
+    for key in ("live_units", "live_units/conv", "live_params",
+                "guided_strength", "guided_penalty"):
+        assert len(h[key]) == 3
+    assert h["live_units"] == h["live_units/conv"]
+    assert all(0 <= v <= 6 for v in h["live_units"])
+    assert np.all(np.diff(h["live_units"]) <= 0)  # dead stays dead
+    live = h["live_units"][-1]
+    # conv 3*3*1+1 per filter, BN 4 per channel, dense 36 rows per channel.
+    expected = live * (10 + 4 + 36 * 10) + 10
+    assert h["live_params"][-1] == expected
+
+
+def test_dead_units_stay_dead_after_release(digits):
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(
+        strength=0.8, schedule=lambda epoch: 0.8 if epoch < 2 else 0.0)
+    history = _fit(model, digits, pruning, epochs=4)
+    live = history.history["live_units"]
+    assert live[1] < 32
+    assert live[1] == live[2] == live[3]
+
+
+# -------------------------------------------- guidance variants and targets
+
+
+def test_guidance_dict_penalizes_named_layers_only(digits):
+    model = _compile(keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="a"),
+        keras.layers.Dense(16, activation="relu", name="b"),
+        keras.layers.Dense(10, name="out"),
+    ]))
+    pruning = keras_guided.GuidedPruning(strength=0.5,
+                                         guidance={"b": "exponential"})
+    history = _fit(model, digits, pruning, epochs=3)
+    assert history.history["live_units/a"][-1] == 16
+    assert history.history["live_units/b"][-1] < 16
+    np.testing.assert_array_equal(pruning.unit_coefficients[0], 0.0)
+
+
+def test_cost_params_scales_groups_by_unit_size(digits):
+    model = _compile(keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="a"),
+        keras.layers.Dense(8, activation="relu", name="b"),
+        keras.layers.Dense(10, name="out"),
+    ]))
+    pruning = keras_guided.GuidedPruning(strength=0.0, guidance="uniform",
+                                         cost="params")
+    _fit(model, digits, pruning, epochs=1)
+    a, b = pruning.unit_coefficients
+    # a unit: 64 inputs + bias + 8 rows of b; b unit: 16 + 1 + 10.
+    assert a[0] / b[0] == pytest.approx(73 / 27)
+    mean = (16 * a[0] + 8 * b[0]) / 24
+    assert mean == pytest.approx(1.0)
+
+
+def test_adaptive_guidance_ranks_by_norm(digits):
+    model = _compile(_mlp(units=16))
+    pruning = keras_guided.GuidedPruning(strength=0.02, guidance="linear",
+                                         adapt_every=1)
+    _fit(model, digits, pruning, epochs=2)
+    coefficients = pruning.unit_coefficients[0]
+    np.testing.assert_allclose(np.sort(coefficients),
+                               keras_guided.LinearGuidance()(16))
+    # The ranking of epoch 1 was made from the weights at its start; the
+    # strongest unit then still holds the smallest coefficient now unless
+    # the order changed, so check the rule on a fresh re-rank.
+    pruning._adapt()
+    w1 = _weight(model, "hidden", "kernel")
+    b1 = _weight(model, "hidden", "bias")
+    w2 = _weight(model, "out", "kernel")
+    norms = np.sqrt((w1**2).sum(0) + b1**2 + (w2**2).sum(1))
+    coefficients = pruning.unit_coefficients[0]
+    assert coefficients[np.argmax(norms)] == coefficients.min()
+    order = np.argsort(-norms, kind="stable")
+    assert np.all(np.diff(coefficients[order]) >= 0)
+
+
+@pytest.mark.parametrize("metric", ["units", "params"])
+def test_target_stops_training(digits, metric):
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(
+        strength=0.2, schedule="ramp", target=0.6, target_metric=metric,
+        on_target="stop")
+    history = _fit(model, digits, pruning, epochs=30)
+    epochs = len(history.history["loss"])
+    assert epochs < 30
+    key = "live_units" if metric == "units" else "live_params"
+    values = history.history[key]
+    start = 32 if metric == "units" else 64 * 32 + 32 + 32 * 10 + 10
+    assert values[-1] <= 0.6 * start
+    assert all(v > 0.6 * start for v in values[:-1])
+
+
+def test_target_hold_freezes_strength(digits):
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(strength=0.2, schedule="ramp",
+                                         target=28, on_target="hold")
+    history = _fit(model, digits, pruning, epochs=6)
+    h = history.history
+    reached = next(i for i, v in enumerate(h["live_units"]) if v <= 28)
+    assert reached < 5
+    strengths = h["guided_strength"]
+    assert all(s == strengths[reached] for s in strengths[reached:])
+    np.testing.assert_allclose(strengths[:reached + 1],
+                               0.2 * np.arange(1, reached + 2), rtol=1e-6)
+
+
+# -------------------------------------------------- reuse and resumption
+
+
+def test_reuse_across_two_fits(digits):
+    model = _compile(_mlp(units=32))
+    pruning = keras_guided.GuidedPruning(strength=0.8)
+    first = _fit(model, digits, pruning, epochs=2).history["live_units"]
+    dead = np.all(_weight(model, "hidden", "kernel") == 0, axis=0)
+    second = _fit(model, digits, pruning, epochs=2).history["live_units"]
+    assert second[0] <= first[-1] and second[-1] <= second[0]
+    assert np.all(_weight(model, "hidden", "kernel")[:, dead] == 0)
+    # A second model: the callback re-reads the groups.
+    other = _compile(_mlp(units=12))
+    third = _fit(other, digits, pruning, epochs=1).history["live_units"]
+    assert third[0] <= 12
+    assert len(pruning.groups) == 1 and pruning.groups[0].num_units == 12
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+def test_resume_with_backup_and_restore(digits, tmp_path):
+    def run(callbacks):
+        keras.utils.set_random_seed(1)
+        model = _compile(_mlp(units=16))
+        pruning = keras_guided.GuidedPruning(strength=1.0,
+                                             schedule="warmup",
+                                             warmup_epochs=2)
+        x, y = digits
+        history = model.fit(x, y, epochs=4, batch_size=64, shuffle=False,
+                            verbose=0, callbacks=[pruning] + callbacks)
+        return model, history.history
+
+    reference, full = run([])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([backup, _Interrupt()])
+    resumed, rest = run([keras.callbacks.BackupAndRestore(
+        str(tmp_path / "backup"))])
+    assert len(rest["loss"]) == 2  # epochs 2 and 3 only: it resumed
+    assert rest["guided_strength"] == full["guided_strength"][2:]
+    assert rest["live_units"] == full["live_units"][2:]
+    for a, b in zip(reference.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.any(_weight(resumed, "hidden", "kernel") == 0)
