@@ -362,8 +362,93 @@ def _load_calibration(path):
     return data
 
 
+def group_norms(group):
+    """Per-unit L2 norms of the weights that shape a group's output.
+
+    Producer and follower slices count (kernel slices, bias, BN gamma and
+    beta); consumer slices and BN moving statistics do not, so a unit whose
+    norm is 0 is dead: it emits a constant that surgery folds away.
+
+    Args:
+        group: a `keras_guided.graph.UnitGroup`.
+
+    Returns:
+        A float64 numpy array of length `group.num_units`.
+    """
+    import keras
+    import numpy as np
+
+    from keras_guided import units as units_lib
+
+    squared = np.zeros(group.num_units)
+    for unit_slice in group.slices:
+        if unit_slice.role not in ("producer", "follower"):
+            continue
+        weight = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
+        values = keras.ops.convert_to_numpy(weight).astype("float64")
+        matrix = keras.ops.convert_to_numpy(
+            units_lib.unit_matrix(values, unit_slice.axis)
+        )
+        per_position = np.sum(np.square(matrix), axis=1)
+        squared += per_position[unit_slice.positions].sum(axis=1)
+    return np.sqrt(squared)
+
+
+def _find_groups(model, skip_unsupported):
+    from keras_guided import graph
+
+    mode = "keep" if skip_unsupported else "raise"
+    try:
+        return graph.find_unit_groups(model, on_unsupported=mode)
+    except ValueError as error:
+        hint = "" if skip_unsupported else (
+            " (use --skip-unsupported to leave such groups intact)"
+        )
+        raise CommandError(_one_line(error) + hint) from None
+
+
 def _run_inspect(args):
-    raise CommandError("inspect is not available yet")
+    model = load_model(args.model)
+    import numpy as np
+
+    from keras_guided import stats
+
+    _progress("finding unit groups ...")
+    groups = _find_groups(model, args.skip_unsupported)
+    rows = []
+    dead_units = 0
+    dead_groups = 0
+    for group in groups:
+        norms = group_norms(group)
+        dead = int(np.sum(norms == 0.0))
+        if group.prunable and dead:
+            dead_units += min(dead, group.num_units - 1)
+            dead_groups += 1
+        rows.append(
+            {
+                "group": group.index,
+                "layers": ", ".join(group.layers),
+                "units": group.num_units,
+                "dead": dead,
+                "norm min": float(np.min(norms)),
+                "norm median": float(np.median(norms)),
+                "norm max": float(np.max(norms)),
+                "prunable": "yes" if group.prunable else "no: "
+                + str(group.reason),
+            }
+        )
+    print(
+        f"model '{model.name}': {stats.count_params(model):,} params, "
+        f"{stats.count_flops(model):,} FLOPs per example, "
+        f"{len(groups)} unit groups"
+    )
+    print(stats.format_table(rows))
+    print(
+        f"`keras-guided prune` (dead units only) would remove {dead_units} "
+        f"units in {dead_groups} groups; use --threshold or --target to "
+        "remove live units too."
+    )
+    return 0
 
 
 def _run_prune(args):

@@ -1,0 +1,193 @@
+"""Tests for the `keras-guided` command line (keras_guided/cli.py)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_guided import cli
+
+pytest.importorskip("ai_edge_litert.interpreter")
+Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+
+
+def _run(*args, cwd=None):
+    """Runs `python -m keras_guided.cli ARGS` in a fresh process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "keras_guided.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def _small_cnn():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(3, name="out")(x)
+    model = keras.Model(inputs, outputs)
+    # Kill two conv filters and three hidden units exactly (every weight
+    # that shapes their output), so `prune` has something to remove.
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., 4:] = 0.0
+    bias[4:] = 0.0
+    model.get_layer("conv").set_weights([kernel, bias])
+    gamma, beta, mean, variance = model.get_layer("bn").get_weights()
+    gamma[4:] = 0.0
+    beta[4:] = 0.0
+    model.get_layer("bn").set_weights([gamma, beta, mean, variance])
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[:, 5:] = 0.0
+    bias[5:] = 0.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    model = _small_cnn()
+    path = str(directory / "model.keras")
+    model.save(path)
+    data = np.random.default_rng(0).random((40, 8, 8, 1)).astype("float32")
+    np.save(directory / "data.npy", data)
+    return directory, path, model, data
+
+
+def _litert_predict(path, inputs):
+    interpreter = Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    detail_in = interpreter.get_input_details()[0]
+    detail_out = interpreter.get_output_details()[0]
+    rows = []
+    for row in inputs:
+        interpreter.set_tensor(detail_in["index"], row[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(detail_out["index"])[0])
+    return np.stack(rows)
+
+
+def test_export_end_to_end(saved):
+    directory, path, model, data = saved
+    out = str(directory / "model.tflite")
+    result = _run("export", path, "-o", out, "--latency", "--num-runs", "5")
+    assert result.returncode == 0, result.stderr
+    assert "converting to TFLite (float32, built-in ops only)" in result.stdout
+    assert f"wrote {out}" in result.stdout
+    assert "latency:" in result.stdout and ", ok" in result.stdout
+    expected = model.predict(data[:8], verbose=0)
+    np.testing.assert_allclose(
+        _litert_predict(out, data[:8]), expected, atol=1e-5
+    )
+
+
+def test_export_int8_with_calibration(saved):
+    directory, path, model, data = saved
+    out = str(directory / "model_int8.tflite")
+    result = _run(
+        "export",
+        path,
+        "-o",
+        out,
+        "--quantize",
+        "int8",
+        "--calibration",
+        str(directory / "data.npy"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "quantization: int8" in result.stdout
+    expected = model.predict(data[:8], verbose=0)
+    actual = _litert_predict(out, data[:8])
+    scale = np.max(np.abs(expected))
+    assert np.max(np.abs(actual - expected)) < 0.05 * scale
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["export", "{dir}/missing.keras", "-o", "{dir}/x.tflite"],
+            r"model file '.*missing\.keras' does not exist",
+        ),
+        (
+            ["export", "{dir}/data.npy", "-o", "{dir}/x.tflite"],
+            r"'.*data\.npy' is not a Keras model file \(expected a \.keras "
+            r"archive written by model\.save\('model\.keras'\)\)",
+        ),
+        (
+            ["export", "{dir}/fake.keras", "-o", "{dir}/x.tflite"],
+            r"could not load '.*fake\.keras' as a Keras model: ",
+        ),
+        (
+            ["export", "{model}", "-o", "{dir}/nodir/x.tflite"],
+            r"output directory '.*nodir' does not exist",
+        ),
+        (
+            ["export", "{model}", "-o", "/sys/x.tflite"],
+            r"cannot write to output directory '/sys'",
+        ),
+        (
+            ["export", "{model}", "-o", "{dir}/x.onnx"],
+            r"the output file must end in '\.tflite'\. Received: '.*x\.onnx'",
+        ),
+        (
+            ["export", "{model}", "-o", "{dir}/x.tflite", "--quantize", "int8"],
+            r"--quantize int8 needs --calibration DATA\.npy",
+        ),
+        (
+            ["inspect", "{dir}/missing.keras"],
+            r"model file '.*missing\.keras' does not exist",
+        ),
+        (
+            ["prune", "{dir}/data.npy", "-o", "{dir}/p.keras"],
+            r"is not a Keras model file",
+        ),
+        (
+            ["prune", "{model}", "-o", "{dir}/p.h5"],
+            r"the output file must end in '\.keras'\. Received: '.*p\.h5'",
+        ),
+    ],
+)
+def test_bad_input_exits_1_with_one_line(saved, capsys, args, message):
+    directory, path, _, _ = saved
+    fake = directory / "fake.keras"
+    if not fake.exists():
+        import zipfile
+
+        with zipfile.ZipFile(fake, "w") as archive:
+            archive.writestr("config.json", "not json")
+    if "/sys/x.tflite" in args and os.access("/sys", os.W_OK):
+        try:
+            os.close(os.open("/sys/.probe", os.O_CREAT | os.O_WRONLY))
+        except OSError:
+            pass  # Writable by mode bits but a read-only file system.
+        else:
+            os.remove("/sys/.probe")
+            pytest.skip("/sys is writable here")
+    argv = [a.format(dir=directory, model=path) for a in args]
+    before = sorted(os.listdir(directory))
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("keras-guided: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert sorted(os.listdir(directory)) == before
+
+
+def test_usage_error_exits_2(capsys):
+    assert cli.main(["export"]) == 2
+    assert "usage: keras-guided" in capsys.readouterr().err
+    assert cli.main([]) == 2
