@@ -4,70 +4,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 import keras_guided
-from keras_guided import callbacks as callbacks_lib
-from keras_guided import graph
 
 
 # ----------------------------------------------------------------- fixtures
-
-
-def _chain_groups(model, on_unsupported="raise"):
-    """Stand-in for graph.find_unit_groups on Sequential Dense/Conv/BN chains.
-
-    Used only while the real graph analysis is not available.
-    """
-    groups, pending, spatial = [], None, 1
-    for layer in model.layers:
-        family = keras_guided.units.layer_family(layer)
-        if family in ("dense", "conv"):
-            if pending is not None:
-                n = pending.num_units
-                if family == "dense":
-                    positions = (
-                        np.arange(n)[:, None] + n * np.arange(spatial)[None]
-                    )
-                    pending.slices.append(graph.UnitSlice(
-                        layer, "kernel", 0, positions, "consumer"))
-                else:
-                    pending.slices.append(graph.UnitSlice(
-                        layer, "kernel", -2, np.arange(n)[:, None],
-                        "consumer"))
-                groups.append(pending)
-            n = keras_guided.units.num_units(layer)
-            own = np.arange(n)[:, None]
-            pending = graph.UnitGroup(
-                index=len(groups), num_units=n,
-                slices=[graph.UnitSlice(layer, "kernel", -1, own, "producer"),
-                        graph.UnitSlice(layer, "bias", 0, own, "producer")],
-                layers=[layer.name])
-            spatial = 1
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            own = np.arange(pending.num_units)[:, None]
-            for name, role in (("gamma", "follower"), ("beta", "follower"),
-                               ("moving_mean", "statistic"),
-                               ("moving_variance", "statistic")):
-                pending.slices.append(
-                    graph.UnitSlice(layer, name, 0, own, role))
-            pending.layers.append(layer.name)
-        elif isinstance(layer, keras.layers.Flatten):
-            shape = layer.input.shape
-            spatial = int(np.prod(shape[1:-1]))
-    pending.prunable = False
-    pending.reason = "model output"
-    groups.append(pending)
-    for i, group in enumerate(groups):
-        group.index = i
-    return groups
-
-
-@pytest.fixture(autouse=True)
-def _groups(monkeypatch):
-    probe = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2),
-                              keras.layers.Dense(1)])
-    try:
-        graph.find_unit_groups(probe)
-    except NotImplementedError:
-        monkeypatch.setattr(graph, "find_unit_groups", _chain_groups)
 
 
 @pytest.fixture(scope="module")
