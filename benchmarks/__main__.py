@@ -1,0 +1,125 @@
+"""`python -m benchmarks`: runs B1, B2, B3 and regenerates docs/benchmarks.md.
+
+    python -m benchmarks --mnist-dir ../shared/data/mnist-t10k \\
+        --out benchmarks/results [--quick] [--only b1,b2,b3]
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECTIONS = ("b1", "b2", "b3")
+PLOT_NAME = "benchmarks_accuracy_vs_params.png"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="keras_guided benchmarks: B1 compression, B2 training "
+                    "overhead, B3 surgery and on-device speed.")
+    parser.add_argument("--mnist-dir", default=None,
+                        help="directory holding the MNIST t10k idx files "
+                             "(default: scikit-learn digits)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks",
+                                                      "results"),
+                        help="output directory for results.json and "
+                             "results.md (default: benchmarks/results)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small grids, 1 seed, few epochs, small "
+                             "inputs: a few minutes")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help="comma-separated sections to run "
+                             "(default: b1,b2,b3)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated B1 methods (default: all)")
+    parser.add_argument("--docs", default=os.path.join(ROOT, "docs",
+                                                       "benchmarks.md"),
+                        help="markdown file to regenerate; 'none' to skip "
+                             "(default: docs/benchmarks.md)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="data split seed (default: 0)")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--only takes sections from {SECTIONS}; received "
+                     f"{unknown}")
+    args.sections = sections
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    from benchmarks import b1_compression
+    from benchmarks import b2_overhead
+    from benchmarks import b3_surgery
+    from benchmarks import data as data_lib
+    from benchmarks import report
+
+    mode = "quick" if args.quick else "full"
+    start = time.perf_counter()
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+
+    data = data_lib.load(args.mnist_dir, seed=args.seed)
+    command = "python -m benchmarks " + " ".join(
+        shlex.quote(a) for a in argv)
+    results = {
+        "command": command,
+        "mode": mode,
+        "machine": report.machine(),
+        "data": {"name": data["name"], "seed": args.seed,
+                 "split": [len(data["y_train"]), len(data["y_val"]),
+                           len(data["y_test"])]},
+    }
+    log(f"data {data['name']} {results['data']['split']}, mode {mode}")
+    if "b1" in args.sections:
+        methods = args.methods.split(",") if args.methods else None
+        results["b1"] = b1_compression.run(data, mode, log, methods)
+    if "b2" in args.sections:
+        results["b2"] = b2_overhead.run(data, mode, log)
+    if "b3" in args.sections:
+        results["b3"] = b3_surgery.run(mode, log)
+    results["seconds"] = time.perf_counter() - start
+
+    os.makedirs(args.out, exist_ok=True)
+    report.write_atomic(os.path.join(args.out, "results.json"),
+                        json.dumps(results, indent=1, default=_plain))
+    plot_name = None
+    if "b1" in results and args.docs != "none":
+        plot_name = PLOT_NAME
+        report.plot(results["b1"], os.path.join(
+            os.path.dirname(os.path.abspath(args.docs)), PLOT_NAME))
+    text = report.markdown(results, command, args.quick, plot_name)
+    report.write_atomic(os.path.join(args.out, "results.md"), text)
+    if args.docs != "none":
+        report.write_atomic(args.docs, text)
+    log(f"wrote {args.out}/results.json, results.md"
+        + ("" if args.docs == "none" else f" and {args.docs}"))
+    return results
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()
