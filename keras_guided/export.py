@@ -572,14 +572,18 @@ def _dequantize(array, detail):
 
 
 def _keras_outputs(model, inputs):
-    outputs = model.predict(inputs, batch_size=64, verbose=0)
-    if isinstance(outputs, (list, tuple, dict)):
-        raise ValueError(
-            "keras_guided.export_tflite verifies single-output models. "
-            f"Received: model '{model.name}' with several outputs. Pass "
-            "verify=False to export it unverified."
-        )
-    return np.asarray(outputs, dtype="float32")
+    # Direct calls, not `predict`: no tf.function retraced per model.
+    chunks = []
+    for start in range(0, inputs.shape[0], 64):
+        outputs = model(inputs[start : start + 64], training=False)
+        if isinstance(outputs, (list, tuple, dict)):
+            raise ValueError(
+                "keras_guided.export_tflite verifies single-output models. "
+                f"Received: model '{model.name}' with several outputs. Pass "
+                "verify=False to export it unverified."
+            )
+        chunks.append(keras.ops.convert_to_numpy(outputs).astype("float32"))
+    return np.concatenate(chunks, axis=0)
 
 
 def _verify(report, interpreter_class, content, model, inputs, tolerance):
