@@ -68,7 +68,7 @@ def build_model():
 
     >>> import keras_guided.demo
     >>> keras_guided.demo.build_model().count_params()
-    36490
+    36298
     """
     import keras
 
