@@ -14,6 +14,10 @@ from keras_guided.graph import UnitGroup
 from keras_guided.graph import UnitSlice
 from keras_guided.graph import find_unit_groups
 from keras_guided.rules import register_rule
+from keras_guided import scoring
+from keras_guided import surgery
+from keras_guided.surgery import PruneReport
+from keras_guided.surgery import prune_model
 from keras_guided.callbacks import GuidedPruning
 from keras_guided import stats
 from keras_guided import units
@@ -33,6 +37,10 @@ __all__ = [
     "find_unit_groups",
     "graph",
     "register_rule",
+    "PruneReport",
+    "prune_model",
+    "scoring",
+    "surgery",
     "rules",
     "ExplicitGuidance",
     "ExponentialGuidance",

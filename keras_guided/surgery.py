@@ -1,0 +1,815 @@
+"""prune_model: rebuild a model without its pruned unit groups.
+
+The steps, each a private helper:
+
+1. `graph.analyze` finds the unit groups;
+2. a *plan* (kept units per group) comes from the dead units (default), a
+   threshold, a target, or the user (`scoring.py`);
+3. constants: a removed unit whose incoming weights are zero (or masked to
+   zero) still emits a constant (its bias through the activation, BN's
+   shift, ...). We propagate those constants through the graph by calling
+   each layer on constant-filled probes, then fold them into the biases of
+   the consumers (Dense: `bias += const @ removed_rows`; Conv: the same,
+   summed over the kernel window);
+4. the graph is rebuilt layer by layer: every layer is re-created from its
+   sliced config and weights by a rule of `rules.py` (shared layers stay
+   shared, nested models are rebuilt as nested models);
+5. verification: the pruned model against the original with the removed
+   units masked (their incoming weights set to zero) on sample inputs.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_guided import graph as graph_lib
+from keras_guided import rules as rules_lib
+from keras_guided import scoring
+from keras_guided import units as units_lib
+
+_PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
+_PROBE_SIZE = 8
+
+
+@dataclasses.dataclass
+class PruneReport:
+    """What `prune_model` removed and how close the result is.
+
+    Attributes:
+        num_groups: number of unit groups found.
+        removed: `{group index: (num_units, kept_units)}` of pruned groups.
+        layers: rows (dicts) with `layer`, `units_before`, `units_after`,
+            `params_before`, `params_after`, `flops_before`, `flops_after`,
+            and a final `"total"` row.
+        max_abs_diff: largest |pruned - masked original| on the sample
+            inputs (`None` without verification).
+        max_abs_diff_original: largest |pruned - original| (differs from
+            `max_abs_diff` only when live units were removed).
+        output_scale: largest |output| of the masked original.
+        notes: where the result is only approximate (folding at 'same'
+            padding borders, LayerNormalization over pruned channels).
+        unprunable: `(group index, layers, reason)` of groups left intact.
+        unsupported: unsupported layers met (`on_unsupported="keep"`).
+    """
+
+    num_groups: int
+    removed: dict
+    layers: list
+    max_abs_diff: float = None
+    max_abs_diff_original: float = None
+    output_scale: float = None
+    notes: list = dataclasses.field(default_factory=list)
+    unprunable: list = dataclasses.field(default_factory=list)
+    unsupported: list = dataclasses.field(default_factory=list)
+
+    @property
+    def removed_units(self):
+        """Total number of units removed."""
+        return int(sum(n - k for n, k in self.removed.values()))
+
+    def summary(self):
+        """A markdown table of the layers that changed, plus the totals."""
+        from keras_guided import stats
+
+        rows = [
+            row for row in self.layers
+            if row["layer"] == "total"
+            or row["params_before"] != row["params_after"]
+            or row["units_before"] != row["units_after"]
+        ]
+        lines = [
+            f"Removed {self.removed_units} units in {len(self.removed)} of "
+            f"{self.num_groups} unit groups.",
+            stats.format_table(rows),
+        ]
+        if self.max_abs_diff is not None:
+            lines.append(
+                f"Max |pruned - masked original| = {self.max_abs_diff:.3g} "
+                f"(output scale {self.output_scale:.3g}); max |pruned - "
+                f"original| = {self.max_abs_diff_original:.3g}."
+            )
+        lines.extend(f"Note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+
+def prune_model(
+    model,
+    threshold=None,
+    plan=None,
+    target=None,
+    min_units=1,
+    round_to=None,
+    protected=(),
+    on_unsupported="raise",
+    verify=True,
+    sample_inputs=None,
+    tolerance=1e-8,
+    return_report=False,
+):
+    """Returns a new model without the pruned units; `model` is untouched.
+
+    With no `threshold`, `plan` or `target`, removes exactly the dead units:
+    those whose incoming weights are all zero (within `tolerance`). A
+    removed unit's constant output (its bias through the activation, a
+    BatchNormalization shift, ...) is folded into its consumers' biases,
+    so the pruned model computes the same function as the original with
+    those units masked: exactly for Dense, 'valid' and 1x1 convolutions and
+    global pooling; at 'same'-padding borders approximately (see
+    `PruneReport.notes` and `max_abs_diff`).
+
+    Args:
+        model: a built Sequential or Functional `keras.Model`.
+        threshold: remove the units whose score (`scoring.unit_scores`,
+            RMS of their weights) is below it. Defaults to `None`.
+        plan: `{group index: kept}` where `kept` is a list of unit indices
+            to keep or an int (keep that many, the most important). Groups
+            not listed keep all their units. Defaults to `None`.
+        target: the fraction to remove: a float (of the units of prunable
+            groups) or `{"params": f}` / `{"flops": f}`, least important
+            units first. Defaults to `None`.
+        min_units: fewest units kept in a group. Defaults to 1.
+        round_to: round kept counts up to a multiple of this. Defaults to
+            `None`.
+        protected: names of layers whose groups are never pruned. Defaults
+            to `()`.
+        on_unsupported: `"raise"` (default) or `"keep"`, see
+            `keras_guided.find_unit_groups`.
+        verify: compare the pruned and masked models on sample inputs and
+            report the difference. Defaults to `True`.
+        sample_inputs: inputs for the verification (array, list or dict);
+            defaults to random normal data of the model's input shapes.
+        tolerance: largest |w| counted as zero for dead units. Defaults to
+            `1e-8`.
+        return_report: also return a `PruneReport`. Defaults to `False`.
+
+    Returns:
+        The pruned `keras.Model` (a `keras.Sequential` for a Sequential
+        input), or `(model, PruneReport)` with `return_report=True`. It uses
+        only standard Keras layers, so it loads without keras_guided.
+
+    Raises:
+        ValueError: for conflicting or invalid arguments, an impossible
+            plan or target, a subclassed model, an unsupported layer.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_guided
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(3, name="hidden"),
+    ...     keras.layers.Dense(1, name="out")])
+    >>> kernel, bias = model.get_layer("hidden").get_weights()
+    >>> kernel[:, 1] = 0.0  # unit 1 is dead
+    >>> model.get_layer("hidden").set_weights([kernel, bias])
+    >>> small, report = keras_guided.prune_model(model, return_report=True)
+    >>> small.get_layer("hidden").units, report.removed
+    (2, {0: (3, 2)})
+    >>> x = np.random.rand(5, 4).astype("float32")
+    >>> bool(np.allclose(small(x), model(x), atol=1e-5))
+    True
+    """
+    chosen = [name for name, value in
+              (("threshold", threshold), ("plan", plan), ("target", target))
+              if value is not None]
+    if len(chosen) > 1:
+        raise ValueError(
+            "Pass at most one of `threshold`, `plan` and `target`. "
+            f"Received: {', '.join(chosen)}"
+        )
+    scoring.check_limits(min_units, round_to)
+    analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
+    groups = analysis.groups
+    _protect(model, groups, protected)
+    rewriter = _Rewriter(analysis)
+    if plan is not None:
+        plan = _validate_plan(plan, groups, min_units)
+    elif threshold is not None:
+        plan = scoring.plan_from_threshold(
+            groups, threshold, min_units=min_units, round_to=round_to
+        )
+    elif target is not None:
+        plan = scoring.plan_from_target(
+            groups, model, target, min_units=min_units, round_to=round_to
+        )
+    else:
+        plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
+    rewriter.set_plan(plan)
+    rewriter.propagate_constants()
+    rewriter.fold_constants()
+    pruned = rewriter.rebuild(rewriter.pruned_weights)
+    report = None
+    if return_report or verify:
+        report = _report(model, pruned, analysis, plan, rewriter)
+    if verify:
+        _verify(model, pruned, rewriter, report, sample_inputs)
+    if return_report:
+        return pruned, report
+    return pruned
+
+
+# ------------------------------------------------------------------ plans
+def _protect(model, groups, protected):
+    if isinstance(protected, str):
+        protected = (protected,)
+    names = set(protected)
+    known = {layer.name for layer in _all_layers(model)}
+    missing = sorted(names - known)
+    if missing:
+        raise ValueError(
+            f"`protected` names layers that are not in model '{model.name}':"
+            f" {missing}. Use the names of `model.layers` (nested models "
+            "included)."
+        )
+    for group in groups:
+        owners = set(group.layers) | {
+            s.layer.name for s in group.slices if s.role == "producer"
+        }
+        hit = sorted(owners & names)
+        if hit and group.prunable:
+            group.prunable = False
+            group.reason = f"protected layer '{hit[0]}'"
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def _describe_group(group):
+    return f"group {group.index} (layers {group.layers})"
+
+
+def _validate_plan(plan, groups, min_units):
+    if not isinstance(plan, dict):
+        raise ValueError(
+            "`plan` must be a dict {group index: kept unit indices or "
+            f"count}}. Received: {type(plan).__name__}"
+        )
+    scores = None
+    checked = {}
+    for index, kept in plan.items():
+        if not isinstance(index, (int, np.integer)) or not (
+            0 <= index < len(groups)
+        ):
+            raise ValueError(
+                f"`plan` refers to group {index!r}, but the model has "
+                f"{len(groups)} unit groups (indices 0 to {len(groups) - 1})."
+                " Get them with `keras_guided.find_unit_groups(model)`."
+            )
+        group = groups[index]
+        if isinstance(kept, (int, np.integer)):
+            if not 0 <= kept <= group.num_units:
+                raise ValueError(
+                    f"`plan` keeps {kept} units of {_describe_group(group)},"
+                    f" which has {group.num_units}. Keep between {min_units}"
+                    f" and {group.num_units}."
+                )
+            if scores is None:
+                scores = scoring.unit_scores(groups)
+            order = np.argsort(-scores[index], kind="stable")
+            kept = np.sort(order[:kept])
+        kept = np.asarray(kept, dtype=np.int64).ravel()
+        if len(set(kept.tolist())) != len(kept) or np.any(
+            (kept < 0) | (kept >= group.num_units)
+        ):
+            raise ValueError(
+                f"`plan` for {_describe_group(group)} must list distinct "
+                f"unit indices in [0, {group.num_units}). Received: "
+                f"{kept.tolist()}"
+            )
+        if len(kept) == group.num_units:
+            continue
+        if not group.prunable:
+            raise ValueError(
+                f"`plan` removes units of {_describe_group(group)}, which is "
+                f"not prunable: {group.reason}."
+            )
+        if len(kept) < min(min_units, group.num_units):
+            raise ValueError(
+                f"`plan` keeps {len(kept)} units of {_describe_group(group)};"
+                f" at least min_units={min_units} must stay (a layer never "
+                "has zero width)."
+            )
+        checked[int(index)] = np.sort(kept)
+    return checked
+
+
+def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
+    masks = scoring.dead_units(groups, tolerance=tolerance)
+    approximate = rewriter.analysis.approximate
+    for group, mask in zip(groups, masks):
+        for local in range(group.num_units):
+            if rewriter.unit_root[(group.index, local)] in approximate:
+                mask[local] = False
+    # A dead unit whose channel is not constant where a consumer reads it
+    # (multiplied by a live broadcast gate) cannot be folded: keep it.
+    for _ in range(3):
+        plan = scoring.plan_from_mask(groups, masks, None, min_units,
+                                      round_to)
+        rewriter.set_plan(plan)
+        rewriter.propagate_constants()
+        unfoldable = rewriter.unfoldable_roots()
+        if not unfoldable:
+            return plan
+        for root in unfoldable:
+            index, local = rewriter.analysis.unit_location[root]
+            masks[index][local] = False
+    return plan
+
+
+# --------------------------------------------------------------- rewriter
+class _Rewriter:
+    """Constants, folding and rebuilding for one analysed model."""
+
+    def __init__(self, analysis):
+        self.analysis = analysis
+        self.unit_root = {
+            location: root
+            for root, location in analysis.unit_location.items()
+        }
+        self.notes = []
+        self.rng = np.random.default_rng(0)
+
+    # plan -> removed channels
+    def set_plan(self, plan):
+        self.plan = plan
+        removed = []
+        for index, kept in plan.items():
+            group = self.analysis.groups[index]
+            dropped = np.setdiff1d(np.arange(group.num_units), kept)
+            removed.extend(self.unit_root[(index, int(u))] for u in dropped)
+        self.removed = np.array(sorted(removed), dtype=np.int64)
+
+    def removed_mask(self, tensor):
+        units = self.analysis.tensor_units.get(id(tensor))
+        if units is None:
+            return None
+        return np.isin(units, self.removed)
+
+    def kept(self, tensor):
+        mask = self.removed_mask(tensor)
+        if mask is None:
+            return None
+        return np.flatnonzero(~mask)
+
+    # ---------------------------------------------------------- constants
+    def _ordered_nodes(self, functional):
+        for depth in sorted(functional._nodes_by_depth, reverse=True):
+            for node in functional._nodes_by_depth[depth]:
+                if node.operation is not None and not node.is_input:
+                    yield node
+
+    def propagate_constants(self):
+        self.consts = {}
+        self.consumer_inputs = []  # (layer, input tensor, node)
+        self._propagate(graph_lib._functional_of(self.analysis.model))
+
+    def _propagate(self, functional):
+        for node in self._ordered_nodes(functional):
+            op = node.operation
+            if graph_lib._is_model(op):
+                inner = graph_lib._functional_of(op)
+                for outer, inner_in in zip(node.input_tensors, inner.inputs):
+                    if id(outer) in self.consts:
+                        self.consts[id(inner_in)] = self.consts[id(outer)]
+                self._propagate(inner)
+                for inner_out, outer in zip(inner.outputs, node.outputs):
+                    if id(inner_out) in self.consts:
+                        self.consts[id(outer)] = self.consts[id(inner_out)]
+                continue
+            if _is_producer(op):
+                self.consumer_inputs.append((op, node.input_tensors[0], node))
+            self._node_constants(node, op)
+
+    def _node_constants(self, node, op):
+        wanted = []
+        for tensor in node.outputs:
+            mask = self.removed_mask(tensor)
+            if mask is None:
+                mask = np.zeros(0, dtype=bool)
+            wanted.append((tensor, mask))
+        if not any(mask.any() for _, mask in wanted):
+            return
+        try:
+            if _is_producer(op):
+                # Masked incoming weights: the output is f(bias) whatever
+                # the input, so a zero probe gives it.
+                values = [self._call(node, op, zeros=True)]
+            else:
+                values = [self._call(node, op), self._call(node, op)]
+        except Exception as error:  # noqa: BLE001 (any layer may refuse)
+            self.notes.append(
+                f"could not probe {graph_lib.describe(op)} for constants "
+                f"({type(error).__name__}); its removed channels are not "
+                "folded"
+            )
+            return
+        for i, (tensor, mask) in enumerate(wanted):
+            if not mask.any():
+                continue
+            first = values[0][i].astype(np.float64)
+            same = np.isfinite(first)
+            for other in values[1:]:
+                same &= np.isclose(first, other[i], rtol=1e-5, atol=1e-6)
+            # Entries of removed channels that do not depend on the input.
+            keep = same & mask.reshape((1,) * (first.ndim - 1) + (-1,))
+            self.consts[id(tensor)] = np.where(keep, first, np.nan)
+
+    def _call(self, node, op, zeros=False):
+        probes = {}
+        for tensor in node.input_tensors:
+            shape = _concrete(tensor.shape)
+            dtype = keras.backend.standardize_dtype(tensor.dtype)
+            if zeros or "int" in dtype or "bool" in dtype:
+                value = np.zeros(shape, dtype=dtype)
+            else:
+                value = self.rng.normal(size=shape).astype(dtype)
+                const = self.consts.get(id(tensor))
+                if const is not None and const.shape == value.shape:
+                    finite = np.isfinite(const)
+                    value[finite] = const[finite]
+            probes[id(tensor)] = value
+        args, kwargs = node.arguments.fill_in(probes)
+        outputs = op(*args, **kwargs)
+        return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+    def _usable(self, tensor, mask):
+        """Removed channels of `tensor` that are constant where read."""
+        const = self.consts.get(id(tensor))
+        if const is None:
+            return np.zeros(len(mask), dtype=bool), None
+        finite = np.isfinite(const).reshape(-1, const.shape[-1]).all(axis=0)
+        return mask & finite, const
+
+    def unfoldable_roots(self):
+        """Removed units whose channel is not constant at a consumer."""
+        bad = set()
+        for _, tensor, _ in self.consumer_inputs:
+            mask = self.removed_mask(tensor)
+            if mask is None or not mask.any():
+                continue
+            usable, _ = self._usable(tensor, mask)
+            units = self.analysis.tensor_units[id(tensor)]
+            bad.update(int(units[c]) for c in np.flatnonzero(mask & ~usable))
+        return bad
+
+    # ------------------------------------------------------------ folding
+    def fold_constants(self):
+        """Bias deltas of consumers from the constants of removed inputs."""
+        self.deltas = {}
+        for layer, tensor, _ in self.consumer_inputs:
+            if id(layer) in self.deltas:
+                continue
+            mask = self.removed_mask(tensor)
+            if mask is None or not mask.any():
+                continue
+            usable, const = self._usable(tensor, mask)
+            if (usable != mask).any():
+                self.notes.append(
+                    f"removed inputs of {graph_lib.describe(layer)} are not "
+                    "constant; they are dropped without folding"
+                )
+            if not usable.any():
+                continue
+            x = np.where(usable, np.nan_to_num(const), 0.0).astype("float32")
+            response = _linear_response(layer, x)
+            if response is None:
+                self.notes.append(
+                    f"cannot fold constants into {graph_lib.describe(layer)}"
+                )
+                continue
+            delta = _center(response)
+            flat = response.reshape(-1, response.shape[-1])
+            if not np.allclose(flat, delta, rtol=1e-5, atol=1e-6):
+                self.notes.append(
+                    f"constants folded into {graph_lib.describe(layer)} are "
+                    "exact away from the borders only (padding, strides); "
+                    "see max_abs_diff"
+                )
+            if np.any(delta != 0):
+                self.deltas[id(layer)] = delta
+
+    # ------------------------------------------------------------ weights
+    def original_weights(self, layer):
+        return {
+            v.name: ops.convert_to_numpy(v.value).copy()
+            for v in layer.weights
+        }
+
+    def pruned_weights(self, layer):
+        weights = self.original_weights(layer)
+        delta = self.deltas.get(id(layer))
+        if delta is not None:
+            bias = weights.get("bias")
+            if bias is None:
+                bias = np.zeros(delta.shape[-1], dtype="float32")
+            weights["bias"] = (bias + delta).astype(bias.dtype)
+        return weights
+
+    def masked_weights(self, layer):
+        """Original weights with the removed units' inputs set to zero."""
+        weights = self.original_weights(layer)
+        for slice_ in self._masks.get(id(layer), ()):
+            weights[slice_[0]] = _zero_positions(weights[slice_[0]],
+                                                 slice_[1], slice_[2])
+        return weights
+
+    def prepare_masks(self):
+        self._masks = {}
+        for index, kept in self.plan.items():
+            group = self.analysis.groups[index]
+            dropped = np.setdiff1d(np.arange(group.num_units), kept)
+            for s in group.slices:
+                if s.role != "producer":
+                    continue
+                if np.ndim(units_lib.get_weight(s.layer, s.weight)) < 2:
+                    continue
+                self._masks.setdefault(id(s.layer), []).append(
+                    (s.weight, s.axis, s.positions[dropped].ravel())
+                )
+
+    # ---------------------------------------------------------- rebuilding
+    def rebuild(self, weights_for, keep_all=False):
+        """A new model with every layer re-created by its rule."""
+        model = self.analysis.model
+        self._weights_for = weights_for
+        self._keep_all = keep_all
+        self._cache = {}
+        self._new_weights = {}
+        functional = graph_lib._functional_of(model)
+        inputs = [
+            keras.Input(
+                batch_shape=t.shape, dtype=t.dtype,
+                name=t._keras_history.operation.name,
+            )
+            for t in functional.inputs
+        ]
+        outputs = self._rebuild(functional, inputs)
+        if isinstance(model, keras.Sequential):
+            return keras.Sequential(
+                [inputs[0]._keras_history.operation]
+                + [self._cache[id(layer)] for layer in model.layers],
+                name=model.name,
+            )
+        inputs_struct = keras.tree.pack_sequence_as(
+            functional._inputs_struct, inputs
+        )
+        return keras.Model(inputs_struct, outputs, name=model.name)
+
+    def _kept(self, tensor):
+        return None if self._keep_all else self.kept(tensor)
+
+    def _rebuild(self, functional, new_inputs):
+        tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
+        for node in self._ordered_nodes(functional):
+            op = node.operation
+            args, kwargs = node.arguments.fill_in(tensors)
+            new_op = self._cache.get(id(op))
+            fresh = new_op is None
+            if fresh:
+                new_op = self._new_operation(op, node)
+            outputs = new_op(*args, **kwargs)
+            if fresh and isinstance(op, keras.layers.Layer) and not (
+                graph_lib._is_model(op)
+            ):
+                new_op.set_weights(self._new_weights[id(op)])
+            for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
+                tensors[id(tensor)] = new
+        outputs = [tensors[id(t)] for t in functional.outputs]
+        return keras.tree.pack_sequence_as(functional._outputs_struct,
+                                           outputs)
+
+    def _new_operation(self, op, node):
+        if graph_lib._is_model(op):
+            inner = graph_lib._functional_of(op)
+            inputs = []
+            for t in inner.inputs:
+                kept = self._kept(t)
+                shape = list(t.shape)
+                if kept is not None:
+                    shape[-1] = len(kept)
+                inputs.append(keras.Input(
+                    batch_shape=tuple(shape), dtype=t.dtype,
+                    name=t._keras_history.operation.name,
+                ))
+            outputs = self._rebuild(inner, inputs)
+            if isinstance(op, keras.Sequential):
+                new = keras.Sequential(
+                    [inputs[0]._keras_history.operation]
+                    + [self._cache[id(layer)] for layer in op.layers],
+                    name=op.name,
+                )
+            else:
+                new = keras.Model(
+                    keras.tree.pack_sequence_as(inner._inputs_struct, inputs),
+                    outputs, name=op.name,
+                )
+            self._cache[id(op)] = new
+            return new
+        if not isinstance(op, keras.layers.Layer):
+            self._cache[id(op)] = op  # a stateless keras.ops operation
+            return op
+        rule = rules_lib.get_rule(op)
+        kept_inputs = [self._kept(t) for t in node.input_tensors]
+        kept_outputs = self._kept(node.outputs[0])
+        config, weights = rule(
+            op, self._weights_for(op), kept_inputs, kept_outputs
+        )
+        config = _standard_config(config)
+        new = type(op).from_config(config)
+        self._new_weights[id(op)] = weights
+        self._cache[id(op)] = new
+        return new
+
+
+
+# ---------------------------------------------------------------- helpers
+def _is_producer(op):
+    user = rules_lib.user_rule(op)
+    if user is not None:
+        return user.kind == "producer"
+    family = units_lib.layer_family(op)
+    return family in _PRODUCER_FAMILIES
+
+
+def _concrete(shape):
+    dims = list(shape)
+    dims[0] = 1
+    return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
+
+
+def _center(value):
+    """The channel vector at the center of every non-batch, non-last axis."""
+    value = np.asarray(value)
+    index = (0,) + tuple(d // 2 for d in value.shape[1:-1])
+    return value[index].astype(np.float64)
+
+
+def _zero_positions(array, axis, positions):
+    array = np.array(array)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    axes = sorted(a % array.ndim for a in axes)
+    rest = [a for a in range(array.ndim) if a not in axes]
+    perm = axes + rest
+    moved = np.transpose(array, perm)
+    moved_shape = moved.shape
+    flat = moved.reshape(-1, *moved_shape[len(axes):]).copy()
+    flat[np.asarray(positions, dtype=np.int64)] = 0
+    restored = flat.reshape(moved_shape)
+    return np.transpose(restored, np.argsort(perm))
+
+
+def _linear_response(layer, x):
+    """Pre-activation, bias-free response of a consumer to `x`."""
+    family = units_lib.layer_family(layer)
+    if family in _PRODUCER_FAMILIES:
+        config = layer.get_config()
+        config.update(activation="linear", use_bias=False,
+                      name=layer.name + "_fold_probe")
+        config = _standard_config(config)
+        probe = type(layer).from_config(config)
+        probe(x)
+        weights = [
+            ops.convert_to_numpy(v.value) for v in layer.weights
+            if v.name != "bias"
+        ]
+        probe.set_weights(weights)
+        return ops.convert_to_numpy(probe(x)).astype(np.float64)
+    if rules_lib.user_rule(layer) is not None:
+        response = ops.convert_to_numpy(layer(x))
+        base = ops.convert_to_numpy(layer(np.zeros_like(x)))
+        return (response - base).astype(np.float64)
+    return None
+
+
+def _standard_config(config):
+    """Drops regularizers and constraints that are not Keras' own.
+
+    The pruned model must load without keras_guided installed, and a
+    GuidedRegularizer's per-unit coefficients no longer match the width.
+    """
+    config = dict(config)
+    for key, value in list(config.items()):
+        if not (key.endswith("_regularizer") or key.endswith("_constraint")):
+            continue
+        if isinstance(value, dict):
+            module = str(value.get("module") or "")
+            if not module.startswith("keras"):
+                config[key] = None
+        elif value is not None and not type(value).__module__.startswith(
+            "keras"
+        ):
+            config[key] = None
+    return config
+
+
+# ------------------------------------------------------- report, verify
+def _units_of(layer):
+    try:
+        return units_lib.num_units(layer)
+    except ValueError:
+        return None
+
+
+def _named_layers(model, prefix=""):
+    for layer in model.layers:
+        name = prefix + layer.name
+        if isinstance(layer, keras.Model):
+            yield from _named_layers(layer, prefix=name + "/")
+        else:
+            yield name, layer
+
+
+def _report(model, pruned, analysis, plan, rewriter):
+    from keras_guided import stats
+
+    rows = stats.compare(model, pruned)
+    before = dict(_named_layers(model))
+    after = dict(_named_layers(pruned))
+    for row in rows:
+        name = row["layer"]
+        if name == "total":
+            row["units_before"] = row["units_after"] = ""
+            continue
+        old = before.get(name)
+        new = after.get(name)
+        row["units_before"] = _units_of(old) if old is not None else None
+        row["units_after"] = _units_of(new) if new is not None else None
+    columns = ["layer", "units_before", "units_after", "params_before",
+               "params_after", "flops_before", "flops_after"]
+    rows = [{c: row.get(c) for c in columns} for row in rows]
+    removed = {
+        index: (analysis.groups[index].num_units, len(kept))
+        for index, kept in sorted(plan.items())
+    }
+    notes = list(dict.fromkeys(rewriter.notes))
+    for index in plan:
+        group = analysis.groups[index]
+        layer_names = set(group.layers)
+        for s in group.slices:
+            if isinstance(s.layer, keras.layers.LayerNormalization) and (
+                s.layer.name in layer_names
+            ):
+                notes.append(
+                    f"{graph_lib.describe(s.layer)} normalizes over channels"
+                    " that were removed: the pruned model differs"
+                )
+    return PruneReport(
+        num_groups=len(analysis.groups),
+        removed=removed,
+        layers=rows,
+        notes=list(dict.fromkeys(notes)),
+        unprunable=[
+            (g.index, g.layers, g.reason)
+            for g in analysis.groups if not g.prunable
+        ],
+        unsupported=list(analysis.unsupported),
+    )
+
+
+def _sample_inputs(model, sample_inputs):
+    if sample_inputs is not None:
+        return sample_inputs
+    rng = np.random.default_rng(0)
+    functional = graph_lib._functional_of(model)
+    values = []
+    for tensor in functional.inputs:
+        shape = list(tensor.shape)
+        shape[0] = 4
+        shape = tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        if "int" in dtype:
+            values.append(rng.integers(0, 2, size=shape).astype(dtype))
+        else:
+            values.append(rng.normal(size=shape).astype(dtype))
+    return keras.tree.pack_sequence_as(functional._inputs_struct, values)
+
+
+def _predict(model, inputs):
+    outputs = model(inputs, training=False)
+    return [ops.convert_to_numpy(o).astype(np.float64)
+            for o in keras.tree.flatten(outputs)]
+
+
+def _verify(model, pruned, rewriter, report, sample_inputs):
+    inputs = _sample_inputs(model, sample_inputs)
+    rewriter.prepare_masks()
+    masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
+    reference = _predict(masked, inputs)
+    original = _predict(model, inputs)
+    result = _predict(pruned, inputs)
+    report.max_abs_diff = float(max(
+        np.max(np.abs(a - b), initial=0.0) for a, b in zip(result, reference)
+    ))
+    report.max_abs_diff_original = float(max(
+        np.max(np.abs(a - b), initial=0.0) for a, b in zip(result, original)
+    ))
+    report.output_scale = float(max(
+        np.max(np.abs(a), initial=0.0) for a in reference
+    ))
