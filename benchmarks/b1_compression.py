@@ -60,8 +60,8 @@ STRENGTHS = {
     "group_lasso": (3e-5, 1e-4, 3e-4),
     "guided_l1": (3e-5, 1e-4, 3e-4),
     "guided_group_lasso": (3e-5, 1e-4, 3e-4),
-    "guided_proximal": (1e-4, 3e-4, 1e-3),
-    "guided_adaptive": (1e-4, 3e-4, 1e-3),
+    "guided_proximal": (1e-2, 3e-2, 1e-1),
+    "guided_adaptive": (1e-2, 3e-2, 1e-1),
 }
 
 CONFIGS = {
