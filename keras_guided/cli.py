@@ -129,19 +129,21 @@ def _parser():
         "--threshold",
         type=float,
         default=None,
-        help="also remove groups whose norm is at most this value",
+        help="remove the units whose score (RMS of their weights) is below "
+        "this value",
     )
     prune.add_argument(
         "--target",
         type=float,
         default=None,
-        help="fraction of the model to keep, in (0, 1] (see --target-kind)",
+        help="fraction to remove, in [0, 1), least important units first "
+        "(see --target-kind)",
     )
     prune.add_argument(
         "--target-kind",
         choices=("units", "params", "flops"),
-        default="params",
-        help="what --target measures (default: params)",
+        default="units",
+        help="what --target measures (default: units)",
     )
     prune.add_argument(
         "--min-units",
@@ -362,38 +364,6 @@ def _load_calibration(path):
     return data
 
 
-def group_norms(group):
-    """Per-unit L2 norms of the weights that shape a group's output.
-
-    Producer and follower slices count (kernel slices, bias, BN gamma and
-    beta); consumer slices and BN moving statistics do not, so a unit whose
-    norm is 0 is dead: it emits a constant that surgery folds away.
-
-    Args:
-        group: a `keras_guided.graph.UnitGroup`.
-
-    Returns:
-        A float64 numpy array of length `group.num_units`.
-    """
-    import keras
-    import numpy as np
-
-    from keras_guided import units as units_lib
-
-    squared = np.zeros(group.num_units)
-    for unit_slice in group.slices:
-        if unit_slice.role not in ("producer", "follower"):
-            continue
-        weight = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
-        values = keras.ops.convert_to_numpy(weight).astype("float64")
-        matrix = keras.ops.convert_to_numpy(
-            units_lib.unit_matrix(values, unit_slice.axis)
-        )
-        per_position = np.sum(np.square(matrix), axis=1)
-        squared += per_position[unit_slice.positions].sum(axis=1)
-    return np.sqrt(squared)
-
-
 def _find_groups(model, skip_unsupported):
     from keras_guided import graph
 
@@ -411,30 +381,27 @@ def _run_inspect(args):
     model = load_model(args.model)
     import numpy as np
 
+    from keras_guided import scoring
     from keras_guided import stats
 
     _progress("finding unit groups ...")
     groups = _find_groups(model, args.skip_unsupported)
+    norms = scoring.unit_scores(groups, normalize=False)
+    dead = scoring.dead_units(groups)
     rows = []
-    dead_units = 0
-    dead_groups = 0
-    for group in groups:
-        norms = group_norms(group)
-        dead = int(np.sum(norms == 0.0))
-        if group.prunable and dead:
-            dead_units += min(dead, group.num_units - 1)
-            dead_groups += 1
+    for group, group_norms, group_dead in zip(groups, norms, dead):
         rows.append(
             {
                 "group": group.index,
                 "layers": ", ".join(group.layers),
                 "units": group.num_units,
-                "dead": dead,
-                "norm min": float(np.min(norms)),
-                "norm median": float(np.median(norms)),
-                "norm max": float(np.max(norms)),
-                "prunable": "yes" if group.prunable else "no: "
-                + str(group.reason),
+                "dead": int(np.sum(group_dead)),
+                "norm min": float(np.min(group_norms)),
+                "norm median": float(np.median(group_norms)),
+                "norm max": float(np.max(group_norms)),
+                "prunable": "yes"
+                if group.prunable
+                else f"no: {group.reason}",
             }
         )
     print(
@@ -444,15 +411,72 @@ def _run_inspect(args):
     )
     print(stats.format_table(rows))
     print(
-        f"`keras-guided prune` (dead units only) would remove {dead_units} "
-        f"units in {dead_groups} groups; use --threshold or --target to "
-        "remove live units too."
+        "norm: L2 norm of the weights that shape a unit's output (kernel "
+        "slice, bias, BatchNormalization gamma and beta); dead: every "
+        "incoming kernel weight is zero."
+    )
+    _progress("dry run of `keras-guided prune` (dead units only) ...")
+    pruned, report = _prune(model, args, verify=False)
+    after = stats.count_params(pruned)
+    print(
+        f"`keras-guided prune` would remove {report.removed_units} units in "
+        f"{len(report.removed)} groups: {stats.count_params(model):,} -> "
+        f"{after:,} params. Use --threshold or --target to remove live "
+        "units too."
     )
     return 0
 
 
+def _prune(model, args, verify=True):
+    from keras_guided import surgery
+
+    options = {}
+    if getattr(args, "threshold", None) is not None:
+        options["threshold"] = args.threshold
+    if getattr(args, "target", None) is not None:
+        if args.target_kind == "units":
+            options["target"] = args.target
+        else:
+            options["target"] = {args.target_kind: args.target}
+    try:
+        return surgery.prune_model(
+            model,
+            min_units=getattr(args, "min_units", 1),
+            protected=tuple(getattr(args, "protect", ())),
+            on_unsupported="keep" if args.skip_unsupported else "raise",
+            verify=verify,
+            return_report=True,
+            **options,
+        )
+    except ValueError as error:
+        hint = ""
+        if "unsupported" in str(error).lower() and not args.skip_unsupported:
+            hint = " (use --skip-unsupported to leave such groups intact)"
+        raise CommandError(_one_line(error) + hint) from None
+
+
 def _run_prune(args):
-    raise CommandError("prune is not available yet")
+    _check_output(args.output, ".keras")
+    model = load_model(args.model)
+    from keras_guided import stats
+
+    what = "dead units"
+    if args.threshold is not None:
+        what = f"units with score below {args.threshold}"
+    if args.target is not None:
+        what = f"{args.target:.0%} of the {args.target_kind} (least " \
+            "important units first)"
+    _progress(f"pruning {what} ...")
+    pruned, report = _prune(model, args)
+    print(report.summary())
+    _progress(f"saving {args.output} ...")
+    _save_model(pruned, args.output)
+    print(
+        f"wrote {os.path.abspath(args.output)}: "
+        f"{stats.count_params(model):,} -> {stats.count_params(pruned):,} "
+        "params"
+    )
+    return 0
 
 
 if __name__ == "__main__":
