@@ -113,6 +113,73 @@ def test_export_int8_with_calibration(saved):
     assert np.max(np.abs(actual - expected)) < 0.05 * scale
 
 
+def test_inspect_end_to_end(saved):
+    _, path, _, _ = saved
+    result = _run("inspect", path)
+    assert result.returncode == 0, result.stderr
+    assert "3 unit groups" in result.stdout
+    # Group 0: conv + bn, 6 filters of which 2 dead; group 1: 3 of 8 dead.
+    assert "| 0 | conv, bn, flatten | 6 | 2 |" in result.stdout
+    assert "| 1 | hidden | 8 | 3 |" in result.stdout
+    assert "| 2 | out | 3 | 0 |" in result.stdout
+    assert "would remove 5 units in 2 groups" in result.stdout
+
+
+def test_prune_end_to_end(saved):
+    directory, path, model, data = saved
+    out = str(directory / "pruned.keras")
+    result = _run("prune", path, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "Removed 5 units in 2 of 3 unit groups." in result.stdout
+    assert f"wrote {out}" in result.stdout
+    pruned = keras.saving.load_model(out)
+    assert pruned.get_layer("conv").filters == 4
+    assert pruned.get_layer("hidden").units == 5
+    np.testing.assert_allclose(
+        pruned.predict(data, verbose=0),
+        model.predict(data, verbose=0),
+        atol=1e-5,
+    )
+
+
+def test_prune_target_in_process(saved, capsys):
+    directory, path, model, _ = saved
+    out = str(directory / "half.keras")
+    code = cli.main(
+        ["prune", path, "-o", out, "--target", "0.5", "--target-kind",
+         "params"]
+    )
+    assert code == 0, capsys.readouterr().err
+    pruned = keras.saving.load_model(out)
+    assert pruned.count_params() < 0.6 * model.count_params()
+    os.remove(out)
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    result = _run("demo", "--quick", "--out", str(out), "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "| params |" in result.stdout
+    assert "after (pruned + fine-tuned)" in result.stdout
+    import json
+
+    summary = json.loads((out / "results.json").read_text())
+    before, after = summary["before"], summary["after"]
+    assert after["params"] < 0.5 * before["params"]
+    assert after["units"] < before["units"]
+    assert after["flops"] < before["flops"]
+    assert after["tflite_bytes_float32"] < before["tflite_bytes_float32"]
+    # Pruning is exact: same predictions right after removal.
+    assert summary["accuracy_right_after_pruning"] == before["accuracy"]
+    assert summary["prune_max_abs_diff"] < 1e-4
+    assert after["accuracy"] > 0.5
+    for name in ("before.keras", "pruned.keras", "before.tflite",
+                 "pruned.tflite", "before_int8.tflite", "pruned_int8.tflite",
+                 "results.md"):
+        assert (out / name).is_file(), name
+    assert (out / "results.md").read_text().strip() == summary["table"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

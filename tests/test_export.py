@@ -36,25 +36,22 @@ def _cnn(filters, units, seed=0):
     return keras.Model(inputs, outputs)
 
 
-def _pruned_cnn(model, kept_filters, kept_units):
-    """The CNN with only the first filters/units kept, weights copied."""
-    small = _cnn(kept_filters, kept_units, seed=1)
-    conv1, bn1, conv2 = (model.get_layer(n) for n in ("conv1", "bn1", "conv2"))
-    dense1, out = model.get_layer("dense1"), model.get_layer("out")
+def _zero_units(model, kept_filters, kept_units):
+    """Zeroes every weight shaping the units past the kept ones (in place)."""
     f, u = kept_filters, kept_units
-    k, b = conv1.get_weights()
-    small.get_layer("conv1").set_weights([k[..., :f], b[:f]])
-    small.get_layer("bn1").set_weights([w[:f] for w in bn1.get_weights()])
-    k, b = conv2.get_weights()
-    small.get_layer("conv2").set_weights([k[:, :, :f, :f], b[:f]])
-    # Flatten of (4, 4, C): channel c owns rows c, c + C, ...
-    k, b = dense1.get_weights()
-    channels = conv2.filters
-    rows = [p * channels + c for p in range(16) for c in range(f)]
-    small.get_layer("dense1").set_weights([k[rows][:, :u], b[:u]])
-    k, b = out.get_weights()
-    small.get_layer("out").set_weights([k[:u], b])
-    return small
+    for name in ("conv1", "conv2"):
+        kernel, bias = model.get_layer(name).get_weights()
+        kernel[..., f:] = 0.0
+        bias[f:] = 0.0
+        model.get_layer(name).set_weights([kernel, bias])
+    gamma, beta, mean, variance = model.get_layer("bn1").get_weights()
+    gamma[f:] = 0.0
+    beta[f:] = 0.0
+    model.get_layer("bn1").set_weights([gamma, beta, mean, variance])
+    kernel, bias = model.get_layer("dense1").get_weights()
+    kernel[:, u:] = 0.0
+    bias[u:] = 0.0
+    model.get_layer("dense1").set_weights([kernel, bias])
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +62,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def models():
+    """A CNN with dead units, and `prune_model`'s version without them."""
     full = _cnn(16, 64)
-    return full, _pruned_cnn(full, 8, 24)
+    _zero_units(full, 8, 24)
+    pruned = keras_guided.prune_model(full)
+    assert pruned.get_layer("conv2").filters == 8
+    assert pruned.get_layer("dense1").units == 24
+    return full, pruned
 
 
 def _litert_outputs(path, inputs):
