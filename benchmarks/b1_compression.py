@@ -198,13 +198,24 @@ def remove(model, keep, model_name, data):
         record["prune_model_skipped"] = reason
         small = reference
     else:
+        # The masked model's removed units are exactly zero, so the default
+        # prune_model call (dead units only) removes exactly them.
         start = time.perf_counter()
-        small = kg.prune_model(masked)
+        small, report = kg.prune_model(masked, return_report=True,
+                                       sample_inputs=x[:64])
         record["prune_model_seconds"] = time.perf_counter() - start
         record["removal"] = "keras_guided.prune_model"
         record["prune_model_params"] = kg.stats.count_params(small)
+        record["prune_model_report_max_abs_diff"] = report.max_abs_diff
         record["prune_model_max_abs_diff"] = float(np.max(np.abs(
             common.logits(small, x) - masked_logits)))
+        shapes = [tuple(w.shape) for w in small.weights]
+        if shapes == [tuple(w.shape) for w in reference.weights]:
+            # Fine-tune prune_model's weights in the plain (regularizer-free)
+            # architecture of the same widths.
+            reference.set_weights(small.get_weights())
+        else:
+            record["prune_model_shape_mismatch"] = True
     record["accuracy_removed"] = _split_accuracy(small, data)
     return reference, record
 
