@@ -17,7 +17,7 @@ PROG = "keras-guided"
 
 
 class CommandError(Exception):
-    """A bad input the command line reports in one line, exit code 1."""
+    """A bad input that `main` reports in one line, with exit code 1."""
 
 
 def main(argv=None):
@@ -225,7 +225,7 @@ def _check_model_path(path):
         )
 
 
-def load_model(path):
+def _load_model(path):
     """Loads a `.keras` file in safe mode, or raises a one-line `CommandError`.
 
     Args:
@@ -324,7 +324,7 @@ def _run_export(args):
                 f"Received: {getattr(args, name)}"
             )
     data = _load_calibration(args.calibration) if args.calibration else None
-    model = load_model(args.model)
+    model = _load_model(args.model)
 
     from keras_guided import export as export_lib
 
@@ -378,7 +378,7 @@ def _find_groups(model, skip_unsupported):
 
 
 def _run_inspect(args):
-    model = load_model(args.model)
+    model = _load_model(args.model)
     import numpy as np
 
     from keras_guided import scoring
@@ -457,7 +457,7 @@ def _prune(model, args, verify=True):
 
 def _run_prune(args):
     _check_output(args.output, ".keras")
-    model = load_model(args.model)
+    model = _load_model(args.model)
     from keras_guided import stats
 
     what = "dead units"

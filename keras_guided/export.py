@@ -60,6 +60,15 @@ class ExportReport:
         latency_ms: median wall time of one batch-1 interpreter run on this
             machine, in milliseconds; `None` unless measured.
         num_threads: interpreter threads used for the latency measurement.
+
+    Example:
+
+    >>> import keras_guided
+    >>> report = keras_guided.ExportReport(path="/tmp/m.tflite", bytes=1200)
+    >>> print(report.summary())
+    wrote /tmp/m.tflite
+      size: 1,200 bytes, quantization: float32, input shape: ()
+      verification: skipped
     """
 
     path: str
@@ -556,9 +565,9 @@ def _run_litert(interpreter, inputs):
 
 
 def _quantize(array, detail):
-    if detail["dtype"] == np.float32:
-        return array.astype("float32")
     scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or not scale:
+        return array.astype(detail["dtype"])
     info = np.iinfo(detail["dtype"])
     quantized = np.round(array / scale + zero_point)
     return np.clip(quantized, info.min, info.max).astype(detail["dtype"])

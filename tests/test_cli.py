@@ -197,6 +197,11 @@ def test_demo_quick(tmp_path):
             r"could not load '.*fake\.keras' as a Keras model: ",
         ),
         (
+            ["export", "{dir}/lambda.keras", "-o", "{dir}/x.tflite"],
+            r"could not load '.*lambda\.keras' as a Keras model: Requested "
+            r"the deserialization of a `Lambda` layer",
+        ),
+        (
             ["export", "{model}", "-o", "{dir}/nodir/x.tflite"],
             r"output directory '.*nodir' does not exist",
         ),
@@ -234,6 +239,10 @@ def test_bad_input_exits_1_with_one_line(saved, capsys, args, message):
 
         with zipfile.ZipFile(fake, "w") as archive:
             archive.writestr("config.json", "not json")
+    if not (directory / "lambda.keras").exists():
+        inputs = keras.Input((3,))
+        doubled = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+        keras.Model(inputs, doubled).save(directory / "lambda.keras")
     if "/sys/x.tflite" in args and os.access("/sys", os.W_OK):
         try:
             os.close(os.open("/sys/.probe", os.O_CREAT | os.O_WRONLY))

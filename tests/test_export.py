@@ -328,3 +328,13 @@ def test_model_is_not_modified(models, tmp_path):
     after = pruned.get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(before, after))
     assert export_lib.QUANTIZATIONS == (None, "dynamic", "float16", "int8")
+
+
+def test_other_backend_is_refused(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(
+        RuntimeError,
+        match=r"needs the TensorFlow backend .* Received backend 'jax'\. "
+        r"Save the model",
+    ):
+        keras_guided.export_tflite(models[1], str(tmp_path / "m.tflite"))
