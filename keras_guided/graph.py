@@ -487,7 +487,12 @@ class GraphAnalysis:
     def _visit_model(self, model, node, in_atoms):
         inner = _functional_of(model)
         for tensor, atoms in zip(inner.inputs, in_atoms):
-            self._set_output(tensor, atoms, model)
+            previous = self._tensor_atoms.get(id(tensor))
+            if previous is not None and atoms is not None:
+                for a, b in zip(previous, atoms):
+                    self._uf.union(a, b)
+            else:
+                self._tensor_atoms[id(tensor)] = atoms
         self._walk(inner)
         for inner_out, outer_out in zip(inner.outputs, node.output_tensors):
             self._set_output(

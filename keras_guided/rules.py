@@ -10,8 +10,9 @@ One registry, keyed by layer class. A rule is a function
   `"bias"` entry may be present for a layer built with `use_bias=False`,
   the rule must then switch `use_bias` on);
 * `kept_inputs`: for each input tensor, the sorted int array of kept
-  channels (last axis), or `None` when the channels are not tracked;
-* `kept_outputs`: the sorted int array of kept output channels, or `None`;
+  channels (last axis; all of them when nothing is removed there), or
+  `None` for a tensor without a known last axis;
+* `kept_outputs`: the same for the (first) output tensor;
 * returns the config of the new layer (`type(layer).from_config(config)`)
   and its weights, in the order of `layer.weights`.
 

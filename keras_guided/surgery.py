@@ -463,13 +463,22 @@ class _Rewriter:
     def fold_constants(self):
         """Bias deltas of consumers from the constants of removed inputs."""
         self.deltas = {}
+        folded = {}
         for layer, tensor, _ in self.consumer_inputs:
-            if id(layer) in self.deltas:
-                continue
             mask = self.removed_mask(tensor)
             if mask is None or not mask.any():
                 continue
             usable, const = self._usable(tensor, mask)
+            if id(layer) in folded:
+                x = np.where(usable, np.nan_to_num(const), 0.0)
+                first = folded[id(layer)]
+                if x.shape != first.shape or not np.allclose(x, first):
+                    self.notes.append(
+                        f"{graph_lib.describe(layer)} is shared and its "
+                        "calls read different constants from removed inputs;"
+                        " the constants of its first call are folded"
+                    )
+                continue
             if (usable != mask).any():
                 self.notes.append(
                     f"removed inputs of {graph_lib.describe(layer)} are not "
@@ -478,6 +487,7 @@ class _Rewriter:
             if not usable.any():
                 continue
             x = np.where(usable, np.nan_to_num(const), 0.0).astype("float32")
+            folded[id(layer)] = x
             response = _linear_response(layer, x)
             if response is None:
                 self.notes.append(
@@ -563,7 +573,12 @@ class _Rewriter:
         return keras.Model(inputs_struct, outputs, name=model.name)
 
     def _kept(self, tensor):
-        return None if self._keep_all else self.kept(tensor)
+        kept = None if self._keep_all else self.kept(tensor)
+        if kept is None:
+            channels = graph_lib._channels(tensor)
+            if channels is not None:
+                kept = np.arange(channels)
+        return kept
 
     def _rebuild(self, functional, new_inputs):
         tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
@@ -688,6 +703,10 @@ def _linear_response(layer, x):
     return None
 
 
+def _is_keras_module(module):
+    return module == "keras" or module.startswith("keras.")
+
+
 def _standard_config(config):
     """Drops regularizers and constraints that are not Keras' own.
 
@@ -700,11 +719,9 @@ def _standard_config(config):
             continue
         if isinstance(value, dict):
             module = str(value.get("module") or "")
-            if not module.startswith("keras"):
-                config[key] = None
-        elif value is not None and not type(value).__module__.startswith(
-            "keras"
-        ):
+        else:
+            module = type(value).__module__
+        if value is not None and not _is_keras_module(module):
             config[key] = None
     return config
 

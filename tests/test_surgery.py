@@ -1,0 +1,513 @@
+"""Tests for keras_guided.surgery.prune_model on hand-built models."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_guided
+from keras_guided import scoring
+
+
+# ------------------------------------------------------------- helpers
+def randomize(model, seed=0):
+    """Random biases and BatchNormalization statistics (constants to fold)."""
+    rng = np.random.default_rng(seed)
+    for layer in _leaves(model):
+        values = []
+        for variable in layer.weights:
+            value = keras.ops.convert_to_numpy(variable.value)
+            if variable.name in ("bias", "beta", "moving_mean"):
+                value = rng.normal(size=value.shape).astype(value.dtype)
+            elif variable.name in ("gamma", "moving_variance"):
+                value = rng.uniform(0.5, 1.5, value.shape).astype(value.dtype)
+            values.append(value)
+        layer.set_weights(values)
+    return model
+
+
+def _leaves(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaves(layer)
+        else:
+            yield layer
+
+
+def zero_units(group, unit_indices, roles=("producer", "follower"),
+               inputs_only=False):
+    """Sets the chosen units of `group` to zero in their layers.
+
+    `inputs_only=True` zeros only the producers' kernels (incoming weights),
+    so the units still emit a constant (bias, BN shift) to be folded.
+    """
+    unit_indices = np.asarray(unit_indices)
+    for slice_ in group.slices:
+        if slice_.role not in roles:
+            continue
+        variable = keras_guided.units.get_weight(slice_.layer, slice_.weight)
+        value = keras.ops.convert_to_numpy(variable.value).copy()
+        if inputs_only and (slice_.role != "producer" or value.ndim < 2):
+            continue
+        axes = slice_.axis if isinstance(slice_.axis, tuple) else (
+            slice_.axis,)
+        axes = sorted(a % value.ndim for a in axes)
+        rest = [a for a in range(value.ndim) if a not in axes]
+        moved = np.transpose(value, axes + rest)
+        flat = moved.reshape(-1, *moved.shape[len(axes):])
+        flat[slice_.positions[unit_indices].ravel()] = 0
+        restored = flat.reshape(moved.shape)
+        variable.assign(np.transpose(restored, np.argsort(axes + rest)))
+
+
+def group_of(groups, layer_name):
+    for group in groups:
+        if any(s.layer.name == layer_name and s.role == "producer"
+               for s in group.slices):
+            return group
+    raise AssertionError(f"no group produced by {layer_name}")
+
+
+def weights_of(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def assert_same_function(model, pruned, x, tolerance=1e-5):
+    expected = keras.ops.convert_to_numpy(model(x))
+    result = keras.ops.convert_to_numpy(pruned(x))
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    np.testing.assert_allclose(result, expected, atol=tolerance * scale,
+                               rtol=0)
+
+
+def find(model, name):
+    for layer in _leaves(model):
+        if layer.name == name:
+            return layer
+    raise AssertionError(name)
+
+
+# ------------------------------------------------------------ builders
+def residual_add():
+    inputs = keras.Input((6, 6, 3))
+    stem = layers.Conv2D(6, 1, name="stem")(inputs)
+    x = layers.Conv2D(4, 1, name="inner")(stem)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(6, 1, name="back")(x)
+    x = layers.Add()([stem, x])  # identity shortcut
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def concatenate_branches():
+    inputs = keras.Input((6, 6, 3))
+    a = layers.Conv2D(4, 1, activation="relu", name="a")(inputs)
+    a = layers.Cropping2D(1)(a)
+    b = layers.Conv2D(5, 3, name="b")(inputs)
+    x = layers.Concatenate()([a, b])
+    x = layers.Conv2D(3, 1, name="mix")(x)
+    x = layers.GlobalMaxPooling2D()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def conv_bn_relu_flatten_dense():
+    inputs = keras.Input((5, 5, 2))
+    x = layers.Conv2D(6, 2, name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(5, activation="tanh", name="hidden")(x)
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def depthwise_separable():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 1, name="expand")(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
+    x = layers.BatchNormalization(name="dw_bn")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(5, 1, name="project")(x)
+    x = layers.SeparableConv2D(6, 3, name="sep")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def squeeze_excitation():
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(6, 1, activation="swish", name="conv")(inputs)
+    s = layers.GlobalAveragePooling2D()(x)
+    s = layers.Reshape((1, 1, 6))(s)
+    s = layers.Conv2D(3, 1, activation="relu", name="squeeze")(s)
+    s = layers.Conv2D(6, 1, activation="sigmoid", name="excite")(s)
+    x = layers.Multiply()([x, s])
+    x = layers.Conv2D(4, 1, name="project")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def conv_transpose():
+    inputs = keras.Input((4, 4, 3))
+    x = layers.Conv2D(5, 1, name="conv")(inputs)
+    x = layers.Conv2DTranspose(4, 2, strides=2, name="up")(x)
+    x = layers.LeakyReLU(0.1)(x)
+    x = layers.Conv2D(3, 1, name="after")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def nested_model():
+    inner_in = keras.Input((6,))
+    h = layers.Dense(5, activation="relu", name="inner_a")(inner_in)
+    h = layers.Dense(4, name="inner_b")(h)
+    inner = keras.Model(inner_in, h, name="block")
+    inputs = keras.Input((3,))
+    x = layers.Dense(6, activation="elu", name="first")(inputs)
+    x = inner(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+def shared_layer():
+    inputs = keras.Input((4,))
+    a = layers.Dense(5, name="a")(inputs)
+    b = layers.Dense(5, name="b")(inputs)
+    shared = layers.Dense(3, activation="relu", name="shared")
+    x = layers.Concatenate()([shared(a), shared(b)])
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+CASES = [
+    # builder, layer whose group is zeroed, units, {layer: width after}
+    # [, the note expected when the removed units emit non-zero constants
+    # that no bias can absorb exactly]
+    (residual_add, "stem", [0, 3], {"stem": 4, "back": 4, "inner": 4}),
+    (concatenate_branches, "b", [1, 4], {"b": 3, "a": 4}),
+    (conv_bn_relu_flatten_dense, "conv", [2, 5], {"conv": 4, "bn": 4}),
+    (depthwise_separable, "expand", [1], {"expand": 3, "dw": 6}),
+    (depthwise_separable, "project", [0, 4], {"project": 3}),
+    (squeeze_excitation, "conv", [0, 5], {"conv": 4, "excite": 4}),
+    (squeeze_excitation, "squeeze", [1], {"squeeze": 2}),
+    (conv_transpose, "conv", [2], {"conv": 4}, "layer 'up'"),
+    (conv_transpose, "up", [0, 1], {"up": 2}),
+    (nested_model, "inner_a", [0, 2], {"inner_a": 3}),
+    (nested_model, "first", [5], {"first": 5}),
+    (shared_layer, "a", [0], {"a": 4, "b": 4}, "is shared"),
+    (shared_layer, "shared", [2], {"shared": 2}),
+]
+
+
+def _width(layer):
+    if isinstance(layer, layers.BatchNormalization):
+        return layer.get_weights()[0].shape[0]
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return layer.get_weights()[0].shape[-2] * layer.depth_multiplier
+    return keras_guided.units.num_units(layer)
+
+
+@pytest.mark.parametrize("inputs_only", [False, True],
+                         ids=["all_weights", "constants_folded"])
+@pytest.mark.parametrize(
+    "builder, layer_name, unit_indices, widths, inexact",
+    [c if len(c) == 5 else c + (None,) for c in CASES],
+    ids=[f"{c[0].__name__}-{c[1]}" for c in CASES],
+)
+def test_dead_groups_removed_exactly(builder, layer_name, unit_indices,
+                                     widths, inexact, inputs_only):
+    model = randomize(builder())
+    groups = keras_guided.find_unit_groups(model)
+    zero_units(group_of(groups, layer_name), unit_indices,
+               inputs_only=inputs_only)
+    before = weights_of(model)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    for name, width in widths.items():
+        assert _width(find(pruned, name)) == width, name
+    assert report.removed_units == len(unit_indices)
+    if inputs_only and inexact:
+        assert any(inexact in note for note in report.notes), report.notes
+        return
+    x = np.random.default_rng(1).normal(
+        size=(3,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    assert_same_function(model, pruned, x)
+    assert report.max_abs_diff < 1e-4
+    assert report.notes == []
+
+
+def test_nothing_dead_gives_equal_model_and_fresh_layers():
+    model = randomize(residual_add())
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {}
+    assert pruned.count_params() == model.count_params()
+    assert all(a is not b for a, b in zip(pruned.weights, model.weights))
+    x = np.ones((2, 6, 6, 3), "float32")
+    assert_same_function(model, pruned, x)
+
+
+def test_sequential_stays_sequential():
+    model = keras.Sequential([
+        keras.Input((4,)), layers.Dense(3, name="hidden"),
+        layers.Dense(1, name="out"),
+    ])
+    zero_units(keras_guided.find_unit_groups(model)[0], [1])
+    pruned = keras_guided.prune_model(model)
+    assert isinstance(pruned, keras.Sequential)
+    assert pruned.get_layer("hidden").units == 2
+
+
+def test_same_padding_fold_is_reported():
+    inputs = keras.Input((5, 5, 2))
+    x = layers.Conv2D(3, 1, name="conv")(inputs)
+    x = layers.Conv2D(2, 3, padding="same", name="same")(x)
+    model = randomize(keras.Model(inputs, layers.Flatten()(x)))
+    zero_units(keras_guided.find_unit_groups(model)[0], [0],
+               inputs_only=True)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert find(pruned, "conv").filters == 2
+    assert any("layer 'same' (Conv2D)" in note and "borders" in note
+               for note in report.notes)
+    assert report.max_abs_diff > 1e-3  # the border residual, reported
+
+
+def test_plan_target_threshold_and_limits():
+    model = randomize(conv_bn_relu_flatten_dense())
+    groups = keras_guided.find_unit_groups(model)
+    conv, hidden = group_of(groups, "conv"), group_of(groups, "hidden")
+    before = weights_of(model)
+
+    pruned = keras_guided.prune_model(
+        model, plan={conv.index: [0, 2, 4], hidden.index: 2})
+    assert find(pruned, "conv").filters == 3
+    assert find(pruned, "hidden").units == 2
+
+    pruned, report = keras_guided.prune_model(
+        model, target=0.5, return_report=True)
+    kept = sum(k for _, k in report.removed.values())
+    assert report.removed_units == 6 and kept == 5
+    assert pruned.count_params() < model.count_params()
+
+    pruned = keras_guided.prune_model(model, target={"params": 0.3})
+    assert pruned.count_params() <= 0.7 * model.count_params()
+    pruned = keras_guided.prune_model(model, target={"flops": 0.3})
+    assert (keras_guided.stats.count_flops(pruned)
+            <= 0.7 * keras_guided.stats.count_flops(model))
+
+    pruned = keras_guided.prune_model(model, target=0.8, round_to=2)
+    assert find(pruned, "conv").filters == 2
+    assert find(pruned, "hidden").units == 2
+
+    pruned = keras_guided.prune_model(model, threshold=1e9, min_units=3)
+    assert find(pruned, "conv").filters == 3
+
+    pruned = keras_guided.prune_model(model, target=0.5, protected=["conv"])
+    assert find(pruned, "conv").filters == 6
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_plan_keeps_most_important_when_given_a_count():
+    model = randomize(nested_model())
+    groups = keras_guided.find_unit_groups(model)
+    group = group_of(groups, "first")
+    zero_units(group, [0, 1, 2])
+    pruned = keras_guided.prune_model(model, plan={group.index: 3})
+    kernel = find(pruned, "first").get_weights()[0]
+    assert kernel.shape == (3, 3) and np.all(np.abs(kernel).sum(axis=0) > 0)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    assert_same_function(model, pruned, x)
+
+
+@pytest.mark.parametrize("plan, message", [
+    ({9: [0]}, r"`plan` refers to group 9, but the model has 4 unit groups "
+               r"\(indices 0 to 3\)"),
+    ({3: [0]}, r"removes units of group 3 \(layers \['out'\]\), which is not "
+               r"prunable: its channels are a model output"),
+    ({0: []}, r"`plan` keeps 0 units of group 0 \(layers \['first'\]\); at "
+              r"least min_units=1 must stay"),
+    ({0: [1, 1]}, r"must list distinct unit indices in \[0, 6\)\. "
+                  r"Received: \[1, 1\]"),
+    ({0: 7}, r"`plan` keeps 7 units of group 0 \(layers \['first'\]\), "
+             r"which has 6"),
+    ([0], r"`plan` must be a dict"),
+])
+def test_impossible_plans(plan, message):
+    model = nested_model()
+    with pytest.raises(ValueError, match=message):
+        keras_guided.prune_model(model, plan=plan)
+
+
+def test_argument_errors():
+    model = nested_model()
+    with pytest.raises(ValueError, match="Pass at most one of `threshold`, "
+                       "`plan` and `target`. Received: threshold, target"):
+        keras_guided.prune_model(model, threshold=0.1, target=0.5)
+    with pytest.raises(ValueError, match=r"Received: min_units=0"):
+        keras_guided.prune_model(model, min_units=0)
+    with pytest.raises(ValueError, match=r"Received: target=1.5"):
+        keras_guided.prune_model(model, target=1.5)
+    with pytest.raises(ValueError, match=r"Cannot remove 90% of the units"):
+        keras_guided.prune_model(model, target=0.9, min_units=4)
+    with pytest.raises(ValueError, match=r"not in model 'functional.*\['nope'\]"):
+        keras_guided.prune_model(model, protected=["nope"])
+
+
+def test_subclassed_model_error():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    model(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"Model '.*' \(Net\) is a subclassed"
+                       r" model.*Rebuild it with the Functional API"):
+        keras_guided.prune_model(model)
+
+
+class Doubler(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+def test_unsupported_layer_kept_and_listed():
+    inputs = keras.Input((4,))
+    x = layers.Dense(3, name="hidden")(inputs)
+    x = Doubler(name="doubler")(x)
+    x = layers.Dense(3, name="after")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
+    zero_units(group_of(groups, "hidden"), [0])
+    zero_units(group_of(groups, "after"), [1])
+    with pytest.raises(ValueError, match=r"layer 'doubler' \(Doubler\)"):
+        keras_guided.prune_model(model)
+    pruned, report = keras_guided.prune_model(
+        model, on_unsupported="keep", return_report=True)
+    assert find(pruned, "hidden").units == 3
+    assert find(pruned, "after").units == 2
+    assert report.unsupported == ["layer 'doubler' (Doubler)"]
+
+
+def test_registered_rule_for_custom_producer():
+    class Twice(keras.layers.Layer):
+        """Dense-like: y = x @ w."""
+
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     name="w")
+
+        def call(self, x):
+            return keras.ops.matmul(x, self.w)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    def twice_rule(layer, weights, kept_inputs, kept_outputs):
+        w = weights["w"][kept_inputs[0]][:, kept_outputs]
+        return {**layer.get_config(), "units": len(kept_outputs)}, [w]
+
+    keras_guided.register_rule(Twice, twice_rule, kind="producer",
+                               output_weights=[("w", -1)],
+                               input_weights=[("w", 0)])
+    try:
+        inputs = keras.Input((4,))
+        x = layers.Dense(3, name="hidden")(inputs)
+        x = Twice(5, name="twice")(x)
+        model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+        groups = keras_guided.find_unit_groups(model)
+        zero_units(group_of(groups, "twice"), [1, 3])
+        zero_units(group_of(groups, "hidden"), [0], inputs_only=True)
+        pruned = keras_guided.prune_model(model)
+        assert find(pruned, "twice").get_weights()[0].shape == (2, 3)
+        x = np.random.default_rng(0).normal(size=(4, 4)).astype("float32")
+        assert_same_function(model, pruned, x)
+    finally:
+        keras_guided.rules.unregister_rule(Twice)
+
+
+def test_register_rule_errors():
+    with pytest.raises(ValueError, match="must be a keras.layers.Layer "
+                       "subclass. Received: layer_class=3"):
+        keras_guided.register_rule(3, lambda *a: None)
+    with pytest.raises(ValueError, match="Received: kind='dense'"):
+        keras_guided.register_rule(Doubler, lambda *a: None, kind="dense")
+
+
+def test_layer_normalization_prune_is_noted():
+    inputs = keras.Input((4,))
+    x = layers.Dense(5, name="hidden")(inputs)
+    x = layers.LayerNormalization(name="ln")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    group = group_of(keras_guided.find_unit_groups(model), "hidden")
+    zero_units(group, [0])
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert find(pruned, "hidden").units == 5  # not exact: not dead-pruned
+    pruned, report = keras_guided.prune_model(
+        model, plan={group.index: [1, 2, 3, 4]}, return_report=True)
+    assert find(pruned, "ln").get_weights()[0].shape == (4,)
+    assert any("layer 'ln' (LayerNormalization)" in n for n in report.notes)
+
+
+def test_report_table_and_summary():
+    model = randomize(conv_bn_relu_flatten_dense())
+    zero_units(group_of(keras_guided.find_unit_groups(model), "conv"), [0])
+    _, report = keras_guided.prune_model(model, return_report=True)
+    rows = {row["layer"]: row for row in report.layers}
+    assert rows["conv"]["units_before"] == 6 and rows["conv"]["units_after"] == 5
+    assert rows["hidden"]["params_after"] == rows["hidden"]["params_before"] - 4 * 5
+    assert rows["total"]["params_after"] < rows["total"]["params_before"]
+    text = report.summary()
+    assert text.startswith("Removed 1 units in 1 of 3 unit groups.")
+    assert "| conv | 6 | 5 |" in text
+
+
+def test_guided_regularizer_is_dropped_and_file_loads_without_package(
+    tmp_path,
+):
+    inputs = keras.Input((4,))
+    x = layers.Dense(
+        4, name="hidden",
+        kernel_regularizer=keras_guided.GuidedRegularizer(strength=1e-3),
+    )(inputs)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    zero_units(group_of(keras_guided.find_unit_groups(model), "hidden"), [2])
+    pruned = keras_guided.prune_model(model)
+    assert pruned.get_layer("hidden").kernel_regularizer is None
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    x = np.ones((2, 4), "float32")
+    np.save(tmp_path / "expected.npy", keras.ops.convert_to_numpy(pruned(x)))
+    script = (
+        "import sys, numpy as np, keras\n"
+        f"m = keras.saving.load_model({path!r})\n"
+        "y = keras.ops.convert_to_numpy(m(np.ones((2, 4), 'float32')))\n"
+        f"assert np.allclose(y, np.load({str(tmp_path / 'expected.npy')!r}))\n"
+        "assert m.get_layer('hidden').units == 3\n"
+        "assert not any(k.startswith('keras_guided') for k in sys.modules)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", script], env=env,
+                          capture_output=True, text=True, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_scores_used_by_target_are_group_norms():
+    model = nested_model()
+    groups = keras_guided.find_unit_groups(model)
+    group = group_of(groups, "first")
+    zero_units(group, [4])
+    scores = scoring.unit_scores(groups)
+    assert scores[group.index][4] == 0.0
+    assert np.argmin(scores[group.index]) == 4
