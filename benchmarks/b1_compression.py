@@ -53,16 +53,31 @@ KEEP_FRACTIONS = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05)
 TOLERANCE = 0.005  # 0.5 points
 THRESHOLD_SLACK = 0.0025  # removal may cost <= 0.25 points on validation
 
-# Strength grids, chosen once on validation (see README); quick uses a
-# subset.
+# Strength grids per model family (calibrated once on validation, see
+# README); the selection within a grid is made on validation every run.
 STRENGTHS = {
-    "l1": (3e-5, 1e-4, 3e-4),
-    "group_lasso": (3e-5, 1e-4, 3e-4),
-    "guided_l1": (3e-5, 1e-4, 3e-4),
-    "guided_group_lasso": (3e-5, 1e-4, 3e-4),
-    "guided_proximal": (1e-2, 3e-2, 1e-1),
-    "guided_adaptive": (1e-2, 3e-2, 1e-1),
+    "mlp": {
+        "l1": (3e-5, 1e-4, 3e-4),
+        "group_lasso": (3e-5, 1e-4, 3e-4),
+        "guided_l1": (3e-5, 1e-4, 3e-4),
+        "guided_group_lasso": (3e-5, 1e-4, 3e-4),
+        "guided_proximal": (3e-2, 6e-2, 1e-1),
+        "guided_adaptive": (3e-2, 6e-2, 1e-1),
+    },
+    "cnn": {
+        "l1": (1e-4, 3e-4, 1e-3),
+        "group_lasso": (1e-4, 3e-4, 1e-3),
+        "guided_l1": (1e-4, 3e-4, 1e-3),
+        "guided_group_lasso": (1e-4, 3e-4, 1e-3),
+        "guided_proximal": (1e-2, 3e-2, 1e-1),
+        "guided_adaptive": (1e-2, 3e-2, 1e-1),
+    },
 }
+
+
+def _family(model_name):
+    return "mlp" if model_name == "lenet300" else "cnn"
+
 
 CONFIGS = {
     "toy": {  # for tests/test_benchmarks.py only
@@ -88,7 +103,7 @@ CONFIGS = {
     "full": {
         "models": models_lib.MODELS,
         "seeds": (0, 1, 2),
-        "epochs": {"lenet300": 20, "lenet5": 8, "lenet5_bn": 8},
+        "epochs": {"lenet300": 20, "lenet5": 6, "lenet5_bn": 6},
         "finetune_epochs": 5,
         "grid": slice(None),
         "keep_fractions": KEEP_FRACTIONS,
@@ -251,15 +266,22 @@ def _choose_threshold(model, data, trained_val):
     return chosen, models_lib.keep_by_threshold(norms, chosen)
 
 
-def run_point(model_name, method, setting, seed, data, cfg):
+def run_point(model_name, method, setting, seed, data, cfg, cache=None):
     """Trains, removes and fine-tunes one configuration.
 
-    `setting` is the strength, or for `"unregularized"` the keep fraction.
+    `setting` is the strength, or for `"unregularized"` the keep fraction
+    (one trained model per seed serves every fraction, through `cache`).
     Returns `(record, fine-tuned small model)`.
     """
     strength = 0.0 if method == "unregularized" else setting
-    model, seconds = train(model_name, method, strength, seed, data,
-                           cfg["epochs"][model_name], cfg["batch_size"])
+    key = (model_name, method, strength, seed)
+    if cache is not None and key in cache:
+        model, seconds = cache[key]
+    else:
+        model, seconds = train(model_name, method, strength, seed, data,
+                               cfg["epochs"][model_name], cfg["batch_size"])
+        if cache is not None and method == "unregularized":
+            cache[key] = (model, seconds)
     trained = _split_accuracy(model, data)
     if method == "unregularized":
         threshold = None
@@ -293,10 +315,10 @@ def run_point(model_name, method, setting, seed, data, cfg):
     return record, tuned
 
 
-def _settings(method, cfg):
+def _settings(method, cfg, model_name):
     if method == "unregularized":
         return cfg["keep_fractions"]
-    return STRENGTHS[method][cfg["grid"]]
+    return STRENGTHS[_family(model_name)][method][cfg["grid"]]
 
 
 def _headline(points, reference_val):
@@ -316,20 +338,22 @@ def run(data, mode, log=print, methods=None):
     methods = [m for m in (methods or METHODS)]
     result = {"config": {k: (str(v) if isinstance(v, slice) else v)
                          for k, v in cfg.items()},
-              "strength_grid": {m: list(STRENGTHS[m][cfg["grid"]])
-                                for m in STRENGTHS},
+              "strength_grid": {
+                  family: {m: list(grid[cfg["grid"]])
+                           for m, grid in grids.items()}
+                  for family, grids in STRENGTHS.items()},
               "thresholds": list(THRESHOLDS),
               "skipped": {m: skipped[m] for m in methods if m in skipped},
               "models": {}}
     for model_name in cfg["models"]:
         log(f"B1 {model_name}")
-        points, headlines, tuned_models = [], {}, {}
+        points, headlines, tuned_models, cache = [], {}, {}, {}
         for method in methods:
             if method in skipped or method == "tfmot":
                 continue
-            for setting in _settings(method, cfg):
+            for setting in _settings(method, cfg, model_name):
                 record, tuned = run_point(model_name, method, setting,
-                                          cfg["seeds"][0], data, cfg)
+                                          cfg["seeds"][0], data, cfg, cache)
                 points.append(record)
                 tuned_models[(method, setting)] = tuned
                 log(f"  {method:20s} {setting:<8g} units "
@@ -346,7 +370,7 @@ def run(data, mode, log=print, methods=None):
             seeds = [best]
             for seed in cfg["seeds"][1:]:
                 record, _ = run_point(model_name, method, setting, seed,
-                                      data, cfg)
+                                      data, cfg, cache)
                 seeds.append(record)
                 points.append(record)
             tuned = tuned_models[(method, setting)]
@@ -364,7 +388,7 @@ def run(data, mode, log=print, methods=None):
         for seed in cfg["seeds"]:
             if not any(p["seed"] == seed for p in references):
                 record, _ = run_point(model_name, "unregularized", 1.0, seed,
-                                      data, cfg)
+                                      data, cfg, cache)
                 points.append(record)
                 references.append(record)
         reference_tests = [p["accuracy_finetuned"]["test"]
