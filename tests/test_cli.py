@@ -11,7 +11,6 @@ import pytest
 
 from keras_guided import cli
 
-pytest.importorskip("ai_edge_litert.interpreter")
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 
 
