@@ -594,26 +594,25 @@ class GraphAnalysis:
             kinds = {kind for kind, _ in flag_sig if kind != "approximate"}
             if kinds and kinds <= {"unsupported"}:
                 errors.extend(reasons)
-            root_set = set(roots)
-            names = []
-            for name, atoms, is_producer in sorted(
-                self._carriers, key=lambda c: not c[2]
-            ):
-                if name not in names and any(
-                    find(a) in root_set for a in atoms
-                ):
-                    names.append(name)
             group = UnitGroup(
                 index=index,
                 num_units=len(roots),
                 slices=slices,
-                layers=names,
+                layers=[],
                 prunable=not reasons,
                 reason="; ".join(reasons) if reasons else None,
             )
             self.groups.append(group)
             for local, root in enumerate(roots):
                 self.unit_location[root] = (index, local)
+        # Layers carrying each group, producers first (one pass).
+        for name, atoms, _ in sorted(self._carriers, key=lambda c: not c[2]):
+            for root in {find(int(a)) for a in atoms}:
+                location = self.unit_location.get(root)
+                if location is not None:
+                    names = self.groups[location[0]].layers
+                    if name not in names:
+                        names.append(name)
         self.approximate = {
             root for root, fl in flags.items()
             if any(kind == "approximate" for kind, _ in fl)

@@ -261,8 +261,13 @@ def _layer_flops(model):
 
 
 def plan_from_target(groups, model, target, scores=None, min_units=1,
-                     round_to=None):
+                     round_to=None, relative=True):
     """A plan removing the least important units until `target` is met.
+
+    Units are ranked over all prunable groups together. With
+    `relative=True` a unit's score is divided by the mean score of its
+    group first, so layers whose weights have a different scale (fan-in,
+    initializer) are not emptied wholesale.
 
     Args:
         groups: `UnitGroup`s of `model`.
@@ -272,6 +277,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         scores: per-group unit scores; defaults to `unit_scores(groups)`.
         min_units: fewest units kept per group. Defaults to 1.
         round_to: kept counts rounded up to a multiple. Defaults to `None`.
+        relative: rank units by their score relative to their group's
+            mean. Defaults to `True`.
 
     Returns:
         A plan `{group index: kept unit indices}`.
@@ -296,8 +303,12 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     for group in groups:
         if not group.prunable:
             continue
+        group_scores = np.asarray(scores[group.index], dtype=np.float64)
+        if relative:
+            mean = float(np.mean(group_scores))
+            group_scores = group_scores / mean if mean > 0 else group_scores
         for unit in range(group.num_units):
-            candidates.append((scores[group.index][unit], group.index, unit))
+            candidates.append((group_scores[unit], group.index, unit))
     candidates.sort()
     removable = {
         g.index: max(0, g.num_units - min(min_units, g.num_units))

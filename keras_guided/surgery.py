@@ -531,7 +531,9 @@ class _Rewriter:
         return weights
 
     def prepare_masks(self):
+        """Finds the weights to zero; returns whether any is non-zero."""
         self._masks = {}
+        changes = False
         for index, kept in self.plan.items():
             group = self.analysis.groups[index]
             dropped = np.setdiff1d(np.arange(group.num_units), kept)
@@ -543,6 +545,12 @@ class _Rewriter:
                 self._masks.setdefault(id(s.layer), []).append(
                     (s.weight, s.axis, s.positions[dropped].ravel())
                 )
+                rows = scoring.gather_units(
+                    scoring.weight_value(s.layer, s.weight), s.axis,
+                    s.positions[dropped],
+                )
+                changes = changes or bool(np.any(rows != 0))
+        return changes
 
     # ---------------------------------------------------------- rebuilding
     def rebuild(self, weights_for, keep_all=False):
@@ -816,10 +824,12 @@ def _predict(model, inputs):
 
 def _verify(model, pruned, rewriter, report, sample_inputs):
     inputs = _sample_inputs(model, sample_inputs)
-    rewriter.prepare_masks()
-    masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
-    reference = _predict(masked, inputs)
     original = _predict(model, inputs)
+    if rewriter.prepare_masks():
+        masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
+        reference = _predict(masked, inputs)
+    else:
+        reference = original  # the removed inputs are exactly zero already
     result = _predict(pruned, inputs)
     report.max_abs_diff = float(max(
         np.max(np.abs(a - b), initial=0.0) for a, b in zip(result, reference)
