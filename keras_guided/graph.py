@@ -104,7 +104,23 @@ _MERGES = (
     keras_layers.Minimum,
 )
 # keras.ops used directly on symbolic tensors (`x + y`, `x * s`).
-_MERGE_OPS = ("Add", "Subtract", "Multiply", "Maximum", "Minimum")
+_MERGE_OPS = (
+    "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide",
+    "TrueDivide",
+)
+# Element-wise keras.ops / keras.activations used on symbolic tensors.
+_ELEMENTWISE_OPS = (
+    "Relu", "Relu6", "ReLU", "Sigmoid", "SparseSigmoid", "Softplus",
+    "Softsign", "SoftShrink", "SparsePlus", "Silu", "Squareplus",
+    "LogSigmoid", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu",
+    "Gelu", "Celu", "TanhShrink", "HardTanh", "HardShrink", "Threshold",
+    "Tanh", "Exp", "Expm1", "Log", "Log1p", "Abs", "Absolute", "Square",
+    "Sqrt", "Negative", "Sign", "Sin", "Cos", "Clip", "Cast", "Reciprocal",
+)
+_OP_MODULES = (
+    "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core",
+    "keras.src.activations.activations",
+)
 _MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
 
@@ -349,7 +365,9 @@ class GraphAnalysis:
             return self._visit_unknown(layer, in_atoms, outputs)
         if isinstance(layer, keras_layers.Concatenate):
             return self._visit_concatenate(layer, inputs, in_atoms, outputs)
-        if isinstance(layer, _MERGES) or _is_merge_op(layer):
+        if _is_op(layer, _ELEMENTWISE_OPS):
+            return self._pass_through(layer, in_atoms, outputs)
+        if isinstance(layer, _MERGES) or _is_op(layer, _MERGE_OPS):
             return self._visit_merge(layer, in_atoms, outputs)
         return self._visit_unknown(layer, in_atoms, outputs)
 
@@ -666,9 +684,14 @@ def _is_model(layer):
     return isinstance(layer, Model)
 
 
-def _is_merge_op(operation):
+def _is_op(operation, names):
+    """Whether `operation` is a plain keras op (not a layer) named in `names`."""
     cls = type(operation)
-    return cls.__name__ in _MERGE_OPS and cls.__module__.endswith("ops.numpy")
+    return (
+        not isinstance(operation, keras_layers.Layer)
+        and cls.__name__ in names
+        and cls.__module__ in _OP_MODULES
+    )
 
 
 def _functional_of(model):

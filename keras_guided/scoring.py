@@ -121,6 +121,14 @@ def dead_units(groups, tolerance=1e-8):
     return masks
 
 
+def default_scores(groups):
+    """`unit_scores`, with 0 for dead units (removing them is exact)."""
+    scores = unit_scores(groups)
+    for group_scores, dead in zip(scores, dead_units(groups)):
+        group_scores[dead] = 0.0
+    return scores
+
+
 def check_limits(min_units, round_to):
     """Validates `min_units` and `round_to`."""
     if not isinstance(min_units, (int, np.integer)) or min_units < 1:
@@ -194,7 +202,7 @@ def plan_from_threshold(groups, threshold, scores=None, min_units=1,
             "`threshold` must be a non-negative float. "
             f"Received: threshold={threshold!r}"
         )
-    scores = unit_scores(groups) if scores is None else scores
+    scores = default_scores(groups) if scores is None else scores
     masks = [np.asarray(s) < threshold for s in scores]
     return plan_from_mask(groups, masks, scores, min_units, round_to)
 
@@ -274,7 +282,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         model: the model (for params and FLOPs totals).
         target: fraction to remove: a float (of the units of prunable
             groups), or `{"params": f}` / `{"flops": f}` (of the model's).
-        scores: per-group unit scores; defaults to `unit_scores(groups)`.
+        scores: per-group unit scores; defaults to `unit_scores(groups)`
+            with dead units at 0.
         min_units: fewest units kept per group. Defaults to 1.
         round_to: kept counts rounded up to a multiple. Defaults to `None`.
         relative: rank units by their score relative to their group's
@@ -289,7 +298,7 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     """
     check_limits(min_units, round_to)
     metric, fraction = parse_target(target)
-    scores = unit_scores(groups) if scores is None else scores
+    scores = default_scores(groups) if scores is None else scores
     costs = unit_costs(groups, model, metric)
     if metric == "units":
         total = sum(g.num_units for g in groups if g.prunable)

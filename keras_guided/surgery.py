@@ -271,7 +271,7 @@ def _validate_plan(plan, groups, min_units):
                     f" and {group.num_units}."
                 )
             if scores is None:
-                scores = scoring.unit_scores(groups)
+                scores = scoring.default_scores(groups)
             order = np.argsort(-scores[index], kind="stable")
             kept = np.sort(order[:kept])
         kept = np.asarray(kept, dtype=np.int64).ravel()

@@ -329,3 +329,16 @@ def test_unbuilt_sequential_and_bad_option():
     built = keras.Sequential([keras.Input((2,)), layers.Dense(2)])
     with pytest.raises(ValueError, match="Received: on_unsupported='x'"):
         keras_guided.find_unit_groups(built, on_unsupported="x")
+
+
+def test_keras_ops_on_symbolic_tensors_are_followed():
+    inputs = keras.Input((4,))
+    a = layers.Dense(3, name="a")(inputs)
+    b = layers.Dense(3, name="b")(inputs)
+    x = keras.activations.relu(a) * 2.0 + b
+    x = keras.ops.sigmoid(x)
+    outputs = layers.Dense(1, name="out")(x)
+    groups = keras_guided.find_unit_groups(keras.Model(inputs, outputs))
+    group = _group_of(groups, "a")
+    assert group is _group_of(groups, "b") and group.prunable
+    assert _slices(group)[("out", "kernel", "consumer")] == [[0], [1], [2]]

@@ -184,6 +184,14 @@ def shared_layer():
     return keras.Model(inputs, layers.Dense(2, name="out")(x))
 
 
+def keras_ops():
+    inputs = keras.Input((4,))
+    a = layers.Dense(3, name="a")(inputs)
+    b = layers.Dense(3, name="b")(inputs)
+    x = keras.ops.tanh(keras.activations.relu(a) * 2.0 + b)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
 CASES = [
     # builder, layer whose group is zeroed, units, {layer: width after}
     # [, the note expected when the removed units emit non-zero constants
@@ -201,6 +209,7 @@ CASES = [
     (nested_model, "first", [5], {"first": 5}),
     (shared_layer, "a", [0], {"a": 4, "b": 4}, "is shared"),
     (shared_layer, "shared", [2], {"shared": 2}),
+    (keras_ops, "a", [1], {"a": 2, "b": 2}),
 ]
 
 

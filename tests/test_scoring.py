@@ -1,0 +1,116 @@
+"""Tests for keras_guided.scoring: unit importance and plans."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_guided
+from keras_guided import scoring
+
+
+def _model():
+    inputs = keras.Input((3,))
+    x = layers.Dense(4, name="a")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.Dense(2, name="b")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    model.get_layer("a").set_weights([
+        np.array([[1.0, 0.0, 2.0, 0.0],
+                  [1.0, 0.0, 2.0, 0.0],
+                  [1.0, 0.0, 2.0, 0.0]], "float32"),
+        np.array([1.0, 5.0, 2.0, 0.0], "float32"),
+    ])
+    model.get_layer("bn").set_weights([
+        np.ones(4, "float32"), np.zeros(4, "float32"),
+        np.full(4, 9.0, "float32"), np.full(4, 9.0, "float32"),
+    ])
+    return model
+
+
+def test_gather_units_with_tuple_axis():
+    kernel = np.arange(2 * 3 * 2).reshape(1, 2, 3, 2)  # depthwise (.., C, m)
+    rows = scoring.gather_units(kernel, (-2, -1), np.array([[0, 1], [4, 5]]))
+    # Row: every entry of the unit, position by position.
+    np.testing.assert_array_equal(rows, [[0, 6, 1, 7], [4, 10, 5, 11]])
+
+
+def test_unit_scores_rms_and_plain():
+    groups = keras_guided.find_unit_groups(_model())
+    # Unit 0 of group 0: kernel 1,1,1, bias 1, gamma 1, beta 0 -> 5 / 6.
+    scores = scoring.unit_scores(groups)
+    np.testing.assert_allclose(scores[0][0], np.sqrt(5.0 / 6.0), rtol=1e-6)
+    plain = scoring.unit_scores(groups, normalize=False)
+    np.testing.assert_allclose(plain[0][0], np.sqrt(5.0), rtol=1e-6)
+    # Statistics (moving mean 9) never count.
+    np.testing.assert_allclose(plain[0][3], 1.0, rtol=1e-6)
+    with_consumers = scoring.unit_scores(groups, normalize=False,
+                                         include_consumers=True)
+    assert np.all(with_consumers[0] >= plain[0])
+
+
+def test_dead_units_ignore_bias_and_tolerance():
+    groups = keras_guided.find_unit_groups(_model())
+    dead = scoring.dead_units(groups)
+    # Units 1 and 3 have zero incoming weights (unit 1 has bias 5).
+    assert dead[0].tolist() == [False, True, False, True]
+    assert scoring.dead_units(groups, tolerance=1.5)[0].tolist() == [
+        True, True, False, True]
+
+
+def test_threshold_plan_respects_min_units_and_round_to():
+    groups = keras_guided.find_unit_groups(_model())
+    scores = [np.array([0.5, 0.0, 2.0, 0.1]), np.array([1.0, 1.0]),
+              np.array([1.0])]
+    plan = scoring.plan_from_threshold(groups, 0.2, scores=scores)
+    assert {k: v.tolist() for k, v in plan.items()} == {0: [0, 2]}
+    plan = scoring.plan_from_threshold(groups, 10.0, scores=scores,
+                                       min_units=3)
+    assert plan[0].tolist() == [0, 2, 3] and 1 not in plan  # b has 2
+    plan = scoring.plan_from_threshold(groups, 1.0, scores=scores,
+                                       round_to=2)
+    assert plan[0].tolist() == [0, 2]
+    assert 2 not in plan  # the output group is not prunable
+    with pytest.raises(ValueError, match="Received: threshold=-1"):
+        scoring.plan_from_threshold(groups, -1)
+
+
+def test_target_plans_by_units_params_and_flops():
+    model = _model()
+    groups = keras_guided.find_unit_groups(model)
+    plan = scoring.plan_from_target(groups, model, 0.5)
+    removed = sum(groups[i].num_units - len(k) for i, k in plan.items())
+    assert removed == 3  # half of the 6 prunable units
+    # The dead units go first.
+    assert 1 not in plan[0] and 3 not in plan[0]
+    plan = scoring.plan_from_target(groups, model, {"params": 0.2})
+    costs = scoring.unit_costs(groups, model, "params")
+    # Unit of group 0: 3 kernel + 1 bias + 4 BN + 2 next-kernel entries.
+    assert costs[0].tolist() == [10.0] * 4
+    assert costs[1].tolist() == [6.0, 6.0]  # 4 kernel + 1 bias + 1 row
+    flops = scoring.unit_costs(groups, model, "flops")
+    assert flops[0].tolist() == [6.0 + 4.0] * 4
+    assert scoring.plan_from_target(groups, model, 0.0) == {}
+
+
+@pytest.mark.parametrize("target", [1.0, -0.1, "half", {"bytes": 0.5},
+                                    {"units": 0.2, "params": 0.2}, True])
+def test_bad_targets(target):
+    model = _model()
+    groups = keras_guided.find_unit_groups(model)
+    with pytest.raises(ValueError, match=r"`target` must be the fraction to "
+                       r"remove, a float in \[0, 1\)"):
+        scoring.plan_from_target(groups, model, target)
+
+
+def test_unreachable_target_and_bad_limits():
+    model = _model()
+    groups = keras_guided.find_unit_groups(model)
+    with pytest.raises(ValueError, match=r"Cannot remove 50% of the units: "
+                       r"removing every prunable unit allowed by "
+                       r"min_units=2 removes 33.3%"):
+        scoring.plan_from_target(groups, model, 0.5, min_units=2)
+    with pytest.raises(ValueError, match=r"Received: round_to=0"):
+        scoring.plan_from_target(groups, model, 0.5, round_to=0)
+    with pytest.raises(ValueError, match=r"Received: min_units=1.5"):
+        scoring.check_limits(1.5, None)
