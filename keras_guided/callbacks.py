@@ -412,6 +412,7 @@ class GuidedPruning(keras.callbacks.Callback):
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
         self._plan = None
+        self._cache_key = None
 
     # ------------------------------------------------------------ state
 
@@ -437,33 +438,45 @@ class GuidedPruning(keras.callbacks.Callback):
         return [np.array(c) for c in self._current_coefficients]
 
     def on_train_begin(self, logs=None):
-        from keras_guided import graph
-
         model = self.model
-        groups = graph.find_unit_groups(
-            model, on_unsupported=self.on_unsupported
+        key = (
+            id(model),
+            tuple((id(v), tuple(v.shape)) for v in model.weights),
+            id(model.optimizer),
         )
-        plan = _Plan(groups, model)
-        self._plan = plan
+        if self._plan is None or key != self._cache_key:
+            # New model (or new weights): read the groups and compile the
+            # step again. Same model: reuse both (no retracing per fit).
+            from keras_guided import graph
+
+            groups = graph.find_unit_groups(
+                model, on_unsupported=self.on_unsupported
+            )
+            plan = _Plan(groups, model)
+            self._plan = plan
+            self._cache_key = key
+            self._penalized_entries = plan.tensor_entries(plan.entries)
+            self._unit_weights = keras.Variable(
+                np.zeros(plan.num_segments, dtype="float32"),
+                trainable=False, dtype="float32", name="guided_unit_weights",
+            )
+            self._dead = keras.Variable(
+                np.zeros(plan.num_segments, dtype="float32"),
+                trainable=False, dtype="float32", name="guided_dead",
+            )
+            self._step = self._compile_step()
+        plan = self._plan
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
-        self._penalized_entries = plan.tensor_entries(plan.entries)
-        self._unit_weights = keras.Variable(
-            np.zeros(plan.num_segments, dtype="float32"), trainable=False,
-            dtype="float32", name="guided_unit_weights",
-        )
-        self._dead = keras.Variable(
-            np.zeros(plan.num_segments, dtype="float32"), trainable=False,
-            dtype="float32", name="guided_dead",
-        )
         self._set_unit_weights(self._base_coefficients)
+        self._dead.assign(np.zeros(plan.num_segments, dtype="float32"))
+        self._known_dead = False
         self._strength.assign(0.0)
         self._first_epoch = True
         self._reached = False
         self._held_strength = None
         self._start_value = None
         self._last_batch = -1
-        self._step = self._compile_step()
         self._penalty = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
@@ -478,9 +491,13 @@ class GuidedPruning(keras.callbacks.Callback):
             return
         self._last_batch = -1
         first = self._first_epoch
+        if first or self.mode == "penalty":
+            # After BackupAndRestore (or between fits) the weights decide
+            # which units are dead; in penalty mode zeros are only looked for
+            # at epoch boundaries, to keep the training loop free of syncs.
+            self._sync_dead_from_weights()
         if first:
             self._first_epoch = False
-            self._sync_dead_from_weights()
             self._start_value = self._measure(self.target_metric)
         if self.adapt_every is not None and (
             first or epoch % self.adapt_every == 0
@@ -492,7 +509,7 @@ class GuidedPruning(keras.callbacks.Callback):
             value = 0.0
         else:
             value = self._scheduled(epoch)
-        changed = value != self.strength
+        changed = np.float32(value) != np.float32(self.strength)
         self._strength.assign(value)
         if changed and self._penalty is not None and (
             keras.backend.backend() == "jax"
@@ -507,7 +524,7 @@ class GuidedPruning(keras.callbacks.Callback):
             return
         steps = max(int(batch) - self._last_batch, 1)
         self._last_batch = int(batch)
-        if self.mode == "penalty" and not self._any_dead():
+        if self.mode == "penalty" and not self._known_dead:
             return
         threshold = 0.0 if self.mode == "penalty" else float(steps)
         self._run_step(threshold)
@@ -710,11 +727,6 @@ class GuidedPruning(keras.callbacks.Callback):
             variable.assign(value)
         self._dead.assign(new_dead)
 
-    def _any_dead(self):
-        return self.keep_dead and bool(
-            np.any(ops.convert_to_numpy(self._dead.value))
-        )
-
     def _sync_dead_from_weights(self):
         plan = self._plan
         dead = np.zeros(plan.num_segments, dtype="float32")
@@ -723,6 +735,8 @@ class GuidedPruning(keras.callbacks.Callback):
                 self._values(), plan.entries, plan.num_segments
             )
             dead[:-1] = norms[:-1] == 0
+        dead = np.maximum(dead, ops.convert_to_numpy(self._dead.value))
+        self._known_dead = bool(dead.any())
         self._dead.assign(dead)
 
     # --------------------------------------------------------- penalty
