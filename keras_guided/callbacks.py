@@ -537,7 +537,9 @@ class GuidedPruning(keras.callbacks.Callback):
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():
             logs[f"live_units/{name}"] = int(count)
-        logs["live_params"] = self._live_params()
+        logs["live_params"] = self._live_params(live)
+        if "flops" in (self.target_metric, self.cost):
+            logs["live_flops"] = self._live_flops(live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
         if self.target is not None and not self._reached:
@@ -905,7 +907,12 @@ def _layer_costs(model):
             "keras_guided.stats, which is not available in this install. "
             "Use cost='params' / target_metric='params' instead."
         ) from None
-    return stats.layer_costs(model)
+    # Nested models name their layers "outer/inner"; layer objects know
+    # only "inner".
+    return {
+        name.rsplit("/", 1)[-1]: entry
+        for name, entry in stats.layer_costs(model).items()
+    }
 
 
 def _find_layer(model, name):

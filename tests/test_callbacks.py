@@ -246,12 +246,49 @@ def test_removing_dead_units_keeps_predictions(digits):
     small = _slice_mlp(model, keep)
     np.testing.assert_allclose(small.predict(x, verbose=0), before,
                                atol=1e-5)
-    if hasattr(keras_guided, "prune_model"):
-        pruned = keras_guided.prune_model(model)
-        assert pruned.get_layer("hidden").units == keep.sum()
-        after = pruned.predict(x, verbose=0)
-        np.testing.assert_allclose(after, before, atol=1e-5)
-        np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+    pruned = keras_guided.prune_model(model)
+    assert pruned.get_layer("hidden").units == keep.sum()
+    after = pruned.predict(x, verbose=0)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+
+
+def test_prune_model_after_cnn_training_keeps_accuracy(digits):
+    x, y = digits
+    model = _compile(_cnn(filters=8))
+    pruning = keras_guided.GuidedPruning(strength=0.6, guidance="linear")
+    history = _fit(model, digits, pruning, epochs=4)
+    live = history.history["live_units"][-1]
+    assert live < 8
+    before = model.predict(x[..., None], verbose=0)
+    pruned = keras_guided.prune_model(model)
+    assert pruned.get_layer("conv").filters == live
+    after = pruned.predict(x[..., None], verbose=0)
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    assert np.mean(after.argmax(1) == y) == np.mean(before.argmax(1) == y)
+
+
+def test_residual_add_ties_both_producers(digits):
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
+                            name="a")(inputs)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(a)
+    merged = keras.layers.ReLU()(keras.layers.Add()([a, b]))
+    pooled = keras.layers.GlobalAveragePooling2D()(merged)
+    outputs = keras.layers.Dense(10, name="out")(pooled)
+    model = _compile(keras.Model(inputs, outputs))
+    pruning = keras_guided.GuidedPruning(strength=1.0, guidance="linear")
+    history = _fit(model, digits, pruning, epochs=3)
+    ka = _weight(model, "a", "kernel")
+    kb = _weight(model, "b", "kernel")
+    dead = np.all(ka == 0, axis=(0, 1, 2))
+    assert 1 <= dead.sum() <= 7
+    np.testing.assert_array_equal(dead, np.all(kb == 0, axis=(0, 1, 2)))
+    assert np.all(kb[:, :, dead, :] == 0)  # b's input slice of the group
+    assert np.all(_weight(model, "out", "kernel")[dead] == 0)
+    h = history.history
+    assert h["live_units/a"][-1] == h["live_units/b"][-1] == 8 - dead.sum()
+    assert h["live_units"][-1] == 8 - dead.sum()
 
 
 # ---------------------------------------------------- schedules and logs
@@ -400,7 +437,7 @@ def test_adaptive_guidance_ranks_by_norm(digits):
     assert np.all(np.diff(coefficients[order]) >= 0)
 
 
-@pytest.mark.parametrize("metric", ["units", "params"])
+@pytest.mark.parametrize("metric", ["units", "params", "flops"])
 def test_target_stops_training(digits, metric):
     model = _compile(_mlp(units=32))
     pruning = keras_guided.GuidedPruning(
@@ -409,9 +446,11 @@ def test_target_stops_training(digits, metric):
     history = _fit(model, digits, pruning, epochs=30)
     epochs = len(history.history["loss"])
     assert epochs < 30
-    key = "live_units" if metric == "units" else "live_params"
-    values = history.history[key]
-    start = 32 if metric == "units" else 64 * 32 + 32 + 32 * 10 + 10
+    values = history.history[f"live_{metric}"]
+    start = {"units": 32, "params": 64 * 32 + 32 + 32 * 10 + 10,
+             "flops": 2 * (64 * 32 + 32 * 10)}[metric]
+    if metric == "flops":
+        assert keras_guided.stats.count_flops(model) == start
     assert values[-1] <= 0.6 * start
     assert all(v > 0.6 * start for v in values[:-1])
 
