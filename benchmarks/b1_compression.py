@@ -32,6 +32,7 @@ METHODS = (
     "guided_group_lasso",
     "guided_proximal",
     "guided_adaptive",
+    "guided_flops",
     "tfmot",
 )
 DESCRIPTIONS = {
@@ -43,7 +44,9 @@ DESCRIPTIONS = {
     "guided_group_lasso": "GuidedRegularizer(norm='group', "
                           "guidance='linear')",
     "guided_proximal": "GuidedPruning(mode='proximal', guidance='linear')",
-    "guided_adaptive": "GuidedPruning(mode='proximal', adaptive guidance)",
+    "guided_adaptive": "GuidedPruning(mode='proximal', adapt_every=1)",
+    "guided_flops": "GuidedPruning(mode='proximal', cost='flops'): "
+                    "cost-aware guidance",
     "tfmot": "tfmot prune_low_magnitude (unstructured) at the parameter "
              "sparsity of the smallest guided headline",
 }
@@ -63,14 +66,16 @@ STRENGTHS = {
         "guided_group_lasso": (3e-5, 1e-4, 3e-4),
         "guided_proximal": (3e-2, 6e-2, 1e-1),
         "guided_adaptive": (3e-2, 6e-2, 1e-1),
+        "guided_flops": (3e-2, 6e-2, 1e-1),
     },
     "cnn": {
         "l1": (1e-4, 3e-4, 1e-3),
         "group_lasso": (1e-4, 3e-4, 1e-3),
         "guided_l1": (1e-4, 3e-4, 1e-3),
         "guided_group_lasso": (1e-4, 3e-4, 1e-3),
-        "guided_proximal": (1e-2, 3e-2, 1e-1),
-        "guided_adaptive": (1e-2, 3e-2, 1e-1),
+        "guided_proximal": (3e-2, 1e-1, 3e-1),
+        "guided_adaptive": (3e-2, 1e-1, 3e-1),
+        "guided_flops": (3e-2, 1e-1, 3e-1),
     },
 }
 
@@ -79,36 +84,38 @@ def _family(model_name):
     return "mlp" if model_name == "lenet300" else "cnn"
 
 
+# Per mode: seeds, latency runs, and per model: epochs, fine-tune epochs
+# (<= 5, best on validation), batch size, strength grid slice, keep
+# fractions of the unregularized baseline, optional training-set limit.
+_MLP = {"epochs": 20, "finetune_epochs": 5, "batch_size": 64,
+        "grid": slice(None), "keep_fractions": KEEP_FRACTIONS,
+        "train_limit": None}
+_CNN = {"epochs": 4, "finetune_epochs": 3, "batch_size": 128,
+        "grid": slice(None), "keep_fractions": (1.0, 0.5, 0.3, 0.2, 0.1),
+        "train_limit": None}
 CONFIGS = {
     "toy": {  # for tests/test_benchmarks.py only
-        "models": ("lenet300",),
         "seeds": (0,),
-        "epochs": {"lenet300": 1, "lenet5": 1, "lenet5_bn": 1},
-        "finetune_epochs": 1,
-        "grid": slice(1, 2),
-        "keep_fractions": (1.0, 0.5),
-        "batch_size": 64,
         "latency_runs": 2,
+        "models": {"lenet300": dict(_MLP, epochs=1, finetune_epochs=1,
+                                    grid=slice(1, 2),
+                                    keep_fractions=(1.0, 0.5))},
     },
     "quick": {
-        "models": ("lenet300", "lenet5_bn"),
         "seeds": (0,),
-        "epochs": {"lenet300": 4, "lenet5": 2, "lenet5_bn": 2},
-        "finetune_epochs": 2,
-        "grid": slice(1, 3),
-        "keep_fractions": (1.0, 0.3, 0.1),
-        "batch_size": 64,
         "latency_runs": 30,
+        "models": {
+            "lenet300": dict(_MLP, epochs=4, finetune_epochs=2,
+                             grid=slice(1, 3), keep_fractions=(1.0, 0.3, 0.1)),
+            "lenet5_bn": dict(_CNN, epochs=2, finetune_epochs=1,
+                              grid=slice(2, 3), keep_fractions=(1.0, 0.3),
+                              train_limit=4000),
+        },
     },
     "full": {
-        "models": models_lib.MODELS,
         "seeds": (0, 1, 2),
-        "epochs": {"lenet300": 20, "lenet5": 6, "lenet5_bn": 6},
-        "finetune_epochs": 5,
-        "grid": slice(None),
-        "keep_fractions": KEEP_FRACTIONS,
-        "batch_size": 64,
         "latency_runs": 200,
+        "models": {"lenet300": _MLP, "lenet5": _CNN, "lenet5_bn": _CNN},
     },
 }
 
@@ -118,11 +125,16 @@ def availability():
     reasons = {}
     callback = common.missing("GuidedPruning")
     if callback:
-        reasons["guided_proximal"] = callback
-        reasons["guided_adaptive"] = callback
-    elif not _adaptive_argument():
-        reasons["guided_adaptive"] = (
-            "keras_guided.GuidedPruning has no adaptive-guidance argument yet")
+        for method in ("guided_proximal", "guided_adaptive", "guided_flops"):
+            reasons[method] = callback
+    else:
+        if not _adaptive_argument():
+            reasons["guided_adaptive"] = (
+                "keras_guided.GuidedPruning has no adaptive-guidance "
+                "argument yet")
+        if not common.accepts(kg.GuidedPruning, "cost"):
+            reasons["guided_flops"] = (
+                "keras_guided.GuidedPruning has no `cost` argument yet")
     tfmot = common.tfmot_missing()
     if tfmot:
         reasons["tfmot"] = tfmot
@@ -153,9 +165,11 @@ def _regularizer(method, strength):
 
 
 def _callbacks(method, strength):
-    if method not in ("guided_proximal", "guided_adaptive"):
+    if method not in ("guided_proximal", "guided_adaptive", "guided_flops"):
         return []
     kwargs = {"strength": strength, "guidance": "linear", "mode": "proximal"}
+    if method == "guided_flops":
+        kwargs["cost"] = "flops"
     if method == "guided_adaptive":
         name = _adaptive_argument()
         kwargs[name] = 1 if name == "adapt_every" else True
@@ -181,7 +195,9 @@ def train(model_name, method, strength, seed, data, epochs, batch_size):
     model.fit(data["x_train"], data["y_train"], epochs=epochs,
               batch_size=batch_size, verbose=0,
               callbacks=_callbacks(method, strength))
-    return model, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    models_lib.recalibrate_batchnorm(model, data["x_train"][:2000])
+    return model, seconds
 
 
 def _split_accuracy(model, data):
@@ -279,7 +295,7 @@ def run_point(model_name, method, setting, seed, data, cfg, cache=None):
         model, seconds = cache[key]
     else:
         model, seconds = train(model_name, method, strength, seed, data,
-                               cfg["epochs"][model_name], cfg["batch_size"])
+                               cfg["epochs"], cfg["batch_size"])
         if cache is not None and method == "unregularized":
             cache[key] = (model, seconds)
     trained = _split_accuracy(model, data)
@@ -333,20 +349,30 @@ def _headline(points, reference_val):
 
 def run(data, mode, log=print, methods=None):
     """Runs B1; returns a JSON-ready dict."""
-    cfg = CONFIGS[mode]
+    mode_cfg = CONFIGS[mode]
     skipped = availability()
     methods = [m for m in (methods or METHODS)]
-    result = {"config": {k: (str(v) if isinstance(v, slice) else v)
-                         for k, v in cfg.items()},
+    result = {"config": {
+                  "seeds": list(mode_cfg["seeds"]),
+                  "latency_runs": mode_cfg["latency_runs"],
+                  "models": {name: {k: (str(v) if isinstance(v, slice)
+                                        else v) for k, v in m.items()}
+                             for name, m in mode_cfg["models"].items()}},
               "strength_grid": {
-                  family: {m: list(grid[cfg["grid"]])
-                           for m, grid in grids.items()}
-                  for family, grids in STRENGTHS.items()},
+                  name: {m: list(grid[m_cfg["grid"]]) for m, grid in
+                         STRENGTHS[_family(name)].items()}
+                  for name, m_cfg in mode_cfg["models"].items()},
               "thresholds": list(THRESHOLDS),
               "skipped": {m: skipped[m] for m in methods if m in skipped},
               "models": {}}
-    for model_name in cfg["models"]:
+    all_data = data
+    for model_name, model_cfg in mode_cfg["models"].items():
         log(f"B1 {model_name}")
+        cfg = dict(mode_cfg, **model_cfg)
+        data = dict(all_data)
+        if cfg["train_limit"]:
+            data["x_train"] = data["x_train"][:cfg["train_limit"]]
+            data["y_train"] = data["y_train"][:cfg["train_limit"]]
         points, headlines, tuned_models, cache = [], {}, {}, {}
         for method in methods:
             if method in skipped or method == "tfmot":
@@ -394,6 +420,7 @@ def run(data, mode, log=print, methods=None):
         reference_tests = [p["accuracy_finetuned"]["test"]
                            for p in references]
         result["models"][model_name] = {
+            "train_samples": int(len(data["y_train"])),
             "reference": {
                 "val": reference_val,
                 "test_per_seed": reference_tests,

@@ -25,7 +25,7 @@ from benchmarks import common
 
 APPLICATIONS = ("MobileNetV2", "ResNet50", "DenseNet121", "EfficientNetB0")
 CONFIGS = {
-    "quick": {"models": ("MobileNetV2", "ResNet50"), "input_size": 64,
+    "quick": {"models": ("MobileNetV2",), "input_size": 64,
               "latency_runs": 10, "num_threads": 1, "samples": 2},
     "full": {"models": APPLICATIONS, "input_size": 224,
              "latency_runs": 50, "num_threads": 1, "samples": 4},

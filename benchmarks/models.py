@@ -201,3 +201,26 @@ def reference_rebuild(model, keep, name, input_shape, num_classes=10):
             weights = [w[previous[0]] for w in weights]
         new.set_weights(weights)
     return small
+
+
+def recalibrate_batchnorm(model, x):
+    """Sets BatchNormalization moving statistics to those of `x`.
+
+    One training-mode pass with momentum 0: the moving mean and variance of
+    every BN layer become the statistics of `x` at that layer. After a few
+    epochs (and more so under a penalty that shrinks channels) the moving
+    averages lag the weights; every method gets this same step, before any
+    accuracy is measured. A no-op for models without BN.
+    """
+    batchnorms = [layer for layer in model.layers
+                  if isinstance(layer, keras.layers.BatchNormalization)]
+    if not batchnorms:
+        return
+    momenta = [layer.momentum for layer in batchnorms]
+    try:
+        for layer in batchnorms:
+            layer.momentum = 0.0
+        model(x, training=True)
+    finally:
+        for layer, momentum in zip(batchnorms, momenta):
+            layer.momentum = momentum
