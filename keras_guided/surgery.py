@@ -422,16 +422,21 @@ class _Rewriter:
             self.consts[id(tensor)] = np.where(keep, first, np.nan)
 
     def _call(self, node, op, zeros=False):
+        """Calls `op` on probes: constants where known, noise elsewhere."""
+        known = [
+            self.consts[id(t)].shape for t in node.input_tensors
+            if id(t) in self.consts
+        ]
         probes = {}
         for tensor in node.input_tensors:
-            shape = _concrete(tensor.shape)
+            const = self.consts.get(id(tensor))
+            shape = _concrete(tensor.shape, const, known)
             dtype = keras.backend.standardize_dtype(tensor.dtype)
             if zeros or "int" in dtype or "bool" in dtype:
                 value = np.zeros(shape, dtype=dtype)
             else:
                 value = self.rng.normal(size=shape).astype(dtype)
-                const = self.consts.get(id(tensor))
-                if const is not None and const.shape == value.shape:
+                if const is not None:
                     finite = np.isfinite(const)
                     value[finite] = const[finite]
             probes[id(tensor)] = value
@@ -661,9 +666,16 @@ def _is_producer(op):
     return family in _PRODUCER_FAMILIES
 
 
-def _concrete(shape):
+def _concrete(shape, const=None, known=()):
+    """A probe shape: batch 1; unknown sizes from a sibling probe, or 8."""
+    if const is not None:
+        return const.shape
     dims = list(shape)
     dims[0] = 1
+    for other in known:
+        if len(other) == len(dims):
+            dims = [o if d is None else d for d, o in zip(dims, other)]
+            break
     return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
 
 
@@ -751,10 +763,34 @@ def _named_layers(model, prefix=""):
             yield name, layer
 
 
+def _params_only(model, pruned):
+    after = dict(_named_layers(pruned))
+    rows = []
+    for name, layer in _named_layers(model):
+        new = after.get(name)
+        rows.append({
+            "layer": name,
+            "params_before": int(sum(np.prod(w.shape) for w in layer.weights)),
+            "params_after": int(sum(np.prod(w.shape) for w in new.weights))
+            if new is not None else 0,
+            "flops_before": None,
+            "flops_after": None,
+        })
+    total = {"layer": "total", "flops_before": None, "flops_after": None}
+    for key in ("params_before", "params_after"):
+        total[key] = sum(row[key] for row in rows)
+    rows.append(total)
+    return rows
+
+
 def _report(model, pruned, analysis, plan, rewriter):
     from keras_guided import stats
 
-    rows = stats.compare(model, pruned)
+    try:
+        rows = stats.compare(model, pruned)
+    except ValueError as error:  # unknown spatial sizes: no FLOPs
+        rows = _params_only(model, pruned)
+        rewriter.notes.append(f"FLOPs not counted: {error}")
     before = dict(_named_layers(model))
     after = dict(_named_layers(pruned))
     for row in rows:
@@ -824,7 +860,15 @@ def _predict(model, inputs):
 
 def _verify(model, pruned, rewriter, report, sample_inputs):
     inputs = _sample_inputs(model, sample_inputs)
-    original = _predict(model, inputs)
+    try:
+        original = _predict(model, inputs)
+    except Exception as error:  # noqa: BLE001 (re-raised with advice)
+        shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(inputs)]
+        raise ValueError(
+            f"Verification could not run model '{model.name}' on sample "
+            f"inputs of shapes {shapes}: {error}. Pass `sample_inputs=` "
+            "with data the model accepts, or `verify=False`."
+        ) from error
     if rewriter.prepare_masks():
         masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
         reference = _predict(masked, inputs)

@@ -192,6 +192,17 @@ def keras_ops():
     return keras.Model(inputs, layers.Dense(2, name="out")(x))
 
 
+def nested_sequential():
+    inner = keras.Sequential([
+        keras.Input((6,)), layers.Dense(5, activation="relu", name="seq_a"),
+        layers.BatchNormalization(name="seq_bn"),
+        layers.Dense(4, name="seq_b"),
+    ], name="seq")
+    inputs = keras.Input((3,))
+    x = layers.Dense(6, name="first")(inputs)
+    return keras.Model(inputs, layers.Dense(2, name="out")(inner(x)))
+
+
 CASES = [
     # builder, layer whose group is zeroed, units, {layer: width after}
     # [, the note expected when the removed units emit non-zero constants
@@ -210,6 +221,8 @@ CASES = [
     (shared_layer, "a", [0], {"a": 4, "b": 4}, "is shared"),
     (shared_layer, "shared", [2], {"shared": 2}),
     (keras_ops, "a", [1], {"a": 2, "b": 2}),
+    (nested_sequential, "seq_a", [0, 3], {"seq_a": 3, "seq_bn": 3}),
+    (nested_sequential, "first", [1], {"first": 5}),
 ]
 
 
@@ -520,3 +533,53 @@ def test_scores_used_by_target_are_group_norms():
     scores = scoring.unit_scores(groups)
     assert scores[group.index][4] == 0.0
     assert np.argmin(scores[group.index]) == 4
+
+
+def test_multiple_inputs_and_outputs():
+    left = keras.Input((4,), name="left")
+    right = keras.Input((3,), name="right")
+    a = layers.Dense(5, name="a")(left)
+    b = layers.Dense(5, name="b")(right)
+    joined = layers.Add()([a, b])
+    head_1 = layers.Dense(2, name="head_1")(joined)
+    head_2 = layers.Dense(1, name="head_2")(layers.Dense(3, name="c")(joined))
+    model = randomize(keras.Model({"left": left, "right": right},
+                                  [head_1, head_2]))
+    groups = keras_guided.find_unit_groups(model)
+    zero_units(group_of(groups, "a"), [0, 4], inputs_only=True)
+    zero_units(group_of(groups, "c"), [1])
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert find(pruned, "b").units == 3 and find(pruned, "c").units == 2
+    rng = np.random.default_rng(0)
+    x = {"left": rng.normal(size=(3, 4)).astype("float32"),
+         "right": rng.normal(size=(3, 3)).astype("float32")}
+    for got, want in zip(pruned(x), model(x)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
+                                   keras.ops.convert_to_numpy(want),
+                                   atol=1e-5)
+    assert report.max_abs_diff < 1e-5
+
+
+def test_verification_error_is_explained():
+    inputs = keras.Input((None, 3))
+    x = layers.Conv1D(4, 3, name="conv")(inputs)
+    x = layers.Conv1D(2, 1, name="out")(x)
+    model = keras.Model(inputs, x)
+    with pytest.raises(ValueError, match=r"(?s)Verification could not run model "
+                       r"'.*' on sample inputs of shapes \[\(1, 2, 3\)\].*"
+                       r"Pass `sample_inputs=`"):
+        keras_guided.prune_model(model, sample_inputs=np.zeros((1, 2, 3)))
+
+
+def test_unknown_sequence_length():
+    inputs = keras.Input((None, 3))
+    x = layers.Conv1D(4, 3, name="conv")(inputs)
+    x = layers.GlobalAveragePooling1D()(x)
+    model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
+    zero_units(keras_guided.find_unit_groups(model)[0], [2],
+               inputs_only=True)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert find(pruned, "conv").filters == 3
+    x = np.random.default_rng(0).normal(size=(2, 11, 3)).astype("float32")
+    assert_same_function(model, pruned, x)
+    assert any(note.startswith("FLOPs not counted") for note in report.notes)
