@@ -52,25 +52,39 @@ def _call_flops(layer, input_shape, output_shape):
     return 0
 
 
+def _graph_nodes(model):
+    """The nodes of `model`'s own graph, or `None` if it has no graph.
+
+    A layer keeps a node for every call ever made (a Sequential rebuilt, a
+    layer reused in another model): only the nodes of this graph count.
+    """
+    graph = getattr(model, "_functional", None) or model
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if not by_depth:
+        return None
+    return {id(node) for nodes in by_depth.values() for node in nodes}
+
+
 def _iter_layers(model, prefix=""):
-    """Yields `(name, layer)` for every leaf layer, nested models flattened."""
+    """Yields `(name, layer, calls)` for every leaf layer.
+
+    Nested models are flattened; `calls` lists the `(input shape, output
+    shape)` of each call of the layer inside this model's graph.
+    """
+    own = _graph_nodes(model)
     for layer in model.layers:
         name = prefix + layer.name
         if hasattr(layer, "layers") and layer.layers:
             yield from _iter_layers(layer, prefix=name + "/")
-        else:
-            yield name, layer
-
-
-def _layer_calls(layer):
-    """Input and output shapes of every call of `layer` in a graph."""
-    calls = []
-    for node in getattr(layer, "_inbound_nodes", []):
-        if not node.input_tensors or not node.output_tensors:
             continue
-        calls.append((_shape(node.input_tensors[0]),
-                      _shape(node.output_tensors[0])))
-    return calls
+        calls = []
+        for node in getattr(layer, "_inbound_nodes", []):
+            if own is not None and id(node) not in own:
+                continue
+            if node.input_tensors and node.output_tensors:
+                calls.append((_shape(node.input_tensors[0]),
+                              _shape(node.output_tensors[0])))
+        yield name, layer, calls
 
 
 def layer_costs(model):
@@ -102,11 +116,11 @@ def layer_costs(model):
             "`model.build(input_shape)` before counting its costs."
         )
     costs = {}
-    for name, layer in _iter_layers(model):
+    for name, layer, calls in _iter_layers(model):
         params = int(sum(int(np.prod(w.shape)) for w in layer.weights))
         flops = sum(
             _call_flops(layer, input_shape, output_shape)
-            for input_shape, output_shape in _layer_calls(layer)
+            for input_shape, output_shape in calls
         )
         costs[name] = {"params": params, "flops": int(flops)}
     return costs
