@@ -25,6 +25,7 @@ Implementation notes (why it is built this way):
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -453,6 +454,15 @@ class GuidedPruning(keras.callbacks.Callback):
                 model, on_unsupported=self.on_unsupported
             )
             plan = _Plan(groups, model)
+            if not plan.groups:
+                reasons = sorted({str(g.reason) for g in groups})
+                warnings.warn(
+                    f"GuidedPruning found no prunable unit group in model "
+                    f"'{model.name}' (reasons: {reasons}); it only logs "
+                    "live-unit counts. Only hidden units can be pruned (the "
+                    "model outputs are protected).",
+                    stacklevel=2,
+                )
             self._plan = plan
             self._cache_key = key
             self._penalized_entries = plan.tensor_entries(plan.entries)

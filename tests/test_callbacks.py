@@ -119,6 +119,17 @@ def test_from_regularizers_without_any_regularizer(digits):
         _fit(model, digits, pruning, epochs=1)
 
 
+def test_model_without_prunable_groups_warns(digits):
+    model = _compile(keras.Sequential([keras.Input((8, 8)),
+                                       keras.layers.Flatten(),
+                                       keras.layers.Dense(10)]))
+    pruning = keras_guided.GuidedPruning()
+    with pytest.warns(UserWarning, match="found no prunable unit group"):
+        history = _fit(model, digits, pruning, epochs=1)
+    assert history.history["live_units"] == [0]
+    assert history.history["live_params"] == [650]
+
+
 def test_schedule_callable_returning_negative(digits):
     model = _compile(_mlp())
     pruning = keras_guided.GuidedPruning(schedule=lambda epoch: -1.0)
@@ -181,6 +192,34 @@ def test_learning_rate_schedule_is_used(digits):
         w1, w2 = w1 * scale, w2 * scale[:, None]
     np.testing.assert_allclose(_weight(model, "hidden", "kernel"), w1,
                                rtol=1e-5, atol=1e-7)
+
+
+def test_steps_per_execution_shrinks_once_per_step(digits):
+    """With 2 steps per execution the callback shrinks by 2 steps' worth."""
+    x, y = digits
+    results = []
+    for steps in (1, 2):
+        keras.utils.set_random_seed(0)
+        model = _mlp(units=6)
+        model.compile(keras.optimizers.SGD(0.5),
+                      lambda y, p: 0.0 * keras.ops.sum(p),
+                      steps_per_execution=steps)
+        def group_norms():
+            return np.sqrt((_weight(model, "hidden", "kernel")**2).sum(0)
+                           + _weight(model, "hidden", "bias")**2
+                           + (_weight(model, "out", "kernel")**2).sum(1))
+
+        initial = group_norms()
+        pruning = keras_guided.GuidedPruning(strength=0.02,
+                                             guidance="uniform")
+        model.fit(x[:32], y[:32], batch_size=8, epochs=1, verbose=0,
+                  shuffle=False, callbacks=[pruning])
+        results.append(_weight(model, "hidden", "kernel"))
+        # Four steps of shrinkage, each lr * strength * sqrt(p).
+        np.testing.assert_allclose(
+            group_norms(), initial - 4 * 0.5 * 0.02 * np.sqrt(64 + 1 + 10),
+            rtol=1e-5)
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-7)
 
 
 # ------------------------------------------------------- exact zeros, order
