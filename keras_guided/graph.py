@@ -159,6 +159,19 @@ class UnitGroup:
             channels, producers first.
         prunable: whether units of this group may be removed.
         reason: why the group is not prunable, or `None`.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> inputs = keras.Input((3,))
+    >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
+    >>> normed = keras.layers.BatchNormalization(name="bn")(hidden)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(normed))
+    >>> group = keras_guided.find_unit_groups(model)[0]
+    >>> group.num_units, group.layers
+    (4, ['hidden', 'bn'])
+    >>> [(s.layer.name, s.weight, s.role) for s in group.slices][2:4]
+    [('bn', 'gamma', 'follower'), ('bn', 'beta', 'follower')]
     """
 
     index: int
@@ -214,7 +227,10 @@ class _Record:
 
 
 class GraphAnalysis:
-    """What the walk over a model found; used by surgery and scoring.
+    """What the walk over a model found; used by surgery and the callback.
+
+    Besides the groups it keeps, for every tensor of the graph, the unit
+    of each of its channels, so a rewrite knows which channels to keep.
 
     Attributes:
         model: the analysed model.
@@ -726,7 +742,27 @@ def _functional_of(model):
 
 
 def analyze(model, on_unsupported="raise"):
-    """Runs the graph analysis and returns a `GraphAnalysis`."""
+    """Runs the graph analysis and returns a `GraphAnalysis`.
+
+    Args:
+        model: a built Sequential or Functional `keras.Model`.
+        on_unsupported: `"raise"` (default) or `"keep"`, as in
+            `find_unit_groups`.
+
+    Returns:
+        A `GraphAnalysis`; its `groups` are what `find_unit_groups` returns.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> inputs = keras.Input((3,))
+    >>> hidden = keras.layers.Dense(4)(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    >>> analysis = keras_guided.graph.analyze(model)
+    >>> units = analysis.channel_units(hidden)  # global unit ids
+    >>> [analysis.unit_location[int(u)] for u in units]
+    [(0, 0), (0, 1), (0, 2), (0, 3)]
+    """
     return GraphAnalysis(model, on_unsupported=on_unsupported)
 
 

@@ -105,6 +105,17 @@ def dead_units(groups, tolerance=1e-8):
 
     Returns:
         A list (one per group) of boolean arrays of length `num_units`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_guided
+    >>> model = keras.Sequential([keras.Input((2,)),
+    ...     keras.layers.Dense(2, kernel_initializer="zeros",
+    ...                        bias_initializer="ones"),
+    ...     keras.layers.Dense(1)])
+    >>> groups = keras_guided.find_unit_groups(model)
+    >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
+    [[True, True], [False]]
     """
     masks = []
     for group in groups:
@@ -130,7 +141,12 @@ def default_scores(groups):
 
 
 def check_limits(min_units, round_to):
-    """Validates `min_units` and `round_to`."""
+    """Validates `min_units` and `round_to`.
+
+    Raises:
+        ValueError: if `min_units` is not a positive int, or `round_to` is
+            neither `None` nor a positive int.
+    """
     if not isinstance(min_units, (int, np.integer)) or min_units < 1:
         raise ValueError(
             "`min_units` must be a positive int (never a zero-width layer). "
@@ -295,6 +311,17 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     Raises:
         ValueError: for a bad `target`, or one that cannot be reached
             within `min_units`.
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(8), keras.layers.Dense(6),
+    ...     keras.layers.Dense(1)])
+    >>> groups = keras_guided.find_unit_groups(model)
+    >>> plan = keras_guided.scoring.plan_from_target(groups, model, 0.5)
+    >>> sum(groups[i].num_units - len(kept) for i, kept in plan.items())
+    7
     """
     check_limits(min_units, round_to)
     metric, fraction = parse_target(target)

@@ -19,6 +19,7 @@ The steps, each a private helper:
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -52,6 +53,19 @@ class PruneReport:
             padding borders, LayerNormalization over pruned channels).
         unprunable: `(group index, layers, reason)` of groups left intact.
         unsupported: unsupported layers met (`on_unsupported="keep"`).
+
+    Example:
+
+    >>> import keras, keras_guided
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(6, name="hidden"),
+    ...     keras.layers.Dense(1, name="out")])
+    >>> small, report = keras_guided.prune_model(
+    ...     model, target=0.5, return_report=True)
+    >>> report.removed, report.max_abs_diff < 1e-5
+    ({0: (6, 3)}, True)
+    >>> print(report.summary().splitlines()[0])
+    Removed 3 units in 1 of 2 unit groups.
     """
 
     num_groups: int
@@ -884,3 +898,11 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
     report.output_scale = float(max(
         np.max(np.abs(a), initial=0.0) for a in reference
     ))
+    if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
+        warnings.warn(
+            f"The pruned model differs from the original with the removed "
+            f"units masked by up to {report.max_abs_diff:.3g} (output scale "
+            f"{report.output_scale:.3g}). See `PruneReport.notes` "
+            f"({len(report.notes)} notes) for where folding is approximate.",
+            stacklevel=3,
+        )
