@@ -323,7 +323,25 @@ class GuidedPruning(keras.callbacks.Callback):
     restored weights and the schedule from the epoch, so a resumed run
     matches an uninterrupted one (with adaptive guidance or a target that
     was already reached, the ranking and the held strength are re-derived
-    at the resumed epoch, which can differ).
+    at the resumed epoch, which can differ). `live_flops` is also logged
+    when `cost` or `target_metric` is `"flops"`.
+
+    Choosing `strength`: both modes minimize the same objective, so with SGD
+    the strength means what it means for `GuidedRegularizer`. Adam moves
+    every weight by about `lr` per step whatever the gradient scale, so in
+    proximal mode with Adam a unit shrinks only where
+    `strength * g_u` is of order 1 (on a digits MLP, 0.5 removed about half
+    the units in 4 epochs).
+
+    Backends and cost: the proximal step is one compiled call per optimizer
+    step (per execution with `steps_per_execution`, scaled by the number of
+    steps); the groups and the compiled step are reused across `fit` calls
+    on the same model. On JAX the step first syncs the training state into
+    the model variables (`model.jax_state_sync()`), which costs more than on
+    TensorFlow, and in penalty mode a strength or coefficient change
+    recompiles the train step (JAX freezes values from outside the model
+    state). Under `tf.distribute.MirroredStrategy` both modes give the same
+    weights as one device.
 
     Args:
         strength: non-negative float, the penalty weight. Defaults to `1e-3`.
@@ -509,9 +527,10 @@ class GuidedPruning(keras.callbacks.Callback):
         if first:
             self._first_epoch = False
             self._start_value = self._measure(self.target_metric)
-        if self.adapt_every is not None and (
+        adapted = self.adapt_every is not None and (
             first or epoch % self.adapt_every == 0
-        ):
+        )
+        if adapted:
             self._adapt()
         if self._reached and self.on_target == "hold":
             value = self._held_strength
@@ -521,7 +540,7 @@ class GuidedPruning(keras.callbacks.Callback):
             value = self._scheduled(epoch)
         changed = np.float32(value) != np.float32(self.strength)
         self._strength.assign(value)
-        if changed and self._penalty is not None and (
+        if (changed or adapted) and self._penalty is not None and (
             keras.backend.backend() == "jax"
         ):
             # JAX freezes variables outside the model state into the

@@ -533,7 +533,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 def test_resume_with_backup_and_restore(digits, tmp_path):
-    def run(callbacks):
+    def run(callbacks, pruning_first=True):
         keras.utils.set_random_seed(1)
         model = _compile(_mlp(units=16))
         pruning = keras_guided.GuidedPruning(strength=1.0,
@@ -541,13 +541,15 @@ def test_resume_with_backup_and_restore(digits, tmp_path):
                                              warmup_epochs=2)
         x, y = digits
         history = model.fit(x, y, epochs=4, batch_size=64, shuffle=False,
-                            verbose=0, callbacks=[pruning] + callbacks)
+                            verbose=0,
+                            callbacks=([pruning] + callbacks if pruning_first
+                                       else callbacks + [pruning]))
         return model, history.history
 
     reference, full = run([])
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([backup, _Interrupt()])
+        run([backup, _Interrupt()], pruning_first=False)
     resumed, rest = run([keras.callbacks.BackupAndRestore(
         str(tmp_path / "backup"))])
     assert len(rest["loss"]) == 2  # epochs 2 and 3 only: it resumed
