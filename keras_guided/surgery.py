@@ -663,7 +663,14 @@ class _Rewriter:
         config, weights = rule(
             op, self._weights_for(op), kept_inputs, kept_outputs
         )
-        config = _standard_config(config)
+        dropped = []
+        config = _standard_config(config, dropped)
+        if dropped and not self._keep_all:
+            self.notes.append(
+                f"{graph_lib.describe(op)}: dropped {', '.join(dropped)} "
+                "(not a Keras object), so the model loads without "
+                "keras_guided"
+            )
         new = type(op).from_config(config)
         self._new_weights[id(op)] = weights
         self._cache[id(op)] = new
@@ -741,11 +748,12 @@ def _is_keras_module(module):
     return module == "keras" or module.startswith("keras.")
 
 
-def _standard_config(config):
+def _standard_config(config, dropped=None):
     """Drops regularizers and constraints that are not Keras' own.
 
     The pruned model must load without keras_guided installed, and a
     GuidedRegularizer's per-unit coefficients no longer match the width.
+    The names of dropped entries are appended to `dropped`.
     """
     config = dict(config)
     for key, value in list(config.items()):
@@ -757,6 +765,8 @@ def _standard_config(config):
             module = type(value).__module__
         if value is not None and not _is_keras_module(module):
             config[key] = None
+            if dropped is not None:
+                dropped.append(key)
     return config
 
 

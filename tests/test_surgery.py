@@ -515,8 +515,12 @@ def test_guided_regularizer_is_dropped_and_file_loads_without_package(
     )(inputs)
     model = keras.Model(inputs, layers.Dense(1, name="out")(x))
     zero_units(group_of(keras_guided.find_unit_groups(model), "hidden"), [2])
-    pruned = keras_guided.prune_model(model)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
     assert pruned.get_layer("hidden").kernel_regularizer is None
+    assert report.notes == [
+        "layer 'hidden' (Dense): dropped kernel_regularizer (not a Keras "
+        "object), so the model loads without keras_guided"
+    ]
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
     x = np.ones((2, 4), "float32")
