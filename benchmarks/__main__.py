@@ -44,6 +44,10 @@ def parse_args(argv):
                              "(default: docs/benchmarks.md)")
     parser.add_argument("--seed", type=int, default=0,
                         help="data split seed (default: 0)")
+    parser.add_argument("--from-json", default=None,
+                        help="regenerate results.md, the plot and the docs "
+                             "page from an existing results.json instead "
+                             "of running")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -63,6 +67,13 @@ def main(argv=None):
     from benchmarks import data as data_lib
     from benchmarks import report
 
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)
+        results["regenerated"] = ("tables regenerated from results.json "
+                                  "with `python -m benchmarks --from-json`")
+        _write_reports(results, args, results["mode"] == "quick")
+        return results
     mode = "quick" if args.quick else "full"
     start = time.perf_counter()
 
@@ -93,18 +104,26 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     report.write_atomic(os.path.join(args.out, "results.json"),
                         json.dumps(results, indent=1, default=_plain))
+    _write_reports(results, args, args.quick)
+    log(f"wrote {args.out}/results.json, results.md"
+        + ("" if args.docs == "none" else f" and {args.docs}"))
+    return results
+
+
+def _write_reports(results, args, quick):
+    from benchmarks import report
+
+    command = results["command"]
     plot_name = None
     if "b1" in results and args.docs != "none":
         plot_name = PLOT_NAME
         report.plot(results["b1"], os.path.join(
             os.path.dirname(os.path.abspath(args.docs)), PLOT_NAME))
-    text = report.markdown(results, command, args.quick, plot_name)
+    text = report.markdown(results, command, quick, plot_name)
+    os.makedirs(args.out, exist_ok=True)
     report.write_atomic(os.path.join(args.out, "results.md"), text)
     if args.docs != "none":
         report.write_atomic(args.docs, text)
-    log(f"wrote {args.out}/results.json, results.md"
-        + ("" if args.docs == "none" else f" and {args.docs}"))
-    return results
 
 
 def _plain(value):

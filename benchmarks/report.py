@@ -241,6 +241,8 @@ def markdown(results, command, quick, plot_name=None):
         "Every raw number is in the JSON next to the markdown table in the "
         "output directory.", "",
         "Command:", "", "```bash", command, "```", "",
+        *([f"({results['regenerated']}.)", ""]
+          if results.get("regenerated") else []),
         f"Machine: {m['nproc']} CPU(s), {m['cpu']}, Python {m['python']}, "
         f"{m['platform']}; {versions}; git {m['git_commit']}. Wall time "
         f"{results['seconds'] / 60:.1f} min.", "",
