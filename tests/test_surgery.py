@@ -597,3 +597,29 @@ def test_unknown_sequence_length():
     x = np.random.default_rng(0).normal(size=(2, 11, 3)).astype("float32")
     assert_same_function(model, pruned, x)
     assert any(note.startswith("FLOPs not counted") for note in report.notes)
+
+
+def test_nested_model_called_twice_stays_shared():
+    inner_in = keras.Input((4,))
+    h = layers.Dense(5, activation="relu", name="tower_a")(inner_in)
+    tower = keras.Model(inner_in, layers.Dense(3, name="tower_b")(h),
+                        name="tower")
+    left, right = keras.Input((4,)), keras.Input((4,))
+    x = layers.Concatenate()([tower(left), tower(right)])
+    model = randomize(keras.Model([left, right],
+                                  layers.Dense(1, name="out")(x)))
+    groups = keras_guided.find_unit_groups(model)
+    group = group_of(groups, "tower_b")
+    # Each unit of the tower feeds two rows of the head: k = 2.
+    assert [s.positions.tolist() for s in group.slices
+            if s.role == "consumer"] == [[[0, 3], [1, 4], [2, 5]]]
+    zero_units(group_of(groups, "tower_a"), [1, 3], inputs_only=True)
+    zero_units(group, [0])
+    pruned = keras_guided.prune_model(model)
+    towers = [layer for layer in pruned.layers if layer.name == "tower"]
+    assert len(towers) == 1
+    assert find(pruned, "tower_a").units == 3
+    assert find(pruned, "out").get_weights()[0].shape == (4, 1)
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(3, 4)).astype("float32") for _ in range(2)]
+    assert_same_function(model, pruned, xs)
