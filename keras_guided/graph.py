@@ -477,7 +477,8 @@ class GraphAnalysis:
         if (
             out_channels is None
             or out_channels % len(atoms) != 0
-            or any(d is None for d in in_shape[1:])
+            or (out_channels != len(atoms)
+                and any(d is None for d in in_shape[1:]))
         ):
             return self._visit_unknown(layer, in_atoms, outputs)
         # Row-major: flat index i holds channel i % C, and C divides the new
@@ -715,11 +716,9 @@ def _functional_of(model):
     from keras import Model
     from keras import Sequential
 
-    if not isinstance(model, Model):
-        raise ValueError(
-            "Expected a keras.Model (Sequential or Functional). Received: "
-            f"{type(model).__name__}"
-        )
+    from keras_guided import validation
+
+    validation.check_model(model)
     if isinstance(model, Sequential):
         functional = getattr(model, "_functional", None)
         if functional is None:
