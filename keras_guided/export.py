@@ -31,6 +31,8 @@ import time
 import keras
 import numpy as np
 
+from keras_guided import validation
+
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 FLOAT32_TOLERANCE = 1e-5
 _DEFAULT_SAMPLES = 32
@@ -357,11 +359,7 @@ def _check_quantization(quantization):
 
 
 def _single_input(model):
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            "`model` must be a keras.Model. Received: "
-            f"{type(model).__name__}"
-        )
+    validation.check_model(model)
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):

@@ -1,0 +1,299 @@
+"""The bad-input catalogue: every entry point answers bad input with a typed
+error that names the argument or layer, what was expected, what was received
+and the fix; the user's model is never changed and no file is left behind.
+
+docs/errors.md lists the same cases; regenerate its table with
+
+    python -m tests.test_errors > /tmp/table.md
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_guided
+from keras_guided import cli
+
+
+def small_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(6, name="hidden")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+
+def lambda_model():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(5)(inputs)
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+LegacyFunctional = type(
+    "Functional", (), {"__module__": "tf_keras.src.engine.functional"})
+
+
+def fit_with(model, callback):
+    model.compile(optimizer="adam", loss="mse")
+    x = np.zeros((4,) + tuple(model.input_shape[1:]), "float32")
+    y = np.zeros((4,) + tuple(model.output_shape[1:]), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def run_cli(argv, capsys):
+    code = cli.main(argv)
+    message = capsys.readouterr().err.strip()
+    if code != 0:
+        raise SystemExit(f"exit {code}: {message}")
+
+
+# id, what is wrong, call(model, tmp, capsys), exception, message pattern.
+# `model` is a fresh small_model() the call may use; the test checks it is
+# unchanged afterwards and that `tmp` holds no new file.
+CATALOGUE = [
+    # GuidedRegularizer
+    ("reg-negative-strength", "GuidedRegularizer strength < 0",
+     lambda m, t, c: keras_guided.GuidedRegularizer(strength=-1.0),
+     ValueError, r"`strength` must be a non-negative finite float\. "
+                 r"Received: strength=-1\.0"),
+    ("reg-nan-strength", "GuidedRegularizer strength NaN",
+     lambda m, t, c: keras_guided.GuidedRegularizer(strength=float("nan")),
+     ValueError, r"Received: strength=nan"),
+    ("reg-string-strength", "GuidedRegularizer strength as text",
+     lambda m, t, c: keras_guided.GuidedRegularizer(strength="1e-3"),
+     ValueError, r"Received: strength='1e-3'"),
+    ("reg-unknown-norm", "unknown norm",
+     lambda m, t, c: keras_guided.GuidedRegularizer(norm="l3"),
+     ValueError, r"`norm` must be one of \['l1', 'l2', 'group'\]\. "
+                 r"Received: norm='l3'"),
+    ("reg-unknown-guidance", "unknown guidance name",
+     lambda m, t, c: keras_guided.GuidedRegularizer(guidance="cubic"),
+     ValueError, r"Unknown guidance 'cubic'\. Expected one of"),
+    ("reg-negative-guidance", "negative coefficient",
+     lambda m, t, c: keras_guided.GuidedRegularizer(guidance=[1.0, -1.0]),
+     ValueError, r"must be non-negative\. Received negative values at "
+                 r"units \[1\]"),
+    ("reg-nan-guidance", "NaN coefficient",
+     lambda m, t, c: keras_guided.GuidedRegularizer(
+         guidance=[1.0, float("nan")]),
+     ValueError, r"must be finite\. Received NaN or inf at units \[1\]"),
+    ("reg-zero-guidance", "all-zero coefficients",
+     lambda m, t, c: keras_guided.GuidedRegularizer(guidance=[0.0, 0.0]),
+     ValueError, r"must not be all zero .*use strength=0\.0 instead"),
+    ("reg-guidance-length", "coefficients for 3 units on a 4-unit kernel",
+     lambda m, t, c: keras_guided.GuidedRegularizer(guidance=[1, 2, 3])(
+         np.ones((2, 4), "float32")),
+     ValueError, r"`guidance` has 3 coefficients but the weight has 4 "
+                 r"units\. Pass one coefficient per unit \(4 values\)"),
+    ("reg-axis-range", "unit axis the weight does not have",
+     lambda m, t, c: keras_guided.GuidedRegularizer(axis=3)(
+         np.ones((2, 2), "float32")),
+     ValueError, r"GuidedRegularizer\(axis=3\) cannot be applied to a "
+                 r"weight of shape \(2, 2\)"),
+    ("reg-axis-gap", "non-contiguous unit axes",
+     lambda m, t, c: keras_guided.GuidedRegularizer(axis=(0, 2))(
+         np.ones((2, 2, 2), "float32")),
+     ValueError, r"must name contiguous axes"),
+    # GuidedPruning
+    ("cb-negative-strength", "GuidedPruning strength < 0",
+     lambda m, t, c: keras_guided.GuidedPruning(strength=-1),
+     ValueError, r"`strength` must be a non-negative finite float\. "
+                 r"Received: strength=-1"),
+    ("cb-mode", "unknown mode",
+     lambda m, t, c: keras_guided.GuidedPruning(mode="prox"),
+     ValueError, r"`mode` must be one of \['proximal', 'penalty'\]\. "
+                 r"Received: mode='prox'"),
+    ("cb-schedule", "unknown schedule",
+     lambda m, t, c: keras_guided.GuidedPruning(schedule="cosine"),
+     ValueError, r"`schedule` must be one of .* Received: "
+                 r"schedule='cosine'"),
+    ("cb-target", "target 1.5",
+     lambda m, t, c: keras_guided.GuidedPruning(target=1.5),
+     ValueError, r"`target` must be .* Received: target=1\.5"),
+    ("cb-target-metric", "unknown target metric",
+     lambda m, t, c: keras_guided.GuidedPruning(target=0.5,
+                                                target_metric="bytes"),
+     ValueError, r"`target_metric` must be one of \['units', 'params', "
+                 r"'flops'\]\. Received: target_metric='bytes'"),
+    ("cb-adapt-every", "adapt_every=0",
+     lambda m, t, c: keras_guided.GuidedPruning(adapt_every=0),
+     ValueError, r"`adapt_every` must be a positive int\. "
+                 r"Received: adapt_every=0"),
+    ("cb-cost", "unknown cost",
+     lambda m, t, c: keras_guided.GuidedPruning(cost="energy"),
+     ValueError, r"`cost` must be one of \['params', 'flops'\]\. "
+                 r"Received: cost='energy'"),
+    ("cb-guidance-layer", "guidance dict naming a layer with no units",
+     lambda m, t, c: fit_with(m, keras_guided.GuidedPruning(
+         guidance={"nope": "linear"})),
+     ValueError, r"`guidance` names layers \['nope'\] that produce no "
+                 r"prunable unit group\. Layers that do: \['conv', "
+                 r"'hidden'\]"),
+    ("cb-lambda", "callback on a model with a Lambda layer",
+     lambda m, t, c: fit_with(lambda_model(), keras_guided.GuidedPruning()),
+     ValueError, r"Cannot prune through layer 'double' \(Lambda\).*"
+                 r"register_rule.*on_unsupported='keep'"),
+    # prune_model / find_unit_groups
+    ("prune-subclassed", "subclassed model",
+     lambda m, t, c: keras_guided.prune_model(Subclassed()),
+     ValueError, r"Model 'sub' \(Subclassed\) is a subclassed model.*"
+                 r"Functional API"),
+    ("prune-lambda", "Lambda layer",
+     lambda m, t, c: keras_guided.prune_model(lambda_model()),
+     ValueError, r"Cannot prune through layer 'double' \(Lambda\)"),
+    ("prune-not-a-model", "a path instead of a model",
+     lambda m, t, c: keras_guided.prune_model("model.keras"),
+     ValueError, r"`model` must be a Keras 3 keras.Model .* Received: str\. "
+                 r"Load a saved model first"),
+    ("prune-tf-keras", "a tf_keras (Keras 2) model",
+     lambda m, t, c: keras_guided.prune_model(LegacyFunctional()),
+     ValueError, r"`model` is a tf_keras \(Keras 2\) model .* works on "
+                 r"Keras 3 models"),
+    ("prune-unbuilt", "Sequential without an Input",
+     lambda m, t, c: keras_guided.prune_model(
+         keras.Sequential([keras.layers.Dense(2)], name="lazy")),
+     ValueError, r"Sequential model 'lazy' is not built.*keras\.Input"),
+    ("prune-plan-index", "plan for a group that does not exist",
+     lambda m, t, c: keras_guided.prune_model(m, plan={99: 1}),
+     ValueError, r"`plan` refers to group 99, but the model has 3 unit "
+                 r"groups \(indices 0 to 2\)"),
+    ("prune-plan-empty", "plan that empties a layer",
+     lambda m, t, c: keras_guided.prune_model(m, plan={0: []}),
+     ValueError, r"`plan` keeps 0 units of group 0 .* at least "
+                 r"min_units=1 must stay"),
+    ("prune-plan-units", "plan with a unit index out of range",
+     lambda m, t, c: keras_guided.prune_model(m, plan={0: [0, 17]}),
+     ValueError, r"must list distinct unit indices in \[0, 4\)\. "
+                 r"Received: \[0, 17\]"),
+    ("prune-plan-protected", "plan touching a protected layer",
+     lambda m, t, c: keras_guided.prune_model(m, plan={0: [0]},
+                                              protected=["conv"]),
+     ValueError, r"which is not prunable: protected layer 'conv'"),
+    ("prune-protected-unknown", "protecting a layer that does not exist",
+     lambda m, t, c: keras_guided.prune_model(m, protected=["nope"]),
+     ValueError, r"`protected` names layers that are not in model .*"
+                 r"\['nope'\]"),
+    ("prune-two-criteria", "threshold and target together",
+     lambda m, t, c: keras_guided.prune_model(m, threshold=0.1, target=0.5),
+     ValueError, r"Pass at most one of `threshold`, `plan` and `target`\. "
+                 r"Received: threshold, target"),
+    ("prune-target", "target 1.5",
+     lambda m, t, c: keras_guided.prune_model(m, target=1.5),
+     ValueError, r"`target` must be .* Received: target=1\.5"),
+    ("prune-min-units", "min_units=0",
+     lambda m, t, c: keras_guided.prune_model(m, min_units=0),
+     ValueError, r"`min_units` must be a positive int \(never a zero-width "
+                 r"layer\)\. Received: min_units=0"),
+    ("prune-threshold", "negative threshold",
+     lambda m, t, c: keras_guided.prune_model(m, threshold=-1.0),
+     ValueError, r"`threshold` must be a non-negative float\. "
+                 r"Received: threshold=-1\.0"),
+    ("prune-on-unsupported", "unknown on_unsupported",
+     lambda m, t, c: keras_guided.prune_model(m, on_unsupported="ignore"),
+     ValueError, r"`on_unsupported` must be one of \('raise', 'keep'\)\. "
+                 r"Received: on_unsupported='ignore'"),
+    ("groups-channels-first", "channels-first convolution",
+     lambda m, t, c: keras_guided.find_unit_groups(keras.Sequential([
+         keras.Input((1, 8, 8)),
+         keras.layers.Conv2D(2, 3, data_format="channels_first",
+                             name="cf"),
+         keras.layers.Flatten(), keras.layers.Dense(2)])),
+     ValueError, r"channels-last layers only\. Received: layer 'cf' "
+                 r"\(Conv2D\) with data_format='channels_first'"),
+    ("rule-not-a-layer", "register_rule for a non-layer class",
+     lambda m, t, c: keras_guided.register_rule(int, lambda *a: None),
+     ValueError, r"`layer_class` must be a keras.layers.Layer subclass"),
+    # export_tflite
+    ("export-int8-no-data", "int8 without representative data",
+     lambda m, t, c: keras_guided.export_tflite(
+         m, os.path.join(t, "m.tflite"), quantization="int8"),
+     ValueError, r"`quantization='int8'` needs `representative_data`.*"
+                 r"Received: representative_data=None"),
+    ("export-quantization", "unknown quantization",
+     lambda m, t, c: keras_guided.export_tflite(
+         m, os.path.join(t, "m.tflite"), quantization="int4"),
+     ValueError, r"`quantization` must be one of None, 'dynamic', "
+                 r"'float16', 'int8'\. Received: quantization='int4'"),
+    ("export-calibration-shape", "calibration data of the wrong shape",
+     lambda m, t, c: keras_guided.export_tflite(
+         m, os.path.join(t, "m.tflite"), quantization="int8",
+         representative_data=np.zeros((4, 5))),
+     ValueError, r"`representative_data` must have shape \(num_samples,\) "
+                 r"\+ \(8, 8, 1\)\. Received shape \(4, 5\)"),
+    ("export-missing-dir", "output directory that does not exist",
+     lambda m, t, c: keras_guided.export_tflite(
+         m, os.path.join(t, "missing", "m.tflite")),
+     FileNotFoundError, r"The output directory .*missing' does not exist"),
+    ("export-extension", "output path without .tflite",
+     lambda m, t, c: keras_guided.export_tflite(m, os.path.join(t, "m.bin")),
+     ValueError, r"`filepath` must end in '\.tflite'"),
+    ("export-tf-keras", "a tf_keras model to export",
+     lambda m, t, c: keras_guided.export_tflite(
+         LegacyFunctional(), os.path.join(t, "m.tflite")),
+     ValueError, r"tf_keras \(Keras 2\) model"),
+    # command line
+    ("cli-missing-file", "keras-guided inspect on a missing file",
+     lambda m, t, c: run_cli(["inspect", os.path.join(t, "none.keras")], c),
+     SystemExit, r"exit 1: .*none\.keras"),
+    ("cli-not-keras", "keras-guided prune on a file that is not a model",
+     lambda m, t, c: (open(os.path.join(t, "junk.keras"), "w").write("x"),
+                      run_cli(["prune", os.path.join(t, "junk.keras"),
+                               "-o", os.path.join(t, "out.keras")], c)),
+     SystemExit, r"exit 1: .*junk\.keras"),
+]
+
+
+@pytest.mark.parametrize(
+    "case_id, description, call, error, pattern", CATALOGUE,
+    ids=[case[0] for case in CATALOGUE])
+def test_bad_input(case_id, description, call, error, pattern, tmp_path,
+                   capsys):
+    model = small_model()
+    before = [w.copy() for w in model.get_weights()]
+    files_before = set(os.listdir(tmp_path))
+    with pytest.raises(error, match=pattern):
+        call(model, str(tmp_path), capsys)
+    after = model.get_weights()
+    assert len(after) == len(before)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    new_files = set(os.listdir(tmp_path)) - files_before - {"junk.keras"}
+    assert not new_files, f"left behind: {sorted(new_files)}"
+
+
+def test_catalogue_is_large_and_documented():
+    assert len(CATALOGUE) >= 30
+    ids = [case[0] for case in CATALOGUE]
+    assert len(set(ids)) == len(ids)
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
+                        "errors.md")
+    with open(path, encoding="utf-8") as f:
+        documented = f.read()
+    missing = [i for i in ids if f"`{i}`" not in documented]
+    assert not missing, (
+        f"docs/errors.md lacks {missing}; regenerate the table with "
+        "`python -m tests.test_errors`")
+
+
+def markdown_table():
+    lines = ["| id | bad input | error |", "|---|---|---|"]
+    for case_id, description, _, error, _ in CATALOGUE:
+        lines.append(f"| `{case_id}` | {description} | `{error.__name__}` |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
