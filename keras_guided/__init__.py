@@ -31,6 +31,7 @@ from keras_guided.surgery import prune_model
 from keras_guided.callbacks import GuidedPruning
 from keras_guided import stats
 from keras_guided import units
+from keras_guided import validation
 from keras_guided.export import ExportReport
 from keras_guided.export import export_tflite
 from keras_guided.guidance import ExplicitGuidance
@@ -67,4 +68,5 @@ __all__ = [
     "regularizers",
     "stats",
     "units",
+    "validation",
 ]

@@ -713,7 +713,6 @@ def _is_op(operation, names):
 
 def _functional_of(model):
     """The Functional graph behind `model`, or a clear error."""
-    from keras import Model
     from keras import Sequential
 
     from keras_guided import validation
