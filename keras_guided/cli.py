@@ -31,11 +31,10 @@ def main(argv=None):
         The exit code: 0 on success, 1 on bad input (the reason is printed
         on stderr in one line), 2 on a malformed command line.
 
-    Example:
-
-    >>> import keras_guided.cli
-    >>> keras_guided.cli.main(["inspect", "no_such_model.keras"])
-    1
+    Examples:
+        >>> import keras_guided.cli
+        >>> keras_guided.cli.main(["inspect", "no_such_model.keras"])
+        1
     """
     parser = _parser()
     try:

@@ -39,12 +39,11 @@ def load_data(seed=0):
 
     A stratified 80/20 split; images have shape `(8, 8, 1)`.
 
-    Example:
-
-    >>> import keras_guided.demo
-    >>> x_train, y_train, x_test, y_test = keras_guided.demo.load_data()
-    >>> x_train.shape, x_test.shape
-    ((1437, 8, 8, 1), (360, 8, 8, 1))
+    Examples:
+        >>> import keras_guided.demo
+        >>> x_train, y_train, x_test, y_test = keras_guided.demo.load_data()
+        >>> x_train.shape, x_test.shape
+        ((1437, 8, 8, 1), (360, 8, 8, 1))
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -64,11 +63,10 @@ def load_data(seed=0):
 def build_model():
     """The demo CNN: two conv + BN + ReLU + pool blocks, a Dense head.
 
-    Example:
-
-    >>> import keras_guided.demo
-    >>> keras_guided.demo.build_model().count_params()
-    36298
+    Examples:
+        >>> import keras_guided.demo
+        >>> keras_guided.demo.build_model().count_params()
+        36298
     """
     import keras
 

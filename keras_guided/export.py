@@ -63,14 +63,13 @@ class ExportReport:
             machine, in milliseconds; `None` unless measured.
         num_threads: interpreter threads used for the latency measurement.
 
-    Example:
-
-    >>> import keras_guided
-    >>> report = keras_guided.ExportReport(path="/tmp/m.tflite", bytes=1200)
-    >>> print(report.summary())
-    wrote /tmp/m.tflite
-      size: 1,200 bytes, quantization: float32, input shape: ()
-      verification: skipped
+    Examples:
+        >>> import keras_guided
+        >>> report = keras_guided.ExportReport(path="/tmp/m.tflite", bytes=1200)
+        >>> print(report.summary())
+        wrote /tmp/m.tflite
+          size: 1,200 bytes, quantization: float32, input shape: ()
+          verification: skipped
     """
 
     path: str
@@ -188,14 +187,13 @@ def export_tflite(
         ImportError: if `ai_edge_litert` is missing and `verify` or
             `measure_latency` is set.
 
-    Example:
-
-    >>> import os, tempfile, keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
-    >>> report = keras_guided.export_tflite(model, path)
-    >>> report.ok, report.max_abs_diff <= report.tolerance
-    (True, True)
+    Examples:
+        >>> import os, tempfile, keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+        >>> report = keras_guided.export_tflite(model, path)
+        >>> report.ok, report.max_abs_diff <= report.tolerance
+        (True, True)
     """
     _check_backend()
     filepath = _check_filepath(filepath)

@@ -160,18 +160,17 @@ class UnitGroup:
         prunable: whether units of this group may be removed.
         reason: why the group is not prunable, or `None`.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> inputs = keras.Input((3,))
-    >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
-    >>> normed = keras.layers.BatchNormalization(name="bn")(hidden)
-    >>> model = keras.Model(inputs, keras.layers.Dense(1)(normed))
-    >>> group = keras_guided.find_unit_groups(model)[0]
-    >>> group.num_units, group.layers
-    (4, ['hidden', 'bn'])
-    >>> [(s.layer.name, s.weight, s.role) for s in group.slices][2:4]
-    [('bn', 'gamma', 'follower'), ('bn', 'beta', 'follower')]
+    Examples:
+        >>> import keras, keras_guided
+        >>> inputs = keras.Input((3,))
+        >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
+        >>> normed = keras.layers.BatchNormalization(name="bn")(hidden)
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(normed))
+        >>> group = keras_guided.find_unit_groups(model)[0]
+        >>> group.num_units, group.layers
+        (4, ['hidden', 'bn'])
+        >>> [(s.layer.name, s.weight, s.role) for s in group.slices][2:4]
+        [('bn', 'gamma', 'follower'), ('bn', 'beta', 'follower')]
     """
 
     index: int
@@ -750,16 +749,15 @@ def analyze(model, on_unsupported="raise"):
     Returns:
         A `GraphAnalysis`; its `groups` are what `find_unit_groups` returns.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> inputs = keras.Input((3,))
-    >>> hidden = keras.layers.Dense(4)(inputs)
-    >>> model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
-    >>> analysis = keras_guided.graph.analyze(model)
-    >>> units = analysis.channel_units(hidden)  # global unit ids
-    >>> [analysis.unit_location[int(u)] for u in units]
-    [(0, 0), (0, 1), (0, 2), (0, 3)]
+    Examples:
+        >>> import keras, keras_guided
+        >>> inputs = keras.Input((3,))
+        >>> hidden = keras.layers.Dense(4)(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+        >>> analysis = keras_guided.graph.analyze(model)
+        >>> units = analysis.channel_units(hidden)  # global unit ids
+        >>> [analysis.unit_location[int(u)] for u in units]
+        [(0, 0), (0, 1), (0, 2), (0, 3)]
     """
     return GraphAnalysis(model, on_unsupported=on_unsupported)
 
@@ -783,17 +781,16 @@ def find_unit_groups(model, on_unsupported="raise"):
         ValueError: for a subclassed or unbuilt model, a channels-first
             layer, or (with `on_unsupported="raise"`) an unsupported layer.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> inputs = keras.Input((8,))
-    >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
-    >>> outputs = keras.layers.Dense(2, name="out")(hidden)
-    >>> model = keras.Model(inputs, outputs)
-    >>> groups = keras_guided.find_unit_groups(model)
-    >>> [(g.layers, g.num_units, g.prunable) for g in groups]
-    [(['hidden'], 4, True), (['out'], 2, False)]
-    >>> [(s.weight, s.role) for s in groups[0].slices]
-    [('kernel', 'producer'), ('bias', 'producer'), ('kernel', 'consumer')]
+    Examples:
+        >>> import keras, keras_guided
+        >>> inputs = keras.Input((8,))
+        >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
+        >>> outputs = keras.layers.Dense(2, name="out")(hidden)
+        >>> model = keras.Model(inputs, outputs)
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> [(g.layers, g.num_units, g.prunable) for g in groups]
+        [(['hidden'], 4, True), (['out'], 2, False)]
+        >>> [(s.weight, s.role) for s in groups[0].slices]
+        [('kernel', 'producer'), ('bias', 'producer'), ('kernel', 'consumer')]
     """
     return analyze(model, on_unsupported=on_unsupported).groups

@@ -30,11 +30,10 @@ def normalize_coefficients(values, name="guidance"):
         ValueError: if the values are not 1-D, empty, negative, non-finite or
             all zero.
 
-    Example:
-
-    >>> import keras_guided
-    >>> keras_guided.guidance.normalize_coefficients([1, 3]).tolist()
-    [0.5, 1.5]
+    Examples:
+        >>> import keras_guided
+        >>> keras_guided.guidance.normalize_coefficients([1, 3]).tolist()
+        [0.5, 1.5]
     """
     try:
         array = np.asarray(values, dtype="float64")
@@ -71,14 +70,13 @@ class Guidance:
     Subclasses implement `raw(num_units)`; `__call__` validates and
     normalizes the result to mean 1.
 
-    Example:
-
-    >>> import keras_guided
-    >>> class Reversed(keras_guided.guidance.Guidance):
-    ...     def raw(self, num_units):
-    ...         return list(range(num_units, 0, -1))
-    >>> Reversed()(3).tolist()
-    [1.5, 1.0, 0.5]
+    Examples:
+        >>> import keras_guided
+        >>> class Reversed(keras_guided.guidance.Guidance):
+        ...     def raw(self, num_units):
+        ...         return list(range(num_units, 0, -1))
+        >>> Reversed()(3).tolist()
+        [1.5, 1.0, 0.5]
     """
 
     name = None
@@ -115,11 +113,10 @@ class Guidance:
 class UniformGuidance(Guidance):
     """Every unit gets coefficient 1: plain group lasso / L1 / L2.
 
-    Example:
-
-    >>> import keras_guided
-    >>> keras_guided.UniformGuidance()(3).tolist()
-    [1.0, 1.0, 1.0]
+    Examples:
+        >>> import keras_guided
+        >>> keras_guided.UniformGuidance()(3).tolist()
+        [1.0, 1.0, 1.0]
     """
 
     name = "uniform"
@@ -139,11 +136,10 @@ class LinearGuidance(Guidance):
             (the first unit is free).
         end: raw coefficient of the last unit, > 0. Defaults to `1.0`.
 
-    Example:
-
-    >>> import keras_guided
-    >>> keras_guided.LinearGuidance()(3).tolist()
-    [0.0, 1.0, 2.0]
+    Examples:
+        >>> import keras_guided
+        >>> keras_guided.LinearGuidance()(3).tolist()
+        [0.0, 1.0, 2.0]
     """
 
     name = "linear"
@@ -176,12 +172,11 @@ class ExponentialGuidance(Guidance):
     Args:
         rate: growth over the whole layer, >= 0. Defaults to `3.0`.
 
-    Example:
-
-    >>> import keras_guided
-    >>> g = keras_guided.ExponentialGuidance(rate=3.0)(4)
-    >>> round(float(g[-1] / g[0]), 3)
-    20.086
+    Examples:
+        >>> import keras_guided
+        >>> g = keras_guided.ExponentialGuidance(rate=3.0)(4)
+        >>> round(float(g[-1] / g[0]), 3)
+        20.086
     """
 
     name = "exponential"
@@ -208,11 +203,10 @@ class ExplicitGuidance(Guidance):
     Raises:
         ValueError: when called with a unit count other than `len(values)`.
 
-    Example:
-
-    >>> import keras_guided
-    >>> keras_guided.ExplicitGuidance([1, 1, 4])(3).tolist()
-    [0.5, 0.5, 2.0]
+    Examples:
+        >>> import keras_guided
+        >>> keras_guided.ExplicitGuidance([1, 1, 4])(3).tolist()
+        [0.5, 0.5, 2.0]
     """
 
     name = "explicit"
@@ -253,11 +247,10 @@ def get(identifier):
     Raises:
         ValueError: for an unknown name or invalid coefficients.
 
-    Example:
-
-    >>> import keras_guided
-    >>> keras_guided.guidance.get("linear")
-    LinearGuidance(start=0.0, end=1.0)
+    Examples:
+        >>> import keras_guided
+        >>> keras_guided.guidance.get("linear")
+        LinearGuidance(start=0.0, end=1.0)
     """
     if isinstance(identifier, Guidance):
         return identifier

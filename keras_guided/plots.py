@@ -66,14 +66,13 @@ def plot_unit_heatmaps(layers, titles=None, weight="kernel", max_rows=64,
     Returns:
         A matplotlib `Figure`.
 
-    Example:
-
-    >>> import keras, keras_guided.plots
-    >>> layer = keras.layers.Dense(8)
-    >>> layer.build((None, 4))
-    >>> figure = keras_guided.plots.plot_unit_heatmaps([layer])
-    >>> len(figure.axes)
-    1
+    Examples:
+        >>> import keras, keras_guided.plots
+        >>> layer = keras.layers.Dense(8)
+        >>> layer.build((None, 4))
+        >>> figure = keras_guided.plots.plot_unit_heatmaps([layer])
+        >>> len(figure.axes)
+        1
     """
     plt = _pyplot()
     titles = titles or [layer.name for layer in layers]
@@ -108,13 +107,12 @@ def plot_live_units(history, keys=None):
     Raises:
         ValueError: if the history has no live-unit keys.
 
-    Example:
-
-    >>> import keras_guided.plots
-    >>> figure = keras_guided.plots.plot_live_units(
-    ...     {"live_units": [10, 6, 4], "loss": [1.0, 0.8, 0.7]})
-    >>> figure.axes[0].get_ylabel()
-    'live units'
+    Examples:
+        >>> import keras_guided.plots
+        >>> figure = keras_guided.plots.plot_live_units(
+        ...     {"live_units": [10, 6, 4], "loss": [1.0, 0.8, 0.7]})
+        >>> figure.axes[0].get_ylabel()
+        'live units'
     """
     plt = _pyplot()
     logs = getattr(history, "history", history)

@@ -106,15 +106,14 @@ class GuidedRegularizer(keras.regularizers.Regularizer):
             `(-2, -1)` for DepthwiseConv kernels (input channel x depth
             multiplier).
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> layer = keras.layers.Dense(
-    ...     8, kernel_regularizer=keras_guided.GuidedRegularizer(
-    ...         strength=1e-3, norm="group", guidance="linear"))
-    >>> y = layer(keras.ops.ones((2, 4)))
-    >>> len(layer.losses)
-    1
+    Examples:
+        >>> import keras, keras_guided
+        >>> layer = keras.layers.Dense(
+        ...     8, kernel_regularizer=keras_guided.GuidedRegularizer(
+        ...         strength=1e-3, norm="group", guidance="linear"))
+        >>> y = layer(keras.ops.ones((2, 4)))
+        >>> len(layer.losses)
+        1
 
     References:
         Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
@@ -193,13 +192,12 @@ def guided_regularizers(model):
     Nested models included; a regularizer shared by several weights is
     listed once.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
-    ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
-    >>> len(keras_guided.regularizers.guided_regularizers(model))
-    1
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+        ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
+        >>> len(keras_guided.regularizers.guided_regularizers(model))
+        1
     """
     found = []
     for variable in model.weights:
@@ -228,13 +226,12 @@ def set_strength(model, strength):
     Returns:
         The number of regularizers changed.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
-    ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
-    >>> keras_guided.regularizers.set_strength(model, 0.0)
-    1
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+        ...     2, kernel_regularizer=keras_guided.GuidedRegularizer())])
+        >>> keras_guided.regularizers.set_strength(model, 0.0)
+        1
     """
     strength = validate_strength(strength)
     regularizers = guided_regularizers(model)

@@ -73,29 +73,29 @@ def register_rule(
     Raises:
         ValueError: for a bad `layer_class`, `rule` or `kind`.
 
-    Example (a per-channel scale layer, registered and pruned):
-
-    >>> import keras, numpy as np, keras_guided
-    >>> class ChannelScale(keras.layers.Layer):
-    ...     def build(self, input_shape):
-    ...         self.scale = self.add_weight(
-    ...             shape=(input_shape[-1],), initializer="ones",
-    ...             name="scale")
-    ...     def call(self, x):
-    ...         return x * self.scale
-    >>> def scale_rule(layer, weights, kept_inputs, kept_outputs):
-    ...     return layer.get_config(), [weights["scale"][kept_outputs]]
-    >>> keras_guided.register_rule(
-    ...     ChannelScale, scale_rule, output_weights=[("scale", 0)])
-    >>> inputs = keras.Input((4,))
-    >>> hidden = keras.layers.Dense(3)(inputs)
-    >>> outputs = keras.layers.Dense(1)(ChannelScale()(hidden))
-    >>> model = keras.Model(inputs, outputs)
-    >>> plan = {0: [0, 2]}  # keep units 0 and 2 of group 0
-    >>> small = keras_guided.prune_model(model, plan=plan, verify=False)
-    >>> small.layers[2].get_weights()[0].shape
-    (2,)
-    >>> keras_guided.rules.unregister_rule(ChannelScale)
+    Examples:
+        >>> # A per-channel scale layer, registered and pruned.
+        >>> import keras, numpy as np, keras_guided
+        >>> class ChannelScale(keras.layers.Layer):
+        ...     def build(self, input_shape):
+        ...         self.scale = self.add_weight(
+        ...             shape=(input_shape[-1],), initializer="ones",
+        ...             name="scale")
+        ...     def call(self, x):
+        ...         return x * self.scale
+        >>> def scale_rule(layer, weights, kept_inputs, kept_outputs):
+        ...     return layer.get_config(), [weights["scale"][kept_outputs]]
+        >>> keras_guided.register_rule(
+        ...     ChannelScale, scale_rule, output_weights=[("scale", 0)])
+        >>> inputs = keras.Input((4,))
+        >>> hidden = keras.layers.Dense(3)(inputs)
+        >>> outputs = keras.layers.Dense(1)(ChannelScale()(hidden))
+        >>> model = keras.Model(inputs, outputs)
+        >>> plan = {0: [0, 2]}  # keep units 0 and 2 of group 0
+        >>> small = keras_guided.prune_model(model, plan=plan, verify=False)
+        >>> small.layers[2].get_weights()[0].shape
+        (2,)
+        >>> keras_guided.rules.unregister_rule(ChannelScale)
     """
     if not isinstance(layer_class, type) or not issubclass(
         layer_class, keras_layers.Layer

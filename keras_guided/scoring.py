@@ -57,16 +57,15 @@ def unit_scores(groups, normalize=True, include_consumers=False):
     Returns:
         A list (one per group) of float arrays of length `num_units`.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((2,)),
-    ...     keras.layers.Dense(2, kernel_initializer="ones",
-    ...                        bias_initializer="ones"),
-    ...     keras.layers.Dense(1)])
-    >>> groups = keras_guided.find_unit_groups(model)
-    >>> keras_guided.scoring.unit_scores(groups)[0].tolist()
-    [1.0, 1.0]
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(2, kernel_initializer="ones",
+        ...                        bias_initializer="ones"),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> keras_guided.scoring.unit_scores(groups)[0].tolist()
+        [1.0, 1.0]
     """
     roles = {"producer", "follower"}
     if include_consumers:
@@ -106,16 +105,15 @@ def dead_units(groups, tolerance=1e-8):
     Returns:
         A list (one per group) of boolean arrays of length `num_units`.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_guided
-    >>> model = keras.Sequential([keras.Input((2,)),
-    ...     keras.layers.Dense(2, kernel_initializer="zeros",
-    ...                        bias_initializer="ones"),
-    ...     keras.layers.Dense(1)])
-    >>> groups = keras_guided.find_unit_groups(model)
-    >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
-    [[True, True], [False]]
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(2, kernel_initializer="zeros",
+        ...                        bias_initializer="ones"),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
+        [[True, True], [False]]
     """
     masks = []
     for group in groups:
@@ -201,17 +199,16 @@ def plan_from_threshold(groups, threshold, scores=None, min_units=1,
                         round_to=None):
     """A plan removing the units whose score is below `threshold`.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_guided
-    >>> model = keras.Sequential([keras.Input((2,)),
-    ...     keras.layers.Dense(3), keras.layers.Dense(1)])
-    >>> groups = keras_guided.find_unit_groups(model)
-    >>> scores = [np.array([0.5, 0.01, 2.0]), np.array([1.0])]
-    >>> plan = keras_guided.scoring.plan_from_threshold(
-    ...     groups, 0.1, scores=scores)
-    >>> {k: v.tolist() for k, v in plan.items()}
-    {0: [0, 2]}
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(3), keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> scores = [np.array([0.5, 0.01, 2.0]), np.array([1.0])]
+        >>> plan = keras_guided.scoring.plan_from_threshold(
+        ...     groups, 0.1, scores=scores)
+        >>> {k: v.tolist() for k, v in plan.items()}
+        {0: [0, 2]}
     """
     if not isinstance(threshold, (int, float, np.floating)) or threshold < 0:
         raise ValueError(
@@ -312,16 +309,15 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         ValueError: for a bad `target`, or one that cannot be reached
             within `min_units`.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)),
-    ...     keras.layers.Dense(8), keras.layers.Dense(6),
-    ...     keras.layers.Dense(1)])
-    >>> groups = keras_guided.find_unit_groups(model)
-    >>> plan = keras_guided.scoring.plan_from_target(groups, model, 0.5)
-    >>> sum(groups[i].num_units - len(kept) for i, kept in plan.items())
-    7
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(8), keras.layers.Dense(6),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> plan = keras_guided.scoring.plan_from_target(groups, model, 0.5)
+        >>> sum(groups[i].num_units - len(kept) for i, kept in plan.items())
+        7
     """
     check_limits(min_units, round_to)
     metric, fraction = parse_target(target)

@@ -102,13 +102,12 @@ def layer_costs(model):
     Raises:
         ValueError: if the model is not built.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential(
-    ...     [keras.Input((4,)), keras.layers.Dense(3, name="head")])
-    >>> keras_guided.stats.layer_costs(model)["head"]
-    {'params': 15, 'flops': 24}
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential(
+        ...     [keras.Input((4,)), keras.layers.Dense(3, name="head")])
+        >>> keras_guided.stats.layer_costs(model)["head"]
+        {'params': 15, 'flops': 24}
     """
     if not model.built:
         raise ValueError(
@@ -129,12 +128,11 @@ def layer_costs(model):
 def count_params(model):
     """Total number of weights of `model` (trainable and non-trainable).
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> keras_guided.stats.count_params(model)
-    15
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> keras_guided.stats.count_params(model)
+        15
     """
     return int(sum(c["params"] for c in layer_costs(model).values()))
 
@@ -142,12 +140,11 @@ def count_params(model):
 def count_flops(model):
     """FLOPs of one forward pass for one example (2 x MACs, Dense and Conv).
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> keras_guided.stats.count_flops(model)
-    24
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> keras_guided.stats.count_flops(model)
+        24
     """
     return int(sum(c["flops"] for c in layer_costs(model).values()))
 
@@ -183,13 +180,12 @@ def compare(before, after):
 def format_table(rows, columns=None):
     """Formats rows (dicts) as a markdown table with aligned columns.
 
-    Example:
-
-    >>> import keras_guided
-    >>> print(keras_guided.stats.format_table([{"a": 1, "b": "x"}]))
-    | a | b |
-    |---|---|
-    | 1 | x |
+    Examples:
+        >>> import keras_guided
+        >>> print(keras_guided.stats.format_table([{"a": 1, "b": "x"}]))
+        | a | b |
+        |---|---|
+        | 1 | x |
     """
     if not rows:
         return ""

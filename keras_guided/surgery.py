@@ -54,18 +54,17 @@ class PruneReport:
         unprunable: `(group index, layers, reason)` of groups left intact.
         unsupported: unsupported layers met (`on_unsupported="keep"`).
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)),
-    ...     keras.layers.Dense(6, name="hidden"),
-    ...     keras.layers.Dense(1, name="out")])
-    >>> small, report = keras_guided.prune_model(
-    ...     model, target=0.5, return_report=True)
-    >>> report.removed, report.max_abs_diff < 1e-5
-    ({0: (6, 3)}, True)
-    >>> print(report.summary().splitlines()[0])
-    Removed 3 units in 1 of 2 unit groups.
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(6, name="hidden"),
+        ...     keras.layers.Dense(1, name="out")])
+        >>> small, report = keras_guided.prune_model(
+        ...     model, target=0.5, return_report=True)
+        >>> report.removed, report.max_abs_diff < 1e-5
+        ({0: (6, 3)}, True)
+        >>> print(report.summary().splitlines()[0])
+        Removed 3 units in 1 of 2 unit groups.
     """
 
     num_groups: int
@@ -170,21 +169,20 @@ def prune_model(
         ValueError: for conflicting or invalid arguments, an impossible
             plan or target, a subclassed model, an unsupported layer.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_guided
-    >>> model = keras.Sequential([keras.Input((4,)),
-    ...     keras.layers.Dense(3, name="hidden"),
-    ...     keras.layers.Dense(1, name="out")])
-    >>> kernel, bias = model.get_layer("hidden").get_weights()
-    >>> kernel[:, 1] = 0.0  # unit 1 is dead
-    >>> model.get_layer("hidden").set_weights([kernel, bias])
-    >>> small, report = keras_guided.prune_model(model, return_report=True)
-    >>> small.get_layer("hidden").units, report.removed
-    (2, {0: (3, 2)})
-    >>> x = np.random.rand(5, 4).astype("float32")
-    >>> bool(np.allclose(small(x), model(x), atol=1e-5))
-    True
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(3, name="hidden"),
+        ...     keras.layers.Dense(1, name="out")])
+        >>> kernel, bias = model.get_layer("hidden").get_weights()
+        >>> kernel[:, 1] = 0.0  # unit 1 is dead
+        >>> model.get_layer("hidden").set_weights([kernel, bias])
+        >>> small, report = keras_guided.prune_model(model, return_report=True)
+        >>> small.get_layer("hidden").units, report.removed
+        (2, {0: (3, 2)})
+        >>> x = np.random.rand(5, 4).astype("float32")
+        >>> bool(np.allclose(small(x), model(x), atol=1e-5))
+        True
     """
     chosen = [name for name, value in
               (("threshold", threshold), ("plan", plan), ("target", target))

@@ -276,13 +276,12 @@ def unit_norms(weight, axis=-1, norm="group"):
     Returns:
         A 1-D tensor of length `num_units`.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_guided
-    >>> w = np.array([[3.0, 0.0], [4.0, 0.0]])
-    >>> norms = keras_guided.units.unit_norms(w, axis=-1, norm="group")
-    >>> keras.ops.convert_to_numpy(norms).tolist()
-    [5.0, 0.0]
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> w = np.array([[3.0, 0.0], [4.0, 0.0]])
+        >>> norms = keras_guided.units.unit_norms(w, axis=-1, norm="group")
+        >>> keras.ops.convert_to_numpy(norms).tolist()
+        [5.0, 0.0]
     """
     if norm not in NORMS:
         raise ValueError(

@@ -21,13 +21,12 @@ def check_model(model, argument="model"):
     Keras 3 path, since that is the common mistake of users coming from
     tensorflow-model-optimization.
 
-    Example:
-
-    >>> import keras, keras_guided
-    >>> keras_guided.validation.check_model("model.keras")
-    Traceback (most recent call last):
-    ...
-    ValueError: `model` must be a Keras 3 keras.Model (Sequential or Functional). Received: str. Load a saved model first with keras.saving.load_model(path).
+    Examples:
+        >>> import keras, keras_guided
+        >>> keras_guided.validation.check_model("model.keras")
+        Traceback (most recent call last):
+        ...
+        ValueError: `model` must be a Keras 3 keras.Model (Sequential or Functional). Received: str. Load a saved model first with keras.saving.load_model(path).
     """
     if isinstance(model, keras.Model):
         return model
