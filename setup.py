@@ -36,6 +36,7 @@ EXTRAS = {
         "scikit-learn>=1.4,<2",
     ],
     "plot": ["matplotlib>=3.8,<4"],
+    "jax": ["jax[cpu]>=0.4.30,<1"],
     "dev": [
         "ai-edge-litert>=1.2,<3",
         "scikit-learn>=1.4,<2",
@@ -43,11 +44,15 @@ EXTRAS = {
         "pytest-xdist>=3.5,<4",
         "hypothesis>=6.100,<7",
         "matplotlib>=3.8,<4",
+        "jax[cpu]>=0.4.30,<1",
+        "mkdocs>=1.6,<2",
+        "mkdocs-material>=9.5,<10",
+        "mkdocstrings[python]>=1.0,<2",
     ],
     "docs": [
         "mkdocs>=1.6,<2",
         "mkdocs-material>=9.5,<10",
-        "mkdocstrings[python]>=0.26,<1",
+        "mkdocstrings[python]>=1.0,<2",
     ],
 }
 
