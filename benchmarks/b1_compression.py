@@ -378,8 +378,16 @@ def run(data, mode, log=print, methods=None):
             if method in skipped or method == "tfmot":
                 continue
             for setting in _settings(method, cfg, model_name):
-                record, tuned = run_point(model_name, method, setting,
-                                          cfg["seeds"][0], data, cfg, cache)
+                try:
+                    record, tuned = run_point(model_name, method, setting,
+                                              cfg["seeds"][0], data, cfg,
+                                              cache)
+                except Exception as error:  # Recorded, never silent.
+                    message = f"{type(error).__name__}: {str(error)[:300]}"
+                    log(f"  {method} {setting:g} failed: {message}")
+                    result["skipped"][f"{model_name}/{method}/{setting:g}"] = (
+                        "failed: " + message)
+                    continue
                 points.append(record)
                 tuned_models[(method, setting)] = tuned
                 log(f"  {method:20s} {setting:<8g} units "

@@ -198,5 +198,14 @@ def run_one(name, cfg, log):
 
 def run(mode, log=print):
     cfg = CONFIGS[mode]
+    records = []
+    for name in cfg["models"]:
+        try:
+            records.append(run_one(name, cfg, log))
+        except Exception as error:  # Recorded in the table, never silent.
+            log(f"B3 {name} failed: {type(error).__name__}: {error}")
+            records.append({"model": name, "input_size": cfg["input_size"],
+                            "error": f"{type(error).__name__}: "
+                                     f"{str(error)[:300]}"})
     return {"config": cfg, "remove_fraction": REMOVE_FRACTION, "aims": AIMS,
-            "models": [run_one(name, cfg, log) for name in cfg["models"]]}
+            "models": records}

@@ -209,6 +209,10 @@ def b3_table(b3):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in b3["models"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['input_size']} | failed: "
+                         f"{r['error']} |" + " |" * 10)
+            continue
         pruned = "prune_skipped" not in r
         lines.append(
             f"| {r['model']} | {r['input_size']} | {r['params']:,} | "
