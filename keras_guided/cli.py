@@ -135,8 +135,8 @@ def _parser():
         "--target",
         type=float,
         default=None,
-        help="fraction to remove, in [0, 1), least important units first "
-        "(see --target-kind)",
+        help="fraction to keep, in (0, 1]: the least important units are "
+        "removed until only this fraction of the --target-kind is left",
     )
     prune.add_argument(
         "--target-kind",
@@ -463,8 +463,8 @@ def _run_prune(args):
     if args.threshold is not None:
         what = f"units with score below {args.threshold}"
     if args.target is not None:
-        what = f"{args.target:.0%} of the {args.target_kind} (least " \
-            "important units first)"
+        what = f"down to {args.target:.0%} of the {args.target_kind} " \
+            "(least important units first)"
     _progress(f"pruning {what} ...")
     pruned, report = _prune(model, args)
     print(report.summary())

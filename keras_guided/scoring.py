@@ -221,7 +221,12 @@ def plan_from_threshold(groups, threshold, scores=None, min_units=1,
 
 
 def parse_target(target):
-    """Returns `(metric, fraction)` from a float or a one-key dict."""
+    """Returns `(metric, kept fraction)` from a float or a one-key dict.
+
+    A target says what the pruned model keeps: `0.25` keeps a quarter of
+    the prunable units, `{"flops": 0.5}` half of the FLOPs. The same meaning
+    as `GuidedPruning(target=...)`: the value to reach.
+    """
     if isinstance(target, dict) and len(target) == 1:
         metric, fraction = next(iter(target.items()))
     else:
@@ -230,13 +235,14 @@ def parse_target(target):
         metric in METRICS
         and isinstance(fraction, (int, float, np.floating))
         and not isinstance(fraction, bool)
-        and 0 <= fraction < 1
+        and 0 < fraction <= 1
     )
     if not valid:
         raise ValueError(
-            "`target` must be the fraction to remove, a float in [0, 1), or "
+            "`target` must be the fraction to keep, a float in (0, 1], or "
             "a dict with one key in ('units', 'params', 'flops'), e.g. "
-            f"{{'flops': 0.5}}. Received: target={target!r}"
+            f"{{'flops': 0.5}} to keep half of the FLOPs. "
+            f"Received: target={target!r}"
         )
     return metric, float(fraction)
 
@@ -285,6 +291,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
                      round_to=None, relative=True):
     """A plan removing the least important units until `target` is met.
 
+    `target` is what the model keeps (the value to reach), as in
+    `GuidedPruning(target=...)`.
+
     Units are ranked over all prunable groups together. With
     `relative=True` a unit's score is divided by the mean score of its
     group first, so layers whose weights have a different scale (fan-in,
@@ -293,7 +302,7 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     Args:
         groups: `UnitGroup`s of `model`.
         model: the model (for params and FLOPs totals).
-        target: fraction to remove: a float (of the units of prunable
+        target: fraction to keep: a float (of the units of prunable
             groups), or `{"params": f}` / `{"flops": f}` (of the model's).
         scores: per-group unit scores; defaults to `unit_scores(groups)`
             with dead units at 0.
@@ -320,7 +329,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         7
     """
     check_limits(min_units, round_to)
-    metric, fraction = parse_target(target)
+    metric, kept_fraction = parse_target(target)
+    fraction = 1.0 - kept_fraction
     scores = default_scores(groups) if scores is None else scores
     costs = unit_costs(groups, model, metric)
     if metric == "units":
@@ -358,9 +368,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         removed += costs[index][unit]
     if removed < goal and goal > 0:
         raise ValueError(
-            f"Cannot remove {fraction:.0%} of the {metric}: removing every "
-            f"prunable unit allowed by min_units={min_units} removes "
-            f"{removed / total:.1%}. Lower the target or `min_units`, or "
-            "make more groups prunable."
+            f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
+            f"every prunable unit allowed by min_units={min_units} keeps "
+            f"{1 - removed / total:.1%}. Raise the target, lower "
+            "`min_units`, or make more groups prunable."
         )
     return plan_from_mask(groups, masks, scores, min_units, round_to)

@@ -142,9 +142,11 @@ def prune_model(
         plan: `{group index: kept}` where `kept` is a list of unit indices
             to keep or an int (keep that many, the most important). Groups
             not listed keep all their units. Defaults to `None`.
-        target: the fraction to remove: a float (of the units of prunable
-            groups) or `{"params": f}` / `{"flops": f}`, least important
-            units first. Defaults to `None`.
+        target: what the pruned model keeps, least important units removed
+            first: a float (fraction of the units of prunable groups) or
+            `{"params": f}` / `{"flops": f}` (fraction of the model's
+            params or FLOPs), e.g. `{"flops": 0.5}`. The same meaning as
+            `GuidedPruning(target=...)`. Defaults to `None`.
         min_units: fewest units kept in a group. Defaults to 1.
         round_to: round kept counts up to a multiple of this. Defaults to
             `None`.

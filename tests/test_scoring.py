@@ -83,32 +83,32 @@ def test_target_plans_by_units_params_and_flops():
     assert removed == 3  # half of the 6 prunable units
     # The dead units go first.
     assert 1 not in plan[0] and 3 not in plan[0]
-    plan = scoring.plan_from_target(groups, model, {"params": 0.2})
+    plan = scoring.plan_from_target(groups, model, {"params": 0.8})
     costs = scoring.unit_costs(groups, model, "params")
     # Unit of group 0: 3 kernel + 1 bias + 4 BN + 2 next-kernel entries.
     assert costs[0].tolist() == [10.0] * 4
     assert costs[1].tolist() == [6.0, 6.0]  # 4 kernel + 1 bias + 1 row
     flops = scoring.unit_costs(groups, model, "flops")
     assert flops[0].tolist() == [6.0 + 4.0] * 4
-    assert scoring.plan_from_target(groups, model, 0.0) == {}
+    assert scoring.plan_from_target(groups, model, 1.0) == {}
 
 
-@pytest.mark.parametrize("target", [1.0, -0.1, "half", {"bytes": 0.5},
+@pytest.mark.parametrize("target", [0.0, 1.5, -0.1, "half", {"bytes": 0.5},
                                     {"units": 0.2, "params": 0.2}, True])
 def test_bad_targets(target):
     model = _model()
     groups = keras_guided.find_unit_groups(model)
     with pytest.raises(ValueError, match=r"`target` must be the fraction to "
-                       r"remove, a float in \[0, 1\)"):
+                       r"keep, a float in \(0, 1\]"):
         scoring.plan_from_target(groups, model, target)
 
 
 def test_unreachable_target_and_bad_limits():
     model = _model()
     groups = keras_guided.find_unit_groups(model)
-    with pytest.raises(ValueError, match=r"Cannot remove 50% of the units: "
+    with pytest.raises(ValueError, match=r"Cannot keep only 50% of the units: "
                        r"removing every prunable unit allowed by "
-                       r"min_units=2 removes 33.3%"):
+                       r"min_units=2 keeps 66.7%"):
         scoring.plan_from_target(groups, model, 0.5, min_units=2)
     with pytest.raises(ValueError, match=r"Received: round_to=0"):
         scoring.plan_from_target(groups, model, 0.5, round_to=0)

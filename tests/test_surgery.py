@@ -324,13 +324,13 @@ def test_plan_target_threshold_and_limits():
     assert report.removed_units == 6 and kept == 5
     assert pruned.count_params() < model.count_params()
 
-    pruned = keras_guided.prune_model(model, target={"params": 0.3})
+    pruned = keras_guided.prune_model(model, target={"params": 0.7})
     assert pruned.count_params() <= 0.7 * model.count_params()
-    pruned = keras_guided.prune_model(model, target={"flops": 0.3})
+    pruned = keras_guided.prune_model(model, target={"flops": 0.7})
     assert (keras_guided.stats.count_flops(pruned)
             <= 0.7 * keras_guided.stats.count_flops(model))
 
-    pruned = keras_guided.prune_model(model, target=0.8, round_to=2)
+    pruned = keras_guided.prune_model(model, target=0.2, round_to=2)
     assert find(pruned, "conv").filters == 2
     assert find(pruned, "hidden").units == 2
 
@@ -382,8 +382,8 @@ def test_argument_errors():
         keras_guided.prune_model(model, min_units=0)
     with pytest.raises(ValueError, match=r"Received: target=1.5"):
         keras_guided.prune_model(model, target=1.5)
-    with pytest.raises(ValueError, match=r"Cannot remove 90% of the units"):
-        keras_guided.prune_model(model, target=0.9, min_units=4)
+    with pytest.raises(ValueError, match=r"Cannot keep only 10% of the units"):
+        keras_guided.prune_model(model, target=0.1, min_units=4)
     with pytest.raises(ValueError, match=r"not in model 'functional.*\['nope'\]"):
         keras_guided.prune_model(model, protected=["nope"])
 
