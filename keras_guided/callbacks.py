@@ -368,21 +368,24 @@ class GuidedPruning(keras.callbacks.Callback):
             strength at its current value, `"release"` sets it to 0 (dead
             units stay dead, the rest fine-tunes), `"stop"` stops training.
             Defaults to `"hold"`.
+        proximal_every: positive int. Take the proximal step every this
+            many optimizer steps, with the shrinkage of all of them (a
+            coarser step for less overhead; the last step of an epoch always
+            takes it). Defaults to `1`.
         on_unsupported: passed to `keras_guided.graph.find_unit_groups`.
             Defaults to `"raise"`.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_guided
-    >>> model = keras.Sequential([
-    ...     keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-    ...     keras.layers.Dense(2)])
-    >>> model.compile("sgd", "mse")
-    >>> pruning = keras_guided.GuidedPruning(strength=1e-2)
-    >>> history = model.fit(np.ones((8, 8)), np.zeros((8, 2)), epochs=2,
-    ...                     verbose=0, callbacks=[pruning])
-    >>> history.history["live_units"][-1] <= 16
-    True
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        ...     keras.layers.Dense(2)])
+        >>> model.compile("sgd", "mse")
+        >>> pruning = keras_guided.GuidedPruning(strength=1e-2)
+        >>> history = model.fit(np.ones((8, 8)), np.zeros((8, 2)), epochs=2,
+        ...                     verbose=0, callbacks=[pruning])
+        >>> history.history["live_units"][-1] <= 16
+        True
 
     Raises:
         ValueError: for invalid arguments, or (at the start of `fit`) a
@@ -400,7 +403,7 @@ class GuidedPruning(keras.callbacks.Callback):
                  schedule="constant", warmup_epochs=5, cost=None,
                  adapt_every=None, keep_dead=True, target=None,
                  target_metric="units", on_target="hold",
-                 on_unsupported="raise"):
+                 proximal_every=1, on_unsupported="raise"):
         super().__init__()
         self.base_strength = regularizers_lib.validate_strength(strength)
         self.guidance = _validate_guidance(guidance)
@@ -412,6 +415,7 @@ class GuidedPruning(keras.callbacks.Callback):
         if cost is not None:
             _check_choice(cost, "cost", COSTS)
         self.cost = cost
+        self.proximal_every = _positive_int(proximal_every, "proximal_every")
         if adapt_every is not None:
             adapt_every = _positive_int(adapt_every, "adapt_every")
         self.adapt_every = adapt_every
@@ -505,6 +509,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._held_strength = None
         self._start_value = None
         self._last_batch = -1
+        self._pending = 0
         self._penalty = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
@@ -518,6 +523,7 @@ class GuidedPruning(keras.callbacks.Callback):
         if plan is None:
             return
         self._last_batch = -1
+        self._pending = 0
         first = self._first_epoch
         if first or self.mode == "penalty":
             # After BackupAndRestore (or between fits) the weights decide
@@ -551,17 +557,25 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or not plan.variables:
             return
-        steps = max(int(batch) - self._last_batch, 1)
+        self._pending += max(int(batch) - self._last_batch, 1)
         self._last_batch = int(batch)
-        if self.mode == "penalty" and not self._known_dead:
+        epoch_steps = (self.params or {}).get("steps")
+        last = epoch_steps is not None and int(batch) >= epoch_steps - 1
+        if self._pending >= self.proximal_every or last:
+            self._flush()
+
+    def _flush(self):
+        steps, self._pending = self._pending, 0
+        if not steps or (self.mode == "penalty" and not self._known_dead):
             return
-        threshold = 0.0 if self.mode == "penalty" else float(steps)
-        self._run_step(threshold)
+        self._run_step(0.0 if self.mode == "penalty" else float(steps))
 
     def on_epoch_end(self, epoch, logs=None):
         plan = self._plan
         if plan is None or logs is None:
             return
+        if self._pending and plan.variables:
+            self._flush()  # epoch of unknown length
         live, per_layer = self._live_units()
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():

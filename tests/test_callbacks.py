@@ -79,6 +79,8 @@ def _weight(model, layer, name):
     ({"cost": "latency"},
      r"`cost` must be one of \['params', 'flops'\]. Received: "
      r"cost='latency'"),
+    ({"proximal_every": 0},
+     r"`proximal_every` must be a positive int. Received: proximal_every=0"),
     ({"adapt_every": 1.5},
      r"`adapt_every` must be a positive int. Received: adapt_every=1.5"),
     ({"keep_dead": 1},
@@ -143,7 +145,7 @@ def test_schedule_callable_returning_negative(digits):
 
 
 def test_proximal_step_matches_formula(digits):
-    """One step with a zero-gradient loss is exactly group soft-thresholding."""
+    """One step with a zero-gradient loss is group soft-thresholding."""
     model = _mlp(units=6)
     model.compile(keras.optimizers.SGD(0.5),
                   lambda y, p: 0.0 * keras.ops.sum(p))
@@ -194,32 +196,29 @@ def test_learning_rate_schedule_is_used(digits):
                                rtol=1e-5, atol=1e-7)
 
 
-def test_steps_per_execution_shrinks_once_per_step(digits):
-    """With 2 steps per execution the callback shrinks by 2 steps' worth."""
+@pytest.mark.parametrize("steps, every", [(1, 1), (2, 1), (1, 3)])
+def test_every_step_counts_once(digits, steps, every):
+    """Steps per execution or `proximal_every`: 4 steps, 4 shrinkages."""
     x, y = digits
-    results = []
-    for steps in (1, 2):
-        keras.utils.set_random_seed(0)
-        model = _mlp(units=6)
-        model.compile(keras.optimizers.SGD(0.5),
-                      lambda y, p: 0.0 * keras.ops.sum(p),
-                      steps_per_execution=steps)
-        def group_norms():
-            return np.sqrt((_weight(model, "hidden", "kernel")**2).sum(0)
-                           + _weight(model, "hidden", "bias")**2
-                           + (_weight(model, "out", "kernel")**2).sum(1))
+    model = _mlp(units=6)
+    model.compile(keras.optimizers.SGD(0.5),
+                  lambda y, p: 0.0 * keras.ops.sum(p),
+                  steps_per_execution=steps)
 
-        initial = group_norms()
-        pruning = keras_guided.GuidedPruning(strength=0.02,
-                                             guidance="uniform")
-        model.fit(x[:32], y[:32], batch_size=8, epochs=1, verbose=0,
-                  shuffle=False, callbacks=[pruning])
-        results.append(_weight(model, "hidden", "kernel"))
-        # Four steps of shrinkage, each lr * strength * sqrt(p).
-        np.testing.assert_allclose(
-            group_norms(), initial - 4 * 0.5 * 0.02 * np.sqrt(64 + 1 + 10),
-            rtol=1e-5)
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-7)
+    def group_norms():
+        return np.sqrt((_weight(model, "hidden", "kernel")**2).sum(0)
+                       + _weight(model, "hidden", "bias")**2
+                       + (_weight(model, "out", "kernel")**2).sum(1))
+
+    initial = group_norms()
+    pruning = keras_guided.GuidedPruning(
+        strength=0.02, guidance="uniform", proximal_every=every)
+    model.fit(x[:32], y[:32], batch_size=8, epochs=1, verbose=0,
+              shuffle=False, callbacks=[pruning])
+    # Four steps of shrinkage, each lr * strength * sqrt(p).
+    np.testing.assert_allclose(
+        group_norms(), initial - 4 * 0.5 * 0.02 * np.sqrt(64 + 1 + 10),
+        rtol=1e-5)
 
 
 # ------------------------------------------------------- exact zeros, order
