@@ -39,3 +39,17 @@ def test_regularizer_under_mirrored_strategy():
     assert result["replicas"] == 2
     _assert_same(result["single"], result["multi"])
     assert result["single"]["penalty"] > 0
+
+
+def test_proximal_callback_under_mirrored_strategy():
+    result = _run("--callback")
+    single, multi = result["single"], result["multi"]
+    _assert_same(single, multi)
+    # Units die during the run, and the same ones on both setups.
+    assert single["live_units"] == multi["live_units"]
+    assert single["live_units"][-1] < single["live_units"][0]
+    for a, b in zip(single["weights"], multi["weights"]):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim == 2:
+            np.testing.assert_array_equal(np.all(a == 0, axis=0),
+                                          np.all(b == 0, axis=0))

@@ -43,7 +43,7 @@ def train(model, use_callback, x, y):
     callbacks = []
     if use_callback:
         callbacks.append(keras_guided.GuidedPruning(
-            strength=0.05, guidance="linear", mode="proximal"))
+            strength=0.3, guidance="linear", mode="proximal"))
     history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
                         shuffle=False, callbacks=callbacks)
     penalty = float(sum(keras.ops.convert_to_numpy(v) for v in model.losses))
