@@ -53,7 +53,7 @@ SETTINGS = {
 }
 LEARNING_RATE = 2e-3
 # Strength of the GuidedRegularizer's own loss term (per-kernel group lasso).
-REGULARIZER_STRENGTH = 1e-4
+REGULARIZER_STRENGTH = 1e-5
 
 
 # ---------------------------------------------------------------------------
@@ -104,11 +104,12 @@ def load_mnist(directory, seed):
     images = _find(directory, "t10k-images-idx3-ubyte")
     labels = _find(directory, "t10k-labels-idx1-ubyte")
     if images is None or labels is None:
+        found = (sorted(os.listdir(directory)) if os.path.isdir(directory)
+                 else "no such directory")
         raise SystemExit(
             f"--mnist-dir {directory!r}: expected t10k-images-idx3-ubyte.gz "
             "and t10k-labels-idx1-ubyte.gz (gzipped or not) there, found "
-            f"{sorted(os.listdir(directory)) if os.path.isdir(directory) else 'no such directory'}."
-        )
+            f"{found}.")
     x_test = read_idx(images).reshape(-1, 784).astype("float32") / 255.0
     y_test = read_idx(labels).astype("int64")
     train_images = _find(directory, "train-images-idx3-ubyte")
@@ -142,7 +143,7 @@ def load_digits_data(seed):
 # Model
 # ---------------------------------------------------------------------------
 
-def build_lenet_300_100(num_inputs):
+def build_lenet_300_100(num_inputs, regularizer_strength):
     """LeNet-300-100 with a guided group regularizer on each hidden layer."""
     import keras
 
@@ -153,7 +154,7 @@ def build_lenet_300_100(num_inputs):
         # (normalized to mean 1), so the last units are pushed hardest and
         # the survivors end up at the front of the layer.
         return keras_guided.GuidedRegularizer(
-            strength=REGULARIZER_STRENGTH, norm="group", guidance="linear")
+            strength=regularizer_strength, norm="group", guidance="linear")
 
     inputs = keras.Input((num_inputs,), name="pixels")
     x = keras.layers.Dense(300, activation="relu", name="hidden1",
@@ -204,6 +205,10 @@ def parse_args(argv=None):
     parser.add_argument("--strength", type=float, default=None,
                         help="GuidedPruning strength (default: 0.2, "
                         "--quick: 0.6)")
+    parser.add_argument("--regularizer-strength", type=float,
+                        default=REGULARIZER_STRENGTH,
+                        help="strength of the GuidedRegularizer's loss term "
+                        f"(default: {REGULARIZER_STRENGTH:g})")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -239,7 +244,7 @@ def main(argv=None):
              f"{len(x_test)} test examples of {x_train.shape[1]} inputs")
 
     # 1. The model, with guided regularizers on the hidden kernels.
-    model = build_lenet_300_100(x_train.shape[1])
+    model = build_lenet_300_100(x_train.shape[1], args.regularizer_strength)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])

@@ -61,8 +61,9 @@ def parse_args(argv=None):
                         "./out_mobilenet_prune_export)")
     parser.add_argument("--weights", default=None,
                         help="weights file for keras.applications."
-                        "MobileNetV2 (its alpha and input size must match); "
-                        "default: random weights")
+                        "MobileNetV2 (its alpha and input size must match),"
+                        " or 'imagenet' to download Keras' ImageNet weights;"
+                        " default: random weights")
     parser.add_argument("--remove-flops", type=float, default=0.5,
                         help="fraction of the FLOPs to remove, in (0, 1) "
                         "(default: 0.5)")
@@ -132,9 +133,9 @@ def main(argv=None):
     images = rng.uniform(-1.0, 1.0, (16, size, size, 3)).astype("float32")
     if args.weights is None:
         calibrate_batchnorm(model, images)
-    progress(f"MobileNetV2 alpha={alpha}, {size}x{size} inputs, "
-             f"{'weights ' + args.weights if args.weights else 'random weights'}"
-             f": {keras_guided.stats.count_params(model):,} params, "
+    source = f"weights {args.weights}" if args.weights else "random weights"
+    progress(f"MobileNetV2 alpha={alpha}, {size}x{size} inputs, {source}: "
+             f"{keras_guided.stats.count_params(model):,} params, "
              f"{keras_guided.stats.count_flops(model):,} FLOPs per image")
 
     # 2. Prune to the FLOPs target. `target={"flops": f}` removes the least
