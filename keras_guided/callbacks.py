@@ -155,7 +155,10 @@ class _Plan:
     """Static index arrays built once per `fit` from the unit groups."""
 
     def __init__(self, groups, model):
-        self.groups = [g for g in groups if g.prunable]
+        trainable = {id(v) for v in model.trainable_weights}
+        self.groups = [
+            g for g in groups if g.prunable and _is_trainable(g, trainable)
+        ]
         self.offsets = []
         offset = 0
         for group in self.groups:
@@ -234,6 +237,23 @@ class _Plan:
         ]
 
 
+def _is_trainable(group, trainable):
+    """Whether every penalized weight of `group` is trainable.
+
+    Groups that touch a frozen weight (a frozen backbone's kernel, or the
+    input slice of a frozen consumer) are left alone: shrinking them would
+    change weights the user froze.
+    """
+    for unit_slice in group.slices:
+        if unit_slice.role in PENALIZED_ROLES:
+            variable = units_lib.get_weight(
+                unit_slice.layer, unit_slice.weight
+            )
+            if id(variable) not in trainable:
+                return False
+    return True
+
+
 def _place(table, key, length, positions, ids, sentinel):
     """Writes unit `ids` at `positions` into a free index array of `key`."""
     arrays = table.setdefault(key, [])
@@ -278,7 +298,8 @@ class GuidedPruning(keras.callbacks.Callback):
     `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2`, with `W_u` every
     penalized weight of unit `u`, `p_u` their count (the convention of
     `GuidedRegularizer(norm="group")`) and `g_u` the guidance coefficient.
-    BatchNormalization moving statistics are never penalized.
+    BatchNormalization moving statistics are never penalized. Groups that
+    touch a frozen (non-trainable) weight are left alone.
 
     `mode="proximal"` (default) takes a group soft-thresholding step after
     every optimizer step,

@@ -436,6 +436,37 @@ def test_guidance_dict_penalizes_named_layers_only(digits):
     np.testing.assert_array_equal(pruning.unit_coefficients[0], 0.0)
 
 
+def test_frozen_layers_are_left_alone(digits):
+    model = keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="a"),
+        keras.layers.Dense(16, activation="relu", name="b"),
+        keras.layers.Dense(10, name="out"),
+    ])
+    model.get_layer("a").trainable = False
+    _compile(model)
+    frozen = _weight(model, "a", "kernel")
+    pruning = keras_guided.GuidedPruning(strength=1.0)
+    history = _fit(model, digits, pruning, epochs=3)
+    # Group a (kernel of a, rows of b's kernel) touches frozen weights.
+    np.testing.assert_array_equal(_weight(model, "a", "kernel"), frozen)
+    assert "live_units/a" not in history.history
+    assert history.history["live_units/b"][-1] < 16
+
+
+def test_proximal_gives_exact_zeros_where_penalty_does_not(digits):
+    counts = {}
+    for mode in ("penalty", "proximal"):
+        keras.utils.set_random_seed(0)
+        model = _compile(_mlp(units=32))
+        pruning = keras_guided.GuidedPruning(strength=0.5, mode=mode)
+        _fit(model, digits, pruning, epochs=3)
+        counts[mode] = int(np.all(_weight(model, "hidden", "kernel") == 0,
+                                  axis=0).sum())
+    assert counts["penalty"] == 0
+    assert counts["proximal"] > 0
+
+
 def test_cost_params_scales_groups_by_unit_size(digits):
     model = _compile(keras.Sequential([
         keras.Input((8, 8)), keras.layers.Flatten(),
