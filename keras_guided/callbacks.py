@@ -336,7 +336,9 @@ class GuidedPruning(keras.callbacks.Callback):
     `live_units/<layer name>` for each producing layer, `live_params` (the
     parameter count of the model once dead units are removed),
     `guided_strength` and `guided_penalty` (the current group penalty).
-    They show in the progress bar, `History.history` and TensorBoard.
+    They show in the progress bar, `History.history` and TensorBoard (list
+    `GuidedPruning` before `TensorBoard` or `CSVLogger` in `callbacks`:
+    callbacks see the logs in list order).
 
     State (groups, dead mask, strength, target status) is reset at
     `on_train_begin`, so one instance serves several `fit` calls. With
