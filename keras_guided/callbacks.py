@@ -459,6 +459,7 @@ class GuidedPruning(keras.callbacks.Callback):
         )
         self._plan = None
         self._cache_key = None
+        self._penalty = None
 
     # ------------------------------------------------------------ state
 
@@ -488,8 +489,13 @@ class GuidedPruning(keras.callbacks.Callback):
         key = (
             id(model),
             tuple((id(v), tuple(v.shape)) for v in model.weights),
+            tuple(id(v) for v in model.trainable_weights),
             id(model.optimizer),
         )
+        if self._penalty is not None:
+            # A previous fit raised before on_train_end: take its penalty
+            # off first so that it is not counted twice.
+            self._detach_penalty()
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).

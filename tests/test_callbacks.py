@@ -46,13 +46,13 @@ def _compile(model, optimizer=None):
     return model
 
 
-def _fit(model, data, callback, epochs=3, **kwargs):
+def _fit(model, data, callback, epochs=3, callbacks_after=(), **kwargs):
     x, y = data
     if model.input_shape[-1] == 1:
         x = x[..., None]
     kwargs.setdefault("shuffle", False)
     return model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
-                     callbacks=[callback], **kwargs)
+                     callbacks=[callback, *callbacks_after], **kwargs)
 
 
 def _weight(model, layer, name):
@@ -365,6 +365,17 @@ def test_penalty_mode_schedule_reaches_compiled_step(digits):
     assert penalty[0] == 0.0 and penalty[1] > 0.0
     assert losses[1] > plain[1] + 0.5 * penalty[1]
     # After fit the penalty is detached: evaluate sees the plain loss.
+    assert len(model.losses) == 0
+    assert model.get_layer("hidden").kernel.regularizer is None
+
+
+def test_penalty_mode_after_an_interrupted_fit(digits):
+    model = _compile(_mlp())
+    pruning = keras_guided.GuidedPruning(strength=0.05, mode="penalty")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit(model, digits, pruning, epochs=3, callbacks_after=[_Interrupt()])
+    assert len(model.losses) == 1  # still attached: on_train_end never ran
+    _fit(model, digits, pruning, epochs=1)
     assert len(model.losses) == 0
     assert model.get_layer("hidden").kernel.regularizer is None
 
