@@ -28,6 +28,11 @@ needs_export = pytest.mark.skipif(
     reason="export_tflite needs the TensorFlow backend and ai-edge-litert",
 )
 
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None,
+    reason="the digits examples need scikit-learn",
+)
+
 
 def _run(script, *args, cwd):
     """Runs `python examples/SCRIPT ARGS` in a fresh process."""
@@ -57,6 +62,7 @@ def _load(script):
     return module
 
 
+@needs_sklearn
 def test_mnist_mlp_quick(tmp_path):
     out = tmp_path / "artifacts"
     stdout = _run("mnist_mlp.py", "--quick", "--out", str(out),
@@ -83,6 +89,7 @@ def test_mnist_mlp_quick(tmp_path):
     assert reloaded.get_layer("hidden1").units == int(units["hidden1"])
 
 
+@needs_sklearn
 @needs_export
 def test_cnn_digits_quick(tmp_path):
     out = tmp_path / "artifacts"
@@ -129,6 +136,7 @@ def test_mobilenet_prune_export_quick(tmp_path):
     assert _number(diff.group(1)) < 1e-2 * _number(diff.group(2))
 
 
+@needs_sklearn
 def test_custom_layer_rule_quick(tmp_path):
     out = tmp_path / "artifacts"
     stdout = _run("custom_layer_rule.py", "--quick", "--out", str(out),
