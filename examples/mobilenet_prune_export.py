@@ -7,8 +7,8 @@ BatchNormalization everywhere. The example
 
 1. builds `keras.applications.MobileNetV2` (random weights by default, or
    the weights file you pass with `--weights`);
-2. removes the least important units until the FLOPs drop by
-   `--remove-flops` (default 0.5: half), with
+2. removes the least important units until only `--keep-flops` of the
+   FLOPs are left (default 0.5: half), with
    `prune_model(model, target={"flops": 0.5})`;
 3. exports the original and the pruned model to float32 `.tflite` with
    `keras_guided.export_tflite`, verified in the LiteRT interpreter;
@@ -64,8 +64,8 @@ def parse_args(argv=None):
                         "MobileNetV2 (its alpha and input size must match),"
                         " or 'imagenet' to download Keras' ImageNet weights;"
                         " default: random weights")
-    parser.add_argument("--remove-flops", type=float, default=0.5,
-                        help="fraction of the FLOPs to remove, in (0, 1) "
+    parser.add_argument("--keep-flops", type=float, default=0.5,
+                        help="fraction of the FLOPs to keep, in (0, 1) "
                         "(default: 0.5)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input height and width (default: 224, "
@@ -78,9 +78,9 @@ def parse_args(argv=None):
                         "100, --quick: 10)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not 0.0 < args.remove_flops < 1.0:
-        parser.error("--remove-flops must be a fraction in (0, 1), e.g. "
-                     f"0.5 for half the FLOPs. Received: {args.remove_flops}")
+    if not 0.0 < args.keep_flops < 1.0:
+        parser.error("--keep-flops must be a fraction in (0, 1), e.g. "
+                     f"0.5 for half the FLOPs. Received: {args.keep_flops}")
     return args
 
 
@@ -139,8 +139,8 @@ def main(argv=None):
              f"{keras_guided.stats.count_flops(model):,} FLOPs per image")
 
     # 2. Prune to the FLOPs target. `target={"flops": f}` removes the least
-    # important units (smallest weight RMS, per unit group) until a
-    # fraction f of the FLOPs is gone. The classifier's outputs are never
+    # important units (smallest weight RMS, per unit group) until only a
+    # fraction f of the FLOPs is left. The classifier's outputs are never
     # removed. The report compares the pruned model with the original whose
     # removed units are masked to zero, on the sample inputs: that diff is
     # ~0, the rewrite itself is exact.
@@ -148,11 +148,11 @@ def main(argv=None):
     # removed channel emits is folded only approximately (the zero padding
     # does not carry it), so the diff is small but not 0: prune_model warns
     # about it and lists where in `report.notes`. We print those instead.
-    progress(f"prune_model(target={{'flops': {args.remove_flops}}}) ...")
+    progress(f"prune_model(target={{'flops': {args.keep_flops}}}) ...")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The pruned model differs")
         pruned, report = keras_guided.prune_model(
-            model, target={"flops": args.remove_flops},
+            model, target={"flops": args.keep_flops},
             sample_inputs=images[:4], return_report=True)
     summary = report.summary()
     write_text(os.path.join(args.out, "prune_report.md"), summary + "\n")
