@@ -145,8 +145,8 @@ class LinearGuidance(Guidance):
     name = "linear"
 
     def __init__(self, start=0.0, end=1.0):
-        self.start = _non_negative(start, "start")
-        self.end = _non_negative(end, "end")
+        self.start = non_negative_float(start, "start")
+        self.end = non_negative_float(end, "end")
         if self.start == 0 and self.end == 0:
             raise ValueError(
                 "`start` and `end` must not both be 0. Received: start=0.0, "
@@ -182,7 +182,7 @@ class ExponentialGuidance(Guidance):
     name = "exponential"
 
     def __init__(self, rate=3.0):
-        self.rate = _non_negative(rate, "rate")
+        self.rate = non_negative_float(rate, "rate")
 
     def raw(self, num_units):
         if num_units == 1:
@@ -294,7 +294,12 @@ def serialize(guidance):
     return keras.saving.serialize_keras_object(guidance)
 
 
-def _non_negative(value, name):
+def non_negative_float(value, name):
+    """Returns `value` as a float, or raises a `ValueError` naming `name`.
+
+    The one check behind every non-negative finite argument of the package
+    (strengths, guidance parameters).
+    """
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float, np.integer, np.floating))

@@ -14,17 +14,7 @@ PACKAGE = "keras_guided"
 
 def validate_strength(strength, name="strength"):
     """Returns `strength` as a float, or raises a clear `ValueError`."""
-    if (
-        isinstance(strength, bool)
-        or not isinstance(strength, (int, float, np.integer, np.floating))
-        or not math.isfinite(strength)
-        or strength < 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a non-negative finite float. "
-            f"Received: {name}={strength!r}"
-        )
-    return float(strength)
+    return guidance_lib.non_negative_float(strength, name)
 
 
 def validate_norm(norm):

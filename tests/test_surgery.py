@@ -388,22 +388,6 @@ def test_argument_errors():
         keras_guided.prune_model(model, protected=["nope"])
 
 
-def test_subclassed_model_error():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
-
-    model = Net()
-    model(np.zeros((1, 3)))
-    with pytest.raises(ValueError, match=r"Model '.*' \(Net\) is a subclassed"
-                       r" model.*Rebuild it with the Functional API"):
-        keras_guided.prune_model(model)
-
-
 class Doubler(keras.layers.Layer):
     def call(self, x):
         return 2.0 * x
