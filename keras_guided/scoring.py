@@ -291,8 +291,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
                      round_to=None, relative=True):
     """A plan removing the least important units until `target` is met.
 
-    `target` is what the model keeps (the value to reach), as in
-    `GuidedPruning(target=...)`.
+    `target` is what the model keeps at most (the value to reach), as in
+    `GuidedPruning(target=...)`. Dead units (score 0) are always removed,
+    even when that leaves less than the target.
 
     Units are ranked over all prunable groups together. With
     `relative=True` a unit's score is divided by the mean score of its
@@ -358,8 +359,10 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     }
     masks = [np.zeros(g.num_units, dtype=bool) for g in groups]
     removed = 0.0
-    for _, index, unit in candidates:
-        if removed >= goal:
+    for score, index, unit in candidates:
+        # Dead units (score 0) cost nothing to remove: they always go, even
+        # past the target, which is an upper bound on what is kept.
+        if removed >= goal and score > 0:
             break
         if removable[index] == 0:
             continue

@@ -90,7 +90,9 @@ def test_target_plans_by_units_params_and_flops():
     assert costs[1].tolist() == [6.0, 6.0]  # 4 kernel + 1 bias + 1 row
     flops = scoring.unit_costs(groups, model, "flops")
     assert flops[0].tolist() == [6.0 + 4.0] * 4
-    assert scoring.plan_from_target(groups, model, 1.0) == {}
+    # Keeping everything still drops the two dead units (they are free).
+    plan = scoring.plan_from_target(groups, model, 1.0)
+    assert {k: v.tolist() for k, v in plan.items()} == {0: [0, 2]}
 
 
 @pytest.mark.parametrize("target", [0.0, 1.5, -0.1, "half", {"bytes": 0.5},
@@ -114,3 +116,17 @@ def test_unreachable_target_and_bad_limits():
         scoring.plan_from_target(groups, model, 0.5, round_to=0)
     with pytest.raises(ValueError, match=r"Received: min_units=1.5"):
         scoring.check_limits(1.5, None)
+
+
+def test_target_always_removes_dead_units():
+    # 3 of 4 hidden units are dead: a target keeping 75 % of the units still
+    # removes all three, since removing them changes nothing.
+    model = keras.Sequential([
+        keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
+        keras.layers.Dense(2, name="out")])
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[:, 1:] = 0.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    groups = keras_guided.find_unit_groups(model)
+    plan = scoring.plan_from_target(groups, model, 0.75)
+    assert plan == {0: [0]}
