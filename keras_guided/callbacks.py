@@ -770,7 +770,10 @@ class GuidedPruning(keras.callbacks.Callback):
                     variable.assign(value)
                 self._dead.assign(new_dead)
 
-            return tf.function(step, reduce_retracing=True)
+            # The step has no tensor-dependent Python control flow (its loops
+            # run over a fixed list of variables at trace time): skip
+            # AutoGraph, which otherwise warns that it cannot transform it.
+            return tf.function(step, reduce_retracing=True, autograph=False)
         if backend == "jax":
             import jax
 
