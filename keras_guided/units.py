@@ -287,13 +287,28 @@ def unit_norms(weight, axis=-1, norm="group"):
         raise ValueError(
             f"`norm` must be one of {NORMS}. Received: norm={norm!r}"
         )
-    matrix = unit_matrix(ops.convert_to_tensor(weight), axis)
+    weight = ops.convert_to_tensor(weight)
     if norm == "l1":
-        return ops.sum(ops.abs(matrix), axis=1)
-    squared = ops.sum(ops.square(matrix), axis=1)
+        return _reduce_units(ops.abs(weight), axis)
+    squared = _reduce_units(ops.square(weight), axis)
     if norm == "l2":
         return squared
     return safe_sqrt(squared)
+
+
+def _reduce_units(values, axis):
+    """Sums `values` over every axis but the unit axis (or axes).
+
+    Reduces in place instead of transposing first (the training-time
+    penalty runs every step), then flattens contiguous unit axes row-major.
+    """
+    shape = tuple(values.shape)
+    axes = _normalize_axes(len(shape), axis)
+    rest = tuple(a for a in range(len(shape)) if a not in axes)
+    summed = ops.sum(values, axis=rest) if rest else values
+    if len(axes) > 1:
+        summed = ops.reshape(summed, (unit_axis_length(shape, axes),))
+    return summed
 
 
 def safe_sqrt(squared):
