@@ -68,16 +68,7 @@ def _shrink_step(values, dead, threshold, unit_weights, entries,
     Returns:
         `(new_values, new_dead)`.
     """
-    squared = ops.zeros((num_segments,), dtype="float32")
-    for value_index, other_axes, index, _ in entries:
-        sq = ops.square(ops.cast(values[value_index], "float32"))
-        if other_axes:
-            sq = ops.sum(sq, axis=other_axes)
-        sq = ops.reshape(sq, (-1,))
-        squared = squared + ops.segment_sum(
-            sq, index, num_segments=num_segments
-        )
-    norms = ops.sqrt(squared)
+    norms = ops.sqrt(_squared_group_norms(values, entries, num_segments))
     shrink = threshold * unit_weights
     scale = ops.maximum(
         0.0, 1.0 - shrink / ops.maximum(norms, _TINY)
@@ -104,9 +95,9 @@ def _shrink_step(values, dead, threshold, unit_weights, entries,
     return new_values, new_dead
 
 
-def _group_norms(values, entries, num_segments):
-    """Per-unit L2 norms (sentinel included) over `entries`, with a safe
-    gradient at zero."""
+def _squared_group_norms(values, entries, num_segments):
+    """Per-unit squared L2 norms (sentinel included) over `entries`: one
+    segment sum per penalized weight slice."""
     squared = ops.zeros((num_segments,), dtype="float32")
     for value_index, other_axes, index, _ in entries:
         sq = ops.square(ops.cast(values[value_index], "float32"))
@@ -116,7 +107,15 @@ def _group_norms(values, entries, num_segments):
         squared = squared + ops.segment_sum(
             sq, index, num_segments=num_segments
         )
-    return units_lib.safe_sqrt(squared)
+    return squared
+
+
+def _group_norms(values, entries, num_segments):
+    """Per-unit L2 norms (sentinel included) over `entries`, with a safe
+    gradient at zero."""
+    return units_lib.safe_sqrt(
+        _squared_group_norms(values, entries, num_segments)
+    )
 
 
 class _GroupPenalty:
