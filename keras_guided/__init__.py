@@ -29,6 +29,9 @@ from keras_guided import surgery
 from keras_guided.surgery import PruneReport
 from keras_guided.surgery import prune_model
 from keras_guided.callbacks import GuidedPruning
+from keras_guided import budget
+from keras_guided import distill
+from keras_guided.distill import Distiller
 from keras_guided import stats
 from keras_guided import units
 from keras_guided import validation
@@ -53,6 +56,9 @@ __all__ = [
     "scoring",
     "surgery",
     "rules",
+    "Distiller",
+    "budget",
+    "distill",
     "ExplicitGuidance",
     "ExponentialGuidance",
     "ExportReport",

@@ -31,12 +31,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import regularizers as regularizers_lib
 from keras_guided import units as units_lib
 
 MODES = ("proximal", "penalty")
-SCHEDULES = ("constant", "warmup", "ramp")
+SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops")
 TARGET_METRICS = ("units", "params", "flops")
 ON_TARGET = ("hold", "release", "stop")
@@ -52,7 +53,7 @@ def _axes_tuple(axis, rank):
 
 
 def _shrink_step(values, dead, threshold, unit_weights, entries,
-                 num_segments, is_unit, keep_dead):
+                 num_segments, is_unit, keep_dead, guard=None):
     """One group soft-thresholding step, in `keras.ops` (pure).
 
     Args:
@@ -64,9 +65,17 @@ def _shrink_step(values, dead, threshold, unit_weights, entries,
         num_segments: number of units plus one sentinel.
         is_unit: `(num_segments,)`, 1 for real units, 0 for the sentinel.
         keep_dead: whether a zero unit is marked dead for good.
+        guard: `None`, or the budget guard: a dict with `allowed` (scalar,
+            how many more units may reach zero), `floor` (per unit, the
+            norm a unit that may not die is held at), `group_ids` (per
+            unit, its group; the sentinel has its own) and `num_groups`.
+            Of the units that this step would zero, only the `allowed` ones
+            furthest past zero die, and never the last live unit of a
+            group; the others are held at their floor norm.
 
     Returns:
-        `(new_values, new_dead)`.
+        `(new_values, new_dead)`, or `(new_values, new_dead, (allowed,
+        held))` with a guard (`held`: 1 for units held at their floor).
     """
     norms = ops.sqrt(_squared_group_norms(values, entries, num_segments))
     shrink = threshold * unit_weights
@@ -74,6 +83,9 @@ def _shrink_step(values, dead, threshold, unit_weights, entries,
         0.0, 1.0 - shrink / ops.maximum(norms, _TINY)
     )
     scale = scale * (1.0 - dead)
+    if guard is not None:
+        scale, guard_state = _guard_deaths(norms, shrink, scale, dead,
+                                           is_unit, guard)
     if keep_dead:
         zero = ops.cast(ops.equal(norms * scale, 0.0), "float32") * is_unit
         new_dead = ops.maximum(dead, zero)
@@ -92,7 +104,49 @@ def _shrink_step(values, dead, threshold, unit_weights, entries,
             new_values.append(value)
         else:
             new_values.append(value * ops.cast(factor, value.dtype))
+    if guard is not None:
+        return new_values, new_dead, guard_state
     return new_values, new_dead
+
+
+def _guard_deaths(norms, shrink, scale, dead, is_unit, guard):
+    """Lets at most `guard["allowed"]` units die in this step (the ones
+    furthest past zero), never the last live unit of a group, and holds
+    the others at their floor norm. Pure, vectorized (one sort)."""
+    alive = (1.0 - dead) * is_unit
+    margin = norms - shrink
+    dies = ops.cast(ops.equal(scale, 0.0), "float32") * alive
+    very_low = ops.full_like(margin, -3e38)
+    very_high = ops.full_like(margin, 3e38)
+    group_ids = guard["group_ids"]
+    alive_margin = ops.where(alive > 0, margin, very_low)
+    best = ops.segment_max(
+        alive_margin, group_ids, num_segments=guard["num_groups"] + 1
+    )
+    last = ops.cast(
+        ops.greater_equal(alive_margin, ops.take(best, group_ids)), "float32"
+    ) * alive
+    candidates = dies * (1.0 - last)
+    key = ops.where(candidates > 0, margin, very_high)
+    order = ops.sort(key)
+    size = ops.shape(key)[0]
+    allowed = guard["allowed"]
+    index = ops.cast(
+        ops.clip(allowed, 0.0, ops.cast(size - 1, "float32")), "int32"
+    )
+    cutoff = ops.take(order, index)
+    everyone = ops.cast(ops.greater_equal(allowed, ops.sum(candidates)),
+                        "float32")
+    permitted = candidates * ops.maximum(
+        ops.cast(ops.less(key, cutoff), "float32"), everyone
+    )
+    held = dies - permitted
+    floor_scale = ops.minimum(
+        1.0, guard["floor"] / ops.maximum(norms, _TINY)
+    )
+    scale = ops.where(held > 0, floor_scale, scale)
+    new_allowed = allowed - ops.sum(permitted)
+    return scale, (new_allowed, held)
 
 
 def _squared_group_norms(values, entries, num_segments):
@@ -172,9 +226,12 @@ class _Plan:
         self.per_unit_penalized = np.zeros(self.num_segments)
         self.per_unit_params = np.zeros(self.num_segments)
         self.slice_sizes = []  # per group: [(layer, elements per unit)]
+        # per group: [(variable index, axes, positions (units, k), layer)]
+        self.slice_info = []
         for group, start in zip(self.groups, self.offsets):
             ids = np.arange(start, start + group.num_units)
             sizes = []
+            info = []
             for unit_slice in group.slices:
                 variable = units_lib.get_weight(
                     unit_slice.layer, unit_slice.weight
@@ -189,6 +246,7 @@ class _Plan:
                 per_unit = positions.shape[1] * others
                 self.per_unit_params[ids] += per_unit
                 sizes.append((unit_slice.layer, per_unit))
+                info.append((index, axes, positions, unit_slice.layer))
                 targets = [all_roles]
                 if unit_slice.role in PENALIZED_ROLES:
                     self.per_unit_penalized[ids] += per_unit
@@ -199,9 +257,14 @@ class _Plan:
                     _place(table, (index, axes), length, positions, ids,
                            self.num_units)
             self.slice_sizes.append(sizes)
+            self.slice_info.append(info)
         self.entries = self._entries(penalized)
         self.output_entries = self._entries(output)
         self.all_entries = self._entries(all_roles)
+        self.group_ids = np.full(self.num_segments, len(self.groups),
+                                 dtype="int32")
+        for g, (group, start) in enumerate(zip(self.groups, self.offsets)):
+            self.group_ids[start:start + group.num_units] = g
         is_unit = np.ones(self.num_segments, dtype="float32")
         is_unit[-1] = 0.0
         self.is_unit = is_unit
@@ -421,18 +484,68 @@ class GuidedPruning(keras.callbacks.Callback):
         2006 (group lasso).
     """
 
-    def __init__(self, strength=1e-3, guidance="linear", mode="proximal",
-                 schedule="constant", warmup_epochs=5, cost=None,
+    def __init__(self, strength=None, guidance=None, mode="proximal",
+                 schedule=None, warmup_epochs=5, cost=None,
                  adapt_every=None, keep_dead=True, target=None,
                  target_metric="units", on_target="hold",
-                 proximal_every=1, on_unsupported="raise"):
+                 proximal_every=1, on_unsupported="raise",
+                 target_epochs=None):
         super().__init__()
-        self.base_strength = regularizers_lib.validate_strength(strength)
-        self.guidance = _validate_guidance(guidance)
         self.mode = _check_choice(mode, "mode", MODES)
-        if not callable(schedule):
+        if schedule is not None and not callable(schedule):
             _check_choice(schedule, "schedule", SCHEDULES)
+        self.budget = None
+        if isinstance(target, dict) and schedule in (None, "budget"):
+            self.budget = budget_lib.parse_budget(target)
+            schedule = "budget"
+            target = None
+        elif isinstance(target, dict):
+            target_metric, target = budget_lib.parse_budget(target)
+            if isinstance(target, float) and target >= 1.0:
+                target = None  # keep everything: nothing to reach
+        elif target is not None:
+            warnings.warn(
+                "GuidedPruning(target=<number>, target_metric=...) is "
+                "deprecated: pass the one target grammar shared with "
+                "prune_model, e.g. target={'units': 66} or "
+                "{'flops': 0.1}, which also turns on the budget "
+                "controller.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if schedule == "budget":
+            if self.budget is None:
+                raise ValueError(
+                    "schedule='budget' needs a target to land on, e.g. "
+                    "target={'flops': 0.1}. Received: target=None"
+                )
+            if mode != "proximal":
+                raise ValueError(
+                    "A budget target needs mode='proximal' (the budget is "
+                    "reached by units that are exactly zero). "
+                    f"Received: mode={mode!r}"
+                )
+        elif schedule is None:
+            schedule = "constant"
         self.schedule = schedule
+        if strength is None:
+            # In budget mode the strength is calibrated at the start of fit.
+            strength = None if self.budget else 1e-3
+        if strength is not None:
+            strength = regularizers_lib.validate_strength(strength)
+        self.base_strength = strength
+        if target_epochs is not None:
+            target_epochs = _positive_int(target_epochs, "target_epochs")
+        self.target_epochs = target_epochs
+        if guidance is None:
+            guidance = "importance" if self.budget else "linear"
+        if guidance == "importance" and self.budget is None:
+            raise ValueError(
+                "guidance='importance' needs a budget to know which units "
+                "to spare: pass target={'units': ...}, {'params': ...} or "
+                "{'flops': ...}. Received: target=None"
+            )
+        self.guidance = _validate_guidance(guidance)
         self.warmup_epochs = _positive_int(warmup_epochs, "warmup_epochs")
         if cost is not None:
             _check_choice(cost, "cost", COSTS)
@@ -459,6 +572,9 @@ class GuidedPruning(keras.callbacks.Callback):
         self._plan = None
         self._cache_key = None
         self._penalty = None
+        self._controller = None
+        self._cost_table = None
+        self.budget_report = None
 
     # ------------------------------------------------------------ state
 
@@ -524,12 +640,25 @@ class GuidedPruning(keras.callbacks.Callback):
                 np.zeros(plan.num_segments, dtype="float32"),
                 trainable=False, dtype="float32", name="guided_dead",
             )
+            self._allowed = keras.Variable(
+                3e38, trainable=False, dtype="float32", name="guided_allowed"
+            )
+            self._floor = keras.Variable(
+                np.zeros(plan.num_segments, dtype="float32"),
+                trainable=False, dtype="float32", name="guided_floor",
+            )
+            self._held = keras.Variable(
+                np.zeros(plan.num_segments, dtype="float32"),
+                trainable=False, dtype="float32", name="guided_held",
+            )
             self._step = self._compile_step()
         plan = self._plan
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
         self._set_unit_weights(self._base_coefficients)
         self._dead.assign(np.zeros(plan.num_segments, dtype="float32"))
+        self._allowed.assign(3e38)
+        self._held.assign(np.zeros(plan.num_segments, dtype="float32"))
         self._known_dead = False
         self._strength.assign(0.0)
         self._first_epoch = True
@@ -539,6 +668,12 @@ class GuidedPruning(keras.callbacks.Callback):
         self._last_batch = -1
         self._pending = 0
         self._penalty = None
+        self._controller = None
+        self._cost_table = None
+        self._landed = False
+        self._epoch = 0
+        self._control_every = 1
+        self.budget_report = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
 
@@ -566,6 +701,14 @@ class GuidedPruning(keras.callbacks.Callback):
         )
         if adapted:
             self._adapt()
+        if self.budget is not None:
+            if first:
+                self._start_budget(epoch)
+            elif self.guidance == "importance" and not self._landed:
+                self._importance_guidance(self._live_from_dead())
+            self._epoch = epoch
+            self._strength.assign(self._controller.strength)
+            return
         if self._reached and self.on_target == "hold":
             value = self._held_strength
         elif self._reached and self.on_target == "release":
@@ -591,6 +734,14 @@ class GuidedPruning(keras.callbacks.Callback):
         last = epoch_steps is not None and int(batch) >= epoch_steps - 1
         if self._pending >= self.proximal_every or last:
             self._flush()
+        controller = self._controller
+        if (
+            controller is not None
+            and not controller.reached
+            and (int(batch) + 1) % self._control_every == 0
+        ):
+            steps = epoch_steps or (int(batch) + 1)
+            self._control(self._epoch + (int(batch) + 1) / steps)
 
     def _flush(self):
         steps, self._pending = self._pending, 0
@@ -604,12 +755,15 @@ class GuidedPruning(keras.callbacks.Callback):
             return
         if self._pending and plan.variables:
             self._flush()  # epoch of unknown length
+        if self._controller is not None:
+            self._budget_epoch_end(epoch, logs)
         live, per_layer = self._live_units()
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():
             logs[f"live_units/{name}"] = int(count)
         logs["live_params"] = self._live_params(live)
-        if "flops" in (self.target_metric, self.cost):
+        budget_metric = self.budget[0] if self.budget else None
+        if "flops" in (self.target_metric, self.cost, budget_metric):
             logs["live_flops"] = self._live_flops(live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
@@ -623,6 +777,340 @@ class GuidedPruning(keras.callbacks.Callback):
                 self._held_strength = self.strength
                 if self.on_target == "stop":
                     self.model.stop_training = True
+
+    # ----------------------------------------------------------- budget
+
+    def _start_budget(self, epoch):
+        """Measures the start value, sets the goal, calibrates the strength
+        and creates the controller (first epoch of each `fit`)."""
+        plan = self._plan
+        metric, amount = self.budget
+        params = self.params or {}
+        total = int(params.get("epochs") or (epoch + 1))
+        target_epochs = self.target_epochs
+        if target_epochs is None:
+            # Two thirds of the epochs to prune, one third to recover.
+            target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
+        steps = int(params.get("steps") or 1)
+        self._control_every = max(1, steps // 10)
+        self._budget_start_epoch = epoch
+        self._landing_epoch = min(epoch + target_epochs, total)
+        live, _ = self._live_units()
+        if self.cost is not None:
+            self._update_cost_factors(live)
+        start = self._metric_value(metric, live)
+        goal = budget_lib.budget_value(amount, start)
+        self._goal = goal
+        if self.guidance == "importance":
+            self._importance_guidance(live)
+        strength = self.base_strength
+        if strength is None:
+            norms = _numpy_norms(
+                self._values(), plan.entries, plan.num_segments
+            )[:-1]
+            weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+            learning_rate = float(ops.convert_to_numpy(
+                _optimizer_learning_rate(self.model.optimizer)
+            ))
+            strength = budget_lib.initial_strength(
+                norms, weights, learning_rate, steps * target_epochs
+            )
+        self._controller = budget_lib.BudgetController(start, goal, strength)
+        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        floor = 1e-3 * norms
+        floor[-1] = 0.0
+        self._floor.assign(floor.astype("float32"))
+        self._steps_per_epoch = steps
+        self._allowed.assign(float(self._deaths_allowed(
+            live, start, self._controller.planned(
+                self._control_every / steps / max(target_epochs, 1)
+            )
+        )))
+        if not plan.num_units:
+            self._controller.reached = True
+            self._controller.strength = 0.0
+        self._landed = self._controller.reached
+        self.budget_report = {
+            "metric": metric,
+            "start": float(start),
+            "goal": float(goal),
+            "initial_strength": float(strength),
+            "target_epochs": int(target_epochs),
+            "landed_at_epoch": None,
+            "value_before_landing": None,
+            "units_masked_at_landing": 0,
+            "value": float(start),
+            "trace": [],
+        }
+
+    def _control(self, epochs_done):
+        """One controller step: measure the live metric, steer the strength."""
+        controller = self._controller
+        metric = self.budget[0]
+        live = self._live_from_dead()
+        if self.cost is not None and self.guidance != "importance":
+            self._update_cost_factors(live)
+        value = self._metric_value(metric, live)
+        # Units held at their floor count as removed for the controller:
+        # they are on their way out, and pushing harder would only shrink
+        # the units that stay.
+        effective = value
+        if self.guidance != "importance":
+            held = ops.convert_to_numpy(self._held.value)[:-1] > 0
+            effective = self._metric_value(metric, live & ~held)
+        span = max(self._landing_epoch - self._budget_start_epoch, 1)
+        progress = (epochs_done - self._budget_start_epoch) / span
+        strength = controller.update(effective, progress)
+        self._strength.assign(strength)
+        step = self._control_every / self._steps_per_epoch / span
+        self._allowed.assign(float(self._deaths_allowed(
+            live, value, controller.planned(progress + step)
+        )))
+        self.budget_report["trace"].append(
+            (round(float(epochs_done), 3), float(value), float(strength))
+        )
+        if controller.reached and not self._landed:
+            # On budget, counting held units as gone: cut them now (before
+            # the released strength lets them grow back) and recover.
+            self._land(self._epoch)
+
+    def _budget_epoch_end(self, epoch, logs):
+        controller = self._controller
+        report = self.budget_report
+        if not self._landed and epoch + 1 >= self._landing_epoch:
+            self._land(epoch)
+        live, _ = self._live_units()
+        report["value"] = float(self._metric_value(self.budget[0], live))
+        logs["budget_goal"] = controller.goal
+        span = max(self._landing_epoch - self._budget_start_epoch, 1)
+        logs["budget_planned"] = controller.planned(
+            (epoch + 1 - self._budget_start_epoch) / span
+        )
+
+    def _land(self, epoch):
+        """Ends pruning on the budget: zeroes the live units that the
+        proximal step would take next (smallest norm per unit of push) until
+        the budget holds, then releases the strength."""
+        plan = self._plan
+        controller = self._controller
+        metric = self.budget[0]
+        live, _ = self._live_units()
+        value = self._metric_value(metric, live)
+        report = self.budget_report
+        report["landed_at_epoch"] = int(epoch)
+        report["value_before_landing"] = float(value)
+        controller.reached = True
+        controller.strength = 0.0
+        self._landed = True
+        self._strength.assign(0.0)
+        if value <= controller.goal:
+            return
+        norms = _numpy_norms(
+            self._values(), plan.entries, plan.num_segments
+        )[:-1]
+        weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+        score = norms / np.maximum(weights, _TINY)
+        candidates = []
+        for group, start in zip(plan.groups, plan.offsets):
+            ids = np.arange(start, start + group.num_units)
+            ids = ids[live[ids]]
+            if len(ids) <= 1:
+                continue  # never empty a layer
+            keep = ids[np.argmax(score[ids])]
+            candidates.extend(int(u) for u in ids if u != keep)
+        order = sorted(candidates, key=lambda u: score[u])
+
+        def value_without(count):
+            trial = live.copy()
+            trial[order[:count]] = False
+            return self._metric_value(metric, trial)
+
+        low, high = 1, len(order)
+        if not order or value_without(high) > controller.goal:
+            low = high  # as close as the layers allow
+        while low < high:
+            middle = (low + high) // 2
+            if value_without(middle) <= controller.goal:
+                high = middle
+            else:
+                low = middle + 1
+        removed = order[:low]
+        dead = ops.convert_to_numpy(self._dead.value).copy()
+        dead[removed] = 1.0
+        self._dead.assign(dead)
+        self._known_dead = True
+        self._run_step(0.0)  # threshold 0: only zeroes the dead units
+        report["units_masked_at_landing"] = len(removed)
+
+    def _importance_guidance(self, live):
+        """Budget-aware, importance-ranked guidance.
+
+        Units are ranked by importance: the rank of their group norm within
+        their layer, as a fraction (the filter-norm criterion of Li et
+        al., 2017, made comparable across layers), divided by the square
+        root of their relative marginal cost for a params or FLOPs budget.
+        The best-ranked units that fit in the budget get coefficient 0: the
+        penalty never shrinks what the budget keeps. The others get coefficients rising from 1 to 2 with falling
+        rank, so the weakest go first.
+        """
+        plan = self._plan
+        metric = self.budget[0]
+        norms = _numpy_norms(
+            self._values(), plan.entries, plan.num_segments
+        )[:-1]
+        importance = np.zeros(plan.num_units)
+        for group, start in zip(plan.groups, plan.offsets):
+            part = slice(start, start + group.num_units)
+            # Rank within the layer (as a fraction): norms are not
+            # comparable across layers, quantiles are.
+            ranks = np.argsort(np.argsort(norms[part], kind="stable"))
+            importance[part] = (ranks + 1) / group.num_units
+        if metric != "units" and live.any():
+            costs = self._unit_marginal_costs(live, metric)
+            mean = float(costs[live].mean())
+            if mean > 0:
+                importance = importance / np.sqrt(
+                    np.maximum(costs / mean, 1e-12)
+                )
+        importance = np.where(live, importance, -np.inf)
+        # Each group's best live unit is kept first: never empty a layer.
+        first = []
+        for group, start in zip(plan.groups, plan.offsets):
+            part = importance[start:start + group.num_units]
+            if np.isfinite(part).any():
+                first.append(start + int(np.argmax(part)))
+        rest = [int(u) for u in np.argsort(-importance, kind="stable")
+                if live[u] and int(u) not in set(first)]
+        order = first + rest
+
+        def fits(count):
+            trial = np.zeros(plan.num_units, dtype=bool)
+            trial[order[:count]] = True
+            return self._metric_value(metric, trial) <= self._goal
+
+        low, high = len(first), len(order)
+        while low < high:  # the largest prefix within the budget
+            middle = (low + high + 1) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle - 1
+        coefficients = np.zeros(plan.num_units)
+        doomed = order[low:]
+        if doomed:
+            coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
+                len(doomed) - 1, 1
+            )
+        self._cost_factors = np.ones(len(plan.groups))
+        self._set_unit_weights([
+            coefficients[start:start + group.num_units]
+            for group, start in zip(plan.groups, plan.offsets)
+        ])
+
+    def _deaths_allowed(self, live, value, planned):
+        """How many more units may die before the next check without the
+        live metric falling below `planned` (counting the costliest units
+        first, so the count is safe for params and FLOPs too)."""
+        planned = max(planned, self._controller.goal)
+        excess = value - planned
+        if excess <= 0:
+            return 0
+        metric = self.budget[0]
+        if metric == "units":
+            return int(math.floor(excess + 1e-9))
+        costs = self._unit_marginal_costs(live, metric)[live]
+        cumulative = np.cumsum(np.sort(costs)[::-1])
+        return int(np.searchsorted(cumulative, excess, side="right"))
+
+    def _unit_marginal_costs(self, live, kind):
+        """Per unit: what removing it alone saves in the live network
+        (`kind` "params" or "flops")."""
+        plan = self._plan
+        group_costs = self._group_marginal_costs(live, kind)
+        costs = np.zeros(plan.num_units)
+        for group, start, cost in zip(plan.groups, plan.offsets, group_costs):
+            costs[start:start + group.num_units] = cost
+        return costs
+
+    def _live_from_dead(self):
+        """Live flags from the dead mask the proximal step keeps (no
+        weight transfer); from the weights when dead units are not kept."""
+        if not self.keep_dead:
+            return self._live_units()[0]
+        dead = ops.convert_to_numpy(self._dead.value)[:-1]
+        return dead == 0
+
+    def _metric_value(self, metric, live):
+        if metric == "units":
+            return int(live.sum())
+        if metric == "params":
+            return self._live_params(live)
+        return self._live_flops(live)
+
+    def _update_cost_factors(self, live):
+        """Cost factors from the *marginal* cost of each group's units in
+        the live network: removing a unit also shrinks its consumers, whose
+        cost falls as their other inputs die, so a static cost would
+        overprice the units of already thin layers."""
+        plan = self._plan
+        costs = self._group_marginal_costs(live, self.cost)
+        counts = np.zeros(len(plan.groups))
+        for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
+            counts[g] = live[start:start + group.num_units].sum()
+        weight = counts.sum()
+        mean = float((costs * counts).sum() / weight) if weight else 0.0
+        if mean > 0:
+            # The square root balances cost against importance: the full
+            # ratio makes a costly layer (the first convolutions) die
+            # almost whole before cheap ones are touched.
+            self._cost_factors = np.sqrt(costs / mean)
+            self._set_unit_weights(self._active_coefficients)
+
+    def _group_marginal_costs(self, live, kind):
+        """Per group: the params or FLOPs one of its live units costs in
+        the live network (its live weight slices, priced by layer)."""
+        plan = self._plan
+        masks = self._live_masks(live)
+        table = self._cost_table_for_layers()
+        costs = np.zeros(len(plan.groups))
+        for g, (group, start, info) in enumerate(
+            zip(plan.groups, plan.offsets, plan.slice_info)
+        ):
+            group_live = live[start:start + group.num_units]
+            total = 0.0
+            for index, axes, positions, layer in info:
+                shape = tuple(plan.variables[index].shape)
+                full = np.ones(shape, dtype=bool)
+                if index in masks:
+                    full = np.broadcast_to(masks[index], shape)
+                other = tuple(a for a in range(len(shape)) if a not in axes)
+                per_position = full.sum(axis=other) if other else full
+                per_position = np.asarray(per_position).reshape(-1)
+                elements = per_position[positions].sum(axis=1)
+                chosen = elements[group_live] if group_live.any() else elements
+                elements = float(np.mean(chosen))
+                if kind == "params":
+                    total += elements
+                else:
+                    flops, params = table.get(id(layer), (0.0, 0))
+                    if params:
+                        total += flops * elements / params
+            costs[g] = total
+        return costs
+
+    def _cost_table_for_layers(self):
+        """`{id(layer): (flops, params)}` for every layer with a cost,
+        computed once per `fit`."""
+        if self._cost_table is None:
+            table = {}
+            for layer_name, entry in _layer_costs(self.model).items():
+                layer = _find_layer(self.model, layer_name)
+                weights = [] if layer is None else layer.weights
+                params = sum(int(np.prod(v.shape)) for v in weights)
+                key = id(layer) if layer is not None else layer_name
+                table[key] = (float(entry["flops"]), params, weights)
+            self._cost_table = table
+        return {k: v[:2] for k, v in self._cost_table.items()}
 
     # ------------------------------------------------------ coefficients
 
@@ -644,7 +1132,9 @@ class GuidedPruning(keras.callbacks.Callback):
                 )
         for group in plan.groups:
             n = int(group.num_units)
-            if spec == "from_regularizers":
+            if spec == "importance":
+                coefficients = np.ones(n)  # set by the budget each epoch
+            elif spec == "from_regularizers":
                 coefficients = _from_regularizers(group, n)
             elif isinstance(spec, dict):
                 coefficients = np.zeros(n)
@@ -695,6 +1185,7 @@ class GuidedPruning(keras.callbacks.Callback):
     def _set_unit_weights(self, coefficients):
         plan = self._plan
         weights = np.zeros(plan.num_segments, dtype="float64")
+        self._active_coefficients = coefficients
         self._current_coefficients = []
         for group, start, coef, factor in zip(
             plan.groups, plan.offsets, coefficients, self._cost_factors
@@ -741,11 +1232,19 @@ class GuidedPruning(keras.callbacks.Callback):
         num_segments = plan.num_segments
         is_unit = ops.convert_to_tensor(plan.is_unit)
         keep_dead = self.keep_dead
+        guarded = self.budget is not None
+        group_ids = ops.convert_to_tensor(plan.group_ids, dtype="int32")
+        num_groups = len(plan.groups)
 
-        def pure(values, dead, threshold, unit_weights):
+        def pure(values, dead, threshold, unit_weights, allowed=None,
+                 floor=None):
+            guard = None
+            if guarded:
+                guard = {"allowed": allowed, "floor": floor,
+                         "group_ids": group_ids, "num_groups": num_groups}
             return _shrink_step(
                 values, dead, threshold, unit_weights, entries,
-                num_segments, is_unit, keep_dead,
+                num_segments, is_unit, keep_dead, guard=guard,
             )
 
         backend = keras.backend.backend()
@@ -761,13 +1260,17 @@ class GuidedPruning(keras.callbacks.Callback):
                     self._strength.value, "float32"
                 )
                 values = [v.value for v in variables]
-                new_values, new_dead = pure(
+                result = pure(
                     values, self._dead.value, threshold,
-                    self._unit_weights.value,
+                    self._unit_weights.value, self._allowed.value,
+                    self._floor.value,
                 )
-                for variable, value in zip(variables, new_values):
+                for variable, value in zip(variables, result[0]):
                     variable.assign(value)
-                self._dead.assign(new_dead)
+                self._dead.assign(result[1])
+                if guarded:
+                    self._allowed.assign(result[2][0])
+                    self._held.assign(result[2][1])
 
             # The step has no tensor-dependent Python control flow (its loops
             # run over a fixed list of variables at trace time): skip
@@ -794,14 +1297,17 @@ class GuidedPruning(keras.callbacks.Callback):
         ))
         threshold = lr * steps * self.strength
         variables = self._plan.variables
-        new_values, new_dead = self._step(
+        result = self._step(
             [v.value for v in variables], self._dead.value,
             ops.convert_to_tensor(threshold, dtype="float32"),
-            self._unit_weights.value,
+            self._unit_weights.value, self._allowed.value, self._floor.value,
         )
-        for variable, value in zip(variables, new_values):
+        for variable, value in zip(variables, result[0]):
             variable.assign(value)
-        self._dead.assign(new_dead)
+        self._dead.assign(result[1])
+        if self.budget is not None:
+            self._allowed.assign(result[2][0])
+            self._held.assign(result[2][1])
 
     def _sync_dead_from_weights(self):
         plan = self._plan
@@ -906,12 +1412,10 @@ class GuidedPruning(keras.callbacks.Callback):
         masks = self._live_masks(live)
         by_id = {id(v): i for i, v in enumerate(plan.variables)}
         total = 0.0
-        for layer_name, entry in _layer_costs(self.model).items():
-            layer = _find_layer(self.model, layer_name)
-            weights = [] if layer is None else layer.weights
-            params = sum(int(np.prod(v.shape)) for v in weights)
+        self._cost_table_for_layers()
+        for flops, params, weights in self._cost_table.values():
             if not params:
-                total += entry["flops"]
+                total += flops
                 continue
             kept = 0
             for variable in weights:
@@ -921,7 +1425,7 @@ class GuidedPruning(keras.callbacks.Callback):
                     kept += int(np.broadcast_to(masks[index], shape).sum())
                 else:
                     kept += int(np.prod(shape))
-            total += entry["flops"] * kept / params
+            total += flops * kept / params
         return total
 
     def _measure(self, metric):
@@ -936,6 +1440,15 @@ class GuidedPruning(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _optimizer_learning_rate(optimizer):
+    """The learning rate the optimizer uses at its next step."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule(inner.iterations)
+    return optimizer.learning_rate
 
 
 def _step_learning_rate(optimizer):
@@ -997,7 +1510,9 @@ def _find_layer(model, name):
 
 
 def _validate_guidance(guidance):
-    if isinstance(guidance, str) and guidance == "from_regularizers":
+    if isinstance(guidance, str) and guidance in (
+        "from_regularizers", "importance"
+    ):
         return guidance
     if isinstance(guidance, dict) and "class_name" not in guidance:
         checked = {}

@@ -1,0 +1,270 @@
+"""The budget recipe: the controller (pure) and `GuidedPruning(target=...)`
+landing on units, params and FLOPs budgets."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import keras_guided
+from keras_guided import budget
+
+
+# ------------------------------------------------------------ pure parts
+
+
+@pytest.mark.parametrize("target,expected", [
+    ({"units": 66}, ("units", 66)),
+    ({"flops": 0.1}, ("flops", 0.1)),
+    ({"params": 1.0}, ("params", 1.0)),
+    ({"params": np.int64(7)}, ("params", 7)),
+])
+def test_parse_budget_accepts_the_one_grammar(target, expected):
+    assert budget.parse_budget(target) == expected
+
+
+@pytest.mark.parametrize("target", [
+    0.5, {"units": 0}, {"flops": 1.5}, {"latency": 0.5}, {"units": True},
+    {"units": 10, "flops": 0.5}, {"flops": float("nan")},
+])
+def test_parse_budget_message(target):
+    with pytest.raises(ValueError) as error:
+        budget.parse_budget(target)
+    assert str(error.value) == (
+        "`target` must be a dict with one key in ['units', 'params', "
+        "'flops'] and a value that is a fraction to keep (a float in (0, "
+        "1]) or a count (an int >= 1), e.g. {'flops': 0.1} or {'units': "
+        f"66}}. Received: target={target!r}"
+    )
+
+
+def test_budget_value_fraction_and_count():
+    assert budget.budget_value(0.25, 400) == 100.0
+    assert budget.budget_value(66, 400) == 66.0
+
+
+def test_planned_path_is_cubic_from_start_to_goal():
+    assert budget.planned_value(400, 66, 0.0) == 400
+    assert budget.planned_value(400, 66, 1.0) == 66
+    assert budget.planned_value(400, 66, 2.0) == 66  # held after the end
+    assert budget.planned_value(400, 66, 0.5) == pytest.approx(
+        66 + 334 * 0.125)
+    values = [budget.planned_value(400, 66, p) for p in np.linspace(0, 1, 9)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_initial_strength_zeroes_the_median_unit_in_the_given_steps():
+    norms = np.array([1.0, 2.0, 4.0])
+    weights = np.array([2.0, 2.0, 2.0])
+    strength = budget.initial_strength(norms, weights, 0.01, 50)
+    # median(norm / weight) = 1.0; lr * steps * strength * w == norm.
+    assert strength == pytest.approx(1.0 / (0.01 * 50))
+    assert budget.initial_strength([0.0], [1.0], 0.01, 50) == 1e-3
+
+
+def test_controller_raises_behind_lowers_ahead_and_releases_on_goal():
+    controller = budget.BudgetController(100, 20, strength=1.0)
+    behind = controller.update(value=100, progress=0.5)
+    assert 1.0 < behind <= 1.25 + 1e-12
+    ahead = controller.update(value=21, progress=0.1)
+    assert ahead < behind
+    assert ahead >= behind / 1.25 - 1e-12
+    assert not controller.reached
+    assert controller.update(value=20, progress=0.2) == 0.0
+    assert controller.reached
+    # Once reached, it stays released.
+    assert controller.update(value=90, progress=0.3) == 0.0
+
+
+def test_controller_starting_on_budget_is_released():
+    controller = budget.BudgetController(10, 20, strength=1.0)
+    assert controller.reached and controller.strength == 0.0
+
+
+# ----------------------------------------------------------- the callback
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")[:768]
+    return x, data.target[:768]
+
+
+def _mlp(widths=(32, 16)):
+    layers = [keras.Input((8, 8)), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(w, activation="relu", name=f"dense_{i}")
+               for i, w in enumerate(widths, 1)]
+    model = keras.Sequential(layers + [keras.layers.Dense(10, name="out")])
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def _cnn():
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(12, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="dense"),
+        keras.layers.Dense(10, name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _hidden_widths(model):
+    return [layer.units if hasattr(layer, "units") else layer.filters
+            for layer in model.layers
+            if hasattr(layer, "units") or hasattr(layer, "filters")][:-1]
+
+
+def _fit(model, data, callback, epochs=6):
+    x, y = data
+    if model.input_shape[-1] == 1:
+        x = x[..., None]
+    return model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
+                     shuffle=False, callbacks=[callback])
+
+
+@pytest.mark.parametrize("guidance", [None, "linear", "uniform"])
+def test_units_budget_lands_exactly_and_prunes_to_it(digits, guidance):
+    keras.utils.set_random_seed(0)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 12},
+                                         guidance=guidance)
+    history = _fit(model, digits, pruning)
+    live = history.history["live_units"]
+    # Never below the budget on the way (the guard), on it at the end.
+    assert min(live) >= 12
+    assert live[-1] == 12
+    report = pruning.budget_report
+    assert report["goal"] == 12 and report["start"] == 48
+    assert report["landed_at_epoch"] is not None
+    assert report["landed_at_epoch"] < 6
+    small = keras_guided.prune_model(model)
+    widths = _hidden_widths(small)
+    assert sum(widths) == 12
+    assert min(widths) >= 1  # no layer emptied
+    x = digits[0][:64]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(small(x)),
+        keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+
+
+def test_fraction_of_flops_budget_lands_at_or_under_it(digits):
+    keras.utils.set_random_seed(1)
+    model = _cnn()
+    start = keras_guided.stats.count_flops(model)
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.3})
+    history = _fit(model, digits, pruning)
+    report = pruning.budget_report
+    assert report["goal"] == pytest.approx(0.3 * report["start"])
+    assert history.history["live_flops"][-1] <= report["goal"] + 1e-6
+    # Close to it: not more than a few units' worth under.
+    assert history.history["live_flops"][-1] >= 0.8 * report["goal"]
+    small = keras_guided.prune_model(model)
+    assert keras_guided.stats.count_flops(small) <= 0.31 * start
+    assert min(_hidden_widths(small)) >= 1
+
+
+def test_tiny_budget_keeps_one_unit_per_layer(digits):
+    keras.utils.set_random_seed(2)
+    model = _mlp((16, 8))
+    pruning = keras_guided.GuidedPruning(target={"units": 1})
+    _fit(model, digits, pruning, epochs=3)
+    assert _hidden_widths(keras_guided.prune_model(model)) == [1, 1]
+
+
+def test_importance_guidance_spares_what_the_budget_keeps(digits):
+    keras.utils.set_random_seed(3)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 20})
+    _fit(model, digits, pruning, epochs=1)
+    coefficients = np.concatenate(pruning.unit_coefficients)
+    # The units the budget keeps (20) carry no penalty, the rest do.
+    assert (coefficients == 0).sum() >= 20
+    assert (coefficients > 0).sum() >= 48 - 20 - 2
+
+
+def test_controller_history_is_reported(digits):
+    keras.utils.set_random_seed(4)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 0.5})
+    history = _fit(model, digits, pruning, epochs=3)
+    trace = pruning.budget_report["trace"]
+    assert trace and all(len(t) == 3 for t in trace)
+    assert history.history["budget_goal"][-1] == 24
+    assert "budget_planned" in history.history
+
+
+def test_one_instance_serves_two_fits(digits):
+    pruning = keras_guided.GuidedPruning(target={"units": 20})
+    for seed in (5, 6):
+        keras.utils.set_random_seed(seed)
+        model = _mlp()
+        history = _fit(model, digits, pruning, epochs=3)
+        assert history.history["live_units"][-1] == 20
+        assert pruning.budget_report["start"] == 48
+
+
+def test_explicit_strength_is_the_starting_point(digits):
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 40}, strength=0.25)
+    _fit(model, digits, pruning, epochs=1)
+    assert pruning.budget_report["initial_strength"] == 0.25
+
+
+def test_target_epochs_sets_when_it_lands(digits):
+    keras.utils.set_random_seed(7)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 16},
+                                         target_epochs=2)
+    history = _fit(model, digits, pruning, epochs=5)
+    assert history.history["live_units"][1] == 16
+    assert pruning.budget_report["landed_at_epoch"] <= 1
+    # Released after landing: no more penalty.
+    assert history.history["guided_strength"][-1] == 0.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"target": {"units": 10}, "mode": "penalty"},
+     "A budget target needs mode='proximal' (the budget is reached by units "
+     "that are exactly zero). Received: mode='penalty'"),
+    ({"schedule": "budget"},
+     "schedule='budget' needs a target to land on, e.g. "
+     "target={'flops': 0.1}. Received: target=None"),
+    ({"guidance": "importance"},
+     "guidance='importance' needs a budget to know which units to spare: "
+     "pass target={'units': ...}, {'params': ...} or {'flops': ...}. "
+     "Received: target=None"),
+    ({"target": {"units": 10}, "target_epochs": 0},
+     "`target_epochs` must be a positive int. Received: target_epochs=0"),
+])
+def test_budget_argument_errors(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        keras_guided.GuidedPruning(**kwargs)
+    assert str(error.value) == message
+
+
+def test_numeric_target_is_deprecated_but_works():
+    with pytest.warns(DeprecationWarning, match="target={'units': 66}"):
+        pruning = keras_guided.GuidedPruning(target=0.5, schedule="ramp")
+    assert pruning.target == 0.5 and pruning.budget is None
+
+
+def test_dict_target_with_explicit_schedule_is_a_threshold():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruning = keras_guided.GuidedPruning(
+            target={"params": 0.5}, schedule="ramp", strength=0.1)
+    assert pruning.budget is None
+    assert (pruning.target, pruning.target_metric) == (0.5, "params")
+    assert math.isclose(pruning.base_strength, 0.1)
