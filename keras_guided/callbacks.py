@@ -934,7 +934,17 @@ class GuidedPruning(keras.callbacks.Callback):
                 high = middle
             else:
                 low = middle + 1
-        removed = order[:low]
+        removed = list(order[:low])
+        # Units are not equally costly: give back the best-ranked removed
+        # units that still fit, so the budget is met as closely as it can.
+        trial = live.copy()
+        trial[removed] = False
+        for unit in reversed(list(removed[-64:])):
+            trial[unit] = True
+            if self._metric_value(metric, trial) <= controller.goal:
+                removed.remove(unit)
+            else:
+                trial[unit] = False
         dead = ops.convert_to_numpy(self._dead.value).copy()
         dead[removed] = 1.0
         self._dead.assign(dead)
@@ -1020,7 +1030,10 @@ class GuidedPruning(keras.callbacks.Callback):
             return int(math.floor(excess + 1e-9))
         costs = self._unit_marginal_costs(live, metric)[live]
         cumulative = np.cumsum(np.sort(costs)[::-1])
-        return int(np.searchsorted(cumulative, excess, side="right"))
+        # At least one: with costly units (a convolution's filters) no
+        # single death may fit in what is left, and the path would stall;
+        # the landing then corrects by at most that one unit.
+        return max(1, int(np.searchsorted(cumulative, excess, side="right")))
 
     def _unit_marginal_costs(self, live, kind):
         """Per unit: what removing it alone saves in the live network
