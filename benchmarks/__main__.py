@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("b1", "b2", "b3")
-PLOT_NAME = "benchmarks_accuracy_vs_params.png"
+PLOT_NAME = "benchmarks_accuracy_vs_flops.png"
 
 
 def parse_args(argv):
@@ -61,7 +61,7 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from benchmarks import b1_compression
+    from benchmarks import b1_budget
     from benchmarks import b2_overhead
     from benchmarks import b3_surgery
     from benchmarks import data as data_lib
@@ -94,7 +94,10 @@ def main(argv=None):
     log(f"data {data['name']} {results['data']['split']}, mode {mode}")
     if "b1" in args.sections:
         methods = args.methods.split(",") if args.methods else None
-        results["b1"] = b1_compression.run(data, mode, log, methods)
+        os.makedirs(args.out, exist_ok=True)
+        results["b1"] = b1_budget.run(
+            data, mode, log, methods,
+            path=os.path.join(args.out, "b1.json"))
     if "b2" in args.sections:
         results["b2"] = b2_overhead.run(data, mode, log)
     if "b3" in args.sections:
@@ -117,7 +120,7 @@ def _write_reports(results, args, quick):
     plot_name = None
     if "b1" in results and args.docs != "none":
         plot_name = PLOT_NAME
-        report.plot(results["b1"], os.path.join(
+        report.plot_b1(results["b1"], os.path.join(
             os.path.dirname(os.path.abspath(args.docs)), PLOT_NAME))
     text = report.markdown(results, command, quick, plot_name)
     os.makedirs(args.out, exist_ok=True)

@@ -65,128 +65,6 @@ def _num(value, digits=3):
     return f"{value:.{digits}g}"
 
 
-def b1_tables(b1):
-    lines = []
-    names = {"lenet300": "LeNet-300-100 (784-300-100-10)",
-             "lenet5": "LeNet-5-style CNN (conv20-pool-conv50-pool-500-10)",
-             "lenet5_bn": "LeNet-5-style CNN with BatchNormalization"}
-    for model_name, block in b1["models"].items():
-        ref = block["reference"]
-        lines += [
-            f"### {names.get(model_name, model_name)}", "",
-            f"Unregularized reference: {ref['units']} hidden units, "
-            f"{ref['params']:,} params, {ref['flops']:,} FLOPs, validation "
-            f"{_pct(ref['val'])} %, test {_pct(ref['test_mean'])} % (mean "
-            f"of {len(ref['test_per_seed'])} seed(s)).", "",
-            "| method | setting | units kept | params | FLOPs | test trained"
-            " | test after removal (masked) | test fine-tuned (mean ± std) |"
-            " within 0.5 on val | .tflite bytes | gzipped | latency ms |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for method, h in block["headlines"].items():
-            if "skipped" in h:
-                lines.append(f"| {method} | skipped: {h['skipped']} |"
-                             + " |" * 10)
-                continue
-            if method == "tfmot":
-                lines.append(
-                    f"| tfmot (unstructured, sparsity "
-                    f"{h['achieved_sparsity']:.3f}, matched to "
-                    f"{h['matched_method']}) | {h['finetune_epochs']} "
-                    f"pruning epochs | all | {h['params']:,} "
-                    f"({h['params_nonzero']:,} nonzero) | unchanged | | | "
-                    f"{_pct(h['test_mean'])} | | {h['tflite_bytes']:,} | "
-                    f"{h['tflite_gzip_bytes']:,} | {h['latency_ms']:.3g} |")
-                continue
-            setting = (f"keep {h['keep_fraction']}" if method ==
-                       "unregularized" else f"strength {h['strength']:g}, "
-                       f"threshold {h['threshold']:g}")
-            std = f" ± {_pct(h['test_std'])}" if len(
-                h["test_per_seed"]) > 1 else ""
-            lines.append(
-                f"| {method} | {setting} | {h['units_kept']}/"
-                f"{h['units_total']} {tuple(h['widths'])} | {h['params']:,}"
-                f" ({h['params_dense'] / h['params']:.1f}x) | "
-                f"{h['flops']:,} ({h['flops_dense'] / h['flops']:.1f}x) | "
-                f"{_pct(h['accuracy_trained_test'])} | "
-                f"{_pct(h['accuracy_removed_test'])} "
-                f"({_pct(h['accuracy_masked_test'])}) | "
-                f"{_pct(h['test_mean'])}{std} | "
-                f"{'yes' if h['within_tolerance_on_val'] else 'no'} | "
-                f"{h['tflite_bytes']:,} | {h['tflite_gzip_bytes']:,} | "
-                f"{h['latency_ms']:.3g} |")
-        lines.append("")
-    if b1["skipped"]:
-        lines += ["Skipped methods:", ""]
-        lines += [f"- `{m}`: {r}" for m, r in b1["skipped"].items()]
-        lines.append("")
-    return lines
-
-
-def b1_targets(b1):
-    """Checks the issue's targets; returns markdown lines."""
-    lines = ["### Targets", ""]
-
-    def guided(block):
-        return {m: h for m, h in block["headlines"].items()
-                if m.startswith("guided") and "skipped" not in h}
-
-    mlp = b1["models"].get("lenet300")
-    if mlp:
-        ref = mlp["reference"]["test_mean"]
-        ok = [(h["units_kept"], m) for m, h in guided(mlp).items()
-              if h["test_mean"] >= ref - 0.005]
-        best = min(ok) if ok else None
-        lines.append(
-            "- LeNet-300-100 at <= 66 of 400 hidden units within 0.5 points "
-            "(test, mean over seeds): "
-            + (f"best guided within tolerance: {best[0]} units ({best[1]}):"
-               f" {'reached' if best[0] <= 66 else 'not reached'}"
-               if best else "no guided headline within 0.5 points on test: "
-               "not reached"))
-        group = mlp["headlines"].get("group_lasso")
-        g = guided(mlp)
-        if group and g and "skipped" not in group:
-            units, method = min((h["units_kept"], m) for m, h in g.items())
-            fewer = 1 - units / group["units_kept"]
-            lines.append(
-                f"- guided >= 25 % fewer units than uniform group lasso "
-                f"(both headlines chosen within 0.5 points on validation): "
-                f"{method} {units} vs group_lasso {group['units_kept']} "
-                f"({100 * fewer:.0f} % fewer; test {_pct(g[method]['test_mean'])}"
-                f" vs {_pct(group['test_mean'])}): "
-                f"{'reached' if fewer >= 0.25 else 'not reached'}")
-    for name in ("lenet5", "lenet5_bn"):
-        cnn = b1["models"].get(name)
-        if not cnn:
-            continue
-        ref = cnn["reference"]["test_mean"]
-        ok = [(h["flops_dense"] / h["flops"], m) for m, h in
-              cnn["headlines"].items()
-              if "skipped" not in h and m != "tfmot"
-              and h["test_mean"] >= ref - 0.005]
-        best = max(ok) if ok else None
-        lines.append(
-            f"- {name}: >= 10x fewer FLOPs within 0.5 points (test): "
-            + (f"best {best[0]:.1f}x ({best[1]}): "
-               f"{'reached' if best[0] >= 10 else 'not reached'}"
-               if best else "no method within 0.5 points: not reached"))
-    diffs, equal = [], True
-    for block in b1["models"].values():
-        for p in block["points"]:
-            diffs.append(p.get("prune_model_max_abs_diff",
-                               p["reference_max_abs_diff"]))
-            equal &= (p["accuracy_removed"] == p["accuracy_masked"])
-    removal = {p["removal"] for b in b1["models"].values()
-               for p in b["points"]}
-    lines.append(
-        f"- accuracy right after removal equals the masked model's: "
-        f"{'yes' if equal else 'no'} on every point (max |logit "
-        f"difference| {max(diffs):.2g}; removal by {', '.join(removal)})")
-    lines.append("")
-    return lines
-
-
 def b2_table(b2):
     lines = ["| variant | median epoch s | ratio vs plain | aim |",
              "|---|---|---|---|",
@@ -271,16 +149,8 @@ def markdown(results, command, quick, plot_name=None):
         "once.", "",
     ]
     if "b1" in results:
-        lines += ["## B1: compression at equal accuracy", "",
-                  "Headline per method: the smallest model (seed 0) whose "
-                  "fine-tuned validation accuracy is within 0.5 points of "
-                  "the unregularized reference; its strength is rerun for "
-                  "every seed and test is reported as mean ± std. Latency: "
-                  "float32 .tflite, LiteRT interpreter, 1 thread, batch 1, "
-                  "median.", ""]
-        lines += b1_tables(results["b1"]) + b1_targets(results["b1"])
-        if plot_name:
-            lines += [f"![accuracy vs params]({plot_name})", ""]
+        lines += b1_section(results["b1"], plot_name).rstrip("\n").split(
+            "\n") + [""]
     if "b2" in results:
         b2 = results["b2"]
         lines += ["## B2: training overhead", "",
@@ -302,47 +172,49 @@ def markdown(results, command, quick, plot_name=None):
     return "\n".join(lines) + "\n"
 
 
-def plot(b1, path):
-    """Accuracy (fine-tuned, test) against params, one panel per model."""
-    import matplotlib
+def b1_section(b1, plot_name=None):
+    """The B1 section of the benchmarks page, as markdown text."""
+    from benchmarks import b1_budget
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    config = b1.get("config", {})
+    lines = [
+        "## B1: accuracy at matched budgets", "",
+        "Every method starts from the same trained unregularized reference "
+        "(per seed), gets the same pruning epochs to reach the budget, and "
+        "the same fine-tuning: distillation from the reference "
+        "(`keras_guided.Distiller`, alpha 0.1, temperature 4, cosine "
+        "learning rate), the number of epochs kept (0 to all) chosen on "
+        "validation. Test accuracy is read once, at the end. Epochs "
+        f"(reference / pruning / fine-tuning): MLP "
+        f"{_epochs(config.get('mlp'))}, CNNs {_epochs(config.get('cnn'))}; "
+        f"Adam 1e-3, batch {b1_budget.BATCH_SIZE}. Raw numbers: "
+        "`benchmarks_b1.json` next to this page.", "",
+        "| method | what |", "|---|---|",
+    ]
+    for method in b1_budget.METHODS:
+        text = b1.get("descriptions", {}).get(method)
+        if text:
+            lines.append(f"| `{method}` | {text} |")
+    lines.append("")
+    lines += b1_budget.markdown(b1)
+    lines += ["### Targets", ""] + b1_budget.targets(b1) + [""]
+    if plot_name:
+        lines += [f"![accuracy vs FLOPs]({plot_name})", ""]
+    return "\n".join(lines) + "\n"
 
-    models = list(b1["models"])
-    figure, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4),
-                                squeeze=False)
-    for axis, model_name in zip(axes[0], models):
-        block = b1["models"][model_name]
-        methods = dict.fromkeys(p["method"] for p in block["points"])
-        for method in methods:
-            points = sorted((p["params"], 100 * p["accuracy_finetuned"]
-                             ["test"]) for p in block["points"]
-                            if p["method"] == method and p["seed"] == 0)
-            axis.plot(*zip(*points), marker="o", label=method)
-        tfmot = block["headlines"].get("tfmot", {})
-        if "params_nonzero" in tfmot:
-            axis.plot([tfmot["params_nonzero"]], [100 * tfmot["test_mean"]],
-                      marker="x", linestyle="", color="k",
-                      label="tfmot (nonzero)")
-        ref = block["reference"]["test_mean"] * 100
-        axis.axhline(ref - 0.5, color="grey", linestyle=":",
-                     label="reference - 0.5")
-        axis.set_xscale("log")
-        axis.set_xlabel("params after removal")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(model_name)
-        axis.set_ylim(max(0, ref - 15), 100)
-    axes[0][0].legend(fontsize=7)
-    figure.tight_layout()
+
+def _epochs(config):
+    if not config:
+        return "?"
+    return (f"{config['ref_epochs']} / {config['prune_epochs']} / "
+            f"{config['finetune_epochs']}")
+
+
+def plot_b1(b1, path):
+    """Test accuracy against kept FLOPs (B1), written atomically."""
+    from benchmarks import b1_budget
+
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=100)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    os.makedirs(directory, exist_ok=True)
+    b1_budget.plot(b1, path)
+    os.chmod(path, 0o644)

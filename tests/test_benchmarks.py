@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks import b1_compression
+from benchmarks import b1_budget
 from benchmarks import common
 from benchmarks import data as data_lib
 from benchmarks import models as models_lib
@@ -68,16 +68,62 @@ def test_reference_rebuild_matches_masked_model(name):
                                common.logits(masked, x), atol=1e-5)
 
 
-def test_one_method_end_to_end_on_digits():
+def test_matched_budget_points_end_to_end_on_digits(tmp_path):
     data = data_lib.load(None)
     assert data["name"] == "sklearn-digits"
-    result = b1_compression.run(data, "toy", log=lambda m: None,
-                                methods=["unregularized"])
-    block = result["models"]["lenet300"]
-    halved = [p for p in block["points"] if p["keep_fraction"] == 0.5][0]
-    assert halved["units_kept"] == 200
-    assert halved["params"] < halved["params_dense"]
-    assert halved["accuracy_removed"] == halved["accuracy_masked"]
-    headline = block["headlines"]["unregularized"]
-    assert headline["tflite_bytes"] > 0
-    assert 0.0 <= headline["test_mean"] <= 1.0
+    path = str(tmp_path / "b1.json")
+    messages = []
+    result = b1_budget.run(data, "toy", log=messages.append,
+                           methods=["magnitude", "guided"],
+                           models=["lenet300"], path=path,
+                           budgets=["units=66"])
+    points = result["models"]["lenet300"]["points"]
+    assert sorted(points) == ["guided|units=66|0", "magnitude|units=66|0"]
+    for point in points.values():
+        # Both land exactly on the budget, with no layer emptied.
+        assert point["units"] == 66 and min(point["widths"]) >= 1
+        assert 0.0 <= point["test"] <= 1.0
+    # Resumable: a second run finds every point done and runs nothing.
+    again = b1_budget.run(data, "toy", log=messages.append,
+                          methods=["magnitude", "guided"],
+                          models=["lenet300"], path=path,
+                          budgets=["units=66"])
+    assert again["models"]["lenet300"]["points"] == points
+    assert sum("reference" in m for m in messages) == 1
+    table = "\n".join(b1_budget.markdown(again))
+    assert "| guided |" in table and "66 units" in table
+
+
+def test_targets_say_reached_or_not_with_numbers():
+    def point(test, units=66, flops=1000, params=100):
+        return {"test": test, "units": units, "flops": flops,
+                "params": params, "widths": [units]}
+
+    b1 = {"models": {"lenet300": {
+        "reference": {"0": {"test": 0.96, "units": 400, "params": 10,
+                            "flops": 10}},
+        "points": {
+            "guided|units=66|0": point(0.957),
+            "magnitude_iterative|units=66|0": point(0.953),
+        },
+    }}}
+    lines = b1_budget.targets(b1)
+    assert lines[0].endswith("guided 95.70 vs 96.00 (+0.30 points "
+                             "below): reached")
+    assert lines[1].endswith(": reached")
+    assert "units=66: 95.70 vs magnitude_iterative 95.30" in lines[1]
+    b1["models"]["lenet300"]["points"]["guided|units=66|0"] = point(0.95)
+    lines = b1_budget.targets(b1)
+    assert lines[0].endswith("not reached, by 0.50 points")
+    assert lines[1].endswith("not reached (0 of 1)")
+
+
+def test_cut_by_scores_meets_a_flops_budget():
+    model = models_lib.build("lenet5", (8, 8, 1), widths=(6, 8, 10))
+    model(np.zeros((1, 8, 8, 1), "float32"))
+    start = b1_budget._measure(model, "flops")
+    small = b1_budget._cut_by_scores(model, b1_budget._norm_scores(model),
+                                     {"flops": 0.3})
+    flops = b1_budget._measure(small, "flops")
+    assert flops <= 0.3 * start
+    assert flops >= 0.15 * start
