@@ -2,15 +2,18 @@
 
 The whole keras_guided workflow on scikit-learn's bundled 8x8 digits:
 
-1. train a CNN (Conv-BN-ReLU blocks, Flatten, Dense head) with
-   `keras_guided.GuidedPruning(mode="proximal")`: each filter's unit group
-   (its kernel slice and bias, the BatchNormalization gamma and beta after
-   it, and the matching input slices of the next layer, through Flatten) is
-   shrunk as one, so whole filters reach exact zero;
+1. train a CNN (Conv-BN-ReLU blocks, Flatten, Dense head) with the budget
+   recipe, `keras_guided.GuidedPruning(target={"flops": 0.1})`: each
+   filter's unit group (its kernel slice and bias, the BatchNormalization
+   gamma and beta after it, and the matching input slices of the next
+   layer, through Flatten) is shrunk as one, so whole filters reach exact
+   zero, and the callback steers the penalty so the live network lands on
+   10 % of the FLOPs, then lets it recover;
 2. remove them with `keras_guided.prune_model` (the constant a dead filter
    still emits, BN's beta through the ReLU, is folded into the next layer's
    bias, so the result computes what the trained model computes);
-3. fine-tune the smaller model for a few epochs;
+3. fine-tune the smaller model by distillation from the trained one
+   (`keras_guided.Distiller`);
 4. export it with `keras_guided.export_tflite(quantization="int8")`,
    calibrated on training images and verified in the LiteRT interpreter.
 
@@ -30,14 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-# Full run and `--quick` (a smoke test). With Adam, the proximal step removes
-# a unit where lr * strength * g_u outweighs the gradient's pull: strengths of
-# order 0.1-1. The quick run trains briefly, so it pushes harder.
+# Full run and `--quick` (a smoke test). No strength to guess: the budget
+# controller calibrates and steers it.
 SETTINGS = {
-    "full": {"epochs": 30, "settle_epochs": 3, "finetune_epochs": 5,
-             "strength": 0.15},
-    "quick": {"epochs": 5, "settle_epochs": 1, "finetune_epochs": 1,
-              "strength": 0.6},
+    "full": {"epochs": 30, "finetune_epochs": 5},
+    "quick": {"epochs": 4, "finetune_epochs": 1},
 }
 LEARNING_RATE = 3e-3
 BATCH_SIZE = 64
@@ -125,9 +125,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="out_cnn_digits",
                         help="directory for artifacts (default: "
                         "./out_cnn_digits)")
-    parser.add_argument("--strength", type=float, default=None,
-                        help="GuidedPruning strength (default: 0.15, "
-                        "--quick: 0.6)")
+    parser.add_argument("--keep-flops", type=float, default=0.1,
+                        help="fraction of the FLOPs to keep (default: 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -135,8 +134,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     settings = dict(SETTINGS["quick" if args.quick else "full"])
-    if args.strength is not None:
-        settings["strength"] = args.strength
     start = time.perf_counter()
 
     def progress(message):
@@ -151,23 +148,14 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_data(args.seed)
     progress(f"digits: {len(x_train)} training, {len(x_test)} test images")
 
-    # 1. Train to be cut. The schedule ramps the strength up over two
-    # epochs and sets it to 0 for the last `settle_epochs`: dead filters
-    # stay dead (GuidedPruning keeps them at zero) while the others and the
-    # BN statistics settle.
+    # 1. Train to be cut, on a budget: the live network follows a path to
+    # the budget over two thirds of the epochs, lands on it, and the last
+    # third recovers with the dead filters kept at zero.
     model = build_cnn()
     compile_model(model, LEARNING_RATE)
-    epochs, settle = settings["epochs"], settings["settle_epochs"]
-    strength = settings["strength"]
-
-    def schedule(epoch):
-        if epoch >= epochs - settle:
-            return 0.0
-        return strength * min(1.0, (epoch + 1) / 2)
-
-    pruning = keras_guided.GuidedPruning(
-        strength=strength, guidance="linear", mode="proximal",
-        schedule=schedule)
+    epochs = settings["epochs"]
+    budget = {"flops": args.keep_flops}
+    pruning = keras_guided.GuidedPruning(target=budget)
 
     class Progress(keras.callbacks.Callback):
         # GuidedPruning writes live_units/<layer> into `logs`.
@@ -180,8 +168,7 @@ def main(argv=None):
                      f"live units: {live}")
 
     progress(f"training {model.name} ({model.count_params():,} params), "
-             f"GuidedPruning(strength={strength}, guidance='linear', "
-             "mode='proximal')")
+             f"GuidedPruning(target={budget})")
     model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE,
               verbose=0, callbacks=[pruning, Progress()])
     model.save(os.path.join(args.out, "trained.keras"))
@@ -198,10 +185,13 @@ def main(argv=None):
     progress(f"test accuracy: trained {accuracy_trained:.2%}, right after "
              f"pruning {accuracy_pruned:.2%}")
 
-    # 3. Fine-tune the smaller model briefly, at a lower learning rate.
-    compile_model(pruned, LEARNING_RATE / 3)
-    pruned.fit(x_train, y_train, epochs=settings["finetune_epochs"],
-               batch_size=BATCH_SIZE, verbose=0)
+    # 3. Fine-tune the smaller model by distillation from the trained one
+    # (the teacher is not changed; `pruned` is trained in place and stays a
+    # plain Keras model).
+    distiller = keras_guided.Distiller(pruned, model, from_logits=False)
+    compile_model(distiller, LEARNING_RATE / 3)
+    distiller.fit(x_train, y_train, epochs=settings["finetune_epochs"],
+                  batch_size=BATCH_SIZE, verbose=0)
     accuracy_finetuned = accuracy(pruned, x_test, y_test)
     pruned.save(os.path.join(args.out, "pruned.keras"))
     progress(f"fine-tuned {settings['finetune_epochs']} epoch(s): test "

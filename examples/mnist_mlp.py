@@ -7,11 +7,14 @@ The classic fully connected MNIST network (784-300-100-10, LeCun et al.
    guidance="linear")` to both hidden layers: it declares *which* units
    should go first (linear guidance: unit 0 is protected the most, the last
    unit the least) and adds a mild group-lasso term to the loss;
-2. trains with `keras_guided.GuidedPruning(mode="proximal",
-   guidance="from_regularizers")`: after every optimizer step each whole
-   unit group (kernel column, bias, and the next layer's input row) is
-   shrunk towards zero with the regularizers' coefficients, so units reach
-   *exact* zero even under Adam;
+2. trains it the plain way first (the network you have), then on a budget
+   with `keras_guided.GuidedPruning(target={"units":
+   66}, guidance="from_regularizers")`: after every optimizer step each
+   whole unit group (kernel column, bias, and the next layer's input row)
+   is shrunk towards zero with the regularizers' coefficients, so units
+   reach *exact* zero even under Adam, and the callback steers the strength
+   so that 66 of the 400 hidden units are live after two thirds of the
+   epochs (the rest recover);
 3. removes the dead units with `keras_guided.prune_model` (a new, smaller
    model of standard Keras layers that computes the same function);
 4. prints the hidden units kept, parameters and accuracy before/after.
@@ -41,14 +44,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-# Settings for a full run and for `--quick` (a smoke test). `strength` is the
-# GuidedPruning strength: with Adam a unit shrinks where lr * strength * g_u
-# outweighs the gradient's pull, so it is of order 0.1-1 (see the
-# GuidedPruning docstring), much larger than a loss-penalty strength.
+# Settings for a full run and for `--quick` (a smoke test). No strength to
+# guess: the budget controller calibrates and steers it (`--strength` only
+# sets where it starts).
 SETTINGS = {
-    "full": {"epochs": 20, "settle_epochs": 3, "strength": 0.2,
+    "full": {"plain_epochs": 10, "epochs": 20, "strength": None,
              "batch_size": 128},
-    "quick": {"epochs": 6, "settle_epochs": 1, "strength": 0.6,
+    "quick": {"plain_epochs": 4, "epochs": 9, "strength": None,
               "batch_size": 128},
 }
 LEARNING_RATE = 2e-3
@@ -201,10 +203,12 @@ def parse_args(argv=None):
                         help="directory for artifacts (default: "
                         "./out_mnist_mlp)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="training epochs (default: 20, --quick: 6)")
+                        help="epochs on the budget (default: 20, --quick: 9)")
+    parser.add_argument("--keep-units", type=int, default=66,
+                        help="hidden units to keep, of 400 (default: 66)")
     parser.add_argument("--strength", type=float, default=None,
-                        help="GuidedPruning strength (default: 0.2, "
-                        "--quick: 0.6)")
+                        help="GuidedPruning starting strength (default: "
+                        "calibrated)")
     parser.add_argument("--regularizer-strength", type=float,
                         default=REGULARIZER_STRENGTH,
                         help="strength of the GuidedRegularizer's loss term "
@@ -218,8 +222,6 @@ def main(argv=None):
     settings = dict(SETTINGS["quick" if args.quick else "full"])
     if args.epochs is not None:
         settings["epochs"] = args.epochs
-        settings["settle_epochs"] = min(settings["settle_epochs"],
-                                        max(args.epochs - 1, 0))
     if args.strength is not None:
         settings["strength"] = args.strength
     start = time.perf_counter()
@@ -249,20 +251,20 @@ def main(argv=None):
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
-    # 2. Train with the proximal callback. The strength schedule ramps up
-    # over the first two epochs and drops to 0 for the last `settle_epochs`
-    # (dead units stay dead; the survivors recover what they lost).
-    epochs, settle = settings["epochs"], settings["settle_epochs"]
-    strength = settings["strength"]
-
-    def schedule(epoch):
-        if epoch >= epochs - settle:
-            return 0.0
-        return strength * min(1.0, (epoch + 1) / 2)
-
+    # 2. Train on a budget: keep `--keep-units` of the 400 hidden units.
+    # The callback steers the strength so the live network reaches the
+    # budget after two thirds of the epochs (the coefficients of the
+    # GuidedRegularizers say which units go first), then releases it: dead
+    # units stay dead and the survivors recover what they lost.
+    progress(f"training {model.name} for {settings['plain_epochs']} epochs "
+             "the plain way first (pruning starts from a trained network)")
+    model.fit(x_train, y_train, epochs=settings["plain_epochs"],
+              batch_size=settings["batch_size"], verbose=0)
+    epochs = settings["epochs"]
+    budget = {"units": args.keep_units}
     pruning = keras_guided.GuidedPruning(
-        strength=strength, guidance="from_regularizers", mode="proximal",
-        schedule=schedule)
+        target=budget, guidance="from_regularizers",
+        strength=settings["strength"])
 
     class Progress(keras.callbacks.Callback):
         # Runs after GuidedPruning, so `logs` already has the live counts.
@@ -276,8 +278,8 @@ def main(argv=None):
                 f"{int(logs['live_units/hidden2'])}/100")
 
     progress(f"training {model.name} ({model.count_params():,} params) for "
-             f"{epochs} epochs, GuidedPruning(strength={strength}, "
-             "mode='proximal')")
+             f"{epochs} epochs, GuidedPruning(target={budget}, "
+             "guidance='from_regularizers')")
     model.fit(x_train, y_train, epochs=epochs,
               batch_size=settings["batch_size"], verbose=0,
               callbacks=[pruning, Progress()])

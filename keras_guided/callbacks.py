@@ -354,6 +354,29 @@ def _check_choice(value, name, choices):
 class GuidedPruning(keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
+    The budget recipe (recommended): say what to keep and the callback does
+    the rest, `GuidedPruning(target={"flops": 0.1})` (or `{"units": 66}`,
+    `{"params": 0.25}`: a fraction of the value at the start of `fit`, or a
+    count). During the first `target_epochs` (default: two thirds of the
+    `fit` epochs) a controller (`keras_guided.budget.BudgetController`)
+    steers the strength so that the live network follows a cubic path down
+    to the budget; a guard in the proximal step lets units die only as fast
+    as the path allows and never empties a layer, so the budget is not
+    overshot. At the end of the path the callback *lands*: the live units
+    that the penalty would take next are zeroed until the budget holds
+    (within one unit of it). The strength is then released (0), dead units
+    stay dead, and the remaining epochs let the network recover.
+    `keras_guided.prune_model(model)` afterwards removes exactly the dead
+    units. The strength is calibrated from the unit norms and the learning
+    rate (`strength=None`) and steered multiplicatively, so the same call
+    works with SGD and Adam. The default guidance in this mode is
+    `"importance"`: each epoch the units are ranked by the rank of their
+    norm within their layer (divided by the square root of their marginal
+    cost for a params or FLOPs budget); the best-ranked units that fit the
+    budget get coefficient 0, the others rising coefficients, so the
+    penalty never shrinks what the budget keeps. `budget_report` holds what
+    happened (start, goal, landing epoch, the controller trace).
+
     Each unit group (a unit's kernel slice and bias, the BatchNormalization
     gamma and beta after it, the consumers' input slices, see
     `keras_guided.graph`) is penalized as one:
@@ -429,26 +452,35 @@ class GuidedPruning(keras.callbacks.Callback):
     weights as one device.
 
     Args:
-        strength: non-negative float, the penalty weight. Defaults to `1e-3`.
-        guidance: `"linear"`, `"exponential"`, `"uniform"`, a
+        strength: non-negative float, the penalty weight. Defaults to
+            `None`: `1e-3`, or with a budget target, calibrated at the start
+            of `fit` (a given value is then the controller's start).
+        guidance: `"importance"` (budget targets only), `"linear"`,
+            `"exponential"`, `"uniform"`, a
             `keras_guided.guidance.Guidance`, a dict `{layer_name: scheme or
             coefficients}` (groups produced by unnamed layers are not
             penalized), or `"from_regularizers"` (coefficients of the
             `GuidedRegularizer` on each group's producer kernel; groups
-            without one are not penalized). Defaults to `"linear"`.
+            without one are not penalized). Defaults to `None`:
+            `"importance"` with a budget target, else `"linear"`.
         mode: `"proximal"` or `"penalty"`. Defaults to `"proximal"`.
-        schedule: `"constant"`, `"warmup"`, `"ramp"` or a callable
-            `epoch -> strength`. Defaults to `"constant"`.
+        schedule: `"budget"`, `"constant"`, `"warmup"`, `"ramp"` or a
+            callable `epoch -> strength`. Defaults to `None`: `"budget"`
+            with a dict `target`, else `"constant"`. With another schedule
+            a dict `target` is only a threshold (see `on_target`).
         warmup_epochs: positive int, length of the `"warmup"` schedule.
             Defaults to `5`.
         cost: `None`, `"params"` or `"flops"`. Defaults to `None`.
         adapt_every: `None` or a positive int (epochs). Defaults to `None`.
         keep_dead: whether dead units are kept at zero. Defaults to `True`.
-        target: `None`, a float in `(0, 1)` (fraction of the value at the
-            start of `fit`) or an int >= 1 (absolute count) of
-            `target_metric`. Checked at every epoch end. Defaults to `None`.
-        target_metric: `"units"`, `"params"` or `"flops"`. Defaults to
-            `"units"`.
+        target: `None` or a budget in the grammar shared with
+            `prune_model`: a dict with one key, `"units"`, `"params"` or
+            `"flops"`, and a fraction to keep (float in `(0, 1]`) or a
+            count (int). The older forms, a float fraction or an int count
+            of `target_metric`, still work as thresholds and warn
+            (deprecated). Defaults to `None`.
+        target_metric: for the deprecated numeric `target`: `"units"`,
+            `"params"` or `"flops"`. Defaults to `"units"`.
         on_target: what to do once the target is reached: `"hold"` keeps the
             strength at its current value, `"release"` sets it to 0 (dead
             units stay dead, the rest fine-tunes), `"stop"` stops training.
@@ -459,6 +491,9 @@ class GuidedPruning(keras.callbacks.Callback):
             takes it). Defaults to `1`.
         on_unsupported: passed to `keras_guided.graph.find_unit_groups`.
             Defaults to `"raise"`.
+        target_epochs: positive int, the epochs of the path to a budget
+            target (counted from the start of `fit`). Defaults to `None`:
+            two thirds of the `fit` epochs.
 
     Examples:
         >>> import keras, numpy as np, keras_guided
@@ -472,13 +507,22 @@ class GuidedPruning(keras.callbacks.Callback):
         >>> history.history["live_units"][-1] <= 16
         True
 
+        The budget recipe: keep 4 of the 16 hidden units.
+
+        >>> budgeted = keras_guided.GuidedPruning(target={"units": 4})
+        >>> history = model.fit(np.ones((8, 8)), np.zeros((8, 2)), epochs=3,
+        ...                     verbose=0, callbacks=[budgeted])
+        >>> history.history["live_units"][-1]
+        4
+
     Raises:
         ValueError: for invalid arguments, or (at the start of `fit`) a
             guidance dict naming layers that produce no prunable group.
 
     References:
         Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
-        arXiv:2305.18448, 2023. Li et al., "Pruning Filters for Efficient
+        arXiv:2305.18448, 2023. Zhu & Gupta, "To prune, or not to prune",
+        2017 (the cubic path). Li et al., "Pruning Filters for Efficient
         ConvNets", ICLR 2017 (magnitude importance). Yuan & Lin, "Model
         selection and estimation in regression with grouped variables",
         2006 (group lasso).

@@ -73,6 +73,8 @@ def test_mnist_mlp_quick(tmp_path):
     assert set(units) == {"hidden1", "hidden2"}
     assert 1 <= int(units["hidden1"]) < 300
     assert 1 <= int(units["hidden2"]) < 100
+    # The budget recipe lands on the default budget of 66 hidden units.
+    assert int(units["hidden1"]) + int(units["hidden2"]) == 66
     params = re.search(r"^params: ([\d,]+) -> ([\d,]+)", stdout, re.M)
     assert _number(params.group(1)) == 64 * 300 + 300 + 300 * 100 + 100 + (
         100 * 10 + 10)
