@@ -525,7 +525,10 @@ def summary(b1):
     """`{model: {"reference": (mean, std, n), "rows": {method: {budget key:
     stats}}}}` with stats = mean/std of test, mean units/params/flops."""
     out = {}
-    for model_name, entry in b1["models"].items():
+    names = [m for m in BUDGETS if m in b1["models"]] + [
+        m for m in b1["models"] if m not in BUDGETS]
+    for model_name in names:
+        entry = b1["models"][model_name]
         refs = [r["test"] for r in entry["reference"].values()]
         rows = {}
         for key, point in entry["points"].items():

@@ -191,9 +191,11 @@ def b1_section(b1, plot_name=None):
         "`benchmarks_b1.json` next to this page.", "",
         "| method | what |", "|---|---|",
     ]
+    present = {key.split("|")[0] for entry in b1.get("models", {}).values()
+               for key in entry.get("points", {})}
     for method in b1_budget.METHODS:
-        text = b1.get("descriptions", {}).get(method)
-        if text:
+        text = b1_budget.DESCRIPTIONS.get(method)
+        if method in present:
             lines.append(f"| `{method}` | {text} |")
     lines.append("")
     lines += b1_budget.markdown(b1)

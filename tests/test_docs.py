@@ -62,3 +62,14 @@ def test_mkdocs_strict_build(tmp_path):
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_budget_howto_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks(("docs", "howto", "budget.md")))
+    namespace = {"__name__": "__budget_howto__"}
+    exec(compile(code, "docs/howto/budget.md", "exec"), namespace)
+    report = namespace["pruning"].budget_report
+    assert report["value"] <= report["goal"]
+    assert namespace["flops_after"] <= 0.11 * namespace["flops_before"]
+    assert namespace["accuracy"] > 0.8
