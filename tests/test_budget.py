@@ -159,11 +159,13 @@ def test_units_budget_lands_exactly_and_prunes_to_it(digits, guidance):
         keras.ops.convert_to_numpy(model(x)), atol=1e-4)
 
 
-def test_fraction_of_flops_budget_lands_at_or_under_it(digits):
+@pytest.mark.parametrize("kwargs", [{}, {"guidance": "linear",
+                                     "cost": "flops"}])
+def test_fraction_of_flops_budget_lands_at_or_under_it(digits, kwargs):
     keras.utils.set_random_seed(1)
     model = _cnn()
     start = keras_guided.stats.count_flops(model)
-    pruning = keras_guided.GuidedPruning(target={"flops": 0.3})
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.3}, **kwargs)
     history = _fit(model, digits, pruning)
     report = pruning.budget_report
     assert report["goal"] == pytest.approx(0.3 * report["start"])
