@@ -31,7 +31,9 @@ from keras_guided import scoring
 from keras_guided import units as units_lib
 
 _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
-_PROBE_SIZE = 8
+# Unknown lengths without sample inputs: long enough for most kernels and
+# pooling windows, small enough to probe quickly.
+_PROBE_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -198,7 +200,7 @@ def prune_model(
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
-    rewriter = _Rewriter(analysis)
+    rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     if plan is not None:
         plan = _validate_plan(plan, groups, min_units)
     elif threshold is not None:
@@ -207,7 +209,8 @@ def prune_model(
         )
     elif target is not None:
         plan = scoring.plan_from_target(
-            groups, model, target, min_units=min_units, round_to=round_to
+            groups, model, target, min_units=min_units, round_to=round_to,
+            shapes=rewriter.shapes,
         )
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
@@ -341,8 +344,9 @@ def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
 class _Rewriter:
     """Constants, folding and rebuilding for one analysed model."""
 
-    def __init__(self, analysis):
+    def __init__(self, analysis, shapes=None):
         self.analysis = analysis
+        self.shapes = shapes or {}
         self.unit_root = {
             location: root
             for root, location in analysis.unit_location.items()
@@ -411,7 +415,11 @@ class _Rewriter:
         if not any(mask.any() for _, mask in wanted):
             return
         try:
-            if _is_producer(op):
+            if units_lib.layer_family(op) == "embedding":
+                # A masked embedding column is zero for every token.
+                values = [[np.zeros(self._shape(node.outputs[0]),
+                                    dtype="float32")]]
+            elif _is_producer(op):
                 # Masked incoming weights: the output is f(bias) whatever
                 # the input, so a zero probe gives it.
                 values = [self._call(node, op, zeros=True)]
@@ -437,14 +445,10 @@ class _Rewriter:
 
     def _call(self, node, op, zeros=False):
         """Calls `op` on probes: constants where known, noise elsewhere."""
-        known = [
-            self.consts[id(t)].shape for t in node.input_tensors
-            if id(t) in self.consts
-        ]
         probes = {}
         for tensor in node.input_tensors:
             const = self.consts.get(id(tensor))
-            shape = _concrete(tensor.shape, const, known)
+            shape = const.shape if const is not None else self._shape(tensor)
             dtype = keras.backend.standardize_dtype(tensor.dtype)
             if zeros or "int" in dtype or "bool" in dtype:
                 value = np.zeros(shape, dtype=dtype)
@@ -457,6 +461,12 @@ class _Rewriter:
         args, kwargs = node.arguments.fill_in(probes)
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+    def _shape(self, tensor):
+        """The probe shape of `tensor`: batch 1, lengths of real inputs."""
+        shape = list(self.shapes.get(id(tensor), tensor.shape))
+        shape[0] = 1
+        return tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
 
     def _usable(self, tensor, mask):
         """Removed channels of `tensor` that are constant where read."""
@@ -599,6 +609,18 @@ class _Rewriter:
         )
         return keras.Model(inputs_struct, outputs, name=model.name)
 
+    def _untouched(self, op, node, kept_inputs, kept_outputs):
+        """Whether `op` is rebuilt with its own channels and weights."""
+        tensors = list(node.input_tensors) + list(node.outputs[:1])
+        kept = list(kept_inputs) + [kept_outputs]
+        for tensor, channels in zip(tensors, kept):
+            full = graph_lib._channels(tensor)
+            if channels is not None and len(channels) != full:
+                return False
+        if self._keep_all:
+            return id(op) not in getattr(self, "_masks", {})
+        return id(op) not in getattr(self, "deltas", {})
+
     def _kept(self, tensor):
         kept = None if self._keep_all else self.kept(tensor)
         if kept is None:
@@ -657,12 +679,18 @@ class _Rewriter:
         if not isinstance(op, keras.layers.Layer):
             self._cache[id(op)] = op  # a stateless keras.ops operation
             return op
-        rule = rules_lib.get_rule(op)
         kept_inputs = [self._kept(t) for t in node.input_tensors]
         kept_outputs = self._kept(node.outputs[0])
-        config, weights = rule(
-            op, self._weights_for(op), kept_inputs, kept_outputs
-        )
+        if self._untouched(op, node, kept_inputs, kept_outputs):
+            # No removed channel passes through: a plain copy, weights by
+            # position (a MultiHeadAttention owns four "kernel"s).
+            config = op.get_config()
+            weights = [ops.convert_to_numpy(v.value) for v in op.weights]
+        else:
+            rule = rules_lib.get_rule(op)
+            config, weights = rule(
+                op, self._weights_for(op), kept_inputs, kept_outputs
+            )
         dropped = []
         config = _standard_config(config, dropped)
         if dropped and not self._keep_all:
@@ -680,23 +708,27 @@ class _Rewriter:
 
 # ---------------------------------------------------------------- helpers
 def _is_producer(op):
-    user = rules_lib.user_rule(op)
-    if user is not None:
-        return user.kind == "producer"
-    family = units_lib.layer_family(op)
-    return family in _PRODUCER_FAMILIES
+    rule = rules_lib.rule_for(op)
+    return rule is not None and rule.kind == "producer"
 
 
-def _concrete(shape, const=None, known=()):
-    """A probe shape: batch 1; unknown sizes from a sibling probe, or 8."""
-    if const is not None:
-        return const.shape
-    dims = list(shape)
-    dims[0] = 1
-    for other in known:
-        if len(other) == len(dims):
-            dims = [o if d is None else d for d, o in zip(dims, other)]
-            break
+def _probe_shapes(model, sample_inputs):
+    """Concrete shapes of every tensor: from `sample_inputs`, or defaults."""
+    functional = graph_lib._functional_of(model)
+    if sample_inputs is not None:
+        shapes = [tuple(np.shape(x))
+                  for x in keras.tree.flatten(sample_inputs)]
+    else:
+        shapes = [_default_shape(t.shape) for t in functional.inputs]
+    if len(shapes) != len(functional.inputs):
+        return {}
+    shapes = [(1,) + tuple(shape[1:]) for shape in shapes]
+    return graph_lib.concrete_shapes(model, shapes)
+
+
+def _default_shape(shape, batch=1):
+    """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
+    dims = [batch] + list(shape[1:])
     return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
 
 
@@ -865,9 +897,7 @@ def _sample_inputs(model, sample_inputs):
     functional = graph_lib._functional_of(model)
     values = []
     for tensor in functional.inputs:
-        shape = list(tensor.shape)
-        shape[0] = 4
-        shape = tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
+        shape = _default_shape(tensor.shape, batch=4)
         dtype = keras.backend.standardize_dtype(tensor.dtype)
         if "int" in dtype:
             values.append(rng.integers(0, 2, size=shape).astype(dtype))

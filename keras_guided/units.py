@@ -57,16 +57,19 @@ _DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 _SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
 _CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _NORMALIZATION = (layers.BatchNormalization, layers.LayerNormalization)
+_EMBEDDING = (layers.Embedding,)
 
 
 def layer_family(layer):
     """Returns the unit family of `layer`, or `None` if it has no units.
 
     One of `"dense"`, `"conv"`, `"conv_transpose"`, `"depthwise"`,
-    `"separable"`, `"normalization"`, `None`.
+    `"separable"`, `"normalization"`, `"embedding"`, `None`.
     """
     if isinstance(layer, layers.Dense):
         return "dense"
+    if isinstance(layer, _EMBEDDING):
+        return "embedding"
     if isinstance(layer, _TRANSPOSE):
         return "conv_transpose"
     if isinstance(layer, _DEPTHWISE):
@@ -129,8 +132,10 @@ def output_slices(layer):
     family = layer_family(layer)
     if family is None:
         return []
-    if family != "normalization" and family != "dense":
+    if family not in ("normalization", "dense", "embedding"):
         _check_channels_last(layer)
+    if family == "embedding":
+        return [WeightAxis("embeddings", -1)]
     if family in ("dense", "conv"):
         return _with_bias(layer, [WeightAxis("kernel", -1)])
     if family == "conv_transpose":
@@ -172,16 +177,41 @@ def input_slices(layer):
     return []
 
 
+def weight_key(layer, variable):
+    """The name `get_weight` finds `variable` of `layer` by.
+
+    The variable's name (`"kernel"`) when no other weight of the layer has
+    it, otherwise its path below the layer (`"query/kernel"` in a
+    MultiHeadAttention, whose four projections all own a `"kernel"`).
+    """
+    names = [v.name for v in layer.weights]
+    if names.count(variable.name) == 1:
+        return variable.name
+    path = variable.path
+    prefix = layer.path + "/" if getattr(layer, "path", None) else ""
+    if prefix and path.startswith(prefix):
+        return path[len(prefix):]
+    return path
+
+
+def weight_keys(layer):
+    """`weight_key` of every weight of `layer`, in `layer.weights` order."""
+    return [weight_key(layer, v) for v in layer.weights]
+
+
 def get_weight(layer, name):
-    """Returns the variable called `name` in `layer`.
+    """Returns the variable of `layer` called `name` (see `weight_key`).
 
     Raises:
         ValueError: if the layer has no such variable.
     """
     for variable in layer.weights:
-        if variable.name == name:
+        if variable.name == name and weight_key(layer, variable) == name:
             return variable
-    available = [v.name for v in layer.weights]
+    for variable in layer.weights:
+        if weight_key(layer, variable) == name:
+            return variable
+    available = weight_keys(layer)
     raise ValueError(
         f"Layer '{layer.name}' ({type(layer).__name__}) has no weight "
         f"'{name}'. Available weights: {available}. Build the layer before "
