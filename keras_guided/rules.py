@@ -469,6 +469,16 @@ def _check_permute(layer, input_shape, output_shape):
     return None
 
 
+def _check_channels_last(layer, input_shape, output_shape):
+    data_format = getattr(layer, "data_format", None)
+    if data_format == "channels_first":
+        return (
+            "data_format='channels_first' puts the channels on axis 1; "
+            "keras_guided follows the last axis"
+        )
+    return None
+
+
 def _check_rescaling(layer, input_shape, output_shape):
     if np.ndim(layer.scale) or np.ndim(layer.offset):
         return "its scale or offset is not a scalar"
@@ -561,7 +571,8 @@ _BUILTIN = [
     (keras_layers.Softmax, LayerRule(unchanged_rule, "mixing")),
     (keras_layers.UnitNormalization, LayerRule(unchanged_rule, "mixing")),
     (keras_layers.Dropout, LayerRule(dropout_rule, "elementwise")),
-    (_ELEMENTWISE_LAYERS, LayerRule(unchanged_rule, "elementwise")),
+    (_ELEMENTWISE_LAYERS, LayerRule(
+        unchanged_rule, "elementwise", check=_check_channels_last)),
     (keras_layers.Rescaling, LayerRule(
         unchanged_rule, "elementwise", check=_check_rescaling)),
     (keras_layers.Flatten, LayerRule(unchanged_rule, "reshape")),
