@@ -209,7 +209,7 @@ class GraphAnalysis:
         self._records = {}  # (id(layer), weight, role) -> _Record
         self._tensor_atoms = {}  # id(tensor) -> atoms array or None
         self._carriers = []  # (layer name, atoms, is_producer)
-        self._producer_layers = set()
+        self.producer_ids = set()  # id(layer) of layers that create units
         self.unsupported = []
         self._unsupported_errors = []
         self.nodes = []  # (functional, node) in walk order, nested included
@@ -377,7 +377,7 @@ class GraphAnalysis:
                 new, "mixing", f"{describe(layer)} mixes its channels "
                 f"({activation})"
             )
-        self._producer_layers.add(layer.name)
+        self.producer_ids.add(id(layer))
         self._set_output(outputs[0], new, layer, is_producer=True)
 
     def _visit_grouped(self, layer, node, atoms, groups):
@@ -386,8 +386,11 @@ class GraphAnalysis:
         filters = _channels(out)
         per_group_in = int(units_lib.get_weight(layer, "kernel").shape[-2])
         per_group_out = filters // groups
-        if atoms is not None and per_group_in == 1:
-            # One input channel per group: a depthwise convolution.
+        if per_group_in == 1 and not self._from_input(atoms):
+            # One input channel per group: a depthwise convolution; input
+            # channel c and its filters go together, whole groups at once.
+            # (On a model input, whose channels stay, the filter slots of
+            # the groups are the units instead, as below.)
             return self._visit_depthwise_like(
                 layer, atoms, per_group_out, out, (("kernel", -1),
                                                    ("bias", 0)))
@@ -403,8 +406,17 @@ class GraphAnalysis:
             self._record(
                 layer, slice_.weight, slice_.axis, "producer", enumerate(new)
             )
-        self._producer_layers.add(layer.name)
+        self.producer_ids.add(id(layer))
         self._set_output(out, new, layer, is_producer=True)
+
+    def _from_input(self, atoms):
+        """Whether `atoms` are untracked or channels of a model input."""
+        if atoms is None:
+            return True
+        return any(
+            kind == "input"
+            for a in atoms for kind, _ in self._flags.get(int(a), ())
+        )
 
     def _visit_depthwise_like(self, layer, atoms, multiplier, out, weights):
         out_atoms = np.repeat(atoms, multiplier)
@@ -557,7 +569,7 @@ class GraphAnalysis:
                 for weight, axis in rule.output_weights:
                     self._record(layer, weight, axis, "producer",
                                  enumerate(new))
-                self._producer_layers.add(layer.name)
+                self.producer_ids.add(id(layer))
             self._set_output(outputs[0], new, layer, is_producer=True)
             return
         if atoms is not None:

@@ -401,7 +401,7 @@ class _Rewriter:
                     if id(inner_out) in self.consts:
                         self.consts[id(outer)] = self.consts[id(inner_out)]
                 continue
-            if _is_producer(op):
+            if self._is_producer(op):
                 self.consumer_inputs.append((op, node.input_tensors[0], node))
             self._node_constants(node, op)
 
@@ -419,7 +419,7 @@ class _Rewriter:
                 # A masked embedding column is zero for every token.
                 values = [[np.zeros(self._shape(node.outputs[0]),
                                     dtype="float32")]]
-            elif _is_producer(op):
+            elif self._is_producer(op):
                 # Masked incoming weights: the output is f(bias) whatever
                 # the input, so a zero probe gives it.
                 values = [self._call(node, op, zeros=True)]
@@ -461,6 +461,14 @@ class _Rewriter:
         args, kwargs = node.arguments.fill_in(probes)
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+    def _is_producer(self, op):
+        """Whether `op` creates units (a depthwise-style grouped Conv, or a
+        producer on untracked channels, only passes them on)."""
+        return _is_producer(op) and (
+            id(op) in self.analysis.producer_ids
+            or units_lib.layer_family(op) != "conv"
+        )
 
     def _shape(self, tensor):
         """The probe shape of `tensor`: batch 1, lengths of real inputs."""
