@@ -306,15 +306,26 @@ class KeptCost:
 
     def remove(self, group, unit):
         """Removes `unit` of `group`; returns the cost it saved."""
+        return self._remove(group, unit, apply=True)
+
+    def saving(self, group, unit):
+        """What removing `unit` of `group` now would save (nothing changes)."""
+        return self._remove(group, unit, apply=False)
+
+    def _remove(self, group, unit, apply):
         if self.metric == "units":
-            self.kept -= 1.0
+            if apply:
+                self.kept -= 1.0
             return 1.0
         saved = 0.0
+        shortened = {}  # (id(layer), name) -> dims after this removal
+        pending = {}  # (id(layer), name, axis) -> indices this removal cuts
         for slice_ in group.slices:
             entry = self._weights.get((id(slice_.layer), slice_.weight))
             if entry is None:
                 continue
             dims, cost = entry
+            dims = shortened.get((id(slice_.layer), slice_.weight), dims)
             rank = len(dims)
             axes = slice_.axis if isinstance(slice_.axis, tuple) else (
                 slice_.axis,)
@@ -326,14 +337,20 @@ class KeptCost:
             # With a tuple axis, the kept length of its first axis is
             # tracked (the depth multiplier stays whole).
             fresh = {int(p) // max(inner, 1) for p in slice_.positions[unit]}
-            fresh -= removed
+            fresh -= removed | pending.get(key, set())
             if not fresh:
                 continue
             before = np.prod(dims) * cost
+            dims = list(dims)
             dims[axes[0]] -= len(fresh)
-            removed |= fresh
+            shortened[(id(slice_.layer), slice_.weight)] = dims
             saved += before - np.prod(dims) * cost
-        self.kept -= saved
+            pending.setdefault(key, set()).update(fresh)
+            if apply:
+                entry[0] = dims
+                removed |= fresh
+        if apply:
+            self.kept -= saved
         return float(saved)
 
 
@@ -438,6 +455,17 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             score, index, unit = candidates[position]
             if cost.kept <= goal * (1 + 1e-12) and score > 0:
                 break
+            if score > 0 and removable[index] and (
+                cost.kept - cost.saving(groups[index], unit) < goal
+            ):
+                # The last step: of the next few candidates that reach the
+                # goal, take the one that overshoots it least (one costly
+                # residual unit would otherwise land far below it).
+                ahead = _finishing_candidate(
+                    candidates, position, removable, groups, cost, goal)
+                if ahead != position:
+                    candidates.insert(position, candidates.pop(ahead))
+                    score, index, unit = candidates[position]
             position += 1
             if removable[index] == 0:
                 continue
@@ -479,6 +507,25 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         "groups prunable."
     )
     return plan
+
+
+_LOOK_AHEAD = 64
+
+
+def _finishing_candidate(candidates, position, removable, groups, cost,
+                         goal):
+    """Index of the candidate (among the next `_LOOK_AHEAD`) whose removal
+    reaches `goal` keeping the most."""
+    best, best_kept = position, -1.0
+    for ahead in range(position, min(len(candidates),
+                                      position + _LOOK_AHEAD)):
+        _, index, unit = candidates[ahead]
+        if not removable[index]:
+            continue
+        kept = cost.kept - cost.saving(groups[index], unit)
+        if best_kept < kept <= goal * (1 + 1e-12):
+            best, best_kept = ahead, kept
+    return best
 
 
 def _plan_cost(groups, model, metric, shapes, plan):
