@@ -486,10 +486,12 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     limits = f"min_units={min_units}"
     if round_to:
         limits += f" and round_to={round_to}"
+    share = f"{final / cost.total:.1%}"
+    if share == f"{kept_fraction:.1%}":
+        share = f"{final / cost.total:.3%}"
     message = (
         f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
-        f"every prunable unit allowed by {limits} keeps "
-        f"{final / cost.total:.1%}."
+        f"every prunable unit allowed by {limits} keeps {share}."
     )
     if round_to and _plan_cost(
         groups, model, metric, shapes,
