@@ -191,6 +191,8 @@ class GraphAnalysis:
         groups: the list of `UnitGroup`s.
         unsupported: descriptions (`"layer 'x' (Cls)"`) of the unsupported
             layers met (only non-empty with `on_unsupported="keep"`).
+        internal_units: `id(layer) -> np.ndarray` of the global unit ids of
+            units that are not tensor channels (attention heads).
         tensor_units: `id(KerasTensor) -> np.ndarray` of the global unit id
             of every channel of that tensor (`-1`: not in any group).
         unit_location: `global unit id -> (group index, unit index)`.
@@ -210,6 +212,7 @@ class GraphAnalysis:
         self._tensor_atoms = {}  # id(tensor) -> atoms array or None
         self._carriers = []  # (layer name, atoms, is_producer)
         self.producer_ids = set()  # id(layer) of layers that create units
+        self._internal_atoms = {}  # id(layer) -> atoms of its heads
         self.unsupported = []
         self._unsupported_errors = []
         self.nodes = []  # (functional, node) in walk order, nested included
@@ -311,6 +314,9 @@ class GraphAnalysis:
             units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
             reason = rule.check(layer, inputs[0].shape, outputs[0].shape)
+            if reason is not None and rule.kind == "attention":
+                # Heads cannot be cut here, but the layer can stay as is.
+                return self._visit_keep(layer, node, in_atoms)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
         handler = getattr(self, "_visit_" + rule.kind)
@@ -337,6 +343,21 @@ class GraphAnalysis:
             new = self._new_atoms(out)
             self._flag_all(new, "kept", text)
             self._set_output(out, new, layer)
+
+    def _visit_attention(self, layer, node, in_atoms):
+        """MultiHeadAttention: its heads are units; its channels stay."""
+        from keras_guided import rules as rules_lib
+
+        self._visit_keep(layer, node, in_atoms)
+        heads = self._uf.make(int(layer.num_heads))
+        for name, axis in rules_lib.ATTENTION_HEAD_WEIGHTS:
+            if _has_weight(layer, name):
+                self._record(layer, name, axis, "producer", enumerate(heads))
+        name, axis = rules_lib.ATTENTION_OUTPUT_WEIGHT
+        self._record(layer, name, axis, "consumer", enumerate(heads))
+        self.producer_ids.add(id(layer))
+        self._internal_atoms[id(layer)] = heads
+        self._carriers.append((layer.name, heads, True))
 
     def _pass_through(self, layer, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
@@ -690,6 +711,10 @@ class GraphAnalysis:
                 "unit groups that touch it unpruned (the layer is then "
                 "copied unchanged)."
             )
+        self.internal_units = {
+            key: np.array([find(int(a)) for a in atoms], dtype=np.int64)
+            for key, atoms in self._internal_atoms.items()
+        }
         self.tensor_units = {}
         for key, atoms in self._tensor_atoms.items():
             if atoms is None:
@@ -704,6 +729,10 @@ class GraphAnalysis:
     def channel_units(self, tensor):
         """Global unit ids of the channels of `tensor` (`-1`: no group)."""
         return self.tensor_units.get(id(tensor))
+
+
+def _has_weight(layer, name):
+    return name in units_lib.weight_keys(layer)
 
 
 def _blocked(atoms, block):

@@ -371,6 +371,52 @@ def grouped_conv_rule(layer, weights, kept_inputs, kept_outputs):
     return config, _order(layer, weights)
 
 
+ATTENTION_HEAD_WEIGHTS = (
+    ("query/kernel", 1), ("query/bias", 0), ("key/kernel", 1),
+    ("key/bias", 0), ("value/kernel", 1), ("value/bias", 0),
+)
+ATTENTION_OUTPUT_WEIGHT = ("attention_output/kernel", 0)
+
+
+def attention_rule(layer, weights, kept_inputs, kept_outputs,
+                   kept_heads=None):
+    """MultiHeadAttention without some heads; `num_heads` rewritten.
+
+    A head is its query, key and value projections (`[:, h, :]` of each
+    kernel, `[h, :]` of each bias) and its rows of the output projection
+    (`[h, :, :]`). A removed head whose projection kernels are zero (or
+    masked) attends uniformly to a constant: it emits its value bias, whose
+    projection is added to the output bias, so removing it is exact.
+    """
+    config = layer.get_config()
+    weights = dict(weights)
+    if kept_heads is not None and len(kept_heads) < layer.num_heads:
+        removed = np.setdiff1d(np.arange(layer.num_heads), kept_heads)
+        output = weights[ATTENTION_OUTPUT_WEIGHT[0]]
+        if "value/bias" in weights and "attention_output/bias" in weights:
+            constant = np.einsum(
+                "hd,hde->e", weights["value/bias"][removed], output[removed]
+            )
+            weights["attention_output/bias"] = (
+                weights["attention_output/bias"] + constant
+            ).astype(output.dtype)
+        for name, axis in ATTENTION_HEAD_WEIGHTS + (ATTENTION_OUTPUT_WEIGHT,):
+            if name in weights:
+                weights[name] = np.take(weights[name], kept_heads, axis=axis)
+        config["num_heads"] = int(len(kept_heads))
+    return config, _weights_list(layer, weights)
+
+
+def _check_attention(layer, input_shape, output_shape):
+    """Heads are units for the standard layout only."""
+    if getattr(layer, "_use_gate", False):
+        return "use_gate=True"
+    axes = layer.get_config().get("attention_axes")
+    if len(tuple(input_shape)) != 3 or axes not in (None, (1,), [1]):
+        return "attention over several axes"
+    return None
+
+
 # ------------------------------------------------------------------ FLOPs
 def _spatial_size(shape, layer):
     """Product of the spatial dimensions of a channels-last shape."""
@@ -583,9 +629,10 @@ _BUILTIN = [
     (keras_layers.Concatenate, LayerRule(unchanged_rule, "concatenate")),
     (_MERGE_LAYERS, LayerRule(unchanged_rule, "merge")),
     (keras_layers.MultiHeadAttention, LayerRule(
-        unchanged_rule, "keep", flops=_attention_flops,
-        note="its query, key and value channels and its output channels "
-             "are kept; the layer is copied unchanged")),
+        attention_rule, "attention", flops=_attention_flops,
+        check=_check_attention,
+        note="its heads are unit groups, but its query, key and value "
+             "channels and its output channels are kept")),
     (keras_layers.LSTM, LayerRule(
         unchanged_rule, "keep", flops=_recurrent_flops,
         note=_KEEP_RECURRENT)),

@@ -116,6 +116,8 @@ def dead_units(groups, tolerance=1e-8):
         >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
         [[True, True], [False]]
     """
+    from keras_guided import units as units_lib
+
     masks = []
     for group in groups:
         dead = np.ones(group.num_units, dtype=bool)
@@ -123,7 +125,7 @@ def dead_units(groups, tolerance=1e-8):
             if slice_.role != "producer":
                 continue
             value = weight_value(slice_.layer, slice_.weight)
-            if value.ndim < 2:
+            if not units_lib.is_input_weight(slice_.weight, value.shape):
                 continue  # a bias
             rows = gather_units(value, slice_.axis, slice_.positions)
             dead &= np.max(np.abs(rows), axis=1, initial=0.0) <= tolerance

@@ -545,9 +545,18 @@ class _Rewriter:
     # ------------------------------------------------------------ weights
     def original_weights(self, layer):
         return {
-            v.name: ops.convert_to_numpy(v.value).copy()
+            units_lib.weight_key(layer, v): ops.convert_to_numpy(v.value).copy()
             for v in layer.weights
         }
+
+    def kept_internal(self, layer):
+        """Kept units of `layer` that are not channels (heads), or None."""
+        units = self.analysis.internal_units.get(id(layer))
+        if units is None:
+            return None
+        if self._keep_all:
+            return np.arange(len(units))
+        return np.flatnonzero(~np.isin(units, self.removed))
 
     def pruned_weights(self, layer):
         weights = self.original_weights(layer)
@@ -577,7 +586,9 @@ class _Rewriter:
             for s in group.slices:
                 if s.role != "producer":
                     continue
-                if np.ndim(units_lib.get_weight(s.layer, s.weight)) < 2:
+                if not units_lib.is_input_weight(
+                    s.weight, units_lib.get_weight(s.layer, s.weight).shape
+                ):
                     continue
                 self._masks.setdefault(id(s.layer), []).append(
                     (s.weight, s.axis, s.positions[dropped].ravel())
@@ -625,6 +636,11 @@ class _Rewriter:
             full = graph_lib._channels(tensor)
             if channels is not None and len(channels) != full:
                 return False
+        internal = self.kept_internal(op)
+        if internal is not None and len(internal) < len(
+            self.analysis.internal_units[id(op)]
+        ):
+            return False
         if self._keep_all:
             return id(op) not in getattr(self, "_masks", {})
         return id(op) not in getattr(self, "deltas", {})
@@ -696,8 +712,12 @@ class _Rewriter:
             weights = [ops.convert_to_numpy(v.value) for v in op.weights]
         else:
             rule = rules_lib.get_rule(op)
+            extra = {}
+            kept_heads = self.kept_internal(op)
+            if kept_heads is not None:
+                extra["kept_heads"] = kept_heads
             config, weights = rule(
-                op, self._weights_for(op), kept_inputs, kept_outputs
+                op, self._weights_for(op), kept_inputs, kept_outputs, **extra
             )
         dropped = []
         config = _standard_config(config, dropped)

@@ -194,6 +194,16 @@ def weight_key(layer, variable):
     return path
 
 
+def is_input_weight(name, shape):
+    """Whether a producer's weight multiplies its input (not a bias).
+
+    Kernels do; biases only add a constant, even when they have several
+    axes (an attention bias of shape `(num_heads, key_dim)`).
+    """
+    return len(tuple(shape)) >= 2 and not str(name).split("/")[-1].endswith(
+        "bias")
+
+
 def weight_keys(layer):
     """`weight_key` of every weight of `layer`, in `layer.weights` order."""
     return [weight_key(layer, v) for v in layer.weights]

@@ -382,9 +382,10 @@ def test_attention_keeps_its_channels_without_an_error():
     assert not before.prunable
     assert before.reason == (
         "layer 'attention' (MultiHeadAttention) keeps its channels: its "
-        "query, key and value channels and its output channels are kept; "
-        "the layer is copied unchanged")
+        "heads are unit groups, but its query, key and value channels and "
+        "its output channels are kept")
     assert _group_of(groups, "after").prunable
+    assert _group_of(groups, "attention").num_units == 2  # the heads
 
 
 def test_dense_to_reshape_ties_units_with_the_same_channel():

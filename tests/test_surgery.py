@@ -674,15 +674,17 @@ def test_transformer_feed_forward_units_are_pruned_exactly(use_conv):
     assert not residual.prunable
     assert "'attention' (MultiHeadAttention) keeps its channels" in (
         residual.reason)
+    assert group_of(groups, "attention").prunable  # its heads
     _zero_kernel_units(find(model, "ff1"), [0, 5, 6])
     pruned, report = keras_guided.prune_model(model, return_report=True)
     assert report.removed == {ff.index: (16, 13)}
     x = np.random.default_rng(0).normal(size=(3, 10, 4)).astype("float32")
     assert_same_function(model, pruned, x, tolerance=1e-6)
-    # A target prunes the feed-forward units only.
+    # A target prunes the feed-forward units (and heads), not the
+    # residual stream.
     half = keras_guided.prune_model(model, target={"params": 0.8})
     assert find(half, "ff1").get_weights()[0].shape[-1] < 16
-    assert find(half, "attention").num_heads == 2
+    assert find(half, "ff2").get_weights()[0].shape[-1] == 4
 
 
 def test_grouped_convolutions_keep_channels_divisible_by_groups():
@@ -825,3 +827,39 @@ def warnings_as_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         yield
+
+
+def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
+    model = _transformer()
+    attention = find(model, "attention")
+    groups = keras_guided.find_unit_groups(model)
+    heads = group_of(groups, "attention")
+    assert heads.num_units == 2 and heads.prunable
+    assert heads.layers == ["attention"]
+    assert [(s.weight, s.axis, s.role) for s in heads.slices] == [
+        ("query/kernel", 1, "producer"), ("query/bias", 0, "producer"),
+        ("key/kernel", 1, "producer"), ("key/bias", 0, "producer"),
+        ("value/kernel", 1, "producer"), ("value/bias", 0, "producer"),
+        ("attention_output/kernel", 0, "consumer")]
+    # Head 1 is dead: its projections are zero, its biases are not, so it
+    # emits its value bias, which is folded into the output bias.
+    weights = attention.get_weights()
+    for index in (0, 2, 4):
+        weights[index][:, 1, :] = 0.0
+    attention.set_weights(weights)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {heads.index: (2, 1)}
+    new = find(pruned, "attention")
+    assert new.num_heads == 1
+    assert new.get_weights()[6].shape == (1, 4, 4)
+    x = np.random.default_rng(0).normal(size=(3, 10, 4)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    path = str(tmp_path / "heads.keras")
+    pruned.save(path)
+    assert_same_function(pruned, keras.saving.load_model(path), x, 1e-7)
+    # A FLOPs target may take live heads: exact against the masked model.
+    smaller, report = keras_guided.prune_model(
+        model, plan={heads.index: [1]}, return_report=True)
+    assert find(smaller, "attention").num_heads == 1
+    assert report.max_abs_diff <= 1e-6 * report.output_scale
+    assert report.max_abs_diff_original > 1e-3
