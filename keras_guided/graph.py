@@ -323,6 +323,18 @@ class GraphAnalysis:
         return handler(layer, node, in_atoms)
 
     def _visit_elementwise(self, layer, node, in_atoms):
+        from keras_guided import rules as rules_lib
+
+        atoms = in_atoms[0] if in_atoms else None
+        rule = rules_lib.rule_for(layer)
+        if atoms is not None and _channels(node.output_tensors[0]) == len(
+            atoms
+        ):
+            weights = rule.output_weights
+            if callable(weights):
+                weights = weights(layer)
+            for weight, axis in weights:
+                self._record(layer, weight, axis, "follower", enumerate(atoms))
         return self._pass_through(layer, in_atoms, node.output_tensors)
 
     def _visit_activation(self, layer, node, in_atoms):

@@ -65,8 +65,9 @@ class LayerRule:
             new output units, like Dense) for user rules; built-in rules
             use the other `GRAPH_KINDS` too.
         output_weights: `(weight name, axis)` pairs indexed by output units
-            (followers for an elementwise layer). Empty for built-in rules,
-            whose axes come from `keras_guided.units`.
+            (followers for an elementwise layer), or a function of the
+            layer returning them. Built-in producers take their axes from
+            `keras_guided.units` instead.
         input_weights: `(weight name, axis, block)` triples indexed by input
             channels (producers only).
         flops: `flops(layer, input_shape, output_shape) -> {weight name:
@@ -652,6 +653,28 @@ _BUILTIN = [
         "its output mixes the channels of its inputs; it is copied "
         "unchanged")),
 ]
+
+
+def _layer_scale_rule(layer, weights, kept_inputs, kept_outputs):
+    """ConvNeXt's LayerScale: a per-channel `gamma`."""
+    config = layer.get_config()
+    gamma = weights[units_lib.weight_keys(layer)[0]]
+    if kept_outputs is not None:
+        gamma = gamma[kept_outputs]
+        config["projection_dim"] = int(len(kept_outputs))
+    return config, [gamma]
+
+
+try:  # A private Keras class: the layer scale of keras.applications.ConvNeXt.
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+except ImportError:  # pragma: no cover (another Keras layout)
+    _LayerScale = None
+if _LayerScale is not None:
+    _BUILTIN.append((_LayerScale, LayerRule(
+        _layer_scale_rule, "elementwise",
+        # Its one weight is unnamed ("variable" in Keras 3.15).
+        output_weights=lambda layer: ((units_lib.weight_keys(layer)[0], 0),),
+    )))
 
 
 def get_rule(layer):
