@@ -302,7 +302,7 @@ class KeptCost:
                                    if g.prunable))
         else:
             self.total = float(sum(
-                np.prod(dims) * cost for dims, cost in self._weights.values()
+                math.prod(dims) * cost for dims, cost in self._weights.values()
             ))
         self.kept = self.total
 
@@ -332,8 +332,7 @@ class KeptCost:
             axes = slice_.axis if isinstance(slice_.axis, tuple) else (
                 slice_.axis,)
             axes = sorted(a % rank for a in axes)
-            inner = int(np.prod([dims[a] for a in axes[1:]])) if len(
-                axes) > 1 else 1
+            inner = math.prod(dims[a] for a in axes[1:])
             key = (id(slice_.layer), slice_.weight, axes[0])
             removed = self._removed.setdefault(key, set())
             # With a tuple axis, the kept length of its first axis is
@@ -342,11 +341,11 @@ class KeptCost:
             fresh -= removed | pending.get(key, set())
             if not fresh:
                 continue
-            before = np.prod(dims) * cost
+            before = math.prod(dims) * cost
             dims = list(dims)
             dims[axes[0]] -= len(fresh)
             shortened[(id(slice_.layer), slice_.weight)] = dims
-            saved += before - np.prod(dims) * cost
+            saved += before - math.prod(dims) * cost
             pending.setdefault(key, set()).update(fresh)
             if apply:
                 entry[0] = dims
@@ -448,6 +447,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         for g in groups if g.prunable
     }
     masks = [np.zeros(g.num_units, dtype=bool) for g in groups]
+    # What one unit of each group saves at most (savings only shrink as
+    # more units go, and the units of a group own equal slices).
+    bound = {g.index: cost.saving(g, 0) for g in groups if g.prunable}
     position = 0
     while True:
         # Remove units, least important first, until what is kept is at
@@ -458,8 +460,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             if cost.kept <= goal * (1 + 1e-12) and score > 0:
                 break
             if score > 0 and removable[index] and (
-                cost.kept - cost.saving(groups[index], unit) < goal
-            ):
+                cost.kept - bound[index] < goal
+            ) and cost.kept - cost.saving(groups[index], unit) < goal:
                 # The last step: of the next few candidates that reach the
                 # goal, take the one that overshoots it least (one costly
                 # residual unit would otherwise land far below it).
@@ -482,7 +484,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         if kept <= goal * (1 + 1e-12):
             break
         cost.kept = kept
-    final = _plan_cost(groups, model, metric, shapes, plan)
+    # Without rounding, the plan removes exactly what `cost` removed.
+    final = (_plan_cost(groups, model, metric, shapes, plan) if round_to
+             else cost.kept)
     if final <= goal * (1 + 1e-9) + 1e-9:
         return plan
     limits = f"min_units={min_units}"
