@@ -314,9 +314,10 @@ class GraphAnalysis:
             units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
             reason = rule.check(layer, inputs[0].shape, outputs[0].shape)
-            if reason is not None and rule.kind == "attention":
-                # Heads cannot be cut here, but the layer can stay as is.
-                return self._visit_keep(layer, node, in_atoms)
+            if reason is not None and rule.note is not None:
+                # Not prunable in this configuration, but safe to keep as
+                # is (attention with a gate, an EinsumDense mixing axes).
+                return self._visit_keep(layer, node, in_atoms, reason)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
         handler = getattr(self, "_visit_" + rule.kind)
@@ -343,11 +344,13 @@ class GraphAnalysis:
             return self._visit_mixing(layer, node, in_atoms)
         return self._pass_through(layer, in_atoms, node.output_tensors)
 
-    def _visit_keep(self, layer, node, in_atoms):
+    def _visit_keep(self, layer, node, in_atoms, reason=None):
         """A known layer whose channels stay: copied unchanged."""
         from keras_guided import rules as rules_lib
 
         note = rules_lib.rule_for(layer).note or "it is copied unchanged"
+        if reason is not None:
+            note = f"{reason}; it is copied unchanged"
         text = f"{describe(layer)} keeps its channels: {note}"
         for atoms in in_atoms:
             self._flag_all(atoms, "kept", text)

@@ -342,6 +342,31 @@ def unchanged_rule(layer, weights, kept_inputs, kept_outputs):
 
 
 
+def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs):
+    """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis."""
+    config, new_weights = _producer_rule("units")(
+        layer, weights, kept_inputs, kept_outputs)
+    config.pop("units", None)
+    config.pop("use_bias", None)
+    if kept_outputs is not None:
+        shape = config["output_shape"]
+        shape = list(shape) if isinstance(shape, (list, tuple)) else [shape]
+        shape[-1] = int(len(kept_outputs))
+        config["output_shape"] = tuple(shape)
+    if "bias" in weights and not layer.bias_axes:
+        config["bias_axes"] = config["equation"].split("->")[1][-1]
+    return config, new_weights
+
+
+def _check_einsum(layer, input_shape, output_shape):
+    if not units_lib.dense_like_einsum(layer):
+        return (
+            f"its equation '{layer.equation}' (bias_axes="
+            f"{layer.bias_axes!r}) is not a Dense over the last axis"
+        )
+    return None
+
+
 def grouped_conv_rule(layer, weights, kept_inputs, kept_outputs):
     """Conv with `groups > 1`: every group keeps the same channel count.
 
@@ -585,8 +610,10 @@ _SEPARABLE_FLOPS = _flops_per_output_position(
 _BUILTIN = [
     (keras_layers.Dense, LayerRule(
         _producer_rule("units"), "producer", flops=_DENSE_FLOPS)),
-    (keras_layers.EinsumDense, _keep(
-        "its equation may mix axes; it is copied unchanged")),
+    (keras_layers.EinsumDense, LayerRule(
+        einsum_dense_rule, "producer", flops=_DENSE_FLOPS,
+        check=_check_einsum,
+        note="it is copied unchanged")),
     (keras_layers.Embedding, LayerRule(
         _producer_rule("output_dim"), "producer")),
     (keras_layers.Conv1DTranspose, LayerRule(

@@ -786,8 +786,11 @@ def _linear_response(layer, x):
     family = units_lib.layer_family(layer)
     if family in _PRODUCER_FAMILIES:
         config = layer.get_config()
-        config.update(activation="linear", use_bias=False,
-                      name=layer.name + "_fold_probe")
+        config.update(activation="linear", name=layer.name + "_fold_probe")
+        if isinstance(layer, keras.layers.EinsumDense):
+            config["bias_axes"] = None
+        else:
+            config["use_bias"] = False
         config = _standard_config(config)
         probe = type(layer).from_config(config)
         probe(x)

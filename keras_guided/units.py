@@ -60,6 +60,26 @@ _NORMALIZATION = (layers.BatchNormalization, layers.LayerNormalization)
 _EMBEDDING = (layers.Embedding,)
 
 
+def dense_like_einsum(layer):
+    """Whether an EinsumDense computes a Dense over its last axis.
+
+    True for equations like `"abc,cd->abd"`: the kernel has two axes, its
+    first contracts the input's last axis, its second is the output's last
+    axis, every other input axis passes through, and the bias (if any) is
+    on the last axis.
+    """
+    inputs, _, output = layer.equation.replace(" ", "").partition("->")
+    source, _, kernel = inputs.partition(",")
+    if "." in layer.equation or len(kernel) != 2 or not source or not output:
+        return False
+    return (
+        kernel[0] == source[-1] and kernel[1] == output[-1]
+        and source[:-1] == output[:-1] and kernel[0] not in output
+        and kernel[1] not in source
+        and (layer.bias_axes or kernel[1]) == kernel[1]
+    )
+
+
 def layer_family(layer):
     """Returns the unit family of `layer`, or `None` if it has no units.
 
@@ -70,6 +90,8 @@ def layer_family(layer):
         return "dense"
     if isinstance(layer, _EMBEDDING):
         return "embedding"
+    if isinstance(layer, layers.EinsumDense):
+        return "dense" if dense_like_einsum(layer) else None
     if isinstance(layer, _TRANSPOSE):
         return "conv_transpose"
     if isinstance(layer, _DEPTHWISE):
@@ -84,7 +106,11 @@ def layer_family(layer):
 
 
 def _with_bias(layer, slices):
-    if getattr(layer, "use_bias", False):
+    if isinstance(layer, layers.EinsumDense):
+        has_bias = layer.bias is not None
+    else:
+        has_bias = getattr(layer, "use_bias", False)
+    if has_bias:
         slices.append(WeightAxis("bias", 0))
     return slices
 

@@ -123,3 +123,26 @@ def test_flops_of_attention_grow_with_the_heads():
     # scores and weighted sum (2 x 6 x 6 x (4 + 4)).
     assert two - one == 4 * 2 * 6 * 8 * 4 + 2 * 6 * 6 * 8
     assert np.isclose(one, 4 * 2 * 6 * 8 * 4 + 2 * 6 * 6 * 8)
+
+
+def test_convnext_layer_scale_is_a_per_channel_follower():
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((4,))
+    x = layers.Dense(5, name="hidden")(inputs)
+    x = LayerScale(0.5, 5, name="scale")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    scale = model.get_layer("scale")
+    scale.set_weights([np.arange(1, 6, dtype="float32")])
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[:, 1] = 0.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    group = keras_guided.find_unit_groups(model)[0]
+    assert ("scale", "follower") in {(s.layer.name, s.role)
+                                     for s in group.slices}
+    pruned = keras_guided.prune_model(model)
+    new = pruned.get_layer("scale")
+    assert new.projection_dim == 4
+    np.testing.assert_array_equal(new.get_weights()[0], [1, 3, 4, 5])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(pruned(x), model(x), atol=1e-5)

@@ -863,3 +863,31 @@ def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
     assert find(smaller, "attention").num_heads == 1
     assert report.max_abs_diff <= 1e-6 * report.output_scale
     assert report.max_abs_diff_original > 1e-3
+
+
+def test_einsum_dense_feed_forward_and_non_dense_equations():
+    inputs = keras.Input((6, 4))
+    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 12),
+                           bias_axes="d", activation="relu", name="ff1")(
+        inputs)
+    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 4),
+                           name="ff2")(x)
+    x = layers.Add()([x, inputs])
+    x = layers.EinsumDense("abc,cde->abde", output_shape=(6, 2, 3),
+                           name="mixing")(x)
+    x = layers.Flatten()(x)
+    model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
+    groups = keras_guided.find_unit_groups(model)
+    ff = group_of(groups, "ff1")
+    assert ff.prunable and ff.num_units == 12
+    assert "layer 'mixing' (EinsumDense) keeps its channels: its equation " \
+        "'abc,cde->abde' (bias_axes=None) is not a Dense over the last " \
+        "axis; it is copied unchanged" in group_of(groups, "ff2").reason
+    _zero_kernel_units(find(model, "ff1"), [2, 7])
+    pruned = keras_guided.prune_model(model)
+    assert find(pruned, "ff1").get_weights()[0].shape == (4, 10)
+    assert find(pruned, "ff2").get_weights()[0].shape == (10, 4)
+    x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    assert keras_guided.stats.layer_costs(model)["ff1"]["flops"] == (
+        2 * 6 * 4 * 12)
