@@ -46,6 +46,17 @@ layer). The union-find classes of atoms are the *units*. Units that occur in
 exactly the same weight slices (with the same number of positions each)
 form one *group*, so every slice of a group owns the same number of
 positions of every one of its units.
+
+What a layer class does to the atoms is looked up in `keras_guided.rules`
+(`rules.rule_for(layer).kind` picks one `_visit_<kind>` method here), so
+this module holds almost no per-class knowledge. A Reshape whose new last axis
+divides the channel count ties the channels it folds together (Dense ->
+Reshape); a grouped Conv ties input slot `j` of every group and makes
+filter slot `j` of every group one unit; an attention layer's heads are
+atoms of their own, not tensor channels (`GraphAnalysis.internal_units`).
+A layer whose channels must stay (`kind="keep"`) flags them with its
+reason and never raises; only unknown layers and unsupported
+configurations do (with `on_unsupported="raise"`).
 """
 
 import dataclasses
@@ -214,6 +225,7 @@ class GraphAnalysis:
         self.producer_ids = set()  # id(layer) of layers that create units
         self._internal_atoms = {}  # id(layer) -> atoms of its heads
         self.unsupported = []
+        self.unsupported_reasons = []  # "layer 'x' (Cls) is not supported: ..."
         self._unsupported_errors = []
         self.nodes = []  # (functional, node) in walk order, nested included
         functional = _functional_of(model)
@@ -624,6 +636,7 @@ class GraphAnalysis:
             text = f"{describe(layer)} is not supported: {reason}"
         if describe(layer) not in self.unsupported:
             self.unsupported.append(describe(layer))
+            self.unsupported_reasons.append(text)
         for atoms in in_atoms:
             self._flag_all(atoms, "unsupported", text)
         for out in outputs:

@@ -743,6 +743,8 @@ def _is_producer(op):
 def _probe_shapes(model, sample_inputs):
     """Concrete shapes of every tensor: from `sample_inputs`, or defaults."""
     functional = graph_lib._functional_of(model)
+    if all(None not in tuple(t.shape)[1:] for t in functional.inputs):
+        return {}  # fixed sizes: the symbolic shapes are the real ones
     if sample_inputs is not None:
         shapes = [tuple(np.shape(x))
                   for x in keras.tree.flatten(sample_inputs)]
@@ -908,6 +910,11 @@ def _report(model, pruned, analysis, plan, rewriter):
                     f"{graph_lib.describe(s.layer)} normalizes over channels"
                     " that were removed: the pruned model differs"
                 )
+    for text in analysis.unsupported_reasons:
+        notes.append(
+            f"{text}; kept intact (copied unchanged) and the unit groups "
+            "that touch it were not pruned"
+        )
     return PruneReport(
         num_groups=len(analysis.groups),
         removed=removed,

@@ -411,6 +411,10 @@ def test_unsupported_layer_kept_and_listed():
     assert find(pruned, "hidden").units == 3
     assert find(pruned, "after").units == 2
     assert report.unsupported == ["layer 'doubler' (Doubler)"]
+    assert "layer 'doubler' (Doubler) is not supported: register a rule " \
+        "for it with `keras_guided.register_rule(Doubler, ...)`; kept " \
+        "intact (copied unchanged) and the unit groups that touch it were " \
+        "not pruned" in report.notes
 
 
 def test_registered_rule_for_custom_producer():
