@@ -793,9 +793,14 @@ def test_embedding_units_and_variable_length_with_sample_inputs():
 class Sampling(keras.layers.Layer):
     """The VAE's reparameterization: random at inference too."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
     def call(self, inputs):
         mean, log_var = inputs
-        noise = keras.random.normal(keras.ops.shape(mean))
+        noise = keras.random.normal(keras.ops.shape(mean),
+                                    seed=self.seed_generator)
         return mean + keras.ops.exp(0.5 * log_var) * noise
 
 

@@ -22,9 +22,14 @@ from tests.test_surgery import zero_units
 class Sampling(layers.Layer):
     """The VAE's reparameterization trick: random at inference too."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
     def call(self, inputs):
         mean, log_var = inputs
-        noise = keras.random.normal(keras.ops.shape(mean))
+        noise = keras.random.normal(keras.ops.shape(mean),
+                                    seed=self.seed_generator)
         return mean + keras.ops.exp(0.5 * log_var) * noise
 
 
