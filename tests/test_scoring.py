@@ -178,9 +178,14 @@ def test_kept_cost_is_at_most_the_target_and_close(build, target):
     pruned = keras_guided.prune_model(model, target=target, verify=False)
     kept = count(pruned) / count(model)
     assert kept <= fraction
-    assert kept >= fraction - 0.02
-    # KeptCost predicts what the rebuilt model keeps, exactly.
+    # Close: within what one unit costs (the finishing step takes, among
+    # the next candidates, the one that lands nearest below the target).
     groups = keras_guided.find_unit_groups(model)
+    largest = max(float(np.max(c)) for g, c in zip(
+        groups, scoring.unit_costs(groups, model, metric)) if g.prunable)
+    assert kept >= fraction - largest / count(model)
+    assert kept >= fraction - 0.03
+    # KeptCost predicts what the rebuilt model keeps, exactly.
     plan = scoring.plan_from_target(groups, model, target)
     cost = scoring.KeptCost(groups, model, metric)
     for index, kept_units in plan.items():
