@@ -25,18 +25,23 @@ export model.keras -o model.tflite`.
 import dataclasses
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
 
+from keras_guided import _litert_run
 from keras_guided import validation
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 FLOAT32_TOLERANCE = 1e-5
 _DEFAULT_SAMPLES = 32
 _INSTALL_HINT = "pip install keras-guided[tflite]"
+_CHILD_TIMEOUT = 600
 
 
 @dataclasses.dataclass
@@ -62,6 +67,8 @@ class ExportReport:
         latency_ms: median wall time of one batch-1 interpreter run on this
             machine, in milliseconds; `None` unless measured.
         num_threads: interpreter threads used for the latency measurement.
+        notes: what was done differently from what was asked (a dynamic
+            batch after the converter refused `batch_size=1`).
 
     Examples:
         >>> import keras_guided
@@ -85,6 +92,7 @@ class ExportReport:
     ok: object = None
     latency_ms: object = None
     num_threads: int = 1
+    notes: list = dataclasses.field(default_factory=list)
 
     def summary(self):
         """Returns the report as a few human-readable lines."""
@@ -117,6 +125,7 @@ class ExportReport:
                 f"  latency: {self.latency_ms:.3g} ms median per run "
                 f"({self.num_threads} thread(s), this machine)"
             )
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -238,11 +247,12 @@ def export_tflite(
         )
     if representative_data is not None:
         representative_data = _check_inputs(
-            representative_data, input_shape, "representative_data"
+            representative_data, input_shape, "representative_data",
+            input_dtype,
         )
     if sample_inputs is not None:
         sample_inputs = _check_inputs(
-            sample_inputs, input_shape, "sample_inputs"
+            sample_inputs, input_shape, "sample_inputs", input_dtype
         )
     if verify or measure_latency:
         interpreter_class = _interpreter_class()
@@ -262,16 +272,32 @@ def export_tflite(
         ) from None
     os.close(handle)
     try:
-        _convert(
-            model,
-            temporary,
-            quantization,
-            representative_data,
-            int8_io,
-            input_shape,
-            input_dtype,
-            batch_size,
-        )
+        notes = []
+        try:
+            _convert(model, temporary, quantization, representative_data,
+                     int8_io, input_shape, input_dtype, batch_size)
+        except ValueError as error:
+            if batch_size is None or "neither a custom op" in str(
+                error.__cause__ or ""
+            ):
+                raise
+            # Some graphs (attention's reshapes and transposes) convert only
+            # with a dynamic batch: retry once and say so.
+            try:
+                _convert(model, temporary, quantization, representative_data,
+                         int8_io, input_shape, input_dtype, None)
+            except ValueError:
+                raise ValueError(
+                    f"{error} It also failed with batch_size=None (a "
+                    "dynamic batch). Check the model for layers the TFLite "
+                    "converter does not support."
+                ) from error
+            notes.append(
+                f"conversion with batch_size={batch_size} failed "
+                f"({_converter_reason(error)}); the file has a dynamic batch "
+                "(batch_size=None) instead"
+            )
+            batch_size = None
         with open(temporary, "rb") as f:
             content = f.read()
         report = ExportReport(
@@ -281,20 +307,14 @@ def export_tflite(
             int8_io=bool(int8_io),
             input_shape=(batch_size,) + tuple(input_shape),
             num_threads=num_threads,
+            notes=notes,
         )
         if verify:
             if sample_inputs is None:
                 sample_inputs = _default_samples(
-                    representative_data, input_shape
+                    representative_data, input_shape, input_dtype
                 )
-            _verify(
-                report,
-                interpreter_class,
-                content,
-                model,
-                sample_inputs,
-                tolerance,
-            )
+            _verify(report, temporary, model, sample_inputs, tolerance)
         if measure_latency:
             report.latency_ms = _median_latency(
                 interpreter_class, content, num_runs, num_threads
@@ -385,14 +405,29 @@ def _single_input(model):
     return shape, inputs[0].dtype
 
 
-def _check_inputs(data, input_shape, name):
+def _check_inputs(data, input_shape, name, dtype="float32"):
+    """`data` as an array in the model input's dtype (token ids stay ints)."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if "int" not in dtype and "bool" not in dtype:
+        dtype = "float32"
     try:
-        array = np.asarray(data, dtype="float32")
+        array = np.asarray(data)
+        if array.dtype == object:
+            raise TypeError(array.dtype)
+        floating = np.asarray(array, dtype="float64")
     except (TypeError, ValueError):
         raise ValueError(
             f"`{name}` must be an array of inputs of shape (num_samples,) + "
             f"{input_shape}. Received: {type(data).__name__}"
         ) from None
+    if "int" in dtype and np.any(floating != np.round(floating)):
+        raise ValueError(
+            f"`{name}` must hold whole numbers: the model input has dtype "
+            f"{dtype} (token ids, say). Received non-integer values."
+        )
+    if not np.all(np.isfinite(floating)):
+        raise ValueError(f"`{name}` contains NaN or inf values.")
+    array = array.astype(dtype)
     if array.ndim != len(input_shape) + 1 or array.shape[1:] != input_shape:
         raise ValueError(
             f"`{name}` must have shape (num_samples,) + {input_shape}. "
@@ -400,8 +435,6 @@ def _check_inputs(data, input_shape, name):
         )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` must hold at least one sample.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"`{name}` contains NaN or inf values.")
     return array
 
 
@@ -465,6 +498,14 @@ def _convert(
         raise _conversion_error(model, error) from error
 
 
+def _converter_reason(error):
+    """The converter's own words: the text after its last 'error: '."""
+    message = str(error.__cause__ or error)
+    found = re.findall(r"error: ([^\n]+)", message)
+    reason = found[-1] if found else message.strip().splitlines()[0]
+    return reason.strip()[:300]
+
+
 def _conversion_error(model, error):
     message = str(error)
     ops = sorted(
@@ -515,11 +556,14 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def _default_samples(representative_data, input_shape):
+def _default_samples(representative_data, input_shape, dtype="float32"):
     if representative_data is not None:
         return representative_data[:_DEFAULT_SAMPLES]
     rng = np.random.default_rng(0)
     shape = (_DEFAULT_SAMPLES,) + tuple(input_shape)
+    dtype = keras.backend.standardize_dtype(dtype)
+    if "int" in dtype:  # token ids: the smallest ones exist in any vocabulary
+        return rng.integers(0, 2, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype("float32")
 
 
@@ -531,49 +575,58 @@ def _make_interpreter(interpreter_class, content, num_threads=1):
     return interpreter
 
 
-def _run_litert(interpreter, inputs):
-    """Runs `inputs` through the interpreter in the file's batch size."""
-    input_detail = interpreter.get_input_details()[0]
-    output_detail = interpreter.get_output_details()[0]
-    batch = int(input_detail["shape_signature"][0])
-    if batch < 0:
-        interpreter.resize_tensor_input(
-            input_detail["index"], (inputs.shape[0],) + inputs.shape[1:]
-        )
-        interpreter.allocate_tensors()
-        batch = inputs.shape[0]
-    input_detail = interpreter.get_input_details()[0]
-    output_detail = interpreter.get_output_details()[0]
-    outputs = []
-    for start in range(0, inputs.shape[0], batch):
-        chunk = inputs[start : start + batch]
-        count = chunk.shape[0]
-        if count < batch:  # Pad the last chunk to the baked-in batch size.
-            pad = np.repeat(chunk[-1:], batch - count, axis=0)
-            chunk = np.concatenate([chunk, pad], axis=0)
-        interpreter.set_tensor(
-            input_detail["index"], _quantize(chunk, input_detail)
-        )
-        interpreter.invoke()
-        result = interpreter.get_tensor(output_detail["index"])
-        outputs.append(_dequantize(result, output_detail)[:count])
-    return np.concatenate(outputs, axis=0)
+# The interpreter helpers live in `_litert_run`, which the verification
+# child process runs as a script; these names stay for in-process callers.
+_run_litert = _litert_run.run_litert
+_quantize = _litert_run.quantize
+_dequantize = _litert_run.dequantize
 
 
-def _quantize(array, detail):
-    scale, zero_point = detail["quantization"]
-    if detail["dtype"] == np.float32 or not scale:
-        return array.astype(detail["dtype"])
-    info = np.iinfo(detail["dtype"])
-    quantized = np.round(array / scale + zero_point)
-    return np.clip(quantized, info.min, info.max).astype(detail["dtype"])
+def _run_in_child(path, inputs, model):
+    """Runs the file at `path` on `inputs` in a child Python process.
 
-
-def _dequantize(array, detail):
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype("float32")
-    scale, zero_point = detail["quantization"]
-    return (array.astype("float32") - zero_point) * scale
+    A LiteRT abort (a C++ `CHECK` failing in `allocate_tensors`) kills the
+    child only; it becomes a `ValueError` here.
+    """
+    with tempfile.TemporaryDirectory() as directory:
+        inputs_path = os.path.join(directory, "inputs.npy")
+        outputs_path = os.path.join(directory, "outputs.npy")
+        np.save(inputs_path, inputs)
+        command = [sys.executable, _litert_run.__file__, path, inputs_path,
+                   outputs_path]
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True,
+                timeout=_CHILD_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ValueError(
+                f"Running the converted model '{model.name}' in LiteRT took "
+                f"more than {_CHILD_TIMEOUT} s on {inputs.shape[0]} sample "
+                "inputs; verification was stopped and the file was not "
+                "written. Pass fewer `sample_inputs`, or verify=False."
+            ) from None
+        if result.returncode == 0:
+            return np.load(outputs_path)
+    if result.returncode < 0:
+        try:
+            what = signal.Signals(-result.returncode).name
+        except ValueError:
+            what = f"signal {-result.returncode}"
+        cause = f"the LiteRT runtime crashed ({what})"
+    else:
+        cause = f"the LiteRT runtime failed (exit status {result.returncode})"
+    lines = [line for line in result.stderr.strip().splitlines()
+             if line.strip() and not line.startswith("INFO:")]
+    detail = f": {lines[-1].strip()}" if lines else ""
+    raise ValueError(
+        f"Verification of the converted model '{model.name}' failed: "
+        f"{cause} while loading or running the file{detail}. It ran in a "
+        "child process, so this Python session is unaffected; the file was "
+        "not written. This is a LiteRT problem with this model; try "
+        "another `quantization`, batch_size=None, or verify=False to write "
+        "the file unverified."
+    )
 
 
 def _keras_outputs(model, inputs):
@@ -591,10 +644,9 @@ def _keras_outputs(model, inputs):
     return np.concatenate(chunks, axis=0)
 
 
-def _verify(report, interpreter_class, content, model, inputs, tolerance):
+def _verify(report, path, model, inputs, tolerance):
     expected = _keras_outputs(model, inputs)
-    interpreter = _make_interpreter(interpreter_class, content)
-    actual = _run_litert(interpreter, inputs)
+    actual = _run_in_child(path, inputs, model)
     if actual.shape != expected.shape:
         raise ValueError(
             f"The LiteRT output has shape {actual.shape} but Keras returns "

@@ -46,6 +46,17 @@ layer). The union-find classes of atoms are the *units*. Units that occur in
 exactly the same weight slices (with the same number of positions each)
 form one *group*, so every slice of a group owns the same number of
 positions of every one of its units.
+
+What a layer class does to the atoms is looked up in `keras_guided.rules`
+(`rules.rule_for(layer).kind` picks one `_visit_<kind>` method here), so
+this module holds almost no per-class knowledge. A Reshape whose new last axis
+divides the channel count ties the channels it folds together (Dense ->
+Reshape); a grouped Conv ties input slot `j` of every group and makes
+filter slot `j` of every group one unit; an attention layer's heads are
+atoms of their own, not tensor channels (`GraphAnalysis.internal_units`).
+A layer whose channels must stay (`kind="keep"`) flags them with its
+reason and never raises; only unknown layers and unsupported
+configurations do (with `on_unsupported="raise"`).
 """
 
 import dataclasses
@@ -58,51 +69,6 @@ from keras_guided import units as units_lib
 ROLES = ("producer", "follower", "consumer", "statistic")
 ON_UNSUPPORTED = ("raise", "keep")
 
-# Layers whose output channel `c` depends on input channel `c` only and that
-# own no per-channel weights (at inference time).
-_ELEMENTWISE = (
-    keras_layers.ReLU,
-    keras_layers.LeakyReLU,
-    keras_layers.ELU,
-    keras_layers.Dropout,
-    keras_layers.SpatialDropout1D,
-    keras_layers.SpatialDropout2D,
-    keras_layers.SpatialDropout3D,
-    keras_layers.GaussianNoise,
-    keras_layers.GaussianDropout,
-    keras_layers.AlphaDropout,
-    keras_layers.ActivityRegularization,
-    keras_layers.Identity,
-    keras_layers.MaxPooling1D,
-    keras_layers.MaxPooling2D,
-    keras_layers.MaxPooling3D,
-    keras_layers.AveragePooling1D,
-    keras_layers.AveragePooling2D,
-    keras_layers.AveragePooling3D,
-    keras_layers.GlobalMaxPooling1D,
-    keras_layers.GlobalMaxPooling2D,
-    keras_layers.GlobalMaxPooling3D,
-    keras_layers.GlobalAveragePooling1D,
-    keras_layers.GlobalAveragePooling2D,
-    keras_layers.GlobalAveragePooling3D,
-    keras_layers.ZeroPadding1D,
-    keras_layers.ZeroPadding2D,
-    keras_layers.ZeroPadding3D,
-    keras_layers.Cropping1D,
-    keras_layers.Cropping2D,
-    keras_layers.Cropping3D,
-    keras_layers.UpSampling1D,
-    keras_layers.UpSampling2D,
-    keras_layers.UpSampling3D,
-)
-_MERGES = (
-    keras_layers.Add,
-    keras_layers.Subtract,
-    keras_layers.Multiply,
-    keras_layers.Average,
-    keras_layers.Maximum,
-    keras_layers.Minimum,
-)
 # keras.ops used directly on symbolic tensors (`x + y`, `x * s`).
 _MERGE_OPS = (
     "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide",
@@ -236,6 +202,8 @@ class GraphAnalysis:
         groups: the list of `UnitGroup`s.
         unsupported: descriptions (`"layer 'x' (Cls)"`) of the unsupported
             layers met (only non-empty with `on_unsupported="keep"`).
+        internal_units: `id(layer) -> np.ndarray` of the global unit ids of
+            units that are not tensor channels (attention heads).
         tensor_units: `id(KerasTensor) -> np.ndarray` of the global unit id
             of every channel of that tensor (`-1`: not in any group).
         unit_location: `global unit id -> (group index, unit index)`.
@@ -254,8 +222,10 @@ class GraphAnalysis:
         self._records = {}  # (id(layer), weight, role) -> _Record
         self._tensor_atoms = {}  # id(tensor) -> atoms array or None
         self._carriers = []  # (layer name, atoms, is_producer)
-        self._producer_layers = set()
+        self.producer_ids = set()  # id(layer) of layers that create units
+        self._internal_atoms = {}  # id(layer) -> atoms of its heads
         self.unsupported = []
+        self.unsupported_reasons = []  # "layer 'x' (Cls) is not supported: ..."
         self._unsupported_errors = []
         self.nodes = []  # (functional, node) in walk order, nested included
         functional = _functional_of(model)
@@ -341,60 +311,98 @@ class GraphAnalysis:
         inputs = node.input_tensors
         outputs = node.output_tensors
         in_atoms = self._inputs_of(node)
-        user_rule = rules_lib.user_rule(layer)
-        if user_rule is not None:
-            return self._visit_user(layer, user_rule, in_atoms, outputs)
+        rule = rules_lib.rule_for(layer)
+        if rule is not None and rules_lib.user_rule(layer) is rule:
+            return self._visit_user(layer, rule, in_atoms, outputs)
         if _is_model(layer):
             return self._visit_model(layer, node, in_atoms)
-        family = units_lib.layer_family(layer)
-        if family is not None:
+        if rule is None:
+            if _is_op(layer, _ELEMENTWISE_OPS):
+                return self._pass_through(layer, in_atoms, outputs)
+            if _is_op(layer, _MERGE_OPS):
+                return self._merge(layer, in_atoms, outputs)
+            return self._visit_unknown(layer, in_atoms, outputs)
+        if units_lib.layer_family(layer) is not None:
             units_lib.output_slices(layer)  # raises for channels-first
-        if family == "conv" and getattr(layer, "groups", 1) != 1:
-            return self._visit_unknown(layer, in_atoms, outputs)
-        if family in ("dense", "conv", "conv_transpose", "separable"):
-            return self._visit_producer(layer, in_atoms, outputs)
-        if family == "depthwise":
-            return self._visit_depthwise(layer, in_atoms, outputs)
-        if family == "normalization":
-            return self._visit_normalization(layer, inputs, in_atoms, outputs)
-        if isinstance(layer, keras_layers.PReLU):
-            return self._visit_prelu(layer, in_atoms, outputs)
-        if isinstance(layer, keras_layers.Activation):
-            name = getattr(layer.activation, "__name__", "")
-            if name in _MIXING_ACTIVATIONS:
-                return self._visit_mixing(layer, in_atoms, outputs)
-            return self._pass_through(layer, in_atoms, outputs)
-        if isinstance(layer, keras_layers.Softmax):
-            return self._visit_mixing(layer, in_atoms, outputs)
-        if isinstance(layer, _ELEMENTWISE):
-            return self._pass_through(layer, in_atoms, outputs)
-        if isinstance(layer, keras_layers.Rescaling):
-            if np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0:
-                return self._pass_through(layer, in_atoms, outputs)
-            return self._visit_unknown(layer, in_atoms, outputs)
-        if isinstance(layer, (keras_layers.Flatten, keras_layers.Reshape)):
-            return self._visit_reshape(layer, inputs, in_atoms, outputs)
-        if isinstance(layer, keras_layers.Permute):
-            if layer.dims[-1] == len(layer.dims):
-                return self._pass_through(layer, in_atoms, outputs)
-            return self._visit_unknown(layer, in_atoms, outputs)
-        if isinstance(layer, keras_layers.Concatenate):
-            return self._visit_concatenate(layer, inputs, in_atoms, outputs)
-        if _is_op(layer, _ELEMENTWISE_OPS):
-            return self._pass_through(layer, in_atoms, outputs)
-        if isinstance(layer, _MERGES) or _is_op(layer, _MERGE_OPS):
-            return self._visit_merge(layer, in_atoms, outputs)
-        return self._visit_unknown(layer, in_atoms, outputs)
+        if rule.check is not None and inputs and outputs:
+            reason = rule.check(layer, inputs[0].shape, outputs[0].shape)
+            if reason is not None and rule.note is not None:
+                # Not prunable in this configuration, but safe to keep as
+                # is (attention with a gate, an EinsumDense mixing axes).
+                return self._visit_keep(layer, node, in_atoms, reason)
+            if reason is not None:
+                return self._visit_unknown(layer, in_atoms, outputs, reason)
+        handler = getattr(self, "_visit_" + rule.kind)
+        return handler(layer, node, in_atoms)
+
+    def _visit_elementwise(self, layer, node, in_atoms):
+        from keras_guided import rules as rules_lib
+
+        atoms = in_atoms[0] if in_atoms else None
+        rule = rules_lib.rule_for(layer)
+        if atoms is not None and _channels(node.output_tensors[0]) == len(
+            atoms
+        ):
+            weights = rule.output_weights
+            if callable(weights):
+                weights = weights(layer)
+            for weight, axis in weights:
+                self._record(layer, weight, axis, "follower", enumerate(atoms))
+        return self._pass_through(layer, in_atoms, node.output_tensors)
+
+    def _visit_activation(self, layer, node, in_atoms):
+        name = getattr(layer.activation, "__name__", "")
+        if name in _MIXING_ACTIVATIONS:
+            return self._visit_mixing(layer, node, in_atoms)
+        return self._pass_through(layer, in_atoms, node.output_tensors)
+
+    def _visit_keep(self, layer, node, in_atoms, reason=None):
+        """A known layer whose channels stay: copied unchanged."""
+        from keras_guided import rules as rules_lib
+
+        note = rules_lib.rule_for(layer).note or "it is copied unchanged"
+        if reason is not None:
+            note = f"{reason}; it is copied unchanged"
+        text = f"{describe(layer)} keeps its channels: {note}"
+        for atoms in in_atoms:
+            self._flag_all(atoms, "kept", text)
+        for out in node.output_tensors:
+            new = self._new_atoms(out)
+            self._flag_all(new, "kept", text)
+            self._set_output(out, new, layer)
+
+    def _visit_attention(self, layer, node, in_atoms):
+        """MultiHeadAttention: its heads are units; its channels stay."""
+        from keras_guided import rules as rules_lib
+
+        self._visit_keep(layer, node, in_atoms)
+        heads = self._uf.make(int(layer.num_heads))
+        for name, axis in rules_lib.ATTENTION_HEAD_WEIGHTS:
+            if _has_weight(layer, name):
+                self._record(layer, name, axis, "producer", enumerate(heads))
+        name, axis = rules_lib.ATTENTION_OUTPUT_WEIGHT
+        self._record(layer, name, axis, "consumer", enumerate(heads))
+        self.producer_ids.add(id(layer))
+        self._internal_atoms[id(layer)] = heads
+        self._carriers.append((layer.name, heads, True))
 
     def _pass_through(self, layer, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
         out = outputs[0]
         if atoms is not None and _channels(out) != len(atoms):
-            return self._visit_unknown(layer, in_atoms, outputs)
+            return self._visit_unknown(
+                layer, in_atoms, outputs,
+                f"it changes the channel count from {len(atoms)} to "
+                f"{_channels(out)}",
+            )
         self._set_output(out, atoms, layer)
 
-    def _visit_producer(self, layer, in_atoms, outputs):
+    def _visit_producer(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups > 1:
+            return self._visit_grouped(layer, node, atoms, groups)
         if atoms is not None:
             for slice_ in units_lib.input_slices(layer):
                 self._record(
@@ -417,10 +425,57 @@ class GraphAnalysis:
                 new, "mixing", f"{describe(layer)} mixes its channels "
                 f"({activation})"
             )
-        self._producer_layers.add(layer.name)
+        self.producer_ids.add(id(layer))
         self._set_output(outputs[0], new, layer, is_producer=True)
 
-    def _visit_depthwise(self, layer, in_atoms, outputs):
+    def _visit_grouped(self, layer, node, atoms, groups):
+        """Conv with `groups > 1` (see `rules.grouped_conv_rule`)."""
+        out = node.output_tensors[0]
+        filters = _channels(out)
+        per_group_in = int(units_lib.get_weight(layer, "kernel").shape[-2])
+        per_group_out = filters // groups
+        if per_group_in == 1 and not self._from_input(atoms):
+            # One input channel per group: a depthwise convolution; input
+            # channel c and its filters go together, whole groups at once.
+            # (On a model input, whose channels stay, the filter slots of
+            # the groups are the units instead, as below.)
+            return self._visit_depthwise_like(
+                layer, atoms, per_group_out, out, (("kernel", -1),
+                                                   ("bias", 0)))
+        if atoms is not None:
+            # Input slot j of every group reads kernel row j: tied.
+            self._record(
+                layer, "kernel", -2, "consumer",
+                [(c % per_group_in, atom) for c, atom in enumerate(atoms)],
+            )
+        slots = self._uf.make(per_group_out)
+        new = np.tile(slots, groups)
+        for slice_ in units_lib.output_slices(layer):
+            self._record(
+                layer, slice_.weight, slice_.axis, "producer", enumerate(new)
+            )
+        self.producer_ids.add(id(layer))
+        self._set_output(out, new, layer, is_producer=True)
+
+    def _from_input(self, atoms):
+        """Whether `atoms` are untracked or channels of a model input."""
+        if atoms is None:
+            return True
+        return any(
+            kind == "input"
+            for a in atoms for kind, _ in self._flags.get(int(a), ())
+        )
+
+    def _visit_depthwise_like(self, layer, atoms, multiplier, out, weights):
+        out_atoms = np.repeat(atoms, multiplier)
+        for name, axis in weights:
+            if name == "bias" and not getattr(layer, "use_bias", False):
+                continue
+            self._record(layer, name, axis, "follower", enumerate(out_atoms))
+        self._set_output(out, out_atoms, layer)
+
+    def _visit_depthwise(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
         if atoms is None:
             self._set_output(outputs[0], self._new_atoms(outputs[0]), layer)
@@ -434,12 +489,9 @@ class GraphAnalysis:
             )
         self._set_output(outputs[0], out_atoms, layer)
 
-    def _visit_normalization(self, layer, inputs, in_atoms, outputs):
+    def _visit_normalization(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
-        axis = units_lib.normalization_axis(layer)
-        rank = len(inputs[0].shape)
-        if axis is None or axis % rank != rank - 1:
-            return self._visit_unknown(layer, in_atoms, outputs)
         if atoms is not None:
             for variable in layer.weights:
                 role = "follower" if variable.trainable else "statistic"
@@ -453,40 +505,51 @@ class GraphAnalysis:
                 )
         self._set_output(outputs[0], atoms, layer)
 
-    def _visit_prelu(self, layer, in_atoms, outputs):
+    def _visit_prelu(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
         alpha = units_lib.get_weight(layer, "alpha")
         if atoms is not None and alpha.shape[-1] == len(atoms):
             self._record(layer, "alpha", -1, "follower", enumerate(atoms))
         self._set_output(outputs[0], atoms, layer)
 
-    def _visit_mixing(self, layer, in_atoms, outputs):
+    def _visit_mixing(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
         self._flag_all(atoms, "mixing", f"{describe(layer)} mixes channels")
         self._set_output(outputs[0], atoms, layer)
 
-    def _visit_reshape(self, layer, inputs, in_atoms, outputs):
+    def _visit_reshape(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         atoms = in_atoms[0] if in_atoms else None
         out = outputs[0]
         if atoms is None:
             self._set_output(out, self._new_atoms(out), layer)
             return
         out_channels = _channels(out)
-        in_shape = inputs[0].shape
-        if (
-            out_channels is None
-            or out_channels % len(atoms) != 0
-            or (out_channels != len(atoms)
-                and any(d is None for d in in_shape[1:]))
-        ):
-            return self._visit_unknown(layer, in_atoms, outputs)
-        # Row-major: flat index i holds channel i % C, and C divides the new
-        # last axis L, so output position p holds input channel p % C.
-        self._set_output(
-            out, np.tile(atoms, out_channels // len(atoms)), layer
-        )
+        if out_channels is None:
+            return self._visit_unknown(
+                layer, in_atoms, outputs,
+                f"its output shape {tuple(out.shape)} has an unknown last "
+                "axis",
+            )
+        # Row-major: flat index p holds input channel p % C_in and output
+        # channel p % C_out. When C_in divides C_out (Flatten), output
+        # channel q holds input channel q % C_in; when C_out divides C_in
+        # (Dense -> Reshape), input channels equal modulo C_out meet in one
+        # output channel and are tied. Removing such a class everywhere
+        # keeps the row-major order of what is left.
+        if out_channels % len(atoms) == 0:
+            self._set_output(
+                out, np.tile(atoms, out_channels // len(atoms)), layer
+            )
+            return
+        for c in range(out_channels, len(atoms)):
+            self._uf.union(atoms[c % out_channels], atoms[c])
+        self._set_output(out, atoms[:out_channels], layer)
 
-    def _visit_concatenate(self, layer, inputs, in_atoms, outputs):
+    def _visit_concatenate(self, layer, node, in_atoms):
+        outputs = node.output_tensors
         rank = len(outputs[0].shape)
         axis = layer.axis % rank
         if any(a is None for a in in_atoms):
@@ -499,15 +562,23 @@ class GraphAnalysis:
         if axis == rank - 1:
             self._set_output(outputs[0], np.concatenate(in_atoms), layer)
         else:
-            self._visit_merge(layer, in_atoms, outputs)
+            self._merge(layer, in_atoms, outputs)
 
-    def _visit_merge(self, layer, in_atoms, outputs):
+    def _visit_merge(self, layer, node, in_atoms):
+        return self._merge(layer, in_atoms, node.output_tensors)
+
+    def _merge(self, layer, in_atoms, outputs):
         out = outputs[0]
         channels = _channels(out)
         full = [a for a in in_atoms if a is not None and len(a) == channels]
         others = [a for a in in_atoms if a is None or len(a) != channels]
         if not full or any(a is not None and len(a) != 1 for a in others):
-            return self._visit_unknown(layer, in_atoms, outputs)
+            counts = [None if a is None else len(a) for a in in_atoms]
+            return self._visit_unknown(
+                layer, in_atoms, outputs,
+                f"it merges inputs with channel counts {counts} into "
+                f"{channels}",
+            )
         for atoms in full[1:]:
             for a, b in zip(full[0], atoms):
                 self._uf.union(a, b)
@@ -546,7 +617,7 @@ class GraphAnalysis:
                 for weight, axis in rule.output_weights:
                     self._record(layer, weight, axis, "producer",
                                  enumerate(new))
-                self._producer_layers.add(layer.name)
+                self.producer_ids.add(id(layer))
             self._set_output(outputs[0], new, layer, is_producer=True)
             return
         if atoms is not None:
@@ -554,13 +625,18 @@ class GraphAnalysis:
                 self._record(layer, weight, axis, "follower", enumerate(atoms))
         self._pass_through(layer, in_atoms, outputs)
 
-    def _visit_unknown(self, layer, in_atoms, outputs):
-        text = (
-            f"{describe(layer)} is not supported: register a rule for it "
-            f"with `keras_guided.register_rule({type(layer).__name__}, ...)`"
-        )
+    def _visit_unknown(self, layer, in_atoms, outputs, reason=None):
+        if reason is None:
+            text = (
+                f"{describe(layer)} is not supported: register a rule for "
+                f"it with `keras_guided.register_rule("
+                f"{type(layer).__name__}, ...)`"
+            )
+        else:
+            text = f"{describe(layer)} is not supported: {reason}"
         if describe(layer) not in self.unsupported:
             self.unsupported.append(describe(layer))
+            self.unsupported_reasons.append(text)
         for atoms in in_atoms:
             self._flag_all(atoms, "unsupported", text)
         for out in outputs:
@@ -653,14 +729,20 @@ class GraphAnalysis:
         }
         if errors and self.on_unsupported == "raise":
             first = sorted(set(errors))[0]
+            where, _, why = first.partition(" is not supported: ")
+            if why.startswith("register a rule"):
+                why = "keras_guided has no pruning rule for this layer class"
             raise ValueError(
-                f"Cannot prune through {first.split(' is not')[0]}: "
-                "keras_guided has no pruning rule for this layer class. "
-                "Register one with `keras_guided.register_rule(LayerClass, "
-                "rule)` (see its docstring), or pass "
-                "`on_unsupported='keep'` to leave the unit groups that touch "
-                "it unpruned."
+                f"Cannot prune through {where}: {why}. Register one with "
+                "`keras_guided.register_rule(LayerClass, rule)` (see its "
+                "docstring), or pass `on_unsupported='keep'` to leave the "
+                "unit groups that touch it unpruned (the layer is then "
+                "copied unchanged)."
             )
+        self.internal_units = {
+            key: np.array([find(int(a)) for a in atoms], dtype=np.int64)
+            for key, atoms in self._internal_atoms.items()
+        }
         self.tensor_units = {}
         for key, atoms in self._tensor_atoms.items():
             if atoms is None:
@@ -675,6 +757,10 @@ class GraphAnalysis:
     def channel_units(self, tensor):
         """Global unit ids of the channels of `tensor` (`-1`: no group)."""
         return self.tensor_units.get(id(tensor))
+
+
+def _has_weight(layer, name):
+    return name in units_lib.weight_keys(layer)
 
 
 def _blocked(atoms, block):
@@ -794,3 +880,59 @@ def find_unit_groups(model, on_unsupported="raise"):
         [('kernel', 'producer'), ('bias', 'producer'), ('kernel', 'consumer')]
     """
     return analyze(model, on_unsupported=on_unsupported).groups
+
+
+def concrete_shapes(model, input_shapes):
+    """Shapes of every tensor of `model` for inputs of the given shapes.
+
+    Unknown sizes of a variable-length model (`keras.Input((None,))`)
+    become the sizes of real inputs, so probes and FLOPs use lengths the
+    layers accept. Shapes are inferred symbolically (no computation).
+
+    Args:
+        model: a built Sequential or Functional model.
+        input_shapes: one shape per model input (batch axis included).
+
+    Returns:
+        `{id(KerasTensor): tuple}` for every tensor of the graph, nested
+        models included; tensors whose shape could not be inferred keep
+        their symbolic shape.
+    """
+    import keras
+
+    functional = _functional_of(model)
+    specs = {}
+    for tensor, shape in zip(functional.inputs, input_shapes):
+        specs[id(tensor)] = keras.KerasTensor(
+            tuple(int(d) for d in shape), dtype=tensor.dtype
+        )
+    _infer_shapes(functional, specs)
+    return {key: tuple(spec.shape) for key, spec in specs.items()}
+
+
+def _infer_shapes(functional, specs):
+    for depth in sorted(functional._nodes_by_depth, reverse=True):
+        for node in functional._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or node.is_input:
+                continue
+            if any(id(t) not in specs for t in node.input_tensors):
+                continue
+            if _is_model(op):
+                inner = _functional_of(op)
+                for outer, inner_in in zip(node.input_tensors, inner.inputs):
+                    specs[id(inner_in)] = specs[id(outer)]
+                _infer_shapes(inner, specs)
+                for inner_out, outer in zip(inner.outputs, node.outputs):
+                    if id(inner_out) in specs:
+                        specs[id(outer)] = specs[id(inner_out)]
+                continue
+            args, kwargs = node.arguments.fill_in(specs)
+            try:
+                outputs = op.compute_output_spec(*args, **kwargs)
+            except Exception:  # noqa: BLE001 (the symbolic shape stays)
+                continue
+            import keras
+
+            for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
+                specs[id(tensor)] = spec

@@ -1,23 +1,42 @@
-"""Rewrite rules: how to slice a layer's config and weights for kept units.
+"""The one registry of layer knowledge: what each layer class means for pruning.
 
-One registry, keyed by layer class. A rule is a function
+Every layer class `keras_guided` understands is described here once, as a
+`LayerRule`, and the rest of the package dispatches through `rule_for`:
 
-    rule(layer, weights, kept_inputs, kept_outputs) -> (config, new_weights)
+* `kind`: how `graph.py` sees the layer: it creates units (`"producer"`:
+  Dense, Conv, Embedding, ...), passes channel `c` to channel `c`
+  (`"elementwise"`, `"normalization"`, `"depthwise"`), moves channels
+  (`"reshape"`, `"permute"`, `"concatenate"`), ties the channels of its
+  inputs (`"merge"`), mixes them (`"mixing"`), or is copied unchanged with
+  the channels around it kept (`"keep"`);
+* its unit axes come from `keras_guided.units` (`output_slices`,
+  `input_slices`), or from the rule's `output_weights` / `input_weights`
+  for a user's layer;
+* `flops(layer, input_shape, output_shape)`: `{weight name: FLOPs per
+  element of that weight}` for one call on one example; `stats.py` (the
+  cost model) multiplies by the kept size of each weight, so the same
+  numbers serve cost tables, cost-aware guidance and pruning targets;
+* `check(layer, input_shape, output_shape)`: why a configuration cannot be
+  pruned through (`"groups=4 with 3 input channels per group"`), or `None`;
+* `rewrite(layer, weights, kept_inputs, kept_outputs) -> (config,
+  new_weights)`: how the layer is rebuilt for kept channels:
 
-* `layer`: the original (built) layer, never modified;
-* `weights`: `{variable name: numpy array}` of the layer, with the folded
-  constants of removed input channels already added to its bias (a
-  `"bias"` entry may be present for a layer built with `use_bias=False`,
-  the rule must then switch `use_bias` on);
-* `kept_inputs`: for each input tensor, the sorted int array of kept
-  channels (last axis; all of them when nothing is removed there), or
-  `None` for a tensor without a known last axis;
-* `kept_outputs`: the same for the (first) output tensor;
-* returns the config of the new layer (`type(layer).from_config(config)`)
-  and its weights, in the order of `layer.weights`.
+  - `layer`: the original (built) layer, never modified;
+  - `weights`: `{weight name: numpy array}` of the layer (names as in
+    `units.weight_key`), with the folded constants of removed input
+    channels already added to its bias (a `"bias"` entry may be present for
+    a layer built with `use_bias=False`, the rule must then switch
+    `use_bias` on);
+  - `kept_inputs`: for each input tensor, the sorted int array of kept
+    channels (last axis; all of them when nothing is removed there), or
+    `None` for a tensor without a known last axis;
+  - `kept_outputs`: the same for the (first) output tensor;
+  - returns the config of the new layer (`type(layer).from_config(config)`)
+    and its weights, in the order of `layer.weights`.
 
-Built-in rules cover the layers `keras_guided.graph` understands. Users add
-rules for their own layers with `register_rule`.
+A layer through which no removed channel passes is copied unchanged,
+weights included, whatever its kind. Users add rules for their own layers
+with `register_rule`; a user rule wins over a built-in one.
 """
 
 import dataclasses
@@ -28,33 +47,52 @@ from keras import layers as keras_layers
 from keras_guided import units as units_lib
 
 KINDS = ("elementwise", "producer")
+GRAPH_KINDS = (
+    "producer", "depthwise", "normalization", "prelu", "elementwise",
+    "activation", "mixing", "reshape", "permute", "concatenate", "merge",
+    "keep", "attention",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerRule:
-    """A user rule: how the graph sees a layer class and how to rewrite it.
+    """What one layer class means for pruning (see the module docstring).
 
     Attributes:
-        rewrite: the rewrite function (see the module docstring).
-        kind: `"elementwise"` (output channel `c` depends on input channel
-            `c` only) or `"producer"` (creates new output units, like Dense).
+        rewrite: the rewrite function.
+        kind: how the graph sees the layer: `"elementwise"` (output channel
+            `c` depends on input channel `c` only) or `"producer"` (creates
+            new output units, like Dense) for user rules; built-in rules
+            use the other `GRAPH_KINDS` too.
         output_weights: `(weight name, axis)` pairs indexed by output units
-            (followers for an elementwise layer).
+            (followers for an elementwise layer), or a function of the
+            layer returning them. Built-in producers take their axes from
+            `keras_guided.units` instead.
         input_weights: `(weight name, axis, block)` triples indexed by input
             channels (producers only).
+        flops: `flops(layer, input_shape, output_shape) -> {weight name:
+            FLOPs per element}` for one call on one example, or `None` (no
+            FLOPs).
+        check: `check(layer, input_shape, output_shape) -> str | None`, the
+            reason this configuration cannot be pruned through, or `None`.
+        note: for `kind="keep"`, why the channels around the layer stay.
     """
 
     rewrite: object
     kind: str = "elementwise"
     output_weights: tuple = ()
     input_weights: tuple = ()
+    flops: object = None
+    check: object = None
+    note: str = None
 
 
 _USER_RULES = {}
 
 
 def register_rule(
-    layer_class, rule, kind="elementwise", output_weights=(), input_weights=()
+    layer_class, rule, kind="elementwise", output_weights=(), input_weights=(),
+    flops=None,
 ):
     """Registers how `keras_guided` prunes layers of `layer_class`.
 
@@ -69,9 +107,15 @@ def register_rule(
             output channel. Defaults to `()`.
         input_weights: `(name, axis, block)` triples of weights indexed by
             the input channel (producers). Defaults to `()`.
+        flops: `flops(layer, input_shape, output_shape) -> {weight name:
+            FLOPs per element}` for one call on one example (shapes with
+            the batch axis first). Defaults to `None`: for a producer, every
+            element of its `input_weights` costs one multiply-accumulate (2
+            FLOPs) per output position, as in Dense and Conv; an
+            elementwise layer costs nothing.
 
     Raises:
-        ValueError: for a bad `layer_class`, `rule` or `kind`.
+        ValueError: for a bad `layer_class`, `rule`, `kind` or `flops`.
 
     Examples:
         >>> # A per-channel scale layer, registered and pruned.
@@ -113,12 +157,22 @@ def register_rule(
         raise ValueError(
             f"`kind` must be one of {KINDS}. Received: kind={kind!r}"
         )
+    if flops is not None and not callable(flops):
+        raise ValueError(
+            "`flops` must be None or a function (layer, input_shape, "
+            "output_shape) -> {weight name: FLOPs per element}. "
+            f"Received: flops={flops!r}"
+        )
     outputs = tuple((str(w), a) for w, a in output_weights)
     inputs = tuple(
         (str(t[0]), t[1], int(t[2]) if len(t) > 2 else 1)
         for t in input_weights
     )
-    _USER_RULES[layer_class] = LayerRule(rule, kind, outputs, inputs)
+    if flops is None and kind == "producer":
+        flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
+    _USER_RULES[layer_class] = LayerRule(
+        rule, kind, outputs, inputs, flops=flops
+    )
 
 
 def unregister_rule(layer_class):
@@ -127,10 +181,25 @@ def unregister_rule(layer_class):
 
 
 def user_rule(layer):
-    """The `LayerRule` registered for `type(layer)` or a base class."""
+    """The `LayerRule` registered by the user for `type(layer)` or a base."""
     for cls in type(layer).__mro__:
         if cls in _USER_RULES:
             return _USER_RULES[cls]
+    return None
+
+
+def rule_for(layer):
+    """The `LayerRule` of `layer`: the user's, a built-in one, or `None`.
+
+    `None` means an unknown layer: the graph refuses to prune through it
+    (or, with `on_unsupported="keep"`, keeps the channels around it).
+    """
+    rule = user_rule(layer)
+    if rule is not None:
+        return rule
+    for cls, builtin in _BUILTIN:
+        if isinstance(layer, cls):
+            return builtin
     return None
 
 
@@ -163,7 +232,7 @@ def take(array, axis, kept, block=1):
 
 
 def _weights_list(layer, weights):
-    names = [v.name for v in layer.weights]
+    names = units_lib.weight_keys(layer)
     return [weights[name] for name in names if name in weights]
 
 
@@ -179,7 +248,7 @@ def _bias_config(config, weights):
 
 def _order(layer, weights):
     """Weights in build order: layer.weights order, bias added if new."""
-    names = [v.name for v in layer.weights]
+    names = units_lib.weight_keys(layer)
     if "bias" in weights and "bias" not in names:
         names.append("bias")
     return [weights[name] for name in names]
@@ -271,32 +340,371 @@ def unchanged_rule(layer, weights, kept_inputs, kept_outputs):
     return layer.get_config(), _weights_list(layer, weights)
 
 
+
+
+def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs):
+    """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis."""
+    config, new_weights = _producer_rule("units")(
+        layer, weights, kept_inputs, kept_outputs)
+    config.pop("units", None)
+    config.pop("use_bias", None)
+    if kept_outputs is not None:
+        shape = config["output_shape"]
+        shape = list(shape) if isinstance(shape, (list, tuple)) else [shape]
+        shape[-1] = int(len(kept_outputs))
+        config["output_shape"] = tuple(shape)
+    if "bias" in weights and not layer.bias_axes:
+        config["bias_axes"] = config["equation"].split("->")[1][-1]
+    return config, new_weights
+
+
+def _check_einsum(layer, input_shape, output_shape):
+    if not units_lib.dense_like_einsum(layer):
+        return (
+            f"its equation '{layer.equation}' (bias_axes="
+            f"{layer.bias_axes!r}) is not a Dense over the last axis"
+        )
+    return None
+
+
+def grouped_conv_rule(layer, weights, kept_inputs, kept_outputs):
+    """Conv with `groups > 1`: every group keeps the same channel count.
+
+    The graph ties input channel `c` to the kernel's input slot
+    `c % (input channels per group)` in every group, and output filter `o`
+    to slot `o % (filters per group)`, so kept channels come as whole slots
+    and `filters` stays divisible by `groups`. With one input channel per
+    group (a depthwise convolution written as Conv) whole groups are removed
+    instead and `groups` shrinks.
+    """
+    weights = dict(weights)
+    kept_in = _first(kept_inputs)
+    config = _bias_config(layer.get_config(), weights)
+    kernel = weights["kernel"]
+    per_group = kernel.shape[-2]
+    if kept_in is not None:
+        if per_group == 1 and layer.groups > 1:
+            config["groups"] = int(len(kept_in))
+        else:
+            slots = np.unique(np.asarray(kept_in) % per_group)
+            kernel = np.take(kernel, slots, axis=-2)
+    if kept_outputs is not None:
+        kernel = np.take(kernel, kept_outputs, axis=-1)
+        if "bias" in weights:
+            weights["bias"] = weights["bias"][kept_outputs]
+        config["filters"] = int(len(kept_outputs))
+    weights["kernel"] = kernel
+    return config, _order(layer, weights)
+
+
+ATTENTION_HEAD_WEIGHTS = (
+    ("query/kernel", 1), ("query/bias", 0), ("key/kernel", 1),
+    ("key/bias", 0), ("value/kernel", 1), ("value/bias", 0),
+)
+ATTENTION_OUTPUT_WEIGHT = ("attention_output/kernel", 0)
+
+
+def attention_rule(layer, weights, kept_inputs, kept_outputs,
+                   kept_heads=None):
+    """MultiHeadAttention without some heads; `num_heads` rewritten.
+
+    A head is its query, key and value projections (`[:, h, :]` of each
+    kernel, `[h, :]` of each bias) and its rows of the output projection
+    (`[h, :, :]`). A removed head whose projection kernels are zero (or
+    masked) attends uniformly to a constant: it emits its value bias, whose
+    projection is added to the output bias, so removing it is exact.
+    """
+    config = layer.get_config()
+    weights = dict(weights)
+    if kept_heads is not None and len(kept_heads) < layer.num_heads:
+        removed = np.setdiff1d(np.arange(layer.num_heads), kept_heads)
+        output = weights[ATTENTION_OUTPUT_WEIGHT[0]]
+        if "value/bias" in weights and "attention_output/bias" in weights:
+            constant = np.einsum(
+                "hd,hde->e", weights["value/bias"][removed], output[removed]
+            )
+            weights["attention_output/bias"] = (
+                weights["attention_output/bias"] + constant
+            ).astype(output.dtype)
+        for name, axis in ATTENTION_HEAD_WEIGHTS + (ATTENTION_OUTPUT_WEIGHT,):
+            if name in weights:
+                weights[name] = np.take(weights[name], kept_heads, axis=axis)
+        config["num_heads"] = int(len(kept_heads))
+    return config, _weights_list(layer, weights)
+
+
+def _check_attention(layer, input_shape, output_shape):
+    """Heads are units for the standard layout only."""
+    if getattr(layer, "_use_gate", False):
+        return "use_gate=True"
+    axes = layer.get_config().get("attention_axes")
+    if len(tuple(input_shape)) != 3 or axes not in (None, (1,), [1]):
+        return "attention over several axes"
+    return None
+
+
+# ------------------------------------------------------------------ FLOPs
+def _spatial_size(shape, layer):
+    """Product of the spatial dimensions of a channels-last shape."""
+    spatial = tuple(shape)[1:-1]
+    if any(d is None for d in spatial):
+        raise ValueError(
+            f"Cannot count FLOPs of layer '{layer.name}' "
+            f"({type(layer).__name__}): its tensor of shape {tuple(shape)} "
+            "has unknown spatial dimensions. Pass `sample_inputs=` (their "
+            "shapes fill in the unknown sizes), build the model with a fixed "
+            "input size, or use a 'params' target, which needs no FLOPs."
+        )
+    return int(np.prod(spatial)) if spatial else 1
+
+
+def _flops_per_input_position(*names):
+    """Each weight element: one MAC per input position (Dense, transpose)."""
+    def flops(layer, input_shape, output_shape):
+        return {name: 2 * _spatial_size(input_shape, layer)
+                for name in names}
+
+    return flops
+
+
+def _flops_per_output_position(*names):
+    """Each weight element: one MAC per output position (Conv)."""
+    def flops(layer, input_shape, output_shape):
+        return {name: 2 * _spatial_size(output_shape, layer)
+                for name in names}
+
+    return flops
+
+
+def _user_producer_flops(names):
+    def flops(layer, input_shape, output_shape):
+        spatial = _spatial_size(output_shape, layer)
+        return {name: 2 * spatial for name in names}
+
+    return flops
+
+
+def _recurrent_flops(layer, input_shape, output_shape):
+    steps = tuple(input_shape)[1]
+    if steps is None:
+        _spatial_size(input_shape, layer)  # raises with advice
+    return {"kernel": 2 * steps, "recurrent_kernel": 2 * steps}
+
+
+def _attention_flops(layer, input_shape, output_shape):
+    """Projections, plus the scores and the weighted sum of every head.
+
+    `input_shape` is the query's. The attention itself (2 x Tq x Tk x heads
+    x (key_dim + value_dim)) is charged to the query bias entries (heads x
+    key_dim), so it shrinks with the heads.
+    """
+    query_steps = _spatial_size(input_shape, layer)
+    key_shape = getattr(layer, "_key_shape", None) or input_shape
+    key_steps = _spatial_size(key_shape, layer)
+    key_dim = layer.key_dim
+    value_dim = layer.value_dim or key_dim
+    costs = {
+        "query/kernel": 2 * query_steps,
+        "key/kernel": 2 * key_steps,
+        "value/kernel": 2 * key_steps,
+        "attention_output/kernel": 2 * query_steps,
+    }
+    attention = 2 * query_steps * key_steps * (key_dim + value_dim)
+    if layer.use_bias:
+        costs["query/bias"] = attention / key_dim
+    else:
+        costs["query/kernel"] += attention / key_dim / int(
+            tuple(input_shape)[-1])
+    return costs
+
+
+# ------------------------------------------------------------------ checks
+def _check_reshape(layer, input_shape, output_shape):
+    channels_in, channels_out = tuple(input_shape)[-1], tuple(output_shape)[-1]
+    if channels_in is None or channels_out is None:
+        return (
+            f"its channel counts are unknown (input {tuple(input_shape)}, "
+            f"output {tuple(output_shape)})"
+        )
+    if channels_out % channels_in and channels_in % channels_out:
+        return (
+            f"it maps {channels_in} input channels to a last axis of "
+            f"{channels_out}, and neither divides the other, so channels "
+            "are scrambled"
+        )
+    return None
+
+
+def _check_permute(layer, input_shape, output_shape):
+    if layer.dims[-1] != len(layer.dims):
+        return f"dims={tuple(layer.dims)} moves the channel axis"
+    return None
+
+
+def _check_channels_last(layer, input_shape, output_shape):
+    data_format = getattr(layer, "data_format", None)
+    if data_format == "channels_first":
+        return (
+            "data_format='channels_first' puts the channels on axis 1; "
+            "keras_guided follows the last axis"
+        )
+    return None
+
+
+def _check_rescaling(layer, input_shape, output_shape):
+    if np.ndim(layer.scale) or np.ndim(layer.offset):
+        return "its scale or offset is not a scalar"
+    return None
+
+
+def _check_normalization(layer, input_shape, output_shape):
+    axis = units_lib.normalization_axis(layer)
+    rank = len(tuple(input_shape))
+    if axis is None or axis % rank != rank - 1:
+        return f"axis={layer.axis!r} is not the channel axis alone"
+    return None
+
+
+def _keep(note):
+    return LayerRule(unchanged_rule, kind="keep", note=note)
+
+
+_KEEP_RECURRENT = (
+    "its units are recurrent (the kernel and recurrent kernel of every "
+    "gate would have to be cut together); it is copied unchanged"
+)
+_ELEMENTWISE_LAYERS = (
+    keras_layers.ReLU, keras_layers.LeakyReLU, keras_layers.ELU,
+    keras_layers.SpatialDropout1D, keras_layers.SpatialDropout2D,
+    keras_layers.SpatialDropout3D, keras_layers.GaussianNoise,
+    keras_layers.GaussianDropout, keras_layers.AlphaDropout,
+    keras_layers.ActivityRegularization, keras_layers.Identity,
+    keras_layers.MaxPooling1D, keras_layers.MaxPooling2D,
+    keras_layers.MaxPooling3D, keras_layers.AveragePooling1D,
+    keras_layers.AveragePooling2D, keras_layers.AveragePooling3D,
+    keras_layers.GlobalMaxPooling1D, keras_layers.GlobalMaxPooling2D,
+    keras_layers.GlobalMaxPooling3D, keras_layers.GlobalAveragePooling1D,
+    keras_layers.GlobalAveragePooling2D, keras_layers.GlobalAveragePooling3D,
+    keras_layers.ZeroPadding1D, keras_layers.ZeroPadding2D,
+    keras_layers.ZeroPadding3D, keras_layers.Cropping1D,
+    keras_layers.Cropping2D, keras_layers.Cropping3D,
+    keras_layers.UpSampling1D, keras_layers.UpSampling2D,
+    keras_layers.UpSampling3D,
+    # Preprocessing and augmentation: the same transform on every channel
+    # (identity at inference for the random ones).
+    keras_layers.RandomFlip, keras_layers.RandomRotation,
+    keras_layers.RandomZoom, keras_layers.RandomTranslation,
+    keras_layers.RandomCrop, keras_layers.Resizing, keras_layers.CenterCrop,
+)
+_MERGE_LAYERS = (
+    keras_layers.Add, keras_layers.Subtract, keras_layers.Multiply,
+    keras_layers.Average, keras_layers.Maximum, keras_layers.Minimum,
+)
+_DENSE_FLOPS = _flops_per_input_position("kernel")
+_CONV_FLOPS = _flops_per_output_position("kernel")
+_TRANSPOSE_FLOPS = _flops_per_input_position("kernel")
+_SEPARABLE_FLOPS = _flops_per_output_position(
+    "depthwise_kernel", "pointwise_kernel")
+
+# Most specific class first: the first isinstance match wins.
 _BUILTIN = [
-    (keras_layers.Dense, _producer_rule("units")),
-    (keras_layers.Conv1DTranspose, _producer_rule("filters")),
-    (keras_layers.Conv2DTranspose, _producer_rule("filters")),
-    (keras_layers.Conv3DTranspose, _producer_rule("filters")),
-    (keras_layers.SeparableConv1D, _producer_rule("filters")),
-    (keras_layers.SeparableConv2D, _producer_rule("filters")),
-    (keras_layers.DepthwiseConv1D, depthwise_rule),
-    (keras_layers.DepthwiseConv2D, depthwise_rule),
-    (keras_layers.Conv1D, _producer_rule("filters")),
-    (keras_layers.Conv2D, _producer_rule("filters")),
-    (keras_layers.Conv3D, _producer_rule("filters")),
-    (keras_layers.BatchNormalization, channel_rule),
-    (keras_layers.LayerNormalization, channel_rule),
-    (keras_layers.PReLU, prelu_rule),
-    (keras_layers.Reshape, reshape_rule),
-    (keras_layers.Dropout, dropout_rule),
+    (keras_layers.Dense, LayerRule(
+        _producer_rule("units"), "producer", flops=_DENSE_FLOPS)),
+    (keras_layers.EinsumDense, LayerRule(
+        einsum_dense_rule, "producer", flops=_DENSE_FLOPS,
+        check=_check_einsum,
+        note="it is copied unchanged")),
+    (keras_layers.Embedding, LayerRule(
+        _producer_rule("output_dim"), "producer")),
+    (keras_layers.Conv1DTranspose, LayerRule(
+        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+    (keras_layers.Conv2DTranspose, LayerRule(
+        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+    (keras_layers.Conv3DTranspose, LayerRule(
+        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+    (keras_layers.SeparableConv1D, LayerRule(
+        _producer_rule("filters"), "producer", flops=_SEPARABLE_FLOPS)),
+    (keras_layers.SeparableConv2D, LayerRule(
+        _producer_rule("filters"), "producer", flops=_SEPARABLE_FLOPS)),
+    (keras_layers.DepthwiseConv1D, LayerRule(
+        depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
+    (keras_layers.DepthwiseConv2D, LayerRule(
+        depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
+    (keras_layers.Conv1D, LayerRule(
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+    (keras_layers.Conv2D, LayerRule(
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+    (keras_layers.Conv3D, LayerRule(
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+    (keras_layers.BatchNormalization, LayerRule(
+        channel_rule, "normalization", check=_check_normalization)),
+    (keras_layers.LayerNormalization, LayerRule(
+        channel_rule, "normalization", check=_check_normalization)),
+    (keras_layers.PReLU, LayerRule(prelu_rule, "prelu")),
+    (keras_layers.Activation, LayerRule(unchanged_rule, "activation")),
+    (keras_layers.Softmax, LayerRule(unchanged_rule, "mixing")),
+    (keras_layers.UnitNormalization, LayerRule(unchanged_rule, "mixing")),
+    (keras_layers.Dropout, LayerRule(dropout_rule, "elementwise")),
+    (_ELEMENTWISE_LAYERS, LayerRule(
+        unchanged_rule, "elementwise", check=_check_channels_last)),
+    (keras_layers.Rescaling, LayerRule(
+        unchanged_rule, "elementwise", check=_check_rescaling)),
+    (keras_layers.Flatten, LayerRule(unchanged_rule, "reshape")),
+    (keras_layers.Reshape, LayerRule(
+        reshape_rule, "reshape", check=_check_reshape)),
+    (keras_layers.Permute, LayerRule(
+        unchanged_rule, "elementwise", check=_check_permute)),
+    (keras_layers.Concatenate, LayerRule(unchanged_rule, "concatenate")),
+    (_MERGE_LAYERS, LayerRule(unchanged_rule, "merge")),
+    (keras_layers.MultiHeadAttention, LayerRule(
+        attention_rule, "attention", flops=_attention_flops,
+        check=_check_attention,
+        note="its heads are unit groups, but its query, key and value "
+             "channels and its output channels are kept")),
+    (keras_layers.LSTM, LayerRule(
+        unchanged_rule, "keep", flops=_recurrent_flops,
+        note=_KEEP_RECURRENT)),
+    (keras_layers.GRU, LayerRule(
+        unchanged_rule, "keep", flops=_recurrent_flops,
+        note=_KEEP_RECURRENT)),
+    (keras_layers.SimpleRNN, LayerRule(
+        unchanged_rule, "keep", flops=_recurrent_flops,
+        note=_KEEP_RECURRENT)),
+    (keras_layers.Bidirectional, _keep(_KEEP_RECURRENT)),
+    (keras_layers.GroupNormalization, _keep(
+        "it normalizes over groups of channels; it is copied unchanged")),
+    (keras_layers.Attention, _keep(
+        "its output mixes the channels of its inputs; it is copied "
+        "unchanged")),
+    (keras_layers.AdditiveAttention, _keep(
+        "its output mixes the channels of its inputs; it is copied "
+        "unchanged")),
 ]
+
+
+def _layer_scale_rule(layer, weights, kept_inputs, kept_outputs):
+    """ConvNeXt's LayerScale: a per-channel `gamma`."""
+    config = layer.get_config()
+    gamma = weights[units_lib.weight_keys(layer)[0]]
+    if kept_outputs is not None:
+        gamma = gamma[kept_outputs]
+        config["projection_dim"] = int(len(kept_outputs))
+    return config, [gamma]
+
+
+try:  # A private Keras class: the layer scale of keras.applications.ConvNeXt.
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+except ImportError:  # pragma: no cover (another Keras layout)
+    _LayerScale = None
+if _LayerScale is not None:
+    _BUILTIN.append((_LayerScale, LayerRule(
+        _layer_scale_rule, "elementwise",
+        # Its one weight is unnamed ("variable" in Keras 3.15).
+        output_weights=lambda layer: ((units_lib.weight_keys(layer)[0], 0),),
+    )))
 
 
 def get_rule(layer):
     """The rewrite function for `layer`: user rule, built-in, or a copy."""
-    rule = user_rule(layer)
-    if rule is not None:
-        return rule.rewrite
-    for cls, rewrite in _BUILTIN:
-        if isinstance(layer, cls):
-            return rewrite
-    return unchanged_rule
+    rule = rule_for(layer)
+    return rule.rewrite if rule is not None else unchanged_rule

@@ -11,6 +11,7 @@ mean square), so units of wide and narrow layers compare fairly.
 """
 
 import math
+import warnings
 
 import numpy as np
 from keras import ops
@@ -115,6 +116,8 @@ def dead_units(groups, tolerance=1e-8):
         >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
         [[True, True], [False]]
     """
+    from keras_guided import units as units_lib
+
     masks = []
     for group in groups:
         dead = np.ones(group.num_units, dtype=bool)
@@ -122,7 +125,7 @@ def dead_units(groups, tolerance=1e-8):
             if slice_.role != "producer":
                 continue
             value = weight_value(slice_.layer, slice_.weight)
-            if value.ndim < 2:
+            if not units_lib.is_input_weight(slice_.weight, value.shape):
                 continue  # a bias
             rows = gather_units(value, slice_.axis, slice_.positions)
             dead &= np.max(np.abs(rows), axis=1, initial=0.0) <= tolerance
@@ -247,53 +250,145 @@ def parse_target(target):
     return metric, float(fraction)
 
 
-def unit_costs(groups, model, metric):
-    """Cost of each unit (its share of params or FLOPs), one array a group."""
+class KeptCost:
+    """The exact params or FLOPs a model keeps while units are removed.
+
+    Built on `stats.weight_costs` (the one cost model): each weight costs
+    its kept size times its cost per element, and its kept size is the
+    product of its kept lengths along every axis. Removing a unit shortens
+    every axis its slices cut, so a Dense kernel between two pruned layers
+    loses rows and columns and the entries at their crossing are counted
+    once (adding per-unit shares would count them twice and keep more than
+    asked).
+
+    Args:
+        groups: `UnitGroup`s of `model`.
+        model: the model.
+        metric: `"units"`, `"params"` or `"flops"`.
+        shapes: concrete shapes for variable-length models (see
+            `stats.weight_costs`). Defaults to `None`.
+
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(8), keras.layers.Dense(6),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> cost = keras_guided.scoring.KeptCost(groups, model, "params")
+        >>> cost.total, cost.remove(groups[0], 0)  # 4 + 1 + 6 weights
+        (101.0, 11.0)
+        >>> cost.remove(groups[1], 0)  # 7 + 1 + 1: the crossing went before
+        9.0
+    """
+
+    def __init__(self, groups, model, metric, shapes=None):
+        from keras_guided import stats
+        from keras_guided import units as units_lib
+
+        self.metric = metric
+        self._weights = {}  # (id(layer), name) -> [kept dims, unit cost]
+        if metric != "units":
+            for _, layer, weights in stats.weight_costs(
+                model, shapes=shapes, flops=metric == "flops"
+            ):
+                for name, (shape, per_element) in weights.items():
+                    unit_cost = 1.0 if metric == "params" else per_element
+                    self._weights[(id(layer), name)] = [
+                        list(shape), float(unit_cost)]
+        self._removed = {}  # (id(layer), name, axis) -> removed indices
+        self._units_lib = units_lib
+        if metric == "units":
+            self.total = float(sum(g.num_units for g in groups
+                                   if g.prunable))
+        else:
+            self.total = float(sum(
+                math.prod(dims) * cost for dims, cost in self._weights.values()
+            ))
+        self.kept = self.total
+
+    def remove(self, group, unit):
+        """Removes `unit` of `group`; returns the cost it saved."""
+        return self._remove(group, unit, apply=True)
+
+    def saving(self, group, unit):
+        """What removing `unit` of `group` now would save (nothing changes)."""
+        return self._remove(group, unit, apply=False)
+
+    def _remove(self, group, unit, apply):
+        if self.metric == "units":
+            if apply:
+                self.kept -= 1.0
+            return 1.0
+        saved = 0.0
+        shortened = {}  # (id(layer), name) -> dims after this removal
+        pending = {}  # (id(layer), name, axis) -> indices this removal cuts
+        for slice_ in group.slices:
+            entry = self._weights.get((id(slice_.layer), slice_.weight))
+            if entry is None:
+                continue
+            dims, cost = entry
+            dims = shortened.get((id(slice_.layer), slice_.weight), dims)
+            rank = len(dims)
+            axes = slice_.axis if isinstance(slice_.axis, tuple) else (
+                slice_.axis,)
+            axes = sorted(a % rank for a in axes)
+            inner = math.prod(dims[a] for a in axes[1:])
+            key = (id(slice_.layer), slice_.weight, axes[0])
+            removed = self._removed.setdefault(key, set())
+            # With a tuple axis, the kept length of its first axis is
+            # tracked (the depth multiplier stays whole).
+            fresh = {int(p) // max(inner, 1) for p in slice_.positions[unit]}
+            fresh -= removed | pending.get(key, set())
+            if not fresh:
+                continue
+            before = math.prod(dims) * cost
+            dims = list(dims)
+            dims[axes[0]] -= len(fresh)
+            shortened[(id(slice_.layer), slice_.weight)] = dims
+            saved += before - math.prod(dims) * cost
+            pending.setdefault(key, set()).update(fresh)
+            if apply:
+                entry[0] = dims
+                removed |= fresh
+        if apply:
+            self.kept -= saved
+        return float(saved)
+
+
+def unit_costs(groups, model, metric, shapes=None):
+    """Cost of removing each unit alone (params or FLOPs), one array a group.
+
+    A unit's cost is what removing only it saves (`KeptCost.remove` from
+    the full model); removing several units saves less than the sum when
+    their slices cross in one weight.
+    """
     if metric == "units":
         return [np.ones(g.num_units) for g in groups]
-    flops = _layer_flops(model) if metric == "flops" else {}
+    import copy
+
+    base = KeptCost(groups, model, metric, shapes=shapes)
     costs = []
     for group in groups:
         cost = np.zeros(group.num_units)
-        for slice_ in group.slices:
-            value = weight_value(slice_.layer, slice_.weight)
-            axes = slice_.axis if isinstance(slice_.axis, tuple) else (
-                slice_.axis,)
-            length = int(np.prod([value.shape[a] for a in axes]))
-            k = slice_.positions.shape[1]
-            if metric == "params":
-                cost += k * (value.size // length)
-            elif value.ndim >= 2:
-                cost += flops.get(id(slice_.layer), 0) * k / length
+        for unit in range(group.num_units):
+            probe = copy.copy(base)
+            probe._weights = {k: [list(d), c]
+                              for k, (d, c) in base._weights.items()}
+            probe._removed = {}
+            cost[unit] = probe.remove(group, unit)
         costs.append(cost)
     return costs
 
 
-def _layer_flops(model):
-    from keras_guided import stats
-
-    costs = stats.layer_costs(model)
-    by_layer = {}
-
-    def visit(container, prefix):
-        for layer in container.layers:
-            name = prefix + layer.name
-            if hasattr(layer, "layers") and layer.layers:
-                visit(layer, name + "/")
-            elif name in costs:
-                by_layer[id(layer)] = costs[name]["flops"]
-
-    visit(model, "")
-    return by_layer
-
-
 def plan_from_target(groups, model, target, scores=None, min_units=1,
-                     round_to=None, relative=True):
+                     round_to=None, relative=True, shapes=None):
     """A plan removing the least important units until `target` is met.
 
     `target` is what the model keeps at most (the value to reach), as in
-    `GuidedPruning(target=...)`. Dead units (score 0) are always removed,
-    even when that leaves less than the target.
+    `GuidedPruning(target=...)`: units are removed until the exact kept
+    cost (`KeptCost`) is at most the target, so the result is within one
+    unit of it. Dead units (score 0) are always removed, even when that
+    leaves less than the target.
 
     Units are ranked over all prunable groups together. With
     `relative=True` a unit's score is divided by the mean score of its
@@ -311,6 +406,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         round_to: kept counts rounded up to a multiple. Defaults to `None`.
         relative: rank units by their score relative to their group's
             mean. Defaults to `True`.
+        shapes: concrete tensor shapes for a variable-length model (see
+            `stats.weight_costs`); FLOPs need them. Defaults to `None`.
 
     Returns:
         A plan `{group index: kept unit indices}`.
@@ -331,17 +428,9 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     """
     check_limits(min_units, round_to)
     metric, kept_fraction = parse_target(target)
-    fraction = 1.0 - kept_fraction
     scores = default_scores(groups) if scores is None else scores
-    costs = unit_costs(groups, model, metric)
-    if metric == "units":
-        total = sum(g.num_units for g in groups if g.prunable)
-    else:
-        from keras_guided import stats
-
-        total = (stats.count_params(model) if metric == "params"
-                 else stats.count_flops(model))
-    goal = fraction * total
+    cost = KeptCost(groups, model, metric, shapes=shapes)
+    goal = kept_fraction * cost.total
     candidates = []
     for group in groups:
         if not group.prunable:
@@ -358,22 +447,100 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         for g in groups if g.prunable
     }
     masks = [np.zeros(g.num_units, dtype=bool) for g in groups]
-    removed = 0.0
-    for score, index, unit in candidates:
-        # Dead units (score 0) cost nothing to remove: they always go, even
-        # past the target, which is an upper bound on what is kept.
-        if removed >= goal and score > 0:
+    # What one unit of each group saves at most (savings only shrink as
+    # more units go, and the units of a group own equal slices).
+    bound = {g.index: cost.saving(g, 0) for g in groups if g.prunable}
+    position = 0
+    while True:
+        # Remove units, least important first, until what is kept is at
+        # most the goal. Dead units (score 0) cost nothing to remove: they
+        # always go, even past the target.
+        while position < len(candidates):
+            score, index, unit = candidates[position]
+            if cost.kept <= goal * (1 + 1e-12) and score > 0:
+                break
+            if score > 0 and removable[index] and (
+                cost.kept - bound[index] < goal
+            ) and cost.kept - cost.saving(groups[index], unit) < goal:
+                # The last step: of the next few candidates that reach the
+                # goal, take the one that overshoots it least (one costly
+                # residual unit would otherwise land far below it).
+                ahead = _finishing_candidate(
+                    candidates, position, removable, groups, cost, goal)
+                if ahead != position:
+                    candidates.insert(position, candidates.pop(ahead))
+                    score, index, unit = candidates[position]
+            position += 1
+            if removable[index] == 0:
+                continue
+            masks[index][unit] = True
+            removable[index] -= 1
+            cost.remove(groups[index], unit)
+        plan = plan_from_mask(groups, masks, scores, min_units, round_to)
+        if not round_to or position >= len(candidates):
             break
-        if removable[index] == 0:
-            continue
-        masks[index][unit] = True
-        removable[index] -= 1
-        removed += costs[index][unit]
-    if removed < goal and goal > 0:
-        raise ValueError(
-            f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
-            f"every prunable unit allowed by min_units={min_units} keeps "
-            f"{1 - removed / total:.1%}. Raise the target, lower "
-            "`min_units`, or make more groups prunable."
+        # round_to may give units back: measure the plan, cut further.
+        kept = _plan_cost(groups, model, metric, shapes, plan)
+        if kept <= goal * (1 + 1e-12):
+            break
+        cost.kept = kept
+    # Without rounding, the plan removes exactly what `cost` removed.
+    final = (_plan_cost(groups, model, metric, shapes, plan) if round_to
+             else cost.kept)
+    if final <= goal * (1 + 1e-9) + 1e-9:
+        return plan
+    limits = f"min_units={min_units}"
+    if round_to:
+        limits += f" and round_to={round_to}"
+    share = f"{final / cost.total:.1%}"
+    if share == f"{kept_fraction:.1%}":
+        share = f"{final / cost.total:.3%}"
+    message = (
+        f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
+        f"every prunable unit allowed by {limits} keeps {share}."
+    )
+    if round_to and _plan_cost(
+        groups, model, metric, shapes,
+        plan_from_mask(groups, masks, scores, min_units, None),
+    ) <= goal * (1 + 1e-9) + 1e-9:
+        # Only the rounding stands in the way: the user asked for it.
+        warnings.warn(
+            message + " Returning the smallest plan with kept counts "
+            "rounded up; lower `round_to` to get closer to the target.",
+            stacklevel=3,
         )
-    return plan_from_mask(groups, masks, scores, min_units, round_to)
+        return plan
+    raise ValueError(
+        message + " Raise the target, lower `min_units`, or make more "
+        "groups prunable."
+    )
+    return plan
+
+
+_LOOK_AHEAD = 64
+
+
+def _finishing_candidate(candidates, position, removable, groups, cost,
+                         goal):
+    """Index of the candidate (among the next `_LOOK_AHEAD`) whose removal
+    reaches `goal` keeping the most."""
+    best, best_kept = position, -1.0
+    for ahead in range(position, min(len(candidates),
+                                      position + _LOOK_AHEAD)):
+        _, index, unit = candidates[ahead]
+        if not removable[index]:
+            continue
+        kept = cost.kept - cost.saving(groups[index], unit)
+        if best_kept < kept <= goal * (1 + 1e-12):
+            best, best_kept = ahead, kept
+    return best
+
+
+def _plan_cost(groups, model, metric, shapes, plan):
+    """What `model` keeps of `metric` after `plan`, exactly."""
+    cost = KeptCost(groups, model, metric, shapes=shapes)
+    for index, kept in plan.items():
+        group = groups[index]
+        for unit in np.setdiff1d(np.arange(group.num_units), kept):
+            cost.remove(group, int(unit))
+    return cost.kept

@@ -1,10 +1,15 @@
-"""Parameters and FLOPs per layer, and before/after tables.
+"""The one cost model: parameters and FLOPs per weight, per layer, per model.
 
-FLOPs are counted as 2 x multiply-accumulates of the Dense and convolution
-layers for one example (batch size 1), the convention of most model-zoo
-tables. Element-wise layers (activations, BatchNormalization, pooling, Add)
-cost little and fold away on device, so they are not counted. A layer used
-several times (a shared layer) is counted once per call.
+FLOPs are counted as 2 x multiply-accumulates for one example (batch size
+1), the convention of most model-zoo tables. Each layer's rule in
+`keras_guided.rules` says what every element of each of its weights costs
+per call (a Dense kernel element: one multiply-accumulate per input
+position); a layer's FLOPs are that cost times the weight sizes. Pruning
+targets (`scoring.plan_from_target`), cost-aware guidance and the tables
+here all use these numbers, so "keep 25 % of the FLOPs" means the same
+everywhere. Element-wise layers (activations, BatchNormalization, pooling,
+Add) cost little and fold away on device, so they are not counted. A layer
+used several times (a shared layer) is counted once per call.
 """
 
 import numpy as np
@@ -12,44 +17,10 @@ import numpy as np
 from keras_guided import units as units_lib
 
 
-def _shape(tensor):
+def _shape(tensor, shapes=None):
+    if shapes and id(tensor) in shapes:
+        return tuple(shapes[id(tensor)])
     return tuple(tensor.shape)
-
-
-def _spatial_size(shape):
-    """Product of the spatial dimensions of a channels-last shape."""
-    spatial = shape[1:-1]
-    if any(d is None for d in spatial):
-        raise ValueError(
-            f"Cannot count FLOPs for a tensor of shape {shape} with unknown "
-            "spatial dimensions. Build the model with a fixed input size."
-        )
-    return int(np.prod(spatial)) if spatial else 1
-
-
-def _call_flops(layer, input_shape, output_shape):
-    family = units_lib.layer_family(layer)
-    if family is None or family == "normalization":
-        return 0
-    if family == "dense":
-        kernel = units_lib.get_weight(layer, "kernel")
-        # Dense on a rank > 2 input applies the kernel at every position.
-        return 2 * _spatial_size(input_shape) * int(np.prod(kernel.shape))
-    if family in ("conv", "depthwise"):
-        # The kernel holds (C_in / groups) inputs per output: one MAC each.
-        kernel = units_lib.get_weight(layer, "kernel")
-        return 2 * _spatial_size(output_shape) * int(np.prod(kernel.shape))
-    if family == "conv_transpose":
-        # Every input position scatters through the whole kernel.
-        kernel = units_lib.get_weight(layer, "kernel")
-        return 2 * _spatial_size(input_shape) * int(np.prod(kernel.shape))
-    if family == "separable":
-        depthwise = units_lib.get_weight(layer, "depthwise_kernel")
-        pointwise = units_lib.get_weight(layer, "pointwise_kernel")
-        return 2 * _spatial_size(output_shape) * (
-            int(np.prod(depthwise.shape)) + int(np.prod(pointwise.shape))
-        )
-    return 0
 
 
 def _graph_nodes(model):
@@ -65,7 +36,7 @@ def _graph_nodes(model):
     return {id(node) for nodes in by_depth.values() for node in nodes}
 
 
-def _iter_layers(model, prefix=""):
+def _iter_layers(model, prefix="", shapes=None):
     """Yields `(name, layer, calls)` for every leaf layer.
 
     Nested models are flattened; `calls` lists the `(input shape, output
@@ -75,24 +46,69 @@ def _iter_layers(model, prefix=""):
     for layer in model.layers:
         name = prefix + layer.name
         if hasattr(layer, "layers") and layer.layers:
-            yield from _iter_layers(layer, prefix=name + "/")
+            yield from _iter_layers(layer, prefix=name + "/", shapes=shapes)
             continue
         calls = []
         for node in getattr(layer, "_inbound_nodes", []):
             if own is not None and id(node) not in own:
                 continue
             if node.input_tensors and node.output_tensors:
-                calls.append((_shape(node.input_tensors[0]),
-                              _shape(node.output_tensors[0])))
+                calls.append((_shape(node.input_tensors[0], shapes),
+                              _shape(node.output_tensors[0], shapes)))
         yield name, layer, calls
 
 
-def layer_costs(model):
+def weight_costs(model, shapes=None, flops=True):
+    """The cost model behind every count: one row per leaf layer.
+
+    Args:
+        model: a built Sequential or Functional `keras.Model`.
+        shapes: `{id(KerasTensor): shape}` overriding symbolic shapes (see
+            `keras_guided.graph.concrete_shapes`), for variable-length
+            models. Defaults to `None`.
+        flops: also compute FLOPs per weight element. Defaults to `True`.
+
+    Returns:
+        A list of `(name, layer, weights)`; `weights` maps each weight name
+        (`units.weight_key`) to `(shape, flops per element)`. A layer's
+        params are the sum of its weight sizes, its FLOPs the sum of size
+        times FLOPs per element.
+
+    Raises:
+        ValueError: with `flops=True`, for a layer whose FLOPs depend on an
+            unknown dimension.
+    """
+    from keras_guided import rules as rules_lib
+
+    rows = []
+    for name, layer, calls in _iter_layers(model, shapes=shapes):
+        per_element = {}
+        rule = rules_lib.rule_for(layer) if flops else None
+        if rule is not None and rule.flops is not None:
+            for input_shape, output_shape in calls:
+                for key, value in rule.flops(
+                    layer, input_shape, output_shape
+                ).items():
+                    per_element[key] = per_element.get(key, 0) + value
+        weights = {
+            units_lib.weight_key(layer, variable): (
+                tuple(int(d) for d in variable.shape),
+                per_element.get(units_lib.weight_key(layer, variable), 0),
+            )
+            for variable in layer.weights
+        }
+        rows.append((name, layer, weights))
+    return rows
+
+
+def layer_costs(model, shapes=None):
     """Parameters and FLOPs of every layer of a built model.
 
     Args:
         model: a built Sequential or Functional `keras.Model`. Nested models
             are flattened; their layers are named `"outer/inner"`.
+        shapes: `{id(KerasTensor): shape}` for variable-length models (see
+            `weight_costs`). Defaults to `None`.
 
     Returns:
         A dict `{layer_name: {"params": int, "flops": int}}` in layer order.
@@ -100,7 +116,8 @@ def layer_costs(model):
         2 x multiply-accumulates per example.
 
     Raises:
-        ValueError: if the model is not built.
+        ValueError: if the model is not built, or a layer's FLOPs depend on
+            an unknown dimension.
 
     Examples:
         >>> import keras, keras_guided
@@ -109,24 +126,28 @@ def layer_costs(model):
         >>> keras_guided.stats.layer_costs(model)["head"]
         {'params': 15, 'flops': 24}
     """
+    _check_built(model)
+    costs = {}
+    for name, _, weights in weight_costs(model, shapes=shapes):
+        params = sum(int(np.prod(shape)) for shape, _ in weights.values())
+        flops = sum(int(np.prod(shape)) * per for shape, per in
+                    weights.values())
+        costs[name] = {"params": int(params), "flops": int(round(flops))}
+    return costs
+
+
+def _check_built(model):
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built. Call it on data or "
             "`model.build(input_shape)` before counting its costs."
         )
-    costs = {}
-    for name, layer, calls in _iter_layers(model):
-        params = int(sum(int(np.prod(w.shape)) for w in layer.weights))
-        flops = sum(
-            _call_flops(layer, input_shape, output_shape)
-            for input_shape, output_shape in calls
-        )
-        costs[name] = {"params": params, "flops": int(flops)}
-    return costs
 
 
 def count_params(model):
     """Total number of weights of `model` (trainable and non-trainable).
+
+    Needs no FLOPs, so it works for variable-length models too.
 
     Examples:
         >>> import keras, keras_guided
@@ -134,11 +155,16 @@ def count_params(model):
         >>> keras_guided.stats.count_params(model)
         15
     """
-    return int(sum(c["params"] for c in layer_costs(model).values()))
+    _check_built(model)
+    return int(sum(
+        int(np.prod(shape))
+        for _, _, weights in weight_costs(model, flops=False)
+        for shape, _ in weights.values()
+    ))
 
 
-def count_flops(model):
-    """FLOPs of one forward pass for one example (2 x MACs, Dense and Conv).
+def count_flops(model, shapes=None):
+    """FLOPs of one forward pass for one example (2 x MACs).
 
     Examples:
         >>> import keras, keras_guided
@@ -146,7 +172,9 @@ def count_flops(model):
         >>> keras_guided.stats.count_flops(model)
         24
     """
-    return int(sum(c["flops"] for c in layer_costs(model).values()))
+    return int(sum(
+        c["flops"] for c in layer_costs(model, shapes=shapes).values()
+    ))
 
 
 def compare(before, after):

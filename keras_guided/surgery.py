@@ -31,7 +31,9 @@ from keras_guided import scoring
 from keras_guided import units as units_lib
 
 _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
-_PROBE_SIZE = 8
+# Unknown lengths without sample inputs: long enough for most kernels and
+# pooling windows, small enough to probe quickly.
+_PROBE_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -198,7 +200,7 @@ def prune_model(
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
-    rewriter = _Rewriter(analysis)
+    rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     if plan is not None:
         plan = _validate_plan(plan, groups, min_units)
     elif threshold is not None:
@@ -207,7 +209,8 @@ def prune_model(
         )
     elif target is not None:
         plan = scoring.plan_from_target(
-            groups, model, target, min_units=min_units, round_to=round_to
+            groups, model, target, min_units=min_units, round_to=round_to,
+            shapes=rewriter.shapes,
         )
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
@@ -341,8 +344,9 @@ def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
 class _Rewriter:
     """Constants, folding and rebuilding for one analysed model."""
 
-    def __init__(self, analysis):
+    def __init__(self, analysis, shapes=None):
         self.analysis = analysis
+        self.shapes = shapes or {}
         self.unit_root = {
             location: root
             for root, location in analysis.unit_location.items()
@@ -397,7 +401,7 @@ class _Rewriter:
                     if id(inner_out) in self.consts:
                         self.consts[id(outer)] = self.consts[id(inner_out)]
                 continue
-            if _is_producer(op):
+            if self._is_producer(op):
                 self.consumer_inputs.append((op, node.input_tensors[0], node))
             self._node_constants(node, op)
 
@@ -411,7 +415,11 @@ class _Rewriter:
         if not any(mask.any() for _, mask in wanted):
             return
         try:
-            if _is_producer(op):
+            if units_lib.layer_family(op) == "embedding":
+                # A masked embedding column is zero for every token.
+                values = [[np.zeros(self._shape(node.outputs[0]),
+                                    dtype="float32")]]
+            elif self._is_producer(op):
                 # Masked incoming weights: the output is f(bias) whatever
                 # the input, so a zero probe gives it.
                 values = [self._call(node, op, zeros=True)]
@@ -437,14 +445,10 @@ class _Rewriter:
 
     def _call(self, node, op, zeros=False):
         """Calls `op` on probes: constants where known, noise elsewhere."""
-        known = [
-            self.consts[id(t)].shape for t in node.input_tensors
-            if id(t) in self.consts
-        ]
         probes = {}
         for tensor in node.input_tensors:
             const = self.consts.get(id(tensor))
-            shape = _concrete(tensor.shape, const, known)
+            shape = const.shape if const is not None else self._shape(tensor)
             dtype = keras.backend.standardize_dtype(tensor.dtype)
             if zeros or "int" in dtype or "bool" in dtype:
                 value = np.zeros(shape, dtype=dtype)
@@ -457,6 +461,20 @@ class _Rewriter:
         args, kwargs = node.arguments.fill_in(probes)
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+    def _is_producer(self, op):
+        """Whether `op` creates units (a depthwise-style grouped Conv, or a
+        producer on untracked channels, only passes them on)."""
+        return _is_producer(op) and (
+            id(op) in self.analysis.producer_ids
+            or units_lib.layer_family(op) != "conv"
+        )
+
+    def _shape(self, tensor):
+        """The probe shape of `tensor`: batch 1, lengths of real inputs."""
+        shape = list(self.shapes.get(id(tensor), tensor.shape))
+        shape[0] = 1
+        return tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
 
     def _usable(self, tensor, mask):
         """Removed channels of `tensor` that are constant where read."""
@@ -527,9 +545,18 @@ class _Rewriter:
     # ------------------------------------------------------------ weights
     def original_weights(self, layer):
         return {
-            v.name: ops.convert_to_numpy(v.value).copy()
+            units_lib.weight_key(layer, v): ops.convert_to_numpy(v.value).copy()
             for v in layer.weights
         }
+
+    def kept_internal(self, layer):
+        """Kept units of `layer` that are not channels (heads), or None."""
+        units = self.analysis.internal_units.get(id(layer))
+        if units is None:
+            return None
+        if self._keep_all:
+            return np.arange(len(units))
+        return np.flatnonzero(~np.isin(units, self.removed))
 
     def pruned_weights(self, layer):
         weights = self.original_weights(layer)
@@ -559,7 +586,9 @@ class _Rewriter:
             for s in group.slices:
                 if s.role != "producer":
                     continue
-                if np.ndim(units_lib.get_weight(s.layer, s.weight)) < 2:
+                if not units_lib.is_input_weight(
+                    s.weight, units_lib.get_weight(s.layer, s.weight).shape
+                ):
                     continue
                 self._masks.setdefault(id(s.layer), []).append(
                     (s.weight, s.axis, s.positions[dropped].ravel())
@@ -598,6 +627,23 @@ class _Rewriter:
             functional._inputs_struct, inputs
         )
         return keras.Model(inputs_struct, outputs, name=model.name)
+
+    def _untouched(self, op, node, kept_inputs, kept_outputs):
+        """Whether `op` is rebuilt with its own channels and weights."""
+        tensors = list(node.input_tensors) + list(node.outputs[:1])
+        kept = list(kept_inputs) + [kept_outputs]
+        for tensor, channels in zip(tensors, kept):
+            full = graph_lib._channels(tensor)
+            if channels is not None and len(channels) != full:
+                return False
+        internal = self.kept_internal(op)
+        if internal is not None and len(internal) < len(
+            self.analysis.internal_units[id(op)]
+        ):
+            return False
+        if self._keep_all:
+            return id(op) not in getattr(self, "_masks", {})
+        return id(op) not in getattr(self, "deltas", {})
 
     def _kept(self, tensor):
         kept = None if self._keep_all else self.kept(tensor)
@@ -657,12 +703,22 @@ class _Rewriter:
         if not isinstance(op, keras.layers.Layer):
             self._cache[id(op)] = op  # a stateless keras.ops operation
             return op
-        rule = rules_lib.get_rule(op)
         kept_inputs = [self._kept(t) for t in node.input_tensors]
         kept_outputs = self._kept(node.outputs[0])
-        config, weights = rule(
-            op, self._weights_for(op), kept_inputs, kept_outputs
-        )
+        if self._untouched(op, node, kept_inputs, kept_outputs):
+            # No removed channel passes through: a plain copy, weights by
+            # position (a MultiHeadAttention owns four "kernel"s).
+            config = op.get_config()
+            weights = [ops.convert_to_numpy(v.value) for v in op.weights]
+        else:
+            rule = rules_lib.get_rule(op)
+            extra = {}
+            kept_heads = self.kept_internal(op)
+            if kept_heads is not None:
+                extra["kept_heads"] = kept_heads
+            config, weights = rule(
+                op, self._weights_for(op), kept_inputs, kept_outputs, **extra
+            )
         dropped = []
         config = _standard_config(config, dropped)
         if dropped and not self._keep_all:
@@ -680,23 +736,29 @@ class _Rewriter:
 
 # ---------------------------------------------------------------- helpers
 def _is_producer(op):
-    user = rules_lib.user_rule(op)
-    if user is not None:
-        return user.kind == "producer"
-    family = units_lib.layer_family(op)
-    return family in _PRODUCER_FAMILIES
+    rule = rules_lib.rule_for(op)
+    return rule is not None and rule.kind == "producer"
 
 
-def _concrete(shape, const=None, known=()):
-    """A probe shape: batch 1; unknown sizes from a sibling probe, or 8."""
-    if const is not None:
-        return const.shape
-    dims = list(shape)
-    dims[0] = 1
-    for other in known:
-        if len(other) == len(dims):
-            dims = [o if d is None else d for d, o in zip(dims, other)]
-            break
+def _probe_shapes(model, sample_inputs):
+    """Concrete shapes of every tensor: from `sample_inputs`, or defaults."""
+    functional = graph_lib._functional_of(model)
+    if all(None not in tuple(t.shape)[1:] for t in functional.inputs):
+        return {}  # fixed sizes: the symbolic shapes are the real ones
+    if sample_inputs is not None:
+        shapes = [tuple(np.shape(x))
+                  for x in keras.tree.flatten(sample_inputs)]
+    else:
+        shapes = [_default_shape(t.shape) for t in functional.inputs]
+    if len(shapes) != len(functional.inputs):
+        return {}
+    shapes = [(1,) + tuple(shape[1:]) for shape in shapes]
+    return graph_lib.concrete_shapes(model, shapes)
+
+
+def _default_shape(shape, batch=1):
+    """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
+    dims = [batch] + list(shape[1:])
     return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
 
 
@@ -726,8 +788,11 @@ def _linear_response(layer, x):
     family = units_lib.layer_family(layer)
     if family in _PRODUCER_FAMILIES:
         config = layer.get_config()
-        config.update(activation="linear", use_bias=False,
-                      name=layer.name + "_fold_probe")
+        config.update(activation="linear", name=layer.name + "_fold_probe")
+        if isinstance(layer, keras.layers.EinsumDense):
+            config["bias_axes"] = None
+        else:
+            config["use_bias"] = False
         config = _standard_config(config)
         probe = type(layer).from_config(config)
         probe(x)
@@ -845,6 +910,11 @@ def _report(model, pruned, analysis, plan, rewriter):
                     f"{graph_lib.describe(s.layer)} normalizes over channels"
                     " that were removed: the pruned model differs"
                 )
+    for text in analysis.unsupported_reasons:
+        notes.append(
+            f"{text}; kept intact (copied unchanged) and the unit groups "
+            "that touch it were not pruned"
+        )
     return PruneReport(
         num_groups=len(analysis.groups),
         removed=removed,
@@ -865,9 +935,7 @@ def _sample_inputs(model, sample_inputs):
     functional = graph_lib._functional_of(model)
     values = []
     for tensor in functional.inputs:
-        shape = list(tensor.shape)
-        shape[0] = 4
-        shape = tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
+        shape = _default_shape(tensor.shape, batch=4)
         dtype = keras.backend.standardize_dtype(tensor.dtype)
         if "int" in dtype:
             values.append(rng.integers(0, 2, size=shape).astype(dtype))
@@ -882,6 +950,22 @@ def _predict(model, inputs):
             for o in keras.tree.flatten(outputs)]
 
 
+def _note_random_outputs(model, stable, report):
+    """Says which outputs vary between two calls, and what was compared."""
+    functional = graph_lib._functional_of(model)
+    for tensor, mask in zip(functional.outputs, stable):
+        if mask.all():
+            continue
+        producer = tensor._keras_history.operation
+        report.notes.append(
+            f"the output of {graph_lib.describe(producer)} changes from "
+            f"call to call at inference (a layer that is random at "
+            f"inference, such as sampling, feeds it): {int(mask.sum())} of "
+            f"{mask.size} values repeat and were compared"
+            + ("" if mask.any() else "; nothing could be compared")
+        )
+
+
 def _verify(model, pruned, rewriter, report, sample_inputs):
     inputs = _sample_inputs(model, sample_inputs)
     try:
@@ -893,21 +977,35 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
             f"inputs of shapes {shapes}: {error}. Pass `sample_inputs=` "
             "with data the model accepts, or `verify=False`."
         ) from error
+    # A layer random at inference (a VAE's sampling) changes some outputs
+    # from call to call: compare only the values that repeat exactly.
+    again = _predict(model, inputs)
+    stable = [np.isclose(a, b, rtol=0, atol=0, equal_nan=True)
+              for a, b in zip(original, again)]
     if rewriter.prepare_masks():
         masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
         reference = _predict(masked, inputs)
     else:
         reference = original  # the removed inputs are exactly zero already
     result = _predict(pruned, inputs)
-    report.max_abs_diff = float(max(
-        np.max(np.abs(a - b), initial=0.0) for a, b in zip(result, reference)
-    ))
-    report.max_abs_diff_original = float(max(
-        np.max(np.abs(a - b), initial=0.0) for a, b in zip(result, original)
-    ))
-    report.output_scale = float(max(
-        np.max(np.abs(a), initial=0.0) for a in reference
-    ))
+    _note_random_outputs(model, stable, report)
+
+    def largest(values):
+        return float(max(
+            (np.max(v[m], initial=0.0) for v, m in zip(values, stable)),
+            default=0.0,
+        ))
+
+    compared = sum(int(m.sum()) for m in stable)
+    if compared == 0:
+        report.max_abs_diff = report.max_abs_diff_original = None
+        report.output_scale = None
+        return
+    report.max_abs_diff = largest(
+        [np.abs(a - b) for a, b in zip(result, reference)])
+    report.max_abs_diff_original = largest(
+        [np.abs(a - b) for a, b in zip(result, original)])
+    report.output_scale = largest([np.abs(a) for a in reference])
     if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
         warnings.warn(
             f"The pruned model differs from the original with the removed "

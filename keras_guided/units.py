@@ -57,16 +57,41 @@ _DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 _SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
 _CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _NORMALIZATION = (layers.BatchNormalization, layers.LayerNormalization)
+_EMBEDDING = (layers.Embedding,)
+
+
+def dense_like_einsum(layer):
+    """Whether an EinsumDense computes a Dense over its last axis.
+
+    True for equations like `"abc,cd->abd"`: the kernel has two axes, its
+    first contracts the input's last axis, its second is the output's last
+    axis, every other input axis passes through, and the bias (if any) is
+    on the last axis.
+    """
+    inputs, _, output = layer.equation.replace(" ", "").partition("->")
+    source, _, kernel = inputs.partition(",")
+    if "." in layer.equation or len(kernel) != 2 or not source or not output:
+        return False
+    return (
+        kernel[0] == source[-1] and kernel[1] == output[-1]
+        and source[:-1] == output[:-1] and kernel[0] not in output
+        and kernel[1] not in source
+        and (layer.bias_axes or kernel[1]) == kernel[1]
+    )
 
 
 def layer_family(layer):
     """Returns the unit family of `layer`, or `None` if it has no units.
 
     One of `"dense"`, `"conv"`, `"conv_transpose"`, `"depthwise"`,
-    `"separable"`, `"normalization"`, `None`.
+    `"separable"`, `"normalization"`, `"embedding"`, `None`.
     """
     if isinstance(layer, layers.Dense):
         return "dense"
+    if isinstance(layer, _EMBEDDING):
+        return "embedding"
+    if isinstance(layer, layers.EinsumDense):
+        return "dense" if dense_like_einsum(layer) else None
     if isinstance(layer, _TRANSPOSE):
         return "conv_transpose"
     if isinstance(layer, _DEPTHWISE):
@@ -81,7 +106,11 @@ def layer_family(layer):
 
 
 def _with_bias(layer, slices):
-    if getattr(layer, "use_bias", False):
+    if isinstance(layer, layers.EinsumDense):
+        has_bias = layer.bias is not None
+    else:
+        has_bias = getattr(layer, "use_bias", False)
+    if has_bias:
         slices.append(WeightAxis("bias", 0))
     return slices
 
@@ -129,8 +158,10 @@ def output_slices(layer):
     family = layer_family(layer)
     if family is None:
         return []
-    if family != "normalization" and family != "dense":
+    if family not in ("normalization", "dense", "embedding"):
         _check_channels_last(layer)
+    if family == "embedding":
+        return [WeightAxis("embeddings", -1)]
     if family in ("dense", "conv"):
         return _with_bias(layer, [WeightAxis("kernel", -1)])
     if family == "conv_transpose":
@@ -172,16 +203,51 @@ def input_slices(layer):
     return []
 
 
+def weight_key(layer, variable):
+    """The name `get_weight` finds `variable` of `layer` by.
+
+    The variable's name (`"kernel"`) when no other weight of the layer has
+    it, otherwise its path below the layer (`"query/kernel"` in a
+    MultiHeadAttention, whose four projections all own a `"kernel"`).
+    """
+    names = [v.name for v in layer.weights]
+    if names.count(variable.name) == 1:
+        return variable.name
+    path = variable.path
+    prefix = layer.path + "/" if getattr(layer, "path", None) else ""
+    if prefix and path.startswith(prefix):
+        return path[len(prefix):]
+    return path
+
+
+def is_input_weight(name, shape):
+    """Whether a producer's weight multiplies its input (not a bias).
+
+    Kernels do; biases only add a constant, even when they have several
+    axes (an attention bias of shape `(num_heads, key_dim)`).
+    """
+    return len(tuple(shape)) >= 2 and not str(name).split("/")[-1].endswith(
+        "bias")
+
+
+def weight_keys(layer):
+    """`weight_key` of every weight of `layer`, in `layer.weights` order."""
+    return [weight_key(layer, v) for v in layer.weights]
+
+
 def get_weight(layer, name):
-    """Returns the variable called `name` in `layer`.
+    """Returns the variable of `layer` called `name` (see `weight_key`).
 
     Raises:
         ValueError: if the layer has no such variable.
     """
     for variable in layer.weights:
-        if variable.name == name:
+        if variable.name == name and weight_key(layer, variable) == name:
             return variable
-    available = [v.name for v in layer.weights]
+    for variable in layer.weights:
+        if weight_key(layer, variable) == name:
+            return variable
+    available = weight_keys(layer)
     raise ValueError(
         f"Layer '{layer.name}' ({type(layer).__name__}) has no weight "
         f"'{name}'. Available weights: {available}. Build the layer before "

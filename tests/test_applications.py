@@ -13,6 +13,8 @@ APPLICATIONS = [
     pytest.param("ResNet50", id="ResNet50"),
     pytest.param("DenseNet121", id="DenseNet121", marks=pytest.mark.slow),
     pytest.param("EfficientNetB0", id="EfficientNetB0"),
+    # Hard-swish as keras.ops, Rescaling, squeeze-and-excitation.
+    pytest.param("MobileNetV3Small", id="MobileNetV3Small"),
 ]
 
 
@@ -35,7 +37,8 @@ def test_application_dead_groups_and_half_target(name, tmp_path):
         "float32")
     groups = keras_guided.find_unit_groups(model)
     prunable = [g for g in groups if g.prunable]
-    assert [g.layers for g in groups if not g.prunable] == [["predictions"]]
+    unprunable = [g.layers for g in groups if not g.prunable]
+    assert len(unprunable) == 1 and unprunable[0][-1] == "predictions"
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(prunable), size=6, replace=False)
     removed = 0

@@ -338,3 +338,81 @@ def test_other_backend_is_refused(models, tmp_path, monkeypatch):
         r"Save the model",
     ):
         keras_guided.export_tflite(models[1], str(tmp_path / "m.tflite"))
+
+
+# ----------------------------------------------- real models (issue 12)
+def test_int8_with_token_id_inputs_keeps_their_dtype(tmp_path):
+    # Used to fail: "Got value of type FLOAT32 but expected type INT64".
+    inputs = keras.Input((10,), dtype="int64")
+    x = keras.layers.Embedding(20, 8)(inputs)
+    x = keras.layers.Conv1D(8, 3, activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    ids = np.random.default_rng(0).integers(0, 20, size=(32, 10))
+    report = keras_guided.export_tflite(
+        model, str(tmp_path / "m.tflite"), quantization="int8",
+        representative_data=ids)
+    assert report.ok and report.max_abs_diff < 0.05
+    with pytest.raises(ValueError, match=r"`sample_inputs` must hold whole "
+                       r"numbers: the model input has dtype int64"):
+        keras_guided.export_tflite(model, str(tmp_path / "f.tflite"),
+                                   sample_inputs=ids + 0.5)
+
+
+def _timeseries_transformer():
+    """keras-io's timeseries transformer, shrunk (channels-first pooling)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 1))
+    x = keras.layers.MultiHeadAttention(2, 4)(inputs, inputs)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    residual = x + inputs
+    x = keras.layers.Conv1D(4, 1, activation="relu")(residual)
+    x = keras.layers.Conv1D(1, 1)(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x) + residual
+    x = keras.layers.GlobalAveragePooling1D(data_format="channels_first")(x)
+    x = keras.layers.Dense(8, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def test_failed_batch_one_conversion_retries_with_a_dynamic_batch(tmp_path):
+    # The converter refuses this graph at batch 1 ("'tf.Transpose' op x
+    # should be of the same rank with y"); a dynamic batch converts.
+    model = _timeseries_transformer()
+    report = keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert report.ok and report.input_shape == (None, 12, 1)
+    assert len(report.notes) == 1
+    assert report.notes[0].startswith("conversion with batch_size=1 failed (")
+    assert "dynamic batch (batch_size=None)" in report.summary()
+
+
+def test_litert_abort_in_verification_is_a_python_error(tmp_path,
+                                                        monkeypatch):
+    # A LiteRT CHECK failing in allocate_tensors aborts its process; the
+    # verification runs in a child, so this process gets an error instead.
+    script = tmp_path / "abort.py"
+    script.write_text("import os\nos.abort()\n")
+    monkeypatch.setattr(export_lib, "_litert_run",
+                        type("Stub", (), {"__file__": str(script)}))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=r"Verification of the converted "
+                       r"model '.*' failed: the LiteRT runtime crashed "
+                       r"\(SIGABRT\) .* this Python session is unaffected; "
+                       r"the file was not written"):
+        keras_guided.export_tflite(model, str(path))
+    assert not path.exists() and os.listdir(tmp_path) == ["abort.py"]
+
+
+def test_int8_transformer_export_never_kills_the_interpreter(tmp_path):
+    # LiteRT aborted the whole process on this model in int8 (upstream
+    # bug). Whatever LiteRT does, we must get back a report or an error.
+    model = _timeseries_transformer()
+    x = np.random.default_rng(0).normal(size=(16, 12, 1)).astype("float32")
+    try:
+        report = keras_guided.export_tflite(
+            model, str(tmp_path / "m.tflite"), quantization="int8",
+            representative_data=x, batch_size=None)
+    except ValueError as error:
+        assert "this Python session is unaffected" in str(error)
+    else:
+        assert report.ok

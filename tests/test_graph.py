@@ -342,3 +342,72 @@ def test_keras_ops_on_symbolic_tensors_are_followed():
     group = _group_of(groups, "a")
     assert group is _group_of(groups, "b") and group.prunable
     assert _slices(group)[("out", "kernel", "consumer")] == [[0], [1], [2]]
+
+
+# ------------------------------------------------ reasons (issue 12)
+@pytest.mark.parametrize("build, reason", [
+    (lambda x: layers.Reshape((3, 16), name="scramble")(x),
+     r"Cannot prune through layer 'scramble' \(Reshape\): it maps 3 input "
+     r"channels to a last axis of 16, and neither divides the other"),
+    (lambda x: layers.Permute((3, 1, 2), name="move")(x),
+     r"layer 'move' \(Permute\): dims=\(3, 1, 2\) moves the channel axis"),
+    (lambda x: layers.GlobalAveragePooling2D(
+        data_format="channels_first", name="pool")(x),
+     r"layer 'pool' \(GlobalAveragePooling2D\): "
+     r"data_format='channels_first' puts the channels on axis 1"),
+    (lambda x: layers.LayerNormalization(axis=(1, 2, 3), name="norm")(x),
+     r"layer 'norm' \(LayerNormalization\): axis=\[1, 2, 3\] is not the "
+     r"channel axis alone"),
+])
+def test_unsupported_configurations_say_why(build, reason):
+    inputs = keras.Input((4, 4, 1))
+    x = layers.Conv2D(3, 1, name="conv")(inputs)
+    x = build(x)
+    x = layers.Flatten()(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    with pytest.raises(ValueError, match=reason + r".*on_unsupported='keep'"):
+        keras_guided.find_unit_groups(model)
+    groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
+    assert not _group_of(groups, "conv").prunable
+
+
+def test_attention_keeps_its_channels_without_an_error():
+    inputs = keras.Input((5, 6))
+    x = layers.Dense(6, name="before")(inputs)
+    x = layers.MultiHeadAttention(2, 3, name="attention")(x, x)
+    x = layers.Dense(4, name="after")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    groups = keras_guided.find_unit_groups(model)  # no error
+    before = _group_of(groups, "before")
+    assert not before.prunable
+    assert before.reason == (
+        "layer 'attention' (MultiHeadAttention) keeps its channels: its "
+        "heads are unit groups, but its query, key and value channels and "
+        "its output channels are kept")
+    assert _group_of(groups, "after").prunable
+    assert _group_of(groups, "attention").num_units == 2  # the heads
+
+
+def test_dense_to_reshape_ties_units_with_the_same_channel():
+    inputs = keras.Input((2,))
+    x = layers.Dense(12, name="dense")(inputs)
+    x = layers.Reshape((4, 3))(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    group = _group_of(keras_guided.find_unit_groups(model), "dense")
+    assert group.num_units == 3
+    assert _slices(group)[("dense", "kernel", "producer")] == [
+        [0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+    assert _slices(group)[("out", "kernel", "consumer")] == [[0], [1], [2]]
+
+
+def test_embedding_output_dimension_is_a_unit_group():
+    inputs = keras.Input((7,), dtype="int32")
+    x = layers.Embedding(10, 4, name="embedding")(inputs)
+    x = layers.LayerNormalization(name="norm")(x)
+    x = layers.Dense(3, name="dense")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    group = _group_of(keras_guided.find_unit_groups(model), "embedding")
+    assert group.prunable and group.num_units == 4
+    assert set(_slices(group)) == {
+        ("embedding", "embeddings", "producer"), ("norm", "gamma", "follower"),
+        ("norm", "beta", "follower"), ("dense", "kernel", "consumer")}

@@ -130,3 +130,67 @@ def test_target_always_removes_dead_units():
     groups = keras_guided.find_unit_groups(model)
     plan = scoring.plan_from_target(groups, model, 0.75)
     assert plan == {0: [0]}
+
+
+# ------------------------------------------ targets mean what they say
+def _mlp():
+    return keras.Sequential([
+        keras.Input((32,)), keras.layers.Dense(64), keras.layers.Dense(64),
+        keras.layers.Dense(64), keras.layers.Dense(10)])
+
+
+def _cnn():
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(24, 3, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def _resnet():
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    for _ in range(2):
+        y = keras.layers.Conv2D(24, 3, padding="same", activation="relu")(x)
+        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.Conv2D(16, 3, padding="same")(y)
+        y = keras.layers.BatchNormalization()(y)
+        x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+@pytest.mark.parametrize("build", [_mlp, _cnn, _resnet],
+                         ids=["mlp", "cnn", "resnet"])
+@pytest.mark.parametrize("target", [{"flops": 0.25}, {"flops": 0.5},
+                                    {"params": 0.5}, {"params": 0.3}])
+def test_kept_cost_is_at_most_the_target_and_close(build, target):
+    # The 32-64-64-64-10 MLP used to keep 38 % of the FLOPs for a 25 %
+    # target: a weight between two pruned layers was counted twice.
+    model = build()
+    metric, fraction = next(iter(target.items()))
+    count = (keras_guided.stats.count_flops if metric == "flops"
+             else keras_guided.stats.count_params)
+    pruned = keras_guided.prune_model(model, target=target, verify=False)
+    kept = count(pruned) / count(model)
+    assert kept <= fraction
+    # Close: within what one unit costs (the finishing step takes, among
+    # the next candidates, the one that lands nearest below the target).
+    groups = keras_guided.find_unit_groups(model)
+    largest = max(float(np.max(c)) for g, c in zip(
+        groups, scoring.unit_costs(groups, model, metric)) if g.prunable)
+    assert kept >= fraction - largest / count(model)
+    assert kept >= fraction - 0.03
+    # KeptCost predicts what the rebuilt model keeps, exactly.
+    plan = scoring.plan_from_target(groups, model, target)
+    cost = scoring.KeptCost(groups, model, metric)
+    for index, kept_units in plan.items():
+        dropped = np.setdiff1d(np.arange(groups[index].num_units), kept_units)
+        for unit in dropped:
+            cost.remove(groups[index], int(unit))
+    assert cost.total == count(model)
+    assert cost.kept == count(pruned)

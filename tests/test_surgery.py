@@ -330,7 +330,9 @@ def test_plan_target_threshold_and_limits():
     assert (keras_guided.stats.count_flops(pruned)
             <= 0.7 * keras_guided.stats.count_flops(model))
 
-    pruned = keras_guided.prune_model(model, target=0.2, round_to=2)
+    with pytest.warns(UserWarning, match=r"Cannot keep only 20% of the "
+                      r"units: .* round_to=2 keeps 36\.4%"):
+        pruned = keras_guided.prune_model(model, target=0.2, round_to=2)
     assert find(pruned, "conv").filters == 2
     assert find(pruned, "hidden").units == 2
 
@@ -409,6 +411,10 @@ def test_unsupported_layer_kept_and_listed():
     assert find(pruned, "hidden").units == 3
     assert find(pruned, "after").units == 2
     assert report.unsupported == ["layer 'doubler' (Doubler)"]
+    assert "layer 'doubler' (Doubler) is not supported: register a rule " \
+        "for it with `keras_guided.register_rule(Doubler, ...)`; kept " \
+        "intact (copied unchanged) and the unit groups that touch it were " \
+        "not pruned" in report.notes
 
 
 def test_registered_rule_for_custom_producer():
@@ -607,3 +613,290 @@ def test_nested_model_called_twice_stays_shared():
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(3, 4)).astype("float32") for _ in range(2)]
     assert_same_function(model, pruned, xs)
+
+
+# ------------------------------------------- real architectures (issue 12)
+def _zero_kernel_units(layer, units, axis=-1, bias=False):
+    """Zeroes the incoming weights of `units` (and their bias entries)."""
+    weights = layer.get_weights()
+    index = [slice(None)] * weights[0].ndim
+    index[axis] = list(units)
+    weights[0][tuple(index)] = 0.0
+    if bias:
+        weights[1][list(units)] = 0.0
+    layer.set_weights(weights)
+
+
+@pytest.mark.parametrize("on_unsupported", ["raise", "keep"])
+def test_attention_is_copied_when_a_dead_unit_is_elsewhere(on_unsupported):
+    # Used to fail in the rebuild: "weight shape (8, 2, 4) is not
+    # compatible with provided weight shape (2, 4, 8)" (four "kernel"s).
+    inputs = keras.Input((6, 8))
+    x = layers.MultiHeadAttention(2, 4, name="attention")(inputs, inputs)
+    x = layers.Dense(5, activation="relu", name="hidden")(x)
+    model = randomize(keras.Model(inputs, layers.Dense(3, name="out")(x)))
+    _zero_kernel_units(find(model, "hidden"), [1, 3])
+    before = weights_of(model)
+    pruned, report = keras_guided.prune_model(
+        model, on_unsupported=on_unsupported, return_report=True)
+    assert find(pruned, "hidden").units == 3
+    attention = find(pruned, "attention")
+    for old, new in zip(find(model, "attention").weights, attention.weights):
+        np.testing.assert_array_equal(old.numpy(), new.numpy())
+    x = np.random.default_rng(0).normal(size=(2, 6, 8)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    assert report.max_abs_diff <= 1e-6 * report.output_scale
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def _transformer(feed_forward=16, use_conv=True):
+    """The keras-io timeseries transformer block, shrunk."""
+    inputs = keras.Input((10, 4))
+    x = layers.MultiHeadAttention(2, 4, name="attention")(inputs, inputs)
+    x = layers.Dropout(0.1)(x)
+    residual = layers.Add()([x, inputs])
+    x = layers.LayerNormalization(epsilon=1e-6, name="norm")(residual)
+    if use_conv:
+        x = layers.Conv1D(feed_forward, 1, activation="relu", name="ff1")(x)
+        x = layers.Dropout(0.1)(x)
+        x = layers.Conv1D(4, 1, name="ff2")(x)
+    else:
+        x = layers.Dense(feed_forward, activation="relu", name="ff1")(x)
+        x = layers.Dense(4, name="ff2")(x)
+    x = layers.Add()([x, residual])
+    x = layers.GlobalAveragePooling1D()(x)
+    return randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
+
+
+@pytest.mark.parametrize("use_conv", [True, False], ids=["conv1d", "dense"])
+def test_transformer_feed_forward_units_are_pruned_exactly(use_conv):
+    model = _transformer(use_conv=use_conv)
+    groups = keras_guided.find_unit_groups(model)
+    ff = group_of(groups, "ff1")
+    assert ff.prunable and ff.num_units == 16
+    residual = group_of(groups, "ff2")
+    assert not residual.prunable
+    assert "'attention' (MultiHeadAttention) keeps its channels" in (
+        residual.reason)
+    assert group_of(groups, "attention").prunable  # its heads
+    _zero_kernel_units(find(model, "ff1"), [0, 5, 6])
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {ff.index: (16, 13)}
+    x = np.random.default_rng(0).normal(size=(3, 10, 4)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    # A target prunes the feed-forward units (and heads), not the
+    # residual stream.
+    half = keras_guided.prune_model(model, target={"params": 0.8})
+    assert find(half, "ff1").get_weights()[0].shape[-1] < 16
+    assert find(half, "ff2").get_weights()[0].shape[-1] == 4
+
+
+def test_grouped_convolutions_keep_channels_divisible_by_groups():
+    # Used to be refused mid-network, and to fail with an IndexError in
+    # `rules.take` when the grouped conv reads the input.
+    inputs = keras.Input((6, 6, 4))
+    x = layers.Conv2D(8, 3, groups=4, padding="same", name="first")(inputs)
+    x = layers.Conv2D(8, 1, name="mid")(x)
+    x = layers.Conv2D(8, 3, groups=2, name="grouped")(x)
+    x = layers.Conv2D(8, 3, groups=8, name="depthwise")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
+    groups = keras_guided.find_unit_groups(model)
+    first = group_of(groups, "first")
+    # Filter slot j of every group of 2 is one unit: 4 groups x 2 slots.
+    assert first.num_units == 2
+    assert [s.positions.tolist() for s in first.slices
+            if s.layer.name == "first" and s.weight == "kernel"] == [
+        [[0, 2, 4, 6], [1, 3, 5, 7]]]
+    mid = group_of(groups, "mid")
+    assert mid.num_units == 4  # input slot j of both groups of 4 is tied
+    grouped = group_of(groups, "grouped")
+    # The depthwise-style conv (one input channel per group) follows it.
+    assert ("depthwise", "kernel", "follower") in {
+        (s.layer.name, s.weight, s.role) for s in grouped.slices}
+    _zero_kernel_units(find(model, "first"), [1, 3, 5, 7])
+    _zero_kernel_units(find(model, "mid"), [1, 5])
+    _zero_kernel_units(find(model, "grouped"), [2, 6])
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert find(pruned, "first").filters == 4
+    assert find(pruned, "mid").filters == 6
+    assert find(pruned, "grouped").filters == 6
+    assert find(pruned, "depthwise").groups == 6
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype("float32")
+    assert_same_function(model, pruned, x)
+    assert report.max_abs_diff <= 1e-5 * report.output_scale
+
+
+def test_dense_reshape_conv_transpose_decoder():
+    # The standard decoder: Dense -> Reshape -> Conv2DTranspose, the inverse
+    # of Flatten. Dense unit i feeds channel i % 8 of the reshaped tensor.
+    inputs = keras.Input((3,))
+    x = layers.Dense(2 * 2 * 8, activation="relu", name="dense")(inputs)
+    x = layers.Reshape((2, 2, 8))(x)
+    x = layers.Conv2DTranspose(6, 3, strides=2, padding="same",
+                               activation="relu", name="up")(x)
+    x = layers.Conv2DTranspose(1, 3, padding="same", name="pixels")(x)
+    model = randomize(keras.Model(inputs, x))
+    groups = keras_guided.find_unit_groups(model)
+    dense = group_of(groups, "dense")
+    assert dense.num_units == 8
+    assert [s.positions.tolist()[3] for s in dense.slices
+            if s.weight == "kernel" and s.role == "producer"] == [
+        [3, 11, 19, 27]]
+    # Strided transposed convolutions spread a constant unevenly, so the
+    # dead units are fully dead (bias 0), as group lasso leaves them.
+    _zero_kernel_units(find(model, "dense"), [3, 11, 19, 27, 5, 13, 21, 29],
+                       bias=True)
+    _zero_kernel_units(find(model, "up"), [2], axis=-2, bias=True)
+    pruned = keras_guided.prune_model(model)
+    assert find(pruned, "dense").units == 24
+    assert find(pruned, "up").filters == 5
+    assert pruned.layers[2].target_shape == (2, 2, 6)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    assert_same_function(model, pruned, x)
+
+
+def test_embedding_units_and_variable_length_with_sample_inputs():
+    # Input((None,)): the constant-folding probe used to substitute a
+    # length of 8, too short for kernel 5 after pooling by 3.
+    inputs = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(30, 8, name="embedding")(inputs)
+    x = layers.Conv1D(12, 5, activation="relu", name="conv")(x)
+    x = layers.MaxPooling1D(3)(x)
+    x = layers.Conv1D(6, 5, activation="relu", name="conv2")(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    model = randomize(keras.Model(inputs, layers.Dense(1, name="out")(x)))
+    groups = keras_guided.find_unit_groups(model)
+    embedding = group_of(groups, "embedding")
+    assert embedding.num_units == 8 and embedding.prunable
+    _zero_kernel_units(find(model, "embedding"), [2, 7])
+    _zero_kernel_units(find(model, "conv"), [4])
+    tokens = np.random.default_rng(0).integers(0, 30, size=(4, 40))
+    pruned, report = keras_guided.prune_model(
+        model, sample_inputs=tokens, return_report=True)
+    assert find(pruned, "embedding").output_dim == 6
+    assert find(pruned, "conv").filters == 11
+    assert not [n for n in report.notes if "could not probe" in n]
+    assert_same_function(model, pruned, tokens)
+    # A params target needs no FLOPs (it used to ask for them).
+    small = keras_guided.prune_model(
+        model, target={"params": 0.5}, sample_inputs=tokens)
+    assert small.count_params() <= 0.5 * model.count_params()
+    # A FLOPs target takes the lengths from the sample inputs.
+    keras_guided.prune_model(model, target={"flops": 0.5},
+                             sample_inputs=tokens)
+    with pytest.raises(ValueError, match=r"Cannot count FLOPs of layer "
+                       r"'conv' \(Conv1D\).*unknown spatial dimensions"):
+        keras_guided.stats.count_flops(model)
+
+
+class Sampling(keras.layers.Layer):
+    """The VAE's reparameterization: random at inference too."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        noise = keras.random.normal(keras.ops.shape(mean),
+                                    seed=self.seed_generator)
+        return mean + keras.ops.exp(0.5 * log_var) * noise
+
+
+def test_verification_compares_only_deterministic_outputs():
+    inputs = keras.Input((6,))
+    x = layers.Dense(8, activation="relu", name="hidden")(inputs)
+    mean = layers.Dense(2, name="mean")(x)
+    log_var = layers.Dense(2, name="log_var")(x)
+    z = Sampling(name="sampling")([mean, log_var])
+    model = randomize(keras.Model(inputs, [mean, log_var, z]))
+    _zero_kernel_units(find(model, "hidden"), [0, 4])
+    with warnings_as_errors():
+        pruned, report = keras_guided.prune_model(
+            model, on_unsupported="keep", return_report=True)
+    assert find(pruned, "hidden").units == 6
+    assert report.max_abs_diff < 1e-6
+    assert any("layer 'sampling' (Sampling) changes from call to call"
+               in note and "0 of 8 values repeat" in note
+               for note in report.notes)
+    # Only random outputs: nothing compared, and the report says so.
+    only = keras.Model(model.inputs, model.outputs[2])
+    with warnings_as_errors():
+        _, report = keras_guided.prune_model(
+            only, on_unsupported="keep", return_report=True)
+    assert report.max_abs_diff is None
+    assert any("nothing could be compared" in note for note in report.notes)
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        yield
+
+
+def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
+    model = _transformer()
+    attention = find(model, "attention")
+    groups = keras_guided.find_unit_groups(model)
+    heads = group_of(groups, "attention")
+    assert heads.num_units == 2 and heads.prunable
+    assert heads.layers == ["attention"]
+    assert [(s.weight, s.axis, s.role) for s in heads.slices] == [
+        ("query/kernel", 1, "producer"), ("query/bias", 0, "producer"),
+        ("key/kernel", 1, "producer"), ("key/bias", 0, "producer"),
+        ("value/kernel", 1, "producer"), ("value/bias", 0, "producer"),
+        ("attention_output/kernel", 0, "consumer")]
+    # Head 1 is dead: its projections are zero, its biases are not, so it
+    # emits its value bias, which is folded into the output bias.
+    weights = attention.get_weights()
+    for index in (0, 2, 4):
+        weights[index][:, 1, :] = 0.0
+    attention.set_weights(weights)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {heads.index: (2, 1)}
+    new = find(pruned, "attention")
+    assert new.num_heads == 1
+    assert new.get_weights()[6].shape == (1, 4, 4)
+    x = np.random.default_rng(0).normal(size=(3, 10, 4)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    path = str(tmp_path / "heads.keras")
+    pruned.save(path)
+    assert_same_function(pruned, keras.saving.load_model(path), x, 1e-7)
+    # A FLOPs target may take live heads: exact against the masked model.
+    smaller, report = keras_guided.prune_model(
+        model, plan={heads.index: [1]}, return_report=True)
+    assert find(smaller, "attention").num_heads == 1
+    assert report.max_abs_diff <= 1e-6 * report.output_scale
+    assert report.max_abs_diff_original > 1e-3
+
+
+def test_einsum_dense_feed_forward_and_non_dense_equations():
+    inputs = keras.Input((6, 4))
+    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 12),
+                           bias_axes="d", activation="relu", name="ff1")(
+        inputs)
+    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 4),
+                           name="ff2")(x)
+    x = layers.Add()([x, inputs])
+    x = layers.EinsumDense("abc,cde->abde", output_shape=(6, 2, 3),
+                           name="mixing")(x)
+    x = layers.Flatten()(x)
+    model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
+    groups = keras_guided.find_unit_groups(model)
+    ff = group_of(groups, "ff1")
+    assert ff.prunable and ff.num_units == 12
+    assert "layer 'mixing' (EinsumDense) keeps its channels: its equation " \
+        "'abc,cde->abde' (bias_axes=None) is not a Dense over the last " \
+        "axis; it is copied unchanged" in group_of(groups, "ff2").reason
+    _zero_kernel_units(find(model, "ff1"), [2, 7])
+    pruned = keras_guided.prune_model(model)
+    assert find(pruned, "ff1").get_weights()[0].shape == (4, 10)
+    assert find(pruned, "ff2").get_weights()[0].shape == (10, 4)
+    x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
+    assert_same_function(model, pruned, x, tolerance=1e-6)
+    assert keras_guided.stats.layer_costs(model)["ff1"]["flops"] == (
+        2 * 6 * 4 * 12)

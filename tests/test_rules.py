@@ -1,0 +1,148 @@
+"""Tests for keras_guided.rules: the one registry of layer knowledge."""
+
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_guided
+from keras_guided import rules
+from keras_guided import stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_built_in_rule_is_in_the_supported_layers_table():
+    with open(os.path.join(ROOT, "docs", "supported-layers.md")) as f:
+        table = f.read()
+    missing = []
+    for classes, _ in rules._BUILTIN:
+        for cls in classes if isinstance(classes, tuple) else (classes,):
+            name = cls.__name__
+            stem = re.sub(r"[123]D$", "", name)
+            if not re.search(rf"`{name}`|`{stem}[*1]", table):
+                missing.append(name)
+    assert not missing, f"add to docs/supported-layers.md: {missing}"
+
+
+@pytest.mark.parametrize("layer, kind", [
+    (layers.Dense(2), "producer"),
+    (layers.Conv2D(2, 1, groups=1), "producer"),
+    (layers.Embedding(4, 2), "producer"),
+    (layers.DepthwiseConv2D(1), "depthwise"),
+    (layers.BatchNormalization(), "normalization"),
+    (layers.Flatten(), "reshape"),
+    (layers.Add(), "merge"),
+    (layers.MultiHeadAttention(2, 2), "attention"),
+    (layers.LSTM(2), "keep"),
+    (layers.Lambda(lambda x: x), None),
+])
+def test_rule_for_dispatches_by_class(layer, kind):
+    rule = rules.rule_for(layer)
+    assert (rule.kind if rule is not None else None) == kind
+
+
+class Scale(keras.layers.Layer):
+    """y = x @ w, a Dense without bias under another name."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                 name="w")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def _scale_rule(layer, weights, kept_inputs, kept_outputs):
+    w = weights["w"][kept_inputs[0]][:, kept_outputs]
+    return {**layer.get_config(), "units": len(kept_outputs)}, [w]
+
+
+def test_user_rules_have_flops_like_built_in_ones():
+    # A user's producer used to cost 0 FLOPs. By default every element of
+    # its input weights costs one MAC per output position, like Dense.
+    inputs = keras.Input((5, 4))
+    x = Scale(3, name="scale")(inputs)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    try:
+        keras_guided.register_rule(Scale, _scale_rule, kind="producer",
+                                   output_weights=[("w", -1)],
+                                   input_weights=[("w", 0)])
+        assert stats.layer_costs(model)["scale"]["flops"] == 2 * 5 * 12
+        keras_guided.register_rule(
+            Scale, _scale_rule, kind="producer", output_weights=[("w", -1)],
+            input_weights=[("w", 0)],
+            flops=lambda layer, input_shape, output_shape: {"w": 7})
+        assert stats.layer_costs(model)["scale"]["flops"] == 7 * 12
+        groups = keras_guided.find_unit_groups(model)
+        pruned = keras_guided.prune_model(model, target={"flops": 0.7})
+        assert (stats.count_flops(pruned)
+                <= 0.7 * stats.count_flops(model))
+        assert len(groups) == 2
+    finally:
+        rules.unregister_rule(Scale)
+    with pytest.raises(ValueError, match=r"`flops` must be None or a "
+                       r"function .* Received: flops=3"):
+        keras_guided.register_rule(Scale, _scale_rule, flops=3)
+
+
+def test_weight_keys_tell_apart_the_kernels_of_attention():
+    inputs = keras.Input((3, 4))
+    attention = layers.MultiHeadAttention(2, 2, name="attention")
+    attention(inputs, inputs)
+    keys = keras_guided.units.weight_keys(attention)
+    assert keys[:2] == ["query/kernel", "query/bias"]
+    assert len(set(keys)) == len(keys) == 8
+    value = keras_guided.units.get_weight(attention, "value/kernel")
+    assert value.path.endswith("value/kernel")
+    dense = layers.Dense(2)
+    dense.build((None, 3))
+    assert keras_guided.units.weight_keys(dense) == ["kernel", "bias"]
+
+
+def test_flops_of_attention_grow_with_the_heads():
+    def model(heads):
+        inputs = keras.Input((6, 8))
+        x = layers.MultiHeadAttention(heads, 4, name="attention")(
+            inputs, inputs)
+        return keras.Model(inputs, x)
+
+    one = stats.layer_costs(model(1))["attention"]["flops"]
+    two = stats.layer_costs(model(2))["attention"]["flops"]
+    # Per head: q, k, v and output projections (4 x 2 x 6 x 8 x 4) and the
+    # scores and weighted sum (2 x 6 x 6 x (4 + 4)).
+    assert two - one == 4 * 2 * 6 * 8 * 4 + 2 * 6 * 6 * 8
+    assert np.isclose(one, 4 * 2 * 6 * 8 * 4 + 2 * 6 * 6 * 8)
+
+
+def test_convnext_layer_scale_is_a_per_channel_follower():
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((4,))
+    x = layers.Dense(5, name="hidden")(inputs)
+    x = LayerScale(0.5, 5, name="scale")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(x))
+    scale = model.get_layer("scale")
+    scale.set_weights([np.arange(1, 6, dtype="float32")])
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[:, 1] = 0.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    group = keras_guided.find_unit_groups(model)[0]
+    assert ("scale", "follower") in {(s.layer.name, s.role)
+                                     for s in group.slices}
+    pruned = keras_guided.prune_model(model)
+    new = pruned.get_layer("scale")
+    assert new.projection_dim == 4
+    np.testing.assert_array_equal(new.get_weights()[0], [1, 3, 4, 5])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(pruned(x), model(x), atol=1e-5)
