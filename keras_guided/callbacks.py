@@ -13,8 +13,15 @@ Implementation notes (why it is built this way):
   squared norms of all units of all groups are then one `segment_sum` per
   (weight, axis), and the per-unit shrink factor is one gather per
   (weight, axis): no Python loop over units in the training loop.
-* The proximal step runs after the optimizer step (`on_train_batch_end`),
-  compiled once (`tf.function` on TensorFlow, `jax.jit` on JAX).
+* The proximal step runs inside the compiled train step, right after the
+  optimizer's update, for the duration of `fit`: the callback hooks the
+  optimizer's `apply` (`keras_guided._keras_adapter`, the one module that
+  touches Keras internals) and takes the hook off in `on_train_end`. No
+  Python runs per batch; the budget controller reads the small state
+  vectors (dead mask, held units) at its check points, about ten times per
+  epoch. Where the hook is not available (`proximal_every > 1`, the torch
+  backend, a `LossScaleOptimizer` on JAX) the step runs after each batch
+  from Python, compiled once (`tf.function` / `jax.jit`).
 * In `mode="penalty"` the group penalty is attached for the duration of
   `fit` as the `regularizer` of one model variable (Keras adds variable
   regularizers to `model.losses`, which the compiled train step reads).
@@ -31,6 +38,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import regularizers as regularizers_lib
@@ -616,6 +624,8 @@ class GuidedPruning(keras.callbacks.Callback):
         self._plan = None
         self._cache_key = None
         self._penalty = None
+        self._unhook = None
+        self._in_step = False
         self._controller = None
         self._cost_table = None
         self.budget_report = None
@@ -625,6 +635,7 @@ class GuidedPruning(keras.callbacks.Callback):
     @property
     def strength(self):
         """The strength in effect now (a Python float)."""
+        self._sync()
         return float(ops.convert_to_numpy(self._strength.value))
 
     @property
@@ -655,6 +666,8 @@ class GuidedPruning(keras.callbacks.Callback):
             # A previous fit raised before on_train_end: take its penalty
             # off first so that it is not counted twice.
             self._detach_penalty()
+        if self._unhook is not None:
+            self._remove_step_hook()  # likewise for the in-step hook
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
@@ -720,10 +733,17 @@ class GuidedPruning(keras.callbacks.Callback):
         self.budget_report = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
+        self._in_step = bool(plan.variables) and self.proximal_every == 1 and (
+            adapter.supports_step_hook(model.optimizer)
+        )
+        if self._in_step:
+            self._install_step_hook()
 
     def on_train_end(self, logs=None):
         if self._penalty is not None:
             self._detach_penalty()
+        if self._unhook is not None:
+            self._remove_step_hook()
 
     def on_epoch_begin(self, epoch, logs=None):
         plan = self._plan
@@ -772,12 +792,13 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or not plan.variables:
             return
-        self._pending += max(int(batch) - self._last_batch, 1)
-        self._last_batch = int(batch)
         epoch_steps = (self.params or {}).get("steps")
-        last = epoch_steps is not None and int(batch) >= epoch_steps - 1
-        if self._pending >= self.proximal_every or last:
-            self._flush()
+        if not self._in_step:
+            self._pending += max(int(batch) - self._last_batch, 1)
+            self._last_batch = int(batch)
+            last = epoch_steps is not None and int(batch) >= epoch_steps - 1
+            if self._pending >= self.proximal_every or last:
+                self._flush()
         controller = self._controller
         if (
             controller is not None
@@ -797,7 +818,7 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or logs is None:
             return
-        if self._pending and plan.variables:
+        if self._pending and plan.variables and not self._in_step:
             self._flush()  # epoch of unknown length
         if self._controller is not None:
             self._budget_epoch_end(epoch, logs)
@@ -854,7 +875,7 @@ class GuidedPruning(keras.callbacks.Callback):
             )[:-1]
             weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
             learning_rate = float(ops.convert_to_numpy(
-                _optimizer_learning_rate(self.model.optimizer)
+                self.model.optimizer.learning_rate
             ))
             strength = budget_lib.initial_strength(
                 norms, weights, learning_rate, steps * target_epochs
@@ -891,6 +912,7 @@ class GuidedPruning(keras.callbacks.Callback):
         """One controller step: measure the live metric, steer the strength."""
         controller = self._controller
         metric = self.budget[0]
+        self._sync()  # JAX: the state lives in the train loop until synced
         live = self._live_from_dead()
         if self.cost is not None and self.guidance != "importance":
             self._update_cost_factors(live)
@@ -1094,6 +1116,7 @@ class GuidedPruning(keras.callbacks.Callback):
         weight transfer); from the weights when dead units are not kept."""
         if not self.keep_dead:
             return self._live_units()[0]
+        self._sync()
         dead = ops.convert_to_numpy(self._dead.value)[:-1]
         return dead == 0
 
@@ -1161,7 +1184,7 @@ class GuidedPruning(keras.callbacks.Callback):
         if self._cost_table is None:
             table = {}
             for layer_name, entry in _layer_costs(self.model).items():
-                layer = _find_layer(self.model, layer_name)
+                layer = adapter.find_layer(self.model, layer_name)
                 weights = [] if layer is None else layer.weights
                 params = sum(int(np.prod(v.shape)) for v in weights)
                 key = id(layer) if layer is not None else layer_name
@@ -1284,6 +1307,8 @@ class GuidedPruning(keras.callbacks.Callback):
     # -------------------------------------------------------- proximal
 
     def _compile_step(self):
+        """The pure step for this plan, and its compiled form for the calls
+        from Python (landing, and the fallback after each batch)."""
         plan = self._plan
         entries = self._penalized_entries
         num_segments = plan.num_segments
@@ -1304,30 +1329,17 @@ class GuidedPruning(keras.callbacks.Callback):
                 num_segments, is_unit, keep_dead, guard=guard,
             )
 
+        self._pure = pure
         backend = keras.backend.backend()
-        variables = plan.variables
         if backend == "tensorflow":
             import tensorflow as tf
 
             optimizer = self.model.optimizer
 
             def step(steps):
-                lr = ops.cast(_step_learning_rate(optimizer), "float32")
-                threshold = lr * steps * ops.cast(
-                    self._strength.value, "float32"
-                )
-                values = [v.value for v in variables]
-                result = pure(
-                    values, self._dead.value, threshold,
-                    self._unit_weights.value, self._allowed.value,
-                    self._floor.value,
-                )
-                for variable, value in zip(variables, result[0]):
-                    variable.assign(value)
-                self._dead.assign(result[1])
-                if guarded:
-                    self._allowed.assign(result[2][0])
-                    self._held.assign(result[2][1])
+                lr = ops.cast(adapter.step_learning_rate(optimizer),
+                              "float32")
+                self._assign_step(lr * steps)
 
             # The step has no tensor-dependent Python control flow (its loops
             # run over a fixed list of variables at trace time): skip
@@ -1339,18 +1351,73 @@ class GuidedPruning(keras.callbacks.Callback):
             return jax.jit(pure)
         return pure
 
+    def _assign_step(self, rate):
+        """Reads the variables, takes one step with threshold
+        `rate * strength` and writes the results back. Traced into the
+        train step (or the `tf.function` above); on JAX inside the train
+        step's stateless scope, which carries the callback's state."""
+        variables = self._plan.variables
+        threshold = rate * ops.cast(self._strength.value, "float32")
+        result = self._pure(
+            [v.value for v in variables], self._dead.value, threshold,
+            self._unit_weights.value, self._allowed.value, self._floor.value,
+        )
+        for variable, value in zip(variables, result[0]):
+            variable.assign(value)
+        self._dead.assign(result[1])
+        if self.budget is not None:
+            self._allowed.assign(result[2][0])
+            self._held.assign(result[2][1])
+
+    def _install_step_hook(self):
+        """Puts the step inside the compiled train step for this `fit`."""
+        model = self.model
+        optimizer = model.optimizer
+        penalty = self.mode == "penalty"
+
+        def hook(learning_rate):
+            # Penalty mode: the loss carries the penalty; the step only
+            # keeps dead units at zero (threshold 0).
+            self._assign_step(0.0 if penalty else learning_rate)
+
+        state = [self._strength, self._unit_weights, self._dead,
+                 self._allowed, self._floor, self._held]
+        removers = [adapter.carry_state(optimizer, state),
+                    adapter.after_optimizer_step(optimizer, hook)]
+
+        def unhook():
+            for remove in reversed(removers):
+                remove()
+
+        self._unhook = unhook
+        model.make_train_function(force=True)
+
+    def _remove_step_hook(self):
+        self._sync()
+        unhook, self._unhook = self._unhook, None
+        unhook()
+        # The compiled train step holds the hook: build it again, so a later
+        # fit without this callback trains plainly.
+        self.model.make_train_function(force=True)
+
+    def _sync(self):
+        """On JAX, writes the train loop's state back into the variables
+        (model and callback state), so that Python reads and writes them."""
+        model = self.model
+        if model is not None and keras.backend.backend() == "jax":
+            model.jax_state_sync()
+
     def _run_step(self, steps):
+        """One step from Python (between batches)."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
             self._step(ops.convert_to_tensor(float(steps), dtype="float32"))
             return
-        model = self.model
-        if backend == "jax":
-            # Put the step's state back into the variables; the next step
-            # reads the variables again because the state is marked synced.
-            model.jax_state_sync()
+        # JAX: put the step's state back into the variables; the next step
+        # reads the variables again because the state is marked synced.
+        self._sync()
         lr = float(ops.convert_to_numpy(
-            _step_learning_rate(model.optimizer)
+            adapter.step_learning_rate(self.model.optimizer)
         ))
         threshold = lr * steps * self.strength
         variables = self._plan.variables
@@ -1499,28 +1566,6 @@ class GuidedPruning(keras.callbacks.Callback):
 # ---------------------------------------------------------------- helpers
 
 
-def _optimizer_learning_rate(optimizer):
-    """The learning rate the optimizer uses at its next step."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = getattr(inner, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule(inner.iterations)
-    return optimizer.learning_rate
-
-
-def _step_learning_rate(optimizer):
-    """Learning rate of the optimizer step that just ran.
-
-    After the update `optimizer.iterations` has advanced, so a
-    `LearningRateSchedule` is evaluated at `iterations - 1`.
-    """
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = getattr(inner, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule(ops.maximum(inner.iterations - 1, 0))
-    return optimizer.learning_rate
-
-
 def _producer_names(group):
     names = []
     for unit_slice in group.slices:
@@ -1557,13 +1602,6 @@ def _layer_costs(model):
         name.rsplit("/", 1)[-1]: entry
         for name, entry in stats.layer_costs(model).items()
     }
-
-
-def _find_layer(model, name):
-    for layer in model._flatten_layers(include_self=False):
-        if layer.name == name:
-            return layer
-    return None
 
 
 def _validate_guidance(guidance):

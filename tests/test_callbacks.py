@@ -72,7 +72,7 @@ def _weight(model, layer, name):
      r"`mode` must be one of \['proximal', 'penalty'\]. Received: "
      r"mode='lasso'"),
     ({"schedule": "cosine"},
-     r"`schedule` must be one of \['constant', 'warmup', 'ramp'\]. "
+     r"`schedule` must be one of \['constant', 'warmup', 'ramp', 'budget'\]. "
      r"Received: schedule='cosine'"),
     ({"warmup_epochs": 0},
      r"`warmup_epochs` must be a positive int. Received: warmup_epochs=0"),
