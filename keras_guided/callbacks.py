@@ -449,15 +449,22 @@ class GuidedPruning(keras.callbacks.Callback):
     `strength * g_u` is of order 1 (on a digits MLP, 0.5 removed about half
     the units in 4 epochs).
 
-    Backends and cost: the proximal step is one compiled call per optimizer
-    step (per execution with `steps_per_execution`, scaled by the number of
-    steps); the groups and the compiled step are reused across `fit` calls
-    on the same model. On JAX the step first syncs the training state into
-    the model variables (`model.jax_state_sync()`), which costs more than on
-    TensorFlow, and in penalty mode a strength or coefficient change
-    recompiles the train step (JAX freezes values from outside the model
-    state). Under `tf.distribute.MirroredStrategy` both modes give the same
-    weights as one device.
+    Backends and cost: on TensorFlow and JAX the proximal step (with the
+    dead mask and the budget guard) runs inside the compiled train step,
+    right after the optimizer's update (the callback hooks the optimizer's
+    `apply` for the duration of `fit`, and `steps_per_execution` needs
+    nothing special); no Python runs per batch except the budget
+    controller's check points, about ten per epoch. With
+    `proximal_every > 1`, on torch, with a `LossScaleOptimizer` on JAX, or
+    in penalty mode on JAX, it is one compiled call from Python after each
+    batch instead. The groups
+    and compiled step are reused across `fit` calls on the same model. If
+    `fit` raises, the hook stays on the optimizer until the next `fit` with
+    this callback takes it off. On JAX, in penalty mode a strength or
+    coefficient change recompiles the train step (JAX freezes values from
+    outside the model state). Under `tf.distribute.MirroredStrategy` and
+    JAX `keras.distribution.DataParallel` both modes give the same weights
+    as one device.
 
     Args:
         strength: non-negative float, the penalty weight. Defaults to
@@ -626,6 +633,8 @@ class GuidedPruning(keras.callbacks.Callback):
         self._penalty = None
         self._unhook = None
         self._in_step = False
+        self._plain_function = None
+        self._hooked_function = None  # (plain train function, hooked one)
         self._controller = None
         self._cost_table = None
         self.budget_report = None
@@ -662,12 +671,12 @@ class GuidedPruning(keras.callbacks.Callback):
             tuple(id(v) for v in model.trainable_weights),
             id(model.optimizer),
         )
-        if self._penalty is not None:
-            # A previous fit raised before on_train_end: take its penalty
-            # off first so that it is not counted twice.
-            self._detach_penalty()
         if self._unhook is not None:
-            self._remove_step_hook()  # likewise for the in-step hook
+            # A previous fit raised before on_train_end: take its step hook
+            # and penalty off first so that they do not act twice.
+            self._remove_step_hook()
+        if self._penalty is not None:
+            self._detach_penalty()
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
@@ -709,6 +718,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 trainable=False, dtype="float32", name="guided_held",
             )
             self._step = self._compile_step()
+            self._hooked_function = None  # traced with the old plan
         plan = self._plan
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
@@ -733,17 +743,24 @@ class GuidedPruning(keras.callbacks.Callback):
         self.budget_report = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
-        self._in_step = bool(plan.variables) and self.proximal_every == 1 and (
-            adapter.supports_step_hook(model.optimizer)
+        # On JAX the penalty reads the strength and coefficients inside the
+        # loss, where the carried optimizer state is not visible: penalty
+        # mode keeps its step (re-zeroing dead units) between batches there.
+        self._in_step = (
+            bool(plan.variables)
+            and self.proximal_every == 1
+            and adapter.supports_step_hook(model.optimizer)
+            and not (self.mode == "penalty"
+                     and keras.backend.backend() == "jax")
         )
         if self._in_step:
             self._install_step_hook()
 
     def on_train_end(self, logs=None):
-        if self._penalty is not None:
-            self._detach_penalty()
         if self._unhook is not None:
             self._remove_step_hook()
+        if self._penalty is not None:
+            self._detach_penalty()
 
     def on_epoch_begin(self, epoch, logs=None):
         plan = self._plan
@@ -1357,13 +1374,19 @@ class GuidedPruning(keras.callbacks.Callback):
         train step (or the `tf.function` above); on JAX inside the train
         step's stateless scope, which carries the callback's state."""
         variables = self._plan.variables
+        # Only the penalized weights (all trainable) are read and written:
+        # inside JAX's optimizer step the others (BatchNormalization moving
+        # statistics) are not part of the state.
+        penalized = {index for index, _, _, _ in self._penalized_entries}
         threshold = rate * ops.cast(self._strength.value, "float32")
         result = self._pure(
-            [v.value for v in variables], self._dead.value, threshold,
+            [v.value if i in penalized else None
+             for i, v in enumerate(variables)],
+            self._dead.value, threshold,
             self._unit_weights.value, self._allowed.value, self._floor.value,
         )
-        for variable, value in zip(variables, result[0]):
-            variable.assign(value)
+        for index in sorted(penalized):
+            variables[index].assign(result[0][index])
         self._dead.assign(result[1])
         if self.budget is not None:
             self._allowed.assign(result[2][0])
@@ -1390,15 +1413,32 @@ class GuidedPruning(keras.callbacks.Callback):
                 remove()
 
         self._unhook = unhook
-        model.make_train_function(force=True)
+        # The train function is built (not yet traced) before
+        # on_train_begin. Keep it for the fits without this callback, and
+        # reuse the hooked one while the model keeps that plain function
+        # (no retracing per fit; a `compile` makes a new plain function).
+        plain = model.train_function
+        cached = self._hooked_function
+        if cached is not None and cached[0] is plain and plain is not None:
+            model.train_function = cached[1]
+        else:
+            model.make_train_function(force=True)
+        self._plain_function = plain
 
     def _remove_step_hook(self):
         self._sync()
         unhook, self._unhook = self._unhook, None
         unhook()
-        # The compiled train step holds the hook: build it again, so a later
-        # fit without this callback trains plainly.
-        self.model.make_train_function(force=True)
+        # The compiled train step holds the hook: put the plain one back, so
+        # a later fit without this callback trains plainly.
+        model = self.model
+        plain, self._plain_function = self._plain_function, None
+        if plain is not None:
+            self._hooked_function = (plain, model.train_function)
+            model.train_function = plain
+        else:
+            self._hooked_function = None
+            model.make_train_function(force=True)
 
     def _sync(self):
         """On JAX, writes the train loop's state back into the variables
