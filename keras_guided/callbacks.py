@@ -38,10 +38,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _group_plan
 from keras_guided import _keras_adapter as adapter
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
+from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
+from keras_guided import schedules as schedules_lib
 from keras_guided import units as units_lib
 
 MODES = ("proximal", "penalty")
@@ -49,135 +52,6 @@ SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops")
 TARGET_METRICS = ("units", "params", "flops")
 ON_TARGET = ("hold", "release", "stop")
-PENALIZED_ROLES = ("producer", "follower", "consumer")
-OUTPUT_ROLES = ("producer", "follower")
-_TINY = 1e-30
-
-
-def _axes_tuple(axis, rank):
-    """`axis` (int or contiguous tuple) as sorted non-negative axes."""
-    items = axis if isinstance(axis, (tuple, list)) else (axis,)
-    return tuple(sorted(int(a) % rank for a in items))
-
-
-def _shrink_step(values, dead, threshold, unit_weights, entries,
-                 num_segments, is_unit, keep_dead, guard=None):
-    """One group soft-thresholding step, in `keras.ops` (pure).
-
-    Args:
-        values: list of weight tensors.
-        dead: float tensor `(num_segments,)`, 1 for dead units.
-        threshold: scalar, `learning_rate * strength * steps`.
-        unit_weights: `(num_segments,)`, `g_u * sqrt(p_u)`; 0 at the sentinel.
-        entries: tuples `(value_index, other_axes, index, broadcast_shape)`.
-        num_segments: number of units plus one sentinel.
-        is_unit: `(num_segments,)`, 1 for real units, 0 for the sentinel.
-        keep_dead: whether a zero unit is marked dead for good.
-        guard: `None`, or the budget guard: a dict with `allowed` (scalar,
-            how many more units may reach zero), `floor` (per unit, the
-            norm a unit that may not die is held at), `group_ids` (per
-            unit, its group; the sentinel has its own) and `num_groups`.
-            Of the units that this step would zero, only the `allowed` ones
-            furthest past zero die, and never the last live unit of a
-            group; the others are held at their floor norm.
-
-    Returns:
-        `(new_values, new_dead)`, or `(new_values, new_dead, (allowed,
-        held))` with a guard (`held`: 1 for units held at their floor).
-    """
-    norms = ops.sqrt(_squared_group_norms(values, entries, num_segments))
-    shrink = threshold * unit_weights
-    scale = ops.maximum(
-        0.0, 1.0 - shrink / ops.maximum(norms, _TINY)
-    )
-    scale = scale * (1.0 - dead)
-    if guard is not None:
-        scale, guard_state = _guard_deaths(norms, shrink, scale, dead,
-                                           is_unit, guard)
-    if keep_dead:
-        zero = ops.cast(ops.equal(norms * scale, 0.0), "float32") * is_unit
-        new_dead = ops.maximum(dead, zero)
-    else:
-        new_dead = dead
-    factors = [None] * len(values)
-    for value_index, _, index, shape in entries:
-        factor = ops.reshape(ops.take(scale, index), shape)
-        previous = factors[value_index]
-        factors[value_index] = factor if previous is None else (
-            previous * factor
-        )
-    new_values = []
-    for value, factor in zip(values, factors):
-        if factor is None:
-            new_values.append(value)
-        else:
-            new_values.append(value * ops.cast(factor, value.dtype))
-    if guard is not None:
-        return new_values, new_dead, guard_state
-    return new_values, new_dead
-
-
-def _guard_deaths(norms, shrink, scale, dead, is_unit, guard):
-    """Lets at most `guard["allowed"]` units die in this step (the ones
-    furthest past zero), never the last live unit of a group, and holds
-    the others at their floor norm. Pure, vectorized (one sort)."""
-    alive = (1.0 - dead) * is_unit
-    margin = norms - shrink
-    dies = ops.cast(ops.equal(scale, 0.0), "float32") * alive
-    very_low = ops.full_like(margin, -3e38)
-    very_high = ops.full_like(margin, 3e38)
-    group_ids = guard["group_ids"]
-    alive_margin = ops.where(alive > 0, margin, very_low)
-    best = ops.segment_max(
-        alive_margin, group_ids, num_segments=guard["num_groups"] + 1
-    )
-    last = ops.cast(
-        ops.greater_equal(alive_margin, ops.take(best, group_ids)), "float32"
-    ) * alive
-    candidates = dies * (1.0 - last)
-    key = ops.where(candidates > 0, margin, very_high)
-    order = ops.sort(key)
-    size = ops.shape(key)[0]
-    allowed = guard["allowed"]
-    index = ops.cast(
-        ops.clip(allowed, 0.0, ops.cast(size - 1, "float32")), "int32"
-    )
-    cutoff = ops.take(order, index)
-    everyone = ops.cast(ops.greater_equal(allowed, ops.sum(candidates)),
-                        "float32")
-    permitted = candidates * ops.maximum(
-        ops.cast(ops.less(key, cutoff), "float32"), everyone
-    )
-    held = dies - permitted
-    floor_scale = ops.minimum(
-        1.0, guard["floor"] / ops.maximum(norms, _TINY)
-    )
-    scale = ops.where(held > 0, floor_scale, scale)
-    new_allowed = allowed - ops.sum(permitted)
-    return scale, (new_allowed, held)
-
-
-def _squared_group_norms(values, entries, num_segments):
-    """Per-unit squared L2 norms (sentinel included) over `entries`: one
-    segment sum per penalized weight slice."""
-    squared = ops.zeros((num_segments,), dtype="float32")
-    for value_index, other_axes, index, _ in entries:
-        sq = ops.square(ops.cast(values[value_index], "float32"))
-        if other_axes:
-            sq = ops.sum(sq, axis=other_axes)
-        sq = ops.reshape(sq, (-1,))
-        squared = squared + ops.segment_sum(
-            sq, index, num_segments=num_segments
-        )
-    return squared
-
-
-def _group_norms(values, entries, num_segments):
-    """Per-unit L2 norms (sentinel included) over `entries`, with a safe
-    gradient at zero."""
-    return units_lib.safe_sqrt(
-        _squared_group_norms(values, entries, num_segments)
-    )
 
 
 class _GroupPenalty:
@@ -202,7 +76,7 @@ class _GroupPenalty:
                 values.append(x)
             else:
                 values.append(ops.convert_to_tensor(variable))
-        norms = _group_norms(values, plan.entries, plan.num_segments)
+        norms = proximal.group_norms(values, plan.entries, plan.num_segments)
         weights = ops.convert_to_tensor(self.callback._unit_weights)
         strength = ops.convert_to_tensor(self.callback._strength)
         penalty = strength * ops.sum(weights * norms)
@@ -210,144 +84,6 @@ class _GroupPenalty:
         if self.previous is not None:
             penalty = penalty + self.previous(x)
         return penalty
-
-
-class _Plan:
-    """Static index arrays built once per `fit` from the unit groups."""
-
-    def __init__(self, groups, model):
-        trainable = {id(v) for v in model.trainable_weights}
-        self.groups = [
-            g for g in groups if g.prunable and _is_trainable(g, trainable)
-        ]
-        self.offsets = []
-        offset = 0
-        for group in self.groups:
-            self.offsets.append(offset)
-            offset += int(group.num_units)
-        self.num_units = offset
-        self.num_segments = offset + 1
-        self.variables = []
-        self._variable_ids = {}
-        # (variable index, axes, kind) -> list of index arrays
-        penalized, output, all_roles = {}, {}, {}
-        self.per_unit_penalized = np.zeros(self.num_segments)
-        self.per_unit_params = np.zeros(self.num_segments)
-        self.slice_sizes = []  # per group: [(layer, elements per unit)]
-        # per group: [(variable index, axes, positions (units, k), layer)]
-        self.slice_info = []
-        for group, start in zip(self.groups, self.offsets):
-            ids = np.arange(start, start + group.num_units)
-            sizes = []
-            info = []
-            for unit_slice in group.slices:
-                variable = units_lib.get_weight(
-                    unit_slice.layer, unit_slice.weight
-                )
-                index = self._variable_index(variable)
-                shape = tuple(variable.shape)
-                axes = _axes_tuple(unit_slice.axis, len(shape))
-                length = int(np.prod([shape[a] for a in axes]))
-                positions = np.asarray(unit_slice.positions, dtype="int64")
-                positions = positions.reshape(group.num_units, -1)
-                others = int(np.prod(shape)) // max(length, 1)
-                per_unit = positions.shape[1] * others
-                self.per_unit_params[ids] += per_unit
-                sizes.append((unit_slice.layer, per_unit))
-                info.append((index, axes, positions, unit_slice.layer))
-                targets = [all_roles]
-                if unit_slice.role in PENALIZED_ROLES:
-                    self.per_unit_penalized[ids] += per_unit
-                    targets.append(penalized)
-                if unit_slice.role in OUTPUT_ROLES:
-                    targets.append(output)
-                for table in targets:
-                    _place(table, (index, axes), length, positions, ids,
-                           self.num_units)
-            self.slice_sizes.append(sizes)
-            self.slice_info.append(info)
-        self.entries = self._entries(penalized)
-        self.output_entries = self._entries(output)
-        self.all_entries = self._entries(all_roles)
-        self.group_ids = np.full(self.num_segments, len(self.groups),
-                                 dtype="int32")
-        for g, (group, start) in enumerate(zip(self.groups, self.offsets)):
-            self.group_ids[start:start + group.num_units] = g
-        is_unit = np.ones(self.num_segments, dtype="float32")
-        is_unit[-1] = 0.0
-        self.is_unit = is_unit
-        self.model_params = int(
-            sum(int(np.prod(v.shape)) for v in model.weights)
-        )
-
-    def _variable_index(self, variable):
-        key = id(variable)
-        if key not in self._variable_ids:
-            self._variable_ids[key] = len(self.variables)
-            self.variables.append(variable)
-        return self._variable_ids[key]
-
-    def _entries(self, table):
-        entries = []
-        for (index, axes), arrays in table.items():
-            shape = tuple(self.variables[index].shape)
-            rank = len(shape)
-            other_axes = tuple(a for a in range(rank) if a not in axes)
-            broadcast = tuple(
-                shape[a] if a in axes else 1 for a in range(rank)
-            )
-            for array in arrays:
-                entries.append((index, other_axes, array, broadcast))
-        return entries
-
-    def tensor_entries(self, entries):
-        return [
-            (i, axes, ops.convert_to_tensor(array, dtype="int32"), shape)
-            for i, axes, array, shape in entries
-        ]
-
-
-def _is_trainable(group, trainable):
-    """Whether every penalized weight of `group` is trainable.
-
-    Groups that touch a frozen weight (a frozen backbone's kernel, or the
-    input slice of a frozen consumer) are left alone: shrinking them would
-    change weights the user froze.
-    """
-    for unit_slice in group.slices:
-        if unit_slice.role in PENALIZED_ROLES:
-            variable = units_lib.get_weight(
-                unit_slice.layer, unit_slice.weight
-            )
-            if id(variable) not in trainable:
-                return False
-    return True
-
-
-def _place(table, key, length, positions, ids, sentinel):
-    """Writes unit `ids` at `positions` into a free index array of `key`."""
-    arrays = table.setdefault(key, [])
-    flat = positions.reshape(-1)
-    owners = np.repeat(ids, positions.shape[1])
-    for array in arrays:
-        if np.all(array[flat] == sentinel):
-            array[flat] = owners
-            return
-    array = np.full(length, sentinel, dtype="int32")
-    array[flat] = owners
-    arrays.append(array)
-
-
-def _numpy_norms(values, entries, num_segments):
-    squared = np.zeros(num_segments)
-    for value_index, other_axes, index, _ in entries:
-        sq = np.square(values[value_index].astype("float64"))
-        if other_axes:
-            sq = sq.sum(axis=other_axes)
-        squared += np.bincount(
-            index, weights=sq.reshape(-1), minlength=num_segments
-        )
-    return np.sqrt(squared)
 
 
 def _check_choice(value, name, choices):
@@ -685,7 +421,7 @@ class GuidedPruning(keras.callbacks.Callback):
             groups = graph.find_unit_groups(
                 model, on_unsupported=self.on_unsupported
             )
-            plan = _Plan(groups, model)
+            plan = _group_plan.GroupPlan(groups, model)
             if not plan.groups:
                 reasons = sorted({str(g.reason) for g in groups})
                 warnings.warn(
@@ -887,7 +623,7 @@ class GuidedPruning(keras.callbacks.Callback):
             self._importance_guidance(live)
         strength = self.base_strength
         if strength is None:
-            norms = _numpy_norms(
+            norms = proximal.numpy_group_norms(
                 self._values(), plan.entries, plan.num_segments
             )[:-1]
             weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
@@ -898,7 +634,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 norms, weights, learning_rate, steps * target_epochs
             )
         self._controller = budget_lib.BudgetController(start, goal, strength)
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
         floor = 1e-3 * norms
         floor[-1] = 0.0
         self._floor.assign(floor.astype("float32"))
@@ -988,11 +724,11 @@ class GuidedPruning(keras.callbacks.Callback):
         self._strength.assign(0.0)
         if value <= controller.goal:
             return
-        norms = _numpy_norms(
+        norms = proximal.numpy_group_norms(
             self._values(), plan.entries, plan.num_segments
         )[:-1]
         weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
-        score = norms / np.maximum(weights, _TINY)
+        score = norms / np.maximum(weights, proximal.TINY)
         candidates = []
         for group, start in zip(plan.groups, plan.offsets):
             ids = np.arange(start, start + group.num_units)
@@ -1048,7 +784,7 @@ class GuidedPruning(keras.callbacks.Callback):
         """
         plan = self._plan
         metric = self.budget[0]
-        norms = _numpy_norms(
+        norms = proximal.numpy_group_norms(
             self._values(), plan.entries, plan.num_segments
         )[:-1]
         importance = np.zeros(plan.num_units)
@@ -1297,7 +1033,7 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def _adapt(self):
         plan = self._plan
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
         ranked = []
         for group, start, coef in zip(
             plan.groups, plan.offsets, self._base_coefficients
@@ -1310,16 +1046,15 @@ class GuidedPruning(keras.callbacks.Callback):
         self._set_unit_weights(ranked)
 
     def _scheduled(self, epoch):
+        schedule = schedules_lib.get(
+            self.schedule, self.base_strength, self.warmup_epochs
+        )
+        value = schedule(epoch)
         if callable(self.schedule):
-            value = self.schedule(epoch)
-            return regularizers_lib.validate_strength(
+            value = regularizers_lib.validate_strength(
                 value, name="schedule(epoch)"
             )
-        if self.schedule == "warmup":
-            return self.base_strength * min(1.0, epoch / self.warmup_epochs)
-        if self.schedule == "ramp":
-            return self.base_strength * (1 + epoch)
-        return self.base_strength
+        return value
 
     # -------------------------------------------------------- proximal
 
@@ -1327,24 +1062,20 @@ class GuidedPruning(keras.callbacks.Callback):
         """The pure step for this plan, and its compiled form for the calls
         from Python (landing, and the fallback after each batch)."""
         plan = self._plan
-        entries = self._penalized_entries
-        num_segments = plan.num_segments
-        is_unit = ops.convert_to_tensor(plan.is_unit)
-        keep_dead = self.keep_dead
         guarded = self.budget is not None
-        group_ids = ops.convert_to_tensor(plan.group_ids, dtype="int32")
-        num_groups = len(plan.groups)
+        layout = proximal.StepLayout(
+            entries=self._penalized_entries,
+            num_segments=plan.num_segments,
+            is_unit=ops.convert_to_tensor(plan.is_unit),
+            keep_dead=self.keep_dead,
+            group_ids=(ops.convert_to_tensor(plan.group_ids, dtype="int32")
+                       if guarded else None),
+            num_groups=len(plan.groups),
+        )
 
-        def pure(values, dead, threshold, unit_weights, allowed=None,
-                 floor=None):
-            guard = None
-            if guarded:
-                guard = {"allowed": allowed, "floor": floor,
-                         "group_ids": group_ids, "num_groups": num_groups}
-            return _shrink_step(
-                values, dead, threshold, unit_weights, entries,
-                num_segments, is_unit, keep_dead, guard=guard,
-            )
+        def pure(values, state, threshold, unit_weights):
+            return proximal.shrink(values, state, threshold, unit_weights,
+                                   layout)
 
         self._pure = pure
         backend = keras.backend.backend()
@@ -1379,18 +1110,26 @@ class GuidedPruning(keras.callbacks.Callback):
         # statistics) are not part of the state.
         penalized = {index for index, _, _, _ in self._penalized_entries}
         threshold = rate * ops.cast(self._strength.value, "float32")
-        result = self._pure(
+        values, state = self._pure(
             [v.value if i in penalized else None
              for i, v in enumerate(variables)],
-            self._dead.value, threshold,
-            self._unit_weights.value, self._allowed.value, self._floor.value,
+            self._state(), threshold, self._unit_weights.value,
         )
         for index in sorted(penalized):
-            variables[index].assign(result[0][index])
-        self._dead.assign(result[1])
+            variables[index].assign(values[index])
+        self._set_state(state)
+
+    def _state(self):
+        return proximal.ProximalState(
+            dead=self._dead.value, allowed=self._allowed.value,
+            held=self._held.value, floor=self._floor.value,
+        )
+
+    def _set_state(self, state):
+        self._dead.assign(state.dead)
         if self.budget is not None:
-            self._allowed.assign(result[2][0])
-            self._held.assign(result[2][1])
+            self._allowed.assign(state.allowed)
+            self._held.assign(state.held)
 
     def _install_step_hook(self):
         """Puts the step inside the compiled train step for this `fit`."""
@@ -1461,23 +1200,20 @@ class GuidedPruning(keras.callbacks.Callback):
         ))
         threshold = lr * steps * self.strength
         variables = self._plan.variables
-        result = self._step(
-            [v.value for v in variables], self._dead.value,
+        values, state = self._step(
+            [v.value for v in variables], self._state(),
             ops.convert_to_tensor(threshold, dtype="float32"),
-            self._unit_weights.value, self._allowed.value, self._floor.value,
+            self._unit_weights.value,
         )
-        for variable, value in zip(variables, result[0]):
+        for variable, value in zip(variables, values):
             variable.assign(value)
-        self._dead.assign(result[1])
-        if self.budget is not None:
-            self._allowed.assign(result[2][0])
-            self._held.assign(result[2][1])
+        self._set_state(state)
 
     def _sync_dead_from_weights(self):
         plan = self._plan
         dead = np.zeros(plan.num_segments, dtype="float32")
         if self.keep_dead and plan.num_units:
-            norms = _numpy_norms(
+            norms = proximal.numpy_group_norms(
                 self._values(), plan.entries, plan.num_segments
             )
             dead[:-1] = norms[:-1] == 0
@@ -1524,7 +1260,7 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or not plan.num_units:
             return 0.0
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
+        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
         weights = ops.convert_to_numpy(self._unit_weights.value)
         return float(self.strength * np.sum(weights * norms))
 
@@ -1538,7 +1274,7 @@ class GuidedPruning(keras.callbacks.Callback):
     def _live_units(self):
         """Boolean live flag per unit, and live counts per producer layer."""
         plan = self._plan
-        norms = _numpy_norms(
+        norms = proximal.numpy_group_norms(
             self._values(), plan.output_entries, plan.num_segments
         )
         live = norms[:-1] > 0
