@@ -146,3 +146,14 @@ def _place(table, key, length, positions, ids, sentinel):
     array = np.full(length, sentinel, dtype="int32")
     array[flat] = owners
     arrays.append(array)
+
+
+def producer_names(group):
+    """Names of the layers that produce `group`'s units, in order."""
+    names = []
+    for unit_slice in group.slices:
+        if unit_slice.role == "producer":
+            name = unit_slice.layer.name
+            if name not in names:
+                names.append(name)
+    return names

@@ -40,6 +40,7 @@ from keras import ops
 
 from keras_guided import _group_plan
 from keras_guided import _keras_adapter as adapter
+from keras_guided import _live_metrics
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
@@ -372,7 +373,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._plain_function = None
         self._hooked_function = None  # (plain train function, hooked one)
         self._controller = None
-        self._cost_table = None
+        self._metrics = None
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -472,7 +473,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._pending = 0
         self._penalty = None
         self._controller = None
-        self._cost_table = None
+        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._landed = False
         self._epoch = 0
         self._control_every = 1
@@ -579,10 +580,10 @@ class GuidedPruning(keras.callbacks.Callback):
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():
             logs[f"live_units/{name}"] = int(count)
-        logs["live_params"] = self._live_params(live)
+        logs["live_params"] = self._metrics.params(live)
         budget_metric = self.budget[0] if self.budget else None
         if "flops" in (self.target_metric, self.cost, budget_metric):
-            logs["live_flops"] = self._live_flops(live)
+            logs["live_flops"] = self._metrics.flops(live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
         if self.target is not None and not self._reached:
@@ -616,7 +617,7 @@ class GuidedPruning(keras.callbacks.Callback):
         live, _ = self._live_units()
         if self.cost is not None:
             self._update_cost_factors(live)
-        start = self._metric_value(metric, live)
+        start = self._metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
         self._goal = goal
         if self.guidance == "importance":
@@ -669,14 +670,14 @@ class GuidedPruning(keras.callbacks.Callback):
         live = self._live_from_dead()
         if self.cost is not None and self.guidance != "importance":
             self._update_cost_factors(live)
-        value = self._metric_value(metric, live)
+        value = self._metrics.value(metric, live)
         # Units held at their floor count as removed for the controller:
         # they are on their way out, and pushing harder would only shrink
         # the units that stay.
         effective = value
         if self.guidance != "importance":
             held = ops.convert_to_numpy(self._held.value)[:-1] > 0
-            effective = self._metric_value(metric, live & ~held)
+            effective = self._metrics.value(metric, live & ~held)
         span = max(self._landing_epoch - self._budget_start_epoch, 1)
         progress = (epochs_done - self._budget_start_epoch) / span
         strength = controller.update(effective, progress)
@@ -699,7 +700,7 @@ class GuidedPruning(keras.callbacks.Callback):
         if not self._landed and epoch + 1 >= self._landing_epoch:
             self._land(epoch)
         live, _ = self._live_units()
-        report["value"] = float(self._metric_value(self.budget[0], live))
+        report["value"] = float(self._metrics.value(self.budget[0], live))
         logs["budget_goal"] = controller.goal
         span = max(self._landing_epoch - self._budget_start_epoch, 1)
         logs["budget_planned"] = controller.planned(
@@ -714,7 +715,7 @@ class GuidedPruning(keras.callbacks.Callback):
         controller = self._controller
         metric = self.budget[0]
         live, _ = self._live_units()
-        value = self._metric_value(metric, live)
+        value = self._metrics.value(metric, live)
         report = self.budget_report
         report["landed_at_epoch"] = int(epoch)
         report["value_before_landing"] = float(value)
@@ -742,7 +743,7 @@ class GuidedPruning(keras.callbacks.Callback):
         def value_without(count):
             trial = live.copy()
             trial[order[:count]] = False
-            return self._metric_value(metric, trial)
+            return self._metrics.value(metric, trial)
 
         low, high = 1, len(order)
         if not order or value_without(high) > controller.goal:
@@ -760,7 +761,7 @@ class GuidedPruning(keras.callbacks.Callback):
         trial[removed] = False
         for unit in reversed(list(removed[-64:])):
             trial[unit] = True
-            if self._metric_value(metric, trial) <= controller.goal:
+            if self._metrics.value(metric, trial) <= controller.goal:
                 removed.remove(unit)
             else:
                 trial[unit] = False
@@ -795,7 +796,7 @@ class GuidedPruning(keras.callbacks.Callback):
             ranks = np.argsort(np.argsort(norms[part], kind="stable"))
             importance[part] = (ranks + 1) / group.num_units
         if metric != "units" and live.any():
-            costs = self._unit_marginal_costs(live, metric)
+            costs = self._metrics.unit_marginal_costs(live, metric)
             mean = float(costs[live].mean())
             if mean > 0:
                 importance = importance / np.sqrt(
@@ -815,7 +816,7 @@ class GuidedPruning(keras.callbacks.Callback):
         def fits(count):
             trial = np.zeros(plan.num_units, dtype=bool)
             trial[order[:count]] = True
-            return self._metric_value(metric, trial) <= self._goal
+            return self._metrics.value(metric, trial) <= self._goal
 
         low, high = len(first), len(order)
         while low < high:  # the largest prefix within the budget
@@ -847,22 +848,12 @@ class GuidedPruning(keras.callbacks.Callback):
         metric = self.budget[0]
         if metric == "units":
             return int(math.floor(excess + 1e-9))
-        costs = self._unit_marginal_costs(live, metric)[live]
+        costs = self._metrics.unit_marginal_costs(live, metric)[live]
         cumulative = np.cumsum(np.sort(costs)[::-1])
         # At least one: with costly units (a convolution's filters) no
         # single death may fit in what is left, and the path would stall;
         # the landing then corrects by at most that one unit.
         return max(1, int(np.searchsorted(cumulative, excess, side="right")))
-
-    def _unit_marginal_costs(self, live, kind):
-        """Per unit: what removing it alone saves in the live network
-        (`kind` "params" or "flops")."""
-        plan = self._plan
-        group_costs = self._group_marginal_costs(live, kind)
-        costs = np.zeros(plan.num_units)
-        for group, start, cost in zip(plan.groups, plan.offsets, group_costs):
-            costs[start:start + group.num_units] = cost
-        return costs
 
     def _live_from_dead(self):
         """Live flags from the dead mask the proximal step keeps (no
@@ -873,20 +864,13 @@ class GuidedPruning(keras.callbacks.Callback):
         dead = ops.convert_to_numpy(self._dead.value)[:-1]
         return dead == 0
 
-    def _metric_value(self, metric, live):
-        if metric == "units":
-            return int(live.sum())
-        if metric == "params":
-            return self._live_params(live)
-        return self._live_flops(live)
-
     def _update_cost_factors(self, live):
         """Cost factors from the *marginal* cost of each group's units in
         the live network: removing a unit also shrinks its consumers, whose
         cost falls as their other inputs die, so a static cost would
         overprice the units of already thin layers."""
         plan = self._plan
-        costs = self._group_marginal_costs(live, self.cost)
+        costs = self._metrics.group_marginal_costs(live, self.cost)
         counts = np.zeros(len(plan.groups))
         for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
             counts[g] = live[start:start + group.num_units].sum()
@@ -899,52 +883,6 @@ class GuidedPruning(keras.callbacks.Callback):
             self._cost_factors = np.sqrt(costs / mean)
             self._set_unit_weights(self._active_coefficients)
 
-    def _group_marginal_costs(self, live, kind):
-        """Per group: the params or FLOPs one of its live units costs in
-        the live network (its live weight slices, priced by layer)."""
-        plan = self._plan
-        masks = self._live_masks(live)
-        table = self._cost_table_for_layers()
-        costs = np.zeros(len(plan.groups))
-        for g, (group, start, info) in enumerate(
-            zip(plan.groups, plan.offsets, plan.slice_info)
-        ):
-            group_live = live[start:start + group.num_units]
-            total = 0.0
-            for index, axes, positions, layer in info:
-                shape = tuple(plan.variables[index].shape)
-                full = np.ones(shape, dtype=bool)
-                if index in masks:
-                    full = np.broadcast_to(masks[index], shape)
-                other = tuple(a for a in range(len(shape)) if a not in axes)
-                per_position = full.sum(axis=other) if other else full
-                per_position = np.asarray(per_position).reshape(-1)
-                elements = per_position[positions].sum(axis=1)
-                chosen = elements[group_live] if group_live.any() else elements
-                elements = float(np.mean(chosen))
-                if kind == "params":
-                    total += elements
-                else:
-                    flops, params = table.get(id(layer), (0.0, 0))
-                    if params:
-                        total += flops * elements / params
-            costs[g] = total
-        return costs
-
-    def _cost_table_for_layers(self):
-        """`{id(layer): (flops, params)}` for every layer with a cost,
-        computed once per `fit`."""
-        if self._cost_table is None:
-            table = {}
-            for layer_name, entry in _layer_costs(self.model).items():
-                layer = adapter.find_layer(self.model, layer_name)
-                weights = [] if layer is None else layer.weights
-                params = sum(int(np.prod(v.shape)) for v in weights)
-                key = id(layer) if layer is not None else layer_name
-                table[key] = (float(entry["flops"]), params, weights)
-            self._cost_table = table
-        return {k: v[:2] for k, v in self._cost_table.items()}
-
     # ------------------------------------------------------ coefficients
 
     def _coefficients(self, plan):
@@ -954,7 +892,7 @@ class GuidedPruning(keras.callbacks.Callback):
         if isinstance(spec, dict):
             producers = {}
             for group in plan.groups:
-                for name in _producer_names(group):
+                for name in _group_plan.producer_names(group):
                     producers.setdefault(name, []).append(group.index)
             unknown = sorted(set(spec) - set(producers))
             if unknown:
@@ -971,7 +909,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 coefficients = _from_regularizers(group, n)
             elif isinstance(spec, dict):
                 coefficients = np.zeros(n)
-                for name in _producer_names(group):
+                for name in _group_plan.producer_names(group):
                     if name in spec:
                         coefficients = guidance_lib.get(spec[name])(n)
                         break
@@ -998,7 +936,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 [plan.per_unit_params[o] for o in plan.offsets], dtype=float
             )
         else:
-            layer_costs = _layer_costs(self.model)
+            layer_costs = _live_metrics.layer_costs(self.model)
             costs = []
             for sizes in plan.slice_sizes:
                 total = 0.0
@@ -1273,83 +1211,15 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def _live_units(self):
         """Boolean live flag per unit, and live counts per producer layer."""
-        plan = self._plan
-        norms = proximal.numpy_group_norms(
-            self._values(), plan.output_entries, plan.num_segments
-        )
-        live = norms[:-1] > 0
-        per_layer = {}
-        for group, start in zip(plan.groups, plan.offsets):
-            count = int(live[start:start + group.num_units].sum())
-            for name in _producer_names(group):
-                per_layer[name] = per_layer.get(name, 0) + count
-        return live, per_layer
-
-    def _live_masks(self, live):
-        """Per variable index: boolean mask of weights that survive."""
-        plan = self._plan
-        alive = np.append(live, True)
-        masks = {}
-        for index, _, array, shape in plan.all_entries:
-            mask = alive[array].reshape(shape)
-            masks[index] = mask if index not in masks else masks[index] & mask
-        return masks
-
-    def _live_params(self, live=None):
-        plan = self._plan
-        if live is None:
-            live, _ = self._live_units()
-        masks = self._live_masks(live)
-        removed = 0
-        for index, mask in masks.items():
-            shape = tuple(plan.variables[index].shape)
-            kept = int(np.broadcast_to(mask, shape).sum())
-            removed += int(np.prod(shape)) - kept
-        return plan.model_params - removed
-
-    def _live_flops(self, live):
-        plan = self._plan
-        masks = self._live_masks(live)
-        by_id = {id(v): i for i, v in enumerate(plan.variables)}
-        total = 0.0
-        self._cost_table_for_layers()
-        for flops, params, weights in self._cost_table.values():
-            if not params:
-                total += flops
-                continue
-            kept = 0
-            for variable in weights:
-                shape = tuple(variable.shape)
-                index = by_id.get(id(variable))
-                if index in masks:
-                    kept += int(np.broadcast_to(masks[index], shape).sum())
-                else:
-                    kept += int(np.prod(shape))
-            total += flops * kept / params
-        return total
+        return self._metrics.live_units(self._values())
 
     def _measure(self, metric):
         if self._plan is None:
             return 0
-        live, _ = self._live_units()
-        if metric == "units":
-            return int(live.sum())
-        if metric == "params":
-            return self._live_params(live)
-        return self._live_flops(live)
+        return self._metrics.value(metric, self._live_units()[0])
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _producer_names(group):
-    names = []
-    for unit_slice in group.slices:
-        if unit_slice.role == "producer":
-            name = unit_slice.layer.name
-            if name not in names:
-                names.append(name)
-    return names
 
 
 def _from_regularizers(group, num_units):
@@ -1361,23 +1231,6 @@ def _from_regularizers(group, num_units):
         if isinstance(regularizer, regularizers_lib.GuidedRegularizer):
             return regularizer.coefficients(num_units)
     return np.zeros(num_units)
-
-
-def _layer_costs(model):
-    try:
-        from keras_guided import stats
-    except ImportError:
-        raise ValueError(
-            "cost='flops' and target_metric='flops' need "
-            "keras_guided.stats, which is not available in this install. "
-            "Use cost='params' / target_metric='params' instead."
-        ) from None
-    # Nested models name their layers "outer/inner"; layer objects know
-    # only "inner".
-    return {
-        name.rsplit("/", 1)[-1]: entry
-        for name, entry in stats.layer_costs(model).items()
-    }
 
 
 def _validate_guidance(guidance):
