@@ -6,29 +6,33 @@ kernel slice, bias, BatchNormalization gamma/beta and the consumers' input
 slices) and penalizes each group as one, with one guidance coefficient per
 group unit.
 
-Implementation notes (why it is built this way):
+The callback is a thin layer of hooks (`on_train_begin`, `on_epoch_begin`,
+`on_train_batch_end`, `on_epoch_end`, `on_train_end`) and argument
+validation. Each job lives in its own module:
 
-* Every penalized slice is turned, once, into an int index array along its
-  axis that maps each position to a global unit id (or a sentinel). The
-  squared norms of all units of all groups are then one `segment_sum` per
-  (weight, axis), and the per-unit shrink factor is one gather per
-  (weight, axis): no Python loop over units in the training loop.
-* The proximal step runs inside the compiled train step, right after the
-  optimizer's update, for the duration of `fit`: the callback hooks the
-  optimizer's `apply` (`keras_guided._keras_adapter`, the one module that
-  touches Keras internals) and takes the hook off in `on_train_end`. No
-  Python runs per batch; the budget controller reads the small state
-  vectors (dead mask, held units) at its check points, about ten times per
-  epoch. Where the hook is not available (`proximal_every > 1`, the torch
-  backend, a `LossScaleOptimizer` on JAX) the step runs after each batch
-  from Python, compiled once (`tf.function` / `jax.jit`).
-* In `mode="penalty"` the group penalty is attached for the duration of
-  `fit` as the `regularizer` of one model variable (Keras adds variable
-  regularizers to `model.losses`, which the compiled train step reads).
-  This is the one loss hook Keras offers after the model is built that
-  needs neither `add_loss` in `call` nor a custom train step. The original
-  regularizer is put back (and the compiled functions rebuilt) in
-  `on_train_end`.
+* `keras_guided.proximal`: the pure proximal core,
+  `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
+  budget's death guard; no Python loop over units.
+* `keras_guided._group_plan`: where each unit group's weights are, as int
+  index arrays built once per model (one `segment_sum` and one gather per
+  weight slice).
+* `keras_guided._step_runner`: runs the step inside the compiled train
+  step, right after the optimizer's update, for the duration of `fit`
+  (TensorFlow and JAX, through the optimizer hook of
+  `keras_guided._keras_adapter`, the one module that touches Keras
+  internals), else from Python after each batch.
+* `keras_guided.schedules`: strength schedules as small callables.
+* `keras_guided._budget_mode`: the budget recipe (controller check points,
+  landing, importance guidance).
+* `keras_guided._coefficients`: guidance coefficients, cost factors,
+  adaptive ranking.
+* `keras_guided._penalty_mode`: `mode="penalty"` (the group penalty
+  borrowed as one variable's `regularizer` during `fit`).
+* `keras_guided._live_metrics`: live units and the live network's cost.
+
+No Python runs per batch in the proximal mode on TensorFlow and JAX; the
+budget controller reads the small state vectors (dead mask, held units) at
+its check points, about ten times per epoch.
 """
 
 import math
@@ -39,6 +43,10 @@ import numpy as np
 from keras import ops
 
 from keras_guided import _group_plan
+from keras_guided._budget_mode import BudgetMode
+from keras_guided._coefficients import Coefficients
+from keras_guided._penalty_mode import PenaltyMode
+from keras_guided._step_runner import StepRunner
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
 from keras_guided import budget as budget_lib
@@ -46,45 +54,12 @@ from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
 from keras_guided import schedules as schedules_lib
-from keras_guided import units as units_lib
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops")
 TARGET_METRICS = ("units", "params", "flops")
 ON_TARGET = ("hold", "release", "stop")
-
-
-class _GroupPenalty:
-    """Variable regularizer carrying the whole-model group penalty.
-
-    Attached to one model variable (`anchor`) during `fit`; reads the other
-    variables through `ops.convert_to_tensor`, which returns the traced
-    value inside the compiled (stateless on JAX) train step, so gradients
-    reach every penalized variable.
-    """
-
-    def __init__(self, callback, anchor_index, previous):
-        self.callback = callback
-        self.anchor_index = anchor_index
-        self.previous = previous
-
-    def __call__(self, x):
-        plan = self.callback._plan
-        values = []
-        for i, variable in enumerate(plan.variables):
-            if i == self.anchor_index:
-                values.append(x)
-            else:
-                values.append(ops.convert_to_tensor(variable))
-        norms = proximal.group_norms(values, plan.entries, plan.num_segments)
-        weights = ops.convert_to_tensor(self.callback._unit_weights)
-        strength = ops.convert_to_tensor(self.callback._strength)
-        penalty = strength * ops.sum(weights * norms)
-        penalty = ops.cast(penalty, x.dtype)
-        if self.previous is not None:
-            penalty = penalty + self.previous(x)
-        return penalty
 
 
 def _check_choice(value, name, choices):
@@ -96,7 +71,8 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(keras.callbacks.Callback):
+class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
+                    keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
     The budget recipe (recommended): say what to keep and the callback does
@@ -597,392 +573,6 @@ class GuidedPruning(keras.callbacks.Callback):
                 if self.on_target == "stop":
                     self.model.stop_training = True
 
-    # ----------------------------------------------------------- budget
-
-    def _start_budget(self, epoch):
-        """Measures the start value, sets the goal, calibrates the strength
-        and creates the controller (first epoch of each `fit`)."""
-        plan = self._plan
-        metric, amount = self.budget
-        params = self.params or {}
-        total = int(params.get("epochs") or (epoch + 1))
-        target_epochs = self.target_epochs
-        if target_epochs is None:
-            # Two thirds of the epochs to prune, one third to recover.
-            target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
-        steps = int(params.get("steps") or 1)
-        self._control_every = max(1, steps // 10)
-        self._budget_start_epoch = epoch
-        self._landing_epoch = min(epoch + target_epochs, total)
-        live, _ = self._live_units()
-        if self.cost is not None:
-            self._update_cost_factors(live)
-        start = self._metrics.value(metric, live)
-        goal = budget_lib.budget_value(amount, start)
-        self._goal = goal
-        if self.guidance == "importance":
-            self._importance_guidance(live)
-        strength = self.base_strength
-        if strength is None:
-            norms = proximal.numpy_group_norms(
-                self._values(), plan.entries, plan.num_segments
-            )[:-1]
-            weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
-            learning_rate = float(ops.convert_to_numpy(
-                self.model.optimizer.learning_rate
-            ))
-            strength = budget_lib.initial_strength(
-                norms, weights, learning_rate, steps * target_epochs
-            )
-        self._controller = budget_lib.BudgetController(start, goal, strength)
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
-        floor = 1e-3 * norms
-        floor[-1] = 0.0
-        self._floor.assign(floor.astype("float32"))
-        self._steps_per_epoch = steps
-        self._allowed.assign(float(self._deaths_allowed(
-            live, start, self._controller.planned(
-                self._control_every / steps / max(target_epochs, 1)
-            )
-        )))
-        if not plan.num_units:
-            self._controller.reached = True
-            self._controller.strength = 0.0
-        self._landed = self._controller.reached
-        self.budget_report = {
-            "metric": metric,
-            "start": float(start),
-            "goal": float(goal),
-            "initial_strength": float(strength),
-            "target_epochs": int(target_epochs),
-            "landed_at_epoch": None,
-            "value_before_landing": None,
-            "units_masked_at_landing": 0,
-            "value": float(start),
-            "trace": [],
-        }
-
-    def _control(self, epochs_done):
-        """One controller step: measure the live metric, steer the strength."""
-        controller = self._controller
-        metric = self.budget[0]
-        self._sync()  # JAX: the state lives in the train loop until synced
-        live = self._live_from_dead()
-        if self.cost is not None and self.guidance != "importance":
-            self._update_cost_factors(live)
-        value = self._metrics.value(metric, live)
-        # Units held at their floor count as removed for the controller:
-        # they are on their way out, and pushing harder would only shrink
-        # the units that stay.
-        effective = value
-        if self.guidance != "importance":
-            held = ops.convert_to_numpy(self._held.value)[:-1] > 0
-            effective = self._metrics.value(metric, live & ~held)
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
-        progress = (epochs_done - self._budget_start_epoch) / span
-        strength = controller.update(effective, progress)
-        self._strength.assign(strength)
-        step = self._control_every / self._steps_per_epoch / span
-        self._allowed.assign(float(self._deaths_allowed(
-            live, value, controller.planned(progress + step)
-        )))
-        self.budget_report["trace"].append(
-            (round(float(epochs_done), 3), float(value), float(strength))
-        )
-        if controller.reached and not self._landed:
-            # On budget, counting held units as gone: cut them now (before
-            # the released strength lets them grow back) and recover.
-            self._land(self._epoch)
-
-    def _budget_epoch_end(self, epoch, logs):
-        controller = self._controller
-        report = self.budget_report
-        if not self._landed and epoch + 1 >= self._landing_epoch:
-            self._land(epoch)
-        live, _ = self._live_units()
-        report["value"] = float(self._metrics.value(self.budget[0], live))
-        logs["budget_goal"] = controller.goal
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
-        logs["budget_planned"] = controller.planned(
-            (epoch + 1 - self._budget_start_epoch) / span
-        )
-
-    def _land(self, epoch):
-        """Ends pruning on the budget: zeroes the live units that the
-        proximal step would take next (smallest norm per unit of push) until
-        the budget holds, then releases the strength."""
-        plan = self._plan
-        controller = self._controller
-        metric = self.budget[0]
-        live, _ = self._live_units()
-        value = self._metrics.value(metric, live)
-        report = self.budget_report
-        report["landed_at_epoch"] = int(epoch)
-        report["value_before_landing"] = float(value)
-        controller.reached = True
-        controller.strength = 0.0
-        self._landed = True
-        self._strength.assign(0.0)
-        if value <= controller.goal:
-            return
-        norms = proximal.numpy_group_norms(
-            self._values(), plan.entries, plan.num_segments
-        )[:-1]
-        weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
-        score = norms / np.maximum(weights, proximal.TINY)
-        candidates = []
-        for group, start in zip(plan.groups, plan.offsets):
-            ids = np.arange(start, start + group.num_units)
-            ids = ids[live[ids]]
-            if len(ids) <= 1:
-                continue  # never empty a layer
-            keep = ids[np.argmax(score[ids])]
-            candidates.extend(int(u) for u in ids if u != keep)
-        order = sorted(candidates, key=lambda u: score[u])
-
-        def value_without(count):
-            trial = live.copy()
-            trial[order[:count]] = False
-            return self._metrics.value(metric, trial)
-
-        low, high = 1, len(order)
-        if not order or value_without(high) > controller.goal:
-            low = high  # as close as the layers allow
-        while low < high:
-            middle = (low + high) // 2
-            if value_without(middle) <= controller.goal:
-                high = middle
-            else:
-                low = middle + 1
-        removed = list(order[:low])
-        # Units are not equally costly: give back the best-ranked removed
-        # units that still fit, so the budget is met as closely as it can.
-        trial = live.copy()
-        trial[removed] = False
-        for unit in reversed(list(removed[-64:])):
-            trial[unit] = True
-            if self._metrics.value(metric, trial) <= controller.goal:
-                removed.remove(unit)
-            else:
-                trial[unit] = False
-        dead = ops.convert_to_numpy(self._dead.value).copy()
-        dead[removed] = 1.0
-        self._dead.assign(dead)
-        self._known_dead = True
-        self._run_step(0.0)  # threshold 0: only zeroes the dead units
-        report["units_masked_at_landing"] = len(removed)
-
-    def _importance_guidance(self, live):
-        """Budget-aware, importance-ranked guidance.
-
-        Units are ranked by importance: the rank of their group norm within
-        their layer, as a fraction (the filter-norm criterion of Li et
-        al., 2017, made comparable across layers), divided by the square
-        root of their relative marginal cost for a params or FLOPs budget.
-        The best-ranked units that fit in the budget get coefficient 0: the
-        penalty never shrinks what the budget keeps. The others get coefficients rising from 1 to 2 with falling
-        rank, so the weakest go first.
-        """
-        plan = self._plan
-        metric = self.budget[0]
-        norms = proximal.numpy_group_norms(
-            self._values(), plan.entries, plan.num_segments
-        )[:-1]
-        importance = np.zeros(plan.num_units)
-        for group, start in zip(plan.groups, plan.offsets):
-            part = slice(start, start + group.num_units)
-            # Rank within the layer (as a fraction): norms are not
-            # comparable across layers, quantiles are.
-            ranks = np.argsort(np.argsort(norms[part], kind="stable"))
-            importance[part] = (ranks + 1) / group.num_units
-        if metric != "units" and live.any():
-            costs = self._metrics.unit_marginal_costs(live, metric)
-            mean = float(costs[live].mean())
-            if mean > 0:
-                importance = importance / np.sqrt(
-                    np.maximum(costs / mean, 1e-12)
-                )
-        importance = np.where(live, importance, -np.inf)
-        # Each group's best live unit is kept first: never empty a layer.
-        first = []
-        for group, start in zip(plan.groups, plan.offsets):
-            part = importance[start:start + group.num_units]
-            if np.isfinite(part).any():
-                first.append(start + int(np.argmax(part)))
-        rest = [int(u) for u in np.argsort(-importance, kind="stable")
-                if live[u] and int(u) not in set(first)]
-        order = first + rest
-
-        def fits(count):
-            trial = np.zeros(plan.num_units, dtype=bool)
-            trial[order[:count]] = True
-            return self._metrics.value(metric, trial) <= self._goal
-
-        low, high = len(first), len(order)
-        while low < high:  # the largest prefix within the budget
-            middle = (low + high + 1) // 2
-            if fits(middle):
-                low = middle
-            else:
-                high = middle - 1
-        coefficients = np.zeros(plan.num_units)
-        doomed = order[low:]
-        if doomed:
-            coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
-                len(doomed) - 1, 1
-            )
-        self._cost_factors = np.ones(len(plan.groups))
-        self._set_unit_weights([
-            coefficients[start:start + group.num_units]
-            for group, start in zip(plan.groups, plan.offsets)
-        ])
-
-    def _deaths_allowed(self, live, value, planned):
-        """How many more units may die before the next check without the
-        live metric falling below `planned` (counting the costliest units
-        first, so the count is safe for params and FLOPs too)."""
-        planned = max(planned, self._controller.goal)
-        excess = value - planned
-        if excess <= 0:
-            return 0
-        metric = self.budget[0]
-        if metric == "units":
-            return int(math.floor(excess + 1e-9))
-        costs = self._metrics.unit_marginal_costs(live, metric)[live]
-        cumulative = np.cumsum(np.sort(costs)[::-1])
-        # At least one: with costly units (a convolution's filters) no
-        # single death may fit in what is left, and the path would stall;
-        # the landing then corrects by at most that one unit.
-        return max(1, int(np.searchsorted(cumulative, excess, side="right")))
-
-    def _live_from_dead(self):
-        """Live flags from the dead mask the proximal step keeps (no
-        weight transfer); from the weights when dead units are not kept."""
-        if not self.keep_dead:
-            return self._live_units()[0]
-        self._sync()
-        dead = ops.convert_to_numpy(self._dead.value)[:-1]
-        return dead == 0
-
-    def _update_cost_factors(self, live):
-        """Cost factors from the *marginal* cost of each group's units in
-        the live network: removing a unit also shrinks its consumers, whose
-        cost falls as their other inputs die, so a static cost would
-        overprice the units of already thin layers."""
-        plan = self._plan
-        costs = self._metrics.group_marginal_costs(live, self.cost)
-        counts = np.zeros(len(plan.groups))
-        for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
-            counts[g] = live[start:start + group.num_units].sum()
-        weight = counts.sum()
-        mean = float((costs * counts).sum() / weight) if weight else 0.0
-        if mean > 0:
-            # The square root balances cost against importance: the full
-            # ratio makes a costly layer (the first convolutions) die
-            # almost whole before cheap ones are touched.
-            self._cost_factors = np.sqrt(costs / mean)
-            self._set_unit_weights(self._active_coefficients)
-
-    # ------------------------------------------------------ coefficients
-
-    def _coefficients(self, plan):
-        """Per-group base coefficients (mean 1 within each group)."""
-        spec = self.guidance
-        result = []
-        if isinstance(spec, dict):
-            producers = {}
-            for group in plan.groups:
-                for name in _group_plan.producer_names(group):
-                    producers.setdefault(name, []).append(group.index)
-            unknown = sorted(set(spec) - set(producers))
-            if unknown:
-                raise ValueError(
-                    f"`guidance` names layers {unknown} that produce no "
-                    "prunable unit group. Layers that do: "
-                    f"{sorted(producers)}. Use those names as keys."
-                )
-        for group in plan.groups:
-            n = int(group.num_units)
-            if spec == "importance":
-                coefficients = np.ones(n)  # set by the budget each epoch
-            elif spec == "from_regularizers":
-                coefficients = _from_regularizers(group, n)
-            elif isinstance(spec, dict):
-                coefficients = np.zeros(n)
-                for name in _group_plan.producer_names(group):
-                    if name in spec:
-                        coefficients = guidance_lib.get(spec[name])(n)
-                        break
-            else:
-                coefficients = spec(n)
-            result.append(np.asarray(coefficients, dtype="float64"))
-        if spec == "from_regularizers" and not any(
-            c.any() for c in result
-        ):
-            raise ValueError(
-                "guidance='from_regularizers' found no GuidedRegularizer on "
-                "the producer kernels of the model's prunable groups. Attach "
-                "`keras_guided.GuidedRegularizer` to the layers, or pass a "
-                "guidance scheme such as 'linear'."
-            )
-        return result
-
-    def _cost_factors_for(self, plan):
-        factors = np.ones(len(plan.groups))
-        if self.cost is None or not plan.groups:
-            return factors
-        if self.cost == "params":
-            costs = np.array(
-                [plan.per_unit_params[o] for o in plan.offsets], dtype=float
-            )
-        else:
-            layer_costs = _live_metrics.layer_costs(self.model)
-            costs = []
-            for sizes in plan.slice_sizes:
-                total = 0.0
-                for layer, per_unit in sizes:
-                    entry = layer_costs.get(layer.name)
-                    params = sum(int(np.prod(v.shape)) for v in layer.weights)
-                    if entry and params:
-                        total += entry["flops"] * per_unit / params
-                costs.append(total)
-            costs = np.asarray(costs, dtype=float)
-        counts = np.array([g.num_units for g in plan.groups], dtype=float)
-        mean = float((costs * counts).sum() / counts.sum())
-        if mean > 0:
-            factors = costs / mean
-        return factors
-
-    def _set_unit_weights(self, coefficients):
-        plan = self._plan
-        weights = np.zeros(plan.num_segments, dtype="float64")
-        self._active_coefficients = coefficients
-        self._current_coefficients = []
-        for group, start, coef, factor in zip(
-            plan.groups, plan.offsets, coefficients, self._cost_factors
-        ):
-            stop = start + group.num_units
-            self._current_coefficients.append(coef * factor)
-            weights[start:stop] = coef * factor * np.sqrt(
-                plan.per_unit_penalized[start:stop]
-            )
-        weights[-1] = 0.0
-        self._unit_weights.assign(weights.astype("float32"))
-
-    def _adapt(self):
-        plan = self._plan
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
-        ranked = []
-        for group, start, coef in zip(
-            plan.groups, plan.offsets, self._base_coefficients
-        ):
-            unit_norms = norms[start:start + group.num_units]
-            order = np.argsort(-unit_norms, kind="stable")
-            new = np.empty_like(coef)
-            new[order] = np.sort(coef)
-            ranked.append(new)
-        self._set_unit_weights(ranked)
-
     def _scheduled(self, epoch):
         schedule = schedules_lib.get(
             self.schedule, self.base_strength, self.warmup_epochs
@@ -996,157 +586,6 @@ class GuidedPruning(keras.callbacks.Callback):
 
     # -------------------------------------------------------- proximal
 
-    def _compile_step(self):
-        """The pure step for this plan, and its compiled form for the calls
-        from Python (landing, and the fallback after each batch)."""
-        plan = self._plan
-        guarded = self.budget is not None
-        layout = proximal.StepLayout(
-            entries=self._penalized_entries,
-            num_segments=plan.num_segments,
-            is_unit=ops.convert_to_tensor(plan.is_unit),
-            keep_dead=self.keep_dead,
-            group_ids=(ops.convert_to_tensor(plan.group_ids, dtype="int32")
-                       if guarded else None),
-            num_groups=len(plan.groups),
-        )
-
-        def pure(values, state, threshold, unit_weights):
-            return proximal.shrink(values, state, threshold, unit_weights,
-                                   layout)
-
-        self._pure = pure
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            optimizer = self.model.optimizer
-
-            def step(steps):
-                lr = ops.cast(adapter.step_learning_rate(optimizer),
-                              "float32")
-                self._assign_step(lr * steps)
-
-            # The step has no tensor-dependent Python control flow (its loops
-            # run over a fixed list of variables at trace time): skip
-            # AutoGraph, which otherwise warns that it cannot transform it.
-            return tf.function(step, reduce_retracing=True, autograph=False)
-        if backend == "jax":
-            import jax
-
-            return jax.jit(pure)
-        return pure
-
-    def _assign_step(self, rate):
-        """Reads the variables, takes one step with threshold
-        `rate * strength` and writes the results back. Traced into the
-        train step (or the `tf.function` above); on JAX inside the train
-        step's stateless scope, which carries the callback's state."""
-        variables = self._plan.variables
-        # Only the penalized weights (all trainable) are read and written:
-        # inside JAX's optimizer step the others (BatchNormalization moving
-        # statistics) are not part of the state.
-        penalized = {index for index, _, _, _ in self._penalized_entries}
-        threshold = rate * ops.cast(self._strength.value, "float32")
-        values, state = self._pure(
-            [v.value if i in penalized else None
-             for i, v in enumerate(variables)],
-            self._state(), threshold, self._unit_weights.value,
-        )
-        for index in sorted(penalized):
-            variables[index].assign(values[index])
-        self._set_state(state)
-
-    def _state(self):
-        return proximal.ProximalState(
-            dead=self._dead.value, allowed=self._allowed.value,
-            held=self._held.value, floor=self._floor.value,
-        )
-
-    def _set_state(self, state):
-        self._dead.assign(state.dead)
-        if self.budget is not None:
-            self._allowed.assign(state.allowed)
-            self._held.assign(state.held)
-
-    def _install_step_hook(self):
-        """Puts the step inside the compiled train step for this `fit`."""
-        model = self.model
-        optimizer = model.optimizer
-        penalty = self.mode == "penalty"
-
-        def hook(learning_rate):
-            # Penalty mode: the loss carries the penalty; the step only
-            # keeps dead units at zero (threshold 0).
-            self._assign_step(0.0 if penalty else learning_rate)
-
-        state = [self._strength, self._unit_weights, self._dead,
-                 self._allowed, self._floor, self._held]
-        removers = [adapter.carry_state(optimizer, state),
-                    adapter.after_optimizer_step(optimizer, hook)]
-
-        def unhook():
-            for remove in reversed(removers):
-                remove()
-
-        self._unhook = unhook
-        # The train function is built (not yet traced) before
-        # on_train_begin. Keep it for the fits without this callback, and
-        # reuse the hooked one while the model keeps that plain function
-        # (no retracing per fit; a `compile` makes a new plain function).
-        plain = model.train_function
-        cached = self._hooked_function
-        if cached is not None and cached[0] is plain and plain is not None:
-            model.train_function = cached[1]
-        else:
-            model.make_train_function(force=True)
-        self._plain_function = plain
-
-    def _remove_step_hook(self):
-        self._sync()
-        unhook, self._unhook = self._unhook, None
-        unhook()
-        # The compiled train step holds the hook: put the plain one back, so
-        # a later fit without this callback trains plainly.
-        model = self.model
-        plain, self._plain_function = self._plain_function, None
-        if plain is not None:
-            self._hooked_function = (plain, model.train_function)
-            model.train_function = plain
-        else:
-            self._hooked_function = None
-            model.make_train_function(force=True)
-
-    def _sync(self):
-        """On JAX, writes the train loop's state back into the variables
-        (model and callback state), so that Python reads and writes them."""
-        model = self.model
-        if model is not None and keras.backend.backend() == "jax":
-            model.jax_state_sync()
-
-    def _run_step(self, steps):
-        """One step from Python (between batches)."""
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            self._step(ops.convert_to_tensor(float(steps), dtype="float32"))
-            return
-        # JAX: put the step's state back into the variables; the next step
-        # reads the variables again because the state is marked synced.
-        self._sync()
-        lr = float(ops.convert_to_numpy(
-            adapter.step_learning_rate(self.model.optimizer)
-        ))
-        threshold = lr * steps * self.strength
-        variables = self._plan.variables
-        values, state = self._step(
-            [v.value for v in variables], self._state(),
-            ops.convert_to_tensor(threshold, dtype="float32"),
-            self._unit_weights.value,
-        )
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-        self._set_state(state)
-
     def _sync_dead_from_weights(self):
         plan = self._plan
         dead = np.zeros(plan.num_segments, dtype="float32")
@@ -1158,49 +597,6 @@ class GuidedPruning(keras.callbacks.Callback):
         dead = np.maximum(dead, ops.convert_to_numpy(self._dead.value))
         self._known_dead = bool(dead.any())
         self._dead.assign(dead)
-
-    # --------------------------------------------------------- penalty
-
-    def _attach_penalty(self):
-        plan = self._plan
-        trainable = {id(v) for v in self.model.trainable_weights}
-        candidates = [
-            i for i, v in enumerate(plan.variables) if id(v) in trainable
-        ]
-        if not candidates:
-            return
-        free = [i for i in candidates if plan.variables[i].regularizer is None]
-        anchor = (free or candidates)[0]
-        variable = plan.variables[anchor]
-        previous = variable.regularizer
-        self._penalty = (variable, previous)
-        variable.regularizer = _GroupPenalty(self, anchor, previous)
-        self._rebuild_functions()
-
-    def _detach_penalty(self):
-        variable, previous = self._penalty
-        variable.regularizer = previous
-        self._penalty = None
-        self._rebuild_functions()
-
-    def _rebuild_functions(self):
-        model = self.model
-        model.make_train_function(force=True)
-        if getattr(model, "test_function", None) is not None:
-            model.make_test_function(force=True)
-
-    def penalty(self):
-        """The current group penalty `strength * sum_u g_u sqrt(p_u) ||W_u||`.
-
-        Returns:
-            A Python float (0.0 before the first `fit`).
-        """
-        plan = self._plan
-        if plan is None or not plan.num_units:
-            return 0.0
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
-        weights = ops.convert_to_numpy(self._unit_weights.value)
-        return float(self.strength * np.sum(weights * norms))
 
     # ------------------------------------------------------------ logs
 
@@ -1220,17 +616,6 @@ class GuidedPruning(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _from_regularizers(group, num_units):
-    for unit_slice in group.slices:
-        if unit_slice.role != "producer":
-            continue
-        variable = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
-        regularizer = getattr(variable, "regularizer", None)
-        if isinstance(regularizer, regularizers_lib.GuidedRegularizer):
-            return regularizer.coefficients(num_units)
-    return np.zeros(num_units)
 
 
 def _validate_guidance(guidance):
