@@ -5,16 +5,6 @@ units, scaled by per-unit guidance coefficients, so that entire neurons and
 filters reach zero and can be removed from the model.
 """
 
-import os as _os
-import sys as _sys
-
-# The `keras-guided` command imports this package (and so TensorFlow) before
-# its own code runs: keep TensorFlow's C++ start-up chatter out of its output.
-if _os.path.basename((getattr(_sys, "argv", None) or [""])[0]) == (
-    "keras-guided"
-):
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from keras_guided import guidance
 from keras_guided import plots
 from keras_guided import regularizers

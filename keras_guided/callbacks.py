@@ -6,22 +6,33 @@ kernel slice, bias, BatchNormalization gamma/beta and the consumers' input
 slices) and penalizes each group as one, with one guidance coefficient per
 group unit.
 
-Implementation notes (why it is built this way):
+The callback is a thin layer of hooks (`on_train_begin`, `on_epoch_begin`,
+`on_train_batch_end`, `on_epoch_end`, `on_train_end`) and argument
+validation. Each job lives in its own module:
 
-* Every penalized slice is turned, once, into an int index array along its
-  axis that maps each position to a global unit id (or a sentinel). The
-  squared norms of all units of all groups are then one `segment_sum` per
-  (weight, axis), and the per-unit shrink factor is one gather per
-  (weight, axis): no Python loop over units in the training loop.
-* The proximal step runs after the optimizer step (`on_train_batch_end`),
-  compiled once (`tf.function` on TensorFlow, `jax.jit` on JAX).
-* In `mode="penalty"` the group penalty is attached for the duration of
-  `fit` as the `regularizer` of one model variable (Keras adds variable
-  regularizers to `model.losses`, which the compiled train step reads).
-  This is the one loss hook Keras offers after the model is built that
-  needs neither `add_loss` in `call` nor a custom train step. The original
-  regularizer is put back (and the compiled functions rebuilt) in
-  `on_train_end`.
+* `keras_guided.proximal`: the pure proximal core,
+  `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
+  budget's death guard; no Python loop over units.
+* `keras_guided._group_plan`: where each unit group's weights are, as int
+  index arrays built once per model (one `segment_sum` and one gather per
+  weight slice).
+* `keras_guided._step_runner`: runs the step inside the compiled train
+  step, right after the optimizer's update, for the duration of `fit`
+  (TensorFlow and JAX, through the optimizer hook of
+  `keras_guided._keras_adapter`, the one module that touches Keras
+  internals), else from Python after each batch.
+* `keras_guided.schedules`: strength schedules as small callables.
+* `keras_guided._budget_mode`: the budget recipe (controller check points,
+  landing, importance guidance).
+* `keras_guided._coefficients`: guidance coefficients, cost factors,
+  adaptive ranking.
+* `keras_guided._penalty_mode`: `mode="penalty"` (the group penalty
+  borrowed as one variable's `regularizer` during `fit`).
+* `keras_guided._live_metrics`: live units and the live network's cost.
+
+No Python runs per batch in the proximal mode on TensorFlow and JAX; the
+budget controller reads the small state vectors (dead mask, held units) at
+its check points, about ten times per epoch.
 """
 
 import math
@@ -31,315 +42,24 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _group_plan
+from keras_guided._budget_mode import BudgetMode
+from keras_guided._coefficients import Coefficients
+from keras_guided._penalty_mode import PenaltyMode
+from keras_guided._step_runner import StepRunner
+from keras_guided import _keras_adapter as adapter
+from keras_guided import _live_metrics
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
+from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
-from keras_guided import units as units_lib
+from keras_guided import schedules as schedules_lib
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops")
 TARGET_METRICS = ("units", "params", "flops")
 ON_TARGET = ("hold", "release", "stop")
-PENALIZED_ROLES = ("producer", "follower", "consumer")
-OUTPUT_ROLES = ("producer", "follower")
-_TINY = 1e-30
-
-
-def _axes_tuple(axis, rank):
-    """`axis` (int or contiguous tuple) as sorted non-negative axes."""
-    items = axis if isinstance(axis, (tuple, list)) else (axis,)
-    return tuple(sorted(int(a) % rank for a in items))
-
-
-def _shrink_step(values, dead, threshold, unit_weights, entries,
-                 num_segments, is_unit, keep_dead, guard=None):
-    """One group soft-thresholding step, in `keras.ops` (pure).
-
-    Args:
-        values: list of weight tensors.
-        dead: float tensor `(num_segments,)`, 1 for dead units.
-        threshold: scalar, `learning_rate * strength * steps`.
-        unit_weights: `(num_segments,)`, `g_u * sqrt(p_u)`; 0 at the sentinel.
-        entries: tuples `(value_index, other_axes, index, broadcast_shape)`.
-        num_segments: number of units plus one sentinel.
-        is_unit: `(num_segments,)`, 1 for real units, 0 for the sentinel.
-        keep_dead: whether a zero unit is marked dead for good.
-        guard: `None`, or the budget guard: a dict with `allowed` (scalar,
-            how many more units may reach zero), `floor` (per unit, the
-            norm a unit that may not die is held at), `group_ids` (per
-            unit, its group; the sentinel has its own) and `num_groups`.
-            Of the units that this step would zero, only the `allowed` ones
-            furthest past zero die, and never the last live unit of a
-            group; the others are held at their floor norm.
-
-    Returns:
-        `(new_values, new_dead)`, or `(new_values, new_dead, (allowed,
-        held))` with a guard (`held`: 1 for units held at their floor).
-    """
-    norms = ops.sqrt(_squared_group_norms(values, entries, num_segments))
-    shrink = threshold * unit_weights
-    scale = ops.maximum(
-        0.0, 1.0 - shrink / ops.maximum(norms, _TINY)
-    )
-    scale = scale * (1.0 - dead)
-    if guard is not None:
-        scale, guard_state = _guard_deaths(norms, shrink, scale, dead,
-                                           is_unit, guard)
-    if keep_dead:
-        zero = ops.cast(ops.equal(norms * scale, 0.0), "float32") * is_unit
-        new_dead = ops.maximum(dead, zero)
-    else:
-        new_dead = dead
-    factors = [None] * len(values)
-    for value_index, _, index, shape in entries:
-        factor = ops.reshape(ops.take(scale, index), shape)
-        previous = factors[value_index]
-        factors[value_index] = factor if previous is None else (
-            previous * factor
-        )
-    new_values = []
-    for value, factor in zip(values, factors):
-        if factor is None:
-            new_values.append(value)
-        else:
-            new_values.append(value * ops.cast(factor, value.dtype))
-    if guard is not None:
-        return new_values, new_dead, guard_state
-    return new_values, new_dead
-
-
-def _guard_deaths(norms, shrink, scale, dead, is_unit, guard):
-    """Lets at most `guard["allowed"]` units die in this step (the ones
-    furthest past zero), never the last live unit of a group, and holds
-    the others at their floor norm. Pure, vectorized (one sort)."""
-    alive = (1.0 - dead) * is_unit
-    margin = norms - shrink
-    dies = ops.cast(ops.equal(scale, 0.0), "float32") * alive
-    very_low = ops.full_like(margin, -3e38)
-    very_high = ops.full_like(margin, 3e38)
-    group_ids = guard["group_ids"]
-    alive_margin = ops.where(alive > 0, margin, very_low)
-    best = ops.segment_max(
-        alive_margin, group_ids, num_segments=guard["num_groups"] + 1
-    )
-    last = ops.cast(
-        ops.greater_equal(alive_margin, ops.take(best, group_ids)), "float32"
-    ) * alive
-    candidates = dies * (1.0 - last)
-    key = ops.where(candidates > 0, margin, very_high)
-    order = ops.sort(key)
-    size = ops.shape(key)[0]
-    allowed = guard["allowed"]
-    index = ops.cast(
-        ops.clip(allowed, 0.0, ops.cast(size - 1, "float32")), "int32"
-    )
-    cutoff = ops.take(order, index)
-    everyone = ops.cast(ops.greater_equal(allowed, ops.sum(candidates)),
-                        "float32")
-    permitted = candidates * ops.maximum(
-        ops.cast(ops.less(key, cutoff), "float32"), everyone
-    )
-    held = dies - permitted
-    floor_scale = ops.minimum(
-        1.0, guard["floor"] / ops.maximum(norms, _TINY)
-    )
-    scale = ops.where(held > 0, floor_scale, scale)
-    new_allowed = allowed - ops.sum(permitted)
-    return scale, (new_allowed, held)
-
-
-def _squared_group_norms(values, entries, num_segments):
-    """Per-unit squared L2 norms (sentinel included) over `entries`: one
-    segment sum per penalized weight slice."""
-    squared = ops.zeros((num_segments,), dtype="float32")
-    for value_index, other_axes, index, _ in entries:
-        sq = ops.square(ops.cast(values[value_index], "float32"))
-        if other_axes:
-            sq = ops.sum(sq, axis=other_axes)
-        sq = ops.reshape(sq, (-1,))
-        squared = squared + ops.segment_sum(
-            sq, index, num_segments=num_segments
-        )
-    return squared
-
-
-def _group_norms(values, entries, num_segments):
-    """Per-unit L2 norms (sentinel included) over `entries`, with a safe
-    gradient at zero."""
-    return units_lib.safe_sqrt(
-        _squared_group_norms(values, entries, num_segments)
-    )
-
-
-class _GroupPenalty:
-    """Variable regularizer carrying the whole-model group penalty.
-
-    Attached to one model variable (`anchor`) during `fit`; reads the other
-    variables through `ops.convert_to_tensor`, which returns the traced
-    value inside the compiled (stateless on JAX) train step, so gradients
-    reach every penalized variable.
-    """
-
-    def __init__(self, callback, anchor_index, previous):
-        self.callback = callback
-        self.anchor_index = anchor_index
-        self.previous = previous
-
-    def __call__(self, x):
-        plan = self.callback._plan
-        values = []
-        for i, variable in enumerate(plan.variables):
-            if i == self.anchor_index:
-                values.append(x)
-            else:
-                values.append(ops.convert_to_tensor(variable))
-        norms = _group_norms(values, plan.entries, plan.num_segments)
-        weights = ops.convert_to_tensor(self.callback._unit_weights)
-        strength = ops.convert_to_tensor(self.callback._strength)
-        penalty = strength * ops.sum(weights * norms)
-        penalty = ops.cast(penalty, x.dtype)
-        if self.previous is not None:
-            penalty = penalty + self.previous(x)
-        return penalty
-
-
-class _Plan:
-    """Static index arrays built once per `fit` from the unit groups."""
-
-    def __init__(self, groups, model):
-        trainable = {id(v) for v in model.trainable_weights}
-        self.groups = [
-            g for g in groups if g.prunable and _is_trainable(g, trainable)
-        ]
-        self.offsets = []
-        offset = 0
-        for group in self.groups:
-            self.offsets.append(offset)
-            offset += int(group.num_units)
-        self.num_units = offset
-        self.num_segments = offset + 1
-        self.variables = []
-        self._variable_ids = {}
-        # (variable index, axes, kind) -> list of index arrays
-        penalized, output, all_roles = {}, {}, {}
-        self.per_unit_penalized = np.zeros(self.num_segments)
-        self.per_unit_params = np.zeros(self.num_segments)
-        self.slice_sizes = []  # per group: [(layer, elements per unit)]
-        # per group: [(variable index, axes, positions (units, k), layer)]
-        self.slice_info = []
-        for group, start in zip(self.groups, self.offsets):
-            ids = np.arange(start, start + group.num_units)
-            sizes = []
-            info = []
-            for unit_slice in group.slices:
-                variable = units_lib.get_weight(
-                    unit_slice.layer, unit_slice.weight
-                )
-                index = self._variable_index(variable)
-                shape = tuple(variable.shape)
-                axes = _axes_tuple(unit_slice.axis, len(shape))
-                length = int(np.prod([shape[a] for a in axes]))
-                positions = np.asarray(unit_slice.positions, dtype="int64")
-                positions = positions.reshape(group.num_units, -1)
-                others = int(np.prod(shape)) // max(length, 1)
-                per_unit = positions.shape[1] * others
-                self.per_unit_params[ids] += per_unit
-                sizes.append((unit_slice.layer, per_unit))
-                info.append((index, axes, positions, unit_slice.layer))
-                targets = [all_roles]
-                if unit_slice.role in PENALIZED_ROLES:
-                    self.per_unit_penalized[ids] += per_unit
-                    targets.append(penalized)
-                if unit_slice.role in OUTPUT_ROLES:
-                    targets.append(output)
-                for table in targets:
-                    _place(table, (index, axes), length, positions, ids,
-                           self.num_units)
-            self.slice_sizes.append(sizes)
-            self.slice_info.append(info)
-        self.entries = self._entries(penalized)
-        self.output_entries = self._entries(output)
-        self.all_entries = self._entries(all_roles)
-        self.group_ids = np.full(self.num_segments, len(self.groups),
-                                 dtype="int32")
-        for g, (group, start) in enumerate(zip(self.groups, self.offsets)):
-            self.group_ids[start:start + group.num_units] = g
-        is_unit = np.ones(self.num_segments, dtype="float32")
-        is_unit[-1] = 0.0
-        self.is_unit = is_unit
-        self.model_params = int(
-            sum(int(np.prod(v.shape)) for v in model.weights)
-        )
-
-    def _variable_index(self, variable):
-        key = id(variable)
-        if key not in self._variable_ids:
-            self._variable_ids[key] = len(self.variables)
-            self.variables.append(variable)
-        return self._variable_ids[key]
-
-    def _entries(self, table):
-        entries = []
-        for (index, axes), arrays in table.items():
-            shape = tuple(self.variables[index].shape)
-            rank = len(shape)
-            other_axes = tuple(a for a in range(rank) if a not in axes)
-            broadcast = tuple(
-                shape[a] if a in axes else 1 for a in range(rank)
-            )
-            for array in arrays:
-                entries.append((index, other_axes, array, broadcast))
-        return entries
-
-    def tensor_entries(self, entries):
-        return [
-            (i, axes, ops.convert_to_tensor(array, dtype="int32"), shape)
-            for i, axes, array, shape in entries
-        ]
-
-
-def _is_trainable(group, trainable):
-    """Whether every penalized weight of `group` is trainable.
-
-    Groups that touch a frozen weight (a frozen backbone's kernel, or the
-    input slice of a frozen consumer) are left alone: shrinking them would
-    change weights the user froze.
-    """
-    for unit_slice in group.slices:
-        if unit_slice.role in PENALIZED_ROLES:
-            variable = units_lib.get_weight(
-                unit_slice.layer, unit_slice.weight
-            )
-            if id(variable) not in trainable:
-                return False
-    return True
-
-
-def _place(table, key, length, positions, ids, sentinel):
-    """Writes unit `ids` at `positions` into a free index array of `key`."""
-    arrays = table.setdefault(key, [])
-    flat = positions.reshape(-1)
-    owners = np.repeat(ids, positions.shape[1])
-    for array in arrays:
-        if np.all(array[flat] == sentinel):
-            array[flat] = owners
-            return
-    array = np.full(length, sentinel, dtype="int32")
-    array[flat] = owners
-    arrays.append(array)
-
-
-def _numpy_norms(values, entries, num_segments):
-    squared = np.zeros(num_segments)
-    for value_index, other_axes, index, _ in entries:
-        sq = np.square(values[value_index].astype("float64"))
-        if other_axes:
-            sq = sq.sum(axis=other_axes)
-        squared += np.bincount(
-            index, weights=sq.reshape(-1), minlength=num_segments
-        )
-    return np.sqrt(squared)
 
 
 def _check_choice(value, name, choices):
@@ -351,7 +71,8 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(keras.callbacks.Callback):
+class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
+                    keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
     The budget recipe (recommended): say what to keep and the callback does
@@ -441,15 +162,22 @@ class GuidedPruning(keras.callbacks.Callback):
     `strength * g_u` is of order 1 (on a digits MLP, 0.5 removed about half
     the units in 4 epochs).
 
-    Backends and cost: the proximal step is one compiled call per optimizer
-    step (per execution with `steps_per_execution`, scaled by the number of
-    steps); the groups and the compiled step are reused across `fit` calls
-    on the same model. On JAX the step first syncs the training state into
-    the model variables (`model.jax_state_sync()`), which costs more than on
-    TensorFlow, and in penalty mode a strength or coefficient change
-    recompiles the train step (JAX freezes values from outside the model
-    state). Under `tf.distribute.MirroredStrategy` both modes give the same
-    weights as one device.
+    Backends and cost: on TensorFlow and JAX the proximal step (with the
+    dead mask and the budget guard) runs inside the compiled train step,
+    right after the optimizer's update (the callback hooks the optimizer's
+    `apply` for the duration of `fit`, and `steps_per_execution` needs
+    nothing special); no Python runs per batch except the budget
+    controller's check points, about ten per epoch. With
+    `proximal_every > 1`, on torch, with a `LossScaleOptimizer` on JAX, or
+    in penalty mode on JAX, it is one compiled call from Python after each
+    batch instead. The groups
+    and compiled step are reused across `fit` calls on the same model. If
+    `fit` raises, the hook stays on the optimizer until the next `fit` with
+    this callback takes it off. On JAX, in penalty mode a strength or
+    coefficient change recompiles the train step (JAX freezes values from
+    outside the model state). Under `tf.distribute.MirroredStrategy` and
+    JAX `keras.distribution.DataParallel` both modes give the same weights
+    as one device.
 
     Args:
         strength: non-negative float, the penalty weight. Defaults to
@@ -616,8 +344,12 @@ class GuidedPruning(keras.callbacks.Callback):
         self._plan = None
         self._cache_key = None
         self._penalty = None
+        self._unhook = None
+        self._in_step = False
+        self._plain_function = None
+        self._hooked_function = None  # (plain train function, hooked one)
         self._controller = None
-        self._cost_table = None
+        self._metrics = None
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -625,6 +357,7 @@ class GuidedPruning(keras.callbacks.Callback):
     @property
     def strength(self):
         """The strength in effect now (a Python float)."""
+        self._sync()
         return float(ops.convert_to_numpy(self._strength.value))
 
     @property
@@ -651,9 +384,11 @@ class GuidedPruning(keras.callbacks.Callback):
             tuple(id(v) for v in model.trainable_weights),
             id(model.optimizer),
         )
+        if self._unhook is not None:
+            # A previous fit raised before on_train_end: take its step hook
+            # and penalty off first so that they do not act twice.
+            self._remove_step_hook()
         if self._penalty is not None:
-            # A previous fit raised before on_train_end: take its penalty
-            # off first so that it is not counted twice.
             self._detach_penalty()
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
@@ -663,7 +398,7 @@ class GuidedPruning(keras.callbacks.Callback):
             groups = graph.find_unit_groups(
                 model, on_unsupported=self.on_unsupported
             )
-            plan = _Plan(groups, model)
+            plan = _group_plan.GroupPlan(groups, model)
             if not plan.groups:
                 reasons = sorted({str(g.reason) for g in groups})
                 warnings.warn(
@@ -696,6 +431,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 trainable=False, dtype="float32", name="guided_held",
             )
             self._step = self._compile_step()
+            self._hooked_function = None  # traced with the old plan
         plan = self._plan
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
@@ -713,15 +449,29 @@ class GuidedPruning(keras.callbacks.Callback):
         self._pending = 0
         self._penalty = None
         self._controller = None
-        self._cost_table = None
+        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._landed = False
         self._epoch = 0
         self._control_every = 1
         self.budget_report = None
         if self.mode == "penalty" and plan.variables:
             self._attach_penalty()
+        # On JAX the penalty reads the strength and coefficients inside the
+        # loss, where the carried optimizer state is not visible: penalty
+        # mode keeps its step (re-zeroing dead units) between batches there.
+        self._in_step = (
+            bool(plan.variables)
+            and self.proximal_every == 1
+            and adapter.supports_step_hook(model.optimizer)
+            and not (self.mode == "penalty"
+                     and keras.backend.backend() == "jax")
+        )
+        if self._in_step:
+            self._install_step_hook()
 
     def on_train_end(self, logs=None):
+        if self._unhook is not None:
+            self._remove_step_hook()
         if self._penalty is not None:
             self._detach_penalty()
 
@@ -772,12 +522,13 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or not plan.variables:
             return
-        self._pending += max(int(batch) - self._last_batch, 1)
-        self._last_batch = int(batch)
         epoch_steps = (self.params or {}).get("steps")
-        last = epoch_steps is not None and int(batch) >= epoch_steps - 1
-        if self._pending >= self.proximal_every or last:
-            self._flush()
+        if not self._in_step:
+            self._pending += max(int(batch) - self._last_batch, 1)
+            self._last_batch = int(batch)
+            last = epoch_steps is not None and int(batch) >= epoch_steps - 1
+            if self._pending >= self.proximal_every or last:
+                self._flush()
         controller = self._controller
         if (
             controller is not None
@@ -797,7 +548,7 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or logs is None:
             return
-        if self._pending and plan.variables:
+        if self._pending and plan.variables and not self._in_step:
             self._flush()  # epoch of unknown length
         if self._controller is not None:
             self._budget_epoch_end(epoch, logs)
@@ -805,10 +556,10 @@ class GuidedPruning(keras.callbacks.Callback):
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():
             logs[f"live_units/{name}"] = int(count)
-        logs["live_params"] = self._live_params(live)
+        logs["live_params"] = self._metrics.params(live)
         budget_metric = self.budget[0] if self.budget else None
         if "flops" in (self.target_metric, self.cost, budget_metric):
-            logs["live_flops"] = self._live_flops(live)
+            logs["live_flops"] = self._metrics.flops(live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
         if self.target is not None and not self._reached:
@@ -822,604 +573,30 @@ class GuidedPruning(keras.callbacks.Callback):
                 if self.on_target == "stop":
                     self.model.stop_training = True
 
-    # ----------------------------------------------------------- budget
-
-    def _start_budget(self, epoch):
-        """Measures the start value, sets the goal, calibrates the strength
-        and creates the controller (first epoch of each `fit`)."""
-        plan = self._plan
-        metric, amount = self.budget
-        params = self.params or {}
-        total = int(params.get("epochs") or (epoch + 1))
-        target_epochs = self.target_epochs
-        if target_epochs is None:
-            # Two thirds of the epochs to prune, one third to recover.
-            target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
-        steps = int(params.get("steps") or 1)
-        self._control_every = max(1, steps // 10)
-        self._budget_start_epoch = epoch
-        self._landing_epoch = min(epoch + target_epochs, total)
-        live, _ = self._live_units()
-        if self.cost is not None:
-            self._update_cost_factors(live)
-        start = self._metric_value(metric, live)
-        goal = budget_lib.budget_value(amount, start)
-        self._goal = goal
-        if self.guidance == "importance":
-            self._importance_guidance(live)
-        strength = self.base_strength
-        if strength is None:
-            norms = _numpy_norms(
-                self._values(), plan.entries, plan.num_segments
-            )[:-1]
-            weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
-            learning_rate = float(ops.convert_to_numpy(
-                _optimizer_learning_rate(self.model.optimizer)
-            ))
-            strength = budget_lib.initial_strength(
-                norms, weights, learning_rate, steps * target_epochs
-            )
-        self._controller = budget_lib.BudgetController(start, goal, strength)
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
-        floor = 1e-3 * norms
-        floor[-1] = 0.0
-        self._floor.assign(floor.astype("float32"))
-        self._steps_per_epoch = steps
-        self._allowed.assign(float(self._deaths_allowed(
-            live, start, self._controller.planned(
-                self._control_every / steps / max(target_epochs, 1)
-            )
-        )))
-        if not plan.num_units:
-            self._controller.reached = True
-            self._controller.strength = 0.0
-        self._landed = self._controller.reached
-        self.budget_report = {
-            "metric": metric,
-            "start": float(start),
-            "goal": float(goal),
-            "initial_strength": float(strength),
-            "target_epochs": int(target_epochs),
-            "landed_at_epoch": None,
-            "value_before_landing": None,
-            "units_masked_at_landing": 0,
-            "value": float(start),
-            "trace": [],
-        }
-
-    def _control(self, epochs_done):
-        """One controller step: measure the live metric, steer the strength."""
-        controller = self._controller
-        metric = self.budget[0]
-        live = self._live_from_dead()
-        if self.cost is not None and self.guidance != "importance":
-            self._update_cost_factors(live)
-        value = self._metric_value(metric, live)
-        # Units held at their floor count as removed for the controller:
-        # they are on their way out, and pushing harder would only shrink
-        # the units that stay.
-        effective = value
-        if self.guidance != "importance":
-            held = ops.convert_to_numpy(self._held.value)[:-1] > 0
-            effective = self._metric_value(metric, live & ~held)
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
-        progress = (epochs_done - self._budget_start_epoch) / span
-        strength = controller.update(effective, progress)
-        self._strength.assign(strength)
-        step = self._control_every / self._steps_per_epoch / span
-        self._allowed.assign(float(self._deaths_allowed(
-            live, value, controller.planned(progress + step)
-        )))
-        self.budget_report["trace"].append(
-            (round(float(epochs_done), 3), float(value), float(strength))
-        )
-        if controller.reached and not self._landed:
-            # On budget, counting held units as gone: cut them now (before
-            # the released strength lets them grow back) and recover.
-            self._land(self._epoch)
-
-    def _budget_epoch_end(self, epoch, logs):
-        controller = self._controller
-        report = self.budget_report
-        if not self._landed and epoch + 1 >= self._landing_epoch:
-            self._land(epoch)
-        live, _ = self._live_units()
-        report["value"] = float(self._metric_value(self.budget[0], live))
-        logs["budget_goal"] = controller.goal
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
-        logs["budget_planned"] = controller.planned(
-            (epoch + 1 - self._budget_start_epoch) / span
-        )
-
-    def _land(self, epoch):
-        """Ends pruning on the budget: zeroes the live units that the
-        proximal step would take next (smallest norm per unit of push) until
-        the budget holds, then releases the strength."""
-        plan = self._plan
-        controller = self._controller
-        metric = self.budget[0]
-        live, _ = self._live_units()
-        value = self._metric_value(metric, live)
-        report = self.budget_report
-        report["landed_at_epoch"] = int(epoch)
-        report["value_before_landing"] = float(value)
-        controller.reached = True
-        controller.strength = 0.0
-        self._landed = True
-        self._strength.assign(0.0)
-        if value <= controller.goal:
-            return
-        norms = _numpy_norms(
-            self._values(), plan.entries, plan.num_segments
-        )[:-1]
-        weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
-        score = norms / np.maximum(weights, _TINY)
-        candidates = []
-        for group, start in zip(plan.groups, plan.offsets):
-            ids = np.arange(start, start + group.num_units)
-            ids = ids[live[ids]]
-            if len(ids) <= 1:
-                continue  # never empty a layer
-            keep = ids[np.argmax(score[ids])]
-            candidates.extend(int(u) for u in ids if u != keep)
-        order = sorted(candidates, key=lambda u: score[u])
-
-        def value_without(count):
-            trial = live.copy()
-            trial[order[:count]] = False
-            return self._metric_value(metric, trial)
-
-        low, high = 1, len(order)
-        if not order or value_without(high) > controller.goal:
-            low = high  # as close as the layers allow
-        while low < high:
-            middle = (low + high) // 2
-            if value_without(middle) <= controller.goal:
-                high = middle
-            else:
-                low = middle + 1
-        removed = list(order[:low])
-        # Units are not equally costly: give back the best-ranked removed
-        # units that still fit, so the budget is met as closely as it can.
-        trial = live.copy()
-        trial[removed] = False
-        for unit in reversed(list(removed[-64:])):
-            trial[unit] = True
-            if self._metric_value(metric, trial) <= controller.goal:
-                removed.remove(unit)
-            else:
-                trial[unit] = False
-        dead = ops.convert_to_numpy(self._dead.value).copy()
-        dead[removed] = 1.0
-        self._dead.assign(dead)
-        self._known_dead = True
-        self._run_step(0.0)  # threshold 0: only zeroes the dead units
-        report["units_masked_at_landing"] = len(removed)
-
-    def _importance_guidance(self, live):
-        """Budget-aware, importance-ranked guidance.
-
-        Units are ranked by importance: the rank of their group norm within
-        their layer, as a fraction (the filter-norm criterion of Li et
-        al., 2017, made comparable across layers), divided by the square
-        root of their relative marginal cost for a params or FLOPs budget.
-        The best-ranked units that fit in the budget get coefficient 0: the
-        penalty never shrinks what the budget keeps. The others get coefficients rising from 1 to 2 with falling
-        rank, so the weakest go first.
-        """
-        plan = self._plan
-        metric = self.budget[0]
-        norms = _numpy_norms(
-            self._values(), plan.entries, plan.num_segments
-        )[:-1]
-        importance = np.zeros(plan.num_units)
-        for group, start in zip(plan.groups, plan.offsets):
-            part = slice(start, start + group.num_units)
-            # Rank within the layer (as a fraction): norms are not
-            # comparable across layers, quantiles are.
-            ranks = np.argsort(np.argsort(norms[part], kind="stable"))
-            importance[part] = (ranks + 1) / group.num_units
-        if metric != "units" and live.any():
-            costs = self._unit_marginal_costs(live, metric)
-            mean = float(costs[live].mean())
-            if mean > 0:
-                importance = importance / np.sqrt(
-                    np.maximum(costs / mean, 1e-12)
-                )
-        importance = np.where(live, importance, -np.inf)
-        # Each group's best live unit is kept first: never empty a layer.
-        first = []
-        for group, start in zip(plan.groups, plan.offsets):
-            part = importance[start:start + group.num_units]
-            if np.isfinite(part).any():
-                first.append(start + int(np.argmax(part)))
-        rest = [int(u) for u in np.argsort(-importance, kind="stable")
-                if live[u] and int(u) not in set(first)]
-        order = first + rest
-
-        def fits(count):
-            trial = np.zeros(plan.num_units, dtype=bool)
-            trial[order[:count]] = True
-            return self._metric_value(metric, trial) <= self._goal
-
-        low, high = len(first), len(order)
-        while low < high:  # the largest prefix within the budget
-            middle = (low + high + 1) // 2
-            if fits(middle):
-                low = middle
-            else:
-                high = middle - 1
-        coefficients = np.zeros(plan.num_units)
-        doomed = order[low:]
-        if doomed:
-            coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
-                len(doomed) - 1, 1
-            )
-        self._cost_factors = np.ones(len(plan.groups))
-        self._set_unit_weights([
-            coefficients[start:start + group.num_units]
-            for group, start in zip(plan.groups, plan.offsets)
-        ])
-
-    def _deaths_allowed(self, live, value, planned):
-        """How many more units may die before the next check without the
-        live metric falling below `planned` (counting the costliest units
-        first, so the count is safe for params and FLOPs too)."""
-        planned = max(planned, self._controller.goal)
-        excess = value - planned
-        if excess <= 0:
-            return 0
-        metric = self.budget[0]
-        if metric == "units":
-            return int(math.floor(excess + 1e-9))
-        costs = self._unit_marginal_costs(live, metric)[live]
-        cumulative = np.cumsum(np.sort(costs)[::-1])
-        # At least one: with costly units (a convolution's filters) no
-        # single death may fit in what is left, and the path would stall;
-        # the landing then corrects by at most that one unit.
-        return max(1, int(np.searchsorted(cumulative, excess, side="right")))
-
-    def _unit_marginal_costs(self, live, kind):
-        """Per unit: what removing it alone saves in the live network
-        (`kind` "params" or "flops")."""
-        plan = self._plan
-        group_costs = self._group_marginal_costs(live, kind)
-        costs = np.zeros(plan.num_units)
-        for group, start, cost in zip(plan.groups, plan.offsets, group_costs):
-            costs[start:start + group.num_units] = cost
-        return costs
-
-    def _live_from_dead(self):
-        """Live flags from the dead mask the proximal step keeps (no
-        weight transfer); from the weights when dead units are not kept."""
-        if not self.keep_dead:
-            return self._live_units()[0]
-        dead = ops.convert_to_numpy(self._dead.value)[:-1]
-        return dead == 0
-
-    def _metric_value(self, metric, live):
-        if metric == "units":
-            return int(live.sum())
-        if metric == "params":
-            return self._live_params(live)
-        return self._live_flops(live)
-
-    def _update_cost_factors(self, live):
-        """Cost factors from the *marginal* cost of each group's units in
-        the live network: removing a unit also shrinks its consumers, whose
-        cost falls as their other inputs die, so a static cost would
-        overprice the units of already thin layers."""
-        plan = self._plan
-        costs = self._group_marginal_costs(live, self.cost)
-        counts = np.zeros(len(plan.groups))
-        for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
-            counts[g] = live[start:start + group.num_units].sum()
-        weight = counts.sum()
-        mean = float((costs * counts).sum() / weight) if weight else 0.0
-        if mean > 0:
-            # The square root balances cost against importance: the full
-            # ratio makes a costly layer (the first convolutions) die
-            # almost whole before cheap ones are touched.
-            self._cost_factors = np.sqrt(costs / mean)
-            self._set_unit_weights(self._active_coefficients)
-
-    def _group_marginal_costs(self, live, kind):
-        """Per group: the params or FLOPs one of its live units costs in
-        the live network (its live weight slices, priced by layer)."""
-        plan = self._plan
-        masks = self._live_masks(live)
-        table = self._cost_table_for_layers()
-        costs = np.zeros(len(plan.groups))
-        for g, (group, start, info) in enumerate(
-            zip(plan.groups, plan.offsets, plan.slice_info)
-        ):
-            group_live = live[start:start + group.num_units]
-            total = 0.0
-            for index, axes, positions, layer in info:
-                shape = tuple(plan.variables[index].shape)
-                full = np.ones(shape, dtype=bool)
-                if index in masks:
-                    full = np.broadcast_to(masks[index], shape)
-                other = tuple(a for a in range(len(shape)) if a not in axes)
-                per_position = full.sum(axis=other) if other else full
-                per_position = np.asarray(per_position).reshape(-1)
-                elements = per_position[positions].sum(axis=1)
-                chosen = elements[group_live] if group_live.any() else elements
-                elements = float(np.mean(chosen))
-                if kind == "params":
-                    total += elements
-                else:
-                    flops, params = table.get(id(layer), (0.0, 0))
-                    if params:
-                        total += flops * elements / params
-            costs[g] = total
-        return costs
-
-    def _cost_table_for_layers(self):
-        """`{id(layer): (flops, params)}` for every layer with a cost,
-        computed once per `fit`."""
-        if self._cost_table is None:
-            table = {}
-            for layer_name, entry in _layer_costs(self.model).items():
-                layer = _find_layer(self.model, layer_name)
-                weights = [] if layer is None else layer.weights
-                params = sum(int(np.prod(v.shape)) for v in weights)
-                key = id(layer) if layer is not None else layer_name
-                table[key] = (float(entry["flops"]), params, weights)
-            self._cost_table = table
-        return {k: v[:2] for k, v in self._cost_table.items()}
-
-    # ------------------------------------------------------ coefficients
-
-    def _coefficients(self, plan):
-        """Per-group base coefficients (mean 1 within each group)."""
-        spec = self.guidance
-        result = []
-        if isinstance(spec, dict):
-            producers = {}
-            for group in plan.groups:
-                for name in _producer_names(group):
-                    producers.setdefault(name, []).append(group.index)
-            unknown = sorted(set(spec) - set(producers))
-            if unknown:
-                raise ValueError(
-                    f"`guidance` names layers {unknown} that produce no "
-                    "prunable unit group. Layers that do: "
-                    f"{sorted(producers)}. Use those names as keys."
-                )
-        for group in plan.groups:
-            n = int(group.num_units)
-            if spec == "importance":
-                coefficients = np.ones(n)  # set by the budget each epoch
-            elif spec == "from_regularizers":
-                coefficients = _from_regularizers(group, n)
-            elif isinstance(spec, dict):
-                coefficients = np.zeros(n)
-                for name in _producer_names(group):
-                    if name in spec:
-                        coefficients = guidance_lib.get(spec[name])(n)
-                        break
-            else:
-                coefficients = spec(n)
-            result.append(np.asarray(coefficients, dtype="float64"))
-        if spec == "from_regularizers" and not any(
-            c.any() for c in result
-        ):
-            raise ValueError(
-                "guidance='from_regularizers' found no GuidedRegularizer on "
-                "the producer kernels of the model's prunable groups. Attach "
-                "`keras_guided.GuidedRegularizer` to the layers, or pass a "
-                "guidance scheme such as 'linear'."
-            )
-        return result
-
-    def _cost_factors_for(self, plan):
-        factors = np.ones(len(plan.groups))
-        if self.cost is None or not plan.groups:
-            return factors
-        if self.cost == "params":
-            costs = np.array(
-                [plan.per_unit_params[o] for o in plan.offsets], dtype=float
-            )
-        else:
-            layer_costs = _layer_costs(self.model)
-            costs = []
-            for sizes in plan.slice_sizes:
-                total = 0.0
-                for layer, per_unit in sizes:
-                    entry = layer_costs.get(layer.name)
-                    params = sum(int(np.prod(v.shape)) for v in layer.weights)
-                    if entry and params:
-                        total += entry["flops"] * per_unit / params
-                costs.append(total)
-            costs = np.asarray(costs, dtype=float)
-        counts = np.array([g.num_units for g in plan.groups], dtype=float)
-        mean = float((costs * counts).sum() / counts.sum())
-        if mean > 0:
-            factors = costs / mean
-        return factors
-
-    def _set_unit_weights(self, coefficients):
-        plan = self._plan
-        weights = np.zeros(plan.num_segments, dtype="float64")
-        self._active_coefficients = coefficients
-        self._current_coefficients = []
-        for group, start, coef, factor in zip(
-            plan.groups, plan.offsets, coefficients, self._cost_factors
-        ):
-            stop = start + group.num_units
-            self._current_coefficients.append(coef * factor)
-            weights[start:stop] = coef * factor * np.sqrt(
-                plan.per_unit_penalized[start:stop]
-            )
-        weights[-1] = 0.0
-        self._unit_weights.assign(weights.astype("float32"))
-
-    def _adapt(self):
-        plan = self._plan
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
-        ranked = []
-        for group, start, coef in zip(
-            plan.groups, plan.offsets, self._base_coefficients
-        ):
-            unit_norms = norms[start:start + group.num_units]
-            order = np.argsort(-unit_norms, kind="stable")
-            new = np.empty_like(coef)
-            new[order] = np.sort(coef)
-            ranked.append(new)
-        self._set_unit_weights(ranked)
-
     def _scheduled(self, epoch):
+        schedule = schedules_lib.get(
+            self.schedule, self.base_strength, self.warmup_epochs
+        )
+        value = schedule(epoch)
         if callable(self.schedule):
-            value = self.schedule(epoch)
-            return regularizers_lib.validate_strength(
+            value = regularizers_lib.validate_strength(
                 value, name="schedule(epoch)"
             )
-        if self.schedule == "warmup":
-            return self.base_strength * min(1.0, epoch / self.warmup_epochs)
-        if self.schedule == "ramp":
-            return self.base_strength * (1 + epoch)
-        return self.base_strength
+        return value
 
     # -------------------------------------------------------- proximal
-
-    def _compile_step(self):
-        plan = self._plan
-        entries = self._penalized_entries
-        num_segments = plan.num_segments
-        is_unit = ops.convert_to_tensor(plan.is_unit)
-        keep_dead = self.keep_dead
-        guarded = self.budget is not None
-        group_ids = ops.convert_to_tensor(plan.group_ids, dtype="int32")
-        num_groups = len(plan.groups)
-
-        def pure(values, dead, threshold, unit_weights, allowed=None,
-                 floor=None):
-            guard = None
-            if guarded:
-                guard = {"allowed": allowed, "floor": floor,
-                         "group_ids": group_ids, "num_groups": num_groups}
-            return _shrink_step(
-                values, dead, threshold, unit_weights, entries,
-                num_segments, is_unit, keep_dead, guard=guard,
-            )
-
-        backend = keras.backend.backend()
-        variables = plan.variables
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            optimizer = self.model.optimizer
-
-            def step(steps):
-                lr = ops.cast(_step_learning_rate(optimizer), "float32")
-                threshold = lr * steps * ops.cast(
-                    self._strength.value, "float32"
-                )
-                values = [v.value for v in variables]
-                result = pure(
-                    values, self._dead.value, threshold,
-                    self._unit_weights.value, self._allowed.value,
-                    self._floor.value,
-                )
-                for variable, value in zip(variables, result[0]):
-                    variable.assign(value)
-                self._dead.assign(result[1])
-                if guarded:
-                    self._allowed.assign(result[2][0])
-                    self._held.assign(result[2][1])
-
-            # The step has no tensor-dependent Python control flow (its loops
-            # run over a fixed list of variables at trace time): skip
-            # AutoGraph, which otherwise warns that it cannot transform it.
-            return tf.function(step, reduce_retracing=True, autograph=False)
-        if backend == "jax":
-            import jax
-
-            return jax.jit(pure)
-        return pure
-
-    def _run_step(self, steps):
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            self._step(ops.convert_to_tensor(float(steps), dtype="float32"))
-            return
-        model = self.model
-        if backend == "jax":
-            # Put the step's state back into the variables; the next step
-            # reads the variables again because the state is marked synced.
-            model.jax_state_sync()
-        lr = float(ops.convert_to_numpy(
-            _step_learning_rate(model.optimizer)
-        ))
-        threshold = lr * steps * self.strength
-        variables = self._plan.variables
-        result = self._step(
-            [v.value for v in variables], self._dead.value,
-            ops.convert_to_tensor(threshold, dtype="float32"),
-            self._unit_weights.value, self._allowed.value, self._floor.value,
-        )
-        for variable, value in zip(variables, result[0]):
-            variable.assign(value)
-        self._dead.assign(result[1])
-        if self.budget is not None:
-            self._allowed.assign(result[2][0])
-            self._held.assign(result[2][1])
 
     def _sync_dead_from_weights(self):
         plan = self._plan
         dead = np.zeros(plan.num_segments, dtype="float32")
         if self.keep_dead and plan.num_units:
-            norms = _numpy_norms(
+            norms = proximal.numpy_group_norms(
                 self._values(), plan.entries, plan.num_segments
             )
             dead[:-1] = norms[:-1] == 0
         dead = np.maximum(dead, ops.convert_to_numpy(self._dead.value))
         self._known_dead = bool(dead.any())
         self._dead.assign(dead)
-
-    # --------------------------------------------------------- penalty
-
-    def _attach_penalty(self):
-        plan = self._plan
-        trainable = {id(v) for v in self.model.trainable_weights}
-        candidates = [
-            i for i, v in enumerate(plan.variables) if id(v) in trainable
-        ]
-        if not candidates:
-            return
-        free = [i for i in candidates if plan.variables[i].regularizer is None]
-        anchor = (free or candidates)[0]
-        variable = plan.variables[anchor]
-        previous = variable.regularizer
-        self._penalty = (variable, previous)
-        variable.regularizer = _GroupPenalty(self, anchor, previous)
-        self._rebuild_functions()
-
-    def _detach_penalty(self):
-        variable, previous = self._penalty
-        variable.regularizer = previous
-        self._penalty = None
-        self._rebuild_functions()
-
-    def _rebuild_functions(self):
-        model = self.model
-        model.make_train_function(force=True)
-        if getattr(model, "test_function", None) is not None:
-            model.make_test_function(force=True)
-
-    def penalty(self):
-        """The current group penalty `strength * sum_u g_u sqrt(p_u) ||W_u||`.
-
-        Returns:
-            A Python float (0.0 before the first `fit`).
-        """
-        plan = self._plan
-        if plan is None or not plan.num_units:
-            return 0.0
-        norms = _numpy_norms(self._values(), plan.entries, plan.num_segments)
-        weights = ops.convert_to_numpy(self._unit_weights.value)
-        return float(self.strength * np.sum(weights * norms))
 
     # ------------------------------------------------------------ logs
 
@@ -1430,140 +607,15 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def _live_units(self):
         """Boolean live flag per unit, and live counts per producer layer."""
-        plan = self._plan
-        norms = _numpy_norms(
-            self._values(), plan.output_entries, plan.num_segments
-        )
-        live = norms[:-1] > 0
-        per_layer = {}
-        for group, start in zip(plan.groups, plan.offsets):
-            count = int(live[start:start + group.num_units].sum())
-            for name in _producer_names(group):
-                per_layer[name] = per_layer.get(name, 0) + count
-        return live, per_layer
-
-    def _live_masks(self, live):
-        """Per variable index: boolean mask of weights that survive."""
-        plan = self._plan
-        alive = np.append(live, True)
-        masks = {}
-        for index, _, array, shape in plan.all_entries:
-            mask = alive[array].reshape(shape)
-            masks[index] = mask if index not in masks else masks[index] & mask
-        return masks
-
-    def _live_params(self, live=None):
-        plan = self._plan
-        if live is None:
-            live, _ = self._live_units()
-        masks = self._live_masks(live)
-        removed = 0
-        for index, mask in masks.items():
-            shape = tuple(plan.variables[index].shape)
-            kept = int(np.broadcast_to(mask, shape).sum())
-            removed += int(np.prod(shape)) - kept
-        return plan.model_params - removed
-
-    def _live_flops(self, live):
-        plan = self._plan
-        masks = self._live_masks(live)
-        by_id = {id(v): i for i, v in enumerate(plan.variables)}
-        total = 0.0
-        self._cost_table_for_layers()
-        for flops, params, weights in self._cost_table.values():
-            if not params:
-                total += flops
-                continue
-            kept = 0
-            for variable in weights:
-                shape = tuple(variable.shape)
-                index = by_id.get(id(variable))
-                if index in masks:
-                    kept += int(np.broadcast_to(masks[index], shape).sum())
-                else:
-                    kept += int(np.prod(shape))
-            total += flops * kept / params
-        return total
+        return self._metrics.live_units(self._values())
 
     def _measure(self, metric):
         if self._plan is None:
             return 0
-        live, _ = self._live_units()
-        if metric == "units":
-            return int(live.sum())
-        if metric == "params":
-            return self._live_params(live)
-        return self._live_flops(live)
+        return self._metrics.value(metric, self._live_units()[0])
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _optimizer_learning_rate(optimizer):
-    """The learning rate the optimizer uses at its next step."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = getattr(inner, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule(inner.iterations)
-    return optimizer.learning_rate
-
-
-def _step_learning_rate(optimizer):
-    """Learning rate of the optimizer step that just ran.
-
-    After the update `optimizer.iterations` has advanced, so a
-    `LearningRateSchedule` is evaluated at `iterations - 1`.
-    """
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = getattr(inner, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule(ops.maximum(inner.iterations - 1, 0))
-    return optimizer.learning_rate
-
-
-def _producer_names(group):
-    names = []
-    for unit_slice in group.slices:
-        if unit_slice.role == "producer":
-            name = unit_slice.layer.name
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def _from_regularizers(group, num_units):
-    for unit_slice in group.slices:
-        if unit_slice.role != "producer":
-            continue
-        variable = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
-        regularizer = getattr(variable, "regularizer", None)
-        if isinstance(regularizer, regularizers_lib.GuidedRegularizer):
-            return regularizer.coefficients(num_units)
-    return np.zeros(num_units)
-
-
-def _layer_costs(model):
-    try:
-        from keras_guided import stats
-    except ImportError:
-        raise ValueError(
-            "cost='flops' and target_metric='flops' need "
-            "keras_guided.stats, which is not available in this install. "
-            "Use cost='params' / target_metric='params' instead."
-        ) from None
-    # Nested models name their layers "outer/inner"; layer objects know
-    # only "inner".
-    return {
-        name.rsplit("/", 1)[-1]: entry
-        for name, entry in stats.layer_costs(model).items()
-    }
-
-
-def _find_layer(model, name):
-    for layer in model._flatten_layers(include_self=False):
-        if layer.name == name:
-            return layer
-    return None
 
 
 def _validate_guidance(guidance):

@@ -5,6 +5,12 @@ on stderr when the input is bad (missing file, not a Keras model, unwritable
 output, invalid option), 2 for a malformed command line (argparse).
 Models are loaded with `keras.saving.load_model(..., safe_mode=True)`, so a
 `.keras` file with embedded Python code (a Lambda layer) is refused.
+
+The command changes nothing process-wide (no environment variables, no
+umask): `main` is also called in-process, by tests and notebooks. To hide
+TensorFlow's C++ start-up messages, set `TF_CPP_MIN_LOG_LEVEL=2` in the
+environment; TensorFlow reads it once, when it is imported, which happens
+before any code of this module runs.
 """
 
 import argparse
@@ -41,9 +47,6 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error from argparse.
         return exit_.code if isinstance(exit_.code, int) else 2
-    # Silence TensorFlow's C++ logging unless the user asked for it; it has
-    # to be set before TensorFlow is first imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return args.handler(args) or 0
     except CommandError as error:
@@ -278,20 +281,10 @@ def _check_output(path, suffix):
 
 def _save_model(model, path):
     """Saves `model` to `path` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=".keras-guided.", suffix=".keras"
-    )
-    os.close(handle)
-    try:
+    from keras_guided import _atomic
+
+    with _atomic.atomic_path(path) as temporary:
         model.save(temporary)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 # ---------------------------------------------------------------- commands

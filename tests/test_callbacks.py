@@ -72,7 +72,7 @@ def _weight(model, layer, name):
      r"`mode` must be one of \['proximal', 'penalty'\]. Received: "
      r"mode='lasso'"),
     ({"schedule": "cosine"},
-     r"`schedule` must be one of \['constant', 'warmup', 'ramp'\]. "
+     r"`schedule` must be one of \['constant', 'warmup', 'ramp', 'budget'\]. "
      r"Received: schedule='cosine'"),
     ({"warmup_epochs": 0},
      r"`warmup_epochs` must be a positive int. Received: warmup_epochs=0"),
@@ -599,3 +599,58 @@ def test_resume_with_backup_and_restore(digits, tmp_path):
     for a, b in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert np.any(_weight(resumed, "hidden", "kernel") == 0)
+
+
+# ------------------------------------------- inside the compiled train step
+
+
+class _KernelRecorder(keras.callbacks.Callback):
+    """Records the hidden kernel at every batch end (listed *before*
+    GuidedPruning, so it sees the weights the train step left)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if keras.backend.backend() == "jax":
+            self.model.jax_state_sync()
+        self.kernels.append(_weight(self.model, "hidden", "kernel"))
+
+
+def test_step_runs_inside_the_train_step_and_is_removed_after(digits):
+    x, y = digits
+    model = _mlp(units=6)
+    model.compile(keras.optimizers.SGD(0.5),
+                  lambda y, p: 0.0 * keras.ops.sum(p))
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0)  # builds
+    optimizer_variables = len(model.optimizer.variables)
+    w1 = _weight(model, "hidden", "kernel")
+    recorder = _KernelRecorder()
+    pruning = keras_guided.GuidedPruning(strength=0.02, guidance="uniform")
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0,
+              callbacks=[recorder, pruning])
+    # The recorder runs before GuidedPruning's batch hook, yet it already
+    # sees the shrunk kernel: the step ran inside the train step.
+    assert np.all(np.abs(recorder.kernels[0]) < np.abs(w1) + 1e-12)
+    assert not np.allclose(recorder.kernels[0], w1)
+    # After fit nothing is left on the optimizer, and a plain fit (zero
+    # gradients) no longer shrinks anything.
+    assert "apply" not in model.optimizer.__dict__
+    assert len(model.optimizer.variables) == optimizer_variables
+    after = _weight(model, "hidden", "kernel")
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_array_equal(_weight(model, "hidden", "kernel"), after)
+
+
+def test_step_hook_after_an_interrupted_fit(digits):
+    model = _compile(_mlp())
+    model.fit(*digits, epochs=1, verbose=0)
+    optimizer_variables = len(model.optimizer.variables)
+    pruning = keras_guided.GuidedPruning(strength=0.05)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit(model, digits, pruning, epochs=3, callbacks_after=[_Interrupt()])
+    assert "apply" in model.optimizer.__dict__  # on_train_end never ran
+    _fit(model, digits, pruning, epochs=1)
+    assert "apply" not in model.optimizer.__dict__
+    assert len(model.optimizer.variables) == optimizer_variables

@@ -1,0 +1,289 @@
+"""The budget recipe of `GuidedPruning`: start, control, guard, land.
+
+`GuidedPruning(target={"flops": 0.1})` measures the live network at the
+start of `fit`, calibrates a strength, and lets a
+`keras_guided.budget.BudgetController` steer it along a cubic path at about
+ten check points per epoch. Between check points the death guard of the
+proximal step (`keras_guided.proximal`) lets at most `allowed` units die.
+At the end of the path the callback lands exactly on the budget and
+releases the strength. These are the callback's budget methods, kept apart
+from its hooks; they read and write the callback's state.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_guided import budget as budget_lib
+from keras_guided import proximal
+
+
+class BudgetMode:
+    """Budget methods mixed into `GuidedPruning`."""
+
+
+    def _start_budget(self, epoch):
+        """Measures the start value, sets the goal, calibrates the strength
+        and creates the controller (first epoch of each `fit`)."""
+        plan = self._plan
+        metric, amount = self.budget
+        params = self.params or {}
+        total = int(params.get("epochs") or (epoch + 1))
+        target_epochs = self.target_epochs
+        if target_epochs is None:
+            # Two thirds of the epochs to prune, one third to recover.
+            target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
+        steps = int(params.get("steps") or 1)
+        self._control_every = max(1, steps // 10)
+        self._budget_start_epoch = epoch
+        self._landing_epoch = min(epoch + target_epochs, total)
+        live, _ = self._live_units()
+        if self.cost is not None:
+            self._update_cost_factors(live)
+        start = self._metrics.value(metric, live)
+        goal = budget_lib.budget_value(amount, start)
+        self._goal = goal
+        if self.guidance == "importance":
+            self._importance_guidance(live)
+        strength = self.base_strength
+        if strength is None:
+            norms = proximal.numpy_group_norms(
+                self._values(), plan.entries, plan.num_segments
+            )[:-1]
+            weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+            learning_rate = float(ops.convert_to_numpy(
+                self.model.optimizer.learning_rate
+            ))
+            strength = budget_lib.initial_strength(
+                norms, weights, learning_rate, steps * target_epochs
+            )
+        self._controller = budget_lib.BudgetController(start, goal, strength)
+        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
+        floor = 1e-3 * norms
+        floor[-1] = 0.0
+        self._floor.assign(floor.astype("float32"))
+        self._steps_per_epoch = steps
+        self._allowed.assign(float(self._deaths_allowed(
+            live, start, self._controller.planned(
+                self._control_every / steps / max(target_epochs, 1)
+            )
+        )))
+        if not plan.num_units:
+            self._controller.reached = True
+            self._controller.strength = 0.0
+        self._landed = self._controller.reached
+        self.budget_report = {
+            "metric": metric,
+            "start": float(start),
+            "goal": float(goal),
+            "initial_strength": float(strength),
+            "target_epochs": int(target_epochs),
+            "landed_at_epoch": None,
+            "value_before_landing": None,
+            "units_masked_at_landing": 0,
+            "value": float(start),
+            "trace": [],
+        }
+
+    def _control(self, epochs_done):
+        """One controller step: measure the live metric, steer the strength."""
+        controller = self._controller
+        metric = self.budget[0]
+        self._sync()  # JAX: the state lives in the train loop until synced
+        live = self._live_from_dead()
+        if self.cost is not None and self.guidance != "importance":
+            self._update_cost_factors(live)
+        value = self._metrics.value(metric, live)
+        # Units held at their floor count as removed for the controller:
+        # they are on their way out, and pushing harder would only shrink
+        # the units that stay.
+        effective = value
+        if self.guidance != "importance":
+            held = ops.convert_to_numpy(self._held.value)[:-1] > 0
+            effective = self._metrics.value(metric, live & ~held)
+        span = max(self._landing_epoch - self._budget_start_epoch, 1)
+        progress = (epochs_done - self._budget_start_epoch) / span
+        strength = controller.update(effective, progress)
+        self._strength.assign(strength)
+        step = self._control_every / self._steps_per_epoch / span
+        self._allowed.assign(float(self._deaths_allowed(
+            live, value, controller.planned(progress + step)
+        )))
+        self.budget_report["trace"].append(
+            (round(float(epochs_done), 3), float(value), float(strength))
+        )
+        if controller.reached and not self._landed:
+            # On budget, counting held units as gone: cut them now (before
+            # the released strength lets them grow back) and recover.
+            self._land(self._epoch)
+
+    def _budget_epoch_end(self, epoch, logs):
+        controller = self._controller
+        report = self.budget_report
+        if not self._landed and epoch + 1 >= self._landing_epoch:
+            self._land(epoch)
+        live, _ = self._live_units()
+        report["value"] = float(self._metrics.value(self.budget[0], live))
+        logs["budget_goal"] = controller.goal
+        span = max(self._landing_epoch - self._budget_start_epoch, 1)
+        logs["budget_planned"] = controller.planned(
+            (epoch + 1 - self._budget_start_epoch) / span
+        )
+
+    def _land(self, epoch):
+        """Ends pruning on the budget: zeroes the live units that the
+        proximal step would take next (smallest norm per unit of push) until
+        the budget holds, then releases the strength."""
+        plan = self._plan
+        controller = self._controller
+        metric = self.budget[0]
+        live, _ = self._live_units()
+        value = self._metrics.value(metric, live)
+        report = self.budget_report
+        report["landed_at_epoch"] = int(epoch)
+        report["value_before_landing"] = float(value)
+        controller.reached = True
+        controller.strength = 0.0
+        self._landed = True
+        self._strength.assign(0.0)
+        if value <= controller.goal:
+            return
+        norms = proximal.numpy_group_norms(
+            self._values(), plan.entries, plan.num_segments
+        )[:-1]
+        weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+        score = norms / np.maximum(weights, proximal.TINY)
+        candidates = []
+        for group, start in zip(plan.groups, plan.offsets):
+            ids = np.arange(start, start + group.num_units)
+            ids = ids[live[ids]]
+            if len(ids) <= 1:
+                continue  # never empty a layer
+            keep = ids[np.argmax(score[ids])]
+            candidates.extend(int(u) for u in ids if u != keep)
+        order = sorted(candidates, key=lambda u: score[u])
+
+        def value_without(count):
+            trial = live.copy()
+            trial[order[:count]] = False
+            return self._metrics.value(metric, trial)
+
+        low, high = 1, len(order)
+        if not order or value_without(high) > controller.goal:
+            low = high  # as close as the layers allow
+        while low < high:
+            middle = (low + high) // 2
+            if value_without(middle) <= controller.goal:
+                high = middle
+            else:
+                low = middle + 1
+        removed = list(order[:low])
+        # Units are not equally costly: give back the best-ranked removed
+        # units that still fit, so the budget is met as closely as it can.
+        trial = live.copy()
+        trial[removed] = False
+        for unit in reversed(list(removed[-64:])):
+            trial[unit] = True
+            if self._metrics.value(metric, trial) <= controller.goal:
+                removed.remove(unit)
+            else:
+                trial[unit] = False
+        dead = ops.convert_to_numpy(self._dead.value).copy()
+        dead[removed] = 1.0
+        self._dead.assign(dead)
+        self._known_dead = True
+        self._run_step(0.0)  # threshold 0: only zeroes the dead units
+        report["units_masked_at_landing"] = len(removed)
+
+    def _importance_guidance(self, live):
+        """Budget-aware, importance-ranked guidance.
+
+        Units are ranked by importance: the rank of their group norm within
+        their layer, as a fraction (the filter-norm criterion of Li et
+        al., 2017, made comparable across layers), divided by the square
+        root of their relative marginal cost for a params or FLOPs budget.
+        The best-ranked units that fit in the budget get coefficient 0: the
+        penalty never shrinks what the budget keeps. The others get coefficients rising from 1 to 2 with falling
+        rank, so the weakest go first.
+        """
+        plan = self._plan
+        metric = self.budget[0]
+        norms = proximal.numpy_group_norms(
+            self._values(), plan.entries, plan.num_segments
+        )[:-1]
+        importance = np.zeros(plan.num_units)
+        for group, start in zip(plan.groups, plan.offsets):
+            part = slice(start, start + group.num_units)
+            # Rank within the layer (as a fraction): norms are not
+            # comparable across layers, quantiles are.
+            ranks = np.argsort(np.argsort(norms[part], kind="stable"))
+            importance[part] = (ranks + 1) / group.num_units
+        if metric != "units" and live.any():
+            costs = self._metrics.unit_marginal_costs(live, metric)
+            mean = float(costs[live].mean())
+            if mean > 0:
+                importance = importance / np.sqrt(
+                    np.maximum(costs / mean, 1e-12)
+                )
+        importance = np.where(live, importance, -np.inf)
+        # Each group's best live unit is kept first: never empty a layer.
+        first = []
+        for group, start in zip(plan.groups, plan.offsets):
+            part = importance[start:start + group.num_units]
+            if np.isfinite(part).any():
+                first.append(start + int(np.argmax(part)))
+        rest = [int(u) for u in np.argsort(-importance, kind="stable")
+                if live[u] and int(u) not in set(first)]
+        order = first + rest
+
+        def fits(count):
+            trial = np.zeros(plan.num_units, dtype=bool)
+            trial[order[:count]] = True
+            return self._metrics.value(metric, trial) <= self._goal
+
+        low, high = len(first), len(order)
+        while low < high:  # the largest prefix within the budget
+            middle = (low + high + 1) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle - 1
+        coefficients = np.zeros(plan.num_units)
+        doomed = order[low:]
+        if doomed:
+            coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
+                len(doomed) - 1, 1
+            )
+        self._cost_factors = np.ones(len(plan.groups))
+        self._set_unit_weights([
+            coefficients[start:start + group.num_units]
+            for group, start in zip(plan.groups, plan.offsets)
+        ])
+
+    def _deaths_allowed(self, live, value, planned):
+        """How many more units may die before the next check without the
+        live metric falling below `planned` (counting the costliest units
+        first, so the count is safe for params and FLOPs too)."""
+        planned = max(planned, self._controller.goal)
+        excess = value - planned
+        if excess <= 0:
+            return 0
+        metric = self.budget[0]
+        if metric == "units":
+            return int(math.floor(excess + 1e-9))
+        costs = self._metrics.unit_marginal_costs(live, metric)[live]
+        cumulative = np.cumsum(np.sort(costs)[::-1])
+        # At least one: with costly units (a convolution's filters) no
+        # single death may fit in what is left, and the path would stall;
+        # the landing then corrects by at most that one unit.
+        return max(1, int(np.searchsorted(cumulative, excess, side="right")))
+
+    def _live_from_dead(self):
+        """Live flags from the dead mask the proximal step keeps (no
+        weight transfer); from the weights when dead units are not kept."""
+        if not self.keep_dead:
+            return self._live_units()[0]
+        self._sync()
+        dead = ops.convert_to_numpy(self._dead.value)[:-1]
+        return dead == 0

@@ -1,0 +1,149 @@
+"""Guidance coefficients of `GuidedPruning`: per unit group, from the
+guidance scheme (or the `GuidedRegularizer`s on the model), times a cost
+factor (`cost="params"` or `"flops"`), re-ranked by norm (`adapt_every`),
+and written as the unit weights `g_u * sqrt(p_u)` that the proximal step
+and the penalty read. These are the callback's coefficient methods, kept
+apart from its hooks.
+"""
+
+import numpy as np
+
+from keras_guided import _group_plan
+from keras_guided import _live_metrics
+from keras_guided import guidance as guidance_lib
+from keras_guided import proximal
+from keras_guided import regularizers as regularizers_lib
+from keras_guided import units as units_lib
+
+
+class Coefficients:
+    """Coefficient methods mixed into `GuidedPruning`."""
+
+    def _update_cost_factors(self, live):
+        """Cost factors from the *marginal* cost of each group's units in
+        the live network: removing a unit also shrinks its consumers, whose
+        cost falls as their other inputs die, so a static cost would
+        overprice the units of already thin layers."""
+        plan = self._plan
+        costs = self._metrics.group_marginal_costs(live, self.cost)
+        counts = np.zeros(len(plan.groups))
+        for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
+            counts[g] = live[start:start + group.num_units].sum()
+        weight = counts.sum()
+        mean = float((costs * counts).sum() / weight) if weight else 0.0
+        if mean > 0:
+            # The square root balances cost against importance: the full
+            # ratio makes a costly layer (the first convolutions) die
+            # almost whole before cheap ones are touched.
+            self._cost_factors = np.sqrt(costs / mean)
+            self._set_unit_weights(self._active_coefficients)
+
+
+    def _coefficients(self, plan):
+        """Per-group base coefficients (mean 1 within each group)."""
+        spec = self.guidance
+        result = []
+        if isinstance(spec, dict):
+            producers = {}
+            for group in plan.groups:
+                for name in _group_plan.producer_names(group):
+                    producers.setdefault(name, []).append(group.index)
+            unknown = sorted(set(spec) - set(producers))
+            if unknown:
+                raise ValueError(
+                    f"`guidance` names layers {unknown} that produce no "
+                    "prunable unit group. Layers that do: "
+                    f"{sorted(producers)}. Use those names as keys."
+                )
+        for group in plan.groups:
+            n = int(group.num_units)
+            if spec == "importance":
+                coefficients = np.ones(n)  # set by the budget each epoch
+            elif spec == "from_regularizers":
+                coefficients = _from_regularizers(group, n)
+            elif isinstance(spec, dict):
+                coefficients = np.zeros(n)
+                for name in _group_plan.producer_names(group):
+                    if name in spec:
+                        coefficients = guidance_lib.get(spec[name])(n)
+                        break
+            else:
+                coefficients = spec(n)
+            result.append(np.asarray(coefficients, dtype="float64"))
+        if spec == "from_regularizers" and not any(
+            c.any() for c in result
+        ):
+            raise ValueError(
+                "guidance='from_regularizers' found no GuidedRegularizer on "
+                "the producer kernels of the model's prunable groups. Attach "
+                "`keras_guided.GuidedRegularizer` to the layers, or pass a "
+                "guidance scheme such as 'linear'."
+            )
+        return result
+
+    def _cost_factors_for(self, plan):
+        factors = np.ones(len(plan.groups))
+        if self.cost is None or not plan.groups:
+            return factors
+        if self.cost == "params":
+            costs = np.array(
+                [plan.per_unit_params[o] for o in plan.offsets], dtype=float
+            )
+        else:
+            layer_costs = _live_metrics.layer_costs(self.model)
+            costs = []
+            for sizes in plan.slice_sizes:
+                total = 0.0
+                for layer, per_unit in sizes:
+                    entry = layer_costs.get(layer.name)
+                    params = sum(int(np.prod(v.shape)) for v in layer.weights)
+                    if entry and params:
+                        total += entry["flops"] * per_unit / params
+                costs.append(total)
+            costs = np.asarray(costs, dtype=float)
+        counts = np.array([g.num_units for g in plan.groups], dtype=float)
+        mean = float((costs * counts).sum() / counts.sum())
+        if mean > 0:
+            factors = costs / mean
+        return factors
+
+    def _set_unit_weights(self, coefficients):
+        plan = self._plan
+        weights = np.zeros(plan.num_segments, dtype="float64")
+        self._active_coefficients = coefficients
+        self._current_coefficients = []
+        for group, start, coef, factor in zip(
+            plan.groups, plan.offsets, coefficients, self._cost_factors
+        ):
+            stop = start + group.num_units
+            self._current_coefficients.append(coef * factor)
+            weights[start:stop] = coef * factor * np.sqrt(
+                plan.per_unit_penalized[start:stop]
+            )
+        weights[-1] = 0.0
+        self._unit_weights.assign(weights.astype("float32"))
+
+    def _adapt(self):
+        plan = self._plan
+        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
+        ranked = []
+        for group, start, coef in zip(
+            plan.groups, plan.offsets, self._base_coefficients
+        ):
+            unit_norms = norms[start:start + group.num_units]
+            order = np.argsort(-unit_norms, kind="stable")
+            new = np.empty_like(coef)
+            new[order] = np.sort(coef)
+            ranked.append(new)
+        self._set_unit_weights(ranked)
+
+
+def _from_regularizers(group, num_units):
+    for unit_slice in group.slices:
+        if unit_slice.role != "producer":
+            continue
+        variable = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
+        regularizer = getattr(variable, "regularizer", None)
+        if isinstance(regularizer, regularizers_lib.GuidedRegularizer):
+            return regularizer.coefficients(num_units)
+    return np.zeros(num_units)

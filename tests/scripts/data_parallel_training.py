@@ -1,0 +1,70 @@
+"""Trains the same model on one device and under JAX DataParallel.
+
+Run in a fresh process: XLA's host device count must be set before JAX
+starts. Prints one JSON line with, per recipe (a fixed strength, and a
+budget target), both runs' losses, live units per epoch and weights, for
+tests/test_data_parallel.py.
+"""
+
+import json
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=2"
+).strip()
+
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_guided  # noqa: E402
+
+RECIPES = {
+    "strength": {"strength": 0.3, "guidance": "linear"},
+    "budget": {"target": {"units": 10}},
+}
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss="sparse_categorical_crossentropy")
+    return model
+
+
+def train(recipe, x, y):
+    model = build()
+    pruning = keras_guided.GuidedPruning(**RECIPES[recipe])
+    history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
+                        shuffle=False, callbacks=[pruning])
+    return {"loss": history.history["loss"],
+            "live_units": history.history["live_units"],
+            "weights": [w.tolist() for w in model.get_weights()]}
+
+
+def main():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+    result = {"devices": len(jax.devices())}
+    for recipe in RECIPES:
+        keras.distribution.set_distribution(None)
+        single = train(recipe, x, y)
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=jax.devices()))
+        multi = train(recipe, x, y)
+        keras.distribution.set_distribution(None)
+        result[recipe] = {"single": single, "multi": multi}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
