@@ -223,6 +223,22 @@ def plan_from_threshold(groups, threshold, scores=None, min_units=1,
     return plan_from_mask(groups, masks, scores, min_units, round_to)
 
 
+def _target_count(target):
+    """The count of a `{metric: int}` target (the grammar shared with
+    `GuidedPruning(target=...)`: an int is a count, a float a fraction), or
+    `None`."""
+    if isinstance(target, dict) and len(target) == 1:
+        (metric, amount), = target.items()
+        if (
+            metric in METRICS
+            and isinstance(amount, (int, np.integer))
+            and not isinstance(amount, bool)
+            and amount >= 1
+        ):
+            return int(amount)
+    return None
+
+
 def parse_target(target):
     """Returns `(metric, kept fraction)` from a float or a one-key dict.
 
@@ -398,8 +414,10 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     Args:
         groups: `UnitGroup`s of `model`.
         model: the model (for params and FLOPs totals).
-        target: fraction to keep: a float (of the units of prunable
-            groups), or `{"params": f}` / `{"flops": f}` (of the model's).
+        target: what to keep: a float fraction (of the units of prunable
+            groups), or a dict `{"units" | "params" | "flops": amount}`
+            with a float fraction or an int count (the grammar of
+            `GuidedPruning(target=...)`).
         scores: per-group unit scores; defaults to `unit_scores(groups)`
             with dead units at 0.
         min_units: fewest units kept per group. Defaults to 1.
@@ -427,10 +445,13 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         7
     """
     check_limits(min_units, round_to)
+    count = _target_count(target)
+    if count is not None:
+        target = {next(iter(target)): 1.0}
     metric, kept_fraction = parse_target(target)
     scores = default_scores(groups) if scores is None else scores
     cost = KeptCost(groups, model, metric, shapes=shapes)
-    goal = kept_fraction * cost.total
+    goal = kept_fraction * cost.total if count is None else float(count)
     candidates = []
     for group in groups:
         if not group.prunable:

@@ -146,9 +146,10 @@ def prune_model(
             not listed keep all their units. Defaults to `None`.
         target: what the pruned model keeps, least important units removed
             first: a float (fraction of the units of prunable groups) or
-            `{"params": f}` / `{"flops": f}` (fraction of the model's
-            params or FLOPs), e.g. `{"flops": 0.5}`. The same meaning as
-            `GuidedPruning(target=...)`. Defaults to `None`.
+            the grammar shared with `GuidedPruning(target=...)`, a dict
+            `{"units" | "params" | "flops": amount}` with a float fraction
+            of the starting value or an int count, e.g. `{"flops": 0.5}`
+            or `{"units": 66}`. Defaults to `None`.
         min_units: fewest units kept in a group. Defaults to 1.
         round_to: round kept counts up to a multiple of this. Defaults to
             `None`.

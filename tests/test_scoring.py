@@ -194,3 +194,17 @@ def test_kept_cost_is_at_most_the_target_and_close(build, target):
             cost.remove(groups[index], int(unit))
     assert cost.total == count(model)
     assert cost.kept == count(pruned)
+
+
+def test_count_targets_share_the_callback_grammar():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(12), keras.layers.Dense(8),
+        keras.layers.Dense(2)])
+    small = keras_guided.prune_model(model, target={"units": 7})
+    assert small.layers[0].units + small.layers[1].units == 7
+    params = keras_guided.stats.count_params(model)
+    small = keras_guided.prune_model(model, target={"params": params // 2})
+    kept = keras_guided.stats.count_params(small)
+    assert kept <= params // 2
+    assert kept >= 0.4 * params
