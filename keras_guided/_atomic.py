@@ -38,6 +38,12 @@ def atomic_path(path, prefix=".keras-guided."):
             os.remove(temporary)
 
 
+def create_temporary(directory, prefix, suffix):
+    """Creates a new, empty file in `directory` with the permissions a plain
+    `open` gives (mode 0o666 less the umask) and returns its path."""
+    return _create(directory, prefix, suffix)
+
+
 def _create(directory, prefix, suffix):
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     for _ in range(_ATTEMPTS):

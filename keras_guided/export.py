@@ -34,6 +34,7 @@ import time
 import keras
 import numpy as np
 
+from keras_guided import _atomic
 from keras_guided import _litert_run
 from keras_guided import validation
 
@@ -259,10 +260,13 @@ def export_tflite(
 
     directory = os.path.dirname(filepath)
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory,
-            prefix="." + os.path.basename(filepath)[: -len(".tflite")] + ".",
-            suffix=".tmp.tflite",
+        # Created with mode 0o666, so the kernel applies the umask: the
+        # file gets the permissions a plain `open` would, with no os.umask
+        # call (process-wide, it races with other threads).
+        temporary = _atomic.create_temporary(
+            directory,
+            "." + os.path.basename(filepath)[: -len(".tflite")] + ".",
+            ".tmp.tflite",
         )
     except OSError as error:
         raise OSError(
@@ -270,7 +274,6 @@ def export_tflite(
             f"Cannot write to directory '{directory}' ({error.strerror}). "
             "Choose an output path in a writable directory.",
         ) from None
-    os.close(handle)
     try:
         notes = []
         try:
@@ -319,7 +322,6 @@ def export_tflite(
             report.latency_ms = _median_latency(
                 interpreter_class, content, num_runs, num_threads
             )
-        _make_readable(temporary)
         os.replace(temporary, filepath)
     finally:
         if os.path.exists(temporary):
@@ -700,10 +702,3 @@ def _median_latency(interpreter_class, content, num_runs, num_threads):
         interpreter.invoke()
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000.0)
-
-
-def _make_readable(path):
-    """Gives the temporary file the permissions a plain `open` would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
