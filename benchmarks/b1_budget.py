@@ -688,25 +688,35 @@ def plot(b1, path):
     table = summary(b1)
     figure, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4),
                                 squeeze=False)
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for axis, (model_name, block) in zip(axes[0], table.items()):
         ref = block["reference"][0]
+        low = ref - 6.0
+        below = []
         for method in METHODS:
             rows = block["rows"].get(method)
             if not rows or method == "tfmot":
                 continue
             points = sorted((s["flops"], s["mean"], s["std"])
                             for s in rows.values())
+            if all(y < low for _, y, _ in points):
+                below.append(method)
+                continue
             x, y, e = zip(*points)
             axis.errorbar(x, y, yerr=e, marker="o", capsize=2,
-                          label=method)
+                          color=colors[method], label=method)
         axis.axhline(ref, color="grey", linestyle="--", label="reference")
         axis.axhline(ref - TOLERANCE, color="grey", linestyle=":",
                      label="reference - 0.5")
+        axis.set_ylim(low, min(100.0, ref + 1.5))
         axis.set_xscale("log")
         axis.set_xlabel("FLOPs after removal")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(model_name)
-    axes[0][0].legend(fontsize=7)
+        axis.set_ylabel("test accuracy (%), mean ± std over seeds")
+        title = model_name
+        if below:
+            title += f"\n(below the axis: {', '.join(below)})"
+        axis.set_title(title, fontsize=9)
+        axis.legend(fontsize=6)
     figure.tight_layout()
     temporary = path + ".tmp.png"
     figure.savefig(temporary, dpi=100)
