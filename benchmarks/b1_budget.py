@@ -268,8 +268,8 @@ def _cut_by_gamma(model, budget):
     """Network slimming's cut: one global |gamma| threshold over the BN
     channels (layers without BN are not cut)."""
     scores = {}
-    for layer, bn in models_lib.prunable_layers(model):
-        size = layer.units if hasattr(layer, "units") else layer.filters
+    for (layer, bn), size in zip(models_lib.prunable_layers(model),
+                                 _widths(model)):
         scores[layer.name] = (
             np.full(size, np.inf) if bn is None
             else np.abs(keras.ops.convert_to_numpy(bn.gamma))
@@ -337,23 +337,19 @@ def run_method(method, model_name, reference, budget, data, cfg):
     return kg.prune_model(model), info
 
 
-def _fraction(budget, model):
-    """The budget as the fraction `prune_model(target=...)` takes."""
-    (metric, amount), = budget.items()
-    if isinstance(amount, float):
-        return {metric: amount}
-    return {metric: min(1.0, amount / _measure(model, metric))}
-
-
 class _NotApplicable(Exception):
     pass
 
 
+def _widths(model):
+    """Units or filters of every hidden Dense/Conv layer, in order."""
+    return [int(layer.units if hasattr(layer, "units") else layer.filters)
+            for layer, _ in models_lib.prunable_layers(model)]
+
+
 def _measure(model, metric):
     if metric == "units":
-        return sum(int(layer.units if hasattr(layer, "units")
-                       else layer.filters)
-                   for layer, _ in models_lib.prunable_layers(model))
+        return sum(_widths(model))
     if metric == "params":
         return kg.stats.count_params(model)
     return kg.stats.count_flops(model)
@@ -429,8 +425,7 @@ def run_point(method, model_name, reference, budget, data, cfg, seed,
     pruned_val = accuracy(small, data["x_val"], data["y_val"])
     _, finetune_epochs = distill(small, reference, data,
                                  cfg["finetune_epochs"])
-    widths = [int(layer.units if hasattr(layer, "units") else layer.filters)
-              for layer, _ in models_lib.prunable_layers(small)]
+    widths = _widths(small)
     return {
         "widths": widths,
         "units": int(sum(widths)),
@@ -510,12 +505,9 @@ def run(data, mode="full", log=print, methods=None, models=None, seeds=None,
 
 
 def _write_json(path, results):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(temporary, path)
+    from benchmarks import report
+
+    report.write_atomic(path, json.dumps(results, indent=1))
 
 
 # ------------------------------------------------------------------ report

@@ -16,7 +16,9 @@ import warnings
 import numpy as np
 from keras import ops
 
-METRICS = ("units", "params", "flops")
+from keras_guided import budget as budget_lib
+
+METRICS = budget_lib.METRICS
 
 
 def weight_value(layer, name):
@@ -227,16 +229,13 @@ def _target_count(target):
     """The count of a `{metric: int}` target (the grammar shared with
     `GuidedPruning(target=...)`: an int is a count, a float a fraction), or
     `None`."""
-    if isinstance(target, dict) and len(target) == 1:
-        (metric, amount), = target.items()
-        if (
-            metric in METRICS
-            and isinstance(amount, (int, np.integer))
-            and not isinstance(amount, bool)
-            and amount >= 1
-        ):
-            return int(amount)
-    return None
+    if not isinstance(target, dict):
+        return None
+    try:
+        _, amount = budget_lib.parse_budget(target)
+    except ValueError:
+        return None  # parse_target says what is wrong
+    return amount if isinstance(amount, int) else None
 
 
 def parse_target(target):
