@@ -64,8 +64,7 @@ class LiveMetrics:
         masks = self.masks(live)
         by_id = {id(v): i for i, v in enumerate(plan.variables)}
         total = 0.0
-        self._costs_by_layer()
-        for flops, params, weights in self._cost_table.values():
+        for flops, params, weights in self._costs_by_layer().values():
             if not params:
                 total += flops
                 continue
@@ -111,9 +110,10 @@ class LiveMetrics:
             total = 0.0
             for index, axes, positions, layer in info:
                 shape = tuple(plan.variables[index].shape)
-                full = np.ones(shape, dtype=bool)
                 if index in masks:
                     full = np.broadcast_to(masks[index], shape)
+                else:
+                    full = np.ones(shape, dtype=bool)
                 other = tuple(a for a in range(len(shape)) if a not in axes)
                 per_position = full.sum(axis=other) if other else full
                 per_position = np.asarray(per_position).reshape(-1)
@@ -123,15 +123,15 @@ class LiveMetrics:
                 if kind == "params":
                     total += elements
                 else:
-                    flops, params = table.get(id(layer), (0.0, 0))
+                    flops, params, _ = table.get(id(layer), (0.0, 0, ()))
                     if params:
                         total += flops * elements / params
             costs[g] = total
         return costs
 
     def _costs_by_layer(self):
-        """`{id(layer): (flops, params)}` for every layer with a cost,
-        computed once per `fit`."""
+        """`{id(layer): (flops, params, weights)}` for every layer with a
+        cost, computed once per `fit`."""
         if self._cost_table is None:
             table = {}
             for layer_name, entry in layer_costs(self.model).items():
@@ -141,7 +141,7 @@ class LiveMetrics:
                 key = id(layer) if layer is not None else layer_name
                 table[key] = (float(entry["flops"]), params, weights)
             self._cost_table = table
-        return {k: v[:2] for k, v in self._cost_table.items()}
+        return self._cost_table
 
 
 def layer_costs(model):
