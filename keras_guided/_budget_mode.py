@@ -18,6 +18,10 @@ from keras import ops
 from keras_guided import budget as budget_lib
 from keras_guided import proximal
 
+#: Under importance guidance, every layer keeps at least this share of the
+#: units that a uniform allocation meeting the budget would give it.
+FLOOR = 0.5
+
 
 class BudgetMode:
     """Budget methods mixed into `GuidedPruning`."""
@@ -204,8 +208,20 @@ class BudgetMode:
         al., 2017, made comparable across layers), divided by the square
         root of their relative marginal cost for a params or FLOPs budget.
         The best-ranked units that fit in the budget get coefficient 0: the
-        penalty never shrinks what the budget keeps. The others get coefficients rising from 1 to 2 with falling
-        rank, so the weakest go first.
+        penalty never shrinks what the budget keeps. The others get
+        coefficients rising from 1 to 2 with falling rank, so the weakest
+        go first.
+
+        Two guards keep the layer allocation sane under a costly budget:
+
+        * marginal costs are priced at the *uniform* allocation that meets
+          the budget (every layer keeping the same fraction of its live
+          units), not at the live network. Priced in the live network, the
+          units after a wide layer look cheap only because that layer is
+          still wide, so at 20x fewer FLOPs LeNet-5 kept 480 of its 500
+          Dense units and 1 to 3 of its 50 filters;
+        * every layer keeps at least half the units the uniform allocation
+          gives it (`FLOOR`), or less where that does not fit.
         """
         plan = self._plan
         metric = self.budget[0]
@@ -219,33 +235,45 @@ class BudgetMode:
             # comparable across layers, quantiles are.
             ranks = np.argsort(np.argsort(norms[part], kind="stable"))
             importance[part] = (ranks + 1) / group.num_units
-        if metric != "units" and live.any():
-            costs = self._metrics.unit_marginal_costs(live, metric)
-            mean = float(costs[live].mean())
+        fraction, uniform = self._uniform_allocation(live, norms)
+        if metric != "units" and uniform.any():
+            costs = self._metrics.unit_marginal_costs(uniform, metric)
+            mean = float(costs[uniform].mean())
             if mean > 0:
                 importance = importance / np.sqrt(
                     np.maximum(costs / mean, 1e-12)
                 )
         importance = np.where(live, importance, -np.inf)
-        # Each group's best live unit is kept first: never empty a layer.
-        first = []
-        for group, start in zip(plan.groups, plan.offsets):
-            part = importance[start:start + group.num_units]
-            if np.isfinite(part).any():
-                first.append(start + int(np.argmax(part)))
-        rest = [int(u) for u in np.argsort(-importance, kind="stable")
-                if live[u] and int(u) not in set(first)]
-        order = first + rest
 
-        def fits(count):
+        def fits(order, count):
             trial = np.zeros(plan.num_units, dtype=bool)
             trial[order[:count]] = True
             return self._metrics.value(metric, trial) <= self._goal
 
+        share = FLOOR * fraction
+        while True:
+            # Each layer's best live units are kept first: its floor, and
+            # never fewer than one unit.
+            first = []
+            for group, start in zip(plan.groups, plan.offsets):
+                part = importance[start:start + group.num_units]
+                count = int(np.isfinite(part).sum())
+                if count:
+                    floor = max(1, int(math.ceil(share * count)))
+                    best = np.argsort(-part, kind="stable")[:floor]
+                    first.extend(start + int(u) for u in best)
+            chosen = set(first)
+            order = first + [
+                int(u) for u in np.argsort(-importance, kind="stable")
+                if live[u] and int(u) not in chosen
+            ]
+            if share <= 0 or fits(order, len(first)):
+                break
+            share = share / 2 if share > 1e-3 else 0.0
         low, high = len(first), len(order)
         while low < high:  # the largest prefix within the budget
             middle = (low + high + 1) // 2
-            if fits(middle):
+            if fits(order, middle):
                 low = middle
             else:
                 high = middle - 1
@@ -260,6 +288,33 @@ class BudgetMode:
             coefficients[start:start + group.num_units]
             for group, start in zip(plan.groups, plan.offsets)
         ])
+
+    def _uniform_allocation(self, live, norms):
+        """The largest fraction `f` for which keeping the `ceil(f * n)`
+        largest-norm live units of every layer meets the budget, and that
+        allocation's live flags (at least one unit per layer)."""
+        plan = self._plan
+        metric = self.budget[0]
+
+        def keep(fraction):
+            trial = np.zeros(plan.num_units, dtype=bool)
+            for group, start in zip(plan.groups, plan.offsets):
+                ids = np.arange(start, start + group.num_units)
+                ids = ids[live[ids]]
+                if len(ids):
+                    count = max(1, int(math.ceil(fraction * len(ids))))
+                    best = np.argsort(-norms[ids], kind="stable")[:count]
+                    trial[ids[best]] = True
+            return trial
+
+        low, high = 0.0, 1.0
+        for _ in range(24):  # bisection to 6e-8
+            middle = (low + high) / 2
+            if self._metrics.value(metric, keep(middle)) <= self._goal:
+                low = middle
+            else:
+                high = middle
+        return low, keep(low)
 
     def _deaths_allowed(self, live, value, planned):
         """How many more units may die before the next check without the

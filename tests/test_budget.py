@@ -270,3 +270,41 @@ def test_dict_target_with_explicit_schedule_is_a_threshold():
     assert pruning.budget is None
     assert (pruning.target, pruning.target_metric) == (0.5, "params")
     assert math.isclose(pruning.base_strength, 0.1)
+
+
+
+def test_costly_budget_keeps_a_floor_in_every_layer():
+    # LeNet-5's shape: convolutions feeding a wide Dense layer. Priced in
+    # the live network, Dense units look cheap (few filters feed them
+    # once the convolutions thin) and filters costly (the Dense layer is
+    # wide), and at 20x fewer FLOPs the guidance used to keep 480 of 500
+    # Dense units and 1 to 3 filters. Every layer now keeps at least half
+    # of what the uniform allocation that meets the budget gives it.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(20, 5, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(50, 5, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(500, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 28, 28, 1), dtype="float32")
+    y = rng.integers(0, 10, 128)
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.05})
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[pruning])
+    kept = [int((c == 0).sum()) for c in pruning.unit_coefficients]
+    sizes = (20, 50, 500)
+    fraction, uniform = pruning._uniform_allocation(
+        np.ones(sum(sizes), dtype=bool), np.arange(sum(sizes), dtype=float))
+    # The uniform allocation meets the budget, one step more does not.
+    assert pruning._metrics.value("flops", uniform) <= pruning._goal
+    assert 0.1 < fraction < 0.5
+    floors = [int(np.ceil(0.5 * fraction * n)) for n in sizes]
+    assert floors[0] >= 2
+    assert all(k >= f for k, f in zip(kept, floors)), (kept, floors)
