@@ -93,9 +93,12 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
     works with SGD and Adam. The default guidance in this mode is
     `"importance"`: each epoch the units are ranked by the rank of their
     norm within their layer (divided by the square root of their marginal
-    cost for a params or FLOPs budget); the best-ranked units that fit the
-    budget get coefficient 0, the others rising coefficients, so the
-    penalty never shrinks what the budget keeps. `budget_report` holds what
+    cost for a params or FLOPs budget, priced at the uniform allocation
+    that meets the budget); the best-ranked units that fit the budget get
+    coefficient 0, the others rising coefficients, so the penalty never
+    shrinks what the budget keeps. Every layer keeps at least half of what
+    that uniform allocation gives it, so a costly budget cannot starve one
+    layer to feed a cheap wide one. `budget_report` holds what
     happened (start, goal, landing epoch, the controller trace).
 
     Each unit group (a unit's kernel slice and bias, the BatchNormalization
