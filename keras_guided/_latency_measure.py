@@ -25,6 +25,13 @@ from keras_guided import export as export_lib
 _CALIBRATION_SAMPLES = 4
 
 
+def check_runtime():
+    """Raises unless this process can convert (TensorFlow backend) and run
+    (`ai_edge_litert`) a LiteRT file."""
+    export_lib._check_backend()
+    export_lib._interpreter_class()
+
+
 def time_layer(layer_class, kwargs, input_shape, settings):
     """Latency in ms of a fresh `layer_class(**kwargs)` on one input of
     `input_shape` (batch excluded), under `settings` (a dict with

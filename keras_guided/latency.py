@@ -225,14 +225,15 @@ def build_latency_table(model, quantization=None, num_threads=1,
         A `LatencyTable`.
 
     Raises:
-        ValueError: for a bad setting, or a model with nothing to price.
-        RuntimeError: under a non-TensorFlow backend (conversion is TF's).
-        ImportError: without `ai_edge_litert`.
+        ValueError: for a bad setting.
+        RuntimeError: when something must be measured under a
+            non-TensorFlow backend (conversion is TensorFlow's); a table
+            read whole from the cache builds on any backend.
+        ImportError: when something must be measured without
+            `ai_edge_litert`.
     """
     settings = _check_settings(quantization, num_threads, num_samples,
                                num_runs, statistic)
-    export_lib._check_backend()
-    export_lib._interpreter_class()
     start = time.perf_counter()
     signatures = {}
     for entry in _price_layers(model, None, 1.0, None).values():
@@ -244,6 +245,8 @@ def build_latency_table(model, quantization=None, num_threads=1,
     per_signature = {k: _sample_grid(signatures[k], num_samples)
                      for k in missing}
     total = sum(len(i) * len(o) for i, o in per_signature.values())
+    if total:
+        _latency_measure.check_runtime()  # a cached table needs neither
     progress = keras.utils.Progbar(total, unit_name="sample") if (
         verbose and total) else None
     for key in missing:
@@ -285,8 +288,7 @@ def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
     """
     settings = _check_settings(quantization, num_threads, 2, num_runs,
                                statistic)
-    export_lib._check_backend()
-    export_lib._interpreter_class()
+    _latency_measure.check_runtime()
     return _latency_measure.time_model(model, settings, representative_data)
 
 
