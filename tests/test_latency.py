@@ -367,3 +367,27 @@ def test_real_table_and_whole_model_latency(tmp_path):
     assert all(table.predict(name) > 0 for name in table.layers)
     assert "predicted total" in table.summary()
     assert keras_guided.latency.measure_latency(model, num_runs=2) > 0
+
+
+# -------------------------------------------------------------------- CLI
+def test_cli_latency_prints_the_table_and_prune_uses_it(
+        timer, tmp_path, monkeypatch, capsys):
+    from keras_guided import cli
+
+    monkeypatch.setenv("KERAS_GUIDED_CACHE", str(tmp_path / "cache"))
+    model = _cnn(filters=32, pointwise=48)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    assert cli.main(["latency", path, "--no-measure", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| c2 | Conv2D | measured |" in out
+    assert "predicted total:" in out and "2 thread(s)" in out
+    measured = len(timer)
+    pruned = str(tmp_path / "small.keras")
+    assert cli.main(["prune", path, "-o", pruned, "--target", "0.5",
+                     "--target-kind", "latency"]) == 0
+    assert len(timer) == 2 * measured  # 1 thread: another cache entry
+    assert cli.main(["prune", path, "-o", pruned, "--target", "0.5",
+                     "--target-kind", "latency"]) == 0
+    assert len(timer) == 2 * measured  # now cached
+    assert "building the LiteRT latency table" in capsys.readouterr().out
