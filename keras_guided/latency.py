@@ -11,6 +11,10 @@ channel counts its SIMD tiles like. A `LatencyTable` measures instead:
   kept input and output channel counts (`num_samples` per dimension:
   quarters of the full width rounded to multiples of 8, and the full
   width; a depthwise layer has one channel dimension);
+* the interpreter's fixed cost of one `invoke` (timed once per settings
+  on a one-unit Dense layer) is subtracted from every sample, so a layer
+  is priced by what its kernel costs and small layers are not inflated by
+  an overhead that pruning never removes;
 * between samples the latency is interpolated bilinearly (linearly for
   depthwise), below the smallest sample extrapolated along the first
   segment, never below 0; the sampled grid is made non-decreasing in both
@@ -56,6 +60,10 @@ _FORMAT = 1
 _TIMING_KEYS = ("kernel_size", "strides", "padding", "data_format",
                 "dilation_rate", "groups", "activation", "use_bias",
                 "depth_multiplier")
+_OVERHEAD = "interpreter_overhead"
+_OVERHEAD_SIGNATURE = {"class": "Dense", "kind": "dense",
+                       "config": {"use_bias": True}, "spatial": [],
+                       "inputs": 1, "outputs": 1}
 _BUILD_HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "
     "and pass latency_table=table."
@@ -242,8 +250,11 @@ def build_latency_table(model, quantization=None, num_threads=1,
     path = _cache_path(cache_dir, settings)
     cache = _read_cache(path)
     missing = [k for k in signatures if k not in cache]
+    if _OVERHEAD not in cache:
+        missing.append(_OVERHEAD)
+        signatures[_OVERHEAD] = _OVERHEAD_SIGNATURE
     per_signature = {k: _sample_grid(signatures[k], num_samples)
-                     for k in missing}
+                     if k != _OVERHEAD else ([1], [1]) for k in missing}
     total = sum(len(i) * len(o) for i, o in per_signature.values())
     if total:
         _latency_measure.check_runtime()  # a cached table needs neither
@@ -259,7 +270,8 @@ def build_latency_table(model, quantization=None, num_threads=1,
             _write_cache(path, settings, cache)
     num_cached = sum(
         len(cache[k]["inputs"]) * len(cache[k]["outputs"])
-        for k in signatures if k not in per_signature)
+        for k in signatures if k not in per_signature and k != _OVERHEAD)
+    total -= int(_OVERHEAD in per_signature)
     table_layers = _price_layers(model, None, None, cache)
     return LatencyTable(
         model.name, settings, table_layers,
@@ -452,8 +464,9 @@ def _price_layers(model, shapes, ms_per_flop, cache):
                 grids.append(signature)
                 continue
             found = cache[_key(signature)]
+            overhead = cache[_OVERHEAD]["ms"][0][0]
             grids.append((tuple(found["inputs"]), tuple(found["outputs"]),
-                          _monotone(found["ms"])))
+                          _monotone(np.asarray(found["ms"]) - overhead)))
         first = _signature(layer, calls[0][0])
         entries[name] = LayerLatency(
             name, type(layer).__name__, "measured", first["inputs"],
@@ -480,8 +493,8 @@ def _fingerprint(entry):
 
 # ---------------------------------------------------------- interpolation
 def _monotone(ms):
-    """The grid made non-decreasing along both counts."""
-    grid = np.asarray(ms, dtype="float64")
+    """The grid made non-negative and non-decreasing along both counts."""
+    grid = np.maximum(np.asarray(ms, dtype="float64"), 0.0)
     grid = np.maximum.accumulate(grid, axis=0)
     grid = np.maximum.accumulate(grid, axis=1)
     return tuple(tuple(float(v) for v in row) for row in grid)
