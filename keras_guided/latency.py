@@ -42,15 +42,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import platform
 import time
-import warnings
 
 import keras
 import numpy as np
 
-from keras_guided import _atomic
+from keras_guided import _latency_cache
 from keras_guided import _latency_measure
 from keras_guided import export as export_lib
 from keras_guided import stats
@@ -99,11 +97,15 @@ class LayerLatency:
 
     def predict(self, input_channels=None, output_channels=None):
         """Latency in ms with the given kept channel counts (full width
-        where `None`); an estimated layer scales with its FLOPs."""
+        where `None`; a depthwise layer's outputs follow its inputs, so
+        `output_channels` is ignored there); an estimated layer costs its
+        full-width FLOPs times `ms_per_flop`."""
         cin = self.input_channels if input_channels is None else \
             input_channels
         cout = self.output_channels if output_channels is None else \
             output_channels
+        if self.class_name.startswith("Depthwise"):
+            cout = self.output_channels
         if self.kind == "estimated":
             return self.flops * self.ms_per_flop
         total = 0.0
@@ -183,8 +185,6 @@ class LatencyTable:
         entry = self.layers.get(layer)
         if entry is None or entry.kind != "measured":
             return None
-        if entry.class_name.startswith("Depthwise"):
-            return lambda dims: entry.predict(dims[-2], None)
         return lambda dims: entry.predict(dims[-2], dims[-1])
 
     def check_model(self, model, shapes=None):
@@ -247,8 +247,8 @@ def build_latency_table(model, quantization=None, num_threads=1,
     for entry in _price_layers(model, None, 1.0, None).values():
         for signature in entry.grids:
             signatures[_key(signature)] = signature
-    path = _cache_path(cache_dir, settings)
-    cache = _read_cache(path)
+    path = _latency_cache.cache_path(cache_dir, _key(settings))
+    cache = _latency_cache.read(path, _FORMAT)
     missing = [k for k in signatures if k not in cache]
     if _OVERHEAD not in cache:
         missing.append(_OVERHEAD)
@@ -267,7 +267,7 @@ def build_latency_table(model, quantization=None, num_threads=1,
         cache[key] = {"signature": signatures[key], "inputs": ins,
                       "outputs": outs, "ms": ms}
         if path:
-            _write_cache(path, settings, cache)
+            _latency_cache.write(path, _FORMAT, settings, cache)
     num_cached = sum(
         len(cache[k]["inputs"]) * len(cache[k]["outputs"])
         for k in signatures if k not in per_signature and k != _OVERHEAD)
@@ -343,19 +343,8 @@ def _runtime():
         except metadata.PackageNotFoundError:
             versions[package] = None
     versions["machine"] = platform.machine()
-    versions["cpu"] = _cpu_name()
+    versions["cpu"] = _latency_cache.cpu_name()
     return versions
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _describe(settings):
@@ -513,42 +502,6 @@ def _interpolate(x, xs, ys):
     x0, x1 = xs[segment], xs[segment + 1]
     y0, y1 = float(ys[segment]), float(ys[segment + 1])
     return max(y0 + (y1 - y0) * (float(x) - x0) / (x1 - x0), 0.0)
-
-
-# ------------------------------------------------------------------ cache
-def _cache_path(cache_dir, settings):
-    if cache_dir is False:
-        return None
-    if cache_dir is None:
-        cache_dir = os.path.join(
-            os.environ.get("KERAS_GUIDED_CACHE",
-                           os.path.join(os.path.expanduser("~"), ".cache",
-                                        "keras_guided")), "latency")
-    os.makedirs(cache_dir, exist_ok=True)
-    return os.path.join(cache_dir, f"latency-{_key(settings)}.json")
-
-
-def _read_cache(path):
-    if not path or not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            content = json.load(f)
-        if content.get("format") != _FORMAT:
-            return {}
-        return dict(content["entries"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        warnings.warn(
-            f"Ignoring the unreadable latency cache '{path}'; it will be "
-            "rewritten.", stacklevel=3)
-        return {}
-
-
-def _write_cache(path, settings, entries):
-    content = {"format": _FORMAT, "settings": settings, "entries": entries}
-    with _atomic.atomic_path(path) as temporary:
-        with open(temporary, "w") as f:
-            json.dump(content, f, indent=1, sort_keys=True)
 
 
 __all__ = [
