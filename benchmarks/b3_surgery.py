@@ -13,6 +13,7 @@ only gzip sees the zeros.
 """
 
 import gzip
+import json
 import os
 import tempfile
 import time
@@ -210,3 +211,196 @@ def run(mode, log=print):
                                      f"{str(error)[:300]}"})
     return {"config": cfg, "remove_fraction": REMOVE_FRACTION, "aims": AIMS,
             "models": records}
+
+
+# ------------------------------------------------------- latency targets
+# `python -m benchmarks.b3_surgery --latency [--models mobilenetv2]`:
+# for each model and quantization, a `{"latency": ASKED}` plan priced by a
+# measured LiteRT table against a FLOPs plan searched (bisection on the
+# measured latency) to run as fast. Resumable: every finished (model,
+# quantization) row is written to the JSON at once and skipped next time;
+# the tables are cached under OUT/latency_cache.
+LATENCY_ASKED = 0.5
+LATENCY_AIMS = {"measured_within": 0.10, "params_gain": 0.15,
+                "mobilenetv2_table_seconds": 120.0}
+_BISECTION_STEPS = 5
+
+
+def _measure(model, quantization, cfg):
+    return kg.latency.measure_latency(
+        model, quantization=quantization, num_threads=cfg["num_threads"],
+        num_runs=cfg["latency_runs"])
+
+
+def _sizes(model, reference):
+    params = kg.stats.count_params(model)
+    flops = kg.stats.count_flops(model)
+    return {"params_kept": params / reference["params"],
+            "flops_kept": flops / reference["flops"]}
+
+
+def run_latency_one(name, quantization, cfg, cache_dir, log):
+    size = cfg["input_size"]
+    rng = np.random.default_rng(0)
+    calibration = rng.standard_normal((8, size, size, 3)).astype("float32")
+    model = _build(name, size, calibration)
+    record = {"model": name, "quantization": quantization or "float32",
+              "input_size": size, "asked": LATENCY_ASKED,
+              "params": kg.stats.count_params(model),
+              "flops": kg.stats.count_flops(model)}
+    start = time.perf_counter()
+    table = kg.build_latency_table(
+        model, quantization=quantization, num_threads=cfg["num_threads"],
+        cache_dir=cache_dir, verbose=0)
+    record["table_seconds"] = time.perf_counter() - start
+    record["table_samples_measured"] = table.num_measured
+    record["table_samples_cached"] = table.num_cached
+    record["predicted_ms"] = table.total_ms
+    record["measured_ms"] = _measure(model, quantization, cfg)
+    log(f"B3 latency {name} {record['quantization']}: table "
+        f"{record['table_seconds']:.0f} s, predicted "
+        f"{record['predicted_ms']:.2f} ms (priced layers), measured "
+        f"{record['measured_ms']:.2f} ms")
+    small = kg.prune_model(model, target={"latency": LATENCY_ASKED},
+                           latency_table=table, on_unsupported="keep",
+                           verify=False)
+    record["latency_plan"] = {
+        "measured_ratio": _measure(small, quantization, cfg)
+        / record["measured_ms"], **_sizes(small, record)}
+    goal = record["latency_plan"]["measured_ratio"]
+    low, high, best = 0.02, 1.0, None
+    for _ in range(_BISECTION_STEPS):
+        fraction = (low + high) / 2
+        candidate = kg.prune_model(model, target={"flops": fraction},
+                                   on_unsupported="keep", verify=False)
+        ratio = _measure(candidate, quantization, cfg) / record["measured_ms"]
+        row = {"flops_target": fraction, "measured_ratio": ratio,
+               **_sizes(candidate, record)}
+        if best is None or abs(ratio - goal) < abs(
+                best["measured_ratio"] - goal):
+            best = row
+        low, high = (fraction, high) if ratio < goal else (low, fraction)
+    record["flops_plan"] = best
+    record["params_gain"] = (record["latency_plan"]["params_kept"]
+                             / best["params_kept"] - 1.0)
+    record["measured_vs_asked"] = (record["latency_plan"]["measured_ratio"]
+                                   / LATENCY_ASKED - 1.0)
+    log(f"B3 latency {name} {record['quantization']}: measured "
+        f"{record['latency_plan']['measured_ratio']:.3f} of the original "
+        f"(asked {LATENCY_ASKED}), params kept "
+        f"{record['latency_plan']['params_kept']:.3f} vs "
+        f"{best['params_kept']:.3f} for the FLOPs plan at "
+        f"{best['measured_ratio']:.3f}")
+    return record
+
+
+def run_latency(models, quantizations, mode, out, log=print):
+    """Runs the latency-target rows missing from OUT/b3_latency.json."""
+    from benchmarks import report
+
+    cfg = CONFIGS[mode]
+    path = os.path.join(out, "b3_latency.json")
+    results = {"config": cfg, "asked": LATENCY_ASKED,
+               "aims": LATENCY_AIMS, "machine": report.machine(),
+               "rows": []}
+    if os.path.exists(path):
+        with open(path) as f:
+            results["rows"] = json.load(f)["rows"]
+    done = {(r["model"], r["quantization"]) for r in results["rows"]
+            if "error" not in r}
+    results["rows"] = [r for r in results["rows"] if "error" not in r]
+    for name in models:
+        for quantization in quantizations:
+            if (name, quantization or "float32") in done:
+                continue
+            try:
+                row = run_latency_one(name, quantization, cfg,
+                                      os.path.join(out, "latency_cache"),
+                                      log)
+            except Exception as error:  # Recorded, never silent.
+                log(f"B3 latency {name} failed: {type(error).__name__}: "
+                    f"{error}")
+                row = {"model": name,
+                       "quantization": quantization or "float32",
+                       "error": f"{type(error).__name__}: "
+                                f"{str(error)[:300]}"}
+            results["rows"].append(row)
+            report.write_atomic(path, json.dumps(results, indent=1))
+            report.write_atomic(os.path.join(out, "b3_latency.md"),
+                                "\n".join(latency_table(results)) + "\n")
+    return results
+
+
+def latency_table(results):
+    """The latency-target rows as markdown."""
+    lines = [
+        f"Latency target: keep {results['asked']:.0%} of the measured "
+        "LiteRT latency (batch 1, "
+        f"{results['config']['num_threads']} thread(s), min of "
+        f"{results['config']['latency_runs']} runs).",
+        "",
+        "| model | mode | table s (measured/cached samples) | predicted / "
+        "measured ms | latency plan: measured, params, FLOPs | FLOPs plan "
+        "(target): measured, params, FLOPs | params gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['quantization']} | failed: "
+                         f"{r['error']} | | | | |")
+            continue
+        lat, flo = r["latency_plan"], r["flops_plan"]
+        lines.append(
+            f"| {r['model']} | {r['quantization']} | "
+            f"{r['table_seconds']:.0f} ({r['table_samples_measured']}/"
+            f"{r['table_samples_cached']}) | {r['predicted_ms']:.2f} / "
+            f"{r['measured_ms']:.2f} | {lat['measured_ratio']:.3f}, "
+            f"{lat['params_kept']:.3f}, {lat['flops_kept']:.3f} | "
+            f"({flo['flops_target']:.3f}) {flo['measured_ratio']:.3f}, "
+            f"{flo['params_kept']:.3f}, {flo['flops_kept']:.3f} | "
+            f"{r['params_gain']:+.1%} |")
+    return lines
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.b3_surgery",
+        description="B3 latency targets (the surgery rows run with "
+                    "`python -m benchmarks --only b3`).")
+    parser.add_argument("--latency", action="store_true", required=True,
+                        help="run the latency-target comparison")
+    parser.add_argument("--models", default=",".join(APPLICATIONS),
+                        help="comma-separated, case-insensitive "
+                             "(default: all four)")
+    parser.add_argument("--quantization", default="float32,int8",
+                        help="comma-separated: float32, int8 (default: "
+                             "both)")
+    parser.add_argument("--quick", action="store_true",
+                        help="64x64 inputs, 10 timed runs")
+    parser.add_argument("--out", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = parser.parse_args(argv)
+    by_name = {n.lower(): n for n in APPLICATIONS}
+    models = []
+    for item in args.models.split(","):
+        if item.strip().lower() not in by_name:
+            parser.error(f"--models takes {list(APPLICATIONS)}; received "
+                         f"{item!r}")
+        models.append(by_name[item.strip().lower()])
+    quantizations = [None if q.strip() == "float32" else q.strip()
+                     for q in args.quantization.split(",")]
+    os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+
+    run_latency(models, quantizations, "quick" if args.quick else "full",
+                args.out, log)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    main()

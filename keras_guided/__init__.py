@@ -23,6 +23,9 @@ from keras_guided import budget
 from keras_guided import distill
 from keras_guided.distill import Distiller
 from keras_guided import stats
+from keras_guided import latency
+from keras_guided.latency import LatencyTable
+from keras_guided.latency import build_latency_table
 from keras_guided import units
 from keras_guided import validation
 from keras_guided.export import ExportReport
@@ -63,6 +66,9 @@ __all__ = [
     "plots",
     "regularizers",
     "stats",
+    "latency",
+    "LatencyTable",
+    "build_latency_table",
     "units",
     "validation",
 ]

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-METRICS = ("units", "params", "flops")
+METRICS = ("units", "params", "flops", "latency")
 
 
 def parse_budget(target, name="target"):

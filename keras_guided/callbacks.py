@@ -270,6 +270,14 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         if schedule is not None and not callable(schedule):
             _check_choice(schedule, "schedule", SCHEDULES)
         self.budget = None
+        if isinstance(target, dict) and "latency" in target:
+            raise ValueError(
+                "Latency budgets are supported in prune_model (with a "
+                "keras_guided.latency.LatencyTable); in the callback use "
+                "flops, e.g. target={'flops': 0.4}, then prune_model(model, "
+                "target={'latency': ...}, latency_table=table). "
+                f"Received: target={target!r}"
+            )
         if isinstance(target, dict) and schedule in (None, "budget"):
             self.budget = budget_lib.parse_budget(target)
             schedule = "budget"

@@ -1,4 +1,5 @@
-"""The `keras-guided` command line: `demo`, `inspect`, `prune`, `export`.
+"""The `keras-guided` command line: `demo`, `inspect`, `prune`, `export`,
+`latency`.
 
 Every command returns an exit code: 0 on success, 1 with a one-line reason
 on stderr when the input is bad (missing file, not a Keras model, unwritable
@@ -143,9 +144,11 @@ def _parser():
     )
     prune.add_argument(
         "--target-kind",
-        choices=("units", "params", "flops"),
+        choices=("units", "params", "flops", "latency"),
         default="units",
-        help="what --target measures (default: units)",
+        help="what --target measures (default: units); latency builds (or "
+        "reads from the cache) a float32, 1-thread LiteRT latency table "
+        "first, see `keras-guided latency`",
     )
     prune.add_argument(
         "--min-units",
@@ -207,6 +210,47 @@ def _parser():
         "--threads", type=int, default=1, help="interpreter threads"
     )
     export.set_defaults(handler=_run_export)
+
+    latency = commands.add_parser(
+        "latency",
+        help="measure a per-layer LiteRT latency table (cached on disk)",
+        description=(
+            "Time every Conv/Depthwise/Dense layer alone in LiteRT at a few "
+            "channel counts, print the predicted ms per layer at several "
+            "widths, and compare the predicted total with the measured "
+            "whole model. The table is cached, so `prune --target-kind "
+            "latency` reuses it."
+        ),
+    )
+    latency.add_argument("model", help="a .keras file")
+    latency.add_argument(
+        "--quantize",
+        choices=("none", "dynamic", "float16", "int8"),
+        default="none",
+        help="the export mode to time (default: none, float32)",
+    )
+    latency.add_argument(
+        "--threads", type=int, default=1, help="interpreter threads"
+    )
+    latency.add_argument(
+        "--num-samples", type=int, default=4,
+        help="channel counts sampled per dimension (default: 4)",
+    )
+    latency.add_argument(
+        "--num-runs", type=int, default=20,
+        help="timed runs per sample (default: 20)",
+    )
+    latency.add_argument(
+        "--cache-dir", default=None,
+        help="cache folder (default: $KERAS_GUIDED_CACHE or "
+        "~/.cache/keras_guided)",
+    )
+    latency.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip the whole-model measurement",
+    )
+    latency.set_defaults(handler=_run_latency)
     return parser
 
 
@@ -423,6 +467,13 @@ def _prune(model, args, verify=True):
     from keras_guided import surgery
 
     options = {}
+    if getattr(args, "target_kind", None) == "latency" and (
+            args.target is not None):
+        from keras_guided import latency
+
+        _progress("building the LiteRT latency table (float32, 1 thread; "
+                  "cached) ...")
+        options["latency_table"] = latency.build_latency_table(model)
     if getattr(args, "threshold", None) is not None:
         options["threshold"] = args.threshold
     if getattr(args, "target", None) is not None:
@@ -468,6 +519,33 @@ def _run_prune(args):
         f"{stats.count_params(model):,} -> {stats.count_params(pruned):,} "
         "params"
     )
+    return 0
+
+
+def _run_latency(args):
+    model = _load_model(args.model)
+    from keras_guided import latency
+
+    quantization = None if args.quantize == "none" else args.quantize
+    _progress(f"measuring the latency table of '{model.name}' ...")
+    table = latency.build_latency_table(
+        model, quantization=quantization, num_threads=args.threads,
+        num_samples=args.num_samples, num_runs=args.num_runs,
+        cache_dir=args.cache_dir,
+    )
+    print(table.summary())
+    if not args.no_measure:
+        _progress("measuring the whole model ...")
+        measured = latency.measure_latency(
+            model, quantization=quantization, num_threads=args.threads,
+            num_runs=max(args.num_runs, 20),
+        )
+        print(
+            f"whole model: measured {measured:.3f} ms, predicted "
+            f"{table.total_ms:.3f} ms for the priced layers "
+            f"({table.total_ms / measured:.0%}; element-wise ops, padding "
+            "and memory traffic between layers are the rest)"
+        )
     return 0
 
 

@@ -452,16 +452,17 @@ def _interpreter_class():
     return Interpreter
 
 
-def _convert(
-    model,
-    path,
-    quantization,
-    representative_data,
-    int8_io,
-    input_shape,
-    input_dtype,
-    batch_size,
-):
+def converter_settings(quantization, representative_data=None,
+                       int8_io=False):
+    """The TFLite converter settings of a quantization mode.
+
+    Returns `(target_spec, options)`: `target_spec` a dict of
+    `converter.target_spec` attributes (built-in ops only), `options` a dict
+    of converter attributes, in the form `model.export(format="litert",
+    target_spec=..., **options)` takes. `apply_settings` sets them on a
+    `tf.lite.TFLiteConverter`, so every conversion (`export_tflite`, the
+    latency tables) uses the same settings.
+    """
     import tensorflow as tf
 
     ops = {tf.lite.OpsSet.TFLITE_BUILTINS}
@@ -484,6 +485,33 @@ def _convert(
             options["inference_input_type"] = tf.int8
             options["inference_output_type"] = tf.int8
     target_spec["supported_ops"] = ops
+    return target_spec, options
+
+
+def apply_settings(converter, settings):
+    """Sets `converter_settings(...)` on a `tf.lite.TFLiteConverter`."""
+    target_spec, options = settings
+    for name, value in target_spec.items():
+        setattr(converter.target_spec, name, value)
+    for name, value in options.items():
+        setattr(converter, name, value)
+    return converter
+
+
+def _convert(
+    model,
+    path,
+    quantization,
+    representative_data,
+    int8_io,
+    input_shape,
+    input_dtype,
+    batch_size,
+):
+    import tensorflow as tf
+
+    target_spec, options = converter_settings(
+        quantization, representative_data, int8_io)
     signature = [
         tf.TensorSpec((batch_size,) + tuple(input_shape), input_dtype)
     ]
@@ -684,7 +712,10 @@ def _verify(report, path, model, inputs, tolerance):
         )
 
 
-def _median_latency(interpreter_class, content, num_runs, num_threads):
+def _median_latency(interpreter_class, content, num_runs, num_threads,
+                    statistic="median"):
+    """Batch-1 latency of the file's bytes in ms: the median (or `"min"`)
+    over `num_runs` timed interpreter runs after a short warm-up."""
     interpreter = _make_interpreter(interpreter_class, content, num_threads)
     detail = interpreter.get_input_details()[0]
     if int(detail["shape_signature"][0]) < 0:
@@ -701,4 +732,5 @@ def _median_latency(interpreter_class, content, num_runs, num_threads):
         start = time.perf_counter()
         interpreter.invoke()
         times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
+    reduce = np.min if statistic == "min" else np.median
+    return float(reduce(times) * 1000.0)

@@ -258,7 +258,7 @@ def parse_target(target):
     if not valid:
         raise ValueError(
             "`target` must be the fraction to keep, a float in (0, 1], or "
-            "a dict with one key in ('units', 'params', 'flops'), e.g. "
+            f"a dict with one key in {METRICS}, e.g. "
             f"{{'flops': 0.5}} to keep half of the FLOPs. "
             f"Received: target={target!r}"
         )
@@ -266,7 +266,7 @@ def parse_target(target):
 
 
 class KeptCost:
-    """The exact params or FLOPs a model keeps while units are removed.
+    """The exact params, FLOPs or latency a model keeps as units go.
 
     Built on `stats.weight_costs` (the one cost model): each weight costs
     its kept size times its cost per element, and its kept size is the
@@ -274,14 +274,19 @@ class KeptCost:
     every axis its slices cut, so a Dense kernel between two pruned layers
     loses rows and columns and the entries at their crossing are counted
     once (adding per-unit shares would count them twice and keep more than
-    asked).
+    asked). With `metric="latency"` the kernel of a layer the
+    `latency_table` measured costs the table's prediction at its kept
+    input and output channels instead, its other weights nothing; a layer
+    it estimates costs its FLOPs times the table's ms per FLOP.
 
     Args:
         groups: `UnitGroup`s of `model`.
         model: the model.
-        metric: `"units"`, `"params"` or `"flops"`.
+        metric: `"units"`, `"params"`, `"flops"` or `"latency"`.
         shapes: concrete shapes for variable-length models (see
             `stats.weight_costs`). Defaults to `None`.
+        latency_table: a `keras_guided.latency.LatencyTable` of `model`,
+            needed for `"latency"`. Defaults to `None`.
 
     Examples:
         >>> import keras, keras_guided
@@ -296,20 +301,32 @@ class KeptCost:
         9.0
     """
 
-    def __init__(self, groups, model, metric, shapes=None):
+    def __init__(self, groups, model, metric, shapes=None,
+                 latency_table=None):
         from keras_guided import stats
         from keras_guided import units as units_lib
 
         self.metric = metric
         self._weights = {}  # (id(layer), name) -> [kept dims, unit cost]
+        self._curves = {}  # (id(layer), name) -> dims -> ms (latency)
         if metric != "units":
-            for _, layer, weights in stats.weight_costs(
-                model, shapes=shapes, flops=metric == "flops"
+            for layer_name, layer, weights in stats.weight_costs(
+                model, shapes=shapes, flops=metric != "params"
             ):
+                curve = (latency_table.kernel_curve(layer_name)
+                         if metric == "latency" else None)
+                kernel = getattr(layer, "kernel", None)
                 for name, (shape, per_element) in weights.items():
                     unit_cost = 1.0 if metric == "params" else per_element
-                    self._weights[(id(layer), name)] = [
-                        list(shape), float(unit_cost)]
+                    if metric == "latency":
+                        unit_cost *= latency_table.ms_per_flop
+                    key = (id(layer), name)
+                    if curve is not None:
+                        unit_cost = 0.0
+                        if kernel is not None and name == \
+                                units_lib.weight_key(layer, kernel):
+                            self._curves[key] = curve
+                    self._weights[key] = [list(shape), float(unit_cost)]
         self._removed = {}  # (id(layer), name, axis) -> removed indices
         self._units_lib = units_lib
         if metric == "units":
@@ -317,9 +334,16 @@ class KeptCost:
                                    if g.prunable))
         else:
             self.total = float(sum(
-                math.prod(dims) * cost for dims, cost in self._weights.values()
+                self._value(key, dims, cost)
+                for key, (dims, cost) in self._weights.items()
             ))
         self.kept = self.total
+
+    def _value(self, key, dims, cost):
+        curve = self._curves.get(key)
+        if curve is not None:
+            return curve(dims)
+        return math.prod(dims) * cost
 
     def remove(self, group, unit):
         """Removes `unit` of `group`; returns the cost it saved."""
@@ -356,11 +380,12 @@ class KeptCost:
             fresh -= removed | pending.get(key, set())
             if not fresh:
                 continue
-            before = math.prod(dims) * cost
+            weight = (id(slice_.layer), slice_.weight)
+            before = self._value(weight, dims, cost)
             dims = list(dims)
             dims[axes[0]] -= len(fresh)
-            shortened[(id(slice_.layer), slice_.weight)] = dims
-            saved += before - math.prod(dims) * cost
+            shortened[weight] = dims
+            saved += before - self._value(weight, dims, cost)
             pending.setdefault(key, set()).update(fresh)
             if apply:
                 entry[0] = dims
@@ -396,7 +421,8 @@ def unit_costs(groups, model, metric, shapes=None):
 
 
 def plan_from_target(groups, model, target, scores=None, min_units=1,
-                     round_to=None, relative=True, shapes=None):
+                     round_to=None, relative=True, shapes=None,
+                     latency_table=None):
     """A plan removing the least important units until `target` is met.
 
     `target` is what the model keeps at most (the value to reach), as in
@@ -408,15 +434,19 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     Units are ranked over all prunable groups together. With
     `relative=True` a unit's score is divided by the mean score of its
     group first, so layers whose weights have a different scale (fan-in,
-    initializer) are not emptied wholesale.
+    initializer) are not emptied wholesale. A `{"latency": ...}` target
+    ranks units by score per millisecond its removal saves in the
+    `latency_table` (a knapsack greedy, see `keras_guided.latency`), so
+    the plan spends its cuts where the measured kernels are slow.
 
     Args:
         groups: `UnitGroup`s of `model`.
         model: the model (for params and FLOPs totals).
         target: what to keep: a float fraction (of the units of prunable
-            groups), or a dict `{"units" | "params" | "flops": amount}`
-            with a float fraction or an int count (the grammar of
-            `GuidedPruning(target=...)`).
+            groups), or a dict `{"units" | "params" | "flops" |
+            "latency": amount}` with a float fraction or an int count (the
+            grammar of `GuidedPruning(target=...)`; a latency count is in
+            milliseconds).
         scores: per-group unit scores; defaults to `unit_scores(groups)`
             with dead units at 0.
         min_units: fewest units kept per group. Defaults to 1.
@@ -425,13 +455,17 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             mean. Defaults to `True`.
         shapes: concrete tensor shapes for a variable-length model (see
             `stats.weight_costs`); FLOPs need them. Defaults to `None`.
+        latency_table: the `keras_guided.latency.LatencyTable` of `model`;
+            required by a latency target, refused otherwise. Defaults to
+            `None`.
 
     Returns:
         A plan `{group index: kept unit indices}`.
 
     Raises:
         ValueError: for a bad `target`, or one that cannot be reached
-            within `min_units`.
+            within `min_units`, a latency target without a table (or with
+            the table of another model).
 
     Examples:
         >>> import keras, keras_guided
@@ -449,6 +483,12 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         target = {next(iter(target)): 1.0}
     metric, kept_fraction = parse_target(target)
     scores = default_scores(groups) if scores is None else scores
+    if metric == "latency" or latency_table is not None:
+        from keras_guided import _latency_plan
+
+        return _latency_plan.plan_for_latency(
+            groups, model, metric, kept_fraction, count, scores, min_units,
+            round_to, relative, shapes, latency_table)
     cost = KeptCost(groups, model, metric, shapes=shapes)
     goal = kept_fraction * cost.total if count is None else float(count)
     candidates = []
@@ -509,32 +549,40 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
              else cost.kept)
     if final <= goal * (1 + 1e-9) + 1e-9:
         return plan
+    unrounded = round_to and _plan_cost(
+        groups, model, metric, shapes,
+        plan_from_mask(groups, masks, scores, min_units, None),
+    ) <= goal * (1 + 1e-9) + 1e-9
+    return _unreachable(plan, final, cost.total, kept_fraction, metric,
+                        min_units, round_to, unrounded)
+
+
+def _unreachable(plan, final, total, kept_fraction, metric, min_units,
+                 round_to, unrounded, stacklevel=4):
+    """`plan` with a warning when only rounding missed the goal; raises
+    otherwise."""
     limits = f"min_units={min_units}"
     if round_to:
         limits += f" and round_to={round_to}"
-    share = f"{final / cost.total:.1%}"
+    share = f"{final / total:.1%}"
     if share == f"{kept_fraction:.1%}":
-        share = f"{final / cost.total:.3%}"
+        share = f"{final / total:.3%}"
     message = (
         f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
         f"every prunable unit allowed by {limits} keeps {share}."
     )
-    if round_to and _plan_cost(
-        groups, model, metric, shapes,
-        plan_from_mask(groups, masks, scores, min_units, None),
-    ) <= goal * (1 + 1e-9) + 1e-9:
+    if unrounded:
         # Only the rounding stands in the way: the user asked for it.
         warnings.warn(
             message + " Returning the smallest plan with kept counts "
             "rounded up; lower `round_to` to get closer to the target.",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return plan
     raise ValueError(
         message + " Raise the target, lower `min_units`, or make more "
         "groups prunable."
     )
-    return plan
 
 
 _LOOK_AHEAD = 64
@@ -556,9 +604,10 @@ def _finishing_candidate(candidates, position, removable, groups, cost,
     return best
 
 
-def _plan_cost(groups, model, metric, shapes, plan):
+def _plan_cost(groups, model, metric, shapes, plan, latency_table=None):
     """What `model` keeps of `metric` after `plan`, exactly."""
-    cost = KeptCost(groups, model, metric, shapes=shapes)
+    cost = KeptCost(groups, model, metric, shapes=shapes,
+                    latency_table=latency_table)
     for index, kept in plan.items():
         group = groups[index]
         for unit in np.setdiff1d(np.arange(group.num_units), kept):

@@ -125,6 +125,7 @@ def prune_model(
     sample_inputs=None,
     tolerance=1e-8,
     return_report=False,
+    latency_table=None,
 ):
     """Returns a new model without the pruned units; `model` is untouched.
 
@@ -147,9 +148,10 @@ def prune_model(
         target: what the pruned model keeps, least important units removed
             first: a float (fraction of the units of prunable groups) or
             the grammar shared with `GuidedPruning(target=...)`, a dict
-            `{"units" | "params" | "flops": amount}` with a float fraction
-            of the starting value or an int count, e.g. `{"flops": 0.5}`
-            or `{"units": 66}`. Defaults to `None`.
+            `{"units" | "params" | "flops" | "latency": amount}` with a
+            float fraction of the starting value or an int count, e.g.
+            `{"flops": 0.5}` or `{"units": 66}`. A latency target needs
+            `latency_table`. Defaults to `None`.
         min_units: fewest units kept in a group. Defaults to 1.
         round_to: round kept counts up to a multiple of this. Defaults to
             `None`.
@@ -164,6 +166,10 @@ def prune_model(
         tolerance: largest |w| counted as zero for dead units. Defaults to
             `1e-8`.
         return_report: also return a `PruneReport`. Defaults to `False`.
+        latency_table: a `keras_guided.latency.LatencyTable` of `model`
+            (`keras_guided.latency.build_latency_table(model)`), required
+            by a `{"latency": ...}` target: its predicted latency of the
+            priced layers is what the target keeps. Defaults to `None`.
 
     Returns:
         The pruned `keras.Model` (a `keras.Sequential` for a Sequential
@@ -198,6 +204,12 @@ def prune_model(
             f"Received: {', '.join(chosen)}"
         )
     scoring.check_limits(min_units, round_to)
+    if latency_table is not None and target is None:
+        raise ValueError(
+            "`latency_table` prices a latency target only. Received: "
+            "latency_table=<LatencyTable> without a target. Pass "
+            "target={'latency': 0.5}, or drop latency_table."
+        )
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
@@ -211,7 +223,7 @@ def prune_model(
     elif target is not None:
         plan = scoring.plan_from_target(
             groups, model, target, min_units=min_units, round_to=round_to,
-            shapes=rewriter.shapes,
+            shapes=rewriter.shapes, latency_table=latency_table,
         )
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)

@@ -21,13 +21,15 @@ from keras_guided import budget
     ({"flops": 0.1}, ("flops", 0.1)),
     ({"params": 1.0}, ("params", 1.0)),
     ({"params": np.int64(7)}, ("params", 7)),
+    ({"latency": 0.4}, ("latency", 0.4)),
 ])
 def test_parse_budget_accepts_the_one_grammar(target, expected):
     assert budget.parse_budget(target) == expected
 
 
 @pytest.mark.parametrize("target", [
-    0.5, {"units": 0}, {"flops": 1.5}, {"latency": 0.5}, {"units": True},
+    0.5, {"units": 0}, {"flops": 1.5}, {"latency": 0.0}, {"units": True},
+    {"speed": 0.5},
     {"units": 10, "flops": 0.5}, {"flops": float("nan")},
 ])
 def test_parse_budget_message(target):
@@ -35,7 +37,7 @@ def test_parse_budget_message(target):
         budget.parse_budget(target)
     assert str(error.value) == (
         "`target` must be a dict with one key in ['units', 'params', "
-        "'flops'] and a value that is a fraction to keep (a float in (0, "
+        "'flops', 'latency'] and a value that is a fraction to keep (a float in (0, "
         "1]) or a count (an int >= 1), e.g. {'flops': 0.1} or {'units': "
         f"66}}. Received: target={target!r}"
     )

@@ -1,0 +1,104 @@
+"""Timing one layer, or one model, in the LiteRT interpreter.
+
+`latency.build_latency_table` calls `time_layer` once per sampled channel
+count: the layer alone, at its input shape, is traced with `tf.function`,
+converted with `tf.lite.TFLiteConverter.from_concrete_functions` (no
+SavedModel on disk, about 0.2 s a layer) under the exact converter settings
+`export_tflite` uses (`export.converter_settings`), and timed with
+`export._median_latency`. The function is converted without its
+`trackable_obj` on purpose: that path freezes the layer's variables into
+constants, as the SavedModel path of `export_tflite` does; with the
+trackable the file would read resource variables at run time, which
+XNNPACK cannot fuse, and time 3-4x slower than the exported model. Tests replace `time_layer` to count calls or
+return synthetic timings.
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from keras_guided import export as export_lib
+
+_CALIBRATION_SAMPLES = 4
+
+
+def check_runtime():
+    """Raises unless this process can convert (TensorFlow backend) and run
+    (`ai_edge_litert`) a LiteRT file."""
+    export_lib._check_backend()
+    export_lib._interpreter_class()
+
+
+def time_layer(layer_class, kwargs, input_shape, settings):
+    """Latency in ms of a fresh `layer_class(**kwargs)` on one input of
+    `input_shape` (batch excluded), under `settings` (a dict with
+    `quantization`, `num_threads`, `num_runs`, `statistic`)."""
+    import tensorflow as tf
+
+    layer = layer_class(**kwargs)
+    spec = tf.TensorSpec((1,) + tuple(input_shape), tf.float32)
+    layer.build(spec.shape)
+    function = tf.function(lambda x: layer(x), input_signature=[spec])
+    with _quiet_deprecation():
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [function.get_concrete_function()]
+        )
+    content = _convert(converter, input_shape, settings["quantization"])
+    return export_lib._median_latency(
+        export_lib._interpreter_class(), content, settings["num_runs"],
+        settings["num_threads"], settings["statistic"],
+    )
+
+
+def time_model(model, settings, representative_data=None):
+    """Latency in ms of the whole single-input `model`, converted as
+    `export_tflite` converts it (batch 1, built-in ops only)."""
+    input_shape, input_dtype = export_lib._single_input(model)
+    quantization = settings["quantization"]
+    if quantization == "int8" and representative_data is None:
+        representative_data = _calibration(input_shape)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.tflite")
+        export_lib._convert(model, path, quantization, representative_data,
+                            False, input_shape, input_dtype, 1)
+        with open(path, "rb") as f:
+            content = f.read()
+    return export_lib._median_latency(
+        export_lib._interpreter_class(), content, settings["num_runs"],
+        settings["num_threads"], settings["statistic"],
+    )
+
+
+def _convert(converter, input_shape, quantization):
+    data = _calibration(input_shape) if quantization == "int8" else None
+    export_lib.apply_settings(
+        converter, export_lib.converter_settings(quantization, data)
+    )
+    return converter.convert()
+
+
+class _TrackableWarning(logging.Filter):
+    def filter(self, record):
+        return "trackable_obj" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_deprecation():
+    """Hides TF's one-line advice to pass `trackable_obj` (see module doc)."""
+    logger = logging.getLogger("absl")
+    quiet = _TrackableWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _calibration(input_shape):
+    """Random calibration inputs: int8 timings do not depend on values."""
+    rng = np.random.default_rng(0)
+    shape = (_CALIBRATION_SAMPLES,) + tuple(input_shape)
+    return rng.standard_normal(shape).astype("float32")
