@@ -90,7 +90,8 @@ class _Greedy:
             self.order[group.index] = np.argsort(values, kind="stable")
             self.next[group.index] = 0
             self.removable[group.index] = max(
-                0, group.num_units - min(min_units, group.num_units))
+                0, group.num_units
+                - scoring.floor_units(min_units, group.num_units))
         self.heap = []
         for index in self.scores:
             self._push(index)

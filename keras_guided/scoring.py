@@ -147,12 +147,17 @@ def check_limits(min_units, round_to):
     """Validates `min_units` and `round_to`.
 
     Raises:
-        ValueError: if `min_units` is not a positive int, or `round_to` is
-            neither `None` nor a positive int.
+        ValueError: if `min_units` is neither a positive int nor a float in
+            (0, 1], or `round_to` is neither `None` nor a positive int.
     """
-    if not isinstance(min_units, (int, np.integer)) or min_units < 1:
+    is_count = isinstance(min_units, (int, np.integer)) and not isinstance(
+        min_units, bool) and min_units >= 1
+    is_share = isinstance(min_units, float) and 0.0 < min_units <= 1.0
+    if not (is_count or is_share):
         raise ValueError(
-            "`min_units` must be a positive int (never a zero-width layer). "
+            "`min_units` must be a positive int (the fewest units kept per "
+            "group; never a zero-width layer) or a float in (0, 1] (the "
+            "smallest share of each group kept, e.g. 0.25). "
             f"Received: min_units={min_units!r}"
         )
     if round_to is not None and (
@@ -164,10 +169,18 @@ def check_limits(min_units, round_to):
         )
 
 
+def floor_units(min_units, num_units):
+    """The fewest units a group of `num_units` keeps under `min_units` (a
+    count, or a share of the group rounded up; at least 1)."""
+    if isinstance(min_units, float):
+        return max(1, min(num_units, math.ceil(min_units * num_units - 1e-9)))
+    return min(int(min_units), num_units)
+
+
 def _apply_limits(group, keep_mask, scores, min_units, round_to):
     """Raises the kept count to `min_units` and a multiple of `round_to`."""
     count = int(keep_mask.sum())
-    wanted = max(count, min(min_units, group.num_units))
+    wanted = max(count, floor_units(min_units, group.num_units))
     if round_to:
         wanted = min(group.num_units, math.ceil(wanted / round_to) * round_to)
     if wanted > count:
@@ -449,7 +462,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             milliseconds).
         scores: per-group unit scores; defaults to `unit_scores(groups)`
             with dead units at 0.
-        min_units: fewest units kept per group. Defaults to 1.
+        min_units: fewest units kept per group: an int count, or a float
+            in (0, 1] for a share of each group. Defaults to 1.
         round_to: kept counts rounded up to a multiple. Defaults to `None`.
         relative: rank units by their score relative to their group's
             mean. Defaults to `True`.
@@ -503,7 +517,7 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             candidates.append((group_scores[unit], group.index, unit))
     candidates.sort()
     removable = {
-        g.index: max(0, g.num_units - min(min_units, g.num_units))
+        g.index: max(0, g.num_units - floor_units(min_units, g.num_units))
         for g in groups if g.prunable
     }
     masks = [np.zeros(g.num_units, dtype=bool) for g in groups]

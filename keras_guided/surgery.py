@@ -152,7 +152,9 @@ def prune_model(
             float fraction of the starting value or an int count, e.g.
             `{"flops": 0.5}` or `{"units": 66}`. A latency target needs
             `latency_table`. Defaults to `None`.
-        min_units: fewest units kept in a group. Defaults to 1.
+        min_units: fewest units kept in a group: an int count, or a float
+            in (0, 1] for a share of each group (`0.25` never cuts a
+            layer below a quarter of its units). Defaults to 1.
         round_to: round kept counts up to a multiple of this. Defaults to
             `None`.
         protected: names of layers whose groups are never pruned. Defaults
@@ -297,8 +299,9 @@ def _validate_plan(plan, groups, min_units):
             if not 0 <= kept <= group.num_units:
                 raise ValueError(
                     f"`plan` keeps {kept} units of {_describe_group(group)},"
-                    f" which has {group.num_units}. Keep between {min_units}"
-                    f" and {group.num_units}."
+                    f" which has {group.num_units}. Keep between "
+                    f"{scoring.floor_units(min_units, group.num_units)} and "
+                    f"{group.num_units}."
                 )
             if scores is None:
                 scores = scoring.default_scores(groups)
@@ -320,7 +323,7 @@ def _validate_plan(plan, groups, min_units):
                 f"`plan` removes units of {_describe_group(group)}, which is "
                 f"not prunable: {group.reason}."
             )
-        if len(kept) < min(min_units, group.num_units):
+        if len(kept) < scoring.floor_units(min_units, group.num_units):
             raise ValueError(
                 f"`plan` keeps {len(kept)} units of {_describe_group(group)};"
                 f" at least min_units={min_units} must stay (a layer never "

@@ -195,8 +195,10 @@ CATALOGUE = [
      ValueError, r"`target` must be .* Received: target=1\.5"),
     ("prune-min-units", "min_units=0",
      lambda m, t, c: keras_guided.prune_model(m, min_units=0),
-     ValueError, r"`min_units` must be a positive int \(never a zero-width "
-                 r"layer\)\. Received: min_units=0"),
+     ValueError, r"`min_units` must be a positive int \(the fewest units "
+                 r"kept per group; never a zero-width layer\) or a float in "
+                 r"\(0, 1\] \(the smallest share of each group kept, e\.g\. "
+                 r"0\.25\)\. Received: min_units=0"),
     ("prune-threshold", "negative threshold",
      lambda m, t, c: keras_guided.prune_model(m, threshold=-1.0),
      ValueError, r"`threshold` must be a non-negative float\. "

@@ -116,6 +116,40 @@ def test_unreachable_target_and_bad_limits():
         scoring.plan_from_target(groups, model, 0.5, round_to=0)
     with pytest.raises(ValueError, match=r"Received: min_units=1.5"):
         scoring.check_limits(1.5, None)
+    with pytest.raises(ValueError, match=r"Received: min_units=0.0"):
+        scoring.check_limits(0.0, None)
+    with pytest.raises(ValueError, match=r"Received: min_units=True"):
+        scoring.check_limits(True, None)
+
+
+@pytest.mark.parametrize("min_units, num_units, expected", [
+    (1, 10, 1), (3, 10, 3), (30, 10, 10),
+    (0.25, 10, 3), (0.25, 8, 2), (0.01, 10, 1), (1.0, 7, 7)])
+def test_floor_units_counts_and_shares(min_units, num_units, expected):
+    assert scoring.floor_units(min_units, num_units) == expected
+
+
+def test_a_share_floor_holds_in_every_group_of_a_target_plan():
+    # Layer "a" has two strong units and fourteen weak ones: by score a
+    # 30 % units target keeps 2 of its 16; a 0.25 share floor keeps 4.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = layers.Dense(16, name="a")(inputs)
+    x = layers.Dense(16, name="b")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(x))
+    kernel, bias = model.get_layer("a").get_weights()
+    scale = np.full(16, 0.05, "float32")
+    scale[:2] = 1.0
+    model.get_layer("a").set_weights([kernel * scale, bias * 0])
+    groups = keras_guided.find_unit_groups(model)
+    plain = scoring.plan_from_target(groups, model, {"units": 0.3})
+    floored = scoring.plan_from_target(groups, model, {"units": 0.3},
+                                       min_units=0.25)
+    assert len(plain[0]) < 4
+    assert len(floored[0]) >= 4 and len(floored[1]) >= 4
+    assert len(floored[0]) + len(floored[1]) == len(plain[0]) + len(
+        plain[1])
+
 
 
 def test_target_always_removes_dead_units():
