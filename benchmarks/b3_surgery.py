@@ -305,7 +305,8 @@ def run_latency(models, quantizations, mode, out, log=print):
 
     cfg = CONFIGS[mode]
     path = os.path.join(out, "b3_latency.json")
-    results = {"config": cfg, "asked": LATENCY_ASKED, "min_share": MIN_SHARE,
+    results = {"config": cfg, "asked": LATENCY_ASKED,
+               "min_share": MIN_SHARE,
                "aims": LATENCY_AIMS, "machine": report.machine(),
                "rows": []}
     if os.path.exists(path):
