@@ -433,6 +433,7 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             self._step = self._compile_step()
             self._hooked_function = None  # traced with the old plan
         plan = self._plan
+        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
         self._set_unit_weights(self._base_coefficients)
@@ -449,7 +450,6 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         self._pending = 0
         self._penalty = None
         self._controller = None
-        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._landed = False
         self._epoch = 0
         self._control_every = 1
