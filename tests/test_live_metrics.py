@@ -129,3 +129,24 @@ def test_marginal_cost_is_what_removing_one_unit_saves():
             fewer[unit] = False
             saved = metrics.value(kind, live) - metrics.value(kind, fewer)
             assert marginal[unit] == pytest.approx(saved)
+
+
+def test_a_non_linear_price_plugs_in(monkeypatch):
+    # A made-up latency: a Dense costs (kept inputs x kept outputs) ** 2.
+    def squared(layer_cost, kept):
+        kernel = [shape for weight, shape in layer_cost.kept_shapes(kept)
+                  if weight.key == "kernel"]
+        return float(np.prod(kernel[0])) ** 2 if kernel else 0.0
+
+    monkeypatch.setitem(stats.PRICES, "latency", squared)
+    model = mlp()
+    plan, metrics = _metrics(model)
+    live = np.ones(plan.num_units, dtype=bool)
+    full = (64 * 24) ** 2 + (24 * 16) ** 2 + (16 * 10) ** 2
+    assert metrics.value("latency", live) == full
+    live[0] = False  # one unit of "a": a's columns and b's rows shrink
+    assert metrics.value("latency", live) == (
+        (64 * 23) ** 2 + (23 * 16) ** 2 + (16 * 10) ** 2)
+    marginal = metrics.group_marginal_costs(live, "latency")
+    assert marginal[0] == (64 * 23) ** 2 - (64 * 22) ** 2 + (
+        (23 * 16) ** 2 - (22 * 16) ** 2)
