@@ -23,6 +23,7 @@ entry in `PRICES`.
 import dataclasses
 import math
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 
@@ -38,11 +39,10 @@ def _graph_nodes(model):
     A layer keeps a node for every call ever made (a Sequential rebuilt, a
     layer reused in another model): only the nodes of this graph count.
     """
-    graph = getattr(model, "_functional", None) or model
-    by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not by_depth:
+    graph = adapter.sequential_graph(model) or model
+    if not adapter.has_graph(graph):
         return None
-    return {id(node) for nodes in by_depth.values() for node in nodes}
+    return {id(node) for node in adapter.graph_nodes(graph)}
 
 
 def _iter_layers(model, prefix="", shapes=None):
@@ -58,7 +58,7 @@ def _iter_layers(model, prefix="", shapes=None):
             yield from _iter_layers(layer, prefix=name + "/", shapes=shapes)
             continue
         calls = []
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in adapter.layer_calls(layer):
             if own is not None and id(node) not in own:
                 continue
             if node.input_tensors and node.output_tensors:
