@@ -9,7 +9,6 @@ apart from its hooks.
 import numpy as np
 
 from keras_guided import _group_plan
-from keras_guided import _live_metrics
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
@@ -82,25 +81,14 @@ class Coefficients:
         return result
 
     def _cost_factors_for(self, plan):
+        """Cost factors at the start of `fit`: what one unit of each group
+        costs in the whole network (the cost model's marginal cost),
+        relative to the mean over all units."""
         factors = np.ones(len(plan.groups))
         if self.cost is None or not plan.groups:
             return factors
-        if self.cost == "params":
-            costs = np.array(
-                [plan.per_unit_params[o] for o in plan.offsets], dtype=float
-            )
-        else:
-            layer_costs = _live_metrics.layer_costs(self.model)
-            costs = []
-            for sizes in plan.slice_sizes:
-                total = 0.0
-                for layer, per_unit in sizes:
-                    entry = layer_costs.get(layer.name)
-                    params = sum(int(np.prod(v.shape)) for v in layer.weights)
-                    if entry and params:
-                        total += entry["flops"] * per_unit / params
-                costs.append(total)
-            costs = np.asarray(costs, dtype=float)
+        everything = np.ones(plan.num_units, dtype=bool)
+        costs = self._metrics.group_marginal_costs(everything, self.cost)
         counts = np.array([g.num_units for g in plan.groups], dtype=float)
         mean = float((costs * counts).sum() / counts.sum())
         if mean > 0:

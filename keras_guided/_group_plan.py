@@ -42,13 +42,10 @@ class GroupPlan:
         # (variable index, axes, kind) -> list of index arrays
         penalized, output, all_roles = {}, {}, {}
         self.per_unit_penalized = np.zeros(self.num_segments)
-        self.per_unit_params = np.zeros(self.num_segments)
-        self.slice_sizes = []  # per group: [(layer, elements per unit)]
         # per group: [(variable index, axes, positions (units, k), layer)]
         self.slice_info = []
         for group, start in zip(self.groups, self.offsets):
             ids = np.arange(start, start + group.num_units)
-            sizes = []
             info = []
             for unit_slice in group.slices:
                 variable = units_lib.get_weight(
@@ -62,8 +59,6 @@ class GroupPlan:
                 positions = positions.reshape(group.num_units, -1)
                 others = int(np.prod(shape)) // max(length, 1)
                 per_unit = positions.shape[1] * others
-                self.per_unit_params[ids] += per_unit
-                sizes.append((unit_slice.layer, per_unit))
                 info.append((index, axes, positions, unit_slice.layer))
                 targets = [all_roles]
                 if unit_slice.role in PENALIZED_ROLES:
@@ -74,7 +69,6 @@ class GroupPlan:
                 for table in targets:
                     _place(table, (index, axes), length, positions, ids,
                            self.num_units)
-            self.slice_sizes.append(sizes)
             self.slice_info.append(info)
         self.entries = self._entries(penalized)
         self.output_entries = self._entries(output)
@@ -86,9 +80,6 @@ class GroupPlan:
         is_unit = np.ones(self.num_segments, dtype="float32")
         is_unit[-1] = 0.0
         self.is_unit = is_unit
-        self.model_params = int(
-            sum(int(np.prod(v.shape)) for v in model.weights)
-        )
 
     def _variable_index(self, variable):
         key = id(variable)

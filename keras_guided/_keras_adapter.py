@@ -1,4 +1,4 @@
-"""Every use of Keras internals by the callback, in one place.
+"""Every use of Keras internals by keras_guided, in one place.
 
 `GuidedPruning` runs its proximal step inside the compiled train step. Keras
 has no public hook for "after the optimizer step, inside the step", so this
@@ -19,12 +19,23 @@ optimizer:
   loads, so checkpoints (`BackupAndRestore`, `ModelCheckpoint`,
   `model.save`) are the same with and without the callback.
 
-Private Keras API used here, and nowhere else in the callback:
+The graph analysis (`graph.py`), the rewrite (`surgery.py`) and the cost
+model (`stats.py`) read a model's graph. Keras has public `model.inputs`,
+`model.outputs`, `model.layers` and `Layer.compute_output_spec`, but no
+public way to walk the nodes of a Functional graph, to find the layer that
+produced a symbolic tensor, or to re-call a node on new tensors; the small
+functions at the end of this module do that (`graph_nodes`, `producer`,
+`call_arguments`, ...).
+
+Private Keras API used here, and nowhere else in the package:
 `optimizer._variables` (the list behind `optimizer.variables`),
 `optimizer._learning_rate` (a `LearningRateSchedule`, read to evaluate the
-rate of the step that just ran) and `Layer._flatten_layers`. Checked on the
-Keras versions in `CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py`
-pins them.
+rate of the step that just ran), `Layer._flatten_layers`,
+`Sequential._functional`, `Functional._nodes_by_depth`,
+`Functional._operations`, `Functional._inputs_struct` /
+`_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
+`Node.arguments.fill_in`, and `MultiHeadAttention._use_gate`. Checked on the Keras versions in
+`CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 """
 
 import keras
@@ -165,3 +176,61 @@ def find_layer(model, name):
         if layer.name == name:
             return layer
     return None
+
+
+# ------------------------------------------------------------------ graphs
+
+
+def sequential_graph(model):
+    """The Functional graph Keras keeps behind a built `Sequential`, or
+    `None` when it is not built (no input shape yet)."""
+    return getattr(model, "_functional", None)
+
+
+def has_graph(model):
+    """Whether `model` is a Functional graph (not subclassed code)."""
+    return hasattr(model, "_nodes_by_depth") and hasattr(model, "_operations")
+
+
+def graph_nodes(functional):
+    """The nodes of `functional` that call an operation, inputs first
+    (deepest first: every node after the nodes it reads from)."""
+    by_depth = functional._nodes_by_depth
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def layer_calls(layer):
+    """Every node of `layer` (one per call, in any graph)."""
+    return list(getattr(layer, "_inbound_nodes", []))
+
+
+def producer(tensor):
+    """The operation (layer, `InputLayer` or op) that produced the symbolic
+    `tensor`."""
+    return tensor._keras_history.operation
+
+
+def call_arguments(node, values):
+    """`(args, kwargs)` of `node`'s call with every symbolic tensor
+    replaced by `values[id(tensor)]`."""
+    return node.arguments.fill_in(values)
+
+
+def pack_inputs(functional, flat):
+    """`flat` (one value per `functional.inputs`) in the structure the
+    model was built with (a dict, a list, a single tensor)."""
+    return keras.tree.pack_sequence_as(functional._inputs_struct, flat)
+
+
+def pack_outputs(functional, flat):
+    """`flat` (one value per `functional.outputs`) in the model's output
+    structure."""
+    return keras.tree.pack_sequence_as(functional._outputs_struct, flat)
+
+
+def attention_uses_gate(layer):
+    """Whether a `MultiHeadAttention` has a gate (Keras' gated variant)."""
+    return bool(getattr(layer, "_use_gate", False))

@@ -1,29 +1,33 @@
 """Live metrics of a network being pruned: which units are alive, and what
-the live network costs (parameters, FLOPs), from the weights.
+the live network costs, priced by the one cost model (`keras_guided.stats`).
 
 A unit is live when its output weights (kernel slice, bias, BatchNormalization
-gamma and beta) are not all zero. The cost of the live network is the cost
-of the model once the dead units (and the weights they make useless in
-their consumers) are removed; FLOPs per layer come from
-`keras_guided.stats.layer_costs`, scaled by the share of the layer's weights
-that survive.
+gamma and beta) are not all zero. The live network is the model once the
+dead units, and every weight slice tied to them (consumers' input rows,
+BatchNormalization statistics), are removed: each weight keeps a shape, and
+each layer is priced at its kept shapes by `stats.price`, the function that
+prices `stats.count_params`, `stats.count_flops` and `prune_model`'s
+targets. So `live_params` and `live_flops` are what `stats` counts on
+`prune_model(model)`, and a unit's marginal cost is what removing it saves
+under the same prices (a non-linear price, such as a latency table, needs
+no change here).
 """
 
 import numpy as np
 
-from keras_guided import _keras_adapter as adapter
 from keras_guided import proximal
+from keras_guided import stats
 from keras_guided._group_plan import producer_names
 
 
 class LiveMetrics:
     """Live units and costs for one `GroupPlan` of `model` (one `fit`: the
-    per-layer cost table is computed once and kept)."""
+    cost model is read once per metric and kept)."""
 
     def __init__(self, plan, model):
         self._plan = plan
         self.model = model
-        self._cost_table = None
+        self._tables = {}  # needs FLOPs -> (layer costs, variable places)
 
     def live_units(self, values):
         """Boolean live flag per unit, and live counts per producer layer."""
@@ -49,39 +53,72 @@ class LiveMetrics:
             masks[index] = mask if index not in masks else masks[index] & mask
         return masks
 
-    def params(self, live):
+    def kept_shapes(self, live):
+        """Per variable index: the shape the variable keeps in the live
+        network (its kept length along every axis a unit slice cuts)."""
         plan = self._plan
-        masks = self.masks(live)
-        removed = 0
-        for index, mask in masks.items():
+        shapes = {}
+        for index, mask in self.masks(live).items():
             shape = tuple(plan.variables[index].shape)
-            kept = int(np.broadcast_to(mask, shape).sum())
-            removed += int(np.prod(shape)) - kept
-        return plan.model_params - removed
+            kept = []
+            for axis, length in enumerate(shape):
+                if mask.shape[axis] == 1:
+                    kept.append(int(length))
+                    continue
+                others = tuple(a for a in range(mask.ndim) if a != axis)
+                kept.append(int(mask.any(axis=others).sum()))
+            shapes[index] = tuple(kept)
+        return shapes
+
+    def value(self, metric, live):
+        """The live network's `"units"`, `"params"` or `"flops"`."""
+        if metric == "units":
+            return int(live.sum())
+        layer_costs, _ = self._table(metric)
+        return stats.total(layer_costs, metric, self._kept(metric, live))
+
+    def params(self, live):
+        return self.value("params", live)
 
     def flops(self, live):
+        return self.value("flops", live)
+
+    def group_marginal_costs(self, live, kind):
+        """Per group: what removing one of its live units saves in the live
+        network (`kind` `"params"` or `"flops"`), priced layer by layer; 0
+        for a group without live units."""
         plan = self._plan
-        masks = self.masks(live)
-        by_id = {id(v): i for i, v in enumerate(plan.variables)}
-        total = 0.0
-        for flops, params, weights in self._costs_by_layer().values():
-            if not params:
-                total += flops
+        layer_costs, places = self._table(kind)
+        kept_by_variable = self.kept_shapes(live)
+        kept = self._kept(kind, live, kept_by_variable)
+        costs = np.zeros(len(plan.groups))
+        for g, (group, start, info) in enumerate(
+            zip(plan.groups, plan.offsets, plan.slice_info)
+        ):
+            group_live = np.flatnonzero(live[start:start + group.num_units])
+            if not len(group_live):
                 continue
-            kept = 0
-            for variable in weights:
-                shape = tuple(variable.shape)
-                index = by_id.get(id(variable))
-                if index in masks:
-                    kept += int(np.broadcast_to(masks[index], shape).sum())
-                else:
-                    kept += int(np.prod(shape))
-            total += flops * kept / params
-        return total
+            unit = group_live[0]
+            shortened = {}  # variable index -> kept shape without the unit
+            for index, axes, positions, _ in info:
+                full = tuple(plan.variables[index].shape)
+                shape = list(shortened.get(index, kept_by_variable[index]))
+                inner = int(np.prod([full[a] for a in axes[1:]]))
+                cut = len({int(p) // max(inner, 1) for p in positions[unit]})
+                shape[axes[0]] = max(shape[axes[0]] - cut, 0)
+                shortened[index] = tuple(shape)
+            for row in {r for index in shortened for r, _ in places[index]}:
+                fewer = dict(kept[row] or {})
+                for index, shape in shortened.items():
+                    for other, key in places[index]:
+                        if other == row:
+                            fewer[key] = shape
+                costs[g] += (stats.price(layer_costs[row], kind, kept[row])
+                             - stats.price(layer_costs[row], kind, fewer))
+        return costs
 
     def unit_marginal_costs(self, live, kind):
-        """Per unit: what removing it alone saves in the live network
-        (`kind` "params" or "flops")."""
+        """Per unit: `group_marginal_costs` of its group."""
         plan = self._plan
         group_costs = self.group_marginal_costs(live, kind)
         costs = np.zeros(plan.num_units)
@@ -89,73 +126,31 @@ class LiveMetrics:
             costs[start:start + group.num_units] = cost
         return costs
 
-    def value(self, metric, live):
-        if metric == "units":
-            return int(live.sum())
-        if metric == "params":
-            return self.params(live)
-        return self.flops(live)
+    def _kept(self, metric, live, kept_by_variable=None):
+        """Per layer of the cost model: `{weight key: kept shape}`."""
+        layer_costs, places = self._table(metric)
+        if kept_by_variable is None:
+            kept_by_variable = self.kept_shapes(live)
+        kept = [None] * len(layer_costs)
+        for index, shape in kept_by_variable.items():
+            for row, key in places[index]:
+                kept[row] = dict(kept[row] or {})
+                kept[row][key] = shape
+        return kept
 
-    def group_marginal_costs(self, live, kind):
-        """Per group: the params or FLOPs one of its live units costs in
-        the live network (its live weight slices, priced by layer)."""
-        plan = self._plan
-        masks = self.masks(live)
-        table = self._costs_by_layer()
-        costs = np.zeros(len(plan.groups))
-        for g, (group, start, info) in enumerate(
-            zip(plan.groups, plan.offsets, plan.slice_info)
-        ):
-            group_live = live[start:start + group.num_units]
-            total = 0.0
-            for index, axes, positions, layer in info:
-                shape = tuple(plan.variables[index].shape)
-                if index in masks:
-                    full = np.broadcast_to(masks[index], shape)
-                else:
-                    full = np.ones(shape, dtype=bool)
-                other = tuple(a for a in range(len(shape)) if a not in axes)
-                per_position = full.sum(axis=other) if other else full
-                per_position = np.asarray(per_position).reshape(-1)
-                elements = per_position[positions].sum(axis=1)
-                chosen = elements[group_live] if group_live.any() else elements
-                elements = float(np.mean(chosen))
-                if kind == "params":
-                    total += elements
-                else:
-                    flops, params, _ = table.get(id(layer), (0.0, 0, ()))
-                    if params:
-                        total += flops * elements / params
-            costs[g] = total
-        return costs
-
-    def _costs_by_layer(self):
-        """`{id(layer): (flops, params, weights)}` for every layer with a
-        cost, computed once per `fit`."""
-        if self._cost_table is None:
-            table = {}
-            for layer_name, entry in layer_costs(self.model).items():
-                layer = adapter.find_layer(self.model, layer_name)
-                weights = [] if layer is None else layer.weights
-                params = sum(int(np.prod(v.shape)) for v in weights)
-                key = id(layer) if layer is not None else layer_name
-                table[key] = (float(entry["flops"]), params, weights)
-            self._cost_table = table
-        return self._cost_table
-
-
-def layer_costs(model):
-    try:
-        from keras_guided import stats
-    except ImportError:
-        raise ValueError(
-            "cost='flops' and target_metric='flops' need "
-            "keras_guided.stats, which is not available in this install. "
-            "Use cost='params' / target_metric='params' instead."
-        ) from None
-    # Nested models name their layers "outer/inner"; layer objects know
-    # only "inner".
-    return {
-        name.rsplit("/", 1)[-1]: entry
-        for name, entry in stats.layer_costs(model).items()
-    }
+    def _table(self, metric):
+        """The cost model of the model, and where each plan variable sits
+        in it (`[(layer row, weight key)]` per variable index), keyed by the
+        variable object, never by layer name."""
+        flops = metric == "flops"
+        if flops not in self._tables:
+            layer_costs = stats.model_costs(self.model, flops=flops)
+            by_variable = {}
+            for row, layer_cost in enumerate(layer_costs):
+                for weight in layer_cost.weights:
+                    by_variable.setdefault(id(weight.variable), []).append(
+                        (row, weight.key))
+            places = [by_variable.get(id(v), [])
+                      for v in self._plan.variables]
+            self._tables[flops] = (layer_costs, places)
+        return self._tables[flops]

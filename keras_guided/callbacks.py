@@ -422,28 +422,16 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             self._plan = plan
             self._cache_key = key
             self._penalized_entries = plan.tensor_entries(plan.entries)
-            self._unit_weights = keras.Variable(
-                np.zeros(plan.num_segments, dtype="float32"),
-                trainable=False, dtype="float32", name="guided_unit_weights",
-            )
-            self._dead = keras.Variable(
-                np.zeros(plan.num_segments, dtype="float32"),
-                trainable=False, dtype="float32", name="guided_dead",
-            )
-            self._allowed = keras.Variable(
-                3e38, trainable=False, dtype="float32", name="guided_allowed"
-            )
-            self._floor = keras.Variable(
-                np.zeros(plan.num_segments, dtype="float32"),
-                trainable=False, dtype="float32", name="guided_floor",
-            )
-            self._held = keras.Variable(
-                np.zeros(plan.num_segments, dtype="float32"),
-                trainable=False, dtype="float32", name="guided_held",
-            )
+            per_unit = np.zeros(plan.num_segments, dtype="float32")
+            self._unit_weights = _state(per_unit, "guided_unit_weights")
+            self._dead = _state(per_unit, "guided_dead")
+            self._allowed = _state(3e38, "guided_allowed")
+            self._floor = _state(per_unit, "guided_floor")
+            self._held = _state(per_unit, "guided_held")
             self._step = self._compile_step()
             self._hooked_function = None  # traced with the old plan
         plan = self._plan
+        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
         self._set_unit_weights(self._base_coefficients)
@@ -460,7 +448,6 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         self._pending = 0
         self._penalty = None
         self._controller = None
-        self._metrics = _live_metrics.LiveMetrics(plan, model)
         self._landed = False
         self._epoch = 0
         self._control_every = 1
@@ -627,6 +614,11 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _state(value, name):
+    """A float32 state variable of the callback (not trained)."""
+    return keras.Variable(value, trainable=False, dtype="float32", name=name)
 
 
 def _validate_guidance(guidance):

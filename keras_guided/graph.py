@@ -64,6 +64,7 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 ROLES = ("producer", "follower", "consumer", "statistic")
@@ -241,10 +242,9 @@ class GraphAnalysis:
             atoms = self._tensor_atoms.get(id(tensor))
             if atoms is None:
                 continue
-            producer = tensor._keras_history.operation
             text = (
                 f"its channels are a model output (produced by "
-                f"{describe(producer)})"
+                f"{describe(adapter.producer(tensor))})"
             )
             for a in atoms:
                 self._flag(a, "output", text)
@@ -293,13 +293,9 @@ class GraphAnalysis:
             self._carriers.append((layer.name, atoms, is_producer))
 
     def _walk(self, functional):
-        depths = sorted(functional._nodes_by_depth, reverse=True)
-        for depth in depths:
-            for node in functional._nodes_by_depth[depth]:
-                if node.operation is None or node.is_input:
-                    continue
-                self.nodes.append((functional, node))
-                self._visit(node)
+        for node in adapter.graph_nodes(functional):
+            self.nodes.append((functional, node))
+            self._visit(node)
 
     def _inputs_of(self, node):
         return [self._tensor_atoms.get(id(t)) for t in node.input_tensors]
@@ -804,7 +800,7 @@ def _functional_of(model):
 
     validation.check_model(model)
     if isinstance(model, Sequential):
-        functional = getattr(model, "_functional", None)
+        functional = adapter.sequential_graph(model)
         if functional is None:
             raise ValueError(
                 f"Sequential model '{model.name}' is not built, so its graph "
@@ -812,9 +808,7 @@ def _functional_of(model):
                 "`model.build(input_shape)` first."
             )
         return functional
-    if not hasattr(model, "_nodes_by_depth") or not hasattr(
-        model, "_operations"
-    ):
+    if not adapter.has_graph(model):
         raise ValueError(
             f"Model '{model.name}' ({type(model).__name__}) is a subclassed "
             "model: its graph is Python code keras_guided cannot read. "
@@ -911,28 +905,25 @@ def concrete_shapes(model, input_shapes):
 
 
 def _infer_shapes(functional, specs):
-    for depth in sorted(functional._nodes_by_depth, reverse=True):
-        for node in functional._nodes_by_depth[depth]:
-            op = node.operation
-            if op is None or node.is_input:
-                continue
-            if any(id(t) not in specs for t in node.input_tensors):
-                continue
-            if _is_model(op):
-                inner = _functional_of(op)
-                for outer, inner_in in zip(node.input_tensors, inner.inputs):
-                    specs[id(inner_in)] = specs[id(outer)]
-                _infer_shapes(inner, specs)
-                for inner_out, outer in zip(inner.outputs, node.outputs):
-                    if id(inner_out) in specs:
-                        specs[id(outer)] = specs[id(inner_out)]
-                continue
-            args, kwargs = node.arguments.fill_in(specs)
-            try:
-                outputs = op.compute_output_spec(*args, **kwargs)
-            except Exception:  # noqa: BLE001 (the symbolic shape stays)
-                continue
-            import keras
+    import keras
 
-            for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
-                specs[id(tensor)] = spec
+    for node in adapter.graph_nodes(functional):
+        op = node.operation
+        if any(id(t) not in specs for t in node.input_tensors):
+            continue
+        if _is_model(op):
+            inner = _functional_of(op)
+            for outer, inner_in in zip(node.input_tensors, inner.inputs):
+                specs[id(inner_in)] = specs[id(outer)]
+            _infer_shapes(inner, specs)
+            for inner_out, outer in zip(inner.outputs, node.outputs):
+                if id(inner_out) in specs:
+                    specs[id(outer)] = specs[id(inner_out)]
+            continue
+        args, kwargs = adapter.call_arguments(node, specs)
+        try:
+            outputs = op.compute_output_spec(*args, **kwargs)
+        except Exception:  # noqa: BLE001 (the symbolic shape stays)
+            continue
+        for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
+            specs[id(tensor)] = spec

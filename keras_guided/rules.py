@@ -44,6 +44,7 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 KINDS = ("elementwise", "producer")
@@ -435,7 +436,7 @@ def attention_rule(layer, weights, kept_inputs, kept_outputs,
 
 def _check_attention(layer, input_shape, output_shape):
     """Heads are units for the standard layout only."""
-    if getattr(layer, "_use_gate", False):
+    if adapter.attention_uses_gate(layer):
         return "use_gate=True"
     axes = layer.get_config().get("attention_axes")
     if len(tuple(input_shape)) != 3 or axes not in (None, (1,), [1]):
@@ -499,8 +500,10 @@ def _attention_flops(layer, input_shape, output_shape):
     key_dim), so it shrinks with the heads.
     """
     query_steps = _spatial_size(input_shape, layer)
-    key_shape = getattr(layer, "_key_shape", None) or input_shape
-    key_steps = _spatial_size(key_shape, layer)
+    # The key's length is not known from the query's shape (Keras keeps no
+    # record of it on the layer): priced as self-attention, key length =
+    # query length.
+    key_steps = query_steps
     key_dim = layer.key_dim
     value_dim = layer.value_dim or key_dim
     costs = {

@@ -10,10 +10,20 @@ here all use these numbers, so "keep 25 % of the FLOPs" means the same
 everywhere. Element-wise layers (activations, BatchNormalization, pooling,
 Add) cost little and fold away on device, so they are not counted. A layer
 used several times (a shared layer) is counted once per call.
+
+`model_costs` is the model as one `LayerCost` per leaf layer (keyed by the
+layer object and its variables); `price(layer_cost, metric, kept)` prices
+one layer with its weights cut to kept shapes, and `total` a model. The
+tables here, the callback's live costs (`live_params`, `live_flops`) and
+marginal costs, and the budget controller all go through `price`, so a
+non-linear cost (a latency table over kept channel counts) is one more
+entry in `PRICES`.
 """
 
-import numpy as np
+import dataclasses
+import math
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 
@@ -29,11 +39,10 @@ def _graph_nodes(model):
     A layer keeps a node for every call ever made (a Sequential rebuilt, a
     layer reused in another model): only the nodes of this graph count.
     """
-    graph = getattr(model, "_functional", None) or model
-    by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not by_depth:
+    graph = adapter.sequential_graph(model) or model
+    if not adapter.has_graph(graph):
         return None
-    return {id(node) for nodes in by_depth.values() for node in nodes}
+    return {id(node) for node in adapter.graph_nodes(graph)}
 
 
 def _iter_layers(model, prefix="", shapes=None):
@@ -49,7 +58,7 @@ def _iter_layers(model, prefix="", shapes=None):
             yield from _iter_layers(layer, prefix=name + "/", shapes=shapes)
             continue
         calls = []
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in adapter.layer_calls(layer):
             if own is not None and id(node) not in own:
                 continue
             if node.input_tensors and node.output_tensors:
@@ -58,21 +67,111 @@ def _iter_layers(model, prefix="", shapes=None):
         yield name, layer, calls
 
 
-def weight_costs(model, shapes=None, flops=True):
-    """The cost model behind every count: one row per leaf layer.
+@dataclasses.dataclass(frozen=True)
+class WeightCost:
+    """One weight of a layer in the cost model.
+
+    Attributes:
+        key: the weight's name in its layer (`units.weight_key`).
+        variable: the weight itself.
+        shape: its full shape.
+        flops: FLOPs per element for one call on one example (summed over
+            the layer's calls in the graph; 0 when FLOPs were not asked).
+    """
+
+    key: str
+    variable: object
+    shape: tuple
+    flops: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    """One leaf layer of the cost model (`model_costs`).
+
+    A layer is priced by `price(layer_cost, metric, kept)`, where `kept`
+    maps weight keys to the shape each weight keeps (a weight not in it is
+    whole). Everything that counts a model or a part of it (the tables
+    here, `scoring`'s targets, the callback's live costs and marginal
+    costs) prices layers this way, keyed by the layer object (`layer`) and
+    its variables, never by name.
+
+    Attributes:
+        name: the layer's path in the model (`"outer/inner"` for nested
+            models), for tables only.
+        layer: the layer object.
+        weights: a tuple of `WeightCost`, in `layer.weights` order.
+    """
+
+    name: str
+    layer: object
+    weights: tuple
+
+    def kept_shapes(self, kept=None):
+        """`[(WeightCost, kept shape)]` for every weight of the layer."""
+        kept = kept or {}
+        return [(w, tuple(kept.get(w.key, w.shape))) for w in self.weights]
+
+
+def _price_params(layer_cost, kept):
+    return float(sum(math.prod(shape)
+                     for _, shape in layer_cost.kept_shapes(kept)))
+
+
+def _price_flops(layer_cost, kept):
+    return float(sum(math.prod(shape) * weight.flops
+                     for weight, shape in layer_cost.kept_shapes(kept)))
+
+
+PRICES = {"params": _price_params, "flops": _price_flops}
+"""How each metric prices one layer: `price(layer_cost, kept) -> float`.
+
+Parameters and FLOPs are linear in the kept weight sizes. A price need not
+be: a measured cost (latency looked up from the kept input and output
+channels, `kept["kernel"][-2:]` of a Dense or Conv) is one more entry here,
+and every caller (live costs, marginal costs, tables) uses it unchanged.
+"""
+
+
+def price(layer_cost, metric, kept=None):
+    """What `layer_cost`'s layer costs under `metric` with its weights cut
+    to `kept` (`{weight key: kept shape}`; `None`: the whole layer).
+
+    Raises:
+        ValueError: for a metric without a price.
+    """
+    try:
+        price_fn = PRICES[metric]
+    except KeyError:
+        raise ValueError(
+            f"`metric` must be one of {sorted(PRICES)}. "
+            f"Received: metric={metric!r}"
+        ) from None
+    return price_fn(layer_cost, kept)
+
+
+def total(layer_costs, metric, kept=None):
+    """The cost of a model (`model_costs`), each layer rounded to an int as
+    in `layer_costs`; `kept` is `None` (everything) or a list aligned with
+    `layer_costs` of `{weight key: kept shape}` (or `None`) per layer."""
+    kept = kept or [None] * len(layer_costs)
+    return int(sum(int(round(price(row, metric, cut)))
+                   for row, cut in zip(layer_costs, kept)))
+
+
+def model_costs(model, shapes=None, flops=True):
+    """The cost model behind every count: one `LayerCost` per leaf layer.
 
     Args:
         model: a built Sequential or Functional `keras.Model`.
         shapes: `{id(KerasTensor): shape}` overriding symbolic shapes (see
             `keras_guided.graph.concrete_shapes`), for variable-length
             models. Defaults to `None`.
-        flops: also compute FLOPs per weight element. Defaults to `True`.
+        flops: also compute FLOPs per weight element (else they are 0).
+            Defaults to `True`.
 
     Returns:
-        A list of `(name, layer, weights)`; `weights` maps each weight name
-        (`units.weight_key`) to `(shape, flops per element)`. A layer's
-        params are the sum of its weight sizes, its FLOPs the sum of size
-        times FLOPs per element.
+        A list of `LayerCost`, in layer order (nested models flattened).
 
     Raises:
         ValueError: with `flops=True`, for a layer whose FLOPs depend on an
@@ -90,15 +189,25 @@ def weight_costs(model, shapes=None, flops=True):
                     layer, input_shape, output_shape
                 ).items():
                     per_element[key] = per_element.get(key, 0) + value
-        weights = {
-            units_lib.weight_key(layer, variable): (
-                tuple(int(d) for d in variable.shape),
-                per_element.get(units_lib.weight_key(layer, variable), 0),
-            )
-            for variable in layer.weights
-        }
-        rows.append((name, layer, weights))
+        weights = []
+        for variable in layer.weights:
+            key = units_lib.weight_key(layer, variable)
+            weights.append(WeightCost(
+                key, variable, tuple(int(d) for d in variable.shape),
+                per_element.get(key, 0),
+            ))
+        rows.append(LayerCost(name, layer, tuple(weights)))
     return rows
+
+
+def weight_costs(model, shapes=None, flops=True):
+    """`model_costs` as plain rows: `(name, layer, {weight key: (shape,
+    FLOPs per element)})` per leaf layer."""
+    return [
+        (row.name, row.layer,
+         {w.key: (w.shape, w.flops) for w in row.weights})
+        for row in model_costs(model, shapes=shapes, flops=flops)
+    ]
 
 
 def layer_costs(model, shapes=None):
@@ -127,13 +236,11 @@ def layer_costs(model, shapes=None):
         {'params': 15, 'flops': 24}
     """
     _check_built(model)
-    costs = {}
-    for name, _, weights in weight_costs(model, shapes=shapes):
-        params = sum(int(np.prod(shape)) for shape, _ in weights.values())
-        flops = sum(int(np.prod(shape)) * per for shape, per in
-                    weights.values())
-        costs[name] = {"params": int(params), "flops": int(round(flops))}
-    return costs
+    return {
+        row.name: {"params": total([row], "params"),
+                   "flops": total([row], "flops")}
+        for row in model_costs(model, shapes=shapes)
+    }
 
 
 def _check_built(model):
@@ -156,11 +263,7 @@ def count_params(model):
         15
     """
     _check_built(model)
-    return int(sum(
-        int(np.prod(shape))
-        for _, _, weights in weight_costs(model, flops=False)
-        for shape, _ in weights.values()
-    ))
+    return total(model_costs(model, flops=False), "params")
 
 
 def count_flops(model, shapes=None):
@@ -172,9 +275,8 @@ def count_flops(model, shapes=None):
         >>> keras_guided.stats.count_flops(model)
         24
     """
-    return int(sum(
-        c["flops"] for c in layer_costs(model, shapes=shapes).values()
-    ))
+    _check_built(model)
+    return total(model_costs(model, shapes=shapes), "flops")
 
 
 def compare(before, after):

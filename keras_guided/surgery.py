@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
@@ -394,10 +395,7 @@ class _Rewriter:
 
     # ---------------------------------------------------------- constants
     def _ordered_nodes(self, functional):
-        for depth in sorted(functional._nodes_by_depth, reverse=True):
-            for node in functional._nodes_by_depth[depth]:
-                if node.operation is not None and not node.is_input:
-                    yield node
+        yield from adapter.graph_nodes(functional)
 
     def propagate_constants(self):
         self.consts = {}
@@ -474,7 +472,7 @@ class _Rewriter:
                     finite = np.isfinite(const)
                     value[finite] = const[finite]
             probes[id(tensor)] = value
-        args, kwargs = node.arguments.fill_in(probes)
+        args, kwargs = adapter.call_arguments(node, probes)
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
 
@@ -628,21 +626,19 @@ class _Rewriter:
         inputs = [
             keras.Input(
                 batch_shape=t.shape, dtype=t.dtype,
-                name=t._keras_history.operation.name,
+                name=adapter.producer(t).name,
             )
             for t in functional.inputs
         ]
         outputs = self._rebuild(functional, inputs)
         if isinstance(model, keras.Sequential):
             return keras.Sequential(
-                [inputs[0]._keras_history.operation]
+                [adapter.producer(inputs[0])]
                 + [self._cache[id(layer)] for layer in model.layers],
                 name=model.name,
             )
-        inputs_struct = keras.tree.pack_sequence_as(
-            functional._inputs_struct, inputs
-        )
-        return keras.Model(inputs_struct, outputs, name=model.name)
+        return keras.Model(adapter.pack_inputs(functional, inputs), outputs,
+                           name=model.name)
 
     def _untouched(self, op, node, kept_inputs, kept_outputs):
         """Whether `op` is rebuilt with its own channels and weights."""
@@ -673,7 +669,7 @@ class _Rewriter:
         tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
         for node in self._ordered_nodes(functional):
             op = node.operation
-            args, kwargs = node.arguments.fill_in(tensors)
+            args, kwargs = adapter.call_arguments(node, tensors)
             new_op = self._cache.get(id(op))
             fresh = new_op is None
             if fresh:
@@ -686,8 +682,7 @@ class _Rewriter:
             for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
                 tensors[id(tensor)] = new
         outputs = [tensors[id(t)] for t in functional.outputs]
-        return keras.tree.pack_sequence_as(functional._outputs_struct,
-                                           outputs)
+        return adapter.pack_outputs(functional, outputs)
 
     def _new_operation(self, op, node):
         if graph_lib._is_model(op):
@@ -700,18 +695,18 @@ class _Rewriter:
                     shape[-1] = len(kept)
                 inputs.append(keras.Input(
                     batch_shape=tuple(shape), dtype=t.dtype,
-                    name=t._keras_history.operation.name,
+                    name=adapter.producer(t).name,
                 ))
             outputs = self._rebuild(inner, inputs)
             if isinstance(op, keras.Sequential):
                 new = keras.Sequential(
-                    [inputs[0]._keras_history.operation]
+                    [adapter.producer(inputs[0])]
                     + [self._cache[id(layer)] for layer in op.layers],
                     name=op.name,
                 )
             else:
                 new = keras.Model(
-                    keras.tree.pack_sequence_as(inner._inputs_struct, inputs),
+                    adapter.pack_inputs(inner, inputs),
                     outputs, name=op.name,
                 )
             self._cache[id(op)] = new
@@ -957,7 +952,7 @@ def _sample_inputs(model, sample_inputs):
             values.append(rng.integers(0, 2, size=shape).astype(dtype))
         else:
             values.append(rng.normal(size=shape).astype(dtype))
-    return keras.tree.pack_sequence_as(functional._inputs_struct, values)
+    return adapter.pack_inputs(functional, values)
 
 
 def _predict(model, inputs):
@@ -972,7 +967,7 @@ def _note_random_outputs(model, stable, report):
     for tensor, mask in zip(functional.outputs, stable):
         if mask.all():
             continue
-        producer = tensor._keras_history.operation
+        producer = adapter.producer(tensor)
         report.notes.append(
             f"the output of {graph_lib.describe(producer)} changes from "
             f"call to call at inference (a layer that is random at "

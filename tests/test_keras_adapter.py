@@ -80,3 +80,51 @@ def test_carried_state_is_left_out_of_saving_and_loading():
     remove()
     assert len(optimizer.variables) == count
     assert "save_own_variables" not in optimizer.__dict__
+
+
+def _graph_model():
+    inputs = {"a": keras.Input((4,), name="a"), "b": keras.Input((4,),
+                                                             name="b")}
+    hidden = keras.layers.Dense(3, name="hidden")(inputs["a"])
+    summed = keras.layers.Add(name="add")([hidden, hidden])
+    return keras.Model(inputs, [summed, inputs["b"]], name="graph")
+
+
+def test_graph_walk_names_still_mean_what_the_adapter_assumes():
+    model = _graph_model()
+    assert adapter.has_graph(model)
+    nodes = list(adapter.graph_nodes(model))
+    # Inputs first (deepest), every node after the nodes it reads.
+    assert [n.operation.name for n in nodes] == ["hidden", "add"]
+    hidden = model.get_layer("hidden")
+    assert adapter.layer_calls(hidden) == [nodes[0]]
+    assert adapter.producer(model.outputs[0]) is model.get_layer("add")
+    assert adapter.producer(model.inputs[0]).name in ("a", "b")
+    args, kwargs = adapter.call_arguments(
+        nodes[1], {id(t): "x" for t in nodes[1].input_tensors})
+    assert args == (["x", "x"],) and kwargs == {}
+    packed = adapter.pack_inputs(model, [1, 2])
+    assert isinstance(packed, dict) and sorted(packed.values()) == [1, 2]
+    assert adapter.pack_outputs(model, [1, 2]) == [1, 2]
+
+
+def test_sequential_graph_is_there_once_built():
+    lazy = keras.Sequential([keras.layers.Dense(2)])
+    assert adapter.sequential_graph(lazy) is None
+    built = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    graph = adapter.sequential_graph(built)
+    assert adapter.has_graph(graph)
+    assert [n.operation for n in adapter.graph_nodes(graph)] == built.layers
+
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    assert not adapter.has_graph(Subclassed())
+
+
+def test_attention_private_attributes():
+    layer = keras.layers.MultiHeadAttention(2, 4)
+    layer(keras.Input((5, 6)), keras.Input((7, 6)))
+    assert adapter.attention_uses_gate(layer) is False
+    assert hasattr(layer, "_use_gate")  # the name the adapter reads

@@ -67,3 +67,19 @@ def test_errors():
                                 keras.layers.Conv2D(2, 3)])
     with pytest.raises(ValueError, match=r"unknown spatial dimensions"):
         stats.count_flops(dynamic)
+
+
+def test_layers_priced_at_kept_shapes():
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(3, name="head")])
+    (row,) = stats.model_costs(model)
+    assert row.layer is model.layers[0]
+    assert [w.key for w in row.weights] == ["kernel", "bias"]
+    assert stats.price(row, "params") == 15
+    assert stats.price(row, "flops", {"kernel": (2, 3)}) == 2 * 2 * 3
+    assert stats.price(row, "params", {"kernel": (2, 1), "bias": (1,)}) == 3
+    assert stats.total([row, row], "flops", [None, {"kernel": (1, 1)}]) == (
+        24 + 2)
+    with pytest.raises(ValueError, match=r"`metric` must be one of "
+                       r"\['flops', 'params'\]\. Received: metric='ms'"):
+        stats.price(row, "ms")

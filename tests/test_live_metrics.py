@@ -1,0 +1,152 @@
+"""The callback's live costs are the cost model's (`keras_guided.stats`):
+`live_params` / `live_flops` equal `stats.count_params` / `stats.count_flops`
+of the model at the start of `fit`, and of `prune_model(model)` at the end.
+"""
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import keras_guided
+from keras_guided import _group_plan
+from keras_guided import _live_metrics
+from keras_guided import graph
+from keras_guided import stats
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")[:512]
+    return x, data.target[:512]
+
+
+def mlp():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(24, activation="relu", name="a"),
+        keras.layers.Dense(16, activation="relu", name="b"),
+        keras.layers.Dense(10, name="out"),
+    ])
+
+
+def cnn_with_bn_and_flatten():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, name="conv1"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.ReLU(),
+        keras.layers.Conv2D(6, 3, name="conv2"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, name="out"),
+    ])
+
+
+def nested_with_duplicated_names():
+    # Two inner models each hold a layer called "d": a cost table keyed by
+    # the inner name alone prices one of them twice and the other never.
+    first = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(16, activation="relu",
+                                                name="d")], name="first")
+    second = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(12, activation="relu",
+                                                name="d")], name="second")
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(), first, second,
+        keras.layers.Dense(10, name="out"),
+    ])
+
+
+def residual_add():
+    inputs = keras.Input((8, 8, 1))
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    stem = keras.layers.BatchNormalization(name="stem_bn")(stem)
+    stem = keras.layers.ReLU()(stem)
+    branch = keras.layers.Conv2D(8, 3, padding="same", name="branch")(stem)
+    merged = keras.layers.ReLU()(keras.layers.Add()([stem, branch]))
+    hidden = keras.layers.Conv2D(6, 1, name="mix")(merged)
+    pooled = keras.layers.GlobalAveragePooling2D()(hidden)
+    return keras.Model(inputs, keras.layers.Dense(10, name="out")(pooled))
+
+
+BUILDERS = [mlp, cnn_with_bn_and_flatten, nested_with_duplicated_names,
+            residual_add]
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__)
+def test_live_costs_equal_the_cost_model_before_and_after_pruning(
+        digits, builder):
+    model = builder()
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    params, flops = stats.count_params(model), stats.count_flops(model)
+    # Epoch 0 prunes nothing (strength 0); then units die.
+    pruning = keras_guided.GuidedPruning(
+        strength=1.0, cost="flops",
+        schedule=lambda epoch: 0.0 if epoch == 0 else 1.0)
+    x, y = digits
+    history = model.fit(x[..., None], y, epochs=3, batch_size=64,
+                        verbose=0, shuffle=False, callbacks=[pruning])
+    h = history.history
+    assert h["live_params"][0] == params
+    assert h["live_flops"][0] == flops
+    small = keras_guided.prune_model(model)
+    assert stats.count_flops(small) < flops  # something was removed
+    assert h["live_params"][-1] == stats.count_params(small)
+    assert h["live_flops"][-1] == stats.count_flops(small)
+
+
+def _metrics(model):
+    plan = _group_plan.GroupPlan(graph.find_unit_groups(model), model)
+    return plan, _live_metrics.LiveMetrics(plan, model)
+
+
+def test_nested_duplicated_names_priced_per_layer_object():
+    model = nested_with_duplicated_names()
+    plan, metrics = _metrics(model)
+    live = np.ones(plan.num_units, dtype=bool)
+    assert metrics.value("flops", live) == stats.count_flops(model)
+    assert metrics.value("params", live) == stats.count_params(model)
+    # One unit of first/d: its column (64 inputs) and its row of second/d
+    # (12 outputs) go, 2 FLOPs each.
+    first = next(i for i, g in enumerate(plan.groups)
+                 if g.slices[0].layer is model.layers[1].layers[0])
+    assert metrics.group_marginal_costs(live, "flops")[first] == 2 * (
+        64 + 12)
+
+
+def test_marginal_cost_is_what_removing_one_unit_saves():
+    model = cnn_with_bn_and_flatten()
+    plan, metrics = _metrics(model)
+    live = np.ones(plan.num_units, dtype=bool)
+    live[[0, 3]] = False  # two filters of conv1 already gone
+    for kind in ("params", "flops"):
+        marginal = metrics.unit_marginal_costs(live, kind)
+        for unit in (1, plan.offsets[1]):
+            fewer = live.copy()
+            fewer[unit] = False
+            saved = metrics.value(kind, live) - metrics.value(kind, fewer)
+            assert marginal[unit] == pytest.approx(saved)
+
+
+def test_a_non_linear_price_plugs_in(monkeypatch):
+    # A made-up latency: a Dense costs (kept inputs x kept outputs) ** 2.
+    def squared(layer_cost, kept):
+        kernel = [shape for weight, shape in layer_cost.kept_shapes(kept)
+                  if weight.key == "kernel"]
+        return float(np.prod(kernel[0])) ** 2 if kernel else 0.0
+
+    monkeypatch.setitem(stats.PRICES, "latency", squared)
+    model = mlp()
+    plan, metrics = _metrics(model)
+    live = np.ones(plan.num_units, dtype=bool)
+    full = (64 * 24) ** 2 + (24 * 16) ** 2 + (16 * 10) ** 2
+    assert metrics.value("latency", live) == full
+    live[0] = False  # one unit of "a": a's columns and b's rows shrink
+    assert metrics.value("latency", live) == (
+        (64 * 23) ** 2 + (23 * 16) ** 2 + (16 * 10) ** 2)
+    marginal = metrics.group_marginal_costs(live, "latency")
+    assert marginal[0] == (64 * 23) ** 2 - (64 * 22) ** 2 + (
+        (23 * 16) ** 2 - (22 * 16) ** 2)
