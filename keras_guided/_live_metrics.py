@@ -22,11 +22,16 @@ from keras_guided._group_plan import producer_names
 
 class LiveMetrics:
     """Live units and costs for one `GroupPlan` of `model` (one `fit`: the
-    cost model is read once per metric and kept)."""
+    cost model is read once per metric and kept).
 
-    def __init__(self, plan, model):
+    `prices` adds metrics to `stats.PRICES`, e.g. `{"latency":
+    table.price}` for a `keras_guided.latency.LatencyTable` of `model`;
+    every value and marginal cost of that metric goes through it."""
+
+    def __init__(self, plan, model, prices=None):
         self._plan = plan
         self.model = model
+        self._prices = dict(prices or {})
         self._tables = {}  # needs FLOPs -> (layer costs, variable places)
 
     def live_units(self, values):
@@ -71,11 +76,13 @@ class LiveMetrics:
         return shapes
 
     def value(self, metric, live):
-        """The live network's `"units"`, `"params"` or `"flops"`."""
+        """The live network's `"units"`, `"params"`, `"flops"` (ints) or a
+        metric of `prices` (`"latency"`, a float in ms)."""
         if metric == "units":
             return int(live.sum())
         layer_costs, _ = self._table(metric)
-        return stats.total(layer_costs, metric, self._kept(metric, live))
+        return stats.total(layer_costs, metric, self._kept(metric, live),
+                           self._prices)
 
     def params(self, live):
         return self.value("params", live)
@@ -85,7 +92,7 @@ class LiveMetrics:
 
     def group_marginal_costs(self, live, kind):
         """Per group: what removing one of its live units saves in the live
-        network (`kind` `"params"` or `"flops"`), priced layer by layer; 0
+        network (`kind` `"params"`, `"flops"` or a metric of `prices`), priced layer by layer; 0
         for a group without live units."""
         plan = self._plan
         layer_costs, places = self._table(kind)
@@ -113,8 +120,11 @@ class LiveMetrics:
                     for other, key in places[index]:
                         if other == row:
                             fewer[key] = shape
-                costs[g] += (stats.price(layer_costs[row], kind, kept[row])
-                             - stats.price(layer_costs[row], kind, fewer))
+                costs[g] += (
+                    stats.price(layer_costs[row], kind, kept[row],
+                                self._prices)
+                    - stats.price(layer_costs[row], kind, fewer,
+                                  self._prices))
         return costs
 
     def unit_marginal_costs(self, live, kind):
@@ -142,7 +152,7 @@ class LiveMetrics:
         """The cost model of the model, and where each plan variable sits
         in it (`[(layer row, weight key)]` per variable index), keyed by the
         variable object, never by layer name."""
-        flops = metric == "flops"
+        flops = metric != "params"  # latency prices FLOPs where unmeasured
         if flops not in self._tables:
             layer_costs = stats.model_costs(self.model, flops=flops)
             by_variable = {}

@@ -52,6 +52,7 @@ from keras_guided import _latency_cache
 from keras_guided import _latency_measure
 from keras_guided import export as export_lib
 from keras_guided import stats
+from keras_guided import units as units_lib
 
 STATISTICS = ("min", "median")
 _FORMAT = 1
@@ -186,6 +187,37 @@ class LatencyTable:
         if entry is None or entry.kind != "measured":
             return None
         return lambda dims: entry.predict(dims[-2], dims[-1])
+
+    def weight_price(self, layer, layer_object, key, flops_per_element):
+        """`dims -> ms` of one weight of layer `layer` (a name) at its kept
+        shape `dims`: the one latency price of a weight, used by
+        `prune_model`'s latency targets (`scoring.KeptCost`) and the
+        callback's live latency (`price`).
+
+        A measured layer's kernel costs the table's prediction at its kept
+        input and output channels (the last two dims), its other weights
+        nothing; a weight of any other layer costs its kept size times its
+        FLOPs per element (`flops_per_element`) times `ms_per_flop`.
+        """
+        curve = self.kernel_curve(layer)
+        if curve is not None:
+            kernel = getattr(layer_object, "kernel", None)
+            if kernel is not None and key == units_lib.weight_key(
+                    layer_object, kernel):
+                return curve
+            return _no_cost
+        per_element = float(flops_per_element) * self.ms_per_flop
+        return lambda dims: math.prod(dims) * per_element
+
+    def price(self, layer_cost, kept=None):
+        """Predicted ms of one `stats.LayerCost` with its weights cut to
+        `kept` (`{weight key: kept shape}`), the latency entry of the
+        callback's cost model (`stats.price(..., prices={"latency":
+        table.price})`): the sum of `weight_price` over its weights."""
+        return float(sum(
+            self.weight_price(layer_cost.name, layer_cost.layer, weight.key,
+                              weight.flops)(shape)
+            for weight, shape in layer_cost.kept_shapes(kept)))
 
     def check_model(self, model, shapes=None):
         """Raises a `ValueError` unless the table was built for `model`."""
@@ -481,6 +513,10 @@ def _fingerprint(entry):
 
 
 # ---------------------------------------------------------- interpolation
+def _no_cost(dims):
+    return 0.0
+
+
 def _monotone(ms):
     """The grid made non-negative and non-decreasing along both counts."""
     grid = np.maximum(np.asarray(ms, dtype="float64"), 0.0)

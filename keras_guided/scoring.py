@@ -326,19 +326,15 @@ class KeptCost:
             for layer_name, layer, weights in stats.weight_costs(
                 model, shapes=shapes, flops=metric != "params"
             ):
-                curve = (latency_table.kernel_curve(layer_name)
-                         if metric == "latency" else None)
-                kernel = getattr(layer, "kernel", None)
                 for name, (shape, per_element) in weights.items():
+                    key = (id(layer), name)
                     unit_cost = 1.0 if metric == "params" else per_element
                     if metric == "latency":
-                        unit_cost *= latency_table.ms_per_flop
-                    key = (id(layer), name)
-                    if curve is not None:
+                        # The table prices each weight (one function for
+                        # prune_model and the callback's live latency).
+                        self._curves[key] = latency_table.weight_price(
+                            layer_name, layer, name, per_element)
                         unit_cost = 0.0
-                        if kernel is not None and name == \
-                                units_lib.weight_key(layer, kernel):
-                            self._curves[key] = curve
                     self._weights[key] = [list(shape), float(unit_cost)]
         self._removed = {}  # (id(layer), name, axis) -> removed indices
         self._units_lib = units_lib

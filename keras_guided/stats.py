@@ -127,36 +127,51 @@ PRICES = {"params": _price_params, "flops": _price_flops}
 """How each metric prices one layer: `price(layer_cost, kept) -> float`.
 
 Parameters and FLOPs are linear in the kept weight sizes. A price need not
-be: a measured cost (latency looked up from the kept input and output
-channels, `kept["kernel"][-2:]` of a Dense or Conv) is one more entry here,
-and every caller (live costs, marginal costs, tables) uses it unchanged.
+be: latency, looked up from the kept input and output channels of a
+measured kernel (`kept["kernel"][-2:]` of a Dense or Conv), is bound to a
+`keras_guided.latency.LatencyTable` and so passed in by the caller
+(`prices={"latency": table.price}`) rather than stored here; every caller
+(live costs, marginal costs, tables) uses it unchanged.
 """
 
+COUNTS = ("params", "flops")
+"""Metrics that count whole things: `total` rounds each layer to an int."""
 
-def price(layer_cost, metric, kept=None):
+
+def price(layer_cost, metric, kept=None, prices=None):
     """What `layer_cost`'s layer costs under `metric` with its weights cut
     to `kept` (`{weight key: kept shape}`; `None`: the whole layer).
+
+    `prices` adds or overrides entries of `PRICES` (e.g. `{"latency":
+    table.price}`). Defaults to `None`.
 
     Raises:
         ValueError: for a metric without a price.
     """
+    known = dict(PRICES, **(prices or {}))
     try:
-        price_fn = PRICES[metric]
+        price_fn = known[metric]
     except KeyError:
+        hint = (". A latency price needs a table: pass prices={'latency': "
+                "table.price}" if metric == "latency" else "")
         raise ValueError(
-            f"`metric` must be one of {sorted(PRICES)}. "
-            f"Received: metric={metric!r}"
+            f"`metric` must be one of {sorted(known)}. "
+            f"Received: metric={metric!r}{hint}"
         ) from None
     return price_fn(layer_cost, kept)
 
 
-def total(layer_costs, metric, kept=None):
-    """The cost of a model (`model_costs`), each layer rounded to an int as
-    in `layer_costs`; `kept` is `None` (everything) or a list aligned with
-    `layer_costs` of `{weight key: kept shape}` (or `None`) per layer."""
+def total(layer_costs, metric, kept=None, prices=None):
+    """The cost of a model (`model_costs`); `kept` is `None` (everything)
+    or a list aligned with `layer_costs` of `{weight key: kept shape}` (or
+    `None`) per layer. Counts (`COUNTS`) are ints, each layer rounded as in
+    `layer_costs`; another metric (latency in ms) is a float sum."""
     kept = kept or [None] * len(layer_costs)
-    return int(sum(int(round(price(row, metric, cut)))
-                   for row, cut in zip(layer_costs, kept)))
+    values = [price(row, metric, cut, prices)
+              for row, cut in zip(layer_costs, kept)]
+    if metric in COUNTS:
+        return int(sum(int(round(value)) for value in values))
+    return float(sum(values))
 
 
 def model_costs(model, shapes=None, flops=True):
