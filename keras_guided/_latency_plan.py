@@ -63,11 +63,7 @@ def _check_table(metric, table, model, shapes):
             "runtime. Received: latency_table=None. "
             + latency_lib._BUILD_HINT
         )
-    if not isinstance(table, latency_lib.LatencyTable):
-        raise ValueError(
-            "`latency_table` must be a keras_guided.latency.LatencyTable. "
-            f"Received: {type(table).__name__}. " + latency_lib._BUILD_HINT
-        )
+    latency_lib._check_is_table(table)
     table.check_model(model, shapes)
 
 

@@ -92,8 +92,8 @@ class LiveMetrics:
 
     def group_marginal_costs(self, live, kind):
         """Per group: what removing one of its live units saves in the live
-        network (`kind` `"params"`, `"flops"` or a metric of `prices`), priced layer by layer; 0
-        for a group without live units."""
+        network (`kind` `"params"`, `"flops"` or a metric of `prices`),
+        priced layer by layer; 0 for a group without live units."""
         plan = self._plan
         layer_costs, places = self._table(kind)
         kept_by_variable = self.kept_shapes(live)

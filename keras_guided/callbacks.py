@@ -57,8 +57,8 @@ from keras_guided import schedules as schedules_lib
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")
-COSTS = ("params", "flops")
-TARGET_METRICS = ("units", "params", "flops")
+COSTS = ("params", "flops", "latency")
+TARGET_METRICS = ("units", "params", "flops", "latency")
 ON_TARGET = ("hold", "release", "stop")
 
 
@@ -93,13 +93,14 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
     works with SGD and Adam. The default guidance in this mode is
     `"importance"`: each epoch the units are ranked by the rank of their
     norm within their layer (divided by the square root of their marginal
-    cost for a params or FLOPs budget, priced at the uniform allocation
-    that meets the budget); the best-ranked units that fit the budget get
-    coefficient 0, the others rising coefficients, so the penalty never
-    shrinks what the budget keeps. Every layer keeps at least half of what
-    that uniform allocation gives it, so a costly budget cannot starve one
-    layer to feed a cheap wide one. `budget_report` holds what
-    happened (start, goal, landing epoch, the controller trace).
+    cost for a params, FLOPs or latency budget, priced at the uniform
+    allocation that meets the budget); the best-ranked units that fit the
+    budget get coefficient 0, the others rising coefficients, so the
+    penalty never shrinks what the budget keeps. Every layer keeps at least
+    half of what that uniform allocation gives it, so a costly budget
+    cannot starve one layer to feed a cheap wide one. `budget_report`
+    holds what happened (start, goal, landing epoch, the controller
+    trace).
 
     Each unit group (a unit's kernel slice and bias, the BatchNormalization
     gamma and beta after it, the consumers' input slices, see
@@ -130,11 +131,11 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
     rank: the largest unit gets the smallest coefficient, the weakest the
     largest.
 
-    Cost-aware guidance (`cost="params"` or `"flops"`): each group's
-    coefficients are multiplied by the cost of one of its units (its
-    parameters, or the FLOPs of the layers its slices belong to, shared in
-    proportion to the slices' sizes) divided by the mean cost over all
-    penalized units, so the cheapest architectures are preferred.
+    Cost-aware guidance (`cost="params"`, `"flops"` or `"latency"`): each
+    group's coefficients are multiplied by the cost of one of its units
+    (what removing it saves in parameters, FLOPs, or the `latency_table`'s
+    predicted ms) divided by the mean cost over all penalized units, so
+    the cheapest architectures are preferred.
 
     Dead units stay dead: once every penalized weight of a unit is exactly
     zero, it is re-zeroed after every step, so optimizer momentum cannot
@@ -201,17 +202,19 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             a dict `target` is only a threshold (see `on_target`).
         warmup_epochs: positive int, length of the `"warmup"` schedule.
             Defaults to `5`.
-        cost: `None`, `"params"` or `"flops"`. Defaults to `None`.
+        cost: `None`, `"params"`, `"flops"` or `"latency"` (priced by
+            `latency_table`). Defaults to `None`.
         adapt_every: `None` or a positive int (epochs). Defaults to `None`.
         keep_dead: whether dead units are kept at zero. Defaults to `True`.
         target: `None` or a budget in the grammar shared with
-            `prune_model`: a dict with one key, `"units"`, `"params"` or
-            `"flops"`, and a fraction to keep (float in `(0, 1]`) or a
-            count (int). The older forms, a float fraction or an int count
+            `prune_model`: a dict with one key, `"units"`, `"params"`,
+            `"flops"` or `"latency"` (needs `latency_table`), and a
+            fraction to keep (float in `(0, 1]`) or a count (int; ms for
+            latency). The older forms, a float fraction or an int count
             of `target_metric`, still work as thresholds and warn
             (deprecated). Defaults to `None`.
         target_metric: for the deprecated numeric `target`: `"units"`,
-            `"params"` or `"flops"`. Defaults to `"units"`.
+            `"params"`, `"flops"` or `"latency"`. Defaults to `"units"`.
         on_target: what to do once the target is reached: `"hold"` keeps the
             strength at its current value, `"release"` sets it to 0 (dead
             units stay dead, the rest fine-tunes), `"stop"` stops training.
@@ -225,6 +228,17 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         target_epochs: positive int, the epochs of the path to a budget
             target (counted from the start of `fit`). Defaults to `None`:
             two thirds of the `fit` epochs.
+        latency_table: a `keras_guided.latency.LatencyTable` of the model
+            (`keras_guided.latency.build_latency_table`), required by a
+            latency target or `cost="latency"` and refused without one
+            (an error, not a warning: a table that prices nothing is a
+            mistake). The live network is priced as `prune_model` prices a
+            latency target: a measured layer at the table's prediction for
+            its kept channels, any other layer at its kept FLOPs times the
+            table's ms per FLOP; the logs then hold `live_latency` (ms).
+            The table is checked against the model at the start of `fit`.
+            The callback is not serialized (it has no `get_config`), so it
+            holds the table by reference only. Defaults to `None`.
 
     Examples:
         >>> import keras, numpy as np, keras_guided
@@ -246,9 +260,18 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         >>> history.history["live_units"][-1]
         4
 
+        A latency budget (the table here is built with LiteRT timings):
+
+        >>> table = keras_guided.latency.build_latency_table(
+        ...     model, verbose=0)  # doctest: +SKIP
+        >>> fast = keras_guided.GuidedPruning(
+        ...     target={"latency": 0.5}, latency_table=table)  # doctest: +SKIP
+
     Raises:
-        ValueError: for invalid arguments, or (at the start of `fit`) a
-            guidance dict naming layers that produce no prunable group.
+        ValueError: for invalid arguments, a latency target or cost without
+            `latency_table` (or a table without one), or (at the start of
+            `fit`) a `latency_table` of another model or a guidance dict
+            naming layers that produce no prunable group.
 
     References:
         Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
@@ -264,20 +287,12 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
                  adapt_every=None, keep_dead=True, target=None,
                  target_metric="units", on_target="hold",
                  proximal_every=1, on_unsupported="raise",
-                 target_epochs=None):
+                 target_epochs=None, latency_table=None):
         super().__init__()
         self.mode = _check_choice(mode, "mode", MODES)
         if schedule is not None and not callable(schedule):
             _check_choice(schedule, "schedule", SCHEDULES)
         self.budget = None
-        if isinstance(target, dict) and "latency" in target:
-            raise ValueError(
-                "Latency budgets are supported in prune_model (with a "
-                "keras_guided.latency.LatencyTable); in the callback use "
-                "flops, e.g. target={'flops': 0.4}, then prune_model(model, "
-                "target={'latency': ...}, latency_table=table). "
-                f"Received: target={target!r}"
-            )
         if isinstance(target, dict) and schedule in (None, "budget"):
             self.budget = budget_lib.parse_budget(target)
             schedule = "budget"
@@ -348,6 +363,10 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             target_metric, "target_metric", TARGET_METRICS
         )
         self.on_target = _check_choice(on_target, "on_target", ON_TARGET)
+        self.latency_table = _check_latency_table(
+            latency_table, self.budget, self.target, self.target_metric,
+            cost,
+        )
         self.on_unsupported = on_unsupported
         self._strength = keras.Variable(
             0.0, dtype="float32", trainable=False, name="guided_strength"
@@ -431,7 +450,11 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             self._step = self._compile_step()
             self._hooked_function = None  # traced with the old plan
         plan = self._plan
-        self._metrics = _live_metrics.LiveMetrics(plan, model)
+        prices = None
+        if self.latency_table is not None:
+            self.latency_table.check_model(model)
+            prices = {"latency": self.latency_table.price}
+        self._metrics = _live_metrics.LiveMetrics(plan, model, prices)
         self._base_coefficients = self._coefficients(plan)
         self._cost_factors = self._cost_factors_for(plan)
         self._set_unit_weights(self._base_coefficients)
@@ -558,6 +581,8 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         budget_metric = self.budget[0] if self.budget else None
         if "flops" in (self.target_metric, self.cost, budget_metric):
             logs["live_flops"] = self._metrics.flops(live)
+        if self.latency_table is not None:
+            logs["live_latency"] = self._metrics.value("latency", live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
         if self.target is not None and not self._reached:
@@ -655,6 +680,47 @@ def _positive_int(value, name):
             f"`{name}` must be a positive int. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def _check_latency_table(table, budget, target, target_metric, cost):
+    """The table, checked against what prices latency (a latency budget,
+    threshold target or cost); `None` without one."""
+    from keras_guided import latency as latency_lib
+
+    uses = []
+    if budget is not None and budget[0] == "latency":
+        uses.append(f"target={{'latency': {budget[1]!r}}}")
+    if target is not None and target_metric == "latency":
+        uses.append(f"target={{'latency': {target!r}}}")
+    if cost == "latency":
+        uses.append("cost='latency'")
+    if table is None:
+        if uses:
+            raise ValueError(
+                f"GuidedPruning({uses[0]}) needs a latency table measured "
+                "on the target runtime. Received: latency_table=None. "
+                + latency_lib._BUILD_HINT
+            )
+        return None
+    latency_lib._check_is_table(table)
+    if not uses:
+        raise ValueError(
+            "`latency_table` prices latency only, and this GuidedPruning "
+            "has no latency target or cost. Received: latency_table="
+            f"<LatencyTable of model '{table.model_name}'> with "
+            f"target={_describe_target(budget, target, target_metric)}, "
+            f"cost={cost!r}. Pass target={{'latency': 0.5}} or "
+            "cost='latency', or drop latency_table."
+        )
+    return table
+
+
+def _describe_target(budget, target, target_metric):
+    if budget is not None:
+        return repr({budget[0]: budget[1]})
+    if target is not None:
+        return repr({target_metric: target})
+    return "None"
 
 
 def _validate_target(target):

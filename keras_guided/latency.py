@@ -337,6 +337,16 @@ def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
 
 
 # ----------------------------------------------------------- validation
+def _check_is_table(table):
+    """Raises unless `table` is a `LatencyTable` (prune_model and the
+    callback)."""
+    if not isinstance(table, LatencyTable):
+        raise ValueError(
+            "`latency_table` must be a keras_guided.latency.LatencyTable. "
+            f"Received: {type(table).__name__}. " + _BUILD_HINT
+        )
+
+
 def _check_settings(quantization, num_threads, num_samples, num_runs,
                     statistic):
     quantization = export_lib._check_quantization(quantization)

@@ -350,18 +350,6 @@ def test_unreachable_latency_target(timer, tmp_path):
                                  latency_table=table)
 
 
-def test_callback_refuses_latency_budgets():
-    with pytest.raises(ValueError) as error:
-        keras_guided.GuidedPruning(target={"latency": 0.4})
-    assert str(error.value) == (
-        "Latency budgets are supported in prune_model (with a "
-        "keras_guided.latency.LatencyTable); in the callback use flops, "
-        "e.g. target={'flops': 0.4}, then prune_model(model, "
-        "target={'latency': ...}, latency_table=table). "
-        "Received: target={'latency': 0.4}"
-    )
-
-
 # ------------------------------------------------------ real measurement
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="LiteRT conversion needs the TensorFlow backend")
