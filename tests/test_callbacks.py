@@ -76,9 +76,9 @@ def _weight(model, layer, name):
      r"Received: schedule='cosine'"),
     ({"warmup_epochs": 0},
      r"`warmup_epochs` must be a positive int. Received: warmup_epochs=0"),
-    ({"cost": "latency"},
-     r"`cost` must be one of \['params', 'flops'\]. Received: "
-     r"cost='latency'"),
+    ({"cost": "energy"},
+     r"`cost` must be one of \['params', 'flops', 'latency'\]. Received: "
+     r"cost='energy'"),
     ({"proximal_every": 0},
      r"`proximal_every` must be a positive int. Received: proximal_every=0"),
     ({"adapt_every": 1.5},
@@ -89,8 +89,9 @@ def _weight(model, layer, name):
      r"`target` must be None, a float in \(0, 1\) .* Received: target=1.5"),
     ({"target": 0},
      r"`target` must be None, .* Received: target=0"),
-    ({"target_metric": "latency"},
-     r"`target_metric` must be one of \['units', 'params', 'flops'\]"),
+    ({"target_metric": "bytes"},
+     r"`target_metric` must be one of \['units', 'params', 'flops', "
+     r"'latency'\]"),
     ({"on_target": "pause"},
      r"`on_target` must be one of \['hold', 'release', 'stop'\]. "
      r"Received: on_target='pause'"),

@@ -127,15 +127,15 @@ CATALOGUE = [
      lambda m, t, c: keras_guided.GuidedPruning(target=0.5,
                                                 target_metric="bytes"),
      ValueError, r"`target_metric` must be one of \['units', 'params', "
-                 r"'flops'\]\. Received: target_metric='bytes'"),
+                 r"'flops', 'latency'\]\. Received: target_metric='bytes'"),
     ("cb-adapt-every", "adapt_every=0",
      lambda m, t, c: keras_guided.GuidedPruning(adapt_every=0),
      ValueError, r"`adapt_every` must be a positive int\. "
                  r"Received: adapt_every=0"),
     ("cb-cost", "unknown cost",
      lambda m, t, c: keras_guided.GuidedPruning(cost="energy"),
-     ValueError, r"`cost` must be one of \['params', 'flops'\]\. "
-                 r"Received: cost='energy'"),
+     ValueError, r"`cost` must be one of \['params', 'flops', "
+                 r"'latency'\]\. Received: cost='energy'"),
     ("cb-guidance-layer", "guidance dict naming a layer with no units",
      lambda m, t, c: fit_with(m, keras_guided.GuidedPruning(
          guidance={"nope": "linear"})),
