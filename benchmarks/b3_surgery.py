@@ -263,7 +263,8 @@ def run_latency_one(name, quantization, cfg, cache_dir, log):
     record["measured_ms"] = _measure(model, quantization, cfg)
     log(f"B3 latency {name} {record['quantization']}: table "
         f"{record['table_seconds']:.0f} s, predicted "
-        f"{record['predicted_ms']:.2f} ms (priced layers), measured "
+        f"{record['predicted_ms']:.2f} ms (whole-model calibrated), "
+        f"measured "
         f"{record['measured_ms']:.2f} ms")
     small = kg.prune_model(model, target={"latency": LATENCY_ASKED},
                            latency_table=table, min_units=MIN_SHARE,

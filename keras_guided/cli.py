@@ -248,7 +248,8 @@ def _parser():
     latency.add_argument(
         "--no-measure",
         action="store_true",
-        help="skip the whole-model measurement",
+        help="skip the whole-model calibration (the table then prices "
+        "the layers alone)",
     )
     latency.set_defaults(handler=_run_latency)
     return parser
@@ -531,21 +532,9 @@ def _run_latency(args):
     table = latency.build_latency_table(
         model, quantization=quantization, num_threads=args.threads,
         num_samples=args.num_samples, num_runs=args.num_runs,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, whole_model=not args.no_measure,
     )
     print(table.summary())
-    if not args.no_measure:
-        _progress("measuring the whole model ...")
-        measured = latency.measure_latency(
-            model, quantization=quantization, num_threads=args.threads,
-            num_runs=max(args.num_runs, 20),
-        )
-        print(
-            f"whole model: measured {measured:.3f} ms, predicted "
-            f"{table.total_ms:.3f} ms for the priced layers "
-            f"({table.total_ms / measured:.0%}; element-wise ops, padding "
-            "and memory traffic between layers are the rest)"
-        )
     return 0
 
 

@@ -20,9 +20,16 @@ channel counts its SIMD tiles like. A `LatencyTable` measures instead:
   segment, never below 0; the sampled grid is made non-decreasing in both
   counts first (more channels are never faster; timer noise is);
 * any other layer with FLOPs (`SeparableConv2D`, `Conv2DTranspose`, ...)
-  is *estimated*: its FLOPs times the measured layers' mean ms per FLOP.
-  Element-wise layers, pooling and the interpreter's fixed cost are not
-  priced, so the table's total is the latency of the priced layers;
+  is *estimated*: its FLOPs times the measured layers' mean ms per FLOP;
+* what the layers alone do not explain (element-wise layers, padding,
+  residual adds, moving activations between kernels: about half of
+  MobileNetV2's time at 224 x 224) is calibrated once on the whole model
+  (`whole_model=True`): the model is converted and timed, and the time the
+  priced layers leave unexplained is spread over the measured layers in
+  proportion to the activations they write (output positions times output
+  channels), a cost per kept output channel. The table's total at full
+  width is then the measured latency of the whole model, and a latency
+  target means a share of what the device will measure;
 * layers with the same signature (class, timing-relevant config, input
   size, channel counts) are measured once, and every measured signature is
   cached on disk (a JSON file per runtime and settings, written
@@ -44,6 +51,7 @@ import json
 import math
 import platform
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -85,6 +93,11 @@ class LayerLatency:
             `output samples[j]` (a depthwise layer has one output sample).
         flops: the layer's FLOPs at full width.
         ms_per_flop: the conversion used when estimated.
+        ms_per_channel: the whole-model calibration: ms per kept output
+            channel (per kept channel for depthwise) for what the layers
+            alone do not explain; 0 without calibration.
+        positions: output positions written per output channel, summed
+            over the layer's calls (what the calibration spreads over).
     """
 
     name: str
@@ -95,6 +108,8 @@ class LayerLatency:
     grids: tuple = ()
     flops: float = 0.0
     ms_per_flop: float = 0.0
+    ms_per_channel: float = 0.0
+    positions: float = 0.0
 
     def predict(self, input_channels=None, output_channels=None):
         """Latency in ms with the given kept channel counts (full width
@@ -113,7 +128,8 @@ class LayerLatency:
         for ins, outs, ms in self.grids:
             rows = [_interpolate(cout, outs, row) for row in ms]
             total += _interpolate(cin, ins, rows)
-        return max(total, 0.0)
+        written = cin if self.class_name.startswith("Depthwise") else cout
+        return max(total, 0.0) + self.ms_per_channel * written
 
 
 class LatencyTable:
@@ -131,10 +147,15 @@ class LatencyTable:
         num_measured: samples timed by this build.
         num_cached: samples read from the cache.
         build_seconds: wall time of the build.
+        measured_ms: the whole model's measured latency at full width
+            (`None` without the whole-model calibration).
+        unexplained_ms: the part of `measured_ms` the layers alone did not
+            explain, spread over them as `LayerLatency.ms_per_channel`.
     """
 
     def __init__(self, model_name, settings, layers, ms_per_flop,
-                 num_measured=0, num_cached=0, build_seconds=0.0):
+                 num_measured=0, num_cached=0, build_seconds=0.0,
+                 measured_ms=None, unexplained_ms=0.0):
         self.model_name = model_name
         self.settings = dict(settings)
         self.layers = dict(layers)
@@ -142,6 +163,9 @@ class LatencyTable:
         self.num_measured = int(num_measured)
         self.num_cached = int(num_cached)
         self.build_seconds = float(build_seconds)
+        self.measured_ms = None if measured_ms is None else float(
+            measured_ms)
+        self.unexplained_ms = float(unexplained_ms)
 
     def predict(self, layer, input_channels=None, output_channels=None):
         """Predicted ms of layer `layer` (a name) at the kept counts."""
@@ -154,7 +178,8 @@ class LatencyTable:
 
     @property
     def total_ms(self):
-        """Predicted ms of every priced layer at full width."""
+        """Predicted ms of every priced layer at full width (with the
+        whole-model calibration: the whole model's measured latency)."""
         return float(sum(entry.predict() for entry in self.layers.values()))
 
     def rows(self, widths=(1.0, 0.75, 0.5, 0.25)):
@@ -176,6 +201,12 @@ class LatencyTable:
         lines = [stats.format_table(self.rows()), "",
                  f"predicted total: {self.total_ms:.3f} ms "
                  f"({_describe(self.settings)})",
+                 "whole model: " + (
+                     "not calibrated (whole_model=False)"
+                     if self.measured_ms is None else
+                     f"measured {self.measured_ms:.3f} ms, of which "
+                     f"{self.unexplained_ms:.3f} ms not explained by the "
+                     "layers alone, spread per output channel"),
                  f"samples: {self.num_measured} measured, {self.num_cached} "
                  f"cached, built in {self.build_seconds:.1f} s"]
         return "\n".join(lines)
@@ -240,7 +271,7 @@ class LatencyTable:
 
 def build_latency_table(model, quantization=None, num_threads=1,
                         num_samples=4, num_runs=20, statistic="min",
-                        cache_dir=None, verbose=1):
+                        cache_dir=None, verbose=1, whole_model=True):
     """Measures (or reads from the cache) the latency table of `model`.
 
     Args:
@@ -260,6 +291,12 @@ def build_latency_table(model, quantization=None, num_threads=1,
             the cache. Defaults to `None`: `$KERAS_GUIDED_CACHE` or
             `~/.cache/keras_guided`, subfolder `latency`.
         verbose: 1 shows a progress bar while measuring. Defaults to 1.
+        whole_model: also convert and time the whole model once (cached
+            like the layers), and spread the time the layers alone do not
+            explain over them per output channel, so the table's total is
+            the model's measured latency. Defaults to `True`; `False`
+            prices the layers only (a model that does not convert whole,
+            e.g. with several inputs, is priced that way with a warning).
 
     Returns:
         A `LatencyTable`.
@@ -305,11 +342,59 @@ def build_latency_table(model, quantization=None, num_threads=1,
         for k in signatures if k not in per_signature and k != _OVERHEAD)
     total -= int(_OVERHEAD in per_signature)
     table_layers = _price_layers(model, None, None, cache)
+    measured_ms, unexplained = None, 0.0
+    if whole_model:
+        measured_ms = _whole_model_ms(model, settings, signatures, cache,
+                                      path)
+    if measured_ms is not None:
+        table_layers, unexplained = _calibrate(table_layers, measured_ms)
     return LatencyTable(
         model.name, settings, table_layers,
         _ms_per_flop(table_layers), total, num_cached,
-        time.perf_counter() - start,
+        time.perf_counter() - start, measured_ms, unexplained,
     )
+
+
+def _whole_model_ms(model, settings, signatures, cache, path):
+    """The whole model's measured ms, cached under the model's layer
+    signatures; `None` (with a warning) where it does not convert."""
+    key = "model:" + _key({"name": model.name,
+                           "layers": sorted(k for k in signatures
+                                            if k != _OVERHEAD)})
+    if key not in cache:
+        _latency_measure.check_runtime()
+        try:
+            ms = float(_latency_measure.time_model(model, settings))
+        except (ValueError, RuntimeError) as error:
+            warnings.warn(
+                f"The whole model '{model.name}' could not be timed "
+                f"({type(error).__name__}: {str(error)[:200]}); the latency "
+                "table prices its layers alone, so a latency target is a "
+                "share of their time, not of the model's.", stacklevel=3)
+            return None
+        cache[key] = {"ms": ms}
+        if path:
+            _latency_cache.write(path, _FORMAT, settings, cache)
+    return float(cache[key]["ms"])
+
+
+def _calibrate(entries, measured_ms):
+    """Spreads what the priced layers leave unexplained of `measured_ms`
+    over the measured layers, per output channel in proportion to the
+    positions each writes; returns the entries and the spread ms."""
+    priced = sum(entry.predict() for entry in entries.values())
+    measured = [e for e in entries.values() if e.kind == "measured"]
+    written = sum(e.positions * (e.input_channels if e.class_name
+                                 .startswith("Depthwise")
+                                 else e.output_channels) for e in measured)
+    unexplained = max(measured_ms - priced, 0.0)
+    if not written or not unexplained:
+        return entries, 0.0
+    per_value = unexplained / written
+    return {name: dataclasses.replace(
+        entry, ms_per_channel=per_value * entry.positions)
+        if entry.kind == "measured" else entry
+        for name, entry in entries.items()}, unexplained
 
 
 def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
@@ -499,9 +584,12 @@ def _price_layers(model, shapes, ms_per_flop, cache):
             grids.append((tuple(found["inputs"]), tuple(found["outputs"]),
                           _monotone(np.asarray(found["ms"]) - overhead)))
         first = _signature(layer, calls[0][0])
+        positions = float(sum(math.prod(tuple(out)[1:-1] or (1,))
+                              for _, out in calls))
         entries[name] = LayerLatency(
             name, type(layer).__name__, "measured", first["inputs"],
-            first["outputs"], tuple(grids), flops=flops)
+            first["outputs"], tuple(grids), flops=flops,
+            positions=positions)
     if ms_per_flop is None:
         ms_per_flop = _ms_per_flop(entries)
     return {name: dataclasses.replace(entry, ms_per_flop=ms_per_flop)

@@ -51,6 +51,10 @@ def timer(monkeypatch):
 
     monkeypatch.setattr(_latency_measure, "time_layer", fake)
     monkeypatch.setattr(_latency_measure, "check_runtime", lambda: None)
+    # The whole model explains nothing more than its layers (no
+    # calibration) unless a test says otherwise.
+    monkeypatch.setattr(_latency_measure, "time_model",
+                        lambda model, settings, data=None: 0.0)
     return calls
 
 
@@ -387,3 +391,50 @@ def test_cli_latency_prints_the_table_and_prune_uses_it(
                      "--target-kind", "latency"]) == 0
     assert len(timer) == 2 * measured  # now cached
     assert "building the LiteRT latency table" in capsys.readouterr().out
+
+
+def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
+        timer, tmp_path, monkeypatch):
+    model = _cnn()
+    layers_only = _build(model, tmp_path / "a", whole_model=False)
+    assert layers_only.measured_ms is None
+    timed = []
+
+    def whole(model, settings, data=None):
+        timed.append(model.name)
+        return layers_only.total_ms + 1.0
+
+    monkeypatch.setattr(_latency_measure, "time_model", whole)
+    table = _build(model, tmp_path / "b")
+    # The total is the whole model's measured time; the 1 ms the layers
+    # do not explain is spread in proportion to the activations written
+    # (c1, dw and c2 write 8 x 8 positions per channel, out 1).
+    assert table.measured_ms == pytest.approx(layers_only.total_ms + 1.0)
+    assert table.unexplained_ms == pytest.approx(1.0)
+    assert table.total_ms == pytest.approx(table.measured_ms)
+    written = {"c1": 64 * 16, "dw": 64 * 16, "c2": 64 * 24, "out": 10}
+    for name, values in written.items():
+        extra = table.predict(name) - layers_only.predict(name)
+        assert extra == pytest.approx(values / sum(written.values()))
+    # Linear in the kept output channels (kept inputs for depthwise).
+    assert table.predict("c2", 16, 12) - layers_only.predict(
+        "c2", 16, 12) == pytest.approx(64 * 12 / sum(written.values()))
+    assert table.predict("dw", 8) - layers_only.predict(
+        "dw", 8) == pytest.approx(64 * 8 / sum(written.values()))
+    # Timed once, then read from the cache.
+    again = _build(model, tmp_path / "b")
+    assert timed == [model.name]
+    assert again.total_ms == pytest.approx(table.total_ms)
+
+
+def test_whole_model_that_cannot_be_timed_prices_the_layers_alone(
+        timer, tmp_path, monkeypatch):
+    def fails(model, settings, data=None):
+        raise ValueError("several inputs")
+
+    monkeypatch.setattr(_latency_measure, "time_model", fails)
+    with pytest.warns(UserWarning, match=r"could not be timed \(ValueError: "
+                      r"several inputs\); the latency table prices its "
+                      r"layers alone"):
+        table = _build(_cnn(), tmp_path)
+    assert table.measured_ms is None and table.unexplained_ms == 0.0
