@@ -630,7 +630,9 @@ def targets(b1):
         line = (
             f"- {text} within 0.5 points of the unregularized reference "
             f"(test, mean of {point['n']} seeds): guided {point['mean']:.2f} "
-            f"vs {ref:.2f} ({gap:+.2f} points below): "
+            f"vs {ref:.2f} ("
+            + (f"{gap:.2f} points below" if gap >= 0 else
+               f"{-gap:.2f} points above") + "): "
             + ("reached" if gap <= TOLERANCE else
                f"not reached, by {gap - TOLERANCE:.2f} points"))
         variants = [(block["rows"][m][budget]["mean"], m) for m in ours[1:]

@@ -108,10 +108,13 @@ def test_targets_say_reached_or_not_with_numbers():
         },
     }}}
     lines = b1_budget.targets(b1)
-    assert lines[0].endswith("guided 95.70 vs 96.00 (+0.30 points "
+    assert lines[0].endswith("guided 95.70 vs 96.00 (0.30 points "
                              "below): reached")
     assert lines[1].endswith(": reached")
     assert "units=66: 95.70 vs magnitude_iterative 95.30" in lines[1]
+    b1["models"]["lenet300"]["points"]["guided|units=66|0"] = point(0.962)
+    assert "guided 96.20 vs 96.00 (0.20 points above): reached" in (
+        b1_budget.targets(b1)[0])
     b1["models"]["lenet300"]["points"]["guided|units=66|0"] = point(0.95)
     lines = b1_budget.targets(b1)
     assert lines[0].endswith("not reached, by 0.50 points")
