@@ -130,3 +130,19 @@ def test_cut_by_scores_meets_a_flops_budget():
     flops = b1_budget._measure(small, "flops")
     assert flops <= 0.3 * start
     assert flops >= 0.15 * start
+
+
+def test_b2_aim_relative_to_another_variant():
+    from benchmarks import report
+
+    b2 = {"median_seconds": {"plain": 1.0, "regularizer": 1.2,
+                             "keras_l1": 1.1},
+          "fastest_seconds": {"plain": 1.0, "regularizer": 1.2,
+                              "keras_l1": 1.1},
+          "ratios": {"regularizer": 1.2, "keras_l1": 1.1},
+          "aims": {"regularizer": ["keras_l1", 0.03]}, "skipped": {}}
+    lines = report.b2_table(b2)
+    assert "| 1.200 | <= keras_l1 + 0.03 = 1.130 (not reached) |" in (
+        lines[3])
+    b2["ratios"]["regularizer"] = 1.12
+    assert "= 1.130 (reached)" in report.b2_table(b2)[3]
