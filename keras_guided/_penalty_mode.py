@@ -6,6 +6,10 @@ which the compiled train step reads): the one loss hook Keras offers after
 the model is built that needs neither `add_loss` in `call` nor a custom
 train step. The original regularizer is put back (and the compiled
 functions rebuilt) in `on_train_end`.
+
+`attach_penalty` returns a `PenaltyMode` that owns the borrowed variable
+and its original regularizer until `detach`; it reads the callback's plan
+and its strength and unit-weight variables, and nothing else of it.
 """
 
 import numpy as np
@@ -23,13 +27,16 @@ class GroupPenalty:
     reach every penalized variable.
     """
 
-    def __init__(self, callback, anchor_index, previous):
-        self.callback = callback
+    def __init__(self, plan, unit_weights, strength, anchor_index,
+                 previous):
+        self.plan = plan
+        self.unit_weights = unit_weights
+        self.strength = strength
         self.anchor_index = anchor_index
         self.previous = previous
 
     def __call__(self, x):
-        plan = self.callback._plan
+        plan = self.plan
         values = []
         for i, variable in enumerate(plan.variables):
             if i == self.anchor_index:
@@ -37,8 +44,8 @@ class GroupPenalty:
             else:
                 values.append(ops.convert_to_tensor(variable))
         norms = proximal.group_norms(values, plan.entries, plan.num_segments)
-        weights = ops.convert_to_tensor(self.callback._unit_weights)
-        strength = ops.convert_to_tensor(self.callback._strength)
+        weights = ops.convert_to_tensor(self.unit_weights)
+        strength = ops.convert_to_tensor(self.strength)
         penalty = strength * ops.sum(weights * norms)
         penalty = ops.cast(penalty, x.dtype)
         if self.previous is not None:
@@ -47,46 +54,53 @@ class GroupPenalty:
 
 
 class PenaltyMode:
-    """Penalty methods mixed into `GuidedPruning`."""
+    """The group penalty borrowed as one variable's regularizer for one
+    `fit`; `detach` puts the original regularizer back."""
+
+    def __init__(self, model, variable, previous):
+        self.model = model
+        self.variable = variable
+        self.previous = previous
+
+    def detach(self):
+        self.variable.regularizer = self.previous
+        rebuild_functions(self.model)
 
 
-    def _attach_penalty(self):
-        plan = self._plan
-        trainable = {id(v) for v in self.model.trainable_weights}
-        candidates = [
-            i for i, v in enumerate(plan.variables) if id(v) in trainable
-        ]
-        if not candidates:
-            return
-        free = [i for i in candidates if plan.variables[i].regularizer is None]
-        anchor = (free or candidates)[0]
-        variable = plan.variables[anchor]
-        previous = variable.regularizer
-        self._penalty = (variable, previous)
-        variable.regularizer = GroupPenalty(self, anchor, previous)
-        self._rebuild_functions()
+def attach_penalty(model, plan, unit_weights, strength):
+    """Borrows the `regularizer` of one trainable plan variable (one
+    without a regularizer where there is one) for the group penalty.
 
-    def _detach_penalty(self):
-        variable, previous = self._penalty
-        variable.regularizer = previous
-        self._penalty = None
-        self._rebuild_functions()
+    Returns:
+        The attached `PenaltyMode`, or `None` when no plan variable is
+        trainable.
+    """
+    trainable = {id(v) for v in model.trainable_weights}
+    candidates = [
+        i for i, v in enumerate(plan.variables) if id(v) in trainable
+    ]
+    if not candidates:
+        return None
+    free = [i for i in candidates if plan.variables[i].regularizer is None]
+    anchor = (free or candidates)[0]
+    variable = plan.variables[anchor]
+    previous = variable.regularizer
+    variable.regularizer = GroupPenalty(
+        plan, unit_weights, strength, anchor, previous
+    )
+    rebuild_functions(model)
+    return PenaltyMode(model, variable, previous)
 
-    def _rebuild_functions(self):
-        model = self.model
-        model.make_train_function(force=True)
-        if getattr(model, "test_function", None) is not None:
-            model.make_test_function(force=True)
 
-    def penalty(self):
-        """The current group penalty `strength * sum_u g_u sqrt(p_u) ||W_u||`.
+def rebuild_functions(model):
+    model.make_train_function(force=True)
+    if getattr(model, "test_function", None) is not None:
+        model.make_test_function(force=True)
 
-        Returns:
-            A Python float (0.0 before the first `fit`).
-        """
-        plan = self._plan
-        if plan is None or not plan.num_units:
-            return 0.0
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
-        weights = ops.convert_to_numpy(self._unit_weights.value)
-        return float(self.strength * np.sum(weights * norms))
+
+def penalty_value(plan, values, unit_weights, strength):
+    """`strength * sum_u g_u sqrt(p_u) ||W_u||` from NumPy `values`."""
+    norms = proximal.numpy_group_norms(values, plan.entries,
+                                       plan.num_segments)
+    weights = ops.convert_to_numpy(unit_weights.value)
+    return float(strength * np.sum(weights * norms))

@@ -45,7 +45,7 @@ from keras import ops
 from keras_guided import _group_plan
 from keras_guided._budget_mode import BudgetMode
 from keras_guided._coefficients import Coefficients
-from keras_guided._penalty_mode import PenaltyMode
+from keras_guided import _penalty_mode
 from keras_guided._step_runner import StepRunner
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
@@ -71,7 +71,7 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
+class GuidedPruning(BudgetMode, Coefficients, StepRunner,
                     keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
@@ -419,7 +419,7 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
             # and penalty off first so that they do not act twice.
             self._remove_step_hook()
         if self._penalty is not None:
-            self._detach_penalty()
+            self._penalty.detach()
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
@@ -476,7 +476,9 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         self._control_every = 1
         self.budget_report = None
         if self.mode == "penalty" and plan.variables:
-            self._attach_penalty()
+            self._penalty = _penalty_mode.attach_penalty(
+                model, plan, self._unit_weights, self._strength
+            )
         # On JAX the penalty reads the strength and coefficients inside the
         # loss, where the carried optimizer state is not visible: penalty
         # mode keeps its step (re-zeroing dead units) between batches there.
@@ -494,7 +496,8 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         if self._unhook is not None:
             self._remove_step_hook()
         if self._penalty is not None:
-            self._detach_penalty()
+            self._penalty.detach()
+            self._penalty = None
 
     def on_epoch_begin(self, epoch, logs=None):
         plan = self._plan
@@ -608,6 +611,19 @@ class GuidedPruning(BudgetMode, Coefficients, PenaltyMode, StepRunner,
         return value
 
     # -------------------------------------------------------- proximal
+
+    def penalty(self):
+        """The current group penalty `strength * sum_u g_u sqrt(p_u) ||W_u||`.
+
+        Returns:
+            A Python float (0.0 before the first `fit`).
+        """
+        plan = self._plan
+        if plan is None or not plan.num_units:
+            return 0.0
+        return _penalty_mode.penalty_value(
+            plan, self._values(), self._unit_weights, self.strength
+        )
 
     def _sync_dead_from_weights(self):
         plan = self._plan
