@@ -44,7 +44,7 @@ class BudgetMode:
         self._landing_epoch = min(epoch + target_epochs, total)
         live, _ = self._live_units()
         if self.cost is not None:
-            self._update_cost_factors(live)
+            self._coefficients.update_cost_factors(live)
         start = self._metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
         self._goal = goal
@@ -97,7 +97,7 @@ class BudgetMode:
         self._sync()  # JAX: the state lives in the train loop until synced
         live = self._live_from_dead()
         if self.cost is not None and self.guidance != "importance":
-            self._update_cost_factors(live)
+            self._coefficients.update_cost_factors(live)
         value = self._metrics.value(metric, live)
         # Units held at their floor count as removed for the controller:
         # they are on their way out, and pushing harder would only shrink
@@ -283,8 +283,7 @@ class BudgetMode:
             coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
                 len(doomed) - 1, 1
             )
-        self._cost_factors = np.ones(len(plan.groups))
-        self._set_unit_weights([
+        self._coefficients.set_without_cost([
             coefficients[start:start + group.num_units]
             for group, start in zip(plan.groups, plan.offsets)
         ])

@@ -2,8 +2,8 @@
 guidance scheme (or the `GuidedRegularizer`s on the model), times a cost
 factor (`cost="params"` or `"flops"`), re-ranked by norm (`adapt_every`),
 and written as the unit weights `g_u * sqrt(p_u)` that the proximal step
-and the penalty read. These are the callback's coefficient methods, kept
-apart from its hooks.
+and the penalty read. `Coefficients` owns these arrays for one `fit`; the
+callback (and the budget mode) hand it live flags and weight values.
 """
 
 import numpy as np
@@ -16,15 +16,41 @@ from keras_guided import units as units_lib
 
 
 class Coefficients:
-    """Coefficient methods mixed into `GuidedPruning`."""
+    """The guidance coefficients of one `fit` and the unit weights they
+    make.
 
-    def _update_cost_factors(self, live):
+    Args:
+        plan: the callback's `GroupPlan`.
+        metrics: the `LiveMetrics` of that plan (prices the cost factors).
+        guidance: the callback's validated `guidance`.
+        cost: `None`, `"params"`, `"flops"` or `"latency"`.
+        unit_weights: the float32 variable that receives
+            `g_u * sqrt(p_u)` (one entry per segment, 0 for the last).
+
+    Raises:
+        ValueError: a guidance dict naming layers that produce no prunable
+            group, or `"from_regularizers"` without a `GuidedRegularizer`.
+    """
+
+    def __init__(self, plan, metrics, guidance, cost, unit_weights):
+        self.plan = plan
+        self.metrics = metrics
+        self.guidance = guidance
+        self.cost = cost
+        self.unit_weights = unit_weights
+        self.base = _base_coefficients(plan, guidance)
+        self.cost_factors = self._initial_cost_factors()
+        self.active = None  # coefficients before the cost factor
+        self.current = []  # coefficients in effect, cost factor included
+        self.set(self.base)
+
+    def update_cost_factors(self, live):
         """Cost factors from the *marginal* cost of each group's units in
         the live network: removing a unit also shrinks its consumers, whose
         cost falls as their other inputs die, so a static cost would
         overprice the units of already thin layers."""
-        plan = self._plan
-        costs = self._metrics.group_marginal_costs(live, self.cost)
+        plan = self.plan
+        costs = self.metrics.group_marginal_costs(live, self.cost)
         counts = np.zeros(len(plan.groups))
         for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
             counts[g] = live[start:start + group.num_units].sum()
@@ -34,96 +60,104 @@ class Coefficients:
             # The square root balances cost against importance: the full
             # ratio makes a costly layer (the first convolutions) die
             # almost whole before cheap ones are touched.
-            self._cost_factors = np.sqrt(costs / mean)
-            self._set_unit_weights(self._active_coefficients)
+            self.cost_factors = np.sqrt(costs / mean)
+            self.set(self.active)
 
+    def set_without_cost(self, coefficients):
+        """Sets coefficients that already price the cost (importance
+        guidance): the cost factors become 1."""
+        self.cost_factors = np.ones(len(self.plan.groups))
+        self.set(coefficients)
 
-    def _coefficients(self, plan):
-        """Per-group base coefficients (mean 1 within each group)."""
-        spec = self.guidance
-        result = []
-        if isinstance(spec, dict):
-            producers = {}
-            for group in plan.groups:
-                for name in _group_plan.producer_names(group):
-                    producers.setdefault(name, []).append(group.index)
-            unknown = sorted(set(spec) - set(producers))
-            if unknown:
-                raise ValueError(
-                    f"`guidance` names layers {unknown} that produce no "
-                    "prunable unit group. Layers that do: "
-                    f"{sorted(producers)}. Use those names as keys."
-                )
-        for group in plan.groups:
-            n = int(group.num_units)
-            if spec == "importance":
-                coefficients = np.ones(n)  # set by the budget each epoch
-            elif spec == "from_regularizers":
-                coefficients = _from_regularizers(group, n)
-            elif isinstance(spec, dict):
-                coefficients = np.zeros(n)
-                for name in _group_plan.producer_names(group):
-                    if name in spec:
-                        coefficients = guidance_lib.get(spec[name])(n)
-                        break
-            else:
-                coefficients = spec(n)
-            result.append(np.asarray(coefficients, dtype="float64"))
-        if spec == "from_regularizers" and not any(
-            c.any() for c in result
+    def set(self, coefficients):
+        """Makes `coefficients` (one array per group) times the cost
+        factors the coefficients in effect, and writes the unit weights."""
+        plan = self.plan
+        weights = np.zeros(plan.num_segments, dtype="float64")
+        self.active = coefficients
+        self.current = []
+        for group, start, coef, factor in zip(
+            plan.groups, plan.offsets, coefficients, self.cost_factors
         ):
-            raise ValueError(
-                "guidance='from_regularizers' found no GuidedRegularizer on "
-                "the producer kernels of the model's prunable groups. Attach "
-                "`keras_guided.GuidedRegularizer` to the layers, or pass a "
-                "guidance scheme such as 'linear'."
+            stop = start + group.num_units
+            self.current.append(coef * factor)
+            weights[start:stop] = coef * factor * np.sqrt(
+                plan.per_unit_penalized[start:stop]
             )
-        return result
+        weights[-1] = 0.0
+        self.unit_weights.assign(weights.astype("float32"))
 
-    def _cost_factors_for(self, plan):
+    def adapt(self, values):
+        """Re-assigns the base coefficients by norm rank within each group
+        (largest norm, smallest coefficient); `values` are the plan
+        variables as NumPy arrays."""
+        plan = self.plan
+        norms = proximal.numpy_group_norms(values, plan.entries,
+                                           plan.num_segments)
+        ranked = []
+        for group, start, coef in zip(plan.groups, plan.offsets, self.base):
+            unit_norms = norms[start:start + group.num_units]
+            order = np.argsort(-unit_norms, kind="stable")
+            new = np.empty_like(coef)
+            new[order] = np.sort(coef)
+            ranked.append(new)
+        self.set(ranked)
+
+    def _initial_cost_factors(self):
         """Cost factors at the start of `fit`: what one unit of each group
         costs in the whole network (the cost model's marginal cost),
         relative to the mean over all units."""
+        plan = self.plan
         factors = np.ones(len(plan.groups))
         if self.cost is None or not plan.groups:
             return factors
         everything = np.ones(plan.num_units, dtype=bool)
-        costs = self._metrics.group_marginal_costs(everything, self.cost)
+        costs = self.metrics.group_marginal_costs(everything, self.cost)
         counts = np.array([g.num_units for g in plan.groups], dtype=float)
         mean = float((costs * counts).sum() / counts.sum())
         if mean > 0:
             factors = costs / mean
         return factors
 
-    def _set_unit_weights(self, coefficients):
-        plan = self._plan
-        weights = np.zeros(plan.num_segments, dtype="float64")
-        self._active_coefficients = coefficients
-        self._current_coefficients = []
-        for group, start, coef, factor in zip(
-            plan.groups, plan.offsets, coefficients, self._cost_factors
-        ):
-            stop = start + group.num_units
-            self._current_coefficients.append(coef * factor)
-            weights[start:stop] = coef * factor * np.sqrt(
-                plan.per_unit_penalized[start:stop]
-            )
-        weights[-1] = 0.0
-        self._unit_weights.assign(weights.astype("float32"))
 
-    def _adapt(self):
-        plan = self._plan
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
-        ranked = []
-        for group, start, coef in zip(
-            plan.groups, plan.offsets, self._base_coefficients
-        ):
-            unit_norms = norms[start:start + group.num_units]
-            order = np.argsort(-unit_norms, kind="stable")
-            new = np.empty_like(coef)
-            new[order] = np.sort(coef)
-            ranked.append(new)
-        self._set_unit_weights(ranked)
+def _base_coefficients(plan, spec):
+    """Per-group base coefficients (mean 1 within each group)."""
+    result = []
+    if isinstance(spec, dict):
+        producers = {}
+        for group in plan.groups:
+            for name in _group_plan.producer_names(group):
+                producers.setdefault(name, []).append(group.index)
+        unknown = sorted(set(spec) - set(producers))
+        if unknown:
+            raise ValueError(
+                f"`guidance` names layers {unknown} that produce no "
+                "prunable unit group. Layers that do: "
+                f"{sorted(producers)}. Use those names as keys."
+            )
+    for group in plan.groups:
+        n = int(group.num_units)
+        if spec == "importance":
+            coefficients = np.ones(n)  # set by the budget each epoch
+        elif spec == "from_regularizers":
+            coefficients = _from_regularizers(group, n)
+        elif isinstance(spec, dict):
+            coefficients = np.zeros(n)
+            for name in _group_plan.producer_names(group):
+                if name in spec:
+                    coefficients = guidance_lib.get(spec[name])(n)
+                    break
+        else:
+            coefficients = spec(n)
+        result.append(np.asarray(coefficients, dtype="float64"))
+    if spec == "from_regularizers" and not any(c.any() for c in result):
+        raise ValueError(
+            "guidance='from_regularizers' found no GuidedRegularizer on "
+            "the producer kernels of the model's prunable groups. Attach "
+            "`keras_guided.GuidedRegularizer` to the layers, or pass a "
+            "guidance scheme such as 'linear'."
+        )
+    return result
 
 
 def _from_regularizers(group, num_units):

@@ -71,8 +71,7 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(BudgetMode, Coefficients, StepRunner,
-                    keras.callbacks.Callback):
+class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
     The budget recipe (recommended): say what to keep and the callback does
@@ -380,6 +379,7 @@ class GuidedPruning(BudgetMode, Coefficients, StepRunner,
         self._hooked_function = None  # (plain train function, hooked one)
         self._controller = None
         self._metrics = None
+        self._coefficients = None
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -404,7 +404,7 @@ class GuidedPruning(BudgetMode, Coefficients, StepRunner,
         """
         if self._plan is None:
             return []
-        return [np.array(c) for c in self._current_coefficients]
+        return [np.array(c) for c in self._coefficients.current]
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -455,9 +455,9 @@ class GuidedPruning(BudgetMode, Coefficients, StepRunner,
             self.latency_table.check_model(model)
             prices = {"latency": self.latency_table.price}
         self._metrics = _live_metrics.LiveMetrics(plan, model, prices)
-        self._base_coefficients = self._coefficients(plan)
-        self._cost_factors = self._cost_factors_for(plan)
-        self._set_unit_weights(self._base_coefficients)
+        self._coefficients = Coefficients(
+            plan, self._metrics, self.guidance, self.cost, self._unit_weights
+        )
         self._dead.assign(np.zeros(plan.num_segments, dtype="float32"))
         self._allowed.assign(3e38)
         self._held.assign(np.zeros(plan.num_segments, dtype="float32"))
@@ -518,7 +518,7 @@ class GuidedPruning(BudgetMode, Coefficients, StepRunner,
             first or epoch % self.adapt_every == 0
         )
         if adapted:
-            self._adapt()
+            self._coefficients.adapt(self._values())
         if self.budget is not None:
             if first:
                 self._start_budget(epoch)
