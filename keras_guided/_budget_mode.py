@@ -66,9 +66,9 @@ class BudgetMode:
         norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
         floor = 1e-3 * norms
         floor[-1] = 0.0
-        self._floor.assign(floor.astype("float32"))
+        self._runner.floor.assign(floor.astype("float32"))
         self._steps_per_epoch = steps
-        self._allowed.assign(float(self._deaths_allowed(
+        self._runner.allowed.assign(float(self._deaths_allowed(
             live, start, self._controller.planned(
                 self._control_every / steps / max(target_epochs, 1)
             )
@@ -104,14 +104,14 @@ class BudgetMode:
         # the units that stay.
         effective = value
         if self.guidance != "importance":
-            held = ops.convert_to_numpy(self._held.value)[:-1] > 0
+            held = ops.convert_to_numpy(self._runner.held.value)[:-1] > 0
             effective = self._metrics.value(metric, live & ~held)
         span = max(self._landing_epoch - self._budget_start_epoch, 1)
         progress = (epochs_done - self._budget_start_epoch) / span
         strength = controller.update(effective, progress)
         self._strength.assign(strength)
         step = self._control_every / self._steps_per_epoch / span
-        self._allowed.assign(float(self._deaths_allowed(
+        self._runner.allowed.assign(float(self._deaths_allowed(
             live, value, controller.planned(progress + step)
         )))
         self.budget_report["trace"].append(
@@ -193,11 +193,11 @@ class BudgetMode:
                 removed.remove(unit)
             else:
                 trial[unit] = False
-        dead = ops.convert_to_numpy(self._dead.value).copy()
+        dead = ops.convert_to_numpy(self._runner.dead.value).copy()
         dead[removed] = 1.0
-        self._dead.assign(dead)
+        self._runner.dead.assign(dead)
         self._known_dead = True
-        self._run_step(0.0)  # threshold 0: only zeroes the dead units
+        self._runner.run(0.0)  # threshold 0: only zeroes the dead units
         report["units_masked_at_landing"] = len(removed)
 
     def _importance_guidance(self, live):
@@ -339,5 +339,5 @@ class BudgetMode:
         if not self.keep_dead:
             return self._live_units()[0]
         self._sync()
-        dead = ops.convert_to_numpy(self._dead.value)[:-1]
+        dead = ops.convert_to_numpy(self._runner.dead.value)[:-1]
         return dead == 0

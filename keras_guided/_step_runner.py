@@ -2,12 +2,16 @@
 step where Keras lets us (TensorFlow and JAX, through the optimizer hook of
 `keras_guided._keras_adapter`), else from Python between batches.
 
-The step itself is the pure `keras_guided.proximal.shrink`; these methods
-compile it for the callback's plan, read and write the variables and the
-callback's state, and put the hook on and off the optimizer for one `fit`.
+The step itself is the pure `keras_guided.proximal.shrink`. A `StepRunner`
+compiles it for one plan on one model, owns the step's state (the dead
+mask and the budget guard's allowed deaths, floor and held units), reads
+and writes the variables, and puts the hook on and off the optimizer for
+one `fit`. It reads the callback's strength and unit-weight variables and
+nothing else of the callback.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_guided import _keras_adapter as adapter
@@ -15,20 +19,59 @@ from keras_guided import proximal
 
 
 class StepRunner:
-    """Step methods mixed into `GuidedPruning`."""
+    """The compiled proximal step of one plan and its state.
 
-    def _compile_step(self):
+    Args:
+        model: the model being trained (its optimizer takes the hook).
+        plan: the callback's `GroupPlan` for that model.
+        strength: the callback's float32 strength variable.
+        unit_weights: the float32 unit-weight variable (`g_u sqrt(p_u)`).
+        guarded: whether the budget's death guard is on (a budget target).
+        keep_dead: whether dead units are re-zeroed after every step.
+    """
+
+    def __init__(self, model, plan, strength, unit_weights, guarded,
+                 keep_dead):
+        self.model = model
+        self.plan = plan
+        self.strength = strength
+        self.unit_weights = unit_weights
+        self.guarded = guarded
+        self.keep_dead = keep_dead
+        self.entries = plan.tensor_entries(plan.entries)
+        per_unit = np.zeros(plan.num_segments, dtype="float32")
+        self.dead = _state(per_unit, "guided_dead")
+        self.allowed = _state(3e38, "guided_allowed")
+        self.floor = _state(per_unit, "guided_floor")
+        self.held = _state(per_unit, "guided_held")
+        self._unhook = None
+        self._plain_function = None
+        self._hooked_function = None  # (plain train function, hooked one)
+        self._step = self._compile()
+
+    @property
+    def hooked(self):
+        """Whether the step hook is on the optimizer."""
+        return self._unhook is not None
+
+    def reset(self):
+        """Start of `fit`: no unit dead, no death limit, none held."""
+        zeros = np.zeros(self.plan.num_segments, dtype="float32")
+        self.dead.assign(zeros)
+        self.allowed.assign(3e38)
+        self.held.assign(zeros)
+
+    def _compile(self):
         """The pure step for this plan, and its compiled form for the calls
         from Python (landing, and the fallback after each batch)."""
-        plan = self._plan
-        guarded = self.budget is not None
+        plan = self.plan
         layout = proximal.StepLayout(
-            entries=self._penalized_entries,
+            entries=self.entries,
             num_segments=plan.num_segments,
             is_unit=ops.convert_to_tensor(plan.is_unit),
             keep_dead=self.keep_dead,
             group_ids=(ops.convert_to_tensor(plan.group_ids, dtype="int32")
-                       if guarded else None),
+                       if self.guarded else None),
             num_groups=len(plan.groups),
         )
 
@@ -62,17 +105,17 @@ class StepRunner:
         """Reads the variables, takes one step with threshold
         `rate * strength` and writes the results back. Traced into the
         train step (or the `tf.function` above); on JAX inside the train
-        step's stateless scope, which carries the callback's state."""
-        variables = self._plan.variables
+        step's stateless scope, which carries the step's state."""
+        variables = self.plan.variables
         # Only the penalized weights (all trainable) are read and written:
         # inside JAX's optimizer step the others (BatchNormalization moving
         # statistics) are not part of the state.
-        penalized = {index for index, _, _, _ in self._penalized_entries}
-        threshold = rate * ops.cast(self._strength.value, "float32")
+        penalized = {index for index, _, _, _ in self.entries}
+        threshold = rate * ops.cast(self.strength.value, "float32")
         values, state = self._pure(
             [v.value if i in penalized else None
              for i, v in enumerate(variables)],
-            self._state(), threshold, self._unit_weights.value,
+            self._state(), threshold, self.unit_weights.value,
         )
         for index in sorted(penalized):
             variables[index].assign(values[index])
@@ -80,29 +123,30 @@ class StepRunner:
 
     def _state(self):
         return proximal.ProximalState(
-            dead=self._dead.value, allowed=self._allowed.value,
-            held=self._held.value, floor=self._floor.value,
+            dead=self.dead.value, allowed=self.allowed.value,
+            held=self.held.value, floor=self.floor.value,
         )
 
     def _set_state(self, state):
-        self._dead.assign(state.dead)
-        if self.budget is not None:
-            self._allowed.assign(state.allowed)
-            self._held.assign(state.held)
+        self.dead.assign(state.dead)
+        if self.guarded:
+            self.allowed.assign(state.allowed)
+            self.held.assign(state.held)
 
-    def _install_step_hook(self):
-        """Puts the step inside the compiled train step for this `fit`."""
+    def install_hook(self, penalty):
+        """Puts the step inside the compiled train step for this `fit`;
+        with `penalty=True` the step only keeps dead units at zero (the
+        loss carries the penalty)."""
         model = self.model
         optimizer = model.optimizer
-        penalty = self.mode == "penalty"
 
         def hook(learning_rate):
             # Penalty mode: the loss carries the penalty; the step only
             # keeps dead units at zero (threshold 0).
             self._assign_step(0.0 if penalty else learning_rate)
 
-        state = [self._strength, self._unit_weights, self._dead,
-                 self._allowed, self._floor, self._held]
+        state = [self.strength, self.unit_weights, self.dead,
+                 self.allowed, self.floor, self.held]
         removers = [adapter.carry_state(optimizer, state),
                     adapter.after_optimizer_step(optimizer, hook)]
 
@@ -123,8 +167,8 @@ class StepRunner:
             model.make_train_function(force=True)
         self._plain_function = plain
 
-    def _remove_step_hook(self):
-        self._sync()
+    def remove_hook(self):
+        sync(self.model)
         unhook, self._unhook = self._unhook, None
         unhook()
         # The compiled train step holds the hook: put the plain one back, so
@@ -138,14 +182,7 @@ class StepRunner:
             self._hooked_function = None
             model.make_train_function(force=True)
 
-    def _sync(self):
-        """On JAX, writes the train loop's state back into the variables
-        (model and callback state), so that Python reads and writes them."""
-        model = self.model
-        if model is not None and keras.backend.backend() == "jax":
-            model.jax_state_sync()
-
-    def _run_step(self, steps):
+    def run(self, steps):
         """One step from Python (between batches)."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
@@ -153,17 +190,30 @@ class StepRunner:
             return
         # JAX: put the step's state back into the variables; the next step
         # reads the variables again because the state is marked synced.
-        self._sync()
+        sync(self.model)
         lr = float(ops.convert_to_numpy(
             adapter.step_learning_rate(self.model.optimizer)
         ))
-        threshold = lr * steps * self.strength
-        variables = self._plan.variables
+        strength = float(ops.convert_to_numpy(self.strength.value))
+        threshold = lr * steps * strength
+        variables = self.plan.variables
         values, state = self._step(
             [v.value for v in variables], self._state(),
             ops.convert_to_tensor(threshold, dtype="float32"),
-            self._unit_weights.value,
+            self.unit_weights.value,
         )
         for variable, value in zip(variables, values):
             variable.assign(value)
         self._set_state(state)
+
+
+def sync(model):
+    """On JAX, writes the train loop's state back into the variables
+    (model and callback state), so that Python reads and writes them."""
+    if model is not None and keras.backend.backend() == "jax":
+        model.jax_state_sync()
+
+
+def _state(value, name):
+    """A float32 state variable of the step (not trained)."""
+    return keras.Variable(value, trainable=False, dtype="float32", name=name)

@@ -46,7 +46,7 @@ from keras_guided import _group_plan
 from keras_guided._budget_mode import BudgetMode
 from keras_guided._coefficients import Coefficients
 from keras_guided import _penalty_mode
-from keras_guided._step_runner import StepRunner
+from keras_guided import _step_runner
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
 from keras_guided import budget as budget_lib
@@ -71,7 +71,7 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
+class GuidedPruning(BudgetMode, keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
     The budget recipe (recommended): say what to keep and the callback does
@@ -373,10 +373,8 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
         self._plan = None
         self._cache_key = None
         self._penalty = None
-        self._unhook = None
+        self._runner = None
         self._in_step = False
-        self._plain_function = None
-        self._hooked_function = None  # (plain train function, hooked one)
         self._controller = None
         self._metrics = None
         self._coefficients = None
@@ -414,10 +412,10 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
             tuple(id(v) for v in model.trainable_weights),
             id(model.optimizer),
         )
-        if self._unhook is not None:
+        if self._runner is not None and self._runner.hooked:
             # A previous fit raised before on_train_end: take its step hook
             # and penalty off first so that they do not act twice.
-            self._remove_step_hook()
+            self._runner.remove_hook()
         if self._penalty is not None:
             self._penalty.detach()
         if self._plan is None or key != self._cache_key:
@@ -440,15 +438,12 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
                 )
             self._plan = plan
             self._cache_key = key
-            self._penalized_entries = plan.tensor_entries(plan.entries)
             per_unit = np.zeros(plan.num_segments, dtype="float32")
             self._unit_weights = _state(per_unit, "guided_unit_weights")
-            self._dead = _state(per_unit, "guided_dead")
-            self._allowed = _state(3e38, "guided_allowed")
-            self._floor = _state(per_unit, "guided_floor")
-            self._held = _state(per_unit, "guided_held")
-            self._step = self._compile_step()
-            self._hooked_function = None  # traced with the old plan
+            self._runner = _step_runner.StepRunner(
+                model, plan, self._strength, self._unit_weights,
+                guarded=self.budget is not None, keep_dead=self.keep_dead,
+            )
         plan = self._plan
         prices = None
         if self.latency_table is not None:
@@ -458,9 +453,7 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
         self._coefficients = Coefficients(
             plan, self._metrics, self.guidance, self.cost, self._unit_weights
         )
-        self._dead.assign(np.zeros(plan.num_segments, dtype="float32"))
-        self._allowed.assign(3e38)
-        self._held.assign(np.zeros(plan.num_segments, dtype="float32"))
+        self._runner.reset()
         self._known_dead = False
         self._strength.assign(0.0)
         self._first_epoch = True
@@ -490,11 +483,11 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
                      and keras.backend.backend() == "jax")
         )
         if self._in_step:
-            self._install_step_hook()
+            self._runner.install_hook(penalty=self.mode == "penalty")
 
     def on_train_end(self, logs=None):
-        if self._unhook is not None:
-            self._remove_step_hook()
+        if self._runner is not None and self._runner.hooked:
+            self._runner.remove_hook()
         if self._penalty is not None:
             self._penalty.detach()
             self._penalty = None
@@ -566,7 +559,7 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
         steps, self._pending = self._pending, 0
         if not steps or (self.mode == "penalty" and not self._known_dead):
             return
-        self._run_step(0.0 if self.mode == "penalty" else float(steps))
+        self._runner.run(0.0 if self.mode == "penalty" else float(steps))
 
     def on_epoch_end(self, epoch, logs=None):
         plan = self._plan
@@ -633,11 +626,15 @@ class GuidedPruning(BudgetMode, StepRunner, keras.callbacks.Callback):
                 self._values(), plan.entries, plan.num_segments
             )
             dead[:-1] = norms[:-1] == 0
-        dead = np.maximum(dead, ops.convert_to_numpy(self._dead.value))
+        dead_mask = self._runner.dead
+        dead = np.maximum(dead, ops.convert_to_numpy(dead_mask.value))
         self._known_dead = bool(dead.any())
-        self._dead.assign(dead)
+        dead_mask.assign(dead)
 
     # ------------------------------------------------------------ logs
+
+    def _sync(self):
+        _step_runner.sync(self.model)
 
     def _values(self):
         if keras.backend.backend() == "jax":
