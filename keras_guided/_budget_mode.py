@@ -6,8 +6,10 @@ start of `fit`, calibrates a strength, and lets a
 ten check points per epoch. Between check points the death guard of the
 proximal step (`keras_guided.proximal`) lets at most `allowed` units die.
 At the end of the path the callback lands exactly on the budget and
-releases the strength. These are the callback's budget methods, kept apart
-from its hooks; they read and write the callback's state.
+releases the strength. A `BudgetMode` owns this recipe's state for one
+`fit` (goal, controller, landing, `report`); it sets the guidance
+coefficients through the callback's `Coefficients` and the strength and
+the death guard through its `StepRunner`.
 """
 
 import math
@@ -15,6 +17,7 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import proximal
 
@@ -24,60 +27,100 @@ FLOOR = 0.5
 
 
 class BudgetMode:
-    """Budget methods mixed into `GuidedPruning`."""
+    """The budget recipe of one `fit`.
 
+    Args:
+        budget: `(metric, amount)` as `keras_guided.budget.parse_budget`
+            returns it.
+        guidance: the callback's validated `guidance` (`"importance"` or
+            a fixed scheme).
+        cost: `None`, `"params"`, `"flops"` or `"latency"`.
+        target_epochs: `None` (two thirds of the remaining epochs) or the
+            epochs of the path.
+        base_strength: `None` (calibrated) or the controller's start.
+        plan, metrics, coefficients, runner: the callback's `GroupPlan`,
+            `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
+        values: callable returning the plan variables as NumPy arrays.
+    """
 
-    def _start_budget(self, epoch):
+    def __init__(self, budget, guidance, cost, target_epochs, base_strength,
+                 plan, metrics, coefficients, runner, values):
+        self.metric, self.amount = budget
+        self.guidance = guidance
+        self.cost = cost
+        self.target_epochs = target_epochs
+        self.base_strength = base_strength
+        self.plan = plan
+        self.metrics = metrics
+        self.coefficients = coefficients
+        self.runner = runner
+        self.values = values
+        self.goal = None
+        self.controller = None
+        self.landed = False
+        self.epoch = 0
+        self.control_every = 1
+        self.steps_per_epoch = 1
+        self.start_epoch = 0
+        self.landing_epoch = 0
+        self.report = None
+
+    def start(self, epoch, params):
         """Measures the start value, sets the goal, calibrates the strength
         and creates the controller (first epoch of each `fit`)."""
-        plan = self._plan
-        metric, amount = self.budget
-        params = self.params or {}
+        plan = self.plan
+        metric, amount = self.metric, self.amount
+        params = params or {}
         total = int(params.get("epochs") or (epoch + 1))
         target_epochs = self.target_epochs
         if target_epochs is None:
             # Two thirds of the epochs to prune, one third to recover.
             target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
         steps = int(params.get("steps") or 1)
-        self._control_every = max(1, steps // 10)
-        self._budget_start_epoch = epoch
-        self._landing_epoch = min(epoch + target_epochs, total)
+        self.control_every = max(1, steps // 10)
+        self.start_epoch = epoch
+        self.epoch = epoch
+        self.landing_epoch = min(epoch + target_epochs, total)
         live, _ = self._live_units()
         if self.cost is not None:
-            self._coefficients.update_cost_factors(live)
-        start = self._metrics.value(metric, live)
+            self.coefficients.update_cost_factors(live)
+        start = self.metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
-        self._goal = goal
+        self.goal = goal
         if self.guidance == "importance":
-            self._importance_guidance(live)
+            self.importance_guidance(live)
         strength = self.base_strength
         if strength is None:
             norms = proximal.numpy_group_norms(
-                self._values(), plan.entries, plan.num_segments
+                self.values(), plan.entries, plan.num_segments
             )[:-1]
-            weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+            weights = ops.convert_to_numpy(
+                self.runner.unit_weights.value
+            )[:-1]
             learning_rate = float(ops.convert_to_numpy(
-                self.model.optimizer.learning_rate
+                self.runner.model.optimizer.learning_rate
             ))
             strength = budget_lib.initial_strength(
                 norms, weights, learning_rate, steps * target_epochs
             )
-        self._controller = budget_lib.BudgetController(start, goal, strength)
-        norms = proximal.numpy_group_norms(self._values(), plan.entries, plan.num_segments)
+        self.controller = budget_lib.BudgetController(start, goal, strength)
+        norms = proximal.numpy_group_norms(
+            self.values(), plan.entries, plan.num_segments
+        )
         floor = 1e-3 * norms
         floor[-1] = 0.0
-        self._runner.floor.assign(floor.astype("float32"))
-        self._steps_per_epoch = steps
-        self._runner.allowed.assign(float(self._deaths_allowed(
-            live, start, self._controller.planned(
-                self._control_every / steps / max(target_epochs, 1)
+        self.runner.floor.assign(floor.astype("float32"))
+        self.steps_per_epoch = steps
+        self.runner.allowed.assign(float(self.deaths_allowed(
+            live, start, self.controller.planned(
+                self.control_every / steps / max(target_epochs, 1)
             )
         )))
         if not plan.num_units:
-            self._controller.reached = True
-            self._controller.strength = 0.0
-        self._landed = self._controller.reached
-        self.budget_report = {
+            self.controller.reached = True
+            self.controller.strength = 0.0
+        self.landed = self.controller.reached
+        self.report = {
             "metric": metric,
             "start": float(start),
             "goal": float(goal),
@@ -90,73 +133,89 @@ class BudgetMode:
             "trace": [],
         }
 
-    def _control(self, epochs_done):
+    def begin_epoch(self, epoch):
+        """A later epoch of the `fit`: re-ranks importance guidance until
+        the landing."""
+        if self.guidance == "importance" and not self.landed:
+            self.importance_guidance(self.live_from_dead())
+        self.epoch = epoch
+
+    def batch_end(self, batch, epoch_steps):
+        """A controller check point every `control_every` batches until the
+        budget is reached."""
+        if self.controller.reached or (batch + 1) % self.control_every:
+            return
+        steps = epoch_steps or (batch + 1)
+        self.control(self.epoch + (batch + 1) / steps)
+
+    def control(self, epochs_done):
         """One controller step: measure the live metric, steer the strength."""
-        controller = self._controller
-        metric = self.budget[0]
-        self._sync()  # JAX: the state lives in the train loop until synced
-        live = self._live_from_dead()
+        controller = self.controller
+        metric = self.metric
+        # JAX: the state lives in the train loop until synced.
+        _step_runner.sync(self.runner.model)
+        live = self.live_from_dead()
         if self.cost is not None and self.guidance != "importance":
-            self._coefficients.update_cost_factors(live)
-        value = self._metrics.value(metric, live)
+            self.coefficients.update_cost_factors(live)
+        value = self.metrics.value(metric, live)
         # Units held at their floor count as removed for the controller:
         # they are on their way out, and pushing harder would only shrink
         # the units that stay.
         effective = value
         if self.guidance != "importance":
-            held = ops.convert_to_numpy(self._runner.held.value)[:-1] > 0
-            effective = self._metrics.value(metric, live & ~held)
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
-        progress = (epochs_done - self._budget_start_epoch) / span
+            held = ops.convert_to_numpy(self.runner.held.value)[:-1] > 0
+            effective = self.metrics.value(metric, live & ~held)
+        span = max(self.landing_epoch - self.start_epoch, 1)
+        progress = (epochs_done - self.start_epoch) / span
         strength = controller.update(effective, progress)
-        self._strength.assign(strength)
-        step = self._control_every / self._steps_per_epoch / span
-        self._runner.allowed.assign(float(self._deaths_allowed(
+        self.runner.strength.assign(strength)
+        step = self.control_every / self.steps_per_epoch / span
+        self.runner.allowed.assign(float(self.deaths_allowed(
             live, value, controller.planned(progress + step)
         )))
-        self.budget_report["trace"].append(
+        self.report["trace"].append(
             (round(float(epochs_done), 3), float(value), float(strength))
         )
-        if controller.reached and not self._landed:
+        if controller.reached and not self.landed:
             # On budget, counting held units as gone: cut them now (before
             # the released strength lets them grow back) and recover.
-            self._land(self._epoch)
+            self.land(self.epoch)
 
-    def _budget_epoch_end(self, epoch, logs):
-        controller = self._controller
-        report = self.budget_report
-        if not self._landed and epoch + 1 >= self._landing_epoch:
-            self._land(epoch)
+    def epoch_end(self, epoch, logs):
+        controller = self.controller
+        report = self.report
+        if not self.landed and epoch + 1 >= self.landing_epoch:
+            self.land(epoch)
         live, _ = self._live_units()
-        report["value"] = float(self._metrics.value(self.budget[0], live))
+        report["value"] = float(self.metrics.value(self.metric, live))
         logs["budget_goal"] = controller.goal
-        span = max(self._landing_epoch - self._budget_start_epoch, 1)
+        span = max(self.landing_epoch - self.start_epoch, 1)
         logs["budget_planned"] = controller.planned(
-            (epoch + 1 - self._budget_start_epoch) / span
+            (epoch + 1 - self.start_epoch) / span
         )
 
-    def _land(self, epoch):
+    def land(self, epoch):
         """Ends pruning on the budget: zeroes the live units that the
         proximal step would take next (smallest norm per unit of push) until
         the budget holds, then releases the strength."""
-        plan = self._plan
-        controller = self._controller
-        metric = self.budget[0]
+        plan = self.plan
+        controller = self.controller
+        metric = self.metric
         live, _ = self._live_units()
-        value = self._metrics.value(metric, live)
-        report = self.budget_report
+        value = self.metrics.value(metric, live)
+        report = self.report
         report["landed_at_epoch"] = int(epoch)
         report["value_before_landing"] = float(value)
         controller.reached = True
         controller.strength = 0.0
-        self._landed = True
-        self._strength.assign(0.0)
+        self.landed = True
+        self.runner.strength.assign(0.0)
         if value <= controller.goal:
             return
         norms = proximal.numpy_group_norms(
-            self._values(), plan.entries, plan.num_segments
+            self.values(), plan.entries, plan.num_segments
         )[:-1]
-        weights = ops.convert_to_numpy(self._unit_weights.value)[:-1]
+        weights = ops.convert_to_numpy(self.runner.unit_weights.value)[:-1]
         score = norms / np.maximum(weights, proximal.TINY)
         candidates = []
         for group, start in zip(plan.groups, plan.offsets):
@@ -171,7 +230,7 @@ class BudgetMode:
         def value_without(count):
             trial = live.copy()
             trial[order[:count]] = False
-            return self._metrics.value(metric, trial)
+            return self.metrics.value(metric, trial)
 
         low, high = 1, len(order)
         if not order or value_without(high) > controller.goal:
@@ -189,18 +248,17 @@ class BudgetMode:
         trial[removed] = False
         for unit in reversed(list(removed[-64:])):
             trial[unit] = True
-            if self._metrics.value(metric, trial) <= controller.goal:
+            if self.metrics.value(metric, trial) <= controller.goal:
                 removed.remove(unit)
             else:
                 trial[unit] = False
-        dead = ops.convert_to_numpy(self._runner.dead.value).copy()
+        dead = ops.convert_to_numpy(self.runner.dead.value).copy()
         dead[removed] = 1.0
-        self._runner.dead.assign(dead)
-        self._known_dead = True
-        self._runner.run(0.0)  # threshold 0: only zeroes the dead units
+        self.runner.dead.assign(dead)
+        self.runner.run(0.0)  # threshold 0: only zeroes the dead units
         report["units_masked_at_landing"] = len(removed)
 
-    def _importance_guidance(self, live):
+    def importance_guidance(self, live):
         """Budget-aware, importance-ranked guidance.
 
         Units are ranked by importance: the rank of their group norm within
@@ -223,10 +281,10 @@ class BudgetMode:
         * every layer keeps at least half the units the uniform allocation
           gives it (`FLOOR`), or less where that does not fit.
         """
-        plan = self._plan
-        metric = self.budget[0]
+        plan = self.plan
+        metric = self.metric
         norms = proximal.numpy_group_norms(
-            self._values(), plan.entries, plan.num_segments
+            self.values(), plan.entries, plan.num_segments
         )[:-1]
         importance = np.zeros(plan.num_units)
         for group, start in zip(plan.groups, plan.offsets):
@@ -235,9 +293,9 @@ class BudgetMode:
             # comparable across layers, quantiles are.
             ranks = np.argsort(np.argsort(norms[part], kind="stable"))
             importance[part] = (ranks + 1) / group.num_units
-        fraction, uniform = self._uniform_allocation(live, norms)
+        fraction, uniform = self.uniform_allocation(live, norms)
         if metric != "units" and uniform.any():
-            costs = self._metrics.unit_marginal_costs(uniform, metric)
+            costs = self.metrics.unit_marginal_costs(uniform, metric)
             mean = float(costs[uniform].mean())
             if mean > 0:
                 importance = importance / np.sqrt(
@@ -248,7 +306,7 @@ class BudgetMode:
         def fits(order, count):
             trial = np.zeros(plan.num_units, dtype=bool)
             trial[order[:count]] = True
-            return self._metrics.value(metric, trial) <= self._goal
+            return self.metrics.value(metric, trial) <= self.goal
 
         share = FLOOR * fraction
         while True:
@@ -283,17 +341,17 @@ class BudgetMode:
             coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
                 len(doomed) - 1, 1
             )
-        self._coefficients.set_without_cost([
+        self.coefficients.set_without_cost([
             coefficients[start:start + group.num_units]
             for group, start in zip(plan.groups, plan.offsets)
         ])
 
-    def _uniform_allocation(self, live, norms):
+    def uniform_allocation(self, live, norms):
         """The largest fraction `f` for which keeping the `ceil(f * n)`
         largest-norm live units of every layer meets the budget, and that
         allocation's live flags (at least one unit per layer)."""
-        plan = self._plan
-        metric = self.budget[0]
+        plan = self.plan
+        metric = self.metric
 
         def keep(fraction):
             trial = np.zeros(plan.num_units, dtype=bool)
@@ -309,35 +367,38 @@ class BudgetMode:
         low, high = 0.0, 1.0
         for _ in range(24):  # bisection to 6e-8
             middle = (low + high) / 2
-            if self._metrics.value(metric, keep(middle)) <= self._goal:
+            if self.metrics.value(metric, keep(middle)) <= self.goal:
                 low = middle
             else:
                 high = middle
         return low, keep(low)
 
-    def _deaths_allowed(self, live, value, planned):
+    def deaths_allowed(self, live, value, planned):
         """How many more units may die before the next check without the
         live metric falling below `planned` (counting the costliest units
         first, so the count is safe for params and FLOPs too)."""
-        planned = max(planned, self._controller.goal)
+        planned = max(planned, self.controller.goal)
         excess = value - planned
         if excess <= 0:
             return 0
-        metric = self.budget[0]
+        metric = self.metric
         if metric == "units":
             return int(math.floor(excess + 1e-9))
-        costs = self._metrics.unit_marginal_costs(live, metric)[live]
+        costs = self.metrics.unit_marginal_costs(live, metric)[live]
         cumulative = np.cumsum(np.sort(costs)[::-1])
         # At least one: with costly units (a convolution's filters) no
         # single death may fit in what is left, and the path would stall;
         # the landing then corrects by at most that one unit.
         return max(1, int(np.searchsorted(cumulative, excess, side="right")))
 
-    def _live_from_dead(self):
+    def live_from_dead(self):
         """Live flags from the dead mask the proximal step keeps (no
         weight transfer); from the weights when dead units are not kept."""
-        if not self.keep_dead:
+        if not self.runner.keep_dead:
             return self._live_units()[0]
-        self._sync()
-        dead = ops.convert_to_numpy(self._runner.dead.value)[:-1]
+        _step_runner.sync(self.runner.model)
+        dead = ops.convert_to_numpy(self.runner.dead.value)[:-1]
         return dead == 0
+
+    def _live_units(self):
+        return self.metrics.live_units(self.values())

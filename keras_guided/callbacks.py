@@ -8,7 +8,8 @@ group unit.
 
 The callback is a thin layer of hooks (`on_train_begin`, `on_epoch_begin`,
 `on_train_batch_end`, `on_epoch_end`, `on_train_end`) and argument
-validation. Each job lives in its own module:
+validation that delegate to small objects it holds, each owning its own
+state; each job lives in its own module:
 
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
@@ -16,18 +17,21 @@ validation. Each job lives in its own module:
 * `keras_guided._group_plan`: where each unit group's weights are, as int
   index arrays built once per model (one `segment_sum` and one gather per
   weight slice).
-* `keras_guided._step_runner`: runs the step inside the compiled train
-  step, right after the optimizer's update, for the duration of `fit`
-  (TensorFlow and JAX, through the optimizer hook of
+* `keras_guided._step_runner`: `StepRunner` (one per plan and model, with
+  the step's state: dead mask and death guard) runs the step inside the
+  compiled train step, right after the optimizer's update, for the
+  duration of `fit` (TensorFlow and JAX, through the optimizer hook of
   `keras_guided._keras_adapter`, the one module that touches Keras
   internals), else from Python after each batch.
 * `keras_guided.schedules`: strength schedules as small callables.
-* `keras_guided._budget_mode`: the budget recipe (controller check points,
-  landing, importance guidance).
-* `keras_guided._coefficients`: guidance coefficients, cost factors,
-  adaptive ranking.
-* `keras_guided._penalty_mode`: `mode="penalty"` (the group penalty
-  borrowed as one variable's `regularizer` during `fit`).
+* `keras_guided._budget_mode`: `BudgetMode` (one per `fit` with a budget
+  target), the budget recipe (controller check points, landing,
+  importance guidance).
+* `keras_guided._coefficients`: `Coefficients` (one per `fit`), guidance
+  coefficients, cost factors, adaptive ranking.
+* `keras_guided._penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
+  borrows one variable's `regularizer` for the group penalty during
+  `fit`.
 * `keras_guided._live_metrics`: live units and the live network's cost.
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the
@@ -71,7 +75,7 @@ def _check_choice(value, name, choices):
     return value
 
 
-class GuidedPruning(BudgetMode, keras.callbacks.Callback):
+class GuidedPruning(keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
     The budget recipe (recommended): say what to keep and the callback does
@@ -375,7 +379,7 @@ class GuidedPruning(BudgetMode, keras.callbacks.Callback):
         self._penalty = None
         self._runner = None
         self._in_step = False
-        self._controller = None
+        self._budget = None
         self._metrics = None
         self._coefficients = None
         self.budget_report = None
@@ -463,10 +467,7 @@ class GuidedPruning(BudgetMode, keras.callbacks.Callback):
         self._last_batch = -1
         self._pending = 0
         self._penalty = None
-        self._controller = None
-        self._landed = False
-        self._epoch = 0
-        self._control_every = 1
+        self._budget = None
         self.budget_report = None
         if self.mode == "penalty" and plan.variables:
             self._penalty = _penalty_mode.attach_penalty(
@@ -514,11 +515,17 @@ class GuidedPruning(BudgetMode, keras.callbacks.Callback):
             self._coefficients.adapt(self._values())
         if self.budget is not None:
             if first:
-                self._start_budget(epoch)
-            elif self.guidance == "importance" and not self._landed:
-                self._importance_guidance(self._live_from_dead())
-            self._epoch = epoch
-            self._strength.assign(self._controller.strength)
+                self._budget = BudgetMode(
+                    self.budget, self.guidance, self.cost,
+                    self.target_epochs, self.base_strength, plan,
+                    self._metrics, self._coefficients, self._runner,
+                    self._values,
+                )
+                self._budget.start(epoch, self.params)
+                self.budget_report = self._budget.report
+            else:
+                self._budget.begin_epoch(epoch)
+            self._strength.assign(self._budget.controller.strength)
             return
         if self._reached and self.on_target == "hold":
             value = self._held_strength
@@ -546,14 +553,8 @@ class GuidedPruning(BudgetMode, keras.callbacks.Callback):
             last = epoch_steps is not None and int(batch) >= epoch_steps - 1
             if self._pending >= self.proximal_every or last:
                 self._flush()
-        controller = self._controller
-        if (
-            controller is not None
-            and not controller.reached
-            and (int(batch) + 1) % self._control_every == 0
-        ):
-            steps = epoch_steps or (int(batch) + 1)
-            self._control(self._epoch + (int(batch) + 1) / steps)
+        if self._budget is not None:
+            self._budget.batch_end(int(batch), epoch_steps)
 
     def _flush(self):
         steps, self._pending = self._pending, 0
@@ -567,8 +568,8 @@ class GuidedPruning(BudgetMode, keras.callbacks.Callback):
             return
         if self._pending and plan.variables and not self._in_step:
             self._flush()  # epoch of unknown length
-        if self._controller is not None:
-            self._budget_epoch_end(epoch, logs)
+        if self._budget is not None:
+            self._budget.epoch_end(epoch, logs)
         live, per_layer = self._live_units()
         logs["live_units"] = int(live.sum())
         for name, count in per_layer.items():
