@@ -312,14 +312,7 @@ class BudgetMode:
         while True:
             # Each layer's best live units are kept first: its floor, and
             # never fewer than one unit.
-            first = []
-            for group, start in zip(plan.groups, plan.offsets):
-                part = importance[start:start + group.num_units]
-                count = int(np.isfinite(part).sum())
-                if count:
-                    floor = max(1, int(math.ceil(share * count)))
-                    best = np.argsort(-part, kind="stable")[:floor]
-                    first.extend(start + int(u) for u in best)
+            first = self._best_of_each_layer(live, importance, share)
             chosen = set(first)
             order = first + [
                 int(u) for u in np.argsort(-importance, kind="stable")
@@ -350,28 +343,34 @@ class BudgetMode:
         """The largest fraction `f` for which keeping the `ceil(f * n)`
         largest-norm live units of every layer meets the budget, and that
         allocation's live flags (at least one unit per layer)."""
-        plan = self.plan
-        metric = self.metric
 
         def keep(fraction):
-            trial = np.zeros(plan.num_units, dtype=bool)
-            for group, start in zip(plan.groups, plan.offsets):
-                ids = np.arange(start, start + group.num_units)
-                ids = ids[live[ids]]
-                if len(ids):
-                    count = max(1, int(math.ceil(fraction * len(ids))))
-                    best = np.argsort(-norms[ids], kind="stable")[:count]
-                    trial[ids[best]] = True
+            trial = np.zeros(self.plan.num_units, dtype=bool)
+            trial[self._best_of_each_layer(live, norms, fraction)] = True
             return trial
 
         low, high = 0.0, 1.0
         for _ in range(24):  # bisection to 6e-8
             middle = (low + high) / 2
-            if self.metrics.value(metric, keep(middle)) <= self.goal:
+            if self.metrics.value(self.metric, keep(middle)) <= self.goal:
                 low = middle
             else:
                 high = middle
         return low, keep(low)
+
+    def _best_of_each_layer(self, live, scores, share):
+        """Unit indices: in every layer, its `ceil(share * n)` live units
+        with the highest `scores` (`n` its live units; at least one where
+        any is live), best first, layer after layer."""
+        chosen = []
+        for group, start in zip(self.plan.groups, self.plan.offsets):
+            ids = np.arange(start, start + group.num_units)
+            ids = ids[live[ids]]
+            if len(ids):
+                count = max(1, int(math.ceil(share * len(ids))))
+                best = np.argsort(-scores[ids], kind="stable")[:count]
+                chosen.extend(int(u) for u in ids[best])
+        return chosen
 
     def deaths_allowed(self, live, value, planned):
         """How many more units may die before the next check without the
