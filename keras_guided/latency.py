@@ -116,20 +116,32 @@ class LayerLatency:
         where `None`; a depthwise layer's outputs follow its inputs, so
         `output_channels` is ignored there); an estimated layer costs its
         full-width FLOPs times `ms_per_flop`."""
-        cin = self.input_channels if input_channels is None else \
-            input_channels
-        cout = self.output_channels if output_channels is None else \
-            output_channels
-        if self.class_name.startswith("Depthwise"):
-            cout = self.output_channels
         if self.kind == "estimated":
             return self.flops * self.ms_per_flop
+        cin, cout = self._kept(input_channels, output_channels)
         total = 0.0
         for ins, outs, ms in self.grids:
             rows = [_interpolate(cout, outs, row) for row in ms]
             total += _interpolate(cin, ins, rows)
-        written = cin if self.class_name.startswith("Depthwise") else cout
-        return max(total, 0.0) + self.ms_per_channel * written
+        return max(total, 0.0) + self.ms_per_channel * self.written(
+            input_channels, output_channels)
+
+    def written(self, input_channels=None, output_channels=None):
+        """The channels the layer writes at the kept counts (full width
+        where `None`): its outputs; a depthwise layer's follow its inputs."""
+        cin, cout = self._kept(input_channels, output_channels)
+        return cin if self._depthwise else cout
+
+    @property
+    def _depthwise(self):
+        return self.class_name.startswith("Depthwise")
+
+    def _kept(self, input_channels, output_channels):
+        cin = self.input_channels if input_channels is None else \
+            input_channels
+        cout = self.output_channels if (
+            output_channels is None or self._depthwise) else output_channels
+        return cin, cout
 
 
 class LatencyTable:
@@ -384,9 +396,7 @@ def _calibrate(entries, measured_ms):
     positions each writes; returns the entries and the spread ms."""
     priced = sum(entry.predict() for entry in entries.values())
     measured = [e for e in entries.values() if e.kind == "measured"]
-    written = sum(e.positions * (e.input_channels if e.class_name
-                                 .startswith("Depthwise")
-                                 else e.output_channels) for e in measured)
+    written = sum(e.positions * e.written() for e in measured)
     unexplained = max(measured_ms - priced, 0.0)
     if not written or not unexplained:
         return entries, 0.0
