@@ -17,9 +17,9 @@ os.environ["XLA_FLAGS"] = (
 
 import jax  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_guided  # noqa: E402
+import parity_model  # noqa: E402  (next to this script)
 
 RECIPES = {
     "strength": {"strength": 0.3, "guidance": "linear"},
@@ -27,33 +27,16 @@ RECIPES = {
 }
 
 
-def build():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss="sparse_categorical_crossentropy")
-    return model
-
-
 def train(recipe, x, y):
-    model = build()
+    model = parity_model.build()
     pruning = keras_guided.GuidedPruning(**RECIPES[recipe])
     history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
                         shuffle=False, callbacks=[pruning])
-    return {"loss": history.history["loss"],
-            "live_units": history.history["live_units"],
-            "weights": [w.tolist() for w in model.get_weights()]}
+    return parity_model.record(history, model)
 
 
 def main():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+    x, y = parity_model.data(128)
     result = {"devices": len(jax.devices())}
     for recipe in RECIPES:
         keras.distribution.set_distribution(None)

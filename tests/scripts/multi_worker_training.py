@@ -22,23 +22,8 @@ import tensorflow as tf  # noqa: E402
 
 STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
 import keras_guided  # noqa: E402
-
-
-def build():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss="sparse_categorical_crossentropy")
-    return model
+import parity_model  # noqa: E402  (next to this script)
 
 
 def train(model, x, y, callbacks=None):
@@ -49,19 +34,15 @@ def train(model, x, y, callbacks=None):
                         shuffle=False, callbacks=callbacks)
     if not callbacks:
         return None
-    return {"loss": history.history["loss"],
-            "live_units": history.history["live_units"],
-            "weights": [w.tolist() for w in model.get_weights()]}
+    return parity_model.record(history, model)
 
 
 def main():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+    x, y = parity_model.data(64)
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     result = {"task": task, "replicas": STRATEGY.num_replicas_in_sync}
     with STRATEGY.scope():
-        plain = build()
+        plain = parity_model.build()
     try:
         train(plain, x, y, callbacks=[])
     except Exception as error:  # Keras' own fit, without keras_guided
@@ -70,9 +51,9 @@ def main():
         print(json.dumps(result))
         return
     with STRATEGY.scope():
-        model = build()
+        model = parity_model.build()
     result["multi"] = train(model, x, y)
-    result["single"] = train(build(), x, y)
+    result["single"] = train(parity_model.build(), x, y)
     print(json.dumps(result))
 
 
