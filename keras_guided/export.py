@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from keras_guided import _atomic
+from keras_guided import _export_inputs
 from keras_guided import _litert_run
 from keras_guided import validation
 
@@ -54,7 +55,10 @@ class ExportReport:
         bytes: its size in bytes.
         quantization: `None`, `"dynamic"`, `"float16"` or `"int8"`.
         int8_io: whether the file takes and returns int8 tensors.
-        input_shape: the input shape baked into the file (batch included).
+        input_shape: the input shape baked into the file (batch included);
+            `None` for a model with several inputs (see `input_shapes`).
+        input_shapes: `{input name: shape}` of every input baked into the
+            file (batch included), keyed as the file's signature is.
         num_samples: inputs used for verification (0 if not verified).
         max_abs_diff: max |LiteRT - Keras| over the outputs of those
             samples (int8 outputs dequantized first); `None` if not verified.
@@ -85,6 +89,7 @@ class ExportReport:
     quantization: object = None
     int8_io: bool = False
     input_shape: tuple = ()
+    input_shapes: dict = dataclasses.field(default_factory=dict)
     num_samples: int = 0
     max_abs_diff: object = None
     mean_abs_diff: object = None
@@ -100,10 +105,17 @@ class ExportReport:
         mode = self.quantization or "float32"
         if self.int8_io:
             mode += " (int8 inputs/outputs)"
+        if self.input_shape is None:  # Several inputs: name each.
+            shape_text = "inputs: " + ", ".join(
+                f"{name} {tuple(shape)}"
+                for name, shape in self.input_shapes.items()
+            )
+        else:
+            shape_text = f"input shape: {tuple(self.input_shape)}"
         lines = [
             f"wrote {self.path}",
             f"  size: {self.bytes:,} bytes, quantization: {mode}, "
-            f"input shape: {tuple(self.input_shape)}",
+            + shape_text,
         ]
         if self.max_abs_diff is None:
             lines.append("  verification: skipped")
@@ -143,6 +155,8 @@ def export_tflite(
     num_runs=50,
     num_threads=1,
     batch_size=1,
+    input_shapes=None,
+    sequence_length=None,
 ):
     """Exports a Keras model to a verified `.tflite` file (built-in ops only).
 
@@ -152,8 +166,11 @@ def export_tflite(
     leaves a partial file at `filepath` and never replaces an existing one.
 
     Args:
-        model: a built single-input `keras.Model` (Sequential or Functional).
-            It is not modified.
+        model: a built `keras.Model` (Sequential or Functional) with one
+            input, or several: a dict of inputs (keras-hub backbones'
+            `{"token_ids": ..., "padding_mask": ...}`) or a list (a Siamese
+            pair). Integer inputs (token ids) keep their dtype. It is not
+            modified.
         filepath: destination path ending in `.tflite`; its directory must
             exist and be writable.
         quantization: `None` (float32), `"dynamic"` (int8 weights, float
@@ -162,15 +179,20 @@ def export_tflite(
             `None`.
         representative_data: array of typical inputs, shape
             `(num_samples,) + input_shape`, used to calibrate `"int8"` (a few
-            hundred samples are enough). Required for `"int8"`. Defaults to
-            `None`.
+            hundred samples are enough). For a model with several inputs, a
+            dict `{input name: array}` (or, for a model called with a list,
+            a list/tuple of arrays in input order), every array with the
+            same `num_samples`. Required for `"int8"`. Defaults to `None`.
         int8_io: with `"int8"`, make the file's input and output tensors int8
             too (for integer-only accelerators). Defaults to `False`.
         verify: run the written file in the LiteRT interpreter and compare
             with Keras. Defaults to `True`.
-        sample_inputs: inputs for verification. Defaults to `None`: the
-            first 32 rows of `representative_data` if given, else 32 fixed
-            standard-normal inputs.
+        sample_inputs: inputs for verification, in the same form as
+            `representative_data`. Defaults to `None`: the first 32 rows of
+            `representative_data` if given, else 32 fixed random valid
+            inputs per input: standard-normal floats, token ids in
+            `[0, vocabulary)` where an `Embedding` reads the input (else 0
+            or 1), 0/1 masks for an input whose name contains "mask".
         tolerance: max allowed |LiteRT - Keras|. Defaults to `None`:
             `1e-5 * max(1, max |Keras output|)` for float32; for quantized
             modes the error is measured and reported, and only a non-finite
@@ -182,6 +204,13 @@ def export_tflite(
             Defaults to 1.
         batch_size: batch dimension baked into the file; `None` keeps it
             dynamic. Defaults to 1.
+        input_shapes: sizes for input dimensions declared `None` (apart
+            from the batch): a dict `{input name: shape without the
+            batch}`, e.g. `{"token_ids": (128,)}`, or one shape for a
+            one-input model. Defaults to `None`.
+        sequence_length: fills a `None` first dimension (after the batch)
+            of every input, e.g. `128` for a keras-hub backbone's
+            `(None, None)` token ids and padding mask. Defaults to `None`.
 
     Returns:
         An `ExportReport` (path, bytes, quantization, max_abs_diff, ok,
@@ -237,24 +266,39 @@ def export_tflite(
             "`tolerance` must be a non-negative float or None. "
             f"Received: tolerance={tolerance!r}"
         )
-    input_shape, input_dtype = _single_input(model)
+    # Several inputs (a dict or a list) take the named path of
+    # `_export_inputs`; a one-input model keeps its array path.
+    model_inputs = None
+    if _export_inputs.several_inputs(model):
+        validation.check_model(model)
+        model_inputs = _export_inputs.read(
+            model, input_shapes, sequence_length
+        )
+        input_shape = input_dtype = None
+    else:
+        input_shape, input_dtype = _single_input(
+            model, input_shapes, sequence_length
+        )
+        if _export_inputs.several_outputs(model):
+            model_inputs = _export_inputs.read(
+                model, {model.inputs[0].name: input_shape}
+            )
     if quantization == "int8" and representative_data is None:
+        if input_shape is None:
+            shapes = "a dict {" + model_inputs.describe() + "}"
+        else:
+            shapes = f"inputs of shape (num_samples,) + {input_shape}"
         raise ValueError(
             "`quantization='int8'` needs `representative_data`: typical "
-            f"inputs of shape (num_samples,) + {input_shape} to calibrate "
+            f"{shapes} to calibrate "
             "the int8 ranges. Received: representative_data=None. Pass e.g. "
             "representative_data=x_train[:256], or use "
             "quantization='dynamic', which needs no data."
         )
-    if representative_data is not None:
-        representative_data = _check_inputs(
-            representative_data, input_shape, "representative_data",
-            input_dtype,
-        )
-    if sample_inputs is not None:
-        sample_inputs = _check_inputs(
-            sample_inputs, input_shape, "sample_inputs", input_dtype
-        )
+    representative_data, sample_inputs = _check_data(
+        model_inputs, input_shape, input_dtype, representative_data,
+        sample_inputs,
+    )
     if verify or measure_latency:
         interpreter_class = _interpreter_class()
 
@@ -278,7 +322,8 @@ def export_tflite(
         notes = []
         try:
             _convert(model, temporary, quantization, representative_data,
-                     int8_io, input_shape, input_dtype, batch_size)
+                     int8_io, input_shape, input_dtype, batch_size,
+                     model_inputs)
         except ValueError as error:
             if batch_size is None or "neither a custom op" in str(
                 error.__cause__ or ""
@@ -288,7 +333,8 @@ def export_tflite(
             # with a dynamic batch: retry once and say so.
             try:
                 _convert(model, temporary, quantization, representative_data,
-                         int8_io, input_shape, input_dtype, None)
+                         int8_io, input_shape, input_dtype, None,
+                         model_inputs)
             except ValueError:
                 raise ValueError(
                     f"{error} It also failed with batch_size=None (a "
@@ -308,16 +354,32 @@ def export_tflite(
             bytes=len(content),
             quantization=quantization,
             int8_io=bool(int8_io),
-            input_shape=(batch_size,) + tuple(input_shape),
+            input_shape=(
+                None if input_shape is None
+                else (batch_size,) + tuple(input_shape)
+            ),
+            input_shapes=(
+                model_inputs.shapes(batch_size) if model_inputs
+                else {model.inputs[0].name: (batch_size,) + input_shape}
+            ),
             num_threads=num_threads,
             notes=notes,
         )
         if verify:
-            if sample_inputs is None:
+            if sample_inputs is None and input_shape is not None:
                 sample_inputs = _default_samples(
                     representative_data, input_shape, input_dtype
                 )
-            _verify(report, temporary, model, sample_inputs, tolerance)
+            elif sample_inputs is None and representative_data is not None:
+                sample_inputs = _export_inputs.take(
+                    representative_data, _DEFAULT_SAMPLES
+                )
+            elif sample_inputs is None:
+                sample_inputs = _export_inputs.default_samples(
+                    model, model_inputs, _DEFAULT_SAMPLES
+                )
+            _verify(report, temporary, model, sample_inputs, tolerance,
+                    model_inputs)
         if measure_latency:
             report.latency_ms = _median_latency(
                 interpreter_class, content, num_runs, num_threads
@@ -378,7 +440,7 @@ def _check_quantization(quantization):
     return quantization
 
 
-def _single_input(model):
+def _single_input(model, input_shapes=None, sequence_length=None):
     validation.check_model(model)
     try:
         inputs = model.inputs
@@ -396,48 +458,34 @@ def _single_input(model):
             f"Received: model '{model.name}' with {len(inputs)} inputs. Use "
             "model.export(path, format='litert') for multi-input models."
         )
-    shape = tuple(inputs[0].shape[1:])
-    if any(dim is None for dim in shape):
-        raise ValueError(
-            "keras_guided.export_tflite needs a fixed input shape (apart from "
-            f"the batch). Received: model '{model.name}' with input shape "
-            f"{(None,) + shape}. Rebuild it with keras.Input(shape=...) "
-            "using fixed sizes."
-        )
+    _export_inputs.check_sequence_length(sequence_length)
+    overrides = _export_inputs._check_input_shapes(
+        model, input_shapes, [inputs[0].name]
+    )
+    shape = _export_inputs.resolve_shape(
+        model.name, inputs[0].name, tuple(inputs[0].shape[1:]),
+        overrides.get(inputs[0].name), sequence_length,
+    )
     return shape, inputs[0].dtype
 
 
-def _check_inputs(data, input_shape, name, dtype="float32"):
-    """`data` as an array in the model input's dtype (token ids stay ints)."""
-    dtype = keras.backend.standardize_dtype(dtype)
-    if "int" not in dtype and "bool" not in dtype:
-        dtype = "float32"
-    try:
-        array = np.asarray(data)
-        if array.dtype == object:
-            raise TypeError(array.dtype)
-        floating = np.asarray(array, dtype="float64")
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`{name}` must be an array of inputs of shape (num_samples,) + "
-            f"{input_shape}. Received: {type(data).__name__}"
-        ) from None
-    if "int" in dtype and np.any(floating != np.round(floating)):
-        raise ValueError(
-            f"`{name}` must hold whole numbers: the model input has dtype "
-            f"{dtype} (token ids, say). Received non-integer values."
-        )
-    if not np.all(np.isfinite(floating)):
-        raise ValueError(f"`{name}` contains NaN or inf values.")
-    array = array.astype(dtype)
-    if array.ndim != len(input_shape) + 1 or array.shape[1:] != input_shape:
-        raise ValueError(
-            f"`{name}` must have shape (num_samples,) + {input_shape}. "
-            f"Received shape {array.shape}."
-        )
-    if array.shape[0] == 0:
-        raise ValueError(f"`{name}` must hold at least one sample.")
-    return array
+_check_inputs = _export_inputs.check_array
+
+
+def _check_data(model_inputs, input_shape, input_dtype, representative_data,
+                sample_inputs):
+    """`representative_data` and `sample_inputs` checked: arrays for a
+    one-input model, `{name: array}` dicts for one with several inputs."""
+    checked = []
+    for name, data in (("representative_data", representative_data),
+                       ("sample_inputs", sample_inputs)):
+        if data is None:
+            checked.append(None)
+        elif input_shape is None:
+            checked.append(_export_inputs.check_data(model_inputs, data, name))
+        else:
+            checked.append(_check_inputs(data, input_shape, name, input_dtype))
+    return checked
 
 
 def _interpreter_class():
@@ -477,6 +525,10 @@ def converter_settings(quantization, representative_data=None,
         data = representative_data
 
         def representative_dataset():
+            if isinstance(data, dict):  # Several inputs, by signature name.
+                for row in range(_export_inputs.num_samples(data)):
+                    yield _export_inputs.take(data, row + 1, row)
+                return
             for row in range(data.shape[0]):
                 yield [data[row : row + 1]]
 
@@ -507,14 +559,18 @@ def _convert(
     input_shape,
     input_dtype,
     batch_size,
+    model_inputs=None,
 ):
     import tensorflow as tf
 
     target_spec, options = converter_settings(
         quantization, representative_data, int8_io)
-    signature = [
-        tf.TensorSpec((batch_size,) + tuple(input_shape), input_dtype)
-    ]
+    if model_inputs is not None and input_shape is None:
+        signature = model_inputs.signature(batch_size)
+    else:
+        signature = [
+            tf.TensorSpec((batch_size,) + tuple(input_shape), input_dtype)
+        ]
     try:
         model.export(
             path,
@@ -616,12 +672,22 @@ def _run_in_child(path, inputs, model):
     """Runs the file at `path` on `inputs` in a child Python process.
 
     A LiteRT abort (a C++ `CHECK` failing in `allocate_tensors`) kills the
-    child only; it becomes a `ValueError` here.
+    child only; it becomes a `ValueError` here. `inputs` is an array (a
+    one-input, one-output file), or a dict `{input name: array}`; then the
+    outputs come back as a dict keyed by the signature's output names.
     """
+    named = isinstance(inputs, dict)
+    suffix = ".npz" if named else ".npy"
+    count = (
+        _export_inputs.num_samples(inputs) if named else inputs.shape[0]
+    )
     with tempfile.TemporaryDirectory() as directory:
-        inputs_path = os.path.join(directory, "inputs.npy")
-        outputs_path = os.path.join(directory, "outputs.npy")
-        np.save(inputs_path, inputs)
+        inputs_path = os.path.join(directory, "inputs" + suffix)
+        outputs_path = os.path.join(directory, "outputs" + suffix)
+        if named:
+            np.savez(inputs_path, **inputs)
+        else:
+            np.save(inputs_path, inputs)
         command = [sys.executable, _litert_run.__file__, path, inputs_path,
                    outputs_path]
         try:
@@ -632,10 +698,13 @@ def _run_in_child(path, inputs, model):
         except subprocess.TimeoutExpired:
             raise ValueError(
                 f"Running the converted model '{model.name}' in LiteRT took "
-                f"more than {_CHILD_TIMEOUT} s on {inputs.shape[0]} sample "
+                f"more than {_CHILD_TIMEOUT} s on {count} sample "
                 "inputs; verification was stopped and the file was not "
                 "written. Pass fewer `sample_inputs`, or verify=False."
             ) from None
+        if result.returncode == 0 and named:
+            with np.load(outputs_path) as archive:
+                return {name: archive[name] for name in archive.files}
         if result.returncode == 0:
             return np.load(outputs_path)
     if result.returncode < 0:
@@ -674,27 +743,49 @@ def _keras_outputs(model, inputs):
     return np.concatenate(chunks, axis=0)
 
 
-def _verify(report, path, model, inputs, tolerance):
-    expected = _keras_outputs(model, inputs)
+def _paired_outputs(path, model, inputs, model_inputs):
+    """[(output name, Keras, LiteRT)] on `inputs`, and the sample count."""
+    if model_inputs is None:  # One input, one output: the array path.
+        expected = _keras_outputs(model, inputs)
+        actual = _run_in_child(path, inputs, model)
+        return [("output", expected, actual)], int(inputs.shape[0])
+    if not isinstance(inputs, dict):  # One input, several outputs.
+        inputs = {model_inputs.names[0]: inputs}
+    expected = _export_inputs.keras_outputs(model, model_inputs, inputs)
     actual = _run_in_child(path, inputs, model)
-    if actual.shape != expected.shape:
-        raise ValueError(
-            f"The LiteRT output has shape {actual.shape} but Keras returns "
-            f"{expected.shape}; the conversion of model '{model.name}' is "
-            "not faithful. The file was not written."
+    pairs = _export_inputs.pair_outputs(model.name, expected, actual)
+    return pairs, int(_export_inputs.num_samples(inputs))
+
+
+def _verify(report, path, model, inputs, tolerance, model_inputs=None):
+    pairs, count = _paired_outputs(path, model, inputs, model_inputs)
+    differences = []
+    for name, expected, actual in pairs:
+        if actual.shape != expected.shape:
+            which = "" if len(pairs) == 1 else f" '{name}'"
+            raise ValueError(
+                f"The LiteRT output{which} has shape {actual.shape} but "
+                f"Keras returns {expected.shape}; the conversion of model "
+                f"'{model.name}' is not faithful. The file was not written."
+            )
+        differences.append(
+            np.abs(actual.astype("float64") - expected).ravel()
         )
-    difference = np.abs(actual.astype("float64") - expected)
-    finite = bool(np.all(np.isfinite(actual)))
-    report.num_samples = int(inputs.shape[0])
+    difference = np.concatenate(differences)
+    finite = all(bool(np.all(np.isfinite(actual))) for _, _, actual in pairs)
+    report.num_samples = count
     report.max_abs_diff = float(np.max(difference)) if finite else float("inf")
     report.mean_abs_diff = (
         float(np.mean(difference)) if finite else float("inf")
     )
-    if expected.ndim >= 2 and expected.shape[-1] > 1:
+    _, expected, actual = pairs[0]
+    if len(pairs) == 1 and expected.ndim >= 2 and expected.shape[-1] > 1:
         agree = np.argmax(actual, -1) == np.argmax(expected, -1)
         report.argmax_agreement = float(np.mean(agree))
     if tolerance is None and report.quantization is None:
-        scale = max(1.0, float(np.max(np.abs(expected))))
+        scale = max(
+            [1.0] + [float(np.max(np.abs(e))) for _, e, _ in pairs]
+        )
         tolerance = FLOAT32_TOLERANCE * scale
     report.tolerance = None if tolerance is None else float(tolerance)
     report.ok = finite and (
@@ -717,14 +808,17 @@ def _median_latency(interpreter_class, content, num_runs, num_threads,
     """Batch-1 latency of the file's bytes in ms: the median (or `"min"`)
     over `num_runs` timed interpreter runs after a short warm-up."""
     interpreter = _make_interpreter(interpreter_class, content, num_threads)
-    detail = interpreter.get_input_details()[0]
-    if int(detail["shape_signature"][0]) < 0:
+    details = interpreter.get_input_details()
+    dynamic = [d for d in details if int(d["shape_signature"][0]) < 0]
+    for detail in dynamic:
         shape = (1,) + tuple(int(d) for d in detail["shape"][1:])
         interpreter.resize_tensor_input(detail["index"], shape)
+    if dynamic:
         interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-    sample = np.zeros(tuple(detail["shape"]), dtype=detail["dtype"])
-    interpreter.set_tensor(detail["index"], sample)
+        details = interpreter.get_input_details()
+    for detail in details:  # Zeros: valid token ids and masks too.
+        sample = np.zeros(tuple(detail["shape"]), dtype=detail["dtype"])
+        interpreter.set_tensor(detail["index"], sample)
     for _ in range(min(5, num_runs)):  # Warm-up.
         interpreter.invoke()
     times = []

@@ -300,14 +300,6 @@ def test_bad_arguments(models, tmp_path, kwargs, message):
 def test_bad_filepath_and_model(models, tmp_path):
     with pytest.raises(ValueError, match=r"`filepath` must end in '\.tflite'"):
         keras_guided.export_tflite(models[1], str(tmp_path / "m.keras"))
-    a, b = keras.Input((2,)), keras.Input((2,))
-    two = keras.Model([a, b], keras.layers.Add()([a, b]))
-    with pytest.raises(
-        ValueError,
-        match=r"supports single-input models\. Received: model '.*' with 2 "
-        r"inputs\.",
-    ):
-        keras_guided.export_tflite(two, str(tmp_path / "m.tflite"))
 
 
 def test_missing_interpreter_names_the_extra(models, tmp_path, monkeypatch):
@@ -416,3 +408,231 @@ def test_int8_transformer_export_never_kills_the_interpreter(tmp_path):
         assert "this Python session is unaffected" in str(error)
     else:
         assert report.ok
+
+
+# ------------------------------------ several inputs (issue 19, item 4)
+def _signature_outputs(path, inputs):
+    """Runs a file through its signature, feeding inputs by name."""
+    interpreter = Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner()
+    rows = []
+    count = len(next(iter(inputs.values())))
+    for row in range(count):
+        outputs = runner(**{k: v[row : row + 1] for k, v in inputs.items()})
+        rows.append({k: v[0] for k, v in outputs.items()})
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def _siamese():
+    keras.utils.set_random_seed(0)
+    left = keras.Input((6,), name="left")
+    right = keras.Input((6,), name="right")
+    encoder = keras.layers.Dense(8, activation="relu", name="encoder")
+    pair = keras.layers.Concatenate()([encoder(left), encoder(right)])
+    outputs = keras.layers.Dense(2, name="score")(pair)
+    return keras.Model([left, right], outputs)
+
+
+def test_siamese_list_inputs_export_and_match_by_name(tmp_path):
+    model = _siamese()
+    rng = np.random.default_rng(0)
+    left = rng.normal(size=(24, 6)).astype("float32")
+    right = rng.normal(size=(24, 6)).astype("float32")
+    expected = model.predict([left, right], verbose=0)
+    for quantization, tolerance in ((None, 1e-5), ("int8", 0.1)):
+        path = str(tmp_path / f"siamese_{quantization}.tflite")
+        report = keras_guided.export_tflite(
+            model, path, quantization=quantization,
+            representative_data=[left, right],
+            sample_inputs={"right": right, "left": left},
+        )
+        assert report.ok and report.num_samples == 24
+        assert report.input_shape is None
+        assert report.input_shapes == {"left": (1, 6), "right": (1, 6)}
+        assert "inputs: left (1, 6), right (1, 6)" in report.summary()
+        actual = _signature_outputs(path, {"left": left, "right": right})
+        difference = np.max(np.abs(actual["output_0"] - expected))
+        assert difference <= tolerance
+        np.testing.assert_allclose(report.max_abs_diff, difference,
+                                   atol=1e-6)
+    # The pair is ordered (concatenated), so a mix-up of the two inputs
+    # would show in the comparisons above.
+    swapped = model.predict([right, left], verbose=0)
+    assert np.max(np.abs(swapped - expected)) > 1e-2
+
+
+def _token_model(vocabulary=50, length=None):
+    """Token ids + a padding mask in a dict: Embedding, Dense, masking."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((length,), dtype="int32", name="token_ids")
+    mask = keras.Input((length,), dtype="int32", name="padding_mask")
+    x = keras.layers.Embedding(vocabulary, 8, name="embedding")(ids)
+    x = keras.layers.Dense(4, activation="relu", name="dense")(x)
+    x = x * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+    outputs = keras.layers.Dense(3, name="out")(
+        keras.ops.sum(x, axis=1)
+    )
+    return keras.Model({"token_ids": ids, "padding_mask": mask}, outputs)
+
+
+def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
+    model = _token_model()
+    with pytest.raises(ValueError, match=(
+        r"^keras_guided\.export_tflite needs a fixed input shape \(apart "
+        r"from the batch\)\. Received: model '.*' with input 'token_ids' of "
+        r"shape \(None, None\)\. Pass the sizes the file should take, e\.g\. "
+        r"sequence_length=128 \(fills a None sequence length of every "
+        r"input\) or input_shapes=\{'token_ids': \(128,\)\}, or rebuild the "
+        r"model with fixed sizes in keras\.Input\(shape=\.\.\.\)\.$")):
+        keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert os.listdir(tmp_path) == []
+    # The default samples are valid: ids below the vocabulary, 0/1 masks.
+    from keras_guided import _export_inputs
+
+    inputs = _export_inputs.read(model, sequence_length=10)
+    samples = _export_inputs.default_samples(model, inputs)
+    assert samples["token_ids"].dtype == np.int32
+    assert samples["token_ids"].max() < 50 and samples["token_ids"].max() > 1
+    assert set(np.unique(samples["padding_mask"])) == {0, 1}
+    assert np.all(samples["padding_mask"][:, 0] == 1)
+
+    path = str(tmp_path / "tokens.tflite")
+    report = keras_guided.export_tflite(model, path, sequence_length=10)
+    assert report.ok and report.max_abs_diff <= report.tolerance
+    assert report.input_shapes == {"token_ids": (1, 10),
+                                   "padding_mask": (1, 10)}
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 50, size=(16, 10)).astype("int32")
+    masks = (np.arange(10) < rng.integers(1, 11, size=(16, 1))).astype(
+        "int32")
+    expected = model.predict({"token_ids": ids, "padding_mask": masks},
+                             verbose=0)
+    actual = _signature_outputs(path, {"token_ids": ids,
+                                       "padding_mask": masks})
+    assert np.max(np.abs(actual["output_0"] - expected)) <= 1e-5
+    # The mask is used: the same ids with another mask give another answer.
+    other = _signature_outputs(path, {"token_ids": ids,
+                                      "padding_mask": np.ones_like(masks)})
+    assert np.max(np.abs(other["output_0"] - expected)) > 1e-3
+    # int8, calibrated on a dict; input_shapes instead of sequence_length.
+    report = keras_guided.export_tflite(
+        model, str(tmp_path / "tokens8.tflite"), quantization="int8",
+        representative_data={"token_ids": ids, "padding_mask": masks},
+        input_shapes={"token_ids": (10,), "padding_mask": (10,)},
+    )
+    assert report.ok and report.num_samples == 16
+    assert report.max_abs_diff < 0.1 * max(1.0, np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"sample_inputs": np.zeros((4, 10), "int32")},
+            r"^`sample_inputs` must be a dict keyed by input name, since "
+            r"model '.*' has several inputs: 'token_ids': \(num_samples, "
+            r"10\) int32, 'padding_mask': \(num_samples, 10\) int32\. "
+            r"Received: ndarray\.$",
+        ),
+        (
+            {"sample_inputs": {"token_ids": np.zeros((4, 10))}},
+            r"^`sample_inputs` must be a dict with one array per input of "
+            r"model '.*': keys \['token_ids', 'padding_mask'\]\. Received "
+            r"keys \['token_ids'\]\.$",
+        ),
+        (
+            {"sample_inputs": {"token_ids": np.zeros((4, 10)),
+                               "padding_mask": np.zeros((3, 10))}},
+            r"^`sample_inputs` must hold the same number of samples for "
+            r"every input\. Received: \{'token_ids': 4, 'padding_mask': "
+            r"3\}\.$",
+        ),
+        (
+            {"sample_inputs": {"token_ids": np.zeros((4, 9)),
+                               "padding_mask": np.zeros((4, 10))}},
+            r"^`sample_inputs\['token_ids'\]` must have shape "
+            r"\(num_samples,\) \+ \(10,\)\. Received shape \(4, 9\)\.$",
+        ),
+        (
+            {"quantization": "int8"},
+            r"^`quantization='int8'` needs `representative_data`: typical a "
+            r"dict \{'token_ids': \(num_samples, 10\) int32, 'padding_mask': "
+            r"\(num_samples, 10\) int32\} to calibrate the int8 ranges\.",
+        ),
+        (
+            {"input_shapes": {"ids": (10,)}},
+            r"^`input_shapes` names inputs that model '.*' does not have: "
+            r"\['ids'\]\. Its inputs are \['token_ids', 'padding_mask'\]\.$",
+        ),
+        (
+            {"input_shapes": (10,)},
+            r"^`input_shapes` must be a dict \{input name: shape without the "
+            r"batch\} \(model '.*' has inputs \['token_ids', "
+            r"'padding_mask'\]\), or one shape for a one-input model\. "
+            r"Received: input_shapes=\(10,\)$",
+        ),
+        (
+            {"input_shapes": {"token_ids": (10, 2)}},
+            r"^`input_shapes\['token_ids'\]` must fill the unknown \(None\) "
+            r"dimensions of the declared shape \(None,\) with positive sizes "
+            r"and keep the others\. Received: \(10, 2\)\.$",
+        ),
+        (
+            {"sequence_length": 0},
+            r"^`sequence_length` must be a positive int or None\. "
+            r"Received: sequence_length=0$",
+        ),
+    ],
+)
+def test_several_inputs_bad_arguments(tmp_path, kwargs, message):
+    kwargs = {"sequence_length": 10, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        keras_guided.export_tflite(
+            _token_model(), str(tmp_path / "m.tflite"), **kwargs
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_list_inputs_given_as_a_list_of_the_wrong_length(tmp_path):
+    with pytest.raises(ValueError, match=(
+        r"^`representative_data` must hold one array per input of model "
+        r"'.*' \(2: \['left', 'right'\]\), in that order, or be a dict "
+        r"keyed by those names\. Received 1 arrays\.$")):
+        keras_guided.export_tflite(
+            _siamese(), str(tmp_path / "m.tflite"), quantization="int8",
+            representative_data=[np.zeros((4, 6))])
+
+
+def test_keras_hub_bert_backbone_float32_and_int8(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=32,
+    )
+    rng = np.random.default_rng(0)
+    length = 16
+    data = {
+        "token_ids": rng.integers(0, 200, (16, length)).astype("int32"),
+        "segment_ids": rng.integers(0, 2, (16, length)).astype("int32"),
+        "padding_mask": (
+            np.arange(length) < rng.integers(4, length + 1, (16, 1))
+        ).astype("int32"),
+    }
+    expected = backbone.predict(data, verbose=0)
+    for quantization, tolerance in ((None, 1e-4), ("int8", 0.5)):
+        path = str(tmp_path / f"bert_{quantization}.tflite")
+        report = keras_guided.export_tflite(
+            backbone, path, quantization=quantization,
+            representative_data=data, sequence_length=length,
+        )
+        assert report.ok and report.num_samples == 16
+        assert set(report.input_shapes) == set(data)
+        actual = _signature_outputs(path, data)
+        assert sorted(actual) == ["pooled_output", "sequence_output"]
+        worst = max(
+            float(np.max(np.abs(actual[name] - expected[name])))
+            for name in actual
+        )
+        assert worst <= tolerance
+        np.testing.assert_allclose(report.max_abs_diff, worst, atol=1e-5)

@@ -1,0 +1,468 @@
+"""The inputs of a model being exported: names, shapes, dtypes, structure.
+
+`export_tflite` takes models with one input (an array in, the historical
+path) and models with several: a dict of inputs, as keras-hub backbones
+take (`{"token_ids": ..., "padding_mask": ...}`), or a list (a Siamese
+pair). This module holds what the exporter needs to know about them:
+
+* `read` turns a model's inputs into a `ModelInputs`: one `ExportInput`
+  (name, shape without the batch, dtype) per input, and the structure the
+  model is called with. A dimension declared `None` (a sequence length) is
+  filled from `sequence_length=` or `input_shapes=`, or refused with the
+  argument to pass;
+* `check_data` validates user data (`representative_data`,
+  `sample_inputs`) given as a dict keyed by input name or a list/tuple in
+  the model's input order, and returns a dict of arrays keyed by name;
+* `default_samples` makes valid random inputs per input: token ids in
+  `[0, vocabulary)` when an `Embedding` reads the input, 0/1 masks for an
+  input named like a mask, small ints otherwise, normal floats;
+* `keras_outputs` runs Keras on a dict of arrays and names every output as
+  the LiteRT signature does (the output dict's keys, else `output_<i>`).
+
+The LiteRT file's signature carries the same names (the exporter names each
+`tf.TensorSpec` by its input), so verification and calibration match inputs
+by name, never by position: the converter orders a file's inputs by its own
+rules, not the model's.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+_SAMPLES = 32
+_CHUNK = 64
+STRUCTURES = ("single", "list", "dict")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportInput:
+    """One input of an exported model.
+
+    Attributes:
+        name: the name in the file's signature: the dict key for a model
+            called with a dict, else the `keras.Input`'s name.
+        shape: the shape without the batch, every dimension concrete.
+        dtype: the dtype the file takes (`"float32"` for floating inputs,
+            the model's integer or bool dtype otherwise).
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """The inputs of a model, in the structure the model is called with.
+
+    Attributes:
+        model_name: the model's name, for messages.
+        structure: `"single"` (one tensor), `"list"` (a list, in this
+            order) or `"dict"` (keyed by `ExportInput.name`).
+        inputs: a tuple of `ExportInput`, in the model's order.
+    """
+
+    model_name: str
+    structure: str
+    inputs: tuple
+
+    @property
+    def names(self):
+        return [spec.name for spec in self.inputs]
+
+    def shapes(self, batch_size):
+        """`{name: (batch_size,) + shape}`."""
+        return {
+            spec.name: (batch_size,) + tuple(spec.shape)
+            for spec in self.inputs
+        }
+
+    def describe(self):
+        """`"token_ids: (num_samples, 32) int32, ..."` for messages."""
+        return ", ".join(
+            f"'{spec.name}': (num_samples, "
+            + "".join(f"{d}, " for d in spec.shape).rstrip(", ")
+            + f") {spec.dtype}"
+            for spec in self.inputs
+        )
+
+    def signature(self, batch_size):
+        """The `input_signature` for `model.export`, each spec named."""
+        import tensorflow as tf
+
+        specs = [
+            tf.TensorSpec(
+                (batch_size,) + tuple(spec.shape), spec.dtype, name=spec.name
+            )
+            for spec in self.inputs
+        ]
+        if self.structure == "dict":
+            return [{spec.name: tensor for spec, tensor in
+                     zip(self.inputs, specs)}]
+        if self.structure == "list":
+            return [specs]
+        return specs
+
+    def pack(self, arrays):
+        """A dict of arrays keyed by name, as the model is called."""
+        if self.structure == "dict":
+            return {name: arrays[name] for name in self.names}
+        if self.structure == "list":
+            return [arrays[name] for name in self.names]
+        return arrays[self.names[0]]
+
+
+def several_inputs(model):
+    """Whether `model` takes a dict or several inputs (not one tensor)."""
+    try:
+        inputs = model.inputs
+        structure = model.input
+    except (AttributeError, ValueError):
+        return False
+    return bool(inputs) and (
+        len(inputs) > 1 or isinstance(structure, dict)
+    )
+
+
+def several_outputs(model):
+    """Whether `model` returns a dict or several tensors."""
+    try:
+        outputs = model.outputs
+        structure = model.output
+    except (AttributeError, ValueError):
+        return False
+    return bool(outputs) and (
+        len(outputs) > 1 or isinstance(structure, dict)
+    )
+
+
+def read(model, input_shapes=None, sequence_length=None):
+    """The `ModelInputs` of a model with one or several inputs.
+
+    Args:
+        model: a built Functional (or Sequential) model.
+        input_shapes: `None`, a dict `{input name: shape without the
+            batch}`, or (one-input model) one shape.
+        sequence_length: `None` or a positive int that fills a `None` first
+            dimension (after the batch) of every input.
+
+    Raises:
+        ValueError: for a bad `input_shapes` or `sequence_length`, or an
+            input with a `None` dimension neither fills.
+    """
+    check_sequence_length(sequence_length)
+    structure = model.input
+    if isinstance(structure, dict):
+        kind = "dict"
+        named = list(structure.items())
+    elif isinstance(structure, (list, tuple)) and len(model.inputs) > 1:
+        kind = "list"
+        named = [(tensor.name, tensor) for tensor in model.inputs]
+    else:
+        kind = "single"
+        tensor = model.inputs[0]
+        named = [(tensor.name, tensor)]
+    if isinstance(structure, (list, tuple)) and kind == "list":
+        flat = keras.tree.flatten(structure)
+        if len(flat) != len(model.inputs):
+            raise ValueError(
+                "keras_guided.export_tflite supports models called with one "
+                "tensor, a flat list or a flat dict of tensors. Received: "
+                f"model '{model.name}' with nested inputs {structure}."
+            )
+    names = [name for name, _ in named]
+    overrides = _check_input_shapes(model, input_shapes, names)
+    inputs = []
+    for name, tensor in named:
+        shape = resolve_shape(
+            model.name, name, tuple(tensor.shape[1:]),
+            overrides.get(name), sequence_length,
+        )
+        inputs.append(ExportInput(name, shape, file_dtype(tensor.dtype)))
+    return ModelInputs(model.name, kind, tuple(inputs))
+
+
+def file_dtype(dtype):
+    """The dtype the file takes: integer and bool kept, floats as float32."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if "int" in dtype or "bool" in dtype:
+        return dtype
+    return "float32"
+
+
+def check_sequence_length(sequence_length):
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, (int, np.integer))
+        or sequence_length < 1
+    ):
+        raise ValueError(
+            "`sequence_length` must be a positive int or None. "
+            f"Received: sequence_length={sequence_length!r}"
+        )
+
+
+def _is_shape(value):
+    return isinstance(value, (tuple, list)) and all(
+        dim is None
+        or (isinstance(dim, (int, np.integer)) and not isinstance(dim, bool))
+        for dim in value
+    )
+
+
+def _check_input_shapes(model, input_shapes, names):
+    """`input_shapes` as `{name: shape}` (every key a real input name)."""
+    if input_shapes is None:
+        return {}
+    if _is_shape(input_shapes) and len(names) == 1:
+        return {names[0]: tuple(input_shapes)}
+    if not isinstance(input_shapes, dict) or not all(
+        _is_shape(shape) for shape in input_shapes.values()
+    ):
+        raise ValueError(
+            "`input_shapes` must be a dict {input name: shape without the "
+            f"batch}} (model '{model.name}' has inputs {names}), or one shape "
+            "for a one-input model. Received: "
+            f"input_shapes={input_shapes!r}"
+        )
+    unknown = sorted(set(input_shapes) - set(names))
+    if unknown:
+        raise ValueError(
+            f"`input_shapes` names inputs that model '{model.name}' does not "
+            f"have: {unknown}. Its inputs are {names}."
+        )
+    return {name: tuple(shape) for name, shape in input_shapes.items()}
+
+
+def resolve_shape(model_name, name, declared, override, sequence_length):
+    """The concrete shape (no batch) of input `name`, or a clear error."""
+    declared = tuple(declared)
+    shape = declared
+    if override is not None:
+        if len(override) != len(declared) or any(
+            d is not None and d != o for d, o in zip(declared, override)
+        ) or any(o is not None and o < 1 for o in override):
+            raise ValueError(
+                f"`input_shapes['{name}']` must fill the unknown (None) "
+                f"dimensions of the declared shape {declared} with positive "
+                f"sizes and keep the others. Received: {override}."
+            )
+        shape = tuple(override)
+    if sequence_length is not None and shape and shape[0] is None:
+        shape = (int(sequence_length),) + shape[1:]
+    if any(dim is None for dim in shape):
+        example = tuple(128 if d is None else d for d in shape)
+        raise ValueError(
+            "keras_guided.export_tflite needs a fixed input shape (apart "
+            f"from the batch). Received: model '{model_name}' with input "
+            f"'{name}' of shape {(None,) + declared}. Pass the sizes the "
+            "file should take, e.g. sequence_length=128 (fills a None "
+            "sequence length of every input) or "
+            f"input_shapes={{'{name}': {example}}}, or rebuild the model "
+            "with fixed sizes in keras.Input(shape=...)."
+        )
+    return tuple(int(dim) for dim in shape)
+
+
+def check_array(data, input_shape, name, dtype="float32"):
+    """`data` as an array in the model input's dtype (token ids stay ints)."""
+    dtype = file_dtype(dtype)
+    try:
+        array = np.asarray(data)
+        if array.dtype == object:
+            raise TypeError(array.dtype)
+        floating = np.asarray(array, dtype="float64")
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be an array of inputs of shape (num_samples,) + "
+            f"{input_shape}. Received: {type(data).__name__}"
+        ) from None
+    if "int" in dtype and np.any(floating != np.round(floating)):
+        raise ValueError(
+            f"`{name}` must hold whole numbers: the model input has dtype "
+            f"{dtype} (token ids, say). Received non-integer values."
+        )
+    if not np.all(np.isfinite(floating)):
+        raise ValueError(f"`{name}` contains NaN or inf values.")
+    array = array.astype(dtype)
+    if array.ndim != len(input_shape) + 1 or array.shape[1:] != input_shape:
+        raise ValueError(
+            f"`{name}` must have shape (num_samples,) + {input_shape}. "
+            f"Received shape {array.shape}."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` must hold at least one sample.")
+    return array
+
+
+def check_data(model_inputs, data, name):
+    """User data for a model with several inputs, as `{name: array}`.
+
+    `data` is a dict keyed by input name, or a list/tuple of arrays in the
+    model's input order (for a model called with a list). Every array is
+    checked like a one-input model's, and all must hold the same number of
+    samples.
+    """
+    names = model_inputs.names
+    if isinstance(data, dict):
+        if sorted(data) != sorted(names):
+            raise ValueError(
+                f"`{name}` must be a dict with one array per input of model "
+                f"'{model_inputs.model_name}': keys {names}. Received keys "
+                f"{sorted(data)}."
+            )
+        arrays = dict(data)
+    elif isinstance(data, (list, tuple)) and model_inputs.structure == "list":
+        if len(data) != len(names):
+            raise ValueError(
+                f"`{name}` must hold one array per input of model "
+                f"'{model_inputs.model_name}' ({len(names)}: {names}), in "
+                f"that order, or be a dict keyed by those names. Received "
+                f"{len(data)} arrays."
+            )
+        arrays = dict(zip(names, data))
+    else:
+        expected = (
+            "a dict keyed by input name or a list of arrays in input order"
+            if model_inputs.structure == "list"
+            else "a dict keyed by input name"
+        )
+        raise ValueError(
+            f"`{name}` must be {expected}, since model "
+            f"'{model_inputs.model_name}' has several inputs: "
+            f"{model_inputs.describe()}. Received: {type(data).__name__}."
+        )
+    checked = {
+        spec.name: check_array(
+            arrays[spec.name], spec.shape, f"{name}['{spec.name}']",
+            spec.dtype,
+        )
+        for spec in model_inputs.inputs
+    }
+    counts = {key: array.shape[0] for key, array in checked.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"`{name}` must hold the same number of samples for every "
+            f"input. Received: {counts}."
+        )
+    return checked
+
+
+def take(arrays, stop, start=0):
+    """Rows `start:stop` of every array of a dict."""
+    return {key: array[start:stop] for key, array in arrays.items()}
+
+
+def num_samples(arrays):
+    return next(iter(arrays.values())).shape[0]
+
+
+def _vocabulary_size(model, tensor):
+    """The `input_dim` of an Embedding reading `tensor` directly, or None."""
+    for layer in model.layers:
+        size = getattr(layer, "input_dim", None)
+        if size is None:
+            size = getattr(layer, "vocabulary_size", None)
+        if not isinstance(size, (int, np.integer)) or size < 1:
+            continue
+        try:
+            layer_inputs = keras.tree.flatten(layer.input)
+        except (AttributeError, ValueError):  # Shared: several inputs.
+            continue
+        if any(item is tensor for item in layer_inputs):
+            return int(size)
+    return None
+
+
+def _tensors_by_name(model, model_inputs):
+    if model_inputs.structure == "dict":
+        return dict(model.input)
+    return dict(zip(model_inputs.names, model.inputs))
+
+
+def default_samples(model, model_inputs, count=_SAMPLES, seed=0):
+    """Valid random inputs for every input of `model`, keyed by name.
+
+    Token ids lie in `[0, vocabulary)` where an Embedding reads the input;
+    an input named like a mask (or of dtype bool) gets 0/1 masks that keep
+    at least the first position; other integer inputs get 0 or 1; floats
+    are standard normal.
+    """
+    rng = np.random.default_rng(seed)
+    tensors = _tensors_by_name(model, model_inputs)
+    samples = {}
+    for spec in model_inputs.inputs:
+        shape = (count,) + tuple(spec.shape)
+        if "mask" in spec.name.lower() or spec.dtype == "bool":
+            samples[spec.name] = _masks(rng, shape).astype(spec.dtype)
+        elif "int" in spec.dtype:
+            high = _vocabulary_size(model, tensors.get(spec.name)) or 2
+            samples[spec.name] = rng.integers(0, high, size=shape).astype(
+                spec.dtype
+            )
+        else:
+            samples[spec.name] = rng.standard_normal(shape).astype("float32")
+    return samples
+
+
+def _masks(rng, shape):
+    """0/1 masks: ones on a random-length prefix of axis 1 (at least 1)."""
+    masks = np.zeros(shape, dtype="int32")
+    if len(shape) < 2 or shape[1] == 0:
+        return np.ones(shape, dtype="int32")
+    for row, length in enumerate(rng.integers(1, shape[1] + 1, shape[0])):
+        masks[row, :length] = 1
+    return masks
+
+
+def output_names(outputs):
+    """The LiteRT signature's names for a model's outputs."""
+    if isinstance(outputs, dict):
+        return list(outputs)
+    if isinstance(outputs, (list, tuple)):
+        return [f"output_{index}" for index in range(len(outputs))]
+    return ["output_0"]
+
+
+def keras_outputs(model, model_inputs, arrays):
+    """Keras' outputs on a dict of arrays, as float32, keyed by the
+    signature's output names."""
+    chunks = {}
+    for start in range(0, num_samples(arrays), _CHUNK):
+        batch = model_inputs.pack(take(arrays, start + _CHUNK, start))
+        outputs = model(batch, training=False)
+        if isinstance(outputs, dict):
+            flat = list(outputs.values())
+        elif isinstance(outputs, (list, tuple)):
+            flat = list(outputs)
+        else:
+            flat = [outputs]
+        for key, value in zip(output_names(outputs), flat):
+            if isinstance(value, (list, tuple, dict)):
+                raise ValueError(
+                    "keras_guided.export_tflite verifies models whose "
+                    "outputs are one tensor, a flat list or a flat dict. "
+                    f"Received: model '{model.name}' with nested outputs. "
+                    "Pass verify=False to export it unverified."
+                )
+            array = keras.ops.convert_to_numpy(value).astype("float32")
+            chunks.setdefault(key, []).append(array)
+    return {key: np.concatenate(parts, axis=0) for key, parts in
+            chunks.items()}
+
+
+def pair_outputs(model_name, expected, actual):
+    """Keras' and LiteRT's outputs paired by name: a list of (name, keras,
+    litert). One output on each side pairs whatever its names."""
+    if len(expected) == 1 and len(actual) == 1:
+        (name, keras_value), = expected.items()
+        return [(name, keras_value, next(iter(actual.values())))]
+    if sorted(expected) != sorted(actual):
+        raise ValueError(
+            f"The LiteRT outputs of model '{model_name}' are named "
+            f"{sorted(actual)} but Keras returns {sorted(expected)}; they "
+            "cannot be paired for verification. The file was not written. "
+            "Pass verify=False to write it unverified."
+        )
+    return [(name, expected[name], actual[name]) for name in expected]
