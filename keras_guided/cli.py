@@ -186,7 +186,17 @@ def _parser():
     export.add_argument(
         "--calibration",
         metavar="DATA.npy",
-        help="typical inputs (N, ...) for int8 calibration and verification",
+        help="typical inputs (N, ...) for int8 calibration and verification; "
+        "for a model with several inputs, an .npz archive with one array "
+        "per input name (np.savez('data.npz', token_ids=..., "
+        "padding_mask=...))",
+    )
+    export.add_argument(
+        "--sequence-length",
+        type=int,
+        default=None,
+        help="the length for inputs declared with a None sequence length "
+        "(keras-hub backbones' token ids and padding mask)",
     )
     export.add_argument(
         "--int8-io",
@@ -374,10 +384,11 @@ def _run_export(args):
         representative_data=data,
         int8_io=args.int8_io,
         verify=not args.no_verify,
-        sample_inputs=None if data is None else data[:64],
+        sample_inputs=None if data is None else _first_rows(data, 64),
         measure_latency=args.latency,
         num_runs=args.num_runs,
         num_threads=args.threads,
+        sequence_length=args.sequence_length,
     )
     print(report.summary())
     return 0
@@ -392,13 +403,19 @@ def _load_calibration(path):
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
         raise CommandError(
-            f"could not read '{path}' as a .npy array: {_one_line(error)}"
+            f"could not read '{path}' as a .npy array or .npz archive: "
+            f"{_one_line(error)}"
         ) from None
-    if not isinstance(data, np.ndarray):
-        raise CommandError(
-            f"'{path}' must hold one array (a .npy file), not an .npz archive"
-        )
+    if not isinstance(data, np.ndarray):  # An .npz: one array per input.
+        with data:
+            return {name: data[name] for name in data.files}
     return data
+
+
+def _first_rows(data, count):
+    if isinstance(data, dict):
+        return {name: array[:count] for name, array in data.items()}
+    return data[:count]
 
 
 def _find_groups(model, skip_unsupported):

@@ -269,3 +269,33 @@ def test_usage_error_exits_2(capsys):
     assert cli.main(["export"]) == 2
     assert "usage: keras-guided" in capsys.readouterr().err
     assert cli.main([]) == 2
+
+
+def test_export_model_with_several_inputs_and_a_sequence_length(tmp_path):
+    # A dict of inputs with a None length: token ids and float features.
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    features = keras.Input((None, 3), name="features")
+    x = keras.layers.Embedding(30, 4)(ids)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    y = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(4)(features))
+    outputs = keras.layers.Dense(2)(keras.layers.Concatenate()([x, y]))
+    model = keras.Model({"token_ids": ids, "features": features}, outputs)
+    path = str(tmp_path / "two.keras")
+    model.save(path)
+    rng = np.random.default_rng(0)
+    data = {"token_ids": rng.integers(0, 30, (16, 6)).astype("int32"),
+            "features": rng.normal(size=(16, 6, 3)).astype("float32")}
+    np.savez(tmp_path / "data.npz", **data)
+    out = str(tmp_path / "two.tflite")
+    result = _run("export", path, "-o", out, "--quantize", "int8",
+                  "--calibration", str(tmp_path / "data.npz"),
+                  "--sequence-length", "6")
+    assert result.returncode == 0, result.stderr
+    assert "inputs: token_ids (1, 6), features (1, 6, 3)" in result.stdout
+    assert "verification on 16 inputs" in result.stdout
+    assert ", ok" in result.stdout
+    runner = Interpreter(model_path=out).get_signature_runner()
+    actual = runner(**{k: v[:1] for k, v in data.items()})["output_0"]
+    expected = model.predict({k: v[:1] for k, v in data.items()}, verbose=0)
+    assert np.max(np.abs(actual - expected)) < 0.1
