@@ -73,3 +73,19 @@ def test_budget_howto_runs_as_written(tmp_path, monkeypatch):
     assert report["value"] <= report["goal"]
     assert namespace["flops_after"] <= 0.11 * namespace["flops_before"]
     assert namespace["accuracy"] > 0.9
+
+
+def test_several_inputs_export_howto_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("keras_hub")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(
+        _python_blocks(("docs", "howto", "export-several-inputs.md")))
+    namespace = {"__name__": "__several_inputs_howto__"}
+    exec(compile(code, "docs/howto/export-several-inputs.md", "exec"),
+         namespace)
+    assert namespace["report"].ok
+    assert namespace["score"].shape == (1, 1)
+    for name in ("text.tflite", "text_int8.tflite", "bert.tflite",
+                 "siamese_int8.tflite"):
+        assert os.path.getsize(tmp_path / name) > 0

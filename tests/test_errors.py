@@ -53,6 +53,16 @@ def fit_with(model, callback):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
 
 
+def token_model():
+    """Token ids and a padding mask in a dict, with a None length."""
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = keras.layers.Embedding(20, 4)(ids)
+    x = x * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+    return keras.Model({"token_ids": ids, "padding_mask": mask},
+                       keras.layers.Dense(2)(x))
+
+
 def run_cli(argv, capsys):
     code = cli.main(argv)
     message = capsys.readouterr().err.strip()
@@ -246,6 +256,21 @@ CATALOGUE = [
      lambda m, t, c: keras_guided.export_tflite(
          LegacyFunctional(), os.path.join(t, "m.tflite")),
      ValueError, r"tf_keras \(Keras 2\) model"),
+    ("export-sequence-length", "a None sequence length, no length given",
+     lambda m, t, c: keras_guided.export_tflite(
+         token_model(), os.path.join(t, "m.tflite")),
+     ValueError, r"needs a fixed input shape \(apart from the batch\)\. "
+                 r"Received: model '.*' with input 'token_ids' of shape "
+                 r"\(None, None\)\. Pass the sizes the file should take, "
+                 r"e\.g\. sequence_length=128"),
+    ("export-inputs-dict", "an array for a model with a dict of inputs",
+     lambda m, t, c: keras_guided.export_tflite(
+         token_model(), os.path.join(t, "m.tflite"), sequence_length=8,
+         sample_inputs=np.zeros((4, 8))),
+     ValueError, r"`sample_inputs` must be a dict keyed by input name, "
+                 r"since model '.*' has several inputs: 'token_ids': "
+                 r"\(num_samples, 8\) int32, 'padding_mask': \(num_samples, "
+                 r"8\) int32\. Received: ndarray\."),
     # command line
     ("cli-missing-file", "keras-guided inspect on a missing file",
      lambda m, t, c: run_cli(["inspect", os.path.join(t, "none.keras")], c),
