@@ -17,7 +17,9 @@ import heapq
 import numpy as np
 
 from keras_guided import latency as latency_lib
-from keras_guided import scoring
+# Costs, limits and plans come from the low layer (`_plans`), not from
+# `scoring`, which dispatches latency targets here: no import cycle.
+from keras_guided import _plans as scoring
 
 _NO_SAVING = 1e-12
 

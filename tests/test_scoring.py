@@ -242,3 +242,48 @@ def test_count_targets_share_the_callback_grammar():
     kept = keras_guided.stats.count_params(small)
     assert kept <= params // 2
     assert kept >= 0.4 * params
+
+
+def _module_level_imports():
+    """{module: keras_guided modules it imports at module level}."""
+    import ast
+    import os
+
+    package = os.path.dirname(keras_guided.__file__)
+    names = {f[:-3] for f in os.listdir(package) if f.endswith(".py")}
+    graph = {}
+    for name in names:
+        with open(os.path.join(package, name + ".py"), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        found = set()
+        for node in tree.body:  # Module level only, not inside functions.
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.startswith("keras_guided")):
+                parts = node.module.split(".")
+                if len(parts) > 1:
+                    found.add(parts[1])
+                else:
+                    found |= {a.name for a in node.names if a.name in names}
+        graph[name] = found - {name}
+    return graph
+
+
+def test_scoring_and_the_latency_greedy_import_no_cycle():
+    graph = _module_level_imports()
+    # The dispatcher imports the latency greedy at module level, and the
+    # greedy takes costs and limits from `_plans`, not from `scoring`.
+    assert "_latency_plan" in graph["scoring"]
+    assert "scoring" not in graph["_latency_plan"]
+    assert "_plans" in graph["_latency_plan"]
+
+    def reaches(start, goal, seen):
+        for child in graph.get(start, ()):
+            if child == goal or (child not in seen and reaches(
+                    child, goal, seen | {child})):
+                return True
+        return False
+
+    cycles = [name for name in graph if name != "__init__"
+              and reaches(name, name, {name})]
+    assert not cycles, f"module-level import cycles through {cycles}"
+    assert scoring.KeptCost.__module__ == "keras_guided._plans"
