@@ -34,8 +34,9 @@ rate of the step that just ran), `Layer._flatten_layers`,
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
 `_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
-`Node.arguments.fill_in`, and `MultiHeadAttention._use_gate`. Checked on the Keras versions in
-`CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
+`Node.arguments.fill_in`, and `MultiHeadAttention._use_gate`. Checked on
+the Keras versions in `CHECKED_KERAS_VERSIONS`;
+`tests/test_keras_adapter.py` pins them.
 """
 
 import keras

@@ -9,8 +9,8 @@ SavedModel on disk, about 0.2 s a layer) under the exact converter settings
 `trackable_obj` on purpose: that path freezes the layer's variables into
 constants, as the SavedModel path of `export_tflite` does; with the
 trackable the file would read resource variables at run time, which
-XNNPACK cannot fuse, and time 3-4x slower than the exported model. Tests replace `time_layer` to count calls or
-return synthetic timings.
+XNNPACK cannot fuse, and time 3-4x slower than the exported model. Tests
+replace `time_layer` to count calls or return synthetic timings.
 """
 
 import contextlib

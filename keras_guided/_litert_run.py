@@ -4,8 +4,9 @@
 a child process: `python _litert_run.py model.tflite inputs.npy
 outputs.npy` for a one-input file, or `inputs.npz outputs.npz` for a file
 with several inputs or outputs, the arrays keyed by the names of the file's
-signature (the model's input names and output keys). A LiteRT bug that aborts the process (SIGABRT inside
-`allocate_tensors`) then ends the child, not the user's Python session.
+signature (the model's input names and output keys). A LiteRT bug that
+aborts the process (SIGABRT inside `allocate_tensors`) then ends the
+child, not the user's Python session.
 It imports only NumPy and `ai_edge_litert` (no Keras, no TensorFlow), so
 the child starts in a fraction of a second.
 """

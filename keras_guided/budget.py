@@ -123,8 +123,9 @@ class BudgetController:
     At every check, with `error = (value - planned) / (start - goal)` (the
     lag behind the path as a fraction of what is to be removed), the
     strength is multiplied by `exp(gain * error)`, by at most
-    `max_step` (or its inverse) per check. Once the value is at or below the goal the strength
-    is 0 (released): removed units stay removed and the rest recovers.
+    `max_step` (or its inverse) per check. Once the value is at or below
+    the goal the strength is 0 (released): removed units stay removed and
+    the rest recovers.
 
     Args:
         start: the live metric at the start of pruning.

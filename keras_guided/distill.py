@@ -56,8 +56,10 @@ class Distiller(keras.Model):
         ...     keras.layers.Dense(4, activation="relu"),
         ...     keras.layers.Dense(3)])
         >>> distiller = keras_guided.Distiller(student, teacher)
-        >>> distiller.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        ...     from_logits=True), metrics=["accuracy"])
+        >>> distiller.compile(
+        ...     "adam",
+        ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ...     metrics=["accuracy"])
         >>> x, y = np.ones((16, 8)), np.zeros(16)
         >>> history = distiller.fit(x, y, epochs=1, verbose=0)
         >>> sorted(history.history)

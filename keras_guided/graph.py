@@ -783,7 +783,7 @@ def _is_model(layer):
 
 
 def _is_op(operation, names):
-    """Whether `operation` is a plain keras op (not a layer) named in `names`."""
+    """Whether `operation` is a plain keras op (not a layer) in `names`."""
     cls = type(operation)
     return (
         not isinstance(operation, keras_layers.Layer)

@@ -26,7 +26,9 @@ def check_model(model, argument="model"):
         >>> keras_guided.validation.check_model("model.keras")
         Traceback (most recent call last):
         ...
-        ValueError: `model` must be a Keras 3 keras.Model (Sequential or Functional). Received: str. Load a saved model first with keras.saving.load_model(path).
+        ValueError: `model` must be a Keras 3 keras.Model (Sequential or
+        Functional). Received: str. Load a saved model first with
+        keras.saving.load_model(path).
     """
     if isinstance(model, keras.Model):
         return model

@@ -37,8 +37,8 @@ def test_parse_budget_message(target):
         budget.parse_budget(target)
     assert str(error.value) == (
         "`target` must be a dict with one key in ['units', 'params', "
-        "'flops', 'latency'] and a value that is a fraction to keep (a float in (0, "
-        "1]) or a count (an int >= 1), e.g. {'flops': 0.1} or {'units': "
+        "'flops', 'latency'] and a value that is a fraction to keep (a float "
+        "in (0, 1]) or a count (an int >= 1), e.g. {'flops': 0.1} or {'units': "
         f"66}}. Received: target={target!r}"
     )
 

@@ -255,7 +255,8 @@ def test_dead_groups_removed_exactly(builder, layer_name, unit_indices,
     )
     with warns:
         pruned, report = keras_guided.prune_model(model, return_report=True)
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b)
+               for a, b in zip(before, model.get_weights()))
     for name, width in widths.items():
         assert _width(find(pruned, name)) == width, name
     assert report.removed_units == len(unit_indices)
@@ -341,7 +342,8 @@ def test_plan_target_threshold_and_limits():
 
     pruned = keras_guided.prune_model(model, target=0.5, protected=["conv"])
     assert find(pruned, "conv").filters == 6
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b)
+               for a, b in zip(before, model.get_weights()))
 
 
 def test_plan_keeps_most_important_when_given_a_count():
@@ -386,7 +388,8 @@ def test_argument_errors():
         keras_guided.prune_model(model, target=1.5)
     with pytest.raises(ValueError, match=r"Cannot keep only 10% of the units"):
         keras_guided.prune_model(model, target=0.1, min_units=4)
-    with pytest.raises(ValueError, match=r"not in model 'functional.*\['nope'\]"):
+    with pytest.raises(ValueError,
+                       match=r"not in model 'functional.*\['nope'\]"):
         keras_guided.prune_model(model, protected=["nope"])
 
 
@@ -487,8 +490,10 @@ def test_report_table_and_summary():
     zero_units(group_of(keras_guided.find_unit_groups(model), "conv"), [0])
     _, report = keras_guided.prune_model(model, return_report=True)
     rows = {row["layer"]: row for row in report.layers}
-    assert rows["conv"]["units_before"] == 6 and rows["conv"]["units_after"] == 5
-    assert rows["hidden"]["params_after"] == rows["hidden"]["params_before"] - 4 * 5
+    assert rows["conv"]["units_before"] == 6
+    assert rows["conv"]["units_after"] == 5
+    assert (rows["hidden"]["params_after"]
+            == rows["hidden"]["params_before"] - 4 * 5)
     assert rows["total"]["params_after"] < rows["total"]["params_before"]
     text = report.summary()
     assert text.startswith("Removed 1 units in 1 of 3 unit groups.")
@@ -569,7 +574,8 @@ def test_verification_error_is_explained():
     x = layers.Conv1D(4, 3, name="conv")(inputs)
     x = layers.Conv1D(2, 1, name="out")(x)
     model = keras.Model(inputs, x)
-    with pytest.raises(ValueError, match=r"(?s)Verification could not run model "
+    with pytest.raises(ValueError,
+                       match=r"(?s)Verification could not run model "
                        r"'.*' on sample inputs of shapes \[\(1, 2, 3\)\].*"
                        r"Pass `sample_inputs=`"):
         keras_guided.prune_model(model, sample_inputs=np.zeros((1, 2, 3)))
@@ -646,7 +652,8 @@ def test_attention_is_copied_when_a_dead_unit_is_elsewhere(on_unsupported):
     x = np.random.default_rng(0).normal(size=(2, 6, 8)).astype("float32")
     assert_same_function(model, pruned, x, tolerance=1e-6)
     assert report.max_abs_diff <= 1e-6 * report.output_scale
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b)
+               for a, b in zip(before, model.get_weights()))
 
 
 def _transformer(feed_forward=16, use_conv=True):
