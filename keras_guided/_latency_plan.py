@@ -16,10 +16,10 @@ import heapq
 
 import numpy as np
 
-from keras_guided import latency as latency_lib
 # Costs, limits and plans come from the low layer (`_plans`), not from
 # `scoring`, which dispatches latency targets here: no import cycle.
 from keras_guided import _plans as scoring
+from keras_guided import latency as latency_lib
 
 _NO_SAVING = 1e-12
 

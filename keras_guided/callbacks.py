@@ -47,17 +47,17 @@ import numpy as np
 from keras import ops
 
 from keras_guided import _group_plan
-from keras_guided._budget_mode import BudgetMode
-from keras_guided._coefficients import Coefficients
-from keras_guided import _penalty_mode
-from keras_guided import _step_runner
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
+from keras_guided import _penalty_mode
+from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
 from keras_guided import schedules as schedules_lib
+from keras_guided._budget_mode import BudgetMode
+from keras_guided._coefficients import Coefficients
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")

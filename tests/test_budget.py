@@ -12,7 +12,6 @@ from sklearn.datasets import load_digits
 import keras_guided
 from keras_guided import budget
 
-
 # ------------------------------------------------------------ pure parts
 
 

@@ -5,7 +5,6 @@ from sklearn.datasets import load_digits
 
 import keras_guided
 
-
 # ----------------------------------------------------------------- fixtures
 
 

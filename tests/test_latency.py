@@ -19,7 +19,6 @@ from keras_guided import _latency_measure
 from keras_guided import latency as latency_lib
 from keras_guided import scoring
 
-
 _OVERHEAD_MS = 5e-3
 
 
