@@ -3,7 +3,8 @@
 import os
 import re
 
-from setuptools import find_packages, setup
+from setuptools import find_packages
+from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,6 +49,7 @@ EXTRAS = {
         "mkdocs>=1.6,<2",
         "mkdocs-material>=9.5,<10",
         "mkdocstrings[python]>=1.0,<2",
+        "ruff>=0.9,<1",
     ],
     "docs": [
         "mkdocs>=1.6,<2",
