@@ -5,6 +5,11 @@ units, scaled by per-unit guidance coefficients, so that entire neurons and
 filters reach zero and can be removed from the model.
 """
 
+from keras_guided import _quiet
+
+# Only in a `keras-guided` process: TensorFlow's C++ start-up lines muted.
+_quiet.quiet_start_if_command()
+
 from keras_guided import guidance
 from keras_guided import plots
 from keras_guided import regularizers

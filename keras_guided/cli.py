@@ -7,11 +7,13 @@ output, invalid option), 2 for a malformed command line (argparse).
 Models are loaded with `keras.saving.load_model(..., safe_mode=True)`, so a
 `.keras` file with embedded Python code (a Lambda layer) is refused.
 
-The command changes nothing process-wide (no environment variables, no
-umask): `main` is also called in-process, by tests and notebooks. To hide
-TensorFlow's C++ start-up messages, set `TF_CPP_MIN_LOG_LEVEL=2` in the
-environment; TensorFlow reads it once, when it is imported, which happens
-before any code of this module runs.
+Quiet by default: TensorFlow's C++ log lines (start-up notices, a page of
+converter logs per export) are muted, Python's own messages are not;
+`--verbose` shows everything (see `keras_guided/_quiet.py`). `main` is also
+called in-process, by tests and notebooks, so it changes nothing
+process-wide (no environment variables, no umask) and restores the stderr
+descriptor it mutes when it returns; only a process started as the command
+gets quiet environment defaults, before TensorFlow is imported.
 """
 
 import argparse
@@ -19,6 +21,8 @@ import os
 import sys
 import tempfile
 import zipfile
+
+from keras_guided import _quiet
 
 PROG = "keras-guided"
 
@@ -49,7 +53,8 @@ def main(argv=None):
     except SystemExit as exit_:  # --help, or a usage error from argparse.
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        return args.handler(args) or 0
+        with _quiet.native_stderr_silenced(enabled=not args.verbose):
+            return args.handler(args) or 0
     except CommandError as error:
         return _fail(str(error))
     except (ValueError, OSError, ImportError, RuntimeError) as error:
@@ -82,6 +87,9 @@ def _parser():
             "Train Keras networks to be cut (guided regularization), remove "
             "the dead units, and export the result to TFLite."
         ),
+    )
+    parser.add_argument(
+        _quiet.VERBOSE_FLAG, action="store_true", help=_VERBOSE_HELP
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -262,7 +270,18 @@ def _parser():
         "the layers alone)",
     )
     latency.set_defaults(handler=_run_latency)
+    for command in commands.choices.values():  # Also after the command.
+        command.add_argument(
+            _quiet.VERBOSE_FLAG, action="store_true",
+            default=argparse.SUPPRESS, help=_VERBOSE_HELP,
+        )
     return parser
+
+
+_VERBOSE_HELP = (
+    "show TensorFlow's own log lines (C++ start-up messages, converter "
+    "logs), which are hidden by default"
+)
 
 
 # ----------------------------------------------------------------- loading

@@ -299,3 +299,82 @@ def test_export_model_with_several_inputs_and_a_sequence_length(tmp_path):
     actual = runner(**{k: v[:1] for k, v in data.items()})["output_0"]
     expected = model.predict({k: v[:1] for k, v in data.items()}, verbose=0)
     assert np.max(np.abs(actual - expected)) < 0.1
+
+
+# ------------------------------------------------------- quiet by default
+NATIVE_LOG = re.compile(
+    r"port\.cc|cudart_stub|cpu_feature_guard|flatbuffer_export|"
+    r"tf_tfl_flatbuffer_helpers|I0000|W0000|absl::InitializeLog"
+)
+
+
+def _run_as_user(*args):
+    """The command as a user runs it: no TF_CPP_MIN_LOG_LEVEL of ours."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")}
+    return subprocess.run(
+        [sys.executable, "-m", "keras_guided.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def test_commands_are_quiet_by_default_and_verbose_shows_tensorflow(saved):
+    directory, path, _, _ = saved
+    verbose = _run_as_user("export", path, "-o",
+                           str(directory / "verbose.tflite"), "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    if not NATIVE_LOG.search(verbose.stdout + verbose.stderr):
+        pytest.skip("TensorFlow prints no native log lines on this machine")
+    quiet = _run_as_user("export", path, "-o", str(directory / "quiet.tflite"))
+    assert quiet.returncode == 0, quiet.stderr
+    lines = [line for line in (quiet.stdout + quiet.stderr).splitlines()
+             if NATIVE_LOG.search(line)]
+    assert not lines, lines
+    assert "verification on 32 inputs" in quiet.stdout
+    # Our own messages still reach stderr, with the descriptor muted.
+    failed = _run_as_user("inspect", str(directory / "missing.keras"))
+    assert failed.returncode == 1
+    assert failed.stderr.strip().startswith("keras-guided: error: model file")
+
+
+def test_native_stderr_is_muted_for_the_block_only():
+    # A child process, so this test's own descriptors stay untouched.
+    script = (
+        "import os, sys, warnings\n"
+        "from keras_guided import _quiet\n"
+        "with _quiet.native_stderr_silenced():\n"
+        "    os.write(2, b'native line\\n')\n"
+        "    print('python line', file=sys.stderr)\n"
+        "    warnings.warn('a warning')\n"
+        "os.write(2, b'after the block\\n')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr
+    assert "native line" not in result.stderr
+    assert "python line" in result.stderr and "a warning" in result.stderr
+    assert result.stderr.rstrip().endswith("after the block")
+
+
+def test_main_in_process_restores_stderr(capfd):
+    assert cli.main(["inspect", "no_such_model.keras"]) == 1
+    os.write(2, b"still here\n")
+    captured = capfd.readouterr()
+    assert "model file 'no_such_model.keras' does not exist" in captured.err
+    assert "still here" in captured.err
+
+
+@pytest.mark.parametrize("orig_argv, argv, expected", [
+    (["python", "-m", "keras_guided.cli", "inspect"], ["-m"], True),
+    (["python", "-X", "dev", "-m", "keras_guided.cli"], ["-m"], True),
+    (["python", "-m", "pytest", "tests"], ["-m"], False),
+    (["python", "-c", "import keras_guided"], ["-c"], False),
+    (["python", "train.py", "-m", "keras_guided.cli"], ["train.py"], False),
+    (["python", "/venv/bin/keras-guided", "demo"], ["/venv/bin/keras-guided"],
+     True),
+])
+def test_only_the_command_process_is_made_quiet(orig_argv, argv, expected):
+    from keras_guided import _quiet
+
+    assert _quiet.started_as_command(argv, orig_argv) is expected
