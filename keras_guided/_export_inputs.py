@@ -172,7 +172,7 @@ def read(model, input_shapes=None, sequence_length=None):
                 f"model '{model.name}' with nested inputs {structure}."
             )
     names = [name for name, _ in named]
-    overrides = _check_input_shapes(model, input_shapes, names)
+    overrides = check_input_shapes(model, input_shapes, names)
     inputs = []
     for name, tensor in named:
         shape = resolve_shape(
@@ -211,7 +211,7 @@ def _is_shape(value):
     )
 
 
-def _check_input_shapes(model, input_shapes, names):
+def check_input_shapes(model, input_shapes, names):
     """`input_shapes` as `{name: shape}` (every key a real input name)."""
     if input_shapes is None:
         return {}

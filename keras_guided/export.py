@@ -459,7 +459,7 @@ def _single_input(model, input_shapes=None, sequence_length=None):
             "model.export(path, format='litert') for multi-input models."
         )
     _export_inputs.check_sequence_length(sequence_length)
-    overrides = _export_inputs._check_input_shapes(
+    overrides = _export_inputs.check_input_shapes(
         model, input_shapes, [inputs[0].name]
     )
     shape = _export_inputs.resolve_shape(

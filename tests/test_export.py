@@ -636,3 +636,26 @@ def test_keras_hub_bert_backbone_float32_and_int8(tmp_path):
         )
         assert worst <= tolerance
         np.testing.assert_allclose(report.max_abs_diff, worst, atol=1e-5)
+
+
+def test_one_input_with_a_none_length_takes_sequence_length(tmp_path):
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(30, 4)(ids)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(ids, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match=r"with input 'ids' of shape "
+                       r"\(None, None\)\. Pass the sizes the file should "
+                       r"take, e\.g\. sequence_length=128 .* or "
+                       r"input_shapes=\{'ids': \(128,\)\}"):
+        keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
+    for kwargs in ({"sequence_length": 7}, {"input_shapes": (7,)}):
+        report = keras_guided.export_tflite(
+            model, str(tmp_path / "m.tflite"), **kwargs)
+        assert report.ok and report.input_shape == (1, 7)
+        assert report.input_shapes == {"ids": (1, 7)}
+    ids = np.random.default_rng(0).integers(0, 30, size=(4, 7))
+    actual, _ = _litert_outputs(str(tmp_path / "m.tflite"), ids.astype(
+        "int32"))
+    expected = model.predict(ids, verbose=0)
+    assert np.max(np.abs(actual - expected)) <= 1e-5
