@@ -905,9 +905,19 @@ def _report_shapes(model, pruned, shapes):
 def _report(model, pruned, analysis, plan, rewriter):
     from keras_guided import stats
 
+    shapes_before, shapes_after = _report_shapes(model, pruned,
+                                                 rewriter.shapes)
     try:
-        rows = stats.compare(model, pruned, *_report_shapes(
-            model, pruned, rewriter.shapes))
+        rows = stats.compare(model, pruned, shapes_before, shapes_after)
+        if shapes_before is not None:
+            inputs = graph_lib._functional_of(model).inputs
+            rewriter.notes.append(
+                "FLOPs counted for inputs of shapes "
+                f"{[tuple(shapes_before[id(t)]) for t in inputs]} (the "
+                "model's input lengths are unknown: the lengths of "
+                "`sample_inputs`, else "
+                f"{_PROBE_SIZE})"
+            )
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)
         rewriter.notes.append(f"FLOPs not counted: {error}")
