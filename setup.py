@@ -48,6 +48,7 @@ EXTRAS = {
         "mkdocs>=1.6,<2",
         "mkdocs-material>=9.5,<10",
         "mkdocstrings[python]>=1.0,<2",
+        "keras-hub>=0.20,<1",
     ],
     "docs": [
         "mkdocs>=1.6,<2",

@@ -249,7 +249,11 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    known = {layer.name for layer in _all_layers(model)}
+    from keras_guided import stats
+
+    known = {layer.name for layer in _all_layers(model)} | {
+        layer.name for _, layer, _ in stats._iter_layers(model)
+    }  # the layers inside traced composite layers too
     missing = sorted(names - known)
     if missing:
         raise ValueError(

@@ -101,3 +101,19 @@ def mixer_classifier(num_patches=6, hidden=8, blocks=2, seed=0):
     x = layers.GlobalAveragePooling1D()(x)
     outputs = layers.Dense(3, name="out")(x)
     return keras.Model(inputs, outputs)
+
+
+class GatedFeedForward(layers.Layer):
+    """A SwiGLU feed-forward with a residual: silu(x W_gate) * (x W_up)."""
+
+    def __init__(self, hidden_dim, intermediate_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = layers.LayerNormalization(epsilon=1e-6)
+        self.gate = layers.Dense(intermediate_dim, use_bias=False,
+                                 name="gate")
+        self.up = layers.Dense(intermediate_dim, use_bias=False, name="up")
+        self.down = layers.Dense(hidden_dim, use_bias=False, name="down")
+
+    def call(self, x):
+        h = self.norm(x)
+        return x + self.down(ops.silu(self.gate(h)) * self.up(h))
