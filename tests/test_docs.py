@@ -73,3 +73,17 @@ def test_budget_howto_runs_as_written(tmp_path, monkeypatch):
     assert report["value"] <= report["goal"]
     assert namespace["flops_after"] <= 0.11 * namespace["flops_before"]
     assert namespace["accuracy"] > 0.9
+
+
+def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("keras_hub")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks(("docs", "howto", "keras-hub.md")))
+    namespace = {"__name__": "__keras_hub_howto__"}
+    exec(compile(code, "docs/howto/keras-hub.md", "exec"), namespace)
+    ratio = namespace["flops_after"] / namespace["flops_before"]
+    assert 0.49 <= ratio <= 0.5
+    assert namespace["report"].max_abs_diff < 1e-5
+    assert namespace["accuracy"] > 0.6
+    assert namespace["reloaded"].count_params() == (
+        namespace["small"].count_params())
