@@ -347,3 +347,25 @@ def test_layers_inside_traced_layers_can_be_protected():
     pruned, report = keras_guided.prune_model(
         model, protected=("dense",), return_report=True)
     assert dense.index not in report.removed
+
+
+def test_bert_budget_in_fit_at_the_probe_length(bert_classifier):
+    model = keras.models.clone_model(bert_classifier)
+    model.set_weights(bert_classifier.get_weights())
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x = _bert_inputs(batch=32, length=32)
+    y = (x["token_ids"][:, 1] < 100).astype("int32")
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+    with pytest.warns(UserWarning, match=(
+        r"^Model '.*' has inputs of unknown length, so its FLOPs are counted "
+        r"for inputs of shapes \[\(1, 32\), \(1, 32\), \(1, 32\)\] \(the "
+        r"lengths `prune_model` probes without `sample_inputs`\)\. Build the "
+        r"model with fixed input lengths to count them at yours\.$")):
+        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
+                            callbacks=[pruning])
+    goal = pruning.budget_report["goal"]
+    assert history.history["live_flops"][-1] <= goal
+    small = keras_guided.prune_model(model, sample_inputs=x)
+    start = _bert_flops(bert_classifier, length=32)
+    assert _bert_flops(small, length=32) <= 0.5 * start
