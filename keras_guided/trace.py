@@ -39,7 +39,9 @@ import keras
 
 from keras_guided import _keras_adapter as adapter
 
-# node -> (layer, traced sub-graph or None, failure reason or None)
+# node -> (weak reference to the layer, traced sub-graph or None, failure
+# reason or None). Nothing in a value refers back to its node, so an entry
+# goes with the model that holds the node.
 _CACHE = weakref.WeakKeyDictionary()
 
 
@@ -71,13 +73,13 @@ def _trace(layer, node):
     if not is_composite(layer):
         return None, None
     cached = _CACHE.get(node)
-    if cached is not None and cached[0] is layer:
+    if cached is not None and cached[0]() is layer:
         return cached[1], cached[2]
     try:
         graph, reason = _run_call(layer, node), None
     except _Untraceable as error:
         graph, reason = None, str(error)
-    _CACHE[node] = (layer, graph, reason)
+    _CACHE[node] = (weakref.ref(layer), graph, reason)
     return graph, reason
 
 

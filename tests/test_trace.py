@@ -369,3 +369,13 @@ def test_bert_budget_in_fit_at_the_probe_length(bert_classifier):
     small = keras_guided.prune_model(model, sample_inputs=x)
     start = _bert_flops(bert_classifier, length=32)
     assert _bert_flops(small, length=32) <= 0.5 * start
+
+
+def test_mlp_mixer_exports_to_litert(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    model = composite.mixer_classifier()
+    pruned = keras_guided.prune_model(model, target={"flops": 0.5})
+    x = np.random.default_rng(3).normal(size=(8, 6, 5)).astype("float32")
+    report = keras_guided.export_tflite(
+        pruned, str(tmp_path / "mixer.tflite"), representative_data=x)
+    assert report.max_abs_diff < 1e-4
