@@ -35,7 +35,8 @@ sublayers of a composite layer, `direct_sublayers`),
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
 `_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
-`Node.arguments` (`.fill_in`, `.args`, `.kwargs`), and `MultiHeadAttention._use_gate`. Checked on the Keras versions in
+`Node.arguments` (`.fill_in`, `.args`, `.kwargs`), and
+`MultiHeadAttention._use_gate`. Checked on the Keras versions in
 `CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 """
 

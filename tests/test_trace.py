@@ -10,8 +10,7 @@ import pytest
 from keras import layers, ops
 
 import keras_guided
-from keras_guided import stats
-from keras_guided import trace
+from keras_guided import stats, trace
 from tests import composite_layers as composite
 from tests.test_surgery import zero_units
 
@@ -139,8 +138,7 @@ def test_mlp_mixer_layer_prunes_token_and_channel_mixing():
     assert len(transposed) == 2
     assert all(g.reason.endswith("(Transpose) moves the channel axis")
                for g in transposed)
-    token = [g for g in groups if g.prunable][0]
-    channel = [g for g in groups if g.prunable][1]
+    token, channel = [g for g in groups if g.prunable][:2]
     zero_units(token, [0, 3], inputs_only=True)
     zero_units(channel, [2], inputs_only=True)
     pruned, report = keras_guided.prune_model(model, return_report=True)
@@ -344,7 +342,7 @@ def test_layers_inside_traced_layers_can_be_protected():
     groups = keras_guided.find_unit_groups(model)
     dense = _group(groups, "dense")
     zero_units(dense, [0], inputs_only=True)
-    pruned, report = keras_guided.prune_model(
+    _, report = keras_guided.prune_model(
         model, protected=("dense",), return_report=True)
     assert dense.index not in report.removed
 
