@@ -50,6 +50,7 @@ EXTRAS = {
         "mkdocs-material>=9.5,<10",
         "mkdocstrings[python]>=1.0,<2",
         "ruff>=0.9,<1",
+        "keras-hub>=0.20,<1",
     ],
     "docs": [
         "mkdocs>=1.6,<2",

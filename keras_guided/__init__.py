@@ -28,6 +28,7 @@ from keras_guided import budget
 from keras_guided import distill
 from keras_guided.distill import Distiller
 from keras_guided import stats
+from keras_guided import trace
 from keras_guided import latency
 from keras_guided.latency import LatencyTable
 from keras_guided.latency import build_latency_table
@@ -54,6 +55,7 @@ __all__ = [
     "scoring",
     "surgery",
     "rules",
+    "trace",
     "Distiller",
     "budget",
     "distill",

@@ -30,13 +30,14 @@ functions at the end of this module do that (`graph_nodes`, `producer`,
 Private Keras API used here, and nowhere else in the package:
 `optimizer._variables` (the list behind `optimizer.variables`),
 `optimizer._learning_rate` (a `LearningRateSchedule`, read to evaluate the
-rate of the step that just ran), `Layer._flatten_layers`,
+rate of the step that just ran), `Layer._flatten_layers` (also to find the
+sublayers of a composite layer, `direct_sublayers`),
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
 `_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
-`Node.arguments.fill_in`, and `MultiHeadAttention._use_gate`. Checked on
-the Keras versions in `CHECKED_KERAS_VERSIONS`;
-`tests/test_keras_adapter.py` pins them.
+`Node.arguments` (`.fill_in`, `.args`, `.kwargs`), and
+`MultiHeadAttention._use_gate`. Checked on the Keras versions in
+`CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 """
 
 import keras
@@ -182,6 +183,11 @@ def find_layer(model, name):
 # ------------------------------------------------------------------ graphs
 
 
+def direct_sublayers(layer):
+    """The layers `layer` holds directly (attributes, lists), not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
 def sequential_graph(model):
     """The Functional graph Keras keeps behind a built `Sequential`, or
     `None` when it is not built (no input shape yet)."""
@@ -218,6 +224,36 @@ def call_arguments(node, values):
     """`(args, kwargs)` of `node`'s call with every symbolic tensor
     replaced by `values[id(tensor)]`."""
     return node.arguments.fill_in(values)
+
+
+def node_arguments(node):
+    """`(args, kwargs)` of `node`'s call as recorded (symbolic tensors and
+    the constants passed with them, such as an index key)."""
+    return node.arguments.args, node.arguments.kwargs
+
+
+def first_input(node):
+    """The tensor a node's call reads first: its first positional tensor,
+    else its first tensor keyword in the order of the call's signature
+    (`attention(query=x, value=x, attention_mask=m)` reads `x` first,
+    though `node.input_tensors` lists the mask first)."""
+    args, kwargs = node_arguments(node)
+    for value in keras.tree.flatten(args):
+        if isinstance(value, keras.KerasTensor):
+            return value
+    call = getattr(node.operation, "call", None)
+    order = {}
+    if call is not None:
+        import inspect
+
+        order = {name: i for i, name in enumerate(
+            inspect.signature(call).parameters)}
+    for name in sorted(kwargs, key=lambda k: order.get(k, len(order))):
+        for value in keras.tree.flatten(kwargs[name]):
+            if isinstance(value, keras.KerasTensor):
+                return value
+    tensors = node.input_tensors
+    return tensors[0] if tensors else None
 
 
 def pack_inputs(functional, flat):

@@ -154,7 +154,7 @@ class LiveMetrics:
         variable object, never by layer name."""
         flops = metric != "params"  # latency prices FLOPs where unmeasured
         if flops not in self._tables:
-            layer_costs = stats.model_costs(self.model, flops=flops)
+            layer_costs = _model_costs(self.model, flops)
             by_variable = {}
             for row, layer_cost in enumerate(layer_costs):
                 for weight in layer_cost.weights:
@@ -164,3 +164,31 @@ class LiveMetrics:
                       for v in self._plan.variables]
             self._tables[flops] = (layer_costs, places)
         return self._tables[flops]
+
+
+def _model_costs(model, flops):
+    """`stats.model_costs`; a variable-length model's FLOPs are counted at
+    `prune_model`'s probe lengths (its default without `sample_inputs`),
+    with a warning that says so."""
+    try:
+        return stats.model_costs(model, flops=flops)
+    except ValueError:
+        if not flops:
+            raise
+    import warnings
+
+    from keras_guided import graph as graph_lib
+    from keras_guided import surgery
+
+    inputs = graph_lib._functional_of(model).inputs
+    input_shapes = [surgery._default_shape(t.shape, batch=1) for t in inputs]
+    shapes = graph_lib.concrete_shapes(model, input_shapes)
+    costs = stats.model_costs(model, shapes=shapes, flops=True)
+    warnings.warn(
+        f"Model '{model.name}' has inputs of unknown length, so its FLOPs "
+        f"are counted for inputs of shapes {input_shapes} (the lengths "
+        "`prune_model` probes without `sample_inputs`). Build the model with "
+        "fixed input lengths to count them at yours.",
+        stacklevel=2,
+    )
+    return costs

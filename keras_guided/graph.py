@@ -65,6 +65,7 @@ import numpy as np
 from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 
 ROLES = ("producer", "follower", "consumer", "statistic")
@@ -312,16 +313,30 @@ class GraphAnalysis:
             return self._visit_user(layer, rule, in_atoms, outputs)
         if _is_model(layer):
             return self._visit_model(layer, node, in_atoms)
+        if rule is None and trace_lib.is_composite(layer):
+            return self._visit_composite(layer, node, in_atoms)
         if rule is None:
             if _is_op(layer, _ELEMENTWISE_OPS):
                 return self._pass_through(layer, in_atoms, outputs)
             if _is_op(layer, _MERGE_OPS):
                 return self._merge(layer, in_atoms, outputs)
+            if _is_op(layer, ("Transpose",)):
+                return self._visit_transpose(layer, node, in_atoms)
+            if _is_op(layer, ("GetItem",)) and _keeps_last_axis(node):
+                return self._pass_through(layer, in_atoms, outputs)
+            if not isinstance(layer, keras_layers.Layer) and all(
+                a is None for a in in_atoms
+            ) and all(_channels(t) is None for t in outputs):
+                # An op on tensors without channels (a mask's reshape).
+                for out in outputs:
+                    self._set_output(out, None, layer)
+                return
             return self._visit_unknown(layer, in_atoms, outputs)
         if units_lib.layer_family(layer) is not None:
             units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
-            reason = rule.check(layer, inputs[0].shape, outputs[0].shape)
+            reason = rule.check(
+                layer, adapter.first_input(node).shape, outputs[0].shape)
             if reason is not None and rule.note is not None:
                 # Not prunable in this configuration, but safe to keep as
                 # is (attention with a gate, an EinsumDense mixing axes).
@@ -381,6 +396,22 @@ class GraphAnalysis:
         self.producer_ids.add(id(layer))
         self._internal_atoms[id(layer)] = heads
         self._carriers.append((layer.name, heads, True))
+
+    def _visit_transpose(self, layer, node, in_atoms):
+        """`keras.ops.transpose`: channels pass when the last axis stays
+        last; otherwise the channels on both sides stay (MLP-Mixer's token
+        mixing reads the sequence axis as channels)."""
+        out = node.output_tensors[0]
+        rank = len(out.shape)
+        axes = getattr(layer, "axes", None)
+        if axes is not None and int(axes[-1]) % rank == rank - 1:
+            return self._pass_through(layer, in_atoms, node.output_tensors)
+        text = f"{describe(layer)} moves the channel axis"
+        for atoms in in_atoms:
+            self._flag_all(atoms, "kept", text)
+        new = self._new_atoms(out)
+        self._flag_all(new, "kept", text)
+        self._set_output(out, new, layer)
 
     def _pass_through(self, layer, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
@@ -585,8 +616,8 @@ class GraphAnalysis:
             )
         self._set_output(out, full[0], layer)
 
-    def _visit_model(self, model, node, in_atoms):
-        inner = _functional_of(model)
+    def _visit_model(self, model, node, in_atoms, inner=None):
+        inner = inner or _functional_of(model)
         for tensor, atoms in zip(inner.inputs, in_atoms):
             previous = self._tensor_atoms.get(id(tensor))
             if previous is not None and atoms is not None:
@@ -599,6 +630,26 @@ class GraphAnalysis:
             self._set_output(
                 outer_out, self._tensor_atoms.get(id(inner_out)), model
             )
+
+    def _visit_composite(self, layer, node, in_atoms):
+        """A composite layer: its traced call is walked like a nested
+        model (`keras_guided.trace`); the channels of its inputs and
+        outputs (a transformer's residual stream) stay."""
+        inner = trace_lib.traced_graph(layer, node)
+        if inner is None:
+            return self._visit_unknown(
+                layer, in_atoms, node.output_tensors,
+                trace_lib.failure(layer, node),
+            )
+        self._visit_model(layer, node, in_atoms, inner=inner)
+        text = (
+            f"{describe(layer)} is traced: the channels of its inputs and "
+            "outputs (the residual stream) are kept"
+        )
+        for atoms in in_atoms:
+            self._flag_all(atoms, "kept", text)
+        for out in node.output_tensors:
+            self._flag_all(self._tensor_atoms.get(id(out)), "kept", text)
 
     def _visit_user(self, layer, rule, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
@@ -776,6 +827,27 @@ def _channels(tensor):
     return int(shape[-1])
 
 
+def _keeps_last_axis(node):
+    """Whether a `GetItem` node (`x[:, 0, :]`) leaves the channel axis
+    whole."""
+    args, _ = adapter.node_arguments(node)
+    if len(args) != 2 or not node.input_tensors:
+        return False
+    rank = len(node.input_tensors[0].shape)
+    key = args[1] if isinstance(args[1], tuple) else (args[1],)
+    whole = slice(None, None, None)
+    if any(not isinstance(k, (int, slice)) and k is not Ellipsis
+           and k is not None for k in key):
+        return False  # a tensor index
+    if key and key[-1] is Ellipsis:
+        return True
+    if Ellipsis in key:
+        return key[-1] == whole
+    indexed = [k for k in key if k is not None]
+    return len(indexed) < rank or (
+        len(indexed) == rank and indexed[-1] == whole)
+
+
 def _is_model(layer):
     from keras import Model
 
@@ -789,6 +861,21 @@ def _is_op(operation, names):
         not isinstance(operation, keras_layers.Layer)
         and cls.__name__ in names
         and cls.__module__ in _OP_MODULES
+    )
+
+
+def inner_graph(operation, node):
+    """The graph inside `operation` at `node`: a nested model's, or the
+    traced call of a composite layer (`keras_guided.trace`); else `None`."""
+    if _is_model(operation):
+        return _functional_of(operation)
+    return trace_lib.traced_graph(operation, node)
+
+
+def is_traced(operation, node):
+    """Whether `operation` at `node` is a traced composite layer."""
+    return not _is_model(operation) and (
+        trace_lib.traced_graph(operation, node) is not None
     )
 
 
@@ -911,8 +998,8 @@ def _infer_shapes(functional, specs):
         op = node.operation
         if any(id(t) not in specs for t in node.input_tensors):
             continue
-        if _is_model(op):
-            inner = _functional_of(op)
+        inner = inner_graph(op, node)
+        if inner is not None:
             for outer, inner_in in zip(node.input_tensors, inner.inputs):
                 specs[id(inner_in)] = specs[id(outer)]
             _infer_shapes(inner, specs)

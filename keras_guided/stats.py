@@ -57,14 +57,49 @@ def _iter_layers(model, prefix="", shapes=None):
         if hasattr(layer, "layers") and layer.layers:
             yield from _iter_layers(layer, prefix=name + "/", shapes=shapes)
             continue
+        traced = _traced_graphs(layer, own)
+        if traced:
+            yield from _merged_calls(traced, name + "/", shapes)
+            continue
         calls = []
         for node in adapter.layer_calls(layer):
             if own is not None and id(node) not in own:
                 continue
             if node.input_tensors and node.output_tensors:
-                calls.append((_shape(node.input_tensors[0], shapes),
+                calls.append((_shape(adapter.first_input(node), shapes),
                               _shape(node.output_tensors[0], shapes)))
         yield name, layer, calls
+
+
+def _traced_graphs(layer, own):
+    """The traced sub-graphs of a composite layer's calls in this graph
+    (`keras_guided.trace`), or `[]` for a leaf layer."""
+    from keras_guided import trace as trace_lib
+
+    if not trace_lib.is_composite(layer):
+        return []
+    graphs = []
+    for node in adapter.layer_calls(layer):
+        if own is not None and id(node) not in own:
+            continue
+        graph = trace_lib.traced_graph(layer, node)
+        if graph is None:
+            return []  # not traced: a leaf, kept intact
+        graphs.append(graph)
+    return graphs
+
+
+def _merged_calls(graphs, prefix, shapes):
+    """The leaf layers of several traced calls of one composite layer,
+    each once, with the calls of all of them."""
+    rows = {}
+    for graph in graphs:
+        for name, layer, calls in _iter_layers(graph, prefix, shapes):
+            if id(layer) in rows:
+                rows[id(layer)][2].extend(calls)
+            else:
+                rows[id(layer)] = (name, layer, list(calls))
+    yield from rows.values()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,16 +329,19 @@ def count_flops(model, shapes=None):
     return total(model_costs(model, shapes=shapes), "flops")
 
 
-def compare(before, after):
+def compare(before, after, shapes_before=None, shapes_after=None):
     """Per-layer before/after costs of two models, as a list of rows.
 
     Layers are matched by name; a layer missing from `after` counts as 0.
+    `shapes_before` / `shapes_after` are the concrete shapes of a
+    variable-length model's tensors (`keras_guided.graph.concrete_shapes`).
 
     Returns:
         A list of dicts with keys `layer`, `params_before`, `params_after`,
         `flops_before`, `flops_after`, and a final `"total"` row.
     """
-    costs_before, costs_after = layer_costs(before), layer_costs(after)
+    costs_before = layer_costs(before, shapes=shapes_before)
+    costs_after = layer_costs(after, shapes=shapes_after)
     rows = []
     for name, cost in costs_before.items():
         other = costs_after.get(name, {"params": 0, "flops": 0})

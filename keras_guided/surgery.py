@@ -249,7 +249,11 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    known = {layer.name for layer in _all_layers(model)}
+    from keras_guided import stats
+
+    known = {layer.name for layer in _all_layers(model)} | {
+        layer.name for _, layer, _ in stats._iter_layers(model)
+    }  # the layers inside traced composite layers too
     missing = sorted(names - known)
     if missing:
         raise ValueError(
@@ -405,8 +409,8 @@ class _Rewriter:
     def _propagate(self, functional):
         for node in self._ordered_nodes(functional):
             op = node.operation
-            if graph_lib._is_model(op):
-                inner = graph_lib._functional_of(op)
+            inner = graph_lib.inner_graph(op, node)
+            if inner is not None:
                 for outer, inner_in in zip(node.input_tensors, inner.inputs):
                     if id(outer) in self.consts:
                         self.consts[id(inner_in)] = self.consts[id(outer)]
@@ -672,11 +676,18 @@ class _Rewriter:
             args, kwargs = adapter.call_arguments(node, tensors)
             new_op = self._cache.get(id(op))
             fresh = new_op is None
+            traced = graph_lib.is_traced(op, node)
             if fresh:
                 new_op = self._new_operation(op, node)
-            outputs = new_op(*args, **kwargs)
+            if traced:
+                # The rebuilt call is a Functional model of the tensors the
+                # traced call read (inputs, then masks), in that order.
+                flat = [tensors[id(t)] for t in node.input_tensors]
+                outputs = new_op(flat[0] if len(flat) == 1 else flat)
+            else:
+                outputs = new_op(*args, **kwargs)
             if fresh and isinstance(op, keras.layers.Layer) and not (
-                graph_lib._is_model(op)
+                graph_lib._is_model(op) or traced
             ):
                 new_op.set_weights(self._new_weights[id(op)])
             for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
@@ -685,8 +696,10 @@ class _Rewriter:
         return adapter.pack_outputs(functional, outputs)
 
     def _new_operation(self, op, node):
-        if graph_lib._is_model(op):
-            inner = graph_lib._functional_of(op)
+        inner = graph_lib.inner_graph(op, node)
+        if inner is not None:
+            # A nested model, or a traced composite layer (rebuilt as a
+            # Functional model of standard layers and ops).
             inputs = []
             for t in inner.inputs:
                 kept = self._kept(t)
@@ -883,16 +896,38 @@ def _params_only(model, pruned):
     return rows
 
 
+def _report_shapes(model, pruned, shapes):
+    """Concrete shapes of both models at the probe's input shapes (a
+    variable-length model), or `(None, None)`."""
+    inputs = graph_lib._functional_of(model).inputs
+    if not shapes or any(id(t) not in shapes for t in inputs):
+        return None, None
+    input_shapes = [shapes[id(t)] for t in inputs]
+    return shapes, graph_lib.concrete_shapes(pruned, input_shapes)
+
+
 def _report(model, pruned, analysis, plan, rewriter):
     from keras_guided import stats
 
+    shapes_before, shapes_after = _report_shapes(model, pruned,
+                                                 rewriter.shapes)
     try:
-        rows = stats.compare(model, pruned)
+        rows = stats.compare(model, pruned, shapes_before, shapes_after)
+        if shapes_before is not None:
+            inputs = graph_lib._functional_of(model).inputs
+            rewriter.notes.append(
+                "FLOPs counted for inputs of shapes "
+                f"{[tuple(shapes_before[id(t)]) for t in inputs]} (the "
+                "model's input lengths are unknown: the lengths of "
+                "`sample_inputs`, else "
+                f"{_PROBE_SIZE})"
+            )
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)
         rewriter.notes.append(f"FLOPs not counted: {error}")
-    before = dict(_named_layers(model))
-    after = dict(_named_layers(pruned))
+    # Leaf layers by path, inside nested models and traced layers too.
+    before = {name: layer for name, layer, _ in stats._iter_layers(model)}
+    after = {name: layer for name, layer, _ in stats._iter_layers(pruned)}
     for row in rows:
         name = row["layer"]
         if name == "total":

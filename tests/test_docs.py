@@ -89,3 +89,17 @@ def test_several_inputs_export_howto_runs_as_written(tmp_path, monkeypatch):
     for name in ("text.tflite", "text_int8.tflite", "bert.tflite",
                  "siamese_int8.tflite"):
         assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("keras_hub")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks(("docs", "howto", "keras-hub.md")))
+    namespace = {"__name__": "__keras_hub_howto__"}
+    exec(compile(code, "docs/howto/keras-hub.md", "exec"), namespace)
+    ratio = namespace["flops_after"] / namespace["flops_before"]
+    assert 0.49 <= ratio <= 0.5
+    assert namespace["report"].max_abs_diff < 1e-5
+    assert namespace["accuracy"] > 0.6
+    assert namespace["reloaded"].count_params() == (
+        namespace["small"].count_params())

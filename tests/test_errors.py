@@ -42,6 +42,32 @@ class Subclassed(keras.Model):
         return self.dense(x)
 
 
+class ValueBranch(keras.layers.Layer):
+    """A composite layer whose call branches on a tensor value."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(4)
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)
+
+    def call(self, x):
+        if float(keras.ops.convert_to_numpy(keras.ops.sum(x))) > 0:
+            return self.dense(x)
+        return self.dense(-x)
+
+
+def untraceable_model():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(5)(inputs)
+    x = ValueBranch(name="branch")(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
 LegacyFunctional = type(
     "Functional", (), {"__module__": "tf_keras.src.engine.functional"})
 
@@ -164,6 +190,11 @@ CATALOGUE = [
     ("prune-lambda", "Lambda layer",
      lambda m, t, c: keras_guided.prune_model(lambda_model()),
      ValueError, r"Cannot prune through layer 'double' \(Lambda\)"),
+    ("prune-untraceable", "composite layer whose call cannot be traced",
+     lambda m, t, c: keras_guided.prune_model(untraceable_model()),
+     ValueError, r"Cannot prune through layer 'branch' \(ValueBranch\): its "
+                 r"call could not run on symbolic inputs \(.+\)\. Register "
+                 r"one with"),
     ("prune-not-a-model", "a path instead of a model",
      lambda m, t, c: keras_guided.prune_model("model.keras"),
      ValueError, r"`model` must be a Keras 3 keras.Model .* Received: str\. "

@@ -128,3 +128,29 @@ def test_attention_private_attributes():
     layer(keras.Input((5, 6)), keras.Input((7, 6)))
     assert adapter.attention_uses_gate(layer) is False
     assert hasattr(layer, "_use_gate")  # the name the adapter reads
+
+
+def test_composite_layer_private_names():
+    from keras_guided import _keras_adapter as adapter
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.first = keras.layers.Dense(3)
+            self.rest = [keras.layers.Dense(2)]
+
+        def call(self, x):
+            return self.rest[0](self.first(x))
+
+    block = Block()
+    assert adapter.direct_sublayers(block) == [block.first, block.rest[0]]
+    query = keras.Input((5, 4))
+    mask = keras.Input((5, 5))
+    attention = keras.layers.MultiHeadAttention(2, 2)
+    attention(query=query, value=query, attention_mask=mask)
+    node = adapter.layer_calls(attention)[0]
+    assert node.input_tensors[0] is mask  # flattened keyword order
+    assert adapter.first_input(node) is query
+    args, kwargs = adapter.node_arguments(node)
+    assert args == () and sorted(kwargs) == ["attention_mask", "query",
+                                             "value"]
