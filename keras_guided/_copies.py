@@ -154,3 +154,53 @@ def from_config_error(layer, error):
         "config it accepts (`keras_guided.register_rule`), or keep its "
         f"units with `protected=['{layer.name}']`."
     )
+
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def low_precision_policy(model):
+    """The name of the first mixed or low-precision dtype policy (compute
+    in float16 or bfloat16) of a layer of `model`, or `None`."""
+    for layer in adapter.layer_tree(model):
+        policy = getattr(layer, "dtype_policy", None)
+        if getattr(policy, "compute_dtype", None) in _LOW_PRECISION:
+            return policy.name
+    return None
+
+
+def float32_copy(model):
+    """A copy of a Sequential or Functional `model` that computes in
+    float32: every layer rebuilt from its config with `dtype="float32"`
+    (under a float32 global policy, for sublayers created in `__init__`),
+    then given the original's state (`copy_state`, values cast to
+    float32).
+
+    Raises:
+        ValueError: for a model that cannot be rebuilt this way.
+    """
+    def clone(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return type(layer).from_config(config)
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = keras.models.clone_model(
+            model, clone_function=clone, recursive=True)
+        copy_state(model, copy)
+    except Exception as error:  # noqa: BLE001 (re-raised with advice)
+        raise ValueError(
+            f"Model '{model.name}' computes in "
+            f"{low_precision_policy(model)}, which the TFLite converter "
+            "cannot export with built-in ops, and a float32 copy could not "
+            f"be made ({_reason(error)}). Build the model again under "
+            "keras.mixed_precision.set_global_policy('float32'), copy the "
+            "weights (`float32_model.set_weights(model.get_weights())`) "
+            "and export that."
+        ) from error
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return copy

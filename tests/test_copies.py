@@ -260,3 +260,11 @@ def test_a_rebuilt_layer_whose_config_does_not_round_trip_is_named():
         "register a rule that returns a config it accepts "
         "(`keras_guided.register_rule`), or keep its units with "
         "`protected=['scale']`.")
+
+
+def test_a_keras_hub_layer_whose_config_does_not_round_trip_is_copied():
+    vit_layers = pytest.importorskip("keras_hub.src.models.vit.vit_layers")
+    x = _floats((2, 8, 8, 3))
+    patching = vit_layers.ViTPatchingAndEmbedding(
+        image_size=(8, 8), patch_size=(4, 4), hidden_dim=6, num_channels=3)
+    _assert_same_function(_through(patching, x), x)
