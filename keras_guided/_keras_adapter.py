@@ -280,3 +280,4 @@ def replay_constructor(layer):
             new._path = layer.name
         new.name = layer.name
     return new
+

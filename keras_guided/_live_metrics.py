@@ -155,6 +155,8 @@ class LiveMetrics:
         flops = metric != "params"  # latency prices FLOPs where unmeasured
         if flops not in self._tables:
             layer_costs = stats.model_costs(self.model, flops=flops)
+            if metric == "flops":  # a FLOPs count that leaves out much
+                stats.warn_unpriced_budget(self.model, layer_costs)
             by_variable = {}
             for row, layer_cost in enumerate(layer_costs):
                 for weight in layer_cost.weights:

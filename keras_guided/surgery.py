@@ -932,6 +932,12 @@ def _report(model, pruned, analysis, plan, rewriter):
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)
         rewriter.notes.append(f"FLOPs not counted: {error}")
+    else:
+        missing = stats.unpriced(model)
+        if not missing.complete:
+            rewriter.notes.append(
+                "the FLOPs columns leave out what they cannot price: "
+                + missing.describe(model.name))
     before = dict(_named_layers(model))
     after = dict(_named_layers(pruned))
     for row in rows:
