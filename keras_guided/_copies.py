@@ -45,6 +45,8 @@ class _ValueStore(dict):
     """The dict a layer saves its variables into, holding copies."""
 
     def __setitem__(self, key, value):
+        if isinstance(value, keras.Variable):
+            value = value.value
         try:
             value = np.array(ops.convert_to_numpy(value))
         except Exception:  # noqa: BLE001 (not a tensor: kept as it is)

@@ -16,6 +16,7 @@ no change here).
 import numpy as np
 
 from keras_guided import proximal
+from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided._group_plan import producer_names
 
@@ -154,7 +155,10 @@ class LiveMetrics:
         variable object, never by layer name."""
         flops = metric != "params"  # latency prices FLOPs where unmeasured
         if flops not in self._tables:
-            layer_costs = stats.model_costs(self.model, flops=flops)
+            try:
+                layer_costs = stats.model_costs(self.model, flops=flops)
+            except rules_lib.UnknownSizeError as error:
+                raise _unknown_size(error) from None
             if metric == "flops":  # a FLOPs count that leaves out much
                 stats.warn_unpriced_budget(self.model, layer_costs)
             by_variable = {}
@@ -166,3 +170,24 @@ class LiveMetrics:
                       for v in self._plan.variables]
             self._tables[flops] = (layer_costs, places)
         return self._tables[flops]
+
+
+def _unknown_size(error):
+    """The callback's own advice for a variable-length model (it takes no
+    sample inputs: the FLOPs come from the model's shapes)."""
+    layer = error.layer
+    dims = list(error.shape[1:])
+    unknown = sum(d is None for d in dims)
+    names = iter(["T"] if unknown == 1 else ["H", "W", "D"] + ["N"] * unknown)
+    steps = "(" + ", ".join(
+        next(names) if d is None else str(d) for d in dims) + (
+        ",)" if len(dims) == 1 else ")")
+    return ValueError(
+        f"GuidedPruning cannot count the FLOPs of layer '{layer.name}' "
+        f"({type(layer).__name__}): its input has shape {error.shape}, "
+        "with unknown lengths, and the callback prices FLOPs from the "
+        "model's own shapes. Build the model with every length fixed (e.g. "
+        f"`keras.Input(shape={steps})`, the data padded or cut to those "
+        "lengths), or count parameters instead (`target={'params': ...}`, "
+        "`cost='params'`), which need no lengths."
+    )

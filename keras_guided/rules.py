@@ -445,17 +445,32 @@ def _check_attention(layer, input_shape, output_shape):
 
 
 # ------------------------------------------------------------------ FLOPs
+class UnknownSizeError(ValueError):
+    """A layer's FLOPs depend on a length the model leaves unknown.
+
+    Attributes:
+        layer: the layer.
+        shape: the tensor shape with the unknown (`None`) lengths.
+    """
+
+    def __init__(self, layer, shape):
+        self.layer = layer
+        self.shape = tuple(shape)
+        super().__init__(
+            f"Cannot count FLOPs of layer '{layer.name}' "
+            f"({type(layer).__name__}): its tensor of shape {self.shape} "
+            "has unknown spatial dimensions. Pass `sample_inputs=` to "
+            "`prune_model` (their shapes fill in the unknown sizes), build "
+            "the model with a fixed input size, or use a 'params' target, "
+            "which needs no FLOPs."
+        )
+
+
 def _spatial_size(shape, layer):
     """Product of the spatial dimensions of a channels-last shape."""
     spatial = tuple(shape)[1:-1]
     if any(d is None for d in spatial):
-        raise ValueError(
-            f"Cannot count FLOPs of layer '{layer.name}' "
-            f"({type(layer).__name__}): its tensor of shape {tuple(shape)} "
-            "has unknown spatial dimensions. Pass `sample_inputs=` (their "
-            "shapes fill in the unknown sizes), build the model with a fixed "
-            "input size, or use a 'params' target, which needs no FLOPs."
-        )
+        raise UnknownSizeError(layer, shape)
     return int(np.prod(spatial)) if spatial else 1
 
 

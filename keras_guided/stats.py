@@ -346,16 +346,13 @@ def warn_unpriced_budget(model, layer_costs, stacklevel=2):
     `UNPRICED_BUDGET_SHARE` of `model`'s parameters (unpriced layers);
     returns the `Unpriced`."""
     missing = unpriced(model, layer_costs)
-    if missing.subclassed or (
-        missing.layers and missing.share > UNPRICED_BUDGET_SHARE
-    ):
+    if missing.layers and missing.share > UNPRICED_BUDGET_SHARE:
         warnings.warn(
             "A FLOPs budget counts only the layers it can price: "
             + missing.describe(model.name)
             + " A FLOPs target can be met while those layers stay whole"
-            + (": give them a FLOPs rule (`keras_guided.register_rule(cls, "
-               "rule, flops=...)`), or set a 'params' target instead."
-               if missing.layers else "."),
+            + ": give them a FLOPs rule (`keras_guided.register_rule(cls, "
+            "rule, flops=...)`), or set a 'params' target instead.",
             stacklevel=stacklevel + 1,
         )
     return missing
@@ -458,9 +455,10 @@ def count_flops(model, shapes=None, strict=False):
     missing = unpriced(model, rows)
     if not missing.complete:
         text = missing.describe(model.name)
-        if missing.layers:
-            text += (" Give them a FLOPs rule (`keras_guided.register_rule("
-                     "cls, rule, flops=...)`).")
+        if missing.layers and not missing.subclassed:
+            them = "them" if len(missing.layers) > 1 else "it"
+            text += (f" Give {them} a FLOPs rule (`keras_guided."
+                     "register_rule(cls, rule, flops=...)`).")
         if strict:
             raise ValueError(
                 f"{text} Pass strict=False to count them as 0 with a "
