@@ -31,7 +31,6 @@ with `set_weights`; its state beyond weights is then recomputed the same
 way (`reload_state`).
 """
 
-import os
 import tempfile
 
 import keras
@@ -72,14 +71,13 @@ def copy_state(source, target):
             f"rebuilt from its config it has the sublayers {other}, the "
             f"original {shape}"
         )
-    with tempfile.TemporaryDirectory() as root:
-        for index, (old, new) in enumerate(zip(sources, targets)):
-            store = _ValueStore()
-            old.save_own_variables(store)
-            new.load_own_variables(store)
-            if hasattr(old, "save_assets") and hasattr(new, "load_assets"):
-                folder = os.path.join(root, str(index))
-                os.makedirs(folder)
+    for old, new in zip(sources, targets):
+        store = _ValueStore()
+        old.save_own_variables(store)
+        new.load_own_variables(store)
+        if hasattr(old, "save_assets") and hasattr(new, "load_assets"):
+            # Vocabulary files (lookup layers), through a folder.
+            with tempfile.TemporaryDirectory() as folder:
                 old.save_assets(folder)
                 new.load_assets(folder)
 

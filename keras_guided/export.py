@@ -440,6 +440,7 @@ def _with_inputs(model, input_shape):
 
 
 def _single_input(model):
+    validation.check_model(model)
     inputs = _defined_inputs(model)
     if not inputs:
         kind = ("a subclassed model" if not isinstance(model, keras.Sequential)
