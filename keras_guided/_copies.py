@@ -48,8 +48,8 @@ class _ValueStore(dict):
             value = value.value
         try:
             value = np.array(ops.convert_to_numpy(value))
-        except Exception:  # noqa: BLE001 (not a tensor: kept as it is)
-            pass
+        except Exception:  # noqa: BLE001, S110 (not a tensor: kept as is)
+            value = value
         super().__setitem__(key, value)
 
 

@@ -60,7 +60,7 @@ def _through(first, x, vocabulary=None):
     hidden = layers.Flatten()(hidden)
     hidden = layers.Dense(4, name="hidden")(hidden)
     model = keras.Model(inputs, layers.Dense(2, name="out")(hidden))
-    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel, _ = model.get_layer("hidden").get_weights()
     kernel[:, 1] = 0.0
     model.get_layer("hidden").set_weights(
         [kernel, np.linspace(-1, 1, 4).astype("float32")])
