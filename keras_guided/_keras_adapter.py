@@ -35,8 +35,10 @@ sublayers of a composite layer, `direct_sublayers`),
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
 `_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
-`Node.arguments` (`.fill_in`, `.args`, `.kwargs`), and
-`MultiHeadAttention._use_gate`. Checked on the Keras versions in
+`Node.arguments` (`.fill_in`, `.args`, `.kwargs`),
+`MultiHeadAttention._use_gate`, and (to copy a layer with all its state,
+`layer_tree` / `replay_constructor`) `Layer._flatten_layers`,
+`Operation._auto_config` and `Layer._path`. Checked on the Keras versions in
 `CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 """
 
@@ -271,3 +273,47 @@ def pack_outputs(functional, flat):
 def attention_uses_gate(layer):
     """Whether a `MultiHeadAttention` has a gate (Keras' gated variant)."""
     return bool(getattr(layer, "_use_gate", False))
+
+
+# ------------------------------------------------------------------ copies
+
+
+def layer_tree(layer):
+    """`layer` and every layer it tracks, depth first, in a fixed order
+    (the order Keras saves them in)."""
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def replay_constructor(layer):
+    """A new layer made by calling `layer`'s class again with the arguments
+    Keras recorded when `layer` was created (`Operation._auto_config`),
+    named like `layer`. Unbuilt, without state: see `_copies.copy_state`.
+
+    For layers whose `get_config()` does not round-trip (an `__init__`
+    without `name`, a config with computed entries the class does not take
+    back).
+
+    Raises:
+        ValueError: when Keras did not record the arguments.
+    """
+    import inspect
+
+    recorded = getattr(layer, "_auto_config", None)
+    if recorded is None:
+        raise ValueError(
+            "Keras did not record the arguments it was created with (it "
+            "records them only when they are plain values)"
+        )
+    kwargs = dict(recorded.config)
+    parameters = inspect.signature(type(layer).__init__).parameters
+    if "name" in parameters or any(
+        p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    ):
+        kwargs["name"] = layer.name
+    new = type(layer)(**kwargs)
+    if new.name != layer.name:
+        if getattr(new, "_path", None) == new.name:
+            new._path = layer.name
+        new.name = layer.name
+    return new
+

@@ -16,6 +16,7 @@ no change here).
 import numpy as np
 
 from keras_guided import proximal
+from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided._group_plan import producer_names
 
@@ -155,6 +156,8 @@ class LiveMetrics:
         flops = metric != "params"  # latency prices FLOPs where unmeasured
         if flops not in self._tables:
             layer_costs = _model_costs(self.model, flops)
+            if metric == "flops":  # a FLOPs count that leaves out much
+                stats.warn_unpriced_budget(self.model, layer_costs)
             by_variable = {}
             for row, layer_cost in enumerate(layer_costs):
                 for weight in layer_cost.weights:
@@ -183,7 +186,10 @@ def _model_costs(model, flops):
     inputs = graph_lib._functional_of(model).inputs
     input_shapes = [surgery._default_shape(t.shape, batch=1) for t in inputs]
     shapes = graph_lib.concrete_shapes(model, input_shapes)
-    costs = stats.model_costs(model, shapes=shapes, flops=True)
+    try:
+        costs = stats.model_costs(model, shapes=shapes, flops=True)
+    except rules_lib.UnknownSizeError as error:
+        raise _unknown_size(error) from None
     warnings.warn(
         f"Model '{model.name}' has inputs of unknown length, so its FLOPs "
         f"are counted for inputs of shapes {input_shapes} (the lengths "
@@ -192,3 +198,24 @@ def _model_costs(model, flops):
         stacklevel=2,
     )
     return costs
+
+
+def _unknown_size(error):
+    """The callback's own advice for a variable-length model (it takes no
+    sample inputs: the FLOPs come from the model's shapes)."""
+    layer = error.layer
+    dims = list(error.shape[1:])
+    unknown = sum(d is None for d in dims)
+    names = iter(["T"] if unknown == 1 else ["H", "W", "D"] + ["N"] * unknown)
+    steps = "(" + ", ".join(
+        next(names) if d is None else str(d) for d in dims) + (
+        ",)" if len(dims) == 1 else ")")
+    return ValueError(
+        f"GuidedPruning cannot count the FLOPs of layer '{layer.name}' "
+        f"({type(layer).__name__}): its input has shape {error.shape}, "
+        "with unknown lengths, and the callback prices FLOPs from the "
+        "model's own shapes. Build the model with every length fixed (e.g. "
+        f"`keras.Input(shape={steps})`, the data padded or cut to those "
+        "lengths), or count parameters instead (`target={'params': ...}`, "
+        "`cost='params'`), which need no lengths."
+    )

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from keras_guided import _atomic
+from keras_guided import _copies
 from keras_guided import _export_inputs
 from keras_guided import _litert_run
 from keras_guided import validation
@@ -157,6 +158,7 @@ def export_tflite(
     batch_size=1,
     input_shapes=None,
     sequence_length=None,
+    input_shape=None,
 ):
     """Exports a Keras model to a verified `.tflite` file (built-in ops only).
 
@@ -211,6 +213,17 @@ def export_tflite(
         sequence_length: fills a `None` first dimension (after the batch)
             of every input, e.g. `128` for a keras-hub backbone's
             `(None, None)` token ids and padding mask. Defaults to `None`.
+        input_shape: the input shape without the batch, for a model without
+            defined inputs (a subclassed `keras.Model`): it is exported as
+            `keras.Model(inputs, model(inputs))` with `inputs =
+            keras.Input(input_shape)`. Defaults to `None` (the model's own
+            inputs).
+
+    A model that computes in `mixed_float16` or `mixed_bfloat16` is
+    exported as a float32 copy (the TFLite built-in ops compute in float32;
+    `"float16"` and the int8 modes quantize from that copy): the file is
+    verified against the copy, and `ExportReport.notes` says so, with how
+    far the copy is from the mixed-precision model on the sample inputs.
 
     Returns:
         An `ExportReport` (path, bytes, quantization, max_abs_diff, ok,
@@ -266,11 +279,15 @@ def export_tflite(
             "`tolerance` must be a non-negative float or None. "
             f"Received: tolerance={tolerance!r}"
         )
+    validation.check_model(model)
+    model = _with_inputs(model, input_shape)
+    original, low_precision = model, _copies.low_precision_policy(model)
+    if low_precision is not None:
+        model = _copies.float32_copy(model)
     # Several inputs (a dict or a list) take the named path of
     # `_export_inputs`; a one-input model keeps its array path.
     model_inputs = None
     if _export_inputs.several_inputs(model):
-        validation.check_model(model)
         model_inputs = _export_inputs.read(
             model, input_shapes, sequence_length
         )
@@ -380,6 +397,10 @@ def export_tflite(
                 )
             _verify(report, temporary, model, sample_inputs, tolerance,
                     model_inputs)
+        if low_precision is not None:
+            notes.append(_low_precision_note(
+                original, model, low_precision,
+                sample_inputs if verify else None))
         if measure_latency:
             report.latency_ms = _median_latency(
                 interpreter_class, content, num_runs, num_threads
@@ -440,17 +461,58 @@ def _check_quantization(quantization):
     return quantization
 
 
+def _defined_inputs(model):
+    try:
+        return model.inputs
+    except (AttributeError, ValueError):
+        return None
+
+
+def _with_inputs(model, input_shape):
+    """`model`, or `model` called on `keras.Input(input_shape)`."""
+    if input_shape is None:
+        return model
+    if isinstance(input_shape, int) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+        and d > 0 for d in tuple(input_shape)
+    ):
+        raise ValueError(
+            "`input_shape` must be a tuple of positive ints (the input shape "
+            f"without the batch). Received: input_shape={input_shape!r}"
+        )
+    input_shape = tuple(int(d) for d in input_shape)
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built, so it has no weights to "
+            "export. Train it, or call it on data, first."
+        )
+    inputs = _defined_inputs(model)
+    if inputs:
+        if len(inputs) == 1 and tuple(inputs[0].shape[1:]) == input_shape:
+            return model
+        raise ValueError(
+            f"`input_shape` is for a model without defined inputs; model "
+            f"'{model.name}' has inputs of shapes "
+            f"{[tuple(t.shape) for t in inputs]}. Received: "
+            f"input_shape={input_shape}. Leave `input_shape` out."
+        )
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
 def _single_input(model, input_shapes=None, sequence_length=None):
     validation.check_model(model)
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
+    inputs = _defined_inputs(model)
     if not inputs:
+        kind = ("a subclassed model" if not isinstance(model, keras.Sequential)
+                else "a Sequential model without an input shape")
         raise ValueError(
-            f"Model '{model.name}' has no defined inputs. Build it with an "
-            "input shape: keras.Sequential([keras.Input(shape), ...]) or a "
-            "Functional model."
+            f"Model '{model.name}' has no defined inputs ({kind}), so the "
+            "shape of the file's input is unknown. Pass it: "
+            "`keras_guided.export_tflite(model, path, input_shape=(...))`, "
+            "or export a Functional model around it: `inputs = "
+            "keras.Input(shape); keras_guided.export_tflite(keras.Model("
+            "inputs, model(inputs)), path)`."
         )
     if len(inputs) != 1:
         raise ValueError(
@@ -486,6 +548,21 @@ def _check_data(model_inputs, input_shape, input_dtype, representative_data,
         else:
             checked.append(_check_inputs(data, input_shape, name, input_dtype))
     return checked
+
+
+def _low_precision_note(original, copy, policy, sample_inputs):
+    note = (
+        f"model '{original.name}' computes in {policy}, which TFLite "
+        "built-in ops do not: a float32 copy (same weights, float32 "
+        "compute) was exported"
+    )
+    if sample_inputs is None:
+        return note
+    difference = np.max(np.abs(
+        _keras_outputs(original, sample_inputs).astype("float64")
+        - _keras_outputs(copy, sample_inputs)))
+    return (f"{note}; it differs from the {policy} model by up to "
+            f"{float(difference):.3g} on the sample inputs")
 
 
 def _interpreter_class():

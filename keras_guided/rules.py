@@ -445,17 +445,32 @@ def _check_attention(layer, input_shape, output_shape):
 
 
 # ------------------------------------------------------------------ FLOPs
+class UnknownSizeError(ValueError):
+    """A layer's FLOPs depend on a length the model leaves unknown.
+
+    Attributes:
+        layer: the layer.
+        shape: the tensor shape with the unknown (`None`) lengths.
+    """
+
+    def __init__(self, layer, shape):
+        self.layer = layer
+        self.shape = tuple(shape)
+        super().__init__(
+            f"Cannot count FLOPs of layer '{layer.name}' "
+            f"({type(layer).__name__}): its tensor of shape {self.shape} "
+            "has unknown spatial dimensions. Pass `sample_inputs=` to "
+            "`prune_model` (their shapes fill in the unknown sizes), build "
+            "the model with a fixed input size, or use a 'params' target, "
+            "which needs no FLOPs."
+        )
+
+
 def _spatial_size(shape, layer):
     """Product of the spatial dimensions of a channels-last shape."""
     spatial = tuple(shape)[1:-1]
     if any(d is None for d in spatial):
-        raise ValueError(
-            f"Cannot count FLOPs of layer '{layer.name}' "
-            f"({type(layer).__name__}): its tensor of shape {tuple(shape)} "
-            "has unknown spatial dimensions. Pass `sample_inputs=` (their "
-            "shapes fill in the unknown sizes), build the model with a fixed "
-            "input size, or use a 'params' target, which needs no FLOPs."
-        )
+        raise UnknownSizeError(layer, shape)
     return int(np.prod(spatial)) if spatial else 1
 
 
@@ -486,10 +501,58 @@ def _user_producer_flops(names):
 
 
 def _recurrent_flops(layer, input_shape, output_shape):
+    """One multiply-accumulate per kernel and recurrent-kernel element per
+    time step (an LSTM's four gates are the kernels' 4 x units columns);
+    biases and gate activations are not counted."""
     steps = tuple(input_shape)[1]
     if steps is None:
         _spatial_size(input_shape, layer)  # raises with advice
     return {"kernel": 2 * steps, "recurrent_kernel": 2 * steps}
+
+
+def _inner_flops(wrapper, inner, input_shape, output_shape, times=1):
+    """The FLOPs of the layer `inner` that `wrapper` calls, keyed by the
+    wrapper's weight keys, times `times`; `None` if `inner` is unpriced."""
+    rule = rule_for(inner)
+    if rule is None or rule.flops is None:
+        return None if inner.weights else {}
+    costs = rule.flops(inner, input_shape, output_shape)
+    if costs is None:
+        return None
+    keys = {units_lib.weight_key(inner, v): units_lib.weight_key(wrapper, v)
+            for v in inner.weights}
+    return {keys[key]: times * value for key, value in costs.items()
+            if key in keys}
+
+
+def _bidirectional_flops(layer, input_shape, output_shape):
+    """Both directions, each priced as its own recurrent layer on the whole
+    input (the merge, a concatenation or a sum, costs nothing here)."""
+    costs = {}
+    for inner in (layer.forward_layer, layer.backward_layer):
+        inner_costs = _inner_flops(
+            layer, inner, input_shape, inner.compute_output_shape(
+                tuple(input_shape)))
+        if inner_costs is None:
+            return None
+        costs.update(inner_costs)
+    return costs
+
+
+def _time_distributed_flops(layer, input_shape, output_shape):
+    """The inner layer on one time step, once per step."""
+    steps = tuple(input_shape)[1]
+    if steps is None:
+        _spatial_size(input_shape, layer)  # raises with advice
+    step_input = (tuple(input_shape)[0],) + tuple(input_shape)[2:]
+    step_output = (tuple(output_shape)[0],) + tuple(output_shape)[2:]
+    return _inner_flops(layer, layer.layer, step_input, step_output,
+                        times=steps)
+
+
+def _no_flops(layer, input_shape, output_shape):
+    """Channel-wise arithmetic: not counted (see `keras_guided.stats`)."""
+    return {}
 
 
 def _attention_flops(layer, input_shape, output_shape):
@@ -673,9 +736,17 @@ _BUILTIN = [
     (keras_layers.SimpleRNN, LayerRule(
         unchanged_rule, "keep", flops=_recurrent_flops,
         note=_KEEP_RECURRENT)),
-    (keras_layers.Bidirectional, _keep(_KEEP_RECURRENT)),
-    (keras_layers.GroupNormalization, _keep(
-        "it normalizes over groups of channels; it is copied unchanged")),
+    (keras_layers.Bidirectional, LayerRule(
+        unchanged_rule, "keep", flops=_bidirectional_flops,
+        note=_KEEP_RECURRENT)),
+    (keras_layers.TimeDistributed, LayerRule(
+        unchanged_rule, "keep", flops=_time_distributed_flops,
+        note="it applies its inner layer to every time step; it is "
+             "copied unchanged")),
+    (keras_layers.GroupNormalization, LayerRule(
+        unchanged_rule, "keep", flops=_no_flops,
+        note="it normalizes over groups of channels; it is copied "
+             "unchanged")),
     (keras_layers.Attention, _keep(
         "its output mixes the channels of its inputs; it is copied "
         "unchanged")),

@@ -313,6 +313,11 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         return _latency_plan.plan_for_latency(
             groups, model, metric, kept_fraction, count, scores, min_units,
             round_to, relative, shapes, latency_table)
+    if metric == "flops":
+        from keras_guided import stats
+
+        stats.warn_unpriced_budget(
+            model, stats.model_costs(model, shapes=shapes), stacklevel=3)
     cost = KeptCost(groups, model, metric, shapes=shapes)
     goal = kept_fraction * cost.total if count is None else float(count)
     candidates = []

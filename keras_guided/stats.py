@@ -9,7 +9,20 @@ targets (`scoring.plan_from_target`), cost-aware guidance and the tables
 here all use these numbers, so "keep 25 % of the FLOPs" means the same
 everywhere. Element-wise layers (activations, BatchNormalization, pooling,
 Add) cost little and fold away on device, so they are not counted. A layer
-used several times (a shared layer) is counted once per call.
+used several times (a shared layer) is counted once per call. Recurrent
+layers cost one multiply-accumulate per kernel and recurrent-kernel element
+per time step (biases and gate activations are not counted), and their
+wrappers are priced through what they wrap: `Bidirectional` is both
+directions, `TimeDistributed` its inner layer once per time step.
+
+A layer whose FLOPs cannot be known (no rule prices it: an unknown or
+composite layer, attention without a FLOPs rule, a layer of a subclassed
+model, whose calls Keras does not record) is *unpriced*: it counts 0, and
+`count_flops` says so (a warning, or an error with `strict=True`), with
+the share of the model's parameters those layers hold; `unpriced` returns
+the same figures for reports, and a FLOPs budget (`prune_model(target=
+{"flops": ...})`, `GuidedPruning`) warns when more than
+`UNPRICED_BUDGET_SHARE` of the parameters sit in unpriced layers.
 
 `model_costs` is the model as one `LayerCost` per leaf layer (keyed by the
 layer object and its variables); `price(layer_cost, metric, kept)` prices
@@ -22,6 +35,7 @@ entry in `PRICES`.
 
 import dataclasses
 import math
+import warnings
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
@@ -136,11 +150,14 @@ class LayerCost:
             models), for tables only.
         layer: the layer object.
         weights: a tuple of `WeightCost`, in `layer.weights` order.
+        unpriced: why the layer's FLOPs are unknown (they count 0), or
+            `None` for a priced layer (or when FLOPs were not asked).
     """
 
     name: str
     layer: object
     weights: tuple
+    unpriced: str = None
 
     def kept_shapes(self, kept=None):
         """`[(WeightCost, kept shape)]` for every weight of the layer."""
@@ -233,11 +250,15 @@ def model_costs(model, shapes=None, flops=True):
     for name, layer, calls in _iter_layers(model, shapes=shapes):
         per_element = {}
         rule = rules_lib.rule_for(layer) if flops else None
-        if rule is not None and rule.flops is not None:
+        unpriced = _why_unpriced(layer, rule, calls) if flops else None
+        if unpriced is None and rule is not None and rule.flops is not None:
             for input_shape, output_shape in calls:
-                for key, value in rule.flops(
-                    layer, input_shape, output_shape
-                ).items():
+                costs = rule.flops(layer, input_shape, output_shape)
+                if costs is None:  # a wrapper of an unpriced layer
+                    unpriced = "the layer it wraps has no FLOPs rule"
+                    per_element = {}
+                    break
+                for key, value in costs.items():
                     per_element[key] = per_element.get(key, 0) + value
         weights = []
         for variable in layer.weights:
@@ -246,8 +267,130 @@ def model_costs(model, shapes=None, flops=True):
                 key, variable, tuple(int(d) for d in variable.shape),
                 per_element.get(key, 0),
             ))
-        rows.append(LayerCost(name, layer, tuple(weights)))
+        rows.append(LayerCost(name, layer, tuple(weights), unpriced))
     return rows
+
+
+# Kinds whose layers cost nothing in this model when their rule has no
+# FLOPs (channel-wise or data movement; an Embedding is a lookup).
+_FREE_KINDS = (
+    "producer", "depthwise", "normalization", "prelu", "elementwise",
+    "activation", "mixing", "reshape", "permute", "concatenate", "merge",
+)
+
+
+def _why_unpriced(layer, rule, calls):
+    """Why `layer`'s FLOPs are unknown, or `None`."""
+    if not layer.weights:
+        return None  # nothing to price (its FLOPs, if any, are not ours)
+    if rule is None:
+        return "no rule prices it"
+    if rule.flops is None:
+        if rule.kind in _FREE_KINDS:
+            return None
+        return "its rule has no FLOPs"
+    if not calls:
+        return "no call of it is recorded in the graph"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Unpriced:
+    """The layers of a model whose FLOPs are unknown (`unpriced`).
+
+    Attributes:
+        layers: `(name, class name, reason)` of every unpriced layer.
+        params: how many parameters they hold.
+        total_params: the model's parameters.
+        subclassed: whether the model is a subclassed `keras.Model`.
+    """
+
+    layers: tuple
+    params: int
+    total_params: int
+    subclassed: bool = False
+
+    @property
+    def share(self):
+        """The unpriced layers' share of the model's parameters."""
+        return self.params / self.total_params if self.total_params else 0.0
+
+    @property
+    def complete(self):
+        """Whether every layer is priced (the FLOPs count is the whole
+        model's)."""
+        return not self.layers and not self.subclassed
+
+    def describe(self, model_name):
+        """Which layers, why, and the share they hold, in a sentence or
+        two."""
+        text = ""
+        if self.layers:
+            names = [f"'{name}' ({cls}: {reason})"
+                     for name, cls, reason in self.layers[:5]]
+            if len(self.layers) > 5:
+                names.append(f"and {len(self.layers) - 5} more")
+            plural = "s" if len(self.layers) != 1 else ""
+            text = (
+                f"{len(self.layers)} layer{plural} of model '{model_name}' "
+                f"{'have' if plural else 'has'} unknown FLOPs, counted as "
+                f"0: {', '.join(names)}; "
+                f"{'they hold' if plural else 'it holds'} "
+                f"{100 * self.share:.1f} % of its {self.total_params:,} "
+                "parameters."
+            )
+        if self.subclassed:
+            text += (" " if text else "") + (
+                f"Model '{model_name}' is subclassed: Keras records no "
+                "shapes for the layers its `call` uses, so its FLOPs are "
+                "unknown. Rebuild it with the Functional API "
+                "(`keras.Model(inputs, outputs)`) to count them."
+            )
+        return text
+
+
+def unpriced(model, layer_costs=None):
+    """The layers of `model` whose FLOPs are unknown, and their share.
+
+    Args:
+        model: a built `keras.Model`.
+        layer_costs: its `model_costs(model)`, if already computed.
+            Defaults to `None`.
+
+    Returns:
+        An `Unpriced` (`complete` when every layer is priced).
+    """
+    rows = model_costs(model) if layer_costs is None else layer_costs
+    graph = adapter.sequential_graph(model) or model
+    return Unpriced(
+        layers=tuple((row.name, type(row.layer).__name__, row.unpriced)
+                     for row in rows if row.unpriced),
+        params=total([row for row in rows if row.unpriced], "params"),
+        total_params=total(rows, "params"),
+        subclassed=not adapter.has_graph(graph),
+    )
+
+
+UNPRICED_BUDGET_SHARE = 0.10
+"""Above this share of the parameters in unpriced layers, a FLOPs budget
+warns that it counts only part of the model."""
+
+
+def warn_unpriced_budget(model, layer_costs, stacklevel=2):
+    """Warns when a FLOPs budget leaves out more than
+    `UNPRICED_BUDGET_SHARE` of `model`'s parameters (unpriced layers);
+    returns the `Unpriced`."""
+    missing = unpriced(model, layer_costs)
+    if missing.layers and missing.share > UNPRICED_BUDGET_SHARE:
+        warnings.warn(
+            "A FLOPs budget counts only the layers it can price: "
+            + missing.describe(model.name)
+            + " A FLOPs target can be met while those layers stay whole"
+            + ": give them a FLOPs rule (`keras_guided.register_rule(cls, "
+            "rule, flops=...)`), or set a 'params' target instead.",
+            stacklevel=stacklevel + 1,
+        )
+    return missing
 
 
 def weight_costs(model, shapes=None, flops=True):
@@ -316,8 +459,25 @@ def count_params(model):
     return total(model_costs(model, flops=False), "params")
 
 
-def count_flops(model, shapes=None):
+def count_flops(model, shapes=None, strict=False):
     """FLOPs of one forward pass for one example (2 x MACs).
+
+    A layer whose FLOPs are unknown (see `unpriced`) counts 0, with a
+    warning that names it and the share of the parameters it holds.
+
+    Args:
+        model: a built `keras.Model`.
+        shapes: concrete tensor shapes for a variable-length model (see
+            `model_costs`). Defaults to `None`.
+        strict: raise instead of warning when a layer's FLOPs are
+            unknown. Defaults to `False`.
+
+    Returns:
+        An int.
+
+    Raises:
+        ValueError: for an unbuilt model, an unknown dimension, or (with
+            `strict=True`) a layer whose FLOPs are unknown.
 
     Examples:
         >>> import keras, keras_guided
@@ -326,7 +486,21 @@ def count_flops(model, shapes=None):
         24
     """
     _check_built(model)
-    return total(model_costs(model, shapes=shapes), "flops")
+    rows = model_costs(model, shapes=shapes)
+    missing = unpriced(model, rows)
+    if not missing.complete:
+        text = missing.describe(model.name)
+        if missing.layers and not missing.subclassed:
+            them = "them" if len(missing.layers) > 1 else "it"
+            text += (f" Give {them} a FLOPs rule (`keras_guided."
+                     "register_rule(cls, rule, flops=...)`).")
+        if strict:
+            raise ValueError(
+                f"{text} Pass strict=False to count them as 0 with a "
+                "warning.")
+        warnings.warn(f"{text} Pass strict=True to make this an error.",
+                      stacklevel=2)
+    return total(rows, "flops")
 
 
 def compare(before, after, shapes_before=None, shapes_after=None):

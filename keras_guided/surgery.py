@@ -11,9 +11,12 @@ The steps, each a private helper:
    each layer on constant-filled probes, then fold them into the biases of
    the consumers (Dense: `bias += const @ removed_rows`; Conv: the same,
    summed over the kernel window);
-4. the graph is rebuilt layer by layer: every layer is re-created from its
-   sliced config and weights by a rule of `rules.py` (shared layers stay
-   shared, nested models are rebuilt as nested models);
+4. the graph is rebuilt layer by layer: a layer with removed units is
+   re-created from its sliced config and weights by a rule of `rules.py`;
+   a layer no removed unit passes through is copied with all its state
+   (adapted statistics, vocabularies; `_copies.py`); shared layers stay
+   shared, nested models are rebuilt as nested models, and no new layer
+   shares a variable with the original;
 5. verification: the pruned model against the original with the removed
    units masked (their incoming weights set to zero) on sample inputs.
 """
@@ -25,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
@@ -35,6 +39,9 @@ _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
 # Unknown lengths without sample inputs: long enough for most kernels and
 # pooling windows, small enough to probe quickly.
 _PROBE_SIZE = 32
+# A layer copied with all its state (`_copies.copy_state`), not given
+# sliced weights.
+_COPY = object()
 
 
 @dataclasses.dataclass
@@ -626,6 +633,7 @@ class _Rewriter:
         self._keep_all = keep_all
         self._cache = {}
         self._new_weights = {}
+        self._copied_from = {}
         functional = graph_lib._functional_of(model)
         inputs = [
             keras.Input(
@@ -679,17 +687,31 @@ class _Rewriter:
             traced = graph_lib.is_traced(op, node)
             if fresh:
                 new_op = self._new_operation(op, node)
-            if traced:
-                # The rebuilt call is a Functional model of the tensors the
-                # traced call read (inputs, then masks), in that order.
-                flat = [tensors[id(t)] for t in node.input_tensors]
-                outputs = new_op(flat[0] if len(flat) == 1 else flat)
-            else:
-                outputs = new_op(*args, **kwargs)
-            if fresh and isinstance(op, keras.layers.Layer) and not (
-                graph_lib._is_model(op) or traced
-            ):
-                new_op.set_weights(self._new_weights[id(op)])
+            try:
+                if traced:
+                    # The rebuilt call is a Functional model of the tensors
+                    # the traced call read (inputs, then masks), in order.
+                    flat = [tensors[id(t)] for t in node.input_tensors]
+                    outputs = new_op(flat[0] if len(flat) == 1 else flat)
+                else:
+                    outputs = new_op(*args, **kwargs)
+                if fresh and isinstance(op, keras.layers.Layer) and not (
+                    graph_lib._is_model(op) or traced
+                ):
+                    self._set_state(op, new_op)
+            except Exception as error:  # noqa: BLE001 (another copy)
+                if not fresh or self._copied_from.get(id(op)) != "config":
+                    raise
+                # Rebuilt from its config, it does not take the original's
+                # state (other sublayers) or its inputs: created again.
+                new_op = _copies.replayed(op, error)
+                self._cache[id(op)] = new_op
+                self._copied_from[id(op)] = "constructor"
+                try:
+                    outputs = new_op(*args, **kwargs)
+                    self._set_state(op, new_op)
+                except Exception as second:  # noqa: BLE001
+                    raise _copies.cannot_copy(op, error, second) from second
             for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
                 tensors[id(tensor)] = new
         outputs = [tensors[id(t)] for t in functional.outputs]
@@ -730,19 +752,32 @@ class _Rewriter:
         kept_inputs = [self._kept(t) for t in node.input_tensors]
         kept_outputs = self._kept(node.outputs[0])
         if self._untouched(op, node, kept_inputs, kept_outputs):
-            # No removed channel passes through: a plain copy, weights by
-            # position (a MultiHeadAttention owns four "kernel"s).
-            config = op.get_config()
-            weights = [ops.convert_to_numpy(v.value) for v in op.weights]
-        else:
-            rule = rules_lib.get_rule(op)
-            extra = {}
-            kept_heads = self.kept_internal(op)
-            if kept_heads is not None:
-                extra["kept_heads"] = kept_heads
-            config, weights = rule(
-                op, self._weights_for(op), kept_inputs, kept_outputs, **extra
-            )
+            # No removed channel passes through: a copy with all its state
+            # (`_copies`), from its config where that round-trips.
+            new, how = _copies.new_copy(
+                op, lambda config: self._standard(op, config))
+            self._copied_from[id(op)] = how
+            self._new_weights[id(op)] = _COPY
+            self._cache[id(op)] = new
+            return new
+        rule = rules_lib.get_rule(op)
+        extra = {}
+        kept_heads = self.kept_internal(op)
+        if kept_heads is not None:
+            extra["kept_heads"] = kept_heads
+        config, weights = rule(
+            op, self._weights_for(op), kept_inputs, kept_outputs, **extra
+        )
+        config = self._standard(op, config)
+        try:
+            new = type(op).from_config(config)
+        except Exception as error:  # noqa: BLE001 (re-raised with advice)
+            raise _copies.from_config_error(op, error) from error
+        self._new_weights[id(op)] = weights
+        self._cache[id(op)] = new
+        return new
+
+    def _standard(self, op, config):
         dropped = []
         config = _standard_config(config, dropped)
         if dropped and not self._keep_all:
@@ -751,10 +786,16 @@ class _Rewriter:
                 "(not a Keras object), so the model loads without "
                 "keras_guided"
             )
-        new = type(op).from_config(config)
-        self._new_weights[id(op)] = weights
-        self._cache[id(op)] = new
-        return new
+        return config
+
+    def _set_state(self, op, new_op):
+        """Gives the new (built) layer its weights and state."""
+        weights = self._new_weights[id(op)]
+        if weights is _COPY:
+            _copies.copy_state(op, new_op)
+        elif weights is not None:
+            new_op.set_weights(weights)
+            _copies.reload_state(new_op)
 
 
 
@@ -925,6 +966,12 @@ def _report(model, pruned, analysis, plan, rewriter):
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)
         rewriter.notes.append(f"FLOPs not counted: {error}")
+    else:
+        missing = stats.unpriced(model)
+        if not missing.complete:
+            rewriter.notes.append(
+                "the FLOPs columns leave out what they cannot price: "
+                + missing.describe(model.name))
     # Leaf layers by path, inside nested models and traced layers too.
     before = {name: layer for name, layer, _ in stats._iter_layers(model)}
     after = {name: layer for name, layer, _ in stats._iter_layers(pruned)}

@@ -7,7 +7,8 @@ Written from the examples' descriptions: a Transformer block
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
+from keras import ops
 
 
 class TransformerBlock(layers.Layer):

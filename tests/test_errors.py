@@ -26,6 +26,12 @@ def small_model():
     return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
 
 
+def built_subclassed():
+    model = Subclassed()
+    model(np.ones((1, 3), "float32"))
+    return model
+
+
 def lambda_model():
     inputs = keras.Input((4,))
     x = keras.layers.Dense(5)(inputs)
@@ -302,6 +308,25 @@ CATALOGUE = [
                  r"since model '.*' has several inputs: 'token_ids': "
                  r"\(num_samples, 8\) int32, 'padding_mask': \(num_samples, "
                  r"8\) int32\. Received: ndarray\."),
+    ("export-input-shape", "input_shape with a zero size",
+     lambda m, t, c: keras_guided.export_tflite(
+         m, os.path.join(t, "m.tflite"), input_shape=(8, 0)),
+     ValueError, r"`input_shape` must be a tuple of positive ints \(the "
+                 r"input shape without the batch\)\. Received: "
+                 r"input_shape=\(8, 0\)"),
+    ("export-subclassed", "a subclassed model without input_shape",
+     lambda m, t, c: keras_guided.export_tflite(
+         built_subclassed(), os.path.join(t, "m.tflite")),
+     ValueError, r"has no defined inputs \(a subclassed model\), so the "
+                 r"shape of the file's input is unknown\. Pass it: "
+                 r"`keras_guided\.export_tflite\(model, path, "
+                 r"input_shape=\(\.\.\.\)\)`"),
+    ("flops-subclassed-strict", "count_flops(strict=True) on a subclassed "
+     "model",
+     lambda m, t, c: keras_guided.stats.count_flops(
+         built_subclassed(), strict=True),
+     ValueError, r"is subclassed: Keras records no shapes for the layers "
+                 r"its `call` uses, so its FLOPs are unknown"),
     # command line
     ("cli-missing-file", "keras-guided inspect on a missing file",
      lambda m, t, c: run_cli(["inspect", os.path.join(t, "none.keras")], c),

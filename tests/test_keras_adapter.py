@@ -154,3 +154,22 @@ def test_composite_layer_private_names():
     args, kwargs = adapter.node_arguments(node)
     assert args == () and sorted(kwargs) == ["attention_mask", "query",
                                              "value"]
+
+
+def test_replay_constructor_creates_the_layer_again_with_its_name():
+    class Patches(keras.layers.Layer):
+        def __init__(self, patch_size):  # no `name`
+            super().__init__()
+            self.patch_size = patch_size
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
+    assert [type(x).__name__ for x in adapter.layer_tree(model)][:2] == [
+        "Functional", "InputLayer"]
+    layer = Patches(patch_size=4)
+    layer.name = "my_patches"
+    again = adapter.replay_constructor(layer)
+    assert type(again) is Patches and again is not layer
+    assert (again.name, again.patch_size) == ("my_patches", 4)
+    dense = adapter.replay_constructor(model.get_layer("dense"))
+    assert (dense.name, dense.units, dense.built) == ("dense", 2, False)

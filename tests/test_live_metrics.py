@@ -150,3 +150,58 @@ def test_a_non_linear_price_plugs_in(monkeypatch):
     marginal = metrics.group_marginal_costs(live, "latency")
     assert marginal[0] == (64 * 23) ** 2 - (64 * 22) ** 2 + (
         (23 * 16) ** 2 - (22 * 16) ** 2)
+
+
+def _fit_with(model, x, callback):
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, np.zeros((len(x), 2), "float32"), epochs=1, batch_size=4,
+              verbose=0, callbacks=[callback])
+
+
+def test_variable_length_flops_target_says_what_the_callback_takes():
+    inputs = keras.Input((None, 4))
+    hidden = keras.layers.LSTM(6, name="lstm")(inputs)
+    hidden = keras.layers.Dense(8, name="hidden")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    x = np.random.default_rng(0).random((8, 5, 4)).astype("float32")
+    with pytest.raises(ValueError) as info:
+        _fit_with(model, x, keras_guided.GuidedPruning(target={"flops": 0.5}))
+    assert str(info.value) == (
+        "GuidedPruning cannot count the FLOPs of layer 'lstm' (LSTM): its "
+        "input has shape (None, None, 4), with unknown lengths, and the "
+        "callback prices FLOPs from the model's own shapes. Build the model "
+        "with every length fixed (e.g. `keras.Input(shape=(T, 4))`, the "
+        "data padded or cut to those lengths), or count parameters instead "
+        "(`target={'params': ...}`, `cost='params'`), which need no "
+        "lengths.")
+
+
+class Mix(keras.layers.Layer):
+    """Weights and no rule: unpriced, and most of the model."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 40), name="w")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+
+def test_a_flops_budget_warns_once_when_most_of_the_model_is_unpriced():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, name="hidden")(inputs)
+    hidden = keras.layers.Dense(8, name="hidden2")(hidden)
+    outputs = keras.layers.Dense(2, name="out")(Mix(name="mix")(hidden))
+    model = keras.Model(inputs, outputs, name="mixed")
+    x = np.random.default_rng(0).random((8, 6)).astype("float32")
+    with pytest.warns(UserWarning) as record:
+        _fit_with(model, x, keras_guided.GuidedPruning(
+            target={"flops": 0.9}, on_unsupported="keep"))
+    budget = [str(w.message) for w in record
+              if str(w.message).startswith("A FLOPs budget")]
+    assert budget == [
+        "A FLOPs budget counts only the layers it can price: 1 layer of "
+        "model 'mixed' has unknown FLOPs, counted as 0: 'mix' (Mix: no rule "
+        "prices it); it holds 60.4 % of its 530 parameters. A FLOPs target "
+        "can be met while those layers stay whole: give them a FLOPs rule "
+        "(`keras_guided.register_rule(cls, rule, flops=...)`), or set a "
+        "'params' target instead."]

@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import pytest
 
 from keras_guided import stats
@@ -83,3 +84,125 @@ def test_layers_priced_at_kept_shapes():
     with pytest.raises(ValueError, match=r"`metric` must be one of "
                        r"\['flops', 'params'\]\. Received: metric='ms'"):
         stats.price(row, "ms")
+
+
+# ------------------------------------------- recurrent layers and wrappers
+def test_bidirectional_lstm_classifier_counts_both_directions():
+    steps, features, units = 200, 128, 64
+    inputs = keras.Input((steps,), dtype="int32")
+    hidden = keras.layers.Embedding(20000, features)(inputs)
+    hidden = keras.layers.Bidirectional(
+        keras.layers.LSTM(units), name="bi")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(hidden))
+    # One MAC (2 FLOPs) per kernel and recurrent-kernel element (4 gates x
+    # units columns) per step, in each of the 2 directions.
+    lstm = 2 * steps * (features + units) * 4 * units
+    assert stats.layer_costs(model)["bi"]["flops"] == 2 * lstm
+    assert stats.count_flops(model) == 2 * lstm + 2 * 2 * units
+    assert stats.count_flops(model) == 39_321_856
+
+
+@pytest.mark.parametrize("cell, gates", [
+    (keras.layers.GRU, 3), (keras.layers.SimpleRNN, 1)])
+def test_bidirectional_sum_merge_and_other_cells(cell, gates):
+    inputs = keras.Input((7, 5))
+    outputs = keras.layers.Bidirectional(cell(4), merge_mode="sum",
+                                         name="bi")(inputs)
+    model = keras.Model(inputs, outputs)
+    assert stats.count_flops(model) == 2 * (2 * 7 * (5 + 4) * gates * 4)
+
+
+def test_time_distributed_counts_its_inner_layer_every_step():
+    inputs = keras.Input((6, 5))
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(3),
+                                           name="td")(inputs)
+    model = keras.Model(inputs, outputs)
+    assert stats.count_flops(model) == 6 * 2 * 5 * 3
+
+
+# --------------------------------------------------- unpriced layers
+class Mix(keras.layers.Layer):
+    """A layer with weights and no rule: its FLOPs are unknown."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 40), name="w")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+
+def _with_mix():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, name="hidden")(inputs)
+    hidden = keras.layers.Dense(8, name="hidden2")(hidden)
+    hidden = Mix(name="mix")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden),
+                       name="mixed")
+
+
+_MIX = ("1 layer of model 'mixed' has unknown FLOPs, counted as 0: 'mix' "
+        "(Mix: no rule prices it); it holds 60.4 % of its 530 parameters.")
+
+
+def test_an_unpriced_layer_warns_with_its_share_or_raises_when_strict():
+    model = _with_mix()
+    with pytest.warns(UserWarning) as record:
+        flops = stats.count_flops(model)
+    assert flops == 2 * (6 * 8 + 8 * 8 + 40 * 2)
+    assert [str(w.message) for w in record] == [
+        _MIX + " Give it a FLOPs rule (`keras_guided.register_rule(cls, "
+        "rule, flops=...)`). Pass strict=True to make this an error."]
+    with pytest.raises(ValueError) as info:
+        stats.count_flops(model, strict=True)
+    assert str(info.value) == (
+        _MIX + " Give it a FLOPs rule (`keras_guided.register_rule(cls, "
+        "rule, flops=...)`). Pass strict=False to count them as 0 with a "
+        "warning.")
+    missing = stats.unpriced(model)
+    assert (missing.params, missing.total_params) == (320, 530)
+    assert missing.layers == (("mix", "Mix", "no rule prices it"),)
+
+
+def test_a_flops_budget_on_a_mostly_unpriced_model_says_so():
+    import keras_guided
+
+    with pytest.warns(UserWarning) as record:
+        _, report = keras_guided.prune_model(
+            _with_mix(), target={"flops": 0.9}, on_unsupported="keep",
+            return_report=True)
+    assert (
+        "A FLOPs budget counts only the layers it can price: " + _MIX
+        + " A FLOPs target can be met while those layers stay whole: give "
+        "them a FLOPs rule (`keras_guided.register_rule(cls, rule, "
+        "flops=...)`), or set a 'params' target instead."
+    ) in [str(w.message) for w in record]
+    assert ("the FLOPs columns leave out what they cannot price: " + _MIX
+            in report.notes)
+
+
+class Classifier(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, activation="relu")
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_subclassed_model_is_not_counted_as_zero_silently():
+    model = Classifier()
+    model(np.ones((1, 3), "float32"))
+    with pytest.raises(ValueError) as info:
+        stats.count_flops(model, strict=True)
+    assert str(info.value) == (
+        f"2 layers of model '{model.name}' have unknown FLOPs, counted as 0: "
+        "'dense' (Dense: no call of it is recorded in the graph), 'dense_1' "
+        "(Dense: no call of it is recorded in the graph); they hold 100.0 % "
+        f"of its 26 parameters. Model '{model.name}' is subclassed: Keras "
+        "records no shapes for the layers its `call` uses, so its FLOPs "
+        "are unknown. Rebuild it with the Functional API (`keras.Model("
+        "inputs, outputs)`) to count them. Pass strict=False to count them "
+        "as 0 with a warning.")
+    with pytest.warns(UserWarning, match="is subclassed"):
+        assert stats.count_flops(model) == 0

@@ -7,10 +7,12 @@ tiny configs built offline (no presets).
 import keras
 import numpy as np
 import pytest
-from keras import layers, ops
+from keras import layers
+from keras import ops
 
 import keras_guided
-from keras_guided import stats, trace
+from keras_guided import stats
+from keras_guided import trace
 from tests import composite_layers as composite
 from tests.test_surgery import zero_units
 
