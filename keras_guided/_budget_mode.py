@@ -20,6 +20,7 @@ from keras import ops
 from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import proximal
+from keras_guided import scoring
 
 #: Under importance guidance, every layer keeps at least this share of the
 #: units that a uniform allocation meeting the budget would give it.
@@ -86,6 +87,7 @@ class BudgetMode:
             self.coefficients.update_cost_factors(live)
         start = self.metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
+        self.check_reachable(live, start, goal)
         self.goal = goal
         if self.guidance == "importance":
             self.importance_guidance(live)
@@ -132,6 +134,35 @@ class BudgetMode:
             "value": float(start),
             "trace": [],
         }
+
+    def check_reachable(self, live, start, goal):
+        """Raises when the budget is out of reach: with every group of the
+        plan cut to one unit (the guard never empties a layer) the model
+        still keeps more than `goal`. Frozen groups and groups whose dead
+        units `prune_model` leaves in place count whole.
+
+        Raises:
+            ValueError: the message of `prune_model(target=...)` for a
+                target out of reach, with what training can change.
+        """
+        floor = self.metrics.floor(self.metric, live)
+        if floor <= goal * (1 + 1e-9) + 1e-9:
+            return
+        fixed = {}
+        for _, why in self.plan.fixed:
+            fixed[why] = fixed.get(why, 0) + 1
+        parts = [f"{len(self.plan.groups)} trainable"] + [
+            f"{count} {why}" for why, count in sorted(fixed.items())
+        ]
+        raise ValueError(
+            scoring.unreachable_message(
+                floor, start, goal / start if start else 1.0, self.metric
+            )
+            + " Raise the target, or make more groups prunable: training "
+            "prunes only the trainable groups whose dead units prune_model "
+            "removes exactly, and the others keep all their units (prunable"
+            f" groups: {', '.join(parts)})."
+        )
 
     def begin_epoch(self, epoch):
         """A later epoch of the `fit`: re-ranks importance guidance until

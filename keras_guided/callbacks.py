@@ -427,12 +427,21 @@ class GuidedPruning(keras.callbacks.Callback):
             # step again. Same model: reuse both (no retracing per fit).
             from keras_guided import graph
 
-            groups = graph.find_unit_groups(
+            analysis = graph.analyze(
                 model, on_unsupported=self.on_unsupported
             )
-            plan = _group_plan.GroupPlan(groups, model)
+            groups = analysis.groups
+            # Only what prune_model(model) removes is penalized and counted.
+            plan = _group_plan.GroupPlan(
+                groups, model, removable=analysis.removable_when_dead
+            )
             if not plan.groups:
-                reasons = sorted({str(g.reason) for g in groups})
+                reasons = sorted(
+                    {str(g.reason) for g in groups if not g.prunable}
+                    | {str(analysis.inexact_groups[g.index])
+                       for g, why in plan.fixed if why != "frozen"}
+                    | {"frozen" for _, why in plan.fixed if why == "frozen"}
+                )
                 warnings.warn(
                     f"GuidedPruning found no prunable unit group in model "
                     f"'{model.name}' (reasons: {reasons}); it only logs "
@@ -521,7 +530,11 @@ class GuidedPruning(keras.callbacks.Callback):
                     self._metrics, self._coefficients, self._runner,
                     self._values,
                 )
-                self._budget.start(epoch, self.params)
+                try:
+                    self._budget.start(epoch, self.params)
+                except ValueError:
+                    self.on_train_end()  # a budget out of reach: unhook
+                    raise
                 self.budget_report = self._budget.report
             else:
                 self._budget.begin_epoch(epoch)
