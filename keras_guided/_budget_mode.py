@@ -13,6 +13,7 @@ the death guard through its `StepRunner`.
 """
 
 import math
+import warnings
 
 import numpy as np
 from keras import ops
@@ -42,10 +43,14 @@ class BudgetMode:
         plan, metrics, coefficients, runner: the callback's `GroupPlan`,
             `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
         values: callable returning the plan variables as NumPy arrays.
+        on_unreachable: `"raise"` or `"warn"`, for a budget out of reach
+            (`check_reachable`). Defaults to `"raise"`.
     """
 
     def __init__(self, budget, guidance, cost, target_epochs, base_strength,
-                 plan, metrics, coefficients, runner, values):
+                 plan, metrics, coefficients, runner, values,
+                 on_unreachable="raise"):
+        self.on_unreachable = on_unreachable
         self.metric, self.amount = budget
         self.guidance = guidance
         self.cost = cost
@@ -135,11 +140,48 @@ class BudgetMode:
             "trace": [],
         }
 
+    def state(self):
+        """What a resumed `fit` needs of this recipe (JSON values)."""
+        controller = self.controller
+        return {
+            "goal": self.goal,
+            "controller": [controller.start, controller.goal,
+                           controller.strength, controller.reached],
+            "landed": self.landed,
+            "epoch": self.epoch,
+            "control_every": self.control_every,
+            "steps_per_epoch": self.steps_per_epoch,
+            "start_epoch": self.start_epoch,
+            "landing_epoch": self.landing_epoch,
+            "report": self.report,
+        }
+
+    def restore(self, state):
+        """The recipe as `state` left it (a resumed `fit`, instead of
+        `start`)."""
+        start, goal, strength, reached = state["controller"]
+        self.controller = budget_lib.BudgetController(start, goal, strength)
+        self.controller.strength = float(strength)
+        self.controller.reached = bool(reached)
+        self.goal = state["goal"]
+        self.landed = bool(state["landed"])
+        self.epoch = int(state["epoch"])
+        self.control_every = int(state["control_every"])
+        self.steps_per_epoch = int(state["steps_per_epoch"])
+        self.start_epoch = int(state["start_epoch"])
+        self.landing_epoch = int(state["landing_epoch"])
+        report = dict(state["report"])
+        report["trace"] = [tuple(point) for point in report["trace"]]
+        self.report = report
+
     def check_reachable(self, live, start, goal):
         """Raises when the budget is out of reach: with every group of the
         plan cut to one unit (the guard never empties a layer) the model
         still keeps more than `goal`. Frozen groups and groups whose dead
         units `prune_model` leaves in place count whole.
+
+        With `on_unreachable="warn"` it warns instead, and training
+        prunes as close to the budget as the layers allow.
 
         Raises:
             ValueError: the message of `prune_model(target=...)` for a
@@ -154,14 +196,24 @@ class BudgetMode:
         parts = [f"{len(self.plan.groups)} trainable"] + [
             f"{count} {why}" for why, count in sorted(fixed.items())
         ]
-        raise ValueError(
+        message = (
             scoring.unreachable_message(
                 floor, start, goal / start if start else 1.0, self.metric
             )
-            + " Raise the target, or make more groups prunable: training "
-            "prunes only the trainable groups whose dead units prune_model "
-            "removes exactly, and the others keep all their units (prunable"
-            f" groups: {', '.join(parts)})."
+            + " Training prunes only the trainable groups whose dead units "
+            "prune_model removes exactly; the others keep all their units "
+            f"(prunable groups: {', '.join(parts)})."
+        )
+        if self.on_unreachable == "warn":
+            warnings.warn(
+                message + " Pruning as close to the budget as the layers "
+                "allow (on_unreachable='warn').",
+                stacklevel=2,
+            )
+            return
+        raise ValueError(
+            message + " Raise the target, make more groups prunable, or "
+            "pass on_unreachable='warn' to prune as far as they allow."
         )
 
     def begin_epoch(self, epoch):

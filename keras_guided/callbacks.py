@@ -50,6 +50,7 @@ from keras_guided import _group_plan
 from keras_guided._budget_mode import BudgetMode
 from keras_guided._coefficients import Coefficients
 from keras_guided import _penalty_mode
+from keras_guided import _resume
 from keras_guided import _step_runner
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
@@ -64,6 +65,7 @@ SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops", "latency")
 TARGET_METRICS = ("units", "params", "flops", "latency")
 ON_TARGET = ("hold", "release", "stop")
+ON_UNREACHABLE = ("raise", "warn")
 
 
 def _check_choice(value, name, choices):
@@ -290,7 +292,8 @@ class GuidedPruning(keras.callbacks.Callback):
                  adapt_every=None, keep_dead=True, target=None,
                  target_metric="units", on_target="hold",
                  proximal_every=1, on_unsupported="raise",
-                 target_epochs=None, latency_table=None):
+                 target_epochs=None, latency_table=None,
+                 on_unreachable="raise"):
         super().__init__()
         self.mode = _check_choice(mode, "mode", MODES)
         if schedule is not None and not callable(schedule):
@@ -371,6 +374,9 @@ class GuidedPruning(keras.callbacks.Callback):
             cost,
         )
         self.on_unsupported = on_unsupported
+        self.on_unreachable = _check_choice(
+            on_unreachable, "on_unreachable", ON_UNREACHABLE
+        )
         self._strength = keras.Variable(
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
@@ -382,6 +388,8 @@ class GuidedPruning(keras.callbacks.Callback):
         self._budget = None
         self._metrics = None
         self._coefficients = None
+        self._restored = None  # (header, arrays) read with the weights
+        self._epochs_done = 0
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -407,6 +415,14 @@ class GuidedPruning(keras.callbacks.Callback):
         if self._plan is None:
             return []
         return [np.array(c) for c in self._coefficients.current]
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Before any on_train_begin, so that BackupAndRestore's restore
+        # finds where to put the state, whatever the callback order.
+        adapter.attach_saved_state(
+            model, _resume.ATTRIBUTE, self._export_state, self._import_state
+        )
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -473,6 +489,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._reached = False
         self._held_strength = None
         self._start_value = None
+        self._epochs_done = 0
         self._last_batch = -1
         self._pending = 0
         self._penalty = None
@@ -508,14 +525,18 @@ class GuidedPruning(keras.callbacks.Callback):
             return
         self._last_batch = -1
         self._pending = 0
+        self._epochs_done = epoch
         first = self._first_epoch
-        if first or self.mode == "penalty":
-            # After BackupAndRestore (or between fits) the weights decide
-            # which units are dead; in penalty mode zeros are only looked for
-            # at epoch boundaries, to keep the training loop free of syncs.
-            self._sync_dead_from_weights()
         if first:
             self._first_epoch = False
+            # A resumed run goes on with the state saved with the weights.
+            first = not self._resume(epoch)
+        if first or self.mode == "penalty":
+            # Between fits the weights decide which units are dead; in
+            # penalty mode zeros are only looked for at epoch boundaries,
+            # to keep the training loop free of syncs.
+            self._sync_dead_from_weights()
+        if first:
             self._start_value = self._measure(self.target_metric)
         adapted = self.adapt_every is not None and (
             first or epoch % self.adapt_every == 0
@@ -528,7 +549,7 @@ class GuidedPruning(keras.callbacks.Callback):
                     self.budget, self.guidance, self.cost,
                     self.target_epochs, self.base_strength, plan,
                     self._metrics, self._coefficients, self._runner,
-                    self._values,
+                    self._values, on_unreachable=self.on_unreachable,
                 )
                 try:
                     self._budget.start(epoch, self.params)
@@ -579,6 +600,7 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or logs is None:
             return
+        self._epochs_done = epoch + 1
         if self._pending and plan.variables and not self._in_step:
             self._flush()  # epoch of unknown length
         if self._budget is not None:
@@ -616,6 +638,85 @@ class GuidedPruning(keras.callbacks.Callback):
                 value, name="schedule(epoch)"
             )
         return value
+
+    # ---------------------------------------------------------- resume
+
+    def _export_state(self):
+        """The state a resumed `fit` needs, for the weights file."""
+        plan = self._plan
+        if plan is None or self._coefficients is None:
+            return {}
+        self._sync()
+        runner = self._runner
+        coefficients = self._coefficients
+        header = {
+            "epoch": int(self._epochs_done),
+            "groups": _resume.signature(plan),
+            "start_value": self._start_value,
+            "reached": self._reached,
+            "held_strength": self._held_strength,
+            "known_dead": self._known_dead,
+            "strength": self.strength,
+            "cost_factors": [float(f) for f in coefficients.cost_factors],
+            "budget": None if self._budget is None else self._budget.state(),
+        }
+        active = [np.asarray(c, dtype="float64") for c in coefficients.active]
+        arrays = {
+            name: ops.convert_to_numpy(variable.value)
+            for name, variable in (
+                ("dead", runner.dead), ("allowed", runner.allowed),
+                ("floor", runner.floor), ("held", runner.held),
+                ("unit_weights", self._unit_weights),
+            )
+        }
+        arrays["coefficients"] = (np.concatenate(active) if active
+                                  else np.zeros(0))
+        return _resume.pack(header, arrays)
+
+    def _import_state(self, stored):
+        self._restored = _resume.unpack(stored)
+
+    def _resume(self, epoch):
+        """Restores the state read with the weights when this `fit` resumes
+        the run that saved it (it starts at the epoch the state was saved
+        after, on the same prunable groups); returns whether it did."""
+        restored, self._restored = self._restored, None
+        if restored is None or epoch == 0:
+            return False
+        header, arrays = restored
+        plan = self._plan
+        if (header["epoch"] != epoch
+                or header["groups"] != _resume.signature(plan)
+                or (header["budget"] is None) != (self.budget is None)):
+            return False
+        runner = self._runner
+        for name, variable in (
+            ("dead", runner.dead), ("allowed", runner.allowed),
+            ("floor", runner.floor), ("held", runner.held),
+        ):
+            variable.assign(arrays[name])
+        coefficients = self._coefficients
+        coefficients.cost_factors = np.asarray(header["cost_factors"])
+        flat = arrays["coefficients"]
+        coefficients.set([
+            flat[start:start + group.num_units]
+            for group, start in zip(plan.groups, plan.offsets)
+        ])
+        self._unit_weights.assign(arrays["unit_weights"])
+        self._strength.assign(header["strength"])
+        self._start_value = header["start_value"]
+        self._reached = header["reached"]
+        self._held_strength = header["held_strength"]
+        self._known_dead = header["known_dead"]
+        if self.budget is not None:
+            self._budget = BudgetMode(
+                self.budget, self.guidance, self.cost, self.target_epochs,
+                self.base_strength, plan, self._metrics, self._coefficients,
+                self._runner, self._values,
+            )
+            self._budget.restore(header["budget"])
+            self.budget_report = self._budget.report
+        return True
 
     # -------------------------------------------------------- proximal
 
