@@ -93,7 +93,12 @@ class GuidedPruning(keras.callbacks.Callback):
     (within one unit of it). The strength is then released (0), dead units
     stay dead, and the remaining epochs let the network recover.
     `keras_guided.prune_model(model)` afterwards removes exactly the dead
-    units. The strength is calibrated from the unit norms and the learning
+    units. Only what it removes is penalized and counted: groups it keeps
+    whole (channels a LayerNormalization normalizes over) and frozen
+    layers stay as they are, so the final `live_flops` and `live_params`
+    are what `keras_guided.stats` counts on the pruned model. A budget
+    those groups cannot reach (each cut to one unit) raises before the
+    first step, with `prune_model`'s message (`on_unreachable`). The strength is calibrated from the unit norms and the learning
     rate (`strength=None`) and steered multiplicatively, so the same call
     works with SGD and Adam. The default guidance in this mode is
     `"importance"`: each epoch the units are ranked by the rank of their
@@ -156,13 +161,15 @@ class GuidedPruning(keras.callbacks.Callback):
     callbacks see the logs in list order).
 
     State (groups, dead mask, strength, target status) is reset at
-    `on_train_begin`, so one instance serves several `fit` calls. With
-    `keras.callbacks.BackupAndRestore`, the dead mask is re-derived from the
-    restored weights and the schedule from the epoch, so a resumed run
-    matches an uninterrupted one (with adaptive guidance or a target that
-    was already reached, the ranking and the held strength are re-derived
-    at the resumed epoch, which can differ). `live_flops` is also logged
-    when `cost` or `target_metric` is `"flops"`.
+    `on_train_begin`, so one instance serves several `fit` calls. The state
+    is also written into the model's weights files (a plain attribute of
+    the model, neither a layer nor a weight), so with
+    `keras.callbacks.BackupAndRestore` (listed after this callback) a
+    resumed `fit` with a fresh `GuidedPruning` matches the uninterrupted
+    run: it resumes when its first epoch is the one the state was saved
+    after, on the same prunable groups; any other `fit` starts afresh.
+    `live_flops` is also logged when `cost` or `target_metric` is
+    `"flops"`.
 
     Choosing `strength`: both modes minimize the same objective, so with SGD
     the strength means what it means for `GuidedRegularizer`. Adam moves
@@ -244,6 +251,10 @@ class GuidedPruning(keras.callbacks.Callback):
             The table is checked against the model at the start of `fit`.
             The callback is not serialized (it has no `get_config`), so it
             holds the table by reference only. Defaults to `None`.
+        on_unreachable: what to do when a budget target cannot be reached
+            by the prunable groups: `"raise"` a `ValueError` before the
+            first step, or `"warn"` and prune as close as they allow.
+            Defaults to `"raise"`.
 
     Examples:
         >>> import keras, numpy as np, keras_guided
@@ -275,7 +286,8 @@ class GuidedPruning(keras.callbacks.Callback):
     Raises:
         ValueError: for invalid arguments, a latency target or cost without
             `latency_table` (or a table without one), or (at the start of
-            `fit`) a `latency_table` of another model or a guidance dict
+            `fit`) a budget out of reach, a `latency_table` of another
+            model or a guidance dict
             naming layers that produce no prunable group.
 
     References:

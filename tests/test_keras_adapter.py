@@ -128,3 +128,15 @@ def test_attention_private_attributes():
     layer(keras.Input((5, 6)), keras.Input((7, 6)))
     assert adapter.attention_uses_gate(layer) is False
     assert hasattr(layer, "_use_gate")  # the name the adapter reads
+
+
+def test_saved_state_rides_in_the_weights_file(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    saved = {"x": np.arange(3.0)}
+    loaded = []
+    adapter.attach_saved_state(model, "_state", lambda: saved, loaded.append)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    model.load_weights(path)
+    np.testing.assert_array_equal(loaded[-1]["x"], saved["x"])
+    assert len(model.weights) == 2 and len(model.layers) == 1
