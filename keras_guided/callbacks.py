@@ -98,9 +98,10 @@ class GuidedPruning(keras.callbacks.Callback):
     layers stay as they are, so the final `live_flops` and `live_params`
     are what `keras_guided.stats` counts on the pruned model. A budget
     those groups cannot reach (each cut to one unit) raises before the
-    first step, with `prune_model`'s message (`on_unreachable`). The strength is calibrated from the unit norms and the learning
-    rate (`strength=None`) and steered multiplicatively, so the same call
-    works with SGD and Adam. The default guidance in this mode is
+    first step, with `prune_model`'s message (`on_unreachable`). The
+    strength is calibrated from the unit norms and the learning rate
+    (`strength=None`) and steered multiplicatively, so the same call works
+    with SGD and Adam. The default guidance in this mode is
     `"importance"`: each epoch the units are ranked by the rank of their
     norm within their layer (divided by the square root of their marginal
     cost for a params, FLOPs or latency budget, priced at the uniform
@@ -287,8 +288,8 @@ class GuidedPruning(keras.callbacks.Callback):
         ValueError: for invalid arguments, a latency target or cost without
             `latency_table` (or a table without one), or (at the start of
             `fit`) a budget out of reach, a `latency_table` of another
-            model or a guidance dict
-            naming layers that produce no prunable group.
+            model or a guidance dict naming layers that produce no
+            prunable group.
 
     References:
         Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
