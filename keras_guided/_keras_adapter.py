@@ -267,7 +267,8 @@ def attach_saved_state(model, name, save, load):
                 store[key] = value
 
         def load_own_variables(self, store):
-            self.load({key: store[key] for key in store.keys()})
+            # A weights store is not a dict: it has keys() but no iterator.
+            self.load({key: store[key] for key in store.keys()})  # noqa: SIM118
 
     holder = model.__dict__.get(name)
     if holder is None:

@@ -698,9 +698,26 @@ class GuidedPruning(keras.callbacks.Callback):
             return False
         header, arrays = restored
         plan = self._plan
-        if (header["epoch"] != epoch
-                or header["groups"] != _resume.signature(plan)
-                or (header["budget"] is None) != (self.budget is None)):
+        mismatch = None
+        if header["groups"] != _resume.signature(plan):
+            mismatch = "for other prunable groups"
+        elif (header["budget"] is None) != (self.budget is None):
+            mismatch = "of a run with " + (
+                "a budget" if self.budget is None else "no budget")
+        elif header["epoch"] != epoch:
+            mismatch = (
+                f"to resume at epoch {header['epoch']}, and this fit "
+                f"starts at epoch {epoch} (list GuidedPruning before "
+                "BackupAndRestore or ModelCheckpoint in `callbacks`, so "
+                "the state saved is that of the epoch's end)"
+            )
+        if mismatch is not None:
+            warnings.warn(
+                "GuidedPruning found its state in the restored weights, "
+                f"saved {mismatch}; it starts afresh from the restored "
+                "weights (its start and budget are measured on them).",
+                stacklevel=2,
+            )
             return False
         runner = self._runner
         for name, variable in (

@@ -1,6 +1,8 @@
 """A `fit` interrupted and resumed with `BackupAndRestore` and a fresh
 `GuidedPruning` goes on as the uninterrupted run (keras_guided._resume)."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -74,6 +76,45 @@ def test_resumed_budget_run_equals_the_uninterrupted_one(tmp_path,
         _model())
     for a, b in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_resume_from_model_checkpoint_weights(tmp_path):
+    target = {"units": 16}
+    full = _fit(_model(), keras_guided.GuidedPruning(target=target))
+    path = str(tmp_path / "last.weights.h5")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit(_model(), keras_guided.GuidedPruning(target=target),
+             [keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+              _Interrupt(3)])
+    model = _model()
+    pruning = keras_guided.GuidedPruning(target=target)
+    pruning.set_model(model)  # so that load_weights finds its state
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    x, y = _data()
+    rest = model.fit(x, y, epochs=6, initial_epoch=3, batch_size=16,
+                     shuffle=False, verbose=0, callbacks=[pruning]).history
+    assert rest["live_units"] == full["live_units"][3:]
+
+
+def test_a_state_saved_mid_epoch_end_is_not_resumed_silently(tmp_path):
+    # BackupAndRestore listed first saves before GuidedPruning's epoch end.
+    target = {"flops": 0.4}
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _model().fit(*_data(), epochs=6, batch_size=16, verbose=0,
+                     callbacks=[keras.callbacks.BackupAndRestore(backup),
+                                keras_guided.GuidedPruning(target=target),
+                                _Interrupt(2)])
+    with pytest.warns(UserWarning, match=re.escape(
+            "GuidedPruning found its state in the restored weights, saved "
+            "to resume at epoch 1, and this fit starts at epoch 2 (list "
+            "GuidedPruning before BackupAndRestore or ModelCheckpoint in "
+            "`callbacks`, so the state saved is that of the epoch's end); "
+            "it starts afresh from the restored weights (its start and "
+            "budget are measured on them).")):
+        _fit(_model(), keras_guided.GuidedPruning(target=target),
+             [keras.callbacks.BackupAndRestore(backup)])
 
 
 def test_a_new_fit_starts_afresh_after_a_finished_one(tmp_path):
