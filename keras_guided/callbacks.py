@@ -169,6 +169,8 @@ class GuidedPruning(keras.callbacks.Callback):
     resumed `fit` with a fresh `GuidedPruning` matches the uninterrupted
     run: it resumes when its first epoch is the one the state was saved
     after, on the same prunable groups; any other `fit` starts afresh.
+    To resume from `ModelCheckpoint(save_weights_only=True)` weights, call
+    `set_model(model)` on the new callback before `model.load_weights`.
     `live_flops` is also logged when `cost` or `target_metric` is
     `"flops"`.
 
