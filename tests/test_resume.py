@@ -136,9 +136,15 @@ def test_weights_files_load_with_and_without_the_state(tmp_path):
     path = str(tmp_path / "m.weights.h5")
     model.save_weights(path)
     plain = _model()  # never saw GuidedPruning: the state is ignored
+    plain.optimizer.build(plain.trainable_variables)
     plain.load_weights(path)
     for a, b in zip(model.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)
     plain.save_weights(str(tmp_path / "plain.weights.h5"))
     model.load_weights(str(tmp_path / "plain.weights.h5"))  # no state
     assert len(model.weights) == len(plain.weights)
+    model.save(str(tmp_path / "m.keras"))  # a plain Keras file still
+    loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
+    x, _ = _data()
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-6)
