@@ -13,6 +13,7 @@ the death guard through its `StepRunner`.
 """
 
 import math
+import warnings
 
 import numpy as np
 from keras import ops
@@ -20,6 +21,7 @@ from keras import ops
 from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import proximal
+from keras_guided import scoring
 
 #: Under importance guidance, every layer keeps at least this share of the
 #: units that a uniform allocation meeting the budget would give it.
@@ -41,10 +43,14 @@ class BudgetMode:
         plan, metrics, coefficients, runner: the callback's `GroupPlan`,
             `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
         values: callable returning the plan variables as NumPy arrays.
+        on_unreachable: `"raise"` or `"warn"`, for a budget out of reach
+            (`check_reachable`). Defaults to `"raise"`.
     """
 
     def __init__(self, budget, guidance, cost, target_epochs, base_strength,
-                 plan, metrics, coefficients, runner, values):
+                 plan, metrics, coefficients, runner, values,
+                 on_unreachable="raise"):
+        self.on_unreachable = on_unreachable
         self.metric, self.amount = budget
         self.guidance = guidance
         self.cost = cost
@@ -86,6 +92,7 @@ class BudgetMode:
             self.coefficients.update_cost_factors(live)
         start = self.metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
+        self.check_reachable(live, start, goal)
         self.goal = goal
         if self.guidance == "importance":
             self.importance_guidance(live)
@@ -132,6 +139,82 @@ class BudgetMode:
             "value": float(start),
             "trace": [],
         }
+
+    def state(self):
+        """What a resumed `fit` needs of this recipe (JSON values)."""
+        controller = self.controller
+        return {
+            "goal": self.goal,
+            "controller": [controller.start, controller.goal,
+                           controller.strength, controller.reached],
+            "landed": self.landed,
+            "epoch": self.epoch,
+            "control_every": self.control_every,
+            "steps_per_epoch": self.steps_per_epoch,
+            "start_epoch": self.start_epoch,
+            "landing_epoch": self.landing_epoch,
+            "report": self.report,
+        }
+
+    def restore(self, state):
+        """The recipe as `state` left it (a resumed `fit`, instead of
+        `start`)."""
+        start, goal, strength, reached = state["controller"]
+        self.controller = budget_lib.BudgetController(start, goal, strength)
+        self.controller.strength = float(strength)
+        self.controller.reached = bool(reached)
+        self.goal = state["goal"]
+        self.landed = bool(state["landed"])
+        self.epoch = int(state["epoch"])
+        self.control_every = int(state["control_every"])
+        self.steps_per_epoch = int(state["steps_per_epoch"])
+        self.start_epoch = int(state["start_epoch"])
+        self.landing_epoch = int(state["landing_epoch"])
+        report = dict(state["report"])
+        report["trace"] = [tuple(point) for point in report["trace"]]
+        self.report = report
+
+    def check_reachable(self, live, start, goal):
+        """Raises when the budget is out of reach: with every group of the
+        plan cut to one unit (the guard never empties a layer) the model
+        still keeps more than `goal`. Frozen groups and groups whose dead
+        units `prune_model` leaves in place count whole.
+
+        With `on_unreachable="warn"` it warns instead, and training
+        prunes as close to the budget as the layers allow.
+
+        Raises:
+            ValueError: the message of `prune_model(target=...)` for a
+                target out of reach, with what training can change.
+        """
+        floor = self.metrics.floor(self.metric, live)
+        if floor <= goal * (1 + 1e-9) + 1e-9:
+            return
+        fixed = {}
+        for _, why in self.plan.fixed:
+            fixed[why] = fixed.get(why, 0) + 1
+        parts = [f"{len(self.plan.groups)} trainable"] + [
+            f"{count} {why}" for why, count in sorted(fixed.items())
+        ]
+        message = (
+            scoring.unreachable_message(
+                floor, start, goal / start if start else 1.0, self.metric
+            )
+            + " Training prunes only the trainable groups whose dead units "
+            "prune_model removes exactly; the others keep all their units "
+            f"(prunable groups: {', '.join(parts)})."
+        )
+        if self.on_unreachable == "warn":
+            warnings.warn(
+                message + " Pruning as close to the budget as the layers "
+                "allow (on_unreachable='warn').",
+                stacklevel=2,
+            )
+            return
+        raise ValueError(
+            message + " Raise the target, make more groups prunable, or "
+            "pass on_unreachable='warn' to prune as far as they allow."
+        )
 
     def begin_epoch(self, epoch):
         """A later epoch of the `fit`: re-ranks importance guidance until

@@ -23,13 +23,31 @@ def _axes_tuple(axis, rank):
 
 
 class GroupPlan:
-    """Static index arrays built once per `fit` from the unit groups."""
+    """Static index arrays built once per `fit` from the unit groups.
 
-    def __init__(self, groups, model):
+    The plan holds the groups training can prune: the ones whose dead units
+    `prune_model(model)` removes (`removable(group)`, by default
+    `group.prunable`; the callback passes
+    `keras_guided.graph.GraphAnalysis.removable_when_dead`) and whose
+    penalized weights are all trainable. `fixed` lists the others that are
+    prunable, with the reason they stay whole during training.
+    """
+
+    def __init__(self, groups, model, removable=None):
         trainable = {id(v) for v in model.trainable_weights}
-        self.groups = [
-            g for g in groups if g.prunable and _is_trainable(g, trainable)
-        ]
+        if removable is None:
+            removable = _is_prunable
+        self.groups = []
+        self.fixed = []  # (group, reason)
+        for group in groups:
+            if not group.prunable:
+                continue
+            if not removable(group):
+                self.fixed.append((group, "not removable exactly"))
+            elif not _is_trainable(group, trainable):
+                self.fixed.append((group, "frozen"))
+            else:
+                self.groups.append(group)
         self.offsets = []
         offset = 0
         for group in self.groups:
@@ -106,6 +124,10 @@ class GroupPlan:
             (i, axes, ops.convert_to_tensor(array, dtype="int32"), shape)
             for i, axes, array, shape in entries
         ]
+
+
+def _is_prunable(group):
+    return group.prunable
 
 
 def _is_trainable(group, trainable):

@@ -16,8 +16,15 @@ optimizer:
   callback's few state variables (dead mask, strength, coefficients, the
   budget guard) therefore ride along as extra optimizer variables during
   `fit` (`carry_state`). They are kept out of what the optimizer saves and
-  loads, so checkpoints (`BackupAndRestore`, `ModelCheckpoint`,
-  `model.save`) are the same with and without the callback.
+  loads, so the optimizer's checkpoint entries are the same with and
+  without the callback.
+* A weights file (`model.save_weights`, which `BackupAndRestore` and
+  `ModelCheckpoint(save_weights_only=True)` call, and `model.save`) holds
+  every Keras saveable reachable from the model's attributes. The
+  callback's resume state rides in one such object
+  (`attach_saved_state`), set on the model as a plain attribute, so it
+  joins neither `model.layers` nor `model.weights`; a file without it
+  loads as before, and a model without it ignores it.
 
 The graph analysis (`graph.py`), the rewrite (`surgery.py`) and the cost
 model (`stats.py`) read a model's graph. Keras has public `model.inputs`,
@@ -38,7 +45,9 @@ sublayers of a composite layer, `direct_sublayers`),
 `Node.arguments` (`.fill_in`, `.args`, `.kwargs`),
 `MultiHeadAttention._use_gate`, and (to copy a layer with all its state,
 `layer_tree` / `replay_constructor`) `Layer._flatten_layers`,
-`Operation._auto_config` and `Layer._path`. Checked on the Keras versions in
+`Operation._auto_config` and `Layer._path`, and
+`keras.src.saving.keras_saveable.KerasSaveable` (the base class that the
+weights files walk). Checked on the Keras versions in
 `CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 """
 
@@ -317,3 +326,37 @@ def replay_constructor(layer):
         new.name = layer.name
     return new
 
+
+def attach_saved_state(model, name, save, load):
+    """Makes the weights files of `model` carry extra state.
+
+    `save()` returns `{key: np.ndarray}`, written with the model's weights
+    (`save_weights`, `BackupAndRestore`, `ModelCheckpoint`, `model.save`);
+    loading weights (`load_weights`, `BackupAndRestore`) calls `load(state)`
+    with the arrays read back (`{}` from a file without them). A second
+    call for the same model and `name` re-points the one holder.
+    """
+    from keras.src.saving.keras_saveable import KerasSaveable
+
+    class _SavedState(KerasSaveable):
+        def _obj_type(self):
+            # One of the types the weights walk knows; it only picks the
+            # attributes to skip, and this object has no saveable ones.
+            return "Loss"
+
+        def save_own_variables(self, store):
+            for key, value in self.save().items():
+                store[key] = value
+
+        def load_own_variables(self, store):
+            # A weights store is not a dict: it has keys() but no iterator.
+            self.load({key: store[key] for key in store.keys()})  # noqa: SIM118
+
+    holder = model.__dict__.get(name)
+    if holder is None:
+        holder = _SavedState()
+        # A plain attribute: Keras' tracking (layers, weights) never sees it.
+        object.__setattr__(model, name, holder)
+    holder.save = save
+    holder.load = load
+    return holder

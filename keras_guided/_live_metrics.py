@@ -82,8 +82,34 @@ class LiveMetrics:
         if metric == "units":
             return int(live.sum())
         layer_costs, _ = self._table(metric)
-        return stats.total(layer_costs, metric, self._kept(metric, live),
-                           self._prices)
+        kept = self._kept(metric, self.kept_by_prune(live))
+        return stats.total(layer_costs, metric, kept, self._prices)
+
+    def kept_by_prune(self, live):
+        """The units `prune_model(model)` keeps given the live flags: the
+        live ones, and one unit of a group without any (it never makes a
+        zero-width layer, `min_units=1`)."""
+        plan = self._plan
+        kept = None
+        for group, start in zip(plan.groups, plan.offsets):
+            block = live[start:start + group.num_units]
+            if group.num_units and not block.any():
+                if kept is None:
+                    kept = np.array(live, dtype=bool)
+                kept[start] = True
+        return live if kept is None else kept
+
+    def floor(self, metric, live):
+        """The smallest value training can reach from `live`: one unit of
+        every group of the plan, everything else whole."""
+        plan = self._plan
+        floor = np.zeros(plan.num_units, dtype=bool)
+        for group, start in zip(plan.groups, plan.offsets):
+            ids = np.flatnonzero(live[start:start + group.num_units])
+            floor[start + (ids[0] if len(ids) else 0)] = True
+        if metric == "units":
+            return int(floor.sum())
+        return self.value(metric, floor)
 
     def params(self, live):
         return self.value("params", live)

@@ -222,20 +222,30 @@ def plan_cost(groups, model, metric, shapes, plan, latency_table=None):
     return cost.kept
 
 
-def unreachable(plan, final, total, kept_fraction, metric, min_units,
-                 round_to, unrounded, stacklevel=4):
-    """`plan` with a warning when only rounding missed the goal; raises
-    otherwise."""
+def unreachable_message(final, total, kept_fraction, metric, min_units=1,
+                        round_to=None):
+    """The first sentence of the error for a target out of reach, shared by
+    `prune_model(target=...)` and `GuidedPruning(target=...)`: what was
+    asked (`kept_fraction` of `total`) and what removing every unit the
+    limits allow keeps (`final`)."""
     limits = f"min_units={min_units}"
     if round_to:
         limits += f" and round_to={round_to}"
-    share = f"{final / total:.1%}"
+    share = f"{final / total:.1%}" if total else "all of it"
     if share == f"{kept_fraction:.1%}":
         share = f"{final / total:.3%}"
-    message = (
+    return (
         f"Cannot keep only {kept_fraction:.0%} of the {metric}: removing "
         f"every prunable unit allowed by {limits} keeps {share}."
     )
+
+
+def unreachable(plan, final, total, kept_fraction, metric, min_units,
+                round_to, unrounded, stacklevel=4):
+    """`plan` with a warning when only rounding missed the goal; raises
+    otherwise."""
+    message = unreachable_message(final, total, kept_fraction, metric,
+                                  min_units, round_to)
     if unrounded:
         # Only the rounding stands in the way: the user asked for it.
         warnings.warn(

@@ -50,6 +50,7 @@ from keras_guided import _group_plan
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _live_metrics
 from keras_guided import _penalty_mode
+from keras_guided import _resume
 from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
@@ -64,6 +65,7 @@ SCHEDULES = ("constant", "warmup", "ramp", "budget")
 COSTS = ("params", "flops", "latency")
 TARGET_METRICS = ("units", "params", "flops", "latency")
 ON_TARGET = ("hold", "release", "stop")
+ON_UNREACHABLE = ("raise", "warn")
 
 
 def _check_choice(value, name, choices):
@@ -91,9 +93,15 @@ class GuidedPruning(keras.callbacks.Callback):
     (within one unit of it). The strength is then released (0), dead units
     stay dead, and the remaining epochs let the network recover.
     `keras_guided.prune_model(model)` afterwards removes exactly the dead
-    units. The strength is calibrated from the unit norms and the learning
-    rate (`strength=None`) and steered multiplicatively, so the same call
-    works with SGD and Adam. The default guidance in this mode is
+    units. Only what it removes is penalized and counted: groups it keeps
+    whole (channels a LayerNormalization normalizes over) and frozen
+    layers stay as they are, so the final `live_flops` and `live_params`
+    are what `keras_guided.stats` counts on the pruned model. A budget
+    those groups cannot reach (each cut to one unit) raises before the
+    first step, with `prune_model`'s message (`on_unreachable`). The
+    strength is calibrated from the unit norms and the learning rate
+    (`strength=None`) and steered multiplicatively, so the same call works
+    with SGD and Adam. The default guidance in this mode is
     `"importance"`: each epoch the units are ranked by the rank of their
     norm within their layer (divided by the square root of their marginal
     cost for a params, FLOPs or latency budget, priced at the uniform
@@ -154,13 +162,17 @@ class GuidedPruning(keras.callbacks.Callback):
     callbacks see the logs in list order).
 
     State (groups, dead mask, strength, target status) is reset at
-    `on_train_begin`, so one instance serves several `fit` calls. With
-    `keras.callbacks.BackupAndRestore`, the dead mask is re-derived from the
-    restored weights and the schedule from the epoch, so a resumed run
-    matches an uninterrupted one (with adaptive guidance or a target that
-    was already reached, the ranking and the held strength are re-derived
-    at the resumed epoch, which can differ). `live_flops` is also logged
-    when `cost` or `target_metric` is `"flops"`.
+    `on_train_begin`, so one instance serves several `fit` calls. The state
+    is also written into the model's weights files (a plain attribute of
+    the model, neither a layer nor a weight), so with
+    `keras.callbacks.BackupAndRestore` (listed after this callback) a
+    resumed `fit` with a fresh `GuidedPruning` matches the uninterrupted
+    run: it resumes when its first epoch is the one the state was saved
+    after, on the same prunable groups; any other `fit` starts afresh.
+    To resume from `ModelCheckpoint(save_weights_only=True)` weights, call
+    `set_model(model)` on the new callback before `model.load_weights`.
+    `live_flops` is also logged when `cost` or `target_metric` is
+    `"flops"`.
 
     Choosing `strength`: both modes minimize the same objective, so with SGD
     the strength means what it means for `GuidedRegularizer`. Adam moves
@@ -242,6 +254,10 @@ class GuidedPruning(keras.callbacks.Callback):
             The table is checked against the model at the start of `fit`.
             The callback is not serialized (it has no `get_config`), so it
             holds the table by reference only. Defaults to `None`.
+        on_unreachable: what to do when a budget target cannot be reached
+            by the prunable groups: `"raise"` a `ValueError` before the
+            first step, or `"warn"` and prune as close as they allow.
+            Defaults to `"raise"`.
 
     Examples:
         >>> import keras, numpy as np, keras_guided
@@ -273,8 +289,9 @@ class GuidedPruning(keras.callbacks.Callback):
     Raises:
         ValueError: for invalid arguments, a latency target or cost without
             `latency_table` (or a table without one), or (at the start of
-            `fit`) a `latency_table` of another model or a guidance dict
-            naming layers that produce no prunable group.
+            `fit`) a budget out of reach, a `latency_table` of another
+            model or a guidance dict naming layers that produce no
+            prunable group.
 
     References:
         Rafid & Sandu, "Neural Network Reduction with Guided Regularizers",
@@ -290,7 +307,8 @@ class GuidedPruning(keras.callbacks.Callback):
                  adapt_every=None, keep_dead=True, target=None,
                  target_metric="units", on_target="hold",
                  proximal_every=1, on_unsupported="raise",
-                 target_epochs=None, latency_table=None):
+                 target_epochs=None, latency_table=None,
+                 on_unreachable="raise"):
         super().__init__()
         self.mode = _check_choice(mode, "mode", MODES)
         if schedule is not None and not callable(schedule):
@@ -371,6 +389,9 @@ class GuidedPruning(keras.callbacks.Callback):
             cost,
         )
         self.on_unsupported = on_unsupported
+        self.on_unreachable = _check_choice(
+            on_unreachable, "on_unreachable", ON_UNREACHABLE
+        )
         self._strength = keras.Variable(
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
@@ -382,6 +403,8 @@ class GuidedPruning(keras.callbacks.Callback):
         self._budget = None
         self._metrics = None
         self._coefficients = None
+        self._restored = None  # (header, arrays) read with the weights
+        self._epochs_done = 0
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -408,6 +431,14 @@ class GuidedPruning(keras.callbacks.Callback):
             return []
         return [np.array(c) for c in self._coefficients.current]
 
+    def set_model(self, model):
+        super().set_model(model)
+        # Before any on_train_begin, so that BackupAndRestore's restore
+        # finds where to put the state, whatever the callback order.
+        adapter.attach_saved_state(
+            model, _resume.ATTRIBUTE, self._export_state, self._import_state
+        )
+
     def on_train_begin(self, logs=None):
         model = self.model
         key = (
@@ -427,12 +458,21 @@ class GuidedPruning(keras.callbacks.Callback):
             # step again. Same model: reuse both (no retracing per fit).
             from keras_guided import graph
 
-            groups = graph.find_unit_groups(
+            analysis = graph.analyze(
                 model, on_unsupported=self.on_unsupported
             )
-            plan = _group_plan.GroupPlan(groups, model)
+            groups = analysis.groups
+            # Only what prune_model(model) removes is penalized and counted.
+            plan = _group_plan.GroupPlan(
+                groups, model, removable=analysis.removable_when_dead
+            )
             if not plan.groups:
-                reasons = sorted({str(g.reason) for g in groups})
+                reasons = sorted(
+                    {str(g.reason) for g in groups if not g.prunable}
+                    | {str(analysis.inexact_groups[g.index])
+                       for g, why in plan.fixed if why != "frozen"}
+                    | {"frozen" for _, why in plan.fixed if why == "frozen"}
+                )
                 warnings.warn(
                     f"GuidedPruning found no prunable unit group in model "
                     f"'{model.name}' (reasons: {reasons}); it only logs "
@@ -464,6 +504,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._reached = False
         self._held_strength = None
         self._start_value = None
+        self._epochs_done = 0
         self._last_batch = -1
         self._pending = 0
         self._penalty = None
@@ -499,14 +540,18 @@ class GuidedPruning(keras.callbacks.Callback):
             return
         self._last_batch = -1
         self._pending = 0
+        self._epochs_done = epoch
         first = self._first_epoch
-        if first or self.mode == "penalty":
-            # After BackupAndRestore (or between fits) the weights decide
-            # which units are dead; in penalty mode zeros are only looked for
-            # at epoch boundaries, to keep the training loop free of syncs.
-            self._sync_dead_from_weights()
         if first:
             self._first_epoch = False
+            # A resumed run goes on with the state saved with the weights.
+            first = not self._resume(epoch)
+        if first or self.mode == "penalty":
+            # Between fits the weights decide which units are dead; in
+            # penalty mode zeros are only looked for at epoch boundaries,
+            # to keep the training loop free of syncs.
+            self._sync_dead_from_weights()
+        if first:
             self._start_value = self._measure(self.target_metric)
         adapted = self.adapt_every is not None and (
             first or epoch % self.adapt_every == 0
@@ -519,9 +564,13 @@ class GuidedPruning(keras.callbacks.Callback):
                     self.budget, self.guidance, self.cost,
                     self.target_epochs, self.base_strength, plan,
                     self._metrics, self._coefficients, self._runner,
-                    self._values,
+                    self._values, on_unreachable=self.on_unreachable,
                 )
-                self._budget.start(epoch, self.params)
+                try:
+                    self._budget.start(epoch, self.params)
+                except ValueError:
+                    self.on_train_end()  # a budget out of reach: unhook
+                    raise
                 self.budget_report = self._budget.report
             else:
                 self._budget.begin_epoch(epoch)
@@ -566,6 +615,7 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         if plan is None or logs is None:
             return
+        self._epochs_done = epoch + 1
         if self._pending and plan.variables and not self._in_step:
             self._flush()  # epoch of unknown length
         if self._budget is not None:
@@ -603,6 +653,102 @@ class GuidedPruning(keras.callbacks.Callback):
                 value, name="schedule(epoch)"
             )
         return value
+
+    # ---------------------------------------------------------- resume
+
+    def _export_state(self):
+        """The state a resumed `fit` needs, for the weights file."""
+        plan = self._plan
+        if plan is None or self._coefficients is None:
+            return {}
+        self._sync()
+        runner = self._runner
+        coefficients = self._coefficients
+        header = {
+            "epoch": int(self._epochs_done),
+            "groups": _resume.signature(plan),
+            "start_value": self._start_value,
+            "reached": self._reached,
+            "held_strength": self._held_strength,
+            "known_dead": self._known_dead,
+            "strength": self.strength,
+            "cost_factors": [float(f) for f in coefficients.cost_factors],
+            "budget": None if self._budget is None else self._budget.state(),
+        }
+        active = [np.asarray(c, dtype="float64") for c in coefficients.active]
+        arrays = {
+            name: ops.convert_to_numpy(variable.value)
+            for name, variable in (
+                ("dead", runner.dead), ("allowed", runner.allowed),
+                ("floor", runner.floor), ("held", runner.held),
+                ("unit_weights", self._unit_weights),
+            )
+        }
+        arrays["coefficients"] = (np.concatenate(active) if active
+                                  else np.zeros(0))
+        return _resume.pack(header, arrays)
+
+    def _import_state(self, stored):
+        self._restored = _resume.unpack(stored)
+
+    def _resume(self, epoch):
+        """Restores the state read with the weights when this `fit` resumes
+        the run that saved it (it starts at the epoch the state was saved
+        after, on the same prunable groups); returns whether it did."""
+        restored, self._restored = self._restored, None
+        if restored is None or epoch == 0:
+            return False
+        header, arrays = restored
+        plan = self._plan
+        mismatch = None
+        if header["groups"] != _resume.signature(plan):
+            mismatch = "for other prunable groups"
+        elif (header["budget"] is None) != (self.budget is None):
+            mismatch = "of a run with " + (
+                "a budget" if self.budget is None else "no budget")
+        elif header["epoch"] != epoch:
+            mismatch = (
+                f"to resume at epoch {header['epoch']}, and this fit "
+                f"starts at epoch {epoch} (list GuidedPruning before "
+                "BackupAndRestore or ModelCheckpoint in `callbacks`, so "
+                "the state saved is that of the epoch's end)"
+            )
+        if mismatch is not None:
+            warnings.warn(
+                "GuidedPruning found its state in the restored weights, "
+                f"saved {mismatch}; it starts afresh from the restored "
+                "weights (its start and budget are measured on them).",
+                stacklevel=2,
+            )
+            return False
+        runner = self._runner
+        for name, variable in (
+            ("dead", runner.dead), ("allowed", runner.allowed),
+            ("floor", runner.floor), ("held", runner.held),
+        ):
+            variable.assign(arrays[name])
+        coefficients = self._coefficients
+        coefficients.cost_factors = np.asarray(header["cost_factors"])
+        flat = arrays["coefficients"]
+        coefficients.set([
+            flat[start:start + group.num_units]
+            for group, start in zip(plan.groups, plan.offsets)
+        ])
+        self._unit_weights.assign(arrays["unit_weights"])
+        self._strength.assign(header["strength"])
+        self._start_value = header["start_value"]
+        self._reached = header["reached"]
+        self._held_strength = header["held_strength"]
+        self._known_dead = header["known_dead"]
+        if self.budget is not None:
+            self._budget = BudgetMode(
+                self.budget, self.guidance, self.cost, self.target_epochs,
+                self.base_strength, plan, self._metrics, self._coefficients,
+                self._runner, self._values,
+            )
+            self._budget.restore(header["budget"])
+            self.budget_report = self._budget.report
+        return True
 
     # -------------------------------------------------------- proximal
 

@@ -209,6 +209,13 @@ class GraphAnalysis:
         tensor_units: `id(KerasTensor) -> np.ndarray` of the global unit id
             of every channel of that tensor (`-1`: not in any group).
         unit_location: `global unit id -> (group index, unit index)`.
+        inexact_groups: `{group index: reason}` of the prunable groups
+            whose dead units `prune_model` leaves in place, because
+            removing them would change the function (a
+            LayerNormalization normalizes over their channels). What
+            `prune_model(model)` removes is the dead units of the other
+            prunable groups (`removable_when_dead`); `GuidedPruning`
+            penalizes and counts only those.
     """
 
     def __init__(self, model, on_unsupported="raise"):
@@ -774,6 +781,15 @@ class GraphAnalysis:
             root for root, fl in flags.items()
             if any(kind == "approximate" for kind, _ in fl)
         }
+        # The flags are part of a group's signature: all of its units share
+        # them, so removability is decided per group.
+        self.inexact_groups = {}
+        for index, (_, _, _, _, flag_sig) in enumerate(candidates):
+            notes = sorted(
+                {text for kind, text in flag_sig if kind == "approximate"}
+            )
+            if notes:
+                self.inexact_groups[index] = "; ".join(notes)
         if errors and self.on_unsupported == "raise":
             first = sorted(set(errors))[0]
             where, _, why = first.partition(" is not supported: ")
@@ -800,6 +816,11 @@ class GraphAnalysis:
                  for a in atoms],
                 dtype=np.int64,
             )
+
+    def removable_when_dead(self, group):
+        """Whether `prune_model(model)` removes the dead units of `group`
+        (a `UnitGroup` of this analysis): prunable and exactly removable."""
+        return group.prunable and group.index not in self.inexact_groups
 
     def channel_units(self, tensor):
         """Global unit ids of the channels of `tensor` (`-1`: no group)."""

@@ -29,6 +29,7 @@ from keras_guided._plans import plan_from_mask
 # Shared with `_latency_plan`, under the names this module always used.
 _plan_cost = _plans.plan_cost
 _unreachable = _plans.unreachable
+unreachable_message = _plans.unreachable_message
 
 METRICS = budget_lib.METRICS
 

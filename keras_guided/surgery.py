@@ -347,11 +347,9 @@ def _validate_plan(plan, groups, min_units):
 
 def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
     masks = scoring.dead_units(groups, tolerance=tolerance)
-    approximate = rewriter.analysis.approximate
     for group, mask in zip(groups, masks):
-        for local in range(group.num_units):
-            if rewriter.unit_root[(group.index, local)] in approximate:
-                mask[local] = False
+        if not rewriter.analysis.removable_when_dead(group):
+            mask[:] = False
     # A dead unit whose channel is not constant where a consumer reads it
     # (multiplied by a live broadcast gate) cannot be folded: keep it.
     for _ in range(3):

@@ -181,8 +181,15 @@ def test_fraction_of_flops_budget_lands_at_or_under_it(digits, kwargs):
 def test_tiny_budget_keeps_one_unit_per_layer(digits):
     keras.utils.set_random_seed(2)
     model = _mlp((16, 8))
-    pruning = keras_guided.GuidedPruning(target={"units": 1})
-    _fit(model, digits, pruning, epochs=3)
+    # Out of reach (two layers keep at least one unit each): refused by
+    # default, pruned as far as the layers allow on request.
+    with pytest.raises(ValueError, match="Cannot keep only 4% of the units"):
+        _fit(model, digits, keras_guided.GuidedPruning(target={"units": 1}),
+             epochs=3)
+    pruning = keras_guided.GuidedPruning(target={"units": 1},
+                                         on_unreachable="warn")
+    with pytest.warns(UserWarning, match="keeps 8.3%"):
+        _fit(model, digits, pruning, epochs=3)
     assert _hidden_widths(keras_guided.prune_model(model)) == [1, 1]
 
 

@@ -188,6 +188,20 @@ CATALOGUE = [
      lambda m, t, c: fit_with(lambda_model(), keras_guided.GuidedPruning()),
      ValueError, r"Cannot prune through layer 'double' \(Lambda\).*"
                  r"register_rule.*on_unsupported='keep'"),
+    ("cb-on-unreachable", "unknown on_unreachable",
+     lambda m, t, c: keras_guided.GuidedPruning(on_unreachable="ignore"),
+     ValueError, r"`on_unreachable` must be one of \['raise', 'warn'\]\. "
+                 r"Received: on_unreachable='ignore'"),
+    ("cb-budget-unreachable", "budget below one unit per layer",
+     lambda m, t, c: fit_with(m, keras_guided.GuidedPruning(
+         target={"units": 1})),
+     ValueError, r"Cannot keep only 10% of the units: removing every "
+                 r"prunable unit allowed by min_units=1 keeps 20\.0%\. "
+                 r"Training prunes only the trainable groups whose dead "
+                 r"units prune_model removes exactly; the others keep all "
+                 r"their units \(prunable groups: 2 trainable\)\. Raise "
+                 r"the target, make more groups prunable, or pass "
+                 r"on_unreachable='warn' to prune as far as they allow\."),
     # prune_model / find_unit_groups
     ("prune-subclassed", "subclassed model",
      lambda m, t, c: keras_guided.prune_model(Subclassed()),

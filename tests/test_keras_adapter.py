@@ -173,3 +173,15 @@ def test_replay_constructor_creates_the_layer_again_with_its_name():
     assert (again.name, again.patch_size) == ("my_patches", 4)
     dense = adapter.replay_constructor(model.get_layer("dense"))
     assert (dense.name, dense.units, dense.built) == ("dense", 2, False)
+
+
+def test_saved_state_rides_in_the_weights_file(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    saved = {"x": np.arange(3.0)}
+    loaded = []
+    adapter.attach_saved_state(model, "_state", lambda: saved, loaded.append)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    model.load_weights(path)
+    np.testing.assert_array_equal(loaded[-1]["x"], saved["x"])
+    assert len(model.weights) == 2 and len(model.layers) == 1

@@ -1,0 +1,164 @@
+"""`GuidedPruning` penalizes and counts only what `prune_model` removes:
+at the end of `fit` its `live_flops` and `live_params` are what
+`keras_guided.stats` counts on `prune_model(model)`, and a budget that the
+removable groups cannot reach is refused before training."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import keras_guided
+from keras_guided import stats
+
+
+def _convnext():
+    """Depthwise conv, LayerNormalization, pointwise Dense MLP, residual."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 2, strides=2, name="stem")(inputs)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="stem_norm")(x)
+    for i in range(2):
+        y = keras.layers.DepthwiseConv2D(3, padding="same",
+                                         name=f"dw_{i}")(x)
+        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"ln_{i}")(y)
+        y = keras.layers.Dense(32, activation="gelu", name=f"up_{i}")(y)
+        y = keras.layers.Dense(8, name=f"down_{i}")(y)
+        x = keras.layers.Add(name=f"add_{i}")([x, y])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.LayerNormalization(name="head_norm")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+
+def _transformer():
+    """Dense embedding, MultiHeadAttention and a feed-forward block, each
+    with a residual and a LayerNormalization."""
+    inputs = keras.Input((6, 5))
+    x = keras.layers.Dense(16, name="embed")(inputs)
+    attended = keras.layers.MultiHeadAttention(4, 4, name="mha")(x, x)
+    x = keras.layers.LayerNormalization(name="ln_1")(
+        keras.layers.Add()([x, attended]))
+    y = keras.layers.Dense(48, activation="relu", name="ffn_up")(x)
+    y = keras.layers.Dense(16, name="ffn_down")(y)
+    x = keras.layers.LayerNormalization(name="ln_2")(
+        keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+
+def _resnet():
+    """Conv, BatchNormalization and a residual Add."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(12, 3, padding="same", name="conv_0")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn_0")(x))
+    y = keras.layers.Conv2D(16, 3, padding="same", name="conv_1")(x)
+    y = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn_1")(y))
+    y = keras.layers.Conv2D(12, 1, name="conv_2")(y)
+    y = keras.layers.BatchNormalization(name="bn_2")(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+
+
+def _fit(model, pruning, epochs=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32,) + tuple(model.input_shape[1:]))
+    y = rng.normal(size=(32, model.output_shape[-1]))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model.fit(x.astype("float32"), y.astype("float32"), epochs=epochs,
+                     batch_size=8, shuffle=False, verbose=0,
+                     callbacks=[pruning]).history
+
+
+@pytest.mark.parametrize("build, target", [
+    (_convnext, {"flops": 0.5}),
+    (_transformer, {"flops": 0.6}),
+    (_resnet, {"flops": 0.5}),
+])
+def test_live_counts_are_what_prune_model_keeps(build, target):
+    keras.utils.set_random_seed(0)
+    model = build()
+    history = _fit(model, keras_guided.GuidedPruning(target=target))
+    pruned = keras_guided.prune_model(model)
+    assert history["live_flops"][-1] == stats.count_flops(pruned)
+    assert history["live_params"][-1] == stats.count_params(pruned)
+    metric, amount = next(iter(target.items()))
+    count = stats.count_flops if metric == "flops" else stats.count_params
+    assert count(pruned) <= amount * count(model)
+
+
+def test_units_behind_a_layer_normalization_are_left_alone():
+    # The residual stream of the ConvNeXt block is normalized over its
+    # channels: prune_model keeps its dead units, so training never
+    # penalizes them; the MLP's hidden units are pruned instead.
+    keras.utils.set_random_seed(0)
+    model = _convnext()
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+    history = _fit(model, pruning)
+    assert {g.layers[0] for g in pruning.groups} == {"up_0", "up_1"}
+    assert history["live_units/up_0"][-1] < 32
+    kernel = model.get_layer("stem").get_weights()[0]
+    assert np.all(np.abs(kernel).sum(axis=(0, 1, 2)) > 0)
+
+
+def _frozen_base():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(32, activation="relu", name="base_1")(inputs)
+    x = keras.layers.Dense(32, activation="relu", name="base_2")(x)
+    x = keras.layers.Dense(4, activation="relu", name="head")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+    model.get_layer("base_1").trainable = False
+    model.get_layer("base_2").trainable = False
+    return model
+
+
+def _unreachable(share, groups):
+    return re.escape(
+        f"Cannot keep only 50% of the flops: removing every prunable unit "
+        f"allowed by min_units=1 keeps {share}. Training prunes only the "
+        "trainable groups whose dead units prune_model removes exactly; "
+        f"the others keep all their units (prunable groups: {groups})."
+    )
+
+
+def test_a_frozen_base_makes_the_budget_unreachable():
+    model = _frozen_base()
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+    with pytest.raises(ValueError, match=_unreachable(
+            "92.8%", "1 trainable, 2 frozen") + re.escape(
+            " Raise the target, make more groups prunable, or pass "
+            "on_unreachable='warn' to prune as far as they allow.")):
+        _fit(model, pruning)
+    # Refused before the first step, and the step hook is off again.
+    assert model.optimizer.iterations.numpy() == 0
+    history = model.fit(np.ones((4, 8)), np.ones((4, 2)), verbose=0)
+    assert "live_units" not in history.history
+
+
+def test_a_floor_above_the_target_is_refused_like_prune_model():
+    # Every group already cut to one unit: nothing is left to remove.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(1, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(64, name="out")(x))
+    with pytest.raises(ValueError) as from_prune:
+        keras_guided.prune_model(model, target={"flops": 0.5})
+    with pytest.raises(ValueError) as from_fit:
+        _fit(model, keras_guided.GuidedPruning(target={"flops": 0.5}))
+    first = str(from_prune.value).split(". ")[0]
+    assert first == ("Cannot keep only 50% of the flops: removing every "
+                     "prunable unit allowed by min_units=1 keeps 100.0%")
+    assert str(from_fit.value).startswith(first + ". Training prunes")
+
+
+def test_on_unreachable_warn_prunes_as_far_as_it_can():
+    model = _frozen_base()
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5},
+                                         on_unreachable="warn")
+    with pytest.warns(UserWarning, match=_unreachable(
+            "92.8%", "1 trainable, 2 frozen") + re.escape(
+            " Pruning as close to the budget as the layers allow "
+            "(on_unreachable='warn').")):
+        history = _fit(model, pruning)
+    assert history["live_units/head"][-1] == 1
