@@ -86,9 +86,11 @@ class LatencyCheck:
     def summary(self):
         """One line: asked, measured, tolerance and tries."""
         verdict = "within" if self.within else "NOT within"
+        tries = "1 try" if len(self.tries) == 1 else (
+            f"{len(self.tries)} tries")
         return (f"Latency as measured: {self.measured:.3f} of the base "
                 f"(asked {self.asked:.3f}, {verdict} {self.tolerance:.0%}) "
-                f"after {len(self.tries)} tr{'y' if len(self.tries) == 1 else 'ies'}"
+                f"after {tries}"
                 + (f"; {self.reason}" if self.reason else "") + ".")
 
 
@@ -214,9 +216,10 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
         raise ValueError(
             "`measure` times the candidates of a latency target. Received: "
             f"measure={_describe(measure)} with target={target!r} and "
-            f"latency_table={'None' if latency_table is None else '<LatencyTable>'}"
-            ". Pass target={'latency': 0.5} and latency_table=table, or "
-            "drop measure."
+            "latency_table="
+            f"{'None' if latency_table is None else '<LatencyTable>'}. "
+            "Pass target={'latency': 0.5} and latency_table=table, or drop "
+            "measure."
         )
     if not (measure == "litert" or isinstance(
             measure, _latency_timing.InterleavedTimer) or callable(measure)):

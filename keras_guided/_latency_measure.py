@@ -66,10 +66,15 @@ def time_model(model, settings, representative_data=None):
 
 
 def model_runner(model, quantization, num_threads, num_runs,
-                 representative_data=None):
+                 representative_data=None, clock="wall"):
     """`run` for `model` (converted as `time_model` converts it, with an
     allocated interpreter and a warm-up): `run()` returns the min ms over
-    `num_runs` invokes. What `latency.InterleavedTimer` times by default."""
+    `num_runs` invokes, on the wall clock (`clock="wall"`) or as the
+    calling thread's CPU time (`"cpu"`, `time.thread_time`: with one
+    interpreter thread the invoke runs on the caller, and the time it was
+    descheduled by other processes is left out). What
+    `latency.InterleavedTimer` times by default."""
+    now = time.thread_time if clock == "cpu" else time.perf_counter
     content = _model_content(model, export_lib._check_quantization(
         quantization) or "float32", representative_data)
     interpreter = export_lib._make_interpreter(
@@ -88,9 +93,9 @@ def model_runner(model, quantization, num_threads, num_runs,
     def run():
         times = []
         for _ in range(num_runs):
-            start = time.perf_counter()
+            start = now()
             interpreter.invoke()
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
         return float(min(times) * 1000.0)
 
     return run

@@ -276,6 +276,13 @@ def test_bad_timer_settings_are_refused():
     assert str(error.value) == (
         "`max_spread` must be a float >= 0 (a coefficient of variation, "
         "e.g. 0.05). Received: max_spread=-1")
+    with pytest.raises(ValueError) as error:
+        timer_class(clock="process")
+    assert str(error.value) == (
+        "`clock` must be one of ['auto', 'cpu', 'wall']. Received: "
+        "clock='process'")
+    assert timer_class(num_threads=1).clock == "cpu"
+    assert timer_class(num_threads=2).clock == "wall"
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     with pytest.raises(ValueError) as error:
         timer_class(lambda m: 5.0).compare(base, base)
