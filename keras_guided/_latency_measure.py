@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -56,8 +57,53 @@ def time_layer(layer_class, kwargs, input_shape, settings):
 def time_model(model, settings, representative_data=None):
     """Latency in ms of the whole single-input `model`, converted as
     `export_tflite` converts it (batch 1, built-in ops only)."""
+    content = _model_content(model, settings["quantization"],
+                             representative_data)
+    return export_lib._median_latency(
+        export_lib._interpreter_class(), content, settings["num_runs"],
+        settings["num_threads"], settings["statistic"],
+    )
+
+
+def model_runner(model, quantization, num_threads, num_runs,
+                 representative_data=None, clock="wall"):
+    """`run` for `model` (converted as `time_model` converts it, with an
+    allocated interpreter and a warm-up): `run()` returns the min ms over
+    `num_runs` invokes, on the wall clock (`clock="wall"`) or as the
+    calling thread's CPU time (`"cpu"`, `time.thread_time`: with one
+    interpreter thread the invoke runs on the caller, and the time it was
+    descheduled by other processes is left out). What
+    `latency.InterleavedTimer` times by default."""
+    now = time.thread_time if clock == "cpu" else time.perf_counter
+    content = _model_content(model, export_lib._check_quantization(
+        quantization) or "float32", representative_data)
+    interpreter = export_lib._make_interpreter(
+        export_lib._interpreter_class(), content, num_threads)
+    detail = interpreter.get_input_details()[0]
+    if int(detail["shape_signature"][0]) < 0:
+        shape = (1,) + tuple(int(d) for d in detail["shape"][1:])
+        interpreter.resize_tensor_input(detail["index"], shape)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(
+        tuple(detail["shape"]), dtype=detail["dtype"]))
+    for _ in range(min(5, num_runs)):  # Warm-up.
+        interpreter.invoke()
+
+    def run():
+        times = []
+        for _ in range(num_runs):
+            start = now()
+            interpreter.invoke()
+            times.append(now() - start)
+        return float(min(times) * 1000.0)
+
+    return run
+
+
+def _model_content(model, quantization, representative_data):
+    """The `.tflite` bytes of `model` as `export_tflite` converts it."""
     input_shape, input_dtype = export_lib._single_input(model)
-    quantization = settings["quantization"]
     if quantization == "int8" and representative_data is None:
         representative_data = _calibration(input_shape)
     with tempfile.TemporaryDirectory() as directory:
@@ -65,11 +111,7 @@ def time_model(model, settings, representative_data=None):
         export_lib._convert(model, path, quantization, representative_data,
                             False, input_shape, input_dtype, 1)
         with open(path, "rb") as f:
-            content = f.read()
-    return export_lib._median_latency(
-        export_lib._interpreter_class(), content, settings["num_runs"],
-        settings["num_threads"], settings["statistic"],
-    )
+            return f.read()
 
 
 def _convert(converter, input_shape, quantization):

@@ -132,3 +132,14 @@ class _Greedy:
         self.removable[index] -= 1
         self.next[index] += 1
         self.cost.remove(self.groups[index], unit)
+
+
+def deepest_share(groups, model, scores, min_units, relative, shapes, table):
+    """The smallest share of the table's latency a plan can keep: every
+    removable unit gone (within `min_units`)."""
+    cost = scoring.KeptCost(groups, model, "latency", shapes=shapes,
+                            latency_table=table)
+    state = _Greedy(groups, cost, scores, min_units, relative)
+    state.remove_dead()
+    state.run(0.0)
+    return cost.kept / cost.total if cost.total else 1.0

@@ -12,11 +12,20 @@ On scikit-learn's bundled digits (1,797 8x8 images, no download):
 3. remove the dead units with `keras_guided.prune_model` (exact: the pruned
    model computes what the trained one computes);
 4. fine-tune the smaller model by distillation from "before"
-   (`keras_guided.Distiller`);
+   (`keras_guided.Distiller`), keeping the epoch with the best accuracy on
+   a validation split held out of training (the model right after removal
+   is a candidate too, so the fine-tune never ends below it there);
 5. export both models to `.tflite` (float32 and int8) with
    `keras_guided.export_tflite`, verified against Keras;
 6. print a before/after table: units, params, FLOPs, accuracy, `.tflite`
    bytes and latency.
+
+A seed gives the same numbers on one machine: `keras.utils.set_random_seed`
+seeds Python, NumPy and the backend, the data split and `fit`'s shuffles
+follow from it, and on the TensorFlow backend
+`tf.config.experimental.enable_op_determinism()` makes the kernels
+deterministic (for the rest of the process). Other machines (CPU, thread
+count, library versions) may give other numbers.
 
 Artifacts go to `out_dir`: `before.keras`, `pruned.keras`, the `.tflite`
 files, `results.md` (the table) and `results.json` (the numbers).
@@ -38,6 +47,7 @@ _SETTINGS = {
 _BUDGET = {"flops": 0.1}
 _LEARNING_RATE = 3e-3
 _BATCH_SIZE = 64
+_VALIDATION_SHARE = 0.15
 
 
 def load_data(seed=0):
@@ -64,6 +74,40 @@ def load_data(seed=0):
         stratify=digits.target,
     )
     return x_train, y_train, x_test, y_test
+
+
+def split_validation(x_train, y_train, seed=0):
+    """`(x_fit, y_fit, x_val, y_val)`: a stratified share
+    (`_VALIDATION_SHARE`, 15 %) of the training images held out to pick
+    the fine-tune's best epoch; the demo trains on the rest.
+
+    Examples:
+        >>> import keras_guided.demo
+        >>> x, y, _, _ = keras_guided.demo.load_data()
+        >>> x_fit, y_fit, x_val, y_val = keras_guided.demo.split_validation(
+        ...     x, y)
+        >>> x_fit.shape[0], x_val.shape[0]
+        (1221, 216)
+    """
+    from sklearn.model_selection import train_test_split
+
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        x_train, y_train, test_size=_VALIDATION_SHARE, random_state=seed,
+        stratify=y_train)
+    return x_fit, y_fit, x_val, y_val
+
+
+def make_deterministic(seed):
+    """Seeds Python, NumPy and the backend (`keras.utils.set_random_seed`)
+    and, on the TensorFlow backend, turns on op determinism for the rest
+    of the process (`tf.config.experimental.enable_op_determinism`)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def build_model():
@@ -153,14 +197,42 @@ def _live_units_logger(progress):
     return LiveUnits()
 
 
+def _best_epoch_keeper(model, x_val, y_val, progress):
+    """A callback keeping `model`'s weights of the epoch with the best
+    validation accuracy, the state before the first epoch included (epoch
+    0; ties keep the earlier), and restoring them when `fit` ends."""
+    import keras
+
+    class BestEpoch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.history = [_accuracy(model, x_val, y_val)]
+            self.best_epoch = 0
+            self.best_weights = model.get_weights()
+
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = _accuracy(model, x_val, y_val)
+            self.history.append(accuracy)
+            progress(f"  fine-tune epoch {epoch + 1}: validation accuracy "
+                     f"{accuracy:.2%}")
+            if accuracy > self.history[self.best_epoch]:
+                self.best_epoch = epoch + 1
+                self.best_weights = model.get_weights()
+
+        def on_train_end(self, logs=None):
+            model.set_weights(self.best_weights)
+
+    return BestEpoch()
+
+
 def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     """Runs the whole demo and returns its numbers.
 
     Args:
         out_dir: directory for the artifacts (created if missing). Defaults
             to `"keras_guided_demo"`.
-        seed: random seed for data split, initialization and training.
-            Defaults to 0.
+        seed: random seed for data split, initialization and training
+            (with TensorFlow op determinism, see the module doc: the same
+            seed gives the same numbers on one machine). Defaults to 0.
         quick: a few epochs only, for smoke tests (seconds instead of about
             a minute). Defaults to `False`.
         verbose: print progress and the table. Defaults to `True`.
@@ -168,8 +240,10 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     Returns:
         A dict with `"before"` and `"after"` (each: units, params, flops,
         accuracy, tflite bytes, int8 accuracy, latencies),
-        `"accuracy_right_after_pruning"`, `"prune_max_abs_diff"`, `"table"`
-        (markdown) and `"files"` (artifact paths).
+        `"accuracy_right_after_pruning"`, `"prune_max_abs_diff"`,
+        `"finetune"` (validation accuracy right after removal and per
+        fine-tune epoch, the epoch kept, its validation accuracy),
+        `"table"` (markdown) and `"files"` (artifact paths).
 
     Raises:
         ImportError: if scikit-learn or ai-edge-litert is missing.
@@ -191,12 +265,13 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     settings = _SETTINGS[bool(quick)]
     progress = _Progress(verbose)
     os.makedirs(out_dir, exist_ok=True)
-    keras.utils.set_random_seed(seed)
+    make_deterministic(seed)
 
     x_train, y_train, x_test, y_test = load_data(seed)
+    x_train, y_train, x_val, y_val = split_validation(x_train, y_train, seed)
     progress(
-        f"digits: {len(x_train)} training and {len(x_test)} test images "
-        "(8x8)"
+        f"digits: {len(x_train)} training, {len(x_val)} validation and "
+        f"{len(x_test)} test images (8x8)"
     )
 
     # 1. The plain network: what the user has.
@@ -249,7 +324,8 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     # 4. Fine-tune by distillation from the plain network.
     progress(
         f"fine-tuning for {settings['finetune_epochs']} epoch(s) by "
-        "distillation from \"before\" ..."
+        "distillation from \"before\", keeping the best epoch on the "
+        "validation images ..."
     )
     after = pruned
     distiller = keras_guided.Distiller(after, before, from_logits=False)
@@ -258,12 +334,24 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    keeper = _best_epoch_keeper(after, x_val, y_val, progress)
     distiller.fit(
         x_train,
         y_train,
         epochs=settings["finetune_epochs"],
         batch_size=_BATCH_SIZE,
         verbose=0,
+        callbacks=[keeper],
+    )
+    finetune = {
+        "validation_accuracy_right_after_pruning": keeper.history[0],
+        "validation_accuracy_per_epoch": keeper.history[1:],
+        "kept_epoch": keeper.best_epoch,
+        "validation_accuracy": keeper.history[keeper.best_epoch],
+    }
+    progress(
+        f"kept fine-tune epoch {keeper.best_epoch} (0: right after removal):"
+        f" validation accuracy {finetune['validation_accuracy']:.2%}"
     )
     files["pruned.keras"] = os.path.join(out_dir, "pruned.keras")
     after.save(files["pruned.keras"])
@@ -313,6 +401,7 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
         "accuracy_trained_with_budget": accuracy_trained,
         "budget": report_summary(budget_report),
         "prune_max_abs_diff": prune_diff,
+        "finetune": finetune,
         "seed": seed,
         "quick": bool(quick),
         "table": table,
@@ -333,8 +422,15 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
             f"{settings['epochs']} epochs. Accuracy right after removing "
             f"the dead units: {accuracy_after_pruning:.2%}, the same as the "
             f"budget-trained network's ({accuracy_trained:.2%}): removal "
-            "is exact. Latency is the median of batch-1 LiteRT runs on "
-            "this machine, 1 thread."
+            "is exact. The fine-tune kept epoch "
+            f"{finetune['kept_epoch']} of {settings['finetune_epochs']} "
+            "(0: right after removal), the best on "
+            f"{len(x_val)} validation images "
+            f"({finetune['validation_accuracy_right_after_pruning']:.2%} ->"
+            f" {finetune['validation_accuracy']:.2%}). Latency is the "
+            "median of batch-1 LiteRT runs on this machine, 1 thread. "
+            f"Seed {seed}: the same numbers on this machine, others may "
+            "differ."
         )
         print(f"Artifacts in {os.path.abspath(out_dir)}")
     progress("done")

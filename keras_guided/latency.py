@@ -58,6 +58,10 @@ import numpy as np
 
 from keras_guided import _latency_cache
 from keras_guided import _latency_measure
+from keras_guided._latency_loop import LatencyCheck
+from keras_guided._latency_loop import LatencyTry
+from keras_guided._latency_timing import InterleavedTimer
+from keras_guided._latency_timing import LatencyComparison
 from keras_guided import export as export_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
@@ -649,7 +653,11 @@ def _interpolate(x, xs, ys):
 
 
 __all__ = [
+    "InterleavedTimer",
+    "LatencyCheck",
+    "LatencyComparison",
     "LatencyTable",
+    "LatencyTry",
     "LayerLatency",
     "build_latency_table",
     "measure_latency",

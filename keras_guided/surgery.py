@@ -30,6 +30,7 @@ from keras import ops
 
 from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
+from keras_guided import _latency_loop
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
@@ -63,6 +64,9 @@ class PruneReport:
             padding borders, LayerNormalization over pruned channels).
         unprunable: `(group index, layers, reason)` of groups left intact.
         unsupported: unsupported layers met (`on_unsupported="keep"`).
+        latency: with `prune_model(..., measure=...)`, the
+            `keras_guided.latency.LatencyCheck` of the closed loop (asked,
+            measured, every try); `None` otherwise.
 
     Examples:
         >>> import keras, keras_guided
@@ -86,6 +90,7 @@ class PruneReport:
     notes: list = dataclasses.field(default_factory=list)
     unprunable: list = dataclasses.field(default_factory=list)
     unsupported: list = dataclasses.field(default_factory=list)
+    latency: object = None
 
     @property
     def removed_units(self):
@@ -134,6 +139,9 @@ def prune_model(
     tolerance=1e-8,
     return_report=False,
     latency_table=None,
+    measure=None,
+    latency_tolerance=0.1,
+    max_tries=5,
 ):
     """Returns a new model without the pruned units; `model` is untouched.
 
@@ -180,6 +188,25 @@ def prune_model(
             (`keras_guided.latency.build_latency_table(model)`), required
             by a `{"latency": ...}` target: its predicted latency of the
             priced layers is what the target keeps. Defaults to `None`.
+        measure: hold a latency target as measured, not only in the
+            table: after planning, the candidate is timed against `model`
+            interleaved in this process (rounds of base, candidate,
+            candidate, base; the median ratio), and the plan is re-aimed
+            until the measured share is within `latency_tolerance` of the
+            asked one, or `max_tries` candidates were timed (then a
+            warning gives asked, measured and tries, and the closest
+            candidate is returned). `"litert"` times in LiteRT with the
+            table's quantization and threads; a
+            `keras_guided.latency.InterleavedTimer` sets rounds, runs and
+            the spread warning; a callable `measure(model) -> run`
+            (`run()` returns the ms of one timing) times anything else.
+            The numbers are in `PruneReport.latency`. Defaults to `None`:
+            the table alone decides (open loop).
+        latency_tolerance: with `measure`, the relative distance allowed
+            between the measured and the asked share (`0.1`: 0.4 asked
+            accepts 0.36 to 0.44). Defaults to 0.1.
+        max_tries: with `measure`, candidates timed at most. Defaults
+            to 5.
 
     Returns:
         The pruned `keras.Model` (a `keras.Sequential` for a Sequential
@@ -220,10 +247,13 @@ def prune_model(
             "latency_table=<LatencyTable> without a target. Pass "
             "target={'latency': 0.5}, or drop latency_table."
         )
+    _latency_loop.check_arguments(measure, target, latency_table,
+                                  latency_tolerance, max_tries)
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
     rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
+    latency_check = None
     if plan is not None:
         plan = _validate_plan(plan, groups, min_units)
     elif threshold is not None:
@@ -231,10 +261,22 @@ def prune_model(
             groups, threshold, min_units=min_units, round_to=round_to
         )
     elif target is not None:
-        plan = scoring.plan_from_target(
-            groups, model, target, min_units=min_units, round_to=round_to,
-            shapes=rewriter.shapes, latency_table=latency_table,
-        )
+        def plan_at(aim):
+            return scoring.plan_from_target(
+                groups, model, target if aim is None else {"latency": aim},
+                min_units=min_units, round_to=round_to,
+                shapes=rewriter.shapes, latency_table=latency_table,
+            )
+
+        if measure is None:
+            plan = plan_at(None)
+        else:
+            plan, latency_check = _latency_loop.run(
+                model, groups, target, plan_at,
+                lambda candidate: _rebuilt(analysis, rewriter.shapes,
+                                           candidate),
+                measure, latency_table, latency_tolerance, max_tries,
+                min_units, rewriter.shapes)
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
     rewriter.set_plan(plan)
@@ -244,11 +286,23 @@ def prune_model(
     report = None
     if return_report or verify:
         report = _report(model, pruned, analysis, plan, rewriter)
+        report.latency = latency_check
+        if latency_check is not None:
+            report.notes.append(latency_check.summary())
     if verify:
         _verify(model, pruned, rewriter, report, sample_inputs)
     if return_report:
         return pruned, report
     return pruned
+
+
+def _rebuilt(analysis, shapes, plan):
+    """The pruned model of `plan` alone (a closed-loop candidate)."""
+    rewriter = _Rewriter(analysis, shapes)
+    rewriter.set_plan(plan)
+    rewriter.propagate_constants()
+    rewriter.fold_constants()
+    return rewriter.rebuild(rewriter.pruned_weights)
 
 
 # ------------------------------------------------------------------ plans

@@ -180,6 +180,30 @@ def test_demo_quick(tmp_path):
                  "results.md"):
         assert (out / name).is_file(), name
     assert (out / "results.md").read_text().strip() == summary["table"]
+    # The fine-tune keeps its best epoch on the validation split, the
+    # state right after removal (epoch 0) included: never below it there.
+    finetune = summary["finetune"]
+    history = [finetune["validation_accuracy_right_after_pruning"]] + (
+        finetune["validation_accuracy_per_epoch"])
+    assert finetune["validation_accuracy"] == max(history)
+    assert finetune["validation_accuracy"] >= history[0]
+    assert finetune["validation_accuracy"] == history[finetune["kept_epoch"]]
+    # The same seed gives the same numbers (another process, same machine).
+    again_out = tmp_path / "again"
+    again = _run("demo", "--quick", "--out", str(again_out), "--seed", "1")
+    assert again.returncode == 0, again.stderr
+    repeat = json.loads((again_out / "results.json").read_text())
+    assert _reproducible(repeat) == _reproducible(summary)
+
+
+def _reproducible(summary):
+    """The demo's numbers that do not depend on the clock."""
+    rows = {name: {k: v for k, v in summary[name].items()
+                   if not k.startswith("latency_ms")}
+            for name in ("before", "after")}
+    return (rows, summary["accuracy_right_after_pruning"],
+            summary["finetune"], summary["budget"]["value"],
+            summary["prune_max_abs_diff"])
 
 
 @pytest.mark.parametrize(

@@ -268,6 +268,22 @@ CATALOGUE = [
      lambda m, t, c: keras_guided.prune_model(m, on_unsupported="ignore"),
      ValueError, r"`on_unsupported` must be one of \('raise', 'keep'\)\. "
                  r"Received: on_unsupported='ignore'"),
+    ("prune-measure-target", "measure without a latency target",
+     lambda m, t, c: keras_guided.prune_model(m, target={"flops": 0.5},
+                                              measure="litert"),
+     ValueError, r"`measure` times the candidates of a latency target\. "
+                 r"Received: measure='litert' with target=\{'flops': 0\.5\}"),
+    ("prune-latency-tolerance", "latency_tolerance=0",
+     lambda m, t, c: keras_guided.prune_model(m, latency_tolerance=0),
+     ValueError, r"`latency_tolerance` must be a float in \(0, 1\)"),
+    ("prune-max-tries", "max_tries=0",
+     lambda m, t, c: keras_guided.prune_model(m, max_tries=0),
+     ValueError, r"`max_tries` must be an int >= 1 \(candidates timed at "
+                 r"most\)\. Received: max_tries=0"),
+    ("timer-rounds", "InterleavedTimer num_rounds=0",
+     lambda m, t, c: keras_guided.latency.InterleavedTimer(num_rounds=0),
+     ValueError, r"`num_rounds` must be an int >= 1\. Received: "
+                 r"num_rounds=0"),
     ("groups-channels-first", "channels-first convolution",
      lambda m, t, c: keras_guided.find_unit_groups(keras.Sequential([
          keras.Input((1, 8, 8)),
