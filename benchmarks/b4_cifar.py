@@ -96,7 +96,11 @@ EVAL_BATCH = 1000
 
 
 def budget_key(fraction):
-    return f"flops/{round(1 / fraction)}x"
+    """`flops/2x` for 1/2; `flops/2.12x` for a fraction that is not 1/n."""
+    times = 1 / fraction
+    if abs(times - round(times)) < 1e-3:
+        return f"flops/{round(times)}x"
+    return f"flops/{times:.2f}x"
 
 
 def cell_key(method, fraction, seed):

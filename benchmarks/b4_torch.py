@@ -8,7 +8,8 @@ Keras logits of 64 test images to check the port against (max abs diff
 < 1e-4 times the largest |logit|, at least 1, or the process fails). The same seeded batches as the Keras arm
 come from `benchmarks/cifar.py`. The pruned, fine-tuned network goes back
 as an `.npz` of the same layout plus its `{conv name: filters}`, so the
-Keras side rebuilds it and counts FLOPs as for every arm.
+Keras side rebuilds it and counts FLOPs as for every arm. It trains on
+CUDA when PyTorch sees a GPU, else on the CPU.
 
 Methods:
 
@@ -48,6 +49,12 @@ def _torch():
     import torch
 
     return torch
+
+
+def device():
+    """CUDA when PyTorch sees a GPU, else the CPU."""
+    torch = _torch()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def block_names(arch):
@@ -145,7 +152,8 @@ def widths_of(model):
 
 
 def _nchw(x):
-    return _torch().from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return _torch().from_numpy(np.ascontiguousarray(
+        x.transpose(0, 3, 1, 2))).to(device())
 
 
 def predict(model, x):
@@ -155,7 +163,7 @@ def predict(model, x):
     with torch.no_grad():
         for start in range(0, len(x), 1000):
             out.append(model(_nchw(cifar.normalize(x[start:start + 1000])))
-                       .numpy())
+                       .cpu().numpy())
     return np.concatenate(out)
 
 
@@ -182,7 +190,8 @@ def macs(model):
     import torch_pruning as tp
 
     torch = _torch()
-    ops, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, 32, 32))
+    ops, _ = tp.utils.count_ops_and_params(
+        model, torch.zeros(1, 3, 32, 32, device=device()))
     return int(ops)
 
 
@@ -211,7 +220,8 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
             rate = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            inputs, labels = _nchw(x), torch.from_numpy(y).long()
+            inputs = _nchw(x)
+            labels = torch.from_numpy(y).long().to(inputs.device)
             out = model(inputs)
             loss = functional.cross_entropy(out, labels)
             if teacher is not None:
@@ -233,7 +243,7 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
             step += 1
             seen += len(y)
             correct += int((out.argmax(-1) == labels).sum())
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
         log(f"{label} torch epoch {epoch + 1}: loss {loss_sum / seen:.4f} "
             f"train acc {correct / seen:.4f}")
         if on_epoch is not None:
@@ -262,7 +272,7 @@ def make_pruner(method, model, request):
 
     torch = _torch()
     common = dict(
-        example_inputs=torch.zeros(1, 3, 32, 32),
+        example_inputs=torch.zeros(1, 3, 32, 32, device=device()),
         global_pruning=True, pruning_ratio=1.0, max_pruning_ratio=0.95,
         iterative_steps=PRUNING_STEPS, ignored_layers=[model.layers["fc"]])
     if method == "tp_group_sl":
@@ -292,7 +302,8 @@ def run(request, log=print):
         "__logits")
     widths = json.loads(request["widths"]) if isinstance(
         request["widths"], str) else request["widths"]
-    teacher = load_arrays(build(request["arch"], widths), arrays)
+    teacher = load_arrays(build(request["arch"], widths), arrays).to(
+        device())
     port_diff = check_port(teacher, check_images, check_logits)
     teacher.eval()
     for p in teacher.parameters():
@@ -305,7 +316,8 @@ def run(request, log=print):
     epochs = request["prune_epochs"]
     info = {"port_max_abs_diff": port_diff,
             "torch_pruning_version": tp.__version__,
-            "torch_version": torch.__version__}
+            "torch_version": torch.__version__,
+            "torch_device": str(device())}
     if method == "tp_group_sl":
         pruner = make_pruner(method, model, request)
         train(model, data, request, cifar_stream(request, "prune"), epochs,

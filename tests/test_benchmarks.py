@@ -280,3 +280,13 @@ def test_b4_targets_say_reached_or_not_by_how_much():
                                      "## B4 new\n")
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
     assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
+
+
+def test_rewriting_the_page_for_b1_b3_keeps_the_b4_section(tmp_path):
+    from benchmarks import __main__ as runner
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n")
+    text = runner._keep_b4_section("# Benchmarks\n\n## B1\nnew\n", str(page))
+    assert text == "# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
+    assert runner._keep_b4_section("x\n", str(tmp_path / "none.md")) == "x\n"
