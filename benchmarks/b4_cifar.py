@@ -498,12 +498,18 @@ def parse_args(argv):
                         choices=sorted(SCHEDULES))
     parser.add_argument("--quick", action="store_true",
                         help="the smoke schedule (--schedule quick)")
-    for name in ("train-images", "ref-epochs", "prune-epochs",
-                 "finetune-epochs"):
-        parser.add_argument(f"--{name}", type=int, default=None)
+    for name, text in (
+            ("train-images", "training images per epoch, a fresh seeded "
+             "sample of the 45,000 (0: all)"),
+            ("ref-epochs", "epochs of the reference"),
+            ("prune-epochs", "epochs of every method's pruning phase"),
+            ("finetune-epochs", "epochs of the common fine-tuning")):
+        parser.add_argument(f"--{name}", type=int, default=None,
+                            help=f"{text} (default: the schedule's)")
     parser.add_argument("--arch", choices=sorted(resnet_cifar.ARCHS),
-                        default=None)
-    parser.add_argument("--seeds", default=None)
+                        default=None, help="default: the schedule's")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--budgets", default=None,
                         help="FLOPs kept, e.g. 0.5,0.25 (default: 1/2, "
                              "1/4, 1/3)")

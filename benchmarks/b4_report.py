@@ -237,8 +237,9 @@ def _schedule_text(b4):
     return [
         f"Schedule: {s.get('arch')}, {images} training images per epoch "
         f"(a fresh seeded sample of the {split[0]:,}-image training split "
-        f"each epoch; {split[1]:,} held out for validation, the "
-        f"{split[2]:,} test images read at the end), pad-4 random crop and "
+        f"each epoch; {split[1]:,} validation images, held out of the "
+        f"training images, for every choice; {split[2]:,} test images read "
+        "at the end of each cell), pad-4 random crop and "
         f"horizontal flip, batch {settings.get('batch_size')}. Reference: "
         f"{s.get('ref_epochs')} epochs, SGD (momentum "
         f"{settings.get('momentum')}, Nesterov, decoupled weight decay "
@@ -290,7 +291,8 @@ def section(b4, plot_name=PLOT_NAME):
     lines += ["| method | what |", "|---|---|"]
     for method in METHODS:
         if method in present:
-            lines.append(f"| `{method}` | {descriptions.get(method, '')} |")
+            text = descriptions.get(method, "").replace("|", "\\|")
+            lines.append(f"| `{method}` | {text} |")
     lines.append("")
     lines += markdown(b4)
     lines += ["### B4 targets", ""] + targets(b4) + [""]
