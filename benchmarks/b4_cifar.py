@@ -428,6 +428,9 @@ def run(data, cfg, args, log=print):
         "split": [len(data["y_train"]), len(data["y_val"]),
                   len(data["y_test"])]})
     results.setdefault("descriptions", DESCRIPTIONS)
+    from benchmarks import report as report_lib
+
+    results.setdefault("machine", report_lib.machine())
     results.setdefault("references", {})
     points = results.setdefault("points", {})
     todo = [c for c in cells(cfg["seeds"], args.budget_list, args.methods)

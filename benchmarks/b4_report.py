@@ -261,6 +261,9 @@ def _schedule_text(b4):
         "plain fine-tuning, for every arm alike; `--schedule tp-published` "
         "runs the published lengths (ResNet-56, 100 + 100 epochs) with the "
         "same code.", "",
+        "Command: `python -m benchmarks.b4_cifar --cifar-dir "
+        "../shared/data/cifar10-jpeg --json <b4.json>` (resumable; see "
+        "`benchmarks/README.md`).", "",
         "Both arms see the same batches in the same order "
         "(`benchmarks/cifar.py`, seeded numpy). The Torch-Pruning arm runs "
         "in its own process (torch "
@@ -273,6 +276,24 @@ def _schedule_text(b4):
         "are counted by `keras_guided.count_flops` / `count_params` on the "
         "Keras model.", "",
     ]
+
+
+def _progress(b4):
+    """How much of the schedule's grid the JSON holds, and the machine."""
+    schedule = b4.get("schedule", {})
+    seeds = len(schedule.get("seeds", [])) or 1
+    budgets = len(schedule.get("budgets", BUDGET_ORDER))
+    total = seeds * budgets * len(METHODS)
+    done = sum("test" in p for p in b4.get("points", {}).values())
+    lines = [f"Cells done: {done} of {total} ({seeds} seed(s) x {budgets} "
+             f"budgets x {len(METHODS)} methods); a rerun of the same "
+             "command resumes the grid.", ""]
+    machine = b4.get("machine")
+    if machine:
+        lines += [f"Machine: {machine.get('nproc')} CPU(s), "
+                  f"{machine.get('cpu')}, shared with other work (wall "
+                  "times are upper bounds).", ""]
+    return lines
 
 
 def _first(b4, key):
@@ -296,6 +317,7 @@ def section(b4, plot_name=PLOT_NAME):
     lines.append("")
     lines += markdown(b4)
     lines += ["### B4 targets", ""] + targets(b4) + [""]
+    lines += _progress(b4)
     if plot_name:
         lines += [f"![CIFAR-10 accuracy vs FLOPs]({plot_name})", ""]
     lines += [f"Raw numbers: `{JSON_NAME}` next to this page.", ""]
