@@ -152,13 +152,22 @@ def widths_of(model):
 
 
 def _nchw(x):
-    return _torch().from_numpy(np.ascontiguousarray(
-        x.transpose(0, 3, 1, 2))).to(device())
+    """NHWC numpy -> an NCHW tensor in channels-last memory (a view: the
+    layout PyTorch's CPU convolutions run fastest in, about 2x here)."""
+    torch = _torch()
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(
+        device(), memory_format=torch.channels_last)
+
+
+def channels_last(model):
+    """`model` with its weights in channels-last memory (in place; again
+    after pruning, which allocates new weights)."""
+    return model.to(memory_format=_torch().channels_last)
 
 
 def predict(model, x):
     torch = _torch()
-    model.eval()
+    channels_last(model).eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(x), 1000):
@@ -203,6 +212,7 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
     functional = torch.nn.functional
     if epochs <= 0:
         return
+    channels_last(model)
     steps = cifar.steps_per_epoch(data, request["train_images"],
                                   request["batch_size"])
     total = epochs * steps
@@ -317,7 +327,8 @@ def run(request, log=print):
     info = {"port_max_abs_diff": port_diff,
             "torch_pruning_version": tp.__version__,
             "torch_version": torch.__version__,
-            "torch_device": str(device())}
+            "torch_device": str(device()),
+            "torch_memory_format": "channels_last"}
     if method == "tp_group_sl":
         pruner = make_pruner(method, model, request)
         train(model, data, request, cifar_stream(request, "prune"), epochs,
