@@ -434,7 +434,7 @@ def run(data, cfg, args, log=print):
     results.setdefault("references", {})
     points = results.setdefault("points", {})
     todo = [c for c in cells(cfg["seeds"], args.budget_list, args.methods)
-            if cell_key(c[2], c[1], c[0]) not in points]
+            if not _done(points.get(cell_key(c[2], c[1], c[0])))]
     log(f"B4 {cfg['arch']}: {len(todo)} cells to run "
         f"({len(points)} already in {path})")
     refs = {}
@@ -451,13 +451,18 @@ def run(data, cfg, args, log=print):
                              args, log)
         except _Skipped as reason:
             point = {"skipped": str(reason)}
+        except Exception as error:  # noqa: BLE001 - recorded, rerun later
+            # One failing cell must not end an unattended grid: it is
+            # recorded with its error, said loudly, and run again on resume.
+            point = {"error": f"{type(error).__name__}: {error}"}
+            log(f"cell {key}: FAILED, {point['error']}")
         points[key] = point
         if "test" in point:
             log(f"cell {key}: test {point['test']:.4f} (after cut val "
                 f"{point['val_after_cut']:.4f}), FLOPs kept "
                 f"{point['flops_kept']:.3f}, params {point['params']:,}, "
                 f"{point['seconds']:.0f} s")
-        else:
+        elif "skipped" in point:
             log(f"cell {key}: skipped ({point['skipped']})")
         if path:
             from benchmarks import report
@@ -469,6 +474,12 @@ def run(data, cfg, args, log=print):
 
 class _Skipped(Exception):
     pass
+
+
+def _done(point):
+    """A cell is done when it has a result or a reason to skip it; a cell
+    that failed is run again."""
+    return bool(point) and ("test" in point or "skipped" in point)
 
 
 def _plain(value):

@@ -125,10 +125,11 @@ def markdown(b4):
                 f"{s['flops_kept']:.3f} ({s['flops'] / 1e6:.1f} M) | "
                 f"{s['params']:,.0f} | {s['seconds']:.0f} | {s['n']} |")
         lines.append("")
-    skipped = {k: p["skipped"] for k, p in b4.get("points", {}).items()
-               if "skipped" in p}
+    skipped = {k: p.get("skipped") or f"failed: {p['error']}"
+               for k, p in b4.get("points", {}).items()
+               if "skipped" in p or "error" in p}
     if skipped:
-        lines += ["Skipped cells:", ""] + [
+        lines += ["Skipped or failed cells:", ""] + [
             f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())
         ] + [""]
     return lines

@@ -280,6 +280,20 @@ def test_b4_targets_say_reached_or_not_by_how_much():
                                      "## B4 new\n")
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
     assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
+    b4["points"]["slimming|flops/2x|0"] = {"error": "ValueError: x"}
+    assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
+        b4_report.markdown(b4))
+
+
+def test_b4_failed_cells_run_again_and_done_ones_do_not():
+    from benchmarks import b4_cifar
+
+    assert b4_cifar._done({"test": 0.7}) and b4_cifar._done({"skipped": "x"})
+    assert not b4_cifar._done({"error": "x"}) and not b4_cifar._done(None)
+    order = b4_cifar.cells([0], [1 / 3, 0.25, 0.5], ["slimming", "guided"])
+    assert order == [(0, 0.5, "guided"), (0, 0.5, "slimming"),
+                     (0, 0.25, "guided"), (0, 0.25, "slimming"),
+                     (0, 1 / 3, "guided"), (0, 1 / 3, "slimming")]
 
 
 def test_rewriting_the_page_for_b1_b3_keeps_the_b4_section(tmp_path):
