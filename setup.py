@@ -35,6 +35,15 @@ EXTRAS = {
         "tf-keras>=2.19,<2.23",
         "matplotlib>=3.8,<4",
         "scikit-learn>=1.4,<2",
+        "pillow>=10",  # B4 decodes the CIFAR-10 JPEG files once
+    ],
+    # B4's Torch-Pruning arm only (benchmarks/b4_torch.py, its own
+    # process); never needed by the library or its tests.
+    "bench-torch": [
+        "torch>=2.4",
+        "torch-pruning>=1.6.0,<1.7",
+        "pillow>=10",
+        "numpy>=1.26,<3",
     ],
     "plot": ["matplotlib>=3.8,<4"],
     "jax": ["jax[cpu]>=0.4.30,<1"],

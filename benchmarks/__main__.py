@@ -2,6 +2,10 @@
 
     python -m benchmarks --mnist-dir ../shared/data/mnist-t10k \\
         --out benchmarks/results [--quick] [--only b1,b2,b3]
+
+B4 (CIFAR-10, `benchmarks/b4_cifar.py`) runs only when asked for, with
+`--only b4 --cifar-dir ../shared/data/cifar10-jpeg`; it writes
+`<out>/b4.json` (resumable) and the page's `## B4` section.
 """
 
 import argparse
@@ -14,7 +18,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("b1", "b2", "b3")
+SECTIONS = ("b1", "b2", "b3", "b4")
+DEFAULT_SECTIONS = ("b1", "b2", "b3")
 PLOT_NAME = "benchmarks_accuracy_vs_flops.png"
 
 
@@ -33,9 +38,12 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="small grids, 1 seed, few epochs, small "
                              "inputs: a few minutes")
-    parser.add_argument("--only", default=",".join(SECTIONS),
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
                         help="comma-separated sections to run "
-                             "(default: b1,b2,b3)")
+                             "(default: b1,b2,b3; b4 needs --cifar-dir)")
+    parser.add_argument("--cifar-dir", default=None,
+                        help="B4: directory holding cifar10_train.npz and "
+                             "cifar10_test.npz")
     parser.add_argument("--methods", default=None,
                         help="comma-separated B1 methods (default: all)")
     parser.add_argument("--docs", default=os.path.join(ROOT, "docs",
@@ -74,6 +82,11 @@ def main(argv=None):
                                   "with `python -m benchmarks --from-json`")
         _write_reports(results, args, results["mode"] == "quick")
         return results
+    if "b4" in args.sections:
+        _run_b4(args)
+        args.sections = [s for s in args.sections if s != "b4"]
+        if not args.sections:
+            return None
     mode = "quick" if args.quick else "full"
     start = time.perf_counter()
 
@@ -113,6 +126,38 @@ def main(argv=None):
     return results
 
 
+def _run_b4(args):
+    """B4 in this process: the resumable grid, then its docs section."""
+    from benchmarks import b4_cifar
+    from benchmarks import b4_report
+
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "b4.json")
+    argv = ["--json", path] + (["--quick"] if args.quick else [])
+    if args.cifar_dir:
+        argv += ["--cifar-dir", args.cifar_dir]
+    results = b4_cifar.main(argv)
+    if args.docs != "none":
+        b4_report.write_docs(results, args.docs)
+    return results
+
+
+def _keep_b4_section(text, docs):
+    """The page rewritten by B1-B3 keeps the B4 section it had."""
+    from benchmarks import b4_report
+
+    if not os.path.exists(docs):
+        return text
+    with open(docs) as f:
+        old = f.read()
+    start = old.find("\n## B4")
+    if start < 0:
+        return text
+    end = old.find("\n## ", start + 1)
+    section = old[start + 1:] if end < 0 else old[start + 1:end + 1]
+    return b4_report.replace_section(text, section)
+
+
 def _write_reports(results, args, quick):
     from benchmarks import report
 
@@ -126,7 +171,7 @@ def _write_reports(results, args, quick):
     os.makedirs(args.out, exist_ok=True)
     report.write_atomic(os.path.join(args.out, "results.md"), text)
     if args.docs != "none":
-        report.write_atomic(args.docs, text)
+        report.write_atomic(args.docs, _keep_b4_section(text, args.docs))
 
 
 def _plain(value):

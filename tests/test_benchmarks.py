@@ -146,3 +146,161 @@ def test_b2_aim_relative_to_another_variant():
         lines[3])
     b2["ratios"]["regularizer"] = 1.12
     assert "= 1.130 (reached)" in report.b2_table(b2)[3]
+
+
+# ------------------------------------------------------------ B4 (CIFAR-10)
+# Pure-numpy parts only: the CIFAR files and torch are never needed here.
+
+
+def _tiny_cifar(n=40):
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+            "y_train": rng.integers(0, 10, n).astype(np.uint8)}
+
+
+def test_b4_batches_are_the_same_for_a_seed_and_differ_across_epochs():
+    from benchmarks import cifar
+
+    data = _tiny_cifar()
+    first = list(cifar.epoch_batches(data, 3, 2, 0, 24, batch_size=10))
+    again = list(cifar.epoch_batches(data, 3, 2, 0, 24, batch_size=10))
+    assert [len(y) for _, y in first] == [10, 10, 4]
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    other = list(cifar.epoch_batches(data, 3, 2, 1, 24, batch_size=10))
+    assert not np.array_equal(first[0][0], other[0][0])
+    stream = cifar.stream_batches(data, 3, 2, 2, 24, batch_size=10)
+    flat = [next(stream) for _ in range(6)]
+    np.testing.assert_array_equal(flat[3][0], other[0][0])
+    assert flat[0][0].dtype == np.float32 and flat[0][0].shape == (
+        10, 32, 32, 3)
+
+
+def test_b4_augmentation_is_a_shifted_window_possibly_flipped():
+    from benchmarks import cifar
+
+    images = _tiny_cifar(16)["x_train"]
+    out = cifar.augment(images, np.random.default_rng(5))
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    flips = 0
+    for image, crop in zip(padded, out):
+        windows = [(image[dy:dy + 32, dx:dx + 32], flip)
+                   for dy in range(9) for dx in range(9)
+                   for flip in (False, True)]
+        matches = [flip for window, flip in windows
+                   if np.array_equal(window[:, ::-1] if flip else window,
+                                     crop)]
+        assert matches, "a crop must be a 32x32 window of the padded image"
+        flips += all(matches)
+    assert 0 < flips < 16
+
+
+def test_b4_split_and_even_evaluation_subset():
+    from benchmarks import cifar
+
+    arrays = {"x_train": np.arange(100)[:, None], "y_train": np.arange(100),
+              "x_test": np.arange(20)[:, None], "y_test": np.arange(20)}
+    data = cifar.split(arrays, validation=10)
+    assert len(data["y_train"]) == 90 and len(data["y_val"]) == 10
+    assert not set(data["y_train"]) & set(data["y_val"])
+    np.testing.assert_array_equal(cifar.split(arrays, validation=10)["y_val"],
+                                  data["y_val"])
+    cifar.shrink_evaluation(data, 5)
+    np.testing.assert_array_equal(data["y_test"], [0, 4, 9, 14, 19])
+
+
+def test_b4_missing_cifar_dir_says_what_is_expected(tmp_path):
+    from benchmarks import cifar
+
+    with pytest.raises(FileNotFoundError, match="must hold cifar10_train"):
+        cifar.load(str(tmp_path), cache=None)
+
+
+def test_b4_resnet_weights_roundtrip_in_the_torch_layout():
+    from benchmarks import b4_torch
+    from benchmarks import resnet_cifar
+
+    widths = dict(resnet_cifar.default_widths("resnet20"), s1b1_conv1=5)
+    model = resnet_cifar.build("resnet20", widths)
+    assert b4_torch.block_names("resnet20") == resnet_cifar.block_names(
+        "resnet20")
+    arrays = resnet_cifar.export_weights(model)
+    assert arrays["s1b1_conv1.weight"].shape == (5, 16, 3, 3)  # OIHW
+    assert arrays["fc.weight"].shape == (10, 64)
+    copy = resnet_cifar.import_weights(resnet_cifar.build("resnet20", widths),
+                                       arrays)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(
+        "float32")
+    np.testing.assert_allclose(common.logits(copy, x), common.logits(model, x),
+                               atol=1e-6)
+
+
+def test_b4_torch_twin_computes_the_keras_logits():
+    pytest.importorskip("torch")  # CI does not install torch
+    from benchmarks import b4_torch
+    from benchmarks import resnet_cifar
+
+    widths = dict(resnet_cifar.default_widths("resnet20"), s2b1_conv1=7)
+    model = resnet_cifar.build("resnet20", widths)
+    arrays = resnet_cifar.export_weights(model)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(
+        "float32")
+    twin = b4_torch.load_arrays(b4_torch.build("resnet20", widths), arrays)
+    twin.eval()
+    import torch
+
+    with torch.no_grad():
+        got = twin(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, common.logits(model, x), atol=1e-4)
+
+
+def test_b4_targets_say_reached_or_not_by_how_much():
+    from benchmarks import b4_report
+
+    def point(test):
+        return {"test": test, "val_after_cut": 0.5, "test_after_cut": 0.5,
+                "flops_kept": 0.5, "flops": 10, "params": 5, "seconds": 1}
+
+    b4 = {"references": {"0": {"test": 0.80, "flops": 20, "params": 9,
+                               "seconds": 1}},
+          "points": {"guided|flops/2x|0": point(0.798),
+                     "tp_group_sl|flops/2x|0": point(0.790),
+                     "l1_oneshot|flops/2x|0": point(0.801),
+                     "guided|flops/4x|0": point(0.78),
+                     "l1_oneshot|flops/4x|0": point(0.775)}}
+    lines = b4_report.targets(b4)
+    assert lines[0].startswith("- At 2x fewer FLOPs, guided within 0.3")
+    assert "79.80 vs 80.00 (0.20 below): reached [1 of 3 seeds" in lines[0]
+    assert lines[1].endswith("79.80 vs 79.00: reached [1 of 3 seeds so far]")
+    assert "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points" in (
+        lines[2])
+    assert "+0.50: not reached, by 0.50 points" in lines[-1]
+    page = b4_report.replace_section("# B\n\n## B1\nx\n## B4 old\ny\n",
+                                     "## B4 new\n")
+    assert page == "# B\n\n## B1\nx\n## B4 new\n"
+    assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
+    b4["points"]["slimming|flops/2x|0"] = {"error": "ValueError: x"}
+    assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
+        b4_report.markdown(b4))
+
+
+def test_b4_failed_cells_run_again_and_done_ones_do_not():
+    from benchmarks import b4_cifar
+
+    assert b4_cifar._done({"test": 0.7}) and b4_cifar._done({"skipped": "x"})
+    assert not b4_cifar._done({"error": "x"}) and not b4_cifar._done(None)
+    order = b4_cifar.cells([0], [1 / 3, 0.25, 0.5], ["slimming", "guided"])
+    assert order == [(0, 0.5, "guided"), (0, 0.5, "slimming"),
+                     (0, 0.25, "guided"), (0, 0.25, "slimming"),
+                     (0, 1 / 3, "guided"), (0, 1 / 3, "slimming")]
+
+
+def test_rewriting_the_page_for_b1_b3_keeps_the_b4_section(tmp_path):
+    from benchmarks import __main__ as runner
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n")
+    text = runner._keep_b4_section("# Benchmarks\n\n## B1\nnew\n", str(page))
+    assert text == "# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
+    assert runner._keep_b4_section("x\n", str(tmp_path / "none.md")) == "x\n"

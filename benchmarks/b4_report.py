@@ -1,0 +1,375 @@
+"""B4 report: markdown tables, targets, the plot and the docs section.
+
+    python -m benchmarks.b4_report --json /path/to/b4.json \\
+        [--docs docs/benchmarks.md] [--md out.md]
+
+With `--docs`, the `## B4` section of the page is replaced (or appended)
+and the JSON and the plot are written next to it
+(`benchmarks_b4.json`, `benchmarks_b4_cifar.png`).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from benchmarks import report
+
+METHODS = ("guided", "tp_group_sl", "l1_oneshot", "l1_iterative",
+           "group_lasso", "slimming", "tp_magnitude")
+BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
+REFERENCE_TOLERANCE = 0.3  # points, at 2x
+LEAD_AT_4X = 1.0  # points over the best baseline
+SEEDS_WANTED = 3
+PLOT_NAME = "benchmarks_b4_cifar.png"
+JSON_NAME = "benchmarks_b4.json"
+
+
+def summary(b4):
+    """`{method: {budget: stats}}`, stats in percent (test, val after cut,
+    test after cut) and means of FLOPs kept, params, seconds."""
+    rows = {}
+    for key, point in b4.get("points", {}).items():
+        if "test" not in point:
+            continue
+        method, budget, seed = key.split("|")
+        rows.setdefault(method, {}).setdefault(budget, []).append(point)
+    out = {}
+    for method, budgets in rows.items():
+        for budget, points in budgets.items():
+            test = np.array([p["test"] for p in points]) * 100
+            out.setdefault(method, {})[budget] = {
+                "mean": float(test.mean()), "std": float(test.std()),
+                "n": len(points),
+                "val_after_cut": 100 * float(np.mean(
+                    [p["val_after_cut"] for p in points])),
+                "test_after_cut": 100 * float(np.mean(
+                    [p["test_after_cut"] for p in points])),
+                "flops_kept": float(np.mean([p["flops_kept"]
+                                             for p in points])),
+                "flops": float(np.mean([p["flops"] for p in points])),
+                "params": float(np.mean([p["params"] for p in points])),
+                "seconds": float(np.mean([p["seconds"] for p in points])),
+            }
+    return out
+
+
+def reference(b4):
+    refs = list(b4.get("references", {}).values())
+    if not refs:
+        return None
+    test = np.array([r["test"] for r in refs]) * 100
+    return {"mean": float(test.mean()), "std": float(test.std()),
+            "n": len(refs), "flops": refs[0]["flops"],
+            "params": refs[0]["params"],
+            "seconds": float(np.mean([r["seconds"] for r in refs]))}
+
+
+def _budgets(table):
+    present = {b for rows in table.values() for b in rows}
+    return [b for b in BUDGET_ORDER if b in present] + sorted(
+        present - set(BUDGET_ORDER))
+
+
+def _methods(table):
+    return [m for m in METHODS if m in table] + sorted(set(table) -
+                                                       set(METHODS))
+
+
+def markdown(b4):
+    """The tables: test accuracy per method and budget, then one detail
+    table per budget."""
+    table = summary(b4)
+    ref = reference(b4)
+    budgets = _budgets(table)
+    lines = []
+    if ref:
+        lines += [f"Reference: {ref['params']:,} params, {ref['flops']:,} "
+                  f"FLOPs, test {ref['mean']:.2f} ± {ref['std']:.2f} % "
+                  f"({ref['n']} seed(s)), trained in "
+                  f"{ref['seconds'] / 60:.0f} min.", ""]
+    lines += ["Test accuracy (%), mean ± std over seeds (seeds in brackets); "
+              "**bold**: best mean at the budget.", "",
+              "| method | " + " | ".join(budgets) + " |",
+              "|---|" + "---|" * len(budgets)]
+    best = {}
+    for budget in budgets:
+        values = [(rows[budget]["mean"], m) for m, rows in table.items()
+                  if budget in rows]
+        best[budget] = max(values)[1]
+    for method in _methods(table):
+        cells = []
+        for budget in budgets:
+            s = table[method].get(budget)
+            if s is None:
+                cells.append("")
+                continue
+            text = f"{s['mean']:.2f} ± {s['std']:.2f} ({s['n']})"
+            cells.append(f"**{text}**" if best[budget] == method else text)
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    for budget in budgets:
+        lines += [f"#### {budget}", "",
+                  "| method | test % | after cut: val % / test % | FLOPs "
+                  "kept | params | wall s per cell | seeds |",
+                  "|---|---|---|---|---|---|---|"]
+        for method in _methods(table):
+            s = table[method].get(budget)
+            if s is None:
+                continue
+            lines.append(
+                f"| `{method}` | {s['mean']:.2f} ± {s['std']:.2f} | "
+                f"{s['val_after_cut']:.2f} / {s['test_after_cut']:.2f} | "
+                f"{s['flops_kept']:.3f} ({s['flops'] / 1e6:.1f} M) | "
+                f"{s['params']:,.0f} | {s['seconds']:.0f} | {s['n']} |")
+        lines.append("")
+    skipped = {k: p.get("skipped") or f"failed: {p['error']}"
+               for k, p in b4.get("points", {}).items()
+               if "skipped" in p or "error" in p}
+    if skipped:
+        lines += ["Skipped or failed cells:", ""] + [
+            f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())
+        ] + [""]
+    return lines
+
+
+def _verdict(shortfall):
+    """'reached' when `shortfall <= 0`, else 'not reached, by N points'."""
+    if shortfall <= 1e-9:
+        return "reached"
+    return f"not reached, by {shortfall:.2f} points"
+
+
+def _seeds_note(n):
+    return "" if n >= SEEDS_WANTED else (
+        f" [{n} of {SEEDS_WANTED} seeds so far]")
+
+
+def targets(b4):
+    """The issue's goals, each line 'reached' or 'not reached, by N
+    points' (test accuracy, means over the seeds done)."""
+    table = summary(b4)
+    ref = reference(b4)
+    guided = table.get("guided", {})
+    lines = []
+    half = guided.get("flops/2x")
+    if half and ref:
+        gap = ref["mean"] - half["mean"]
+        lines.append(
+            f"- At 2x fewer FLOPs, guided within {REFERENCE_TOLERANCE} "
+            f"points of its reference: {half['mean']:.2f} vs "
+            f"{ref['mean']:.2f} ("
+            + (f"{gap:.2f} below" if gap >= 0 else f"{-gap:.2f} above")
+            + f"): {_verdict(gap - REFERENCE_TOLERANCE)}"
+            + _seeds_note(half["n"]))
+    for budget in _budgets(table):
+        point = guided.get(budget)
+        if not point:
+            continue
+        tp = table.get("tp_group_sl", {}).get(budget)
+        if tp:
+            lines.append(
+                f"- {budget}: guided >= Torch-Pruning group_sl: "
+                f"{point['mean']:.2f} vs {tp['mean']:.2f}: "
+                f"{_verdict(tp['mean'] - point['mean'])}"
+                + _seeds_note(min(point["n"], tp["n"])))
+        others = [(rows[budget]["mean"], m) for m, rows in table.items()
+                  if m != "guided" and budget in rows]
+        if others:
+            top, name = max(others)
+            lines.append(
+                f"- {budget}: guided >= every baseline (best: {name} "
+                f"{top:.2f}): {point['mean']:.2f}: "
+                f"{_verdict(top - point['mean'])}"
+                + _seeds_note(point["n"]))
+            if budget == "flops/4x":
+                lines.append(
+                    f"- flops/4x: guided ahead of the best baseline by >= "
+                    f"{LEAD_AT_4X:g} point ({name} {top:.2f}): "
+                    f"{point['mean']:.2f}, "
+                    f"{point['mean'] - top:+.2f}: "
+                    f"{_verdict(top + LEAD_AT_4X - point['mean'])}"
+                    + _seeds_note(point["n"]))
+    return lines
+
+
+def plot(b4, path):
+    """Test accuracy against FLOPs kept, one line per method (error bars:
+    std over seeds), the reference as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summary(b4)
+    ref = reference(b4)
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for i, method in enumerate(_methods(table)):
+        points = sorted((s["flops_kept"], s["mean"], s["std"])
+                        for s in table[method].values())
+        x, y, e = zip(*points)
+        axis.errorbar(x, y, yerr=e, marker="o", capsize=2, color=f"C{i}",
+                      label=method,
+                      linestyle="--" if method.startswith("tp_") else "-")
+    if ref:
+        axis.axhline(ref["mean"], color="grey", linestyle=":",
+                     label="reference")
+    axis.set_xlabel("FLOPs kept (fraction of the reference)")
+    axis.set_ylabel("test accuracy (%), mean ± std over seeds")
+    schedule = b4.get("schedule", {})
+    axis.set_title(f"CIFAR-10 {schedule.get('arch', '')}: accuracy vs FLOPs",
+                   fontsize=10)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def _schedule_text(b4):
+    s = b4.get("schedule", {})
+    settings = b4.get("settings", {})
+    images = s.get("train_images") or "all 45,000"
+    split = settings.get("split", [45000, 5000, 10000])
+    return [
+        f"Schedule: {s.get('arch')}, {images} training images per epoch "
+        f"(a fresh seeded sample of the {split[0]:,}-image training split "
+        f"each epoch; {split[1]:,} validation images, held out of the "
+        f"training images, for every choice; {split[2]:,} test images read "
+        "at the end of each cell), pad-4 random crop and "
+        f"horizontal flip, batch {settings.get('batch_size')}. Reference: "
+        f"{s.get('ref_epochs')} epochs, SGD (momentum "
+        f"{settings.get('momentum')}, Nesterov, decoupled weight decay "
+        f"{settings.get('weight_decay')}), cosine learning rate from "
+        f"{s.get('ref_lr')}. Every method then gets {s.get('prune_epochs')} "
+        f"pruning epochs and {s.get('finetune_epochs')} fine-tuning epochs "
+        f"from the reference, cosine from {s.get('lr')} in each phase; "
+        "fine-tuning is distillation from the reference (alpha "
+        f"{settings.get('kd_alpha')}, temperature "
+        f"{settings.get('kd_temperature')}; `keras_guided.Distiller` in "
+        "Keras, the same loss in PyTorch), keeping the epoch (0 to all) "
+        "with the best validation accuracy.", "",
+        "Torch-Pruning's published CIFAR-10 result is on ResNet-56 with "
+        "all 50,000 training images, 100 epochs of sparsity learning "
+        "(`GroupNormPruner`, reg 5e-4, lr 0.01 with steps at 60/80) and 100 "
+        "epochs of fine-tuning. This schedule is much shorter (a few "
+        "epochs per phase on a ResNet-20, sized for 2 CPU cores), uses "
+        "cosine instead of step learning rates and distillation instead of "
+        "plain fine-tuning, for every arm alike; `--schedule tp-published` "
+        "runs the published lengths (ResNet-56, 100 + 100 epochs) with the "
+        "same code.", "",
+        "Command: `python -m benchmarks.b4_cifar --cifar-dir "
+        "../shared/data/cifar10-jpeg --json <b4.json>` (resumable; see "
+        "`benchmarks/README.md`).", "",
+        "Both arms see the same batches in the same order "
+        "(`benchmarks/cifar.py`, seeded numpy). The Torch-Pruning arm runs "
+        "in its own process (torch "
+        f"{_first(b4, 'torch_version')}, torch-pruning "
+        f"{_first(b4, 'torch_pruning_version')}) on the reference "
+        "weights ported to PyTorch (logits checked on 64 test images), "
+        "prunes to the MACs budget with global pruning stepped until the "
+        "MACs kept are at most the budget, and its result is ported back "
+        "to Keras (logits checked again): FLOPs and params of every arm "
+        "are counted by `keras_guided.count_flops` / `count_params` on the "
+        "Keras model.", "",
+    ]
+
+
+def _progress(b4):
+    """How much of the schedule's grid the JSON holds, and the machine."""
+    schedule = b4.get("schedule", {})
+    seeds = len(schedule.get("seeds", [])) or 1
+    budgets = len(schedule.get("budgets", BUDGET_ORDER))
+    total = seeds * budgets * len(METHODS)
+    done = sum("test" in p for p in b4.get("points", {}).values())
+    lines = [f"Cells done: {done} of {total} ({seeds} seed(s) x {budgets} "
+             f"budgets x {len(METHODS)} methods); a rerun of the same "
+             "command resumes the grid.", ""]
+    machine = b4.get("machine")
+    if machine:
+        lines += [f"Machine: {machine.get('nproc')} CPU(s), "
+                  f"{machine.get('cpu')}, shared with other work (wall "
+                  "times are upper bounds).", ""]
+    return lines
+
+
+def _first(b4, key):
+    for point in b4.get("points", {}).values():
+        if key in point:
+            return point[key]
+    return "?"
+
+
+def section(b4, plot_name=PLOT_NAME):
+    """The `## B4` section of the benchmarks page."""
+    descriptions = b4.get("descriptions", {})
+    present = {k.split("|")[0] for k in b4.get("points", {})}
+    lines = ["## B4: CIFAR-10, side by side with Torch-Pruning", ""]
+    lines += _schedule_text(b4)
+    lines += ["| method | what |", "|---|---|"]
+    for method in METHODS:
+        if method in present:
+            text = descriptions.get(method, "").replace("|", "\\|")
+            lines.append(f"| `{method}` | {text} |")
+    lines.append("")
+    lines += markdown(b4)
+    lines += ["### B4 targets", ""] + targets(b4) + [""]
+    lines += _progress(b4)
+    if plot_name:
+        lines += [f"![CIFAR-10 accuracy vs FLOPs]({plot_name})", ""]
+    lines += [f"Raw numbers: `{JSON_NAME}` next to this page.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(b4, page):
+    """Writes the JSON and the plot next to `page` and replaces its `## B4`
+    section (up to the next `## ` heading), or appends one."""
+    folder = os.path.dirname(os.path.abspath(page))
+    report.write_atomic(os.path.join(folder, JSON_NAME),
+                        json.dumps(b4, indent=1))
+    plot(b4, os.path.join(folder, PLOT_NAME))
+    text = ""
+    if os.path.exists(page):
+        with open(page) as f:
+            text = f.read()
+    report.write_atomic(page, replace_section(text, section(b4)))
+
+
+def replace_section(text, new, heading="## B4"):
+    start = text.find("\n" + heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + new
+    start += 1
+    end = text.find("\n## ", start + 1)
+    end = len(text) if end < 0 else end + 1
+    return text[:start] + new + ("\n" if end < len(text) else "") + text[end:]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.b4_report")
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--docs", default=None,
+                        help="page whose B4 section to regenerate")
+    parser.add_argument("--md", default=None,
+                        help="also write the section alone to this file")
+    parser.add_argument("--plot", default=None,
+                        help="also write the plot to this file")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    with open(args.json) as f:
+        b4 = json.load(f)
+    if args.docs:
+        write_docs(b4, args.docs)
+    if args.md:
+        report.write_atomic(args.md, section(b4, None))
+    if args.plot:
+        plot(b4, args.plot)
+    if not (args.docs or args.md or args.plot):
+        print(section(b4, None))
+
+
+if __name__ == "__main__":
+    main()
