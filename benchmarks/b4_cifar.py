@@ -27,7 +27,6 @@ skipped on a rerun.
 
 import argparse
 import json
-import math
 import os
 import sys
 import time

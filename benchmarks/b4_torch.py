@@ -5,7 +5,8 @@
 Never imports Keras or TensorFlow: the reference weights come in an `.npz`
 in the layout of `resnet_cifar.export_weights` (OIHW kernels), with the
 Keras logits of 64 test images to check the port against (max abs diff
-< 1e-4 times the largest |logit|, at least 1, or the process fails). The same seeded batches as the Keras arm
+< 1e-4 times the largest |logit|, at least 1, or the process fails).
+The same seeded batches as the Keras arm
 come from `benchmarks/cifar.py`. The pruned, fine-tuned network goes back
 as an `.npz` of the same layout plus its `{conv name: filters}`, so the
 Keras side rebuilds it and counts FLOPs as for every arm. It trains on

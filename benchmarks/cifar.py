@@ -28,8 +28,9 @@ STD = np.array([0.2470, 0.2435, 0.2616], dtype="float32")
 
 def decode(path):
     """`(images uint8 [n, 32, 32, 3], labels uint8 [n])` of one shared file."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     with np.load(path) as archive:
         jpeg, offsets, labels = (archive["jpeg"], archive["offsets"],
@@ -89,7 +90,8 @@ def split(arrays, validation=VALIDATION, seed=SPLIT_SEED):
     val, train = order[:validation], np.sort(order[validation:])
     val = np.sort(val)
     return {
-        "x_train": arrays["x_train"][train], "y_train": arrays["y_train"][train],
+        "x_train": arrays["x_train"][train],
+        "y_train": arrays["y_train"][train],
         "x_val": arrays["x_train"][val], "y_val": arrays["y_train"][val],
         "x_test": arrays["x_test"], "y_test": arrays["y_test"],
     }

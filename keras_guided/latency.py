@@ -58,13 +58,13 @@ import numpy as np
 
 from keras_guided import _latency_cache
 from keras_guided import _latency_measure
+from keras_guided import export as export_lib
+from keras_guided import stats
+from keras_guided import units as units_lib
 from keras_guided._latency_loop import LatencyCheck
 from keras_guided._latency_loop import LatencyTry
 from keras_guided._latency_timing import InterleavedTimer
 from keras_guided._latency_timing import LatencyComparison
-from keras_guided import export as export_lib
-from keras_guided import stats
-from keras_guided import units as units_lib
 
 STATISTICS = ("min", "median")
 _FORMAT = 1

@@ -67,10 +67,11 @@ def test_interleaved_rounds_cancel_a_linear_drift():
         ms = float(model.count_params())
         return lambda: ms * (1 + 0.05 * next(clock))  # 5 % a timing
 
-    timer = keras_guided.latency.InterleavedTimer(time_model, num_rounds=5)
+    interleaved = keras_guided.latency.InterleavedTimer(
+        time_model, num_rounds=5)
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    comparison = timer.compare(base, small)
+    comparison = interleaved.compare(base, small)
     expected = small.count_params() / base.count_params()
     # Timed one after the other, the drift would be 5 % per timing.
     assert comparison.ratios == pytest.approx([expected] * 5, rel=1e-12)
@@ -85,12 +86,12 @@ def test_unstable_timer_warns_with_the_spread():
         ms = float(model.count_params())
         return lambda: ms * (1 + 0.4 * abs(rng.standard_normal()))
 
-    timer = keras_guided.latency.InterleavedTimer(
+    interleaved = keras_guided.latency.InterleavedTimer(
         time_model, num_rounds=6, max_spread=0.05)
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     with pytest.warns(UserWarning) as caught:
-        comparison = timer.compare(base, small)
+        comparison = interleaved.compare(base, small)
     assert comparison.spread > 0.05
     assert str(caught[0].message) == (
         "Unstable latency timing: the per-round ratios of candidate to base "
@@ -105,11 +106,11 @@ def test_a_steady_timer_does_not_warn():
         ms = float(model.count_params())
         return lambda: ms
 
-    timer = keras_guided.latency.InterleavedTimer(time_model)
+    interleaved = keras_guided.latency.InterleavedTimer(time_model)
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert timer.compare(base, base).ratio == 1.0
+        assert interleaved.compare(base, base).ratio == 1.0
 
 
 # ------------------------------------------------------------ closed loop
