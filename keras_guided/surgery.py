@@ -1019,7 +1019,8 @@ def _report(model, pruned, analysis, plan, rewriter):
         rows = _params_only(model, pruned)
         rewriter.notes.append(f"FLOPs not counted: {error}")
     else:
-        missing = stats.unpriced(model)
+        missing = stats.unpriced(
+            model, stats.model_costs(model, shapes=shapes_before))
         if not missing.complete:
             rewriter.notes.append(
                 "the FLOPs columns leave out what they cannot price: "
