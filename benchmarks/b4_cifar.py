@@ -527,9 +527,12 @@ def parse_args(argv):
                         help="FLOPs kept, e.g. 0.5,0.25 (default: 1/2, "
                              "1/4, 1/3)")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--torch-python", default="/work/venv-torch/bin/"
-                        "python", help="Python with torch and torch-pruning "
-                        "for the Torch-Pruning arm")
+    parser.add_argument("--torch-python",
+                        default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON",
+                                               sys.executable),
+                        help="Python with torch and torch-pruning for the "
+                             "Torch-Pruning arm (default: "
+                             "$KERAS_GUIDED_TORCH_PYTHON, else this Python)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = dict(SCHEDULES["quick" if args.quick else args.schedule])

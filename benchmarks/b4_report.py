@@ -325,12 +325,22 @@ def section(b4, plot_name=PLOT_NAME):
     return "\n".join(lines) + "\n"
 
 
+def _without_local_paths(b4):
+    """`b4` with each reference's weights file named by its file name only
+    (the folder is the machine's cache, not part of the result)."""
+    b4 = json.loads(json.dumps(b4))
+    for reference in b4.get("references", {}).values():
+        if isinstance(reference, dict) and reference.get("path"):
+            reference["path"] = os.path.basename(reference["path"])
+    return b4
+
+
 def write_docs(b4, page):
     """Writes the JSON and the plot next to `page` and replaces its `## B4`
     section (up to the next `## ` heading), or appends one."""
     folder = os.path.dirname(os.path.abspath(page))
     report.write_atomic(os.path.join(folder, JSON_NAME),
-                        json.dumps(b4, indent=1))
+                        json.dumps(_without_local_paths(b4), indent=1))
     plot(b4, os.path.join(folder, PLOT_NAME))
     text = ""
     if os.path.exists(page):
