@@ -113,28 +113,25 @@ class ModelInputs:
         return arrays[self.names[0]]
 
 
-def several_inputs(model):
-    """Whether `model` takes a dict or several inputs (not one tensor)."""
+def _several(model, tensors, structure):
+    """Whether `model.<tensors>` holds several tensors or `model.<structure>`
+    is a dict (not one tensor)."""
     try:
-        inputs = model.inputs
-        structure = model.input
+        flat = getattr(model, tensors)
+        nested = getattr(model, structure)
     except (AttributeError, ValueError):
         return False
-    return bool(inputs) and (
-        len(inputs) > 1 or isinstance(structure, dict)
-    )
+    return bool(flat) and (len(flat) > 1 or isinstance(nested, dict))
+
+
+def several_inputs(model):
+    """Whether `model` takes a dict or several inputs (not one tensor)."""
+    return _several(model, "inputs", "input")
 
 
 def several_outputs(model):
     """Whether `model` returns a dict or several tensors."""
-    try:
-        outputs = model.outputs
-        structure = model.output
-    except (AttributeError, ValueError):
-        return False
-    return bool(outputs) and (
-        len(outputs) > 1 or isinstance(structure, dict)
-    )
+    return _several(model, "outputs", "output")
 
 
 def read(model, input_shapes=None, sequence_length=None):
