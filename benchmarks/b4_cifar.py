@@ -65,6 +65,29 @@ DESCRIPTIONS = {
                     "global, one shot to the MACs budget from the "
                     "reference, then the pruning epochs spent training",
 }
+# Recipe variants of `guided`, run as `--methods guided:<name>` and chosen
+# on the validation images only. Each sets `GuidedPruning` arguments and the
+# importance-guidance knobs of `keras_guided._budget_mode`.
+GUIDED_VARIANTS = {
+    # The path to the budget in 1 or 2 of the pruning epochs (default: two
+    # thirds), leaving more epochs to recover at the cut widths.
+    "path1": {"target_epochs": 1},
+    "path2": {"target_epochs": 2},
+    # Importance not divided by the marginal cost (the ranking
+    # `prune_model(target=...)` uses), or by its fourth root.
+    "flat": {"cost_power": 0.0},
+    "quarter": {"cost_power": 0.25},
+    # Group norm over the layer's mean instead of its rank.
+    "relative": {"importance": "relative"},
+    "relative_flat": {"importance": "relative", "cost_power": 0.0},
+    "flat_path1": {"cost_power": 0.0, "target_epochs": 1},
+    "relative_flat_path1": {"importance": "relative", "cost_power": 0.0,
+                            "target_epochs": 1},
+    # The pruning epochs trained by distillation from the reference (the
+    # loss of the common fine-tuning), not by the labels alone.
+    "kd": {"distill": True},
+    "kd_flat": {"distill": True, "cost_power": 0.0},
+}
 SCHEDULES = {
     # A CPU-sized schedule: one cell takes minutes on 2 cores.
     "default": {"arch": "resnet20", "train_images": 20000, "ref_epochs": 15,
@@ -321,10 +344,31 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
         info.update(_after_cut(small, data))
         return small, info
     kwargs = {"guidance": "uniform"} if method == "group_lasso" else {}
+    knobs = {}
+    distilled = False
+    if method.startswith("guided:"):
+        variant = dict(GUIDED_VARIANTS[method.split(":", 1)[1]])
+        distilled = variant.pop("distill", False)
+        for name in ("cost_power", "importance"):
+            if name in variant:
+                knobs[name.upper()] = variant.pop(name)
+        kwargs.update(variant)
     model = copy_model(ref)
     pruning = kg.GuidedPruning(target={"flops": fraction}, **kwargs)
-    train(model, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
-          callbacks=[pruning], log=log, label=label)
+    from keras_guided import _budget_mode
+
+    saved = {name: getattr(_budget_mode, name) for name in knobs}
+    try:
+        for name, value in knobs.items():
+            setattr(_budget_mode, name, value)
+        trained = (kg.Distiller(model, ref, alpha=KD_ALPHA,
+                                temperature=KD_TEMPERATURE)
+                   if distilled else model)
+        train(trained, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
+              callbacks=[pruning], log=log, label=label)
+    finally:
+        for name, value in saved.items():
+            setattr(_budget_mode, name, value)
     report = dict(pruning.budget_report)
     report.pop("trace", None)
     info["controller"] = json.loads(json.dumps(report, default=str))
@@ -408,8 +452,10 @@ def cells(seeds, budgets, methods):
     4x, then 3x; methods in `METHODS` order."""
     order = [b for b in BUDGETS if b in budgets] + [
         b for b in budgets if b not in BUDGETS]
+    ordered = [m for m in METHODS if m in methods] + [
+        m for m in methods if m not in METHODS]
     return [(seed, fraction, method) for seed in seeds for fraction in order
-            for method in METHODS if method in methods]
+            for method in ordered]
 
 
 def run(data, cfg, args, log=print):
@@ -546,10 +592,11 @@ def parse_args(argv):
     if args.seeds:
         cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
+    variants = {f"guided:{name}" for name in GUIDED_VARIANTS}
+    unknown = sorted(set(methods) - set(METHODS) - variants)
     if unknown:
-        parser.error(f"--methods takes names from {METHODS}; received "
-                     f"{unknown}")
+        parser.error(f"--methods takes names from {METHODS} or "
+                     f"{sorted(variants)}; received {unknown}")
     args.methods = methods
     args.budget_list = (list(cfg.get("budgets", BUDGETS)) if not args.budgets
                         else

@@ -26,6 +26,13 @@ from keras_guided import scoring
 #: Under importance guidance, every layer keeps at least this share of the
 #: units that a uniform allocation meeting the budget would give it.
 FLOOR = 0.5
+#: Under importance guidance with a params, FLOPs or latency budget, a
+#: unit's importance is divided by `(marginal cost / mean) ** COST_POWER`.
+COST_POWER = 0.5
+#: How importance guidance measures a unit within its layer: `"rank"` (the
+#: quantile of its group norm) or `"relative"` (its group norm over the
+#: layer's mean live norm).
+IMPORTANCE = "rank"
 
 
 class BudgetMode:
@@ -374,15 +381,20 @@ class BudgetMode:
             part = slice(start, start + group.num_units)
             # Rank within the layer (as a fraction): norms are not
             # comparable across layers, quantiles are.
-            ranks = np.argsort(np.argsort(norms[part], kind="stable"))
-            importance[part] = (ranks + 1) / group.num_units
+            if IMPORTANCE == "relative":
+                alive = norms[part][live[part]]
+                mean = float(alive.mean()) if alive.size else 0.0
+                importance[part] = norms[part] / mean if mean > 0 else 0.0
+            else:
+                ranks = np.argsort(np.argsort(norms[part], kind="stable"))
+                importance[part] = (ranks + 1) / group.num_units
         fraction, uniform = self.uniform_allocation(live, norms)
         if metric != "units" and uniform.any():
             costs = self.metrics.unit_marginal_costs(uniform, metric)
             mean = float(costs[uniform].mean())
             if mean > 0:
-                importance = importance / np.sqrt(
-                    np.maximum(costs / mean, 1e-12)
+                importance = importance / np.power(
+                    np.maximum(costs / mean, 1e-12), COST_POWER
                 )
         importance = np.where(live, importance, -np.inf)
 

@@ -53,6 +53,7 @@ from keras_guided import _penalty_mode
 from keras_guided import _resume
 from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
+from keras_guided import distill as distill_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
@@ -441,6 +442,8 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        # The units pruned are the network's: a distiller's student.
+        network = trained_network(model)
         key = (
             id(model),
             tuple((id(v), tuple(v.shape)) for v in model.weights),
@@ -459,12 +462,12 @@ class GuidedPruning(keras.callbacks.Callback):
             from keras_guided import graph
 
             analysis = graph.analyze(
-                model, on_unsupported=self.on_unsupported
+                network, on_unsupported=self.on_unsupported
             )
             groups = analysis.groups
             # Only what prune_model(model) removes is penalized and counted.
             plan = _group_plan.GroupPlan(
-                groups, model, removable=analysis.removable_when_dead
+                groups, network, removable=analysis.removable_when_dead
             )
             if not plan.groups:
                 reasons = sorted(
@@ -475,7 +478,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 )
                 warnings.warn(
                     f"GuidedPruning found no prunable unit group in model "
-                    f"'{model.name}' (reasons: {reasons}); it only logs "
+                    f"'{network.name}' (reasons: {reasons}); it only logs "
                     "live-unit counts. Only hidden units can be pruned (the "
                     "model outputs are protected).",
                     stacklevel=2,
@@ -491,9 +494,9 @@ class GuidedPruning(keras.callbacks.Callback):
         plan = self._plan
         prices = None
         if self.latency_table is not None:
-            self.latency_table.check_model(model)
+            self.latency_table.check_model(network)
             prices = {"latency": self.latency_table.price}
-        self._metrics = _live_metrics.LiveMetrics(plan, model, prices)
+        self._metrics = _live_metrics.LiveMetrics(plan, network, prices)
         self._coefficients = Coefficients(
             plan, self._metrics, self.guidance, self.cost, self._unit_weights
         )
@@ -799,6 +802,27 @@ class GuidedPruning(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def trained_network(model):
+    """The network whose units `GuidedPruning` prunes when `fit` runs on
+    `model`: the student of a distiller (`keras_guided.Distiller` or
+    `keras.distillation.Distiller`), else `model` itself.
+
+    Examples:
+        >>> import keras, keras_guided
+        >>> teacher = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(3)])
+        >>> student = keras.Sequential([keras.Input((4,)),
+        ...     keras.layers.Dense(3)])
+        >>> distiller = keras_guided.Distiller(student, teacher)
+        >>> keras_guided.callbacks.trained_network(distiller) is student
+        True
+    """
+    if isinstance(model, (distill_lib.Distiller,
+                          keras.distillation.Distiller)):
+        return model.student
+    return model
 
 
 def _state(value, name):

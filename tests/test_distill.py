@@ -152,3 +152,55 @@ def test_model_errors():
         "`student` and `teacher` must have the same outputs (distillation "
         "matches them). Received: student outputs [(4,)], teacher outputs "
         "[(5,)].")
+
+
+def _wide(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(24, activation="relu"),
+        keras.layers.Dense(12, activation="relu"),
+        keras.layers.Dense(4),
+    ])
+
+
+@pytest.mark.parametrize("kind", ["keras_guided", "keras"])
+def test_guided_pruning_prunes_the_student_of_a_distiller(kind):
+    """`fit` on a distiller: the callback prunes the student to the budget
+    (the distiller's own weights include the teacher's, which it must not
+    count), and `prune_model(student)` removes exactly the dead units."""
+    teacher = _wide()
+    student = _wide()
+    student.set_weights(teacher.get_weights())
+    before = [w.copy() for w in teacher.get_weights()]
+    if kind == "keras":
+        frozen = _wide()
+        frozen.set_weights(teacher.get_weights())
+        frozen.trainable = False
+        distiller = keras.distillation.Distiller(
+            frozen, student, keras.distillation.LogitsDistillation())
+    else:
+        distiller = keras_guided.Distiller(student, teacher)
+    distiller.compile(
+        keras.optimizers.SGD(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = keras_guided.GuidedPruning(target={"flops": 0.5})
+    x, y = _data(128)
+    distiller.fit(x, y, epochs=3, batch_size=32, verbose=0,
+                  callbacks=[callback])
+    assert callback.budget_report["goal"] == pytest.approx(
+        0.5 * keras_guided.stats.count_flops(teacher))
+    small = keras_guided.prune_model(student)
+    kept = (keras_guided.stats.count_flops(small)
+            / keras_guided.stats.count_flops(teacher))
+    assert 0.45 <= kept <= 0.5
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(small(x)),
+        keras.ops.convert_to_numpy(student(x)), atol=1e-5)
+    for old, new in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_trained_network_is_the_model_without_a_distiller():
+    model = _wide()
+    assert keras_guided.callbacks.trained_network(model) is model
