@@ -513,6 +513,17 @@ class GuidedPruning(keras.callbacks.Callback):
         self._penalty = None
         self._budget = None
         self.budget_report = None
+        if self.mode == "penalty" and isinstance(
+            model, keras.distillation.Distiller
+        ):
+            raise ValueError(
+                "GuidedPruning(mode='penalty') cannot act through "
+                "keras.distillation.Distiller: its loss leaves out the "
+                "student's regularization losses, where the penalty lives, "
+                "so the units would never shrink. Use mode='proximal' (the "
+                "default), or train with keras_guided.Distiller, whose loss "
+                "includes them."
+            )
         if self.mode == "penalty" and plan.variables:
             self._penalty = _penalty_mode.attach_penalty(
                 model, plan, self._unit_weights, self._strength

@@ -204,3 +204,36 @@ def test_guided_pruning_prunes_the_student_of_a_distiller(kind):
 def test_trained_network_is_the_model_without_a_distiller():
     model = _wide()
     assert keras_guided.callbacks.trained_network(model) is model
+
+
+def test_penalty_mode_refuses_keras_distiller_that_drops_the_penalty():
+    """keras.distillation.Distiller's loss leaves out the student's
+    regularization losses: penalty mode would silently do nothing."""
+    teacher, student = _wide(), _wide()
+    teacher.trainable = False
+    distiller = keras.distillation.Distiller(
+        teacher, student, keras.distillation.LogitsDistillation())
+    distiller.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(32)
+    with pytest.raises(ValueError, match=(
+            r"GuidedPruning\(mode='penalty'\) cannot act through "
+            r"keras.distillation.Distiller: its loss leaves out the "
+            r"student's regularization losses")):
+        distiller.fit(x, y, epochs=1, verbose=0, callbacks=[
+            keras_guided.GuidedPruning(strength=1.0, mode="penalty")])
+
+
+def test_penalty_mode_acts_through_keras_guided_distiller():
+    teacher, student = _wide(), _wide()
+    distiller = keras_guided.Distiller(student, teacher)
+    distiller.compile(
+        keras.optimizers.SGD(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(64)
+    plain = distiller.evaluate(x, y, verbose=0)
+    callback = keras_guided.GuidedPruning(strength=10.0, mode="penalty")
+    history = distiller.fit(x, y, epochs=1, batch_size=64, verbose=0,
+                            callbacks=[callback])
+    # The penalty (strength 10 over every unit) dominates the loss.
+    assert history.history["loss"][0] > plain + 1.0
