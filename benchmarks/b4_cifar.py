@@ -473,6 +473,10 @@ def run(data, cfg, args, log=print):
         "split": [len(data["y_train"]), len(data["y_val"]),
                   len(data["y_test"])]})
     results.setdefault("descriptions", DESCRIPTIONS)
+    variants = results.setdefault("variants", {})
+    for method in args.methods:
+        if method.startswith("guided:"):
+            variants[method] = GUIDED_VARIANTS[method.split(":", 1)[1]]
     from benchmarks import report as report_lib
 
     results.setdefault("machine", report_lib.machine())

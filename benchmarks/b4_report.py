@@ -35,6 +35,8 @@ def summary(b4):
         if "test" not in point:
             continue
         method, budget, seed = key.split("|")
+        if ":" in method:
+            continue  # a recipe variant: see `variant_lines`
         rows.setdefault(method, {}).setdefault(budget, []).append(point)
     out = {}
     for method, budgets in rows.items():
@@ -133,6 +135,44 @@ def markdown(b4):
             f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())
         ] + [""]
     return lines
+
+
+def variant_lines(b4):
+    """The recipe choice: validation accuracy (%) of the default `guided`
+    and of every `guided:<variant>` cell, per budget (test never read for
+    the choice)."""
+    rows = {}
+    for key, point in b4.get("points", {}).items():
+        method, budget, _ = key.split("|")
+        if "val" in point and (method == "guided"
+                               or method.startswith("guided:")):
+            rows.setdefault(method, {}).setdefault(budget, []).append(
+                100 * point["val"])
+    if len(rows) <= 1:
+        return []
+    budgets = [b for b in BUDGET_ORDER if any(b in r for r in rows.values())]
+    specs = b4.get("variants", {})
+    lines = ["### Recipe choice (validation)", "",
+             "The recipe behind `guided` is chosen on the 5,000 validation "
+             "images. Each variant changes one or two things (arguments of "
+             "`GuidedPruning`, or the importance guidance knobs of "
+             "`keras_guided._budget_mode`); validation accuracy (%) at the "
+             "end of each cell, mean over the seeds run (in brackets):", "",
+             "| recipe | changes | " + " | ".join(budgets) + " |",
+             "|---|---|" + "---|" * len(budgets)]
+    order = sorted(rows, key=lambda m: (m != "guided", m))
+    for method in order:
+        spec = specs.get(method)
+        what = ("the default" if method == "guided" else
+                ", ".join(f"{k}={v!r}" for k, v in spec.items())
+                if spec else "")
+        cells = []
+        for budget in budgets:
+            values = rows[method].get(budget)
+            cells.append(f"{np.mean(values):.2f} ({len(values)})"
+                         if values else "")
+        lines.append(f"| `{method}` | {what} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _verdict(shortfall):
@@ -317,6 +357,7 @@ def section(b4, plot_name=PLOT_NAME):
             lines.append(f"| `{method}` | {text} |")
     lines.append("")
     lines += markdown(b4)
+    lines += variant_lines(b4)
     lines += ["### B4 targets", ""] + targets(b4) + [""]
     lines += _progress(b4)
     if plot_name:

@@ -304,3 +304,22 @@ def test_rewriting_the_page_for_b1_b3_keeps_the_b4_section(tmp_path):
     text = runner._keep_b4_section("# Benchmarks\n\n## B1\nnew\n", str(page))
     assert text == "# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
     assert runner._keep_b4_section("x\n", str(tmp_path / "none.md")) == "x\n"
+
+
+def test_b4_recipe_variants_are_chosen_on_validation_apart_from_the_grid():
+    from benchmarks import b4_report
+
+    def point(val, test):
+        return {"val": val, "test": test, "val_after_cut": 0.5,
+                "test_after_cut": 0.5, "flops_kept": 0.5, "flops": 10,
+                "params": 5, "seconds": 1}
+
+    b4 = {"points": {"guided|flops/4x|0": point(0.70, 0.69),
+                     "guided:flat|flops/4x|0": point(0.72, 0.99),
+                     "l1_oneshot|flops/4x|0": point(0.71, 0.70)},
+          "variants": {"guided:flat": {"cost_power": 0.0}}}
+    assert set(b4_report.summary(b4)) == {"guided", "l1_oneshot"}
+    lines = b4_report.variant_lines(b4)
+    assert "| `guided` | the default | 70.00 (1) |" in lines
+    assert "| `guided:flat` | cost_power=0.0 | 72.00 (1) |" in lines
+    assert "99" not in "\n".join(lines)  # test accuracy is not shown
