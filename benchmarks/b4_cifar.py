@@ -87,6 +87,8 @@ GUIDED_VARIANTS = {
     # loss of the common fine-tuning), not by the labels alone.
     "kd": {"distill": True},
     "kd_flat": {"distill": True, "cost_power": 0.0},
+    "kd_flat_path1": {"distill": True, "cost_power": 0.0,
+                      "target_epochs": 1},
 }
 SCHEDULES = {
     # A CPU-sized schedule: one cell takes minutes on 2 cores.
