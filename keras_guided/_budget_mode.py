@@ -287,7 +287,9 @@ class BudgetMode:
     def land(self, epoch):
         """Ends pruning on the budget: zeroes the live units that the
         proximal step would take next (smallest norm per unit of push) until
-        the budget holds, then releases the strength."""
+        the budget holds, then releases the strength. Each layer keeps at
+        least `FLOOR` times its uniform share (or less where that does not
+        fit), as under importance guidance."""
         plan = self.plan
         controller = self.controller
         metric = self.metric
@@ -307,20 +309,24 @@ class BudgetMode:
         )[:-1]
         weights = ops.convert_to_numpy(self.runner.unit_weights.value)[:-1]
         score = norms / np.maximum(weights, proximal.TINY)
-        candidates = []
-        for group, start in zip(plan.groups, plan.offsets):
-            ids = np.arange(start, start + group.num_units)
-            ids = ids[live[ids]]
-            if len(ids) <= 1:
-                continue  # never empty a layer
-            keep = ids[np.argmax(score[ids])]
-            candidates.extend(int(u) for u in ids if u != keep)
-        order = sorted(candidates, key=lambda u: score[u])
 
         def value_without(count):
             trial = live.copy()
             trial[order[:count]] = False
             return self.metrics.value(metric, trial)
+
+        # Every layer keeps its best-scored units up to its floor (FLOOR
+        # times the share a uniform allocation meeting the budget gives
+        # it; halved until the budget fits, down to one unit): a penalty
+        # that pushed one stage hardest must not leave it a unit or two.
+        share = FLOOR * self.uniform_allocation(live, norms)[0]
+        while True:
+            kept = set(self._best_of_each_layer(live, score, share))
+            order = sorted((int(u) for u in np.flatnonzero(live)
+                            if int(u) not in kept), key=lambda u: score[u])
+            if share <= 0 or value_without(len(order)) <= controller.goal:
+                break
+            share = share / 2 if share > 1e-3 else 0.0
 
         low, high = 1, len(order)
         if not order or value_without(high) > controller.goal:

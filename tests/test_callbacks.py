@@ -654,3 +654,33 @@ def test_step_hook_after_an_interrupted_fit(digits):
     _fit(model, digits, pruning, epochs=1)
     assert "apply" not in model.optimizer.__dict__
     assert len(model.optimizer.variables) == optimizer_variables
+
+
+def test_landing_keeps_every_layer_at_its_floor_under_uniform_guidance():
+    """A layer the penalty pushed hardest (here: tiny initial weights, so
+    uniform group lasso holds all its units at once) is not cut to a unit
+    or two at the landing: it keeps FLOOR times its uniform share, and the
+    budget still holds."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, activation="relu", name="a"),
+        keras.layers.Dense(32, activation="relu", name="b"),
+        keras.layers.Dense(32, activation="relu", name="c"),
+        keras.layers.Dense(4),
+    ])
+    kernel, bias = model.get_layer("b").get_weights()
+    model.get_layer("b").set_weights([kernel * 1e-3, bias])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 16)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = keras_guided.GuidedPruning(target={"flops": 0.3},
+                                          guidance="uniform")
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[callback])
+    small = keras_guided.prune_model(model)
+    flops = keras_guided.stats.count_flops
+    assert flops(small) <= callback.budget_report["goal"]
+    # Old landing: 'b' kept 2 of its 32 units, 'a' and 'c' all 32.
+    assert small.get_layer("b").units >= 4
