@@ -41,7 +41,7 @@ from benchmarks import cifar  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
 
 METHODS = ("guided", "tp_group_sl", "l1_oneshot", "group_lasso",
-           "tp_magnitude", "slimming", "l1_iterative")
+           "tp_magnitude", "slimming", "l1_iterative", "l1_uniform")
 TORCH_METHODS = ("tp_group_sl", "tp_magnitude")
 BUDGETS = (0.5, 0.25, 1 / 3)  # FLOPs kept, in the order cells are run
 DESCRIPTIONS = {
@@ -54,6 +54,9 @@ DESCRIPTIONS = {
                   "epochs spent training",
     "l1_iterative": "the same cut in steps along the cubic path, one per "
                     "pruning epoch (at most 4), training between cuts",
+    "l1_uniform": "one-shot filter-norm pruning with the same share of "
+                  "units kept in every layer (the largest share meeting "
+                  "the budget), then the pruning epochs spent training",
     "slimming": "network slimming (Liu et al., 2017): L1(1e-4) on every BN "
                 "gamma during the pruning epochs, then one global |gamma| "
                 "threshold (mean over tied channels) meeting the budget",
@@ -307,6 +310,33 @@ def _slimming_cut(model, fraction):
     return kg.prune_model(model, plan=plan)
 
 
+def uniform_cut(model, fraction):
+    """The reference cut to the largest share `s` of units kept in every
+    prunable group (its `ceil(s * n)` largest norms) that meets the FLOPs
+    budget: the uniform-width allocation, one shot."""
+    groups = kg.find_unit_groups(model)
+    scores = kg.scoring.default_scores(groups)
+    goal = fraction * kg.stats.count_flops(model)
+
+    def cut(share):
+        plan = {}
+        for group in groups:
+            if group.prunable:
+                count = max(1, int(np.ceil(share * group.num_units)))
+                order = np.argsort(-scores[group.index], kind="stable")
+                plan[group.index] = np.sort(order[:count])
+        return kg.prune_model(model, plan=plan)
+
+    low, high = 0.0, 1.0
+    for _ in range(12):  # share to 2.4e-4: below one unit of a 64-wide layer
+        middle = (low + high) / 2
+        if kg.stats.count_flops(cut(middle)) <= goal:
+            low = middle
+        else:
+            high = middle
+    return cut(low)
+
+
 def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
     """The pruning phase of a Keras method; returns `(pruned model, info)`
     with the accuracy right after the (last) cut in `info`."""
@@ -314,6 +344,12 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
     info = {}
     if method == "l1_oneshot":
         small = kg.prune_model(ref, target={"flops": fraction})
+        info.update(_after_cut(small, data))
+        train(small, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
+              log=log, label=label)
+        return small, info
+    if method == "l1_uniform":
+        small = uniform_cut(ref, fraction)
         info.update(_after_cut(small, data))
         train(small, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
               log=log, label=label)

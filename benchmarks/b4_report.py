@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks import report
 
 METHODS = ("guided", "tp_group_sl", "l1_oneshot", "l1_iterative",
-           "group_lasso", "slimming", "tp_magnitude")
+           "l1_uniform", "group_lasso", "slimming", "tp_magnitude")
 BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
 REFERENCE_TOLERANCE = 0.3  # points, at 2x
 LEAD_AT_4X = 1.0  # points over the best baseline
