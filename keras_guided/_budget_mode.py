@@ -54,8 +54,8 @@ class BudgetMode:
             (`check_reachable`). Defaults to `"raise"`.
     """
 
-    def __init__(self, budget, guidance, cost, target_epochs, base_strength,
-                 plan, metrics, coefficients, runner, values,
+    def __init__(self, budget, *, guidance, cost, target_epochs,
+                 base_strength, plan, metrics, coefficients, runner, values,
                  on_unreachable="raise"):
         self.on_unreachable = on_unreachable
         self.metric, self.amount = budget

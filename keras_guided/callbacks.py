@@ -57,9 +57,9 @@ from keras_guided import distill as distill_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
-from keras_guided import schedules as schedules_lib
 from keras_guided._budget_mode import BudgetMode
 from keras_guided._coefficients import Coefficients
+from keras_guided._schedule_mode import ScheduleMode
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")
@@ -81,123 +81,36 @@ def _check_choice(value, name, choices):
 class GuidedPruning(keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
-    The budget recipe (recommended): say what to keep and the callback does
-    the rest, `GuidedPruning(target={"flops": 0.1})` (or `{"units": 66}`,
-    `{"params": 0.25}`: a fraction of the value at the start of `fit`, or a
-    count). During the first `target_epochs` (default: two thirds of the
-    `fit` epochs) a controller (`keras_guided.budget.BudgetController`)
-    steers the strength so that the live network follows a cubic path down
-    to the budget; a guard in the proximal step lets units die only as fast
-    as the path allows and never empties a layer, so the budget is not
-    overshot. At the end of the path the callback *lands*: the live units
-    that the penalty would take next are zeroed until the budget holds
-    (within one unit of it). The strength is then released (0), dead units
-    stay dead, and the remaining epochs let the network recover.
-    `keras_guided.prune_model(model)` afterwards removes exactly the dead
-    units. Only what it removes is penalized and counted: groups it keeps
-    whole (channels a LayerNormalization normalizes over) and frozen
-    layers stay as they are, so the final `live_flops` and `live_params`
-    are what `keras_guided.stats` counts on the pruned model. A budget
-    those groups cannot reach (each cut to one unit) raises before the
-    first step, with `prune_model`'s message (`on_unreachable`). The
-    strength is calibrated from the unit norms and the learning rate
-    (`strength=None`) and steered multiplicatively, so the same call works
-    with SGD and Adam. The default guidance in this mode is
-    `"importance"`: each epoch the units are ranked by the rank of their
-    norm within their layer (divided by the square root of their marginal
-    cost for a params, FLOPs or latency budget, priced at the uniform
-    allocation that meets the budget); the best-ranked units that fit the
-    budget get coefficient 0, the others rising coefficients, so the
-    penalty never shrinks what the budget keeps. Every layer keeps at least
-    half of what that uniform allocation gives it, so a costly budget
-    cannot starve one layer to feed a cheap wide one. `budget_report`
-    holds what happened (start, goal, landing epoch, the controller
-    trace).
+    Two recipes. With a budget, `GuidedPruning(target={"flops": 0.5})`
+    (or `{"units": 66}`, `{"params": 0.25}`, `{"latency": ...}`), a
+    controller steers the strength so that the live network follows a
+    cubic path down to the budget in the first `target_epochs`, lands on it
+    (zeroing the units the penalty would take next) and releases the
+    strength for the remaining epochs; `keras_guided.prune_model(model)`
+    then removes exactly the dead units, so the final `live_flops` and
+    `live_params` are what the pruned model has. Without one, the strength
+    follows `schedule`, and an optional threshold `target` holds, releases
+    or stops (`on_target`).
 
     Each unit group (a unit's kernel slice and bias, the BatchNormalization
-    gamma and beta after it, the consumers' input slices, see
-    `keras_guided.graph`) is penalized as one:
-    `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2`, with `W_u` every
-    penalized weight of unit `u`, `p_u` their count (the convention of
-    `GuidedRegularizer(norm="group")`) and `g_u` the guidance coefficient.
-    BatchNormalization moving statistics are never penalized. Groups that
-    touch a frozen (non-trainable) weight are left alone.
+    gamma and beta after it, the consumers' input slices) is penalized as
+    one: `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2`, with
+    `g_u` the guidance coefficient and `p_u` the count of penalized
+    weights. `mode="proximal"` (default) takes a group soft-thresholding
+    step after every optimizer step, so units reach exact zero (with Adam
+    too); `mode="penalty"` adds the penalty to the loss. Dead units stay
+    dead. At every epoch end `logs` receive `live_units`,
+    `live_units/<layer>`, `live_params`, `live_flops` (FLOPs budgets and
+    costs), `guided_strength` and `guided_penalty`. `fit` on a distiller
+    (`keras_guided.Distiller`, `keras.distillation.Distiller`) prunes its
+    student. The state rides in the model's weights files, so
+    `keras.callbacks.BackupAndRestore` (listed after this callback)
+    resumes a run as if uninterrupted.
 
-    `mode="proximal"` (default) takes a group soft-thresholding step after
-    every optimizer step,
-    `W_u <- W_u * max(0, 1 - lr * strength * g_u * sqrt(p_u) / ||W_u||)`,
-    with `lr` the optimizer's current learning rate (schedules included).
-    Units reach exact zero, which a penalty in the loss does not achieve
-    with adaptive optimizers such as Adam. `mode="penalty"` adds the penalty
-    to the training loss instead.
-
-    Strength schedules (per epoch, 0-based): `"constant"`; `"warmup"`:
-    `strength * min(1, epoch / warmup_epochs)`; `"ramp"`:
-    `strength * (1 + epoch)`, rising until a `target` holds it; or a
-    callable `epoch -> strength`. The strength lives in a `keras.Variable`.
-
-    Adaptive guidance (`adapt_every=N`): at the first epoch of each `fit`
-    and every `N` epochs, the units of each group are ranked by their group
-    norm `||W_u||_2` (magnitude importance, as in the filter-norm criterion
-    of Li et al., 2017) and the guidance coefficients are re-assigned by
-    rank: the largest unit gets the smallest coefficient, the weakest the
-    largest.
-
-    Cost-aware guidance (`cost="params"`, `"flops"` or `"latency"`): each
-    group's coefficients are multiplied by the cost of one of its units
-    (what removing it saves in parameters, FLOPs, or the `latency_table`'s
-    predicted ms) divided by the mean cost over all penalized units, so
-    the cheapest architectures are preferred.
-
-    Dead units stay dead: once every penalized weight of a unit is exactly
-    zero, it is re-zeroed after every step, so optimizer momentum cannot
-    revive it (`keep_dead=False` opts out).
-
-    At every epoch end, `logs` receive `live_units` (prunable units whose
-    output weights, kernel slices, bias, gamma and beta, are not all zero),
-    `live_units/<layer name>` for each producing layer, `live_params` (the
-    parameter count of the model once dead units are removed),
-    `guided_strength` and `guided_penalty` (the current group penalty).
-    They show in the progress bar, `History.history` and TensorBoard (list
-    `GuidedPruning` before `TensorBoard` or `CSVLogger` in `callbacks`:
-    callbacks see the logs in list order).
-
-    State (groups, dead mask, strength, target status) is reset at
-    `on_train_begin`, so one instance serves several `fit` calls. The state
-    is also written into the model's weights files (a plain attribute of
-    the model, neither a layer nor a weight), so with
-    `keras.callbacks.BackupAndRestore` (listed after this callback) a
-    resumed `fit` with a fresh `GuidedPruning` matches the uninterrupted
-    run: it resumes when its first epoch is the one the state was saved
-    after, on the same prunable groups; any other `fit` starts afresh.
-    To resume from `ModelCheckpoint(save_weights_only=True)` weights, call
-    `set_model(model)` on the new callback before `model.load_weights`.
-    `live_flops` is also logged when `cost` or `target_metric` is
-    `"flops"`.
-
-    Choosing `strength`: both modes minimize the same objective, so with SGD
-    the strength means what it means for `GuidedRegularizer`. Adam moves
-    every weight by about `lr` per step whatever the gradient scale, so in
-    proximal mode with Adam a unit shrinks only where
-    `strength * g_u` is of order 1 (on a digits MLP, 0.5 removed about half
-    the units in 4 epochs).
-
-    Backends and cost: on TensorFlow and JAX the proximal step (with the
-    dead mask and the budget guard) runs inside the compiled train step,
-    right after the optimizer's update (the callback hooks the optimizer's
-    `apply` for the duration of `fit`, and `steps_per_execution` needs
-    nothing special); no Python runs per batch except the budget
-    controller's check points, about ten per epoch. With
-    `proximal_every > 1`, on torch, with a `LossScaleOptimizer` on JAX, or
-    in penalty mode on JAX, it is one compiled call from Python after each
-    batch instead. The groups
-    and compiled step are reused across `fit` calls on the same model. If
-    `fit` raises, the hook stays on the optimizer until the next `fit` with
-    this callback takes it off. On JAX, in penalty mode a strength or
-    coefficient change recompiles the train step (JAX freezes values from
-    outside the model state). Under `tf.distribute.MirroredStrategy` and
-    JAX `keras.distribution.DataParallel` both modes give the same weights
-    as one device.
+    How each part works (the budget controller and its guard, importance
+    guidance and its floors, adaptive and cost-aware guidance, choosing a
+    strength, resuming, backends and distribution) is in
+    [Concepts: how GuidedPruning works](concepts.md#how-guidedpruning-works).
 
     Args:
         strength: non-negative float, the penalty weight. Defaults to
@@ -504,9 +417,10 @@ class GuidedPruning(keras.callbacks.Callback):
         self._known_dead = False
         self._strength.assign(0.0)
         self._first_epoch = True
-        self._reached = False
-        self._held_strength = None
-        self._start_value = None
+        self._schedule = ScheduleMode(
+            self.schedule, self.base_strength, self.warmup_epochs,
+            self.target, self.on_target,
+        )
         self._epochs_done = 0
         self._last_batch = -1
         self._pending = 0
@@ -566,7 +480,7 @@ class GuidedPruning(keras.callbacks.Callback):
             # to keep the training loop free of syncs.
             self._sync_dead_from_weights()
         if first:
-            self._start_value = self._measure(self.target_metric)
+            self._schedule.start(self._measure(self.target_metric))
         adapted = self.adapt_every is not None and (
             first or epoch % self.adapt_every == 0
         )
@@ -574,12 +488,7 @@ class GuidedPruning(keras.callbacks.Callback):
             self._coefficients.adapt(self._values())
         if self.budget is not None:
             if first:
-                self._budget = BudgetMode(
-                    self.budget, self.guidance, self.cost,
-                    self.target_epochs, self.base_strength, plan,
-                    self._metrics, self._coefficients, self._runner,
-                    self._values, on_unreachable=self.on_unreachable,
-                )
+                self._budget = self._budget_mode()
                 try:
                     self._budget.start(epoch, self.params)
                 except ValueError:
@@ -590,12 +499,7 @@ class GuidedPruning(keras.callbacks.Callback):
                 self._budget.begin_epoch(epoch)
             self._strength.assign(self._budget.controller.strength)
             return
-        if self._reached and self.on_target == "hold":
-            value = self._held_strength
-        elif self._reached and self.on_target == "release":
-            value = 0.0
-        else:
-            value = self._scheduled(epoch)
+        value = self._schedule.strength(epoch)
         changed = np.float32(value) != np.float32(self.strength)
         self._strength.assign(value)
         if (changed or adapted) and self._penalty is not None and (
@@ -646,27 +550,20 @@ class GuidedPruning(keras.callbacks.Callback):
             logs["live_latency"] = self._metrics.value("latency", live)
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
-        if self.target is not None and not self._reached:
-            value = self._measure(self.target_metric)
-            goal = self.target
-            if isinstance(goal, float):
-                goal = goal * self._start_value
-            if value <= goal:
-                self._reached = True
-                self._held_strength = self.strength
-                if self.on_target == "stop":
-                    self.model.stop_training = True
+        if self._schedule.epoch_end(
+            lambda: self._measure(self.target_metric), self.strength
+        ):
+            self.model.stop_training = True
 
-    def _scheduled(self, epoch):
-        schedule = schedules_lib.get(
-            self.schedule, self.base_strength, self.warmup_epochs
+    def _budget_mode(self):
+        return BudgetMode(
+            self.budget, guidance=self.guidance, cost=self.cost,
+            target_epochs=self.target_epochs,
+            base_strength=self.base_strength, plan=self._plan,
+            metrics=self._metrics, coefficients=self._coefficients,
+            runner=self._runner, values=self._values,
+            on_unreachable=self.on_unreachable,
         )
-        value = schedule(epoch)
-        if callable(self.schedule):
-            value = regularizers_lib.validate_strength(
-                value, name="schedule(epoch)"
-            )
-        return value
 
     # ---------------------------------------------------------- resume
 
@@ -681,9 +578,7 @@ class GuidedPruning(keras.callbacks.Callback):
         header = {
             "epoch": int(self._epochs_done),
             "groups": _resume.signature(plan),
-            "start_value": self._start_value,
-            "reached": self._reached,
-            "held_strength": self._held_strength,
+            **self._schedule.state(),
             "known_dead": self._known_dead,
             "strength": self.strength,
             "cost_factors": [float(f) for f in coefficients.cost_factors],
@@ -750,16 +645,10 @@ class GuidedPruning(keras.callbacks.Callback):
         ])
         self._unit_weights.assign(arrays["unit_weights"])
         self._strength.assign(header["strength"])
-        self._start_value = header["start_value"]
-        self._reached = header["reached"]
-        self._held_strength = header["held_strength"]
+        self._schedule.restore(header)
         self._known_dead = header["known_dead"]
         if self.budget is not None:
-            self._budget = BudgetMode(
-                self.budget, self.guidance, self.cost, self.target_epochs,
-                self.base_strength, plan, self._metrics, self._coefficients,
-                self._runner, self._values,
-            )
+            self._budget = self._budget_mode()
             self._budget.restore(header["budget"])
             self.budget_report = self._budget.report
         return True
