@@ -77,6 +77,11 @@ class LayerRule:
         check: `check(layer, input_shape, output_shape) -> str | None`, the
             reason this configuration cannot be pruned through, or `None`.
         note: for `kind="keep"`, why the channels around the layer stay.
+        latency: how `keras_guided.latency` times the layer in LiteRT:
+            `"dense"` (by `units`), `"conv"` (by `filters`) or
+            `"depthwise"` (one channel count), each timed as the class the
+            rule is registered for; `None` (default) for a layer priced
+            from its FLOPs.
     """
 
     rewrite: object
@@ -86,6 +91,7 @@ class LayerRule:
     flops: object = None
     check: object = None
     note: str = None
+    latency: str = None
 
 
 _USER_RULES = {}
@@ -195,13 +201,26 @@ def rule_for(layer):
     `None` means an unknown layer: the graph refuses to prune through it
     (or, with `on_unsupported="keep"`, keeps the channels around it).
     """
-    rule = user_rule(layer)
-    if rule is not None:
-        return rule
-    for cls, builtin in _BUILTIN:
-        if isinstance(layer, cls):
-            return builtin
-    return None
+    return _match(layer)[1]
+
+
+def ruled_class(layer):
+    """The class whose rule `rule_for(layer)` returns (`type(layer)` or a
+    base of it), or `None` for an unknown layer; a rule registered for
+    several classes at once gives the first of them `layer` is."""
+    return _match(layer)[0]
+
+
+def _match(layer):
+    for cls in type(layer).__mro__:
+        if cls in _USER_RULES:
+            return cls, _USER_RULES[cls]
+    for classes, builtin in _BUILTIN:
+        if isinstance(layer, classes):
+            if isinstance(classes, tuple):
+                classes = next(c for c in classes if isinstance(layer, c))
+            return classes, builtin
+    return None, None
 
 
 # ------------------------------------------------------------ helpers
@@ -675,7 +694,8 @@ _SEPARABLE_FLOPS = _flops_per_output_position(
 # Most specific class first: the first isinstance match wins.
 _BUILTIN = [
     (keras_layers.Dense, LayerRule(
-        _producer_rule("units"), "producer", flops=_DENSE_FLOPS)),
+        _producer_rule("units"), "producer", flops=_DENSE_FLOPS,
+        latency="dense")),
     (keras_layers.EinsumDense, LayerRule(
         einsum_dense_rule, "producer", flops=_DENSE_FLOPS,
         check=_check_einsum,
@@ -695,11 +715,12 @@ _BUILTIN = [
     (keras_layers.DepthwiseConv1D, LayerRule(
         depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
     (keras_layers.DepthwiseConv2D, LayerRule(
-        depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
+        depthwise_rule, "depthwise", flops=_CONV_FLOPS,
+        latency="depthwise")),
     (keras_layers.Conv1D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
     (keras_layers.Conv2D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
     (keras_layers.Conv3D, LayerRule(
         grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
     (keras_layers.BatchNormalization, LayerRule(

@@ -437,3 +437,29 @@ def test_whole_model_that_cannot_be_timed_prices_the_layers_alone(
                       r"layers alone"):
         table = _build(_cnn(), tmp_path)
     assert table.measured_ms is None and table.unexplained_ms == 0.0
+
+
+class _SubclassedDense(keras.layers.Dense):
+    """A Dense subclass: its rule is Dense's, so is its latency."""
+
+
+class _SubclassedConv2D(keras.layers.Conv2D):
+    pass
+
+
+def test_subclasses_are_measured_like_their_base_layer(timer, tmp_path):
+    def model(dense, conv):
+        inputs = keras.Input((8, 8, 3))
+        x = conv(8, 1, name="conv")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, dense(4, name="out")(x))
+
+    base = _build(model(keras.layers.Dense, keras.layers.Conv2D),
+                  tmp_path / "base")
+    timer.clear()
+    sub = _build(model(_SubclassedDense, _SubclassedConv2D),
+                 tmp_path / "sub")
+    for name in ("conv", "out"):
+        assert sub.layers[name].kind == "measured"
+        assert sub.layers[name].predict() == base.layers[name].predict()
+    assert {call[0] for call in timer} == {"Conv2D", "Dense"}
