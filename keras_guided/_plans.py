@@ -259,9 +259,3 @@ def unreachable(plan, final, total, kept_fraction, metric, min_units,
         "groups prunable."
     )
 
-
-# The earlier private names: `_latency_plan` (which imports this module as
-# `scoring`) still calls `scoring._plan_cost` and `scoring._unreachable`.
-# Drop these once its calls read `plan_cost` and `unreachable`.
-_plan_cost = plan_cost
-_unreachable = unreachable

@@ -16,6 +16,7 @@ import pytest
 
 import keras_guided
 from keras_guided import _latency_measure
+from keras_guided import _plans
 from keras_guided import latency as latency_lib
 from keras_guided import scoring
 
@@ -226,11 +227,11 @@ def test_latency_count_target_is_in_milliseconds(timer, tmp_path):
     goal_ms = 0.4 * table.total_ms
     plan = scoring.plan_from_target(groups, model, {"latency": 1},
                                     latency_table=table)
-    cost = scoring._plan_cost(groups, model, "latency", None, plan, table)
+    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= 1.0
     plan = scoring.plan_from_target(groups, model, {"latency": 0.4},
                                     latency_table=table)
-    cost = scoring._plan_cost(groups, model, "latency", None, plan, table)
+    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= goal_ms * (1 + 1e-9)
 
 
