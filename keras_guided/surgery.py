@@ -31,9 +31,11 @@ from keras import ops
 from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _latency_loop
+from keras_guided import _walk
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
+from keras_guided import stats
 from keras_guided import units as units_lib
 
 _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
@@ -99,8 +101,6 @@ class PruneReport:
 
     def summary(self):
         """A markdown table of the layers that changed, plus the totals."""
-        from keras_guided import stats
-
         rows = [
             row for row in self.layers
             if row["layer"] == "total"
@@ -310,9 +310,7 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    from keras_guided import stats
-
-    known = {layer.name for layer in _all_layers(model)} | {
+    known = {layer.name for layer in _walk.all_layers(model)} | {
         layer.name for _, layer, _ in stats._iter_layers(model)
     }  # the layers inside traced composite layers too
     missing = sorted(names - known)
@@ -330,13 +328,6 @@ def _protect(model, groups, protected):
         if hit and group.prunable:
             group.prunable = False
             group.reason = f"protected layer '{hit[0]}'"
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _describe_group(group):
@@ -960,19 +951,10 @@ def _units_of(layer):
         return None
 
 
-def _named_layers(model, prefix=""):
-    for layer in model.layers:
-        name = prefix + layer.name
-        if isinstance(layer, keras.Model):
-            yield from _named_layers(layer, prefix=name + "/")
-        else:
-            yield name, layer
-
-
 def _params_only(model, pruned):
-    after = dict(_named_layers(pruned))
+    after = {path: layer for path, layer, _ in _walk.leaf_layers(pruned)}
     rows = []
-    for name, layer in _named_layers(model):
+    for name, layer, _ in _walk.leaf_layers(model):
         new = after.get(name)
         rows.append({
             "layer": name,
@@ -1000,8 +982,6 @@ def _report_shapes(model, pruned, shapes):
 
 
 def _report(model, pruned, analysis, plan, rewriter):
-    from keras_guided import stats
-
     shapes_before, shapes_after = _report_shapes(model, pruned,
                                                  rewriter.shapes)
     try:
