@@ -44,6 +44,7 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _axes
 from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
@@ -227,28 +228,11 @@ def _match(layer):
 def take(array, axis, kept, block=1):
     """Keeps the units `kept` along `axis` (int or contiguous tuple).
 
-    Unit `c` owns positions `c * block ... c * block + block - 1`.
+    Unit `c` owns positions `c * block ... c * block + block - 1`; a helper
+    for rules of your own (`keras_guided._axes.take_units`, which the
+    built-in rules use too).
     """
-    array = np.asarray(array)
-    kept = np.asarray(kept, dtype=np.int64)
-    if block != 1:
-        kept = (kept[:, None] * block + np.arange(block)[None, :]).ravel()
-    if isinstance(axis, (tuple, list)):
-        axes = sorted(a % array.ndim for a in axis)
-        shape = array.shape
-        merged = array.reshape(
-            shape[: axes[0]] + (-1,) + shape[axes[-1] + 1:]
-        )
-        taken = np.take(merged, kept, axis=axes[0])
-        # Keep the last axis of the tuple (the depth multiplier) intact when
-        # whole blocks are kept, otherwise leave the merged axis.
-        inner = shape[axes[-1]]
-        if taken.shape[axes[0]] % inner == 0:
-            return taken.reshape(
-                shape[: axes[0]] + (-1, inner) + shape[axes[-1] + 1:]
-            )
-        return taken
-    return np.take(array, kept, axis=axis)
+    return _axes.take_units(array, axis, kept, block)
 
 
 def _weights_list(layer, weights):
@@ -281,14 +265,14 @@ def _producer_rule(count_key):
         config = _bias_config(layer.get_config(), weights)
         if kept_in is not None:
             for slice_ in units_lib.input_slices(layer):
-                weights[slice_.weight] = take(
+                weights[slice_.weight] = _axes.take_units(
                     weights[slice_.weight], slice_.axis, kept_in, slice_.block
                 )
         if kept_outputs is not None:
             slices = units_lib.output_slices(layer)
             for slice_ in slices:
                 if slice_.weight in weights:
-                    weights[slice_.weight] = take(
+                    weights[slice_.weight] = _axes.take_units(
                         weights[slice_.weight], slice_.axis, kept_outputs
                     )
             if "bias" in weights and "bias" not in {s.weight for s in slices}:

@@ -25,6 +25,7 @@ from keras_guided import _latency_plan
 from keras_guided import budget as budget_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
+from keras_guided._axes import gather_units
 from keras_guided._plans import KeptCost
 from keras_guided._plans import check_limits
 from keras_guided._plans import floor_units
@@ -39,25 +40,6 @@ METRICS = budget_lib.METRICS
 def weight_value(layer, name):
     """The numpy value of the variable `name` of `layer`."""
     return ops.convert_to_numpy(units_lib.get_weight(layer, name).value)
-
-
-def gather_units(array, axis, positions):
-    """Returns `(num_units, n)`: each row holds every entry of one unit.
-
-    Args:
-        array: numpy array of a weight.
-        axis: the unit axis (int, or contiguous tuple flattened row-major).
-        positions: int array `(num_units, k)` of positions along `axis`.
-    """
-    array = np.asarray(array)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    axes = sorted(a % array.ndim for a in axes)
-    rest = [a for a in range(array.ndim) if a not in axes]
-    moved = np.transpose(array, axes + rest)
-    length = int(np.prod([array.shape[a] for a in axes]))
-    moved = moved.reshape(length, -1)
-    picked = moved[np.asarray(positions, dtype=np.int64)]
-    return picked.reshape(picked.shape[0], -1)
 
 
 def unit_scores(groups, normalize=True, include_consumers=False):

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _axes
 from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _latency_loop
@@ -640,8 +641,8 @@ class _Rewriter:
         """Original weights with the removed units' inputs set to zero."""
         weights = self.original_weights(layer)
         for slice_ in self._masks.get(id(layer), ()):
-            weights[slice_[0]] = _zero_positions(weights[slice_[0]],
-                                                 slice_[1], slice_[2])
+            weights[slice_[0]] = _axes.zero_units(weights[slice_[0]],
+                                                  slice_[1], slice_[2])
         return weights
 
     def prepare_masks(self):
@@ -661,7 +662,7 @@ class _Rewriter:
                 self._masks.setdefault(id(s.layer), []).append(
                     (s.weight, s.axis, s.positions[dropped].ravel())
                 )
-                rows = scoring.gather_units(
+                rows = _axes.gather_units(
                     scoring.weight_value(s.layer, s.weight), s.axis,
                     s.positions[dropped],
                 )
@@ -875,20 +876,6 @@ def _center(value):
     value = np.asarray(value)
     index = (0,) + tuple(d // 2 for d in value.shape[1:-1])
     return value[index].astype(np.float64)
-
-
-def _zero_positions(array, axis, positions):
-    array = np.array(array)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    axes = sorted(a % array.ndim for a in axes)
-    rest = [a for a in range(array.ndim) if a not in axes]
-    perm = axes + rest
-    moved = np.transpose(array, perm)
-    moved_shape = moved.shape
-    flat = moved.reshape(-1, *moved_shape[len(axes):]).copy()
-    flat[np.asarray(positions, dtype=np.int64)] = 0
-    restored = flat.reshape(moved_shape)
-    return np.transpose(restored, np.argsort(perm))
 
 
 def _linear_response(layer, x):
