@@ -557,7 +557,7 @@ def _sample_grid(signature, num_samples):
 
 def _time(signature, cin, cout, settings, progress):
     kwargs = dict(signature["config"])
-    layer_class = getattr(keras.layers, signature["class"])
+    layer_class = rules.timed_class(signature["class"])
     if signature["kind"] == "conv":
         kwargs["filters"] = int(cout)
     elif signature["kind"] == "dense":

@@ -49,6 +49,7 @@ from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 KINDS = ("elementwise", "producer")
+LATENCY_KINDS = ("dense", "conv", "depthwise")
 GRAPH_KINDS = (
     "producer", "depthwise", "normalization", "prelu", "elementwise",
     "activation", "mixing", "reshape", "permute", "concatenate", "merge",
@@ -100,7 +101,7 @@ _USER_RULES = {}
 
 def register_rule(
     layer_class, rule, kind="elementwise", output_weights=(), input_weights=(),
-    flops=None,
+    flops=None, latency=None,
 ):
     """Registers how `keras_guided` prunes layers of `layer_class`.
 
@@ -121,9 +122,17 @@ def register_rule(
             element of its `input_weights` costs one multiply-accumulate (2
             FLOPs) per output position, as in Dense and Conv; an
             elementwise layer costs nothing.
+        latency: how a latency table (`keras_guided.latency`) times the
+            layer in LiteRT: `"dense"` (rebuilt as `layer_class(units=n,
+            ...)`, timed over input and output channels), `"conv"` (the
+            same with `filters=n`) or `"depthwise"` (one channel count),
+            the other arguments taken from the layer's config
+            (`kernel_size`, `strides`, `padding`, `activation`, ...).
+            Defaults to `None`: priced from its FLOPs.
 
     Raises:
-        ValueError: for a bad `layer_class`, `rule`, `kind` or `flops`.
+        ValueError: for a bad `layer_class`, `rule`, `kind`, `flops` or
+            `latency`.
 
     Examples:
         >>> # A per-channel scale layer, registered and pruned.
@@ -171,6 +180,11 @@ def register_rule(
             "output_shape) -> {weight name: FLOPs per element}. "
             f"Received: flops={flops!r}"
         )
+    if latency is not None and latency not in LATENCY_KINDS:
+        raise ValueError(
+            f"`latency` must be None or one of {LATENCY_KINDS}. Received: "
+            f"latency={latency!r}"
+        )
     outputs = tuple((str(w), a) for w, a in output_weights)
     inputs = tuple(
         (str(t[0]), t[1], int(t[2]) if len(t) > 2 else 1)
@@ -179,7 +193,7 @@ def register_rule(
     if flops is None and kind == "producer":
         flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
     _USER_RULES[layer_class] = LayerRule(
-        rule, kind, outputs, inputs, flops=flops
+        rule, kind, outputs, inputs, flops=flops, latency=latency
     )
 
 
@@ -210,6 +224,16 @@ def ruled_class(layer):
     base of it), or `None` for an unknown layer; a rule registered for
     several classes at once gives the first of them `layer` is."""
     return _match(layer)[0]
+
+
+def timed_class(name):
+    """The layer class a latency table builds for the class name `name`
+    (`ruled_class(layer).__name__`): a user's registered class, else the
+    `keras.layers` class of that name."""
+    for cls in reversed(list(_USER_RULES)):
+        if cls.__name__ == name:
+            return cls
+    return getattr(keras_layers, name)
 
 
 def _match(layer):
