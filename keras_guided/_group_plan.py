@@ -10,16 +10,11 @@ the live metrics one boolean mask per weight.
 import numpy as np
 from keras import ops
 
+from keras_guided import _axes
 from keras_guided import units as units_lib
 
 PENALIZED_ROLES = ("producer", "follower", "consumer")
 OUTPUT_ROLES = ("producer", "follower")
-
-
-def _axes_tuple(axis, rank):
-    """`axis` (int or contiguous tuple) as sorted non-negative axes."""
-    items = axis if isinstance(axis, (tuple, list)) else (axis,)
-    return tuple(sorted(int(a) % rank for a in items))
 
 
 class GroupPlan:
@@ -71,7 +66,7 @@ class GroupPlan:
                 )
                 index = self._variable_index(variable)
                 shape = tuple(variable.shape)
-                axes = _axes_tuple(unit_slice.axis, len(shape))
+                axes = _axes.normalize_axes(len(shape), unit_slice.axis)
                 length = int(np.prod([shape[a] for a in axes]))
                 positions = np.asarray(unit_slice.positions, dtype="int64")
                 positions = positions.reshape(group.num_units, -1)

@@ -37,7 +37,7 @@ functions at the end of this module do that (`graph_nodes`, `producer`,
 Private Keras API used here, and nowhere else in the package:
 `optimizer._variables` (the list behind `optimizer.variables`),
 `optimizer._learning_rate` (a `LearningRateSchedule`, read to evaluate the
-rate of the step that just ran), `Layer._flatten_layers` (also to find the
+rate of the step that just ran), `Layer._flatten_layers` (to find the
 sublayers of a composite layer, `direct_sublayers`),
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
@@ -180,15 +180,6 @@ def step_learning_rate(optimizer):
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return schedule(keras.ops.maximum(inner.iterations - 1, 0))
     return optimizer.learning_rate
-
-
-def find_layer(model, name):
-    """The layer called `name` anywhere in `model` (nested models
-    included), or `None`."""
-    for layer in model._flatten_layers(include_self=False):
-        if layer.name == name:
-            return layer
-    return None
 
 
 # ------------------------------------------------------------------ graphs

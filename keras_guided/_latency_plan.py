@@ -3,7 +3,7 @@
 Units go in order of importance per millisecond: the next unit removed is
 the one whose score (relative to its group's mean with `relative=True`)
 divided by the latency its removal saves now is smallest. Savings come
-from `scoring.KeptCost` over a `keras_guided.latency.LatencyTable`, so a
+from `_plans.KeptCost` over a `keras_guided.latency.LatencyTable`, so a
 layer whose measured kernel is slow per channel loses channels first and
 a flat stretch of the curve (no saving until the next sampled count) is
 left alone. Savings change as neighbouring layers shrink, so a unit's
@@ -18,8 +18,12 @@ import numpy as np
 
 # Costs, limits and plans come from the low layer (`_plans`), not from
 # `scoring`, which dispatches latency targets here: no import cycle.
-from keras_guided import _plans as scoring
 from keras_guided import latency as latency_lib
+from keras_guided._plans import KeptCost
+from keras_guided._plans import floor_units
+from keras_guided._plans import plan_cost
+from keras_guided._plans import plan_from_mask
+from keras_guided._plans import unreachable
 
 _NO_SAVING = 1e-12
 
@@ -28,7 +32,7 @@ def plan_for_latency(groups, model, metric, kept_fraction, count, scores,
                      min_units, round_to, relative, shapes, table):
     """The plan keeping at most the target latency (see module doc)."""
     _check_table(metric, table, model, shapes)
-    cost = scoring.KeptCost(groups, model, "latency", shapes=shapes,
+    cost = KeptCost(groups, model, "latency", shapes=shapes,
                             latency_table=table)
     goal = kept_fraction * cost.total if count is None else float(count)
     state = _Greedy(groups, cost, scores, min_units, relative)
@@ -36,9 +40,9 @@ def plan_for_latency(groups, model, metric, kept_fraction, count, scores,
     aim = goal
     for _ in range(32):
         state.run(aim)
-        plan = scoring.plan_from_mask(groups, state.masks, scores,
+        plan = plan_from_mask(groups, state.masks, scores,
                                       min_units, round_to)
-        kept = (scoring._plan_cost(groups, model, "latency", shapes, plan,
+        kept = (plan_cost(groups, model, "latency", shapes, plan,
                                    table) if round_to else cost.kept)
         if kept <= goal * (1 + 1e-9) + 1e-12 or not round_to or (
                 not state.heap):
@@ -47,7 +51,7 @@ def plan_for_latency(groups, model, metric, kept_fraction, count, scores,
     if kept <= goal * (1 + 1e-9) + 1e-12:
         return plan
     unrounded = bool(round_to) and cost.kept <= goal * (1 + 1e-9) + 1e-12
-    return scoring._unreachable(plan, kept, cost.total, kept_fraction,
+    return unreachable(plan, kept, cost.total, kept_fraction,
                                 "latency", min_units, round_to, unrounded,
                                 stacklevel=5)
 
@@ -89,7 +93,7 @@ class _Greedy:
             self.next[group.index] = 0
             self.removable[group.index] = max(
                 0, group.num_units
-                - scoring.floor_units(min_units, group.num_units))
+                - floor_units(min_units, group.num_units))
         self.heap = []
         for index in self.scores:
             self._push(index)
@@ -137,7 +141,7 @@ class _Greedy:
 def deepest_share(groups, model, scores, min_units, relative, shapes, table):
     """The smallest share of the table's latency a plan can keep: every
     removable unit gone (within `min_units`)."""
-    cost = scoring.KeptCost(groups, model, "latency", shapes=shapes,
+    cost = KeptCost(groups, model, "latency", shapes=shapes,
                             latency_table=table)
     state = _Greedy(groups, cost, scores, min_units, relative)
     state.remove_dead()

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from keras_guided import _axes
 from keras_guided import stats as stats_lib
 from keras_guided import units as units_lib
 
@@ -183,10 +184,7 @@ class KeptCost:
                 continue
             dims, cost = entry
             dims = shortened.get((id(slice_.layer), slice_.weight), dims)
-            rank = len(dims)
-            axes = slice_.axis if isinstance(slice_.axis, tuple) else (
-                slice_.axis,)
-            axes = sorted(a % rank for a in axes)
+            axes = _axes.normalize_axes(len(dims), slice_.axis)
             inner = math.prod(dims[a] for a in axes[1:])
             key = (id(slice_.layer), slice_.weight, axes[0])
             removed = self._removed.setdefault(key, set())
@@ -259,9 +257,3 @@ def unreachable(plan, final, total, kept_fraction, metric, min_units,
         "groups prunable."
     )
 
-
-# The earlier private names: `_latency_plan` (which imports this module as
-# `scoring`) still calls `scoring._plan_cost` and `scoring._unreachable`.
-# Drop these once its calls read `plan_cost` and `unreachable`.
-_plan_cost = plan_cost
-_unreachable = unreachable

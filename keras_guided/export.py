@@ -38,6 +38,7 @@ from keras_guided import _atomic
 from keras_guided import _copies
 from keras_guided import _export_inputs
 from keras_guided import _litert_run
+from keras_guided import _walk
 from keras_guided import validation
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
@@ -696,7 +697,7 @@ def _conversion_error(model, error):
 
 def _layers_in_locations(model, message, ops):
     """Best-effort names of the layers whose name scopes hold the ops."""
-    by_name = {layer.name: layer for layer in _all_layers(model)}
+    by_name = {layer.name: layer for layer in _walk.all_layers(model)}
     found = []
     for op in ops:
         for location in re.findall(r'"(?:\w+):", "([^"@]*)/' + op, message):
@@ -710,13 +711,6 @@ def _layers_in_locations(model, message, ops):
                     if label not in found:
                         found.append(label)
     return found
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _default_samples(representative_data, input_shape, dtype="float32"):

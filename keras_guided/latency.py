@@ -4,13 +4,14 @@ FLOPs are a stand-in for speed: on a phone CPU a depthwise convolution
 costs far more per FLOP than a pointwise one, and a kernel runs faster at
 channel counts its SIMD tiles like. A `LatencyTable` measures instead:
 
-* every prunable layer the table knows (`Conv1D`, `Conv2D`,
-  `DepthwiseConv2D`, `Dense`, channels-last, `groups=1`) is converted alone,
-  at its input shape, with the converter settings of `export_tflite`, and
-  timed in the LiteRT interpreter (`ai_edge_litert`) on a small grid of
-  kept input and output channel counts (`num_samples` per dimension:
-  quarters of the full width rounded to multiples of 8, and the full
-  width; a depthwise layer has one channel dimension);
+* every layer whose rule (`keras_guided.rules`) has a `latency` kind
+  (`Conv1D`, `Conv2D`, `DepthwiseConv2D`, `Dense` and their subclasses,
+  channels-last, `groups=1`) is converted alone, at its input shape,
+  with the converter settings of `export_tflite`, and timed in the
+  LiteRT interpreter (`ai_edge_litert`) on a small grid of kept input
+  and output channel counts (`num_samples` per dimension: quarters of the
+  full width rounded to multiples of 8, and the full width; a depthwise
+  layer has one channel dimension);
 * the interpreter's fixed cost of one `invoke` (timed once per settings
   on a one-unit Dense layer) is subtracted from every sample, so a layer
   is priced by what its kernel costs and small layers are not inflated by
@@ -59,6 +60,7 @@ import numpy as np
 from keras_guided import _latency_cache
 from keras_guided import _latency_measure
 from keras_guided import export as export_lib
+from keras_guided import rules
 from keras_guided import stats
 from keras_guided import units as units_lib
 from keras_guided._latency_loop import LatencyCheck
@@ -496,19 +498,18 @@ def _describe(settings):
 
 # ------------------------------------------------------------- signatures
 def _kind(layer):
-    """`"conv"`, `"depthwise"`, `"dense"` or `None` (not measured)."""
+    """`"conv"`, `"depthwise"`, `"dense"` or `None` (not measured): the
+    `latency` of the layer's rule (`keras_guided.rules`), for channels-last
+    layers without groups."""
+    rule = rules.rule_for(layer)
+    if rule is None or rule.latency is None:
+        return None
     config = layer.get_config()
     if config.get("data_format", "channels_last") != "channels_last":
         return None
     if config.get("groups", 1) != 1:
         return None
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return "depthwise"
-    if type(layer) in (keras.layers.Conv1D, keras.layers.Conv2D):
-        return "conv"
-    if type(layer) is keras.layers.Dense:
-        return "dense"
-    return None
+    return rule.latency
 
 
 def _signature(layer, input_shape):
@@ -521,7 +522,9 @@ def _signature(layer, input_shape):
     kind = _kind(layer)
     output = (layer.filters if kind == "conv" else layer.units
               if kind == "dense" else int(input_shape[-1]))
-    return {"class": type(layer).__name__, "kind": kind,
+    # Timed as the class its rule is registered for: a subclass of Dense is
+    # timed (and cached) as a Dense with its config.
+    return {"class": rules.ruled_class(layer).__name__, "kind": kind,
             "config": json.loads(json.dumps(timing)),
             "spatial": [int(d) for d in input_shape[1:-1]],
             "inputs": int(input_shape[-1]), "outputs": int(output)}
@@ -554,7 +557,7 @@ def _sample_grid(signature, num_samples):
 
 def _time(signature, cin, cout, settings, progress):
     kwargs = dict(signature["config"])
-    layer_class = getattr(keras.layers, signature["class"])
+    layer_class = rules.timed_class(signature["class"])
     if signature["kind"] == "conv":
         kwargs["filters"] = int(cout)
     elif signature["kind"] == "dense":

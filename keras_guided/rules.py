@@ -44,10 +44,12 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _axes
 from keras_guided import _keras_adapter as adapter
 from keras_guided import units as units_lib
 
 KINDS = ("elementwise", "producer")
+LATENCY_KINDS = ("dense", "conv", "depthwise")
 GRAPH_KINDS = (
     "producer", "depthwise", "normalization", "prelu", "elementwise",
     "activation", "mixing", "reshape", "permute", "concatenate", "merge",
@@ -77,6 +79,11 @@ class LayerRule:
         check: `check(layer, input_shape, output_shape) -> str | None`, the
             reason this configuration cannot be pruned through, or `None`.
         note: for `kind="keep"`, why the channels around the layer stay.
+        latency: how `keras_guided.latency` times the layer in LiteRT:
+            `"dense"` (by `units`), `"conv"` (by `filters`) or
+            `"depthwise"` (one channel count), each timed as the class the
+            rule is registered for; `None` (default) for a layer priced
+            from its FLOPs.
     """
 
     rewrite: object
@@ -86,6 +93,7 @@ class LayerRule:
     flops: object = None
     check: object = None
     note: str = None
+    latency: str = None
 
 
 _USER_RULES = {}
@@ -93,7 +101,7 @@ _USER_RULES = {}
 
 def register_rule(
     layer_class, rule, kind="elementwise", output_weights=(), input_weights=(),
-    flops=None,
+    flops=None, latency=None,
 ):
     """Registers how `keras_guided` prunes layers of `layer_class`.
 
@@ -114,9 +122,17 @@ def register_rule(
             element of its `input_weights` costs one multiply-accumulate (2
             FLOPs) per output position, as in Dense and Conv; an
             elementwise layer costs nothing.
+        latency: how a latency table (`keras_guided.latency`) times the
+            layer in LiteRT: `"dense"` (rebuilt as `layer_class(units=n,
+            ...)`, timed over input and output channels), `"conv"` (the
+            same with `filters=n`) or `"depthwise"` (one channel count),
+            the other arguments taken from the layer's config
+            (`kernel_size`, `strides`, `padding`, `activation`, ...).
+            Defaults to `None`: priced from its FLOPs.
 
     Raises:
-        ValueError: for a bad `layer_class`, `rule`, `kind` or `flops`.
+        ValueError: for a bad `layer_class`, `rule`, `kind`, `flops` or
+            `latency`.
 
     Examples:
         >>> # A per-channel scale layer, registered and pruned.
@@ -164,6 +180,11 @@ def register_rule(
             "output_shape) -> {weight name: FLOPs per element}. "
             f"Received: flops={flops!r}"
         )
+    if latency is not None and latency not in LATENCY_KINDS:
+        raise ValueError(
+            f"`latency` must be None or one of {LATENCY_KINDS}. Received: "
+            f"latency={latency!r}"
+        )
     outputs = tuple((str(w), a) for w, a in output_weights)
     inputs = tuple(
         (str(t[0]), t[1], int(t[2]) if len(t) > 2 else 1)
@@ -172,7 +193,7 @@ def register_rule(
     if flops is None and kind == "producer":
         flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
     _USER_RULES[layer_class] = LayerRule(
-        rule, kind, outputs, inputs, flops=flops
+        rule, kind, outputs, inputs, flops=flops, latency=latency
     )
 
 
@@ -195,41 +216,47 @@ def rule_for(layer):
     `None` means an unknown layer: the graph refuses to prune through it
     (or, with `on_unsupported="keep"`, keeps the channels around it).
     """
-    rule = user_rule(layer)
-    if rule is not None:
-        return rule
-    for cls, builtin in _BUILTIN:
-        if isinstance(layer, cls):
-            return builtin
-    return None
+    return _match(layer)[1]
+
+
+def ruled_class(layer):
+    """The class whose rule `rule_for(layer)` returns (`type(layer)` or a
+    base of it), or `None` for an unknown layer; a rule registered for
+    several classes at once gives the first of them `layer` is."""
+    return _match(layer)[0]
+
+
+def timed_class(name):
+    """The layer class a latency table builds for the class name `name`
+    (`ruled_class(layer).__name__`): a user's registered class, else the
+    `keras.layers` class of that name."""
+    for cls in reversed(list(_USER_RULES)):
+        if cls.__name__ == name:
+            return cls
+    return getattr(keras_layers, name)
+
+
+def _match(layer):
+    for cls in type(layer).__mro__:
+        if cls in _USER_RULES:
+            return cls, _USER_RULES[cls]
+    for classes, builtin in _BUILTIN:
+        if isinstance(layer, classes):
+            if isinstance(classes, tuple):
+                classes = next(c for c in classes if isinstance(layer, c))
+            return classes, builtin
+    return None, None
 
 
 # ------------------------------------------------------------ helpers
 def take(array, axis, kept, block=1):
     """Keeps the units `kept` along `axis` (int or contiguous tuple).
 
-    Unit `c` owns positions `c * block ... c * block + block - 1`.
+    Unit `c` owns positions `c * block ... c * block + block - 1`; a helper
+    for rules of your own (`keras_guided._axes.take_units`, which the
+    built-in rules use too).
     """
-    array = np.asarray(array)
-    kept = np.asarray(kept, dtype=np.int64)
-    if block != 1:
-        kept = (kept[:, None] * block + np.arange(block)[None, :]).ravel()
-    if isinstance(axis, (tuple, list)):
-        axes = sorted(a % array.ndim for a in axis)
-        shape = array.shape
-        merged = array.reshape(
-            shape[: axes[0]] + (-1,) + shape[axes[-1] + 1:]
-        )
-        taken = np.take(merged, kept, axis=axes[0])
-        # Keep the last axis of the tuple (the depth multiplier) intact when
-        # whole blocks are kept, otherwise leave the merged axis.
-        inner = shape[axes[-1]]
-        if taken.shape[axes[0]] % inner == 0:
-            return taken.reshape(
-                shape[: axes[0]] + (-1, inner) + shape[axes[-1] + 1:]
-            )
-        return taken
-    return np.take(array, kept, axis=axis)
+    return _axes.take_units(array, axis, kept, block)
 
 
 def _weights_list(layer, weights):
@@ -262,14 +289,14 @@ def _producer_rule(count_key):
         config = _bias_config(layer.get_config(), weights)
         if kept_in is not None:
             for slice_ in units_lib.input_slices(layer):
-                weights[slice_.weight] = take(
+                weights[slice_.weight] = _axes.take_units(
                     weights[slice_.weight], slice_.axis, kept_in, slice_.block
                 )
         if kept_outputs is not None:
             slices = units_lib.output_slices(layer)
             for slice_ in slices:
                 if slice_.weight in weights:
-                    weights[slice_.weight] = take(
+                    weights[slice_.weight] = _axes.take_units(
                         weights[slice_.weight], slice_.axis, kept_outputs
                     )
             if "bias" in weights and "bias" not in {s.weight for s in slices}:
@@ -675,7 +702,8 @@ _SEPARABLE_FLOPS = _flops_per_output_position(
 # Most specific class first: the first isinstance match wins.
 _BUILTIN = [
     (keras_layers.Dense, LayerRule(
-        _producer_rule("units"), "producer", flops=_DENSE_FLOPS)),
+        _producer_rule("units"), "producer", flops=_DENSE_FLOPS,
+        latency="dense")),
     (keras_layers.EinsumDense, LayerRule(
         einsum_dense_rule, "producer", flops=_DENSE_FLOPS,
         check=_check_einsum,
@@ -695,11 +723,12 @@ _BUILTIN = [
     (keras_layers.DepthwiseConv1D, LayerRule(
         depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
     (keras_layers.DepthwiseConv2D, LayerRule(
-        depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
+        depthwise_rule, "depthwise", flops=_CONV_FLOPS,
+        latency="depthwise")),
     (keras_layers.Conv1D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
     (keras_layers.Conv2D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
     (keras_layers.Conv3D, LayerRule(
         grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
     (keras_layers.BatchNormalization, LayerRule(

@@ -10,54 +10,36 @@ square root of the number of those weights when `normalize=True` (a root
 mean square), so units of wide and narrow layers compare fairly.
 
 The exact kept cost (`KeptCost`), the limits (`check_limits`,
-`floor_units`) and `plan_from_mask` live in `_plans`, below both this
-module and the latency greedy (`_latency_plan`) it dispatches to; they are
-re-exported here.
+`floor_units`), `plan_from_mask`, `plan_cost` and the unreachable-target
+message (`unreachable`, `unreachable_message`) live in `_plans`, below
+both this module and the latency greedy (`_latency_plan`) it dispatches
+to; they are re-exported here.
 """
+
+import copy
 
 import numpy as np
 from keras import ops
 
 from keras_guided import _latency_plan
-from keras_guided import _plans
 from keras_guided import budget as budget_lib
+from keras_guided import stats
+from keras_guided import units as units_lib
+from keras_guided._axes import gather_units
 from keras_guided._plans import KeptCost
 from keras_guided._plans import check_limits
 from keras_guided._plans import floor_units
+from keras_guided._plans import plan_cost
 from keras_guided._plans import plan_from_mask
-
-# Shared with `_latency_plan`, under the names this module always used.
-_plan_cost = _plans.plan_cost
-_unreachable = _plans.unreachable
-unreachable_message = _plans.unreachable_message
+from keras_guided._plans import unreachable
+from keras_guided._plans import unreachable_message  # noqa: F401
 
 METRICS = budget_lib.METRICS
 
 
 def weight_value(layer, name):
     """The numpy value of the variable `name` of `layer`."""
-    from keras_guided import units as units_lib
-
     return ops.convert_to_numpy(units_lib.get_weight(layer, name).value)
-
-
-def gather_units(array, axis, positions):
-    """Returns `(num_units, n)`: each row holds every entry of one unit.
-
-    Args:
-        array: numpy array of a weight.
-        axis: the unit axis (int, or contiguous tuple flattened row-major).
-        positions: int array `(num_units, k)` of positions along `axis`.
-    """
-    array = np.asarray(array)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    axes = sorted(a % array.ndim for a in axes)
-    rest = [a for a in range(array.ndim) if a not in axes]
-    moved = np.transpose(array, axes + rest)
-    length = int(np.prod([array.shape[a] for a in axes]))
-    moved = moved.reshape(length, -1)
-    picked = moved[np.asarray(positions, dtype=np.int64)]
-    return picked.reshape(picked.shape[0], -1)
 
 
 def unit_scores(groups, normalize=True, include_consumers=False):
@@ -131,8 +113,6 @@ def dead_units(groups, tolerance=1e-8):
         >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
         [[True, True], [False]]
     """
-    from keras_guided import units as units_lib
-
     masks = []
     for group in groups:
         dead = np.ones(group.num_units, dtype=bool)
@@ -230,8 +210,6 @@ def unit_costs(groups, model, metric, shapes=None):
     """
     if metric == "units":
         return [np.ones(g.num_units) for g in groups]
-    import copy
-
     base = KeptCost(groups, model, metric, shapes=shapes)
     costs = []
     for group in groups:
@@ -315,8 +293,6 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             groups, model, metric, kept_fraction, count, scores, min_units,
             round_to, relative, shapes, latency_table)
     if metric == "flops":
-        from keras_guided import stats
-
         stats.warn_unpriced_budget(
             model, stats.model_costs(model, shapes=shapes), stacklevel=3)
     cost = KeptCost(groups, model, metric, shapes=shapes)
@@ -370,20 +346,20 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
         if not round_to or position >= len(candidates):
             break
         # round_to may give units back: measure the plan, cut further.
-        kept = _plan_cost(groups, model, metric, shapes, plan)
+        kept = plan_cost(groups, model, metric, shapes, plan)
         if kept <= goal * (1 + 1e-12):
             break
         cost.kept = kept
     # Without rounding, the plan removes exactly what `cost` removed.
-    final = (_plan_cost(groups, model, metric, shapes, plan) if round_to
+    final = (plan_cost(groups, model, metric, shapes, plan) if round_to
              else cost.kept)
     if final <= goal * (1 + 1e-9) + 1e-9:
         return plan
-    unrounded = round_to and _plan_cost(
+    unrounded = round_to and plan_cost(
         groups, model, metric, shapes,
         plan_from_mask(groups, masks, scores, min_units, None),
     ) <= goal * (1 + 1e-9) + 1e-9
-    return _unreachable(plan, final, cost.total, kept_fraction, metric,
+    return unreachable(plan, final, cost.total, kept_fraction, metric,
                         min_units, round_to, unrounded)
 
 

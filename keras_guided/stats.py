@@ -38,6 +38,9 @@ import math
 import warnings
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided import _walk
+from keras_guided import rules as rules_lib
+from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 
 
@@ -65,12 +68,11 @@ def _iter_layers(model, prefix="", shapes=None):
     Nested models are flattened; `calls` lists the `(input shape, output
     shape)` of each call of the layer inside this model's graph.
     """
-    own = _graph_nodes(model)
-    for layer in model.layers:
-        name = prefix + layer.name
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _iter_layers(layer, prefix=name + "/", shapes=shapes)
-            continue
+    owns = {}  # the graph nodes of each (nested) model, by id
+    for name, layer, parent in _walk.leaf_layers(model, prefix):
+        if id(parent) not in owns:
+            owns[id(parent)] = _graph_nodes(parent)
+        own = owns[id(parent)]
         traced = _traced_graphs(layer, own)
         if traced:
             yield from _merged_calls(traced, name + "/", shapes)
@@ -88,8 +90,6 @@ def _iter_layers(model, prefix="", shapes=None):
 def _traced_graphs(layer, own):
     """The traced sub-graphs of a composite layer's calls in this graph
     (`keras_guided.trace`), or `[]` for a leaf layer."""
-    from keras_guided import trace as trace_lib
-
     if not trace_lib.is_composite(layer):
         return []
     graphs = []
@@ -244,8 +244,6 @@ def model_costs(model, shapes=None, flops=True):
         ValueError: with `flops=True`, for a layer whose FLOPs depend on an
             unknown dimension.
     """
-    from keras_guided import rules as rules_lib
-
     rows = []
     for name, layer, calls in _iter_layers(model, shapes=shapes):
         per_element = {}

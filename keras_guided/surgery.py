@@ -28,12 +28,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _axes
 from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _latency_loop
+from keras_guided import _walk
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
+from keras_guided import stats
 from keras_guided import units as units_lib
 
 _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
@@ -99,8 +102,6 @@ class PruneReport:
 
     def summary(self):
         """A markdown table of the layers that changed, plus the totals."""
-        from keras_guided import stats
-
         rows = [
             row for row in self.layers
             if row["layer"] == "total"
@@ -310,9 +311,7 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    from keras_guided import stats
-
-    known = {layer.name for layer in _all_layers(model)} | {
+    known = {layer.name for layer in _walk.all_layers(model)} | {
         layer.name for _, layer, _ in stats._iter_layers(model)
     }  # the layers inside traced composite layers too
     missing = sorted(names - known)
@@ -330,13 +329,6 @@ def _protect(model, groups, protected):
         if hit and group.prunable:
             group.prunable = False
             group.reason = f"protected layer '{hit[0]}'"
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _describe_group(group):
@@ -649,8 +641,8 @@ class _Rewriter:
         """Original weights with the removed units' inputs set to zero."""
         weights = self.original_weights(layer)
         for slice_ in self._masks.get(id(layer), ()):
-            weights[slice_[0]] = _zero_positions(weights[slice_[0]],
-                                                 slice_[1], slice_[2])
+            weights[slice_[0]] = _axes.zero_units(weights[slice_[0]],
+                                                  slice_[1], slice_[2])
         return weights
 
     def prepare_masks(self):
@@ -670,7 +662,7 @@ class _Rewriter:
                 self._masks.setdefault(id(s.layer), []).append(
                     (s.weight, s.axis, s.positions[dropped].ravel())
                 )
-                rows = scoring.gather_units(
+                rows = _axes.gather_units(
                     scoring.weight_value(s.layer, s.weight), s.axis,
                     s.positions[dropped],
                 )
@@ -886,20 +878,6 @@ def _center(value):
     return value[index].astype(np.float64)
 
 
-def _zero_positions(array, axis, positions):
-    array = np.array(array)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    axes = sorted(a % array.ndim for a in axes)
-    rest = [a for a in range(array.ndim) if a not in axes]
-    perm = axes + rest
-    moved = np.transpose(array, perm)
-    moved_shape = moved.shape
-    flat = moved.reshape(-1, *moved_shape[len(axes):]).copy()
-    flat[np.asarray(positions, dtype=np.int64)] = 0
-    restored = flat.reshape(moved_shape)
-    return np.transpose(restored, np.argsort(perm))
-
-
 def _linear_response(layer, x):
     """Pre-activation, bias-free response of a consumer to `x`."""
     family = units_lib.layer_family(layer)
@@ -960,19 +938,10 @@ def _units_of(layer):
         return None
 
 
-def _named_layers(model, prefix=""):
-    for layer in model.layers:
-        name = prefix + layer.name
-        if isinstance(layer, keras.Model):
-            yield from _named_layers(layer, prefix=name + "/")
-        else:
-            yield name, layer
-
-
 def _params_only(model, pruned):
-    after = dict(_named_layers(pruned))
+    after = {path: layer for path, layer, _ in _walk.leaf_layers(pruned)}
     rows = []
-    for name, layer in _named_layers(model):
+    for name, layer, _ in _walk.leaf_layers(model):
         new = after.get(name)
         rows.append({
             "layer": name,
@@ -1000,8 +969,6 @@ def _report_shapes(model, pruned, shapes):
 
 
 def _report(model, pruned, analysis, plan, rewriter):
-    from keras_guided import stats
-
     shapes_before, shapes_after = _report_shapes(model, pruned,
                                                  rewriter.shapes)
     try:

@@ -13,6 +13,10 @@ type we record:
 * per-unit norms of a weight (`unit_norms`), written once with the axes
   spelled out, in `keras.ops` so they run on every backend.
 
+The numpy arithmetic on unit axes (normalizing an axis, gathering, taking
+or zeroing units) lives once in `keras_guided._axes`; this module builds
+its backend-tensor views on `_axes.normalize_axes`.
+
 Depthwise convolutions are *pass-through*: output channel `c * m + k`
 (`m` = depth multiplier) is computed from input channel `c` only, so an
 input channel and its `m` output channels form one unit.
@@ -23,6 +27,8 @@ import dataclasses
 import numpy as np
 from keras import layers
 from keras import ops
+
+from keras_guided._axes import normalize_axes
 
 NORMS = ("l1", "l2", "group")
 
@@ -279,36 +285,9 @@ def num_units(layer):
     return unit_axis_length(shape, first.axis)
 
 
-def _normalize_axes(rank, axis):
-    """Returns `axis` as a sorted tuple of non-negative contiguous axes."""
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    if not axes:
-        raise ValueError("`axis` must name at least one axis. Received: ()")
-    resolved = []
-    for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
-            raise ValueError(
-                "`axis` must be an int or a tuple of ints. "
-                f"Received: axis={axis!r}"
-            )
-        if not -rank <= a < rank:
-            raise ValueError(
-                f"`axis`={axis!r} is out of range for a weight of rank {rank}. "
-                f"Use an axis in [-{rank}, {rank - 1}]."
-            )
-        resolved.append(int(a) % rank)
-    resolved = tuple(sorted(resolved))
-    if resolved != tuple(range(resolved[0], resolved[-1] + 1)):
-        raise ValueError(
-            f"`axis`={axis!r} must name contiguous axes (they are flattened "
-            "into one unit axis). Received non-contiguous axes."
-        )
-    return resolved
-
-
 def unit_axis_length(shape, axis):
     """Number of units along `axis` (int or contiguous tuple) of `shape`."""
-    axes = _normalize_axes(len(shape), axis)
+    axes = normalize_axes(len(shape), axis)
     return int(np.prod([shape[a] for a in axes]))
 
 
@@ -320,7 +299,7 @@ def unit_matrix(weight, axis):
     backend tensors and numpy arrays.
     """
     shape = tuple(weight.shape)
-    axes = _normalize_axes(len(shape), axis)
+    axes = normalize_axes(len(shape), axis)
     rest = [a for a in range(len(shape)) if a not in axes]
     moved = ops.transpose(weight, list(axes) + rest)
     units = unit_axis_length(shape, axes)
@@ -369,7 +348,7 @@ def _reduce_units(values, axis):
     penalty runs every step), then flattens contiguous unit axes row-major.
     """
     shape = tuple(values.shape)
-    axes = _normalize_axes(len(shape), axis)
+    axes = normalize_axes(len(shape), axis)
     rest = tuple(a for a in range(len(shape)) if a not in axes)
     summed = ops.sum(values, axis=rest) if rest else values
     if len(axes) > 1:

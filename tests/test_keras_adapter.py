@@ -32,13 +32,6 @@ def test_private_names_still_mean_what_the_adapter_assumes():
     assert isinstance(optimizer._variables, list)
     assert optimizer.variables == optimizer._variables
     assert optimizer._learning_rate is schedule
-    model = keras.Sequential([
-        keras.Input((2,)),
-        keras.Sequential([keras.layers.Dense(2, name="inner")],
-                         name="block"),
-    ])
-    assert adapter.find_layer(model, "inner") is not None
-    assert adapter.find_layer(model, "missing") is None
 
 
 def test_hook_runs_after_each_apply_with_that_steps_rate():

@@ -16,6 +16,7 @@ import pytest
 
 import keras_guided
 from keras_guided import _latency_measure
+from keras_guided import _plans
 from keras_guided import latency as latency_lib
 from keras_guided import scoring
 
@@ -226,11 +227,11 @@ def test_latency_count_target_is_in_milliseconds(timer, tmp_path):
     goal_ms = 0.4 * table.total_ms
     plan = scoring.plan_from_target(groups, model, {"latency": 1},
                                     latency_table=table)
-    cost = scoring._plan_cost(groups, model, "latency", None, plan, table)
+    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= 1.0
     plan = scoring.plan_from_target(groups, model, {"latency": 0.4},
                                     latency_table=table)
-    cost = scoring._plan_cost(groups, model, "latency", None, plan, table)
+    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= goal_ms * (1 + 1e-9)
 
 
@@ -437,3 +438,29 @@ def test_whole_model_that_cannot_be_timed_prices_the_layers_alone(
                       r"layers alone"):
         table = _build(_cnn(), tmp_path)
     assert table.measured_ms is None and table.unexplained_ms == 0.0
+
+
+class _SubclassedDense(keras.layers.Dense):
+    """A Dense subclass: its rule is Dense's, so is its latency."""
+
+
+class _SubclassedConv2D(keras.layers.Conv2D):
+    pass
+
+
+def test_subclasses_are_measured_like_their_base_layer(timer, tmp_path):
+    def model(dense, conv):
+        inputs = keras.Input((8, 8, 3))
+        x = conv(8, 1, name="conv")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, dense(4, name="out")(x))
+
+    base = _build(model(keras.layers.Dense, keras.layers.Conv2D),
+                  tmp_path / "base")
+    timer.clear()
+    sub = _build(model(_SubclassedDense, _SubclassedConv2D),
+                 tmp_path / "sub")
+    for name in ("conv", "out"):
+        assert sub.layers[name].kind == "measured"
+        assert sub.layers[name].predict() == base.layers[name].predict()
+    assert {call[0] for call in timer} == {"Conv2D", "Dense"}

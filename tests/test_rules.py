@@ -146,3 +146,49 @@ def test_convnext_layer_scale_is_a_per_channel_follower():
     np.testing.assert_array_equal(new.get_weights()[0], [1, 3, 4, 5])
     x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     np.testing.assert_allclose(pruned(x), model(x), atol=1e-5)
+
+
+def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
+        monkeypatch, tmp_path):
+    from keras_guided import _latency_measure
+
+    timed = []
+
+    def fake_time(layer_class, kwargs, input_shape, settings):
+        timed.append(layer_class)
+        return 1e-3 + 1e-4 * kwargs["units"] * input_shape[-1]
+
+    monkeypatch.setattr(_latency_measure, "time_layer", fake_time)
+    monkeypatch.setattr(_latency_measure, "check_runtime", lambda: None)
+    monkeypatch.setattr(_latency_measure, "time_model",
+                        lambda model, settings, data=None: 0.0)
+    inputs = keras.Input((4,))
+    hidden = Scale(6, name="proj")(inputs)
+    model = keras.Model(inputs, layers.Dense(1, name="out")(hidden))
+    w = model.get_layer("proj").get_weights()[0]
+    w[:, [1, 3, 4]] = 0.0  # three dead units
+    model.get_layer("proj").set_weights([w])
+    try:
+        keras_guided.register_rule(
+            Scale, _scale_rule, kind="producer", output_weights=[("w", -1)],
+            input_weights=[("w", 0)], latency="dense")
+        groups = keras_guided.find_unit_groups(model)
+        group = next(g for g in groups if "proj" in g.layers)
+        assert group.prunable and group.num_units == 6
+        assert stats.layer_costs(model)["proj"]["flops"] == 2 * 4 * 6
+        table = keras_guided.build_latency_table(
+            model, cache_dir=str(tmp_path), verbose=0)
+        assert table.layers["proj"].kind == "measured"
+        assert Scale in timed
+        small = keras_guided.prune_model(model)
+        assert small.get_layer("proj").get_weights()[0].shape == (4, 3)
+        x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+        np.testing.assert_allclose(small.predict(x, verbose=0),
+                                   model.predict(x, verbose=0), atol=1e-6)
+    finally:
+        rules.unregister_rule(Scale)
+    with pytest.raises(ValueError) as info:
+        keras_guided.register_rule(Scale, _scale_rule, latency="fast")
+    assert str(info.value) == (
+        "`latency` must be None or one of ('dense', 'conv', 'depthwise'). "
+        "Received: latency='fast'")
