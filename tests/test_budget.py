@@ -316,3 +316,17 @@ def test_costly_budget_keeps_a_floor_in_every_layer():
     floors = [int(np.ceil(0.5 * fraction * n)) for n in sizes]
     assert floors[0] >= 2
     assert all(k >= f for k, f in zip(kept, floors)), (kept, floors)
+
+
+def test_importance_guidance_keeps_the_same_share_of_every_layer(digits):
+    """The default ranking ignores cost: under a FLOPs budget a layer whose
+    units cost four times more (64 inputs against 16) keeps the same share
+    of its units as the cheap one, instead of giving up more."""
+    keras.utils.set_random_seed(3)
+    model = _mlp(widths=(16, 16))
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+    _fit(model, digits, pruning, epochs=1)
+    first, second = (int((c == 0).sum()) for c in pruning.unit_coefficients)
+    # Cost-weighted (by the square root of the marginal cost, the former
+    # default), the two layers kept 5 units apart.
+    assert abs(first - second) <= 1
