@@ -72,12 +72,15 @@ DESCRIPTIONS = {
 # on the validation images only. Each sets `GuidedPruning` arguments and the
 # importance-guidance knobs of `keras_guided._budget_mode`.
 GUIDED_VARIANTS = {
+    # The default before the recipe choice: importance divided by the
+    # square root of the marginal cost.
+    "v0": {"cost_power": 0.5},
     # The path to the budget in 1 or 2 of the pruning epochs (default: two
     # thirds), leaving more epochs to recover at the cut widths.
     "path1": {"target_epochs": 1},
     "path2": {"target_epochs": 2},
-    # Importance not divided by the marginal cost (the ranking
-    # `prune_model(target=...)` uses), or by its fourth root.
+    # Importance not divided by the marginal cost (the default since the
+    # recipe choice), or by its fourth root.
     "flat": {"cost_power": 0.0},
     "quarter": {"cost_power": 0.25},
     # Group norm over the layer's mean instead of its rank.
