@@ -85,6 +85,8 @@ _ELEMENTWISE_OPS = (
     "Tanh", "Exp", "Expm1", "Log", "Log1p", "Abs", "Absolute", "Square",
     "Sqrt", "Negative", "Sign", "Sin", "Cos", "Clip", "Cast", "Reciprocal",
 )
+# keras.ops whose values depend only on their input's shape.
+_SHAPE_ONLY_OPS = ("OnesLike", "ZerosLike")
 _OP_MODULES = (
     "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core",
     "keras.src.activations.activations",
@@ -323,6 +325,20 @@ class GraphAnalysis:
         if rule is None and trace_lib.is_composite(layer):
             return self._visit_composite(layer, node, in_atoms)
         if rule is None:
+            if not isinstance(layer, keras_layers.Layer) and all(
+                a is None for a in in_atoms
+            ) and all(_channels(t) is None for t in outputs):
+                # An op on tensors without channels (a mask's reshape, a
+                # causal mask merged with a padding mask).
+                for out in outputs:
+                    self._set_output(out, None, layer)
+                return
+            if _is_op(layer, _SHAPE_ONLY_OPS):
+                # Its values do not depend on its input's: no channels
+                # (a causal mask built from a sequence's length).
+                for out in outputs:
+                    self._set_output(out, None, layer)
+                return
             if _is_op(layer, _ELEMENTWISE_OPS):
                 return self._pass_through(layer, in_atoms, outputs)
             if _is_op(layer, _MERGE_OPS):
@@ -331,13 +347,6 @@ class GraphAnalysis:
                 return self._visit_transpose(layer, node, in_atoms)
             if _is_op(layer, ("GetItem",)) and _keeps_last_axis(node):
                 return self._pass_through(layer, in_atoms, outputs)
-            if not isinstance(layer, keras_layers.Layer) and all(
-                a is None for a in in_atoms
-            ) and all(_channels(t) is None for t in outputs):
-                # An op on tensors without channels (a mask's reshape).
-                for out in outputs:
-                    self._set_output(out, None, layer)
-                return
             return self._visit_unknown(layer, in_atoms, outputs)
         if units_lib.layer_family(layer) is not None:
             units_lib.output_slices(layer)  # raises for channels-first
@@ -350,6 +359,14 @@ class GraphAnalysis:
                 return self._visit_keep(layer, node, in_atoms, reason)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
+        if rule.kind == "producer" and inputs and outputs and (
+            units_lib.layer_family(layer) == "embedding"
+        ) and rules_lib.is_reverse_embedding_call(
+            adapter.first_input(node).shape, outputs[0].shape
+        ):
+            return self._visit_keep(layer, node, in_atoms, (
+                "it is called in reverse (its embeddings project its input "
+                "channels onto the vocabulary, tied weights)"))
         handler = getattr(self, "_visit_" + rule.kind)
         return handler(layer, node, in_atoms)
 

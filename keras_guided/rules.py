@@ -492,6 +492,25 @@ def _flops_per_output_position(*names):
     return flops
 
 
+def is_reverse_embedding_call(input_shape, output_shape):
+    """Whether an Embedding call maps vectors back to the vocabulary
+    (keras-hub's `ReversibleEmbedding(x, reverse=True)`, a language
+    model's tied output projection) rather than looking ids up: its input
+    keeps its rank instead of gaining the embedding axis."""
+    return len(tuple(input_shape)) == len(tuple(output_shape))
+
+
+def _embedding_flops(layer, input_shape, output_shape):
+    """A lookup is free; a reverse call is a matrix product: one MAC per
+    embedding element (or untied reverse one) per input position."""
+    if not is_reverse_embedding_call(input_shape, output_shape):
+        return {}
+    names = [v.name for v in layer.weights]
+    name = "reverse_embeddings" if "reverse_embeddings" in names else (
+        "embeddings")
+    return {name: 2 * _spatial_size(input_shape, layer)}
+
+
 def _user_producer_flops(names):
     def flops(layer, input_shape, output_shape):
         spatial = _spatial_size(output_shape, layer)
@@ -681,7 +700,7 @@ _BUILTIN = [
         check=_check_einsum,
         note="it is copied unchanged")),
     (keras_layers.Embedding, LayerRule(
-        _producer_rule("output_dim"), "producer")),
+        _producer_rule("output_dim"), "producer", flops=_embedding_flops)),
     (keras_layers.Conv1DTranspose, LayerRule(
         _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
     (keras_layers.Conv2DTranspose, LayerRule(

@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_guided import _copies
+from keras_guided import _inline
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _latency_loop
 from keras_guided import graph as graph_lib
@@ -289,6 +290,9 @@ def prune_model(
         report.latency = latency_check
         if latency_check is not None:
             report.notes.append(latency_check.summary())
+    # A layer shared across a nested model (a tied output projection)
+    # would not load: that model is inlined, its layers unchanged.
+    pruned = _inline.inline_shared(pruned)
     if verify:
         _verify(model, pruned, rewriter, report, sample_inputs)
     if return_report:

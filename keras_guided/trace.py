@@ -101,7 +101,9 @@ def _run_call(layer, node):
     if "training" in parameters:
         kwargs["training"] = False
     try:
-        outputs = layer.call(*args, **kwargs)
+        reference = _length_reference(args, inputs)
+        with adapter.trace_scope(layer, reference) as scope:
+            outputs = layer.call(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 (any call may refuse)
         raise _Untraceable(
             f"its call could not run on symbolic inputs "
@@ -135,7 +137,78 @@ def _run_call(layer, node):
             f"holds ({names}), such as its own variables or an embedding "
             "of constant positions"
         )
+    if scope.causal_masks:
+        _check_any_length(layer, node, graph, kwargs.get("training"))
     return graph
+
+
+def _length_reference(args, inputs):
+    """The tensor a causal mask takes its length from when that length is
+    unknown: the call's first positional argument (a decoder's sequence)
+    when it is a symbolic tensor of unknown length and the only input of
+    rank 3 or more (the others are masks of its length); else `None`."""
+    first = args[0] if args else None
+    if not isinstance(first, keras.KerasTensor) or len(first.shape) < 3:
+        return None
+    sequences = [t for t in inputs if len(t.shape) >= 3]
+    if first.shape[1] is not None or len(sequences) != 1:
+        return None
+    return first
+
+
+# The sequence lengths at which a graph traced with a rebuilt causal mask
+# is checked against the layer's own call (two, so that no length is
+# frozen into it).
+CHECK_LENGTHS = (5, 8)
+
+
+def _check_any_length(layer, node, graph, training):
+    """Raises `_Untraceable` unless `graph` computes what `layer`'s call
+    computes at every length in `CHECK_LENGTHS`."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for length in CHECK_LENGTHS:
+        values = [_sample(t, length, rng) for t in node.input_tensors]
+        mapping = {id(t): v for t, v in zip(node.input_tensors, values)}
+        args, kwargs = adapter.call_arguments(node, mapping)
+        if training is not None:
+            kwargs = dict(kwargs, training=training)
+        try:
+            expected = keras.tree.flatten(layer(*args, **kwargs))
+            got = keras.tree.flatten(
+                graph(values[0] if len(values) == 1 else values,
+                      training=False))
+        except Exception as error:  # noqa: BLE001
+            raise _Untraceable(
+                f"its traced call (with the causal mask built for any "
+                f"length) could not run at length {length} "
+                f"({type(error).__name__}: {_short(error)})"
+            ) from None
+        for want, have in zip(expected, got):
+            want = keras.ops.convert_to_numpy(want)
+            have = keras.ops.convert_to_numpy(have)
+            scale = max(1.0, float(np.max(np.abs(want))))
+            difference = float(np.max(np.abs(want - have)))
+            if want.shape != have.shape or difference > 1e-5 * scale:
+                raise _Untraceable(
+                    f"its traced call (with the causal mask built for any "
+                    f"length) differs from its call at length {length} "
+                    f"(max abs difference {difference:.3g})"
+                )
+
+
+def _sample(tensor, length, rng):
+    """A value for symbolic `tensor`: batch 2, every other unknown axis
+    `length`; normal floats, ones for integers and booleans (a padding
+    mask that keeps every position)."""
+    import numpy as np
+
+    shape = [2] + [length if d is None else int(d)
+                   for d in tuple(tensor.shape)[1:]]
+    if "float" in str(tensor.dtype):
+        return rng.normal(size=shape).astype(tensor.dtype)
+    return np.ones(shape, dtype=tensor.dtype)
 
 
 def _short(error, limit=160):

@@ -1,0 +1,159 @@
+"""Tests for keras_guided.trace on decoders: causal masks of any length.
+
+keras-hub decoder blocks build their causal mask from the sequence length,
+which a symbolic tensor of a variable-length model does not know; the trace
+builds it with length-free ops instead, so the pruned blocks compute the
+same function at every length. Tiny configs built offline (no presets).
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+from keras import ops
+
+import keras_guided
+from keras_guided import stats
+from tests.test_surgery import zero_units
+
+keras_hub = pytest.importorskip("keras_hub")
+# Its position embedding (a lookup and an add) has no FLOPs rule.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:1 layer of model .* has unknown FLOPs:UserWarning")
+
+
+def _prunable(groups):
+    return [(g.num_units, g.layers[0]) for g in groups if g.prunable]
+
+
+def _leaf_classes(model):
+    return {type(layer).__name__ for _, layer, _ in stats._iter_layers(model)}
+
+
+def _relative_difference(a, b, x):
+    expected = ops.convert_to_numpy(a(x, training=False))
+    got = ops.convert_to_numpy(b(x, training=False))
+    return float(np.max(np.abs(expected - got)) / np.max(np.abs(expected)))
+
+
+def _token_inputs(length, batch=3, vocabulary=100, seed=None):
+    rng = np.random.default_rng(length if seed is None else seed)
+    mask = np.ones((batch, length), "int32")
+    mask[0, length - 2:] = 0  # a padded sequence
+    return {"token_ids": rng.integers(0, vocabulary, (batch, length)).astype(
+        "int32"), "padding_mask": mask}
+
+
+def _flops(model, length):
+    shapes = keras_guided.graph.concrete_shapes(model, [(1, length)] * 2)
+    return stats.count_flops(model, shapes=shapes)
+
+
+# ---------------------------------------------------------------- GPT-2
+def _gpt2():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone,
+                                         preprocessor=None)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return _gpt2()
+
+
+def test_gpt2_shows_ffn_units_and_heads_of_every_block(gpt2):
+    groups = keras_guided.find_unit_groups(gpt2)
+    assert _prunable(groups) == [
+        (2, "self_attention"), (32, "feedforward_intermediate_dense"),
+        (2, "self_attention"), (32, "feedforward_intermediate_dense")]
+    stream = groups[0]
+    assert stream.num_units == 16 and not stream.prunable
+    assert (
+        "layer 'token_embedding' (ReversibleEmbedding) keeps its channels: "
+        "it is called in reverse (its embeddings project its input channels "
+        "onto the vocabulary, tied weights); it is copied unchanged"
+    ) in stream.reason
+    assert (
+        "layer 'transformer_layer_1' (TransformerDecoder) is traced: the "
+        "channels of its inputs and outputs (the residual stream) are kept"
+    ) in stream.reason
+
+
+def test_gpt2_flops_price_every_block_and_the_tied_output(gpt2):
+    # Per block and position: 4 projections 4 * 2 * 16 * 16, a feed-forward
+    # 2 * 2 * 16 * 32, attention 2 * 16 * 2 * 16 (scores and values over
+    # 16 positions); the tied output projection 2 * 16 * 100.
+    length = 16
+    block = 4 * 2 * 16 * 16 + 2 * 2 * 16 * 32
+    attention = 2 * length * 2 * 16
+    output = 2 * 16 * 100
+    assert _flops(gpt2, length) == length * (
+        2 * (block + attention) + output)  # 215040
+
+
+def test_gpt2_prunes_exactly_at_every_length_and_reloads(tmp_path):
+    model = _gpt2()
+    groups = [g for g in keras_guided.find_unit_groups(model) if g.prunable]
+    zero_units(groups[0], [1], inputs_only=True)  # a head of block 0
+    zero_units(groups[1], [0, 5, 31], inputs_only=True)  # FFN of block 0
+    zero_units(groups[3], [2], inputs_only=True)  # FFN of block 1
+    pruned, report = keras_guided.prune_model(
+        model, return_report=True, sample_inputs=_token_inputs(16))
+    assert report.removed_units == 5
+    assert "TransformerDecoder" not in _leaf_classes(pruned)
+    # Traced at no fixed length: exact at lengths it was never probed at.
+    for length in (7, 23):
+        x = _token_inputs(length)
+        assert _relative_difference(model, pruned, x) <= 1e-5
+    path = str(tmp_path / "gpt2.keras")
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    for length in (7, 23):
+        x = _token_inputs(length)
+        np.testing.assert_allclose(reloaded(x), pruned(x), atol=1e-6)
+
+
+def test_gpt2_flops_target_is_met(gpt2):
+    pruned = keras_guided.prune_model(
+        gpt2, target={"flops": 0.5}, sample_inputs=_token_inputs(16))
+    goal = 0.5 * _flops(gpt2, 16)
+    assert 0.99 * goal <= _flops(pruned, 16) <= goal
+    x = _token_inputs(11)
+    assert pruned(x).shape == (3, 11, 100)
+
+
+# ------------------------------------------------------- kept intact
+class PooledCausalBlock(layers.Layer):
+    """Takes its causal mask's length from a pooled sequence, not from its
+    input: the length-free mask would be the wrong size."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = layers.MaxPooling1D(2)
+        self.attention = layers.MultiHeadAttention(2, 4)
+
+    def call(self, x):
+        from keras_hub.src.layers.modeling import transformer_layer_utils
+
+        pooled = self.pool(x)
+        batch, length = ops.shape(pooled)[0], ops.shape(pooled)[1]
+        mask = transformer_layer_utils.compute_causal_mask(
+            batch, length, length)
+        return self.attention(pooled, pooled, attention_mask=mask)
+
+
+def test_a_wrong_length_free_mask_is_caught_and_kept_intact():
+    inputs = keras.Input((None, 8))
+    x = layers.Dense(8, name="embed")(inputs)
+    x = PooledCausalBlock(name="block")(x)
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    assert len(analysis.unsupported_reasons) == 1
+    assert analysis.unsupported_reasons[0].startswith(
+        "layer 'block' (PooledCausalBlock) is not supported: its traced call "
+        "(with the causal mask built for any length) could not run at "
+        "length 5 (")
+    assert _prunable(analysis.groups) == []
