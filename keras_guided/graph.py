@@ -64,6 +64,7 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
 from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
@@ -665,6 +666,10 @@ class GraphAnalysis:
                 layer, in_atoms, node.output_tensors,
                 trace_lib.failure(layer, node),
             )
+        grouped = _grouped_attention.layout(layer, inner)
+        if grouped is not None:
+            return self._visit_grouped_attention(layer, node, in_atoms,
+                                                 grouped)
         self._visit_model(layer, node, in_atoms, inner=inner)
         text = (
             f"{describe(layer)} is traced: the channels of its inputs and "
@@ -674,6 +679,36 @@ class GraphAnalysis:
             self._flag_all(atoms, "kept", text)
         for out in node.output_tensors:
             self._flag_all(self._tensor_atoms.get(id(out)), "kept", text)
+
+    def _visit_grouped_attention(self, layer, node, in_atoms, grouped):
+        """Grouped-query attention (`keras_guided._grouped_attention`): a
+        key/value head and the query heads that share it are one unit;
+        the channels in and out stay."""
+        text = (
+            f"{describe(layer)} keeps its channels: its key/value heads "
+            "(each with the query heads that share it) are unit groups, but "
+            "its input and output channels are kept"
+        )
+        for atoms in in_atoms:
+            self._flag_all(atoms, "kept", text)
+        for out in node.output_tensors:
+            new = self._new_atoms(out)
+            self._flag_all(new, "kept", text)
+            self._set_output(out, new, layer)
+        heads = self._uf.make(grouped.num_key_value_heads)
+        per_query = [heads[k] for k in range(len(heads))
+                     for _ in range(grouped.group_size)]
+        for dense, atoms in ((grouped.query, per_query),
+                             (grouped.key, heads), (grouped.value, heads)):
+            self._record(dense, "kernel", 1, "producer", enumerate(atoms))
+            if dense.bias is not None:
+                self._record(dense, "bias", 0, "producer", enumerate(atoms))
+            self.producer_ids.add(id(dense))
+            self._internal_atoms[id(dense)] = atoms
+        self._record(grouped.output, "kernel", 0, "consumer",
+                     enumerate(per_query))
+        self._internal_atoms[id(grouped.output)] = per_query
+        self._carriers.append((layer.name, heads, True))
 
     def _visit_user(self, layer, rule, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
@@ -1048,6 +1083,12 @@ def _infer_shapes(functional, specs):
         args, kwargs = adapter.call_arguments(node, specs)
         try:
             outputs = op.compute_output_spec(*args, **kwargs)
+            if isinstance(op, keras_layers.EinsumDense) and args:
+                # Its `output_shape` leaves the lengths it passes through
+                # unknown; the equation knows them.
+                outputs = keras.ops.einsum(
+                    op.equation, args[0],
+                    keras.KerasTensor(tuple(op.kernel.shape)))
         except Exception:  # noqa: BLE001 (the symbolic shape stays)
             continue
         for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
