@@ -17,9 +17,10 @@ from keras_guided import stats
 from tests.test_surgery import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
-# Its position embedding (a lookup and an add) has no FLOPs rule.
+# GPT-2's position embedding (a lookup and an add) and Phi-3's RMS norms
+# have no FLOPs rule.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:1 layer of model .* has unknown FLOPs:UserWarning")
+    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning")
 
 
 def _prunable(groups):
@@ -157,3 +158,105 @@ def test_a_wrong_length_free_mask_is_caught_and_kept_intact():
         "(with the causal mask built for any length) could not run at "
         "length 5 (")
     assert _prunable(analysis.groups) == []
+
+
+@pytest.mark.slow
+def test_gpt2_budget_in_fit():
+    model = _gpt2()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x = _token_inputs(8, batch=32)
+    y = np.roll(x["token_ids"], -1, axis=1)  # the next token
+    pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+    with pytest.warns(UserWarning, match="unknown length"):
+        history = model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+                            callbacks=[pruning])
+    goal = pruning.budget_report["goal"]
+    assert history.history["live_flops"][-1] <= goal
+    small = keras_guided.prune_model(model, sample_inputs=x)
+    assert _flops(small, 32) <= 0.5 * _flops(_gpt2(), 32)
+
+
+# ----------------------------------------------- grouped-query attention
+def _phi3():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.Phi3Backbone(
+        vocabulary_size=100, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
+    return keras_hub.models.Phi3CausalLM(backbone=backbone,
+                                         preprocessor=None)
+
+
+@pytest.fixture(scope="module")
+def phi3():
+    return _phi3()
+
+
+def test_grouped_query_attention_heads_are_unit_groups(phi3):
+    analysis = keras_guided.graph.analyze(phi3, on_unsupported="keep")
+    groups = [g for g in analysis.groups if g.prunable]
+    assert [(g.num_units, g.layers[:2]) for g in groups] == [
+        (2, ["attention"]),
+        (32, ["feedforward_gate_dense", "feedforward_intermediate_dense"]),
+    ] * 2
+    # Key/value head k and query heads 2k, 2k + 1; the output rows of
+    # those query heads.
+    head = groups[0]
+    assert [(s.layer.name, s.weight, s.axis, s.positions.tolist(), s.role)
+            for s in head.slices] == [
+        ("query", "kernel", 1, [[0, 1], [2, 3]], "producer"),
+        ("key", "kernel", 1, [[0], [1]], "producer"),
+        ("value", "kernel", 1, [[0], [1]], "producer"),
+        ("attention_output", "kernel", 0, [[0, 1], [2, 3]], "consumer"),
+    ]
+    # The gated feed-forward: gate and up projections tied, the down
+    # projection's input rows with them.
+    assert {(s.layer.name, s.role) for s in groups[1].slices} == {
+        ("feedforward_gate_dense", "producer"),
+        ("feedforward_intermediate_dense", "producer"),
+        ("feedforward_output_dense", "consumer")}
+    # The hidden size stays: RMS norms over it have no rule.
+    stream = analysis.groups[0]
+    assert stream.num_units == 16 and not stream.prunable
+    assert (
+        "layer 'attention' (Phi3Attention) keeps its channels: its "
+        "key/value heads (each with the query heads that share it) are "
+        "unit groups, but its input and output channels are kept"
+    ) in stream.reason
+
+
+def test_grouped_query_attention_prunes_exactly_and_reloads(tmp_path):
+    model = _phi3()
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    groups = [g for g in analysis.groups if g.prunable]
+    zero_units(groups[0], [1], inputs_only=True)  # a KV head of block 0
+    zero_units(groups[1], [0, 5, 31], inputs_only=True)  # FFN of block 0
+    zero_units(groups[2], [0], inputs_only=True)  # a KV head of block 1
+    pruned, report = keras_guided.prune_model(
+        model, return_report=True, sample_inputs=_token_inputs(16),
+        on_unsupported="keep")
+    assert report.removed_units == 5
+    attention = [row for row in report.layers
+                 if row["layer"].endswith("transformer_layer_0/attention/"
+                                          "query")]
+    assert [(r["params_before"], r["params_after"]) for r in attention] == [
+        (256, 128)]  # 16 x 4 heads x 4 -> 16 x 2 heads x 4
+    for length in (7, 23):
+        x = _token_inputs(length)
+        assert _relative_difference(model, pruned, x) <= 1e-5
+    path = str(tmp_path / "phi3.keras")
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    for length in (7, 23):
+        x = _token_inputs(length)
+        np.testing.assert_allclose(reloaded(x), pruned(x), atol=1e-6)
+
+
+def test_grouped_query_attention_flops_target_is_met(phi3):
+    pruned = keras_guided.prune_model(
+        phi3, target={"flops": 0.5}, sample_inputs=_token_inputs(16),
+        on_unsupported="keep")
+    goal = 0.5 * _flops(phi3, 16)
+    assert 0.99 * goal <= _flops(pruned, 16) <= goal
+    x = _token_inputs(9)
+    assert pruned(x).shape == (3, 9, 100)
