@@ -137,9 +137,35 @@ def _run_call(layer, node):
             f"holds ({names}), such as its own variables or an embedding "
             "of constant positions"
         )
+    _check_configs(graph)
     if scope.causal_masks:
         _check_any_length(layer, node, graph, kwargs.get("training"))
     return graph
+
+
+def _check_configs(graph):
+    """Raises `_Untraceable` when a layer of the traced graph would not
+    load back from a saved pruned model: its config does not rebuild it
+    (and it is not itself a traced composite layer, rebuilt from its
+    sublayers)."""
+    for node in adapter.graph_nodes(graph):
+        op = node.operation
+        if not isinstance(op, keras.layers.Layer) or isinstance(
+            op, keras.Model
+        ):
+            continue
+        if is_composite(op) and traced_graph(op, node) is not None:
+            continue
+        try:
+            type(op).from_config(op.get_config())
+        except Exception as error:  # noqa: BLE001 (any config may fail)
+            raise _Untraceable(
+                f"its sublayer '{op.name}' ({type(op).__name__}) cannot be "
+                f"rebuilt "
+                f"from its config ({type(error).__name__}: "
+                f"{_short(error)}), so a pruned model holding it would not "
+                "load"
+            ) from None
 
 
 def _length_reference(args, inputs):

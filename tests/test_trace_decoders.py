@@ -146,6 +146,25 @@ class PooledCausalBlock(layers.Layer):
         return self.attention(pooled, pooled, attention_mask=mask)
 
 
+
+class MaskCountingBlock(layers.Layer):
+    """Reads the values of a causal mask of its pooled length: the
+    length-free mask has the right shape but other values."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = layers.MaxPooling1D(2)
+        self.dense = layers.Dense(8)
+
+    def call(self, x):
+        from keras_hub.src.layers.modeling import transformer_layer_utils
+
+        length = ops.shape(self.pool(x))[1]
+        mask = transformer_layer_utils.compute_causal_mask(
+            ops.shape(x)[0], length, length)
+        return self.dense(x) + ops.sum(ops.cast(mask, "float32")) / 10.0
+
+
 def test_a_wrong_length_free_mask_is_caught_and_kept_intact():
     inputs = keras.Input((None, 8))
     x = layers.Dense(8, name="embed")(inputs)
@@ -158,6 +177,19 @@ def test_a_wrong_length_free_mask_is_caught_and_kept_intact():
         "(with the causal mask built for any length) could not run at "
         "length 5 (")
     assert _prunable(analysis.groups) == []
+
+
+def test_a_length_free_mask_of_other_values_is_caught():
+    inputs = keras.Input((None, 8))
+    x = layers.Dense(8, name="embed")(inputs)
+    x = MaskCountingBlock(name="block")(x)
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    # At length 5 the pooled length is 2: 2 x 3 mask entries, not 2 x 15.
+    assert analysis.unsupported_reasons == [
+        "layer 'block' (MaskCountingBlock) is not supported: its traced call "
+        "(with the causal mask built for any length) differs from its call "
+        "at length 5 (max abs difference 2.4)"]
 
 
 @pytest.mark.slow
@@ -260,3 +292,22 @@ def test_grouped_query_attention_flops_target_is_met(phi3):
     assert 0.99 * goal <= _flops(pruned, 16) <= goal
     x = _token_inputs(9)
     assert pruned(x).shape == (3, 9, 100)
+
+
+def test_llama_blocks_are_kept_intact_with_the_reason():
+    # keras-hub's LlamaAttention does not rebuild from its own config, so
+    # a pruned model holding it (or its rotary embedding) would not load.
+    # (Its decoder block does not either: copying the kept block fails with
+    # the copy error, as it did before blocks were traced.)
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=100, num_layers=1, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
+    analysis = keras_guided.graph.analyze(backbone, on_unsupported="keep")
+    assert analysis.unsupported_reasons[0] == (
+        "layer 'transformer_layer_0' (LlamaTransformerDecoder) is not "
+        "supported: its sublayer 'self_attention' (LlamaAttention) cannot be "
+        "rebuilt from its config (AttributeError: 'LlamaAttention' object "
+        "has no attribute 'rope_scaling_factor'), so a pruned model holding "
+        "it would not load")
+    assert _prunable(analysis.groups) == []
