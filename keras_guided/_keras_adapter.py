@@ -47,8 +47,13 @@ sublayers of a composite layer, `direct_sublayers`),
 `layer_tree` / `replay_constructor`) `Layer._flatten_layers`,
 `Operation._auto_config` and `Layer._path`, and
 `keras.src.saving.keras_saveable.KerasSaveable` (the base class that the
-weights files walk). Checked on the Keras versions in
-`CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
+weights files walk). While a composite layer is traced (`trace_scope`):
+keras-hub's `keras_hub.src.layers.modeling.transformer_layer_utils.
+compute_causal_mask` (replaced, then restored, in the modules that
+imported it) and the classes' `__call__` of sublayers whose
+`compute_output_spec` does not take all of their `call`'s arguments.
+Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
+`tests/test_keras_adapter.py` pins them.
 """
 
 import keras

@@ -25,11 +25,27 @@ call (`node.input_tensors`: the layer's inputs, then masks passed as
 arguments); its outputs are the flattened outputs of the call. A layer whose
 `training` argument exists is traced at inference (`training=False`).
 
+Decoders. A keras-hub decoder block builds its causal mask with
+`ops.arange` of the sequence length, which a symbolic tensor of a
+variable-length model does not know. The call therefore runs in
+`_keras_adapter.trace_scope`, where that helper builds the same mask from
+the sequence itself with ops that keep the length unknown, so the traced
+graph (and the pruned block rebuilt from it) computes the mask for every
+length, not for one probe length frozen into it. Such a graph is checked
+against the layer's own call at two lengths (`CHECK_LENGTHS`) before it is
+used; a block whose mask comes from another length (a pooled sequence)
+fails the check and stays intact. Tracing at a fixed probe length instead
+would make the pruned block a fixed-length layer, which is what this
+avoids.
+
 A layer is not traced (it stays intact, with the reason) when its call
 fails on symbolic tensors (Python control flow on tensor values, a length
 the call needs to know), when it owns weights that no sublayer called on
 its inputs holds (its own variables, an embedding called on constant
-positions), or when it returns something other than tensors.
+positions), when it returns something other than tensors, when a sublayer
+would not rebuild from its config (a saved pruned model holding it would
+not load: keras-hub 0.32's Llama attention), or when its length-free
+causal mask differs from its call's.
 """
 
 import inspect
