@@ -160,10 +160,10 @@ def _run_call(layer, node):
 
 
 def _check_configs(graph):
-    """Raises `_Untraceable` when a layer of the traced graph would not
-    load back from a saved pruned model: its config does not rebuild it
-    (and it is not itself a traced composite layer, rebuilt from its
-    sublayers)."""
+    """Raises `_Untraceable` when a layer of the traced graph cannot be
+    copied into a pruned model: neither its config nor the arguments Keras
+    recorded rebuild it (and it is not itself a traced composite layer,
+    rebuilt from its sublayers)."""
     for node in adapter.graph_nodes(graph):
         op = node.operation
         if not isinstance(op, keras.layers.Layer) or isinstance(
@@ -175,6 +175,11 @@ def _check_configs(graph):
         try:
             type(op).from_config(op.get_config())
         except Exception as error:  # noqa: BLE001 (any config may fail)
+            try:  # the other way `_copies` copies a layer
+                adapter.replay_constructor(op)
+                continue
+            except Exception:  # noqa: BLE001
+                pass
             raise _Untraceable(
                 f"its sublayer '{op.name}' ({type(op).__name__}) cannot be "
                 f"rebuilt "
