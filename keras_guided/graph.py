@@ -322,6 +322,12 @@ class GraphAnalysis:
         if rule is not None and rules_lib.user_rule(layer) is rule:
             return self._visit_user(layer, rule, in_atoms, outputs)
         if _is_model(layer):
+            grouped = _grouped_attention.layout(layer, _functional_of(layer))
+            if grouped is not None:
+                # A pruned model's grouped-query attention, rebuilt as a
+                # nested model: its heads are found again.
+                return self._visit_grouped_attention(layer, node, in_atoms,
+                                                     grouped)
             return self._visit_model(layer, node, in_atoms)
         if rule is None and trace_lib.is_composite(layer):
             return self._visit_composite(layer, node, in_atoms)

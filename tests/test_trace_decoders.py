@@ -292,6 +292,11 @@ def test_grouped_query_attention_flops_target_is_met(phi3):
     assert 0.99 * goal <= _flops(pruned, 16) <= goal
     x = _token_inputs(9)
     assert pruned(x).shape == (3, 9, 100)
+    # The rebuilt attention (a nested model now) shows its heads again.
+    again = keras_guided.graph.analyze(pruned, on_unsupported="keep")
+    heads = [g for g in again.groups if g.layers == ["attention"]]
+    assert len(heads) == 2
+    assert all(g.num_units == 1 for g in heads)
 
 
 def test_llama_blocks_are_kept_intact_with_the_reason():
