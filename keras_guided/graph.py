@@ -64,6 +64,7 @@ import dataclasses
 import numpy as np
 from keras import layers as keras_layers
 
+from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
 from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
@@ -85,6 +86,8 @@ _ELEMENTWISE_OPS = (
     "Tanh", "Exp", "Expm1", "Log", "Log1p", "Abs", "Absolute", "Square",
     "Sqrt", "Negative", "Sign", "Sin", "Cos", "Clip", "Cast", "Reciprocal",
 )
+# keras.ops whose values depend only on their input's shape.
+_SHAPE_ONLY_OPS = ("OnesLike", "ZerosLike")
 _OP_MODULES = (
     "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core",
     "keras.src.activations.activations",
@@ -319,10 +322,30 @@ class GraphAnalysis:
         if rule is not None and rules_lib.user_rule(layer) is rule:
             return self._visit_user(layer, rule, in_atoms, outputs)
         if _is_model(layer):
+            grouped = _grouped_attention.layout(layer, _functional_of(layer))
+            if grouped is not None:
+                # A pruned model's grouped-query attention, rebuilt as a
+                # nested model: its heads are found again.
+                return self._visit_grouped_attention(layer, node, in_atoms,
+                                                     grouped)
             return self._visit_model(layer, node, in_atoms)
         if rule is None and trace_lib.is_composite(layer):
             return self._visit_composite(layer, node, in_atoms)
         if rule is None:
+            if not isinstance(layer, keras_layers.Layer) and all(
+                a is None for a in in_atoms
+            ) and all(_channels(t) is None for t in outputs):
+                # An op on tensors without channels (a mask's reshape, a
+                # causal mask merged with a padding mask).
+                for out in outputs:
+                    self._set_output(out, None, layer)
+                return
+            if _is_op(layer, _SHAPE_ONLY_OPS):
+                # Its values do not depend on its input's: no channels
+                # (a causal mask built from a sequence's length).
+                for out in outputs:
+                    self._set_output(out, None, layer)
+                return
             if _is_op(layer, _ELEMENTWISE_OPS):
                 return self._pass_through(layer, in_atoms, outputs)
             if _is_op(layer, _MERGE_OPS):
@@ -331,13 +354,6 @@ class GraphAnalysis:
                 return self._visit_transpose(layer, node, in_atoms)
             if _is_op(layer, ("GetItem",)) and _keeps_last_axis(node):
                 return self._pass_through(layer, in_atoms, outputs)
-            if not isinstance(layer, keras_layers.Layer) and all(
-                a is None for a in in_atoms
-            ) and all(_channels(t) is None for t in outputs):
-                # An op on tensors without channels (a mask's reshape).
-                for out in outputs:
-                    self._set_output(out, None, layer)
-                return
             return self._visit_unknown(layer, in_atoms, outputs)
         if units_lib.layer_family(layer) is not None:
             units_lib.output_slices(layer)  # raises for channels-first
@@ -350,6 +366,14 @@ class GraphAnalysis:
                 return self._visit_keep(layer, node, in_atoms, reason)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
+        if rule.kind == "producer" and inputs and outputs and (
+            units_lib.layer_family(layer) == "embedding"
+        ) and rules_lib.is_reverse_embedding_call(
+            adapter.first_input(node).shape, outputs[0].shape
+        ):
+            return self._visit_keep(layer, node, in_atoms, (
+                "it is called in reverse (its embeddings project its input "
+                "channels onto the vocabulary, tied weights)"))
         handler = getattr(self, "_visit_" + rule.kind)
         return handler(layer, node, in_atoms)
 
@@ -648,6 +672,10 @@ class GraphAnalysis:
                 layer, in_atoms, node.output_tensors,
                 trace_lib.failure(layer, node),
             )
+        grouped = _grouped_attention.layout(layer, inner)
+        if grouped is not None:
+            return self._visit_grouped_attention(layer, node, in_atoms,
+                                                 grouped)
         self._visit_model(layer, node, in_atoms, inner=inner)
         text = (
             f"{describe(layer)} is traced: the channels of its inputs and "
@@ -657,6 +685,36 @@ class GraphAnalysis:
             self._flag_all(atoms, "kept", text)
         for out in node.output_tensors:
             self._flag_all(self._tensor_atoms.get(id(out)), "kept", text)
+
+    def _visit_grouped_attention(self, layer, node, in_atoms, grouped):
+        """Grouped-query attention (`keras_guided._grouped_attention`): a
+        key/value head and the query heads that share it are one unit;
+        the channels in and out stay."""
+        text = (
+            f"{describe(layer)} keeps its channels: its key/value heads "
+            "(each with the query heads that share it) are unit groups, but "
+            "its input and output channels are kept"
+        )
+        for atoms in in_atoms:
+            self._flag_all(atoms, "kept", text)
+        for out in node.output_tensors:
+            new = self._new_atoms(out)
+            self._flag_all(new, "kept", text)
+            self._set_output(out, new, layer)
+        heads = self._uf.make(grouped.num_key_value_heads)
+        per_query = [heads[k] for k in range(len(heads))
+                     for _ in range(grouped.group_size)]
+        for dense, atoms in ((grouped.query, per_query),
+                             (grouped.key, heads), (grouped.value, heads)):
+            self._record(dense, "kernel", 1, "producer", enumerate(atoms))
+            if dense.bias is not None:
+                self._record(dense, "bias", 0, "producer", enumerate(atoms))
+            self.producer_ids.add(id(dense))
+            self._internal_atoms[id(dense)] = atoms
+        self._record(grouped.output, "kernel", 0, "consumer",
+                     enumerate(per_query))
+        self._internal_atoms[id(grouped.output)] = per_query
+        self._carriers.append((layer.name, heads, True))
 
     def _visit_user(self, layer, rule, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
@@ -1031,6 +1089,12 @@ def _infer_shapes(functional, specs):
         args, kwargs = adapter.call_arguments(node, specs)
         try:
             outputs = op.compute_output_spec(*args, **kwargs)
+            if isinstance(op, keras_layers.EinsumDense) and args:
+                # Its `output_shape` leaves the lengths it passes through
+                # unknown; the equation knows them.
+                outputs = keras.ops.einsum(
+                    op.equation, args[0],
+                    keras.KerasTensor(tuple(op.kernel.shape)))
         except Exception:  # noqa: BLE001 (the symbolic shape stays)
             continue
         for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):

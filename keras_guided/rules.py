@@ -370,8 +370,16 @@ def unchanged_rule(layer, weights, kept_inputs, kept_outputs):
 
 
 
-def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs):
-    """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis."""
+def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs,
+                      kept_heads=None):
+    """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis.
+
+    With `kept_heads`, a head projection of grouped-query attention
+    (`keras_guided._grouped_attention`): the kept heads of its kernel (and
+    bias), its channels whole.
+    """
+    if kept_heads is not None:
+        return _einsum_heads_rule(layer, weights, kept_heads)
     config, new_weights = _producer_rule("units")(
         layer, weights, kept_inputs, kept_outputs)
     config.pop("units", None)
@@ -384,6 +392,44 @@ def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs):
     if "bias" in weights and not layer.bias_axes:
         config["bias_axes"] = config["equation"].split("->")[1][-1]
     return config, new_weights
+
+
+def _einsum_heads_rule(layer, weights, kept_heads):
+    from keras_guided import _grouped_attention
+
+    kernel_axis, output_index = _grouped_attention.head_axis(layer)
+    config = layer.get_config()
+    weights = dict(weights)
+    weights["kernel"] = np.take(weights["kernel"], kept_heads,
+                                axis=kernel_axis)
+    if output_index is not None:
+        shape = list(config["output_shape"])
+        shape[output_index] = int(len(kept_heads))
+        config["output_shape"] = tuple(shape)
+        if "bias" in weights:
+            weights["bias"] = np.take(weights["bias"], kept_heads, axis=0)
+    return config, _order(layer, weights)
+
+
+def _einsum_flops(layer, input_shape, output_shape):
+    """One MAC per kernel element for each combination of the letters the
+    kernel does not hold (the batch letter aside): `"bqm,muh->bquh"` costs
+    `2 * q` per kernel element, and so does `"bquh,uhm->bqm"`."""
+    equation = layer.equation
+    if "." in equation:
+        return _DENSE_FLOPS(layer, input_shape, output_shape)
+    inputs, output = equation.split("->")
+    source, kernel = inputs.split(",")
+    sizes = {}
+    for letters, shape in ((source, input_shape), (output, output_shape)):
+        for letter, size in zip(letters, tuple(shape)):
+            if sizes.get(letter) is None:
+                sizes[letter] = size
+    free = [letter for letter in dict.fromkeys(source + output)
+            if letter not in kernel and letter != source[0]]
+    if any(sizes.get(letter) is None for letter in free):
+        raise UnknownSizeError(layer, input_shape)
+    return {"kernel": 2 * int(np.prod([sizes[c] for c in free]))}
 
 
 def _check_einsum(layer, input_shape, output_shape):
@@ -517,6 +563,25 @@ def _flops_per_output_position(*names):
                 for name in names}
 
     return flops
+
+
+def is_reverse_embedding_call(input_shape, output_shape):
+    """Whether an Embedding call maps vectors back to the vocabulary
+    (keras-hub's `ReversibleEmbedding(x, reverse=True)`, a language
+    model's tied output projection) rather than looking ids up: its input
+    keeps its rank instead of gaining the embedding axis."""
+    return len(tuple(input_shape)) == len(tuple(output_shape))
+
+
+def _embedding_flops(layer, input_shape, output_shape):
+    """A lookup is free; a reverse call is a matrix product: one MAC per
+    embedding element (or untied reverse one) per input position."""
+    if not is_reverse_embedding_call(input_shape, output_shape):
+        return {}
+    names = [v.name for v in layer.weights]
+    name = "reverse_embeddings" if "reverse_embeddings" in names else (
+        "embeddings")
+    return {name: 2 * _spatial_size(input_shape, layer)}
 
 
 def _user_producer_flops(names):
@@ -705,11 +770,11 @@ _BUILTIN = [
         _producer_rule("units"), "producer", flops=_DENSE_FLOPS,
         latency="dense")),
     (keras_layers.EinsumDense, LayerRule(
-        einsum_dense_rule, "producer", flops=_DENSE_FLOPS,
+        einsum_dense_rule, "producer", flops=_einsum_flops,
         check=_check_einsum,
         note="it is copied unchanged")),
     (keras_layers.Embedding, LayerRule(
-        _producer_rule("output_dim"), "producer")),
+        _producer_rule("output_dim"), "producer", flops=_embedding_flops)),
     (keras_layers.Conv1DTranspose, LayerRule(
         _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
     (keras_layers.Conv2DTranspose, LayerRule(

@@ -30,6 +30,7 @@ from keras import ops
 
 from keras_guided import _axes
 from keras_guided import _copies
+from keras_guided import _inline
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _latency_loop
 from keras_guided import _walk
@@ -290,6 +291,9 @@ def prune_model(
         report.latency = latency_check
         if latency_check is not None:
             report.notes.append(latency_check.summary())
+    # A layer shared across a nested model (a tied output projection)
+    # would not load: that model is inlined, its layers unchanged.
+    pruned = _inline.inline_shared(pruned)
     if verify:
         _verify(model, pruned, rewriter, report, sample_inputs)
     if return_report:

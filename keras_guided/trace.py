@@ -25,11 +25,27 @@ call (`node.input_tensors`: the layer's inputs, then masks passed as
 arguments); its outputs are the flattened outputs of the call. A layer whose
 `training` argument exists is traced at inference (`training=False`).
 
+Decoders. A keras-hub decoder block builds its causal mask with
+`ops.arange` of the sequence length, which a symbolic tensor of a
+variable-length model does not know. The call therefore runs in
+`_keras_adapter.trace_scope`, where that helper builds the same mask from
+the sequence itself with ops that keep the length unknown, so the traced
+graph (and the pruned block rebuilt from it) computes the mask for every
+length, not for one probe length frozen into it. Such a graph is checked
+against the layer's own call at two lengths (`CHECK_LENGTHS`) before it is
+used; a block whose mask comes from another length (a pooled sequence)
+fails the check and stays intact. Tracing at a fixed probe length instead
+would make the pruned block a fixed-length layer, which is what this
+avoids.
+
 A layer is not traced (it stays intact, with the reason) when its call
 fails on symbolic tensors (Python control flow on tensor values, a length
 the call needs to know), when it owns weights that no sublayer called on
 its inputs holds (its own variables, an embedding called on constant
-positions), or when it returns something other than tensors.
+positions), when it returns something other than tensors, when a sublayer
+would not rebuild from its config (a saved pruned model holding it would
+not load: keras-hub 0.32's Llama attention), or when its length-free
+causal mask differs from its call's.
 """
 
 import inspect
@@ -101,7 +117,9 @@ def _run_call(layer, node):
     if "training" in parameters:
         kwargs["training"] = False
     try:
-        outputs = layer.call(*args, **kwargs)
+        reference = _length_reference(args, inputs)
+        with adapter.trace_scope(layer, reference) as scope:
+            outputs = layer.call(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 (any call may refuse)
         raise _Untraceable(
             f"its call could not run on symbolic inputs "
@@ -135,7 +153,109 @@ def _run_call(layer, node):
             f"holds ({names}), such as its own variables or an embedding "
             "of constant positions"
         )
+    _check_configs(graph)
+    if scope.causal_masks:
+        _check_any_length(layer, node, graph, kwargs.get("training"))
     return graph
+
+
+def _check_configs(graph):
+    """Raises `_Untraceable` when a layer of the traced graph cannot be
+    copied into a pruned model: neither its config nor the arguments Keras
+    recorded rebuild it (and it is not itself a traced composite layer,
+    rebuilt from its sublayers)."""
+    for node in adapter.graph_nodes(graph):
+        op = node.operation
+        if not isinstance(op, keras.layers.Layer) or isinstance(
+            op, keras.Model
+        ):
+            continue
+        if is_composite(op) and traced_graph(op, node) is not None:
+            continue
+        try:
+            type(op).from_config(op.get_config())
+        except Exception as error:  # noqa: BLE001 (any config may fail)
+            try:  # the other way `_copies` copies a layer
+                adapter.replay_constructor(op)
+                continue
+            except Exception:  # noqa: BLE001
+                pass
+            raise _Untraceable(
+                f"its sublayer '{op.name}' ({type(op).__name__}) cannot be "
+                f"rebuilt "
+                f"from its config ({type(error).__name__}: "
+                f"{_short(error)}), so a pruned model holding it would not "
+                "load"
+            ) from None
+
+
+def _length_reference(args, inputs):
+    """The tensor a causal mask takes its length from when that length is
+    unknown: the call's first positional argument (a decoder's sequence)
+    when it is a symbolic tensor of unknown length and the only input of
+    rank 3 or more (the others are masks of its length); else `None`."""
+    first = args[0] if args else None
+    if not isinstance(first, keras.KerasTensor) or len(first.shape) < 3:
+        return None
+    sequences = [t for t in inputs if len(t.shape) >= 3]
+    if first.shape[1] is not None or len(sequences) != 1:
+        return None
+    return first
+
+
+# The sequence lengths at which a graph traced with a rebuilt causal mask
+# is checked against the layer's own call (two, so that no length is
+# frozen into it).
+CHECK_LENGTHS = (5, 8)
+
+
+def _check_any_length(layer, node, graph, training):
+    """Raises `_Untraceable` unless `graph` computes what `layer`'s call
+    computes at every length in `CHECK_LENGTHS`."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for length in CHECK_LENGTHS:
+        values = [_sample(t, length, rng) for t in node.input_tensors]
+        mapping = {id(t): v for t, v in zip(node.input_tensors, values)}
+        args, kwargs = adapter.call_arguments(node, mapping)
+        if training is not None:
+            kwargs = dict(kwargs, training=training)
+        try:
+            expected = keras.tree.flatten(layer(*args, **kwargs))
+            got = keras.tree.flatten(
+                graph(values[0] if len(values) == 1 else values,
+                      training=False))
+        except Exception as error:  # noqa: BLE001
+            raise _Untraceable(
+                f"its traced call (with the causal mask built for any "
+                f"length) could not run at length {length} "
+                f"({type(error).__name__}: {_short(error)})"
+            ) from None
+        for want, have in zip(expected, got):
+            want = keras.ops.convert_to_numpy(want)
+            have = keras.ops.convert_to_numpy(have)
+            scale = max(1.0, float(np.max(np.abs(want))))
+            difference = float(np.max(np.abs(want - have)))
+            if want.shape != have.shape or difference > 1e-5 * scale:
+                raise _Untraceable(
+                    f"its traced call (with the causal mask built for any "
+                    f"length) differs from its call at length {length} "
+                    f"(max abs difference {difference:.3g})"
+                )
+
+
+def _sample(tensor, length, rng):
+    """A value for symbolic `tensor`: batch 2, every other unknown axis
+    `length`; normal floats, ones for integers and booleans (a padding
+    mask that keeps every position)."""
+    import numpy as np
+
+    shape = [2] + [length if d is None else int(d)
+                   for d in tuple(tensor.shape)[1:]]
+    if "float" in str(tensor.dtype):
+        return rng.normal(size=shape).astype(tensor.dtype)
+    return np.ones(shape, dtype=tensor.dtype)
 
 
 def _short(error, limit=160):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import keras_guided
@@ -103,3 +104,7 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
     assert namespace["accuracy"] > 0.6
     assert namespace["reloaded"].count_params() == (
         namespace["small"].count_params())
+    assert 0.495 <= namespace["gpt2_ratio"] <= 0.5
+    x = namespace["gpt2_inputs"](24)
+    np.testing.assert_allclose(namespace["gpt2_reloaded"](x),
+                               namespace["gpt2_small"](x), atol=1e-6)

@@ -178,3 +178,28 @@ def test_saved_state_rides_in_the_weights_file(tmp_path):
     model.load_weights(path)
     np.testing.assert_array_equal(loaded[-1]["x"], saved["x"])
     assert len(model.weights) == 2 and len(model.layers) == 1
+
+
+def test_trace_scope_restores_what_it_replaced():
+    keras_hub = pytest.importorskip("keras_hub")
+    from keras_hub.src.layers.modeling import transformer_decoder
+    from keras_hub.src.layers.modeling import transformer_layer_utils
+
+    original = transformer_layer_utils.compute_causal_mask
+    decoder = keras_hub.layers.TransformerDecoder(8, 2)
+    decoder.build((None, None, 4))
+    attention = type(decoder._self_attention_layer)
+    sequence = keras.Input((None, 4))
+    with adapter.trace_scope(decoder, sequence) as scope:
+        assert transformer_decoder.compute_causal_mask is not original
+        mask = transformer_decoder.compute_causal_mask(None, None, None)
+        assert tuple(mask.shape) == (None, None, None)
+        assert "__call__" in attention.__dict__
+        # A known length goes to keras-hub's own helper.
+        known = transformer_decoder.compute_causal_mask(1, 3, 3)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(known), np.tril(np.ones((1, 3, 3))))
+    assert scope.causal_masks == 1
+    assert transformer_decoder.compute_causal_mask is original
+    assert transformer_layer_utils.compute_causal_mask is original
+    assert "__call__" not in attention.__dict__
