@@ -130,6 +130,12 @@ def markdown(b4):
     skipped = {k: p.get("skipped") or f"failed: {p['error']}"
                for k, p in b4.get("points", {}).items()
                if "skipped" in p or "error" in p}
+    superseded = b4.get("superseded", {})
+    if superseded:
+        lines += ["Superseded cells (run again after a fix; the old result "
+                  "is kept in the JSON):", ""] + [
+            f"- `{k}`: test {100 * p['test']:.2f} % ({p['why']})"
+            for k, p in sorted(superseded.items())] + [""]
     if skipped:
         lines += ["Skipped or failed cells:", ""] + [
             f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())

@@ -280,6 +280,10 @@ def test_b4_targets_say_reached_or_not_by_how_much():
                                      "## B4 new\n")
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
     assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
+    b4["superseded"] = {"group_lasso|flops/2x|0": {"test": 0.1,
+                                                   "why": "before a fix"}}
+    assert "- `group_lasso|flops/2x|0`: test 10.00 % (before a fix)" in (
+        "\n".join(b4_report.markdown(b4)))
     b4["points"]["slimming|flops/2x|0"] = {"error": "ValueError: x"}
     assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
         b4_report.markdown(b4))
