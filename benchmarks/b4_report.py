@@ -331,7 +331,8 @@ def _progress(b4):
     seeds = len(schedule.get("seeds", [])) or 1
     budgets = len(schedule.get("budgets", BUDGET_ORDER))
     total = seeds * budgets * len(METHODS)
-    done = sum("test" in p for p in b4.get("points", {}).values())
+    done = sum("test" in p for k, p in b4.get("points", {}).items()
+               if ":" not in k.split("|")[0])
     lines = [f"Cells done: {done} of {total} ({seeds} seed(s) x {budgets} "
              f"budgets x {len(METHODS)} methods); a rerun of the same "
              "command resumes the grid.", ""]
