@@ -70,7 +70,7 @@ DESCRIPTIONS = {
 }
 # Recipe variants of `guided`, run as `--methods guided:<name>` and chosen
 # on the validation images only. Each sets `GuidedPruning` arguments and the
-# importance-guidance knobs of `keras_guided._budget_mode`.
+# importance-guidance knobs of `keras_guided.callbacks._budget_mode`.
 GUIDED_VARIANTS = {
     # The default before the recipe choice: importance divided by the
     # square root of the marginal cost.
@@ -396,7 +396,7 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
         kwargs.update(variant)
     model = copy_model(ref)
     pruning = kg.GuidedPruning(target={"flops": fraction}, **kwargs)
-    from keras_guided import _budget_mode
+    from keras_guided.callbacks import _budget_mode
 
     saved = {name: getattr(_budget_mode, name) for name in knobs}
     try:

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
-from keras_guided import _latency_measure  # noqa: E402
+from keras_guided.latency import _measure as _latency_measure  # noqa: E402
 
 LAYER = "block_16_project"  # 7x7x960 -> 320, 1x1
 

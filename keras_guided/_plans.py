@@ -1,7 +1,7 @@
 """Plans of kept units: limits, exact kept costs, an unreachable target.
 
 The low layer under the target greedies: `scoring.plan_from_target` (unit
-counts, params, FLOPs) and `_latency_plan` (latency) both build on it and
+counts, params, FLOPs) and `latency._plan` (latency) both build on it and
 neither imports the other's module for it, so the greedies and the
 dispatcher in `scoring` form no import cycle. A *plan* is a dict
 `{group index: sorted int array of kept unit indices}`; groups missing from

@@ -12,8 +12,8 @@ mean square), so units of wide and narrow layers compare fairly.
 The exact kept cost (`KeptCost`), the limits (`check_limits`,
 `floor_units`), `plan_from_mask`, `plan_cost` and the unreachable-target
 message (`unreachable`, `unreachable_message`) live in `_plans`, below
-both this module and the latency greedy (`_latency_plan`) it dispatches
-to; they are re-exported here.
+both this module and the latency greedy (`keras_guided.latency._plan`) it
+dispatches to; they are re-exported here.
 """
 
 import copy
@@ -21,7 +21,6 @@ import copy
 import numpy as np
 from keras import ops
 
-from keras_guided import _latency_plan
 from keras_guided import budget as budget_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
@@ -33,6 +32,7 @@ from keras_guided._plans import plan_cost
 from keras_guided._plans import plan_from_mask
 from keras_guided._plans import unreachable
 from keras_guided._plans import unreachable_message  # noqa: F401
+from keras_guided.latency import _plan as _latency_plan
 
 METRICS = budget_lib.METRICS
 

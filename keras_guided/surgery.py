@@ -32,13 +32,13 @@ from keras_guided import _axes
 from keras_guided import _copies
 from keras_guided import _inline
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _latency_loop
 from keras_guided import _walk
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
 from keras_guided import stats
 from keras_guided import units as units_lib
+from keras_guided.latency import _loop as _latency_loop
 
 _PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
 # Unknown lengths without sample inputs: long enough for most kernels and

@@ -487,7 +487,7 @@ def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
         keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
     # The default samples are valid: ids below the vocabulary, 0/1 masks.
-    from keras_guided import _export_inputs
+    from keras_guided.export import _inputs as _export_inputs
 
     inputs = _export_inputs.read(model, sequence_length=10)
     samples = _export_inputs.default_samples(model, inputs)

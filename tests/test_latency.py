@@ -1,6 +1,6 @@
 """Tests for keras_guided.latency and latency targets in prune_model.
 
-Timings are synthetic (`_latency_measure.time_layer` replaced by a
+Timings are synthetic (`keras_guided.latency._measure.time_layer` replaced by a
 bilinear function of the channel counts), so the tests are deterministic,
 fast, and run on every backend; one TensorFlow-only test measures for real
 and asserts nothing about speed.
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import keras_guided
-from keras_guided import _latency_measure
 from keras_guided import _plans
 from keras_guided import latency as latency_lib
 from keras_guided import scoring
+from keras_guided.latency import _measure as _latency_measure
 
 _OVERHEAD_MS = 5e-3
 

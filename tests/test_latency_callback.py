@@ -1,6 +1,6 @@
 """Latency in `GuidedPruning`: budgets, cost-aware guidance, errors.
 
-Timings are synthetic (`_latency_measure.time_layer` replaced by a
+Timings are synthetic (`keras_guided.latency._measure.time_layer` replaced by a
 bilinear function of the channel counts, as in `test_latency.py`), so the
 tests are deterministic, fast, and run on every backend.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_guided
-from keras_guided import _latency_measure
+from keras_guided.latency import _measure as _latency_measure
 
 _HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "

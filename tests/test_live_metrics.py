@@ -11,10 +11,10 @@ import pytest
 from sklearn.datasets import load_digits
 
 import keras_guided
-from keras_guided import _group_plan
-from keras_guided import _live_metrics
 from keras_guided import graph
 from keras_guided import stats
+from keras_guided.callbacks import _group_plan
+from keras_guided.callbacks import _live_metrics
 
 
 @pytest.fixture(scope="module")

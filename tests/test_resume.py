@@ -1,5 +1,6 @@
 """A `fit` interrupted and resumed with `BackupAndRestore` and a fresh
-`GuidedPruning` goes on as the uninterrupted run (keras_guided._resume)."""
+`GuidedPruning` goes on as the uninterrupted run
+(keras_guided.callbacks._resume)."""
 
 import re
 

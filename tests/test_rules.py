@@ -150,7 +150,7 @@ def test_convnext_layer_scale_is_a_per_channel_follower():
 
 def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
         monkeypatch, tmp_path):
-    from keras_guided import _latency_measure
+    from keras_guided.latency import _measure as _latency_measure
 
     timed = []
 

@@ -194,7 +194,7 @@ def _next_aim(tries, asked):
 
 def check_arguments(measure, target, latency_table, tolerance, max_tries):
     """Raises unless the closed-loop arguments of `prune_model` fit."""
-    from keras_guided import _latency_timing
+    from keras_guided.latency import _timing
 
     if isinstance(tolerance, bool) or not isinstance(
             tolerance, (int, float)) or not 0 < tolerance < 1:
@@ -222,7 +222,7 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
             "measure."
         )
     if not (measure == "litert" or isinstance(
-            measure, _latency_timing.InterleavedTimer) or callable(measure)):
+            measure, _timing.InterleavedTimer) or callable(measure)):
         raise ValueError(
             "`measure` must be 'litert', a keras_guided.latency."
             "InterleavedTimer, or a callable `measure(model) -> run` "
@@ -235,21 +235,21 @@ def run(model, groups, target, plan_at, build, measure, table, tolerance,
         max_tries, min_units, shapes):
     """The closed loop of `prune_model(..., measure=...)`: `(plan,
     LatencyCheck)` (see module doc)."""
-    from keras_guided import _latency_plan
-    from keras_guided import _latency_timing
     from keras_guided import scoring
+    from keras_guided.latency import _plan
+    from keras_guided.latency import _timing
 
     if measure == "litert":
-        timer = _latency_timing.InterleavedTimer.from_table(table)
-    elif isinstance(measure, _latency_timing.InterleavedTimer):
+        timer = _timing.InterleavedTimer.from_table(table)
+    elif isinstance(measure, _timing.InterleavedTimer):
         timer = measure
     else:
-        timer = _latency_timing.InterleavedTimer(measure)
+        timer = _timing.InterleavedTimer(measure)
     count = scoring._target_count(target)
     asked = None if count is not None else scoring.parse_target(target)[1]
 
     def floor():
-        return _latency_plan.deepest_share(
+        return _plan.deepest_share(
             groups, model, scoring.default_scores(groups), min_units, True,
             shapes, table)
 

@@ -18,7 +18,7 @@ import numpy as np
 from keras_guided import proximal
 from keras_guided import rules as rules_lib
 from keras_guided import stats
-from keras_guided._group_plan import producer_names
+from keras_guided.callbacks._group_plan import producer_names
 
 
 class LiveMetrics:

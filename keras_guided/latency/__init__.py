@@ -1,4 +1,11 @@
-"""Latency tables: what each layer costs in LiteRT on this machine.
+"""`keras_guided.latency`: LiteRT latency tables and the latency loop.
+
+`LatencyTable`, `InterleavedTimer` and the other public names live here;
+the parts are private to this package: `_measure` (timing in LiteRT),
+`_cache` (the on-disk cache), `_timing` (interleaved timers), `_plan`
+(the latency greedy) and `_loop` (the measured prune-and-check loop).
+
+Latency tables: what each layer costs in LiteRT on this machine.
 
 FLOPs are a stand-in for speed: on a phone CPU a depthwise convolution
 costs far more per FLOP than a pointwise one, and a kernel runs faster at
@@ -57,16 +64,16 @@ import warnings
 import keras
 import numpy as np
 
-from keras_guided import _latency_cache
-from keras_guided import _latency_measure
 from keras_guided import export as export_lib
 from keras_guided import rules
 from keras_guided import stats
 from keras_guided import units as units_lib
-from keras_guided._latency_loop import LatencyCheck
-from keras_guided._latency_loop import LatencyTry
-from keras_guided._latency_timing import InterleavedTimer
-from keras_guided._latency_timing import LatencyComparison
+from keras_guided.latency import _cache
+from keras_guided.latency import _measure
+from keras_guided.latency._loop import LatencyCheck
+from keras_guided.latency._loop import LatencyTry
+from keras_guided.latency._timing import InterleavedTimer
+from keras_guided.latency._timing import LatencyComparison
 
 STATISTICS = ("min", "median")
 _FORMAT = 1
@@ -334,8 +341,8 @@ def build_latency_table(model, quantization=None, num_threads=1,
     for entry in _price_layers(model, None, 1.0, None).values():
         for signature in entry.grids:
             signatures[_key(signature)] = signature
-    path = _latency_cache.cache_path(cache_dir, _key(settings))
-    cache = _latency_cache.read(path, _FORMAT)
+    path = _cache.cache_path(cache_dir, _key(settings))
+    cache = _cache.read(path, _FORMAT)
     missing = [k for k in signatures if k not in cache]
     if _OVERHEAD not in cache:
         missing.append(_OVERHEAD)
@@ -344,7 +351,7 @@ def build_latency_table(model, quantization=None, num_threads=1,
                      if k != _OVERHEAD else ([1], [1]) for k in missing}
     total = sum(len(i) * len(o) for i, o in per_signature.values())
     if total:
-        _latency_measure.check_runtime()  # a cached table needs neither
+        _measure.check_runtime()  # a cached table needs neither
     progress = keras.utils.Progbar(total, unit_name="sample") if (
         verbose and total) else None
     for key in missing:
@@ -354,7 +361,7 @@ def build_latency_table(model, quantization=None, num_threads=1,
         cache[key] = {"signature": signatures[key], "inputs": ins,
                       "outputs": outs, "ms": ms}
         if path:
-            _latency_cache.write(path, _FORMAT, settings, cache)
+            _cache.write(path, _FORMAT, settings, cache)
     num_cached = sum(
         len(cache[k]["inputs"]) * len(cache[k]["outputs"])
         for k in signatures if k not in per_signature and k != _OVERHEAD)
@@ -380,9 +387,9 @@ def _whole_model_ms(model, settings, signatures, cache, path):
                            "layers": sorted(k for k in signatures
                                             if k != _OVERHEAD)})
     if key not in cache:
-        _latency_measure.check_runtime()
+        _measure.check_runtime()
         try:
-            ms = float(_latency_measure.time_model(model, settings))
+            ms = float(_measure.time_model(model, settings))
         except (ValueError, RuntimeError) as error:
             warnings.warn(
                 f"The whole model '{model.name}' could not be timed "
@@ -392,7 +399,7 @@ def _whole_model_ms(model, settings, signatures, cache, path):
             return None
         cache[key] = {"ms": ms}
         if path:
-            _latency_cache.write(path, _FORMAT, settings, cache)
+            _cache.write(path, _FORMAT, settings, cache)
     return float(cache[key]["ms"])
 
 
@@ -433,8 +440,8 @@ def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
     """
     settings = _check_settings(quantization, num_threads, 2, num_runs,
                                statistic)
-    _latency_measure.check_runtime()
-    return _latency_measure.time_model(model, settings, representative_data)
+    _measure.check_runtime()
+    return _measure.time_model(model, settings, representative_data)
 
 
 # ----------------------------------------------------------- validation
@@ -486,7 +493,7 @@ def _runtime():
         except metadata.PackageNotFoundError:
             versions[package] = None
     versions["machine"] = platform.machine()
-    versions["cpu"] = _latency_cache.cpu_name()
+    versions["cpu"] = _cache.cpu_name()
     return versions
 
 
@@ -563,7 +570,7 @@ def _time(signature, cin, cout, settings, progress):
     elif signature["kind"] == "dense":
         kwargs["units"] = int(cout)
     shape = tuple(signature["spatial"]) + (int(cin),)
-    ms = float(_latency_measure.time_layer(layer_class, kwargs, shape,
+    ms = float(_measure.time_layer(layer_class, kwargs, shape,
                                            settings))
     if progress is not None:
         progress.add(1)

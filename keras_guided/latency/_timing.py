@@ -164,10 +164,10 @@ class InterleavedTimer:
                     f"{type(run).__name__}"
                 )
             return run
-        from keras_guided import _latency_measure
+        from keras_guided.latency import _measure
 
-        _latency_measure.check_runtime()
-        return _latency_measure.model_runner(
+        _measure.check_runtime()
+        return _measure.model_runner(
             model, self.quantization, self.num_threads, self.num_runs,
             self.representative_data, self.clock)
 

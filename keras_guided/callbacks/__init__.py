@@ -1,4 +1,12 @@
-"""`GuidedPruning`: guided group penalties on whole unit groups during `fit`.
+"""`keras_guided.callbacks`: the `GuidedPruning` callback and its parts.
+
+`GuidedPruning`, `trained_network` and the option constants (`MODES`,
+`SCHEDULES`, `ON_TARGET`, ...) are public and live here; the parts are
+private to this package: `_group_plan`, `_step_runner`, `_budget_mode`,
+`_schedule_mode`, `_coefficients`, `_penalty_mode`, `_live_metrics`,
+`_resume`.
+
+`GuidedPruning`: guided group penalties on whole unit groups during `fit`.
 
 A `GuidedRegularizer` sees one kernel. This callback sees the model: it
 reads the unit groups of `keras_guided.graph.find_unit_groups` (a unit's
@@ -14,25 +22,25 @@ state; each job lives in its own module:
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
   budget's death guard; no Python loop over units.
-* `keras_guided._group_plan`: where each unit group's weights are, as int
+* `_group_plan`: where each unit group's weights are, as int
   index arrays built once per model (one `segment_sum` and one gather per
   weight slice).
-* `keras_guided._step_runner`: `StepRunner` (one per plan and model, with
+* `_step_runner`: `StepRunner` (one per plan and model, with
   the step's state: dead mask and death guard) runs the step inside the
   compiled train step, right after the optimizer's update, for the
   duration of `fit` (TensorFlow and JAX, through the optimizer hook of
   `keras_guided._keras_adapter`, the one module that touches Keras
   internals), else from Python after each batch.
 * `keras_guided.schedules`: strength schedules as small callables.
-* `keras_guided._budget_mode`: `BudgetMode` (one per `fit` with a budget
+* `_budget_mode`: `BudgetMode` (one per `fit` with a budget
   target), the budget recipe (controller check points, landing,
   importance guidance).
-* `keras_guided._coefficients`: `Coefficients` (one per `fit`), guidance
+* `_coefficients`: `Coefficients` (one per `fit`), guidance
   coefficients, cost factors, adaptive ranking.
-* `keras_guided._penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
+* `_penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
   borrows one variable's `regularizer` for the group penalty during
   `fit`.
-* `keras_guided._live_metrics`: live units and the live network's cost.
+* `_live_metrics`: live units and the live network's cost.
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the
 budget controller reads the small state vectors (dead mask, held units) at
@@ -46,20 +54,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_guided import _group_plan
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _live_metrics
-from keras_guided import _penalty_mode
-from keras_guided import _resume
-from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import distill as distill_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
-from keras_guided._budget_mode import BudgetMode
-from keras_guided._coefficients import Coefficients
-from keras_guided._schedule_mode import ScheduleMode
+from keras_guided.callbacks import _group_plan
+from keras_guided.callbacks import _live_metrics
+from keras_guided.callbacks import _penalty_mode
+from keras_guided.callbacks import _resume
+from keras_guided.callbacks import _step_runner
+from keras_guided.callbacks._budget_mode import BudgetMode
+from keras_guided.callbacks._coefficients import Coefficients
+from keras_guided.callbacks._schedule_mode import ScheduleMode
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")

@@ -1,4 +1,10 @@
-"""`export_tflite`: a verified LiteRT (TFLite) file from a Keras model.
+"""`keras_guided.export`: a verified LiteRT (TFLite) file from a Keras model.
+
+`export_tflite` and its report live here; the parts are private to this
+package: `_inputs` (input shapes, sample and calibration data) and
+`_litert_run` (the LiteRT interpreter run, also as a child process).
+
+`export_tflite`: a verified LiteRT (TFLite) file from a Keras model.
 
 A thin layer over `model.export(format="litert")` (Keras' LiteRT exporter:
 ExportArchive -> SavedModel -> `tf.lite.TFLiteConverter`) that adds what a
@@ -36,10 +42,10 @@ import numpy as np
 
 from keras_guided import _atomic
 from keras_guided import _copies
-from keras_guided import _export_inputs
-from keras_guided import _litert_run
 from keras_guided import _walk
 from keras_guided import validation
+from keras_guided.export import _inputs
+from keras_guided.export import _litert_run
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 FLOAT32_TOLERANCE = 1e-5
@@ -286,10 +292,10 @@ def export_tflite(
     if low_precision is not None:
         model = _copies.float32_copy(model)
     # Several inputs (a dict or a list) take the named path of
-    # `_export_inputs`; a one-input model keeps its array path.
+    # `_inputs`; a one-input model keeps its array path.
     model_inputs = None
-    if _export_inputs.several_inputs(model):
-        model_inputs = _export_inputs.read(
+    if _inputs.several_inputs(model):
+        model_inputs = _inputs.read(
             model, input_shapes, sequence_length
         )
         input_shape = input_dtype = None
@@ -297,8 +303,8 @@ def export_tflite(
         input_shape, input_dtype = _single_input(
             model, input_shapes, sequence_length
         )
-        if _export_inputs.several_outputs(model):
-            model_inputs = _export_inputs.read(
+        if _inputs.several_outputs(model):
+            model_inputs = _inputs.read(
                 model, {model.inputs[0].name: input_shape}
             )
     if quantization == "int8" and representative_data is None:
@@ -389,11 +395,11 @@ def export_tflite(
                     representative_data, input_shape, input_dtype
                 )
             elif sample_inputs is None and representative_data is not None:
-                sample_inputs = _export_inputs.take(
+                sample_inputs = _inputs.take(
                     representative_data, _DEFAULT_SAMPLES
                 )
             elif sample_inputs is None:
-                sample_inputs = _export_inputs.default_samples(
+                sample_inputs = _inputs.default_samples(
                     model, model_inputs, _DEFAULT_SAMPLES
                 )
             _verify(report, temporary, model, sample_inputs, tolerance,
@@ -521,18 +527,18 @@ def _single_input(model, input_shapes=None, sequence_length=None):
             f"Received: model '{model.name}' with {len(inputs)} inputs. Use "
             "model.export(path, format='litert') for multi-input models."
         )
-    _export_inputs.check_sequence_length(sequence_length)
-    overrides = _export_inputs.check_input_shapes(
+    _inputs.check_sequence_length(sequence_length)
+    overrides = _inputs.check_input_shapes(
         model, input_shapes, [inputs[0].name]
     )
-    shape = _export_inputs.resolve_shape(
+    shape = _inputs.resolve_shape(
         model.name, inputs[0].name, tuple(inputs[0].shape[1:]),
         overrides.get(inputs[0].name), sequence_length,
     )
     return shape, inputs[0].dtype
 
 
-_check_inputs = _export_inputs.check_array
+_check_inputs = _inputs.check_array
 
 
 def _check_data(model_inputs, input_shape, input_dtype, representative_data,
@@ -545,7 +551,7 @@ def _check_data(model_inputs, input_shape, input_dtype, representative_data,
         if data is None:
             checked.append(None)
         elif input_shape is None:
-            checked.append(_export_inputs.check_data(model_inputs, data, name))
+            checked.append(_inputs.check_data(model_inputs, data, name))
         else:
             checked.append(_check_inputs(data, input_shape, name, input_dtype))
     return checked
@@ -604,8 +610,8 @@ def converter_settings(quantization, representative_data=None,
 
         def representative_dataset():
             if isinstance(data, dict):  # Several inputs, by signature name.
-                for row in range(_export_inputs.num_samples(data)):
-                    yield _export_inputs.take(data, row + 1, row)
+                for row in range(_inputs.num_samples(data)):
+                    yield _inputs.take(data, row + 1, row)
                 return
             for row in range(data.shape[0]):
                 yield [data[row : row + 1]]
@@ -750,7 +756,7 @@ def _run_in_child(path, inputs, model):
     named = isinstance(inputs, dict)
     suffix = ".npz" if named else ".npy"
     count = (
-        _export_inputs.num_samples(inputs) if named else inputs.shape[0]
+        _inputs.num_samples(inputs) if named else inputs.shape[0]
     )
     with tempfile.TemporaryDirectory() as directory:
         inputs_path = os.path.join(directory, "inputs" + suffix)
@@ -822,10 +828,10 @@ def _paired_outputs(path, model, inputs, model_inputs):
         return [("output", expected, actual)], int(inputs.shape[0])
     if not isinstance(inputs, dict):  # One input, several outputs.
         inputs = {model_inputs.names[0]: inputs}
-    expected = _export_inputs.keras_outputs(model, model_inputs, inputs)
+    expected = _inputs.keras_outputs(model, model_inputs, inputs)
     actual = _run_in_child(path, inputs, model)
-    pairs = _export_inputs.pair_outputs(model.name, expected, actual)
-    return pairs, int(_export_inputs.num_samples(inputs))
+    pairs = _inputs.pair_outputs(model.name, expected, actual)
+    return pairs, int(_inputs.num_samples(inputs))
 
 
 def _verify(report, path, model, inputs, tolerance, model_inputs=None):

@@ -18,10 +18,10 @@ import warnings
 import numpy as np
 from keras import ops
 
-from keras_guided import _step_runner
 from keras_guided import budget as budget_lib
 from keras_guided import proximal
 from keras_guided import scoring
+from keras_guided.callbacks import _step_runner
 
 #: Under importance guidance, every layer keeps at least this share of the
 #: units that a uniform allocation meeting the budget would give it.

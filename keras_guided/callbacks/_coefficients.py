@@ -8,11 +8,11 @@ callback (and the budget mode) hand it live flags and weight values.
 
 import numpy as np
 
-from keras_guided import _group_plan
 from keras_guided import guidance as guidance_lib
 from keras_guided import proximal
 from keras_guided import regularizers as regularizers_lib
 from keras_guided import units as units_lib
+from keras_guided.callbacks import _group_plan
 
 
 class Coefficients:
