@@ -30,8 +30,10 @@ from keras import ops
 
 from keras_guided import _axes
 from keras_guided import _copies
+from keras_guided import _hub_rebuild
 from keras_guided import _inline
 from keras_guided import _keras_adapter as adapter
+from keras_guided import _uniform
 from keras_guided import _walk
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
@@ -144,6 +146,7 @@ def prune_model(
     measure=None,
     latency_tolerance=0.1,
     max_tries=5,
+    uniform_blocks=False,
 ):
     """Returns a new model without the pruned units; `model` is untouched.
 
@@ -209,11 +212,26 @@ def prune_model(
             accepts 0.36 to 0.44). Defaults to 0.1.
         max_tries: with `measure`, candidates timed at most. Defaults
             to 5.
+        uniform_blocks: keep the same number of units of each kind (FFN
+            units, attention heads) in every block of a stack of repeated
+            composite blocks (one class, one config). With a `target`, a
+            step removes the least important unit of every block at once;
+            for dead units, every block keeps the width of the widest
+            (the extra units kept are dead, so the result stays exact).
+            A keras-hub backbone or task whose config can say the new
+            widths is then rebuilt as its own class (see Returns).
+            Defaults to `False`.
 
     Returns:
         The pruned `keras.Model` (a `keras.Sequential` for a Sequential
         input), or `(model, PruneReport)` with `return_report=True`. It uses
-        only standard Keras layers, so it loads without keras_guided.
+        only standard Keras layers, so it loads without keras_guided. A
+        keras-hub backbone or task comes back as its own class (its
+        config's `intermediate_dim` changed, the pruned weights copied,
+        checked against the pruned graph) when every block keeps the same
+        widths and the config can say them, so `generate()` and
+        `save_to_preset` work; otherwise as a Functional model, and
+        `PruneReport.notes` says why.
 
     Raises:
         ValueError: for conflicting or invalid arguments, an impossible
@@ -251,9 +269,23 @@ def prune_model(
         )
     _latency_loop.check_arguments(measure, target, latency_table,
                                   latency_tolerance, max_tries)
+    if uniform_blocks and (threshold is not None or plan is not None):
+        raise ValueError(
+            "`uniform_blocks=True` plans the widths itself: it works with a "
+            "`target` or on dead units. Received: uniform_blocks=True with "
+            f"{'threshold' if threshold is not None else 'plan'}. Drop one "
+            "of them.")
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
+    families = (_uniform.find_families(model, groups) if uniform_blocks
+                else [])
+    if families and target is not None and (
+            latency_table is not None or measure is not None):
+        raise ValueError(
+            "`uniform_blocks=True` works with a units, params or FLOPs "
+            "target. Received: a latency target. Use target={'flops': ...}"
+            ", or uniform_blocks=False.")
     rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     latency_check = None
     if plan is not None:
@@ -270,7 +302,14 @@ def prune_model(
                 shapes=rewriter.shapes, latency_table=latency_table,
             )
 
-        if measure is None:
+        if families:
+            merged = _uniform.MergedGroups(groups, families,
+                                           scoring.default_scores(groups))
+            plan = merged.spread(scoring.plan_from_target(
+                merged.groups, model, target, scores=merged.scores,
+                min_units=min_units, round_to=round_to,
+                shapes=rewriter.shapes))
+        elif measure is None:
             plan = plan_at(None)
         else:
             plan, latency_check = _latency_loop.run(
@@ -281,6 +320,9 @@ def prune_model(
                 min_units, rewriter.shapes)
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
+        if families:
+            plan = _uniform.widen(plan, groups, families,
+                                  scoring.default_scores(groups))
     rewriter.set_plan(plan)
     rewriter.propagate_constants()
     rewriter.fold_constants()
@@ -296,6 +338,17 @@ def prune_model(
     pruned = _inline.inline_shared(pruned)
     if verify:
         _verify(model, pruned, rewriter, report, sample_inputs)
+    if report is not None:
+        report.notes.extend(_uniform.describe(families, groups, plan))
+    rebuilt, note = _hub_rebuild.rebuild(
+        model, pruned, _sample_inputs(model, sample_inputs), _predict)
+    if note is not None:
+        if report is not None:
+            report.notes.append(note)
+        if rebuilt is None and uniform_blocks:
+            warnings.warn(f"prune_model: {note}", stacklevel=2)
+    if rebuilt is not None:
+        pruned = rebuilt
     if return_report:
         return pruned, report
     return pruned

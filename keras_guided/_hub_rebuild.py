@@ -1,0 +1,185 @@
+"""A pruned keras-hub model rebuilt as its own class.
+
+`prune_model` rebuilds a traced keras-hub block from standard layers, which
+computes the same function but is not a `TransformerDecoder` any more: a
+task's `generate()` (which calls each block with its cache) and
+`save_to_preset` need the keras-hub classes. When every block keeps the
+same widths (`prune_model(uniform_blocks=True)`) and the backbone's config
+can say them, the pruned model is built again from the original backbone's
+config with the new widths, wrapped in the original task class, and given
+the pruned weights, variable by variable; it is kept only if it computes
+what the pruned Functional model computes on the verification inputs.
+
+Which config fields a width can change is keras-hub knowledge, so it is
+written here, in `WIDTH_FIELDS`, and nowhere else.
+"""
+
+import sys
+
+import numpy as np
+from keras import ops
+
+# Config field -> (end of the relative weight path, axis that counts it).
+# Every keras-hub transformer names its FFN input projection
+# `feedforward_intermediate_dense` and its attention projections `query`,
+# `key` (EinsumDense kernels of shape (hidden, heads, head size)).
+WIDTH_FIELDS = {
+    "intermediate_dim": ("feedforward_intermediate_dense/kernel", -1),
+    "num_heads": ("query/kernel", 1),
+    "num_query_heads": ("query/kernel", 1),
+    "num_key_value_heads": ("key/kernel", 1),
+}
+
+
+def hub_parts(model):
+    """`(task, backbone)` of a keras-hub model (`task` is `None` for a
+    backbone), or `None` for any other model. keras-hub is not imported
+    here: a model of its classes has imported it already."""
+    keras_hub = sys.modules.get("keras_hub")
+    if keras_hub is None:
+        return None
+    if isinstance(model, keras_hub.models.Backbone):
+        return None, model
+    if isinstance(model, keras_hub.models.Task) and isinstance(
+        getattr(model, "backbone", None), keras_hub.models.Backbone
+    ):
+        return model, model.backbone
+    return None
+
+
+def rebuild(model, pruned, inputs, predict):
+    """`(rebuilt model, note)`, or `(None, note)` saying why it could not
+    be rebuilt; `(None, None)` when `model` is not a keras-hub model.
+
+    Args:
+        model: the model given to `prune_model`.
+        pruned: the pruned Functional model.
+        inputs: sample inputs both run on.
+        predict: `predict(model, inputs)` -> list of float64 arrays.
+    """
+    parts = hub_parts(model)
+    if parts is None:
+        return None, None
+    task, backbone = parts
+    kind = type(model).__name__
+    containers = {model.name, backbone.name}
+    pruned_weights = _owned_weights(pruned, containers)
+    config = backbone.get_config()
+    changes = {}
+    for field, (suffix, axis) in WIDTH_FIELDS.items():
+        if field not in config:
+            continue
+        widths = {}
+        for (owner, path), variable in pruned_weights.items():
+            if path == suffix or path.endswith("/" + suffix):
+                widths.setdefault(int(variable.shape[axis]), []).append(owner)
+        if len(widths) > 1:
+            listed = ", ".join(f"{w} in {owners[0]}" for w, owners in
+                               sorted(widths.items()))
+            return None, (
+                f"kept as a Functional model, not {kind}: its blocks keep "
+                f"different widths ({field}: {listed}), which one "
+                f"{type(backbone).__name__} config cannot say. Pass "
+                "uniform_blocks=True to keep the same widths in every block."
+            )
+        if widths:
+            width = next(iter(widths))
+            if width != config[field]:
+                changes[field] = width
+    try:
+        candidate = _build(task, backbone, {**config, **changes})
+    except Exception as error:  # noqa: BLE001 (reported, never raised)
+        return None, (
+            f"kept as a Functional model, not {kind}: "
+            f"{type(backbone).__name__} with {changes} could not be built "
+            f"({type(error).__name__}: {error})")
+    candidate_weights = _owned_weights(candidate, containers)
+    said = _with_changes(changes, config)
+    for key, variable in candidate_weights.items():
+        source = pruned_weights.get(key)
+        name = "/".join(key)
+        if source is None:
+            return None, (
+                f"kept as a Functional model, not {kind}: {name} of "
+                f"{type(backbone).__name__}{said} has no counterpart in the "
+                "pruned model")
+        if tuple(source.shape) != tuple(variable.shape):
+            return None, (
+                f"kept as a Functional model, not {kind}: "
+                f"{type(backbone).__name__}{said} gives {name} the shape "
+                f"{tuple(variable.shape)}, the pruned model "
+                f"{tuple(source.shape)}: its config cannot say these "
+                f"widths. Pass protected=['{_sublayer(key)}'] to keep "
+                "them.")
+    extra = sorted("/".join(k) for k in set(pruned_weights) -
+                   set(candidate_weights))
+    if extra:
+        return None, (
+            f"kept as a Functional model, not {kind}: the pruned model has "
+            f"weights {type(backbone).__name__}{said} does not "
+            f"({', '.join(extra[:3])})")
+    for key, variable in candidate_weights.items():
+        variable.assign(ops.convert_to_tensor(pruned_weights[key]))
+    expected, got = predict(pruned, inputs), predict(candidate, inputs)
+    difference = max(float(np.max(np.abs(a - b), initial=0.0))
+                     for a, b in zip(expected, got))
+    scale = max(float(np.max(np.abs(a), initial=0.0)) for a in expected)
+    if difference > 1e-5 * max(1.0, scale):
+        return None, (
+            f"kept as a Functional model, not {kind}: rebuilt as "
+            f"{type(backbone).__name__}{said} it differs from the pruned "
+            f"model by up to {difference:.3g} (output scale {scale:.3g})")
+    return candidate, (
+        f"rebuilt as {kind}{said}, its pruned weights copied; it matches "
+        f"the pruned Functional model to {difference:.2g}")
+
+
+def _sublayer(key):
+    """The name of the layer holding the weight at `key`."""
+    owner, path = key
+    return path.split("/")[0] if "/" in path else owner
+
+
+def _with_changes(changes, config):
+    if not changes:
+        return " with its config unchanged"
+    return " with " + ", ".join(f"{k} {config[k]} -> {v}"
+                                for k, v in changes.items())
+
+
+def _build(task, backbone, config):
+    new_backbone = type(backbone).from_config(config)
+    if task is None:
+        return new_backbone
+    task_config = dict(task.get_config())
+    task_config["backbone"] = new_backbone
+    task_config["preprocessor"] = task.preprocessor
+    return type(task).from_config(task_config)
+
+
+def _owned_weights(model, containers):
+    """`{(owner name, weight path inside the owner): variable}`.
+
+    An owner is a layer of `model` (or of a nested model named in
+    `containers`, such as the backbone inside a task) that is not opened:
+    a keras-hub block and the Functional model it was rebuilt as are both
+    owners, named alike, with their weights at the same paths inside.
+    """
+    owned, seen = {}, set()
+
+    def visit(container):
+        for layer in container.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if getattr(layer, "layers", None) and layer.name in containers:
+                visit(layer)
+                continue
+            prefix = layer.name + "/"
+            for variable in layer.weights:
+                path = variable.path
+                path = path[len(prefix):] if path.startswith(prefix) else path
+                owned[(layer.name, path)] = variable
+
+    visit(model)
+    return owned

@@ -1,0 +1,196 @@
+"""Tests for keras_guided._hub_rebuild: pruned keras-hub models stay
+keras-hub models (`generate()`, `save_to_preset`, the task API).
+
+Tiny configs built offline (no presets, no downloads).
+"""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_guided
+from tests.test_surgery import zero_units
+
+keras_hub = pytest.importorskip("keras_hub")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning")
+
+
+def _gpt2(seed=0):
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone,
+                                         preprocessor=None)
+
+
+def _ffn_groups(model):
+    groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
+    return [g for g in groups if g.prunable
+            and g.layers[0] == "feedforward_intermediate_dense"]
+
+
+def _kill_ffn_units(model, counts):
+    """Zeroes `counts[i]` FFN units of block i (different ones per block)."""
+    for block, (group, count) in enumerate(zip(_ffn_groups(model), counts)):
+        rng = np.random.default_rng(block)
+        zero_units(group, rng.choice(group.num_units, count, replace=False))
+
+
+def _tokens(length=12, prompt=5, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((batch, length), "int32")
+    mask[:, :prompt] = 1
+    ids = rng.integers(1, 100, (batch, length)).astype("int32") * mask
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def _max_relative(a, b):
+    a, b = ops.convert_to_numpy(a), ops.convert_to_numpy(b)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
+
+
+@pytest.fixture(scope="module")
+def dead_gpt2():
+    model = _gpt2()
+    _kill_ffn_units(model, (12, 20))  # blocks keep 20 and 12 live units
+    return model
+
+
+def test_uniform_dead_units_rebuild_the_causal_lm_exactly(dead_gpt2):
+    small, report = keras_guided.prune_model(
+        dead_gpt2, on_unsupported="keep", uniform_blocks=True,
+        return_report=True)
+    assert type(small) is keras_hub.models.GPT2CausalLM
+    # The widest block sets the width; the narrower keeps 8 dead units.
+    assert small.backbone.get_config()["intermediate_dim"] == 20
+    assert report.notes[-1] == (
+        "rebuilt as GPT2CausalLM with intermediate_dim 32 -> 20, its pruned "
+        "weights copied; it matches the pruned Functional model to 0")
+    x = _tokens()
+    assert _max_relative(dead_gpt2(x), small(x)) <= 1e-5
+    # generate() runs the keras-hub blocks with their cache: same tokens.
+    for lm in (dead_gpt2, small):
+        lm.compile(sampler="greedy")
+    expected = dead_gpt2.generate(x, max_length=12, stop_token_ids=None)
+    got = small.generate(x, max_length=12, stop_token_ids=None)
+    np.testing.assert_array_equal(got["token_ids"], expected["token_ids"])
+    assert (got["token_ids"][:, 5:] != 0).any()  # tokens were generated
+    assert small.count_params() < dead_gpt2.count_params()
+
+
+def test_rebuilt_causal_lm_saves_to_a_preset_and_loads(dead_gpt2, tmp_path):
+    small = keras_guided.prune_model(dead_gpt2, on_unsupported="keep",
+                                     uniform_blocks=True)
+    small.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.GPT2CausalLM.from_preset(
+        str(tmp_path / "preset"))
+    x = _tokens(seed=1)
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)),
+                               ops.convert_to_numpy(small(x)), atol=1e-6)
+
+
+def test_rebuilt_causal_lm_exports_token_ids_in_logits_out(dead_gpt2,
+                                                           tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("export runs on the TensorFlow backend")
+    small = keras_guided.prune_model(dead_gpt2, on_unsupported="keep",
+                                     uniform_blocks=True)
+    x = _tokens(length=8, prompt=8, batch=3, seed=2)
+    report = keras_guided.export_tflite(
+        small, str(tmp_path / "gpt2.tflite"), sample_inputs=x,
+        sequence_length=8)
+    assert report.ok
+    assert report.max_abs_diff <= 1e-4 * max(
+        1.0, float(np.max(np.abs(ops.convert_to_numpy(small(x))))))
+
+
+def test_without_uniform_blocks_different_widths_stay_functional(dead_gpt2):
+    small, report = keras_guided.prune_model(
+        dead_gpt2, on_unsupported="keep", return_report=True)
+    assert not isinstance(small, keras_hub.models.CausalLM)
+    assert report.notes[-1] == (
+        "kept as a Functional model, not GPT2CausalLM: its blocks keep "
+        "different widths (intermediate_dim: 12 in transformer_layer_1, 20 "
+        "in transformer_layer_0), which one GPT2Backbone config cannot say. "
+        "Pass uniform_blocks=True to keep the same widths in every block.")
+    x = _tokens()
+    assert _max_relative(dead_gpt2(x), small(x)) <= 1e-5
+
+
+def test_fewer_heads_cannot_be_said_and_the_warning_says_how_to_keep_them():
+    model = _gpt2()
+    with pytest.warns(UserWarning, match=re.escape(
+            "prune_model: kept as a Functional model, not GPT2CausalLM: "
+            "GPT2Backbone with intermediate_dim 32 -> 16, num_heads 2 -> 1 "
+            "gives transformer_layer_0/self_attention/query/kernel the shape "
+            "(16, 1, 16), the pruned model (16, 1, 8): its config cannot say "
+            "these widths. Pass protected=['self_attention'] to keep them.")):
+        small = keras_guided.prune_model(
+            model, plan=None, target={"units": 0.5}, on_unsupported="keep",
+            uniform_blocks=True, min_units=0.5)
+    assert not isinstance(small, keras_hub.models.CausalLM)
+
+
+def test_target_with_uniform_blocks_keeps_the_class_and_the_budget():
+    model = _gpt2()
+    small, report = keras_guided.prune_model(
+        model, target={"units": 0.5}, on_unsupported="keep",
+        uniform_blocks=True, protected=["self_attention"],
+        return_report=True)
+    assert type(small) is keras_hub.models.GPT2CausalLM
+    assert small.backbone.get_config()["intermediate_dim"] == 16
+    # Exact against the original with the removed units masked.
+    assert report.max_abs_diff <= 1e-5 * max(1.0, report.output_scale)
+    assert "uniform_blocks: 2 TransformerDecoder blocks (transformer_layer_0"\
+        " ... transformer_layer_1) keep 16 of 32 units of layers " \
+        "['feedforward_intermediate_dense']" in report.notes
+
+
+def test_bert_classifier_is_rebuilt_as_its_task():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=32)
+    classifier = keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None)
+    _kill_ffn_units(classifier, (40, 40))
+    small = keras_guided.prune_model(
+        classifier, on_unsupported="keep", uniform_blocks=True,
+        protected=["pooled_dense"])
+    assert type(small) is keras_hub.models.BertTextClassifier
+    assert small.backbone.get_config()["intermediate_dim"] == 24
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 200, (3, 16)).astype("int32"),
+         "segment_ids": np.zeros((3, 16), "int32"),
+         "padding_mask": np.ones((3, 16), "int32")}
+    assert _max_relative(classifier(x), small(x)) <= 1e-5
+    # The task's own head is the pruned model's, copied.
+    np.testing.assert_array_equal(
+        small.get_layer("logits").get_weights()[0],
+        classifier.get_layer("logits").get_weights()[0])
+
+
+def test_a_pruned_pooler_is_named_in_the_reason():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=200, num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32)
+    classifier = keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=2, preprocessor=None)
+    pooler = next(g for g in keras_guided.find_unit_groups(
+        classifier, on_unsupported="keep") if g.layers[0] == "pooled_dense")
+    zero_units(pooler, [0, 1])
+    small, report = keras_guided.prune_model(
+        classifier, on_unsupported="keep", return_report=True)
+    assert not isinstance(small, keras_hub.models.Task)
+    assert report.notes[-1] == (
+        "kept as a Functional model, not BertTextClassifier: BertBackbone "
+        "with its config unchanged gives pooled_dense/kernel the shape "
+        "(16, 16), the pruned model (16, 14): its config cannot say these "
+        "widths. Pass protected=['pooled_dense'] to keep them.")
