@@ -260,6 +260,11 @@ def prune_model(
             "Pass at most one of `threshold`, `plan` and `target`. "
             f"Received: {', '.join(chosen)}"
         )
+    if uniform_blocks and isinstance(target, dict) and "latency" in target:
+        raise ValueError(
+            "`uniform_blocks=True` works with a units, params or FLOPs "
+            "target. Received: a latency target. Use target={'flops': ...}"
+            ", or uniform_blocks=False.")
     scoring.check_limits(min_units, round_to)
     if latency_table is not None and target is None:
         raise ValueError(
@@ -280,12 +285,6 @@ def prune_model(
     _protect(model, groups, protected)
     families = (_uniform.find_families(model, groups) if uniform_blocks
                 else [])
-    if families and target is not None and (
-            latency_table is not None or measure is not None):
-        raise ValueError(
-            "`uniform_blocks=True` works with a units, params or FLOPs "
-            "target. Received: a latency target. Use target={'flops': ...}"
-            ", or uniform_blocks=False.")
     rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     latency_check = None
     if plan is not None:
