@@ -93,7 +93,7 @@ def test_several_inputs_export_howto_runs_as_written(tmp_path, monkeypatch):
 
 
 def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
-    pytest.importorskip("keras_hub")
+    keras_hub = pytest.importorskip("keras_hub")
     monkeypatch.chdir(tmp_path)
     code = "\n".join(_python_blocks(("docs", "howto", "keras-hub.md")))
     namespace = {"__name__": "__keras_hub_howto__"}
@@ -108,3 +108,9 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
     x = namespace["gpt2_inputs"](24)
     np.testing.assert_allclose(namespace["gpt2_reloaded"](x),
                                namespace["gpt2_small"](x), atol=1e-6)
+    uniform = namespace["gpt2_uniform"]
+    assert type(uniform) is keras_hub.models.GPT2CausalLM
+    np.testing.assert_allclose(namespace["gpt2_from_preset"](x),
+                               uniform(x), atol=1e-6)
+    assert namespace["generated"]["token_ids"].shape == (1, 8)
+    assert namespace["export_report"].ok
