@@ -19,16 +19,21 @@ import sys
 import numpy as np
 from keras import ops
 
-# Config field -> (end of the relative weight path, axis that counts it).
-# Every keras-hub transformer names its FFN input projection
-# `feedforward_intermediate_dense` and its attention projections `query`,
-# `key` (EinsumDense kernels of shape (hidden, heads, head size)).
+# Config field -> ((end of the relative weight path, axis that counts the
+# units, config value per unit), ...), the first path a model has wins.
+# keras-hub's transformers name their FFN input projection
+# `feedforward_intermediate_dense` (Gemma: `ffw_gating`, of
+# `intermediate_dim // 2` units) and their attention projections `query`
+# and `key` (EinsumDense kernels of shape (hidden, heads, head size)).
 WIDTH_FIELDS = {
-    "intermediate_dim": ("feedforward_intermediate_dense/kernel", -1),
-    "num_heads": ("query/kernel", 1),
-    "num_query_heads": ("query/kernel", 1),
-    "num_key_value_heads": ("key/kernel", 1),
+    "intermediate_dim": (("feedforward_intermediate_dense/kernel", -1, 1),
+                         ("ffw_gating/kernel", -1, 2)),
+    "num_heads": (("query/kernel", None, 1),),
+    "num_query_heads": (("query/kernel", None, 1),),
+    "num_key_value_heads": (("key/kernel", None, 1),),
 }
+# An axis of `None`: the axis whose length in the original model is the
+# config's value (heads come first in Gemma's kernels, second in BERT's).
 
 
 def hub_parts(model):
@@ -64,15 +69,31 @@ def rebuild(model, pruned, inputs, predict):
     kind = type(model).__name__
     containers = {model.name, backbone.name}
     pruned_weights = _owned_weights(pruned, containers)
+    original_weights = _owned_weights(model, containers)
     config = backbone.get_config()
     changes = {}
-    for field, (suffix, axis) in WIDTH_FIELDS.items():
+    for field, places in WIDTH_FIELDS.items():
         if field not in config:
             continue
         widths = {}
-        for (owner, path), variable in pruned_weights.items():
-            if path == suffix or path.endswith("/" + suffix):
-                widths.setdefault(int(variable.shape[axis]), []).append(owner)
+        for suffix, axis, per_unit in places:
+            for key, variable in pruned_weights.items():
+                owner, path = key
+                if not (path == suffix or path.endswith("/" + suffix)):
+                    continue
+                where = axis
+                if where is None:
+                    if key not in original_weights:
+                        continue
+                    before = tuple(original_weights[key].shape)
+                    where = next((i for i, n in enumerate(before)
+                                  if n == config[field]), None)
+                    if where is None:
+                        continue
+                widths.setdefault(int(variable.shape[where]) * per_unit,
+                                  []).append(owner)
+            if widths:
+                break
         if len(widths) > 1:
             listed = ", ".join(f"{w} in {owners[0]}" for w, owners in
                                sorted(widths.items()))
@@ -167,6 +188,21 @@ def _owned_weights(model, containers):
     """
     owned, seen = {}, set()
 
+    def inside(layer, prefix):
+        """`(path inside the owner, variable)` of `layer`'s weights: a
+        nested model's layers by their names, a layer's by its weights'
+        paths from its own name on."""
+        if getattr(layer, "layers", None):
+            for sub in layer.layers:
+                yield from inside(sub, prefix + sub.name + "/")
+            return
+        for variable in layer.weights:
+            path = variable.path
+            start = path.find(layer.name + "/")
+            path = (path[start + len(layer.name) + 1:] if start >= 0
+                    else path.rsplit("/", 1)[-1])
+            yield prefix + path, variable
+
     def visit(container):
         for layer in container.layers:
             if id(layer) in seen:
@@ -175,10 +211,7 @@ def _owned_weights(model, containers):
             if getattr(layer, "layers", None) and layer.name in containers:
                 visit(layer)
                 continue
-            prefix = layer.name + "/"
-            for variable in layer.weights:
-                path = variable.path
-                path = path[len(prefix):] if path.startswith(prefix) else path
+            for path, variable in inside(layer, ""):
                 owned[(layer.name, path)] = variable
 
     visit(model)

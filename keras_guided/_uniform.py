@@ -44,7 +44,8 @@ class Family:
 
 
 def find_families(model, groups):
-    """The families of `groups` across repeated composite blocks of `model`.
+    """The families of `groups` across repeated composite blocks of `model`
+    (blocks of one class and one config, see `_config_key`).
 
     Returns:
         A list of `Family`, each with two members or more.
@@ -82,10 +83,13 @@ def find_families(model, groups):
 
 
 def _config_key(layer):
+    """The layer's config without its name; for a layer whose config does
+    not serialize (keras-hub 0.32's Llama blocks), its weights' shapes in
+    tree order."""
     try:
         config = dict(layer.get_config())
-    except Exception:  # a layer without a config is its own family
-        return str(id(layer))
+    except Exception:  # noqa: BLE001 (any get_config may fail)
+        return repr([tuple(w.shape) for w in layer.weights])
     config.pop("name", None)
     return json.dumps(config, sort_keys=True, default=str)
 

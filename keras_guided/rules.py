@@ -245,6 +245,10 @@ def _match(layer):
             if isinstance(classes, tuple):
                 classes = next(c for c in classes if isinstance(layer, c))
             return classes, builtin
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith("keras_hub.") and (
+                cls.__name__ in _KERAS_HUB_RULES):
+            return cls, _KERAS_HUB_RULES[cls.__name__]
     return None, None
 
 
@@ -848,6 +852,29 @@ _BUILTIN = [
         "its output mixes the channels of its inputs; it is copied "
         "unchanged")),
 ]
+
+
+_RMS_NORM = LayerRule(
+    unchanged_rule, "keep", flops=_no_flops,
+    note="it normalizes over the channels (their root mean square), the "
+         "hidden size of the residual stream; it is copied unchanged")
+# keras-hub layers by class name (a class of a `keras_hub.` module, or a
+# subclass of one): keras-hub is optional, so its classes are not imported.
+# Its transformers' RMS norms and position embedding sit on the residual
+# stream, whose channels stay; their FLOPs are channel-wise (not counted).
+_KERAS_HUB_RULES = {
+    name: _RMS_NORM for name in (
+        "RMSNormalization", "LlamaLayerNorm", "MistralLayerNormalization",
+        "MixtralLayerNormalization", "Phi3LayerNorm", "QwenLayerNorm",
+        "Qwen3LayerNorm", "QwenMoeLayerNorm", "Qwen3MoeLayerNorm",
+        "T5LayerNorm", "GptOssLayerNormalization")
+}
+_KERAS_HUB_RULES["PositionEmbedding"] = LayerRule(
+    unchanged_rule, "keep", flops=_no_flops,
+    note="it adds a learned vector per position to the hidden size, whose "
+         "channels stay; it is copied unchanged")
+if hasattr(keras_layers, "RMSNormalization"):
+    _BUILTIN.append((keras_layers.RMSNormalization, _RMS_NORM))
 
 
 def _layer_scale_rule(layer, weights, kept_inputs, kept_outputs):

@@ -39,6 +39,7 @@ from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
 from keras_guided import stats
+from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 from keras_guided.latency import _loop as _latency_loop
 
@@ -326,6 +327,7 @@ def prune_model(
     rewriter.propagate_constants()
     rewriter.fold_constants()
     pruned = rewriter.rebuild(rewriter.pruned_weights)
+    shared = dict(rewriter.shared)
     report = None
     if return_report or verify:
         report = _report(model, pruned, analysis, plan, rewriter)
@@ -341,6 +343,15 @@ def prune_model(
         report.notes.extend(_uniform.describe(families, groups, plan))
     rebuilt, note = _hub_rebuild.rebuild(
         model, pruned, _sample_inputs(model, sample_inputs), _predict)
+    if shared and rebuilt is None:
+        name, reason = next(iter(shared.items()))
+        raise ValueError(
+            f"Model '{model.name}' can be pruned inside its blocks only as "
+            f"its keras-hub class: {reason.replace('its sublayer', 'sublayer')}"
+            f". It could not be rebuilt as that class: "
+            f"{note.split(': ', 1)[-1]} Or keep the blocks intact with "
+            "protected=[<block names>]."
+        )
     if note is not None:
         if report is not None:
             report.notes.append(note)
@@ -367,9 +378,10 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    known = {layer.name for layer in _walk.all_layers(model)} | {
+    known = {sub.name for layer in _walk.all_layers(model)
+             for sub in adapter.layer_tree(layer)} | {
         layer.name for _, layer, _ in stats._iter_layers(model)
-    }  # the layers inside traced composite layers too
+    }  # the layers inside composite layers (traced or not) too
     missing = sorted(names - known)
     if missing:
         raise ValueError(
@@ -734,6 +746,7 @@ class _Rewriter:
         self._cache = {}
         self._new_weights = {}
         self._copied_from = {}
+        self.shared = {}
         functional = graph_lib._functional_of(model)
         inputs = [
             keras.Input(
@@ -854,10 +867,22 @@ class _Rewriter:
         if self._untouched(op, node, kept_inputs, kept_outputs):
             # No removed channel passes through: a copy with all its state
             # (`_copies`), from its config where that round-trips.
-            new, how = _copies.new_copy(
-                op, lambda config: self._standard(op, config))
+            try:
+                new, how = _copies.new_copy(
+                    op, lambda config: self._standard(op, config))
+                self._new_weights[id(op)] = _COPY
+            except ValueError:
+                reason = trace_lib.uncopyable(op)
+                if reason is None:
+                    raise
+                # A keras-hub sublayer that does not copy: the model built
+                # here holds the original layer itself (untouched, never
+                # trained through it) and is kept only once rebuilt as its
+                # keras-hub class (`prune_model`).
+                self.shared[op.name] = reason
+                new, how = op, "shared"
+                self._new_weights[id(op)] = None
             self._copied_from[id(op)] = how
-            self._new_weights[id(op)] = _COPY
             self._cache[id(op)] = new
             return new
         rule = rules_lib.get_rule(op)

@@ -99,6 +99,10 @@ def _trace(layer, node):
     return graph, reason
 
 
+# sublayer of a traced keras-hub block -> why it cannot be copied.
+_UNCOPYABLE = weakref.WeakKeyDictionary()
+
+
 class _Untraceable(Exception):
     pass
 
@@ -153,17 +157,36 @@ def _run_call(layer, node):
             f"holds ({names}), such as its own variables or an embedding "
             "of constant positions"
         )
-    _check_configs(graph)
-    if scope.causal_masks:
-        _check_any_length(layer, node, graph, kwargs.get("training"))
+    _check_configs(graph, class_only=_from_keras_hub(layer))
+    if scope.causal_masks or _from_keras_hub(layer):
+        # keras-hub blocks are checked even without a causal mask: their
+        # calls shape tensors from symbolic sizes (Gemma's attention).
+        _check_any_length(layer, node, graph, kwargs.get("training"),
+                          "(with the causal mask built for any length) "
+                          if scope.causal_masks else "")
     return graph
 
 
-def _check_configs(graph):
+def uncopyable(layer):
+    """Why `layer`, a sublayer of a traced keras-hub block, cannot be copied
+    into a pruned Functional model (see `_check_configs`), or `None`."""
+    return _UNCOPYABLE.get(layer)
+
+
+def _from_keras_hub(layer):
+    return type(layer).__module__.startswith("keras_hub.")
+
+
+def _check_configs(graph, class_only=False):
     """Raises `_Untraceable` when a layer of the traced graph cannot be
     copied into a pruned model: neither its config nor the arguments Keras
     recorded rebuild it (and it is not itself a traced composite layer,
-    rebuilt from its sublayers)."""
+    rebuilt from its sublayers).
+
+    With `class_only` (a keras-hub block) the layer is recorded in
+    `_UNCOPYABLE` instead: the block is traced, and a model pruned inside
+    it is kept only when it is rebuilt as its keras-hub class
+    (`_hub_rebuild`), which builds the layer from the backbone's config."""
     for node in adapter.graph_nodes(graph):
         op = node.operation
         if not isinstance(op, keras.layers.Layer) or isinstance(
@@ -180,13 +203,17 @@ def _check_configs(graph):
                 continue
             except Exception:  # noqa: BLE001
                 pass
-            raise _Untraceable(
+            reason = (
                 f"its sublayer '{op.name}' ({type(op).__name__}) cannot be "
                 f"rebuilt "
                 f"from its config ({type(error).__name__}: "
                 f"{_short(error)}), so a pruned model holding it would not "
                 "load"
-            ) from None
+            )
+            if class_only:
+                _UNCOPYABLE[op] = reason
+                continue
+            raise _Untraceable(reason) from None
 
 
 def _length_reference(args, inputs):
@@ -209,7 +236,7 @@ def _length_reference(args, inputs):
 CHECK_LENGTHS = (5, 8)
 
 
-def _check_any_length(layer, node, graph, training):
+def _check_any_length(layer, node, graph, training, how):
     """Raises `_Untraceable` unless `graph` computes what `layer`'s call
     computes at every length in `CHECK_LENGTHS`."""
     import numpy as np
@@ -228,8 +255,7 @@ def _check_any_length(layer, node, graph, training):
                       training=False))
         except Exception as error:  # noqa: BLE001
             raise _Untraceable(
-                f"its traced call (with the causal mask built for any "
-                f"length) could not run at length {length} "
+                f"its traced call {how}could not run at length {length} "
                 f"({type(error).__name__}: {_short(error)})"
             ) from None
         for want, have in zip(expected, got):
@@ -239,8 +265,8 @@ def _check_any_length(layer, node, graph, training):
             difference = float(np.max(np.abs(want - have)))
             if want.shape != have.shape or difference > 1e-5 * scale:
                 raise _Untraceable(
-                    f"its traced call (with the causal mask built for any "
-                    f"length) differs from its call at length {length} "
+                    f"its traced call {how}differs from its call at length "
+                    f"{length} "
                     f"(max abs difference {difference:.3g})"
                 )
 

@@ -31,7 +31,7 @@ def _gpt2(seed=0):
 def _ffn_groups(model):
     groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
     return [g for g in groups if g.prunable
-            and g.layers[0] == "feedforward_intermediate_dense"]
+            and "feedforward_intermediate_dense" in g.layers]
 
 
 def _kill_ffn_units(model, counts):
@@ -194,3 +194,94 @@ def test_a_pruned_pooler_is_named_in_the_reason():
         "with its config unchanged gives pooled_dense/kernel the shape "
         "(16, 16), the pruned model (16, 14): its config cannot say these "
         "widths. Pass protected=['pooled_dense'] to keep them.")
+
+
+# ---------------------------------------------------------------- Llama
+# keras-hub 0.32's Llama attention and rotary embedding do not rebuild from
+# their configs, so a Functional copy of a pruned block would not load; the
+# blocks are opened all the same, and the model is kept only as its class.
+def _llama():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=100, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
+    return keras_hub.models.LlamaCausalLM(backbone=backbone,
+                                          preprocessor=None)
+
+
+def test_llama_blocks_show_their_gated_ffn_units_and_kv_heads():
+    groups = keras_guided.find_unit_groups(_llama(), on_unsupported="keep")
+    assert [(g.num_units, g.layers[:2]) for g in groups if g.prunable] == [
+        (2, ["self_attention"]),
+        (32, ["feedforward_gate_dense", "feedforward_intermediate_dense"]),
+    ] * 2
+
+
+def test_llama_is_pruned_inside_and_rebuilt_as_its_class(tmp_path):
+    model = _llama()
+    _kill_ffn_units(model, (16, 10))
+    small = keras_guided.prune_model(
+        model, on_unsupported="keep", uniform_blocks=True,
+        sample_inputs=_tokens(length=8, prompt=8))
+    assert type(small) is keras_hub.models.LlamaCausalLM
+    assert small.backbone.get_config()["intermediate_dim"] == 22
+    x = _tokens()
+    assert _max_relative(model(x), small(x)) <= 1e-5
+    for lm in (model, small):
+        lm.compile(sampler="greedy")
+    np.testing.assert_array_equal(
+        small.generate(x, max_length=12, stop_token_ids=None)["token_ids"],
+        model.generate(x, max_length=12, stop_token_ids=None)["token_ids"])
+    small.save_to_preset(str(tmp_path / "llama"))
+    loaded = keras_hub.models.LlamaCausalLM.from_preset(
+        str(tmp_path / "llama"))
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)),
+                               ops.convert_to_numpy(small(x)), atol=1e-6)
+
+
+def test_llama_that_cannot_be_its_class_is_refused_with_both_reasons():
+    model = _llama()
+    _kill_ffn_units(model, (16, 10))
+    with pytest.raises(ValueError, match=re.escape(
+            "Model 'llama_causal_lm' can be pruned inside its blocks only "
+            "as its keras-hub class: sublayer 'llama_rotary_embedding' "
+            "(LlamaRotaryEmbedding) cannot be rebuilt from its config")) as \
+            caught:
+        keras_guided.prune_model(model, on_unsupported="keep",
+                                 sample_inputs=_tokens(length=8, prompt=8))
+    assert str(caught.value).endswith(
+        "It could not be rebuilt as that class: its blocks keep different "
+        "widths (intermediate_dim: 16 in transformer_layer_0, 22 in "
+        "transformer_layer_1), which one LlamaBackbone config cannot say. "
+        "Pass uniform_blocks=True to keep the same widths in every block. "
+        "Or keep the blocks intact with protected=[<block names>].")
+
+
+def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
+    # keras-hub 0.32's Gemma attention reshapes with sizes read off symbolic
+    # tensors, so its traced graph does not run: it stays intact, with the
+    # reason. The gated FFN is pruned, and Gemma's `intermediate_dim` is
+    # twice the width of each gate.
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=100, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=16, intermediate_dim=64,
+        head_dim=8)
+    model = keras_hub.models.GemmaCausalLM(backbone=backbone,
+                                           preprocessor=None)
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    assert analysis.unsupported_reasons[0].startswith(
+        "layer 'attention' (CachedGemmaAttention) is not supported: its "
+        "traced call could not run at length 5 (")
+    groups = [g for g in analysis.groups if g.prunable]
+    assert [(g.num_units, g.layers[:2]) for g in groups] == [
+        (32, ["ffw_gating", "ffw_gating_2"])] * 2
+    for group, count in zip(groups, (8, 12)):
+        zero_units(group, list(range(count)))
+    small = keras_guided.prune_model(
+        model, on_unsupported="keep", uniform_blocks=True,
+        sample_inputs=_tokens(length=8, prompt=8))
+    assert type(small) is keras_hub.models.GemmaCausalLM
+    assert small.backbone.get_config()["intermediate_dim"] == 48
+    x = _tokens()
+    assert _max_relative(model(x), small(x)) <= 1e-5

@@ -299,20 +299,40 @@ def test_grouped_query_attention_flops_target_is_met(phi3):
     assert all(g.num_units == 1 for g in heads)
 
 
-def test_llama_blocks_are_kept_intact_with_the_reason():
-    # keras-hub's LlamaAttention does not rebuild from its own config, so
-    # a pruned model holding it (or its rotary embedding) would not load.
-    # (Its decoder block does not either: copying the kept block fails with
-    # the copy error, as it did before blocks were traced.)
+class _Scale(layers.Layer):
+    """Takes its factor from an iterator: neither its config nor its
+    recorded arguments (the spent iterator) create it again."""
+
+    def __init__(self, factors, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = next(factors)
+
+    def call(self, x):
+        return x * self.factor
+
+
+class _ScaledBlock(layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(6, activation="relu")
+        self.scale = _Scale(iter([2.0]), name="scale")
+
+    def call(self, x):
+        return self.scale(self.dense(x))
+
+
+def test_a_block_whose_sublayer_does_not_copy_is_kept_with_the_reason():
+    # A pruned Functional copy holding `scale` would not load, so a block
+    # that is not a keras-hub block (rebuilt as its class, see
+    # test_hub_rebuild) stays intact.
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=100, num_layers=1, num_query_heads=4,
-        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
-    analysis = keras_guided.graph.analyze(backbone, on_unsupported="keep")
-    assert analysis.unsupported_reasons[0] == (
-        "layer 'transformer_layer_0' (LlamaTransformerDecoder) is not "
-        "supported: its sublayer 'self_attention' (LlamaAttention) cannot be "
-        "rebuilt from its config (AttributeError: 'LlamaAttention' object "
-        "has no attribute 'rope_scaling_factor'), so a pruned model holding "
-        "it would not load")
+    inputs = keras.Input((4,))
+    x = _ScaledBlock(name="block")(inputs)
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    assert analysis.unsupported_reasons[0].startswith(
+        "layer 'block' (_ScaledBlock) is not supported: its sublayer 'scale' "
+        "(_Scale) cannot be rebuilt from its config (")
+    assert analysis.unsupported_reasons[0].endswith(
+        "so a pruned model holding it would not load")
     assert _prunable(analysis.groups) == []
