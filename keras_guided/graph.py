@@ -405,6 +405,10 @@ class GraphAnalysis:
         note = rules_lib.rule_for(layer).note or "it is copied unchanged"
         if reason is not None:
             note = f"{reason}; it is copied unchanged"
+        self._keep_channels(layer, node, in_atoms, note)
+
+    def _keep_channels(self, layer, node, in_atoms, note):
+        """Flags the channels in and out of `layer` as kept, saying why."""
         text = f"{describe(layer)} keeps its channels: {note}"
         for atoms in in_atoms:
             self._flag_all(atoms, "kept", text)
@@ -690,17 +694,10 @@ class GraphAnalysis:
         """Grouped-query attention (`keras_guided._grouped_attention`): a
         key/value head and the query heads that share it are one unit;
         the channels in and out stay."""
-        text = (
-            f"{describe(layer)} keeps its channels: its key/value heads "
-            "(each with the query heads that share it) are unit groups, but "
-            "its input and output channels are kept"
-        )
-        for atoms in in_atoms:
-            self._flag_all(atoms, "kept", text)
-        for out in node.output_tensors:
-            new = self._new_atoms(out)
-            self._flag_all(new, "kept", text)
-            self._set_output(out, new, layer)
+        self._keep_channels(
+            layer, node, in_atoms,
+            "its key/value heads (each with the query heads that share it) "
+            "are unit groups, but its input and output channels are kept")
         heads = self._uf.make(grouped.num_key_value_heads)
         per_query = [heads[k] for k in range(len(heads))
                      for _ in range(grouped.group_size)]

@@ -45,6 +45,19 @@ def _token_inputs(length, batch=3, vocabulary=100, seed=None):
         "int32"), "padding_mask": mask}
 
 
+def _assert_exact_and_reloads(model, pruned, path, lengths=(7, 23)):
+    """`pruned` computes what `model` computes at `lengths` (none of them
+    the length it was pruned at), and so does its saved and loaded copy."""
+    for length in lengths:
+        x = _token_inputs(length)
+        assert _relative_difference(model, pruned, x) <= 1e-5
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    for length in lengths:
+        x = _token_inputs(length)
+        np.testing.assert_allclose(reloaded(x), pruned(x), atol=1e-6)
+
+
 def _flops(model, length):
     shapes = keras_guided.graph.concrete_shapes(model, [(1, length)] * 2)
     return stats.count_flops(model, shapes=shapes)
@@ -106,15 +119,7 @@ def test_gpt2_prunes_exactly_at_every_length_and_reloads(tmp_path):
     assert report.removed_units == 5
     assert "TransformerDecoder" not in _leaf_classes(pruned)
     # Traced at no fixed length: exact at lengths it was never probed at.
-    for length in (7, 23):
-        x = _token_inputs(length)
-        assert _relative_difference(model, pruned, x) <= 1e-5
-    path = str(tmp_path / "gpt2.keras")
-    pruned.save(path)
-    reloaded = keras.saving.load_model(path)
-    for length in (7, 23):
-        x = _token_inputs(length)
-        np.testing.assert_allclose(reloaded(x), pruned(x), atol=1e-6)
+    _assert_exact_and_reloads(model, pruned, str(tmp_path / "gpt2.keras"))
 
 
 def test_gpt2_flops_target_is_met(gpt2):
@@ -273,15 +278,7 @@ def test_grouped_query_attention_prunes_exactly_and_reloads(tmp_path):
                                           "query")]
     assert [(r["params_before"], r["params_after"]) for r in attention] == [
         (256, 128)]  # 16 x 4 heads x 4 -> 16 x 2 heads x 4
-    for length in (7, 23):
-        x = _token_inputs(length)
-        assert _relative_difference(model, pruned, x) <= 1e-5
-    path = str(tmp_path / "phi3.keras")
-    pruned.save(path)
-    reloaded = keras.saving.load_model(path)
-    for length in (7, 23):
-        x = _token_inputs(length)
-        np.testing.assert_allclose(reloaded(x), pruned(x), atol=1e-6)
+    _assert_exact_and_reloads(model, pruned, str(tmp_path / "phi3.keras"))
 
 
 def test_grouped_query_attention_flops_target_is_met(phi3):
