@@ -69,22 +69,17 @@ def _sharing(model):
 
 
 def _replay(functional, inputs, inline):
-    tensors = {id(t): n for t, n in zip(functional.inputs, inputs)}
-    for node in adapter.graph_nodes(functional):
+    def call(node, args, kwargs, tensors):
         op = node.operation
-        args, kwargs = adapter.call_arguments(node, tensors)
-        if id(op) in inline:
-            if len(args) != 1 or any(
-                value is not None for value in keras.tree.flatten(kwargs)
-            ):  # Keras passes `mask={...: None}` along
-                raise ValueError("a nested model called with several "
-                                 "arguments")
-            flat = keras.tree.flatten(args[0])
-            if len(flat) != len(op.inputs):
-                raise ValueError("a nested model called with other inputs")
-            outputs = _replay(op, flat, inline=set())
-        else:
-            outputs = op(*args, **kwargs)
-        for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
-            tensors[id(tensor)] = new
-    return [tensors[id(t)] for t in functional.outputs]
+        if id(op) not in inline:
+            return op(*args, **kwargs)
+        if len(args) != 1 or any(
+            value is not None for value in keras.tree.flatten(kwargs)
+        ):  # Keras passes `mask={...: None}` along
+            raise ValueError("a nested model called with several arguments")
+        flat = keras.tree.flatten(args[0])
+        if len(flat) != len(op.inputs):
+            raise ValueError("a nested model called with other inputs")
+        return _replay(op, flat, inline=set())
+
+    return adapter.replay(functional, inputs, call)

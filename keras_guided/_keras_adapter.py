@@ -216,6 +216,24 @@ def graph_nodes(functional):
                 yield node
 
 
+def replay(functional, new_inputs, call):
+    """Calls `functional`'s graph again on `new_inputs`, node by node.
+
+    `call(node, args, kwargs, tensors)` makes each node's new outputs from
+    its call arguments (new tensors in place of the old ones) and
+    `tensors`, the new tensor of every old one met so far by `id`. Returns
+    the new tensors of `functional.outputs`, in order (a flat list). The
+    one graph walk of the surgery's rebuild and of inlining.
+    """
+    tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
+    for node in graph_nodes(functional):
+        args, kwargs = call_arguments(node, tensors)
+        outputs = call(node, args, kwargs, tensors)
+        for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
+            tensors[id(tensor)] = new
+    return [tensors[id(t)] for t in functional.outputs]
+
+
 def layer_calls(layer):
     """Every node of `layer` (one per call, in any graph)."""
     return list(getattr(layer, "_inbound_nodes", []))

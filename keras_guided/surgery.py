@@ -791,44 +791,44 @@ class _Rewriter:
         return kept
 
     def _rebuild(self, functional, new_inputs):
-        tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
-        for node in self._ordered_nodes(functional):
-            op = node.operation
-            args, kwargs = adapter.call_arguments(node, tensors)
-            new_op = self._cache.get(id(op))
-            fresh = new_op is None
-            traced = graph_lib.is_traced(op, node)
-            if fresh:
-                new_op = self._new_operation(op, node)
-            try:
-                if traced:
-                    # The rebuilt call is a Functional model of the tensors
-                    # the traced call read (inputs, then masks), in order.
-                    flat = [tensors[id(t)] for t in node.input_tensors]
-                    outputs = new_op(flat[0] if len(flat) == 1 else flat)
-                else:
-                    outputs = new_op(*args, **kwargs)
-                if fresh and isinstance(op, keras.layers.Layer) and not (
-                    graph_lib._is_model(op) or traced
-                ):
-                    self._set_state(op, new_op)
-            except Exception as error:  # noqa: BLE001 (another copy)
-                if not fresh or self._copied_from.get(id(op)) != "config":
-                    raise
-                # Rebuilt from its config, it does not take the original's
-                # state (other sublayers) or its inputs: created again.
-                new_op = _copies.replayed(op, error)
-                self._cache[id(op)] = new_op
-                self._copied_from[id(op)] = "constructor"
-                try:
-                    outputs = new_op(*args, **kwargs)
-                    self._set_state(op, new_op)
-                except Exception as second:  # noqa: BLE001
-                    raise _copies.cannot_copy(op, error, second) from second
-            for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
-                tensors[id(tensor)] = new
-        outputs = [tensors[id(t)] for t in functional.outputs]
+        outputs = adapter.replay(functional, new_inputs, self._rebuild_node)
         return adapter.pack_outputs(functional, outputs)
+
+    def _rebuild_node(self, node, args, kwargs, tensors):
+        """The new outputs of one node: its operation rebuilt (once) and
+        called on the new tensors."""
+        op = node.operation
+        new_op = self._cache.get(id(op))
+        fresh = new_op is None
+        traced = graph_lib.is_traced(op, node)
+        if fresh:
+            new_op = self._new_operation(op, node)
+        try:
+            if traced:
+                # The rebuilt call is a Functional model of the tensors
+                # the traced call read (inputs, then masks), in order.
+                flat = [tensors[id(t)] for t in node.input_tensors]
+                outputs = new_op(flat[0] if len(flat) == 1 else flat)
+            else:
+                outputs = new_op(*args, **kwargs)
+            if fresh and isinstance(op, keras.layers.Layer) and not (
+                graph_lib._is_model(op) or traced
+            ):
+                self._set_state(op, new_op)
+        except Exception as error:  # noqa: BLE001 (another copy)
+            if not fresh or self._copied_from.get(id(op)) != "config":
+                raise
+            # Rebuilt from its config, it does not take the original's
+            # state (other sublayers) or its inputs: created again.
+            new_op = _copies.replayed(op, error)
+            self._cache[id(op)] = new_op
+            self._copied_from[id(op)] = "constructor"
+            try:
+                outputs = new_op(*args, **kwargs)
+                self._set_state(op, new_op)
+            except Exception as second:  # noqa: BLE001
+                raise _copies.cannot_copy(op, error, second) from second
+        return outputs
 
     def _new_operation(self, op, node):
         inner = graph_lib.inner_graph(op, node)
