@@ -12,7 +12,8 @@ process: rounds of base, pruned, pruned, base, each timing the min of
 thread (robust to other processes on the machine, see B3), the ratio the
 median over rounds.
 
-    python -m benchmarks.b5_bert_latency [--quick] [--out docs/benchmarks_b5_bert.json]
+    python -m benchmarks.b5_bert_latency [--quick] \\
+        [--out docs/benchmarks_b5_bert.json]
 
 `--docs docs/benchmarks.md` writes the B5 section from the JSON.
 """
@@ -235,7 +236,8 @@ def write_docs(result, path, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.b5_bert_latency")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.b5_bert_latency")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny encoder (a smoke run)")
     parser.add_argument("--out", default=os.path.join(

@@ -207,10 +207,11 @@ def _model_costs(model, flops):
     import warnings
 
     from keras_guided import graph as graph_lib
-    from keras_guided import surgery
+    from keras_guided.surgery import _verification
 
     inputs = graph_lib._functional_of(model).inputs
-    input_shapes = [surgery._default_shape(t.shape, batch=1) for t in inputs]
+    input_shapes = [_verification._default_shape(t.shape, batch=1)
+                    for t in inputs]
     shapes = graph_lib.concrete_shapes(model, input_shapes)
     try:
         costs = stats.model_costs(model, shapes=shapes, flops=True)

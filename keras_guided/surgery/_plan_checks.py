@@ -1,0 +1,116 @@
+"""The plan of `prune_model`: protected layers, a user's plan checked, the
+plan of dead units."""
+
+
+import numpy as np
+
+from keras_guided import _keras_adapter as adapter
+from keras_guided import _walk
+from keras_guided import scoring
+from keras_guided import stats
+
+
+def _protect(model, groups, protected):
+    if isinstance(protected, str):
+        protected = (protected,)
+    names = set(protected)
+    known = {sub.name for layer in _walk.all_layers(model)
+             for sub in adapter.layer_tree(layer)} | {
+        layer.name for _, layer, _ in stats._iter_layers(model)
+    }  # the layers inside composite layers (traced or not) too
+    missing = sorted(names - known)
+    if missing:
+        raise ValueError(
+            f"`protected` names layers that are not in model '{model.name}':"
+            f" {missing}. Use the names of `model.layers` (nested models "
+            "included)."
+        )
+    for group in groups:
+        owners = set(group.layers) | {
+            s.layer.name for s in group.slices if s.role == "producer"
+        }
+        hit = sorted(owners & names)
+        if hit and group.prunable:
+            group.prunable = False
+            group.reason = f"protected layer '{hit[0]}'"
+
+
+def _describe_group(group):
+    return f"group {group.index} (layers {group.layers})"
+
+
+def _validate_plan(plan, groups, min_units):
+    if not isinstance(plan, dict):
+        raise ValueError(
+            "`plan` must be a dict {group index: kept unit indices or "
+            f"count}}. Received: {type(plan).__name__}"
+        )
+    scores = None
+    checked = {}
+    for index, kept in plan.items():
+        if not isinstance(index, (int, np.integer)) or not (
+            0 <= index < len(groups)
+        ):
+            raise ValueError(
+                f"`plan` refers to group {index!r}, but the model has "
+                f"{len(groups)} unit groups (indices 0 to {len(groups) - 1})."
+                " Get them with `keras_guided.find_unit_groups(model)`."
+            )
+        group = groups[index]
+        if isinstance(kept, (int, np.integer)):
+            if not 0 <= kept <= group.num_units:
+                raise ValueError(
+                    f"`plan` keeps {kept} units of {_describe_group(group)},"
+                    f" which has {group.num_units}. Keep between "
+                    f"{scoring.floor_units(min_units, group.num_units)} and "
+                    f"{group.num_units}."
+                )
+            if scores is None:
+                scores = scoring.default_scores(groups)
+            order = np.argsort(-scores[index], kind="stable")
+            kept = np.sort(order[:kept])
+        kept = np.asarray(kept, dtype=np.int64).ravel()
+        if len(set(kept.tolist())) != len(kept) or np.any(
+            (kept < 0) | (kept >= group.num_units)
+        ):
+            raise ValueError(
+                f"`plan` for {_describe_group(group)} must list distinct "
+                f"unit indices in [0, {group.num_units}). Received: "
+                f"{kept.tolist()}"
+            )
+        if len(kept) == group.num_units:
+            continue
+        if not group.prunable:
+            raise ValueError(
+                f"`plan` removes units of {_describe_group(group)}, which is "
+                f"not prunable: {group.reason}."
+            )
+        if len(kept) < scoring.floor_units(min_units, group.num_units):
+            raise ValueError(
+                f"`plan` keeps {len(kept)} units of {_describe_group(group)};"
+                f" at least min_units={min_units} must stay (a layer never "
+                "has zero width)."
+            )
+        checked[int(index)] = np.sort(kept)
+    return checked
+
+
+def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
+    masks = scoring.dead_units(groups, tolerance=tolerance)
+    for group, mask in zip(groups, masks):
+        if not rewriter.analysis.removable_when_dead(group):
+            mask[:] = False
+    # A dead unit whose channel is not constant where a consumer reads it
+    # (multiplied by a live broadcast gate) cannot be folded: keep it.
+    for _ in range(3):
+        plan = scoring.plan_from_mask(groups, masks, None, min_units,
+                                      round_to)
+        rewriter.set_plan(plan)
+        rewriter.propagate_constants()
+        unfoldable = rewriter.unfoldable_roots()
+        if not unfoldable:
+            return plan
+        for root in unfoldable:
+            index, local = rewriter.analysis.unit_location[root]
+            masks[index][local] = False
+    return plan

@@ -1,0 +1,129 @@
+"""Verification: the pruned model against the masked original (step 5 of
+`prune_model`), and the sample inputs and shapes it runs on."""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_guided import _keras_adapter as adapter
+from keras_guided import graph as graph_lib
+
+# Unknown lengths without sample inputs: long enough for most kernels and
+# pooling windows, small enough to probe quickly.
+_PROBE_SIZE = 32
+
+
+def _probe_shapes(model, sample_inputs):
+    """Concrete shapes of every tensor: from `sample_inputs`, or defaults."""
+    functional = graph_lib._functional_of(model)
+    if all(None not in tuple(t.shape)[1:] for t in functional.inputs):
+        return {}  # fixed sizes: the symbolic shapes are the real ones
+    if sample_inputs is not None:
+        shapes = [tuple(np.shape(x))
+                  for x in keras.tree.flatten(sample_inputs)]
+    else:
+        shapes = [_default_shape(t.shape) for t in functional.inputs]
+    if len(shapes) != len(functional.inputs):
+        return {}
+    shapes = [(1,) + tuple(shape[1:]) for shape in shapes]
+    return graph_lib.concrete_shapes(model, shapes)
+
+
+
+
+def _default_shape(shape, batch=1):
+    """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
+    dims = [batch] + list(shape[1:])
+    return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
+
+
+
+
+def _sample_inputs(model, sample_inputs):
+    if sample_inputs is not None:
+        return sample_inputs
+    rng = np.random.default_rng(0)
+    functional = graph_lib._functional_of(model)
+    values = []
+    for tensor in functional.inputs:
+        shape = _default_shape(tensor.shape, batch=4)
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        if "int" in dtype:
+            values.append(rng.integers(0, 2, size=shape).astype(dtype))
+        else:
+            values.append(rng.normal(size=shape).astype(dtype))
+    return adapter.pack_inputs(functional, values)
+
+
+def _predict(model, inputs):
+    outputs = model(inputs, training=False)
+    return [ops.convert_to_numpy(o).astype(np.float64)
+            for o in keras.tree.flatten(outputs)]
+
+
+def _note_random_outputs(model, stable, report):
+    """Says which outputs vary between two calls, and what was compared."""
+    functional = graph_lib._functional_of(model)
+    for tensor, mask in zip(functional.outputs, stable):
+        if mask.all():
+            continue
+        producer = adapter.producer(tensor)
+        report.notes.append(
+            f"the output of {graph_lib.describe(producer)} changes from "
+            f"call to call at inference (a layer that is random at "
+            f"inference, such as sampling, feeds it): {int(mask.sum())} of "
+            f"{mask.size} values repeat and were compared"
+            + ("" if mask.any() else "; nothing could be compared")
+        )
+
+
+def _verify(model, pruned, rewriter, report, sample_inputs):
+    inputs = _sample_inputs(model, sample_inputs)
+    try:
+        original = _predict(model, inputs)
+    except Exception as error:  # noqa: BLE001 (re-raised with advice)
+        shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(inputs)]
+        raise ValueError(
+            f"Verification could not run model '{model.name}' on sample "
+            f"inputs of shapes {shapes}: {error}. Pass `sample_inputs=` "
+            "with data the model accepts, or `verify=False`."
+        ) from error
+    # A layer random at inference (a VAE's sampling) changes some outputs
+    # from call to call: compare only the values that repeat exactly.
+    again = _predict(model, inputs)
+    stable = [np.isclose(a, b, rtol=0, atol=0, equal_nan=True)
+              for a, b in zip(original, again)]
+    if rewriter.prepare_masks():
+        masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
+        reference = _predict(masked, inputs)
+    else:
+        reference = original  # the removed inputs are exactly zero already
+    result = _predict(pruned, inputs)
+    _note_random_outputs(model, stable, report)
+
+    def largest(values):
+        return float(max(
+            (np.max(v[m], initial=0.0) for v, m in zip(values, stable)),
+            default=0.0,
+        ))
+
+    compared = sum(int(m.sum()) for m in stable)
+    if compared == 0:
+        report.max_abs_diff = report.max_abs_diff_original = None
+        report.output_scale = None
+        return
+    report.max_abs_diff = largest(
+        [np.abs(a - b) for a, b in zip(result, reference)])
+    report.max_abs_diff_original = largest(
+        [np.abs(a - b) for a, b in zip(result, original)])
+    report.output_scale = largest([np.abs(a) for a in reference])
+    if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
+        warnings.warn(
+            f"The pruned model differs from the original with the removed "
+            f"units masked by up to {report.max_abs_diff:.3g} (output scale "
+            f"{report.output_scale:.3g}). See `PruneReport.notes` "
+            f"({len(report.notes)} notes) for where folding is approximate.",
+            stacklevel=3,
+        )
