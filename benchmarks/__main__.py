@@ -142,20 +142,27 @@ def _run_b4(args):
     return results
 
 
-def _keep_b4_section(text, docs):
-    """The page rewritten by B1-B3 keeps the B4 section it had."""
+# Sections written by their own commands (B4: `benchmarks.b4_report`, B5:
+# `benchmarks.b5_bert_latency --docs`), kept when B1-B3 rewrite the page.
+OWN_SECTIONS = ("## B4", "## B5")
+
+
+def _keep_own_sections(text, docs):
+    """The page rewritten by B1-B3 keeps the B4 and B5 sections it had."""
     from benchmarks import b4_report
 
     if not os.path.exists(docs):
         return text
     with open(docs) as f:
         old = f.read()
-    start = old.find("\n## B4")
-    if start < 0:
-        return text
-    end = old.find("\n## ", start + 1)
-    section = old[start + 1:] if end < 0 else old[start + 1:end + 1]
-    return b4_report.replace_section(text, section)
+    for heading in OWN_SECTIONS:
+        start = old.find("\n" + heading)
+        if start < 0:
+            continue
+        end = old.find("\n## ", start + 1)
+        section = old[start + 1:] if end < 0 else old[start + 1:end + 1]
+        text = b4_report.replace_section(text, section, heading=heading)
+    return text
 
 
 def _write_reports(results, args, quick):
@@ -171,7 +178,7 @@ def _write_reports(results, args, quick):
     os.makedirs(args.out, exist_ok=True)
     report.write_atomic(os.path.join(args.out, "results.md"), text)
     if args.docs != "none":
-        report.write_atomic(args.docs, _keep_b4_section(text, args.docs))
+        report.write_atomic(args.docs, _keep_own_sections(text, args.docs))
 
 
 def _plain(value):

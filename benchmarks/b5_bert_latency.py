@@ -214,25 +214,33 @@ def section(result, command):
             f"{timing['base_ms']:.1f} -> {timing['pruned_ms']:.1f} | "
             f"{timing['ratio']:.3f} ({timing['spread']:.1%}) | "
             f"{flops[1] / flops[0]:.3f} |")
+    int8 = result["modes"].get("int8")
+    if int8:
+        lines.append(
+            "\nint8 (full-integer weights and activations, float32 inputs "
+            "and outputs) differs from Keras by up to "
+            f"{int8['files']['base']['max_abs_diff']:.2g} on these random "
+            "weights: the quantization error of the activations, the same "
+            "before and after pruning.")
+    machine = result.get("machine")
+    if machine:
+        lines.append(
+            f"\nMachine: {machine.get('cpu', 'unknown')}, "
+            f"{machine.get('nproc', '?')} cores"
+            + (f"; load: {result['load']}." if result.get("load") else "."))
     lines.append("")
     return "\n".join(lines)
 
 
 def write_docs(result, path, command):
     """Replaces (or appends) the B5 section of the benchmarks page."""
+    from benchmarks import b4_report
+    from benchmarks import report
+
     with open(path) as f:
         text = f.read()
-    new = section(result, command)
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.find("\n## ")
-        text = head + new + (rest[tail + 1:] if tail >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + new
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
+    report.write_atomic(path, b4_report.replace_section(
+        text, section(result, command), heading="## B5"))
 
 
 def main(argv=None):
@@ -252,6 +260,9 @@ def main(argv=None):
             write_docs(json.load(f), args.docs, command)
         return None
     result = run(CONFIGS["quick" if args.quick else "full"])
+    from benchmarks import report
+
+    result["machine"] = report.machine()
     temporary = args.out + ".tmp"
     with open(temporary, "w") as f:
         json.dump(result, f, indent=1)

@@ -300,14 +300,19 @@ def test_b4_failed_cells_run_again_and_done_ones_do_not():
                      (0, 1 / 3, "guided"), (0, 1 / 3, "slimming")]
 
 
-def test_rewriting_the_page_for_b1_b3_keeps_the_b4_section(tmp_path):
+def test_rewriting_the_page_for_b1_b3_keeps_the_b4_and_b5_sections(
+        tmp_path):
     from benchmarks import __main__ as runner
 
     page = tmp_path / "benchmarks.md"
-    page.write_text("# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n")
-    text = runner._keep_b4_section("# Benchmarks\n\n## B1\nnew\n", str(page))
-    assert text == "# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
-    assert runner._keep_b4_section("x\n", str(tmp_path / "none.md")) == "x\n"
+    page.write_text("# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n"
+                    "## B5: BERT\nalso kept\n")
+    text = runner._keep_own_sections("# Benchmarks\n\n## B1\nnew\n",
+                                     str(page))
+    assert text == ("# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
+                    "\n## B5: BERT\nalso kept\n")
+    assert runner._keep_own_sections("x\n", str(tmp_path / "none.md")) == (
+        "x\n")
 
 
 def test_b4_recipe_variants_are_chosen_on_validation_apart_from_the_grid():
@@ -327,3 +332,26 @@ def test_b4_recipe_variants_are_chosen_on_validation_apart_from_the_grid():
     assert "| `guided` | the default | 70.00 (1) |" in lines
     assert "| `guided:flat` | cost_power=0.0 | 72.00 (1) |" in lines
     assert "99" not in "\n".join(lines)  # test accuracy is not shown
+
+
+def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
+    from benchmarks import b5_bert_latency as b5
+
+    result = {
+        "config": dict(b5.CONFIGS["full"]), "groups_pruned": 24,
+        "params": [100, 60], "flops": [1000, 500],
+        "prune_max_abs_diff": 2e-6, "output_scale": 4.0,
+        "modes": {"float32": {
+            "files": {"base": {"bytes": 4_000_000, "max_abs_diff": 1e-5},
+                      "pruned": {"bytes": 2_500_000, "max_abs_diff": 2e-5}},
+            "latency": {"base_ms": 200.0, "pruned_ms": 104.0,
+                        "ratio": 0.52, "spread": 0.03}}},
+    }
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## B4: CIFAR\nkept\n")
+    b5.write_docs(result, str(page), "python -m benchmarks.b5_bert_latency")
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\n## B4: CIFAR\nkept\n\n## B5")
+    assert ("| float32 | 4.0 -> 2.5 | 1e-05, 2e-05 | 200.0 -> 104.0 | "
+            "0.520 (3.0%) | 0.500 |") in text
+    assert "Params 100 -> 60 (0.600)" in text
