@@ -1,0 +1,67 @@
+"""Concrete tensor shapes of a variable-length model (`concrete_shapes`)."""
+
+
+from keras import layers as keras_layers
+
+from keras_guided import _keras_adapter as adapter
+from keras_guided.graph._helpers import _functional_of
+from keras_guided.graph._helpers import inner_graph
+
+
+def concrete_shapes(model, input_shapes):
+    """Shapes of every tensor of `model` for inputs of the given shapes.
+
+    Unknown sizes of a variable-length model (`keras.Input((None,))`)
+    become the sizes of real inputs, so probes and FLOPs use lengths the
+    layers accept. Shapes are inferred symbolically (no computation).
+
+    Args:
+        model: a built Sequential or Functional model.
+        input_shapes: one shape per model input (batch axis included).
+
+    Returns:
+        `{id(KerasTensor): tuple}` for every tensor of the graph, nested
+        models included; tensors whose shape could not be inferred keep
+        their symbolic shape.
+    """
+    import keras
+
+    functional = _functional_of(model)
+    specs = {}
+    for tensor, shape in zip(functional.inputs, input_shapes):
+        specs[id(tensor)] = keras.KerasTensor(
+            tuple(int(d) for d in shape), dtype=tensor.dtype
+        )
+    _infer_shapes(functional, specs)
+    return {key: tuple(spec.shape) for key, spec in specs.items()}
+
+
+def _infer_shapes(functional, specs):
+    import keras
+
+    for node in adapter.graph_nodes(functional):
+        op = node.operation
+        if any(id(t) not in specs for t in node.input_tensors):
+            continue
+        inner = inner_graph(op, node)
+        if inner is not None:
+            for outer, inner_in in zip(node.input_tensors, inner.inputs):
+                specs[id(inner_in)] = specs[id(outer)]
+            _infer_shapes(inner, specs)
+            for inner_out, outer in zip(inner.outputs, node.outputs):
+                if id(inner_out) in specs:
+                    specs[id(outer)] = specs[id(inner_out)]
+            continue
+        args, kwargs = adapter.call_arguments(node, specs)
+        try:
+            outputs = op.compute_output_spec(*args, **kwargs)
+            if isinstance(op, keras_layers.EinsumDense) and args:
+                # Its `output_shape` leaves the lengths it passes through
+                # unknown; the equation knows them.
+                outputs = keras.ops.einsum(
+                    op.equation, args[0],
+                    keras.KerasTensor(tuple(op.kernel.shape)))
+        except Exception:  # noqa: BLE001 (the symbolic shape stays)
+            continue
+        for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
+            specs[id(tensor)] = spec
