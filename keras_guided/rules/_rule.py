@@ -1,0 +1,50 @@
+"""`LayerRule`: what one layer class means for pruning, and its kinds."""
+
+import dataclasses
+
+KINDS = ("elementwise", "producer")
+LATENCY_KINDS = ("dense", "conv", "depthwise")
+GRAPH_KINDS = (
+    "producer", "depthwise", "normalization", "prelu", "elementwise",
+    "activation", "mixing", "reshape", "permute", "concatenate", "merge",
+    "keep", "attention",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRule:
+    """What one layer class means for pruning (see the module docstring).
+
+    Attributes:
+        rewrite: the rewrite function.
+        kind: how the graph sees the layer: `"elementwise"` (output channel
+            `c` depends on input channel `c` only) or `"producer"` (creates
+            new output units, like Dense) for user rules; built-in rules
+            use the other `GRAPH_KINDS` too.
+        output_weights: `(weight name, axis)` pairs indexed by output units
+            (followers for an elementwise layer), or a function of the
+            layer returning them. Built-in producers take their axes from
+            `keras_guided.units` instead.
+        input_weights: `(weight name, axis, block)` triples indexed by input
+            channels (producers only).
+        flops: `flops(layer, input_shape, output_shape) -> {weight name:
+            FLOPs per element}` for one call on one example, or `None` (no
+            FLOPs).
+        check: `check(layer, input_shape, output_shape) -> str | None`, the
+            reason this configuration cannot be pruned through, or `None`.
+        note: for `kind="keep"`, why the channels around the layer stay.
+        latency: how `keras_guided.latency` times the layer in LiteRT:
+            `"dense"` (by `units`), `"conv"` (by `filters`) or
+            `"depthwise"` (one channel count), each timed as the class the
+            rule is registered for; `None` (default) for a layer priced
+            from its FLOPs.
+    """
+
+    rewrite: object
+    kind: str = "elementwise"
+    output_weights: tuple = ()
+    input_weights: tuple = ()
+    flops: object = None
+    check: object = None
+    note: str = None
+    latency: str = None
