@@ -191,54 +191,79 @@ def _verdict(shortfall):
 
 def _seeds_note(n):
     return "" if n >= SEEDS_WANTED else (
-        f" [{n} of {SEEDS_WANTED} seeds so far]")
+        f" [{n} of {SEEDS_WANTED} seeds so far, the seeds both have]")
+
+
+def _per_seed(b4):
+    """`{method: {budget: {seed: test %}}}` of the grid methods, and the
+    references' `{seed: test %}`."""
+    cells = {}
+    for key, point in b4.get("points", {}).items():
+        method, budget, seed = key.split("|")
+        if "test" in point and ":" not in method:
+            cells.setdefault(method, {}).setdefault(budget, {})[seed] = (
+                100 * point["test"])
+    refs = {seed: 100 * r["test"]
+            for seed, r in b4.get("references", {}).items()}
+    return cells, refs
+
+
+def _paired(first, second):
+    """Means of `first` and `second` (`{seed: value}`) over the seeds both
+    have, and how many those are."""
+    seeds = sorted(set(first) & set(second))
+    if not seeds:
+        return None
+    return (float(np.mean([first[s] for s in seeds])),
+            float(np.mean([second[s] for s in seeds])), len(seeds))
 
 
 def targets(b4):
     """The issue's goals, each line 'reached' or 'not reached, by N
-    points' (test accuracy, means over the seeds done)."""
-    table = summary(b4)
-    ref = reference(b4)
-    guided = table.get("guided", {})
+    points' (test accuracy). Each comparison is over the seeds both sides
+    have, so a method with fewer seeds done is compared fairly."""
+    cells, refs = _per_seed(b4)
+    guided = cells.get("guided", {})
     lines = []
     half = guided.get("flops/2x")
-    if half and ref:
-        gap = ref["mean"] - half["mean"]
+    pair = half and _paired(half, refs)
+    if pair:
+        mine, ref, n = pair
+        gap = ref - mine
         lines.append(
             f"- At 2x fewer FLOPs, guided within {REFERENCE_TOLERANCE} "
-            f"points of its reference: {half['mean']:.2f} vs "
-            f"{ref['mean']:.2f} ("
+            f"points of its reference: {mine:.2f} vs {ref:.2f} ("
             + (f"{gap:.2f} below" if gap >= 0 else f"{-gap:.2f} above")
-            + f"): {_verdict(gap - REFERENCE_TOLERANCE)}"
-            + _seeds_note(half["n"]))
-    for budget in _budgets(table):
+            + f"): {_verdict(gap - REFERENCE_TOLERANCE)}" + _seeds_note(n))
+    for budget in _budgets(summary(b4)):
         point = guided.get(budget)
         if not point:
             continue
-        tp = table.get("tp_group_sl", {}).get(budget)
-        if tp:
+        pair = _paired(point, cells.get("tp_group_sl", {}).get(budget, {}))
+        if pair:
+            mine, tp, n = pair
             lines.append(
                 f"- {budget}: guided >= Torch-Pruning group_sl: "
-                f"{point['mean']:.2f} vs {tp['mean']:.2f}: "
-                f"{_verdict(tp['mean'] - point['mean'])}"
-                + _seeds_note(min(point["n"], tp["n"])))
-        others = [(rows[budget]["mean"], m) for m, rows in table.items()
-                  if m != "guided" and budget in rows]
+                f"{mine:.2f} vs {tp:.2f}: {_verdict(tp - mine)}"
+                + _seeds_note(n))
+        others = []
+        for method, rows in cells.items():
+            pair = method != "guided" and budget in rows and _paired(
+                point, rows[budget])
+            if pair:
+                others.append((pair[1] - pair[0], method, pair))
         if others:
-            top, name = max(others)
+            _, name, (mine, top, n) = max(others)
             lines.append(
                 f"- {budget}: guided >= every baseline (best: {name} "
-                f"{top:.2f}): {point['mean']:.2f}: "
-                f"{_verdict(top - point['mean'])}"
-                + _seeds_note(point["n"]))
+                f"{top:.2f}): {mine:.2f}: {_verdict(top - mine)}"
+                + _seeds_note(n))
             if budget == "flops/4x":
                 lines.append(
                     f"- flops/4x: guided ahead of the best baseline by >= "
                     f"{LEAD_AT_4X:g} point ({name} {top:.2f}): "
-                    f"{point['mean']:.2f}, "
-                    f"{point['mean'] - top:+.2f}: "
-                    f"{_verdict(top + LEAD_AT_4X - point['mean'])}"
-                    + _seeds_note(point["n"]))
+                    f"{mine:.2f}, {mine - top:+.2f}: "
+                    f"{_verdict(top + LEAD_AT_4X - mine)}" + _seeds_note(n))
     return lines
 
 

@@ -272,10 +272,22 @@ def test_b4_targets_say_reached_or_not_by_how_much():
     lines = b4_report.targets(b4)
     assert lines[0].startswith("- At 2x fewer FLOPs, guided within 0.3")
     assert "79.80 vs 80.00 (0.20 below): reached [1 of 3 seeds" in lines[0]
-    assert lines[1].endswith("79.80 vs 79.00: reached [1 of 3 seeds so far]")
+    assert lines[1].endswith("79.80 vs 79.00: reached [1 of 3 seeds so far, "
+                             "the seeds both have]")
     assert "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points" in (
         lines[2])
     assert "+0.50: not reached, by 0.50 points" in lines[-1]
+    # A second seed done by guided and one-shot L1 only: every comparison
+    # is over the seeds both sides have.
+    b4["references"]["1"] = {"test": 0.82, "flops": 20, "params": 9,
+                             "seconds": 1}
+    b4["points"]["guided|flops/2x|1"] = point(0.81)
+    b4["points"]["l1_oneshot|flops/2x|1"] = point(0.80)
+    lines = b4_report.targets(b4)
+    assert "80.40 vs 81.00 (0.60 below): not reached, by 0.30 points [2 of" \
+        in lines[0]
+    assert "79.80 vs 79.00: reached [1 of 3" in lines[1]
+    assert "(best: l1_oneshot 80.05): 80.40: reached [2 of 3" in lines[2]
     page = b4_report.replace_section("# B\n\n## B1\nx\n## B4 old\ny\n",
                                      "## B4 new\n")
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
