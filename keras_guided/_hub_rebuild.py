@@ -141,7 +141,14 @@ def rebuild(model, pruned, inputs, predict):
             f"({', '.join(extra[:3])})")
     for key, variable in candidate_weights.items():
         variable.assign(ops.convert_to_tensor(pruned_weights[key]))
-    expected, got = predict(pruned, inputs), predict(candidate, inputs)
+    try:
+        expected, got = predict(pruned, inputs), predict(candidate, inputs)
+    except Exception as error:  # noqa: BLE001 (reported, never raised)
+        return None, (
+            f"kept as a Functional model, not {kind}: the rebuilt "
+            f"{type(backbone).__name__} could not be checked on the sample "
+            f"inputs ({type(error).__name__}: {error}). Pass "
+            "`sample_inputs=` with data the model accepts.")
     difference = max(float(np.max(np.abs(a - b), initial=0.0))
                      for a, b in zip(expected, got))
     scale = max(float(np.max(np.abs(a), initial=0.0)) for a in expected)
