@@ -52,14 +52,15 @@ def hub_parts(model):
     return None
 
 
-def rebuild(model, pruned, inputs, predict):
+def rebuild(model, pruned, make_inputs, predict):
     """`(rebuilt model, note)`, or `(None, note)` saying why it could not
     be rebuilt; `(None, None)` when `model` is not a keras-hub model.
 
     Args:
         model: the model given to `prune_model`.
         pruned: the pruned Functional model.
-        inputs: sample inputs both run on.
+        make_inputs: `make_inputs()` -> the sample inputs both run on
+            (made only for a keras-hub model).
         predict: `predict(model, inputs)` -> list of float64 arrays.
     """
     parts = hub_parts(model)
@@ -141,6 +142,7 @@ def rebuild(model, pruned, inputs, predict):
             f"({', '.join(extra[:3])})")
     for key, variable in candidate_weights.items():
         variable.assign(ops.convert_to_tensor(pruned_weights[key]))
+    inputs = make_inputs()
     try:
         expected, got = predict(pruned, inputs), predict(candidate, inputs)
     except Exception as error:  # noqa: BLE001 (reported, never raised)

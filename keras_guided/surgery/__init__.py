@@ -261,9 +261,9 @@ def prune_model(
     if report is not None:
         report.notes.extend(_uniform.describe(families, groups, plan))
     rebuilt, note = _hub_rebuild.rebuild(
-        model, pruned, _sample_inputs(model, sample_inputs), _predict)
+        model, pruned, lambda: _sample_inputs(model, sample_inputs), _predict)
     if shared and rebuilt is None:
-        name, reason = next(iter(shared.items()))
+        reason = next(iter(shared.values()))
         raise ValueError(
             f"Model '{model.name}' can be pruned inside its blocks only as "
             f"its keras-hub class: {reason.replace('its sublayer', 'sublayer')}"
