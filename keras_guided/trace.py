@@ -54,6 +54,7 @@ import weakref
 import keras
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided import rules as rules_lib
 
 # node -> (weak reference to the layer, traced sub-graph or None, failure
 # reason or None). Nothing in a value refers back to its node, so an entry
@@ -64,8 +65,6 @@ _CACHE = weakref.WeakKeyDictionary()
 def is_composite(layer):
     """Whether `layer` is a non-model layer without a rule that holds
     sublayers (the layers traced here)."""
-    from keras_guided import rules as rules_lib
-
     if isinstance(layer, keras.Model) or not isinstance(
         layer, keras.layers.Layer
     ):

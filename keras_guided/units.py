@@ -1,8 +1,10 @@
 """What a unit is, for every supported layer type.
 
-This module is the single place that knows weight axes. A *unit* is one
-output channel of a layer (a Dense neuron, a Conv filter). For each layer
-type we record:
+A *unit* is one output channel of a layer (a Dense neuron, a Conv filter).
+This module is the public front of the unit axes, which the registry
+holds (`keras_guided.rules`: each built-in rule names its layer's unit
+family, and `rules._units` gives each family's axes once). For each layer
+we read:
 
 * which weight slices belong to an output unit (`output_slices`): removing
   unit `u` removes position `u` along `axis` of each of these weights;
@@ -22,131 +24,37 @@ Depthwise convolutions are *pass-through*: output channel `c * m + k`
 input channel and its `m` output channels form one unit.
 """
 
-import dataclasses
-
 import numpy as np
-from keras import layers
 from keras import ops
 
+from keras_guided import rules as rules_lib
 from keras_guided._axes import normalize_axes
+from keras_guided._weights import WeightAxis
+from keras_guided._weights import get_weight
+from keras_guided._weights import is_input_weight
+from keras_guided._weights import weight_key
+from keras_guided._weights import weight_keys
+from keras_guided.rules import dense_like_einsum
+from keras_guided.rules import normalization_axis
 
 NORMS = ("l1", "l2", "group")
 
-
-@dataclasses.dataclass(frozen=True)
-class WeightAxis:
-    """One weight of a layer and the axis along which it is cut.
-
-    Attributes:
-        weight: the variable's name inside the layer (`"kernel"`, `"bias"`,
-            `"gamma"`, ...).
-        axis: the axis that indexes units. A tuple of contiguous axes means
-            those axes flattened in row-major order (the depthwise kernel's
-            `(input_channels, depth_multiplier)` pair).
-        block: positions per unit along `axis`: unit `c` owns positions
-            `c * block` to `c * block + block - 1`.
-    """
-
-    weight: str
-    axis: object = -1
-    block: int = 1
-
-
-# Layer families, most specific first (SeparableConv and DepthwiseConv are
-# not subclasses of Conv in Keras 3, Conv*Transpose are).
-_TRANSPOSE = (
-    layers.Conv1DTranspose,
-    layers.Conv2DTranspose,
-    layers.Conv3DTranspose,
-)
-_DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
-_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
-_CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
-_NORMALIZATION = (layers.BatchNormalization, layers.LayerNormalization)
-_EMBEDDING = (layers.Embedding,)
-
-
-def dense_like_einsum(layer):
-    """Whether an EinsumDense computes a Dense over its last axis.
-
-    True for equations like `"abc,cd->abd"`: the kernel has two axes, its
-    first contracts the input's last axis, its second is the output's last
-    axis, every other input axis passes through, and the bias (if any) is
-    on the last axis.
-    """
-    inputs, _, output = layer.equation.replace(" ", "").partition("->")
-    source, _, kernel = inputs.partition(",")
-    if "." in layer.equation or len(kernel) != 2 or not source or not output:
-        return False
-    return (
-        kernel[0] == source[-1] and kernel[1] == output[-1]
-        and source[:-1] == output[:-1] and kernel[0] not in output
-        and kernel[1] not in source
-        and (layer.bias_axes or kernel[1]) == kernel[1]
-    )
+__all__ = [
+    "NORMS", "WeightAxis", "dense_like_einsum", "get_weight",
+    "input_slices", "is_input_weight", "layer_family", "normalization_axis",
+    "num_units", "output_slices", "safe_sqrt", "unit_axis_length",
+    "unit_matrix", "unit_norms", "weight_key", "weight_keys",
+]
 
 
 def layer_family(layer):
     """Returns the unit family of `layer`, or `None` if it has no units.
 
     One of `"dense"`, `"conv"`, `"conv_transpose"`, `"depthwise"`,
-    `"separable"`, `"normalization"`, `"embedding"`, `None`.
+    `"separable"`, `"normalization"`, `"embedding"`, `None`: the `family`
+    of its rule in `keras_guided.rules`.
     """
-    if isinstance(layer, layers.Dense):
-        return "dense"
-    if isinstance(layer, _EMBEDDING):
-        return "embedding"
-    if isinstance(layer, layers.EinsumDense):
-        return "dense" if dense_like_einsum(layer) else None
-    if isinstance(layer, _TRANSPOSE):
-        return "conv_transpose"
-    if isinstance(layer, _DEPTHWISE):
-        return "depthwise"
-    if isinstance(layer, _SEPARABLE):
-        return "separable"
-    if isinstance(layer, _CONV):
-        return "conv"
-    if isinstance(layer, _NORMALIZATION):
-        return "normalization"
-    return None
-
-
-def _with_bias(layer, slices):
-    if isinstance(layer, layers.EinsumDense):
-        has_bias = layer.bias is not None
-    else:
-        has_bias = getattr(layer, "use_bias", False)
-    if has_bias:
-        slices.append(WeightAxis("bias", 0))
-    return slices
-
-
-def _depth_multiplier(layer):
-    return int(getattr(layer, "depth_multiplier", 1))
-
-
-def _check_channels_last(layer):
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise ValueError(
-            f"keras_guided supports channels-last layers only. Received: "
-            f"layer '{layer.name}' ({type(layer).__name__}) with "
-            f"data_format='{layer.data_format}'. Build the model with "
-            "data_format='channels_last' (the Keras default)."
-        )
-
-
-def normalization_axis(layer):
-    """Returns the single feature axis of a normalization layer, or `None`.
-
-    `None` means the layer normalizes over several axes (a LayerNormalization
-    over more than the channel axis), so its parameters are not per-channel.
-    """
-    axis = layer.axis
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            return None
-        axis = axis[0]
-    return int(axis)
+    return rules_lib.unit_family(layer)
 
 
 def output_slices(layer):
@@ -161,24 +69,7 @@ def output_slices(layer):
     Raises:
         ValueError: for a channels-first layer.
     """
-    family = layer_family(layer)
-    if family is None:
-        return []
-    if family not in ("normalization", "dense", "embedding"):
-        _check_channels_last(layer)
-    if family == "embedding":
-        return [WeightAxis("embeddings", -1)]
-    if family in ("dense", "conv"):
-        return _with_bias(layer, [WeightAxis("kernel", -1)])
-    if family == "conv_transpose":
-        return _with_bias(layer, [WeightAxis("kernel", -2)])
-    if family == "depthwise":
-        return _with_bias(layer, [WeightAxis("kernel", (-2, -1))])
-    if family == "separable":
-        return _with_bias(layer, [WeightAxis("pointwise_kernel", -1)])
-    # normalization: every per-channel vector.
-    names = [v.name for v in layer.weights]
-    return [WeightAxis(name, 0) for name in names]
+    return rules_lib.output_slices(layer)
 
 
 def input_slices(layer):
@@ -191,74 +82,7 @@ def input_slices(layer):
     Returns:
         A list of `WeightAxis`; empty for layers without input weights.
     """
-    family = layer_family(layer)
-    if family == "dense":
-        return [WeightAxis("kernel", 0)]
-    if family == "conv":
-        return [WeightAxis("kernel", -2)]
-    if family == "conv_transpose":
-        return [WeightAxis("kernel", -1)]
-    if family == "depthwise":
-        return [WeightAxis("kernel", -2)]
-    if family == "separable":
-        multiplier = _depth_multiplier(layer)
-        return [
-            WeightAxis("depthwise_kernel", -2),
-            WeightAxis("pointwise_kernel", -2, block=multiplier),
-        ]
-    return []
-
-
-def weight_key(layer, variable):
-    """The name `get_weight` finds `variable` of `layer` by.
-
-    The variable's name (`"kernel"`) when no other weight of the layer has
-    it, otherwise its path below the layer (`"query/kernel"` in a
-    MultiHeadAttention, whose four projections all own a `"kernel"`).
-    """
-    names = [v.name for v in layer.weights]
-    if names.count(variable.name) == 1:
-        return variable.name
-    path = variable.path
-    prefix = layer.path + "/" if getattr(layer, "path", None) else ""
-    if prefix and path.startswith(prefix):
-        return path[len(prefix):]
-    return path
-
-
-def is_input_weight(name, shape):
-    """Whether a producer's weight multiplies its input (not a bias).
-
-    Kernels do; biases only add a constant, even when they have several
-    axes (an attention bias of shape `(num_heads, key_dim)`).
-    """
-    return len(tuple(shape)) >= 2 and not str(name).split("/")[-1].endswith(
-        "bias")
-
-
-def weight_keys(layer):
-    """`weight_key` of every weight of `layer`, in `layer.weights` order."""
-    return [weight_key(layer, v) for v in layer.weights]
-
-
-def get_weight(layer, name):
-    """Returns the variable of `layer` called `name` (see `weight_key`).
-
-    Raises:
-        ValueError: if the layer has no such variable.
-    """
-    for variable in layer.weights:
-        if variable.name == name and weight_key(layer, variable) == name:
-            return variable
-    for variable in layer.weights:
-        if weight_key(layer, variable) == name:
-            return variable
-    available = weight_keys(layer)
-    raise ValueError(
-        f"Layer '{layer.name}' ({type(layer).__name__}) has no weight "
-        f"'{name}'. Available weights: {available}. Build the layer before "
-        "asking for its units."
-    )
+    return rules_lib.input_slices(layer)
 
 
 def num_units(layer):

@@ -7,6 +7,7 @@ from keras import layers as keras_layers
 
 from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
+from keras_guided import rules as rules_lib
 from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import ON_UNSUPPORTED
@@ -144,8 +145,6 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         return [self._tensor_atoms.get(id(t)) for t in node.input_tensors]
 
     def _visit(self, node):
-        from keras_guided import rules as rules_lib
-
         layer = node.operation
         inputs = node.input_tensors
         outputs = node.output_tensors

@@ -4,8 +4,8 @@ layers, attention heads, user rules, unknown layers (a mixin of
 
 
 import numpy as np
-from keras import layers as keras_layers
 
+from keras_guided import rules as rules_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import _MIXING_ACTIVATIONS
@@ -19,8 +19,6 @@ class LayerVisits:
     create, follow or keep channels."""
 
     def _visit_elementwise(self, layer, node, in_atoms):
-        from keras_guided import rules as rules_lib
-
         atoms = in_atoms[0] if in_atoms else None
         rule = rules_lib.rule_for(layer)
         if atoms is not None and _channels(node.output_tensors[0]) == len(
@@ -41,8 +39,6 @@ class LayerVisits:
 
     def _visit_keep(self, layer, node, in_atoms, reason=None):
         """A known layer whose channels stay: copied unchanged."""
-        from keras_guided import rules as rules_lib
-
         note = rules_lib.rule_for(layer).note or "it is copied unchanged"
         if reason is not None:
             note = f"{reason}; it is copied unchanged"
@@ -60,8 +56,6 @@ class LayerVisits:
 
     def _visit_attention(self, layer, node, in_atoms):
         """MultiHeadAttention: its heads are units; its channels stay."""
-        from keras_guided import rules as rules_lib
-
         self._visit_keep(layer, node, in_atoms)
         heads = self._uf.make(int(layer.num_heads))
         for name, axis in rules_lib.ATTENTION_HEAD_WEIGHTS:
@@ -174,11 +168,10 @@ class LayerVisits:
                 self._record(
                     layer, variable.name, 0, role, enumerate(atoms)
                 )
-            if isinstance(layer, keras_layers.LayerNormalization):
+            mixes = rules_lib.rule_for(layer).mixes_channels
+            if mixes is not None:
                 self._flag_all(
-                    atoms, "approximate",
-                    f"{describe(layer)} normalizes over the channels",
-                )
+                    atoms, "approximate", f"{describe(layer)} {mixes}")
         self._set_output(outputs[0], atoms, layer)
 
     def _visit_prelu(self, layer, node, in_atoms):

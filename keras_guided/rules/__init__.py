@@ -9,9 +9,11 @@ Every layer class `keras_guided` understands is described here once, as a
   (`"reshape"`, `"permute"`, `"concatenate"`), ties the channels of its
   inputs (`"merge"`), mixes them (`"mixing"`), or is copied unchanged with
   the channels around it kept (`"keep"`);
-* its unit axes come from `keras_guided.units` (`output_slices`,
-  `input_slices`), or from the rule's `output_weights` / `input_weights`
-  for a user's layer;
+* `family`: for a built-in producer or normalization layer, its unit
+  family (`"dense"`, `"conv"`, ...), which gives its unit axes
+  (`keras_guided.units.output_slices`, `input_slices`, written once per
+  family in `_units`); a user's layer gives them as the rule's
+  `output_weights` / `input_weights`;
 * `flops(layer, input_shape, output_shape)`: `{weight name: FLOPs per
   element of that weight}` for one call on one example; `stats.py` (the
   cost model) multiplies by the kept size of each weight, so the same
@@ -40,12 +42,14 @@ with `register_rule`; a user rule wins over a built-in one.
 
 Where each part lives: the registry (`register_rule`, `rule_for`) here;
 `_rule` (`LayerRule`), `_builtin` (the table of built-in rules, the one
-place a built-in layer class is added), `_rewrites`, `_flops` and
-`_checks` (the functions those rules name).
+place a built-in layer class is added), `_units` (the unit axes of each
+family), `_rewrites`, `_flops` and `_checks` (the functions those rules
+name).
 """
 
 from keras import layers as keras_layers
 
+from keras_guided.rules import _units
 from keras_guided.rules._builtin import _BUILTIN
 from keras_guided.rules._builtin import _KERAS_HUB_RULES
 from keras_guided.rules._flops import UnknownSizeError
@@ -60,13 +64,20 @@ from keras_guided.rules._rule import GRAPH_KINDS
 from keras_guided.rules._rule import KINDS
 from keras_guided.rules._rule import LATENCY_KINDS
 from keras_guided.rules._rule import LayerRule
+from keras_guided.rules._units import FAMILIES
+from keras_guided.rules._units import KERNEL_FAMILIES
+from keras_guided.rules._units import dense_like_einsum
+from keras_guided.rules._units import normalization_axis
+from keras_guided.rules._units import without_bias
 
 __all__ = [
-    "ATTENTION_HEAD_WEIGHTS", "ATTENTION_OUTPUT_WEIGHT", "GRAPH_KINDS",
-    "KINDS", "LATENCY_KINDS", "LayerRule", "UnknownSizeError", "get_rule",
-    "grouped_conv_rule", "is_reverse_embedding_call", "register_rule",
-    "rule_for", "ruled_class", "take", "timed_class", "unchanged_rule",
-    "unregister_rule", "user_rule",
+    "ATTENTION_HEAD_WEIGHTS", "ATTENTION_OUTPUT_WEIGHT", "FAMILIES",
+    "GRAPH_KINDS", "KERNEL_FAMILIES", "KINDS", "LATENCY_KINDS", "LayerRule",
+    "UnknownSizeError", "dense_like_einsum", "get_rule", "grouped_conv_rule",
+    "input_slices", "is_reverse_embedding_call", "normalization_axis",
+    "output_slices", "register_rule", "rule_for", "ruled_class", "take",
+    "timed_class", "unchanged_rule", "unit_family", "unregister_rule",
+    "user_rule", "without_bias",
 ]
 
 
@@ -191,6 +202,31 @@ def rule_for(layer):
     (or, with `on_unsupported="keep"`, keeps the channels around it).
     """
     return _match(layer)[1]
+
+
+def unit_family(layer):
+    """The unit family of `layer` (`rules.FAMILIES`: `"dense"`, `"conv"`,
+    ...) from its rule, or `None` for a layer without units of its own
+    (and for a user's layer, whose rule lists its weights instead)."""
+    rule = rule_for(layer)
+    family = None if rule is None else rule.family
+    return family(layer) if callable(family) else family
+
+
+def output_slices(layer):
+    """The `units.WeightAxis` slices each output unit of a built-in
+    producer or normalization `layer` owns (`[]` for other layers).
+
+    Raises:
+        ValueError: for a channels-first layer.
+    """
+    return _units.output_slices(layer, unit_family(layer))
+
+
+def input_slices(layer):
+    """The `units.WeightAxis` slices each input channel of a built-in
+    producer `layer` owns (`[]` for other layers)."""
+    return _units.input_slices(layer, unit_family(layer))
 
 
 def ruled_class(layer):

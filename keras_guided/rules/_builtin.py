@@ -4,7 +4,7 @@ keras-hub layers known by name."""
 
 from keras import layers as keras_layers
 
-from keras_guided import units as units_lib
+from keras_guided import _weights
 from keras_guided.rules._checks import _check_channels_last
 from keras_guided.rules._checks import _check_normalization
 from keras_guided.rules._checks import _check_permute
@@ -35,6 +35,7 @@ from keras_guided.rules._rewrites import prelu_rule
 from keras_guided.rules._rewrites import reshape_rule
 from keras_guided.rules._rewrites import unchanged_rule
 from keras_guided.rules._rule import LayerRule
+from keras_guided.rules._units import einsum_family
 
 
 def _keep(note):
@@ -76,39 +77,52 @@ _MERGE_LAYERS = (
 # Most specific class first: the first isinstance match wins.
 _BUILTIN = [
     (keras_layers.Dense, LayerRule(
-        _producer_rule("units"), "producer", flops=_DENSE_FLOPS,
-        latency="dense")),
+        _producer_rule("units", "dense"), "producer", flops=_DENSE_FLOPS,
+        latency="dense", family="dense")),
     (keras_layers.EinsumDense, LayerRule(
         einsum_dense_rule, "producer", flops=_einsum_flops,
-        check=_check_einsum,
+        check=_check_einsum, family=einsum_family,
         note="it is copied unchanged")),
     (keras_layers.Embedding, LayerRule(
-        _producer_rule("output_dim"), "producer", flops=_embedding_flops)),
+        _producer_rule("output_dim", "embedding"), "producer",
+        flops=_embedding_flops, family="embedding")),
     (keras_layers.Conv1DTranspose, LayerRule(
-        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+        _producer_rule("filters", "conv_transpose"), "producer",
+        flops=_TRANSPOSE_FLOPS, family="conv_transpose")),
     (keras_layers.Conv2DTranspose, LayerRule(
-        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+        _producer_rule("filters", "conv_transpose"), "producer",
+        flops=_TRANSPOSE_FLOPS, family="conv_transpose")),
     (keras_layers.Conv3DTranspose, LayerRule(
-        _producer_rule("filters"), "producer", flops=_TRANSPOSE_FLOPS)),
+        _producer_rule("filters", "conv_transpose"), "producer",
+        flops=_TRANSPOSE_FLOPS, family="conv_transpose")),
     (keras_layers.SeparableConv1D, LayerRule(
-        _producer_rule("filters"), "producer", flops=_SEPARABLE_FLOPS)),
+        _producer_rule("filters", "separable"), "producer",
+        flops=_SEPARABLE_FLOPS, family="separable")),
     (keras_layers.SeparableConv2D, LayerRule(
-        _producer_rule("filters"), "producer", flops=_SEPARABLE_FLOPS)),
+        _producer_rule("filters", "separable"), "producer",
+        flops=_SEPARABLE_FLOPS, family="separable")),
     (keras_layers.DepthwiseConv1D, LayerRule(
-        depthwise_rule, "depthwise", flops=_CONV_FLOPS)),
+        depthwise_rule, "depthwise", flops=_CONV_FLOPS,
+        family="depthwise")),
     (keras_layers.DepthwiseConv2D, LayerRule(
         depthwise_rule, "depthwise", flops=_CONV_FLOPS,
-        latency="depthwise")),
+        latency="depthwise", family="depthwise")),
     (keras_layers.Conv1D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv",
+        family="conv")),
     (keras_layers.Conv2D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv")),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS, latency="conv",
+        family="conv")),
     (keras_layers.Conv3D, LayerRule(
-        grouped_conv_rule, "producer", flops=_CONV_FLOPS)),
+        grouped_conv_rule, "producer", flops=_CONV_FLOPS,
+        family="conv")),
     (keras_layers.BatchNormalization, LayerRule(
-        channel_rule, "normalization", check=_check_normalization)),
+        channel_rule, "normalization", check=_check_normalization,
+        family="normalization")),
     (keras_layers.LayerNormalization, LayerRule(
-        channel_rule, "normalization", check=_check_normalization)),
+        channel_rule, "normalization", check=_check_normalization,
+        family="normalization", mixes_channels="normalizes over the "
+        "channels")),
     (keras_layers.PReLU, LayerRule(prelu_rule, "prelu")),
     (keras_layers.Activation, LayerRule(unchanged_rule, "activation")),
     (keras_layers.Softmax, LayerRule(unchanged_rule, "mixing")),
@@ -192,5 +206,5 @@ if _LayerScale is not None:
     _BUILTIN.append((_LayerScale, LayerRule(
         _layer_scale_rule, "elementwise",
         # Its one weight is unnamed ("variable" in Keras 3.15).
-        output_weights=lambda layer: ((units_lib.weight_keys(layer)[0], 0),),
+        output_weights=lambda layer: ((_weights.weight_keys(layer)[0], 0),),
     )))

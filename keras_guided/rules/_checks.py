@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from keras_guided import units as units_lib
+from keras_guided.rules._units import normalization_axis
 
 
 # ------------------------------------------------------------------ checks
@@ -46,7 +46,7 @@ def _check_rescaling(layer, input_shape, output_shape):
 
 
 def _check_normalization(layer, input_shape, output_shape):
-    axis = units_lib.normalization_axis(layer)
+    axis = normalization_axis(layer)
     rank = len(tuple(input_shape))
     if axis is None or axis % rank != rank - 1:
         return f"axis={layer.axis!r} is not the channel axis alone"

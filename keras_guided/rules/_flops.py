@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from keras_guided import units as units_lib
+from keras_guided import _weights
 
 
 def _einsum_flops(layer, input_shape, output_shape):
@@ -125,7 +125,7 @@ def _inner_flops(wrapper, inner, input_shape, output_shape, times=1):
     costs = rule.flops(inner, input_shape, output_shape)
     if costs is None:
         return None
-    keys = {units_lib.weight_key(inner, v): units_lib.weight_key(wrapper, v)
+    keys = {_weights.weight_key(inner, v): _weights.weight_key(wrapper, v)
             for v in inner.weights}
     return {keys[key]: times * value for key, value in costs.items()
             if key in keys}

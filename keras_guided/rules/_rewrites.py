@@ -6,8 +6,10 @@ checks of the layers whose rewrite needs one."""
 import numpy as np
 
 from keras_guided import _axes
+from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
-from keras_guided import units as units_lib
+from keras_guided import _weights
+from keras_guided.rules import _units
 
 
 # ------------------------------------------------------------ helpers
@@ -22,7 +24,7 @@ def take(array, axis, kept, block=1):
 
 
 def _weights_list(layer, weights):
-    names = units_lib.weight_keys(layer)
+    names = _weights.weight_keys(layer)
     return [weights[name] for name in names if name in weights]
 
 
@@ -38,24 +40,27 @@ def _bias_config(config, weights):
 
 def _order(layer, weights):
     """Weights in build order: layer.weights order, bias added if new."""
-    names = units_lib.weight_keys(layer)
+    names = _weights.weight_keys(layer)
     if "bias" in weights and "bias" not in names:
         names.append("bias")
     return [weights[name] for name in names]
 
 
-def _producer_rule(count_key):
+def _producer_rule(count_key, family):
+    """The rewrite of a producer of `family` (see `rules._units`) whose unit
+    count is the config entry `count_key`."""
+
     def rule(layer, weights, kept_inputs, kept_outputs):
         weights = dict(weights)
         kept_in = _first(kept_inputs)
         config = _bias_config(layer.get_config(), weights)
         if kept_in is not None:
-            for slice_ in units_lib.input_slices(layer):
+            for slice_ in _units.input_slices(layer, family):
                 weights[slice_.weight] = _axes.take_units(
                     weights[slice_.weight], slice_.axis, kept_in, slice_.block
                 )
         if kept_outputs is not None:
-            slices = units_lib.output_slices(layer)
+            slices = _units.output_slices(layer, family)
             for slice_ in slices:
                 if slice_.weight in weights:
                     weights[slice_.weight] = _axes.take_units(
@@ -142,7 +147,7 @@ def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs,
     """
     if kept_heads is not None:
         return _einsum_heads_rule(layer, weights, kept_heads)
-    config, new_weights = _producer_rule("units")(
+    config, new_weights = _producer_rule("units", "dense")(
         layer, weights, kept_inputs, kept_outputs)
     config.pop("units", None)
     config.pop("use_bias", None)
@@ -157,8 +162,6 @@ def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs,
 
 
 def _einsum_heads_rule(layer, weights, kept_heads):
-    from keras_guided import _grouped_attention
-
     kernel_axis, output_index = _grouped_attention.head_axis(layer)
     config = layer.get_config()
     weights = dict(weights)
@@ -176,7 +179,7 @@ def _einsum_heads_rule(layer, weights, kept_heads):
 
 
 def _check_einsum(layer, input_shape, output_shape):
-    if not units_lib.dense_like_einsum(layer):
+    if not _units.dense_like_einsum(layer):
         return (
             f"its equation '{layer.equation}' (bias_axes="
             f"{layer.bias_axes!r}) is not a Dense over the last axis"
@@ -265,7 +268,7 @@ def _check_attention(layer, input_shape, output_shape):
 def _layer_scale_rule(layer, weights, kept_inputs, kept_outputs):
     """ConvNeXt's LayerScale: a per-channel `gamma`."""
     config = layer.get_config()
-    gamma = weights[units_lib.weight_keys(layer)[0]]
+    gamma = weights[_weights.weight_keys(layer)[0]]
     if kept_outputs is not None:
         gamma = gamma[kept_outputs]
         config["projection_dim"] = int(len(kept_outputs))

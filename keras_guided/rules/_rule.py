@@ -24,7 +24,7 @@ class LayerRule:
         output_weights: `(weight name, axis)` pairs indexed by output units
             (followers for an elementwise layer), or a function of the
             layer returning them. Built-in producers take their axes from
-            `keras_guided.units` instead.
+            their `family` instead.
         input_weights: `(weight name, axis, block)` triples indexed by input
             channels (producers only).
         flops: `flops(layer, input_shape, output_shape) -> {weight name:
@@ -33,6 +33,16 @@ class LayerRule:
         check: `check(layer, input_shape, output_shape) -> str | None`, the
             reason this configuration cannot be pruned through, or `None`.
         note: for `kind="keep"`, why the channels around the layer stay.
+        family: the unit family of a built-in producer or normalization
+            layer (`rules._units.FAMILIES`: which weight slices a unit and
+            an input channel own, see `keras_guided.units.output_slices`),
+            or a function of the layer returning it (`None`: not a layer
+            with units of its own); `None` for user rules, whose
+            `output_weights` / `input_weights` say it.
+        mixes_channels: for a normalization layer whose output channel
+            depends on the other channels (LayerNormalization normalizes
+            over them), the reason, so the graph marks removing a channel
+            as approximate; `None` for a per-channel layer.
         latency: how `keras_guided.latency` times the layer in LiteRT:
             `"dense"` (by `units`), `"conv"` (by `filters`) or
             `"depthwise"` (one channel count), each timed as the class the
@@ -48,3 +58,5 @@ class LayerRule:
     check: object = None
     note: str = None
     latency: str = None
+    family: object = None
+    mixes_channels: str = None

@@ -13,8 +13,6 @@ from keras_guided import units as units_lib
 from keras_guided.surgery._rebuild import _standard_config
 from keras_guided.surgery._verification import _PROBE_SIZE
 
-_PRODUCER_FAMILIES = ("dense", "conv", "conv_transpose", "separable")
-
 
 class Constants:
     """The constants and folding part of `_Rewriter` (a mixin: it reads
@@ -204,13 +202,10 @@ def _center(value):
 def _linear_response(layer, x):
     """Pre-activation, bias-free response of a consumer to `x`."""
     family = units_lib.layer_family(layer)
-    if family in _PRODUCER_FAMILIES:
+    if family in rules_lib.KERNEL_FAMILIES:
         config = layer.get_config()
         config.update(activation="linear", name=layer.name + "_fold_probe")
-        if isinstance(layer, keras.layers.EinsumDense):
-            config["bias_axes"] = None
-        else:
-            config["use_bias"] = False
+        config = rules_lib.without_bias(layer, config)
         config = _standard_config(config)
         probe = type(layer).from_config(config)
         probe(x)
