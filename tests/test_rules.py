@@ -192,3 +192,70 @@ def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
     assert str(info.value) == (
         "`latency` must be None or one of ('dense', 'conv', 'depthwise'). "
         "Received: latency='fast'")
+
+
+def test_every_built_in_producer_and_normalization_names_its_unit_family():
+    # A built-in row without a family would have no unit axes: its units
+    # would silently never be found.
+    from keras_guided.rules._builtin import _BUILTIN
+
+    for classes, rule in _BUILTIN:
+        if rule.kind in ("producer", "depthwise", "normalization"):
+            assert rule.family is not None, (classes, rule)
+            if not callable(rule.family):
+                assert rule.family in rules.FAMILIES, (classes, rule.family)
+    assert set(rules.KERNEL_FAMILIES) <= set(rules.FAMILIES)
+
+
+@pytest.mark.parametrize("layer, family, weights", [
+    (layers.Dense(3), "dense", ["kernel", "bias"]),
+    (layers.Conv2D(3, 3), "conv", ["kernel", "bias"]),
+    (layers.Conv2DTranspose(3, 3, use_bias=False), "conv_transpose",
+     ["kernel"]),
+    (layers.SeparableConv2D(3, 3), "separable", ["pointwise_kernel", "bias"]),
+    (layers.DepthwiseConv2D(3), "depthwise", ["kernel", "bias"]),
+    (layers.EinsumDense("ab,bc->ac", output_shape=3), "dense", ["kernel"]),
+    (layers.EinsumDense("abc,cd->abd", output_shape=(None, 3),
+                        bias_axes="d"), "dense", ["kernel", "bias"]),
+    (layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3)), None,
+     []),
+    (layers.ReLU(), None, []),
+])
+def test_unit_axes_come_from_the_rule_family(layer, family, weights):
+    shape = (2, 6, 6, 4) if "Conv" in type(layer).__name__ else (2, 5, 4)
+    if isinstance(layer, (layers.Dense, layers.ReLU)) or (
+            getattr(layer, "equation", "").startswith("ab,")):
+        shape = (2, 4)
+    layer.build(shape)
+    assert keras_guided.units.layer_family(layer) == family
+    assert rules.unit_family(layer) == family
+    slices = keras_guided.units.output_slices(layer)
+    assert [s.weight for s in slices] == weights
+
+
+def test_a_dense_subclass_gets_the_dense_unit_axes():
+    class Scaled(layers.Dense):
+        pass
+
+    layer = Scaled(3)
+    layer.build((2, 4))
+    assert keras_guided.units.layer_family(layer) == "dense"
+    assert keras_guided.units.num_units(layer) == 3
+    assert [(s.weight, s.axis) for s in
+            keras_guided.units.input_slices(layer)] == [("kernel", 0)]
+
+
+def test_plain_ops_have_kinds_and_layers_have_none():
+    inputs = keras.Input((4,))
+    other = keras.Input((4,))
+    nodes = {
+        "merge": inputs + other,
+        "elementwise": keras.ops.relu(inputs),
+        "transpose": keras.ops.transpose(inputs),
+        "shape_only": keras.ops.zeros_like(inputs),
+        "getitem": inputs[:, :2],
+    }
+    for kind, tensor in nodes.items():
+        assert rules.op_kind(tensor._keras_history.operation) == kind
+    assert rules.op_kind(layers.Add()) is None
+    assert rules.op_kind(keras.ops.einsum) is None

@@ -17,13 +17,9 @@ from keras_guided.graph._groups import UnitSlice
 from keras_guided.graph._groups import _Record
 from keras_guided.graph._groups import _UnionFind
 from keras_guided.graph._groups import describe
-from keras_guided.graph._helpers import _ELEMENTWISE_OPS
-from keras_guided.graph._helpers import _MERGE_OPS
-from keras_guided.graph._helpers import _SHAPE_ONLY_OPS
 from keras_guided.graph._helpers import _channels
 from keras_guided.graph._helpers import _functional_of
 from keras_guided.graph._helpers import _is_model
-from keras_guided.graph._helpers import _is_op
 from keras_guided.graph._helpers import _keeps_last_axis
 from keras_guided.graph._visit_layers import LayerVisits
 from keras_guided.graph._visit_structure import StructureVisits
@@ -171,20 +167,20 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 for out in outputs:
                     self._set_output(out, None, layer)
                 return
-            if _is_op(layer, _SHAPE_ONLY_OPS):
+            kind = rules_lib.op_kind(layer)
+            if kind == "shape_only":
                 # Its values do not depend on its input's: no channels
                 # (a causal mask built from a sequence's length).
                 for out in outputs:
                     self._set_output(out, None, layer)
                 return
-            if _is_op(layer, _ELEMENTWISE_OPS):
+            if kind == "elementwise" or (
+                    kind == "getitem" and _keeps_last_axis(node)):
                 return self._pass_through(layer, in_atoms, outputs)
-            if _is_op(layer, _MERGE_OPS):
+            if kind == "merge":
                 return self._merge(layer, in_atoms, outputs)
-            if _is_op(layer, ("Transpose",)):
+            if kind == "transpose":
                 return self._visit_transpose(layer, node, in_atoms)
-            if _is_op(layer, ("GetItem",)) and _keeps_last_axis(node):
-                return self._pass_through(layer, in_atoms, outputs)
             return self._visit_unknown(layer, in_atoms, outputs)
         if units_lib.layer_family(layer) is not None:
             units_lib.output_slices(layer)  # raises for channels-first

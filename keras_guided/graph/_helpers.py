@@ -2,33 +2,10 @@
 users share (channels, nested and traced graphs, op names)."""
 
 
-from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
-
-# keras.ops used directly on symbolic tensors (`x + y`, `x * s`).
-_MERGE_OPS = (
-    "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide",
-    "TrueDivide",
-)
-# Element-wise keras.ops / keras.activations used on symbolic tensors.
-_ELEMENTWISE_OPS = (
-    "Relu", "Relu6", "ReLU", "Sigmoid", "SparseSigmoid", "Softplus",
-    "Softsign", "SoftShrink", "SparsePlus", "Silu", "Squareplus",
-    "LogSigmoid", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu",
-    "Gelu", "Celu", "TanhShrink", "HardTanh", "HardShrink", "Threshold",
-    "Tanh", "Exp", "Expm1", "Log", "Log1p", "Abs", "Absolute", "Square",
-    "Sqrt", "Negative", "Sign", "Sin", "Cos", "Clip", "Cast", "Reciprocal",
-)
-# keras.ops whose values depend only on their input's shape.
-_SHAPE_ONLY_OPS = ("OnesLike", "ZerosLike")
-_OP_MODULES = (
-    "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core",
-    "keras.src.activations.activations",
-)
-_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
 
 def _has_weight(layer, name):
@@ -77,16 +54,6 @@ def _is_model(layer):
     from keras import Model
 
     return isinstance(layer, Model)
-
-
-def _is_op(operation, names):
-    """Whether `operation` is a plain keras op (not a layer) in `names`."""
-    cls = type(operation)
-    return (
-        not isinstance(operation, keras_layers.Layer)
-        and cls.__name__ in names
-        and cls.__module__ in _OP_MODULES
-    )
 
 
 def inner_graph(operation, node):

@@ -8,7 +8,6 @@ import numpy as np
 from keras_guided import rules as rules_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import describe
-from keras_guided.graph._helpers import _MIXING_ACTIVATIONS
 from keras_guided.graph._helpers import _blocked
 from keras_guided.graph._helpers import _channels
 from keras_guided.graph._helpers import _has_weight
@@ -33,7 +32,7 @@ class LayerVisits:
 
     def _visit_activation(self, layer, node, in_atoms):
         name = getattr(layer.activation, "__name__", "")
-        if name in _MIXING_ACTIVATIONS:
+        if name in rules_lib.MIXING_ACTIVATIONS:
             return self._visit_mixing(layer, node, in_atoms)
         return self._pass_through(layer, in_atoms, node.output_tensors)
 
@@ -90,7 +89,7 @@ class LayerVisits:
                 layer, slice_.weight, slice_.axis, "producer", enumerate(new)
             )
         activation = getattr(getattr(layer, "activation", None), "__name__", "")
-        if activation in _MIXING_ACTIVATIONS:
+        if activation in rules_lib.MIXING_ACTIVATIONS:
             self._flag_all(
                 new, "mixing", f"{describe(layer)} mixes its channels "
                 f"({activation})"

@@ -43,8 +43,8 @@ with `register_rule`; a user rule wins over a built-in one.
 Where each part lives: the registry (`register_rule`, `rule_for`) here;
 `_rule` (`LayerRule`), `_builtin` (the table of built-in rules, the one
 place a built-in layer class is added), `_units` (the unit axes of each
-family), `_rewrites`, `_flops` and `_checks` (the functions those rules
-name).
+family), `_ops` (what each plain `keras.ops` operation does to channels),
+`_rewrites`, `_flops` and `_checks` (the functions those rules name).
 """
 
 from keras import layers as keras_layers
@@ -55,6 +55,8 @@ from keras_guided.rules._builtin import _KERAS_HUB_RULES
 from keras_guided.rules._flops import UnknownSizeError
 from keras_guided.rules._flops import _user_producer_flops
 from keras_guided.rules._flops import is_reverse_embedding_call
+from keras_guided.rules._ops import MIXING_ACTIVATIONS
+from keras_guided.rules._ops import op_kind
 from keras_guided.rules._rewrites import ATTENTION_HEAD_WEIGHTS
 from keras_guided.rules._rewrites import ATTENTION_OUTPUT_WEIGHT
 from keras_guided.rules._rewrites import grouped_conv_rule
@@ -73,8 +75,9 @@ from keras_guided.rules._units import without_bias
 __all__ = [
     "ATTENTION_HEAD_WEIGHTS", "ATTENTION_OUTPUT_WEIGHT", "FAMILIES",
     "GRAPH_KINDS", "KERNEL_FAMILIES", "KINDS", "LATENCY_KINDS", "LayerRule",
-    "UnknownSizeError", "dense_like_einsum", "get_rule", "grouped_conv_rule",
-    "input_slices", "is_reverse_embedding_call", "normalization_axis",
+    "MIXING_ACTIVATIONS", "UnknownSizeError", "dense_like_einsum",
+    "get_rule", "grouped_conv_rule", "input_slices",
+    "is_reverse_embedding_call", "normalization_axis", "op_kind",
     "output_slices", "register_rule", "rule_for", "ruled_class", "take",
     "timed_class", "unchanged_rule", "unit_family", "unregister_rule",
     "user_rule", "without_bias",

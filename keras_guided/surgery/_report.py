@@ -2,11 +2,11 @@
 
 import dataclasses
 
-import keras
 import numpy as np
 
 from keras_guided import _walk
 from keras_guided import graph as graph_lib
+from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
 from keras_guided.surgery._verification import _PROBE_SIZE
@@ -177,12 +177,13 @@ def _report(model, pruned, analysis, plan, rewriter):
         group = analysis.groups[index]
         layer_names = set(group.layers)
         for s in group.slices:
-            if isinstance(s.layer, keras.layers.LayerNormalization) and (
+            rule = rules_lib.rule_for(s.layer)
+            if rule is not None and rule.mixes_channels is not None and (
                 s.layer.name in layer_names
             ):
                 notes.append(
-                    f"{graph_lib.describe(s.layer)} normalizes over channels"
-                    " that were removed: the pruned model differs"
+                    f"{graph_lib.describe(s.layer)} {rule.mixes_channels}"
+                    ", some of them removed: the pruned model differs"
                 )
     for text in analysis.unsupported_reasons:
         notes.append(
