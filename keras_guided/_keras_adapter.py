@@ -224,14 +224,44 @@ def replay(functional, new_inputs, call):
     `tensors`, the new tensor of every old one met so far by `id`. Returns
     the new tensors of `functional.outputs`, in order (a flat list). The
     one graph walk of the surgery's rebuild and of inlining.
+
+    The walk is Keras' own: `keras.models.clone_model` with every
+    operation kept (`clone_function`) and each call made by `call`
+    (`call_function`), which is handed the node Keras is at (Keras runs
+    the nodes in `graph_nodes` order; a different order is an error, not
+    a wrong model).
     """
     tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
-    for node in graph_nodes(functional):
-        args, kwargs = call_arguments(node, tensors)
+    nodes = graph_nodes(functional)
+
+    def call_node(operation, *args, **kwargs):
+        node = next(nodes, None)
+        if node is None or node.operation is not operation:
+            raise RuntimeError(
+                "keras.models.clone_model ran the nodes of model "
+                f"'{functional.name}' in an order keras_guided does not "
+                "expect (this Keras version walks graphs differently); "
+                "please report it with your Keras version"
+            )
         outputs = call(node, args, kwargs, tensors)
         for tensor, new in zip(node.outputs, keras.tree.flatten(outputs)):
             tensors[id(tensor)] = new
+        return outputs
+
+    keras.models.clone_model(
+        functional, clone_function=_same_operation, call_function=call_node,
+        input_tensors=pack_inputs(functional, new_inputs))
+    if next(nodes, None) is not None:
+        raise RuntimeError(
+            "keras.models.clone_model skipped nodes of model "
+            f"'{functional.name}' (a node whose inputs it could not "
+            "compute); please report it with your Keras version"
+        )
     return [tensors[id(t)] for t in functional.outputs]
+
+
+def _same_operation(operation):
+    return operation
 
 
 def layer_calls(layer):

@@ -203,3 +203,52 @@ def test_trace_scope_restores_what_it_replaced():
     assert transformer_decoder.compute_causal_mask is original
     assert transformer_layer_utils.compute_causal_mask is original
     assert "__call__" not in attention.__dict__
+
+
+def _shared_layer_model():
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(4, name="shared")
+    hidden = dense(inputs)
+    hidden = keras.ops.relu(hidden) + inputs
+    outputs = keras.layers.Dense(2, name="head")(dense(hidden))
+    return keras.Model(inputs, outputs)
+
+
+def test_replay_walks_the_graph_through_clone_model(monkeypatch):
+    model = _shared_layer_model()
+    seen = []
+    original = keras.models.clone_model
+
+    def counting(*args, **kwargs):
+        seen.append(kwargs.get("call_function"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(keras.models, "clone_model", counting)
+    calls = []
+
+    def call(node, args, kwargs, tensors):
+        calls.append(node.operation.name)
+        return node.operation(*args, **kwargs)
+
+    inputs = keras.Input((4,))
+    outputs = adapter.replay(model, [inputs], call)
+    assert len(seen) == 1 and seen[0] is not None
+    # Every node once, in graph order; the shared Dense at both its calls.
+    assert calls == [node.operation.name
+                     for node in adapter.graph_nodes(model)]
+    assert calls.count("shared") == 2
+    replayed = keras.Model(inputs, outputs[0])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(replayed.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_replay_refuses_a_node_order_it_does_not_expect(monkeypatch):
+    model = _shared_layer_model()
+    nodes = list(adapter.graph_nodes(model))
+    monkeypatch.setattr(adapter, "graph_nodes",
+                        lambda functional: iter(nodes[::-1]))
+    with pytest.raises(RuntimeError, match="in an order keras_guided does "
+                                           "not expect"):
+        adapter.replay(model, [keras.Input((4,))],
+                       lambda node, a, k, t: node.operation(*a, **k))

@@ -13,8 +13,10 @@ The steps, each in a private module of this package:
    each layer on constant-filled probes, then fold them into the biases of
    the consumers (Dense: `bias += const @ removed_rows`; Conv: the same,
    summed over the kernel window; `_constants`);
-4. the graph is rebuilt layer by layer: a layer with removed units is
-   re-created from its sliced config and weights by a rule of `rules.py`;
+4. the graph is rebuilt layer by layer, through `keras.models.clone_model`
+   (its graph walk, with a `call_function` that makes each call;
+   `_keras_adapter.replay`): a layer with removed units is re-created
+   from its sliced config and weights by its rule (`keras_guided.rules`);
    a layer no removed unit passes through is copied with all its state
    (adapted statistics, vocabularies; `_copies.py`); shared layers stay
    shared, nested models are rebuilt as nested models, and no new layer
