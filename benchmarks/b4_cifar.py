@@ -70,7 +70,7 @@ DESCRIPTIONS = {
 }
 # Recipe variants of `guided`, run as `--methods guided:<name>` and chosen
 # on the validation images only. Each sets `GuidedPruning` arguments and the
-# importance-guidance knobs of `keras_guided.callbacks._budget_mode`.
+# importance-guidance knobs of `keras_guided.callbacks._importance`.
 GUIDED_VARIANTS = {
     # The default before the recipe choice: importance divided by the
     # square root of the marginal cost.
@@ -396,12 +396,12 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
         kwargs.update(variant)
     model = copy_model(ref)
     pruning = kg.GuidedPruning(target={"flops": fraction}, **kwargs)
-    from keras_guided.callbacks import _budget_mode
+    from keras_guided.callbacks import _importance
 
-    saved = {name: getattr(_budget_mode, name) for name in knobs}
+    saved = {name: getattr(_importance, name) for name in knobs}
     try:
         for name, value in knobs.items():
-            setattr(_budget_mode, name, value)
+            setattr(_importance, name, value)
         trained = (kg.Distiller(model, ref, alpha=KD_ALPHA,
                                 temperature=KD_TEMPERATURE)
                    if distilled else model)
@@ -409,7 +409,7 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
               callbacks=[pruning], log=log, label=label)
     finally:
         for name, value in saved.items():
-            setattr(_budget_mode, name, value)
+            setattr(_importance, name, value)
     report = dict(pruning.budget_report)
     report.pop("trace", None)
     info["controller"] = json.loads(json.dumps(report, default=str))

@@ -162,7 +162,7 @@ def variant_lines(b4):
              "The recipe behind `guided` is chosen on the 5,000 validation "
              "images. Each variant changes one or two things (arguments of "
              "`GuidedPruning`, or the importance guidance knobs of "
-             "`keras_guided.callbacks._budget_mode`); validation accuracy (%) "
+             "`keras_guided.callbacks._importance`); validation accuracy (%) "
              "at the end of each cell, mean over the seeds run (in "
              "brackets):", "",
              "| recipe | changes | " + " | ".join(budgets) + " |",

@@ -308,8 +308,9 @@ def test_costly_budget_keeps_a_floor_in_every_layer():
     model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[pruning])
     kept = [int((c == 0).sum()) for c in pruning.unit_coefficients]
     sizes = (20, 50, 500)
-    fraction, uniform = pruning._budget.uniform_allocation(
-        np.ones(sum(sizes), dtype=bool), np.arange(sum(sizes), dtype=float))
+    fraction, uniform = pruning._budget.allocation.uniform(
+        np.ones(sum(sizes), dtype=bool), np.arange(sum(sizes), dtype=float),
+        pruning._budget.goal)
     # The uniform allocation meets the budget, one step more does not.
     assert pruning._metrics.value("flops", uniform) <= pruning._budget.goal
     assert 0.1 < fraction < 0.5

@@ -2,9 +2,10 @@
 
 `GuidedPruning`, `trained_network` and the option constants (`MODES`,
 `SCHEDULES`, `ON_TARGET`, ...) are public and live here; the parts are
-private to this package: `_group_plan`, `_step_runner`, `_budget_mode`,
-`_schedule_mode`, `_coefficients`, `_penalty_mode`, `_live_metrics`,
-`_resume`.
+private to this package: `_options`, `_setup`, `_group_plan`,
+`_step_runner`, `_budget_mode` (with `_importance`, `_landing` and
+`_allocation`), `_schedule_mode`, `_coefficients`, `_penalty_mode`,
+`_live_metrics`, `_resume`.
 
 `GuidedPruning`: guided group penalties on whole unit groups during `fit`.
 
@@ -15,10 +16,15 @@ slices) and penalizes each group as one, with one guidance coefficient per
 group unit.
 
 The callback is a thin layer of hooks (`on_train_begin`, `on_epoch_begin`,
-`on_train_batch_end`, `on_epoch_end`, `on_train_end`) and argument
-validation that delegate to small objects it holds, each owning its own
-state; each job lives in its own module:
+`on_train_batch_end`, `on_epoch_end`, `on_train_end`) that delegate to
+small objects it holds, each owning its own state; each job lives in its
+own module:
 
+* `_options`: argument validation, once in `__init__`: a frozen
+  `Options` whose fields the callback keeps as its attributes, and the
+  option constants.
+* `_setup`: what `on_train_begin` builds (the plan and step runner, once
+  per model; the live metrics and the mode's attachments, once per `fit`).
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
   budget's death guard; no Python loop over units.
@@ -33,91 +39,59 @@ state; each job lives in its own module:
   internals), else from Python after each batch.
 * `keras_guided.schedules`: strength schedules as small callables.
 * `_budget_mode`: `BudgetMode` (one per `fit` with a budget
-  target), the budget recipe (controller check points, landing,
-  importance guidance).
+  target), the budget recipe: the controller check points, composing
+  `_importance` (importance guidance), `_landing` (the landing) and
+  `_allocation` (per-layer floors, reachability).
+* `_schedule_mode`: `ScheduleMode` (one per `fit` without a budget), the
+  strength per epoch and a threshold target.
 * `_coefficients`: `Coefficients` (one per `fit`), guidance
   coefficients, cost factors, adaptive ranking.
 * `_penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
   borrows one variable's `regularizer` for the group penalty during
   `fit`.
 * `_live_metrics`: live units and the live network's cost.
+* `_resume`: the state a resumed `fit` restores, in the weights file.
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the
 budget controller reads the small state vectors (dead mask, held units) at
 its check points, about ten times per epoch.
 """
 
-import math
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import budget as budget_lib
 from keras_guided import distill as distill_lib
-from keras_guided import guidance as guidance_lib
-from keras_guided import proximal
-from keras_guided import regularizers as regularizers_lib
-from keras_guided.callbacks import _group_plan
-from keras_guided.callbacks import _live_metrics
+from keras_guided.callbacks import _options
 from keras_guided.callbacks import _penalty_mode
 from keras_guided.callbacks import _resume
+from keras_guided.callbacks import _setup
 from keras_guided.callbacks import _step_runner
 from keras_guided.callbacks._budget_mode import BudgetMode
 from keras_guided.callbacks._coefficients import Coefficients
+from keras_guided.callbacks._options import COSTS  # noqa: F401 (public)
+from keras_guided.callbacks._options import MODES  # noqa: F401 (public)
+from keras_guided.callbacks._options import ON_TARGET  # noqa: F401 (public)
+from keras_guided.callbacks._options import ON_UNREACHABLE  # noqa: F401 (public)
+from keras_guided.callbacks._options import SCHEDULES  # noqa: F401 (public)
+from keras_guided.callbacks._options import TARGET_METRICS  # noqa: F401 (public)
 from keras_guided.callbacks._schedule_mode import ScheduleMode
-
-MODES = ("proximal", "penalty")
-SCHEDULES = ("constant", "warmup", "ramp", "budget")
-COSTS = ("params", "flops", "latency")
-TARGET_METRICS = ("units", "params", "flops", "latency")
-ON_TARGET = ("hold", "release", "stop")
-ON_UNREACHABLE = ("raise", "warn")
-
-
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
 
 
 class GuidedPruning(keras.callbacks.Callback):
     """Applies guided group penalties to whole unit groups during `fit`.
 
-    Two recipes. With a budget, `GuidedPruning(target={"flops": 0.5})`
-    (or `{"units": 66}`, `{"params": 0.25}`, `{"latency": ...}`), a
-    controller steers the strength so that the live network follows a
-    cubic path down to the budget in the first `target_epochs`, lands on it
-    (zeroing the units the penalty would take next) and releases the
-    strength for the remaining epochs; `keras_guided.prune_model(model)`
-    then removes exactly the dead units, so the final `live_flops` and
-    `live_params` are what the pruned model has. Without one, the strength
-    follows `schedule`, and an optional threshold `target` holds, releases
-    or stops (`on_target`).
-
-    Each unit group (a unit's kernel slice and bias, the BatchNormalization
-    gamma and beta after it, the consumers' input slices) is penalized as
-    one: `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2`, with
-    `g_u` the guidance coefficient and `p_u` the count of penalized
-    weights. `mode="proximal"` (default) takes a group soft-thresholding
-    step after every optimizer step, so units reach exact zero (with Adam
-    too); `mode="penalty"` adds the penalty to the loss. Dead units stay
-    dead. At every epoch end `logs` receive `live_units`,
-    `live_units/<layer>`, `live_params`, `live_flops` (FLOPs budgets and
-    costs), `guided_strength` and `guided_penalty`. `fit` on a distiller
+    `penalty = strength * sum_u g_u * sqrt(p_u) * ||W_u||_2` over the unit
+    groups (a unit's kernel slice and bias, the BatchNormalization gamma
+    and beta after it, the consumers' input slices), with `g_u` the
+    guidance coefficient and `p_u` the count of penalized weights. With a
+    budget `target` a controller lands the live network on it, so that
+    `keras_guided.prune_model(model)` then removes exactly the dead units;
+    without one the strength follows `schedule`. `fit` on a distiller
     (`keras_guided.Distiller`, `keras.distillation.Distiller`) prunes its
-    student. The state rides in the model's weights files, so
-    `keras.callbacks.BackupAndRestore` (listed after this callback)
-    resumes a run as if uninterrupted.
-
-    How each part works (the budget controller and its guard, importance
-    guidance and its floors, adaptive and cost-aware guidance, choosing a
-    strength, resuming, backends and distribution) is in
+    student. How each part works (the budget recipe, the modes, guidance,
+    the logs, resuming, backends) is in
     [Concepts: how GuidedPruning works](concepts.md#how-guidedpruning-works).
 
     Args:
@@ -232,101 +206,53 @@ class GuidedPruning(keras.callbacks.Callback):
                  target_epochs=None, latency_table=None,
                  on_unreachable="raise"):
         super().__init__()
-        self.mode = _check_choice(mode, "mode", MODES)
-        if schedule is not None and not callable(schedule):
-            _check_choice(schedule, "schedule", SCHEDULES)
-        self.budget = None
-        if isinstance(target, dict) and schedule in (None, "budget"):
-            self.budget = budget_lib.parse_budget(target)
-            schedule = "budget"
-            target = None
-        elif isinstance(target, dict):
-            target_metric, target = budget_lib.parse_budget(target)
-            if isinstance(target, float) and target >= 1.0:
-                target = None  # keep everything: nothing to reach
-        elif target is not None:
-            warnings.warn(
-                "GuidedPruning(target=<number>, target_metric=...) is "
-                "deprecated: pass the one target grammar shared with "
-                "prune_model, e.g. target={'units': 66} or "
-                "{'flops': 0.1}, which also turns on the budget "
-                "controller.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-        if schedule == "budget":
-            if self.budget is None:
-                raise ValueError(
-                    "schedule='budget' needs a target to land on, e.g. "
-                    "target={'flops': 0.1}. Received: target=None"
-                )
-            if mode != "proximal":
-                raise ValueError(
-                    "A budget target needs mode='proximal' (the budget is "
-                    "reached by units that are exactly zero). "
-                    f"Received: mode={mode!r}"
-                )
-        elif schedule is None:
-            schedule = "constant"
-        self.schedule = schedule
-        if strength is None:
-            # In budget mode the strength is calibrated at the start of fit.
-            strength = None if self.budget else 1e-3
-        if strength is not None:
-            strength = regularizers_lib.validate_strength(strength)
-        self.base_strength = strength
-        if target_epochs is not None:
-            target_epochs = _positive_int(target_epochs, "target_epochs")
-        self.target_epochs = target_epochs
-        if guidance is None:
-            guidance = "importance" if self.budget else "linear"
-        if guidance == "importance" and self.budget is None:
-            raise ValueError(
-                "guidance='importance' needs a budget to know which units "
-                "to spare: pass target={'units': ...}, {'params': ...} or "
-                "{'flops': ...}. Received: target=None"
-            )
-        self.guidance = _validate_guidance(guidance)
-        self.warmup_epochs = _positive_int(warmup_epochs, "warmup_epochs")
-        if cost is not None:
-            _check_choice(cost, "cost", COSTS)
-        self.cost = cost
-        self.proximal_every = _positive_int(proximal_every, "proximal_every")
-        if adapt_every is not None:
-            adapt_every = _positive_int(adapt_every, "adapt_every")
-        self.adapt_every = adapt_every
-        if not isinstance(keep_dead, bool):
-            raise ValueError(
-                f"`keep_dead` must be True or False. "
-                f"Received: keep_dead={keep_dead!r}"
-            )
-        self.keep_dead = keep_dead
-        self.target = _validate_target(target)
-        self.target_metric = _check_choice(
-            target_metric, "target_metric", TARGET_METRICS
+        options = _options.validate_options(
+            strength=strength, guidance=guidance, mode=mode,
+            schedule=schedule, warmup_epochs=warmup_epochs, cost=cost,
+            adapt_every=adapt_every, keep_dead=keep_dead, target=target,
+            target_metric=target_metric, on_target=on_target,
+            proximal_every=proximal_every, on_unsupported=on_unsupported,
+            target_epochs=target_epochs, latency_table=latency_table,
+            on_unreachable=on_unreachable,
         )
-        self.on_target = _check_choice(on_target, "on_target", ON_TARGET)
-        self.latency_table = _check_latency_table(
-            latency_table, self.budget, self.target, self.target_metric,
-            cost,
-        )
-        self.on_unsupported = on_unsupported
-        self.on_unreachable = _check_choice(
-            on_unreachable, "on_unreachable", ON_UNREACHABLE
-        )
+        self.mode = options.mode
+        self.budget = options.budget
+        self.schedule = options.schedule
+        self.base_strength = options.base_strength
+        self.target_epochs = options.target_epochs
+        self.guidance = options.guidance
+        self.warmup_epochs = options.warmup_epochs
+        self.cost = options.cost
+        self.proximal_every = options.proximal_every
+        self.adapt_every = options.adapt_every
+        self.keep_dead = options.keep_dead
+        self.target = options.target
+        self.target_metric = options.target_metric
+        self.on_target = options.on_target
+        self.latency_table = options.latency_table
+        self.on_unsupported = options.on_unsupported
+        self.on_unreachable = options.on_unreachable
         self._strength = keras.Variable(
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
+        # Per model, reused by the next fit on it: the groups, the step.
         self._plan = None
         self._cache_key = None
-        self._penalty = None
         self._runner = None
-        self._in_step = False
-        self._budget = None
+        self._unit_weights = None
+        # Per fit, reset in on_train_begin.
         self._metrics = None
         self._coefficients = None
-        self._restored = None  # (header, arrays) read with the weights
+        self._schedule = None
+        self._budget = None
+        self._penalty = None
+        self._in_step = False
+        self._known_dead = False
+        self._first_epoch = True
         self._epochs_done = 0
+        self._last_batch = -1
+        self._pending = 0
+        self._restored = None  # (header, arrays) read with the weights
         self.budget_report = None
 
     # ------------------------------------------------------------ state
@@ -365,12 +291,7 @@ class GuidedPruning(keras.callbacks.Callback):
         model = self.model
         # The units pruned are the network's: a distiller's student.
         network = trained_network(model)
-        key = (
-            id(model),
-            tuple((id(v), tuple(v.shape)) for v in model.weights),
-            tuple(id(v) for v in model.trainable_weights),
-            id(model.optimizer),
-        )
+        key = _setup.cache_key(model)
         if self._runner is not None and self._runner.hooked:
             # A previous fit raised before on_train_end: take its step hook
             # and penalty off first so that they do not act twice.
@@ -380,44 +301,15 @@ class GuidedPruning(keras.callbacks.Callback):
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
-            from keras_guided import graph
-
-            analysis = graph.analyze(
-                network, on_unsupported=self.on_unsupported
-            )
-            groups = analysis.groups
-            # Only what prune_model(model) removes is penalized and counted.
-            plan = _group_plan.GroupPlan(
-                groups, network, removable=analysis.removable_when_dead
-            )
-            if not plan.groups:
-                reasons = sorted(
-                    {str(g.reason) for g in groups if not g.prunable}
-                    | {str(analysis.inexact_groups[g.index])
-                       for g, why in plan.fixed if why != "frozen"}
-                    | {"frozen" for _, why in plan.fixed if why == "frozen"}
-                )
-                warnings.warn(
-                    f"GuidedPruning found no prunable unit group in model "
-                    f"'{network.name}' (reasons: {reasons}); it only logs "
-                    "live-unit counts. Only hidden units can be pruned (the "
-                    "model outputs are protected).",
-                    stacklevel=2,
-                )
-            self._plan = plan
+            self._plan = _setup.group_plan(network, self.on_unsupported)
             self._cache_key = key
-            per_unit = np.zeros(plan.num_segments, dtype="float32")
-            self._unit_weights = _state(per_unit, "guided_unit_weights")
-            self._runner = _step_runner.StepRunner(
-                model, plan, self._strength, self._unit_weights,
+            self._runner = _setup.step_runner(
+                model, self._plan, self._strength,
                 guarded=self.budget is not None, keep_dead=self.keep_dead,
             )
+            self._unit_weights = self._runner.unit_weights
         plan = self._plan
-        prices = None
-        if self.latency_table is not None:
-            self.latency_table.check_model(network)
-            prices = {"latency": self.latency_table.price}
-        self._metrics = _live_metrics.LiveMetrics(plan, network, prices)
+        self._metrics = _setup.live_metrics(plan, network, self.latency_table)
         self._coefficients = Coefficients(
             plan, self._metrics, self.guidance, self.cost, self._unit_weights
         )
@@ -435,30 +327,11 @@ class GuidedPruning(keras.callbacks.Callback):
         self._penalty = None
         self._budget = None
         self.budget_report = None
-        if self.mode == "penalty" and isinstance(
-            model, keras.distillation.Distiller
-        ):
-            raise ValueError(
-                "GuidedPruning(mode='penalty') cannot act through "
-                "keras.distillation.Distiller: its loss leaves out the "
-                "student's regularization losses, where the penalty lives, "
-                "so the units would never shrink. Use mode='proximal' (the "
-                "default), or train with keras_guided.Distiller, whose loss "
-                "includes them."
-            )
-        if self.mode == "penalty" and plan.variables:
-            self._penalty = _penalty_mode.attach_penalty(
-                model, plan, self._unit_weights, self._strength
-            )
-        # On JAX the penalty reads the strength and coefficients inside the
-        # loss, where the carried optimizer state is not visible: penalty
-        # mode keeps its step (re-zeroing dead units) between batches there.
-        self._in_step = (
-            bool(plan.variables)
-            and self.proximal_every == 1
-            and adapter.supports_step_hook(model.optimizer)
-            and not (self.mode == "penalty"
-                     and keras.backend.backend() == "jax")
+        self._penalty = _setup.attach_penalty(
+            model, plan, self._runner, self.mode
+        )
+        self._in_step = _setup.runs_in_step(
+            model, plan, self.mode, self.proximal_every
         )
         if self._in_step:
             self._runner.install_hook(penalty=self.mode == "penalty")
@@ -486,7 +359,9 @@ class GuidedPruning(keras.callbacks.Callback):
             # Between fits the weights decide which units are dead; in
             # penalty mode zeros are only looked for at epoch boundaries,
             # to keep the training loop free of syncs.
-            self._sync_dead_from_weights()
+            self._known_dead = self._runner.mark_dead_from_weights(
+                self._values
+            )
         if first:
             self._schedule.start(self._measure(self.target_metric))
         adapted = self.adapt_every is not None and (
@@ -577,33 +452,15 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def _export_state(self):
         """The state a resumed `fit` needs, for the weights file."""
-        plan = self._plan
-        if plan is None or self._coefficients is None:
+        if self._plan is None or self._coefficients is None:
             return {}
         self._sync()
-        runner = self._runner
-        coefficients = self._coefficients
-        header = {
-            "epoch": int(self._epochs_done),
-            "groups": _resume.signature(plan),
-            **self._schedule.state(),
-            "known_dead": self._known_dead,
-            "strength": self.strength,
-            "cost_factors": [float(f) for f in coefficients.cost_factors],
-            "budget": None if self._budget is None else self._budget.state(),
-        }
-        active = [np.asarray(c, dtype="float64") for c in coefficients.active]
-        arrays = {
-            name: ops.convert_to_numpy(variable.value)
-            for name, variable in (
-                ("dead", runner.dead), ("allowed", runner.allowed),
-                ("floor", runner.floor), ("held", runner.held),
-                ("unit_weights", self._unit_weights),
-            )
-        }
-        arrays["coefficients"] = (np.concatenate(active) if active
-                                  else np.zeros(0))
-        return _resume.pack(header, arrays)
+        return _resume.export_state(
+            epoch=self._epochs_done, plan=self._plan, runner=self._runner,
+            coefficients=self._coefficients, schedule=self._schedule,
+            known_dead=self._known_dead, strength=self.strength,
+            budget=self._budget,
+        )
 
     def _import_state(self, stored):
         self._restored = _resume.unpack(stored)
@@ -615,49 +472,16 @@ class GuidedPruning(keras.callbacks.Callback):
         restored, self._restored = self._restored, None
         if restored is None or epoch == 0:
             return False
-        header, arrays = restored
-        plan = self._plan
-        mismatch = None
-        if header["groups"] != _resume.signature(plan):
-            mismatch = "for other prunable groups"
-        elif (header["budget"] is None) != (self.budget is None):
-            mismatch = "of a run with " + (
-                "a budget" if self.budget is None else "no budget")
-        elif header["epoch"] != epoch:
-            mismatch = (
-                f"to resume at epoch {header['epoch']}, and this fit "
-                f"starts at epoch {epoch} (list GuidedPruning before "
-                "BackupAndRestore or ModelCheckpoint in `callbacks`, so "
-                "the state saved is that of the epoch's end)"
-            )
-        if mismatch is not None:
-            warnings.warn(
-                "GuidedPruning found its state in the restored weights, "
-                f"saved {mismatch}; it starts afresh from the restored "
-                "weights (its start and budget are measured on them).",
-                stacklevel=2,
-            )
-            return False
-        runner = self._runner
-        for name, variable in (
-            ("dead", runner.dead), ("allowed", runner.allowed),
-            ("floor", runner.floor), ("held", runner.held),
+        if not _resume.restore(
+            restored, epoch=epoch, plan=self._plan, runner=self._runner,
+            coefficients=self._coefficients, schedule=self._schedule,
+            budget=self.budget,
         ):
-            variable.assign(arrays[name])
-        coefficients = self._coefficients
-        coefficients.cost_factors = np.asarray(header["cost_factors"])
-        flat = arrays["coefficients"]
-        coefficients.set([
-            flat[start:start + group.num_units]
-            for group, start in zip(plan.groups, plan.offsets)
-        ])
-        self._unit_weights.assign(arrays["unit_weights"])
-        self._strength.assign(header["strength"])
-        self._schedule.restore(header)
-        self._known_dead = header["known_dead"]
+            return False
+        self._known_dead = restored[0]["known_dead"]
         if self.budget is not None:
             self._budget = self._budget_mode()
-            self._budget.restore(header["budget"])
+            self._budget.restore(restored[0]["budget"])
             self.budget_report = self._budget.report
         return True
 
@@ -675,19 +499,6 @@ class GuidedPruning(keras.callbacks.Callback):
         return _penalty_mode.penalty_value(
             plan, self._values(), self._unit_weights, self.strength
         )
-
-    def _sync_dead_from_weights(self):
-        plan = self._plan
-        dead = np.zeros(plan.num_segments, dtype="float32")
-        if self.keep_dead and plan.num_units:
-            norms = proximal.numpy_group_norms(
-                self._values(), plan.entries, plan.num_segments
-            )
-            dead[:-1] = norms[:-1] == 0
-        dead_mask = self._runner.dead
-        dead = np.maximum(dead, ops.convert_to_numpy(dead_mask.value))
-        self._known_dead = bool(dead.any())
-        dead_mask.assign(dead)
 
     # ------------------------------------------------------------ logs
 
@@ -731,108 +542,6 @@ def trained_network(model):
                           keras.distillation.Distiller)):
         return model.student
     return model
-
-
-def _state(value, name):
-    """A float32 state variable of the callback (not trained)."""
-    return keras.Variable(value, trainable=False, dtype="float32", name=name)
-
-
-def _validate_guidance(guidance):
-    if isinstance(guidance, str) and guidance in (
-        "from_regularizers", "importance"
-    ):
-        return guidance
-    if isinstance(guidance, dict) and "class_name" not in guidance:
-        checked = {}
-        for name, spec in guidance.items():
-            if not isinstance(name, str):
-                raise ValueError(
-                    "`guidance` dict keys must be layer names (str). "
-                    f"Received key {name!r}."
-                )
-            checked[name] = guidance_lib.get(spec)
-        return checked
-    try:
-        return guidance_lib.get(guidance)
-    except ValueError as error:
-        raise ValueError(
-            f"{error} GuidedPruning also accepts 'from_regularizers' and a "
-            "dict {layer_name: scheme or coefficients}."
-        ) from None
-
-
-def _positive_int(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < 1
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_latency_table(table, budget, target, target_metric, cost):
-    """The table, checked against what prices latency (a latency budget,
-    threshold target or cost); `None` without one."""
-    from keras_guided import latency as latency_lib
-
-    uses = []
-    if budget is not None and budget[0] == "latency":
-        uses.append(f"target={{'latency': {budget[1]!r}}}")
-    if target is not None and target_metric == "latency":
-        uses.append(f"target={{'latency': {target!r}}}")
-    if cost == "latency":
-        uses.append("cost='latency'")
-    if table is None:
-        if uses:
-            raise ValueError(
-                f"GuidedPruning({uses[0]}) needs a latency table measured "
-                "on the target runtime. Received: latency_table=None. "
-                + latency_lib._BUILD_HINT
-            )
-        return None
-    latency_lib._check_is_table(table)
-    if not uses:
-        raise ValueError(
-            "`latency_table` prices latency only, and this GuidedPruning "
-            "has no latency target or cost. Received: latency_table="
-            f"<LatencyTable of model '{table.model_name}'> with "
-            f"target={_describe_target(budget, target, target_metric)}, "
-            f"cost={cost!r}. Pass target={{'latency': 0.5}} or "
-            "cost='latency', or drop latency_table."
-        )
-    return table
-
-
-def _describe_target(budget, target, target_metric):
-    if budget is not None:
-        return repr({budget[0]: budget[1]})
-    if target is not None:
-        return repr({target_metric: target})
-    return "None"
-
-
-def _validate_target(target):
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        pass
-    elif isinstance(target, (int, np.integer)) and target >= 1:
-        return int(target)
-    elif (
-        isinstance(target, (float, np.floating))
-        and math.isfinite(target)
-        and 0 < target < 1
-    ):
-        return float(target)
-    raise ValueError(
-        "`target` must be None, a float in (0, 1) (fraction of the starting "
-        "value) or an int >= 1 (absolute count). "
-        f"Received: target={target!r}"
-    )
 
 
 __all__ = ["GuidedPruning"]

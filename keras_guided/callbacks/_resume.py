@@ -14,11 +14,18 @@ weights are loaded.
 A loaded state resumes the run only when the resumed `fit` starts at the
 epoch the state was saved after, on a model with the same prunable groups;
 any other `fit` starts afresh (one instance serves several `fit` calls).
+
+`export_state` gathers the state from the callback's parts (step runner,
+coefficients, schedule or budget mode) into what `pack` writes;
+`restore` checks a state read with `unpack` against the resumed `fit`
+and puts it back into those parts.
 """
 
 import json
+import warnings
 
 import numpy as np
+from keras import ops
 
 #: The model attribute that holds the state (never a layer or a weight).
 ATTRIBUTE = "_keras_guided_pruning_state"
@@ -53,3 +60,83 @@ def signature(plan):
     """What identifies the prunable groups of a plan: a state saved for
     other groups is not resumed."""
     return [[list(g.layers), int(g.num_units)] for g in plan.groups]
+
+
+def export_state(*, epoch, plan, runner, coefficients, schedule,
+                 known_dead, strength, budget):
+    """The `pack`ed state of a run after `epoch` epochs: the JSON header
+    (with the `schedule`'s and the `budget` mode's state, `budget` `None`
+    without one) and the arrays of the step's state and the
+    coefficients."""
+    header = {
+        "epoch": int(epoch),
+        "groups": signature(plan),
+        **schedule.state(),
+        "known_dead": known_dead,
+        "strength": strength,
+        "cost_factors": [float(f) for f in coefficients.cost_factors],
+        "budget": None if budget is None else budget.state(),
+    }
+    active = [np.asarray(c, dtype="float64") for c in coefficients.active]
+    arrays = {
+        name: ops.convert_to_numpy(variable.value)
+        for name, variable in (
+            ("dead", runner.dead), ("allowed", runner.allowed),
+            ("floor", runner.floor), ("held", runner.held),
+            ("unit_weights", runner.unit_weights),
+        )
+    }
+    arrays["coefficients"] = (np.concatenate(active) if active
+                              else np.zeros(0))
+    return pack(header, arrays)
+
+
+def restore(restored, *, epoch, plan, runner, coefficients, schedule,
+            budget):
+    """Puts the state `(header, arrays)` back into the parts of a `fit`
+    that starts at `epoch` (the strength into `runner.strength`), when it
+    resumes the run that saved it: it starts at the epoch the state was
+    saved after, on the same prunable groups, with a budget (the
+    callback's `budget`) where that run had one. Otherwise warns and
+    changes nothing.
+
+    Returns:
+        Whether the state was restored.
+    """
+    header, arrays = restored
+    mismatch = None
+    if header["groups"] != signature(plan):
+        mismatch = "for other prunable groups"
+    elif (header["budget"] is None) != (budget is None):
+        mismatch = "of a run with " + (
+            "a budget" if budget is None else "no budget")
+    elif header["epoch"] != epoch:
+        mismatch = (
+            f"to resume at epoch {header['epoch']}, and this fit "
+            f"starts at epoch {epoch} (list GuidedPruning before "
+            "BackupAndRestore or ModelCheckpoint in `callbacks`, so "
+            "the state saved is that of the epoch's end)"
+        )
+    if mismatch is not None:
+        warnings.warn(
+            "GuidedPruning found its state in the restored weights, "
+            f"saved {mismatch}; it starts afresh from the restored "
+            "weights (its start and budget are measured on them).",
+            stacklevel=3,
+        )
+        return False
+    for name, variable in (
+        ("dead", runner.dead), ("allowed", runner.allowed),
+        ("floor", runner.floor), ("held", runner.held),
+    ):
+        variable.assign(arrays[name])
+    coefficients.cost_factors = np.asarray(header["cost_factors"])
+    flat = arrays["coefficients"]
+    coefficients.set([
+        flat[start:start + group.num_units]
+        for group, start in zip(plan.groups, plan.offsets)
+    ])
+    runner.unit_weights.assign(arrays["unit_weights"])
+    runner.strength.assign(header["strength"])
+    schedule.restore(header)
+    return True

@@ -61,6 +61,25 @@ class StepRunner:
         self.allowed.assign(3e38)
         self.held.assign(zeros)
 
+    def mark_dead_from_weights(self, values):
+        """Adds the units whose weights are all zero to the dead mask (none
+        with `keep_dead=False`); returns whether any unit is dead.
+
+        Args:
+            values: callable returning the plan variables as NumPy arrays.
+        """
+        plan = self.plan
+        dead = np.zeros(plan.num_segments, dtype="float32")
+        if self.keep_dead and plan.num_units:
+            norms = proximal.numpy_group_norms(
+                values(), plan.entries, plan.num_segments
+            )
+            dead[:-1] = norms[:-1] == 0
+        dead_mask = self.dead
+        dead = np.maximum(dead, ops.convert_to_numpy(dead_mask.value))
+        dead_mask.assign(dead)
+        return bool(dead.any())
+
     def _compile(self):
         """The pure step for this plan, and its compiled form for the calls
         from Python (landing, and the fallback after each batch)."""
