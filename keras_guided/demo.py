@@ -146,9 +146,9 @@ def _compile(model, learning_rate):
 
 
 def _accuracy(model, x, y):
-    from keras_guided import export as export_lib
+    from keras_guided.export import _verification
 
-    probabilities = export_lib._keras_outputs(model, x)
+    probabilities = _verification.keras_outputs(model, x)
     return float(np.mean(np.argmax(probabilities, axis=-1) == y))
 
 
@@ -162,12 +162,12 @@ def _prunable_units(model):
 def _tflite_accuracy(path, x, y):
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_guided import export as export_lib
+    from keras_guided.export import _litert_run
 
     with open(path, "rb") as f:
         interpreter = Interpreter(model_content=f.read())
     interpreter.allocate_tensors()
-    probabilities = export_lib._run_litert(interpreter, x)
+    probabilities = _litert_run.run_litert(interpreter, x)
     return float(np.mean(np.argmax(probabilities, axis=-1) == y))
 
 
@@ -448,12 +448,12 @@ def _prune(model, sample_inputs):
     The difference is measured here on real test images (pruned vs trained
     model), on top of `prune_model`'s own check on random inputs.
     """
-    from keras_guided import export as export_lib
+    from keras_guided.export import _verification
     from keras_guided.surgery import prune_model
 
     pruned = prune_model(model, sample_inputs=sample_inputs)
-    expected = export_lib._keras_outputs(model, sample_inputs)
-    actual = export_lib._keras_outputs(pruned, sample_inputs)
+    expected = _verification.keras_outputs(model, sample_inputs)
+    actual = _verification.keras_outputs(pruned, sample_inputs)
     return pruned, float(np.max(np.abs(expected - actual)))
 
 

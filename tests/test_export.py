@@ -12,6 +12,7 @@ from sklearn.datasets import load_digits
 import keras_guided
 from keras_guided import export as export_lib
 from keras_guided import stats
+from keras_guided.export import _verification as _export_verification
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 
@@ -383,7 +384,7 @@ def test_litert_abort_in_verification_is_a_python_error(tmp_path,
     # verification runs in a child, so this process gets an error instead.
     script = tmp_path / "abort.py"
     script.write_text("import os\nos.abort()\n")
-    monkeypatch.setattr(export_lib, "_litert_run",
+    monkeypatch.setattr(_export_verification, "_litert_run",
                         type("Stub", (), {"__file__": str(script)}))
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     path = tmp_path / "m.tflite"

@@ -16,9 +16,12 @@ import pytest
 
 import keras_guided
 from keras_guided import _plans
-from keras_guided import latency as latency_lib
 from keras_guided import scoring
+from keras_guided.latency import _interpolation as _latency_interpolation
 from keras_guided.latency import _measure as _latency_measure
+from keras_guided.latency import _sampling as _latency_sampling
+from keras_guided.latency import _settings as _latency_settings
+from keras_guided.latency import _signatures as _latency_signatures
 
 _OVERHEAD_MS = 5e-3
 
@@ -76,10 +79,10 @@ def _build(model, tmp_path, **settings):
 
 # --------------------------------------------------------- interpolation
 def test_sample_counts_are_quarters_on_multiples_of_8_and_full_width():
-    assert latency_lib._sample_counts(96, 4) == [24, 48, 72, 96]
-    assert latency_lib._sample_counts(1280, 4) == [320, 640, 960, 1280]
-    assert latency_lib._sample_counts(16, 4) == [4, 8, 12, 16]
-    assert latency_lib._sample_counts(3, 4) == [3]
+    assert _latency_sampling.sample_counts(96, 4) == [24, 48, 72, 96]
+    assert _latency_sampling.sample_counts(1280, 4) == [320, 640, 960, 1280]
+    assert _latency_sampling.sample_counts(16, 4) == [4, 8, 12, 16]
+    assert _latency_sampling.sample_counts(3, 4) == [3]
 
 
 def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
@@ -103,7 +106,7 @@ def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
 
 
 def test_noisy_grid_is_made_non_decreasing():
-    grid = latency_lib._monotone([[1.0, 0.5], [0.8, 2.0]])
+    grid = _latency_interpolation.monotone([[1.0, 0.5], [0.8, 2.0]])
     assert grid == ((1.0, 1.0), (1.0, 2.0))
 
 
@@ -156,8 +159,8 @@ def test_cache_key_holds_the_runtime_versions(timer, tmp_path, monkeypatch):
     model = _cnn()
     _build(model, tmp_path)
     first = len(timer)
-    runtime = latency_lib._runtime()
-    monkeypatch.setattr(latency_lib, "_runtime",
+    runtime = _latency_settings.runtime()
+    monkeypatch.setattr(_latency_settings, "runtime",
                         lambda: {**runtime, "ai-edge-litert": "0.0.1"})
     assert _build(model, tmp_path).num_measured == first - 1
 
@@ -184,7 +187,7 @@ def test_interrupted_build_leaves_a_valid_cache_and_resumes(
         saved = json.load(f)
     done = sum(len(e["inputs"]) * len(e["outputs"])
                for k, e in saved["entries"].items()
-               if k != latency_lib._OVERHEAD)
+               if k != _latency_signatures.OVERHEAD)
     assert 0 < done <= 5
     monkeypatch.setattr(_latency_measure, "time_layer", fake)
     resumed = _build(model, tmp_path)

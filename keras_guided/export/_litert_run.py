@@ -1,7 +1,7 @@
 """Runs a .tflite file in the LiteRT interpreter; importable and runnable.
 
-`export.py` verifies a converted file by running this module as a script in
-a child process: `python _litert_run.py model.tflite inputs.npy
+`_verification` verifies a converted file by running this module as a
+script in a child process: `python _litert_run.py model.tflite inputs.npy
 outputs.npy` for a one-input file, or `inputs.npz outputs.npz` for a file
 with several inputs or outputs, the arrays keyed by the names of the file's
 signature (the model's input names and output keys). A LiteRT bug that

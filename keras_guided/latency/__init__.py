@@ -1,8 +1,13 @@
 """`keras_guided.latency`: LiteRT latency tables and the latency loop.
 
-`LatencyTable`, `InterleavedTimer` and the other public names live here;
-the parts are private to this package: `_measure` (timing in LiteRT),
-`_cache` (the on-disk cache), `_timing` (interleaved timers), `_plan`
+`LatencyTable`, `LayerLatency`, `build_latency_table`, `measure_latency`,
+`InterleavedTimer` and the other public names live here; the parts are
+private to this package: `_settings` (the measurement settings and the
+runtime, checked), `_signatures` (what a layer's timing depends on),
+`_sampling` (the sampled channel counts, timed into the cache), `_measure`
+(timing in LiteRT), `_cache` (the on-disk cache), `_calibration` (ms per
+FLOP and the whole-model calibration), `_interpolation` (a sampled grid
+made monotone and interpolated), `_timing` (interleaved timers), `_plan`
 (the latency greedy) and `_loop` (the measured prune-and-check loop).
 
 Latency tables: what each layer costs in LiteRT on this machine.
@@ -54,36 +59,26 @@ References:
 """
 
 import dataclasses
-import hashlib
-import json
 import math
-import platform
 import time
-import warnings
 
-import keras
 import numpy as np
 
-from keras_guided import export as export_lib
-from keras_guided import rules
 from keras_guided import stats
 from keras_guided import units as units_lib
 from keras_guided.latency import _cache
+from keras_guided.latency import _calibration
+from keras_guided.latency import _interpolation
 from keras_guided.latency import _measure
+from keras_guided.latency import _sampling
+from keras_guided.latency import _settings
+from keras_guided.latency import _signatures
 from keras_guided.latency._loop import LatencyCheck
 from keras_guided.latency._loop import LatencyTry
+from keras_guided.latency._settings import STATISTICS as STATISTICS
 from keras_guided.latency._timing import InterleavedTimer
 from keras_guided.latency._timing import LatencyComparison
 
-STATISTICS = ("min", "median")
-_FORMAT = 1
-_TIMING_KEYS = ("kernel_size", "strides", "padding", "data_format",
-                "dilation_rate", "groups", "activation", "use_bias",
-                "depth_multiplier")
-_OVERHEAD = "interpreter_overhead"
-_OVERHEAD_SIGNATURE = {"class": "Dense", "kind": "dense",
-                       "config": {"use_bias": True}, "spatial": [],
-                       "inputs": 1, "outputs": 1}
 _BUILD_HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "
     "and pass latency_table=table."
@@ -91,6 +86,8 @@ _BUILD_HINT = (
 
 
 @dataclasses.dataclass(frozen=True)
+
+
 class LayerLatency:
     """The latency curve of one layer of a `LatencyTable`.
 
@@ -134,8 +131,8 @@ class LayerLatency:
         cin, cout = self._kept(input_channels, output_channels)
         total = 0.0
         for ins, outs, ms in self.grids:
-            rows = [_interpolate(cout, outs, row) for row in ms]
-            total += _interpolate(cin, ins, rows)
+            rows = [_interpolation.interpolate(cout, outs, row) for row in ms]
+            total += _interpolation.interpolate(cin, ins, rows)
         return max(total, 0.0) + self.ms_per_channel * self.written(
             input_channels, output_channels)
 
@@ -225,7 +222,7 @@ class LatencyTable:
         """The table as markdown: per-layer ms at a few widths and totals."""
         lines = [stats.format_table(self.rows()), "",
                  f"predicted total: {self.total_ms:.3f} ms "
-                 f"({_describe(self.settings)})",
+                 f"({_settings.describe(self.settings)})",
                  "whole model: " + (
                      "not calibrated (whole_model=False)"
                      if self.measured_ms is None else
@@ -261,7 +258,7 @@ class LatencyTable:
             if kernel is not None and key == units_lib.weight_key(
                     layer_object, kernel):
                 return curve
-            return _no_cost
+            return _interpolation.no_cost
         per_element = float(flops_per_element) * self.ms_per_flop
         return lambda dims: math.prod(dims) * per_element
 
@@ -334,90 +331,30 @@ def build_latency_table(model, quantization=None, num_threads=1,
         ImportError: when something must be measured without
             `ai_edge_litert`.
     """
-    settings = _check_settings(quantization, num_threads, num_samples,
-                               num_runs, statistic)
+    settings = _settings.check_settings(quantization, num_threads,
+                                        num_samples, num_runs, statistic)
     start = time.perf_counter()
     signatures = {}
     for entry in _price_layers(model, None, 1.0, None).values():
         for signature in entry.grids:
-            signatures[_key(signature)] = signature
-    path = _cache.cache_path(cache_dir, _key(settings))
-    cache = _cache.read(path, _FORMAT)
-    missing = [k for k in signatures if k not in cache]
-    if _OVERHEAD not in cache:
-        missing.append(_OVERHEAD)
-        signatures[_OVERHEAD] = _OVERHEAD_SIGNATURE
-    per_signature = {k: _sample_grid(signatures[k], num_samples)
-                     if k != _OVERHEAD else ([1], [1]) for k in missing}
-    total = sum(len(i) * len(o) for i, o in per_signature.values())
-    if total:
-        _measure.check_runtime()  # a cached table needs neither
-    progress = keras.utils.Progbar(total, unit_name="sample") if (
-        verbose and total) else None
-    for key in missing:
-        ins, outs = per_signature[key]
-        ms = [[_time(signatures[key], cin, cout, settings, progress)
-               for cout in outs] for cin in ins]
-        cache[key] = {"signature": signatures[key], "inputs": ins,
-                      "outputs": outs, "ms": ms}
-        if path:
-            _cache.write(path, _FORMAT, settings, cache)
-    num_cached = sum(
-        len(cache[k]["inputs"]) * len(cache[k]["outputs"])
-        for k in signatures if k not in per_signature and k != _OVERHEAD)
-    total -= int(_OVERHEAD in per_signature)
+            signatures[_signatures.cache_key(signature)] = signature
+    path = _cache.cache_path(cache_dir, _signatures.cache_key(settings))
+    cache = _cache.read(path, _cache.FORMAT)
+    total, num_cached = _sampling.measure_missing(
+        signatures, cache, path, settings, num_samples, verbose)
     table_layers = _price_layers(model, None, None, cache)
     measured_ms, unexplained = None, 0.0
     if whole_model:
-        measured_ms = _whole_model_ms(model, settings, signatures, cache,
-                                      path)
+        measured_ms = _calibration.whole_model_ms(model, settings,
+                                                  signatures, cache, path)
     if measured_ms is not None:
-        table_layers, unexplained = _calibrate(table_layers, measured_ms)
+        table_layers, unexplained = _calibration.calibrate(table_layers,
+                                                           measured_ms)
     return LatencyTable(
         model.name, settings, table_layers,
-        _ms_per_flop(table_layers), total, num_cached,
+        _calibration.ms_per_flop(table_layers), total, num_cached,
         time.perf_counter() - start, measured_ms, unexplained,
     )
-
-
-def _whole_model_ms(model, settings, signatures, cache, path):
-    """The whole model's measured ms, cached under the model's layer
-    signatures; `None` (with a warning) where it does not convert."""
-    key = "model:" + _key({"name": model.name,
-                           "layers": sorted(k for k in signatures
-                                            if k != _OVERHEAD)})
-    if key not in cache:
-        _measure.check_runtime()
-        try:
-            ms = float(_measure.time_model(model, settings))
-        except (ValueError, RuntimeError) as error:
-            warnings.warn(
-                f"The whole model '{model.name}' could not be timed "
-                f"({type(error).__name__}: {str(error)[:200]}); the latency "
-                "table prices its layers alone, so a latency target is a "
-                "share of their time, not of the model's.", stacklevel=3)
-            return None
-        cache[key] = {"ms": ms}
-        if path:
-            _cache.write(path, _FORMAT, settings, cache)
-    return float(cache[key]["ms"])
-
-
-def _calibrate(entries, measured_ms):
-    """Spreads what the priced layers leave unexplained of `measured_ms`
-    over the measured layers, per output channel in proportion to the
-    positions each writes; returns the entries and the spread ms."""
-    priced = sum(entry.predict() for entry in entries.values())
-    measured = [e for e in entries.values() if e.kind == "measured"]
-    written = sum(e.positions * e.written() for e in measured)
-    unexplained = max(measured_ms - priced, 0.0)
-    if not written or not unexplained:
-        return entries, 0.0
-    per_value = unexplained / written
-    return {name: dataclasses.replace(
-        entry, ms_per_channel=per_value * entry.positions)
-        if entry.kind == "measured" else entry
-        for name, entry in entries.items()}, unexplained
 
 
 def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
@@ -438,13 +375,12 @@ def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
     Returns:
         The latency in milliseconds (float).
     """
-    settings = _check_settings(quantization, num_threads, 2, num_runs,
-                               statistic)
+    settings = _settings.check_settings(quantization, num_threads, 2,
+                                        num_runs, statistic)
     _measure.check_runtime()
     return _measure.time_model(model, settings, representative_data)
 
 
-# ----------------------------------------------------------- validation
 def _check_is_table(table):
     """Raises unless `table` is a `LatencyTable` (prune_model and the
     callback)."""
@@ -453,128 +389,6 @@ def _check_is_table(table):
             "`latency_table` must be a keras_guided.latency.LatencyTable. "
             f"Received: {type(table).__name__}. " + _BUILD_HINT
         )
-
-
-def _check_settings(quantization, num_threads, num_samples, num_runs,
-                    statistic):
-    quantization = export_lib._check_quantization(quantization)
-    for name, value, low in (("num_threads", num_threads, 1),
-                             ("num_samples", num_samples, 2),
-                             ("num_runs", num_runs, 1)):
-        if isinstance(value, bool) or not isinstance(
-                value, (int, np.integer)) or value < low:
-            raise ValueError(
-                f"`{name}` must be an int >= {low}. "
-                f"Received: {name}={value!r}"
-            )
-    if statistic not in STATISTICS:
-        raise ValueError(
-            f"`statistic` must be one of {list(STATISTICS)}. "
-            f"Received: statistic={statistic!r}"
-        )
-    return {
-        "quantization": quantization or "float32",
-        "num_threads": int(num_threads),
-        "num_samples": int(num_samples),
-        "num_runs": int(num_runs),
-        "statistic": statistic,
-        "runtime": _runtime(),
-    }
-
-
-def _runtime():
-    """Versions and hardware that change a timing."""
-    import importlib.metadata as metadata
-
-    versions = {}
-    for package in ("ai-edge-litert", "tensorflow", "keras"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["machine"] = platform.machine()
-    versions["cpu"] = _cache.cpu_name()
-    return versions
-
-
-def _describe(settings):
-    return (f"{settings['quantization']}, {settings['num_threads']} "
-            f"thread(s), {settings['statistic']} of {settings['num_runs']} "
-            "runs")
-
-
-# ------------------------------------------------------------- signatures
-def _kind(layer):
-    """`"conv"`, `"depthwise"`, `"dense"` or `None` (not measured): the
-    `latency` of the layer's rule (`keras_guided.rules`), for channels-last
-    layers without groups."""
-    rule = rules.rule_for(layer)
-    if rule is None or rule.latency is None:
-        return None
-    config = layer.get_config()
-    if config.get("data_format", "channels_last") != "channels_last":
-        return None
-    if config.get("groups", 1) != 1:
-        return None
-    return rule.latency
-
-
-def _signature(layer, input_shape):
-    """What a layer's timing depends on, as plain JSON values."""
-    config = layer.get_config()
-    timing = {k: config[k] for k in _TIMING_KEYS if k in config}
-    activation = timing.get("activation")
-    if activation is not None and not isinstance(activation, str):
-        timing["activation"] = "linear"  # a custom one: timed without it
-    kind = _kind(layer)
-    output = (layer.filters if kind == "conv" else layer.units
-              if kind == "dense" else int(input_shape[-1]))
-    # Timed as the class its rule is registered for: a subclass of Dense is
-    # timed (and cached) as a Dense with its config.
-    return {"class": rules.ruled_class(layer).__name__, "kind": kind,
-            "config": json.loads(json.dumps(timing)),
-            "spatial": [int(d) for d in input_shape[1:-1]],
-            "inputs": int(input_shape[-1]), "outputs": int(output)}
-
-
-def _key(signature):
-    text = json.dumps(signature, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _sample_counts(full, num_samples):
-    """`num_samples` counts up to `full`: quarters (for 4) rounded to a
-    multiple of 8 (of 4 below 64 channels), and `full` itself."""
-    if full < 8:
-        return [int(full)]
-    step = 8 if full >= 64 else 4
-    counts = {int(full)}
-    for i in range(1, num_samples):
-        count = round(full * i / num_samples / step) * step
-        counts.add(int(min(max(count, step), full)))
-    return sorted(counts)
-
-
-def _sample_grid(signature, num_samples):
-    ins = _sample_counts(signature["inputs"], num_samples)
-    outs = ([signature["outputs"]] if signature["kind"] == "depthwise"
-            else _sample_counts(signature["outputs"], num_samples))
-    return ins, outs
-
-
-def _time(signature, cin, cout, settings, progress):
-    kwargs = dict(signature["config"])
-    layer_class = rules.timed_class(signature["class"])
-    if signature["kind"] == "conv":
-        kwargs["filters"] = int(cout)
-    elif signature["kind"] == "dense":
-        kwargs["units"] = int(cout)
-    shape = tuple(signature["spatial"]) + (int(cin),)
-    ms = float(_measure.time_layer(layer_class, kwargs, shape,
-                                           settings))
-    if progress is not None:
-        progress.add(1)
-    return ms
 
 
 def _price_layers(model, shapes, ms_per_flop, cache):
@@ -592,22 +406,23 @@ def _price_layers(model, shapes, ms_per_flop, cache):
                           rows[name].values()))
         if flops <= 0:
             continue
-        kind = _kind(layer) if calls else None
+        kind = _signatures.layer_kind(layer) if calls else None
         if kind is None:
             entries[name] = LayerLatency(name, type(layer).__name__,
                                          "estimated", flops=flops)
             continue
         grids = []
         for input_shape, _ in calls:
-            signature = _signature(layer, input_shape)
+            signature = _signatures.layer_signature(layer, input_shape)
             if cache is None:
                 grids.append(signature)
                 continue
-            found = cache[_key(signature)]
-            overhead = cache[_OVERHEAD]["ms"][0][0]
+            found = cache[_signatures.cache_key(signature)]
+            overhead = cache[_signatures.OVERHEAD]["ms"][0][0]
             grids.append((tuple(found["inputs"]), tuple(found["outputs"]),
-                          _monotone(np.asarray(found["ms"]) - overhead)))
-        first = _signature(layer, calls[0][0])
+                          _interpolation.monotone(
+                              np.asarray(found["ms"]) - overhead)))
+        first = _signatures.layer_signature(layer, calls[0][0])
         positions = float(sum(math.prod(tuple(out)[1:-1] or (1,))
                               for _, out in calls))
         entries[name] = LayerLatency(
@@ -615,15 +430,9 @@ def _price_layers(model, shapes, ms_per_flop, cache):
             first["outputs"], tuple(grids), flops=flops,
             positions=positions)
     if ms_per_flop is None:
-        ms_per_flop = _ms_per_flop(entries)
+        ms_per_flop = _calibration.ms_per_flop(entries)
     return {name: dataclasses.replace(entry, ms_per_flop=ms_per_flop)
             for name, entry in entries.items()}
-
-
-def _ms_per_flop(entries):
-    measured = [e for e in entries.values() if e.kind == "measured"]
-    flops = sum(e.flops for e in measured)
-    return sum(e.predict() for e in measured) / flops if flops else 0.0
 
 
 def _fingerprint(entry):
@@ -632,34 +441,6 @@ def _fingerprint(entry):
         return f"{entry.class_name} (estimated, {entry.flops:.0f} FLOPs)"
     return (f"{entry.class_name} with {entry.input_channels} input and "
             f"{entry.output_channels} output channels")
-
-
-# ---------------------------------------------------------- interpolation
-def _no_cost(dims):
-    return 0.0
-
-
-def _monotone(ms):
-    """The grid made non-negative and non-decreasing along both counts."""
-    grid = np.maximum(np.asarray(ms, dtype="float64"), 0.0)
-    grid = np.maximum.accumulate(grid, axis=0)
-    grid = np.maximum.accumulate(grid, axis=1)
-    return tuple(tuple(float(v) for v in row) for row in grid)
-
-
-def _interpolate(x, xs, ys):
-    """Piecewise-linear `ys(x)`; below `xs[0]` along the first segment
-    (proportional to `x` with one sample), above `xs[-1]` clamped."""
-    xs = [float(v) for v in xs]
-    if len(xs) == 1:
-        return float(ys[0]) * float(x) / xs[0]
-    if x >= xs[-1]:
-        return float(ys[-1])
-    segment = max(0, int(np.searchsorted(xs, x, side="right")) - 1)
-    segment = min(segment, len(xs) - 2)
-    x0, x1 = xs[segment], xs[segment + 1]
-    y0, y1 = float(ys[segment]), float(ys[segment + 1])
-    return max(y0 + (y1 - y0) * (float(x) - x0) / (x1 - x0), 0.0)
 
 
 __all__ = [

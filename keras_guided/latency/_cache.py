@@ -14,6 +14,8 @@ import warnings
 
 from keras_guided import _atomic
 
+FORMAT = 1  # The file format; a file of another format is ignored.
+
 
 def cpu_name():
     """The CPU model (timings depend on it)."""

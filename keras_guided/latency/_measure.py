@@ -5,7 +5,7 @@ count: the layer alone, at its input shape, is traced with `tf.function`,
 converted with `tf.lite.TFLiteConverter.from_concrete_functions` (no
 SavedModel on disk, about 0.2 s a layer) under the exact converter settings
 `export_tflite` uses (`export.converter_settings`), and timed with
-`export._median_latency`. The function is converted without its
+`export._interpreter.median_latency`. The function is converted without its
 `trackable_obj` on purpose: that path freezes the layer's variables into
 constants, as the SavedModel path of `export_tflite` does; with the
 trackable the file would read resource variables at run time, which
@@ -21,7 +21,9 @@ import time
 
 import numpy as np
 
-from keras_guided import export as export_lib
+from keras_guided.export import _checks
+from keras_guided.export import _conversion
+from keras_guided.export import _interpreter
 
 _CALIBRATION_SAMPLES = 4
 
@@ -29,8 +31,8 @@ _CALIBRATION_SAMPLES = 4
 def check_runtime():
     """Raises unless this process can convert (TensorFlow backend) and run
     (`ai_edge_litert`) a LiteRT file."""
-    export_lib._check_backend()
-    export_lib._interpreter_class()
+    _checks.check_backend()
+    _interpreter.import_interpreter()
 
 
 def time_layer(layer_class, kwargs, input_shape, settings):
@@ -48,8 +50,8 @@ def time_layer(layer_class, kwargs, input_shape, settings):
             [function.get_concrete_function()]
         )
     content = _convert(converter, input_shape, settings["quantization"])
-    return export_lib._median_latency(
-        export_lib._interpreter_class(), content, settings["num_runs"],
+    return _interpreter.median_latency(
+        _interpreter.import_interpreter(), content, settings["num_runs"],
         settings["num_threads"], settings["statistic"],
     )
 
@@ -59,8 +61,8 @@ def time_model(model, settings, representative_data=None):
     `export_tflite` converts it (batch 1, built-in ops only)."""
     content = _model_content(model, settings["quantization"],
                              representative_data)
-    return export_lib._median_latency(
-        export_lib._interpreter_class(), content, settings["num_runs"],
+    return _interpreter.median_latency(
+        _interpreter.import_interpreter(), content, settings["num_runs"],
         settings["num_threads"], settings["statistic"],
     )
 
@@ -75,10 +77,10 @@ def model_runner(model, quantization, num_threads, num_runs,
     descheduled by other processes is left out). What
     `latency.InterleavedTimer` times by default."""
     now = time.thread_time if clock == "cpu" else time.perf_counter
-    content = _model_content(model, export_lib._check_quantization(
+    content = _model_content(model, _checks.check_quantization(
         quantization) or "float32", representative_data)
-    interpreter = export_lib._make_interpreter(
-        export_lib._interpreter_class(), content, num_threads)
+    interpreter = _interpreter.make_interpreter(
+        _interpreter.import_interpreter(), content, num_threads)
     detail = interpreter.get_input_details()[0]
     if int(detail["shape_signature"][0]) < 0:
         shape = (1,) + tuple(int(d) for d in detail["shape"][1:])
@@ -103,12 +105,12 @@ def model_runner(model, quantization, num_threads, num_runs,
 
 def _model_content(model, quantization, representative_data):
     """The `.tflite` bytes of `model` as `export_tflite` converts it."""
-    input_shape, input_dtype = export_lib._single_input(model)
+    input_shape, input_dtype = _checks.single_input(model)
     if quantization == "int8" and representative_data is None:
         representative_data = _calibration(input_shape)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
-        export_lib._convert(model, path, quantization, representative_data,
+        _conversion.convert(model, path, quantization, representative_data,
                             False, input_shape, input_dtype, 1)
         with open(path, "rb") as f:
             return f.read()
@@ -116,8 +118,8 @@ def _model_content(model, quantization, representative_data):
 
 def _convert(converter, input_shape, quantization):
     data = _calibration(input_shape) if quantization == "int8" else None
-    export_lib.apply_settings(
-        converter, export_lib.converter_settings(quantization, data)
+    _conversion.apply_settings(
+        converter, _conversion.converter_settings(quantization, data)
     )
     return converter.convert()
 
