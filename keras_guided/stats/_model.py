@@ -43,9 +43,9 @@ class LayerCost:
     A layer is priced by `price(layer_cost, metric, kept)`, where `kept`
     maps weight keys to the shape each weight keeps (a weight not in it is
     whole). Everything that counts a model or a part of it (the tables
-    here, `scoring`'s targets, the callback's live costs and marginal
-    costs) prices layers this way, keyed by the layer object (`layer`) and
-    its variables, never by name.
+    of `keras_guided.stats`, `scoring`'s targets, the callback's live
+    costs and marginal costs) prices layers this way, keyed by the layer
+    object (`layer`) and its variables, never by name.
 
     Attributes:
         name: the layer's path in the model (`"outer/inner"` for nested
