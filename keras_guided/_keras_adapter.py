@@ -27,7 +27,7 @@ optimizer:
   loads as before, and a model without it ignores it.
 
 The graph analysis (`graph.py`), the rewrite (`surgery.py`) and the cost
-model (`stats.py`) read a model's graph. Keras has public `model.inputs`,
+model (`stats`) read a model's graph. Keras has public `model.inputs`,
 `model.outputs`, `model.layers` and `Layer.compute_output_spec`, but no
 public way to walk the nodes of a Functional graph, to find the layer that
 produced a symbolic tensor, or to re-call a node on new tensors; the small

@@ -11,7 +11,7 @@ analysis, the cost model, the callback and surgery treat that sub-graph like
 a nested model; the pruned model holds its rebuilt version, a Functional
 model of standard layers and ops that loads without the original class.
 
-CONTRACT (used by graph.py, stats.py, surgery.py):
+CONTRACT (used by graph.py, stats, surgery.py):
 
     traced_graph(layer, node) -> keras.Model | None
         the sub-graph of `layer`'s call at `node` (one per node, cached), or

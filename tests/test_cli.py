@@ -1,4 +1,4 @@
-"""Tests for the `keras-guided` command line (keras_guided/cli.py)."""
+"""Tests for the `keras-guided` command line (keras_guided/cli/)."""
 
 import os
 import re

@@ -11,8 +11,8 @@ from keras import layers
 from keras import ops
 
 import keras_guided
-from keras_guided import stats
 from keras_guided import trace
+from keras_guided.stats._layers import iter_layers
 from tests import composite_layers as composite
 from tests.test_surgery import zero_units
 
@@ -38,7 +38,7 @@ def _reloaded(model, tmp_path):
 
 
 def _leaf_classes(model):
-    return {type(layer).__name__ for _, layer, _ in stats._iter_layers(model)}
+    return {type(layer).__name__ for _, layer, _ in iter_layers(model)}
 
 
 # ------------------------------------------------------------ tracing

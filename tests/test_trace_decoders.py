@@ -14,6 +14,7 @@ from keras import ops
 
 import keras_guided
 from keras_guided import stats
+from keras_guided.stats._layers import iter_layers
 from tests.test_surgery import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -28,7 +29,7 @@ def _prunable(groups):
 
 
 def _leaf_classes(model):
-    return {type(layer).__name__ for _, layer, _ in stats._iter_layers(model)}
+    return {type(layer).__name__ for _, layer, _ in iter_layers(model)}
 
 
 def _relative_difference(a, b, x):

@@ -78,6 +78,7 @@ from keras_guided.latency._loop import LatencyTry
 from keras_guided.latency._settings import STATISTICS as STATISTICS
 from keras_guided.latency._timing import InterleavedTimer
 from keras_guided.latency._timing import LatencyComparison
+from keras_guided.stats._layers import iter_layers
 
 _BUILD_HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "
@@ -401,7 +402,7 @@ def _price_layers(model, shapes, ms_per_flop, cache):
     rows = {name: weights for name, _, weights in
             stats.weight_costs(model, shapes=shapes)}
     entries = {}
-    for name, layer, calls in stats._iter_layers(model, shapes=shapes):
+    for name, layer, calls in iter_layers(model, shapes=shapes):
         flops = float(sum(math.prod(shape) * per for shape, per in
                           rows[name].values()))
         if flops <= 0:

@@ -15,7 +15,7 @@ Every layer class `keras_guided` understands is described here once, as a
   family in `_units`); a user's layer gives them as the rule's
   `output_weights` / `input_weights`;
 * `flops(layer, input_shape, output_shape)`: `{weight name: FLOPs per
-  element of that weight}` for one call on one example; `stats.py` (the
+  element of that weight}` for one call on one example; `stats` (the
   cost model) multiplies by the kept size of each weight, so the same
   numbers serve cost tables, cost-aware guidance and pruning targets;
 * `check(layer, input_shape, output_shape)`: why a configuration cannot be

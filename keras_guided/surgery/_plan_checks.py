@@ -7,7 +7,7 @@ import numpy as np
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _walk
 from keras_guided import scoring
-from keras_guided import stats
+from keras_guided.stats._layers import iter_layers
 
 
 def _protect(model, groups, protected):
@@ -16,7 +16,7 @@ def _protect(model, groups, protected):
     names = set(protected)
     known = {sub.name for layer in _walk.all_layers(model)
              for sub in adapter.layer_tree(layer)} | {
-        layer.name for _, layer, _ in stats._iter_layers(model)
+        layer.name for _, layer, _ in iter_layers(model)
     }  # the layers inside composite layers (traced or not) too
     missing = sorted(names - known)
     if missing:

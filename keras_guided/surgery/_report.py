@@ -9,6 +9,7 @@ from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
+from keras_guided.stats._layers import iter_layers
 from keras_guided.surgery._verification import _PROBE_SIZE
 
 
@@ -154,8 +155,8 @@ def _report(model, pruned, analysis, plan, rewriter):
                 "the FLOPs columns leave out what they cannot price: "
                 + missing.describe(model.name))
     # Leaf layers by path, inside nested models and traced layers too.
-    before = {name: layer for name, layer, _ in stats._iter_layers(model)}
-    after = {name: layer for name, layer, _ in stats._iter_layers(pruned)}
+    before = {name: layer for name, layer, _ in iter_layers(model)}
+    after = {name: layer for name, layer, _ in iter_layers(pruned)}
     for row in rows:
         name = row["layer"]
         if name == "total":

@@ -28,14 +28,16 @@ deterministic (for the rest of the process). Other machines (CPU, thread
 count, library versions) may give other numbers.
 
 Artifacts go to `out_dir`: `before.keras`, `pruned.keras`, the `.tflite`
-files, `results.md` (the table) and `results.json` (the numbers).
+files, `results.md` (the table) and `results.json` (the numbers); the
+table, the paragraph under it and those two files come from `_report`.
 """
 
-import json
 import os
 import time
 
 import numpy as np
+
+from keras_guided.demo import _report
 
 # Full run / quick run (smoke tests).
 _SETTINGS = {
@@ -393,7 +395,7 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
             )
         results[name] = row
 
-    table = _table(results["before"], results["after"])
+    table = _report.table(results["before"], results["after"])
     summary = {
         "before": results["before"],
         "after": results["after"],
@@ -407,31 +409,12 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
         "table": table,
         "files": files,
     }
-    files["results.md"] = os.path.join(out_dir, "results.md")
-    files["results.json"] = os.path.join(out_dir, "results.json")
-    _write_text(files["results.md"], table + "\n")
-    _write_text(
-        files["results.json"], json.dumps(summary, indent=2, default=float)
-    )
+    _report.write_results(out_dir, summary)
     if verbose:
         print()
         print(table)
         print()
-        print(
-            "\"before\" is the plain network (no penalty), trained for "
-            f"{settings['epochs']} epochs. Accuracy right after removing "
-            f"the dead units: {accuracy_after_pruning:.2%}, the same as the "
-            f"budget-trained network's ({accuracy_trained:.2%}): removal "
-            "is exact. The fine-tune kept epoch "
-            f"{finetune['kept_epoch']} of {settings['finetune_epochs']} "
-            "(0: right after removal), the best on "
-            f"{len(x_val)} validation images "
-            f"({finetune['validation_accuracy_right_after_pruning']:.2%} ->"
-            f" {finetune['validation_accuracy']:.2%}). Latency is the "
-            "median of batch-1 LiteRT runs on this machine, 1 thread. "
-            f"Seed {seed}: the same numbers on this machine, others may "
-            "differ."
-        )
+        print(_report.explanation(summary, settings, len(x_val)))
         print(f"Artifacts in {os.path.abspath(out_dir)}")
     progress("done")
     return summary
@@ -455,55 +438,3 @@ def _prune(model, sample_inputs):
     expected = _verification.keras_outputs(model, sample_inputs)
     actual = _verification.keras_outputs(pruned, sample_inputs)
     return pruned, float(np.max(np.abs(expected - actual)))
-
-
-def _table(before, after):
-    from keras_guided import stats
-
-    def ratio(key):
-        if not before[key]:
-            return ""
-        return f"{after[key] / before[key]:.2f}x"
-
-    def percent(value):
-        return f"{value:.2%}"
-
-    def size(value):
-        return f"{value:,}"
-
-    def milliseconds(value):
-        return f"{value:.4f}"
-
-    spec = [
-        ("units (prunable layers)", "units", size, True),
-        ("params", "params", size, True),
-        ("FLOPs per image", "flops", size, True),
-        ("test accuracy (Keras)", "accuracy", percent, False),
-        (".tflite bytes, float32", "tflite_bytes_float32", size, True),
-        (".tflite bytes, int8", "tflite_bytes_int8", size, True),
-        ("test accuracy, int8 .tflite", "tflite_accuracy_int8", percent,
-         False),
-        ("latency ms, float32", "latency_ms_float32", milliseconds, True),
-        ("latency ms, int8", "latency_ms_int8", milliseconds, True),
-    ]
-    rows = []
-    for label, key, form, with_ratio in spec:
-        rows.append(
-            {
-                "": label,
-                "before": form(before[key]),
-                "after (pruned + fine-tuned)": form(after[key]),
-                "after / before": ratio(key) if with_ratio else "",
-            }
-        )
-    return stats.format_table(rows)
-
-
-def _write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.tmp"
-    )
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temporary, path)
