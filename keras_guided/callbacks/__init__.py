@@ -24,7 +24,8 @@ own module:
   `Options` whose fields the callback keeps as its attributes, and the
   option constants.
 * `_setup`: what `on_train_begin` builds (the plan and step runner, once
-  per model; the live metrics and the mode's attachments, once per `fit`).
+  per model; the live metrics, coefficients, epoch mode and penalty, once
+  per `fit`).
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
   budget's death guard; no Python loop over units.
@@ -36,20 +37,25 @@ own module:
   compiled train step, right after the optimizer's update, for the
   duration of `fit` (TensorFlow and JAX, through the optimizer hook of
   `keras_guided._keras_adapter`, the one module that touches Keras
-  internals), else from Python after each batch.
+  internals), else from Python after each batch, counting the optimizer
+  steps of the epoch; it marks dead units at epoch starts.
 * `keras_guided.schedules`: strength schedules as small callables.
 * `_budget_mode`: `BudgetMode` (one per `fit` with a budget
   target), the budget recipe: the controller check points, composing
   `_importance` (importance guidance), `_landing` (the landing) and
   `_allocation` (per-layer floors, reachability).
 * `_schedule_mode`: `ScheduleMode` (one per `fit` without a budget), the
-  strength per epoch and a threshold target.
+  strength per epoch and a threshold target. Both modes have one epoch
+  interface (`begin_epoch` gives the strength, `batch_end`, `end_epoch`
+  says whether to stop, `state`/`restore` for resuming), so the hooks do
+  not branch on the mode.
 * `_coefficients`: `Coefficients` (one per `fit`), guidance
   coefficients, cost factors, adaptive ranking.
 * `_penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
   borrows one variable's `regularizer` for the group penalty during
   `fit`.
-* `_live_metrics`: live units and the live network's cost.
+* `_live_metrics`: live units and the live network's cost, and the
+  `live_*` entries of the epoch-end logs.
 * `_resume`: the state a resumed `fit` restores, in the weights file.
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the

@@ -10,7 +10,7 @@ prices `stats.count_params`, `stats.count_flops` and `prune_model`'s
 targets. So `live_params` and `live_flops` are what `stats` counts on
 `prune_model(model)`, and a unit's marginal cost is what removing it saves
 under the same prices (a non-linear price, such as a latency table, needs
-no change here).
+no change here). `LiveMetrics.log` writes the epoch-end `live_*` logs.
 """
 
 import warnings
