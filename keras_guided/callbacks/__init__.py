@@ -24,7 +24,8 @@ own module:
   `Options` whose fields the callback keeps as its attributes, and the
   option constants.
 * `_setup`: what `on_train_begin` builds (the plan and step runner, once
-  per model; the live metrics and the mode's attachments, once per `fit`).
+  per model; the live metrics, coefficients, epoch mode and penalty, once
+  per `fit`).
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
   budget's death guard; no Python loop over units.
@@ -36,20 +37,25 @@ own module:
   compiled train step, right after the optimizer's update, for the
   duration of `fit` (TensorFlow and JAX, through the optimizer hook of
   `keras_guided._keras_adapter`, the one module that touches Keras
-  internals), else from Python after each batch.
+  internals), else from Python after each batch, counting the optimizer
+  steps of the epoch; it marks dead units at epoch starts.
 * `keras_guided.schedules`: strength schedules as small callables.
 * `_budget_mode`: `BudgetMode` (one per `fit` with a budget
   target), the budget recipe: the controller check points, composing
   `_importance` (importance guidance), `_landing` (the landing) and
   `_allocation` (per-layer floors, reachability).
 * `_schedule_mode`: `ScheduleMode` (one per `fit` without a budget), the
-  strength per epoch and a threshold target.
+  strength per epoch and a threshold target. Both modes have one epoch
+  interface (`begin_epoch` gives the strength, `batch_end`, `end_epoch`
+  says whether to stop, `state`/`restore` for resuming), so the hooks do
+  not branch on the mode.
 * `_coefficients`: `Coefficients` (one per `fit`), guidance
   coefficients, cost factors, adaptive ranking.
 * `_penalty_mode`: `mode="penalty"`, a `PenaltyMode` that
   borrows one variable's `regularizer` for the group penalty during
   `fit`.
-* `_live_metrics`: live units and the live network's cost.
+* `_live_metrics`: live units and the live network's cost, and the
+  `live_*` entries of the epoch-end logs.
 * `_resume`: the state a resumed `fit` restores, in the weights file.
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the
@@ -68,15 +74,12 @@ from keras_guided.callbacks import _penalty_mode
 from keras_guided.callbacks import _resume
 from keras_guided.callbacks import _setup
 from keras_guided.callbacks import _step_runner
-from keras_guided.callbacks._budget_mode import BudgetMode
-from keras_guided.callbacks._coefficients import Coefficients
 from keras_guided.callbacks._options import COSTS  # noqa: F401 (public)
 from keras_guided.callbacks._options import MODES  # noqa: F401 (public)
 from keras_guided.callbacks._options import ON_TARGET  # noqa: F401 (public)
 from keras_guided.callbacks._options import ON_UNREACHABLE  # noqa: F401 (public)
 from keras_guided.callbacks._options import SCHEDULES  # noqa: F401 (public)
 from keras_guided.callbacks._options import TARGET_METRICS  # noqa: F401 (public)
-from keras_guided.callbacks._schedule_mode import ScheduleMode
 
 
 class GuidedPruning(keras.callbacks.Callback):
@@ -239,28 +242,22 @@ class GuidedPruning(keras.callbacks.Callback):
         self._plan = None
         self._cache_key = None
         self._runner = None
-        self._unit_weights = None
-        # Per fit, reset in on_train_begin.
+        # Per fit, set in on_train_begin.
         self._metrics = None
         self._coefficients = None
-        self._schedule = None
-        self._budget = None
+        self._mode = None  # the fit's ScheduleMode or BudgetMode
+        self._budget = None  # the mode, when it is the BudgetMode
         self._penalty = None
-        self._in_step = False
-        self._known_dead = False
         self._first_epoch = True
         self._epochs_done = 0
-        self._last_batch = -1
-        self._pending = 0
         self._restored = None  # (header, arrays) read with the weights
-        self.budget_report = None
 
     # ------------------------------------------------------------ state
 
     @property
     def strength(self):
         """The strength in effect now (a Python float)."""
-        self._sync()
+        _step_runner.sync(self.model)
         return float(ops.convert_to_numpy(self._strength.value))
 
     @property
@@ -279,6 +276,13 @@ class GuidedPruning(keras.callbacks.Callback):
             return []
         return [np.array(c) for c in self._coefficients.current]
 
+    @property
+    def budget_report(self):
+        """The budget run of the last `fit` with a budget `target` (start,
+        goal, calibrated strength, landing, controller trace); `None`
+        before its first epoch or without a budget."""
+        return None if self._budget is None else self._budget.report
+
     def set_model(self, model):
         super().set_model(model)
         # Before any on_train_begin, so that BackupAndRestore's restore
@@ -287,54 +291,36 @@ class GuidedPruning(keras.callbacks.Callback):
             model, _resume.ATTRIBUTE, self._export_state, self._import_state
         )
 
+    # ------------------------------------------------------------ hooks
+
     def on_train_begin(self, logs=None):
         model = self.model
         # The units pruned are the network's: a distiller's student.
         network = trained_network(model)
         key = _setup.cache_key(model)
-        if self._runner is not None and self._runner.hooked:
-            # A previous fit raised before on_train_end: take its step hook
-            # and penalty off first so that they do not act twice.
-            self._runner.remove_hook()
-        if self._penalty is not None:
-            self._penalty.detach()
+        # A previous fit that raised before on_train_end left its step
+        # hook and penalty on: take them off so they do not act twice.
+        self.on_train_end()
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
             self._plan = _setup.group_plan(network, self.on_unsupported)
             self._cache_key = key
             self._runner = _setup.step_runner(
-                model, self._plan, self._strength,
-                guarded=self.budget is not None, keep_dead=self.keep_dead,
+                model, self._plan, self._strength, self
             )
-            self._unit_weights = self._runner.unit_weights
-        plan = self._plan
-        self._metrics = _setup.live_metrics(plan, network, self.latency_table)
-        self._coefficients = Coefficients(
-            plan, self._metrics, self.guidance, self.cost, self._unit_weights
+        plan, runner = self._plan, self._runner
+        self._metrics, self._coefficients, self._mode = _setup.fit_parts(
+            self, plan, network, runner, self._values, self.params
         )
-        self._runner.reset()
-        self._known_dead = False
+        self._budget = self._mode if self.budget is not None else None
         self._strength.assign(0.0)
         self._first_epoch = True
-        self._schedule = ScheduleMode(
-            self.schedule, self.base_strength, self.warmup_epochs,
-            self.target, self.on_target,
-        )
         self._epochs_done = 0
-        self._last_batch = -1
-        self._pending = 0
-        self._penalty = None
-        self._budget = None
-        self.budget_report = None
-        self._penalty = _setup.attach_penalty(
-            model, plan, self._runner, self.mode
-        )
-        self._in_step = _setup.runs_in_step(
+        self._penalty = _setup.attach_penalty(model, plan, runner, self.mode)
+        runner.start(in_step=_setup.runs_in_step(
             model, plan, self.mode, self.proximal_every
-        )
-        if self._in_step:
-            self._runner.install_hook(penalty=self.mode == "penalty")
+        ))
 
     def on_train_end(self, logs=None):
         if self._runner is not None and self._runner.hooked:
@@ -344,109 +330,38 @@ class GuidedPruning(keras.callbacks.Callback):
             self._penalty = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        plan = self._plan
-        if plan is None:
+        if self._plan is None:
             return
-        self._last_batch = -1
-        self._pending = 0
         self._epochs_done = epoch
-        first = self._first_epoch
-        if first:
-            self._first_epoch = False
-            # A resumed run goes on with the state saved with the weights.
-            first = not self._resume(epoch)
-        if first or self.mode == "penalty":
-            # Between fits the weights decide which units are dead; in
-            # penalty mode zeros are only looked for at epoch boundaries,
-            # to keep the training loop free of syncs.
-            self._known_dead = self._runner.mark_dead_from_weights(
-                self._values
-            )
-        if first:
-            self._schedule.start(self._measure(self.target_metric))
-        adapted = self.adapt_every is not None and (
-            first or epoch % self.adapt_every == 0
-        )
-        if adapted:
-            self._coefficients.adapt(self._values())
-        if self.budget is not None:
-            if first:
-                self._budget = self._budget_mode()
-                try:
-                    self._budget.start(epoch, self.params)
-                except ValueError:
-                    self.on_train_end()  # a budget out of reach: unhook
-                    raise
-                self.budget_report = self._budget.report
-            else:
-                self._budget.begin_epoch(epoch)
-            self._strength.assign(self._budget.controller.strength)
-            return
-        value = self._schedule.strength(epoch)
+        # A resumed run goes on with the state saved with the weights.
+        first = self._first_epoch and not self._resume(epoch)
+        self._first_epoch = False
+        self._runner.begin_epoch(first, self._values)
+        adapted = self._coefficients.begin_epoch(epoch, first, self._values)
+        value = self._mode.begin_epoch(epoch, first)
         changed = np.float32(value) != np.float32(self.strength)
         self._strength.assign(value)
-        if (changed or adapted) and self._penalty is not None and (
-            keras.backend.backend() == "jax"
-        ):
-            # JAX freezes variables outside the model state into the
-            # compiled step: rebuild it so the new strength is read.
-            self.model.make_train_function(force=True)
+        if (changed or adapted) and self._penalty is not None:
+            self._penalty.refresh()
 
     def on_train_batch_end(self, batch, logs=None):
         plan = self._plan
         if plan is None or not plan.variables:
             return
         epoch_steps = (self.params or {}).get("steps")
-        if not self._in_step:
-            self._pending += max(int(batch) - self._last_batch, 1)
-            self._last_batch = int(batch)
-            last = epoch_steps is not None and int(batch) >= epoch_steps - 1
-            if self._pending >= self.proximal_every or last:
-                self._flush()
-        if self._budget is not None:
-            self._budget.batch_end(int(batch), epoch_steps)
-
-    def _flush(self):
-        steps, self._pending = self._pending, 0
-        if not steps or (self.mode == "penalty" and not self._known_dead):
-            return
-        self._runner.run(0.0 if self.mode == "penalty" else float(steps))
+        self._runner.batch_end(int(batch), epoch_steps)
+        self._mode.batch_end(int(batch), epoch_steps)
 
     def on_epoch_end(self, epoch, logs=None):
-        plan = self._plan
-        if plan is None or logs is None:
+        if self._plan is None or logs is None:
             return
         self._epochs_done = epoch + 1
-        if self._pending and plan.variables and not self._in_step:
-            self._flush()  # epoch of unknown length
-        if self._budget is not None:
-            self._budget.epoch_end(epoch, logs)
-        live, per_layer = self._live_units()
-        logs["live_units"] = int(live.sum())
-        for name, count in per_layer.items():
-            logs[f"live_units/{name}"] = int(count)
-        logs["live_params"] = self._metrics.params(live)
-        budget_metric = self.budget[0] if self.budget else None
-        if "flops" in (self.target_metric, self.cost, budget_metric):
-            logs["live_flops"] = self._metrics.flops(live)
-        if self.latency_table is not None:
-            logs["live_latency"] = self._metrics.value("latency", live)
+        self._runner.end_epoch()
+        if self._mode.end_epoch(epoch, logs):
+            self.model.stop_training = True
+        self._metrics.log(logs, self._values())
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
-        if self._schedule.epoch_end(
-            lambda: self._measure(self.target_metric), self.strength
-        ):
-            self.model.stop_training = True
-
-    def _budget_mode(self):
-        return BudgetMode(
-            self.budget, guidance=self.guidance, cost=self.cost,
-            target_epochs=self.target_epochs,
-            base_strength=self.base_strength, plan=self._plan,
-            metrics=self._metrics, coefficients=self._coefficients,
-            runner=self._runner, values=self._values,
-            on_unreachable=self.on_unreachable,
-        )
 
     # ---------------------------------------------------------- resume
 
@@ -454,12 +369,11 @@ class GuidedPruning(keras.callbacks.Callback):
         """The state a resumed `fit` needs, for the weights file."""
         if self._plan is None or self._coefficients is None:
             return {}
-        self._sync()
+        _step_runner.sync(self.model)
         return _resume.export_state(
             epoch=self._epochs_done, plan=self._plan, runner=self._runner,
-            coefficients=self._coefficients, schedule=self._schedule,
-            known_dead=self._known_dead, strength=self.strength,
-            budget=self._budget,
+            coefficients=self._coefficients, mode=self._mode,
+            budget=self.budget, strength=self.strength,
         )
 
     def _import_state(self, stored):
@@ -470,20 +384,11 @@ class GuidedPruning(keras.callbacks.Callback):
         the run that saved it (it starts at the epoch the state was saved
         after, on the same prunable groups); returns whether it did."""
         restored, self._restored = self._restored, None
-        if restored is None or epoch == 0:
-            return False
-        if not _resume.restore(
+        return restored is not None and epoch != 0 and _resume.restore(
             restored, epoch=epoch, plan=self._plan, runner=self._runner,
-            coefficients=self._coefficients, schedule=self._schedule,
+            coefficients=self._coefficients, mode=self._mode,
             budget=self.budget,
-        ):
-            return False
-        self._known_dead = restored[0]["known_dead"]
-        if self.budget is not None:
-            self._budget = self._budget_mode()
-            self._budget.restore(restored[0]["budget"])
-            self.budget_report = self._budget.report
-        return True
+        )
 
     # -------------------------------------------------------- proximal
 
@@ -497,27 +402,13 @@ class GuidedPruning(keras.callbacks.Callback):
         if plan is None or not plan.num_units:
             return 0.0
         return _penalty_mode.penalty_value(
-            plan, self._values(), self._unit_weights, self.strength
+            plan, self._values(), self._runner.unit_weights, self.strength
         )
-
-    # ------------------------------------------------------------ logs
-
-    def _sync(self):
-        _step_runner.sync(self.model)
 
     def _values(self):
         if keras.backend.backend() == "jax":
             self.model.jax_state_sync()
         return [ops.convert_to_numpy(v.value) for v in self._plan.variables]
-
-    def _live_units(self):
-        """Boolean live flag per unit, and live counts per producer layer."""
-        return self._metrics.live_units(self._values())
-
-    def _measure(self, metric):
-        if self._plan is None:
-            return 0
-        return self._metrics.value(metric, self._live_units()[0])
 
 
 # ---------------------------------------------------------------- helpers

@@ -9,8 +9,9 @@ At the end of the path the callback lands exactly on the budget and
 releases the strength. A `BudgetMode` owns this recipe's state for one
 `fit` (goal, controller, landing, `report`) and runs the controller's
 check points; it sets the strength and the death guard through the
-callback's `StepRunner`, and composes the recipe's other jobs, each in a
-module of its own:
+callback's `StepRunner`. It has the epoch interface of `ScheduleMode`
+(`begin_epoch`, `batch_end`, `end_epoch`, `state`, `restore`), and
+composes the recipe's other jobs, each in a module of its own:
 
 * `_importance`: `ImportanceGuidance`, the guidance coefficients
   (through the callback's `Coefficients`) under `guidance="importance"`;
@@ -48,14 +49,17 @@ class BudgetMode:
         plan, metrics, coefficients, runner: the callback's `GroupPlan`,
             `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
         values: callable returning the plan variables as NumPy arrays.
+        params: the callback's `params` of this `fit` (`"epochs"`,
+            `"steps"`). Defaults to `None`.
         on_unreachable: `"raise"` or `"warn"`, for a budget out of reach
             (`Allocation.check_reachable`). Defaults to `"raise"`.
     """
 
     def __init__(self, budget, *, guidance, cost, target_epochs,
                  base_strength, plan, metrics, coefficients, runner, values,
-                 on_unreachable="raise"):
+                 params=None, on_unreachable="raise"):
         self.on_unreachable = on_unreachable
+        self.params = params
         self.metric, self.amount = budget
         self.guidance = guidance
         self.cost = cost
@@ -83,12 +87,31 @@ class BudgetMode:
         self.landing_epoch = 0
         self.report = None
 
-    def start(self, epoch, params):
+    def begin_epoch(self, epoch, first):
+        """The strength for `epoch`: with `first` (the epoch starts the run,
+        not a resumed one) after `start`, else after re-ranking importance
+        guidance until the landing."""
+        if first:
+            try:
+                self.start(epoch)
+            except ValueError:
+                # A budget out of reach: the fit ends before its first
+                # step, without on_train_end; take the step hook off.
+                if self.runner.hooked:
+                    self.runner.remove_hook()
+                raise
+        else:
+            if self.guidance == "importance" and not self.landed:
+                self.importance.update(self.live_from_dead(), self.goal)
+            self.epoch = epoch
+        return self.controller.strength
+
+    def start(self, epoch):
         """Measures the start value, sets the goal, calibrates the strength
         and creates the controller (first epoch of each `fit`)."""
         plan = self.plan
         metric, amount = self.metric, self.amount
-        params = params or {}
+        params = self.params or {}
         total = int(params.get("epochs") or (epoch + 1))
         target_epochs = self.target_epochs
         if target_epochs is None:
@@ -154,8 +177,11 @@ class BudgetMode:
         }
 
     def state(self):
-        """What a resumed `fit` needs of this recipe (JSON values)."""
+        """What a resumed `fit` needs of this recipe (JSON values); `None`
+        before `start`."""
         controller = self.controller
+        if controller is None:
+            return None
         return {
             "goal": self.goal,
             "controller": [controller.start, controller.goal,
@@ -186,13 +212,6 @@ class BudgetMode:
         report = dict(state["report"])
         report["trace"] = [tuple(point) for point in report["trace"]]
         self.report = report
-
-    def begin_epoch(self, epoch):
-        """A later epoch of the `fit`: re-ranks importance guidance until
-        the landing."""
-        if self.guidance == "importance" and not self.landed:
-            self.importance.update(self.live_from_dead(), self.goal)
-        self.epoch = epoch
 
     def batch_end(self, batch, epoch_steps):
         """A controller check point every `control_every` batches until the
@@ -235,7 +254,13 @@ class BudgetMode:
             # the released strength lets them grow back) and recover.
             self.land(self.epoch)
 
-    def epoch_end(self, epoch, logs):
+    def end_epoch(self, epoch, logs):
+        """Lands at the end of the path, and logs `budget_goal` and
+        `budget_planned`.
+
+        Returns:
+            `False`: the budget recipe never stops training.
+        """
         controller = self.controller
         report = self.report
         if not self.landed and epoch + 1 >= self.landing_epoch:
@@ -247,6 +272,7 @@ class BudgetMode:
         logs["budget_planned"] = controller.planned(
             (epoch + 1 - self.start_epoch) / span
         )
+        return False
 
     def land(self, epoch):
         """Ends pruning on the budget: releases the strength and, where the

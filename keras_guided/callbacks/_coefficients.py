@@ -26,18 +26,22 @@ class Coefficients:
         cost: `None`, `"params"`, `"flops"` or `"latency"`.
         unit_weights: the float32 variable that receives
             `g_u * sqrt(p_u)` (one entry per segment, 0 for the last).
+        adapt_every: `None` or the epochs between re-rankings by norm
+            (`begin_epoch`). Defaults to `None`.
 
     Raises:
         ValueError: a guidance dict naming layers that produce no prunable
             group, or `"from_regularizers"` without a `GuidedRegularizer`.
     """
 
-    def __init__(self, plan, metrics, guidance, cost, unit_weights):
+    def __init__(self, plan, metrics, guidance, cost, unit_weights,
+                 adapt_every=None):
         self.plan = plan
         self.metrics = metrics
         self.guidance = guidance
         self.cost = cost
         self.unit_weights = unit_weights
+        self.adapt_every = adapt_every
         self.base = _base_coefficients(plan, guidance)
         self.cost_factors = self._initial_cost_factors()
         self.active = None  # coefficients before the cost factor
@@ -86,6 +90,22 @@ class Coefficients:
             )
         weights[-1] = 0.0
         self.unit_weights.assign(weights.astype("float32"))
+
+    def begin_epoch(self, epoch, first, values):
+        """Re-ranks by norm (`adapt`) at the first epoch of a run (`first`)
+        and every `adapt_every` epochs; returns whether it did.
+
+        Args:
+            epoch: the epoch that begins (0-based).
+            first: whether it starts the run (not a resumed one).
+            values: callable returning the plan variables as NumPy arrays.
+        """
+        if self.adapt_every is None or not (
+            first or epoch % self.adapt_every == 0
+        ):
+            return False
+        self.adapt(values())
+        return True
 
     def adapt(self, values):
         """Re-assigns the base coefficients by norm rank within each group

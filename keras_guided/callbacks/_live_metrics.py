@@ -10,15 +10,19 @@ prices `stats.count_params`, `stats.count_flops` and `prune_model`'s
 targets. So `live_params` and `live_flops` are what `stats` counts on
 `prune_model(model)`, and a unit's marginal cost is what removing it saves
 under the same prices (a non-linear price, such as a latency table, needs
-no change here).
+no change here). `LiveMetrics.log` writes the epoch-end `live_*` logs.
 """
+
+import warnings
 
 import numpy as np
 
+from keras_guided import graph as graph_lib
 from keras_guided import proximal
 from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided.callbacks._group_plan import producer_names
+from keras_guided.surgery import _verification
 
 
 class LiveMetrics:
@@ -27,13 +31,27 @@ class LiveMetrics:
 
     `prices` adds metrics to `stats.PRICES`, e.g. `{"latency":
     table.price}` for a `keras_guided.latency.LatencyTable` of `model`;
-    every value and marginal cost of that metric goes through it."""
+    every value and marginal cost of that metric goes through it. `log`
+    writes the live network into an epoch's logs: its units, and each
+    metric of `logged` (default `("params",)`) as `live_<metric>`."""
 
-    def __init__(self, plan, model, prices=None):
+    def __init__(self, plan, model, prices=None, logged=("params",)):
         self._plan = plan
         self.model = model
         self._prices = dict(prices or {})
+        self.logged = tuple(logged)
         self._tables = {}  # needs FLOPs -> (layer costs, variable places)
+
+    def log(self, logs, values):
+        """Writes `live_units`, `live_units/<layer name>` and
+        `live_<metric>` for each metric of `logged` into `logs`, from the
+        plan variables `values` (NumPy arrays)."""
+        live, per_layer = self.live_units(values)
+        logs["live_units"] = int(live.sum())
+        for name, count in per_layer.items():
+            logs[f"live_units/{name}"] = int(count)
+        for metric in self.logged:
+            logs[f"live_{metric}"] = self.value(metric, live)
 
     def live_units(self, values):
         """Boolean live flag per unit, and live counts per producer layer."""
@@ -110,12 +128,6 @@ class LiveMetrics:
         if metric == "units":
             return int(floor.sum())
         return self.value(metric, floor)
-
-    def params(self, live):
-        return self.value("params", live)
-
-    def flops(self, live):
-        return self.value("flops", live)
 
     def group_marginal_costs(self, live, kind):
         """Per group: what removing one of its live units saves in the live
@@ -204,11 +216,6 @@ def _model_costs(model, flops):
     except ValueError:
         if not flops:
             raise
-    import warnings
-
-    from keras_guided import graph as graph_lib
-    from keras_guided.surgery import _verification
-
     inputs = graph_lib._functional_of(model).inputs
     input_shapes = [_verification._default_shape(t.shape, batch=1)
                     for t in inputs]

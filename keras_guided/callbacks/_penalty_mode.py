@@ -9,9 +9,12 @@ functions rebuilt) in `on_train_end`.
 
 `attach_penalty` returns a `PenaltyMode` that owns the borrowed variable
 and its original regularizer until `detach`; it reads the callback's plan
-and its strength and unit-weight variables, and nothing else of it.
+and its strength and unit-weight variables, and nothing else of it. JAX
+freezes variables outside the model state into the compiled step, so a
+new strength or new coefficients rebuild it there (`refresh`).
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -61,6 +64,13 @@ class PenaltyMode:
         self.model = model
         self.variable = variable
         self.previous = previous
+
+    def refresh(self):
+        """After a new strength or new coefficients: on JAX, which freezes
+        variables outside the model state into the compiled step, rebuild
+        it so that they are read."""
+        if keras.backend.backend() == "jax":
+            self.model.make_train_function(force=True)
 
     def detach(self):
         self.variable.regularizer = self.previous

@@ -16,9 +16,9 @@ epoch the state was saved after, on a model with the same prunable groups;
 any other `fit` starts afresh (one instance serves several `fit` calls).
 
 `export_state` gathers the state from the callback's parts (step runner,
-coefficients, schedule or budget mode) into what `pack` writes;
-`restore` checks a state read with `unpack` against the resumed `fit`
-and puts it back into those parts.
+coefficients, and the `fit`'s mode: a `ScheduleMode` or `BudgetMode`)
+into what `pack` writes; `restore` checks a state read with `unpack`
+against the resumed `fit` and puts it back into those parts.
 """
 
 import json
@@ -31,6 +31,9 @@ from keras import ops
 ATTRIBUTE = "_keras_guided_pruning_state"
 VERSION = 1
 _HEADER = "state_json"
+#: The threshold fields of the header in a budget run (no threshold).
+_NO_THRESHOLD = {"start_value": None, "reached": False,
+                 "held_strength": None}
 
 
 def pack(header, arrays):
@@ -62,20 +65,20 @@ def signature(plan):
     return [[list(g.layers), int(g.num_units)] for g in plan.groups]
 
 
-def export_state(*, epoch, plan, runner, coefficients, schedule,
-                 known_dead, strength, budget):
+def export_state(*, epoch, plan, runner, coefficients, mode, budget,
+                 strength):
     """The `pack`ed state of a run after `epoch` epochs: the JSON header
-    (with the `schedule`'s and the `budget` mode's state, `budget` `None`
-    without one) and the arrays of the step's state and the
-    coefficients."""
+    (with the `mode`'s state: a `ScheduleMode`'s threshold fields, or
+    with a `budget` (the callback's) the `BudgetMode`'s under `"budget"`)
+    and the arrays of the step's state and the coefficients."""
     header = {
         "epoch": int(epoch),
         "groups": signature(plan),
-        **schedule.state(),
-        "known_dead": known_dead,
+        **(mode.state() if budget is None else _NO_THRESHOLD),
+        "known_dead": runner.known_dead,
         "strength": strength,
         "cost_factors": [float(f) for f in coefficients.cost_factors],
-        "budget": None if budget is None else budget.state(),
+        "budget": None if budget is None else mode.state(),
     }
     active = [np.asarray(c, dtype="float64") for c in coefficients.active]
     arrays = {
@@ -91,14 +94,13 @@ def export_state(*, epoch, plan, runner, coefficients, schedule,
     return pack(header, arrays)
 
 
-def restore(restored, *, epoch, plan, runner, coefficients, schedule,
-            budget):
+def restore(restored, *, epoch, plan, runner, coefficients, mode, budget):
     """Puts the state `(header, arrays)` back into the parts of a `fit`
-    that starts at `epoch` (the strength into `runner.strength`), when it
-    resumes the run that saved it: it starts at the epoch the state was
-    saved after, on the same prunable groups, with a budget (the
-    callback's `budget`) where that run had one. Otherwise warns and
-    changes nothing.
+    that starts at `epoch` (the strength into `runner.strength`, the
+    threshold or budget state into `mode`), when it resumes the run that
+    saved it: it starts at the epoch the state was saved after, on the
+    same prunable groups, with a budget (the callback's `budget`) where
+    that run had one. Otherwise warns and changes nothing.
 
     Returns:
         Whether the state was restored.
@@ -138,5 +140,6 @@ def restore(restored, *, epoch, plan, runner, coefficients, schedule,
     ])
     runner.unit_weights.assign(arrays["unit_weights"])
     runner.strength.assign(header["strength"])
-    schedule.restore(header)
+    runner.known_dead = header["known_dead"]
+    mode.restore(header if budget is None else header["budget"])
     return True

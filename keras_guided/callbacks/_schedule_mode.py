@@ -2,10 +2,14 @@
 schedule, and an optional threshold target that, once reached, holds the
 strength, releases it or stops training.
 
-It is the counterpart of `BudgetMode` (the budget recipe): the callback
-holds one of the two for a `fit` and hands it the epoch and the measured
-value; neither knows about the other.
+It is the counterpart of `BudgetMode` (the budget recipe), with the same
+interface: the callback holds one of the two for a `fit`, asks it for the
+strength at `begin_epoch`, hands it each batch (`batch_end`) and each
+epoch's logs (`end_epoch`, which says whether to stop), and saves and
+restores its `state()`; neither knows about the other.
 """
+
+from keras import ops
 
 from keras_guided import regularizers as regularizers_lib
 from keras_guided import schedules as schedules_lib
@@ -22,27 +26,36 @@ class ScheduleMode:
         target: `None`, or the value (a float fraction of the start value,
             or a count) at which the target is reached.
         on_target: `"hold"`, `"release"` or `"stop"`.
+        metric: the target metric (`"units"`, `"params"`, `"flops"` or
+            `"latency"`).
+        metrics: the callback's `LiveMetrics` of this `fit`.
+        values: callable returning the plan variables as NumPy arrays.
+        strength: the callback's float32 strength variable (the strength
+            held once the target is reached).
     """
 
     def __init__(self, schedule, base_strength, warmup_epochs, target,
-                 on_target):
+                 on_target, *, metric, metrics, values, strength):
         self.schedule = schedule
         self.base_strength = base_strength
         self.warmup_epochs = warmup_epochs
         self.target = target
         self.on_target = on_target
+        self.metric = metric
+        self.metrics = metrics
+        self.values = values
+        self.strength_variable = strength
         self.start_value = None
         self.reached = False
         self.held_strength = None
 
-    def start(self, value):
-        """The first epoch of a run: `value` is the measured start."""
-        self.start_value = value
-        self.reached = False
-        self.held_strength = None
-
-    def strength(self, epoch):
-        """The strength for `epoch` (0-based)."""
+    def begin_epoch(self, epoch, first):
+        """The strength for `epoch` (0-based); `first` when the epoch
+        starts the run (not a resumed one): the start value is measured."""
+        if first:
+            self.start_value = self._measure()
+            self.reached = False
+            self.held_strength = None
         if self.reached and self.on_target == "hold":
             return self.held_strength
         if self.reached and self.on_target == "release":
@@ -56,13 +69,13 @@ class ScheduleMode:
             )
         return value
 
-    def epoch_end(self, measure, strength):
-        """Checks the target after an epoch.
+    def batch_end(self, batch, epoch_steps):
+        """Nothing to do per batch (the budget recipe steers here)."""
 
-        Args:
-            measure: callable returning the current value of the target
-                metric (called only while the target is pending).
-            strength: the strength in effect (held when reached).
+    def end_epoch(self, epoch, logs):
+        """Checks the target after an epoch (the live metric is measured
+        only while the target is pending; the strength in effect is held
+        once it is reached).
 
         Returns:
             Whether training should stop (`on_target="stop"`, reached now).
@@ -72,10 +85,11 @@ class ScheduleMode:
         goal = self.target
         if isinstance(goal, float):
             goal = goal * self.start_value
-        if measure() > goal:
+        if self._measure() > goal:
             return False
         self.reached = True
-        self.held_strength = strength
+        self.held_strength = float(
+            ops.convert_to_numpy(self.strength_variable.value))
         return self.on_target == "stop"
 
     def state(self):
@@ -88,3 +102,8 @@ class ScheduleMode:
         self.start_value = state["start_value"]
         self.reached = state["reached"]
         self.held_strength = state["held_strength"]
+
+    def _measure(self):
+        """The live value of the target metric."""
+        live, _ = self.metrics.live_units(self.values())
+        return self.metrics.value(self.metric, live)

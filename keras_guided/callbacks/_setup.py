@@ -5,10 +5,16 @@ Once per model (and again when its weights or optimizer change, as
 read from the graph analysis (`group_plan`), and the `StepRunner` that
 compiles the proximal step for it, with the unit-weight variable it reads
 (`step_runner`); the same model reuses both, so no `fit` retraces. Once
-per `fit`: the `LiveMetrics` that price the live network (`live_metrics`),
-the penalty of `mode="penalty"` (`attach_penalty`), and whether the step
-runs inside the compiled train step (`runs_in_step`). The callback keeps
-what these return and resets its own state around them.
+per `fit` (`fit_parts`): the `LiveMetrics` that price and log the live
+network (`live_metrics`), the guidance `Coefficients`, and the mode that
+sets the strength each epoch, a `ScheduleMode` or with a budget a
+`BudgetMode` (`epoch_mode`); then the penalty of `mode="penalty"`
+(`attach_penalty`), and whether the step runs inside the compiled train
+step (`runs_in_step`). The callback keeps what
+these return and resets its own state around them.
+
+`options` is the callback's validated options: an `_options.Options`, or
+the callback itself, which keeps each of its fields as an attribute.
 """
 
 import warnings
@@ -22,6 +28,9 @@ from keras_guided.callbacks import _group_plan
 from keras_guided.callbacks import _live_metrics
 from keras_guided.callbacks import _penalty_mode
 from keras_guided.callbacks import _step_runner
+from keras_guided.callbacks._budget_mode import BudgetMode
+from keras_guided.callbacks._coefficients import Coefficients
+from keras_guided.callbacks._schedule_mode import ScheduleMode
 
 
 def cache_key(model):
@@ -61,26 +70,93 @@ def group_plan(network, on_unsupported):
     return plan
 
 
-def step_runner(model, plan, strength, guarded, keep_dead):
+def step_runner(model, plan, strength, options):
     """A `StepRunner` for `plan` on `model`, reading the callback's
     `strength` variable and a new unit-weight variable
-    (`runner.unit_weights`)."""
+    (`runner.unit_weights`); the death guard is on with a budget."""
     per_unit = np.zeros(plan.num_segments, dtype="float32")
     unit_weights = _state(per_unit, "guided_unit_weights")
     return _step_runner.StepRunner(
         model, plan, strength, unit_weights,
-        guarded=guarded, keep_dead=keep_dead,
+        guarded=options.budget is not None, keep_dead=options.keep_dead,
+        penalty=options.mode == "penalty",
+        proximal_every=options.proximal_every,
     )
 
 
-def live_metrics(plan, network, latency_table):
+def fit_parts(options, plan, network, runner, values, params):
+    """The `LiveMetrics`, `Coefficients` and mode (`epoch_mode`) of this
+    `fit` of `network`, for the `plan` and `runner` of its model.
+
+    Args:
+        options: the callback's validated options.
+        plan, runner: the `GroupPlan` and `StepRunner` of the model.
+        network: the network pruned (a distiller's student).
+        values: callable returning the plan variables as NumPy arrays.
+        params: the callback's `params` (`"epochs"`, `"steps"`).
+
+    Returns:
+        `(metrics, coefficients, mode)`.
+    """
+    metrics = live_metrics(plan, network, options)
+    coefficients = Coefficients(
+        plan, metrics, options.guidance, options.cost, runner.unit_weights,
+        options.adapt_every,
+    )
+    mode = epoch_mode(
+        options, plan=plan, metrics=metrics, coefficients=coefficients,
+        runner=runner, values=values, params=params,
+    )
+    return metrics, coefficients, mode
+
+
+def live_metrics(plan, network, options):
     """The `LiveMetrics` of this `fit`, pricing latency with the
-    `latency_table` (checked against `network`) where there is one."""
+    options' `latency_table` (checked against `network`) where there is
+    one.
+
+    The epoch-end logs hold `live_params`, `live_flops` when FLOPs are the
+    target metric, the cost or the budget's metric, and `live_latency`
+    with a table."""
+    budget_metric = options.budget[0] if options.budget else None
+    metrics_used = (options.target_metric, options.cost, budget_metric)
+    latency_table = options.latency_table
     prices = None
+    logged = ["params"]
+    if "flops" in metrics_used:
+        logged.append("flops")
     if latency_table is not None:
         latency_table.check_model(network)
         prices = {"latency": latency_table.price}
-    return _live_metrics.LiveMetrics(plan, network, prices)
+        logged.append("latency")
+    return _live_metrics.LiveMetrics(plan, network, prices, logged=logged)
+
+
+def epoch_mode(options, *, plan, metrics, coefficients, runner, values,
+               params):
+    """The mode of this `fit`: a `BudgetMode` with a budget target, else a
+    `ScheduleMode`, both setting the strength through `runner`.
+
+    Args:
+        options: the callback's validated options.
+        plan, metrics, coefficients, runner: the `GroupPlan`,
+            `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
+        values: callable returning the plan variables as NumPy arrays.
+        params: the callback's `params` (`"epochs"`, `"steps"`).
+    """
+    if options.budget is None:
+        return ScheduleMode(
+            options.schedule, options.base_strength, options.warmup_epochs,
+            options.target, options.on_target, metric=options.target_metric,
+            metrics=metrics, values=values, strength=runner.strength,
+        )
+    return BudgetMode(
+        options.budget, guidance=options.guidance, cost=options.cost,
+        target_epochs=options.target_epochs,
+        base_strength=options.base_strength, plan=plan, metrics=metrics,
+        coefficients=coefficients, runner=runner, values=values,
+        params=params, on_unreachable=options.on_unreachable,
+    )
 
 
 def attach_penalty(model, plan, runner, mode):

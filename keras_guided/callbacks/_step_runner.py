@@ -6,8 +6,12 @@ The step itself is the pure `keras_guided.proximal.shrink`. A `StepRunner`
 compiles it for one plan on one model, owns the step's state (the dead
 mask and the budget guard's allowed deaths, floor and held units), reads
 and writes the variables, and puts the hook on and off the optimizer for
-one `fit`. It reads the callback's strength and unit-weight variables and
-nothing else of the callback.
+one `fit`. At each epoch's start it marks the units whose weights are
+zero as dead where the weights decide (`begin_epoch`). Where the step runs
+from Python it counts the optimizer steps of an epoch (`batch_end`,
+`end_epoch`) and takes one step with the shrinkage of all of them every
+`proximal_every` steps. It reads the callback's strength and unit-weight
+variables and nothing else of the callback.
 """
 
 import keras
@@ -28,16 +32,28 @@ class StepRunner:
         unit_weights: the float32 unit-weight variable (`g_u sqrt(p_u)`).
         guarded: whether the budget's death guard is on (a budget target).
         keep_dead: whether dead units are re-zeroed after every step.
+        penalty: whether `mode="penalty"`: the loss carries the penalty and
+            the step only keeps dead units at zero. Defaults to `False`.
+        proximal_every: the optimizer steps per step from Python. Defaults
+            to `1`.
     """
 
     def __init__(self, model, plan, strength, unit_weights, guarded,
-                 keep_dead):
+                 keep_dead, penalty=False, proximal_every=1):
         self.model = model
         self.plan = plan
         self.strength = strength
         self.unit_weights = unit_weights
         self.guarded = guarded
         self.keep_dead = keep_dead
+        self.penalty = penalty
+        self.proximal_every = proximal_every
+        # Per fit: where the step runs, whether a unit is known dead, and
+        # the optimizer steps since the last step from Python.
+        self.in_step = False
+        self.known_dead = False
+        self._pending = 0
+        self._last_batch = -1
         self.entries = plan.tensor_entries(plan.entries)
         per_unit = np.zeros(plan.num_segments, dtype="float32")
         self.dead = _state(per_unit, "guided_dead")
@@ -54,16 +70,66 @@ class StepRunner:
         """Whether the step hook is on the optimizer."""
         return self._unhook is not None
 
-    def reset(self):
-        """Start of `fit`: no unit dead, no death limit, none held."""
+    def start(self, in_step):
+        """Start of `fit`: no unit dead, no death limit, none held; the step
+        runs inside the compiled train step when `in_step` (the hook goes
+        on the optimizer), else from Python after each batch."""
         zeros = np.zeros(self.plan.num_segments, dtype="float32")
         self.dead.assign(zeros)
         self.allowed.assign(3e38)
         self.held.assign(zeros)
+        self.known_dead = False
+        self.in_step = in_step
+        self._pending = 0
+        self._last_batch = -1
+        if in_step:
+            self.install_hook()
+
+    def begin_epoch(self, first, values):
+        """Start of an epoch: no optimizer step waits for its shrinkage.
+        At the first epoch of a run (`first`, not a resumed one) the
+        weights decide which units are dead, and at every epoch in penalty
+        mode: its zeros are only looked for at epoch boundaries, to keep
+        the training loop free of syncs.
+
+        Args:
+            first: whether the epoch starts the run.
+            values: callable returning the plan variables as NumPy arrays.
+        """
+        self._pending = 0
+        self._last_batch = -1
+        if first or self.penalty:
+            self.mark_dead_from_weights(values)
+
+    def batch_end(self, batch, epoch_steps):
+        """After batch `batch` (0-based) of an epoch of `epoch_steps`
+        batches (`None` when unknown): from Python, the step of the
+        optimizer steps since the last one, every `proximal_every` steps
+        and at the last batch of the epoch."""
+        if self.in_step:
+            return
+        self._pending += max(batch - self._last_batch, 1)
+        self._last_batch = batch
+        last = epoch_steps is not None and batch >= epoch_steps - 1
+        if self._pending >= self.proximal_every or last:
+            self._flush()
+
+    def end_epoch(self):
+        """End of an epoch (of unknown length, maybe): the step of the
+        optimizer steps still waiting."""
+        if self._pending and not self.in_step:
+            self._flush()
+
+    def _flush(self):
+        steps, self._pending = self._pending, 0
+        if not steps or (self.penalty and not self.known_dead):
+            return
+        self.run(0.0 if self.penalty else float(steps))
 
     def mark_dead_from_weights(self, values):
         """Adds the units whose weights are all zero to the dead mask (none
-        with `keep_dead=False`); returns whether any unit is dead.
+        with `keep_dead=False`); sets and returns `known_dead`, whether any
+        unit is dead.
 
         Args:
             values: callable returning the plan variables as NumPy arrays.
@@ -78,7 +144,8 @@ class StepRunner:
         dead_mask = self.dead
         dead = np.maximum(dead, ops.convert_to_numpy(dead_mask.value))
         dead_mask.assign(dead)
-        return bool(dead.any())
+        self.known_dead = bool(dead.any())
+        return self.known_dead
 
     def _compile(self):
         """The pure step for this plan, and its compiled form for the calls
@@ -152,12 +219,11 @@ class StepRunner:
             self.allowed.assign(state.allowed)
             self.held.assign(state.held)
 
-    def install_hook(self, penalty):
-        """Puts the step inside the compiled train step for this `fit`;
-        with `penalty=True` the step only keeps dead units at zero (the
-        loss carries the penalty)."""
+    def install_hook(self):
+        """Puts the step inside the compiled train step for this `fit`."""
         model = self.model
         optimizer = model.optimizer
+        penalty = self.penalty
 
         def hook(learning_rate):
             # Penalty mode: the loss carries the penalty; the step only
