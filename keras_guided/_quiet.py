@@ -15,8 +15,9 @@ The start-up lines are printed when `keras_guided` itself is imported
 (it imports Keras, which imports TensorFlow), before any code of
 `keras_guided.cli` runs; so `keras_guided/__init__.py` calls
 `quiet_start_if_command()` first. It acts only in a process started as the
-command (`keras-guided ...` or `python -m keras_guided.cli ...`), never
-when a program or notebook imports the package.
+command (`keras-guided ...`, `python -m keras_guided ...` or
+`python -m keras_guided.cli ...`), never when a program or notebook imports
+the package.
 """
 
 import contextlib
@@ -24,7 +25,7 @@ import io
 import os
 import sys
 
-COMMAND_MODULES = ("keras_guided.cli",)
+COMMAND_MODULES = ("keras_guided", "keras_guided.cli")
 COMMAND_NAMES = ("keras-guided", "keras-guided.exe")
 VERBOSE_FLAG = "--verbose"
 _OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")

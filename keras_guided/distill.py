@@ -17,6 +17,21 @@ you save afterwards is the student itself, a plain Keras model.
 The teacher is never changed: `Distiller` runs a frozen copy of it (or the
 teacher itself when it is already frozen), so the user's model keeps its
 `trainable` flags and weights.
+
+Why not `keras.distillation.Distiller`: Keras (>= 3.13) ships one, and
+`GuidedPruning` works with it in its default (proximal) mode. This class is
+kept because three of its behaviours are not available there:
+
+- Keras' distiller sets `teacher.trainable = False` on the model it is
+  given; this one freezes a copy, so the user's model is never changed.
+- Keras' loss is the student loss plus the distillation terms only; the
+  student's regularization losses (`model.losses`, where a
+  `GuidedRegularizer` or `GuidedPruning(mode="penalty")` puts its group
+  penalty) are left out, so a penalty would silently do nothing.
+  `GuidedPruning(mode="penalty")` refuses that combination with an error.
+- One `alpha` and one `temperature`, the two numbers a pruning user tunes,
+  instead of a list of loss objects and weights; feature distillation is
+  what `keras.distillation.FeatureDistillation` is for.
 """
 
 import keras

@@ -392,6 +392,8 @@ def test_main_in_process_restores_stderr(capfd):
 @pytest.mark.parametrize("orig_argv, argv, expected", [
     (["python", "-m", "keras_guided.cli", "inspect"], ["-m"], True),
     (["python", "-X", "dev", "-m", "keras_guided.cli"], ["-m"], True),
+    (["python", "-m", "keras_guided", "demo"], ["-m"], True),
+    (["python", "-m", "keras_guided.stats"], ["-m"], False),
     (["python", "-m", "pytest", "tests"], ["-m"], False),
     (["python", "-c", "import keras_guided"], ["-c"], False),
     (["python", "train.py", "-m", "keras_guided.cli"], ["train.py"], False),

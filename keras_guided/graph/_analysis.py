@@ -206,19 +206,22 @@ class GraphAnalysis(LayerVisits, StructureVisits):
 
     # ------------------------------------------------------------ finalize
     def _finalize(self):
-        find = self._uf.find
+        roots_of = self._uf.roots()
         records = list(self._records.values())
         # unit root -> {record index: [positions]}
         membership = {}
         for r_index, record in enumerate(records):
-            for position, atom in record.atoms.items():
-                root = find(atom)
-                membership.setdefault(root, {}).setdefault(
-                    r_index, []
-                ).append(position)
+            roots = roots_of[np.fromiter(record.atoms.values(), dtype=np.int64,
+                                         count=len(record.atoms))].tolist()
+            for position, root in zip(record.atoms, roots):
+                slices = membership.get(root)
+                if slices is None:
+                    membership[root] = {r_index: [position]}
+                else:
+                    slices.setdefault(r_index, []).append(position)
         flags = {}
         for atom, atom_flags in self._flags.items():
-            flags.setdefault(find(atom), set()).update(atom_flags)
+            flags.setdefault(int(roots_of[atom]), set()).update(atom_flags)
         # Group the units by signature.
         by_signature = {}
         for root in sorted(membership):
@@ -277,7 +280,8 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 self.unit_location[root] = (index, local)
         # Layers carrying each group, producers first (one pass).
         for name, atoms, _ in sorted(self._carriers, key=lambda c: not c[2]):
-            for root in {find(int(a)) for a in atoms}:
+            for root in set(roots_of[np.asarray(atoms, dtype=np.int64)]
+                            .tolist()):
                 location = self.unit_location.get(root)
                 if location is not None:
                     names = self.groups[location[0]].layers
@@ -309,19 +313,18 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 "copied unchanged)."
             )
         self.internal_units = {
-            key: np.array([find(int(a)) for a in atoms], dtype=np.int64)
+            key: roots_of[np.asarray(atoms, dtype=np.int64)]
             for key, atoms in self._internal_atoms.items()
         }
+        located = np.zeros(len(roots_of), dtype=bool)
+        located[list(self.unit_location)] = True
         self.tensor_units = {}
         for key, atoms in self._tensor_atoms.items():
             if atoms is None:
                 self.tensor_units[key] = None
                 continue
-            self.tensor_units[key] = np.array(
-                [find(a) if find(a) in self.unit_location else -1
-                 for a in atoms],
-                dtype=np.int64,
-            )
+            roots = roots_of[np.asarray(atoms, dtype=np.int64)]
+            self.tensor_units[key] = np.where(located[roots], roots, -1)
 
     def removable_when_dead(self, group):
         """Whether `prune_model(model)` removes the dead units of `group`

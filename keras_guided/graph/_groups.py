@@ -89,6 +89,17 @@ class _UnionFind:
             parent[a], a = root, parent[a]
         return root
 
+    def roots(self):
+        """The root of every atom as one array (`roots()[a] == find(a)`),
+        by pointer jumping: a few vectorized passes instead of a `find`
+        per atom."""
+        parent = np.asarray(self.parent, dtype=np.int64)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                return parent
+            parent = grand
+
     def union(self, a, b):
         ra, rb = self.find(int(a)), self.find(int(b))
         if ra != rb:

@@ -60,8 +60,14 @@ class Constants:
                                     dtype="float32")]]
             elif self._is_producer(op):
                 # Masked incoming weights: the output is f(bias) whatever
-                # the input, so a zero probe gives it.
-                values = [self._call(node, op, zeros=True)]
+                # the input, so a zero probe gives it; a Keras kernel layer
+                # computes activation(bias) at every position on it, with
+                # no call needed.
+                if _bias_only(op):
+                    values = [[_bias_response(
+                        op, self._shape(node.outputs[0]))]]
+                else:
+                    values = [self._call(node, op, zeros=True)]
             else:
                 values = [self._call(node, op), self._call(node, op)]
         except Exception as error:  # noqa: BLE001 (any layer may refuse)
@@ -92,14 +98,32 @@ class Constants:
             if zeros or "int" in dtype or "bool" in dtype:
                 value = np.zeros(shape, dtype=dtype)
             else:
-                value = self.rng.normal(size=shape).astype(dtype)
+                value = self._noise(shape, dtype)
                 if const is not None:
-                    finite = np.isfinite(const)
-                    value[finite] = const[finite]
+                    np.copyto(value, const, where=np.isfinite(const),
+                              casting="unsafe")
             probes[id(tensor)] = value
         args, kwargs = adapter.call_arguments(node, probes)
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+    def _noise(self, shape, dtype):
+        """Standard normal noise of `shape`, a fresh array: a window of one
+        pool drawn once, at a random start never used by the last calls
+        (two windows at different starts are independent element by
+        element), so each probe does not draw its own millions."""
+        size = int(np.prod(shape))
+        pool = getattr(self, "_pool", None)
+        if pool is None or len(pool) < 4 * size:
+            pool = self._pool = self.rng.standard_normal(
+                max(4 * size, 1 << 16), dtype=np.float32)
+            self._recent = []
+        while True:
+            start = int(self.rng.integers(0, len(pool) - size + 1))
+            if start not in self._recent:
+                break
+        self._recent = self._recent[-7:] + [start]
+        return pool[start:start + size].reshape(shape).astype(dtype)
 
     def _is_producer(self, op):
         """Whether `op` creates units (a depthwise-style grouped Conv, or a
@@ -188,6 +212,37 @@ def _is_producer(op):
     return rule is not None and rule.kind == "producer"
 
 
+# Keras' own kernel layers (exact classes: a subclass may change `call`):
+# on a zero input their output is activation(bias) at every position, for
+# every padding, stride and dilation.
+_BIAS_ONLY_CLASSES = frozenset((
+    keras.layers.Dense,
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+))
+
+
+def _bias_only(op):
+    """Whether `_bias_response` gives `op`'s output on a zero input."""
+    return (type(op) in _BIAS_ONLY_CLASSES
+            and getattr(op, "data_format", None) in (None, "channels_last")
+            and getattr(op, "quantization_mode", None) is None)
+
+
+def _bias_response(op, shape):
+    """activation(bias), in `op`'s compute dtype, broadcast to `shape`."""
+    if op.use_bias:
+        bias = ops.cast(op.bias, op.compute_dtype)
+    else:
+        bias = ops.zeros((shape[-1],), dtype=op.compute_dtype)
+    value = ops.convert_to_numpy(op.activation(ops.reshape(bias, (1, -1))))
+    return np.broadcast_to(value.reshape((1,) * (len(shape) - 1) + (-1,)),
+                           shape)
+
+
 
 
 def _center(value):
@@ -207,8 +262,12 @@ def _linear_response(layer, x):
         config.update(activation="linear", name=layer.name + "_fold_probe")
         config = rules_lib.without_bias(layer, config)
         config = _standard_config(config)
+        # A throwaway layer: built without drawing its initial weights.
+        for key in config:
+            if key.endswith("_initializer"):
+                config[key] = "zeros"
         probe = type(layer).from_config(config)
-        probe(x)
+        probe.build(x.shape)
         weights = [
             ops.convert_to_numpy(v.value) for v in layer.weights
             if v.name != "bias"
