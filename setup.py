@@ -58,7 +58,9 @@ EXTRAS = {
         "mkdocs>=1.6,<2",
         "mkdocs-material>=9.5,<10",
         "mkdocstrings[python]>=1.0,<2",
-        "ruff>=0.9,<1",
+        # One exact version: `ruff format --check` in CI must format as the
+        # pre-commit hook does (.pre-commit-config.yaml pins the same).
+        "ruff==0.17.6",
         "keras-hub>=0.20,<1",
     ],
     "docs": [

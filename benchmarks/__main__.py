@@ -27,41 +27,64 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="keras_guided benchmarks: B1 compression, B2 training "
-                    "overhead, B3 surgery and on-device speed.")
-    parser.add_argument("--mnist-dir", default=None,
-                        help="directory holding the MNIST t10k idx files "
-                             "(default: scikit-learn digits)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks",
-                                                      "results"),
-                        help="output directory for results.json and "
-                             "results.md (default: benchmarks/results)")
-    parser.add_argument("--quick", action="store_true",
-                        help="small grids, 1 seed, few epochs, small "
-                             "inputs: a few minutes")
-    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
-                        help="comma-separated sections to run "
-                             "(default: b1,b2,b3; b4 needs --cifar-dir)")
-    parser.add_argument("--cifar-dir", default=None,
-                        help="B4: directory holding cifar10_train.npz and "
-                             "cifar10_test.npz")
-    parser.add_argument("--methods", default=None,
-                        help="comma-separated B1 methods (default: all)")
-    parser.add_argument("--docs", default=os.path.join(ROOT, "docs",
-                                                       "benchmarks.md"),
-                        help="markdown file to regenerate; 'none' to skip "
-                             "(default: docs/benchmarks.md)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="data split seed (default: 0)")
-    parser.add_argument("--from-json", default=None,
-                        help="regenerate results.md, the plot and the docs "
-                             "page from an existing results.json instead "
-                             "of running")
+        "overhead, B3 surgery and on-device speed.",
+    )
+    parser.add_argument(
+        "--mnist-dir",
+        default=None,
+        help="directory holding the MNIST t10k idx files "
+        "(default: scikit-learn digits)",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(ROOT, "benchmarks", "results"),
+        help="output directory for results.json and "
+        "results.md (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small grids, 1 seed, few epochs, small inputs: a few minutes",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help="comma-separated sections to run "
+        "(default: b1,b2,b3; b4 needs --cifar-dir)",
+    )
+    parser.add_argument(
+        "--cifar-dir",
+        default=None,
+        help="B4: directory holding cifar10_train.npz and cifar10_test.npz",
+    )
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated B1 methods (default: all)",
+    )
+    parser.add_argument(
+        "--docs",
+        default=os.path.join(ROOT, "docs", "benchmarks.md"),
+        help="markdown file to regenerate; 'none' to skip "
+        "(default: docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="data split seed (default: 0)"
+    )
+    parser.add_argument(
+        "--from-json",
+        default=None,
+        help="regenerate results.md, the plot and the docs "
+        "page from an existing results.json instead "
+        "of running",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        parser.error(f"--only takes sections from {SECTIONS}; received "
-                     f"{unknown}")
+        parser.error(
+            f"--only takes sections from {SECTIONS}; received {unknown}"
+        )
     args.sections = sections
     return args
 
@@ -78,8 +101,10 @@ def main(argv=None):
     if args.from_json:
         with open(args.from_json) as f:
             results = json.load(f)
-        results["regenerated"] = ("tables regenerated from results.json "
-                                  "with `python -m benchmarks --from-json`")
+        results["regenerated"] = (
+            "tables regenerated from results.json "
+            "with `python -m benchmarks --from-json`"
+        )
         _write_reports(results, args, results["mode"] == "quick")
         return results
     if "b4" in args.sections:
@@ -94,23 +119,28 @@ def main(argv=None):
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
     data = data_lib.load(args.mnist_dir, seed=args.seed)
-    command = "python -m benchmarks " + " ".join(
-        shlex.quote(a) for a in argv)
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
     results = {
         "command": command,
         "mode": mode,
         "machine": report.machine(),
-        "data": {"name": data["name"], "seed": args.seed,
-                 "split": [len(data["y_train"]), len(data["y_val"]),
-                           len(data["y_test"])]},
+        "data": {
+            "name": data["name"],
+            "seed": args.seed,
+            "split": [
+                len(data["y_train"]),
+                len(data["y_val"]),
+                len(data["y_test"]),
+            ],
+        },
     }
     log(f"data {data['name']} {results['data']['split']}, mode {mode}")
     if "b1" in args.sections:
         methods = args.methods.split(",") if args.methods else None
         os.makedirs(args.out, exist_ok=True)
         results["b1"] = b1_budget.run(
-            data, mode, log, methods,
-            path=os.path.join(args.out, "b1.json"))
+            data, mode, log, methods, path=os.path.join(args.out, "b1.json")
+        )
     if "b2" in args.sections:
         results["b2"] = b2_overhead.run(data, mode, log)
     if "b3" in args.sections:
@@ -118,11 +148,15 @@ def main(argv=None):
     results["seconds"] = time.perf_counter() - start
 
     os.makedirs(args.out, exist_ok=True)
-    report.write_atomic(os.path.join(args.out, "results.json"),
-                        json.dumps(results, indent=1, default=_plain))
+    report.write_atomic(
+        os.path.join(args.out, "results.json"),
+        json.dumps(results, indent=1, default=_plain),
+    )
     _write_reports(results, args, args.quick)
-    log(f"wrote {args.out}/results.json, results.md"
-        + ("" if args.docs == "none" else f" and {args.docs}"))
+    log(
+        f"wrote {args.out}/results.json, results.md"
+        + ("" if args.docs == "none" else f" and {args.docs}")
+    )
     return results
 
 
@@ -160,7 +194,7 @@ def _keep_own_sections(text, docs):
         if start < 0:
             continue
         end = old.find("\n## ", start + 1)
-        section = old[start + 1:] if end < 0 else old[start + 1:end + 1]
+        section = old[start + 1 :] if end < 0 else old[start + 1 : end + 1]
         text = b4_report.replace_section(text, section, heading=heading)
     return text
 
@@ -172,8 +206,12 @@ def _write_reports(results, args, quick):
     plot_name = None
     if "b1" in results and args.docs != "none":
         plot_name = PLOT_NAME
-        report.plot_b1(results["b1"], os.path.join(
-            os.path.dirname(os.path.abspath(args.docs)), PLOT_NAME))
+        report.plot_b1(
+            results["b1"],
+            os.path.join(
+                os.path.dirname(os.path.abspath(args.docs)), PLOT_NAME
+            ),
+        )
     text = report.markdown(results, command, quick, plot_name)
     os.makedirs(args.out, exist_ok=True)
     report.write_atomic(os.path.join(args.out, "results.md"), text)

@@ -52,31 +52,31 @@ METHODS = (
 )
 DESCRIPTIONS = {
     "magnitude": "unregularized reference, one-shot cut to the budget by "
-                 "unit norm (relative to the layer's largest, one global "
-                 "threshold), then the pruning epochs spent training",
+    "unit norm (relative to the layer's largest, one global "
+    "threshold), then the pruning epochs spent training",
     "magnitude_iterative": "unregularized reference cut by unit norm in 4 "
-                           "steps along the cubic path, training between "
-                           "cuts (Li et al., 2017)",
+    "steps along the cubic path, training between "
+    "cuts (Li et al., 2017)",
     "l1": "keras.regularizers.L1(1e-4) on every hidden kernel (+BN gamma/"
-          "beta) during the pruning epochs, then cut to the budget by unit "
-          "norm",
+    "beta) during the pruning epochs, then cut to the budget by unit "
+    "norm",
     "slimming": "network slimming: L1(1e-4) on BN gamma during the pruning "
-                "epochs, then cut by |gamma| with one global threshold (BN "
-                "model only)",
+    "epochs, then cut by |gamma| with one global threshold (BN "
+    "model only)",
     "group_lasso": "GuidedPruning(target=budget, guidance='uniform'): plain "
-                   "group lasso under the same budget controller",
+    "group lasso under the same budget controller",
     "guided_linear": "GuidedPruning(target=budget, guidance='linear'): "
-                     "the paper's index prior",
+    "the paper's index prior",
     "guided_adaptive": "GuidedPruning(target=budget, guidance='linear', "
-                       "adapt_every=1): linear coefficients re-assigned by "
-                       "importance rank every epoch",
+    "adapt_every=1): linear coefficients re-assigned by "
+    "importance rank every epoch",
     "tfmot": "tensorflow-model-optimization prune_low_magnitude "
-             "(unstructured, tf_keras, own process) from the reference at "
-             "the parameter sparsity of the guided point, for contrast: "
-             "zeros, no unit removed, FLOPs unchanged",
+    "(unstructured, tf_keras, own process) from the reference at "
+    "the parameter sparsity of the guided point, for contrast: "
+    "zeros, no unit removed, FLOPs unchanged",
     "guided": "GuidedPruning(target=budget): the recipe's default, "
-              "importance-ranked, budget-aware guidance (coefficient 0 for "
-              "the units the budget keeps)",
+    "importance-ranked, budget-aware guidance (coefficient 0 for "
+    "the units the budget keeps)",
 }
 BUDGETS = {
     "lenet300": [{"units": 100}, {"units": 66}, {"units": 50}],
@@ -84,21 +84,21 @@ BUDGETS = {
     "lenet5_bn": [{"flops": 0.25}, {"flops": 0.1}, {"flops": 0.05}],
 }
 CONFIG = {
-    "full": {"mlp": {"ref_epochs": 20, "prune_epochs": 20,
-                     "finetune_epochs": 10},
-             "cnn": {"ref_epochs": 12, "prune_epochs": 12,
-                     "finetune_epochs": 6},
-             "seeds": [0, 1, 2]},
-    "toy": {"mlp": {"ref_epochs": 1, "prune_epochs": 2,
-                    "finetune_epochs": 1},
-            "cnn": {"ref_epochs": 1, "prune_epochs": 2,
-                    "finetune_epochs": 1},
-            "seeds": [0]},
-    "quick": {"mlp": {"ref_epochs": 2, "prune_epochs": 3,
-                      "finetune_epochs": 1},
-              "cnn": {"ref_epochs": 2, "prune_epochs": 3,
-                      "finetune_epochs": 1},
-              "seeds": [0]},
+    "full": {
+        "mlp": {"ref_epochs": 20, "prune_epochs": 20, "finetune_epochs": 10},
+        "cnn": {"ref_epochs": 12, "prune_epochs": 12, "finetune_epochs": 6},
+        "seeds": [0, 1, 2],
+    },
+    "toy": {
+        "mlp": {"ref_epochs": 1, "prune_epochs": 2, "finetune_epochs": 1},
+        "cnn": {"ref_epochs": 1, "prune_epochs": 2, "finetune_epochs": 1},
+        "seeds": [0],
+    },
+    "quick": {
+        "mlp": {"ref_epochs": 2, "prune_epochs": 3, "finetune_epochs": 1},
+        "cnn": {"ref_epochs": 2, "prune_epochs": 3, "finetune_epochs": 1},
+        "seeds": [0],
+    },
 }
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -106,7 +106,7 @@ TOLERANCE = 0.5  # points
 
 
 def budget_key(budget):
-    (metric, amount), = budget.items()
+    ((metric, amount),) = budget.items()
     if metric == "flops":
         return f"flops/{round(1 / amount)}x"
     return f"{metric}={amount}"
@@ -121,8 +121,9 @@ def _loss():
 
 
 def _compile(model, learning_rate=LEARNING_RATE):
-    model.compile(keras.optimizers.Adam(learning_rate), _loss(),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(learning_rate), _loss(), metrics=["accuracy"]
+    )
     return model
 
 
@@ -134,22 +135,28 @@ def accuracy(model, x, y):
 def _copy(model, regularizer=None, gamma_regularizer=None):
     """A copy of `model` with the same weights (and, optionally,
     regularizers on the hidden kernels / BN gammas)."""
+
     def clone(layer):
         config = layer.get_config()
         hidden = layer.name != "output"
-        if regularizer is not None and hidden and "kernel_regularizer" in (
-            config
+        if (
+            regularizer is not None
+            and hidden
+            and "kernel_regularizer" in (config)
         ):
             config["kernel_regularizer"] = keras.regularizers.serialize(
-                regularizer())
+                regularizer()
+            )
         if isinstance(layer, keras.layers.BatchNormalization):
             reg = gamma_regularizer or regularizer
             if reg is not None:
                 config["gamma_regularizer"] = keras.regularizers.serialize(
-                    reg())
+                    reg()
+                )
             if regularizer is not None:
                 config["beta_regularizer"] = keras.regularizers.serialize(
-                    regularizer())
+                    regularizer()
+                )
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)
@@ -160,9 +167,14 @@ def _copy(model, regularizer=None, gamma_regularizer=None):
 def _fit(model, data, epochs, callbacks=None):
     if epochs <= 0:
         return None
-    return model.fit(data["x_train"], data["y_train"], epochs=epochs,
-                     batch_size=BATCH_SIZE, verbose=0,
-                     callbacks=callbacks or [])
+    return model.fit(
+        data["x_train"],
+        data["y_train"],
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        verbose=0,
+        callbacks=callbacks or [],
+    )
 
 
 class _KeepBest(keras.callbacks.Callback):
@@ -191,11 +203,18 @@ def distill(student, teacher, data, epochs):
     steps = epochs * math.ceil(len(data["y_train"]) / BATCH_SIZE)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
     distiller = kg.Distiller(student, teacher, alpha=0.1, temperature=4.0)
-    distiller.compile(keras.optimizers.Adam(schedule), _loss(),
-                      metrics=["accuracy"])
+    distiller.compile(
+        keras.optimizers.Adam(schedule), _loss(), metrics=["accuracy"]
+    )
     keep = _KeepBest(student, data)
-    distiller.fit(data["x_train"], data["y_train"], epochs=epochs,
-                  batch_size=BATCH_SIZE, verbose=0, callbacks=[keep])
+    distiller.fit(
+        data["x_train"],
+        data["y_train"],
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        verbose=0,
+        callbacks=[keep],
+    )
     student.set_weights(keep.weights)
     return student, keep.best_epoch
 
@@ -217,7 +236,7 @@ def _cut_by_scores(model, scores, budget):
 
     `scores`: `{layer name: per-unit scores}` for the prunable layers.
     """
-    (metric, amount), = budget.items()
+    ((metric, amount),) = budget.items()
     pairs = models_lib.prunable_layers(model)
     start = _measure(model, metric)
     goal = amount * start if isinstance(amount, float) else amount
@@ -233,8 +252,9 @@ def _cut_by_scores(model, scores, budget):
         return out
 
     def value(threshold):
-        return _widths_metric(model, [int(k.sum()) for k in keeps(threshold)],
-                              metric)
+        return _widths_metric(
+            model, [int(k.sum()) for k in keeps(threshold)], metric
+        )
 
     low, high = 0, len(values) - 1
     while low < high:  # the lowest threshold that meets the goal
@@ -245,8 +265,9 @@ def _cut_by_scores(model, scores, budget):
             low = middle + 1
     threshold = values[low] if value(values[low]) <= goal else values[-1]
     masked = _copy(model)
-    for (mlayer, mbn), keep in zip(models_lib.prunable_layers(masked),
-                                   keeps(threshold)):
+    for (mlayer, mbn), keep in zip(
+        models_lib.prunable_layers(masked), keeps(threshold)
+    ):
         weights = [mlayer.kernel] + ([mlayer.bias] if mlayer.use_bias else [])
         if mbn is not None:
             weights += [mbn.gamma, mbn.beta]
@@ -268,10 +289,12 @@ def _cut_by_gamma(model, budget):
     """Network slimming's cut: one global |gamma| threshold over the BN
     channels (layers without BN are not cut)."""
     scores = {}
-    for (layer, bn), size in zip(models_lib.prunable_layers(model),
-                                 _widths(model)):
+    for (layer, bn), size in zip(
+        models_lib.prunable_layers(model), _widths(model)
+    ):
         scores[layer.name] = (
-            np.full(size, np.inf) if bn is None
+            np.full(size, np.inf)
+            if bn is None
             else np.abs(keras.ops.convert_to_numpy(bn.gamma))
         )
     return _cut_by_scores(model, scores, budget)
@@ -288,7 +311,7 @@ def run_method(method, model_name, reference, budget, data, cfg):
         _fit(small, data, epochs)  # the pruning epochs, spent fine-tuning
         return small, info
     if method == "magnitude_iterative":
-        (metric, amount), = budget.items()
+        ((metric, amount),) = budget.items()
         start = _measure(reference, metric)
         goal = amount * start if isinstance(amount, float) else amount
         model = reference
@@ -298,8 +321,9 @@ def run_method(method, model_name, reference, budget, data, cfg):
             current = _measure(model, metric)
             fraction = min(1.0, planned / current)
             if fraction < 1.0:
-                model = _cut_by_scores(model, _norm_scores(model),
-                                       {metric: fraction})
+                model = _cut_by_scores(
+                    model, _norm_scores(model), {metric: fraction}
+                )
             _compile(model)
             _fit(model, data, epochs // steps + (i <= epochs % steps))
         return model, info
@@ -307,11 +331,13 @@ def run_method(method, model_name, reference, budget, data, cfg):
         if method == "slimming" and model_name != "lenet5_bn":
             raise _NotApplicable("network slimming needs BatchNormalization")
         if method == "l1":
-            model = _copy(reference, regularizer=lambda: keras.regularizers.L1(
-                1e-4))
+            model = _copy(
+                reference, regularizer=lambda: keras.regularizers.L1(1e-4)
+            )
         else:
-            model = _copy(reference, gamma_regularizer=lambda: (
-                keras.regularizers.L1(1e-4)))
+            model = _copy(
+                reference, gamma_regularizer=lambda: keras.regularizers.L1(1e-4)
+            )
         _compile(model)
         _fit(model, data, epochs)
         if method == "slimming":
@@ -332,8 +358,9 @@ def run_method(method, model_name, reference, budget, data, cfg):
     report = dict(pruning.budget_report)
     report.pop("trace", None)
     info["controller"] = report
-    info["live_units_per_epoch"] = [int(v) for v in
-                                    history.history["live_units"]]
+    info["live_units_per_epoch"] = [
+        int(v) for v in history.history["live_units"]
+    ]
     return kg.prune_model(model), info
 
 
@@ -343,8 +370,10 @@ class _NotApplicable(Exception):
 
 def _widths(model):
     """Units or filters of every hidden Dense/Conv layer, in order."""
-    return [int(layer.units if hasattr(layer, "units") else layer.filters)
-            for layer, _ in models_lib.prunable_layers(model)]
+    return [
+        int(layer.units if hasattr(layer, "units") else layer.filters)
+        for layer, _ in models_lib.prunable_layers(model)
+    ]
 
 
 def _measure(model, metric):
@@ -373,28 +402,38 @@ def run_tfmot(model_name, reference, data, cfg, guided_point):
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         arrays = os.path.join(directory, "arrays.npz")
-        np.savez(arrays, **{k: v for k, v in data.items()
-                            if k.startswith(("x_", "y_"))},
-                 **{f"weight_{i}": w for i, w in
-                    enumerate(reference.get_weights())})
+        np.savez(
+            arrays,
+            **{k: v for k, v in data.items() if k.startswith(("x_", "y_"))},
+            **{f"weight_{i}": w for i, w in enumerate(reference.get_weights())},
+        )
         request = {
             "model": model_name,
             "input_shape": list(data["x_train"].shape[1:]),
-            "sparsity": sparsity, "matched_method": "guided",
+            "sparsity": sparsity,
+            "matched_method": "guided",
             "epochs": cfg["prune_epochs"] + cfg["finetune_epochs"],
-            "batch_size": BATCH_SIZE, "latency_runs": 50,
+            "batch_size": BATCH_SIZE,
+            "latency_runs": 50,
             "arrays": arrays,
             "output": os.path.join(directory, "out.json"),
         }
         request_path = os.path.join(directory, "request.json")
         with open(request_path, "w") as f:
             json.dump(request, f)
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1",
-                   TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        env = dict(
+            os.environ,
+            TF_USE_LEGACY_KERAS="1",
+            TF_CPP_MIN_LOG_LEVEL="3",
+            KERAS_BACKEND="tensorflow",
+        )
         process = subprocess.run(
-            [sys.executable, "-m", "benchmarks.tfmot_baseline",
-             request_path], env=env, capture_output=True, text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            [sys.executable, "-m", "benchmarks.tfmot_baseline", request_path],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
         if process.returncode != 0:
             lines = process.stderr.strip().splitlines() or ["no output"]
             raise _NotApplicable("tfmot process failed: " + lines[-1])
@@ -414,17 +453,16 @@ def run_tfmot(model_name, reference, data, cfg, guided_point):
     }
 
 
-def run_point(method, model_name, reference, budget, data, cfg, seed,
-              guided_point=None):
+def run_point(
+    method, model_name, reference, budget, data, cfg, seed, guided_point=None
+):
     keras.utils.set_random_seed(1000 + seed)
     if method == "tfmot":
         return run_tfmot(model_name, reference, data, cfg, guided_point)
     start = time.perf_counter()
-    small, info = run_method(method, model_name, reference, budget, data,
-                             cfg)
+    small, info = run_method(method, model_name, reference, budget, data, cfg)
     pruned_val = accuracy(small, data["x_val"], data["y_val"])
-    _, finetune_epochs = distill(small, reference, data,
-                                 cfg["finetune_epochs"])
+    _, finetune_epochs = distill(small, reference, data, cfg["finetune_epochs"])
     widths = _widths(small)
     return {
         "widths": widths,
@@ -440,8 +478,17 @@ def run_point(method, model_name, reference, budget, data, cfg, seed,
     }
 
 
-def run(data, mode="full", log=print, methods=None, models=None, seeds=None,
-        path=None, results=None, budgets=None):
+def run(
+    data,
+    mode="full",
+    log=print,
+    methods=None,
+    models=None,
+    seeds=None,
+    path=None,
+    results=None,
+    budgets=None,
+):
     """Runs (or resumes) B1 and returns its results dict.
 
     `path`: a JSON file written after every point; points already in it
@@ -464,7 +511,8 @@ def run(data, mode="full", log=print, methods=None, models=None, seeds=None,
         entry = block.setdefault(model_name, {"reference": {}, "points": {}})
         for seed in seeds:
             todo = [
-                (method, budget) for budget in BUDGETS[model_name]
+                (method, budget)
+                for budget in BUDGETS[model_name]
                 if budgets is None or budget_key(budget) in budgets
                 for method in methods
                 if f"{method}|{budget_key(budget)}|{seed}"
@@ -473,8 +521,9 @@ def run(data, mode="full", log=print, methods=None, models=None, seeds=None,
             if not todo and str(seed) in entry["reference"]:
                 continue
             keras.utils.set_random_seed(seed)
-            reference = _compile(models_lib.build(
-                model_name, data["x_train"].shape[1:]))
+            reference = _compile(
+                models_lib.build(model_name, data["x_train"].shape[1:])
+            )
             _fit(reference, data, cfg["ref_epochs"])
             entry["reference"][str(seed)] = {
                 "val": accuracy(reference, data["x_val"], data["y_val"]),
@@ -483,22 +532,35 @@ def run(data, mode="full", log=print, methods=None, models=None, seeds=None,
                 "params": kg.stats.count_params(reference),
                 "flops": kg.stats.count_flops(reference),
             }
-            log(f"B1 {model_name} seed {seed}: reference test "
-                f"{entry['reference'][str(seed)]['test']:.4f}")
+            log(
+                f"B1 {model_name} seed {seed}: reference test "
+                f"{entry['reference'][str(seed)]['test']:.4f}"
+            )
             for method, budget in todo:
                 key = f"{method}|{budget_key(budget)}|{seed}"
                 guided_point = entry["points"].get(
-                    f"guided|{budget_key(budget)}|{seed}")
+                    f"guided|{budget_key(budget)}|{seed}"
+                )
                 try:
-                    point = run_point(method, model_name, reference, budget,
-                                      data, cfg, seed, guided_point)
+                    point = run_point(
+                        method,
+                        model_name,
+                        reference,
+                        budget,
+                        data,
+                        cfg,
+                        seed,
+                        guided_point,
+                    )
                 except _NotApplicable as reason:
                     point = {"skipped": str(reason)}
                 entry["points"][key] = point
                 if "test" in point:
-                    log(f"B1 {model_name} {key}: units {point['units']} "
+                    log(
+                        f"B1 {model_name} {key}: units {point['units']} "
                         f"flops {point['flops']:,} test {point['test']:.4f} "
-                        f"({point['seconds']:.0f} s)")
+                        f"({point['seconds']:.0f} s)"
+                    )
                 if path:
                     _write_json(path, results)
     return results
@@ -518,7 +580,8 @@ def summary(b1):
     stats}}}}` with stats = mean/std of test, mean units/params/flops."""
     out = {}
     names = [m for m in BUDGETS if m in b1["models"]] + [
-        m for m in b1["models"] if m not in BUDGETS]
+        m for m in b1["models"] if m not in BUDGETS
+    ]
     for model_name in names:
         entry = b1["models"][model_name]
         refs = [r["test"] for r in entry["reference"].values()]
@@ -539,13 +602,21 @@ def summary(b1):
                     "units": float(np.mean([p["units"] for p in points])),
                     "params": float(np.mean([p["params"] for p in points])),
                     "flops": float(np.mean([p["flops"] for p in points])),
-                    "params_nonzero": float(np.mean(
-                        [p.get("params_nonzero", p["params"])
-                         for p in points])),
+                    "params_nonzero": float(
+                        np.mean(
+                            [
+                                p.get("params_nonzero", p["params"])
+                                for p in points
+                            ]
+                        )
+                    ),
                 }
         out[model_name] = {
-            "reference": (float(np.mean(refs) * 100),
-                          float(np.std(refs) * 100), len(refs)),
+            "reference": (
+                float(np.mean(refs) * 100),
+                float(np.std(refs) * 100),
+                len(refs),
+            ),
             "reference_point": next(iter(entry["reference"].values()), {}),
             "rows": stats,
         }
@@ -560,10 +631,12 @@ def markdown(b1):
         ref = block["reference_point"]
         budgets = [budget_key(b) for b in BUDGETS[model_name]]
         lines += [
-            f"### {model_name}", "",
+            f"### {model_name}",
+            "",
             f"Unregularized reference: {ref.get('units')} hidden units, "
             f"{ref.get('params', 0):,} params, {ref.get('flops', 0):,} "
-            f"FLOPs; test {mean:.2f} ± {std:.2f} % ({n} seeds).", "",
+            f"FLOPs; test {mean:.2f} ± {std:.2f} % ({n} seeds).",
+            "",
             "Test accuracy (%), mean ± std over seeds, at each budget "
             "(kept units / FLOPs in brackets, mean); **bold**: best mean "
             "among the methods that remove units (tfmot, for contrast, "
@@ -574,9 +647,11 @@ def markdown(b1):
         ]
         best = {}
         for budget in budgets:
-            values = [(rows[budget]["mean"], method)
-                      for method, rows in block["rows"].items()
-                      if budget in rows and method != "tfmot"]
+            values = [
+                (rows[budget]["mean"], method)
+                for method, rows in block["rows"].items()
+                if budget in rows and method != "tfmot"
+            ]
             if values:
                 best[budget] = max(values)[1]
         for method in METHODS:
@@ -589,11 +664,16 @@ def markdown(b1):
                 if s is None:
                     cells.append("")
                     continue
-                size = (f"{s['units']:.0f} units" if budget.startswith(
-                    "units") else f"{ref.get('flops', 1) / s['flops']:.1f}x")
+                size = (
+                    f"{s['units']:.0f} units"
+                    if budget.startswith("units")
+                    else f"{ref.get('flops', 1) / s['flops']:.1f}x"
+                )
                 if method == "tfmot":
-                    size = (f"{s['params_nonzero']:,.0f} nonzero of "
-                            f"{s['params']:,.0f} params, FLOPs unchanged")
+                    size = (
+                        f"{s['params_nonzero']:,.0f} nonzero of "
+                        f"{s['params']:,.0f} params, FLOPs unchanged"
+                    )
                 text = f"{s['mean']:.2f} ± {s['std']:.2f} ({size})"
                 if best.get(budget) == method:
                     text = f"**{text}**"
@@ -617,9 +697,10 @@ def targets(b1):
     def guided(block, budget):
         return block["rows"].get("guided", {}).get(budget)
 
-    goals = (("lenet300", "units=66", "LeNet-300-100 <= 66 of 400 hidden "
-              "units"), ("lenet5", "flops/10x", "LeNet-5 >= 10x fewer "
-                         "FLOPs"))
+    goals = (
+        ("lenet300", "units=66", "LeNet-300-100 <= 66 of 400 hidden units"),
+        ("lenet5", "flops/10x", "LeNet-5 >= 10x fewer FLOPs"),
+    )
     for model_name, budget, text in goals:
         block = table.get(model_name)
         point = block and guided(block, budget)
@@ -631,18 +712,31 @@ def targets(b1):
             f"- {text} within 0.5 points of the unregularized reference "
             f"(test, mean of {point['n']} seeds): guided {point['mean']:.2f} "
             f"vs {ref:.2f} ("
-            + (f"{gap:.2f} points below" if gap >= 0 else
-               f"{-gap:.2f} points above") + "): "
-            + ("reached" if gap <= TOLERANCE else
-               f"not reached, by {gap - TOLERANCE:.2f} points"))
-        variants = [(block["rows"][m][budget]["mean"], m) for m in ours[1:]
-                    if budget in block["rows"].get(m, {})]
+            + (
+                f"{gap:.2f} points below"
+                if gap >= 0
+                else f"{-gap:.2f} points above"
+            )
+            + "): "
+            + (
+                "reached"
+                if gap <= TOLERANCE
+                else f"not reached, by {gap - TOLERANCE:.2f} points"
+            )
+        )
+        variants = [
+            (block["rows"][m][budget]["mean"], m)
+            for m in ours[1:]
+            if budget in block["rows"].get(m, {})
+        ]
         if variants and max(variants)[0] > point["mean"]:
             best, name = max(variants)
-            line += (f" (the best guided variant, picked after the fact: "
-                     f"{name} {best:.2f}, "
-                     + ("within" if ref - best <= TOLERANCE else "not within")
-                     + " 0.5)")
+            line += (
+                f" (the best guided variant, picked after the fact: "
+                f"{name} {best:.2f}, "
+                + ("within" if ref - best <= TOLERANCE else "not within")
+                + " 0.5)"
+            )
         lines.append(line)
     for model_name, block in table.items():
         budgets = [budget_key(b) for b in BUDGETS[model_name]]
@@ -650,24 +744,28 @@ def targets(b1):
         strict_last = None
         for budget in budgets:
             point = guided(block, budget)
-            others = [(rows[budget]["mean"], m)
-                      for m, rows in block["rows"].items()
-                      if m not in ours and m != "tfmot" and budget in rows]
+            others = [
+                (rows[budget]["mean"], m)
+                for m, rows in block["rows"].items()
+                if m not in ours and m != "tfmot" and budget in rows
+            ]
             if not point or not others:
                 continue
             top = max(others)
             total += 1
             wins += point["mean"] >= top[0]
             strict_last = point["mean"] > top[0]
-            details.append(f"{budget}: {point['mean']:.2f} vs {top[1]} "
-                           f"{top[0]:.2f}")
+            details.append(
+                f"{budget}: {point['mean']:.2f} vs {top[1]} {top[0]:.2f}"
+            )
         if total:
             ok = wins == total and strict_last
             lines.append(
                 f"- {model_name}: guided >= every baseline at every budget "
                 f"and strictly better at the highest compression "
                 f"({'; '.join(details)}): "
-                + ("reached" if ok else f"not reached ({wins} of {total})"))
+                + ("reached" if ok else f"not reached ({wins} of {total})")
+            )
     return lines
 
 
@@ -680,8 +778,9 @@ def plot(b1, path):
     import matplotlib.pyplot as plt
 
     table = summary(b1)
-    figure, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(table), figsize=(5 * len(table), 4), squeeze=False
+    )
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for axis, (model_name, block) in zip(axes[0], table.items()):
         ref = block["reference"][0]
@@ -691,17 +790,29 @@ def plot(b1, path):
             rows = block["rows"].get(method)
             if not rows or method == "tfmot":
                 continue
-            points = sorted((s["flops"], s["mean"], s["std"])
-                            for s in rows.values())
+            points = sorted(
+                (s["flops"], s["mean"], s["std"]) for s in rows.values()
+            )
             if all(y < low for _, y, _ in points):
                 below.append(method)
                 continue
             x, y, e = zip(*points)
-            axis.errorbar(x, y, yerr=e, marker="o", capsize=2,
-                          color=colors[method], label=method)
+            axis.errorbar(
+                x,
+                y,
+                yerr=e,
+                marker="o",
+                capsize=2,
+                color=colors[method],
+                label=method,
+            )
         axis.axhline(ref, color="grey", linestyle="--", label="reference")
-        axis.axhline(ref - TOLERANCE, color="grey", linestyle=":",
-                     label="reference - 0.5")
+        axis.axhline(
+            ref - TOLERANCE,
+            color="grey",
+            linestyle=":",
+            label="reference - 0.5",
+        )
         axis.set_ylim(low, min(100.0, ref + 1.5))
         axis.set_xscale("log")
         axis.set_xlabel("FLOPs after removal")
@@ -748,33 +859,50 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default=None)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--budgets", default=None,
-                        help="comma-separated budget keys, e.g. flops/10x")
+    parser.add_argument(
+        "--budgets",
+        default=None,
+        help="comma-separated budget keys, e.g. flops/10x",
+    )
     parser.add_argument("--json", required=True)
-    parser.add_argument("--docs", default=None,
-                        help="a page (docs/benchmarks.md) whose B1 section "
-                             "to regenerate from --json, without running; "
-                             "the JSON and the plot are written next to it")
+    parser.add_argument(
+        "--docs",
+        default=None,
+        help="a page (docs/benchmarks.md) whose B1 section "
+        "to regenerate from --json, without running; "
+        "the JSON and the plot are written next to it",
+    )
     args = parser.parse_args(argv)
     if args.docs:
         with open(args.json) as f:
             b1 = json.load(f)
         folder = os.path.dirname(os.path.abspath(args.docs))
-        write_docs(b1, args.docs, os.path.join(folder, "benchmarks_b1.json"),
-                   os.path.join(folder, "benchmarks_accuracy_vs_flops.png"))
+        write_docs(
+            b1,
+            args.docs,
+            os.path.join(folder, "benchmarks_b1.json"),
+            os.path.join(folder, "benchmarks_accuracy_vs_flops.png"),
+        )
         return
     data = data_lib.load(args.mnist_dir)
-    seeds = None if args.seeds is None else [
-        int(s) for s in args.seeds.split(",")]
+    seeds = (
+        None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    )
     start = time.perf_counter()
 
     def log(message):
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
-    run(data, "quick" if args.quick else "full", log,
-        methods=args.methods.split(","), models=args.models.split(","),
-        seeds=seeds, path=args.json,
-        budgets=args.budgets.split(",") if args.budgets else None)
+    run(
+        data,
+        "quick" if args.quick else "full",
+        log,
+        methods=args.methods.split(","),
+        models=args.models.split(","),
+        seeds=seeds,
+        path=args.json,
+        budgets=args.budgets.split(",") if args.budgets else None,
+    )
 
 
 if __name__ == "__main__":

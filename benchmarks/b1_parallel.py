@@ -51,13 +51,17 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(b1_budget.BUDGETS))
     parser.add_argument("--methods", default=",".join(b1_budget.METHODS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--groups", type=int, default=1,
-                        help="method groups per (model, seed)")
+    parser.add_argument(
+        "--groups", type=int, default=1, help="method groups per (model, seed)"
+    )
     parser.add_argument("--deadline", type=float, default=3600)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", required=True)
-    parser.add_argument("--logs", default=None,
-                        help="file collecting the workers' progress lines")
+    parser.add_argument(
+        "--logs",
+        default=None,
+        help="file collecting the workers' progress lines",
+    )
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     work = tempfile.mkdtemp(prefix="b1_")
@@ -67,15 +71,31 @@ def main(argv=None):
         for seed in args.seeds.split(","):
             for i, group in enumerate(_groups(methods, args.groups)):
                 path = os.path.join(work, f"{model}_{seed}_{i}.json")
-                command = [sys.executable, "-m", "benchmarks.b1_budget",
-                           "--models", model, "--seeds", seed,
-                           "--methods", ",".join(group), "--json", path]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.b1_budget",
+                    "--models",
+                    model,
+                    "--seeds",
+                    seed,
+                    "--methods",
+                    ",".join(group),
+                    "--json",
+                    path,
+                ]
                 if args.mnist_dir:
                     command += ["--mnist-dir", args.mnist_dir]
                 if args.quick:
                     command.append("--quick")
-                workers.append((path, subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT)))
+                workers.append(
+                    (
+                        path,
+                        subprocess.Popen(
+                            command, stdout=log, stderr=subprocess.STDOUT
+                        ),
+                    )
+                )
     print(f"{len(workers)} workers", flush=True)
     start = time.time()
     while time.time() - start < args.deadline:
@@ -92,8 +112,11 @@ def main(argv=None):
     merged = merge([p for p, _ in workers], existing)
     b1_budget._write_json(args.json, merged)
     done = sum(len(e["points"]) for e in merged.get("models", {}).values())
-    print(f"merged {done} points into {args.json} after "
-          f"{time.time() - start:.0f} s", flush=True)
+    print(
+        f"merged {done} points into {args.json} after "
+        f"{time.time() - start:.0f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

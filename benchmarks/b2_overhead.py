@@ -40,7 +40,9 @@ def _variants():
         skipped["callback_proximal"] = reason
     else:
         variants["callback_proximal"] = (
-            None, [kg.GuidedPruning(strength=1e-4, mode="proximal")])
+            None,
+            [kg.GuidedPruning(strength=1e-4, mode="proximal")],
+        )
     variants["regularizer"] = (
         lambda: kg.GuidedRegularizer(1e-4, norm="group", guidance="linear"),
         [],
@@ -63,12 +65,16 @@ def run(data, mode, log=print):
     models = {}
     for name, (regularizer, callbacks) in variants.items():
         keras.utils.set_random_seed(0)
-        model = models_lib.build("lenet300", x.shape[1:],
-                                 regularizer=regularizer,
-                                 regularize_output=True)
+        model = models_lib.build(
+            "lenet300",
+            x.shape[1:],
+            regularizer=regularizer,
+            regularize_output=True,
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         models[name] = (model, callbacks)
     times = {name: [] for name in models}
     names = list(models)
@@ -77,17 +83,28 @@ def run(data, mode, log=print):
         for name in names[shift:] + names[:shift]:
             model, callbacks = models[name]
             start = time.perf_counter()
-            model.fit(x, y, epochs=1, batch_size=cfg["batch_size"],
-                      verbose=0, callbacks=callbacks)
+            model.fit(
+                x,
+                y,
+                epochs=1,
+                batch_size=cfg["batch_size"],
+                verbose=0,
+                callbacks=callbacks,
+            )
             if round_index > 0:  # Round 0 compiles; discard it.
                 times[name].append(time.perf_counter() - start)
     medians = {name: common.median(values) for name, values in times.items()}
     fastest = {name: float(min(values)) for name, values in times.items()}
-    ratios = {name: fastest[name] / fastest["plain"] for name in fastest
-              if name != "plain"}
+    ratios = {
+        name: fastest[name] / fastest["plain"]
+        for name in fastest
+        if name != "plain"
+    }
     for name, ratio in ratios.items():
-        log(f"B2 {name}: {ratio:.3f} x plain (fastest epoch "
-            f"{fastest[name]:.3f} s, median {medians[name]:.3f} s)")
+        log(
+            f"B2 {name}: {ratio:.3f} x plain (fastest epoch "
+            f"{fastest[name]:.3f} s, median {medians[name]:.3f} s)"
+        )
     return {
         "config": cfg,
         "model": "lenet300",

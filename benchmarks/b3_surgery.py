@@ -27,10 +27,20 @@ from benchmarks import models as models_lib
 
 APPLICATIONS = ("MobileNetV2", "ResNet50", "DenseNet121", "EfficientNetB0")
 CONFIGS = {
-    "quick": {"models": ("MobileNetV2",), "input_size": 64,
-              "latency_runs": 10, "num_threads": 1, "samples": 2},
-    "full": {"models": APPLICATIONS, "input_size": 224,
-             "latency_runs": 50, "num_threads": 1, "samples": 4},
+    "quick": {
+        "models": ("MobileNetV2",),
+        "input_size": 64,
+        "latency_runs": 10,
+        "num_threads": 1,
+        "samples": 2,
+    },
+    "full": {
+        "models": APPLICATIONS,
+        "input_size": 224,
+        "latency_runs": 50,
+        "num_threads": 1,
+        "samples": 4,
+    },
 }
 REMOVE_FRACTION = 0.5
 AIMS = {"ResNet50_rewrite_seconds": 5.0, "latency_over_flops_ratio": 1.15}
@@ -44,8 +54,9 @@ def _build(name, size, sample):
     verification difference meaningless."""
     keras.utils.set_random_seed(0)
     application = getattr(keras.applications, name)
-    model = application(weights=None, input_shape=(size, size, 3),
-                        classifier_activation=None)
+    model = application(
+        weights=None, input_shape=(size, size, 3), classifier_activation=None
+    )
     models_lib.recalibrate_batchnorm(model, sample)
     return model
 
@@ -68,14 +79,22 @@ def _latency(model, sample, cfg):
         path = os.path.join(directory, "model.tflite")
         start = time.perf_counter()
         report = kg.export_tflite(
-            model, path, verify=False, measure_latency=True,
-            num_runs=cfg["latency_runs"], num_threads=cfg["num_threads"])
+            model,
+            path,
+            verify=False,
+            measure_latency=True,
+            num_runs=cfg["latency_runs"],
+            num_threads=cfg["num_threads"],
+        )
         seconds = time.perf_counter() - start
         with open(path, "rb") as f:
             content = f.read()
-    return {"tflite_bytes": len(content),
-            "tflite_gzip_bytes": len(gzip.compress(content, 6)),
-            "latency_ms": report.latency_ms, "export_seconds": seconds}
+    return {
+        "tflite_bytes": len(content),
+        "tflite_gzip_bytes": len(gzip.compress(content, 6)),
+        "latency_ms": report.latency_ms,
+        "export_seconds": seconds,
+    }
 
 
 def unstructured_zeros(model, sparsity):
@@ -83,8 +102,11 @@ def unstructured_zeros(model, sparsity):
     (one global threshold) set to zero."""
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    kernels = [w for w in clone.weights
-               if w.path.endswith("kernel") and len(w.shape) >= 2]
+    kernels = [
+        w
+        for w in clone.weights
+        if w.path.endswith("kernel") and len(w.shape) >= 2
+    ]
     values = [np.abs(keras.ops.convert_to_numpy(w)).ravel() for w in kernels]
     everything = np.concatenate(values)
     count = int(sparsity * everything.size)
@@ -118,12 +140,15 @@ def masked_original(model, groups, plan):
             variable = kg.units.get_weight(unit_slice.layer, unit_slice.weight)
             target = by_path[variable.path]
             value = keras.ops.convert_to_numpy(target).copy()
-            axes = unit_slice.axis if isinstance(unit_slice.axis, tuple) else (
-                unit_slice.axis,)
+            axes = (
+                unit_slice.axis
+                if isinstance(unit_slice.axis, tuple)
+                else (unit_slice.axis,)
+            )
             axes = sorted(a % value.ndim for a in axes)
             rest = [a for a in range(value.ndim) if a not in axes]
             moved = np.transpose(value, axes + rest)
-            flat = moved.reshape(-1, *moved.shape[len(axes):])
+            flat = moved.reshape(-1, *moved.shape[len(axes) :])
             flat[unit_slice.positions[removed].ravel()] = 0.0
             moved = flat.reshape(moved.shape)
             target.assign(np.transpose(moved, np.argsort(axes + rest)))
@@ -134,22 +159,28 @@ def run_one(name, cfg, log):
     size = cfg["input_size"]
     rng = np.random.default_rng(0)
     calibration = rng.standard_normal((8, size, size, 3)).astype("float32")
-    sample = rng.standard_normal(
-        (cfg["samples"], size, size, 3)).astype("float32")
+    sample = rng.standard_normal((cfg["samples"], size, size, 3)).astype(
+        "float32"
+    )
     model = _build(name, size, calibration)
-    record = {"model": name, "input_size": size,
-              "params": kg.stats.count_params(model),
-              "flops": kg.stats.count_flops(model)}
-    record.update({"original_" + k: v
-                   for k, v in _latency(model, sample, cfg).items()})
+    record = {
+        "model": name,
+        "input_size": size,
+        "params": kg.stats.count_params(model),
+        "flops": kg.stats.count_flops(model),
+    }
+    record.update(
+        {"original_" + k: v for k, v in _latency(model, sample, cfg).items()}
+    )
     reason = common.missing("find_unit_groups")
     if reason is None:
         start = time.perf_counter()
         groups = kg.find_unit_groups(model, on_unsupported="keep")
         record["groups_seconds"] = time.perf_counter() - start
         record["num_groups"] = len(groups)
-        record["prunable_units"] = int(sum(g.num_units for g in groups
-                                           if g.prunable))
+        record["prunable_units"] = int(
+            sum(g.num_units for g in groups if g.prunable)
+        )
     reason = reason or common.missing("prune_model")
     if reason:
         record["prune_skipped"] = reason
@@ -164,37 +195,52 @@ def run_one(name, cfg, log):
         # stay normalized through 100+ layers instead of growing to 1e14.
         models_lib.recalibrate_batchnorm(masked, calibration)
         start = time.perf_counter()
-        small = kg.prune_model(masked, plan=plan, on_unsupported="keep",
-                               verify=False)
+        small = kg.prune_model(
+            masked, plan=plan, on_unsupported="keep", verify=False
+        )
         record["rewrite_seconds"] = time.perf_counter() - start
         expected = common.logits(masked, sample, 1)
-        record["verification_max_abs_diff"] = float(np.max(np.abs(
-            common.logits(small, sample, 1) - expected)))
+        record["verification_max_abs_diff"] = float(
+            np.max(np.abs(common.logits(small, sample, 1) - expected))
+        )
         record["output_scale"] = float(np.max(np.abs(expected)))
-        record["verification_relative_diff"] = (
-            record["verification_max_abs_diff"]
-            / max(record["output_scale"], 1e-30))
+        record["verification_relative_diff"] = record[
+            "verification_max_abs_diff"
+        ] / max(record["output_scale"], 1e-30)
         record["pruned_params"] = kg.stats.count_params(small)
         record["pruned_flops"] = kg.stats.count_flops(small)
         record["params_ratio"] = record["pruned_params"] / record["params"]
         record["flops_ratio"] = record["pruned_flops"] / record["flops"]
-        record.update({"pruned_" + k: v
-                       for k, v in _latency(small, sample, cfg).items()})
-        record["latency_ratio"] = (record["pruned_latency_ms"]
-                                   / record["original_latency_ms"])
-        record["latency_over_flops_ratio"] = (record["latency_ratio"]
-                                              / record["flops_ratio"])
+        record.update(
+            {"pruned_" + k: v for k, v in _latency(small, sample, cfg).items()}
+        )
+        record["latency_ratio"] = (
+            record["pruned_latency_ms"] / record["original_latency_ms"]
+        )
+        record["latency_over_flops_ratio"] = (
+            record["latency_ratio"] / record["flops_ratio"]
+        )
         sparsity = 1.0 - record["params_ratio"]
     zeroed, zeros = unstructured_zeros(model, sparsity)
     record["unstructured_sparsity"] = sparsity
     record["unstructured_zeros"] = zeros
-    record.update({"unstructured_" + k: v
-                   for k, v in _latency(zeroed, sample, cfg).items()})
+    record.update(
+        {
+            "unstructured_" + k: v
+            for k, v in _latency(zeroed, sample, cfg).items()
+        }
+    )
     record["unstructured_latency_ratio"] = (
-        record["unstructured_latency_ms"] / record["original_latency_ms"])
-    log(f"B3 {name}: " + ", ".join(
-        f"{k}={v:.3g}" for k, v in record.items()
-        if k.endswith(("ratio", "seconds")) and isinstance(v, float)))
+        record["unstructured_latency_ms"] / record["original_latency_ms"]
+    )
+    log(
+        f"B3 {name}: "
+        + ", ".join(
+            f"{k}={v:.3g}"
+            for k, v in record.items()
+            if k.endswith(("ratio", "seconds")) and isinstance(v, float)
+        )
+    )
     return record
 
 
@@ -206,11 +252,19 @@ def run(mode, log=print):
             records.append(run_one(name, cfg, log))
         except Exception as error:  # Recorded in the table, never silent.
             log(f"B3 {name} failed: {type(error).__name__}: {error}")
-            records.append({"model": name, "input_size": cfg["input_size"],
-                            "error": f"{type(error).__name__}: "
-                                     f"{str(error)[:300]}"})
-    return {"config": cfg, "remove_fraction": REMOVE_FRACTION, "aims": AIMS,
-            "models": records}
+            records.append(
+                {
+                    "model": name,
+                    "input_size": cfg["input_size"],
+                    "error": f"{type(error).__name__}: {str(error)[:300]}",
+                }
+            )
+    return {
+        "config": cfg,
+        "remove_fraction": REMOVE_FRACTION,
+        "aims": AIMS,
+        "models": records,
+    }
 
 
 # ------------------------------------------------------- latency targets
@@ -221,8 +275,11 @@ def run(mode, log=print):
 # quantization) row is written to the JSON at once and skipped next time;
 # the tables are cached under OUT/latency_cache.
 LATENCY_ASKED = 0.5
-LATENCY_AIMS = {"measured_within": 0.10, "params_gain": 0.15,
-                "mobilenetv2_table_seconds": 120.0}
+LATENCY_AIMS = {
+    "measured_within": 0.10,
+    "params_gain": 0.15,
+    "mobilenetv2_table_seconds": 120.0,
+}
 _BISECTION_STEPS = 5
 #: Both plans keep at least this share of every layer: with `weights=None`
 #: every unit scores alike, and a plan led by cost alone would cut a stem
@@ -232,15 +289,20 @@ MIN_SHARE = 0.25
 
 def _measure(model, quantization, cfg):
     return kg.latency.measure_latency(
-        model, quantization=quantization, num_threads=cfg["num_threads"],
-        num_runs=cfg["latency_runs"])
+        model,
+        quantization=quantization,
+        num_threads=cfg["num_threads"],
+        num_runs=cfg["latency_runs"],
+    )
 
 
 def _sizes(model, reference):
     params = kg.stats.count_params(model)
     flops = kg.stats.count_flops(model)
-    return {"params_kept": params / reference["params"],
-            "flops_kept": flops / reference["flops"]}
+    return {
+        "params_kept": params / reference["params"],
+        "flops_kept": flops / reference["flops"],
+    }
 
 
 def run_latency_one(name, quantization, cfg, cache_dir, log):
@@ -248,55 +310,84 @@ def run_latency_one(name, quantization, cfg, cache_dir, log):
     rng = np.random.default_rng(0)
     calibration = rng.standard_normal((8, size, size, 3)).astype("float32")
     model = _build(name, size, calibration)
-    record = {"model": name, "quantization": quantization or "float32",
-              "input_size": size, "asked": LATENCY_ASKED,
-              "params": kg.stats.count_params(model),
-              "flops": kg.stats.count_flops(model)}
+    record = {
+        "model": name,
+        "quantization": quantization or "float32",
+        "input_size": size,
+        "asked": LATENCY_ASKED,
+        "params": kg.stats.count_params(model),
+        "flops": kg.stats.count_flops(model),
+    }
     start = time.perf_counter()
     table = kg.build_latency_table(
-        model, quantization=quantization, num_threads=cfg["num_threads"],
-        cache_dir=cache_dir, verbose=0)
+        model,
+        quantization=quantization,
+        num_threads=cfg["num_threads"],
+        cache_dir=cache_dir,
+        verbose=0,
+    )
     record["table_seconds"] = time.perf_counter() - start
     record["table_samples_measured"] = table.num_measured
     record["table_samples_cached"] = table.num_cached
     record["predicted_ms"] = table.total_ms
     record["measured_ms"] = _measure(model, quantization, cfg)
-    log(f"B3 latency {name} {record['quantization']}: table "
+    log(
+        f"B3 latency {name} {record['quantization']}: table "
         f"{record['table_seconds']:.0f} s, predicted "
         f"{record['predicted_ms']:.2f} ms (whole-model calibrated), "
         f"measured "
-        f"{record['measured_ms']:.2f} ms")
-    small = kg.prune_model(model, target={"latency": LATENCY_ASKED},
-                           latency_table=table, min_units=MIN_SHARE,
-                           on_unsupported="keep", verify=False)
+        f"{record['measured_ms']:.2f} ms"
+    )
+    small = kg.prune_model(
+        model,
+        target={"latency": LATENCY_ASKED},
+        latency_table=table,
+        min_units=MIN_SHARE,
+        on_unsupported="keep",
+        verify=False,
+    )
     record["latency_plan"] = {
         "measured_ratio": _measure(small, quantization, cfg)
-        / record["measured_ms"], **_sizes(small, record)}
+        / record["measured_ms"],
+        **_sizes(small, record),
+    }
     goal = record["latency_plan"]["measured_ratio"]
     low, high, best = 0.1, 1.0, None
     for _ in range(_BISECTION_STEPS):
         fraction = (low + high) / 2
-        candidate = kg.prune_model(model, target={"flops": fraction},
-                                   min_units=MIN_SHARE,
-                                   on_unsupported="keep", verify=False)
+        candidate = kg.prune_model(
+            model,
+            target={"flops": fraction},
+            min_units=MIN_SHARE,
+            on_unsupported="keep",
+            verify=False,
+        )
         ratio = _measure(candidate, quantization, cfg) / record["measured_ms"]
-        row = {"flops_target": fraction, "measured_ratio": ratio,
-               **_sizes(candidate, record)}
+        row = {
+            "flops_target": fraction,
+            "measured_ratio": ratio,
+            **_sizes(candidate, record),
+        }
         if best is None or abs(ratio - goal) < abs(
-                best["measured_ratio"] - goal):
+            best["measured_ratio"] - goal
+        ):
             best = row
         low, high = (fraction, high) if ratio < goal else (low, fraction)
     record["flops_plan"] = best
-    record["params_gain"] = (record["latency_plan"]["params_kept"]
-                             / best["params_kept"] - 1.0)
-    record["measured_vs_asked"] = (record["latency_plan"]["measured_ratio"]
-                                   / LATENCY_ASKED - 1.0)
-    log(f"B3 latency {name} {record['quantization']}: measured "
+    record["params_gain"] = (
+        record["latency_plan"]["params_kept"] / best["params_kept"] - 1.0
+    )
+    record["measured_vs_asked"] = (
+        record["latency_plan"]["measured_ratio"] / LATENCY_ASKED - 1.0
+    )
+    log(
+        f"B3 latency {name} {record['quantization']}: measured "
         f"{record['latency_plan']['measured_ratio']:.3f} of the original "
         f"(asked {LATENCY_ASKED}), params kept "
         f"{record['latency_plan']['params_kept']:.3f} vs "
         f"{best['params_kept']:.3f} for the FLOPs plan at "
-        f"{best['measured_ratio']:.3f}")
+        f"{best['measured_ratio']:.3f}"
+    )
     return record
 
 
@@ -306,35 +397,50 @@ def run_latency(models, quantizations, mode, out, log=print):
 
     cfg = CONFIGS[mode]
     path = os.path.join(out, "b3_latency.json")
-    results = {"config": cfg, "asked": LATENCY_ASKED,
-               "min_share": MIN_SHARE,
-               "aims": LATENCY_AIMS, "machine": report.machine(),
-               "rows": []}
+    results = {
+        "config": cfg,
+        "asked": LATENCY_ASKED,
+        "min_share": MIN_SHARE,
+        "aims": LATENCY_AIMS,
+        "machine": report.machine(),
+        "rows": [],
+    }
     if os.path.exists(path):
         with open(path) as f:
             results["rows"] = json.load(f)["rows"]
-    done = {(r["model"], r["quantization"]) for r in results["rows"]
-            if "error" not in r}
+    done = {
+        (r["model"], r["quantization"])
+        for r in results["rows"]
+        if "error" not in r
+    }
     results["rows"] = [r for r in results["rows"] if "error" not in r]
     for name in models:
         for quantization in quantizations:
             if (name, quantization or "float32") in done:
                 continue
             try:
-                row = run_latency_one(name, quantization, cfg,
-                                      os.path.join(out, "latency_cache"),
-                                      log)
+                row = run_latency_one(
+                    name,
+                    quantization,
+                    cfg,
+                    os.path.join(out, "latency_cache"),
+                    log,
+                )
             except Exception as error:  # Recorded, never silent.
-                log(f"B3 latency {name} failed: {type(error).__name__}: "
-                    f"{error}")
-                row = {"model": name,
-                       "quantization": quantization or "float32",
-                       "error": f"{type(error).__name__}: "
-                                f"{str(error)[:300]}"}
+                log(
+                    f"B3 latency {name} failed: {type(error).__name__}: {error}"
+                )
+                row = {
+                    "model": name,
+                    "quantization": quantization or "float32",
+                    "error": f"{type(error).__name__}: {str(error)[:300]}",
+                }
             results["rows"].append(row)
             report.write_atomic(path, json.dumps(results, indent=1))
-            report.write_atomic(os.path.join(out, "b3_latency.md"),
-                                "\n".join(latency_table(results)) + "\n")
+            report.write_atomic(
+                os.path.join(out, "b3_latency.md"),
+                "\n".join(latency_table(results)) + "\n",
+            )
     return results
 
 
@@ -355,8 +461,10 @@ def latency_table(results):
     ]
     for r in results["rows"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['quantization']} | failed: "
-                         f"{r['error']} | | | | |")
+            lines.append(
+                f"| {r['model']} | {r['quantization']} | failed: "
+                f"{r['error']} | | | | |"
+            )
             continue
         lat, flo = r["latency_plan"], r["flops_plan"]
         lines.append(
@@ -367,7 +475,8 @@ def latency_table(results):
             f"{lat['params_kept']:.3f}, {lat['flops_kept']:.3f} | "
             f"({flo['flops_target']:.3f}) {flo['measured_ratio']:.3f}, "
             f"{flo['params_kept']:.3f}, {flo['flops_kept']:.3f} | "
-            f"{r['params_gain']:+.1%} |")
+            f"{r['params_gain']:+.1%} |"
+        )
     return lines
 
 
@@ -377,37 +486,55 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.b3_surgery",
         description="B3 latency targets (the surgery rows run with "
-                    "`python -m benchmarks --only b3`).")
-    parser.add_argument("--latency", action="store_true", required=True,
-                        help="run the latency-target comparison")
-    parser.add_argument("--models", default=",".join(APPLICATIONS),
-                        help="comma-separated, case-insensitive "
-                             "(default: all four)")
-    parser.add_argument("--quantization", default="float32,int8",
-                        help="comma-separated: float32, int8 (default: "
-                             "both)")
-    parser.add_argument("--quick", action="store_true",
-                        help="64x64 inputs, 10 timed runs")
-    parser.add_argument("--out", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results"))
+        "`python -m benchmarks --only b3`).",
+    )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        required=True,
+        help="run the latency-target comparison",
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(APPLICATIONS),
+        help="comma-separated, case-insensitive (default: all four)",
+    )
+    parser.add_argument(
+        "--quantization",
+        default="float32,int8",
+        help="comma-separated: float32, int8 (default: both)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="64x64 inputs, 10 timed runs"
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "results"
+        ),
+    )
     args = parser.parse_args(argv)
     by_name = {n.lower(): n for n in APPLICATIONS}
     models = []
     for item in args.models.split(","):
         if item.strip().lower() not in by_name:
-            parser.error(f"--models takes {list(APPLICATIONS)}; received "
-                         f"{item!r}")
+            parser.error(
+                f"--models takes {list(APPLICATIONS)}; received {item!r}"
+            )
         models.append(by_name[item.strip().lower()])
-    quantizations = [None if q.strip() == "float32" else q.strip()
-                     for q in args.quantization.split(",")]
+    quantizations = [
+        None if q.strip() == "float32" else q.strip()
+        for q in args.quantization.split(",")
+    ]
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
 
     def log(message):
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
-    run_latency(models, quantizations, "quick" if args.quick else "full",
-                args.out, log)
+    run_latency(
+        models, quantizations, "quick" if args.quick else "full", args.out, log
+    )
 
 
 if __name__ == "__main__":

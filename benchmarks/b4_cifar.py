@@ -40,33 +40,41 @@ import keras_guided as kg  # noqa: E402
 from benchmarks import cifar  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
 
-METHODS = ("guided", "tp_group_sl", "l1_oneshot", "group_lasso",
-           "tp_magnitude", "slimming", "l1_iterative", "l1_uniform")
+METHODS = (
+    "guided",
+    "tp_group_sl",
+    "l1_oneshot",
+    "group_lasso",
+    "tp_magnitude",
+    "slimming",
+    "l1_iterative",
+    "l1_uniform",
+)
 TORCH_METHODS = ("tp_group_sl", "tp_magnitude")
 BUDGETS = (0.5, 0.25, 1 / 3)  # FLOPs kept, in the order cells are run
 DESCRIPTIONS = {
     "guided": "GuidedPruning(target={'flops': f}), the library's default "
-              "recipe, during the pruning epochs, then prune_model",
+    "recipe, during the pruning epochs, then prune_model",
     "group_lasso": "the same with guidance='uniform' (plain group lasso "
-                   "under the same budget controller)",
+    "under the same budget controller)",
     "l1_oneshot": "prune_model(reference, target={'flops': f}): one-shot "
-                  "filter-norm ranking (Li et al., 2017), then the pruning "
-                  "epochs spent training",
+    "filter-norm ranking (Li et al., 2017), then the pruning "
+    "epochs spent training",
     "l1_iterative": "the same cut in steps along the cubic path, one per "
-                    "pruning epoch (at most 4), training between cuts",
+    "pruning epoch (at most 4), training between cuts",
     "l1_uniform": "one-shot filter-norm pruning with the same share of "
-                  "units kept in every layer (the largest share meeting "
-                  "the budget), then the pruning epochs spent training",
+    "units kept in every layer (the largest share meeting "
+    "the budget), then the pruning epochs spent training",
     "slimming": "network slimming (Liu et al., 2017): L1(1e-4) on every BN "
-                "gamma during the pruning epochs, then one global |gamma| "
-                "threshold (mean over tied channels) meeting the budget",
+    "gamma during the pruning epochs, then one global |gamma| "
+    "threshold (mean over tied channels) meeting the budget",
     "tp_group_sl": "Torch-Pruning GroupNormPruner (group_sl: importance-"
-                   "scaled group regularization, reg 5e-4, alpha 4) during "
-                   "the pruning epochs, then global pruning stepped to the "
-                   "MACs budget (PyTorch, own process)",
+    "scaled group regularization, reg 5e-4, alpha 4) during "
+    "the pruning epochs, then global pruning stepped to the "
+    "MACs budget (PyTorch, own process)",
     "tp_magnitude": "Torch-Pruning MagnitudePruner (group L1 importance), "
-                    "global, one shot to the MACs budget from the "
-                    "reference, then the pruning epochs spent training",
+    "global, one shot to the MACs budget from the "
+    "reference, then the pruning epochs spent training",
 }
 # Recipe variants of `guided`, run as `--methods guided:<name>` and chosen
 # on the validation images only. Each sets `GuidedPruning` arguments and the
@@ -87,32 +95,57 @@ GUIDED_VARIANTS = {
     "relative": {"importance": "relative"},
     "relative_flat": {"importance": "relative", "cost_power": 0.0},
     "flat_path1": {"cost_power": 0.0, "target_epochs": 1},
-    "relative_flat_path1": {"importance": "relative", "cost_power": 0.0,
-                            "target_epochs": 1},
+    "relative_flat_path1": {
+        "importance": "relative",
+        "cost_power": 0.0,
+        "target_epochs": 1,
+    },
     # The pruning epochs trained by distillation from the reference (the
     # loss of the common fine-tuning), not by the labels alone.
     "kd": {"distill": True},
     "kd_flat": {"distill": True, "cost_power": 0.0},
-    "kd_flat_path1": {"distill": True, "cost_power": 0.0,
-                      "target_epochs": 1},
+    "kd_flat_path1": {"distill": True, "cost_power": 0.0, "target_epochs": 1},
 }
 SCHEDULES = {
     # A CPU-sized schedule: one cell takes minutes on 2 cores.
-    "default": {"arch": "resnet20", "train_images": 20000, "ref_epochs": 15,
-                "prune_epochs": 5, "finetune_epochs": 3, "seeds": [0, 1, 2],
-                "ref_lr": 0.1, "lr": 0.01, "eval_images": None},
+    "default": {
+        "arch": "resnet20",
+        "train_images": 20000,
+        "ref_epochs": 15,
+        "prune_epochs": 5,
+        "finetune_epochs": 3,
+        "seeds": [0, 1, 2],
+        "ref_lr": 0.1,
+        "lr": 0.01,
+        "eval_images": None,
+    },
     # Torch-Pruning's published CIFAR schedule (for a GPU): ResNet-56, all
     # 45,000 training images, 100 epochs of sparse training, 100 of
     # fine-tuning.
-    "tp-published": {"arch": "resnet56", "train_images": None,
-                     "ref_epochs": 200, "prune_epochs": 100,
-                     "finetune_epochs": 100, "seeds": [0], "ref_lr": 0.1,
-                     "lr": 0.01, "eval_images": None},
+    "tp-published": {
+        "arch": "resnet56",
+        "train_images": None,
+        "ref_epochs": 200,
+        "prune_epochs": 100,
+        "finetune_epochs": 100,
+        "seeds": [0],
+        "ref_lr": 0.1,
+        "lr": 0.01,
+        "eval_images": None,
+    },
     # Smoke: every method and the torch arm end to end in minutes.
-    "quick": {"arch": "resnet20", "train_images": 256, "ref_epochs": 1,
-              "prune_epochs": 1, "finetune_epochs": 1, "seeds": [0],
-              "ref_lr": 0.05, "lr": 0.01, "eval_images": 200,
-              "budgets": [0.5]},
+    "quick": {
+        "arch": "resnet20",
+        "train_images": 256,
+        "ref_epochs": 1,
+        "prune_epochs": 1,
+        "finetune_epochs": 1,
+        "seeds": [0],
+        "ref_lr": 0.05,
+        "lr": 0.01,
+        "eval_images": 200,
+        "budgets": [0.5],
+    },
 }
 BATCH_SIZE = 128
 MOMENTUM = 0.9
@@ -142,8 +175,9 @@ def cell_key(method, fraction, seed):
 
 def _optimizer(lr, steps):
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps))
-    return keras.optimizers.SGD(schedule, momentum=MOMENTUM, nesterov=True,
-                                weight_decay=WEIGHT_DECAY)
+    return keras.optimizers.SGD(
+        schedule, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY
+    )
 
 
 def _loss():
@@ -153,7 +187,7 @@ def _loss():
 def logits(model, x):
     out = []
     for start in range(0, len(x), EVAL_BATCH):
-        batch = cifar.normalize(x[start:start + EVAL_BATCH])
+        batch = cifar.normalize(x[start : start + EVAL_BATCH])
         out.append(keras.ops.convert_to_numpy(model(batch, training=False)))
     return np.concatenate(out)
 
@@ -162,21 +196,27 @@ def accuracy(model, x, y):
     return float(np.mean(np.argmax(logits(model, x), -1) == y))
 
 
-def train(model, data, cfg, seed, stream, epochs, lr, callbacks=(),
-          log=None, label=""):
+def train(
+    model, data, cfg, seed, stream, epochs, lr, callbacks=(), log=None, label=""
+):
     """`epochs` of SGD on the seeded batches of `stream`; returns the
     History (or None for 0 epochs)."""
     if epochs <= 0:
         return None
     steps = cifar.steps_per_epoch(data, cfg["train_images"], BATCH_SIZE)
-    model.compile(_optimizer(lr, epochs * steps), _loss(),
-                  metrics=["accuracy"])
-    batches = cifar.stream_batches(data, seed, stream, epochs,
-                                   cfg["train_images"], BATCH_SIZE)
+    model.compile(_optimizer(lr, epochs * steps), _loss(), metrics=["accuracy"])
+    batches = cifar.stream_batches(
+        data, seed, stream, epochs, cfg["train_images"], BATCH_SIZE
+    )
     extra = [_Progress(log, label)] if log else []
-    return model.fit(batches, steps_per_epoch=steps, epochs=epochs,
-                     verbose=0, shuffle=False,
-                     callbacks=list(callbacks) + extra)
+    return model.fit(
+        batches,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=list(callbacks) + extra,
+    )
 
 
 class _Progress(keras.callbacks.Callback):
@@ -186,11 +226,16 @@ class _Progress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        extra = "".join(f" {k} {logs[k]:.4g}" for k in (
-            "live_flops", "live_units") if k in logs)
-        self.log(f"{self.label} epoch {epoch + 1}: loss "
-                 f"{logs.get('loss', float('nan')):.4f} train acc "
-                 f"{logs.get('accuracy', float('nan')):.4f}{extra}")
+        extra = "".join(
+            f" {k} {logs[k]:.4g}"
+            for k in ("live_flops", "live_units")
+            if k in logs
+        )
+        self.log(
+            f"{self.label} epoch {epoch + 1}: loss "
+            f"{logs.get('loss', float('nan')):.4f} train acc "
+            f"{logs.get('accuracy', float('nan')):.4f}{extra}"
+        )
 
 
 def distill(student, teacher, data, cfg, seed, log=None, label=""):
@@ -205,12 +250,15 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
     if epochs <= 0:
         return student, 0, history
     steps = cifar.steps_per_epoch(data, cfg["train_images"], BATCH_SIZE)
-    distiller = kg.Distiller(student, teacher, alpha=KD_ALPHA,
-                             temperature=KD_TEMPERATURE)
-    distiller.compile(_optimizer(cfg["lr"], epochs * steps), _loss(),
-                      metrics=["accuracy"])
-    batches = cifar.stream_batches(data, seed, STREAM_FINETUNE, epochs,
-                                   cfg["train_images"], BATCH_SIZE)
+    distiller = kg.Distiller(
+        student, teacher, alpha=KD_ALPHA, temperature=KD_TEMPERATURE
+    )
+    distiller.compile(
+        _optimizer(cfg["lr"], epochs * steps), _loss(), metrics=["accuracy"]
+    )
+    batches = cifar.stream_batches(
+        data, seed, STREAM_FINETUNE, epochs, cfg["train_images"], BATCH_SIZE
+    )
 
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -222,20 +270,27 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
             if value > history[best]:
                 best, best_weights = epoch + 1, student.get_weights()
 
-    distiller.fit(batches, steps_per_epoch=steps, epochs=epochs, verbose=0,
-                  shuffle=False,
-                  callbacks=[KeepBest()])
+    distiller.fit(
+        batches,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[KeepBest()],
+    )
     student.set_weights(best_weights)
     return student, best, history
 
 
 def copy_model(model, gamma_l1=None):
     """A copy with the same weights (optionally L1 on every BN gamma)."""
+
     def clone(layer):
         config = layer.get_config()
         if gamma_l1 and isinstance(layer, keras.layers.BatchNormalization):
             config["gamma_regularizer"] = keras.regularizers.serialize(
-                keras.regularizers.L1(gamma_l1))
+                keras.regularizers.L1(gamma_l1)
+            )
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)
@@ -248,8 +303,11 @@ def copy_model(model, gamma_l1=None):
 
 def reference_path(ref_dir, cfg, seed):
     images = cfg["train_images"] or "all"
-    return os.path.join(ref_dir, f"{cfg['arch']}_seed{seed}_n{images}_"
-                        f"e{cfg['ref_epochs']}_lr{cfg['ref_lr']}.weights.h5")
+    return os.path.join(
+        ref_dir,
+        f"{cfg['arch']}_seed{seed}_n{images}_"
+        f"e{cfg['ref_epochs']}_lr{cfg['ref_lr']}.weights.h5",
+    )
 
 
 def reference(data, cfg, seed, ref_dir, log):
@@ -258,7 +316,7 @@ def reference(data, cfg, seed, ref_dir, log):
     path = reference_path(ref_dir, cfg, seed)
     keras.utils.set_random_seed(seed)
     model = resnet_cifar.build(cfg["arch"])
-    info_path = path[:-len(".weights.h5")] + ".json"
+    info_path = path[: -len(".weights.h5")] + ".json"
     if os.path.exists(path) and os.path.exists(info_path):
         model.load_weights(path)
         with open(info_path) as f:
@@ -266,8 +324,17 @@ def reference(data, cfg, seed, ref_dir, log):
         log(f"reference seed {seed}: loaded {path} (val {info['val']:.4f})")
         return model, info
     start = time.perf_counter()
-    train(model, data, cfg, seed, STREAM_REFERENCE, cfg["ref_epochs"],
-          cfg["ref_lr"], log=log, label=f"reference seed {seed}")
+    train(
+        model,
+        data,
+        cfg,
+        seed,
+        STREAM_REFERENCE,
+        cfg["ref_epochs"],
+        cfg["ref_lr"],
+        log=log,
+        label=f"reference seed {seed}",
+    )
     info = {
         "val": accuracy(model, data["x_val"], data["y_val"]),
         "test": accuracy(model, data["x_test"], data["y_test"]),
@@ -277,14 +344,16 @@ def reference(data, cfg, seed, ref_dir, log):
         "path": path,
     }
     os.makedirs(ref_dir, exist_ok=True)
-    temporary = path[:-len(".weights.h5")] + ".tmp.weights.h5"
+    temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(temporary)
     os.replace(temporary, path)
     from benchmarks import report
 
     report.write_atomic(info_path, json.dumps(info, indent=1))
-    log(f"reference seed {seed}: val {info['val']:.4f} test "
-        f"{info['test']:.4f} ({info['seconds']:.0f} s), saved to {path}")
+    log(
+        f"reference seed {seed}: val {info['val']:.4f} test "
+        f"{info['test']:.4f} ({info['seconds']:.0f} s), saved to {path}"
+    )
     return model, info
 
 
@@ -292,9 +361,10 @@ def reference(data, cfg, seed, ref_dir, log):
 
 
 def _after_cut(model, data):
-    return {"val_after_cut": accuracy(model, data["x_val"], data["y_val"]),
-            "test_after_cut": accuracy(model, data["x_test"],
-                                       data["y_test"])}
+    return {
+        "val_after_cut": accuracy(model, data["x_val"], data["y_val"]),
+        "test_after_cut": accuracy(model, data["x_test"], data["y_test"]),
+    }
 
 
 def _slimming_cut(model, fraction):
@@ -303,13 +373,19 @@ def _slimming_cut(model, fraction):
     groups = kg.find_unit_groups(model)
     scores = []
     for group in groups:
-        gammas = [keras.ops.convert_to_numpy(s.layer.gamma)[
-            s.positions[:, 0]] for s in group.slices
-            if s.weight == "gamma"]
-        scores.append(np.mean(np.abs(gammas), axis=0) if gammas
-                      else np.full(group.num_units, np.inf))
-    plan = kg.scoring.plan_from_target(groups, model, {"flops": fraction},
-                                       scores=scores, relative=False)
+        gammas = [
+            keras.ops.convert_to_numpy(s.layer.gamma)[s.positions[:, 0]]
+            for s in group.slices
+            if s.weight == "gamma"
+        ]
+        scores.append(
+            np.mean(np.abs(gammas), axis=0)
+            if gammas
+            else np.full(group.num_units, np.inf)
+        )
+    plan = kg.scoring.plan_from_target(
+        groups, model, {"flops": fraction}, scores=scores, relative=False
+    )
     return kg.prune_model(model, plan=plan)
 
 
@@ -348,14 +424,32 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
     if method == "l1_oneshot":
         small = kg.prune_model(ref, target={"flops": fraction})
         info.update(_after_cut(small, data))
-        train(small, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
-              log=log, label=label)
+        train(
+            small,
+            data,
+            cfg,
+            seed,
+            STREAM_PRUNE,
+            epochs,
+            cfg["lr"],
+            log=log,
+            label=label,
+        )
         return small, info
     if method == "l1_uniform":
         small = uniform_cut(ref, fraction)
         info.update(_after_cut(small, data))
-        train(small, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
-              log=log, label=label)
+        train(
+            small,
+            data,
+            cfg,
+            seed,
+            STREAM_PRUNE,
+            epochs,
+            cfg["lr"],
+            log=log,
+            label=label,
+        )
         return small, info
     if method == "l1_iterative":
         steps = max(1, min(4, epochs))
@@ -366,21 +460,41 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
             planned = kg.budget.planned_value(start, goal, i / steps)
             current = kg.stats.count_flops(model)
             if planned < current:
-                model = kg.prune_model(model,
-                                       target={"flops": planned / current})
+                model = kg.prune_model(
+                    model, target={"flops": planned / current}
+                )
             if i == steps:
                 info.update(_after_cut(model, data))
             share = epochs // steps + (i <= epochs % steps)
             # One optimizer and schedule per segment, on the epochs of the
             # segment's place in the pruning phase.
-            _train_segment(model, data, cfg, seed, epochs, sum(
-                epochs // steps + (j <= epochs % steps)
-                for j in range(1, i)), share, log, label)
+            _train_segment(
+                model,
+                data,
+                cfg,
+                seed,
+                epochs,
+                sum(
+                    epochs // steps + (j <= epochs % steps) for j in range(1, i)
+                ),
+                share,
+                log,
+                label,
+            )
         return model, info
     if method == "slimming":
         model = copy_model(ref, gamma_l1=SLIMMING_L1)
-        train(model, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
-              log=log, label=label)
+        train(
+            model,
+            data,
+            cfg,
+            seed,
+            STREAM_PRUNE,
+            epochs,
+            cfg["lr"],
+            log=log,
+            label=label,
+        )
         small = _slimming_cut(model, fraction)
         info.update(_after_cut(small, data))
         return small, info
@@ -402,11 +516,23 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
     try:
         for name, value in knobs.items():
             setattr(_importance, name, value)
-        trained = (kg.Distiller(model, ref, alpha=KD_ALPHA,
-                                temperature=KD_TEMPERATURE)
-                   if distilled else model)
-        train(trained, data, cfg, seed, STREAM_PRUNE, epochs, cfg["lr"],
-              callbacks=[pruning], log=log, label=label)
+        trained = (
+            kg.Distiller(model, ref, alpha=KD_ALPHA, temperature=KD_TEMPERATURE)
+            if distilled
+            else model
+        )
+        train(
+            trained,
+            data,
+            cfg,
+            seed,
+            STREAM_PRUNE,
+            epochs,
+            cfg["lr"],
+            callbacks=[pruning],
+            log=log,
+            label=label,
+        )
     finally:
         for name, value in saved.items():
             setattr(_importance, name, value)
@@ -418,29 +544,46 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
     return small, info
 
 
-def _train_segment(model, data, cfg, seed, total, first, epochs, log,
-                   label):
+def _train_segment(model, data, cfg, seed, total, first, epochs, log, label):
     """Epochs `first .. first + epochs` of a pruning phase of `total`
     epochs, on the same batches as an uninterrupted phase."""
     if epochs <= 0:
         return
     steps = cifar.steps_per_epoch(data, cfg["train_images"], BATCH_SIZE)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg["lr"],
-                                                      total * steps)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg["lr"], total * steps)
     lr = float(schedule(first * steps))
     remaining = keras.optimizers.schedules.CosineDecay(
-        lr, epochs * steps, alpha=float(schedule((first + epochs) * steps))
-        / max(lr, 1e-12))
-    model.compile(keras.optimizers.SGD(remaining, momentum=MOMENTUM,
-                                       nesterov=True,
-                                       weight_decay=WEIGHT_DECAY),
-                  _loss(), metrics=["accuracy"])
-    batches = cifar.stream_batches(data, seed, STREAM_PRUNE, epochs,
-                                   cfg["train_images"], BATCH_SIZE,
-                                   first_epoch=first)
-    model.fit(batches, steps_per_epoch=steps, epochs=epochs, verbose=0,
-              shuffle=False,
-              callbacks=[_Progress(log, label)] if log else [])
+        lr,
+        epochs * steps,
+        alpha=float(schedule((first + epochs) * steps)) / max(lr, 1e-12),
+    )
+    model.compile(
+        keras.optimizers.SGD(
+            remaining,
+            momentum=MOMENTUM,
+            nesterov=True,
+            weight_decay=WEIGHT_DECAY,
+        ),
+        _loss(),
+        metrics=["accuracy"],
+    )
+    batches = cifar.stream_batches(
+        data,
+        seed,
+        STREAM_PRUNE,
+        epochs,
+        cfg["train_images"],
+        BATCH_SIZE,
+        first_epoch=first,
+    )
+    model.fit(
+        batches,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[_Progress(log, label)] if log else [],
+    )
 
 
 def run_cell(method, ref, ref_info, fraction, data, cfg, seed, args, log):
@@ -450,21 +593,27 @@ def run_cell(method, ref, ref_info, fraction, data, cfg, seed, args, log):
     if method in TORCH_METHODS:
         from benchmarks import b4_torch_client
 
-        small, info = b4_torch_client.run(method, ref, fraction, data, cfg,
-                                          seed, args, log, label)
+        small, info = b4_torch_client.run(
+            method, ref, fraction, data, cfg, seed, args, log, label
+        )
         info["val_before_finetune"] = info.pop("val_before_finetune_torch")
     else:
-        small, info = run_keras_method(method, ref, fraction, data, cfg,
-                                       seed, log, label)
-        info["val_before_finetune"] = accuracy(small, data["x_val"],
-                                               data["y_val"])
+        small, info = run_keras_method(
+            method, ref, fraction, data, cfg, seed, log, label
+        )
+        info["val_before_finetune"] = accuracy(
+            small, data["x_val"], data["y_val"]
+        )
     pruned_seconds = time.perf_counter() - start
     if method in TORCH_METHODS:
-        chosen, history = info.pop("finetune_epoch_chosen"), info.pop(
-            "val_per_finetune_epoch")
+        chosen, history = (
+            info.pop("finetune_epoch_chosen"),
+            info.pop("val_per_finetune_epoch"),
+        )
     else:
-        small, chosen, history = distill(small, ref, data, cfg, seed, log,
-                                         label)
+        small, chosen, history = distill(
+            small, ref, data, cfg, seed, log, label
+        )
     flops = kg.stats.count_flops(small)
     point = {
         "test": accuracy(small, data["x_test"], data["y_test"]),
@@ -480,8 +629,10 @@ def run_cell(method, ref, ref_info, fraction, data, cfg, seed, args, log):
         **info,
     }
     if flops > fraction * ref_info["flops"] * 1.01:
-        log(f"{label} WARNING: FLOPs kept {point['flops_kept']:.4f} is over "
-            f"the budget {fraction:.4f}")
+        log(
+            f"{label} WARNING: FLOPs kept {point['flops_kept']:.4f} is over "
+            f"the budget {fraction:.4f}"
+        )
     return point
 
 
@@ -492,11 +643,17 @@ def cells(seeds, budgets, methods):
     """Cells in priority order: per seed, budget 2x for every method, then
     4x, then 3x; methods in `METHODS` order."""
     order = [b for b in BUDGETS if b in budgets] + [
-        b for b in budgets if b not in BUDGETS]
+        b for b in budgets if b not in BUDGETS
+    ]
     ordered = [m for m in METHODS if m in methods] + [
-        m for m in methods if m not in METHODS]
-    return [(seed, fraction, method) for seed in seeds for fraction in order
-            for method in ordered]
+        m for m in methods if m not in METHODS
+    ]
+    return [
+        (seed, fraction, method)
+        for seed in seeds
+        for fraction in order
+        for method in ordered
+    ]
 
 
 def run(data, cfg, args, log=print):
@@ -506,13 +663,25 @@ def run(data, cfg, args, log=print):
         with open(path) as f:
             results = json.load(f)
     results.setdefault("schedule", {k: v for k, v in cfg.items()})
-    results.setdefault("settings", {
-        "batch_size": BATCH_SIZE, "momentum": MOMENTUM, "nesterov": True,
-        "weight_decay": WEIGHT_DECAY, "weight_decay_kind": "decoupled",
-        "kd_alpha": KD_ALPHA, "kd_temperature": KD_TEMPERATURE,
-        "slimming_l1": SLIMMING_L1, "tp_reg": TP_REG,
-        "split": [len(data["y_train"]), len(data["y_val"]),
-                  len(data["y_test"])]})
+    results.setdefault(
+        "settings",
+        {
+            "batch_size": BATCH_SIZE,
+            "momentum": MOMENTUM,
+            "nesterov": True,
+            "weight_decay": WEIGHT_DECAY,
+            "weight_decay_kind": "decoupled",
+            "kd_alpha": KD_ALPHA,
+            "kd_temperature": KD_TEMPERATURE,
+            "slimming_l1": SLIMMING_L1,
+            "tp_reg": TP_REG,
+            "split": [
+                len(data["y_train"]),
+                len(data["y_val"]),
+                len(data["y_test"]),
+            ],
+        },
+    )
     results.setdefault("descriptions", DESCRIPTIONS)
     variants = results.setdefault("variants", {})
     for method in args.methods:
@@ -523,10 +692,15 @@ def run(data, cfg, args, log=print):
     results.setdefault("machine", report_lib.machine())
     results.setdefault("references", {})
     points = results.setdefault("points", {})
-    todo = [c for c in cells(cfg["seeds"], args.budget_list, args.methods)
-            if not _done(points.get(cell_key(c[2], c[1], c[0])))]
-    log(f"B4 {cfg['arch']}: {len(todo)} cells to run "
-        f"({len(points)} already in {path})")
+    todo = [
+        c
+        for c in cells(cfg["seeds"], args.budget_list, args.methods)
+        if not _done(points.get(cell_key(c[2], c[1], c[0])))
+    ]
+    log(
+        f"B4 {cfg['arch']}: {len(todo)} cells to run "
+        f"({len(points)} already in {path})"
+    )
     refs = {}
     for seed, fraction, method in todo:
         if seed not in refs:
@@ -537,8 +711,9 @@ def run(data, cfg, args, log=print):
         key = cell_key(method, fraction, seed)
         log(f"cell {key}: start")
         try:
-            point = run_cell(method, ref, ref_info, fraction, data, cfg, seed,
-                             args, log)
+            point = run_cell(
+                method, ref, ref_info, fraction, data, cfg, seed, args, log
+            )
         except _Skipped as reason:
             point = {"skipped": str(reason)}
         except Exception as error:  # noqa: BLE001 - recorded, rerun later
@@ -548,17 +723,20 @@ def run(data, cfg, args, log=print):
             log(f"cell {key}: FAILED, {point['error']}")
         points[key] = point
         if "test" in point:
-            log(f"cell {key}: test {point['test']:.4f} (after cut val "
+            log(
+                f"cell {key}: test {point['test']:.4f} (after cut val "
                 f"{point['val_after_cut']:.4f}), FLOPs kept "
                 f"{point['flops_kept']:.3f}, params {point['params']:,}, "
-                f"{point['seconds']:.0f} s")
+                f"{point['seconds']:.0f} s"
+            )
         elif "skipped" in point:
             log(f"cell {key}: skipped ({point['skipped']})")
         if path:
             from benchmarks import report
 
-            report.write_atomic(path, json.dumps(results, indent=1,
-                                                 default=_plain))
+            report.write_atomic(
+                path, json.dumps(results, indent=1, default=_plain)
+            )
     return results
 
 
@@ -587,48 +765,83 @@ def load_data(args, cfg):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.b4_cifar",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--cifar-dir", default=None,
-                        help="folder with cifar10_train.npz and "
-                             "cifar10_test.npz (not needed once cached)")
-    parser.add_argument("--cache", default=cifar.DEFAULT_CACHE,
-                        help="decoded-image cache (outside the repository)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.b4_cifar", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--cifar-dir",
+        default=None,
+        help="folder with cifar10_train.npz and "
+        "cifar10_test.npz (not needed once cached)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=cifar.DEFAULT_CACHE,
+        help="decoded-image cache (outside the repository)",
+    )
     parser.add_argument("--json", required=True)
-    parser.add_argument("--ref-dir", default=None,
-                        help="where references are saved (default: a "
-                             "references/ folder next to --json)")
-    parser.add_argument("--schedule", default="default",
-                        choices=sorted(SCHEDULES))
-    parser.add_argument("--quick", action="store_true",
-                        help="the smoke schedule (--schedule quick)")
+    parser.add_argument(
+        "--ref-dir",
+        default=None,
+        help="where references are saved (default: a "
+        "references/ folder next to --json)",
+    )
+    parser.add_argument(
+        "--schedule", default="default", choices=sorted(SCHEDULES)
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smoke schedule (--schedule quick)",
+    )
     for name, text in (
-            ("train-images", "training images per epoch, a fresh seeded "
-             "sample of the 45,000 (0: all)"),
-            ("ref-epochs", "epochs of the reference"),
-            ("prune-epochs", "epochs of every method's pruning phase"),
-            ("finetune-epochs", "epochs of the common fine-tuning")):
-        parser.add_argument(f"--{name}", type=int, default=None,
-                            help=f"{text} (default: the schedule's)")
-    parser.add_argument("--arch", choices=sorted(resnet_cifar.ARCHS),
-                        default=None, help="default: the schedule's")
-    parser.add_argument("--seeds", default=None,
-                        help="comma-separated, e.g. 0,1,2")
-    parser.add_argument("--budgets", default=None,
-                        help="FLOPs kept, e.g. 0.5,0.25 (default: 1/2, "
-                             "1/4, 1/3)")
+        (
+            "train-images",
+            "training images per epoch, a fresh seeded "
+            "sample of the 45,000 (0: all)",
+        ),
+        ("ref-epochs", "epochs of the reference"),
+        ("prune-epochs", "epochs of every method's pruning phase"),
+        ("finetune-epochs", "epochs of the common fine-tuning"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            type=int,
+            default=None,
+            help=f"{text} (default: the schedule's)",
+        )
+    parser.add_argument(
+        "--arch",
+        choices=sorted(resnet_cifar.ARCHS),
+        default=None,
+        help="default: the schedule's",
+    )
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated, e.g. 0,1,2"
+    )
+    parser.add_argument(
+        "--budgets",
+        default=None,
+        help="FLOPs kept, e.g. 0.5,0.25 (default: 1/2, 1/4, 1/3)",
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--torch-python",
-                        default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON",
-                                               sys.executable),
-                        help="Python with torch and torch-pruning for the "
-                             "Torch-Pruning arm (default: "
-                             "$KERAS_GUIDED_TORCH_PYTHON, else this Python)")
+    parser.add_argument(
+        "--torch-python",
+        default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON", sys.executable),
+        help="Python with torch and torch-pruning for the "
+        "Torch-Pruning arm (default: "
+        "$KERAS_GUIDED_TORCH_PYTHON, else this Python)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = dict(SCHEDULES["quick" if args.quick else args.schedule])
-    for name in ("train_images", "ref_epochs", "prune_epochs",
-                 "finetune_epochs", "arch"):
+    for name in (
+        "train_images",
+        "ref_epochs",
+        "prune_epochs",
+        "finetune_epochs",
+        "arch",
+    ):
         value = getattr(args, name)
         if value is not None:
             cfg[name] = value
@@ -640,16 +853,20 @@ def parse_args(argv):
     variants = {f"guided:{name}" for name in GUIDED_VARIANTS}
     unknown = sorted(set(methods) - set(METHODS) - variants)
     if unknown:
-        parser.error(f"--methods takes names from {METHODS} or "
-                     f"{sorted(variants)}; received {unknown}")
+        parser.error(
+            f"--methods takes names from {METHODS} or "
+            f"{sorted(variants)}; received {unknown}"
+        )
     args.methods = methods
-    args.budget_list = (list(cfg.get("budgets", BUDGETS)) if not args.budgets
-                        else
-                        [float(eval_fraction(b)) for b in
-                         args.budgets.split(",")])
+    args.budget_list = (
+        list(cfg.get("budgets", BUDGETS))
+        if not args.budgets
+        else [float(eval_fraction(b)) for b in args.budgets.split(",")]
+    )
     if args.ref_dir is None:
-        args.ref_dir = os.path.join(os.path.dirname(os.path.abspath(
-            args.json)), "references")
+        args.ref_dir = os.path.join(
+            os.path.dirname(os.path.abspath(args.json)), "references"
+        )
     return args, cfg
 
 
@@ -661,8 +878,10 @@ def eval_fraction(text):
     else:
         value = float(text)
     if not 0 < value <= 1:
-        raise ValueError(f"a budget is the FLOPs fraction kept, in (0, 1]. "
-                         f"Received: {text!r}")
+        raise ValueError(
+            f"a budget is the FLOPs fraction kept, in (0, 1]. "
+            f"Received: {text!r}"
+        )
     return value
 
 

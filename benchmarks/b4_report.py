@@ -17,8 +17,16 @@ import numpy as np
 
 from benchmarks import report
 
-METHODS = ("guided", "tp_group_sl", "l1_oneshot", "l1_iterative",
-           "l1_uniform", "group_lasso", "slimming", "tp_magnitude")
+METHODS = (
+    "guided",
+    "tp_group_sl",
+    "l1_oneshot",
+    "l1_iterative",
+    "l1_uniform",
+    "group_lasso",
+    "slimming",
+    "tp_magnitude",
+)
 BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
 REFERENCE_TOLERANCE = 0.3  # points, at 2x
 LEAD_AT_4X = 1.0  # points over the best baseline
@@ -43,14 +51,14 @@ def summary(b4):
         for budget, points in budgets.items():
             test = np.array([p["test"] for p in points]) * 100
             out.setdefault(method, {})[budget] = {
-                "mean": float(test.mean()), "std": float(test.std()),
+                "mean": float(test.mean()),
+                "std": float(test.std()),
                 "n": len(points),
-                "val_after_cut": 100 * float(np.mean(
-                    [p["val_after_cut"] for p in points])),
-                "test_after_cut": 100 * float(np.mean(
-                    [p["test_after_cut"] for p in points])),
-                "flops_kept": float(np.mean([p["flops_kept"]
-                                             for p in points])),
+                "val_after_cut": 100
+                * float(np.mean([p["val_after_cut"] for p in points])),
+                "test_after_cut": 100
+                * float(np.mean([p["test_after_cut"] for p in points])),
+                "flops_kept": float(np.mean([p["flops_kept"] for p in points])),
                 "flops": float(np.mean([p["flops"] for p in points])),
                 "params": float(np.mean([p["params"] for p in points])),
                 "seconds": float(np.mean([p["seconds"] for p in points])),
@@ -63,21 +71,27 @@ def reference(b4):
     if not refs:
         return None
     test = np.array([r["test"] for r in refs]) * 100
-    return {"mean": float(test.mean()), "std": float(test.std()),
-            "n": len(refs), "flops": refs[0]["flops"],
-            "params": refs[0]["params"],
-            "seconds": float(np.mean([r["seconds"] for r in refs]))}
+    return {
+        "mean": float(test.mean()),
+        "std": float(test.std()),
+        "n": len(refs),
+        "flops": refs[0]["flops"],
+        "params": refs[0]["params"],
+        "seconds": float(np.mean([r["seconds"] for r in refs])),
+    }
 
 
 def _budgets(table):
     present = {b for rows in table.values() for b in rows}
     return [b for b in BUDGET_ORDER if b in present] + sorted(
-        present - set(BUDGET_ORDER))
+        present - set(BUDGET_ORDER)
+    )
 
 
 def _methods(table):
-    return [m for m in METHODS if m in table] + sorted(set(table) -
-                                                       set(METHODS))
+    return [m for m in METHODS if m in table] + sorted(
+        set(table) - set(METHODS)
+    )
 
 
 def markdown(b4):
@@ -88,18 +102,27 @@ def markdown(b4):
     budgets = _budgets(table)
     lines = []
     if ref:
-        lines += [f"Reference: {ref['params']:,} params, {ref['flops']:,} "
-                  f"FLOPs, test {ref['mean']:.2f} ± {ref['std']:.2f} % "
-                  f"({ref['n']} seed(s)), trained in "
-                  f"{ref['seconds'] / 60:.0f} min.", ""]
-    lines += ["Test accuracy (%), mean ± std over seeds (seeds in brackets); "
-              "**bold**: best mean at the budget.", "",
-              "| method | " + " | ".join(budgets) + " |",
-              "|---|" + "---|" * len(budgets)]
+        lines += [
+            f"Reference: {ref['params']:,} params, {ref['flops']:,} "
+            f"FLOPs, test {ref['mean']:.2f} ± {ref['std']:.2f} % "
+            f"({ref['n']} seed(s)), trained in "
+            f"{ref['seconds'] / 60:.0f} min.",
+            "",
+        ]
+    lines += [
+        "Test accuracy (%), mean ± std over seeds (seeds in brackets); "
+        "**bold**: best mean at the budget.",
+        "",
+        "| method | " + " | ".join(budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
     best = {}
     for budget in budgets:
-        values = [(rows[budget]["mean"], m) for m, rows in table.items()
-                  if budget in rows]
+        values = [
+            (rows[budget]["mean"], m)
+            for m, rows in table.items()
+            if budget in rows
+        ]
         best[budget] = max(values)[1]
     for method in _methods(table):
         cells = []
@@ -113,10 +136,13 @@ def markdown(b4):
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     lines.append("")
     for budget in budgets:
-        lines += [f"#### {budget}", "",
-                  "| method | test % | after cut: val % / test % | FLOPs "
-                  "kept | params | wall s per cell | seeds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"#### {budget}",
+            "",
+            "| method | test % | after cut: val % / test % | FLOPs "
+            "kept | params | wall s per cell | seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for method in _methods(table):
             s = table[method].get(budget)
             if s is None:
@@ -125,21 +151,34 @@ def markdown(b4):
                 f"| `{method}` | {s['mean']:.2f} ± {s['std']:.2f} | "
                 f"{s['val_after_cut']:.2f} / {s['test_after_cut']:.2f} | "
                 f"{s['flops_kept']:.3f} ({s['flops'] / 1e6:.1f} M) | "
-                f"{s['params']:,.0f} | {s['seconds']:.0f} | {s['n']} |")
+                f"{s['params']:,.0f} | {s['seconds']:.0f} | {s['n']} |"
+            )
         lines.append("")
-    skipped = {k: p.get("skipped") or f"failed: {p['error']}"
-               for k, p in b4.get("points", {}).items()
-               if "skipped" in p or "error" in p}
+    skipped = {
+        k: p.get("skipped") or f"failed: {p['error']}"
+        for k, p in b4.get("points", {}).items()
+        if "skipped" in p or "error" in p
+    }
     superseded = b4.get("superseded", {})
     if superseded:
-        lines += ["Superseded cells (run again after a fix; the old result "
-                  "is kept in the JSON):", ""] + [
-            f"- `{k}`: test {100 * p['test']:.2f} % ({p['why']})"
-            for k, p in sorted(superseded.items())] + [""]
+        lines += (
+            [
+                "Superseded cells (run again after a fix; the old result "
+                "is kept in the JSON):",
+                "",
+            ]
+            + [
+                f"- `{k}`: test {100 * p['test']:.2f} % ({p['why']})"
+                for k, p in sorted(superseded.items())
+            ]
+            + [""]
+        )
     if skipped:
-        lines += ["Skipped or failed cells:", ""] + [
-            f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())
-        ] + [""]
+        lines += (
+            ["Skipped or failed cells:", ""]
+            + [f"- `{k}`: {reason}" for k, reason in sorted(skipped.items())]
+            + [""]
+        )
     return lines
 
 
@@ -150,34 +189,45 @@ def variant_lines(b4):
     rows = {}
     for key, point in b4.get("points", {}).items():
         method, budget, _ = key.split("|")
-        if "val" in point and (method == "guided"
-                               or method.startswith("guided:")):
+        if "val" in point and (
+            method == "guided" or method.startswith("guided:")
+        ):
             rows.setdefault(method, {}).setdefault(budget, []).append(
-                100 * point["val"])
+                100 * point["val"]
+            )
     if len(rows) <= 1:
         return []
     budgets = [b for b in BUDGET_ORDER if any(b in r for r in rows.values())]
     specs = b4.get("variants", {})
-    lines = ["### Recipe choice (validation)", "",
-             "The recipe behind `guided` is chosen on the 5,000 validation "
-             "images. Each variant changes one or two things (arguments of "
-             "`GuidedPruning`, or the importance guidance knobs of "
-             "`keras_guided.callbacks._importance`); validation accuracy (%) "
-             "at the end of each cell, mean over the seeds run (in "
-             "brackets):", "",
-             "| recipe | changes | " + " | ".join(budgets) + " |",
-             "|---|---|" + "---|" * len(budgets)]
+    lines = [
+        "### Recipe choice (validation)",
+        "",
+        "The recipe behind `guided` is chosen on the 5,000 validation "
+        "images. Each variant changes one or two things (arguments of "
+        "`GuidedPruning`, or the importance guidance knobs of "
+        "`keras_guided.callbacks._importance`); validation accuracy (%) "
+        "at the end of each cell, mean over the seeds run (in "
+        "brackets):",
+        "",
+        "| recipe | changes | " + " | ".join(budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
     order = sorted(rows, key=lambda m: (m != "guided", m))
     for method in order:
         spec = specs.get(method)
-        what = ("the default" if method == "guided" else
-                ", ".join(f"{k}={v!r}" for k, v in spec.items())
-                if spec else "")
+        what = (
+            "the default"
+            if method == "guided"
+            else ", ".join(f"{k}={v!r}" for k, v in spec.items())
+            if spec
+            else ""
+        )
         cells = []
         for budget in budgets:
             values = rows[method].get(budget)
-            cells.append(f"{np.mean(values):.2f} ({len(values)})"
-                         if values else "")
+            cells.append(
+                f"{np.mean(values):.2f} ({len(values)})" if values else ""
+            )
         lines.append(f"| `{method}` | {what} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -190,8 +240,11 @@ def _verdict(shortfall):
 
 
 def _seeds_note(n):
-    return "" if n >= SEEDS_WANTED else (
-        f" [{n} of {SEEDS_WANTED} seeds so far, the seeds both have]")
+    return (
+        ""
+        if n >= SEEDS_WANTED
+        else (f" [{n} of {SEEDS_WANTED} seeds so far, the seeds both have]")
+    )
 
 
 def _per_seed(b4):
@@ -202,9 +255,11 @@ def _per_seed(b4):
         method, budget, seed = key.split("|")
         if "test" in point and ":" not in method:
             cells.setdefault(method, {}).setdefault(budget, {})[seed] = (
-                100 * point["test"])
-    refs = {seed: 100 * r["test"]
-            for seed, r in b4.get("references", {}).items()}
+                100 * point["test"]
+            )
+    refs = {
+        seed: 100 * r["test"] for seed, r in b4.get("references", {}).items()
+    }
     return cells, refs
 
 
@@ -214,8 +269,11 @@ def _paired(first, second):
     seeds = sorted(set(first) & set(second))
     if not seeds:
         return None
-    return (float(np.mean([first[s] for s in seeds])),
-            float(np.mean([second[s] for s in seeds])), len(seeds))
+    return (
+        float(np.mean([first[s] for s in seeds])),
+        float(np.mean([second[s] for s in seeds])),
+        len(seeds),
+    )
 
 
 def targets(b4):
@@ -234,7 +292,9 @@ def targets(b4):
             f"- At 2x fewer FLOPs, guided within {REFERENCE_TOLERANCE} "
             f"points of its reference: {mine:.2f} vs {ref:.2f} ("
             + (f"{gap:.2f} below" if gap >= 0 else f"{-gap:.2f} above")
-            + f"): {_verdict(gap - REFERENCE_TOLERANCE)}" + _seeds_note(n))
+            + f"): {_verdict(gap - REFERENCE_TOLERANCE)}"
+            + _seeds_note(n)
+        )
     for budget in _budgets(summary(b4)):
         point = guided.get(budget)
         if not point:
@@ -245,11 +305,15 @@ def targets(b4):
             lines.append(
                 f"- {budget}: guided >= Torch-Pruning group_sl: "
                 f"{mine:.2f} vs {tp:.2f}: {_verdict(tp - mine)}"
-                + _seeds_note(n))
+                + _seeds_note(n)
+            )
         others = []
         for method, rows in cells.items():
-            pair = method != "guided" and budget in rows and _paired(
-                point, rows[budget])
+            pair = (
+                method != "guided"
+                and budget in rows
+                and _paired(point, rows[budget])
+            )
             if pair:
                 others.append((pair[1] - pair[0], method, pair))
         if others:
@@ -257,13 +321,15 @@ def targets(b4):
             lines.append(
                 f"- {budget}: guided >= every baseline (best: {name} "
                 f"{top:.2f}): {mine:.2f}: {_verdict(top - mine)}"
-                + _seeds_note(n))
+                + _seeds_note(n)
+            )
             if budget == "flops/4x":
                 lines.append(
                     f"- flops/4x: guided ahead of the best baseline by >= "
                     f"{LEAD_AT_4X:g} point ({name} {top:.2f}): "
                     f"{mine:.2f}, {mine - top:+.2f}: "
-                    f"{_verdict(top + LEAD_AT_4X - mine)}" + _seeds_note(n))
+                    f"{_verdict(top + LEAD_AT_4X - mine)}" + _seeds_note(n)
+                )
     return lines
 
 
@@ -279,20 +345,31 @@ def plot(b4, path):
     ref = reference(b4)
     figure, axis = plt.subplots(figsize=(6, 4.5))
     for i, method in enumerate(_methods(table)):
-        points = sorted((s["flops_kept"], s["mean"], s["std"])
-                        for s in table[method].values())
+        points = sorted(
+            (s["flops_kept"], s["mean"], s["std"])
+            for s in table[method].values()
+        )
         x, y, e = zip(*points)
-        axis.errorbar(x, y, yerr=e, marker="o", capsize=2, color=f"C{i}",
-                      label=method,
-                      linestyle="--" if method.startswith("tp_") else "-")
+        axis.errorbar(
+            x,
+            y,
+            yerr=e,
+            marker="o",
+            capsize=2,
+            color=f"C{i}",
+            label=method,
+            linestyle="--" if method.startswith("tp_") else "-",
+        )
     if ref:
-        axis.axhline(ref["mean"], color="grey", linestyle=":",
-                     label="reference")
+        axis.axhline(
+            ref["mean"], color="grey", linestyle=":", label="reference"
+        )
     axis.set_xlabel("FLOPs kept (fraction of the reference)")
     axis.set_ylabel("test accuracy (%), mean ± std over seeds")
     schedule = b4.get("schedule", {})
-    axis.set_title(f"CIFAR-10 {schedule.get('arch', '')}: accuracy vs FLOPs",
-                   fontsize=10)
+    axis.set_title(
+        f"CIFAR-10 {schedule.get('arch', '')}: accuracy vs FLOPs", fontsize=10
+    )
     axis.legend(fontsize=7)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -324,7 +401,8 @@ def _schedule_text(b4):
         f"{settings.get('kd_alpha')}, temperature "
         f"{settings.get('kd_temperature')}; `keras_guided.Distiller` in "
         "Keras, the same loss in PyTorch), keeping the epoch (0 to all) "
-        "with the best validation accuracy.", "",
+        "with the best validation accuracy.",
+        "",
         "Torch-Pruning's published CIFAR-10 result is on ResNet-56 with "
         "all 50,000 training images, 100 epochs of sparsity learning "
         "(`GroupNormPruner`, reg 5e-4, lr 0.01 with steps at 60/80) and 100 "
@@ -333,10 +411,12 @@ def _schedule_text(b4):
         "cosine instead of step learning rates and distillation instead of "
         "plain fine-tuning, for every arm alike; `--schedule tp-published` "
         "runs the published lengths (ResNet-56, 100 + 100 epochs) with the "
-        "same code.", "",
+        "same code.",
+        "",
         "Command: `python -m benchmarks.b4_cifar --cifar-dir "
         "../shared/data/cifar10-jpeg --json <b4.json>` (resumable; see "
-        "`benchmarks/README.md`).", "",
+        "`benchmarks/README.md`).",
+        "",
         "Both arms see the same batches in the same order "
         "(`benchmarks/cifar.py`, seeded numpy). The Torch-Pruning arm runs "
         "in its own process (torch "
@@ -347,7 +427,8 @@ def _schedule_text(b4):
         "MACs kept are at most the budget, and its result is ported back "
         "to Keras (logits checked again): FLOPs and params of every arm "
         "are counted by `keras_guided.count_flops` / `count_params` on the "
-        "Keras model.", "",
+        "Keras model.",
+        "",
     ]
 
 
@@ -357,16 +438,25 @@ def _progress(b4):
     seeds = len(schedule.get("seeds", [])) or 1
     budgets = len(schedule.get("budgets", BUDGET_ORDER))
     total = seeds * budgets * len(METHODS)
-    done = sum("test" in p for k, p in b4.get("points", {}).items()
-               if ":" not in k.split("|")[0])
-    lines = [f"Cells done: {done} of {total} ({seeds} seed(s) x {budgets} "
-             f"budgets x {len(METHODS)} methods); a rerun of the same "
-             "command resumes the grid.", ""]
+    done = sum(
+        "test" in p
+        for k, p in b4.get("points", {}).items()
+        if ":" not in k.split("|")[0]
+    )
+    lines = [
+        f"Cells done: {done} of {total} ({seeds} seed(s) x {budgets} "
+        f"budgets x {len(METHODS)} methods); a rerun of the same "
+        "command resumes the grid.",
+        "",
+    ]
     machine = b4.get("machine")
     if machine:
-        lines += [f"Machine: {machine.get('nproc')} CPU(s), "
-                  f"{machine.get('cpu')}, shared with other work (wall "
-                  "times are upper bounds).", ""]
+        lines += [
+            f"Machine: {machine.get('nproc')} CPU(s), "
+            f"{machine.get('cpu')}, shared with other work (wall "
+            "times are upper bounds).",
+            "",
+        ]
     return lines
 
 
@@ -413,8 +503,10 @@ def write_docs(b4, page):
     """Writes the JSON and the plot next to `page` and replaces its `## B4`
     section (up to the next `## ` heading), or appends one."""
     folder = os.path.dirname(os.path.abspath(page))
-    report.write_atomic(os.path.join(folder, JSON_NAME),
-                        json.dumps(_without_local_paths(b4), indent=1))
+    report.write_atomic(
+        os.path.join(folder, JSON_NAME),
+        json.dumps(_without_local_paths(b4), indent=1),
+    )
     plot(b4, os.path.join(folder, PLOT_NAME))
     text = ""
     if os.path.exists(page):
@@ -436,12 +528,15 @@ def replace_section(text, new, heading="## B4"):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.b4_report")
     parser.add_argument("--json", required=True)
-    parser.add_argument("--docs", default=None,
-                        help="page whose B4 section to regenerate")
-    parser.add_argument("--md", default=None,
-                        help="also write the section alone to this file")
-    parser.add_argument("--plot", default=None,
-                        help="also write the plot to this file")
+    parser.add_argument(
+        "--docs", default=None, help="page whose B4 section to regenerate"
+    )
+    parser.add_argument(
+        "--md", default=None, help="also write the section alone to this file"
+    )
+    parser.add_argument(
+        "--plot", default=None, help="also write the plot to this file"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with open(args.json) as f:
         b4 = json.load(f)

@@ -63,8 +63,7 @@ def block_names(arch):
     for stage in range(3):
         for block in range(ARCHS[arch]):
             first = block == 0 and stage > 0
-            out.append((f"s{stage + 1}b{block + 1}", 2 if first else 1,
-                        first))
+            out.append((f"s{stage + 1}b{block + 1}", 2 if first else 1, first))
     return out
 
 
@@ -87,21 +86,42 @@ def build(arch, widths, num_classes=10):
 
             def conv_bn(name, cin, cout, kernel, stride):
                 self.layers[name] = nn.Conv2d(
-                    cin, cout, kernel, stride=stride,
-                    padding=1 if kernel == 3 else 0, bias=False)
+                    cin,
+                    cout,
+                    kernel,
+                    stride=stride,
+                    padding=1 if kernel == 3 else 0,
+                    bias=False,
+                )
                 self.layers[batchnorm_of(name)] = nn.BatchNorm2d(
-                    cout, eps=1e-5, momentum=0.1)
+                    cout, eps=1e-5, momentum=0.1
+                )
 
             conv_bn("stem_conv", 3, widths["stem_conv"], 3, 1)
             channels = widths["stem_conv"]
             for prefix, stride, projection in self.blocks:
-                conv_bn(f"{prefix}_conv1", channels,
-                        widths[f"{prefix}_conv1"], 3, stride)
-                conv_bn(f"{prefix}_conv2", widths[f"{prefix}_conv1"],
-                        widths[f"{prefix}_conv2"], 3, 1)
+                conv_bn(
+                    f"{prefix}_conv1",
+                    channels,
+                    widths[f"{prefix}_conv1"],
+                    3,
+                    stride,
+                )
+                conv_bn(
+                    f"{prefix}_conv2",
+                    widths[f"{prefix}_conv1"],
+                    widths[f"{prefix}_conv2"],
+                    3,
+                    1,
+                )
                 if projection:
-                    conv_bn(f"{prefix}_proj", channels,
-                            widths[f"{prefix}_proj"], 1, stride)
+                    conv_bn(
+                        f"{prefix}_proj",
+                        channels,
+                        widths[f"{prefix}_proj"],
+                        1,
+                        stride,
+                    )
                 channels = widths[f"{prefix}_conv2"]
             self.layers["fc"] = nn.Linear(channels, num_classes)
 
@@ -141,23 +161,30 @@ def export_arrays(model):
     for key, value in model.state_dict().items():
         if key.endswith("num_batches_tracked"):
             continue
-        out[key[len("layers."):]] = value.detach().cpu().numpy().astype(
-            "float32")
+        out[key[len("layers.") :]] = (
+            value.detach().cpu().numpy().astype("float32")
+        )
     return out
 
 
 def widths_of(model):
     torch = _torch()
-    return {name: int(m.out_channels) for name, m in model.layers.items()
-            if isinstance(m, torch.nn.Conv2d)}
+    return {
+        name: int(m.out_channels)
+        for name, m in model.layers.items()
+        if isinstance(m, torch.nn.Conv2d)
+    }
 
 
 def _nchw(x):
     """NHWC numpy -> an NCHW tensor in channels-last memory (a view: the
     layout PyTorch's CPU convolutions run fastest in, about 2x here)."""
     torch = _torch()
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(
-        device(), memory_format=torch.channels_last)
+    return (
+        torch.from_numpy(np.ascontiguousarray(x))
+        .permute(0, 3, 1, 2)
+        .to(device(), memory_format=torch.channels_last)
+    )
 
 
 def channels_last(model):
@@ -172,8 +199,11 @@ def predict(model, x):
     out = []
     with torch.no_grad():
         for start in range(0, len(x), 1000):
-            out.append(model(_nchw(cifar.normalize(x[start:start + 1000])))
-                       .cpu().numpy())
+            out.append(
+                model(_nchw(cifar.normalize(x[start : start + 1000])))
+                .cpu()
+                .numpy()
+            )
     return np.concatenate(out)
 
 
@@ -192,7 +222,8 @@ def check_port(model, images, expected):
             f"{diff:.3g} on {len(images)} test images (allowed "
             f"{allowed:.3g}: {PORT_TOLERANCE} times the largest |logit|, "
             "at least 1). Check the kernel layout (HWIO -> OIHW), "
-            "the BN statistics and the padding.")
+            "the BN statistics and the padding."
+        )
     return diff
 
 
@@ -201,12 +232,24 @@ def macs(model):
 
     torch = _torch()
     ops, _ = tp.utils.count_ops_and_params(
-        model, torch.zeros(1, 3, 32, 32, device=device()))
+        model, torch.zeros(1, 3, 32, 32, device=device())
+    )
     return int(ops)
 
 
-def train(model, data, request, stream, epochs, lr, pruner=None,
-          teacher=None, log=print, label="", on_epoch=None):
+def train(
+    model,
+    data,
+    request,
+    stream,
+    epochs,
+    lr,
+    pruner=None,
+    teacher=None,
+    log=print,
+    label="",
+    on_epoch=None,
+):
     """SGD epochs on the seeded batches of `stream`, the same optimizer as
     the Keras arm; with `teacher`, the distillation loss."""
     torch = _torch()
@@ -214,20 +257,31 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
     if epochs <= 0:
         return
     channels_last(model)
-    steps = cifar.steps_per_epoch(data, request["train_images"],
-                                  request["batch_size"])
+    steps = cifar.steps_per_epoch(
+        data, request["train_images"], request["batch_size"]
+    )
     total = epochs * steps
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=request[
-        "momentum"], nesterov=True, weight_decay=0.0)
+    optimizer = torch.optim.SGD(
+        parameters,
+        lr=lr,
+        momentum=request["momentum"],
+        nesterov=True,
+        weight_decay=0.0,
+    )
     alpha, temperature = request["kd_alpha"], request["kd_temperature"]
     step = 0
     for epoch in range(epochs):
         model.train()
         seen, correct, loss_sum = 0, 0, 0.0
-        for x, y in cifar.epoch_batches(data, request["seed"], stream, epoch,
-                                        request["train_images"],
-                                        request["batch_size"]):
+        for x, y in cifar.epoch_batches(
+            data,
+            request["seed"],
+            stream,
+            epoch,
+            request["train_images"],
+            request["batch_size"],
+        ):
             rate = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
             for group in optimizer.param_groups:
                 group["lr"] = rate
@@ -241,8 +295,10 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
                 soft = functional.kl_div(
                     functional.log_softmax(out / temperature, -1),
                     functional.log_softmax(target / temperature, -1),
-                    reduction="batchmean", log_target=True)
-                loss = alpha * loss + (1 - alpha) * temperature ** 2 * soft
+                    reduction="batchmean",
+                    log_target=True,
+                )
+                loss = alpha * loss + (1 - alpha) * temperature**2 * soft
             optimizer.zero_grad()
             loss.backward()
             if pruner is not None:
@@ -255,8 +311,10 @@ def train(model, data, request, stream, epochs, lr, pruner=None,
             seen += len(y)
             correct += int((out.argmax(-1) == labels).sum())
             loss_sum += float(loss.detach()) * len(y)
-        log(f"{label} torch epoch {epoch + 1}: loss {loss_sum / seen:.4f} "
-            f"train acc {correct / seen:.4f}")
+        log(
+            f"{label} torch epoch {epoch + 1}: loss {loss_sum / seen:.4f} "
+            f"train acc {correct / seen:.4f}"
+        )
         if on_epoch is not None:
             on_epoch(epoch)
 
@@ -270,11 +328,14 @@ def prune_to_budget(model, pruner, fraction, log, label):
             raise RuntimeError(
                 f"{label} Torch-Pruning stopped at MACs kept "
                 f"{current / start:.4f} after {pruner.iterative_steps} "
-                f"steps; the budget is {fraction:.4f}")
+                f"steps; the budget is {fraction:.4f}"
+            )
         pruner.step()
         current = macs(model)
-    log(f"{label} Torch-Pruning cut to MACs kept {current / start:.4f} in "
-        f"{pruner.current_step} steps")
+    log(
+        f"{label} Torch-Pruning cut to MACs kept {current / start:.4f} in "
+        f"{pruner.current_step} steps"
+    )
     return start, current
 
 
@@ -284,18 +345,29 @@ def make_pruner(method, model, request):
     torch = _torch()
     common = dict(
         example_inputs=torch.zeros(1, 3, 32, 32, device=device()),
-        global_pruning=True, pruning_ratio=1.0, max_pruning_ratio=0.95,
-        iterative_steps=PRUNING_STEPS, ignored_layers=[model.layers["fc"]])
+        global_pruning=True,
+        pruning_ratio=1.0,
+        max_pruning_ratio=0.95,
+        iterative_steps=PRUNING_STEPS,
+        ignored_layers=[model.layers["fc"]],
+    )
     if method == "tp_group_sl":
         return tp.pruner.GroupNormPruner(
-            model, importance=tp.importance.GroupMagnitudeImportance(p=2),
-            reg=request["tp_reg"], alpha=4, **common)
+            model,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            reg=request["tp_reg"],
+            alpha=4,
+            **common,
+        )
     if method == "tp_magnitude":
         return tp.pruner.MagnitudePruner(
-            model, importance=tp.importance.GroupMagnitudeImportance(p=1),
-            **common)
-    raise ValueError(f"method must be tp_group_sl or tp_magnitude. "
-                     f"Received: {method!r}")
+            model,
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            **common,
+        )
+    raise ValueError(
+        f"method must be tp_group_sl or tp_magnitude. Received: {method!r}"
+    )
 
 
 def run(request, log=print):
@@ -309,12 +381,13 @@ def run(request, log=print):
     cifar.shrink_evaluation(data, request.get("eval_images"))
     with np.load(request["weights"]) as archive:
         arrays = {k: archive[k] for k in archive.files}
-    check_images, check_logits = arrays.pop("__images"), arrays.pop(
-        "__logits")
-    widths = json.loads(request["widths"]) if isinstance(
-        request["widths"], str) else request["widths"]
-    teacher = load_arrays(build(request["arch"], widths), arrays).to(
-        device())
+    check_images, check_logits = arrays.pop("__images"), arrays.pop("__logits")
+    widths = (
+        json.loads(request["widths"])
+        if isinstance(request["widths"], str)
+        else request["widths"]
+    )
+    teacher = load_arrays(build(request["arch"], widths), arrays).to(device())
     port_diff = check_port(teacher, check_images, check_logits)
     teacher.eval()
     for p in teacher.parameters():
@@ -325,26 +398,50 @@ def run(request, log=print):
     method, fraction = request["method"], request["fraction"]
     label = request.get("label", "")
     epochs = request["prune_epochs"]
-    info = {"port_max_abs_diff": port_diff,
-            "torch_pruning_version": tp.__version__,
-            "torch_version": torch.__version__,
-            "torch_device": str(device()),
-            "torch_memory_format": "channels_last"}
+    info = {
+        "port_max_abs_diff": port_diff,
+        "torch_pruning_version": tp.__version__,
+        "torch_version": torch.__version__,
+        "torch_device": str(device()),
+        "torch_memory_format": "channels_last",
+    }
     if method == "tp_group_sl":
         pruner = make_pruner(method, model, request)
-        train(model, data, request, cifar_stream(request, "prune"), epochs,
-              request["lr"], pruner=pruner, log=log, label=label)
+        train(
+            model,
+            data,
+            request,
+            cifar_stream(request, "prune"),
+            epochs,
+            request["lr"],
+            pruner=pruner,
+            log=log,
+            label=label,
+        )
         base, kept = prune_to_budget(model, pruner, fraction, log, label)
         after = _after_cut(model, data)
     else:
         pruner = make_pruner(method, model, request)
         base, kept = prune_to_budget(model, pruner, fraction, log, label)
         after = _after_cut(model, data)
-        train(model, data, request, cifar_stream(request, "prune"), epochs,
-              request["lr"], log=log, label=label)
+        train(
+            model,
+            data,
+            request,
+            cifar_stream(request, "prune"),
+            epochs,
+            request["lr"],
+            log=log,
+            label=label,
+        )
     info.update(after)
-    info.update({"torch_macs": kept, "torch_macs_reference": base,
-                 "torch_macs_kept": kept / base})
+    info.update(
+        {
+            "torch_macs": kept,
+            "torch_macs_reference": base,
+            "torch_macs_kept": kept / base,
+        }
+    )
     pruned_seconds = time.perf_counter() - start
     # The common fine-tuning: distillation, best validation epoch kept.
     history = [accuracy(model, data["x_val"], data["y_val"])]
@@ -356,23 +453,35 @@ def run(request, log=print):
         history.append(value)
         log(f"{label} torch fine-tune epoch {epoch + 1}: val {value:.4f}")
         if value > history[best["epoch"]]:
-            best.update(epoch=epoch + 1,
-                        state=copy.deepcopy(model.state_dict()))
+            best.update(
+                epoch=epoch + 1, state=copy.deepcopy(model.state_dict())
+            )
 
-    train(model, data, request, cifar_stream(request, "finetune"),
-          request["finetune_epochs"], request["lr"], teacher=teacher,
-          log=log, label=label, on_epoch=keep_best)
+    train(
+        model,
+        data,
+        request,
+        cifar_stream(request, "finetune"),
+        request["finetune_epochs"],
+        request["lr"],
+        teacher=teacher,
+        log=log,
+        label=label,
+        on_epoch=keep_best,
+    )
     model.load_state_dict(best["state"])
-    info.update({
-        "finetune_epoch_chosen": best["epoch"],
-        "val_per_finetune_epoch": history,
-        "torch_val": accuracy(model, data["x_val"], data["y_val"]),
-        "torch_test": accuracy(model, data["x_test"], data["y_test"]),
-        "torch_pruning_seconds": pruned_seconds,
-        "torch_seconds": time.perf_counter() - start,
-        "widths": widths_of(model),
-        "check_logits": predict(model, check_images).tolist(),
-    })
+    info.update(
+        {
+            "finetune_epoch_chosen": best["epoch"],
+            "val_per_finetune_epoch": history,
+            "torch_val": accuracy(model, data["x_val"], data["y_val"]),
+            "torch_test": accuracy(model, data["x_test"], data["y_test"]),
+            "torch_pruning_seconds": pruned_seconds,
+            "torch_seconds": time.perf_counter() - start,
+            "widths": widths_of(model),
+            "check_logits": predict(model, check_images).tolist(),
+        }
+    )
     out = export_arrays(model)
     np.savez(request["output_weights"], **out)
     return info
@@ -383,9 +492,10 @@ def cifar_stream(request, phase):
 
 
 def _after_cut(model, data):
-    return {"val_after_cut": accuracy(model, data["x_val"], data["y_val"]),
-            "test_after_cut": accuracy(model, data["x_test"],
-                                       data["y_test"])}
+    return {
+        "val_after_cut": accuracy(model, data["x_val"], data["y_val"]),
+        "test_after_cut": accuracy(model, data["x_test"], data["y_test"]),
+    }
 
 
 def main(argv):

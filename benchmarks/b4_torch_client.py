@@ -25,14 +25,20 @@ PORT_BACK_TOLERANCE = 1e-3
 def missing(python):
     """Why the torch arm cannot run with `python`, or `None`."""
     if not python or not os.path.exists(python):
-        return (f"no Python with torch and torch-pruning at {python!r} "
-                "(pass --torch-python, see benchmarks/README.md)")
+        return (
+            f"no Python with torch and torch-pruning at {python!r} "
+            "(pass --torch-python, see benchmarks/README.md)"
+        )
     probe = subprocess.run(
-        [python, "-c", "import torch, torch_pruning"], capture_output=True,
-        text=True)
+        [python, "-c", "import torch, torch_pruning"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode:
-        return (f"{python} cannot import torch and torch_pruning: "
-                f"{probe.stderr.strip().splitlines()[-1:]}")
+        return (
+            f"{python} cannot import torch and torch_pruning: "
+            f"{probe.stderr.strip().splitlines()[-1:]}"
+        )
     return None
 
 
@@ -50,39 +56,55 @@ def run(method, ref, fraction, data, cfg, seed, args, log, label):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as directory:
         weights = os.path.join(directory, "reference.npz")
-        np.savez(weights, __images=images, __logits=expected,
-                 **resnet_cifar.export_weights(ref))
+        np.savez(
+            weights,
+            __images=images,
+            __logits=expected,
+            **resnet_cifar.export_weights(ref),
+        )
         request = {
-            "method": method, "fraction": fraction, "seed": seed,
+            "method": method,
+            "fraction": fraction,
+            "seed": seed,
             "arch": cfg["arch"],
             "widths": resnet_cifar.conv_widths(ref),
             "train_images": cfg["train_images"],
             "prune_epochs": cfg["prune_epochs"],
             "finetune_epochs": cfg["finetune_epochs"],
-            "lr": cfg["lr"], "eval_images": cfg.get("eval_images"),
+            "lr": cfg["lr"],
+            "eval_images": cfg.get("eval_images"),
             "batch_size": b4_cifar.BATCH_SIZE,
             "momentum": b4_cifar.MOMENTUM,
             "weight_decay": b4_cifar.WEIGHT_DECAY,
             "kd_alpha": b4_cifar.KD_ALPHA,
             "kd_temperature": b4_cifar.KD_TEMPERATURE,
             "tp_reg": b4_cifar.TP_REG,
-            "streams": {"prune": b4_cifar.STREAM_PRUNE,
-                        "finetune": b4_cifar.STREAM_FINETUNE},
-            "cache": args.cache, "threads": args.threads,
-            "weights": weights, "label": label,
+            "streams": {
+                "prune": b4_cifar.STREAM_PRUNE,
+                "finetune": b4_cifar.STREAM_FINETUNE,
+            },
+            "cache": args.cache,
+            "threads": args.threads,
+            "weights": weights,
+            "label": label,
             "output": os.path.join(directory, "result.json"),
             "output_weights": os.path.join(directory, "pruned.npz"),
         }
         request_path = os.path.join(directory, "request.json")
         with open(request_path, "w") as f:
             json.dump(request, f)
-        env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS=str(
-            args.threads))
+        env = dict(
+            os.environ, PYTHONPATH=root, OMP_NUM_THREADS=str(args.threads)
+        )
         start = time.perf_counter()
         process = subprocess.Popen(
             [args.torch_python, "-m", "benchmarks.b4_torch", request_path],
-            cwd=root, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         tail = []
         for line in process.stdout:
             line = line.rstrip("\n")
@@ -91,21 +113,29 @@ def run(method, ref, fraction, data, cfg, seed, args, log, label):
         if process.wait():
             raise RuntimeError(
                 f"{label} the Torch-Pruning process failed (exit "
-                f"{process.returncode}):\n" + "\n".join(tail))
+                f"{process.returncode}):\n" + "\n".join(tail)
+            )
         with open(request["output"]) as f:
             info = json.load(f)
         with np.load(request["output_weights"]) as archive:
             arrays = {k: archive[k] for k in archive.files}
     small = resnet_cifar.build(cfg["arch"], widths=info["widths"])
     resnet_cifar.import_weights(small, arrays)
-    diff = float(np.max(np.abs(b4_cifar.logits(small, images) - np.asarray(
-        info.pop("check_logits")))))
+    diff = float(
+        np.max(
+            np.abs(
+                b4_cifar.logits(small, images)
+                - np.asarray(info.pop("check_logits"))
+            )
+        )
+    )
     info["port_back_max_abs_diff"] = diff
     if not diff < PORT_BACK_TOLERANCE:
         raise RuntimeError(
             f"{label} PyTorch -> Keras port of the pruned model is wrong: "
             f"max |logits diff| {diff:.3g} on {CHECK_IMAGES} test images "
-            f"(allowed {PORT_BACK_TOLERANCE})")
+            f"(allowed {PORT_BACK_TOLERANCE})"
+        )
     info["subprocess_seconds"] = time.perf_counter() - start
     info.pop("widths")
     return small, info

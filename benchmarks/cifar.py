@@ -17,8 +17,9 @@ import numpy as np
 
 TRAIN_FILE = "cifar10_train.npz"
 TEST_FILE = "cifar10_test.npz"
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache",
-                             "keras_guided_bench", "cifar10.npz")
+DEFAULT_CACHE = os.path.join(
+    os.path.expanduser("~"), ".cache", "keras_guided_bench", "cifar10.npz"
+)
 VALIDATION = 5000
 SPLIT_SEED = 1234  # the train/validation split never changes with `--seeds`
 # Per-channel statistics of the CIFAR-10 training images (0..1 scale).
@@ -33,15 +34,19 @@ def decode(path):
     from PIL import Image
 
     with np.load(path) as archive:
-        jpeg, offsets, labels = (archive["jpeg"], archive["offsets"],
-                                 archive["labels"])
+        jpeg, offsets, labels = (
+            archive["jpeg"],
+            archive["offsets"],
+            archive["labels"],
+        )
     if len(offsets) != len(labels) + 1:
         raise ValueError(
             f"{path}: `offsets` must have one entry more than `labels`. "
-            f"Received: {len(offsets)} offsets, {len(labels)} labels.")
+            f"Received: {len(offsets)} offsets, {len(labels)} labels."
+        )
     images = np.empty((len(labels), 32, 32, 3), dtype=np.uint8)
     for i in range(len(labels)):
-        data = jpeg[offsets[i]:offsets[i + 1]].tobytes()
+        data = jpeg[offsets[i] : offsets[i + 1]].tobytes()
         with Image.open(io.BytesIO(data)) as image:
             images[i] = np.asarray(image.convert("RGB"))
     return images, labels.astype(np.uint8)
@@ -57,18 +62,23 @@ def load(cifar_dir, cache=DEFAULT_CACHE):
     if cifar_dir is None:
         raise FileNotFoundError(
             "B4 needs the CIFAR-10 files: pass --cifar-dir, a folder holding "
-            f"{TRAIN_FILE} and {TEST_FILE} (the shared cifar10-jpeg copy).")
-    paths = [os.path.join(cifar_dir, name) for name in (TRAIN_FILE,
-                                                        TEST_FILE)]
+            f"{TRAIN_FILE} and {TEST_FILE} (the shared cifar10-jpeg copy)."
+        )
+    paths = [os.path.join(cifar_dir, name) for name in (TRAIN_FILE, TEST_FILE)]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(
             f"--cifar-dir must hold {TRAIN_FILE} and {TEST_FILE}. Missing: "
-            f"{missing}. Pass the folder of the shared cifar10-jpeg copy.")
+            f"{missing}. Pass the folder of the shared cifar10-jpeg copy."
+        )
     x_train, y_train = decode(paths[0])
     x_test, y_test = decode(paths[1])
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test,
-              "y_test": y_test}
+    arrays = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+    }
     if cache:
         directory = os.path.dirname(os.path.abspath(cache))
         os.makedirs(directory, exist_ok=True)
@@ -92,8 +102,10 @@ def split(arrays, validation=VALIDATION, seed=SPLIT_SEED):
     return {
         "x_train": arrays["x_train"][train],
         "y_train": arrays["y_train"][train],
-        "x_val": arrays["x_train"][val], "y_val": arrays["y_train"][val],
-        "x_test": arrays["x_test"], "y_test": arrays["y_test"],
+        "x_val": arrays["x_train"][val],
+        "y_val": arrays["y_train"][val],
+        "x_test": arrays["x_test"],
+        "y_test": arrays["y_test"],
     }
 
 
@@ -126,8 +138,9 @@ def augment(images, rng):
     rows = dy[:, None] + np.arange(height)[None, :]
     cols = dx[:, None] + np.arange(width)[None, :]
     cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    return padded[np.arange(n)[:, None, None], rows[:, :, None],
-                  cols[:, None, :]]
+    return padded[
+        np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]
+    ]
 
 
 def epoch_order(num_train, seed, stream, epoch, images_per_epoch):
@@ -143,17 +156,17 @@ def epoch_order(num_train, seed, stream, epoch, images_per_epoch):
     return order
 
 
-def epoch_batches(data, seed, stream, epoch, images_per_epoch,
-                  batch_size=128):
+def epoch_batches(data, seed, stream, epoch, images_per_epoch, batch_size=128):
     """Yields `(x float32 NHWC, y int32)` batches of one training epoch:
     the seeded sample of `epoch_order`, augmented by a numpy RNG seeded by
     `(seed, stream, epoch)`, in a fixed order. The same arguments give the
     same batches in any process."""
-    order = epoch_order(len(data["y_train"]), seed, stream, epoch,
-                        images_per_epoch)
+    order = epoch_order(
+        len(data["y_train"]), seed, stream, epoch, images_per_epoch
+    )
     rng = np.random.default_rng([seed, stream, epoch, 1])
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         images = augment(data["x_train"][index], rng)
         yield normalize(images), data["y_train"][index].astype("int32")
 
@@ -165,14 +178,16 @@ def steps_per_epoch(data, images_per_epoch, batch_size=128):
     return -(-n // batch_size)
 
 
-def stream_batches(data, seed, stream, epochs, images_per_epoch,
-                   batch_size=128, first_epoch=0):
+def stream_batches(
+    data, seed, stream, epochs, images_per_epoch, batch_size=128, first_epoch=0
+):
     """`epoch_batches` for `epochs` epochs in a row (for `fit` with
     `steps_per_epoch`), then repeats the last epoch forever so a generator
     read ahead by the input pipeline never runs dry."""
     epoch = first_epoch
     while True:
-        yield from epoch_batches(data, seed, stream, epoch,
-                                 images_per_epoch, batch_size)
+        yield from epoch_batches(
+            data, seed, stream, epoch, images_per_epoch, batch_size
+        )
         if epoch < first_epoch + epochs - 1:
             epoch += 1

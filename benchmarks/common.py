@@ -30,14 +30,16 @@ def tfmot_missing():
     """Why the tfmot baseline cannot run, or `None` (checked without import)."""
     for module in ("tensorflow_model_optimization", "tf_keras"):
         if importlib.util.find_spec(module) is None:
-            return (f"{module} is not installed (pip install "
-                    "tensorflow-model-optimization tf-keras)")
+            return (
+                f"{module} is not installed (pip install "
+                "tensorflow-model-optimization tf-keras)"
+            )
     return None
 
 
 def logits(model, x, batch_size=1000):
     chunks = [
-        keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+        keras.ops.convert_to_numpy(model(x[i : i + batch_size], training=False))
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(chunks)
@@ -52,8 +54,13 @@ def export_sizes(model, sample, num_runs, num_threads=1):
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
         report = kg.export_tflite(
-            model, path, sample_inputs=sample, measure_latency=True,
-            num_runs=num_runs, num_threads=num_threads)
+            model,
+            path,
+            sample_inputs=sample,
+            measure_latency=True,
+            num_runs=num_runs,
+            num_threads=num_threads,
+        )
         with open(path, "rb") as f:
             content = f.read()
     return {

@@ -26,12 +26,18 @@ def read_idx(path):
             f"'{path}' is not an idx file: expected the magic bytes 00 00, "
             f"received {content[:2]!r}."
         )
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
-              0x0D: ">f4", 0x0E: ">f8"}
+    dtypes = {
+        0x08: np.uint8,
+        0x09: np.int8,
+        0x0B: ">i2",
+        0x0C: ">i4",
+        0x0D: ">f4",
+        0x0E: ">f8",
+    }
     dtype, rank = content[2], content[3]
     if dtype not in dtypes:
         raise ValueError(f"'{path}': unknown idx type code {dtype:#x}.")
-    shape = struct.unpack(">" + "I" * rank, content[4:4 + 4 * rank])
+    shape = struct.unpack(">" + "I" * rank, content[4 : 4 + 4 * rank])
     data = np.frombuffer(content, dtype=dtypes[dtype], offset=4 + 4 * rank)
     if data.size != int(np.prod(shape)):
         raise ValueError(
@@ -90,8 +96,9 @@ def split(x, y, sizes=None, seed=0):
     order = np.random.default_rng(seed).permutation(n)
     bounds = np.cumsum((0,) + tuple(sizes))
     out = {}
-    for name, start, stop in zip(("train", "val", "test"), bounds[:-1],
-                                 bounds[1:]):
+    for name, start, stop in zip(
+        ("train", "val", "test"), bounds[:-1], bounds[1:]
+    ):
         index = order[start:stop]
         out["x_" + name], out["y_" + name] = x[index], y[index]
     return out

@@ -24,8 +24,15 @@ def _conv_geometry(input_shape):
     return (5, "valid") if input_shape[0] >= 28 else (3, "same")
 
 
-def build(name, input_shape, widths=None, num_classes=10, regularizer=None,
-          keras_module=None, regularize_output=False):
+def build(
+    name,
+    input_shape,
+    widths=None,
+    num_classes=10,
+    regularizer=None,
+    keras_module=None,
+    regularize_output=False,
+):
     """Builds a benchmark model.
 
     Args:
@@ -54,30 +61,54 @@ def build(name, input_shape, widths=None, num_classes=10, regularizer=None,
     if name == "lenet300":
         layers.append(keras.layers.Flatten(name="flatten"))
         for i, width in enumerate(widths, 1):
-            layers.append(keras.layers.Dense(
-                width, activation="relu", kernel_regularizer=reg(),
-                name=f"dense_{i}"))
+            layers.append(
+                keras.layers.Dense(
+                    width,
+                    activation="relu",
+                    kernel_regularizer=reg(),
+                    name=f"dense_{i}",
+                )
+            )
     else:
         batchnorm = name == "lenet5_bn"
         kernel_size, padding = _conv_geometry(input_shape)
         for i, filters in enumerate(widths[:2], 1):
-            layers.append(keras.layers.Conv2D(
-                filters, kernel_size, padding=padding,
-                activation=None if batchnorm else "relu",
-                kernel_regularizer=reg(), name=f"conv_{i}"))
+            layers.append(
+                keras.layers.Conv2D(
+                    filters,
+                    kernel_size,
+                    padding=padding,
+                    activation=None if batchnorm else "relu",
+                    kernel_regularizer=reg(),
+                    name=f"conv_{i}",
+                )
+            )
             if batchnorm:
-                layers.append(keras.layers.BatchNormalization(
-                    gamma_regularizer=reg(), beta_regularizer=reg(),
-                    name=f"bn_{i}"))
+                layers.append(
+                    keras.layers.BatchNormalization(
+                        gamma_regularizer=reg(),
+                        beta_regularizer=reg(),
+                        name=f"bn_{i}",
+                    )
+                )
                 layers.append(keras.layers.ReLU(name=f"relu_{i}"))
             layers.append(keras.layers.MaxPooling2D(2, name=f"pool_{i}"))
         layers.append(keras.layers.Flatten(name="flatten"))
-        layers.append(keras.layers.Dense(
-            widths[2], activation="relu", kernel_regularizer=reg(),
-            name="dense_1"))
-    layers.append(keras.layers.Dense(
-        num_classes, name="output",
-        kernel_regularizer=reg() if regularize_output else None))
+        layers.append(
+            keras.layers.Dense(
+                widths[2],
+                activation="relu",
+                kernel_regularizer=reg(),
+                name="dense_1",
+            )
+        )
+    layers.append(
+        keras.layers.Dense(
+            num_classes,
+            name="output",
+            kernel_regularizer=reg() if regularize_output else None,
+        )
+    )
     return keras.Sequential(layers, name=name)
 
 
@@ -145,8 +176,7 @@ def masked_copy(model, keep):
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     for layer, bn in prunable_layers(clone):
-        drop = np.setdiff1d(np.arange(layer.kernel.shape[-1]),
-                            keep[layer.name])
+        drop = np.setdiff1d(np.arange(layer.kernel.shape[-1]), keep[layer.name])
         kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
         kernel[..., drop] = 0.0
         layer.kernel.assign(kernel)
@@ -179,8 +209,9 @@ def reference_rebuild(model, keep, name, input_shape, num_classes=10):
         if isinstance(old, (keras.layers.Dense, keras.layers.Conv2D)):
             kernel = weights[0]
             if previous is not None:
-                if isinstance(old, keras.layers.Dense) and kernel.shape[0] != (
-                    previous[1]
+                if (
+                    isinstance(old, keras.layers.Dense)
+                    and kernel.shape[0] != (previous[1])
                 ):
                     # After Flatten (channels last): channel c owns rows
                     # c, c + C, c + 2C, ...
@@ -212,8 +243,11 @@ def recalibrate_batchnorm(model, x):
     averages lag the weights; every method gets this same step, before any
     accuracy is measured. A no-op for models without BN.
     """
-    batchnorms = [layer for layer in model.layers
-                  if isinstance(layer, keras.layers.BatchNormalization)]
+    batchnorms = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     if not batchnorms:
         return
     momenta = [layer.momentum for layer in batchnorms]

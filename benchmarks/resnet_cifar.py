@@ -30,14 +30,14 @@ BN_MOMENTUM = 0.9
 def block_names(arch):
     """`[(prefix, stride, has_projection)]` of every basic block."""
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {sorted(ARCHS)}. Received: "
-                         f"{arch!r}")
+        raise ValueError(
+            f"arch must be one of {sorted(ARCHS)}. Received: {arch!r}"
+        )
     out = []
     for stage in range(3):
         for block in range(ARCHS[arch]):
             first = block == 0 and stage > 0
-            out.append((f"s{stage + 1}b{block + 1}", 2 if first else 1,
-                        first))
+            out.append((f"s{stage + 1}b{block + 1}", 2 if first else 1, first))
     return out
 
 
@@ -59,12 +59,19 @@ def _conv_bn(x, filters, kernel, stride, name):
         padding = "valid"
     else:
         padding = "same" if kernel == 3 else "valid"
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding,
-                            use_bias=False, kernel_initializer="he_normal",
-                            name=name)(x)
+    x = keras.layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=name,
+    )(x)
     bn_name = name.replace("conv", "bn") if "conv" in name else f"{name}_bn"
     return keras.layers.BatchNormalization(
-        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=bn_name)(x)
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=bn_name
+    )(x)
 
 
 def build(arch="resnet20", widths=None, num_classes=10):
@@ -76,14 +83,14 @@ def build(arch="resnet20", widths=None, num_classes=10):
     x = _conv_bn(inputs, widths["stem_conv"], 3, 1, "stem_conv")
     x = keras.layers.ReLU(name="stem_relu")(x)
     for prefix, stride, projection in names:
-        y = _conv_bn(x, widths[f"{prefix}_conv1"], 3, stride,
-                     f"{prefix}_conv1")
+        y = _conv_bn(x, widths[f"{prefix}_conv1"], 3, stride, f"{prefix}_conv1")
         y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
         y = _conv_bn(y, widths[f"{prefix}_conv2"], 3, 1, f"{prefix}_conv2")
         shortcut = x
         if projection:
-            shortcut = _conv_bn(x, widths[f"{prefix}_proj"], 1, stride,
-                                f"{prefix}_proj")
+            shortcut = _conv_bn(
+                x, widths[f"{prefix}_proj"], 1, stride, f"{prefix}_proj"
+            )
         x = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
         x = keras.layers.ReLU(name=f"{prefix}_relu2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -93,8 +100,11 @@ def build(arch="resnet20", widths=None, num_classes=10):
 
 def conv_widths(model):
     """`{conv name: filters}` of a (pruned) ResNet."""
-    return {layer.name: int(layer.filters) for layer in model.layers
-            if isinstance(layer, keras.layers.Conv2D)}
+    return {
+        layer.name: int(layer.filters)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    }
 
 
 def batchnorm_of(conv_name):
@@ -116,14 +126,14 @@ def export_weights(model):
         if isinstance(layer, keras.layers.Conv2D):
             out[f"{layer.name}.weight"] = np.transpose(values[0], (3, 2, 0, 1))
         elif isinstance(layer, keras.layers.BatchNormalization):
-            for key, value in zip(("weight", "bias", "running_mean",
-                                   "running_var"), values):
+            for key, value in zip(
+                ("weight", "bias", "running_mean", "running_var"), values
+            ):
                 out[f"{layer.name}.{key}"] = value
         elif isinstance(layer, keras.layers.Dense):
             out[f"{layer.name}.weight"] = values[0].T
             out[f"{layer.name}.bias"] = values[1]
-    return {k: np.ascontiguousarray(v, dtype="float32")
-            for k, v in out.items()}
+    return {k: np.ascontiguousarray(v, dtype="float32") for k, v in out.items()}
 
 
 def import_weights(model, arrays):
@@ -132,12 +142,18 @@ def import_weights(model, arrays):
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            layer.set_weights([np.transpose(arrays[f"{layer.name}.weight"],
-                                            (2, 3, 1, 0))])
+            layer.set_weights(
+                [np.transpose(arrays[f"{layer.name}.weight"], (2, 3, 1, 0))]
+            )
         elif isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([arrays[f"{layer.name}.{key}"] for key in (
-                "weight", "bias", "running_mean", "running_var")])
+            layer.set_weights(
+                [
+                    arrays[f"{layer.name}.{key}"]
+                    for key in ("weight", "bias", "running_mean", "running_var")
+                ]
+            )
         elif isinstance(layer, keras.layers.Dense):
-            layer.set_weights([arrays[f"{layer.name}.weight"].T,
-                               arrays[f"{layer.name}.bias"]])
+            layer.set_weights(
+                [arrays[f"{layer.name}.weight"].T, arrays[f"{layer.name}.bias"]]
+            )
     return model

@@ -34,8 +34,9 @@ def _latency(content, num_runs, num_threads=1):
     interpreter = Interpreter(model_content=content, num_threads=num_threads)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"],
-                           np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.set_tensor(
+        detail["index"], np.zeros(detail["shape"], detail["dtype"])
+    )
     for _ in range(5):
         interpreter.invoke()
     times = []
@@ -57,11 +58,14 @@ def main(request_path):
 
     arrays = np.load(request["arrays"])
     data = {k: arrays[k] for k in arrays.files if k.startswith(("x_", "y_"))}
-    weights = [arrays[f"weight_{i}"] for i in range(
-        sum(k.startswith("weight_") for k in arrays.files))]
+    weights = [
+        arrays[f"weight_{i}"]
+        for i in range(sum(k.startswith("weight_") for k in arrays.files))
+    ]
     tf_keras.utils.set_random_seed(0)
-    model = models_lib.build(request["model"], request["input_shape"],
-                             keras_module=tf_keras)
+    model = models_lib.build(
+        request["model"], request["input_shape"], keras_module=tf_keras
+    )
     model.set_weights(weights)
     # Reach the target sparsity in 10 pruning steps over the first 70 % of
     # training (tfmot's default frequency of 100 steps would never prune a
@@ -70,18 +74,28 @@ def main(request_path):
     total = steps * max(1, request["epochs"])
     frequency = max(1, int(0.7 * total) // 10)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=request["sparsity"],
-        begin_step=0, end_step=10 * frequency, frequency=frequency)
+        initial_sparsity=0.0,
+        final_sparsity=request["sparsity"],
+        begin_step=0,
+        end_step=10 * frequency,
+        frequency=frequency,
+    )
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=schedule)
+        model, pruning_schedule=schedule
+    )
     pruned.compile(
         optimizer=tf_keras.optimizers.Adam(3e-4),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"])
-    pruned.fit(data["x_train"], data["y_train"],
-               epochs=max(1, request["epochs"]),
-               batch_size=request["batch_size"], verbose=0,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+        metrics=["accuracy"],
+    )
+    pruned.fit(
+        data["x_train"],
+        data["y_train"],
+        epochs=max(1, request["epochs"]),
+        batch_size=request["batch_size"],
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
 
     def accuracy(x, y):

@@ -26,15 +26,28 @@ def train(regularizer, seed=0, callbacks=()):
     keras.utils.set_random_seed(seed)
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
-    hidden = keras.layers.Dense(64, activation="relu",
-                                kernel_regularizer=regularizer)
-    model = keras.Sequential([
-        keras.Input((64,)), hidden,
-        keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss="sparse_categorical_crossentropy")
-    model.fit(x, digits.target, epochs=30, batch_size=64, verbose=0,
-              callbacks=list(callbacks))
+    hidden = keras.layers.Dense(
+        64, activation="relu", kernel_regularizer=regularizer
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            hidden,
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="sparse_categorical_crossentropy",
+    )
+    model.fit(
+        x,
+        digits.target,
+        epochs=30,
+        batch_size=64,
+        verbose=0,
+        callbacks=list(callbacks),
+    )
     return hidden
 
 
@@ -43,12 +56,24 @@ def main():
         train(keras.regularizers.L1(2e-3)),
         train(keras_guided.GuidedRegularizer(2e-3, "group", "uniform")),
         train(keras_guided.GuidedRegularizer(2e-3, "group", "linear")),
-        train(None, callbacks=[keras_guided.GuidedPruning(
-            strength=0.3, guidance="linear", mode="proximal")]),
+        train(
+            None,
+            callbacks=[
+                keras_guided.GuidedPruning(
+                    strength=0.3, guidance="linear", mode="proximal"
+                )
+            ],
+        ),
     ]
     figure = keras_guided.plots.plot_unit_heatmaps(
-        layers, titles=["plain L1", "group lasso", "guided group lasso",
-                        "guided, proximal callback"])
+        layers,
+        titles=[
+            "plain L1",
+            "group lasso",
+            "guided group lasso",
+            "guided, proximal callback",
+        ],
+    )
     path = os.path.join(HERE, "images", "heatmaps.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -51,8 +51,12 @@ def load_data(seed):
     digits = load_digits()
     images = (digits.images / 16.0).astype("float32")[..., None]
     x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=0.2, random_state=seed,
-        stratify=digits.target)
+        images,
+        digits.target,
+        test_size=0.2,
+        random_state=seed,
+        stratify=digits.target,
+    )
     return x_train, y_train, x_test, y_test
 
 
@@ -68,10 +72,10 @@ def build_cnn():
     inputs = keras.Input((8, 8, 1), name="image")
     x = inputs
     for index, filters in enumerate((16, 32), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same",
-                                name=f"conv{index}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9,
-                                            name=f"bn{index}")(x)
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", name=f"conv{index}"
+        )(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{index}")(x)
         x = keras.layers.ReLU(name=f"relu{index}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{index}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -83,9 +87,11 @@ def build_cnn():
 def compile_model(model, learning_rate):
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
 
 
 def accuracy(model, x, y):
@@ -111,22 +117,29 @@ def tflite_accuracy(path, x, y):
     for image, label in zip(x, y):
         interpreter.set_tensor(input_index, image[None])
         interpreter.invoke()
-        correct += int(np.argmax(interpreter.get_tensor(output_index)) ==
-                       label)
+        correct += int(np.argmax(interpreter.get_tensor(output_index)) == label)
     return correct / len(x)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Small CNN on digits: GuidedPruning (proximal), "
-        "prune_model, fine-tune, int8 export.")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few epochs only (CI smoke test)")
-    parser.add_argument("--out", default="out_cnn_digits",
-                        help="directory for artifacts (default: "
-                        "./out_cnn_digits)")
-    parser.add_argument("--keep-flops", type=float, default=0.1,
-                        help="fraction of the FLOPs to keep (default: 0.1)")
+        "prune_model, fine-tune, int8 export."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few epochs only (CI smoke test)"
+    )
+    parser.add_argument(
+        "--out",
+        default="out_cnn_digits",
+        help="directory for artifacts (default: ./out_cnn_digits)",
+    )
+    parser.add_argument(
+        "--keep-flops",
+        type=float,
+        default=0.1,
+        help="fraction of the FLOPs to keep (default: 0.1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -162,52 +175,79 @@ def main(argv=None):
         def on_epoch_end(self, epoch, logs=None):
             live = ", ".join(
                 f"{name} {int(logs[f'live_units/{name}'])}"
-                for name in ("conv1", "conv2", "dense"))
-            progress(f"epoch {epoch + 1:2d}/{epochs}: loss "
-                     f"{logs['loss']:.3f}, accuracy {logs['accuracy']:.3f}, "
-                     f"live units: {live}")
+                for name in ("conv1", "conv2", "dense")
+            )
+            progress(
+                f"epoch {epoch + 1:2d}/{epochs}: loss "
+                f"{logs['loss']:.3f}, accuracy {logs['accuracy']:.3f}, "
+                f"live units: {live}"
+            )
 
-    progress(f"training {model.name} ({model.count_params():,} params), "
-             f"GuidedPruning(target={budget})")
-    model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE,
-              verbose=0, callbacks=[pruning, Progress()])
+    progress(
+        f"training {model.name} ({model.count_params():,} params), "
+        f"GuidedPruning(target={budget})"
+    )
+    model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        verbose=0,
+        callbacks=[pruning, Progress()],
+    )
     model.save(os.path.join(args.out, "trained.keras"))
     accuracy_trained = accuracy(model, x_test, y_test)
 
     # 2. Cut. The report lists what changed per layer and the largest
     # difference between the pruned and the trained model on test images.
     pruned, report = keras_guided.prune_model(
-        model, sample_inputs=x_test[:128], return_report=True)
+        model, sample_inputs=x_test[:128], return_report=True
+    )
     accuracy_pruned = accuracy(pruned, x_test, y_test)
     print()
     print(report.summary())
     print()
-    progress(f"test accuracy: trained {accuracy_trained:.2%}, right after "
-             f"pruning {accuracy_pruned:.2%}")
+    progress(
+        f"test accuracy: trained {accuracy_trained:.2%}, right after "
+        f"pruning {accuracy_pruned:.2%}"
+    )
 
     # 3. Fine-tune the smaller model by distillation from the trained one
     # (the teacher is not changed; `pruned` is trained in place and stays a
     # plain Keras model).
     distiller = keras_guided.Distiller(pruned, model, from_logits=False)
     compile_model(distiller, LEARNING_RATE / 3)
-    distiller.fit(x_train, y_train, epochs=settings["finetune_epochs"],
-                  batch_size=BATCH_SIZE, verbose=0)
+    distiller.fit(
+        x_train,
+        y_train,
+        epochs=settings["finetune_epochs"],
+        batch_size=BATCH_SIZE,
+        verbose=0,
+    )
     accuracy_finetuned = accuracy(pruned, x_test, y_test)
     pruned.save(os.path.join(args.out, "pruned.keras"))
-    progress(f"fine-tuned {settings['finetune_epochs']} epoch(s): test "
-             f"accuracy {accuracy_finetuned:.2%}")
+    progress(
+        f"fine-tuned {settings['finetune_epochs']} epoch(s): test "
+        f"accuracy {accuracy_finetuned:.2%}"
+    )
 
     # 4. Export. float32 is verified against Keras to ~1e-5; int8 is
     # calibrated on a few hundred training images (representative_data)
     # and its error against Keras is measured on the test images.
     float_report = keras_guided.export_tflite(
-        pruned, os.path.join(args.out, "pruned_float32.tflite"),
-        sample_inputs=x_test[:64])
+        pruned,
+        os.path.join(args.out, "pruned_float32.tflite"),
+        sample_inputs=x_test[:64],
+    )
     print(float_report.summary())
     int8_path = os.path.join(args.out, "pruned_int8.tflite")
     int8_report = keras_guided.export_tflite(
-        pruned, int8_path, quantization="int8",
-        representative_data=x_train[:256], sample_inputs=x_test)
+        pruned,
+        int8_path,
+        quantization="int8",
+        representative_data=x_train[:256],
+        sample_inputs=x_test,
+    )
     print(int8_report.summary())
     accuracy_int8 = tflite_accuracy(int8_path, x_test, y_test)
 
@@ -216,16 +256,25 @@ def main(argv=None):
     flops_before = keras_guided.stats.count_flops(model)
     flops_after = keras_guided.stats.count_flops(pruned)
     print()
-    print(f"params: {params_before:,} -> {params_after:,}; FLOPs per image: "
-          f"{flops_before:,} -> {flops_after:,}")
-    print(f".tflite: float32 {float_report.bytes:,} bytes, int8 "
-          f"{int8_report.bytes:,} bytes")
-    print(f"test accuracy: trained {accuracy_trained:.2%}, pruned "
-          f"{accuracy_pruned:.2%}, fine-tuned {accuracy_finetuned:.2%}, "
-          f"int8 .tflite {accuracy_int8:.2%}")
+    print(
+        f"params: {params_before:,} -> {params_after:,}; FLOPs per image: "
+        f"{flops_before:,} -> {flops_after:,}"
+    )
+    print(
+        f".tflite: float32 {float_report.bytes:,} bytes, int8 "
+        f"{int8_report.bytes:,} bytes"
+    )
+    print(
+        f"test accuracy: trained {accuracy_trained:.2%}, pruned "
+        f"{accuracy_pruned:.2%}, fine-tuned {accuracy_finetuned:.2%}, "
+        f"int8 .tflite {accuracy_int8:.2%}"
+    )
     progress(f"done; artifacts in {os.path.abspath(args.out)}")
-    return {"params_before": params_before, "params_after": params_after,
-            "accuracy_int8": accuracy_int8}
+    return {
+        "params_before": params_before,
+        "params_after": params_after,
+        "accuracy_int8": accuracy_int8,
+    }
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ SETTINGS = {
 # them).
 # ---------------------------------------------------------------------------
 
+
 @keras.saving.register_keras_serializable(package="examples")
 class LayerScale(keras.layers.Layer):
     """`y = x * gamma`, one learnable `gamma` per channel (last axis)."""
@@ -64,8 +65,10 @@ class LayerScale(keras.layers.Layer):
 
     def build(self, input_shape):
         self.gamma = self.add_weight(
-            shape=(input_shape[-1],), name="gamma",
-            initializer=keras.initializers.Constant(self.init_value))
+            shape=(input_shape[-1],),
+            name="gamma",
+            initializer=keras.initializers.Constant(self.init_value),
+        )
 
     def call(self, x):
         return x * self.gamma
@@ -86,23 +89,30 @@ class LowRankDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.u_kernel = self.add_weight(
-            shape=(input_shape[-1], self.rank), name="u_kernel",
-            initializer="glorot_uniform")
+            shape=(input_shape[-1], self.rank),
+            name="u_kernel",
+            initializer="glorot_uniform",
+        )
         self.v_kernel = self.add_weight(
-            shape=(self.rank, self.units), name="v_kernel",
-            initializer="glorot_uniform")
+            shape=(self.rank, self.units),
+            name="v_kernel",
+            initializer="glorot_uniform",
+        )
         self.bias = self.add_weight(
-            shape=(self.units,), name="bias", initializer="zeros")
+            shape=(self.units,), name="bias", initializer="zeros"
+        )
 
     def call(self, x):
-        y = keras.ops.matmul(keras.ops.matmul(x, self.u_kernel),
-                             self.v_kernel)
+        y = keras.ops.matmul(keras.ops.matmul(x, self.u_kernel), self.v_kernel)
         return self.activation(y + self.bias)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "rank": self.rank,
-                "activation": keras.activations.serialize(self.activation)}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "rank": self.rank,
+            "activation": keras.activations.serialize(self.activation),
+        }
 
 
 # ---------------------------------------------------------------------------
@@ -112,6 +122,7 @@ class LowRankDense(keras.layers.Layer):
 # channels that stay. Return the new layer's config and its weights, in the
 # order of `layer.weights`. Never modify `layer` itself.
 # ---------------------------------------------------------------------------
+
 
 def layer_scale_rule(layer, weights, kept_inputs, kept_outputs):
     # Elementwise: the config does not depend on the channel count.
@@ -128,19 +139,26 @@ def low_rank_dense_rule(layer, weights, kept_inputs, kept_outputs):
 
 def register_rules():
     keras_guided.register_rule(
-        LayerScale, layer_scale_rule, kind="elementwise",
-        output_weights=[("gamma", 0)])
+        LayerScale,
+        layer_scale_rule,
+        kind="elementwise",
+        output_weights=[("gamma", 0)],
+    )
     keras_guided.register_rule(
-        LowRankDense, low_rank_dense_rule, kind="producer",
+        LowRankDense,
+        low_rank_dense_rule,
+        kind="producer",
         # (weight name, axis) indexed by the layer's own output units:
         output_weights=[("v_kernel", 1), ("bias", 0)],
         # (weight name, axis, block) indexed by its input channels:
-        input_weights=[("u_kernel", 0, 1)])
+        input_weights=[("u_kernel", 0, 1)],
+    )
 
 
 # ---------------------------------------------------------------------------
 # 3. A model that uses them.
 # ---------------------------------------------------------------------------
+
 
 def build_model():
     inputs = keras.Input((64,), name="pixels")
@@ -158,8 +176,12 @@ def load_data(seed):
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, random_state=seed,
-        stratify=digits.target)
+        x,
+        digits.target,
+        test_size=0.2,
+        random_state=seed,
+        stratify=digits.target,
+    )
     return x_train, y_train, x_test, y_test
 
 
@@ -170,12 +192,16 @@ def predict(model, x):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Register keras_guided rewrite rules for user-defined "
-        "layers, train, prune, verify, save and reload.")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few epochs only (CI smoke test)")
-    parser.add_argument("--out", default="out_custom_layer_rule",
-                        help="directory for artifacts (default: "
-                        "./out_custom_layer_rule)")
+        "layers, train, prune, verify, save and reload."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few epochs only (CI smoke test)"
+    )
+    parser.add_argument(
+        "--out",
+        default="out_custom_layer_rule",
+        help="directory for artifacts (default: ./out_custom_layer_rule)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -204,47 +230,66 @@ def main(argv=None):
     groups = keras_guided.find_unit_groups(model)
     for index, group in enumerate(groups):
         state = "prunable" if group.prunable else "protected"
-        print(f"unit group {index}: {group.num_units} units over layers "
-              f"{group.layers} ({state})")
+        print(
+            f"unit group {index}: {group.num_units} units over layers "
+            f"{group.layers} ({state})"
+        )
 
     # Train under GuidedPruning. The group of 'hidden' holds its kernel
     # columns and bias, the LayerScale gamma, and the rows of
     # LowRankDense's u_kernel: all are shrunk together.
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     epochs = settings["epochs"]
 
     def schedule(epoch):  # no penalty in the last epoch: survivors settle
         return 0.0 if epoch == epochs - 1 else settings["strength"]
 
     pruning = keras_guided.GuidedPruning(
-        strength=settings["strength"], guidance="linear", mode="proximal",
-        schedule=schedule)
+        strength=settings["strength"],
+        guidance="linear",
+        mode="proximal",
+        schedule=schedule,
+    )
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            progress(f"epoch {epoch + 1}/{epochs}: accuracy "
-                     f"{logs['accuracy']:.3f}, live units hidden "
-                     f"{int(logs['live_units/hidden'])}/128, low_rank "
-                     f"{int(logs['live_units/low_rank'])}/64")
+            progress(
+                f"epoch {epoch + 1}/{epochs}: accuracy "
+                f"{logs['accuracy']:.3f}, live units hidden "
+                f"{int(logs['live_units/hidden'])}/128, low_rank "
+                f"{int(logs['live_units/low_rank'])}/64"
+            )
 
-    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0,
-              callbacks=[pruning, Progress()])
+    model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=64,
+        verbose=0,
+        callbacks=[pruning, Progress()],
+    )
 
     # Prune: the rules rebuild LayerScale and LowRankDense for the kept
     # channels. The pruned model must compute what the trained one does.
     pruned, report = keras_guided.prune_model(
-        model, sample_inputs=x_test[:128], return_report=True)
+        model, sample_inputs=x_test[:128], return_report=True
+    )
     print(report.summary())
     expected, actual = predict(model, x_test), predict(pruned, x_test)
     difference = float(np.max(np.abs(actual - expected)))
-    print(f"max |pruned - trained| on {len(x_test)} test images: "
-          f"{difference:.3g}")
-    print(f"pruned layers: scale gamma {pruned.get_layer('scale').gamma.shape}"
-          f", low_rank u_kernel "
-          f"{pruned.get_layer('low_rank').u_kernel.shape}, v_kernel "
-          f"{pruned.get_layer('low_rank').v_kernel.shape}")
+    print(
+        f"max |pruned - trained| on {len(x_test)} test images: {difference:.3g}"
+    )
+    print(
+        f"pruned layers: scale gamma {pruned.get_layer('scale').gamma.shape}"
+        f", low_rank u_kernel "
+        f"{pruned.get_layer('low_rank').u_kernel.shape}, v_kernel "
+        f"{pruned.get_layer('low_rank').v_kernel.shape}"
+    )
     if difference > 1e-4:
         raise SystemExit("the pruned model does not match the trained one")
 
@@ -252,13 +297,15 @@ def main(argv=None):
     path = os.path.join(args.out, "pruned.keras")
     pruned.save(path)
     reloaded = keras.saving.load_model(path)
-    reload_difference = float(np.max(np.abs(predict(reloaded, x_test) -
-                                            actual)))
+    reload_difference = float(
+        np.max(np.abs(predict(reloaded, x_test) - actual))
+    )
     accuracy = float(np.mean(np.argmax(actual, -1) == y_test))
-    print(f"reloaded {path}: max |reloaded - pruned| = "
-          f"{reload_difference:.3g}")
-    print(f"params {model.count_params():,} -> {pruned.count_params():,}, "
-          f"test accuracy {accuracy:.2%}")
+    print(f"reloaded {path}: max |reloaded - pruned| = {reload_difference:.3g}")
+    print(
+        f"params {model.count_params():,} -> {pruned.count_params():,}, "
+        f"test accuracy {accuracy:.2%}"
+    )
     progress("done")
 
 

@@ -48,10 +48,18 @@ import numpy as np  # noqa: E402
 # guess: the budget controller calibrates and steers it (`--strength` only
 # sets where it starts).
 SETTINGS = {
-    "full": {"plain_epochs": 10, "epochs": 20, "strength": None,
-             "batch_size": 128},
-    "quick": {"plain_epochs": 4, "epochs": 9, "strength": None,
-              "batch_size": 128},
+    "full": {
+        "plain_epochs": 10,
+        "epochs": 20,
+        "strength": None,
+        "batch_size": 128,
+    },
+    "quick": {
+        "plain_epochs": 4,
+        "epochs": 9,
+        "strength": None,
+        "batch_size": 128,
+    },
 }
 LEARNING_RATE = 2e-3
 # Strength of the GuidedRegularizer's own loss term (per-kernel group lasso).
@@ -61,6 +69,7 @@ REGULARIZER_STRENGTH = 1e-5
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
+
 
 def read_idx(path):
     """Reads an idx file (the MNIST format), gzipped or not, as a numpy array.
@@ -106,12 +115,16 @@ def load_mnist(directory, seed):
     images = _find(directory, "t10k-images-idx3-ubyte")
     labels = _find(directory, "t10k-labels-idx1-ubyte")
     if images is None or labels is None:
-        found = (sorted(os.listdir(directory)) if os.path.isdir(directory)
-                 else "no such directory")
+        found = (
+            sorted(os.listdir(directory))
+            if os.path.isdir(directory)
+            else "no such directory"
+        )
         raise SystemExit(
             f"--mnist-dir {directory!r}: expected t10k-images-idx3-ubyte.gz "
             "and t10k-labels-idx1-ubyte.gz (gzipped or not) there, found "
-            f"{found}.")
+            f"{found}."
+        )
     x_test = read_idx(images).reshape(-1, 784).astype("float32") / 255.0
     y_test = read_idx(labels).astype("int64")
     train_images = _find(directory, "train-images-idx3-ubyte")
@@ -124,8 +137,13 @@ def load_mnist(directory, seed):
     order = np.random.default_rng(seed).permutation(len(x_test))
     split = int(0.8 * len(order))
     train, test = order[:split], order[split:]
-    return (x_test[train], y_test[train], x_test[test], y_test[test],
-            "MNIST t10k (80/20 split)")
+    return (
+        x_test[train],
+        y_test[train],
+        x_test[test],
+        y_test[test],
+        "MNIST t10k (80/20 split)",
+    )
 
 
 def load_digits_data(seed):
@@ -136,14 +154,19 @@ def load_digits_data(seed):
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, random_state=seed,
-        stratify=digits.target)
+        x,
+        digits.target,
+        test_size=0.2,
+        random_state=seed,
+        stratify=digits.target,
+    )
     return x_train, y_train, x_test, y_test, "scikit-learn digits (8x8)"
 
 
 # ---------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------
+
 
 def build_lenet_300_100(num_inputs, regularizer_strength):
     """LeNet-300-100 with a guided group regularizer on each hidden layer."""
@@ -156,13 +179,16 @@ def build_lenet_300_100(num_inputs, regularizer_strength):
         # (normalized to mean 1), so the last units are pushed hardest and
         # the survivors end up at the front of the layer.
         return keras_guided.GuidedRegularizer(
-            strength=regularizer_strength, norm="group", guidance="linear")
+            strength=regularizer_strength, norm="group", guidance="linear"
+        )
 
     inputs = keras.Input((num_inputs,), name="pixels")
-    x = keras.layers.Dense(300, activation="relu", name="hidden1",
-                           kernel_regularizer=guided())(inputs)
-    x = keras.layers.Dense(100, activation="relu", name="hidden2",
-                           kernel_regularizer=guided())(x)
+    x = keras.layers.Dense(
+        300, activation="relu", name="hidden1", kernel_regularizer=guided()
+    )(inputs)
+    x = keras.layers.Dense(
+        100, activation="relu", name="hidden2", kernel_regularizer=guided()
+    )(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="digit")(x)
     return keras.Model(inputs, outputs, name="lenet_300_100")
 
@@ -174,45 +200,70 @@ def accuracy(model, x, y):
     correct = 0
     for start in range(0, len(x), 1024):
         probabilities = keras.ops.convert_to_numpy(
-            model(x[start : start + 1024], training=False))
-        correct += int(np.sum(np.argmax(probabilities, -1) ==
-                              y[start : start + 1024]))
+            model(x[start : start + 1024], training=False)
+        )
+        correct += int(
+            np.sum(np.argmax(probabilities, -1) == y[start : start + 1024])
+        )
     return correct / len(x)
 
 
 def hidden_units(model):
-    return {name: model.get_layer(name).units
-            for name in ("hidden1", "hidden2")}
+    return {
+        name: model.get_layer(name).units for name in ("hidden1", "hidden2")
+    }
 
 
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="LeNet-300-100 with guided group regularization, "
-        "proximal GuidedPruning and exact removal of dead units.")
-    parser.add_argument("--mnist-dir", default=None,
-                        help="directory with the MNIST idx files "
-                        "(t10k-images-idx3-ubyte.gz, ...); default: "
-                        "scikit-learn digits")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few epochs only (CI smoke test)")
-    parser.add_argument("--out", default="out_mnist_mlp",
-                        help="directory for artifacts (default: "
-                        "./out_mnist_mlp)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs on the budget (default: 20, --quick: 9)")
-    parser.add_argument("--keep-units", type=int, default=66,
-                        help="hidden units to keep, of 400 (default: 66)")
-    parser.add_argument("--strength", type=float, default=None,
-                        help="GuidedPruning starting strength (default: "
-                        "calibrated)")
-    parser.add_argument("--regularizer-strength", type=float,
-                        default=REGULARIZER_STRENGTH,
-                        help="strength of the GuidedRegularizer's loss term "
-                        f"(default: {REGULARIZER_STRENGTH:g})")
+        "proximal GuidedPruning and exact removal of dead units."
+    )
+    parser.add_argument(
+        "--mnist-dir",
+        default=None,
+        help="directory with the MNIST idx files "
+        "(t10k-images-idx3-ubyte.gz, ...); default: "
+        "scikit-learn digits",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few epochs only (CI smoke test)"
+    )
+    parser.add_argument(
+        "--out",
+        default="out_mnist_mlp",
+        help="directory for artifacts (default: ./out_mnist_mlp)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs on the budget (default: 20, --quick: 9)",
+    )
+    parser.add_argument(
+        "--keep-units",
+        type=int,
+        default=66,
+        help="hidden units to keep, of 400 (default: 66)",
+    )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="GuidedPruning starting strength (default: calibrated)",
+    )
+    parser.add_argument(
+        "--regularizer-strength",
+        type=float,
+        default=REGULARIZER_STRENGTH,
+        help="strength of the GuidedRegularizer's loss term "
+        f"(default: {REGULARIZER_STRENGTH:g})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -238,33 +289,48 @@ def main(argv=None):
 
     if args.mnist_dir:
         x_train, y_train, x_test, y_test, data_name = load_mnist(
-            args.mnist_dir, args.seed)
+            args.mnist_dir, args.seed
+        )
     else:
         x_train, y_train, x_test, y_test, data_name = load_digits_data(
-            args.seed)
-    progress(f"data: {data_name}, {len(x_train)} training and "
-             f"{len(x_test)} test examples of {x_train.shape[1]} inputs")
+            args.seed
+        )
+    progress(
+        f"data: {data_name}, {len(x_train)} training and "
+        f"{len(x_test)} test examples of {x_train.shape[1]} inputs"
+    )
 
     # 1. The model, with guided regularizers on the hidden kernels.
     model = build_lenet_300_100(x_train.shape[1], args.regularizer_strength)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
 
     # 2. Train on a budget: keep `--keep-units` of the 400 hidden units.
     # The callback steers the strength so the live network reaches the
     # budget after two thirds of the epochs (the coefficients of the
     # GuidedRegularizers say which units go first), then releases it: dead
     # units stay dead and the survivors recover what they lost.
-    progress(f"training {model.name} for {settings['plain_epochs']} epochs "
-             "the plain way first (pruning starts from a trained network)")
-    model.fit(x_train, y_train, epochs=settings["plain_epochs"],
-              batch_size=settings["batch_size"], verbose=0)
+    progress(
+        f"training {model.name} for {settings['plain_epochs']} epochs "
+        "the plain way first (pruning starts from a trained network)"
+    )
+    model.fit(
+        x_train,
+        y_train,
+        epochs=settings["plain_epochs"],
+        batch_size=settings["batch_size"],
+        verbose=0,
+    )
     epochs = settings["epochs"]
     budget = {"units": args.keep_units}
     pruning = keras_guided.GuidedPruning(
-        target=budget, guidance="from_regularizers",
-        strength=settings["strength"])
+        target=budget,
+        guidance="from_regularizers",
+        strength=settings["strength"],
+    )
 
     class Progress(keras.callbacks.Callback):
         # Runs after GuidedPruning, so `logs` already has the live counts.
@@ -275,21 +341,30 @@ def main(argv=None):
                 f"accuracy {logs['accuracy']:.3f}, strength "
                 f"{logs['guided_strength']:.3g}, live units hidden1 "
                 f"{int(logs['live_units/hidden1'])}/300, hidden2 "
-                f"{int(logs['live_units/hidden2'])}/100")
+                f"{int(logs['live_units/hidden2'])}/100"
+            )
 
-    progress(f"training {model.name} ({model.count_params():,} params) for "
-             f"{epochs} epochs, GuidedPruning(target={budget}, "
-             "guidance='from_regularizers')")
-    model.fit(x_train, y_train, epochs=epochs,
-              batch_size=settings["batch_size"], verbose=0,
-              callbacks=[pruning, Progress()])
+    progress(
+        f"training {model.name} ({model.count_params():,} params) for "
+        f"{epochs} epochs, GuidedPruning(target={budget}, "
+        "guidance='from_regularizers')"
+    )
+    model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=settings["batch_size"],
+        verbose=0,
+        callbacks=[pruning, Progress()],
+    )
     model.save(os.path.join(args.out, "trained.keras"))
 
     # 3. Remove the dead units. prune_model returns a new model and checks
     # it against the original on the sample inputs (report.max_abs_diff).
     accuracy_before = accuracy(model, x_test, y_test)
     pruned, report = keras_guided.prune_model(
-        model, sample_inputs=x_test[:256], return_report=True)
+        model, sample_inputs=x_test[:256], return_report=True
+    )
     accuracy_after = accuracy(pruned, x_test, y_test)
     pruned_path = os.path.join(args.out, "pruned.keras")
     pruned.save(pruned_path)
@@ -302,18 +377,29 @@ def main(argv=None):
     print(report.summary())
     print()
     for name in units_before:
-        print(f"{name}: kept {units_after[name]} of {units_before[name]} "
-              "hidden units")
-    print(f"params: {params_before:,} -> {params_after:,} "
-          f"({params_after / params_before:.1%} kept)")
-    print(f"accuracy before removal: {accuracy_before:.2%}, after removal: "
-          f"{accuracy_after:.2%} (test set, {len(x_test)} examples)")
+        print(
+            f"{name}: kept {units_after[name]} of {units_before[name]} "
+            "hidden units"
+        )
+    print(
+        f"params: {params_before:,} -> {params_after:,} "
+        f"({params_after / params_before:.1%} kept)"
+    )
+    print(
+        f"accuracy before removal: {accuracy_before:.2%}, after removal: "
+        f"{accuracy_after:.2%} (test set, {len(x_test)} examples)"
+    )
 
     results = {
-        "data": data_name, "settings": settings, "seed": args.seed,
-        "units_before": units_before, "units_after": units_after,
-        "params_before": params_before, "params_after": params_after,
-        "accuracy_before": accuracy_before, "accuracy_after": accuracy_after,
+        "data": data_name,
+        "settings": settings,
+        "seed": args.seed,
+        "units_before": units_before,
+        "units_after": units_after,
+        "params_before": params_before,
+        "params_after": params_after,
+        "accuracy_before": accuracy_before,
+        "accuracy_after": accuracy_after,
         "max_abs_diff": report.max_abs_diff,
     }
     write_json(os.path.join(args.out, "results.json"), results)

@@ -52,35 +52,57 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Prune MobileNetV2 to a FLOPs target with "
         "keras_guided.prune_model, export both models to .tflite and "
-        "compare size and latency.")
-    parser.add_argument("--quick", action="store_true",
-                        help="alpha 0.35, 96x96 inputs, few latency runs "
-                        "(CI smoke test)")
-    parser.add_argument("--out", default="out_mobilenet_prune_export",
-                        help="directory for artifacts (default: "
-                        "./out_mobilenet_prune_export)")
-    parser.add_argument("--weights", default=None,
-                        help="weights file for keras.applications."
-                        "MobileNetV2 (its alpha and input size must match),"
-                        " or 'imagenet' to download Keras' ImageNet weights;"
-                        " default: random weights")
-    parser.add_argument("--keep-flops", type=float, default=0.5,
-                        help="fraction of the FLOPs to keep, in (0, 1) "
-                        "(default: 0.5)")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="input height and width (default: 224, "
-                        "--quick: 96)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="MobileNetV2 width multiplier (default: 1.0, "
-                        "--quick: 0.35)")
-    parser.add_argument("--num-runs", type=int, default=None,
-                        help="LiteRT runs for the latency median (default: "
-                        "100, --quick: 10)")
+        "compare size and latency."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="alpha 0.35, 96x96 inputs, few latency runs (CI smoke test)",
+    )
+    parser.add_argument(
+        "--out",
+        default="out_mobilenet_prune_export",
+        help="directory for artifacts (default: ./out_mobilenet_prune_export)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="weights file for keras.applications."
+        "MobileNetV2 (its alpha and input size must match),"
+        " or 'imagenet' to download Keras' ImageNet weights;"
+        " default: random weights",
+    )
+    parser.add_argument(
+        "--keep-flops",
+        type=float,
+        default=0.5,
+        help="fraction of the FLOPs to keep, in (0, 1) (default: 0.5)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="input height and width (default: 224, --quick: 96)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="MobileNetV2 width multiplier (default: 1.0, --quick: 0.35)",
+    )
+    parser.add_argument(
+        "--num-runs",
+        type=int,
+        default=None,
+        help="LiteRT runs for the latency median (default: 100, --quick: 10)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not 0.0 < args.keep_flops < 1.0:
-        parser.error("--keep-flops must be a fraction in (0, 1), e.g. "
-                     f"0.5 for half the FLOPs. Received: {args.keep_flops}")
+        parser.error(
+            "--keep-flops must be a fraction in (0, 1), e.g. "
+            f"0.5 for half the FLOPs. Received: {args.keep_flops}"
+        )
     return args
 
 
@@ -93,8 +115,11 @@ def calibrate_batchnorm(model, images):
     """
     import keras
 
-    layers = [layer for layer in model.layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     momenta = [layer.momentum for layer in layers]
     try:
         for layer in layers:
@@ -127,16 +152,21 @@ def main(argv=None):
     # 1. The network. classifier_activation=None: the model returns logits,
     # so the verification diffs below are not squashed by a softmax.
     model = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), alpha=alpha, weights=args.weights,
-        classifier_activation=None)
+        input_shape=(size, size, 3),
+        alpha=alpha,
+        weights=args.weights,
+        classifier_activation=None,
+    )
     rng = np.random.default_rng(args.seed)
     images = rng.uniform(-1.0, 1.0, (16, size, size, 3)).astype("float32")
     if args.weights is None:
         calibrate_batchnorm(model, images)
     source = f"weights {args.weights}" if args.weights else "random weights"
-    progress(f"MobileNetV2 alpha={alpha}, {size}x{size} inputs, {source}: "
-             f"{keras_guided.stats.count_params(model):,} params, "
-             f"{keras_guided.stats.count_flops(model):,} FLOPs per image")
+    progress(
+        f"MobileNetV2 alpha={alpha}, {size}x{size} inputs, {source}: "
+        f"{keras_guided.stats.count_params(model):,} params, "
+        f"{keras_guided.stats.count_flops(model):,} FLOPs per image"
+    )
 
     # 2. Prune to the FLOPs target. `target={"flops": f}` removes the least
     # important units (smallest weight RMS, per unit group) until only a
@@ -152,17 +182,22 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The pruned model differs")
         pruned, report = keras_guided.prune_model(
-            model, target={"flops": args.keep_flops},
-            sample_inputs=images[:4], return_report=True)
+            model,
+            target={"flops": args.keep_flops},
+            sample_inputs=images[:4],
+            return_report=True,
+        )
     summary = report.summary()
     write_text(os.path.join(args.out, "prune_report.md"), summary + "\n")
     lines = summary.splitlines()
     total = next(line for line in lines if line.startswith("| total"))
     print(lines[0])
     print(f"  {lines[1]}\n  {total}")
-    print(f"  max |pruned - masked original| = {report.max_abs_diff:.3g} "
-          f"(output scale {report.output_scale:.3g}); full table in "
-          "prune_report.md")
+    print(
+        f"  max |pruned - masked original| = {report.max_abs_diff:.3g} "
+        f"(output scale {report.output_scale:.3g}); full table in "
+        "prune_report.md"
+    )
     for note in report.notes:
         print(f"  note: {note}")
     pruned.save(os.path.join(args.out, "pruned.keras"))
@@ -173,34 +208,47 @@ def main(argv=None):
     # Fifty layers of float32 rounding (LiteRT's XNNPACK kernels vs
     # TensorFlow's) add up to a few 1e-5 on logits of order 1, which is at
     # the default bound (1e-5 relative): allow 1e-4 relative here.
-    scale = float(np.max(np.abs(keras.ops.convert_to_numpy(
-        model(images[:4], training=False)))))
+    scale = float(
+        np.max(
+            np.abs(
+                keras.ops.convert_to_numpy(model(images[:4], training=False))
+            )
+        )
+    )
     tolerance = 1e-4 * max(1.0, scale)
     rows = []
     for name, current in (("original", model), ("pruned", pruned)):
         progress(f"exporting {name}.tflite ...")
         export = keras_guided.export_tflite(
-            current, os.path.join(args.out, f"{name}.tflite"),
-            sample_inputs=images[:4], tolerance=tolerance,
-            measure_latency=True, num_runs=settings["num_runs"])
+            current,
+            os.path.join(args.out, f"{name}.tflite"),
+            sample_inputs=images[:4],
+            tolerance=tolerance,
+            measure_latency=True,
+            num_runs=settings["num_runs"],
+        )
         print(export.summary())
-        rows.append({
-            "model": name,
-            "params": f"{keras_guided.stats.count_params(current):,}",
-            "FLOPs": f"{keras_guided.stats.count_flops(current):,}",
-            ".tflite bytes": f"{export.bytes:,}",
-            "latency ms": f"{export.latency_ms:.3f}",
-            "max abs LiteRT - Keras": f"{export.max_abs_diff:.2g}",
-        })
+        rows.append(
+            {
+                "model": name,
+                "params": f"{keras_guided.stats.count_params(current):,}",
+                "FLOPs": f"{keras_guided.stats.count_flops(current):,}",
+                ".tflite bytes": f"{export.bytes:,}",
+                "latency ms": f"{export.latency_ms:.3f}",
+                "max abs LiteRT - Keras": f"{export.max_abs_diff:.2g}",
+            }
+        )
 
     # 4. Compare.
     print()
     print(keras_guided.stats.format_table(rows))
     flops = [keras_guided.stats.count_flops(m) for m in (model, pruned)]
     latency = [float(row["latency ms"]) for row in rows]
-    print(f"FLOPs kept: {flops[1] / flops[0]:.1%}, LiteRT latency "
-          f"{latency[0]:.3f} ms -> {latency[1]:.3f} ms "
-          f"({latency[1] / latency[0]:.2f}x, this machine, 1 thread)")
+    print(
+        f"FLOPs kept: {flops[1] / flops[0]:.1%}, LiteRT latency "
+        f"{latency[0]:.3f} ms -> {latency[1]:.3f} ms "
+        f"({latency[1] / latency[0]:.2f}x, this machine, 1 thread)"
+    )
     progress(f"done; artifacts in {os.path.abspath(args.out)}")
 
 

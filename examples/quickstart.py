@@ -24,21 +24,29 @@ def main():
     x = (digits.data / 16.0).astype("float32")
     y = digits.target
     hidden = keras.layers.Dense(
-        64, activation="relu",
+        64,
+        activation="relu",
         kernel_regularizer=keras_guided.GuidedRegularizer(
-            strength=2e-3, norm="group", guidance="linear"))
-    model = keras.Sequential([
-        keras.Input((64,)), hidden, keras.layers.Dense(10, "softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(x, y, epochs=20, batch_size=64, validation_split=0.2,
-              verbose=2)
-    norms = keras.ops.convert_to_numpy(keras_guided.units.unit_norms(
-        hidden.kernel, axis=-1, norm="group"))
+            strength=2e-3, norm="group", guidance="linear"
+        ),
+    )
+    model = keras.Sequential(
+        [keras.Input((64,)), hidden, keras.layers.Dense(10, "softmax")]
+    )
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=20, batch_size=64, validation_split=0.2, verbose=2)
+    norms = keras.ops.convert_to_numpy(
+        keras_guided.units.unit_norms(hidden.kernel, axis=-1, norm="group")
+    )
     print("unit norms, in guidance order (low -> high coefficient):")
     print(np.array2string(norms, precision=2, max_line_width=78))
-    print(f"units with norm < 1e-2: {int(np.sum(norms < 1e-2))} of "
-          f"{norms.size}")
+    print(
+        f"units with norm < 1e-2: {int(np.sum(norms < 1e-2))} of {norms.size}"
+    )
 
 
 if __name__ == "__main__":

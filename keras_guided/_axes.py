@@ -109,14 +109,12 @@ def take_units(array, axis, kept, block=1):
     if isinstance(axis, (tuple, list)):
         axes = normalize_axes(array.ndim, axis)
         shape = array.shape
-        merged = array.reshape(
-            shape[: axes[0]] + (-1,) + shape[axes[-1] + 1:]
-        )
+        merged = array.reshape(shape[: axes[0]] + (-1,) + shape[axes[-1] + 1 :])
         taken = np.take(merged, kept, axis=axes[0])
         inner = shape[axes[-1]]
         if taken.shape[axes[0]] % inner == 0:
             return taken.reshape(
-                shape[: axes[0]] + (-1, inner) + shape[axes[-1] + 1:]
+                shape[: axes[0]] + (-1, inner) + shape[axes[-1] + 1 :]
             )
         return taken
     return np.take(array, kept, axis=axis)
@@ -135,6 +133,6 @@ def zero_units(array, axis, positions):
     axes = normalize_axes(array.ndim, axis)
     moved, order = _units_first(array, axes)
     moved_shape = moved.shape
-    flat = moved.reshape(-1, *moved_shape[len(axes):]).copy()
+    flat = moved.reshape(-1, *moved_shape[len(axes) :]).copy()
     flat[np.asarray(positions, dtype=np.int64)] = 0
     return np.transpose(flat.reshape(moved_shape), np.argsort(order))

@@ -83,8 +83,10 @@ def copy_state(source, target):
 
 
 def _overrides_loading(layer):
-    return (type(layer).load_own_variables
-            is not keras.layers.Layer.load_own_variables)
+    return (
+        type(layer).load_own_variables
+        is not keras.layers.Layer.load_own_variables
+    )
 
 
 def reload_state(layer):
@@ -105,7 +107,8 @@ def new_copy(layer, standard_config):
     `"constructor"`."""
     try:
         return type(layer).from_config(standard_config(layer.get_config())), (
-            "config")
+            "config"
+        )
     except Exception as error:  # noqa: BLE001 (the other way, or advice)
         return replayed(layer, error), "constructor"
 
@@ -179,6 +182,7 @@ def float32_copy(model):
     Raises:
         ValueError: for a model that cannot be rebuilt this way.
     """
+
     def clone(layer):
         config = layer.get_config()
         if "dtype" in config:
@@ -189,7 +193,8 @@ def float32_copy(model):
     keras.mixed_precision.set_global_policy("float32")
     try:
         copy = keras.models.clone_model(
-            model, clone_function=clone, recursive=True)
+            model, clone_function=clone, recursive=True
+        )
         copy_state(model, copy)
     except Exception as error:  # noqa: BLE001 (re-raised with advice)
         raise ValueError(

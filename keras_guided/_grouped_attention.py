@@ -69,16 +69,20 @@ def head_axis(layer):
 
 def layout(layer, inner):
     """The `GroupedAttention` of traced `layer`, or `None`."""
-    dense = [op for op in inner.layers
-             if isinstance(op, keras.layers.EinsumDense)]
+    dense = [
+        op for op in inner.layers if isinstance(op, keras.layers.EinsumDense)
+    ]
     projections = [d for d in dense if d.equation in PROJECTION]
     outputs = [d for d in dense if d.equation in OUTPUT]
     if len(dense) != 4 or len(projections) != 3 or len(outputs) != 1:
         return None
     output = outputs[0]
     heads = int(output.kernel.shape[0])
-    query = [d for d in projections if d.kernel.shape[1] == heads
-             and d.equation == PROJECTION[0]]
+    query = [
+        d
+        for d in projections
+        if d.kernel.shape[1] == heads and d.equation == PROJECTION[0]
+    ]
     kv = [d for d in projections if d not in query]
     if len(query) != 1 or len(kv) != 2:
         return None
@@ -95,8 +99,11 @@ def layout(layer, inner):
 def _repeats_heads(inner, group):
     """Every `Repeat` op repeats the head axis `group` times; there are
     two (keys and values), or none when each head has its own."""
-    repeats = [node for node in adapter.graph_nodes(inner)
-               if type(node.operation).__name__ == "Repeat"]
+    repeats = [
+        node
+        for node in adapter.graph_nodes(inner)
+        if type(node.operation).__name__ == "Repeat"
+    ]
     if group == 1:
         return not repeats
     if len(repeats) != 2:

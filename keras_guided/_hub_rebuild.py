@@ -26,8 +26,10 @@ from keras import ops
 # `intermediate_dim // 2` units) and their attention projections `query`
 # and `key` (EinsumDense kernels of shape (hidden, heads, head size)).
 WIDTH_FIELDS = {
-    "intermediate_dim": (("feedforward_intermediate_dense/kernel", -1, 1),
-                         ("ffw_gating/kernel", -1, 2)),
+    "intermediate_dim": (
+        ("feedforward_intermediate_dense/kernel", -1, 1),
+        ("ffw_gating/kernel", -1, 2),
+    ),
     "num_heads": (("query/kernel", None, 1),),
     "num_query_heads": (("query/kernel", None, 1),),
     "num_key_value_heads": (("key/kernel", None, 1),),
@@ -87,17 +89,21 @@ def rebuild(model, pruned, make_inputs, predict):
                     if key not in original_weights:
                         continue
                     before = tuple(original_weights[key].shape)
-                    where = next((i for i, n in enumerate(before)
-                                  if n == config[field]), None)
+                    where = next(
+                        (i for i, n in enumerate(before) if n == config[field]),
+                        None,
+                    )
                     if where is None:
                         continue
-                widths.setdefault(int(variable.shape[where]) * per_unit,
-                                  []).append(owner)
+                widths.setdefault(
+                    int(variable.shape[where]) * per_unit, []
+                ).append(owner)
             if widths:
                 break
         if len(widths) > 1:
-            listed = ", ".join(f"{w} in {owners[0]}" for w, owners in
-                               sorted(widths.items()))
+            listed = ", ".join(
+                f"{w} in {owners[0]}" for w, owners in sorted(widths.items())
+            )
             return None, (
                 f"kept as a Functional model, not {kind}: its blocks keep "
                 f"different widths ({field}: {listed}), which one "
@@ -114,7 +120,8 @@ def rebuild(model, pruned, make_inputs, predict):
         return None, (
             f"kept as a Functional model, not {kind}: "
             f"{type(backbone).__name__} with {changes} could not be built "
-            f"({type(error).__name__}: {error})")
+            f"({type(error).__name__}: {error})"
+        )
     candidate_weights = _owned_weights(candidate, containers)
     said = _with_changes(changes, config)
     for key, variable in candidate_weights.items():
@@ -124,7 +131,8 @@ def rebuild(model, pruned, make_inputs, predict):
             return None, (
                 f"kept as a Functional model, not {kind}: {name} of "
                 f"{type(backbone).__name__}{said} has no counterpart in the "
-                "pruned model")
+                "pruned model"
+            )
         if tuple(source.shape) != tuple(variable.shape):
             return None, (
                 f"kept as a Functional model, not {kind}: "
@@ -132,14 +140,17 @@ def rebuild(model, pruned, make_inputs, predict):
                 f"{tuple(variable.shape)}, the pruned model "
                 f"{tuple(source.shape)}: its config cannot say these "
                 f"widths. Pass protected=['{_sublayer(key)}'] to keep "
-                "them.")
-    extra = sorted("/".join(k) for k in set(pruned_weights) -
-                   set(candidate_weights))
+                "them."
+            )
+    extra = sorted(
+        "/".join(k) for k in set(pruned_weights) - set(candidate_weights)
+    )
     if extra:
         return None, (
             f"kept as a Functional model, not {kind}: the pruned model has "
             f"weights {type(backbone).__name__}{said} does not "
-            f"({', '.join(extra[:3])})")
+            f"({', '.join(extra[:3])})"
+        )
     for key, variable in candidate_weights.items():
         variable.assign(ops.convert_to_tensor(pruned_weights[key]))
     inputs = make_inputs()
@@ -150,18 +161,22 @@ def rebuild(model, pruned, make_inputs, predict):
             f"kept as a Functional model, not {kind}: the rebuilt "
             f"{type(backbone).__name__} could not be checked on the sample "
             f"inputs ({type(error).__name__}: {error}). Pass "
-            "`sample_inputs=` with data the model accepts.")
-    difference = max(float(np.max(np.abs(a - b), initial=0.0))
-                     for a, b in zip(expected, got))
+            "`sample_inputs=` with data the model accepts."
+        )
+    difference = max(
+        float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(expected, got)
+    )
     scale = max(float(np.max(np.abs(a), initial=0.0)) for a in expected)
     if difference > 1e-5 * max(1.0, scale):
         return None, (
             f"kept as a Functional model, not {kind}: rebuilt as "
             f"{type(backbone).__name__}{said} it differs from the pruned "
-            f"model by up to {difference:.3g} (output scale {scale:.3g})")
+            f"model by up to {difference:.3g} (output scale {scale:.3g})"
+        )
     return candidate, (
         f"rebuilt as {kind}{said}, its pruned weights copied; it matches "
-        f"the pruned Functional model to {difference:.2g}")
+        f"the pruned Functional model to {difference:.2g}"
+    )
 
 
 def _sublayer(key):
@@ -173,8 +188,9 @@ def _sublayer(key):
 def _with_changes(changes, config):
     if not changes:
         return " with its config unchanged"
-    return " with " + ", ".join(f"{k} {config[k]} -> {v}"
-                                for k, v in changes.items())
+    return " with " + ", ".join(
+        f"{k} {config[k]} -> {v}" for k, v in changes.items()
+    )
 
 
 def _build(task, backbone, config):
@@ -208,8 +224,11 @@ def _owned_weights(model, containers):
         for variable in layer.weights:
             path = variable.path
             start = path.find(layer.name + "/")
-            path = (path[start + len(layer.name) + 1:] if start >= 0
-                    else path.rsplit("/", 1)[-1])
+            path = (
+                path[start + len(layer.name) + 1 :]
+                if start >= 0
+                else path.rsplit("/", 1)[-1]
+            )
             yield prefix + path, variable
 
     def visit(container):

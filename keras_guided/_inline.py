@@ -32,15 +32,18 @@ def inline_shared(model):
     if not shared:
         return model
     inputs = [
-        keras.Input(batch_shape=t.shape, dtype=t.dtype,
-                    name=adapter.producer(t).name)
+        keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, name=adapter.producer(t).name
+        )
         for t in model.inputs
     ]
     try:
         outputs = _replay(model, inputs, shared)
-        new = keras.Model(adapter.pack_inputs(model, inputs),
-                          adapter.pack_outputs(model, outputs),
-                          name=model.name)
+        new = keras.Model(
+            adapter.pack_inputs(model, inputs),
+            adapter.pack_outputs(model, outputs),
+            name=model.name,
+        )
     except (ValueError, TypeError):
         return model  # two layers of one name, or an unusual call
     return new
@@ -53,9 +56,13 @@ def _owned(layer):
 def _sharing(model):
     """The nested Functional models of `model` that hold a layer another
     layer of `model` holds or is."""
-    nested = [layer for layer in model.layers
-              if isinstance(layer, keras.Model) and adapter.has_graph(layer)
-              and not isinstance(layer, keras.Sequential)]
+    nested = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model)
+        and adapter.has_graph(layer)
+        and not isinstance(layer, keras.Sequential)
+    ]
     shared = set()
     for inner in nested:
         inside = _owned(inner) - {id(inner)}

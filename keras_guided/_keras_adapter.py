@@ -164,8 +164,10 @@ def carry_state(optimizer, variables):
 
     def remove():
         tracked[:] = [v for v in tracked if not any(v is e for e in extra)]
-        for name, previous in (("save_own_variables", save),
-                               ("load_own_variables", load)):
+        for name, previous in (
+            ("save_own_variables", save),
+            ("load_own_variables", load),
+        ):
             if previous is None:
                 optimizer.__dict__.pop(name, None)
             else:
@@ -249,8 +251,11 @@ def replay(functional, new_inputs, call):
         return outputs
 
     keras.models.clone_model(
-        functional, clone_function=_same_operation, call_function=call_node,
-        input_tensors=pack_inputs(functional, new_inputs))
+        functional,
+        clone_function=_same_operation,
+        call_function=call_node,
+        input_tensors=pack_inputs(functional, new_inputs),
+    )
     if next(nodes, None) is not None:
         raise RuntimeError(
             "keras.models.clone_model skipped nodes of model "
@@ -301,8 +306,9 @@ def first_input(node):
     if call is not None:
         import inspect
 
-        order = {name: i for i, name in enumerate(
-            inspect.signature(call).parameters)}
+        order = {
+            name: i for i, name in enumerate(inspect.signature(call).parameters)
+        }
     for name in sorted(kwargs, key=lambda k: order.get(k, len(order))):
         for value in keras.tree.flatten(kwargs[name]):
             if isinstance(value, keras.KerasTensor):
@@ -482,11 +488,14 @@ def _replace_causal_mask(scope, modules):
     ):
         reference = scope.length_reference
         unknown = input_length is None and output_length is None
-        if reference is None or not unknown or not (
-            isinstance(cache_index, int) and cache_index == 0
+        if (
+            reference is None
+            or not unknown
+            or not (isinstance(cache_index, int) and cache_index == 0)
         ):
             return original(
-                batch_size, input_length, output_length, cache_index)
+                batch_size, input_length, output_length, cache_index
+            )
         scope.causal_masks += 1
         ones = keras.ops.ones_like(reference, dtype="float32")
         if len(ones.shape) > 2:
@@ -499,7 +508,8 @@ def _replace_causal_mask(scope, modules):
         if getattr(module, _CAUSAL_MASK_NAME, None) is original:
             setattr(module, _CAUSAL_MASK_NAME, compute_causal_mask)
             undo.append(
-                lambda m=module: setattr(m, _CAUSAL_MASK_NAME, original))
+                lambda m=module: setattr(m, _CAUSAL_MASK_NAME, original)
+            )
     return undo
 
 
@@ -514,18 +524,25 @@ def _drop_unused_none_arguments(layer):
             continue
         call = inspect.signature(cls.call).parameters
         droppable = frozenset(
-            name for name, p in call.items()
-            if name not in spec and p.default is None
-            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+            name
+            for name, p in call.items()
+            if name not in spec
+            and p.default is None
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        )
         if not droppable:
             continue
         own = cls.__dict__.get("__call__")
         original = cls.__call__
 
-        def __call__(self, *args, _original=original, _droppable=droppable,
-                     **kwargs):
-            kwargs = {k: v for k, v in kwargs.items()
-                      if not (v is None and k in _droppable)}
+        def __call__(
+            self, *args, _original=original, _droppable=droppable, **kwargs
+        ):
+            kwargs = {
+                k: v
+                for k, v in kwargs.items()
+                if not (v is None and k in _droppable)
+            }
             return _original(self, *args, **kwargs)
 
         cls.__call__ = __call__

@@ -26,8 +26,11 @@ def check_limits(min_units, round_to):
         ValueError: if `min_units` is neither a positive int nor a float in
             (0, 1], or `round_to` is neither `None` nor a positive int.
     """
-    is_count = isinstance(min_units, (int, np.integer)) and not isinstance(
-        min_units, bool) and min_units >= 1
+    is_count = (
+        isinstance(min_units, (int, np.integer))
+        and not isinstance(min_units, bool)
+        and min_units >= 1
+    )
     is_share = isinstance(min_units, float) and 0.0 < min_units <= 1.0
     if not (is_count or is_share):
         raise ValueError(
@@ -67,8 +70,9 @@ def apply_limits(group, keep_mask, scores, min_units, round_to):
     return np.flatnonzero(keep_mask)
 
 
-def plan_from_mask(groups, remove_masks, scores=None, min_units=1,
-                   round_to=None):
+def plan_from_mask(
+    groups, remove_masks, scores=None, min_units=1, round_to=None
+):
     """A plan removing the units marked in `remove_masks` (within limits).
 
     Non-prunable groups and groups with nothing removed are left out.
@@ -79,11 +83,11 @@ def plan_from_mask(groups, remove_masks, scores=None, min_units=1,
         if not group.prunable or not np.any(remove):
             continue
         group_scores = (
-            scores[group.index] if scores is not None
+            scores[group.index]
+            if scores is not None
             else (~remove).astype(float)
         )
-        kept = apply_limits(group, ~remove, group_scores, min_units,
-                             round_to)
+        kept = apply_limits(group, ~remove, group_scores, min_units, round_to)
         if len(kept) < group.num_units:
             plan[group.index] = kept
     return plan
@@ -125,8 +129,7 @@ class KeptCost:
         9.0
     """
 
-    def __init__(self, groups, model, metric, shapes=None,
-                 latency_table=None):
+    def __init__(self, groups, model, metric, shapes=None, latency_table=None):
         self.metric = metric
         self._weights = {}  # (id(layer), name) -> [kept dims, unit cost]
         self._curves = {}  # (id(layer), name) -> dims -> ms (latency)
@@ -141,19 +144,21 @@ class KeptCost:
                         # The table prices each weight (one function for
                         # prune_model and the callback's live latency).
                         self._curves[key] = latency_table.weight_price(
-                            layer_name, layer, name, per_element)
+                            layer_name, layer, name, per_element
+                        )
                         unit_cost = 0.0
                     self._weights[key] = [list(shape), float(unit_cost)]
         self._removed = {}  # (id(layer), name, axis) -> removed indices
         self._units_lib = units_lib
         if metric == "units":
-            self.total = float(sum(g.num_units for g in groups
-                                   if g.prunable))
+            self.total = float(sum(g.num_units for g in groups if g.prunable))
         else:
-            self.total = float(sum(
-                self._value(key, dims, cost)
-                for key, (dims, cost) in self._weights.items()
-            ))
+            self.total = float(
+                sum(
+                    self._value(key, dims, cost)
+                    for key, (dims, cost) in self._weights.items()
+                )
+            )
         self.kept = self.total
 
     def _value(self, key, dims, cost):
@@ -211,8 +216,9 @@ class KeptCost:
 
 def plan_cost(groups, model, metric, shapes, plan, latency_table=None):
     """What `model` keeps of `metric` after `plan`, exactly."""
-    cost = KeptCost(groups, model, metric, shapes=shapes,
-                    latency_table=latency_table)
+    cost = KeptCost(
+        groups, model, metric, shapes=shapes, latency_table=latency_table
+    )
     for index, kept in plan.items():
         group = groups[index]
         for unit in np.setdiff1d(np.arange(group.num_units), kept):
@@ -220,8 +226,9 @@ def plan_cost(groups, model, metric, shapes, plan, latency_table=None):
     return cost.kept
 
 
-def unreachable_message(final, total, kept_fraction, metric, min_units=1,
-                        round_to=None):
+def unreachable_message(
+    final, total, kept_fraction, metric, min_units=1, round_to=None
+):
     """The first sentence of the error for a target out of reach, shared by
     `prune_model(target=...)` and `GuidedPruning(target=...)`: what was
     asked (`kept_fraction` of `total`) and what removing every unit the
@@ -238,12 +245,22 @@ def unreachable_message(final, total, kept_fraction, metric, min_units=1,
     )
 
 
-def unreachable(plan, final, total, kept_fraction, metric, min_units,
-                round_to, unrounded, stacklevel=4):
+def unreachable(
+    plan,
+    final,
+    total,
+    kept_fraction,
+    metric,
+    min_units,
+    round_to,
+    unrounded,
+    stacklevel=4,
+):
     """`plan` with a warning when only rounding missed the goal; raises
     otherwise."""
-    message = unreachable_message(final, total, kept_fraction, metric,
-                                  min_units, round_to)
+    message = unreachable_message(
+        final, total, kept_fraction, metric, min_units, round_to
+    )
     if unrounded:
         # Only the rounding stands in the way: the user asked for it.
         warnings.warn(
@@ -256,4 +273,3 @@ def unreachable(plan, final, total, kept_fraction, metric, min_units,
         message + " Raise the target, lower `min_units`, or make more "
         "groups prunable."
     )
-

@@ -48,8 +48,9 @@ def started_as_command(argv=None, orig_argv=None):
             still being imported.
     """
     argv = sys.argv if argv is None else argv
-    orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else (
-        orig_argv)
+    orig_argv = (
+        getattr(sys, "orig_argv", []) if orig_argv is None else (orig_argv)
+    )
     if argv and os.path.basename(argv[0]) in COMMAND_NAMES:
         return True
     position = 1
@@ -122,7 +123,9 @@ def native_stderr_silenced(enabled=True):
     try:
         if _writes_to_descriptor_2(python_stderr):
             replacement = open(
-                os.dup(saved), "w", buffering=1,
+                os.dup(saved),
+                "w",
+                buffering=1,
                 encoding=getattr(python_stderr, "encoding", None) or "utf-8",
                 errors="backslashreplace",
             )

@@ -50,8 +50,11 @@ def find_families(model, groups):
     Returns:
         A list of `Family`, each with two members or more.
     """
-    blocks = [layer for layer in _walk.all_layers(model)
-              if trace_lib.is_composite(layer)]
+    blocks = [
+        layer
+        for layer in _walk.all_layers(model)
+        if trace_lib.is_composite(layer)
+    ]
     place = {}  # id(sublayer) -> (block, position in the block's tree)
     for block in blocks:
         for position, sub in enumerate(adapter.layer_tree(block)):
@@ -60,25 +63,37 @@ def find_families(model, groups):
     for group in groups:
         if not group.prunable:
             continue
-        owners = {place.get(id(s.layer), (None, None))[0] for s in
-                  group.slices}
+        owners = {place.get(id(s.layer), (None, None))[0] for s in group.slices}
         if len(owners) != 1 or None in owners:
             continue
         block = owners.pop()
         signature = tuple(
-            (place[id(s.layer)][1], s.weight, str(s.axis), s.role,
-             tuple(s.positions.shape)) for s in group.slices)
+            (
+                place[id(s.layer)][1],
+                s.weight,
+                str(s.axis),
+                s.role,
+                tuple(s.positions.shape),
+            )
+            for s in group.slices
+        )
         key = (type(block).__name__, _config_key(block), signature)
         found.setdefault(key, []).append((block, group))
     families = []
     for (class_name, _, _), members in found.items():
         names = [block.name for block, _ in members]
-        if len(members) < 2 or len(set(map(id, (b for b, _ in members)))) \
-                != len(members):
+        if len(members) < 2 or len(
+            set(map(id, (b for b, _ in members)))
+        ) != len(members):
             continue
-        families.append(Family(
-            blocks=names, members=[g.index for _, g in members],
-            num_units=members[0][1].num_units, block_class=class_name))
+        families.append(
+            Family(
+                blocks=names,
+                members=[g.index for _, g in members],
+                num_units=members[0][1].num_units,
+                block_class=class_name,
+            )
+        )
     return families
 
 
@@ -110,29 +125,39 @@ class MergedGroups:
         for group in groups:
             if group.index in in_family:
                 continue
-            self._add(dataclasses.replace(group, index=len(self.groups)),
-                      np.asarray(scores[group.index], dtype=np.float64),
-                      [(group.index, None)])
+            self._add(
+                dataclasses.replace(group, index=len(self.groups)),
+                np.asarray(scores[group.index], dtype=np.float64),
+                [(group.index, None)],
+            )
         for family in families:
             members = [groups[i] for i in family.members]
             orders, merged_scores, slices, layers = [], 0.0, [], []
             for member in members:
-                member_scores = np.asarray(scores[member.index],
-                                           dtype=np.float64)
+                member_scores = np.asarray(
+                    scores[member.index], dtype=np.float64
+                )
                 mean = float(np.mean(member_scores))
-                relative = (member_scores / mean if mean > 0
-                            else member_scores)
+                relative = member_scores / mean if mean > 0 else member_scores
                 order = np.argsort(-relative, kind="stable")
                 orders.append(order)
                 merged_scores = merged_scores + relative[order]
-                slices += [dataclasses.replace(s, positions=s.positions[order])
-                           for s in member.slices]
+                slices += [
+                    dataclasses.replace(s, positions=s.positions[order])
+                    for s in member.slices
+                ]
                 layers += member.layers
             merged = graph_lib.UnitGroup(
-                index=len(self.groups), num_units=family.num_units,
-                slices=slices, layers=layers)
-            self._add(merged, np.asarray(merged_scores),
-                      list(zip(family.members, orders)))
+                index=len(self.groups),
+                num_units=family.num_units,
+                slices=slices,
+                layers=layers,
+            )
+            self._add(
+                merged,
+                np.asarray(merged_scores),
+                list(zip(family.members, orders)),
+            )
 
     def _add(self, group, scores, back):
         self.groups.append(group)
@@ -145,8 +170,9 @@ class MergedGroups:
         for index, kept in plan.items():
             kept = np.asarray(kept, dtype=np.int64)
             for original, order in self._back[index]:
-                spread[original] = (np.sort(kept) if order is None
-                                    else np.sort(order[kept]))
+                spread[original] = (
+                    np.sort(kept) if order is None else np.sort(order[kept])
+                )
         return spread
 
 
@@ -156,16 +182,21 @@ def widen(plan, groups, families, scores):
     plan removes dead units only (the units added back are kept)."""
     plan = dict(plan)
     for family in families:
-        kept = {i: np.asarray(plan.get(i, np.arange(groups[i].num_units)))
-                for i in family.members}
+        kept = {
+            i: np.asarray(plan.get(i, np.arange(groups[i].num_units)))
+            for i in family.members
+        }
         width = max(len(k) for k in kept.values())
         for index, units in kept.items():
             if len(units) == width:
                 continue
             removed = np.setdiff1d(np.arange(groups[index].num_units), units)
-            order = removed[np.argsort(-np.asarray(scores[index])[removed],
-                                       kind="stable")]
-            units = np.sort(np.concatenate([units, order[:width - len(units)]]))
+            order = removed[
+                np.argsort(-np.asarray(scores[index])[removed], kind="stable")
+            ]
+            units = np.sort(
+                np.concatenate([units, order[: width - len(units)]])
+            )
             if len(units) == groups[index].num_units:
                 plan.pop(index, None)
             else:
@@ -177,11 +208,13 @@ def describe(families, groups, plan):
     """One report line per family: its blocks and the width each keeps."""
     lines = []
     for family in families:
-        widths = {len(plan.get(i, range(groups[i].num_units)))
-                  for i in family.members}
+        widths = {
+            len(plan.get(i, range(groups[i].num_units))) for i in family.members
+        }
         lines.append(
             f"uniform_blocks: {len(family.members)} {family.block_class} "
             f"blocks ({family.blocks[0]} ... {family.blocks[-1]}) keep "
             f"{'/'.join(map(str, sorted(widths)))} of {family.num_units} "
-            f"units of layers {groups[family.members[0]].layers[:2]}")
+            f"units of layers {groups[family.members[0]].layers[:2]}"
+        )
     return lines

@@ -45,7 +45,7 @@ def weight_key(layer, variable):
     path = variable.path
     prefix = layer.path + "/" if getattr(layer, "path", None) else ""
     if prefix and path.startswith(prefix):
-        return path[len(prefix):]
+        return path[len(prefix) :]
     return path
 
 
@@ -56,7 +56,8 @@ def is_input_weight(name, shape):
     axes (an attention bias of shape `(num_heads, key_dim)`).
     """
     return len(tuple(shape)) >= 2 and not str(name).split("/")[-1].endswith(
-        "bias")
+        "bias"
+    )
 
 
 def weight_keys(layer):

@@ -145,8 +145,9 @@ class BudgetController:
         0.0
     """
 
-    def __init__(self, start, goal, strength, gain=2.0, exponent=3.0,
-                 max_step=1.25):
+    def __init__(
+        self, start, goal, strength, gain=2.0, exponent=3.0, max_step=1.25
+    ):
         self.start = float(start)
         self.goal = float(goal)
         self.strength = float(strength)

@@ -89,8 +89,15 @@ class Distiller(keras.Model):
         Network", 2015.
     """
 
-    def __init__(self, student, teacher, alpha=0.1, temperature=4.0,
-                 from_logits=True, **kwargs):
+    def __init__(
+        self,
+        student,
+        teacher,
+        alpha=0.1,
+        temperature=4.0,
+        from_logits=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         for name, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, keras.Model):
@@ -135,19 +142,26 @@ class Distiller(keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
         if y_pred is None:
             y_pred = self(x, training=training)
         teacher_pred = ops.stop_gradient(self.teacher(x, training=False))
-        loss = self.temperature ** 2 * _soft_cross_entropy(
-            teacher_pred, y_pred, self.temperature, self.from_logits,
+        loss = self.temperature**2 * _soft_cross_entropy(
+            teacher_pred,
+            y_pred,
+            self.temperature,
+            self.from_logits,
             sample_weight,
         )
         loss = (1.0 - self.alpha) * loss
         if self.alpha > 0 and y is not None:
             supervised = super().compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
                 training=training,
             )
             loss = loss + self.alpha * supervised
@@ -161,8 +175,9 @@ class Distiller(keras.Model):
         )
 
 
-def _soft_cross_entropy(teacher, student, temperature, from_logits,
-                        sample_weight):
+def _soft_cross_entropy(
+    teacher, student, temperature, from_logits, sample_weight
+):
     """`KL(softmax(t/T) || softmax(s/T))` averaged over the batch (the
     teacher's entropy is a constant, so this is the cross-entropy up to a
     constant with the same gradient)."""
@@ -184,9 +199,12 @@ def _soft_cross_entropy(teacher, student, temperature, from_logits,
 
 def _check_outputs(student, teacher):
     def shapes(model):
-        outputs = model.outputs if getattr(model, "_functional", None) or (
-            isinstance(model, keras.Sequential)
-        ) else None
+        outputs = (
+            model.outputs
+            if getattr(model, "_functional", None)
+            or (isinstance(model, keras.Sequential))
+            else None
+        )
         if not outputs:
             return None
         return [tuple(o.shape)[1:] for o in outputs]

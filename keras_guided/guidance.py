@@ -228,8 +228,8 @@ class ExplicitGuidance(Guidance):
 
 
 _BY_NAME = {
-    cls.name: cls for cls in (UniformGuidance, LinearGuidance,
-                              ExponentialGuidance)
+    cls.name: cls
+    for cls in (UniformGuidance, LinearGuidance, ExponentialGuidance)
 }
 
 

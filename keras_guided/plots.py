@@ -47,8 +47,9 @@ def unit_norm_matrix(layer, weight="kernel"):
     return np.abs(keras.ops.convert_to_numpy(matrix)).T
 
 
-def plot_unit_heatmaps(layers, titles=None, weight="kernel", max_rows=64,
-                       threshold=1e-3):
+def plot_unit_heatmaps(
+    layers, titles=None, weight="kernel", max_rows=64, threshold=1e-3
+):
     """Side-by-side heatmaps of |W| per unit, one panel per layer.
 
     A column is one unit. Plain L1 leaves scattered zeros; group lasso zeroes
@@ -82,11 +83,16 @@ def plot_unit_heatmaps(layers, titles=None, weight="kernel", max_rows=64,
     for ax, layer, title in zip(axes[0], layers, titles):
         matrix = unit_norm_matrix(layer, weight)
         alive = matrix > threshold * max(float(matrix.max()), 1e-30)
-        ax.imshow(alive[:max_rows], aspect="auto", cmap="Greys",
-                  interpolation="nearest")
+        ax.imshow(
+            alive[:max_rows],
+            aspect="auto",
+            cmap="Greys",
+            interpolation="nearest",
+        )
         dead = int(np.sum(~np.any(alive, axis=0)))
-        ax.set_title(f"{title}\n{dead}/{matrix.shape[1]} units all-zero",
-                     fontsize=9)
+        ax.set_title(
+            f"{title}\n{dead}/{matrix.shape[1]} units all-zero", fontsize=9
+        )
         ax.set_xlabel("unit (guidance rises ->)")
         ax.set_ylabel("input weight")
     figure.tight_layout()

@@ -76,10 +76,17 @@ def shrink(values, state, threshold, unit_weights, layout):
     allowed, held = state.allowed, state.held
     if layout.group_ids is not None:
         scale, (allowed, held) = _guard_deaths(
-            norms, amount, scale, state.dead, layout.is_unit,
-            {"allowed": state.allowed, "floor": state.floor,
-             "group_ids": layout.group_ids,
-             "num_groups": layout.num_groups},
+            norms,
+            amount,
+            scale,
+            state.dead,
+            layout.is_unit,
+            {
+                "allowed": state.allowed,
+                "floor": state.floor,
+                "group_ids": layout.group_ids,
+                "num_groups": layout.num_groups,
+            },
         )
     dead = state.dead
     if layout.keep_dead:
@@ -89,8 +96,8 @@ def shrink(values, state, threshold, unit_weights, layout):
     for value_index, _, index, shape in layout.entries:
         factor = ops.reshape(ops.take(scale, index), shape)
         previous = factors[value_index]
-        factors[value_index] = factor if previous is None else (
-            previous * factor
+        factors[value_index] = (
+            factor if previous is None else (previous * factor)
         )
     new_values = []
     for value, factor in zip(values, factors):
@@ -115,9 +122,13 @@ def _guard_deaths(norms, amount, scale, dead, is_unit, guard):
     best = ops.segment_max(
         alive_margin, group_ids, num_segments=guard["num_groups"] + 1
     )
-    last = ops.cast(
-        ops.greater_equal(alive_margin, ops.take(best, group_ids)), "float32"
-    ) * alive
+    last = (
+        ops.cast(
+            ops.greater_equal(alive_margin, ops.take(best, group_ids)),
+            "float32",
+        )
+        * alive
+    )
     candidates = dies * (1.0 - last)
     key = ops.where(candidates > 0, margin, very_high)
     order = ops.sort(key)
@@ -127,15 +138,14 @@ def _guard_deaths(norms, amount, scale, dead, is_unit, guard):
         ops.clip(allowed, 0.0, ops.cast(size - 1, "float32")), "int32"
     )
     cutoff = ops.take(order, index)
-    everyone = ops.cast(ops.greater_equal(allowed, ops.sum(candidates)),
-                        "float32")
+    everyone = ops.cast(
+        ops.greater_equal(allowed, ops.sum(candidates)), "float32"
+    )
     permitted = candidates * ops.maximum(
         ops.cast(ops.less(key, cutoff), "float32"), everyone
     )
     held = dies - permitted
-    floor_scale = ops.minimum(
-        1.0, guard["floor"] / ops.maximum(norms, TINY)
-    )
+    floor_scale = ops.minimum(1.0, guard["floor"] / ops.maximum(norms, TINY))
     scale = ops.where(held > 0, floor_scale, scale)
     new_allowed = allowed - ops.sum(permitted)
     return scale, (new_allowed, held)

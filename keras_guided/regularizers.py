@@ -39,8 +39,8 @@ def _validate_axis(axis):
             "`axis` must be an int or a non-empty tuple of contiguous ints. "
             f"Received: axis={axis!r}"
         )
-    return tuple(int(a) for a in items) if isinstance(axis, tuple) else int(
-        axis
+    return (
+        tuple(int(a) for a in items) if isinstance(axis, tuple) else int(axis)
     )
 
 
@@ -111,14 +111,15 @@ class GuidedRegularizer(keras.regularizers.Regularizer):
         of Neural Networks", 2025.
     """
 
-    def __init__(self, strength=1e-3, norm="group", guidance="linear",
-                 axis=-1):
+    def __init__(self, strength=1e-3, norm="group", guidance="linear", axis=-1):
         strength = validate_strength(strength)
         self.norm = validate_norm(norm)
         self.guidance = guidance_lib.get(guidance)
         self.axis = _validate_axis(axis)
         self._strength = keras.Variable(
-            strength, dtype="float32", trainable=False,
+            strength,
+            dtype="float32",
+            trainable=False,
             name="guided_strength",
         )
         self._coefficients = {}

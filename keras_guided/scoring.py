@@ -136,8 +136,9 @@ def default_scores(groups):
     return scores
 
 
-def plan_from_threshold(groups, threshold, scores=None, min_units=1,
-                        round_to=None):
+def plan_from_threshold(
+    groups, threshold, scores=None, min_units=1, round_to=None
+):
     """A plan removing the units whose score is below `threshold`.
 
     Examples:
@@ -216,17 +217,26 @@ def unit_costs(groups, model, metric, shapes=None):
         cost = np.zeros(group.num_units)
         for unit in range(group.num_units):
             probe = copy.copy(base)
-            probe._weights = {k: [list(d), c]
-                              for k, (d, c) in base._weights.items()}
+            probe._weights = {
+                k: [list(d), c] for k, (d, c) in base._weights.items()
+            }
             probe._removed = {}
             cost[unit] = probe.remove(group, unit)
         costs.append(cost)
     return costs
 
 
-def plan_from_target(groups, model, target, scores=None, min_units=1,
-                     round_to=None, relative=True, shapes=None,
-                     latency_table=None):
+def plan_from_target(
+    groups,
+    model,
+    target,
+    scores=None,
+    min_units=1,
+    round_to=None,
+    relative=True,
+    shapes=None,
+    latency_table=None,
+):
     """A plan removing the least important units until `target` is met.
 
     `target` is what the model keeps at most (the value to reach), as in
@@ -290,11 +300,22 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     scores = default_scores(groups) if scores is None else scores
     if metric == "latency" or latency_table is not None:
         return _latency_plan.plan_for_latency(
-            groups, model, metric, kept_fraction, count, scores, min_units,
-            round_to, relative, shapes, latency_table)
+            groups,
+            model,
+            metric,
+            kept_fraction,
+            count,
+            scores,
+            min_units,
+            round_to,
+            relative,
+            shapes,
+            latency_table,
+        )
     if metric == "flops":
         stats.warn_unpriced_budget(
-            model, stats.model_costs(model, shapes=shapes), stacklevel=3)
+            model, stats.model_costs(model, shapes=shapes), stacklevel=3
+        )
     cost = KeptCost(groups, model, metric, shapes=shapes)
     goal = kept_fraction * cost.total if count is None else float(count)
     candidates = []
@@ -310,7 +331,8 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
     candidates.sort()
     removable = {
         g.index: max(0, g.num_units - floor_units(min_units, g.num_units))
-        for g in groups if g.prunable
+        for g in groups
+        if g.prunable
     }
     masks = [np.zeros(g.num_units, dtype=bool) for g in groups]
     # What one unit of each group saves at most (savings only shrink as
@@ -325,14 +347,18 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             score, index, unit = candidates[position]
             if cost.kept <= goal * (1 + 1e-12) and score > 0:
                 break
-            if score > 0 and removable[index] and (
-                cost.kept - bound[index] < goal
-            ) and cost.kept - cost.saving(groups[index], unit) < goal:
+            if (
+                score > 0
+                and removable[index]
+                and (cost.kept - bound[index] < goal)
+                and cost.kept - cost.saving(groups[index], unit) < goal
+            ):
                 # The last step: of the next few candidates that reach the
                 # goal, take the one that overshoots it least (one costly
                 # residual unit would otherwise land far below it).
                 ahead = _finishing_candidate(
-                    candidates, position, removable, groups, cost, goal)
+                    candidates, position, removable, groups, cost, goal
+                )
                 if ahead != position:
                     candidates.insert(position, candidates.pop(ahead))
                     score, index, unit = candidates[position]
@@ -351,28 +377,44 @@ def plan_from_target(groups, model, target, scores=None, min_units=1,
             break
         cost.kept = kept
     # Without rounding, the plan removes exactly what `cost` removed.
-    final = (plan_cost(groups, model, metric, shapes, plan) if round_to
-             else cost.kept)
+    final = (
+        plan_cost(groups, model, metric, shapes, plan)
+        if round_to
+        else cost.kept
+    )
     if final <= goal * (1 + 1e-9) + 1e-9:
         return plan
-    unrounded = round_to and plan_cost(
-        groups, model, metric, shapes,
-        plan_from_mask(groups, masks, scores, min_units, None),
-    ) <= goal * (1 + 1e-9) + 1e-9
-    return unreachable(plan, final, cost.total, kept_fraction, metric,
-                        min_units, round_to, unrounded)
+    unrounded = (
+        round_to
+        and plan_cost(
+            groups,
+            model,
+            metric,
+            shapes,
+            plan_from_mask(groups, masks, scores, min_units, None),
+        )
+        <= goal * (1 + 1e-9) + 1e-9
+    )
+    return unreachable(
+        plan,
+        final,
+        cost.total,
+        kept_fraction,
+        metric,
+        min_units,
+        round_to,
+        unrounded,
+    )
 
 
 _LOOK_AHEAD = 64
 
 
-def _finishing_candidate(candidates, position, removable, groups, cost,
-                         goal):
+def _finishing_candidate(candidates, position, removable, groups, cost, goal):
     """Index of the candidate (among the next `_LOOK_AHEAD`) whose removal
     reaches `goal` keeping the most."""
     best, best_kept = position, -1.0
-    for ahead in range(position, min(len(candidates),
-                                      position + _LOOK_AHEAD)):
+    for ahead in range(position, min(len(candidates), position + _LOOK_AHEAD)):
         _, index, unit = candidates[ahead]
         if not removable[index]:
             continue

@@ -133,8 +133,7 @@ def _run_call(layer, node):
         isinstance(t, keras.KerasTensor) for t in flat
     ):
         raise _Untraceable(
-            "its call does not return symbolic tensors computed from its "
-            "inputs"
+            "its call does not return symbolic tensors computed from its inputs"
         )
     try:
         graph = keras.Model(
@@ -160,9 +159,15 @@ def _run_call(layer, node):
     if scope.causal_masks or _from_keras_hub(layer):
         # keras-hub blocks are checked even without a causal mask: their
         # calls shape tensors from symbolic sizes (Gemma's attention).
-        _check_any_length(layer, node, graph, kwargs.get("training"),
-                          "(with the causal mask built for any length) "
-                          if scope.causal_masks else "")
+        _check_any_length(
+            layer,
+            node,
+            graph,
+            kwargs.get("training"),
+            "(with the causal mask built for any length) "
+            if scope.causal_masks
+            else "",
+        )
     return graph
 
 
@@ -250,8 +255,8 @@ def _check_any_length(layer, node, graph, training, how):
         try:
             expected = keras.tree.flatten(layer(*args, **kwargs))
             got = keras.tree.flatten(
-                graph(values[0] if len(values) == 1 else values,
-                      training=False))
+                graph(values[0] if len(values) == 1 else values, training=False)
+            )
         except Exception as error:  # noqa: BLE001
             raise _Untraceable(
                 f"its traced call {how}could not run at length {length} "
@@ -276,8 +281,9 @@ def _sample(tensor, length, rng):
     mask that keeps every position)."""
     import numpy as np
 
-    shape = [2] + [length if d is None else int(d)
-                   for d in tuple(tensor.shape)[1:]]
+    shape = [2] + [
+        length if d is None else int(d) for d in tuple(tensor.shape)[1:]
+    ]
     if "float" in str(tensor.dtype):
         return rng.normal(size=shape).astype(tensor.dtype)
     return np.ones(shape, dtype=tensor.dtype)

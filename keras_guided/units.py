@@ -40,10 +40,22 @@ from keras_guided.rules import normalization_axis
 NORMS = ("l1", "l2", "group")
 
 __all__ = [
-    "NORMS", "WeightAxis", "dense_like_einsum", "get_weight",
-    "input_slices", "is_input_weight", "layer_family", "normalization_axis",
-    "num_units", "output_slices", "safe_sqrt", "unit_axis_length",
-    "unit_matrix", "unit_norms", "weight_key", "weight_keys",
+    "NORMS",
+    "WeightAxis",
+    "dense_like_einsum",
+    "get_weight",
+    "input_slices",
+    "is_input_weight",
+    "layer_family",
+    "normalization_axis",
+    "num_units",
+    "output_slices",
+    "safe_sqrt",
+    "unit_axis_length",
+    "unit_matrix",
+    "unit_norms",
+    "weight_key",
+    "weight_keys",
 ]
 
 

@@ -3,8 +3,13 @@
 import keras
 
 # Module prefixes of the legacy Keras 2 implementations.
-_LEGACY_KERAS = ("tf_keras", "tensorflow.python.keras", "keras.engine",
-                 "keras.src.engine", "tensorflow.keras")
+_LEGACY_KERAS = (
+    "tf_keras",
+    "tensorflow.python.keras",
+    "keras.engine",
+    "keras.src.engine",
+    "tensorflow.keras",
+)
 
 
 def is_legacy_keras(obj):

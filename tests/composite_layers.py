@@ -17,10 +17,11 @@ class TransformerBlock(layers.Layer):
     def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
         super().__init__(**kwargs)
         self.att = layers.MultiHeadAttention(
-            num_heads=num_heads, key_dim=embed_dim)
+            num_heads=num_heads, key_dim=embed_dim
+        )
         self.ffn = keras.Sequential(
-            [layers.Dense(ff_dim, activation="relu"),
-             layers.Dense(embed_dim)])
+            [layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)]
+        )
         self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
         self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
         self.dropout1 = layers.Dropout(rate)
@@ -43,11 +44,13 @@ class PatchEncoder(layers.Layer):
         self.num_patches = num_patches
         self.projection = layers.Dense(units=projection_dim)
         self.position_embedding = layers.Embedding(
-            input_dim=num_patches, output_dim=projection_dim)
+            input_dim=num_patches, output_dim=projection_dim
+        )
 
     def call(self, patch):
         positions = ops.expand_dims(
-            ops.arange(start=0, stop=self.num_patches, step=1), axis=0)
+            ops.arange(start=0, stop=self.num_patches, step=1), axis=0
+        )
         projected_patches = self.projection(patch)
         return projected_patches + self.position_embedding(positions)
 
@@ -57,16 +60,20 @@ class MLPMixerLayer(layers.Layer):
 
     def __init__(self, num_patches, hidden_units, dropout_rate, **kwargs):
         super().__init__(**kwargs)
-        self.mlp1 = keras.Sequential([
-            layers.Dense(units=num_patches, activation="gelu"),
-            layers.Dense(units=num_patches),
-            layers.Dropout(rate=dropout_rate),
-        ])
-        self.mlp2 = keras.Sequential([
-            layers.Dense(units=num_patches, activation="gelu"),
-            layers.Dense(units=hidden_units),
-            layers.Dropout(rate=dropout_rate),
-        ])
+        self.mlp1 = keras.Sequential(
+            [
+                layers.Dense(units=num_patches, activation="gelu"),
+                layers.Dense(units=num_patches),
+                layers.Dropout(rate=dropout_rate),
+            ]
+        )
+        self.mlp2 = keras.Sequential(
+            [
+                layers.Dense(units=num_patches, activation="gelu"),
+                layers.Dense(units=hidden_units),
+                layers.Dropout(rate=dropout_rate),
+            ]
+        )
         self.normalize = layers.LayerNormalization(epsilon=1e-6)
 
     def call(self, inputs):
@@ -80,8 +87,9 @@ class MLPMixerLayer(layers.Layer):
         return x + mlp2_outputs
 
 
-def text_classifier(maxlen=10, vocab=50, embed_dim=8, num_heads=2, ff_dim=16,
-                    seed=0):
+def text_classifier(
+    maxlen=10, vocab=50, embed_dim=8, num_heads=2, ff_dim=16, seed=0
+):
     """The keras.io text classifier: embedding, one block, pooling, heads."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((maxlen,), dtype="int32")
@@ -110,8 +118,7 @@ class GatedFeedForward(layers.Layer):
     def __init__(self, hidden_dim, intermediate_dim, **kwargs):
         super().__init__(**kwargs)
         self.norm = layers.LayerNormalization(epsilon=1e-6)
-        self.gate = layers.Dense(intermediate_dim, use_bias=False,
-                                 name="gate")
+        self.gate = layers.Dense(intermediate_dim, use_bias=False, name="gate")
         self.up = layers.Dense(intermediate_dim, use_bias=False, name="up")
         self.down = layers.Dense(hidden_dim, use_bias=False, name="down")
 

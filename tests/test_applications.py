@@ -20,7 +20,9 @@ APPLICATIONS = [
 
 def _build(name):
     model = getattr(keras.applications, name)(
-        weights=None, input_shape=(32, 32, 3), classes=10,
+        weights=None,
+        input_shape=(32, 32, 3),
+        classes=10,
         classifier_activation=None,
     )
     return randomize(model)
@@ -33,8 +35,7 @@ def _predict(model, x):
 @pytest.mark.parametrize("name", APPLICATIONS)
 def test_application_dead_groups_and_half_target(name, tmp_path):
     model = _build(name)
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(
-        "float32")
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     groups = keras_guided.find_unit_groups(model)
     prunable = [g for g in groups if g.prunable]
     unprunable = [g.layers for g in groups if not g.prunable]
@@ -54,8 +55,9 @@ def test_application_dead_groups_and_half_target(name, tmp_path):
     assert pruned.count_params() < model.count_params()
     expected = _predict(model, x)
     scale = float(np.max(np.abs(expected)))
-    np.testing.assert_allclose(_predict(pruned, x), expected,
-                               atol=1e-5 * scale, rtol=0)
+    np.testing.assert_allclose(
+        _predict(pruned, x), expected, atol=1e-5 * scale, rtol=0
+    )
     assert report.max_abs_diff <= 1e-5 * report.output_scale
 
     half = keras_guided.prune_model(model, target=0.5, verify=False)
@@ -66,5 +68,6 @@ def test_application_dead_groups_and_half_target(name, tmp_path):
     half.save(path)
     reloaded = keras.saving.load_model(path)
     np.testing.assert_allclose(_predict(reloaded, x), result, atol=1e-6)
-    assert all(np.array_equal(a, b)
-               for a, b in zip(before, model.get_weights()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+    )

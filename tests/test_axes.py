@@ -11,15 +11,24 @@ def test_normalize_axes_sorts_and_resolves_negative_axes():
     assert _axes.normalize_axes(4, [-1, -2]) == (2, 3)
 
 
-@pytest.mark.parametrize("axis, message", [
-    ((), "`axis` must name at least one axis. Received: ()"),
-    (1.5, "`axis` must be an int or a tuple of ints. Received: axis=1.5"),
-    (True, "`axis` must be an int or a tuple of ints. Received: axis=True"),
-    (3, "`axis`=3 is out of range for a weight of rank 2. Use an axis in "
-        "[-2, 1]."),
-    ((0, 2), "`axis`=(0, 2) must name contiguous axes (they are flattened "
-             "into one unit axis). Received non-contiguous axes."),
-])
+@pytest.mark.parametrize(
+    "axis, message",
+    [
+        ((), "`axis` must name at least one axis. Received: ()"),
+        (1.5, "`axis` must be an int or a tuple of ints. Received: axis=1.5"),
+        (True, "`axis` must be an int or a tuple of ints. Received: axis=True"),
+        (
+            3,
+            "`axis`=3 is out of range for a weight of rank 2. Use an axis in "
+            "[-2, 1].",
+        ),
+        (
+            (0, 2),
+            "`axis`=(0, 2) must name contiguous axes (they are flattened "
+            "into one unit axis). Received non-contiguous axes.",
+        ),
+    ],
+)
 def test_normalize_axes_errors(axis, message):
     with pytest.raises(ValueError) as info:
         _axes.normalize_axes(2 if axis == 3 else 3, axis)
@@ -44,4 +53,5 @@ def test_gather_take_and_zero_agree_on_a_tuple_axis():
 def test_take_units_with_blocks_on_one_axis():
     kernel = np.arange(12).reshape(6, 2)
     np.testing.assert_array_equal(
-        _axes.take_units(kernel, 0, [0, 2], block=2), kernel[[0, 1, 4, 5]])
+        _axes.take_units(kernel, 0, [0, 2], block=2), kernel[[0, 1, 4, 5]]
+    )

@@ -25,10 +25,14 @@ def test_split_is_fixed_disjoint_and_sized():
     first = data_lib.split(x, y, seed=0)
     second = data_lib.split(x, y, seed=0)
     assert [len(first[k]) for k in ("y_train", "y_val", "y_test")] == [
-        8000, 1000, 1000]
+        8000,
+        1000,
+        1000,
+    ]
     np.testing.assert_array_equal(first["y_val"], second["y_val"])
-    together = np.concatenate([first["y_train"], first["y_val"],
-                               first["y_test"]])
+    together = np.concatenate(
+        [first["y_train"], first["y_val"], first["y_test"]]
+    )
     assert len(np.unique(together)) == 10000
     np.testing.assert_array_equal(first["x_test"][:, 0], first["y_test"])
 
@@ -37,8 +41,11 @@ def test_read_idx_roundtrip_and_bad_magic(tmp_path):
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = os.path.join(tmp_path, "images.gz")
     with gzip.open(path, "wb") as f:
-        f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2, 3, 4)
-                + images.tobytes())
+        f.write(
+            bytes([0, 0, 0x08, 3])
+            + struct.pack(">III", 2, 3, 4)
+            + images.tobytes()
+        )
     np.testing.assert_array_equal(data_lib.read_idx(path), images)
     bad = os.path.join(tmp_path, "bad")
     with open(bad, "wb") as f:
@@ -54,18 +61,20 @@ def test_missing_mnist_dir_says_what_is_expected(tmp_path):
 
 @pytest.mark.parametrize("name", ["lenet300", "lenet5_bn"])
 def test_reference_rebuild_matches_masked_model(name):
-    model = models_lib.build(name, (8, 8, 1), widths=(6, 5, 7)[
-        : 2 if name == "lenet300" else 3])
+    model = models_lib.build(
+        name, (8, 8, 1), widths=(6, 5, 7)[: 2 if name == "lenet300" else 3]
+    )
     x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
     model(x)
     keep = models_lib.keep_by_fraction(models_lib.unit_norms(model), 0.5)
     masked = models_lib.masked_copy(model, keep)
     small = models_lib.reference_rebuild(masked, keep, name, (8, 8, 1))
     assert models_lib.kept_widths(model, keep) == tuple(
-        layer.kernel.shape[-1] for layer, _ in
-        models_lib.prunable_layers(small))
-    np.testing.assert_allclose(common.logits(small, x),
-                               common.logits(masked, x), atol=1e-5)
+        layer.kernel.shape[-1] for layer, _ in models_lib.prunable_layers(small)
+    )
+    np.testing.assert_allclose(
+        common.logits(small, x), common.logits(masked, x), atol=1e-5
+    )
 
 
 def test_matched_budget_points_end_to_end_on_digits(tmp_path):
@@ -73,10 +82,15 @@ def test_matched_budget_points_end_to_end_on_digits(tmp_path):
     assert data["name"] == "sklearn-digits"
     path = str(tmp_path / "b1.json")
     messages = []
-    result = b1_budget.run(data, "toy", log=messages.append,
-                           methods=["magnitude", "guided"],
-                           models=["lenet300"], path=path,
-                           budgets=["units=66"])
+    result = b1_budget.run(
+        data,
+        "toy",
+        log=messages.append,
+        methods=["magnitude", "guided"],
+        models=["lenet300"],
+        path=path,
+        budgets=["units=66"],
+    )
     points = result["models"]["lenet300"]["points"]
     assert sorted(points) == ["guided|units=66|0", "magnitude|units=66|0"]
     for point in points.values():
@@ -84,10 +98,15 @@ def test_matched_budget_points_end_to_end_on_digits(tmp_path):
         assert point["units"] == 66 and min(point["widths"]) >= 1
         assert 0.0 <= point["test"] <= 1.0
     # Resumable: a second run finds every point done and runs nothing.
-    again = b1_budget.run(data, "toy", log=messages.append,
-                          methods=["magnitude", "guided"],
-                          models=["lenet300"], path=path,
-                          budgets=["units=66"])
+    again = b1_budget.run(
+        data,
+        "toy",
+        log=messages.append,
+        methods=["magnitude", "guided"],
+        models=["lenet300"],
+        path=path,
+        budgets=["units=66"],
+    )
     assert again["models"]["lenet300"]["points"] == points
     assert sum("reference" in m for m in messages) == 1
     table = "\n".join(b1_budget.markdown(again))
@@ -96,25 +115,38 @@ def test_matched_budget_points_end_to_end_on_digits(tmp_path):
 
 def test_targets_say_reached_or_not_with_numbers():
     def point(test, units=66, flops=1000, params=100):
-        return {"test": test, "units": units, "flops": flops,
-                "params": params, "widths": [units]}
+        return {
+            "test": test,
+            "units": units,
+            "flops": flops,
+            "params": params,
+            "widths": [units],
+        }
 
-    b1 = {"models": {"lenet300": {
-        "reference": {"0": {"test": 0.96, "units": 400, "params": 10,
-                            "flops": 10}},
-        "points": {
-            "guided|units=66|0": point(0.957),
-            "magnitude_iterative|units=66|0": point(0.953),
-        },
-    }}}
+    b1 = {
+        "models": {
+            "lenet300": {
+                "reference": {
+                    "0": {"test": 0.96, "units": 400, "params": 10, "flops": 10}
+                },
+                "points": {
+                    "guided|units=66|0": point(0.957),
+                    "magnitude_iterative|units=66|0": point(0.953),
+                },
+            }
+        }
+    }
     lines = b1_budget.targets(b1)
-    assert lines[0].endswith("guided 95.70 vs 96.00 (0.30 points "
-                             "below): reached")
+    assert lines[0].endswith(
+        "guided 95.70 vs 96.00 (0.30 points below): reached"
+    )
     assert lines[1].endswith(": reached")
     assert "units=66: 95.70 vs magnitude_iterative 95.30" in lines[1]
     b1["models"]["lenet300"]["points"]["guided|units=66|0"] = point(0.962)
-    assert "guided 96.20 vs 96.00 (0.20 points above): reached" in (
-        b1_budget.targets(b1)[0])
+    assert (
+        "guided 96.20 vs 96.00 (0.20 points above): reached"
+        in (b1_budget.targets(b1)[0])
+    )
     b1["models"]["lenet300"]["points"]["guided|units=66|0"] = point(0.95)
     lines = b1_budget.targets(b1)
     assert lines[0].endswith("not reached, by 0.50 points")
@@ -125,8 +157,9 @@ def test_cut_by_scores_meets_a_flops_budget():
     model = models_lib.build("lenet5", (8, 8, 1), widths=(6, 8, 10))
     model(np.zeros((1, 8, 8, 1), "float32"))
     start = b1_budget._measure(model, "flops")
-    small = b1_budget._cut_by_scores(model, b1_budget._norm_scores(model),
-                                     {"flops": 0.3})
+    small = b1_budget._cut_by_scores(
+        model, b1_budget._norm_scores(model), {"flops": 0.3}
+    )
     flops = b1_budget._measure(small, "flops")
     assert flops <= 0.3 * start
     assert flops >= 0.15 * start
@@ -135,15 +168,15 @@ def test_cut_by_scores_meets_a_flops_budget():
 def test_b2_aim_relative_to_another_variant():
     from benchmarks import report
 
-    b2 = {"median_seconds": {"plain": 1.0, "regularizer": 1.2,
-                             "keras_l1": 1.1},
-          "fastest_seconds": {"plain": 1.0, "regularizer": 1.2,
-                              "keras_l1": 1.1},
-          "ratios": {"regularizer": 1.2, "keras_l1": 1.1},
-          "aims": {"regularizer": ["keras_l1", 0.03]}, "skipped": {}}
+    b2 = {
+        "median_seconds": {"plain": 1.0, "regularizer": 1.2, "keras_l1": 1.1},
+        "fastest_seconds": {"plain": 1.0, "regularizer": 1.2, "keras_l1": 1.1},
+        "ratios": {"regularizer": 1.2, "keras_l1": 1.1},
+        "aims": {"regularizer": ["keras_l1", 0.03]},
+        "skipped": {},
+    }
     lines = report.b2_table(b2)
-    assert "| 1.200 | <= keras_l1 + 0.03 = 1.130 (not reached) |" in (
-        lines[3])
+    assert "| 1.200 | <= keras_l1 + 0.03 = 1.130 (not reached) |" in (lines[3])
     b2["ratios"]["regularizer"] = 1.12
     assert "= 1.130 (reached)" in report.b2_table(b2)[3]
 
@@ -154,8 +187,10 @@ def test_b2_aim_relative_to_another_variant():
 
 def _tiny_cifar(n=40):
     rng = np.random.default_rng(0)
-    return {"x_train": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, n).astype(np.uint8)}
+    return {
+        "x_train": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n).astype(np.uint8),
+    }
 
 
 def test_b4_batches_are_the_same_for_a_seed_and_differ_across_epochs():
@@ -174,7 +209,11 @@ def test_b4_batches_are_the_same_for_a_seed_and_differ_across_epochs():
     flat = [next(stream) for _ in range(6)]
     np.testing.assert_array_equal(flat[3][0], other[0][0])
     assert flat[0][0].dtype == np.float32 and flat[0][0].shape == (
-        10, 32, 32, 3)
+        10,
+        32,
+        32,
+        3,
+    )
 
 
 def test_b4_augmentation_is_a_shifted_window_possibly_flipped():
@@ -185,12 +224,17 @@ def test_b4_augmentation_is_a_shifted_window_possibly_flipped():
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
     flips = 0
     for image, crop in zip(padded, out):
-        windows = [(image[dy:dy + 32, dx:dx + 32], flip)
-                   for dy in range(9) for dx in range(9)
-                   for flip in (False, True)]
-        matches = [flip for window, flip in windows
-                   if np.array_equal(window[:, ::-1] if flip else window,
-                                     crop)]
+        windows = [
+            (image[dy : dy + 32, dx : dx + 32], flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+        ]
+        matches = [
+            flip
+            for window, flip in windows
+            if np.array_equal(window[:, ::-1] if flip else window, crop)
+        ]
         assert matches, "a crop must be a 32x32 window of the padded image"
         flips += all(matches)
     assert 0 < flips < 16
@@ -199,13 +243,18 @@ def test_b4_augmentation_is_a_shifted_window_possibly_flipped():
 def test_b4_split_and_even_evaluation_subset():
     from benchmarks import cifar
 
-    arrays = {"x_train": np.arange(100)[:, None], "y_train": np.arange(100),
-              "x_test": np.arange(20)[:, None], "y_test": np.arange(20)}
+    arrays = {
+        "x_train": np.arange(100)[:, None],
+        "y_train": np.arange(100),
+        "x_test": np.arange(20)[:, None],
+        "y_test": np.arange(20),
+    }
     data = cifar.split(arrays, validation=10)
     assert len(data["y_train"]) == 90 and len(data["y_val"]) == 10
     assert not set(data["y_train"]) & set(data["y_val"])
-    np.testing.assert_array_equal(cifar.split(arrays, validation=10)["y_val"],
-                                  data["y_val"])
+    np.testing.assert_array_equal(
+        cifar.split(arrays, validation=10)["y_val"], data["y_val"]
+    )
     cifar.shrink_evaluation(data, 5)
     np.testing.assert_array_equal(data["y_test"], [0, 4, 9, 14, 19])
 
@@ -224,16 +273,18 @@ def test_b4_resnet_weights_roundtrip_in_the_torch_layout():
     widths = dict(resnet_cifar.default_widths("resnet20"), s1b1_conv1=5)
     model = resnet_cifar.build("resnet20", widths)
     assert b4_torch.block_names("resnet20") == resnet_cifar.block_names(
-        "resnet20")
+        "resnet20"
+    )
     arrays = resnet_cifar.export_weights(model)
     assert arrays["s1b1_conv1.weight"].shape == (5, 16, 3, 3)  # OIHW
     assert arrays["fc.weight"].shape == (10, 64)
-    copy = resnet_cifar.import_weights(resnet_cifar.build("resnet20", widths),
-                                       arrays)
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(
-        "float32")
-    np.testing.assert_allclose(common.logits(copy, x), common.logits(model, x),
-                               atol=1e-6)
+    copy = resnet_cifar.import_weights(
+        resnet_cifar.build("resnet20", widths), arrays
+    )
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        common.logits(copy, x), common.logits(model, x), atol=1e-6
+    )
 
 
 def test_b4_torch_twin_computes_the_keras_logits():
@@ -244,8 +295,7 @@ def test_b4_torch_twin_computes_the_keras_logits():
     widths = dict(resnet_cifar.default_widths("resnet20"), s2b1_conv1=7)
     model = resnet_cifar.build("resnet20", widths)
     arrays = resnet_cifar.export_weights(model)
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(
-        "float32")
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     twin = b4_torch.load_arrays(b4_torch.build("resnet20", widths), arrays)
     twin.eval()
     import torch
@@ -259,46 +309,71 @@ def test_b4_targets_say_reached_or_not_by_how_much():
     from benchmarks import b4_report
 
     def point(test):
-        return {"test": test, "val_after_cut": 0.5, "test_after_cut": 0.5,
-                "flops_kept": 0.5, "flops": 10, "params": 5, "seconds": 1}
+        return {
+            "test": test,
+            "val_after_cut": 0.5,
+            "test_after_cut": 0.5,
+            "flops_kept": 0.5,
+            "flops": 10,
+            "params": 5,
+            "seconds": 1,
+        }
 
-    b4 = {"references": {"0": {"test": 0.80, "flops": 20, "params": 9,
-                               "seconds": 1}},
-          "points": {"guided|flops/2x|0": point(0.798),
-                     "tp_group_sl|flops/2x|0": point(0.790),
-                     "l1_oneshot|flops/2x|0": point(0.801),
-                     "guided|flops/4x|0": point(0.78),
-                     "l1_oneshot|flops/4x|0": point(0.775)}}
+    b4 = {
+        "references": {
+            "0": {"test": 0.80, "flops": 20, "params": 9, "seconds": 1}
+        },
+        "points": {
+            "guided|flops/2x|0": point(0.798),
+            "tp_group_sl|flops/2x|0": point(0.790),
+            "l1_oneshot|flops/2x|0": point(0.801),
+            "guided|flops/4x|0": point(0.78),
+            "l1_oneshot|flops/4x|0": point(0.775),
+        },
+    }
     lines = b4_report.targets(b4)
     assert lines[0].startswith("- At 2x fewer FLOPs, guided within 0.3")
     assert "79.80 vs 80.00 (0.20 below): reached [1 of 3 seeds" in lines[0]
-    assert lines[1].endswith("79.80 vs 79.00: reached [1 of 3 seeds so far, "
-                             "the seeds both have]")
-    assert "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points" in (
-        lines[2])
+    assert lines[1].endswith(
+        "79.80 vs 79.00: reached [1 of 3 seeds so far, the seeds both have]"
+    )
+    assert (
+        "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points"
+        in (lines[2])
+    )
     assert "+0.50: not reached, by 0.50 points" in lines[-1]
     # A second seed done by guided and one-shot L1 only: every comparison
     # is over the seeds both sides have.
-    b4["references"]["1"] = {"test": 0.82, "flops": 20, "params": 9,
-                             "seconds": 1}
+    b4["references"]["1"] = {
+        "test": 0.82,
+        "flops": 20,
+        "params": 9,
+        "seconds": 1,
+    }
     b4["points"]["guided|flops/2x|1"] = point(0.81)
     b4["points"]["l1_oneshot|flops/2x|1"] = point(0.80)
     lines = b4_report.targets(b4)
-    assert "80.40 vs 81.00 (0.60 below): not reached, by 0.30 points [2 of" \
+    assert (
+        "80.40 vs 81.00 (0.60 below): not reached, by 0.30 points [2 of"
         in lines[0]
+    )
     assert "79.80 vs 79.00: reached [1 of 3" in lines[1]
     assert "(best: l1_oneshot 80.05): 80.40: reached [2 of 3" in lines[2]
-    page = b4_report.replace_section("# B\n\n## B1\nx\n## B4 old\ny\n",
-                                     "## B4 new\n")
+    page = b4_report.replace_section(
+        "# B\n\n## B1\nx\n## B4 old\ny\n", "## B4 new\n"
+    )
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
     assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
-    b4["superseded"] = {"group_lasso|flops/2x|0": {"test": 0.1,
-                                                   "why": "before a fix"}}
+    b4["superseded"] = {
+        "group_lasso|flops/2x|0": {"test": 0.1, "why": "before a fix"}
+    }
     assert "- `group_lasso|flops/2x|0`: test 10.00 % (before a fix)" in (
-        "\n".join(b4_report.markdown(b4)))
+        "\n".join(b4_report.markdown(b4))
+    )
     b4["points"]["slimming|flops/2x|0"] = {"error": "ValueError: x"}
     assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
-        b4_report.markdown(b4))
+        b4_report.markdown(b4)
+    )
 
 
 def test_b4_failed_cells_run_again_and_done_ones_do_not():
@@ -307,38 +382,57 @@ def test_b4_failed_cells_run_again_and_done_ones_do_not():
     assert b4_cifar._done({"test": 0.7}) and b4_cifar._done({"skipped": "x"})
     assert not b4_cifar._done({"error": "x"}) and not b4_cifar._done(None)
     order = b4_cifar.cells([0], [1 / 3, 0.25, 0.5], ["slimming", "guided"])
-    assert order == [(0, 0.5, "guided"), (0, 0.5, "slimming"),
-                     (0, 0.25, "guided"), (0, 0.25, "slimming"),
-                     (0, 1 / 3, "guided"), (0, 1 / 3, "slimming")]
+    assert order == [
+        (0, 0.5, "guided"),
+        (0, 0.5, "slimming"),
+        (0, 0.25, "guided"),
+        (0, 0.25, "slimming"),
+        (0, 1 / 3, "guided"),
+        (0, 1 / 3, "slimming"),
+    ]
 
 
-def test_rewriting_the_page_for_b1_b3_keeps_the_b4_and_b5_sections(
-        tmp_path):
+def test_rewriting_the_page_for_b1_b3_keeps_the_b4_and_b5_sections(tmp_path):
     from benchmarks import __main__ as runner
 
     page = tmp_path / "benchmarks.md"
-    page.write_text("# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n"
-                    "## B5: BERT\nalso kept\n")
-    text = runner._keep_own_sections("# Benchmarks\n\n## B1\nnew\n",
-                                     str(page))
-    assert text == ("# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
-                    "\n## B5: BERT\nalso kept\n")
+    page.write_text(
+        "# Benchmarks\n\n## B1\nold\n## B4: CIFAR\nkept\n"
+        "## B5: BERT\nalso kept\n"
+    )
+    text = runner._keep_own_sections("# Benchmarks\n\n## B1\nnew\n", str(page))
+    assert text == (
+        "# Benchmarks\n\n## B1\nnew\n\n## B4: CIFAR\nkept\n"
+        "\n## B5: BERT\nalso kept\n"
+    )
     assert runner._keep_own_sections("x\n", str(tmp_path / "none.md")) == (
-        "x\n")
+        "x\n"
+    )
 
 
 def test_b4_recipe_variants_are_chosen_on_validation_apart_from_the_grid():
     from benchmarks import b4_report
 
     def point(val, test):
-        return {"val": val, "test": test, "val_after_cut": 0.5,
-                "test_after_cut": 0.5, "flops_kept": 0.5, "flops": 10,
-                "params": 5, "seconds": 1}
+        return {
+            "val": val,
+            "test": test,
+            "val_after_cut": 0.5,
+            "test_after_cut": 0.5,
+            "flops_kept": 0.5,
+            "flops": 10,
+            "params": 5,
+            "seconds": 1,
+        }
 
-    b4 = {"points": {"guided|flops/4x|0": point(0.70, 0.69),
-                     "guided:flat|flops/4x|0": point(0.72, 0.99),
-                     "l1_oneshot|flops/4x|0": point(0.71, 0.70)},
-          "variants": {"guided:flat": {"cost_power": 0.0}}}
+    b4 = {
+        "points": {
+            "guided|flops/4x|0": point(0.70, 0.69),
+            "guided:flat|flops/4x|0": point(0.72, 0.99),
+            "l1_oneshot|flops/4x|0": point(0.71, 0.70),
+        },
+        "variants": {"guided:flat": {"cost_power": 0.0}},
+    }
     assert set(b4_report.summary(b4)) == {"guided", "l1_oneshot"}
     lines = b4_report.variant_lines(b4)
     assert "| `guided` | the default | 70.00 (1) |" in lines
@@ -350,20 +444,34 @@ def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
     from benchmarks import b5_bert_latency as b5
 
     result = {
-        "config": dict(b5.CONFIGS["full"]), "groups_pruned": 24,
-        "params": [100, 60], "flops": [1000, 500],
-        "prune_max_abs_diff": 2e-6, "output_scale": 4.0,
-        "modes": {"float32": {
-            "files": {"base": {"bytes": 4_000_000, "max_abs_diff": 1e-5},
-                      "pruned": {"bytes": 2_500_000, "max_abs_diff": 2e-5}},
-            "latency": {"base_ms": 200.0, "pruned_ms": 104.0,
-                        "ratio": 0.52, "spread": 0.03}}},
+        "config": dict(b5.CONFIGS["full"]),
+        "groups_pruned": 24,
+        "params": [100, 60],
+        "flops": [1000, 500],
+        "prune_max_abs_diff": 2e-6,
+        "output_scale": 4.0,
+        "modes": {
+            "float32": {
+                "files": {
+                    "base": {"bytes": 4_000_000, "max_abs_diff": 1e-5},
+                    "pruned": {"bytes": 2_500_000, "max_abs_diff": 2e-5},
+                },
+                "latency": {
+                    "base_ms": 200.0,
+                    "pruned_ms": 104.0,
+                    "ratio": 0.52,
+                    "spread": 0.03,
+                },
+            }
+        },
     }
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\n## B4: CIFAR\nkept\n")
     b5.write_docs(result, str(page), "python -m benchmarks.b5_bert_latency")
     text = page.read_text()
     assert text.startswith("# Benchmarks\n\n## B4: CIFAR\nkept\n\n## B5")
-    assert ("| float32 | 4.0 -> 2.5 | 1e-05, 2e-05 | 200.0 -> 104.0 | "
-            "0.520 (3.0%) | 0.500 |") in text
+    assert (
+        "| float32 | 4.0 -> 2.5 | 1e-05, 2e-05 | 200.0 -> 104.0 | "
+        "0.520 (3.0%) | 0.500 |"
+    ) in text
     assert "Params 100 -> 60 (0.600)" in text

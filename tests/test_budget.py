@@ -15,22 +15,33 @@ from keras_guided import budget
 # ------------------------------------------------------------ pure parts
 
 
-@pytest.mark.parametrize("target,expected", [
-    ({"units": 66}, ("units", 66)),
-    ({"flops": 0.1}, ("flops", 0.1)),
-    ({"params": 1.0}, ("params", 1.0)),
-    ({"params": np.int64(7)}, ("params", 7)),
-    ({"latency": 0.4}, ("latency", 0.4)),
-])
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        ({"units": 66}, ("units", 66)),
+        ({"flops": 0.1}, ("flops", 0.1)),
+        ({"params": 1.0}, ("params", 1.0)),
+        ({"params": np.int64(7)}, ("params", 7)),
+        ({"latency": 0.4}, ("latency", 0.4)),
+    ],
+)
 def test_parse_budget_accepts_the_one_grammar(target, expected):
     assert budget.parse_budget(target) == expected
 
 
-@pytest.mark.parametrize("target", [
-    0.5, {"units": 0}, {"flops": 1.5}, {"latency": 0.0}, {"units": True},
-    {"speed": 0.5},
-    {"units": 10, "flops": 0.5}, {"flops": float("nan")},
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        0.5,
+        {"units": 0},
+        {"flops": 1.5},
+        {"latency": 0.0},
+        {"units": True},
+        {"speed": 0.5},
+        {"units": 10, "flops": 0.5},
+        {"flops": float("nan")},
+    ],
+)
 def test_parse_budget_message(target):
     with pytest.raises(ValueError) as error:
         budget.parse_budget(target)
@@ -51,8 +62,7 @@ def test_planned_path_is_cubic_from_start_to_goal():
     assert budget.planned_value(400, 66, 0.0) == 400
     assert budget.planned_value(400, 66, 1.0) == 66
     assert budget.planned_value(400, 66, 2.0) == 66  # held after the end
-    assert budget.planned_value(400, 66, 0.5) == pytest.approx(
-        66 + 334 * 0.125)
+    assert budget.planned_value(400, 66, 0.5) == pytest.approx(66 + 334 * 0.125)
     values = [budget.planned_value(400, 66, p) for p in np.linspace(0, 1, 9)]
     assert all(a > b for a, b in zip(values, values[1:]))
 
@@ -97,50 +107,68 @@ def digits():
 
 def _mlp(widths=(32, 16)):
     layers = [keras.Input((8, 8)), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(w, activation="relu", name=f"dense_{i}")
-               for i, w in enumerate(widths, 1)]
+    layers += [
+        keras.layers.Dense(w, activation="relu", name=f"dense_{i}")
+        for i, w in enumerate(widths, 1)
+    ]
     model = keras.Sequential(layers + [keras.layers.Dense(10, name="out")])
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
 def _cnn():
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(12, 3, name="conv"),
-        keras.layers.BatchNormalization(name="bn"),
-        keras.layers.ReLU(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(16, activation="relu", name="dense"),
-        keras.layers.Dense(10, name="out"),
-    ])
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(12, 3, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu", name="dense"),
+            keras.layers.Dense(10, name="out"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
 def _hidden_widths(model):
-    return [layer.units if hasattr(layer, "units") else layer.filters
-            for layer in model.layers
-            if hasattr(layer, "units") or hasattr(layer, "filters")][:-1]
+    return [
+        layer.units if hasattr(layer, "units") else layer.filters
+        for layer in model.layers
+        if hasattr(layer, "units") or hasattr(layer, "filters")
+    ][:-1]
 
 
 def _fit(model, data, callback, epochs=6):
     x, y = data
     if model.input_shape[-1] == 1:
         x = x[..., None]
-    return model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
-                     shuffle=False, callbacks=[callback])
+    return model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=64,
+        verbose=0,
+        shuffle=False,
+        callbacks=[callback],
+    )
 
 
 @pytest.mark.parametrize("guidance", [None, "linear", "uniform"])
 def test_units_budget_lands_exactly_and_prunes_to_it(digits, guidance):
     keras.utils.set_random_seed(0)
     model = _mlp()
-    pruning = keras_guided.GuidedPruning(target={"units": 12},
-                                         guidance=guidance)
+    pruning = keras_guided.GuidedPruning(
+        target={"units": 12}, guidance=guidance
+    )
     history = _fit(model, digits, pruning)
     live = history.history["live_units"]
     # Never below the budget on the way (the guard), on it at the end.
@@ -157,11 +185,14 @@ def test_units_budget_lands_exactly_and_prunes_to_it(digits, guidance):
     x = digits[0][:64]
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(small(x)),
-        keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-4,
+    )
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"guidance": "linear",
-                                     "cost": "flops"}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"guidance": "linear", "cost": "flops"}]
+)
 def test_fraction_of_flops_budget_lands_at_or_under_it(digits, kwargs):
     keras.utils.set_random_seed(1)
     model = _cnn()
@@ -184,10 +215,15 @@ def test_tiny_budget_keeps_one_unit_per_layer(digits):
     # Out of reach (two layers keep at least one unit each): refused by
     # default, pruned as far as the layers allow on request.
     with pytest.raises(ValueError, match="Cannot keep only 4% of the units"):
-        _fit(model, digits, keras_guided.GuidedPruning(target={"units": 1}),
-             epochs=3)
-    pruning = keras_guided.GuidedPruning(target={"units": 1},
-                                         on_unreachable="warn")
+        _fit(
+            model,
+            digits,
+            keras_guided.GuidedPruning(target={"units": 1}),
+            epochs=3,
+        )
+    pruning = keras_guided.GuidedPruning(
+        target={"units": 1}, on_unreachable="warn"
+    )
     with pytest.warns(UserWarning, match="keeps 8.3%"):
         _fit(model, digits, pruning, epochs=3)
     assert _hidden_widths(keras_guided.prune_model(model)) == [1, 1]
@@ -235,8 +271,7 @@ def test_explicit_strength_is_the_starting_point(digits):
 def test_target_epochs_sets_when_it_lands(digits):
     keras.utils.set_random_seed(7)
     model = _mlp()
-    pruning = keras_guided.GuidedPruning(target={"units": 16},
-                                         target_epochs=2)
+    pruning = keras_guided.GuidedPruning(target={"units": 16}, target_epochs=2)
     history = _fit(model, digits, pruning, epochs=5)
     assert history.history["live_units"][1] == 16
     assert pruning.budget_report["landed_at_epoch"] <= 1
@@ -244,20 +279,33 @@ def test_target_epochs_sets_when_it_lands(digits):
     assert history.history["guided_strength"][-1] == 0.0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"target": {"units": 10}, "mode": "penalty"},
-     "A budget target needs mode='proximal' (the budget is reached by units "
-     "that are exactly zero). Received: mode='penalty'"),
-    ({"schedule": "budget"},
-     "schedule='budget' needs a target to land on, e.g. "
-     "target={'flops': 0.1}. Received: target=None"),
-    ({"guidance": "importance"},
-     "guidance='importance' needs a budget to know which units to spare: "
-     "pass target={'units': ...}, {'params': ...} or {'flops': ...}. "
-     "Received: target=None"),
-    ({"target": {"units": 10}, "target_epochs": 0},
-     "`target_epochs` must be a positive int. Received: target_epochs=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"target": {"units": 10}, "mode": "penalty"},
+            "A budget target needs mode='proximal' (the budget is reached by "
+            "units "
+            "that are exactly zero). Received: mode='penalty'",
+        ),
+        (
+            {"schedule": "budget"},
+            "schedule='budget' needs a target to land on, e.g. "
+            "target={'flops': 0.1}. Received: target=None",
+        ),
+        (
+            {"guidance": "importance"},
+            "guidance='importance' needs a budget to know which units to "
+            "spare: "
+            "pass target={'units': ...}, {'params': ...} or {'flops': ...}. "
+            "Received: target=None",
+        ),
+        (
+            {"target": {"units": 10}, "target_epochs": 0},
+            "`target_epochs` must be a positive int. Received: target_epochs=0",
+        ),
+    ],
+)
 def test_budget_argument_errors(kwargs, message):
     with pytest.raises(ValueError) as error:
         keras_guided.GuidedPruning(**kwargs)
@@ -274,11 +322,11 @@ def test_dict_target_with_explicit_schedule_is_a_threshold():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pruning = keras_guided.GuidedPruning(
-            target={"params": 0.5}, schedule="ramp", strength=0.1)
+            target={"params": 0.5}, schedule="ramp", strength=0.1
+        )
     assert pruning.budget is None
     assert (pruning.target, pruning.target_metric) == (0.5, "params")
     assert math.isclose(pruning.base_strength, 0.1)
-
 
 
 def test_costly_budget_keeps_a_floor_in_every_layer():
@@ -289,18 +337,22 @@ def test_costly_budget_keeps_a_floor_in_every_layer():
     # Dense units and 1 to 3 filters. Every layer now keeps at least half
     # of what the uniform allocation that meets the budget gives it.
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(20, 5, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(50, 5, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(500, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(20, 5, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(50, 5, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(500, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     rng = np.random.default_rng(0)
     x = rng.random((128, 28, 28, 1), dtype="float32")
     y = rng.integers(0, 10, 128)
@@ -309,8 +361,10 @@ def test_costly_budget_keeps_a_floor_in_every_layer():
     kept = [int((c == 0).sum()) for c in pruning.unit_coefficients]
     sizes = (20, 50, 500)
     fraction, uniform = pruning._budget.allocation.uniform(
-        np.ones(sum(sizes), dtype=bool), np.arange(sum(sizes), dtype=float),
-        pruning._budget.goal)
+        np.ones(sum(sizes), dtype=bool),
+        np.arange(sum(sizes), dtype=float),
+        pruning._budget.goal,
+    )
     # The uniform allocation meets the budget, one step more does not.
     assert pruning._metrics.value("flops", uniform) <= pruning._budget.goal
     assert 0.1 < fraction < 0.5

@@ -19,8 +19,7 @@ def _convnext():
     x = keras.layers.Conv2D(8, 2, strides=2, name="stem")(inputs)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="stem_norm")(x)
     for i in range(2):
-        y = keras.layers.DepthwiseConv2D(3, padding="same",
-                                         name=f"dw_{i}")(x)
+        y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"dw_{i}")(x)
         y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"ln_{i}")(y)
         y = keras.layers.Dense(32, activation="gelu", name=f"up_{i}")(y)
         y = keras.layers.Dense(8, name=f"down_{i}")(y)
@@ -37,11 +36,11 @@ def _transformer():
     x = keras.layers.Dense(16, name="embed")(inputs)
     attended = keras.layers.MultiHeadAttention(4, 4, name="mha")(x, x)
     x = keras.layers.LayerNormalization(name="ln_1")(
-        keras.layers.Add()([x, attended]))
+        keras.layers.Add()([x, attended])
+    )
     y = keras.layers.Dense(48, activation="relu", name="ffn_up")(x)
     y = keras.layers.Dense(16, name="ffn_down")(y)
-    x = keras.layers.LayerNormalization(name="ln_2")(
-        keras.layers.Add()([x, y]))
+    x = keras.layers.LayerNormalization(name="ln_2")(keras.layers.Add()([x, y]))
     x = keras.layers.GlobalAveragePooling1D()(x)
     return keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
 
@@ -65,16 +64,25 @@ def _fit(model, pruning, epochs=3):
     x = rng.normal(size=(32,) + tuple(model.input_shape[1:]))
     y = rng.normal(size=(32, model.output_shape[-1]))
     model.compile(keras.optimizers.Adam(0.01), "mse")
-    return model.fit(x.astype("float32"), y.astype("float32"), epochs=epochs,
-                     batch_size=8, shuffle=False, verbose=0,
-                     callbacks=[pruning]).history
+    return model.fit(
+        x.astype("float32"),
+        y.astype("float32"),
+        epochs=epochs,
+        batch_size=8,
+        shuffle=False,
+        verbose=0,
+        callbacks=[pruning],
+    ).history
 
 
-@pytest.mark.parametrize("build, target", [
-    (_convnext, {"flops": 0.5}),
-    (_transformer, {"flops": 0.6}),
-    (_resnet, {"flops": 0.5}),
-])
+@pytest.mark.parametrize(
+    "build, target",
+    [
+        (_convnext, {"flops": 0.5}),
+        (_transformer, {"flops": 0.6}),
+        (_resnet, {"flops": 0.5}),
+    ],
+)
 def test_live_counts_are_what_prune_model_keeps(build, target):
     keras.utils.set_random_seed(0)
     model = build()
@@ -125,10 +133,14 @@ def _unreachable(share, groups):
 def test_a_frozen_base_makes_the_budget_unreachable():
     model = _frozen_base()
     pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
-    with pytest.raises(ValueError, match=_unreachable(
-            "92.8%", "1 trainable, 2 frozen") + re.escape(
+    with pytest.raises(
+        ValueError,
+        match=_unreachable("92.8%", "1 trainable, 2 frozen")
+        + re.escape(
             " Raise the target, make more groups prunable, or pass "
-            "on_unreachable='warn' to prune as far as they allow.")):
+            "on_unreachable='warn' to prune as far as they allow."
+        ),
+    ):
         _fit(model, pruning)
     # Refused before the first step, and the step hook is off again.
     assert model.optimizer.iterations.numpy() == 0
@@ -147,18 +159,25 @@ def test_a_floor_above_the_target_is_refused_like_prune_model():
     with pytest.raises(ValueError) as from_fit:
         _fit(model, keras_guided.GuidedPruning(target={"flops": 0.5}))
     first = str(from_prune.value).split(". ")[0]
-    assert first == ("Cannot keep only 50% of the flops: removing every "
-                     "prunable unit allowed by min_units=1 keeps 100.0%")
+    assert first == (
+        "Cannot keep only 50% of the flops: removing every "
+        "prunable unit allowed by min_units=1 keeps 100.0%"
+    )
     assert str(from_fit.value).startswith(first + ". Training prunes")
 
 
 def test_on_unreachable_warn_prunes_as_far_as_it_can():
     model = _frozen_base()
-    pruning = keras_guided.GuidedPruning(target={"flops": 0.5},
-                                         on_unreachable="warn")
-    with pytest.warns(UserWarning, match=_unreachable(
-            "92.8%", "1 trainable, 2 frozen") + re.escape(
+    pruning = keras_guided.GuidedPruning(
+        target={"flops": 0.5}, on_unreachable="warn"
+    )
+    with pytest.warns(
+        UserWarning,
+        match=_unreachable("92.8%", "1 trainable, 2 frozen")
+        + re.escape(
             " Pruning as close to the budget as the layers allow "
-            "(on_unreachable='warn').")):
+            "(on_unreachable='warn')."
+        ),
+    ):
         history = _fit(model, pruning)
     assert history["live_units/head"][-1] == 1

@@ -145,8 +145,7 @@ def test_prune_target_in_process(saved, capsys):
     directory, path, model, _ = saved
     out = str(directory / "half.keras")
     code = cli.main(
-        ["prune", path, "-o", out, "--target", "0.5", "--target-kind",
-         "params"]
+        ["prune", path, "-o", out, "--target", "0.5", "--target-kind", "params"]
     )
     assert code == 0, capsys.readouterr().err
     pruned = keras.saving.load_model(out)
@@ -170,21 +169,30 @@ def test_demo_quick(tmp_path):
     assert after["tflite_bytes_float32"] < before["tflite_bytes_float32"]
     # Pruning is exact: same predictions right after removal as the
     # budget-trained network ("before" is the plain network).
-    assert summary["accuracy_right_after_pruning"] == (
-        summary["accuracy_trained_with_budget"])
+    assert (
+        summary["accuracy_right_after_pruning"]
+        == (summary["accuracy_trained_with_budget"])
+    )
     assert summary["budget"]["value"] <= summary["budget"]["goal"]
     assert summary["prune_max_abs_diff"] < 1e-4
     assert after["accuracy"] > 0.5
-    for name in ("before.keras", "pruned.keras", "before.tflite",
-                 "pruned.tflite", "before_int8.tflite", "pruned_int8.tflite",
-                 "results.md"):
+    for name in (
+        "before.keras",
+        "pruned.keras",
+        "before.tflite",
+        "pruned.tflite",
+        "before_int8.tflite",
+        "pruned_int8.tflite",
+        "results.md",
+    ):
         assert (out / name).is_file(), name
     assert (out / "results.md").read_text().strip() == summary["table"]
     # The fine-tune keeps its best epoch on the validation split, the
     # state right after removal (epoch 0) included: never below it there.
     finetune = summary["finetune"]
     history = [finetune["validation_accuracy_right_after_pruning"]] + (
-        finetune["validation_accuracy_per_epoch"])
+        finetune["validation_accuracy_per_epoch"]
+    )
     assert finetune["validation_accuracy"] == max(history)
     assert finetune["validation_accuracy"] >= history[0]
     assert finetune["validation_accuracy"] == history[finetune["kept_epoch"]]
@@ -198,12 +206,21 @@ def test_demo_quick(tmp_path):
 
 def _reproducible(summary):
     """The demo's numbers that do not depend on the clock."""
-    rows = {name: {k: v for k, v in summary[name].items()
-                   if not k.startswith("latency_ms")}
-            for name in ("before", "after")}
-    return (rows, summary["accuracy_right_after_pruning"],
-            summary["finetune"], summary["budget"]["value"],
-            summary["prune_max_abs_diff"])
+    rows = {
+        name: {
+            k: v
+            for k, v in summary[name].items()
+            if not k.startswith("latency_ms")
+        }
+        for name in ("before", "after")
+    }
+    return (
+        rows,
+        summary["accuracy_right_after_pruning"],
+        summary["finetune"],
+        summary["budget"]["value"],
+        summary["prune_max_abs_diff"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -308,13 +325,24 @@ def test_export_model_with_several_inputs_and_a_sequence_length(tmp_path):
     path = str(tmp_path / "two.keras")
     model.save(path)
     rng = np.random.default_rng(0)
-    data = {"token_ids": rng.integers(0, 30, (16, 6)).astype("int32"),
-            "features": rng.normal(size=(16, 6, 3)).astype("float32")}
+    data = {
+        "token_ids": rng.integers(0, 30, (16, 6)).astype("int32"),
+        "features": rng.normal(size=(16, 6, 3)).astype("float32"),
+    }
     np.savez(tmp_path / "data.npz", **data)
     out = str(tmp_path / "two.tflite")
-    result = _run("export", path, "-o", out, "--quantize", "int8",
-                  "--calibration", str(tmp_path / "data.npz"),
-                  "--sequence-length", "6")
+    result = _run(
+        "export",
+        path,
+        "-o",
+        out,
+        "--quantize",
+        "int8",
+        "--calibration",
+        str(tmp_path / "data.npz"),
+        "--sequence-length",
+        "6",
+    )
     assert result.returncode == 0, result.stderr
     assert "inputs: token_ids (1, 6), features (1, 6, 3)" in result.stdout
     assert "verification on 16 inputs" in result.stdout
@@ -334,25 +362,35 @@ NATIVE_LOG = re.compile(
 
 def _run_as_user(*args):
     """The command as a user runs it: no TF_CPP_MIN_LOG_LEVEL of ours."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")
+    }
     return subprocess.run(
         [sys.executable, "-m", "keras_guided.cli", *args],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
 def test_commands_are_quiet_by_default_and_verbose_shows_tensorflow(saved):
     directory, path, _, _ = saved
-    verbose = _run_as_user("export", path, "-o",
-                           str(directory / "verbose.tflite"), "--verbose")
+    verbose = _run_as_user(
+        "export", path, "-o", str(directory / "verbose.tflite"), "--verbose"
+    )
     assert verbose.returncode == 0, verbose.stderr
     if not NATIVE_LOG.search(verbose.stdout + verbose.stderr):
         pytest.skip("TensorFlow prints no native log lines on this machine")
     quiet = _run_as_user("export", path, "-o", str(directory / "quiet.tflite"))
     assert quiet.returncode == 0, quiet.stderr
-    lines = [line for line in (quiet.stdout + quiet.stderr).splitlines()
-             if NATIVE_LOG.search(line)]
+    lines = [
+        line
+        for line in (quiet.stdout + quiet.stderr).splitlines()
+        if NATIVE_LOG.search(line)
+    ]
     assert not lines, lines
     assert "verification on 32 inputs" in quiet.stdout
     # Our own messages still reach stderr, with the descriptor muted.
@@ -372,9 +410,13 @@ def test_native_stderr_is_muted_for_the_block_only():
         "    warnings.warn('a warning')\n"
         "os.write(2, b'after the block\\n')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script],
-                            capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 0, result.stderr
     assert "native line" not in result.stderr
     assert "python line" in result.stderr and "a warning" in result.stderr
@@ -389,17 +431,23 @@ def test_main_in_process_restores_stderr(capfd):
     assert "still here" in captured.err
 
 
-@pytest.mark.parametrize("orig_argv, argv, expected", [
-    (["python", "-m", "keras_guided.cli", "inspect"], ["-m"], True),
-    (["python", "-X", "dev", "-m", "keras_guided.cli"], ["-m"], True),
-    (["python", "-m", "keras_guided", "demo"], ["-m"], True),
-    (["python", "-m", "keras_guided.stats"], ["-m"], False),
-    (["python", "-m", "pytest", "tests"], ["-m"], False),
-    (["python", "-c", "import keras_guided"], ["-c"], False),
-    (["python", "train.py", "-m", "keras_guided.cli"], ["train.py"], False),
-    (["python", "/venv/bin/keras-guided", "demo"], ["/venv/bin/keras-guided"],
-     True),
-])
+@pytest.mark.parametrize(
+    "orig_argv, argv, expected",
+    [
+        (["python", "-m", "keras_guided.cli", "inspect"], ["-m"], True),
+        (["python", "-X", "dev", "-m", "keras_guided.cli"], ["-m"], True),
+        (["python", "-m", "keras_guided", "demo"], ["-m"], True),
+        (["python", "-m", "keras_guided.stats"], ["-m"], False),
+        (["python", "-m", "pytest", "tests"], ["-m"], False),
+        (["python", "-c", "import keras_guided"], ["-c"], False),
+        (["python", "train.py", "-m", "keras_guided.cli"], ["train.py"], False),
+        (
+            ["python", "/venv/bin/keras-guided", "demo"],
+            ["/venv/bin/keras-guided"],
+            True,
+        ),
+    ],
+)
 def test_only_the_command_process_is_made_quiet(orig_argv, argv, expected):
     from keras_guided import _quiet
 

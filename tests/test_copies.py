@@ -14,7 +14,8 @@ import keras_guided
 
 _TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="string tensors and lookup tables need TensorFlow")
+    reason="string tensors and lookup tables need TensorFlow",
+)
 
 
 class Patches(layers.Layer):
@@ -64,7 +65,8 @@ def _through(first, x, vocabulary=None):
     kernel, _ = model.get_layer("hidden").get_weights()
     kernel[:, 1] = 0.0
     model.get_layer("hidden").set_weights(
-        [kernel, np.linspace(-1, 1, 4).astype("float32")])
+        [kernel, np.linspace(-1, 1, 4).astype("float32")]
+    )
     return model
 
 
@@ -73,8 +75,11 @@ def _assert_same_function(model, x, atol=1e-6):
     assert small.get_layer("hidden").units == 3  # the dead unit went
     expected = ops.convert_to_numpy(model(x))
     np.testing.assert_allclose(
-        ops.convert_to_numpy(small(x)), expected, rtol=0,
-        atol=atol * max(1.0, float(np.abs(expected).max())))
+        ops.convert_to_numpy(small(x)),
+        expected,
+        rtol=0,
+        atol=atol * max(1.0, float(np.abs(expected).max())),
+    )
     return small
 
 
@@ -89,8 +94,10 @@ def test_adapted_normalization_keeps_its_mean_and_variance():
     normalization.adapt(x)
     small = _assert_same_function(_through(normalization, x), x)
     copied = small.get_layer("normalization")
-    np.testing.assert_allclose(ops.convert_to_numpy(copied.mean),
-                               ops.convert_to_numpy(normalization.mean))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(copied.mean),
+        ops.convert_to_numpy(normalization.mean),
+    )
 
 
 def test_adapted_discretization_keeps_its_bins():
@@ -121,10 +128,12 @@ def test_string_lookup_keeps_its_vocabulary():
 
 @_TF_ONLY
 def test_text_vectorization_keeps_its_vocabulary():
-    x = np.array([["the cat sat"], ["a dog ran far"], ["the dog sat"],
-                  ["a cat ran"]])
-    vectorize = layers.TextVectorization(max_tokens=12,
-                                         output_sequence_length=4)
+    x = np.array(
+        [["the cat sat"], ["a dog ran far"], ["the dog sat"], ["a cat ran"]]
+    )
+    vectorize = layers.TextVectorization(
+        max_tokens=12, output_sequence_length=4
+    )
     vectorize.adapt(x[:, 0])
     inputs = keras.Input((1,), dtype="string")
     hidden = layers.Embedding(12, 3)(vectorize(inputs))
@@ -139,7 +148,8 @@ def test_text_vectorization_keeps_its_vocabulary():
 def test_hashing_is_copied():
     x = np.random.default_rng(0).integers(0, 50, size=(16, 5)).astype("int64")
     _assert_same_function(
-        _through(layers.Hashing(num_bins=6, salt=7), x, vocabulary=6), x)
+        _through(layers.Hashing(num_bins=6, salt=7), x, vocabulary=6), x
+    )
 
 
 def test_batch_normalization_keeps_its_moving_statistics():
@@ -147,12 +157,14 @@ def test_batch_normalization_keeps_its_moving_statistics():
     normalization = layers.BatchNormalization(name="bn")
     model = _through(normalization, x)
     rng = np.random.default_rng(1)
-    normalization.set_weights([
-        rng.uniform(0.5, 2.0, 5).astype("float32"),
-        rng.normal(size=5).astype("float32"),
-        rng.normal(size=5).astype("float32") * 4 + 7,
-        rng.uniform(4.0, 16.0, 5).astype("float32"),
-    ])
+    normalization.set_weights(
+        [
+            rng.uniform(0.5, 2.0, 5).astype("float32"),
+            rng.normal(size=5).astype("float32"),
+            rng.normal(size=5).astype("float32") * 4 + 7,
+            rng.uniform(4.0, 16.0, 5).astype("float32"),
+        ]
+    )
     _assert_same_function(model, x)
 
 
@@ -187,8 +199,7 @@ def test_the_pruned_model_shares_no_variable_with_the_original():
     small.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
     small.fit(x, np.ones((16, 2), "float32"), epochs=2, verbose=0)
     for old, variable in zip(before, model.weights):
-        np.testing.assert_array_equal(ops.convert_to_numpy(variable.value),
-                                      old)
+        np.testing.assert_array_equal(ops.convert_to_numpy(variable.value), old)
 
 
 class Holder(layers.Layer):
@@ -211,7 +222,8 @@ def test_a_layer_that_cannot_be_copied_is_named():
     message = str(info.value)
     assert message.startswith(
         "Cannot copy layer 'holder' (Holder) into the pruned model: "
-        "rebuilding it from its config failed (NotImplementedError: ")
+        "rebuilding it from its config failed (NotImplementedError: "
+    )
     assert message.endswith(
         "and so did creating it again with the arguments it was created "
         "with (ValueError: Keras did not record the arguments it was "
@@ -219,7 +231,8 @@ def test_a_layer_that_cannot_be_copied_is_named():
         "No removed unit passes through it, so it only has to be copied: "
         "give Holder a `get_config()` that `Holder.from_config` accepts "
         "(its `__init__` taking every entry, and `**kwargs` passed on to "
-        "`super().__init__`).")
+        "`super().__init__`)."
+    )
 
 
 class Scale(layers.Layer):
@@ -229,8 +242,9 @@ class Scale(layers.Layer):
         super().__init__()
 
     def build(self, input_shape):
-        self.scale = self.add_weight(shape=(input_shape[-1],),
-                                     initializer="ones", name="scale")
+        self.scale = self.add_weight(
+            shape=(input_shape[-1],), initializer="ones", name="scale"
+        )
 
     def call(self, x):
         return x * self.scale
@@ -254,18 +268,21 @@ def test_a_rebuilt_layer_whose_config_does_not_round_trip_is_named():
         keras_guided.rules.unregister_rule(Scale)
     assert str(info.value).startswith(
         "Cannot rebuild layer 'scale' (Scale) with its kept units: "
-        "`Scale.from_config` failed on the config of its rule (TypeError: ")
+        "`Scale.from_config` failed on the config of its rule (TypeError: "
+    )
     assert str(info.value).endswith(
         "Make Scale's `get_config()` round-trip (its `__init__` taking "
         "every entry, and `**kwargs` passed on to `super().__init__`), "
         "register a rule that returns a config it accepts "
         "(`keras_guided.register_rule`), or keep its units with "
-        "`protected=['scale']`.")
+        "`protected=['scale']`."
+    )
 
 
 def test_a_keras_hub_layer_whose_config_does_not_round_trip_is_copied():
     vit_layers = pytest.importorskip("keras_hub.src.models.vit.vit_layers")
     x = _floats((2, 8, 8, 3))
     patching = vit_layers.ViTPatchingAndEmbedding(
-        image_size=(8, 8), patch_size=(4, 4), hidden_dim=6, num_channels=3)
+        image_size=(8, 8), patch_size=(4, 4), hidden_dim=6, num_channels=3
+    )
     _assert_same_function(_through(patching, x), x)

@@ -13,18 +13,24 @@ import sys
 import numpy as np
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "scripts",
-                      "data_parallel_training.py")
+SCRIPT = os.path.join(
+    os.path.dirname(__file__), "scripts", "data_parallel_training.py"
+)
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                reason="needs JAX installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="needs JAX installed"
+)
 
 
 @pytest.fixture(scope="module")
 def result():
     completed = subprocess.run(
-        [sys.executable, SCRIPT], capture_output=True, text=True,
-        timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"})
+        [sys.executable, SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 

@@ -33,8 +33,11 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
 def test_every_public_name_has_an_api_entry():
     api = _read("docs", "api.md")
     documented = set(re.findall(r"^::: keras_guided\.(\w+)", api, re.M))
-    missing = [name for name in keras_guided.__all__
-               if name != "__version__" and name not in documented]
+    missing = [
+        name
+        for name in keras_guided.__all__
+        if name != "__version__" and name not in documented
+    ]
     assert not missing, f"add to docs/api.md: {missing}"
     assert "keras_guided.__version__" in api
 
@@ -49,19 +52,29 @@ def test_getting_started_runs_as_written(tmp_path, monkeypatch):
     namespace = {"__name__": "__getting_started__"}
     exec(compile(code, "docs/getting-started.md", "exec"), namespace)
     assert namespace["small"].count_params() < (
-        namespace["model"].count_params())
+        namespace["model"].count_params()
+    )
     assert os.path.exists(namespace["path"])
 
 
-@pytest.mark.skipif(shutil.which("mkdocs") is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), "mkdocs")),
-    reason="mkdocs is not installed (pip install -e '.[docs]')")
+@pytest.mark.skipif(
+    shutil.which("mkdocs") is None
+    and not os.path.exists(
+        os.path.join(os.path.dirname(sys.executable), "mkdocs")
+    ),
+    reason="mkdocs is not installed (pip install -e '.[docs]')",
+)
 def test_mkdocs_strict_build(tmp_path):
     mkdocs = shutil.which("mkdocs") or os.path.join(
-        os.path.dirname(sys.executable), "mkdocs")
+        os.path.dirname(sys.executable), "mkdocs"
+    )
     result = subprocess.run(
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -81,14 +94,20 @@ def test_several_inputs_export_howto_runs_as_written(tmp_path, monkeypatch):
     pytest.importorskip("keras_hub")
     monkeypatch.chdir(tmp_path)
     code = "\n".join(
-        _python_blocks(("docs", "howto", "export-several-inputs.md")))
+        _python_blocks(("docs", "howto", "export-several-inputs.md"))
+    )
     namespace = {"__name__": "__several_inputs_howto__"}
-    exec(compile(code, "docs/howto/export-several-inputs.md", "exec"),
-         namespace)
+    exec(
+        compile(code, "docs/howto/export-several-inputs.md", "exec"), namespace
+    )
     assert namespace["report"].ok
     assert namespace["score"].shape == (1, 1)
-    for name in ("text.tflite", "text_int8.tflite", "bert.tflite",
-                 "siamese_int8.tflite"):
+    for name in (
+        "text.tflite",
+        "text_int8.tflite",
+        "bert.tflite",
+        "siamese_int8.tflite",
+    ):
         assert os.path.getsize(tmp_path / name) > 0
 
 
@@ -103,14 +122,17 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
     assert namespace["report"].max_abs_diff < 1e-5
     assert namespace["accuracy"] > 0.6
     assert namespace["reloaded"].count_params() == (
-        namespace["small"].count_params())
+        namespace["small"].count_params()
+    )
     assert 0.495 <= namespace["gpt2_ratio"] <= 0.5
     x = namespace["gpt2_inputs"](24)
-    np.testing.assert_allclose(namespace["gpt2_reloaded"](x),
-                               namespace["gpt2_small"](x), atol=1e-6)
+    np.testing.assert_allclose(
+        namespace["gpt2_reloaded"](x), namespace["gpt2_small"](x), atol=1e-6
+    )
     uniform = namespace["gpt2_uniform"]
     assert type(uniform) is keras_hub.models.GPT2CausalLM
-    np.testing.assert_allclose(namespace["gpt2_from_preset"](x),
-                               uniform(x), atol=1e-6)
+    np.testing.assert_allclose(
+        namespace["gpt2_from_preset"](x), uniform(x), atol=1e-6
+    )
     assert namespace["generated"]["token_ids"].shape == (1, 8)
     assert namespace["export_report"].ok

@@ -26,9 +26,7 @@ TEST_TOLERANCE = {None: 1e-5, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
 def _cnn(filters, units, seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(filters, 3, activation="relu", name="conv1")(
-        inputs
-    )
+    x = keras.layers.Conv2D(filters, 3, activation="relu", name="conv1")(inputs)
     x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.Conv2D(filters, 3, activation="relu", name="conv2")(x)
     x = keras.layers.Flatten()(x)
@@ -343,13 +341,20 @@ def test_int8_with_token_id_inputs_keeps_their_dtype(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
     ids = np.random.default_rng(0).integers(0, 20, size=(32, 10))
     report = keras_guided.export_tflite(
-        model, str(tmp_path / "m.tflite"), quantization="int8",
-        representative_data=ids)
+        model,
+        str(tmp_path / "m.tflite"),
+        quantization="int8",
+        representative_data=ids,
+    )
     assert report.ok and report.max_abs_diff < 0.05
-    with pytest.raises(ValueError, match=r"`sample_inputs` must hold whole "
-                       r"numbers: the model input has dtype int64"):
-        keras_guided.export_tflite(model, str(tmp_path / "f.tflite"),
-                                   sample_inputs=ids + 0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"`sample_inputs` must hold whole "
+        r"numbers: the model input has dtype int64",
+    ):
+        keras_guided.export_tflite(
+            model, str(tmp_path / "f.tflite"), sample_inputs=ids + 0.5
+        )
 
 
 def _timeseries_transformer():
@@ -378,20 +383,25 @@ def test_failed_batch_one_conversion_retries_with_a_dynamic_batch(tmp_path):
     assert "dynamic batch (batch_size=None)" in report.summary()
 
 
-def test_litert_abort_in_verification_is_a_python_error(tmp_path,
-                                                        monkeypatch):
+def test_litert_abort_in_verification_is_a_python_error(tmp_path, monkeypatch):
     # A LiteRT CHECK failing in allocate_tensors aborts its process; the
     # verification runs in a child, so this process gets an error instead.
     script = tmp_path / "abort.py"
     script.write_text("import os\nos.abort()\n")
-    monkeypatch.setattr(_export_verification, "_litert_run",
-                        type("Stub", (), {"__file__": str(script)}))
+    monkeypatch.setattr(
+        _export_verification,
+        "_litert_run",
+        type("Stub", (), {"__file__": str(script)}),
+    )
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     path = tmp_path / "m.tflite"
-    with pytest.raises(ValueError, match=r"Verification of the converted "
-                       r"model '.*' failed: the LiteRT runtime crashed "
-                       r"\(SIGABRT\) .* this Python session is unaffected; "
-                       r"the file was not written"):
+    with pytest.raises(
+        ValueError,
+        match=r"Verification of the converted "
+        r"model '.*' failed: the LiteRT runtime crashed "
+        r"\(SIGABRT\) .* this Python session is unaffected; "
+        r"the file was not written",
+    ):
         keras_guided.export_tflite(model, str(path))
     assert not path.exists() and os.listdir(tmp_path) == ["abort.py"]
 
@@ -403,8 +413,12 @@ def test_int8_transformer_export_never_kills_the_interpreter(tmp_path):
     x = np.random.default_rng(0).normal(size=(16, 12, 1)).astype("float32")
     try:
         report = keras_guided.export_tflite(
-            model, str(tmp_path / "m.tflite"), quantization="int8",
-            representative_data=x, batch_size=None)
+            model,
+            str(tmp_path / "m.tflite"),
+            quantization="int8",
+            representative_data=x,
+            batch_size=None,
+        )
     except ValueError as error:
         assert "this Python session is unaffected" in str(error)
     else:
@@ -443,7 +457,9 @@ def test_siamese_list_inputs_export_and_match_by_name(tmp_path):
     for quantization, tolerance in ((None, 1e-5), ("int8", 0.1)):
         path = str(tmp_path / f"siamese_{quantization}.tflite")
         report = keras_guided.export_tflite(
-            model, path, quantization=quantization,
+            model,
+            path,
+            quantization=quantization,
             representative_data=[left, right],
             sample_inputs={"right": right, "left": left},
         )
@@ -454,8 +470,7 @@ def test_siamese_list_inputs_export_and_match_by_name(tmp_path):
         actual = _signature_outputs(path, {"left": left, "right": right})
         difference = np.max(np.abs(actual["output_0"] - expected))
         assert difference <= tolerance
-        np.testing.assert_allclose(report.max_abs_diff, difference,
-                                   atol=1e-6)
+        np.testing.assert_allclose(report.max_abs_diff, difference, atol=1e-6)
     # The pair is ordered (concatenated), so a mix-up of the two inputs
     # would show in the comparisons above.
     swapped = model.predict([right, left], verbose=0)
@@ -470,21 +485,26 @@ def _token_model(vocabulary=50, length=None):
     x = keras.layers.Embedding(vocabulary, 8, name="embedding")(ids)
     x = keras.layers.Dense(4, activation="relu", name="dense")(x)
     x = x * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
-    outputs = keras.layers.Dense(3, name="out")(
-        keras.ops.sum(x, axis=1)
-    )
+    outputs = keras.layers.Dense(3, name="out")(keras.ops.sum(x, axis=1))
     return keras.Model({"token_ids": ids, "padding_mask": mask}, outputs)
 
 
 def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
     model = _token_model()
-    with pytest.raises(ValueError, match=(
-        r"^keras_guided\.export_tflite needs a fixed input shape \(apart "
-        r"from the batch\)\. Received: model '.*' with input 'token_ids' of "
-        r"shape \(None, None\)\. Pass the sizes the file should take, e\.g\. "
-        r"sequence_length=128 \(fills a None sequence length of every "
-        r"input\) or input_shapes=\{'token_ids': \(128,\)\}, or rebuild the "
-        r"model with fixed sizes in keras\.Input\(shape=\.\.\.\)\.$")):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^keras_guided\.export_tflite needs a fixed input shape \(apart "
+            r"from the batch\)\. Received: model '.*' with input 'token_ids' "
+            r"of "
+            r"shape \(None, None\)\. Pass the sizes the file should take, "
+            r"e\.g\. "
+            r"sequence_length=128 \(fills a None sequence length of every "
+            r"input\) or input_shapes=\{'token_ids': \(128,\)\}, or rebuild "
+            r"the "
+            r"model with fixed sizes in keras\.Input\(shape=\.\.\.\)\.$"
+        ),
+    ):
         keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
     # The default samples are valid: ids below the vocabulary, 0/1 masks.
@@ -500,24 +520,28 @@ def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
     path = str(tmp_path / "tokens.tflite")
     report = keras_guided.export_tflite(model, path, sequence_length=10)
     assert report.ok and report.max_abs_diff <= report.tolerance
-    assert report.input_shapes == {"token_ids": (1, 10),
-                                   "padding_mask": (1, 10)}
+    assert report.input_shapes == {
+        "token_ids": (1, 10),
+        "padding_mask": (1, 10),
+    }
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 50, size=(16, 10)).astype("int32")
-    masks = (np.arange(10) < rng.integers(1, 11, size=(16, 1))).astype(
-        "int32")
-    expected = model.predict({"token_ids": ids, "padding_mask": masks},
-                             verbose=0)
-    actual = _signature_outputs(path, {"token_ids": ids,
-                                       "padding_mask": masks})
+    masks = (np.arange(10) < rng.integers(1, 11, size=(16, 1))).astype("int32")
+    expected = model.predict(
+        {"token_ids": ids, "padding_mask": masks}, verbose=0
+    )
+    actual = _signature_outputs(path, {"token_ids": ids, "padding_mask": masks})
     assert np.max(np.abs(actual["output_0"] - expected)) <= 1e-5
     # The mask is used: the same ids with another mask give another answer.
-    other = _signature_outputs(path, {"token_ids": ids,
-                                      "padding_mask": np.ones_like(masks)})
+    other = _signature_outputs(
+        path, {"token_ids": ids, "padding_mask": np.ones_like(masks)}
+    )
     assert np.max(np.abs(other["output_0"] - expected)) > 1e-3
     # int8, calibrated on a dict; input_shapes instead of sequence_length.
     report = keras_guided.export_tflite(
-        model, str(tmp_path / "tokens8.tflite"), quantization="int8",
+        model,
+        str(tmp_path / "tokens8.tflite"),
+        quantization="int8",
         representative_data={"token_ids": ids, "padding_mask": masks},
         input_shapes={"token_ids": (10,), "padding_mask": (10,)},
     )
@@ -542,15 +566,23 @@ def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
             r"keys \['token_ids'\]\.$",
         ),
         (
-            {"sample_inputs": {"token_ids": np.zeros((4, 10)),
-                               "padding_mask": np.zeros((3, 10))}},
+            {
+                "sample_inputs": {
+                    "token_ids": np.zeros((4, 10)),
+                    "padding_mask": np.zeros((3, 10)),
+                }
+            },
             r"^`sample_inputs` must hold the same number of samples for "
             r"every input\. Received: \{'token_ids': 4, 'padding_mask': "
             r"3\}\.$",
         ),
         (
-            {"sample_inputs": {"token_ids": np.zeros((4, 9)),
-                               "padding_mask": np.zeros((4, 10))}},
+            {
+                "sample_inputs": {
+                    "token_ids": np.zeros((4, 9)),
+                    "padding_mask": np.zeros((4, 10)),
+                }
+            },
             r"^`sample_inputs\['token_ids'\]` must have shape "
             r"\(num_samples,\) \+ \(10,\)\. Received shape \(4, 9\)\.$",
         ),
@@ -595,21 +627,32 @@ def test_several_inputs_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_list_inputs_given_as_a_list_of_the_wrong_length(tmp_path):
-    with pytest.raises(ValueError, match=(
-        r"^`representative_data` must hold one array per input of model "
-        r"'.*' \(2: \['left', 'right'\]\), in that order, or be a dict "
-        r"keyed by those names\. Received 1 arrays\.$")):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^`representative_data` must hold one array per input of model "
+            r"'.*' \(2: \['left', 'right'\]\), in that order, or be a dict "
+            r"keyed by those names\. Received 1 arrays\.$"
+        ),
+    ):
         keras_guided.export_tflite(
-            _siamese(), str(tmp_path / "m.tflite"), quantization="int8",
-            representative_data=[np.zeros((4, 6))])
+            _siamese(),
+            str(tmp_path / "m.tflite"),
+            quantization="int8",
+            representative_data=[np.zeros((4, 6))],
+        )
 
 
 def test_keras_hub_bert_backbone_float32_and_int8(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32,
+        vocabulary_size=200,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=32,
     )
     rng = np.random.default_rng(0)
     length = 16
@@ -624,8 +667,11 @@ def test_keras_hub_bert_backbone_float32_and_int8(tmp_path):
     for quantization, tolerance in ((None, 1e-4), ("int8", 0.5)):
         path = str(tmp_path / f"bert_{quantization}.tflite")
         report = keras_guided.export_tflite(
-            backbone, path, quantization=quantization,
-            representative_data=data, sequence_length=length,
+            backbone,
+            path,
+            quantization=quantization,
+            representative_data=data,
+            sequence_length=length,
         )
         assert report.ok and report.num_samples == 16
         assert set(report.input_shapes) == set(data)
@@ -645,18 +691,21 @@ def test_one_input_with_a_none_length_takes_sequence_length(tmp_path):
     x = keras.layers.Embedding(30, 4)(ids)
     x = keras.layers.GlobalAveragePooling1D()(x)
     model = keras.Model(ids, keras.layers.Dense(2)(x))
-    with pytest.raises(ValueError, match=r"with input 'ids' of shape "
-                       r"\(None, None\)\. Pass the sizes the file should "
-                       r"take, e\.g\. sequence_length=128 .* or "
-                       r"input_shapes=\{'ids': \(128,\)\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"with input 'ids' of shape "
+        r"\(None, None\)\. Pass the sizes the file should "
+        r"take, e\.g\. sequence_length=128 .* or "
+        r"input_shapes=\{'ids': \(128,\)\}",
+    ):
         keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
     for kwargs in ({"sequence_length": 7}, {"input_shapes": (7,)}):
         report = keras_guided.export_tflite(
-            model, str(tmp_path / "m.tflite"), **kwargs)
+            model, str(tmp_path / "m.tflite"), **kwargs
+        )
         assert report.ok and report.input_shape == (1, 7)
         assert report.input_shapes == {"ids": (1, 7)}
     ids = np.random.default_rng(0).integers(0, 30, size=(4, 7))
-    actual, _ = _litert_outputs(str(tmp_path / "m.tflite"), ids.astype(
-        "int32"))
+    actual, _ = _litert_outputs(str(tmp_path / "m.tflite"), ids.astype("int32"))
     expected = model.predict(ids, verbose=0)
     assert np.max(np.abs(actual - expected)) <= 1e-5

@@ -17,7 +17,8 @@ def _pruned_normalization_model():
     normalization.adapt(x)
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(5, activation="relu", name="hidden")(
-        normalization(inputs))
+        normalization(inputs)
+    )
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
     kernel, bias = model.get_layer("hidden").get_weights()
     kernel[:, 2] = 0.0
@@ -29,19 +30,23 @@ def test_pruned_adapted_normalization_exports_what_keras_computes(tmp_path):
     model, x = _pruned_normalization_model()
     small = keras_guided.prune_model(model)
     report = keras_guided.export_tflite(
-        small, str(tmp_path / "m.tflite"), sample_inputs=x)
+        small, str(tmp_path / "m.tflite"), sample_inputs=x
+    )
     assert report.ok
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(tmp_path / "m.tflite"))
     interpreter.allocate_tensors()
-    (given,), (taken,) = (interpreter.get_input_details(),
-                          interpreter.get_output_details())
+    (given,), (taken,) = (
+        interpreter.get_input_details(),
+        interpreter.get_output_details(),
+    )
     interpreter.set_tensor(given["index"], x[:1])
     interpreter.invoke()
     expected = keras.ops.convert_to_numpy(model(x[:1]))
-    np.testing.assert_allclose(interpreter.get_tensor(taken["index"]),
-                               expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        interpreter.get_tensor(taken["index"]), expected, rtol=0, atol=1e-4
+    )
 
 
 @pytest.fixture
@@ -60,17 +65,22 @@ def mixed_model():
 
 
 @pytest.mark.parametrize("quantization", [None, "int8", "dynamic", "float16"])
-def test_mixed_precision_exports_a_float32_copy(mixed_model, tmp_path,
-                                                quantization):
+def test_mixed_precision_exports_a_float32_copy(
+    mixed_model, tmp_path, quantization
+):
     x = np.random.default_rng(0).normal(size=(16, 8, 8, 2)).astype("float32")
     report = keras_guided.export_tflite(
-        mixed_model, str(tmp_path / "m.tflite"), quantization=quantization,
-        representative_data=x)
+        mixed_model,
+        str(tmp_path / "m.tflite"),
+        quantization=quantization,
+        representative_data=x,
+    )
     assert report.ok
     assert report.notes[-1].startswith(
         "model 'mixed' computes in mixed_float16, which TFLite built-in ops "
         "do not: a float32 copy (same weights, float32 compute) was "
-        "exported; it differs from the mixed_float16 model by up to ")
+        "exported; it differs from the mixed_float16 model by up to "
+    )
     # The file matches the mixed-precision model to float16 rounding.
     expected = keras.ops.convert_to_numpy(mixed_model(x)).astype("float32")
     scale = float(np.abs(expected).max())
@@ -102,12 +112,18 @@ def test_subclassed_model_message_says_what_works(tmp_path):
         "`keras_guided.export_tflite(model, path, input_shape=(...))`, or "
         "export a Functional model around it: `inputs = keras.Input(shape); "
         "keras_guided.export_tflite(keras.Model(inputs, model(inputs)), "
-        "path)`.")
+        "path)`."
+    )
     report = keras_guided.export_tflite(
-        model, str(tmp_path / "m.tflite"), input_shape=(3,))
+        model, str(tmp_path / "m.tflite"), input_shape=(3,)
+    )
     assert report.ok and report.max_abs_diff <= report.tolerance
-    with pytest.raises(ValueError, match=r"^`input_shape` must be a tuple of "
-                       r"positive ints \(the input shape without the batch\)"
-                       r"\. Received: input_shape=\(3, 0\)$"):
-        keras_guided.export_tflite(model, str(tmp_path / "m.tflite"),
-                                   input_shape=(3, 0))
+    with pytest.raises(
+        ValueError,
+        match=r"^`input_shape` must be a tuple of "
+        r"positive ints \(the input shape without the batch\)"
+        r"\. Received: input_shape=\(3, 0\)$",
+    ):
+        keras_guided.export_tflite(
+            model, str(tmp_path / "m.tflite"), input_shape=(3, 0)
+        )

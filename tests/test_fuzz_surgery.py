@@ -30,8 +30,17 @@ from hypothesis import strategies as st
 import keras_guided
 
 EXAMPLES = int(os.environ.get("KERAS_GUIDED_FUZZ_EXAMPLES", "100"))
-BLOCKS = ["conv", "conv_bn", "depthwise", "separable", "residual", "concat",
-          "pool", "nested", "dense_block"]
+BLOCKS = [
+    "conv",
+    "conv_bn",
+    "depthwise",
+    "separable",
+    "residual",
+    "concat",
+    "pool",
+    "nested",
+    "dense_block",
+]
 # act(0) == 0 for these, so with 'same' padding a unit whose weights are all
 # zero emits exactly 0 and padded borders stay exact.
 ACTIVATIONS = ["relu", "linear", "tanh"]
@@ -51,28 +60,36 @@ def build_model(spec):
         return wanted if padding == "same" or x.shape[1] >= wanted else 1
 
     def conv(x, filters, kernel, **kwargs):
-        return keras.layers.Conv2D(filters, size(x, kernel), padding=padding,
-                                   **kwargs)(x)
+        return keras.layers.Conv2D(
+            filters, size(x, kernel), padding=padding, **kwargs
+        )(x)
 
     inputs = keras.Input(INPUT_SHAPE)
     x = conv(inputs, 4, 3, activation=activation)
     for block in blocks:
         channels = x.shape[-1]
         if block == "conv":
-            x = conv(x, int(rng.integers(2, 6)), int(rng.choice([1, 3])),
-                     activation=activation)
+            x = conv(
+                x,
+                int(rng.integers(2, 6)),
+                int(rng.choice([1, 3])),
+                activation=activation,
+            )
         elif block == "conv_bn":
             x = conv(x, int(rng.integers(2, 6)), 3)
             x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation(activation)(x)
         elif block == "depthwise":
             x = keras.layers.DepthwiseConv2D(
-                size(x, 3), padding=padding,
+                size(x, 3),
+                padding=padding,
                 depth_multiplier=int(rng.integers(1, 3)),
-                activation=activation)(x)
+                activation=activation,
+            )(x)
         elif block == "separable":
             x = keras.layers.SeparableConv2D(
-                int(rng.integers(2, 6)), size(x, 3), padding=padding)(x)
+                int(rng.integers(2, 6)), size(x, 3), padding=padding
+            )(x)
         elif block == "residual":
             y = conv(x, channels, 1, activation=activation)
             x = keras.layers.Add()([x, y])
@@ -88,8 +105,9 @@ def build_model(spec):
             inner = keras.layers.BatchNormalization()(inner)
             x = keras.Model(inner_in, inner)(x)
         elif block == "dense_block":
-            x = keras.layers.Dense(int(rng.integers(2, 6)),
-                                   activation=activation)(x)
+            x = keras.layers.Dense(
+                int(rng.integers(2, 6)), activation=activation
+            )(x)
     if head == "flatten":
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(5, activation=activation)(x)
@@ -114,9 +132,14 @@ def _randomize_parameters(model, rng):
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, n), rng.normal(size=n),
-                rng.normal(size=n), rng.uniform(0.5, 2.0, n)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.normal(size=n),
+                    rng.normal(size=n),
+                    rng.uniform(0.5, 2.0, n),
+                ]
+            )
         elif getattr(layer, "use_bias", False):
             layer.bias.assign(rng.normal(size=layer.bias.shape))
 
@@ -130,8 +153,7 @@ def zero_units(group, units, kernels_only=False):
     for item in group.slices:
         if item.role not in ("producer", "follower"):
             continue
-        if kernels_only and (item.role != "producer"
-                             or item.weight == "bias"):
+        if kernels_only and (item.role != "producer" or item.weight == "bias"):
             continue
         variable = keras_guided.units.get_weight(item.layer, item.weight)
         value = keras.ops.convert_to_numpy(variable.value).copy()
@@ -139,7 +161,7 @@ def zero_units(group, units, kernels_only=False):
         axes = sorted(a % value.ndim for a in axes)
         rest = [a for a in range(value.ndim) if a not in axes]
         moved = np.transpose(value, axes + rest)
-        flat = moved.reshape(-1, *moved.shape[len(axes):])
+        flat = moved.reshape(-1, *moved.shape[len(axes) :])
         flat[item.positions[units].reshape(-1)] = 0.0
         restored = flat.reshape(moved.shape)
         variable.assign(np.transpose(restored, np.argsort(axes + rest)))
@@ -163,9 +185,12 @@ def _widths(model):
     return widths
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(spec=specs(), data=st.data())
 def test_prune_random_graph_matches_original(spec, data):
     model = build_model(spec)
@@ -174,18 +199,28 @@ def test_prune_random_graph_matches_original(spec, data):
         return
     killed = {}
     for group in groups:
-        units = data.draw(st.lists(
-            st.integers(0, group.num_units - 1), unique=True,
-            max_size=group.num_units), label=f"dead units of {group.index}")
+        units = data.draw(
+            st.lists(
+                st.integers(0, group.num_units - 1),
+                unique=True,
+                max_size=group.num_units,
+            ),
+            label=f"dead units of {group.index}",
+        )
         if units:
-            zero_units(group, np.asarray(units),
-                       kernels_only=spec[-1] == "valid")
+            zero_units(
+                group, np.asarray(units), kernels_only=spec[-1] == "valid"
+            )
             killed[group.index] = len(units)
-    x = np.random.default_rng(spec[0]).normal(
-        size=(4, *INPUT_SHAPE)).astype("float32")
+    x = (
+        np.random.default_rng(spec[0])
+        .normal(size=(4, *INPUT_SHAPE))
+        .astype("float32")
+    )
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    pruned, report = keras_guided.prune_model(model, verify=False,
-                                              return_report=True)
+    pruned, report = keras_guided.prune_model(
+        model, verify=False, return_report=True
+    )
     got = keras.ops.convert_to_numpy(pruned(x, training=False))
     scale = max(1.0, float(np.max(np.abs(expected))))
     np.testing.assert_allclose(got, expected, atol=1e-5 * scale)
@@ -193,8 +228,10 @@ def test_prune_random_graph_matches_original(spec, data):
     # Exactly the killed units go, but never the last unit of a group.
     by_index = {g.index: g for g in groups}
     expected_removed = {
-        index: (by_index[index].num_units,
-                max(by_index[index].num_units - count, 1))
+        index: (
+            by_index[index].num_units,
+            max(by_index[index].num_units - count, 1),
+        )
         for index, count in killed.items()
         if by_index[index].num_units > 1
     }
@@ -206,8 +243,9 @@ def test_zero_units_kills_a_dense_unit():
     inputs = keras.Input((4,))
     hidden = keras.layers.Dense(3, name="hidden")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
-    group = next(g for g in keras_guided.find_unit_groups(model)
-                 if "hidden" in g.layers)
+    group = next(
+        g for g in keras_guided.find_unit_groups(model) if "hidden" in g.layers
+    )
     zero_units(group, np.array([1]))
     kernel, bias = model.get_layer("hidden").get_weights()
     assert np.all(kernel[:, 1] == 0) and bias[1] == 0

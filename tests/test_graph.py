@@ -141,21 +141,28 @@ def test_depthwise_separable_block():
     expand = _slices(_group_of(groups, "expand"))
     assert expand[("dw", "kernel", "follower")] == [[0, 1], [2, 3], [4, 5]]
     assert expand[("bn", "gamma", "follower")] == [[0, 1], [2, 3], [4, 5]]
-    assert expand[("project", "kernel", "consumer")] == [
-        [0, 1], [2, 3], [4, 5]
-    ]
+    assert expand[("project", "kernel", "consumer")] == [[0, 1], [2, 3], [4, 5]]
     project = _slices(_group_of(groups, "project"))
     assert project[("sep", "depthwise_kernel", "consumer")] == [
-        [0], [1], [2], [3]
+        [0],
+        [1],
+        [2],
+        [3],
     ]
     assert project[("sep", "pointwise_kernel", "consumer")] == [
-        [0, 1], [2, 3], [4, 5], [6, 7]
+        [0, 1],
+        [2, 3],
+        [4, 5],
+        [6, 7],
     ]
     sep = _group_of(groups, "sep")
     assert sep.num_units == 5
     assert _slices(sep)[("sep", "pointwise_kernel", "producer")][4] == [4]
-    dw_axis = [s.axis for s in _group_of(groups, "expand").slices
-               if s.layer.name == "dw" and s.weight == "kernel"]
+    dw_axis = [
+        s.axis
+        for s in _group_of(groups, "expand").slices
+        if s.layer.name == "dw" and s.weight == "kernel"
+    ]
     assert dw_axis == [(-2, -1)]
 
 
@@ -345,20 +352,34 @@ def test_keras_ops_on_symbolic_tensors_are_followed():
 
 
 # ------------------------------------------------ reasons (issue 12)
-@pytest.mark.parametrize("build, reason", [
-    (lambda x: layers.Reshape((3, 16), name="scramble")(x),
-     r"Cannot prune through layer 'scramble' \(Reshape\): it maps 3 input "
-     r"channels to a last axis of 16, and neither divides the other"),
-    (lambda x: layers.Permute((3, 1, 2), name="move")(x),
-     r"layer 'move' \(Permute\): dims=\(3, 1, 2\) moves the channel axis"),
-    (lambda x: layers.GlobalAveragePooling2D(
-        data_format="channels_first", name="pool")(x),
-     r"layer 'pool' \(GlobalAveragePooling2D\): "
-     r"data_format='channels_first' puts the channels on axis 1"),
-    (lambda x: layers.LayerNormalization(axis=(1, 2, 3), name="norm")(x),
-     r"layer 'norm' \(LayerNormalization\): axis=\[1, 2, 3\] is not the "
-     r"channel axis alone"),
-])
+@pytest.mark.parametrize(
+    "build, reason",
+    [
+        (
+            lambda x: layers.Reshape((3, 16), name="scramble")(x),
+            r"Cannot prune through layer 'scramble' \(Reshape\): it maps 3 "
+            r"input "
+            r"channels to a last axis of 16, and neither divides the other",
+        ),
+        (
+            lambda x: layers.Permute((3, 1, 2), name="move")(x),
+            r"layer 'move' \(Permute\): dims=\(3, 1, 2\) moves the channel "
+            r"axis",
+        ),
+        (
+            lambda x: layers.GlobalAveragePooling2D(
+                data_format="channels_first", name="pool"
+            )(x),
+            r"layer 'pool' \(GlobalAveragePooling2D\): "
+            r"data_format='channels_first' puts the channels on axis 1",
+        ),
+        (
+            lambda x: layers.LayerNormalization(axis=(1, 2, 3), name="norm")(x),
+            r"layer 'norm' \(LayerNormalization\): axis=\[1, 2, 3\] is not the "
+            r"channel axis alone",
+        ),
+    ],
+)
 def test_unsupported_configurations_say_why(build, reason):
     inputs = keras.Input((4, 4, 1))
     x = layers.Conv2D(3, 1, name="conv")(inputs)
@@ -383,7 +404,8 @@ def test_attention_keeps_its_channels_without_an_error():
     assert before.reason == (
         "layer 'attention' (MultiHeadAttention) keeps its channels: its "
         "heads are unit groups, but its query, key and value channels and "
-        "its output channels are kept")
+        "its output channels are kept"
+    )
     assert _group_of(groups, "after").prunable
     assert _group_of(groups, "attention").num_units == 2  # the heads
 
@@ -396,7 +418,10 @@ def test_dense_to_reshape_ties_units_with_the_same_channel():
     group = _group_of(keras_guided.find_unit_groups(model), "dense")
     assert group.num_units == 3
     assert _slices(group)[("dense", "kernel", "producer")] == [
-        [0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+        [0, 3, 6, 9],
+        [1, 4, 7, 10],
+        [2, 5, 8, 11],
+    ]
     assert _slices(group)[("out", "kernel", "consumer")] == [[0], [1], [2]]
 
 
@@ -409,5 +434,8 @@ def test_embedding_output_dimension_is_a_unit_group():
     group = _group_of(keras_guided.find_unit_groups(model), "embedding")
     assert group.prunable and group.num_units == 4
     assert set(_slices(group)) == {
-        ("embedding", "embeddings", "producer"), ("norm", "gamma", "follower"),
-        ("norm", "beta", "follower"), ("dense", "kernel", "consumer")}
+        ("embedding", "embeddings", "producer"),
+        ("norm", "gamma", "follower"),
+        ("norm", "beta", "follower"),
+        ("dense", "kernel", "consumer"),
+    }

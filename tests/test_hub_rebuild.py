@@ -16,22 +16,30 @@ from tests.test_surgery import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning")
+    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning"
+)
 
 
 def _gpt2(seed=0):
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32)
-    return keras_hub.models.GPT2CausalLM(backbone=backbone,
-                                         preprocessor=None)
+        vocabulary_size=100,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
 def _ffn_groups(model):
     groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
-    return [g for g in groups if g.prunable
-            and "feedforward_intermediate_dense" in g.layers]
+    return [
+        g
+        for g in groups
+        if g.prunable and "feedforward_intermediate_dense" in g.layers
+    ]
 
 
 def _kill_ffn_units(model, counts):
@@ -63,14 +71,18 @@ def dead_gpt2():
 
 def test_uniform_dead_units_rebuild_the_causal_lm_exactly(dead_gpt2):
     small, report = keras_guided.prune_model(
-        dead_gpt2, on_unsupported="keep", uniform_blocks=True,
-        return_report=True)
+        dead_gpt2,
+        on_unsupported="keep",
+        uniform_blocks=True,
+        return_report=True,
+    )
     assert type(small) is keras_hub.models.GPT2CausalLM
     # The widest block sets the width; the narrower keeps 8 dead units.
     assert small.backbone.get_config()["intermediate_dim"] == 20
     assert report.notes[-1] == (
         "rebuilt as GPT2CausalLM with intermediate_dim 32 -> 20, its pruned "
-        "weights copied; it matches the pruned Functional model to 0")
+        "weights copied; it matches the pruned Functional model to 0"
+    )
     x = _tokens()
     assert _max_relative(dead_gpt2(x), small(x)) <= 1e-5
     # generate() runs the keras-hub blocks with their cache: same tokens.
@@ -84,116 +96,162 @@ def test_uniform_dead_units_rebuild_the_causal_lm_exactly(dead_gpt2):
 
 
 def test_rebuilt_causal_lm_saves_to_a_preset_and_loads(dead_gpt2, tmp_path):
-    small = keras_guided.prune_model(dead_gpt2, on_unsupported="keep",
-                                     uniform_blocks=True)
+    small = keras_guided.prune_model(
+        dead_gpt2, on_unsupported="keep", uniform_blocks=True
+    )
     small.save_to_preset(str(tmp_path / "preset"))
-    loaded = keras_hub.models.GPT2CausalLM.from_preset(
-        str(tmp_path / "preset"))
+    loaded = keras_hub.models.GPT2CausalLM.from_preset(str(tmp_path / "preset"))
     x = _tokens(seed=1)
-    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)),
-                               ops.convert_to_numpy(small(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(x)),
+        ops.convert_to_numpy(small(x)),
+        atol=1e-6,
+    )
 
 
-def test_rebuilt_causal_lm_exports_token_ids_in_logits_out(dead_gpt2,
-                                                           tmp_path):
+def test_rebuilt_causal_lm_exports_token_ids_in_logits_out(dead_gpt2, tmp_path):
     pytest.importorskip("ai_edge_litert")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("export runs on the TensorFlow backend")
-    small = keras_guided.prune_model(dead_gpt2, on_unsupported="keep",
-                                     uniform_blocks=True)
+    small = keras_guided.prune_model(
+        dead_gpt2, on_unsupported="keep", uniform_blocks=True
+    )
     x = _tokens(length=8, prompt=8, batch=3, seed=2)
     report = keras_guided.export_tflite(
-        small, str(tmp_path / "gpt2.tflite"), sample_inputs=x,
-        sequence_length=8)
+        small, str(tmp_path / "gpt2.tflite"), sample_inputs=x, sequence_length=8
+    )
     assert report.ok
     assert report.max_abs_diff <= 1e-4 * max(
-        1.0, float(np.max(np.abs(ops.convert_to_numpy(small(x))))))
+        1.0, float(np.max(np.abs(ops.convert_to_numpy(small(x)))))
+    )
 
 
 def test_without_uniform_blocks_different_widths_stay_functional(dead_gpt2):
     small, report = keras_guided.prune_model(
-        dead_gpt2, on_unsupported="keep", return_report=True)
+        dead_gpt2, on_unsupported="keep", return_report=True
+    )
     assert not isinstance(small, keras_hub.models.CausalLM)
     assert report.notes[-1] == (
         "kept as a Functional model, not GPT2CausalLM: its blocks keep "
         "different widths (intermediate_dim: 12 in transformer_layer_1, 20 "
         "in transformer_layer_0), which one GPT2Backbone config cannot say. "
-        "Pass uniform_blocks=True to keep the same widths in every block.")
+        "Pass uniform_blocks=True to keep the same widths in every block."
+    )
     x = _tokens()
     assert _max_relative(dead_gpt2(x), small(x)) <= 1e-5
 
 
 def test_fewer_heads_cannot_be_said_and_the_warning_says_how_to_keep_them():
     model = _gpt2()
-    with pytest.warns(UserWarning, match=re.escape(
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
             "prune_model: kept as a Functional model, not GPT2CausalLM: "
             "GPT2Backbone with intermediate_dim 32 -> 16, num_heads 2 -> 1 "
             "gives transformer_layer_0/self_attention/query/kernel the shape "
             "(16, 1, 16), the pruned model (16, 1, 8): its config cannot say "
-            "these widths. Pass protected=['self_attention'] to keep them.")):
+            "these widths. Pass protected=['self_attention'] to keep them."
+        ),
+    ):
         small = keras_guided.prune_model(
-            model, plan=None, target={"units": 0.5}, on_unsupported="keep",
-            uniform_blocks=True, min_units=0.5)
+            model,
+            plan=None,
+            target={"units": 0.5},
+            on_unsupported="keep",
+            uniform_blocks=True,
+            min_units=0.5,
+        )
     assert not isinstance(small, keras_hub.models.CausalLM)
 
 
 def test_target_with_uniform_blocks_keeps_the_class_and_the_budget():
     model = _gpt2()
     small, report = keras_guided.prune_model(
-        model, target={"units": 0.5}, on_unsupported="keep",
-        uniform_blocks=True, protected=["self_attention"],
-        return_report=True)
+        model,
+        target={"units": 0.5},
+        on_unsupported="keep",
+        uniform_blocks=True,
+        protected=["self_attention"],
+        return_report=True,
+    )
     assert type(small) is keras_hub.models.GPT2CausalLM
     assert small.backbone.get_config()["intermediate_dim"] == 16
     # Exact against the original with the removed units masked.
     assert report.max_abs_diff <= 1e-5 * max(1.0, report.output_scale)
-    assert "uniform_blocks: 2 TransformerDecoder blocks (transformer_layer_0"\
-        " ... transformer_layer_1) keep 16 of 32 units of layers " \
+    assert (
+        "uniform_blocks: 2 TransformerDecoder blocks (transformer_layer_0"
+        " ... transformer_layer_1) keep 16 of 32 units of layers "
         "['feedforward_intermediate_dense']" in report.notes
+    )
 
 
 def test_bert_classifier_is_rebuilt_as_its_task():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32)
+        vocabulary_size=200,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=32,
+    )
     classifier = keras_hub.models.BertTextClassifier(
-        backbone=backbone, num_classes=3, preprocessor=None)
+        backbone=backbone, num_classes=3, preprocessor=None
+    )
     _kill_ffn_units(classifier, (40, 40))
     small = keras_guided.prune_model(
-        classifier, on_unsupported="keep", uniform_blocks=True,
-        protected=["pooled_dense"])
+        classifier,
+        on_unsupported="keep",
+        uniform_blocks=True,
+        protected=["pooled_dense"],
+    )
     assert type(small) is keras_hub.models.BertTextClassifier
     assert small.backbone.get_config()["intermediate_dim"] == 24
     rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, 200, (3, 16)).astype("int32"),
-         "segment_ids": np.zeros((3, 16), "int32"),
-         "padding_mask": np.ones((3, 16), "int32")}
+    x = {
+        "token_ids": rng.integers(0, 200, (3, 16)).astype("int32"),
+        "segment_ids": np.zeros((3, 16), "int32"),
+        "padding_mask": np.ones((3, 16), "int32"),
+    }
     assert _max_relative(classifier(x), small(x)) <= 1e-5
     # The task's own head is the pruned model's, copied.
     np.testing.assert_array_equal(
         small.get_layer("logits").get_weights()[0],
-        classifier.get_layer("logits").get_weights()[0])
+        classifier.get_layer("logits").get_weights()[0],
+    )
 
 
 def test_a_pruned_pooler_is_named_in_the_reason():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=200, num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32)
+        vocabulary_size=200,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    )
     classifier = keras_hub.models.BertTextClassifier(
-        backbone=backbone, num_classes=2, preprocessor=None)
-    pooler = next(g for g in keras_guided.find_unit_groups(
-        classifier, on_unsupported="keep") if g.layers[0] == "pooled_dense")
+        backbone=backbone, num_classes=2, preprocessor=None
+    )
+    pooler = next(
+        g
+        for g in keras_guided.find_unit_groups(
+            classifier, on_unsupported="keep"
+        )
+        if g.layers[0] == "pooled_dense"
+    )
     zero_units(pooler, [0, 1])
     small, report = keras_guided.prune_model(
-        classifier, on_unsupported="keep", return_report=True)
+        classifier, on_unsupported="keep", return_report=True
+    )
     assert not isinstance(small, keras_hub.models.Task)
     assert report.notes[-1] == (
         "kept as a Functional model, not BertTextClassifier: BertBackbone "
         "with its config unchanged gives pooled_dense/kernel the shape "
         "(16, 16), the pruned model (16, 14): its config cannot say these "
-        "widths. Pass protected=['pooled_dense'] to keep them.")
+        "widths. Pass protected=['pooled_dense'] to keep them."
+    )
 
 
 # ---------------------------------------------------------------- Llama
@@ -203,10 +261,14 @@ def test_a_pruned_pooler_is_named_in_the_reason():
 def _llama():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=100, num_layers=2, num_query_heads=4,
-        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
-    return keras_hub.models.LlamaCausalLM(backbone=backbone,
-                                          preprocessor=None)
+        vocabulary_size=100,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
 
 
 def test_llama_blocks_show_their_gated_ffn_units_and_kv_heads():
@@ -221,8 +283,11 @@ def test_llama_is_pruned_inside_and_rebuilt_as_its_class(tmp_path):
     model = _llama()
     _kill_ffn_units(model, (16, 10))
     small = keras_guided.prune_model(
-        model, on_unsupported="keep", uniform_blocks=True,
-        sample_inputs=_tokens(length=8, prompt=8))
+        model,
+        on_unsupported="keep",
+        uniform_blocks=True,
+        sample_inputs=_tokens(length=8, prompt=8),
+    )
     assert type(small) is keras_hub.models.LlamaCausalLM
     assert small.backbone.get_config()["intermediate_dim"] == 22
     x = _tokens()
@@ -231,30 +296,40 @@ def test_llama_is_pruned_inside_and_rebuilt_as_its_class(tmp_path):
         lm.compile(sampler="greedy")
     np.testing.assert_array_equal(
         small.generate(x, max_length=12, stop_token_ids=None)["token_ids"],
-        model.generate(x, max_length=12, stop_token_ids=None)["token_ids"])
+        model.generate(x, max_length=12, stop_token_ids=None)["token_ids"],
+    )
     small.save_to_preset(str(tmp_path / "llama"))
-    loaded = keras_hub.models.LlamaCausalLM.from_preset(
-        str(tmp_path / "llama"))
-    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)),
-                               ops.convert_to_numpy(small(x)), atol=1e-6)
+    loaded = keras_hub.models.LlamaCausalLM.from_preset(str(tmp_path / "llama"))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(x)),
+        ops.convert_to_numpy(small(x)),
+        atol=1e-6,
+    )
 
 
 def test_llama_that_cannot_be_its_class_is_refused_with_both_reasons():
     model = _llama()
     _kill_ffn_units(model, (16, 10))
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Model 'llama_causal_lm' can be pruned inside its blocks only "
             "as its keras-hub class: sublayer 'llama_rotary_embedding' "
-            "(LlamaRotaryEmbedding) cannot be rebuilt from its config")) as \
-            caught:
-        keras_guided.prune_model(model, on_unsupported="keep",
-                                 sample_inputs=_tokens(length=8, prompt=8))
+            "(LlamaRotaryEmbedding) cannot be rebuilt from its config"
+        ),
+    ) as caught:
+        keras_guided.prune_model(
+            model,
+            on_unsupported="keep",
+            sample_inputs=_tokens(length=8, prompt=8),
+        )
     assert str(caught.value).endswith(
         "It could not be rebuilt as that class: its blocks keep different "
         "widths (intermediate_dim: 16 in transformer_layer_0, 22 in "
         "transformer_layer_1), which one LlamaBackbone config cannot say. "
         "Pass uniform_blocks=True to keep the same widths in every block. "
-        "Or keep the blocks intact with protected=[<block names>].")
+        "Or keep the blocks intact with protected=[<block names>]."
+    )
 
 
 def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
@@ -264,23 +339,32 @@ def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
     # twice the width of each gate.
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=100, num_layers=2, num_query_heads=4,
-        num_key_value_heads=2, hidden_dim=16, intermediate_dim=64,
-        head_dim=8)
-    model = keras_hub.models.GemmaCausalLM(backbone=backbone,
-                                           preprocessor=None)
+        vocabulary_size=100,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=64,
+        head_dim=8,
+    )
+    model = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
     analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
     assert analysis.unsupported_reasons[0].startswith(
         "layer 'attention' (CachedGemmaAttention) is not supported: its "
-        "traced call could not run at length 5 (")
+        "traced call could not run at length 5 ("
+    )
     groups = [g for g in analysis.groups if g.prunable]
     assert [(g.num_units, g.layers[:2]) for g in groups] == [
-        (32, ["ffw_gating", "ffw_gating_2"])] * 2
+        (32, ["ffw_gating", "ffw_gating_2"])
+    ] * 2
     for group, count in zip(groups, (8, 12)):
         zero_units(group, list(range(count)))
     small = keras_guided.prune_model(
-        model, on_unsupported="keep", uniform_blocks=True,
-        sample_inputs=_tokens(length=8, prompt=8))
+        model,
+        on_unsupported="keep",
+        uniform_blocks=True,
+        sample_inputs=_tokens(length=8, prompt=8),
+    )
     assert type(small) is keras_hub.models.GemmaCausalLM
     assert small.backbone.get_config()["intermediate_dim"] == 48
     x = _tokens()

@@ -22,12 +22,14 @@ def test_keras_version_was_checked():
         f"keras {keras.version()} is not in "
         f"{adapter.CHECKED_KERAS_VERSIONS}: re-check the private names in "
         "keras_guided/_keras_adapter.py (tests/test_keras_adapter.py) and "
-        "add the version.")
+        "add the version."
+    )
 
 
 def test_private_names_still_mean_what_the_adapter_assumes():
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        0.5, decay_steps=1, decay_rate=0.5)
+        0.5, decay_steps=1, decay_rate=0.5
+    )
     optimizer, _ = _built_sgd(schedule)
     assert isinstance(optimizer._variables, list)
     assert optimizer.variables == optimizer._variables
@@ -36,14 +38,19 @@ def test_private_names_still_mean_what_the_adapter_assumes():
 
 def test_hook_runs_after_each_apply_with_that_steps_rate():
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        0.5, decay_steps=1, decay_rate=0.5)
+        0.5, decay_steps=1, decay_rate=0.5
+    )
     optimizer, variable = _built_sgd(schedule)
     seen = []
 
     def hook(learning_rate):
         # After the update: the variable has already moved.
-        seen.append((float(keras.ops.convert_to_numpy(learning_rate)),
-                     float(keras.ops.convert_to_numpy(variable.value)[0])))
+        seen.append(
+            (
+                float(keras.ops.convert_to_numpy(learning_rate)),
+                float(keras.ops.convert_to_numpy(variable.value)[0]),
+            )
+        )
 
     remove = adapter.after_optimizer_step(optimizer, hook)
     grads = [keras.ops.ones(3)]
@@ -56,8 +63,9 @@ def test_hook_runs_after_each_apply_with_that_steps_rate():
     assert len(seen) == 2
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="the state rides along only on JAX")
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the state rides along only on JAX"
+)
 def test_carried_state_is_left_out_of_saving_and_loading():
     optimizer, _ = _built_sgd()
     count = len(optimizer.variables)
@@ -76,8 +84,10 @@ def test_carried_state_is_left_out_of_saving_and_loading():
 
 
 def _graph_model():
-    inputs = {"a": keras.Input((4,), name="a"), "b": keras.Input((4,),
-                                                             name="b")}
+    inputs = {
+        "a": keras.Input((4,), name="a"),
+        "b": keras.Input((4,), name="b"),
+    }
     hidden = keras.layers.Dense(3, name="hidden")(inputs["a"])
     summed = keras.layers.Add(name="add")([hidden, hidden])
     return keras.Model(inputs, [summed, inputs["b"]], name="graph")
@@ -94,7 +104,8 @@ def test_graph_walk_names_still_mean_what_the_adapter_assumes():
     assert adapter.producer(model.outputs[0]) is model.get_layer("add")
     assert adapter.producer(model.inputs[0]).name in ("a", "b")
     args, kwargs = adapter.call_arguments(
-        nodes[1], {id(t): "x" for t in nodes[1].input_tensors})
+        nodes[1], {id(t): "x" for t in nodes[1].input_tensors}
+    )
     assert args == (["x", "x"],) and kwargs == {}
     packed = adapter.pack_inputs(model, [1, 2])
     assert isinstance(packed, dict) and sorted(packed.values()) == [1, 2]
@@ -145,8 +156,7 @@ def test_composite_layer_private_names():
     assert node.input_tensors[0] is mask  # flattened keyword order
     assert adapter.first_input(node) is query
     args, kwargs = adapter.node_arguments(node)
-    assert args == () and sorted(kwargs) == ["attention_mask", "query",
-                                             "value"]
+    assert args == () and sorted(kwargs) == ["attention_mask", "query", "value"]
 
 
 def test_replay_constructor_creates_the_layer_again_with_its_name():
@@ -158,7 +168,9 @@ def test_replay_constructor_creates_the_layer_again_with_its_name():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
     assert [type(x).__name__ for x in adapter.layer_tree(model)][:2] == [
-        "Functional", "InputLayer"]
+        "Functional",
+        "InputLayer",
+    ]
     layer = Patches(patch_size=4)
     layer.name = "my_patches"
     again = adapter.replay_constructor(layer)
@@ -198,7 +210,8 @@ def test_trace_scope_restores_what_it_replaced():
         # A known length goes to keras-hub's own helper.
         known = transformer_decoder.compute_causal_mask(1, 3, 3)
         np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(known), np.tril(np.ones((1, 3, 3))))
+            keras.ops.convert_to_numpy(known), np.tril(np.ones((1, 3, 3)))
+        )
     assert scope.causal_masks == 1
     assert transformer_decoder.compute_causal_mask is original
     assert transformer_layer_utils.compute_causal_mask is original
@@ -234,21 +247,26 @@ def test_replay_walks_the_graph_through_clone_model(monkeypatch):
     outputs = adapter.replay(model, [inputs], call)
     assert len(seen) == 1 and seen[0] is not None
     # Every node once, in graph order; the shared Dense at both its calls.
-    assert calls == [node.operation.name
-                     for node in adapter.graph_nodes(model)]
+    assert calls == [node.operation.name for node in adapter.graph_nodes(model)]
     assert calls.count("shared") == 2
     replayed = keras.Model(inputs, outputs[0])
     x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
-    np.testing.assert_allclose(replayed.predict(x, verbose=0),
-                               model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        replayed.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6
+    )
 
 
 def test_replay_refuses_a_node_order_it_does_not_expect(monkeypatch):
     model = _shared_layer_model()
     nodes = list(adapter.graph_nodes(model))
-    monkeypatch.setattr(adapter, "graph_nodes",
-                        lambda functional: iter(nodes[::-1]))
-    with pytest.raises(RuntimeError, match="in an order keras_guided does "
-                                           "not expect"):
-        adapter.replay(model, [keras.Input((4,))],
-                       lambda node, a, k, t: node.operation(*a, **k))
+    monkeypatch.setattr(
+        adapter, "graph_nodes", lambda functional: iter(nodes[::-1])
+    )
+    with pytest.raises(
+        RuntimeError, match="in an order keras_guided does not expect"
+    ):
+        adapter.replay(
+            model,
+            [keras.Input((4,))],
+            lambda node, a, k, t: node.operation(*a, **k),
+        )

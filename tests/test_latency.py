@@ -45,26 +45,30 @@ def timer(monkeypatch):
     calls = []
 
     def fake(layer_class, kwargs, input_shape, settings):
-        calls.append((layer_class.__name__, dict(kwargs), input_shape,
-                      dict(settings)))
+        calls.append(
+            (layer_class.__name__, dict(kwargs), input_shape, dict(settings))
+        )
         if tuple(input_shape) == (1,) and kwargs.get("units") == 1:
             return _OVERHEAD_MS  # the empty-model probe
-        return _OVERHEAD_MS + _fake_ms(layer_class, kwargs, input_shape,
-                                       settings)
+        return _OVERHEAD_MS + _fake_ms(
+            layer_class, kwargs, input_shape, settings
+        )
 
     monkeypatch.setattr(_latency_measure, "time_layer", fake)
     monkeypatch.setattr(_latency_measure, "check_runtime", lambda: None)
     # The whole model explains nothing more than its layers (no
     # calibration) unless a test says otherwise.
-    monkeypatch.setattr(_latency_measure, "time_model",
-                        lambda model, settings, data=None: 0.0)
+    monkeypatch.setattr(
+        _latency_measure, "time_model", lambda model, settings, data=None: 0.0
+    )
     return calls
 
 
 def _cnn(filters=16, pointwise=24, name="cnn"):
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                            name="c1")(inputs)
+    x = keras.layers.Conv2D(
+        filters, 3, padding="same", activation="relu", name="c1"
+    )(inputs)
     x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
     x = keras.layers.Conv2D(pointwise, 1, activation="relu", name="c2")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -74,7 +78,8 @@ def _cnn(filters=16, pointwise=24, name="cnn"):
 
 def _build(model, tmp_path, **settings):
     return keras_guided.build_latency_table(
-        model, cache_dir=str(tmp_path), verbose=0, **settings)
+        model, cache_dir=str(tmp_path), verbose=0, **settings
+    )
 
 
 # --------------------------------------------------------- interpolation
@@ -89,20 +94,32 @@ def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
     table = _build(_cnn(), tmp_path)
     spatial = (8, 8)
     for cin, cout in [(3, 16), (3, 5), (3, 1)]:
-        expected = _fake_ms(keras.layers.Conv2D, {"filters": cout,
-                            "kernel_size": [3, 3]}, spatial + (cin,), None)
+        expected = _fake_ms(
+            keras.layers.Conv2D,
+            {"filters": cout, "kernel_size": [3, 3]},
+            spatial + (cin,),
+            None,
+        )
         assert table.predict("c1", cin, cout) == pytest.approx(expected)
     for cin, cout in [(16, 24), (13, 7), (2, 21), (16, 1)]:
-        expected = _fake_ms(keras.layers.Conv2D, {"filters": cout,
-                            "kernel_size": [1, 1]}, spatial + (cin,), None)
+        expected = _fake_ms(
+            keras.layers.Conv2D,
+            {"filters": cout, "kernel_size": [1, 1]},
+            spatial + (cin,),
+            None,
+        )
         assert table.predict("c2", cin, cout) == pytest.approx(expected)
     for channels in (16, 11, 3):
-        expected = _fake_ms(keras.layers.DepthwiseConv2D,
-                            {"kernel_size": [3, 3]}, spatial + (channels,),
-                            None)
+        expected = _fake_ms(
+            keras.layers.DepthwiseConv2D,
+            {"kernel_size": [3, 3]},
+            spatial + (channels,),
+            None,
+        )
         assert table.predict("dw", channels) == pytest.approx(expected)
-    assert table.total_ms == pytest.approx(sum(
-        table.predict(name) for name in ("c1", "dw", "c2", "out")))
+    assert table.total_ms == pytest.approx(
+        sum(table.predict(name) for name in ("c1", "dw", "c2", "out"))
+    )
 
 
 def test_noisy_grid_is_made_non_decreasing():
@@ -135,11 +152,17 @@ def test_identical_signatures_are_measured_once(timer, tmp_path):
     assert table.predict("a") == table.predict("c")
 
 
-@pytest.mark.parametrize("change", [
-    {"num_threads": 2}, {"quantization": "int8"},
-    {"quantization": "float16"}, {"num_runs": 5}, {"statistic": "median"},
-    {"num_samples": 3},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"num_threads": 2},
+        {"quantization": "int8"},
+        {"quantization": "float16"},
+        {"num_runs": 5},
+        {"statistic": "median"},
+        {"num_samples": 3},
+    ],
+)
 def test_cache_key_holds_every_setting(timer, tmp_path, change):
     model = _cnn()
     _build(model, tmp_path, num_threads=1)
@@ -160,13 +183,17 @@ def test_cache_key_holds_the_runtime_versions(timer, tmp_path, monkeypatch):
     _build(model, tmp_path)
     first = len(timer)
     runtime = _latency_settings.runtime()
-    monkeypatch.setattr(_latency_settings, "runtime",
-                        lambda: {**runtime, "ai-edge-litert": "0.0.1"})
+    monkeypatch.setattr(
+        _latency_settings,
+        "runtime",
+        lambda: {**runtime, "ai-edge-litert": "0.0.1"},
+    )
     assert _build(model, tmp_path).num_measured == first - 1
 
 
 def test_interrupted_build_leaves_a_valid_cache_and_resumes(
-        timer, tmp_path, monkeypatch):
+    timer, tmp_path, monkeypatch
+):
     model = _cnn()
     full = _build(model, tmp_path / "reference").num_measured
     tmp_path = tmp_path / "cache"
@@ -185,9 +212,11 @@ def test_interrupted_build_leaves_a_valid_cache_and_resumes(
     assert len(files) == 1 and files[0].endswith(".json"), files
     with open(tmp_path / files[0]) as f:
         saved = json.load(f)
-    done = sum(len(e["inputs"]) * len(e["outputs"])
-               for k, e in saved["entries"].items()
-               if k != _latency_signatures.OVERHEAD)
+    done = sum(
+        len(e["inputs"]) * len(e["outputs"])
+        for k, e in saved["entries"].items()
+        if k != _latency_signatures.OVERHEAD
+    )
     assert 0 < done <= 5
     monkeypatch.setattr(_latency_measure, "time_layer", fake)
     resumed = _build(model, tmp_path)
@@ -207,19 +236,20 @@ def test_unreadable_cache_is_rebuilt_with_a_warning(timer, tmp_path):
 
 
 # ---------------------------------------------------------------- targets
-def test_prune_model_reaches_the_latency_target_in_the_table(
-        timer, tmp_path):
+def test_prune_model_reaches_the_latency_target_in_the_table(timer, tmp_path):
     model = _cnn(filters=32, pointwise=48)
     table = _build(model, tmp_path)
-    small = keras_guided.prune_model(model, target={"latency": 0.5},
-                                     latency_table=table)
+    small = keras_guided.prune_model(
+        model, target={"latency": 0.5}, latency_table=table
+    )
     # The bilinear timings are interpolated exactly, so the pruned model's
     # own table prices its widths as the plan did.
     kept = _build(small, tmp_path).total_ms
     assert kept <= 0.5 * table.total_ms * (1 + 1e-9)
     largest_unit = max(
         table.predict(name) / table.layers[name].output_channels
-        for name in ("c1", "dw", "c2"))
+        for name in ("c1", "dw", "c2")
+    )
     assert kept >= 0.5 * table.total_ms - 2 * largest_unit
 
 
@@ -228,12 +258,14 @@ def test_latency_count_target_is_in_milliseconds(timer, tmp_path):
     table = _build(model, tmp_path)
     groups = keras_guided.find_unit_groups(model)
     goal_ms = 0.4 * table.total_ms
-    plan = scoring.plan_from_target(groups, model, {"latency": 1},
-                                    latency_table=table)
+    plan = scoring.plan_from_target(
+        groups, model, {"latency": 1}, latency_table=table
+    )
     cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= 1.0
-    plan = scoring.plan_from_target(groups, model, {"latency": 0.4},
-                                    latency_table=table)
+    plan = scoring.plan_from_target(
+        groups, model, {"latency": 0.4}, latency_table=table
+    )
     cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= goal_ms * (1 + 1e-9)
 
@@ -248,8 +280,9 @@ def test_latency_plan_cuts_where_the_table_says_time_goes(timer, tmp_path):
     table = _build(model, tmp_path)
     groups = keras_guided.find_unit_groups(model)
     equal = [np.ones(g.num_units) for g in groups]
-    plan = scoring.plan_from_target(groups, model, {"latency": 0.6},
-                                    scores=equal, latency_table=table)
+    plan = scoring.plan_from_target(
+        groups, model, {"latency": 0.6}, scores=equal, latency_table=table
+    )
     kept = {groups[i].slices[0].layer.name: len(k) for i, k in plan.items()}
     assert kept.get("slow", 32) < kept.get("fast", 32)
 
@@ -257,11 +290,11 @@ def test_latency_plan_cuts_where_the_table_says_time_goes(timer, tmp_path):
 def test_round_to_still_reaches_the_target(timer, tmp_path):
     model = _cnn(filters=32, pointwise=48)
     table = _build(model, tmp_path)
-    small = keras_guided.prune_model(model, target={"latency": 0.5},
-                                     latency_table=table, round_to=8)
+    small = keras_guided.prune_model(
+        model, target={"latency": 0.5}, latency_table=table, round_to=8
+    )
     assert small.get_layer("c2").filters % 8 == 0
-    assert _build(small, tmp_path).total_ms <= 0.5 * table.total_ms * (
-        1 + 1e-9)
+    assert _build(small, tmp_path).total_ms <= 0.5 * table.total_ms * (1 + 1e-9)
 
 
 def test_the_model_is_not_mutated(timer, tmp_path):
@@ -269,16 +302,19 @@ def test_the_model_is_not_mutated(timer, tmp_path):
     before = [w.copy() for w in model.get_weights()]
     config = model.get_config()
     table = _build(model, tmp_path)
-    keras_guided.prune_model(model, target={"latency": 0.5},
-                             latency_table=table)
+    keras_guided.prune_model(
+        model, target={"latency": 0.5}, latency_table=table
+    )
     assert model.get_config() == config
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
 
 
 # ----------------------------------------------------------------- errors
-_HINT = ("Build one with table = keras_guided.latency.build_latency_table("
-         "model) and pass latency_table=table.")
+_HINT = (
+    "Build one with table = keras_guided.latency.build_latency_table("
+    "model) and pass latency_table=table."
+)
 
 
 def test_latency_target_without_a_table_says_how_to_build_one():
@@ -293,9 +329,11 @@ def test_latency_target_without_a_table_says_how_to_build_one():
 def test_table_of_another_model_is_refused(timer, tmp_path):
     table = _build(_cnn(filters=16, name="first"), tmp_path)
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(_cnn(filters=12, name="second"),
-                                 target={"latency": 0.5},
-                                 latency_table=table)
+        keras_guided.prune_model(
+            _cnn(filters=12, name="second"),
+            target={"latency": 0.5},
+            latency_table=table,
+        )
     assert str(error.value) == (
         "`latency_table` does not match model 'second': it was built for "
         "model 'first'. For layer 'c1' the model has Conv2D with 3 input "
@@ -308,8 +346,9 @@ def test_table_with_another_target_is_refused(timer, tmp_path):
     model = _cnn()
     table = _build(model, tmp_path)
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(model, target={"flops": 0.5},
-                                 latency_table=table)
+        keras_guided.prune_model(
+            model, target={"flops": 0.5}, latency_table=table
+        )
     assert str(error.value) == (
         "`latency_table` prices a latency target only. Received: a 'flops' "
         "target with latency_table=<LatencyTable>. Pass target={'latency': "
@@ -321,26 +360,38 @@ def test_table_with_another_target_is_refused(timer, tmp_path):
 
 def test_a_table_must_be_a_latency_table():
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(_cnn(), target={"latency": 0.5},
-                                 latency_table={"c1": 1.0})
+        keras_guided.prune_model(
+            _cnn(), target={"latency": 0.5}, latency_table={"c1": 1.0}
+        )
     assert str(error.value) == (
         "`latency_table` must be a keras_guided.latency.LatencyTable. "
         "Received: dict. " + _HINT
     )
 
 
-@pytest.mark.parametrize("settings,message", [
-    ({"quantization": "int4"},
-     "`quantization` must be one of None, 'dynamic', 'float16', 'int8'. "
-     "Received: quantization='int4'"),
-    ({"num_threads": 0},
-     "`num_threads` must be an int >= 1. Received: num_threads=0"),
-    ({"num_samples": 1},
-     "`num_samples` must be an int >= 2. Received: num_samples=1"),
-    ({"statistic": "mean"},
-     "`statistic` must be one of ['min', 'median']. "
-     "Received: statistic='mean'"),
-])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (
+            {"quantization": "int4"},
+            "`quantization` must be one of None, 'dynamic', 'float16', 'int8'. "
+            "Received: quantization='int4'",
+        ),
+        (
+            {"num_threads": 0},
+            "`num_threads` must be an int >= 1. Received: num_threads=0",
+        ),
+        (
+            {"num_samples": 1},
+            "`num_samples` must be an int >= 2. Received: num_samples=1",
+        ),
+        (
+            {"statistic": "mean"},
+            "`statistic` must be one of ['min', 'median']. "
+            "Received: statistic='mean'",
+        ),
+    ],
+)
 def test_bad_settings(settings, message, tmp_path):
     with pytest.raises(ValueError) as error:
         _build(_cnn(), tmp_path, **settings)
@@ -351,20 +402,27 @@ def test_bad_settings(settings, message, tmp_path):
 def test_unreachable_latency_target(timer, tmp_path):
     model = _cnn()
     table = _build(model, tmp_path)
-    with pytest.raises(ValueError, match="Cannot keep only 1% of the "
-                       "latency"):
-        keras_guided.prune_model(model, target={"latency": 0.01},
-                                 latency_table=table)
+    with pytest.raises(ValueError, match="Cannot keep only 1% of the latency"):
+        keras_guided.prune_model(
+            model, target={"latency": 0.01}, latency_table=table
+        )
 
 
 # ------------------------------------------------------ real measurement
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="LiteRT conversion needs the TensorFlow backend")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="LiteRT conversion needs the TensorFlow backend",
+)
 def test_real_table_and_whole_model_latency(tmp_path):
     pytest.importorskip("ai_edge_litert.interpreter")
-    model = keras.Sequential([
-        keras.Input((4, 4, 8)), keras.layers.Conv2D(8, 1, name="conv"),
-        keras.layers.Flatten(), keras.layers.Dense(4, name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 8)),
+            keras.layers.Conv2D(8, 1, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, name="head"),
+        ]
+    )
     table = _build(model, tmp_path, num_samples=2, num_runs=2)
     assert table.num_measured == 2 * 2 + 2 * 1  # the head has 4 units
     assert all(table.predict(name) >= 0 for name in table.layers)
@@ -374,7 +432,8 @@ def test_real_table_and_whole_model_latency(tmp_path):
 
 # -------------------------------------------------------------------- CLI
 def test_cli_latency_prints_the_table_and_prune_uses_it(
-        timer, tmp_path, monkeypatch, capsys):
+    timer, tmp_path, monkeypatch, capsys
+):
     from keras_guided import cli
 
     monkeypatch.setenv("KERAS_GUIDED_CACHE", str(tmp_path / "cache"))
@@ -387,17 +446,44 @@ def test_cli_latency_prints_the_table_and_prune_uses_it(
     assert "predicted total:" in out and "2 thread(s)" in out
     measured = len(timer)
     pruned = str(tmp_path / "small.keras")
-    assert cli.main(["prune", path, "-o", pruned, "--target", "0.5",
-                     "--target-kind", "latency"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                path,
+                "-o",
+                pruned,
+                "--target",
+                "0.5",
+                "--target-kind",
+                "latency",
+            ]
+        )
+        == 0
+    )
     assert len(timer) == 2 * measured  # 1 thread: another cache entry
-    assert cli.main(["prune", path, "-o", pruned, "--target", "0.5",
-                     "--target-kind", "latency"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                path,
+                "-o",
+                pruned,
+                "--target",
+                "0.5",
+                "--target-kind",
+                "latency",
+            ]
+        )
+        == 0
+    )
     assert len(timer) == 2 * measured  # now cached
     assert "building the LiteRT latency table" in capsys.readouterr().out
 
 
 def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
-        timer, tmp_path, monkeypatch):
+    timer, tmp_path, monkeypatch
+):
     model = _cnn()
     layers_only = _build(model, tmp_path / "a", whole_model=False)
     assert layers_only.measured_ms is None
@@ -421,9 +507,11 @@ def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
         assert extra == pytest.approx(values / sum(written.values()))
     # Linear in the kept output channels (kept inputs for depthwise).
     assert table.predict("c2", 16, 12) - layers_only.predict(
-        "c2", 16, 12) == pytest.approx(64 * 12 / sum(written.values()))
+        "c2", 16, 12
+    ) == pytest.approx(64 * 12 / sum(written.values()))
     assert table.predict("dw", 8) - layers_only.predict(
-        "dw", 8) == pytest.approx(64 * 8 / sum(written.values()))
+        "dw", 8
+    ) == pytest.approx(64 * 8 / sum(written.values()))
     # Timed once, then read from the cache.
     again = _build(model, tmp_path / "b")
     assert timed == [model.name]
@@ -431,14 +519,18 @@ def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
 
 
 def test_whole_model_that_cannot_be_timed_prices_the_layers_alone(
-        timer, tmp_path, monkeypatch):
+    timer, tmp_path, monkeypatch
+):
     def fails(model, settings, data=None):
         raise ValueError("several inputs")
 
     monkeypatch.setattr(_latency_measure, "time_model", fails)
-    with pytest.warns(UserWarning, match=r"could not be timed \(ValueError: "
-                      r"several inputs\); the latency table prices its "
-                      r"layers alone"):
+    with pytest.warns(
+        UserWarning,
+        match=r"could not be timed \(ValueError: "
+        r"several inputs\); the latency table prices its "
+        r"layers alone",
+    ):
         table = _build(_cnn(), tmp_path)
     assert table.measured_ms is None and table.unexplained_ms == 0.0
 
@@ -458,11 +550,11 @@ def test_subclasses_are_measured_like_their_base_layer(timer, tmp_path):
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, dense(4, name="out")(x))
 
-    base = _build(model(keras.layers.Dense, keras.layers.Conv2D),
-                  tmp_path / "base")
+    base = _build(
+        model(keras.layers.Dense, keras.layers.Conv2D), tmp_path / "base"
+    )
     timer.clear()
-    sub = _build(model(_SubclassedDense, _SubclassedConv2D),
-                 tmp_path / "sub")
+    sub = _build(model(_SubclassedDense, _SubclassedConv2D), tmp_path / "sub")
     for name in ("conv", "out"):
         assert sub.layers[name].kind == "measured"
         assert sub.layers[name].predict() == base.layers[name].predict()

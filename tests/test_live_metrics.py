@@ -25,39 +25,57 @@ def digits():
 
 
 def mlp():
-    return keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Flatten(),
-        keras.layers.Dense(24, activation="relu", name="a"),
-        keras.layers.Dense(16, activation="relu", name="b"),
-        keras.layers.Dense(10, name="out"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(24, activation="relu", name="a"),
+            keras.layers.Dense(16, activation="relu", name="b"),
+            keras.layers.Dense(10, name="out"),
+        ]
+    )
 
 
 def cnn_with_bn_and_flatten():
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(8, 3, name="conv1"),
-        keras.layers.BatchNormalization(name="bn"),
-        keras.layers.ReLU(),
-        keras.layers.Conv2D(6, 3, name="conv2"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10, name="out"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, name="conv1"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(6, 3, name="conv2"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, name="out"),
+        ]
+    )
 
 
 def nested_with_duplicated_names():
     # Two inner models each hold a layer called "d": a cost table keyed by
     # the inner name alone prices one of them twice and the other never.
     first = keras.Sequential(
-        [keras.Input((64,)), keras.layers.Dense(16, activation="relu",
-                                                name="d")], name="first")
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu", name="d"),
+        ],
+        name="first",
+    )
     second = keras.Sequential(
-        [keras.Input((16,)), keras.layers.Dense(12, activation="relu",
-                                                name="d")], name="second")
-    return keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Flatten(), first, second,
-        keras.layers.Dense(10, name="out"),
-    ])
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(12, activation="relu", name="d"),
+        ],
+        name="second",
+    )
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            first,
+            second,
+            keras.layers.Dense(10, name="out"),
+        ]
+    )
 
 
 def residual_add():
@@ -72,25 +90,40 @@ def residual_add():
     return keras.Model(inputs, keras.layers.Dense(10, name="out")(pooled))
 
 
-BUILDERS = [mlp, cnn_with_bn_and_flatten, nested_with_duplicated_names,
-            residual_add]
+BUILDERS = [
+    mlp,
+    cnn_with_bn_and_flatten,
+    nested_with_duplicated_names,
+    residual_add,
+]
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__)
 def test_live_costs_equal_the_cost_model_before_and_after_pruning(
-        digits, builder):
+    digits, builder
+):
     model = builder()
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     params, flops = stats.count_params(model), stats.count_flops(model)
     # Epoch 0 prunes nothing (strength 0); then units die.
     pruning = keras_guided.GuidedPruning(
-        strength=1.0, cost="flops",
-        schedule=lambda epoch: 0.0 if epoch == 0 else 1.0)
+        strength=1.0,
+        cost="flops",
+        schedule=lambda epoch: 0.0 if epoch == 0 else 1.0,
+    )
     x, y = digits
-    history = model.fit(x[..., None], y, epochs=3, batch_size=64,
-                        verbose=0, shuffle=False, callbacks=[pruning])
+    history = model.fit(
+        x[..., None],
+        y,
+        epochs=3,
+        batch_size=64,
+        verbose=0,
+        shuffle=False,
+        callbacks=[pruning],
+    )
     h = history.history
     assert h["live_params"][0] == params
     assert h["live_flops"][0] == flops
@@ -113,10 +146,12 @@ def test_nested_duplicated_names_priced_per_layer_object():
     assert metrics.value("params", live) == stats.count_params(model)
     # One unit of first/d: its column (64 inputs) and its row of second/d
     # (12 outputs) go, 2 FLOPs each.
-    first = next(i for i, g in enumerate(plan.groups)
-                 if g.slices[0].layer is model.layers[1].layers[0])
-    assert metrics.group_marginal_costs(live, "flops")[first] == 2 * (
-        64 + 12)
+    first = next(
+        i
+        for i, g in enumerate(plan.groups)
+        if g.slices[0].layer is model.layers[1].layers[0]
+    )
+    assert metrics.group_marginal_costs(live, "flops")[first] == 2 * (64 + 12)
 
 
 def test_marginal_cost_is_what_removing_one_unit_saves():
@@ -136,8 +171,11 @@ def test_marginal_cost_is_what_removing_one_unit_saves():
 def test_a_non_linear_price_plugs_in(monkeypatch):
     # A made-up latency: a Dense costs (kept inputs x kept outputs) ** 2.
     def squared(layer_cost, kept):
-        kernel = [shape for weight, shape in layer_cost.kept_shapes(kept)
-                  if weight.key == "kernel"]
+        kernel = [
+            shape
+            for weight, shape in layer_cost.kept_shapes(kept)
+            if weight.key == "kernel"
+        ]
         return float(np.prod(kernel[0])) ** 2 if kernel else 0.0
 
     monkeypatch.setitem(stats.PRICES, "latency", squared)
@@ -148,16 +186,24 @@ def test_a_non_linear_price_plugs_in(monkeypatch):
     assert metrics.value("latency", live) == full
     live[0] = False  # one unit of "a": a's columns and b's rows shrink
     assert metrics.value("latency", live) == (
-        (64 * 23) ** 2 + (23 * 16) ** 2 + (16 * 10) ** 2)
+        (64 * 23) ** 2 + (23 * 16) ** 2 + (16 * 10) ** 2
+    )
     marginal = metrics.group_marginal_costs(live, "latency")
     assert marginal[0] == (64 * 23) ** 2 - (64 * 22) ** 2 + (
-        (23 * 16) ** 2 - (22 * 16) ** 2)
+        (23 * 16) ** 2 - (22 * 16) ** 2
+    )
 
 
 def _fit_with(model, x, callback):
     model.compile(optimizer="adam", loss="mse")
-    model.fit(x, np.zeros((len(x), 2), "float32"), epochs=1, batch_size=4,
-              verbose=0, callbacks=[callback])
+    model.fit(
+        x,
+        np.zeros((len(x), 2), "float32"),
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        callbacks=[callback],
+    )
 
 
 def test_variable_length_flops_target_says_what_the_callback_takes():
@@ -170,14 +216,20 @@ def test_variable_length_flops_target_says_what_the_callback_takes():
     x = np.random.default_rng(0).random((8, 5, 4)).astype("float32")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _fit_with(model, x, keras_guided.GuidedPruning(
-            target={"flops": 0.5}, on_unreachable="warn"))
+        _fit_with(
+            model,
+            x,
+            keras_guided.GuidedPruning(
+                target={"flops": 0.5}, on_unreachable="warn"
+            ),
+        )
     texts = [str(w.message) for w in caught]
     assert (
         f"Model '{model.name}' has inputs of unknown length, so its FLOPs "
         "are counted for inputs of shapes [(1, 32, 4)] (the lengths "
         "`prune_model` probes without `sample_inputs`). Build the model with "
-        "fixed input lengths to count them at yours.") in texts
+        "fixed input lengths to count them at yours."
+    ) in texts
     assert not any("Pass `sample_inputs=`" in text for text in texts)
 
 
@@ -199,14 +251,23 @@ def test_a_flops_budget_warns_once_when_most_of_the_model_is_unpriced():
     model = keras.Model(inputs, outputs, name="mixed")
     x = np.random.default_rng(0).random((8, 6)).astype("float32")
     with pytest.warns(UserWarning) as record:
-        _fit_with(model, x, keras_guided.GuidedPruning(
-            target={"flops": 0.9}, on_unsupported="keep"))
-    budget = [str(w.message) for w in record
-              if str(w.message).startswith("A FLOPs budget")]
+        _fit_with(
+            model,
+            x,
+            keras_guided.GuidedPruning(
+                target={"flops": 0.9}, on_unsupported="keep"
+            ),
+        )
+    budget = [
+        str(w.message)
+        for w in record
+        if str(w.message).startswith("A FLOPs budget")
+    ]
     assert budget == [
         "A FLOPs budget counts only the layers it can price: 1 layer of "
         "model 'mixed' has unknown FLOPs, counted as 0: 'mix' (Mix: no rule "
         "prices it); it holds 60.4 % of its 530 parameters. A FLOPs target "
         "can be met while those layers stay whole: give them a FLOPs rule "
         "(`keras_guided.register_rule(cls, rule, flops=...)`), or set a "
-        "'params' target instead."]
+        "'params' target instead."
+    ]

@@ -20,12 +20,14 @@ def _data():
 
 def _model():
     keras.utils.set_random_seed(7)
-    model = keras.Sequential([
-        keras.Input((12,)),
-        keras.layers.Dense(24, activation="relu", name="dense_1"),
-        keras.layers.Dense(16, activation="relu", name="dense_2"),
-        keras.layers.Dense(3, name="out"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            keras.layers.Dense(24, activation="relu", name="dense_1"),
+            keras.layers.Dense(16, activation="relu", name="dense_2"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "mse")
     return model
 
@@ -42,8 +44,15 @@ class _Interrupt(keras.callbacks.Callback):
 
 def _fit(model, pruning, callbacks=(), epochs=6):
     x, y = _data()
-    return model.fit(x, y, epochs=epochs, batch_size=16, shuffle=False,
-                     verbose=0, callbacks=[pruning, *callbacks]).history
+    return model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=[pruning, *callbacks],
+    ).history
 
 
 def _widths(model):
@@ -52,8 +61,9 @@ def _widths(model):
 
 
 @pytest.mark.parametrize("interrupt_at", [2, 5])
-def test_resumed_budget_run_equals_the_uninterrupted_one(tmp_path,
-                                                         interrupt_at):
+def test_resumed_budget_run_equals_the_uninterrupted_one(
+    tmp_path, interrupt_at
+):
     target = {"flops": 0.4}
     reference = _model()
     full = _fit(reference, keras_guided.GuidedPruning(target=target))
@@ -61,20 +71,31 @@ def test_resumed_budget_run_equals_the_uninterrupted_one(tmp_path,
     model = _model()
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="interrupted"):
-        _fit(model, keras_guided.GuidedPruning(target=target),
-             [keras.callbacks.BackupAndRestore(backup),
-              _Interrupt(interrupt_at)])
+        _fit(
+            model,
+            keras_guided.GuidedPruning(target=target),
+            [
+                keras.callbacks.BackupAndRestore(backup),
+                _Interrupt(interrupt_at),
+            ],
+        )
     # A fresh model, a fresh callback: only the backup carries the run.
     resumed = _model()
     pruning = keras_guided.GuidedPruning(target=target)
     rest = _fit(resumed, pruning, [keras.callbacks.BackupAndRestore(backup)])
     assert len(rest["loss"]) == 6 - interrupt_at  # it resumed
-    for key in ("live_units", "live_units/dense_1", "live_units/dense_2",
-                "live_flops", "guided_strength"):
+    for key in (
+        "live_units",
+        "live_units/dense_1",
+        "live_units/dense_2",
+        "live_flops",
+        "guided_strength",
+    ):
         assert rest[key] == full[key][interrupt_at:], key
     assert _widths(resumed) == _widths(reference)
     assert pruning.budget_report["start"] == keras_guided.stats.count_flops(
-        _model())
+        _model()
+    )
     for a, b in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -84,17 +105,30 @@ def test_resume_from_model_checkpoint_weights(tmp_path):
     full = _fit(_model(), keras_guided.GuidedPruning(target=target))
     path = str(tmp_path / "last.weights.h5")
     with pytest.raises(RuntimeError, match="interrupted"):
-        _fit(_model(), keras_guided.GuidedPruning(target=target),
-             [keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
-              _Interrupt(3)])
+        _fit(
+            _model(),
+            keras_guided.GuidedPruning(target=target),
+            [
+                keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+                _Interrupt(3),
+            ],
+        )
     model = _model()
     pruning = keras_guided.GuidedPruning(target=target)
     pruning.set_model(model)  # so that load_weights finds its state
     model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
     x, y = _data()
-    rest = model.fit(x, y, epochs=6, initial_epoch=3, batch_size=16,
-                     shuffle=False, verbose=0, callbacks=[pruning]).history
+    rest = model.fit(
+        x,
+        y,
+        epochs=6,
+        initial_epoch=3,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=[pruning],
+    ).history
     assert rest["live_units"] == full["live_units"][3:]
 
 
@@ -103,19 +137,33 @@ def test_a_state_saved_mid_epoch_end_is_not_resumed_silently(tmp_path):
     target = {"flops": 0.4}
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="interrupted"):
-        _model().fit(*_data(), epochs=6, batch_size=16, verbose=0,
-                     callbacks=[keras.callbacks.BackupAndRestore(backup),
-                                keras_guided.GuidedPruning(target=target),
-                                _Interrupt(2)])
-    with pytest.warns(UserWarning, match=re.escape(
+        _model().fit(
+            *_data(),
+            epochs=6,
+            batch_size=16,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(backup),
+                keras_guided.GuidedPruning(target=target),
+                _Interrupt(2),
+            ],
+        )
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
             "GuidedPruning found its state in the restored weights, saved "
             "to resume at epoch 1, and this fit starts at epoch 2 (list "
             "GuidedPruning before BackupAndRestore or ModelCheckpoint in "
             "`callbacks`, so the state saved is that of the epoch's end); "
             "it starts afresh from the restored weights (its start and "
-            "budget are measured on them).")):
-        _fit(_model(), keras_guided.GuidedPruning(target=target),
-             [keras.callbacks.BackupAndRestore(backup)])
+            "budget are measured on them)."
+        ),
+    ):
+        _fit(
+            _model(),
+            keras_guided.GuidedPruning(target=target),
+            [keras.callbacks.BackupAndRestore(backup)],
+        )
 
 
 def test_a_new_fit_starts_afresh_after_a_finished_one(tmp_path):
@@ -124,9 +172,12 @@ def test_a_new_fit_starts_afresh_after_a_finished_one(tmp_path):
     model = _model()
     pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
     first = _fit(model, pruning, epochs=3)
-    second = _fit(model, pruning,
-                  [keras.callbacks.BackupAndRestore(str(tmp_path / "b"))],
-                  epochs=3)
+    second = _fit(
+        model,
+        pruning,
+        [keras.callbacks.BackupAndRestore(str(tmp_path / "b"))],
+        epochs=3,
+    )
     assert pruning.budget_report["start"] == first["live_flops"][-1]
     assert second["live_flops"][-1] <= 0.5 * first["live_flops"][-1] + 1
 
@@ -147,5 +198,6 @@ def test_weights_files_load_with_and_without_the_state(tmp_path):
     model.save(str(tmp_path / "m.keras"))  # a plain Keras file still
     loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
     x, _ = _data()
-    np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                               model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )

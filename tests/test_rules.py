@@ -28,18 +28,21 @@ def test_every_built_in_rule_is_in_the_supported_layers_table():
     assert not missing, f"add to docs/supported-layers.md: {missing}"
 
 
-@pytest.mark.parametrize("layer, kind", [
-    (layers.Dense(2), "producer"),
-    (layers.Conv2D(2, 1, groups=1), "producer"),
-    (layers.Embedding(4, 2), "producer"),
-    (layers.DepthwiseConv2D(1), "depthwise"),
-    (layers.BatchNormalization(), "normalization"),
-    (layers.Flatten(), "reshape"),
-    (layers.Add(), "merge"),
-    (layers.MultiHeadAttention(2, 2), "attention"),
-    (layers.LSTM(2), "keep"),
-    (layers.Lambda(lambda x: x), None),
-])
+@pytest.mark.parametrize(
+    "layer, kind",
+    [
+        (layers.Dense(2), "producer"),
+        (layers.Conv2D(2, 1, groups=1), "producer"),
+        (layers.Embedding(4, 2), "producer"),
+        (layers.DepthwiseConv2D(1), "depthwise"),
+        (layers.BatchNormalization(), "normalization"),
+        (layers.Flatten(), "reshape"),
+        (layers.Add(), "merge"),
+        (layers.MultiHeadAttention(2, 2), "attention"),
+        (layers.LSTM(2), "keep"),
+        (layers.Lambda(lambda x: x), None),
+    ],
+)
 def test_rule_for_dispatches_by_class(layer, kind):
     rule = rules.rule_for(layer)
     assert (rule.kind if rule is not None else None) == kind
@@ -53,8 +56,7 @@ class Scale(keras.layers.Layer):
         self.units = units
 
     def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1], self.units),
-                                 name="w")
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), name="w")
 
     def call(self, x):
         return keras.ops.matmul(x, self.w)
@@ -75,24 +77,34 @@ def test_user_rules_have_flops_like_built_in_ones():
     x = Scale(3, name="scale")(inputs)
     model = keras.Model(inputs, layers.Dense(1, name="out")(x))
     try:
-        keras_guided.register_rule(Scale, _scale_rule, kind="producer",
-                                   output_weights=[("w", -1)],
-                                   input_weights=[("w", 0)])
+        keras_guided.register_rule(
+            Scale,
+            _scale_rule,
+            kind="producer",
+            output_weights=[("w", -1)],
+            input_weights=[("w", 0)],
+        )
         assert stats.layer_costs(model)["scale"]["flops"] == 2 * 5 * 12
         keras_guided.register_rule(
-            Scale, _scale_rule, kind="producer", output_weights=[("w", -1)],
+            Scale,
+            _scale_rule,
+            kind="producer",
+            output_weights=[("w", -1)],
             input_weights=[("w", 0)],
-            flops=lambda layer, input_shape, output_shape: {"w": 7})
+            flops=lambda layer, input_shape, output_shape: {"w": 7},
+        )
         assert stats.layer_costs(model)["scale"]["flops"] == 7 * 12
         groups = keras_guided.find_unit_groups(model)
         pruned = keras_guided.prune_model(model, target={"flops": 0.7})
-        assert (stats.count_flops(pruned)
-                <= 0.7 * stats.count_flops(model))
+        assert stats.count_flops(pruned) <= 0.7 * stats.count_flops(model)
         assert len(groups) == 2
     finally:
         rules.unregister_rule(Scale)
-    with pytest.raises(ValueError, match=r"`flops` must be None or a "
-                       r"function .* Received: flops=3"):
+    with pytest.raises(
+        ValueError,
+        match=r"`flops` must be None or a "
+        r"function .* Received: flops=3",
+    ):
         keras_guided.register_rule(Scale, _scale_rule, flops=3)
 
 
@@ -114,7 +126,8 @@ def test_flops_of_attention_grow_with_the_heads():
     def model(heads):
         inputs = keras.Input((6, 8))
         x = layers.MultiHeadAttention(heads, 4, name="attention")(
-            inputs, inputs)
+            inputs, inputs
+        )
         return keras.Model(inputs, x)
 
     one = stats.layer_costs(model(1))["attention"]["flops"]
@@ -138,8 +151,9 @@ def test_convnext_layer_scale_is_a_per_channel_follower():
     kernel[:, 1] = 0.0
     model.get_layer("hidden").set_weights([kernel, bias])
     group = keras_guided.find_unit_groups(model)[0]
-    assert ("scale", "follower") in {(s.layer.name, s.role)
-                                     for s in group.slices}
+    assert ("scale", "follower") in {
+        (s.layer.name, s.role) for s in group.slices
+    }
     pruned = keras_guided.prune_model(model)
     new = pruned.get_layer("scale")
     assert new.projection_dim == 4
@@ -149,7 +163,8 @@ def test_convnext_layer_scale_is_a_per_channel_follower():
 
 
 def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
-        monkeypatch, tmp_path):
+    monkeypatch, tmp_path
+):
     from keras_guided.latency import _measure as _latency_measure
 
     timed = []
@@ -160,8 +175,9 @@ def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
 
     monkeypatch.setattr(_latency_measure, "time_layer", fake_time)
     monkeypatch.setattr(_latency_measure, "check_runtime", lambda: None)
-    monkeypatch.setattr(_latency_measure, "time_model",
-                        lambda model, settings, data=None: 0.0)
+    monkeypatch.setattr(
+        _latency_measure, "time_model", lambda model, settings, data=None: 0.0
+    )
     inputs = keras.Input((4,))
     hidden = Scale(6, name="proj")(inputs)
     model = keras.Model(inputs, layers.Dense(1, name="out")(hidden))
@@ -170,28 +186,36 @@ def test_one_registered_rule_gives_groups_flops_latency_and_a_rebuild(
     model.get_layer("proj").set_weights([w])
     try:
         keras_guided.register_rule(
-            Scale, _scale_rule, kind="producer", output_weights=[("w", -1)],
-            input_weights=[("w", 0)], latency="dense")
+            Scale,
+            _scale_rule,
+            kind="producer",
+            output_weights=[("w", -1)],
+            input_weights=[("w", 0)],
+            latency="dense",
+        )
         groups = keras_guided.find_unit_groups(model)
         group = next(g for g in groups if "proj" in g.layers)
         assert group.prunable and group.num_units == 6
         assert stats.layer_costs(model)["proj"]["flops"] == 2 * 4 * 6
         table = keras_guided.build_latency_table(
-            model, cache_dir=str(tmp_path), verbose=0)
+            model, cache_dir=str(tmp_path), verbose=0
+        )
         assert table.layers["proj"].kind == "measured"
         assert Scale in timed
         small = keras_guided.prune_model(model)
         assert small.get_layer("proj").get_weights()[0].shape == (4, 3)
         x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
-        np.testing.assert_allclose(small.predict(x, verbose=0),
-                                   model.predict(x, verbose=0), atol=1e-6)
+        np.testing.assert_allclose(
+            small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+        )
     finally:
         rules.unregister_rule(Scale)
     with pytest.raises(ValueError) as info:
         keras_guided.register_rule(Scale, _scale_rule, latency="fast")
     assert str(info.value) == (
         "`latency` must be None or one of ('dense', 'conv', 'depthwise'). "
-        "Received: latency='fast'")
+        "Received: latency='fast'"
+    )
 
 
 def test_every_built_in_producer_and_normalization_names_its_unit_family():
@@ -207,24 +231,43 @@ def test_every_built_in_producer_and_normalization_names_its_unit_family():
     assert set(rules.KERNEL_FAMILIES) <= set(rules.FAMILIES)
 
 
-@pytest.mark.parametrize("layer, family, weights", [
-    (layers.Dense(3), "dense", ["kernel", "bias"]),
-    (layers.Conv2D(3, 3), "conv", ["kernel", "bias"]),
-    (layers.Conv2DTranspose(3, 3, use_bias=False), "conv_transpose",
-     ["kernel"]),
-    (layers.SeparableConv2D(3, 3), "separable", ["pointwise_kernel", "bias"]),
-    (layers.DepthwiseConv2D(3), "depthwise", ["kernel", "bias"]),
-    (layers.EinsumDense("ab,bc->ac", output_shape=3), "dense", ["kernel"]),
-    (layers.EinsumDense("abc,cd->abd", output_shape=(None, 3),
-                        bias_axes="d"), "dense", ["kernel", "bias"]),
-    (layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3)), None,
-     []),
-    (layers.ReLU(), None, []),
-])
+@pytest.mark.parametrize(
+    "layer, family, weights",
+    [
+        (layers.Dense(3), "dense", ["kernel", "bias"]),
+        (layers.Conv2D(3, 3), "conv", ["kernel", "bias"]),
+        (
+            layers.Conv2DTranspose(3, 3, use_bias=False),
+            "conv_transpose",
+            ["kernel"],
+        ),
+        (
+            layers.SeparableConv2D(3, 3),
+            "separable",
+            ["pointwise_kernel", "bias"],
+        ),
+        (layers.DepthwiseConv2D(3), "depthwise", ["kernel", "bias"]),
+        (layers.EinsumDense("ab,bc->ac", output_shape=3), "dense", ["kernel"]),
+        (
+            layers.EinsumDense(
+                "abc,cd->abd", output_shape=(None, 3), bias_axes="d"
+            ),
+            "dense",
+            ["kernel", "bias"],
+        ),
+        (
+            layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3)),
+            None,
+            [],
+        ),
+        (layers.ReLU(), None, []),
+    ],
+)
 def test_unit_axes_come_from_the_rule_family(layer, family, weights):
     shape = (2, 6, 6, 4) if "Conv" in type(layer).__name__ else (2, 5, 4)
     if isinstance(layer, (layers.Dense, layers.ReLU)) or (
-            getattr(layer, "equation", "").startswith("ab,")):
+        getattr(layer, "equation", "").startswith("ab,")
+    ):
         shape = (2, 4)
     layer.build(shape)
     assert keras_guided.units.layer_family(layer) == family
@@ -241,8 +284,9 @@ def test_a_dense_subclass_gets_the_dense_unit_axes():
     layer.build((2, 4))
     assert keras_guided.units.layer_family(layer) == "dense"
     assert keras_guided.units.num_units(layer) == 3
-    assert [(s.weight, s.axis) for s in
-            keras_guided.units.input_slices(layer)] == [("kernel", 0)]
+    assert [
+        (s.weight, s.axis) for s in keras_guided.units.input_slices(layer)
+    ] == [("kernel", 0)]
 
 
 def test_plain_ops_have_kinds_and_layers_have_none():

@@ -15,16 +15,27 @@ def _model():
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.Dense(2, name="b")(x)
     model = keras.Model(inputs, layers.Dense(1, name="out")(x))
-    model.get_layer("a").set_weights([
-        np.array([[1.0, 0.0, 2.0, 0.0],
-                  [1.0, 0.0, 2.0, 0.0],
-                  [1.0, 0.0, 2.0, 0.0]], "float32"),
-        np.array([1.0, 5.0, 2.0, 0.0], "float32"),
-    ])
-    model.get_layer("bn").set_weights([
-        np.ones(4, "float32"), np.zeros(4, "float32"),
-        np.full(4, 9.0, "float32"), np.full(4, 9.0, "float32"),
-    ])
+    model.get_layer("a").set_weights(
+        [
+            np.array(
+                [
+                    [1.0, 0.0, 2.0, 0.0],
+                    [1.0, 0.0, 2.0, 0.0],
+                    [1.0, 0.0, 2.0, 0.0],
+                ],
+                "float32",
+            ),
+            np.array([1.0, 5.0, 2.0, 0.0], "float32"),
+        ]
+    )
+    model.get_layer("bn").set_weights(
+        [
+            np.ones(4, "float32"),
+            np.zeros(4, "float32"),
+            np.full(4, 9.0, "float32"),
+            np.full(4, 9.0, "float32"),
+        ]
+    )
     return model
 
 
@@ -44,8 +55,9 @@ def test_unit_scores_rms_and_plain():
     np.testing.assert_allclose(plain[0][0], np.sqrt(5.0), rtol=1e-6)
     # Statistics (moving mean 9) never count.
     np.testing.assert_allclose(plain[0][3], 1.0, rtol=1e-6)
-    with_consumers = scoring.unit_scores(groups, normalize=False,
-                                         include_consumers=True)
+    with_consumers = scoring.unit_scores(
+        groups, normalize=False, include_consumers=True
+    )
     assert np.all(with_consumers[0] >= plain[0])
 
 
@@ -55,20 +67,25 @@ def test_dead_units_ignore_bias_and_tolerance():
     # Units 1 and 3 have zero incoming weights (unit 1 has bias 5).
     assert dead[0].tolist() == [False, True, False, True]
     assert scoring.dead_units(groups, tolerance=1.5)[0].tolist() == [
-        True, True, False, True]
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 def test_threshold_plan_respects_min_units_and_round_to():
     groups = keras_guided.find_unit_groups(_model())
-    scores = [np.array([0.5, 0.0, 2.0, 0.1]), np.array([1.0, 1.0]),
-              np.array([1.0])]
+    scores = [
+        np.array([0.5, 0.0, 2.0, 0.1]),
+        np.array([1.0, 1.0]),
+        np.array([1.0]),
+    ]
     plan = scoring.plan_from_threshold(groups, 0.2, scores=scores)
     assert {k: v.tolist() for k, v in plan.items()} == {0: [0, 2]}
-    plan = scoring.plan_from_threshold(groups, 10.0, scores=scores,
-                                       min_units=3)
+    plan = scoring.plan_from_threshold(groups, 10.0, scores=scores, min_units=3)
     assert plan[0].tolist() == [0, 2, 3] and 1 not in plan  # b has 2
-    plan = scoring.plan_from_threshold(groups, 1.0, scores=scores,
-                                       round_to=2)
+    plan = scoring.plan_from_threshold(groups, 1.0, scores=scores, round_to=2)
     assert plan[0].tolist() == [0, 2]
     assert 2 not in plan  # the output group is not prunable
     with pytest.raises(ValueError, match="Received: threshold=-1"):
@@ -95,22 +112,38 @@ def test_target_plans_by_units_params_and_flops():
     assert {k: v.tolist() for k, v in plan.items()} == {0: [0, 2]}
 
 
-@pytest.mark.parametrize("target", [0.0, 1.5, -0.1, "half", {"bytes": 0.5},
-                                    {"units": 0.2, "params": 0.2}, True])
+@pytest.mark.parametrize(
+    "target",
+    [
+        0.0,
+        1.5,
+        -0.1,
+        "half",
+        {"bytes": 0.5},
+        {"units": 0.2, "params": 0.2},
+        True,
+    ],
+)
 def test_bad_targets(target):
     model = _model()
     groups = keras_guided.find_unit_groups(model)
-    with pytest.raises(ValueError, match=r"`target` must be the fraction to "
-                       r"keep, a float in \(0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"`target` must be the fraction to "
+        r"keep, a float in \(0, 1\]",
+    ):
         scoring.plan_from_target(groups, model, target)
 
 
 def test_unreachable_target_and_bad_limits():
     model = _model()
     groups = keras_guided.find_unit_groups(model)
-    with pytest.raises(ValueError, match=r"Cannot keep only 50% of the units: "
-                       r"removing every prunable unit allowed by "
-                       r"min_units=2 keeps 66.7%"):
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot keep only 50% of the units: "
+        r"removing every prunable unit allowed by "
+        r"min_units=2 keeps 66.7%",
+    ):
         scoring.plan_from_target(groups, model, 0.5, min_units=2)
     with pytest.raises(ValueError, match=r"Received: round_to=0"):
         scoring.plan_from_target(groups, model, 0.5, round_to=0)
@@ -122,9 +155,18 @@ def test_unreachable_target_and_bad_limits():
         scoring.check_limits(True, None)
 
 
-@pytest.mark.parametrize("min_units, num_units, expected", [
-    (1, 10, 1), (3, 10, 3), (30, 10, 10),
-    (0.25, 10, 3), (0.25, 8, 2), (0.01, 10, 1), (1.0, 7, 7)])
+@pytest.mark.parametrize(
+    "min_units, num_units, expected",
+    [
+        (1, 10, 1),
+        (3, 10, 3),
+        (30, 10, 10),
+        (0.25, 10, 3),
+        (0.25, 8, 2),
+        (0.01, 10, 1),
+        (1.0, 7, 7),
+    ],
+)
 def test_floor_units_counts_and_shares(min_units, num_units, expected):
     assert scoring.floor_units(min_units, num_units) == expected
 
@@ -143,21 +185,24 @@ def test_a_share_floor_holds_in_every_group_of_a_target_plan():
     model.get_layer("a").set_weights([kernel * scale, bias * 0])
     groups = keras_guided.find_unit_groups(model)
     plain = scoring.plan_from_target(groups, model, {"units": 0.3})
-    floored = scoring.plan_from_target(groups, model, {"units": 0.3},
-                                       min_units=0.25)
+    floored = scoring.plan_from_target(
+        groups, model, {"units": 0.3}, min_units=0.25
+    )
     assert len(plain[0]) < 4
     assert len(floored[0]) >= 4 and len(floored[1]) >= 4
-    assert len(floored[0]) + len(floored[1]) == len(plain[0]) + len(
-        plain[1])
-
+    assert len(floored[0]) + len(floored[1]) == len(plain[0]) + len(plain[1])
 
 
 def test_target_always_removes_dead_units():
     # 3 of 4 hidden units are dead: a target keeping 75 % of the units still
     # removes all three, since removing them changes nothing.
-    model = keras.Sequential([
-        keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
-        keras.layers.Dense(2, name="out")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, name="hidden"),
+            keras.layers.Dense(2, name="out"),
+        ]
+    )
     kernel, bias = model.get_layer("hidden").get_weights()
     kernel[:, 1:] = 0.0
     model.get_layer("hidden").set_weights([kernel, bias])
@@ -168,9 +213,15 @@ def test_target_always_removes_dead_units():
 
 # ------------------------------------------ targets mean what they say
 def _mlp():
-    return keras.Sequential([
-        keras.Input((32,)), keras.layers.Dense(64), keras.layers.Dense(64),
-        keras.layers.Dense(64), keras.layers.Dense(10)])
+    return keras.Sequential(
+        [
+            keras.Input((32,)),
+            keras.layers.Dense(64),
+            keras.layers.Dense(64),
+            keras.layers.Dense(64),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 def _cnn():
@@ -198,25 +249,34 @@ def _resnet():
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
-@pytest.mark.parametrize("build", [_mlp, _cnn, _resnet],
-                         ids=["mlp", "cnn", "resnet"])
-@pytest.mark.parametrize("target", [{"flops": 0.25}, {"flops": 0.5},
-                                    {"params": 0.5}, {"params": 0.3}])
+@pytest.mark.parametrize(
+    "build", [_mlp, _cnn, _resnet], ids=["mlp", "cnn", "resnet"]
+)
+@pytest.mark.parametrize(
+    "target",
+    [{"flops": 0.25}, {"flops": 0.5}, {"params": 0.5}, {"params": 0.3}],
+)
 def test_kept_cost_is_at_most_the_target_and_close(build, target):
     # The 32-64-64-64-10 MLP used to keep 38 % of the FLOPs for a 25 %
     # target: a weight between two pruned layers was counted twice.
     model = build()
     metric, fraction = next(iter(target.items()))
-    count = (keras_guided.stats.count_flops if metric == "flops"
-             else keras_guided.stats.count_params)
+    count = (
+        keras_guided.stats.count_flops
+        if metric == "flops"
+        else keras_guided.stats.count_params
+    )
     pruned = keras_guided.prune_model(model, target=target, verify=False)
     kept = count(pruned) / count(model)
     assert kept <= fraction
     # Close: within what one unit costs (the finishing step takes, among
     # the next candidates, the one that lands nearest below the target).
     groups = keras_guided.find_unit_groups(model)
-    largest = max(float(np.max(c)) for g, c in zip(
-        groups, scoring.unit_costs(groups, model, metric)) if g.prunable)
+    largest = max(
+        float(np.max(c))
+        for g, c in zip(groups, scoring.unit_costs(groups, model, metric))
+        if g.prunable
+    )
     assert kept >= fraction - largest / count(model)
     assert kept >= fraction - 0.03
     # KeptCost predicts what the rebuilt model keeps, exactly.
@@ -232,9 +292,14 @@ def test_kept_cost_is_at_most_the_target_and_close(build, target):
 
 def test_count_targets_share_the_callback_grammar():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(12), keras.layers.Dense(8),
-        keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(12),
+            keras.layers.Dense(8),
+            keras.layers.Dense(2),
+        ]
+    )
     small = keras_guided.prune_model(model, target={"units": 7})
     assert small.layers[0].units + small.layers[1].units == 7
     params = keras_guided.stats.count_params(model)
@@ -271,8 +336,11 @@ def _module_level_imports():
             tree = ast.parse(f.read())
         found = set()
         for node in tree.body:  # Module level only, not inside functions.
-            if isinstance(node, ast.ImportFrom) and node.module and (
-                    node.module.split(".")[0] == "keras_guided"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and (node.module.split(".")[0] == "keras_guided")
+            ):
                 base = node.module.split(".")[1:]
                 for alias in node.names:
                     child = ".".join(base + [alias.name])
@@ -291,12 +359,16 @@ def test_scoring_and_the_latency_greedy_import_no_cycle():
 
     def reaches(start, goal, seen):
         for child in graph.get(start, ()):
-            if child == goal or (child not in seen and reaches(
-                    child, goal, seen | {child})):
+            if child == goal or (
+                child not in seen and reaches(child, goal, seen | {child})
+            ):
                 return True
         return False
 
-    cycles = [name for name in graph if name != "__init__"
-              and reaches(name, name, {name})]
+    cycles = [
+        name
+        for name in graph
+        if name != "__init__" and reaches(name, name, {name})
+    ]
     assert not cycles, f"module-level import cycles through {cycles}"
     assert scoring.KeptCost.__module__ == "keras_guided._plans"

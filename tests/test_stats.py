@@ -6,16 +6,18 @@ from keras_guided import stats
 
 
 def test_flops_by_hand():
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(4, 3, name="conv"),                  # 6x6x4
-        keras.layers.BatchNormalization(name="bn"),
-        keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
-        keras.layers.SeparableConv2D(5, 1, name="sep"),          # 4x4x5
-        keras.layers.Conv2DTranspose(3, 2, strides=2, name="tr"),  # 8x8x3
-        keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(10, name="head"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, name="conv"),  # 6x6x4
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            keras.layers.SeparableConv2D(5, 1, name="sep"),  # 4x4x5
+            keras.layers.Conv2DTranspose(3, 2, strides=2, name="tr"),  # 8x8x3
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(10, name="head"),
+        ]
+    )
     costs = stats.layer_costs(model)
     assert costs["conv"] == {"params": 40, "flops": 2 * 36 * 9 * 4}
     assert costs["bn"] == {"params": 16, "flops": 0}
@@ -40,16 +42,17 @@ def test_shared_layer_counts_each_call_but_reuse_elsewhere_does_not():
 
 
 def test_nested_model_names_and_compare_table():
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3,
-                                                                   name="d")],
-                             name="inner")
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="d")], name="inner"
+    )
     inputs = keras.Input((4,))
     big = keras.Model(inputs, keras.layers.Dense(2, name="out")(inner(inputs)))
     costs = stats.layer_costs(big)
     assert list(costs)[-2:] == ["inner/d", "out"]
     assert costs["inner/d"]["params"] == 15
-    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2,
-                                                                   name="out")])
+    small = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(2, name="out")]
+    )
     rows = stats.compare(big, small)
     total = rows[-1]
     assert total["layer"] == "total"
@@ -64,15 +67,17 @@ def test_errors():
     model = keras.Sequential([keras.layers.Dense(2)], name="lazy")
     with pytest.raises(ValueError, match=r"Model 'lazy' is not built"):
         stats.layer_costs(model)
-    dynamic = keras.Sequential([keras.Input((None, None, 1)),
-                                keras.layers.Conv2D(2, 3)])
+    dynamic = keras.Sequential(
+        [keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3)]
+    )
     with pytest.raises(ValueError, match=r"unknown spatial dimensions"):
         stats.count_flops(dynamic)
 
 
 def test_layers_priced_at_kept_shapes():
-    model = keras.Sequential([keras.Input((4,)),
-                              keras.layers.Dense(3, name="head")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="head")]
+    )
     (row,) = stats.model_costs(model)
     assert row.layer is model.layers[0]
     assert [w.key for w in row.weights] == ["kernel", "bias"]
@@ -80,9 +85,13 @@ def test_layers_priced_at_kept_shapes():
     assert stats.price(row, "flops", {"kernel": (2, 3)}) == 2 * 2 * 3
     assert stats.price(row, "params", {"kernel": (2, 1), "bias": (1,)}) == 3
     assert stats.total([row, row], "flops", [None, {"kernel": (1, 1)}]) == (
-        24 + 2)
-    with pytest.raises(ValueError, match=r"`metric` must be one of "
-                       r"\['flops', 'params'\]\. Received: metric='ms'"):
+        24 + 2
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"`metric` must be one of "
+        r"\['flops', 'params'\]\. Received: metric='ms'",
+    ):
         stats.price(row, "ms")
 
 
@@ -91,8 +100,9 @@ def test_bidirectional_lstm_classifier_counts_both_directions():
     steps, features, units = 200, 128, 64
     inputs = keras.Input((steps,), dtype="int32")
     hidden = keras.layers.Embedding(20000, features)(inputs)
-    hidden = keras.layers.Bidirectional(
-        keras.layers.LSTM(units), name="bi")(hidden)
+    hidden = keras.layers.Bidirectional(keras.layers.LSTM(units), name="bi")(
+        hidden
+    )
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(hidden))
     # One MAC (2 FLOPs) per kernel and recurrent-kernel element (4 gates x
     # units columns) per step, in each of the 2 directions.
@@ -102,20 +112,23 @@ def test_bidirectional_lstm_classifier_counts_both_directions():
     assert stats.count_flops(model) == 39_321_856
 
 
-@pytest.mark.parametrize("cell, gates", [
-    (keras.layers.GRU, 3), (keras.layers.SimpleRNN, 1)])
+@pytest.mark.parametrize(
+    "cell, gates", [(keras.layers.GRU, 3), (keras.layers.SimpleRNN, 1)]
+)
 def test_bidirectional_sum_merge_and_other_cells(cell, gates):
     inputs = keras.Input((7, 5))
-    outputs = keras.layers.Bidirectional(cell(4), merge_mode="sum",
-                                         name="bi")(inputs)
+    outputs = keras.layers.Bidirectional(cell(4), merge_mode="sum", name="bi")(
+        inputs
+    )
     model = keras.Model(inputs, outputs)
     assert stats.count_flops(model) == 2 * (2 * 7 * (5 + 4) * gates * 4)
 
 
 def test_time_distributed_counts_its_inner_layer_every_step():
     inputs = keras.Input((6, 5))
-    outputs = keras.layers.TimeDistributed(keras.layers.Dense(3),
-                                           name="td")(inputs)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(3), name="td")(
+        inputs
+    )
     model = keras.Model(inputs, outputs)
     assert stats.count_flops(model) == 6 * 2 * 5 * 3
 
@@ -136,12 +149,15 @@ def _with_mix():
     hidden = keras.layers.Dense(8, name="hidden")(inputs)
     hidden = keras.layers.Dense(8, name="hidden2")(hidden)
     hidden = Mix(name="mix")(hidden)
-    return keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden),
-                       name="mixed")
+    return keras.Model(
+        inputs, keras.layers.Dense(2, name="out")(hidden), name="mixed"
+    )
 
 
-_MIX = ("1 layer of model 'mixed' has unknown FLOPs, counted as 0: 'mix' "
-        "(Mix: no rule prices it); it holds 60.4 % of its 530 parameters.")
+_MIX = (
+    "1 layer of model 'mixed' has unknown FLOPs, counted as 0: 'mix' "
+    "(Mix: no rule prices it); it holds 60.4 % of its 530 parameters."
+)
 
 
 def test_an_unpriced_layer_warns_with_its_share_or_raises_when_strict():
@@ -151,13 +167,15 @@ def test_an_unpriced_layer_warns_with_its_share_or_raises_when_strict():
     assert flops == 2 * (6 * 8 + 8 * 8 + 40 * 2)
     assert [str(w.message) for w in record] == [
         _MIX + " Give it a FLOPs rule (`keras_guided.register_rule(cls, "
-        "rule, flops=...)`). Pass strict=True to make this an error."]
+        "rule, flops=...)`). Pass strict=True to make this an error."
+    ]
     with pytest.raises(ValueError) as info:
         stats.count_flops(model, strict=True)
     assert str(info.value) == (
         _MIX + " Give it a FLOPs rule (`keras_guided.register_rule(cls, "
         "rule, flops=...)`). Pass strict=False to count them as 0 with a "
-        "warning.")
+        "warning."
+    )
     missing = stats.unpriced(model)
     assert (missing.params, missing.total_params) == (320, 530)
     assert missing.layers == (("mix", "Mix", "no rule prices it"),)
@@ -168,16 +186,22 @@ def test_a_flops_budget_on_a_mostly_unpriced_model_says_so():
 
     with pytest.warns(UserWarning) as record:
         _, report = keras_guided.prune_model(
-            _with_mix(), target={"flops": 0.9}, on_unsupported="keep",
-            return_report=True)
+            _with_mix(),
+            target={"flops": 0.9},
+            on_unsupported="keep",
+            return_report=True,
+        )
     assert (
-        "A FLOPs budget counts only the layers it can price: " + _MIX
+        "A FLOPs budget counts only the layers it can price: "
+        + _MIX
         + " A FLOPs target can be met while those layers stay whole: give "
         "them a FLOPs rule (`keras_guided.register_rule(cls, rule, "
         "flops=...)`), or set a 'params' target instead."
     ) in [str(w.message) for w in record]
-    assert ("the FLOPs columns leave out what they cannot price: " + _MIX
-            in report.notes)
+    assert (
+        "the FLOPs columns leave out what they cannot price: " + _MIX
+        in report.notes
+    )
 
 
 class Classifier(keras.Model):
@@ -203,6 +227,7 @@ def test_a_subclassed_model_is_not_counted_as_zero_silently():
         "records no shapes for the layers its `call` uses, so its FLOPs "
         "are unknown. Rebuild it with the Functional API (`keras.Model("
         "inputs, outputs)`) to count them. Pass strict=False to count them "
-        "as 0 with a warning.")
+        "as 0 with a warning."
+    )
     with pytest.warns(UserWarning, match="is subclassed"):
         assert stats.count_flops(model) == 0

@@ -39,8 +39,9 @@ def _leaves(model):
             yield layer
 
 
-def zero_units(group, unit_indices, roles=("producer", "follower"),
-               inputs_only=False):
+def zero_units(
+    group, unit_indices, roles=("producer", "follower"), inputs_only=False
+):
     """Sets the chosen units of `group` to zero in their layers.
 
     `inputs_only=True` zeros only the producers' kernels (incoming weights),
@@ -54,12 +55,11 @@ def zero_units(group, unit_indices, roles=("producer", "follower"),
         value = keras.ops.convert_to_numpy(variable.value).copy()
         if inputs_only and (slice_.role != "producer" or value.ndim < 2):
             continue
-        axes = slice_.axis if isinstance(slice_.axis, tuple) else (
-            slice_.axis,)
+        axes = slice_.axis if isinstance(slice_.axis, tuple) else (slice_.axis,)
         axes = sorted(a % value.ndim for a in axes)
         rest = [a for a in range(value.ndim) if a not in axes]
         moved = np.transpose(value, axes + rest)
-        flat = moved.reshape(-1, *moved.shape[len(axes):])
+        flat = moved.reshape(-1, *moved.shape[len(axes) :])
         flat[slice_.positions[unit_indices].ravel()] = 0
         restored = flat.reshape(moved.shape)
         variable.assign(np.transpose(restored, np.argsort(axes + rest)))
@@ -67,8 +67,10 @@ def zero_units(group, unit_indices, roles=("producer", "follower"),
 
 def group_of(groups, layer_name):
     for group in groups:
-        if any(s.layer.name == layer_name and s.role == "producer"
-               for s in group.slices):
+        if any(
+            s.layer.name == layer_name and s.role == "producer"
+            for s in group.slices
+        ):
             return group
     raise AssertionError(f"no group produced by {layer_name}")
 
@@ -81,8 +83,7 @@ def assert_same_function(model, pruned, x, tolerance=1e-5):
     expected = keras.ops.convert_to_numpy(model(x))
     result = keras.ops.convert_to_numpy(pruned(x))
     scale = max(1.0, float(np.max(np.abs(expected))))
-    np.testing.assert_allclose(result, expected, atol=tolerance * scale,
-                               rtol=0)
+    np.testing.assert_allclose(result, expected, atol=tolerance * scale, rtol=0)
 
 
 def find(model, name):
@@ -194,11 +195,15 @@ def keras_ops():
 
 
 def nested_sequential():
-    inner = keras.Sequential([
-        keras.Input((6,)), layers.Dense(5, activation="relu", name="seq_a"),
-        layers.BatchNormalization(name="seq_bn"),
-        layers.Dense(4, name="seq_b"),
-    ], name="seq")
+    inner = keras.Sequential(
+        [
+            keras.Input((6,)),
+            layers.Dense(5, activation="relu", name="seq_a"),
+            layers.BatchNormalization(name="seq_bn"),
+            layers.Dense(4, name="seq_b"),
+        ],
+        name="seq",
+    )
     inputs = keras.Input((3,))
     x = layers.Dense(6, name="first")(inputs)
     return keras.Model(inputs, layers.Dense(2, name="out")(inner(x)))
@@ -235,36 +240,44 @@ def _width(layer):
     return keras_guided.units.num_units(layer)
 
 
-@pytest.mark.parametrize("inputs_only", [False, True],
-                         ids=["all_weights", "constants_folded"])
+@pytest.mark.parametrize(
+    "inputs_only", [False, True], ids=["all_weights", "constants_folded"]
+)
 @pytest.mark.parametrize(
     "builder, layer_name, unit_indices, widths, inexact",
     [c if len(c) == 5 else c + (None,) for c in CASES],
     ids=[f"{c[0].__name__}-{c[1]}" for c in CASES],
 )
-def test_dead_groups_removed_exactly(builder, layer_name, unit_indices,
-                                     widths, inexact, inputs_only):
+def test_dead_groups_removed_exactly(
+    builder, layer_name, unit_indices, widths, inexact, inputs_only
+):
     model = randomize(builder())
     groups = keras_guided.find_unit_groups(model)
-    zero_units(group_of(groups, layer_name), unit_indices,
-               inputs_only=inputs_only)
+    zero_units(
+        group_of(groups, layer_name), unit_indices, inputs_only=inputs_only
+    )
     before = weights_of(model)
     warns = (
         pytest.warns(UserWarning, match="differs from the original")
-        if inputs_only and inexact else contextlib.nullcontext()
+        if inputs_only and inexact
+        else contextlib.nullcontext()
     )
     with warns:
         pruned, report = keras_guided.prune_model(model, return_report=True)
-    assert all(np.array_equal(a, b)
-               for a, b in zip(before, model.get_weights()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+    )
     for name, width in widths.items():
         assert _width(find(pruned, name)) == width, name
     assert report.removed_units == len(unit_indices)
     if inputs_only and inexact:
         assert any(inexact in note for note in report.notes), report.notes
         return
-    x = np.random.default_rng(1).normal(
-        size=(3,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    x = (
+        np.random.default_rng(1)
+        .normal(size=(3,) + tuple(model.inputs[0].shape[1:]))
+        .astype("float32")
+    )
     assert_same_function(model, pruned, x)
     assert report.max_abs_diff < 1e-4
     assert report.notes == []
@@ -281,10 +294,13 @@ def test_nothing_dead_gives_equal_model_and_fresh_layers():
 
 
 def test_sequential_stays_sequential():
-    model = keras.Sequential([
-        keras.Input((4,)), layers.Dense(3, name="hidden"),
-        layers.Dense(1, name="out"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(3, name="hidden"),
+            layers.Dense(1, name="out"),
+        ]
+    )
     zero_units(keras_guided.find_unit_groups(model)[0], [1])
     pruned = keras_guided.prune_model(model)
     assert isinstance(pruned, keras.Sequential)
@@ -296,15 +312,19 @@ def test_same_padding_fold_is_reported():
     x = layers.Conv2D(3, 1, name="conv")(inputs)
     x = layers.Conv2D(2, 3, padding="same", name="same")(x)
     model = randomize(keras.Model(inputs, layers.Flatten()(x)))
-    zero_units(keras_guided.find_unit_groups(model)[0], [0],
-               inputs_only=True)
-    with pytest.warns(UserWarning, match=r"differs from the original with "
-                      r"the removed units masked by up to .* See "
-                      r"`PruneReport.notes` \(1 notes\)"):
+    zero_units(keras_guided.find_unit_groups(model)[0], [0], inputs_only=True)
+    with pytest.warns(
+        UserWarning,
+        match=r"differs from the original with "
+        r"the removed units masked by up to .* See "
+        r"`PruneReport.notes` \(1 notes\)",
+    ):
         pruned, report = keras_guided.prune_model(model, return_report=True)
     assert find(pruned, "conv").filters == 2
-    assert any("layer 'same' (Conv2D)" in note and "borders" in note
-               for note in report.notes)
+    assert any(
+        "layer 'same' (Conv2D)" in note and "borders" in note
+        for note in report.notes
+    )
     assert report.max_abs_diff > 1e-3  # the border residual, reported
 
 
@@ -315,12 +335,14 @@ def test_plan_target_threshold_and_limits():
     before = weights_of(model)
 
     pruned = keras_guided.prune_model(
-        model, plan={conv.index: [0, 2, 4], hidden.index: 2})
+        model, plan={conv.index: [0, 2, 4], hidden.index: 2}
+    )
     assert find(pruned, "conv").filters == 3
     assert find(pruned, "hidden").units == 2
 
     pruned, report = keras_guided.prune_model(
-        model, target=0.5, return_report=True)
+        model, target=0.5, return_report=True
+    )
     kept = sum(k for _, k in report.removed.values())
     assert report.removed_units == 6 and kept == 5
     assert pruned.count_params() < model.count_params()
@@ -328,11 +350,15 @@ def test_plan_target_threshold_and_limits():
     pruned = keras_guided.prune_model(model, target={"params": 0.7})
     assert pruned.count_params() <= 0.7 * model.count_params()
     pruned = keras_guided.prune_model(model, target={"flops": 0.7})
-    assert (keras_guided.stats.count_flops(pruned)
-            <= 0.7 * keras_guided.stats.count_flops(model))
+    assert keras_guided.stats.count_flops(
+        pruned
+    ) <= 0.7 * keras_guided.stats.count_flops(model)
 
-    with pytest.warns(UserWarning, match=r"Cannot keep only 20% of the "
-                      r"units: .* round_to=2 keeps 36\.4%"):
+    with pytest.warns(
+        UserWarning,
+        match=r"Cannot keep only 20% of the "
+        r"units: .* round_to=2 keeps 36\.4%",
+    ):
         pruned = keras_guided.prune_model(model, target=0.2, round_to=2)
     assert find(pruned, "conv").filters == 2
     assert find(pruned, "hidden").units == 2
@@ -342,8 +368,9 @@ def test_plan_target_threshold_and_limits():
 
     pruned = keras_guided.prune_model(model, target=0.5, protected=["conv"])
     assert find(pruned, "conv").filters == 6
-    assert all(np.array_equal(a, b)
-               for a, b in zip(before, model.get_weights()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+    )
 
 
 def test_plan_keeps_most_important_when_given_a_count():
@@ -358,19 +385,37 @@ def test_plan_keeps_most_important_when_given_a_count():
     assert_same_function(model, pruned, x)
 
 
-@pytest.mark.parametrize("plan, message", [
-    ({9: [0]}, r"`plan` refers to group 9, but the model has 4 unit groups "
-               r"\(indices 0 to 3\)"),
-    ({3: [0]}, r"removes units of group 3 \(layers \['out'\]\), which is not "
-               r"prunable: its channels are a model output"),
-    ({0: []}, r"`plan` keeps 0 units of group 0 \(layers \['first'\]\); at "
-              r"least min_units=1 must stay"),
-    ({0: [1, 1]}, r"must list distinct unit indices in \[0, 6\)\. "
-                  r"Received: \[1, 1\]"),
-    ({0: 7}, r"`plan` keeps 7 units of group 0 \(layers \['first'\]\), "
-             r"which has 6"),
-    ([0], r"`plan` must be a dict"),
-])
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        (
+            {9: [0]},
+            r"`plan` refers to group 9, but the model has 4 unit groups "
+            r"\(indices 0 to 3\)",
+        ),
+        (
+            {3: [0]},
+            r"removes units of group 3 \(layers \['out'\]\), which is not "
+            r"prunable: its channels are a model output",
+        ),
+        (
+            {0: []},
+            r"`plan` keeps 0 units of group 0 \(layers \['first'\]\); at "
+            r"least min_units=1 must stay",
+        ),
+        (
+            {0: [1, 1]},
+            r"must list distinct unit indices in \[0, 6\)\. "
+            r"Received: \[1, 1\]",
+        ),
+        (
+            {0: 7},
+            r"`plan` keeps 7 units of group 0 \(layers \['first'\]\), "
+            r"which has 6",
+        ),
+        ([0], r"`plan` must be a dict"),
+    ],
+)
 def test_impossible_plans(plan, message):
     model = nested_model()
     with pytest.raises(ValueError, match=message):
@@ -379,8 +424,11 @@ def test_impossible_plans(plan, message):
 
 def test_argument_errors():
     model = nested_model()
-    with pytest.raises(ValueError, match="Pass at most one of `threshold`, "
-                       "`plan` and `target`. Received: threshold, target"):
+    with pytest.raises(
+        ValueError,
+        match="Pass at most one of `threshold`, "
+        "`plan` and `target`. Received: threshold, target",
+    ):
         keras_guided.prune_model(model, threshold=0.1, target=0.5)
     with pytest.raises(ValueError, match=r"Received: min_units=0"):
         keras_guided.prune_model(model, min_units=0)
@@ -388,8 +436,9 @@ def test_argument_errors():
         keras_guided.prune_model(model, target=1.5)
     with pytest.raises(ValueError, match=r"Cannot keep only 10% of the units"):
         keras_guided.prune_model(model, target=0.1, min_units=4)
-    with pytest.raises(ValueError,
-                       match=r"not in model 'functional.*\['nope'\]"):
+    with pytest.raises(
+        ValueError, match=r"not in model 'functional.*\['nope'\]"
+    ):
         keras_guided.prune_model(model, protected=["nope"])
 
 
@@ -410,14 +459,17 @@ def test_unsupported_layer_kept_and_listed():
     with pytest.raises(ValueError, match=r"layer 'doubler' \(Doubler\)"):
         keras_guided.prune_model(model)
     pruned, report = keras_guided.prune_model(
-        model, on_unsupported="keep", return_report=True)
+        model, on_unsupported="keep", return_report=True
+    )
     assert find(pruned, "hidden").units == 3
     assert find(pruned, "after").units == 2
     assert report.unsupported == ["layer 'doubler' (Doubler)"]
-    assert "layer 'doubler' (Doubler) is not supported: register a rule " \
-        "for it with `keras_guided.register_rule(Doubler, ...)`; kept " \
-        "intact (copied unchanged) and the unit groups that touch it were " \
+    assert (
+        "layer 'doubler' (Doubler) is not supported: register a rule "
+        "for it with `keras_guided.register_rule(Doubler, ...)`; kept "
+        "intact (copied unchanged) and the unit groups that touch it were "
         "not pruned" in report.notes
+    )
 
 
 def test_registered_rule_for_custom_producer():
@@ -429,8 +481,9 @@ def test_registered_rule_for_custom_producer():
             self.units = units
 
         def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], self.units),
-                                     name="w")
+            self.w = self.add_weight(
+                shape=(input_shape[-1], self.units), name="w"
+            )
 
         def call(self, x):
             return keras.ops.matmul(x, self.w)
@@ -442,9 +495,13 @@ def test_registered_rule_for_custom_producer():
         w = weights["w"][kept_inputs[0]][:, kept_outputs]
         return {**layer.get_config(), "units": len(kept_outputs)}, [w]
 
-    keras_guided.register_rule(Twice, twice_rule, kind="producer",
-                               output_weights=[("w", -1)],
-                               input_weights=[("w", 0)])
+    keras_guided.register_rule(
+        Twice,
+        twice_rule,
+        kind="producer",
+        output_weights=[("w", -1)],
+        input_weights=[("w", 0)],
+    )
     try:
         inputs = keras.Input((4,))
         x = layers.Dense(3, name="hidden")(inputs)
@@ -462,8 +519,10 @@ def test_registered_rule_for_custom_producer():
 
 
 def test_register_rule_errors():
-    with pytest.raises(ValueError, match="must be a keras.layers.Layer "
-                       "subclass. Received: layer_class=3"):
+    with pytest.raises(
+        ValueError,
+        match="must be a keras.layers.Layer subclass. Received: layer_class=3",
+    ):
         keras_guided.register_rule(3, lambda *a: None)
     with pytest.raises(ValueError, match="Received: kind='dense'"):
         keras_guided.register_rule(Doubler, lambda *a: None, kind="dense")
@@ -480,7 +539,8 @@ def test_layer_normalization_prune_is_noted():
     assert find(pruned, "hidden").units == 5  # not exact: not dead-pruned
     with pytest.warns(UserWarning, match="differs from the original"):
         pruned, report = keras_guided.prune_model(
-            model, plan={group.index: [1, 2, 3, 4]}, return_report=True)
+            model, plan={group.index: [1, 2, 3, 4]}, return_report=True
+        )
     assert find(pruned, "ln").get_weights()[0].shape == (4,)
     assert any("layer 'ln' (LayerNormalization)" in n for n in report.notes)
 
@@ -492,8 +552,10 @@ def test_report_table_and_summary():
     rows = {row["layer"]: row for row in report.layers}
     assert rows["conv"]["units_before"] == 6
     assert rows["conv"]["units_after"] == 5
-    assert (rows["hidden"]["params_after"]
-            == rows["hidden"]["params_before"] - 4 * 5)
+    assert (
+        rows["hidden"]["params_after"]
+        == rows["hidden"]["params_before"] - 4 * 5
+    )
     assert rows["total"]["params_after"] < rows["total"]["params_before"]
     text = report.summary()
     assert text.startswith("Removed 1 units in 1 of 3 unit groups.")
@@ -505,7 +567,8 @@ def test_guided_regularizer_is_dropped_and_file_loads_without_package(
 ):
     inputs = keras.Input((4,))
     x = layers.Dense(
-        4, name="hidden",
+        4,
+        name="hidden",
         kernel_regularizer=keras_guided.GuidedRegularizer(strength=1e-3),
     )(inputs)
     model = keras.Model(inputs, layers.Dense(1, name="out")(x))
@@ -529,8 +592,13 @@ def test_guided_regularizer_is_dropped_and_file_loads_without_package(
         "assert not any(k.startswith('keras_guided') for k in sys.modules)\n"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", script], env=env,
-                          capture_output=True, text=True, cwd=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -552,20 +620,25 @@ def test_multiple_inputs_and_outputs():
     joined = layers.Add()([a, b])
     head_1 = layers.Dense(2, name="head_1")(joined)
     head_2 = layers.Dense(1, name="head_2")(layers.Dense(3, name="c")(joined))
-    model = randomize(keras.Model({"left": left, "right": right},
-                                  [head_1, head_2]))
+    model = randomize(
+        keras.Model({"left": left, "right": right}, [head_1, head_2])
+    )
     groups = keras_guided.find_unit_groups(model)
     zero_units(group_of(groups, "a"), [0, 4], inputs_only=True)
     zero_units(group_of(groups, "c"), [1])
     pruned, report = keras_guided.prune_model(model, return_report=True)
     assert find(pruned, "b").units == 3 and find(pruned, "c").units == 2
     rng = np.random.default_rng(0)
-    x = {"left": rng.normal(size=(3, 4)).astype("float32"),
-         "right": rng.normal(size=(3, 3)).astype("float32")}
+    x = {
+        "left": rng.normal(size=(3, 4)).astype("float32"),
+        "right": rng.normal(size=(3, 3)).astype("float32"),
+    }
     for got, want in zip(pruned(x), model(x)):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
-                                   keras.ops.convert_to_numpy(want),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got),
+            keras.ops.convert_to_numpy(want),
+            atol=1e-5,
+        )
     assert report.max_abs_diff < 1e-5
 
 
@@ -574,10 +647,12 @@ def test_verification_error_is_explained():
     x = layers.Conv1D(4, 3, name="conv")(inputs)
     x = layers.Conv1D(2, 1, name="out")(x)
     model = keras.Model(inputs, x)
-    with pytest.raises(ValueError,
-                       match=r"(?s)Verification could not run model "
-                       r"'.*' on sample inputs of shapes \[\(1, 2, 3\)\].*"
-                       r"Pass `sample_inputs=`"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)Verification could not run model "
+        r"'.*' on sample inputs of shapes \[\(1, 2, 3\)\].*"
+        r"Pass `sample_inputs=`",
+    ):
         keras_guided.prune_model(model, sample_inputs=np.zeros((1, 2, 3)))
 
 
@@ -586,8 +661,7 @@ def test_unknown_sequence_length():
     x = layers.Conv1D(4, 3, name="conv")(inputs)
     x = layers.GlobalAveragePooling1D()(x)
     model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
-    zero_units(keras_guided.find_unit_groups(model)[0], [2],
-               inputs_only=True)
+    zero_units(keras_guided.find_unit_groups(model)[0], [2], inputs_only=True)
     pruned, report = keras_guided.prune_model(model, return_report=True)
     assert find(pruned, "conv").filters == 3
     x = np.random.default_rng(0).normal(size=(2, 11, 3)).astype("float32")
@@ -602,17 +676,20 @@ def test_unknown_sequence_length():
 def test_nested_model_called_twice_stays_shared():
     inner_in = keras.Input((4,))
     h = layers.Dense(5, activation="relu", name="tower_a")(inner_in)
-    tower = keras.Model(inner_in, layers.Dense(3, name="tower_b")(h),
-                        name="tower")
+    tower = keras.Model(
+        inner_in, layers.Dense(3, name="tower_b")(h), name="tower"
+    )
     left, right = keras.Input((4,)), keras.Input((4,))
     x = layers.Concatenate()([tower(left), tower(right)])
-    model = randomize(keras.Model([left, right],
-                                  layers.Dense(1, name="out")(x)))
+    model = randomize(
+        keras.Model([left, right], layers.Dense(1, name="out")(x))
+    )
     groups = keras_guided.find_unit_groups(model)
     group = group_of(groups, "tower_b")
     # Each unit of the tower feeds two rows of the head: k = 2.
-    assert [s.positions.tolist() for s in group.slices
-            if s.role == "consumer"] == [[[0, 3], [1, 4], [2, 5]]]
+    assert [
+        s.positions.tolist() for s in group.slices if s.role == "consumer"
+    ] == [[[0, 3], [1, 4], [2, 5]]]
     zero_units(group_of(groups, "tower_a"), [1, 3], inputs_only=True)
     zero_units(group, [0])
     pruned = keras_guided.prune_model(model)
@@ -648,7 +725,8 @@ def test_attention_is_copied_when_a_dead_unit_is_elsewhere(on_unsupported):
     _zero_kernel_units(find(model, "hidden"), [1, 3])
     before = weights_of(model)
     pruned, report = keras_guided.prune_model(
-        model, on_unsupported=on_unsupported, return_report=True)
+        model, on_unsupported=on_unsupported, return_report=True
+    )
     assert find(pruned, "hidden").units == 3
     attention = find(pruned, "attention")
     for old, new in zip(find(model, "attention").weights, attention.weights):
@@ -656,8 +734,9 @@ def test_attention_is_copied_when_a_dead_unit_is_elsewhere(on_unsupported):
     x = np.random.default_rng(0).normal(size=(2, 6, 8)).astype("float32")
     assert_same_function(model, pruned, x, tolerance=1e-6)
     assert report.max_abs_diff <= 1e-6 * report.output_scale
-    assert all(np.array_equal(a, b)
-               for a, b in zip(before, model.get_weights()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+    )
 
 
 def _transformer(feed_forward=16, use_conv=True):
@@ -688,7 +767,8 @@ def test_transformer_feed_forward_units_are_pruned_exactly(use_conv):
     residual = group_of(groups, "ff2")
     assert not residual.prunable
     assert "'attention' (MultiHeadAttention) keeps its channels" in (
-        residual.reason)
+        residual.reason
+    )
     assert group_of(groups, "attention").prunable  # its heads
     _zero_kernel_units(find(model, "ff1"), [0, 5, 6])
     pruned, report = keras_guided.prune_model(model, return_report=True)
@@ -716,15 +796,18 @@ def test_grouped_convolutions_keep_channels_divisible_by_groups():
     first = group_of(groups, "first")
     # Filter slot j of every group of 2 is one unit: 4 groups x 2 slots.
     assert first.num_units == 2
-    assert [s.positions.tolist() for s in first.slices
-            if s.layer.name == "first" and s.weight == "kernel"] == [
-        [[0, 2, 4, 6], [1, 3, 5, 7]]]
+    assert [
+        s.positions.tolist()
+        for s in first.slices
+        if s.layer.name == "first" and s.weight == "kernel"
+    ] == [[[0, 2, 4, 6], [1, 3, 5, 7]]]
     mid = group_of(groups, "mid")
     assert mid.num_units == 4  # input slot j of both groups of 4 is tied
     grouped = group_of(groups, "grouped")
     # The depthwise-style conv (one input channel per group) follows it.
     assert ("depthwise", "kernel", "follower") in {
-        (s.layer.name, s.weight, s.role) for s in grouped.slices}
+        (s.layer.name, s.weight, s.role) for s in grouped.slices
+    }
     _zero_kernel_units(find(model, "first"), [1, 3, 5, 7])
     _zero_kernel_units(find(model, "mid"), [1, 5])
     _zero_kernel_units(find(model, "grouped"), [2, 6])
@@ -744,20 +827,24 @@ def test_dense_reshape_conv_transpose_decoder():
     inputs = keras.Input((3,))
     x = layers.Dense(2 * 2 * 8, activation="relu", name="dense")(inputs)
     x = layers.Reshape((2, 2, 8))(x)
-    x = layers.Conv2DTranspose(6, 3, strides=2, padding="same",
-                               activation="relu", name="up")(x)
+    x = layers.Conv2DTranspose(
+        6, 3, strides=2, padding="same", activation="relu", name="up"
+    )(x)
     x = layers.Conv2DTranspose(1, 3, padding="same", name="pixels")(x)
     model = randomize(keras.Model(inputs, x))
     groups = keras_guided.find_unit_groups(model)
     dense = group_of(groups, "dense")
     assert dense.num_units == 8
-    assert [s.positions.tolist()[3] for s in dense.slices
-            if s.weight == "kernel" and s.role == "producer"] == [
-        [3, 11, 19, 27]]
+    assert [
+        s.positions.tolist()[3]
+        for s in dense.slices
+        if s.weight == "kernel" and s.role == "producer"
+    ] == [[3, 11, 19, 27]]
     # Strided transposed convolutions spread a constant unevenly, so the
     # dead units are fully dead (bias 0), as group lasso leaves them.
-    _zero_kernel_units(find(model, "dense"), [3, 11, 19, 27, 5, 13, 21, 29],
-                       bias=True)
+    _zero_kernel_units(
+        find(model, "dense"), [3, 11, 19, 27, 5, 13, 21, 29], bias=True
+    )
     _zero_kernel_units(find(model, "up"), [2], axis=-2, bias=True)
     pruned = keras_guided.prune_model(model)
     assert find(pruned, "dense").units == 24
@@ -784,20 +871,24 @@ def test_embedding_units_and_variable_length_with_sample_inputs():
     _zero_kernel_units(find(model, "conv"), [4])
     tokens = np.random.default_rng(0).integers(0, 30, size=(4, 40))
     pruned, report = keras_guided.prune_model(
-        model, sample_inputs=tokens, return_report=True)
+        model, sample_inputs=tokens, return_report=True
+    )
     assert find(pruned, "embedding").output_dim == 6
     assert find(pruned, "conv").filters == 11
     assert not [n for n in report.notes if "could not probe" in n]
     assert_same_function(model, pruned, tokens)
     # A params target needs no FLOPs (it used to ask for them).
     small = keras_guided.prune_model(
-        model, target={"params": 0.5}, sample_inputs=tokens)
+        model, target={"params": 0.5}, sample_inputs=tokens
+    )
     assert small.count_params() <= 0.5 * model.count_params()
     # A FLOPs target takes the lengths from the sample inputs.
-    keras_guided.prune_model(model, target={"flops": 0.5},
-                             sample_inputs=tokens)
-    with pytest.raises(ValueError, match=r"Cannot count FLOPs of layer "
-                       r"'conv' \(Conv1D\).*unknown spatial dimensions"):
+    keras_guided.prune_model(model, target={"flops": 0.5}, sample_inputs=tokens)
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot count FLOPs of layer "
+        r"'conv' \(Conv1D\).*unknown spatial dimensions",
+    ):
         keras_guided.stats.count_flops(model)
 
 
@@ -810,8 +901,9 @@ class Sampling(keras.layers.Layer):
 
     def call(self, inputs):
         mean, log_var = inputs
-        noise = keras.random.normal(keras.ops.shape(mean),
-                                    seed=self.seed_generator)
+        noise = keras.random.normal(
+            keras.ops.shape(mean), seed=self.seed_generator
+        )
         return mean + keras.ops.exp(0.5 * log_var) * noise
 
 
@@ -825,17 +917,21 @@ def test_verification_compares_only_deterministic_outputs():
     _zero_kernel_units(find(model, "hidden"), [0, 4])
     with warnings_as_errors():
         pruned, report = keras_guided.prune_model(
-            model, on_unsupported="keep", return_report=True)
+            model, on_unsupported="keep", return_report=True
+        )
     assert find(pruned, "hidden").units == 6
     assert report.max_abs_diff < 1e-6
-    assert any("layer 'sampling' (Sampling) changes from call to call"
-               in note and "0 of 8 values repeat" in note
-               for note in report.notes)
+    assert any(
+        "layer 'sampling' (Sampling) changes from call to call" in note
+        and "0 of 8 values repeat" in note
+        for note in report.notes
+    )
     # Only random outputs: nothing compared, and the report says so.
     only = keras.Model(model.inputs, model.outputs[2])
     with warnings_as_errors():
         _, report = keras_guided.prune_model(
-            only, on_unsupported="keep", return_report=True)
+            only, on_unsupported="keep", return_report=True
+        )
     assert report.max_abs_diff is None
     assert any("nothing could be compared" in note for note in report.notes)
 
@@ -857,10 +953,14 @@ def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
     assert heads.num_units == 2 and heads.prunable
     assert heads.layers == ["attention"]
     assert [(s.weight, s.axis, s.role) for s in heads.slices] == [
-        ("query/kernel", 1, "producer"), ("query/bias", 0, "producer"),
-        ("key/kernel", 1, "producer"), ("key/bias", 0, "producer"),
-        ("value/kernel", 1, "producer"), ("value/bias", 0, "producer"),
-        ("attention_output/kernel", 0, "consumer")]
+        ("query/kernel", 1, "producer"),
+        ("query/bias", 0, "producer"),
+        ("key/kernel", 1, "producer"),
+        ("key/bias", 0, "producer"),
+        ("value/kernel", 1, "producer"),
+        ("value/bias", 0, "producer"),
+        ("attention_output/kernel", 0, "consumer"),
+    ]
     # Head 1 is dead: its projections are zero, its biases are not, so it
     # emits its value bias, which is folded into the output bias.
     weights = attention.get_weights()
@@ -879,7 +979,8 @@ def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
     assert_same_function(pruned, keras.saving.load_model(path), x, 1e-7)
     # A FLOPs target may take live heads: exact against the masked model.
     smaller, report = keras_guided.prune_model(
-        model, plan={heads.index: [1]}, return_report=True)
+        model, plan={heads.index: [1]}, return_report=True
+    )
     assert find(smaller, "attention").num_heads == 1
     assert report.max_abs_diff <= 1e-6 * report.output_scale
     assert report.max_abs_diff_original > 1e-3
@@ -887,22 +988,28 @@ def test_attention_heads_are_unit_groups_removed_exactly(tmp_path):
 
 def test_einsum_dense_feed_forward_and_non_dense_equations():
     inputs = keras.Input((6, 4))
-    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 12),
-                           bias_axes="d", activation="relu", name="ff1")(
-        inputs)
-    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 4),
-                           name="ff2")(x)
+    x = layers.EinsumDense(
+        "abc,cd->abd",
+        output_shape=(6, 12),
+        bias_axes="d",
+        activation="relu",
+        name="ff1",
+    )(inputs)
+    x = layers.EinsumDense("abc,cd->abd", output_shape=(6, 4), name="ff2")(x)
     x = layers.Add()([x, inputs])
-    x = layers.EinsumDense("abc,cde->abde", output_shape=(6, 2, 3),
-                           name="mixing")(x)
+    x = layers.EinsumDense(
+        "abc,cde->abde", output_shape=(6, 2, 3), name="mixing"
+    )(x)
     x = layers.Flatten()(x)
     model = randomize(keras.Model(inputs, layers.Dense(2, name="out")(x)))
     groups = keras_guided.find_unit_groups(model)
     ff = group_of(groups, "ff1")
     assert ff.prunable and ff.num_units == 12
-    assert "layer 'mixing' (EinsumDense) keeps its channels: its equation " \
-        "'abc,cde->abde' (bias_axes=None) is not a Dense over the last " \
+    assert (
+        "layer 'mixing' (EinsumDense) keeps its channels: its equation "
+        "'abc,cde->abde' (bias_axes=None) is not a Dense over the last "
         "axis; it is copied unchanged" in group_of(groups, "ff2").reason
+    )
     _zero_kernel_units(find(model, "ff1"), [2, 7])
     pruned = keras_guided.prune_model(model)
     assert find(pruned, "ff1").get_weights()[0].shape == (4, 10)
@@ -910,4 +1017,5 @@ def test_einsum_dense_feed_forward_and_non_dense_equations():
     x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
     assert_same_function(model, pruned, x, tolerance=1e-6)
     assert keras_guided.stats.layer_costs(model)["ff1"]["flops"] == (
-        2 * 6 * 4 * 12)
+        2 * 6 * 4 * 12
+    )

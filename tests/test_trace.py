@@ -60,7 +60,10 @@ def test_transformer_block_shows_ffn_units_and_heads():
     model = composite.text_classifier()
     groups = keras_guided.find_unit_groups(model)
     assert _prunable(groups) == [
-        (2, "multi_head_attention"), (16, "dense"), (12, "head")]
+        (2, "multi_head_attention"),
+        (16, "dense"),
+        (12, "head"),
+    ]
     stream = groups[0]
     assert stream.num_units == 8 and not stream.prunable
     assert stream.reason.startswith(
@@ -77,7 +80,8 @@ def test_transformer_block_flops_match_a_hand_count():
     feed_forward = 2 * (width * ffn) * 2 * steps
     classifier = 2 * (width * 12 + 12 * 2)
     assert keras_guided.stats.count_flops(model) == (
-        projections + attention + feed_forward + classifier)  # 22000
+        projections + attention + feed_forward + classifier
+    )  # 22000
 
 
 def test_transformer_block_prunes_exactly(tmp_path):
@@ -104,14 +108,16 @@ def test_transformer_block_flops_target_is_met():
 
 def test_transformer_block_budget_in_fit():
     model = composite.text_classifier()
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True))
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(0, 50, (64, 10)).astype("int32")
     y = (x[:, 0] > 25).astype("int32")
     pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
-    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-                        callbacks=[pruning])
+    history = model.fit(
+        x, y, epochs=3, batch_size=16, verbose=0, callbacks=[pruning]
+    )
     goal = pruning.budget_report["goal"]
     assert goal == 0.5 * keras_guided.stats.count_flops(model)
     assert history.history["live_flops"][-1] <= goal
@@ -125,7 +131,8 @@ def test_transformer_block_exports_to_litert(tmp_path):
     pruned = keras_guided.prune_model(model, target={"flops": 0.5})
     x = np.random.default_rng(2).integers(0, 50, (8, 10)).astype("int32")
     report = keras_guided.export_tflite(
-        pruned, str(tmp_path / "block.tflite"), representative_data=x)
+        pruned, str(tmp_path / "block.tflite"), representative_data=x
+    )
     assert report.max_abs_diff < 1e-4
 
 
@@ -138,8 +145,10 @@ def test_mlp_mixer_layer_prunes_token_and_channel_mixing():
     assert [n for n, _ in _prunable(groups)] == [6, 6, 6, 6]
     transposed = [g for g in groups if g.num_units == 6 and not g.prunable]
     assert len(transposed) == 2
-    assert all(g.reason.endswith("(Transpose) moves the channel axis")
-               for g in transposed)
+    assert all(
+        g.reason.endswith("(Transpose) moves the channel axis")
+        for g in transposed
+    )
     token, channel = [g for g in groups if g.prunable][:2]
     zero_units(token, [0, 3], inputs_only=True)
     zero_units(channel, [2], inputs_only=True)
@@ -153,11 +162,13 @@ def test_mlp_mixer_flops_target_and_reload(tmp_path):
     model = composite.mixer_classifier(num_patches=32, hidden=32)
     start = keras_guided.stats.count_flops(model)
     pruned = keras_guided.prune_model(model, target={"flops": 0.5})
-    assert 0.49 * start <= keras_guided.stats.count_flops(pruned) <= (
-        0.5 * start)
+    assert (
+        0.49 * start <= keras_guided.stats.count_flops(pruned) <= (0.5 * start)
+    )
     x = np.random.default_rng(0).normal(size=(2, 32, 5)).astype("float32")
-    np.testing.assert_allclose(_reloaded(pruned, tmp_path)(x), pruned(x),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        _reloaded(pruned, tmp_path)(x), pruned(x), atol=1e-6
+    )
 
 
 # ----------------------------------------------------- kept intact
@@ -214,16 +225,21 @@ def test_untraceable_layer_is_kept_or_named_in_the_error():
     x = layers.Dense(6, name="hidden")(inputs)
     x = ValueBranch(name="branch")(x)
     model = keras.Model(inputs, layers.Dense(2)(x))
-    with pytest.raises(ValueError, match=(
-        r"^Cannot prune through layer 'branch' \(ValueBranch\): its call "
-        r"could not run on symbolic inputs \(.*\)\. Register one with "
-        r"`keras_guided.register_rule\(LayerClass, rule\)`")):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^Cannot prune through layer 'branch' \(ValueBranch\): its call "
+            r"could not run on symbolic inputs \(.*\)\. Register one with "
+            r"`keras_guided.register_rule\(LayerClass, rule\)`"
+        ),
+    ):
         keras_guided.find_unit_groups(model)
     groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
     assert not groups[0].prunable
     assert groups[0].reason.startswith(
         "layer 'branch' (ValueBranch) is not supported: its call could not "
-        "run on symbolic inputs")
+        "run on symbolic inputs"
+    )
     pruned = keras_guided.prune_model(model, on_unsupported="keep")
     assert "ValueBranch" in _leaf_classes(pruned)
 
@@ -251,19 +267,27 @@ def bert_classifier():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32)
+        vocabulary_size=200,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=32,
+    )
     return keras_hub.models.BertTextClassifier(
-        backbone=backbone, num_classes=2, preprocessor=None)
+        backbone=backbone, num_classes=2, preprocessor=None
+    )
 
 
 def _bert_inputs(batch=4, length=16):
     rng = np.random.default_rng(0)
     mask = np.ones((batch, length), "int32")
-    mask[:, length - 3:] = 0
-    return {"token_ids": rng.integers(0, 200, (batch, length)).astype("int32"),
-            "segment_ids": np.zeros((batch, length), "int32"),
-            "padding_mask": mask}
+    mask[:, length - 3 :] = 0
+    return {
+        "token_ids": rng.integers(0, 200, (batch, length)).astype("int32"),
+        "segment_ids": np.zeros((batch, length), "int32"),
+        "padding_mask": mask,
+    }
 
 
 def _bert_flops(model, length=16):
@@ -274,9 +298,12 @@ def _bert_flops(model, length=16):
 def test_bert_shows_ffn_units_and_heads_of_every_block(bert_classifier):
     groups = keras_guided.find_unit_groups(bert_classifier)
     assert _prunable(groups) == [
-        (2, "self_attention_layer"), (64, "feedforward_intermediate_dense"),
-        (2, "self_attention_layer"), (64, "feedforward_intermediate_dense"),
-        (32, "pooled_dense")]
+        (2, "self_attention_layer"),
+        (64, "feedforward_intermediate_dense"),
+        (2, "self_attention_layer"),
+        (64, "feedforward_intermediate_dense"),
+        (32, "pooled_dense"),
+    ]
     # Every block is priced: far more than the classifier's 2,176.
     assert _bert_flops(bert_classifier) == 592000
 
@@ -290,7 +317,8 @@ def test_bert_prunes_exactly_and_reloads(bert_classifier, tmp_path):
     zero_units(groups[3], [5], inputs_only=True)  # FFN of block 1
     x = _bert_inputs()
     pruned, report = keras_guided.prune_model(
-        model, return_report=True, sample_inputs=x)
+        model, return_report=True, sample_inputs=x
+    )
     assert report.removed_units == 5
     assert _relative_difference(model, pruned, x) <= 1e-5
     assert "TransformerEncoder" not in _leaf_classes(pruned)
@@ -301,7 +329,8 @@ def test_bert_prunes_exactly_and_reloads(bert_classifier, tmp_path):
 def test_bert_flops_target_is_met(bert_classifier):
     x = _bert_inputs()
     pruned = keras_guided.prune_model(
-        bert_classifier, target={"flops": 0.5}, sample_inputs=x)
+        bert_classifier, target={"flops": 0.5}, sample_inputs=x
+    )
     start, kept = _bert_flops(bert_classifier), _bert_flops(pruned)
     assert 0.49 * start <= kept <= 0.5 * start
 
@@ -309,13 +338,19 @@ def test_bert_flops_target_is_met(bert_classifier):
 def test_vit_encoder_blocks_are_opened():
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.ViTBackbone(
-        image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2,
-        hidden_dim=16, mlp_dim=32)
+        image_shape=(16, 16, 3),
+        patch_size=4,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+    )
     analysis = keras_guided.graph.analyze(backbone, on_unsupported="keep")
     assert [n for n, _ in _prunable(analysis.groups)] == [2, 32, 2, 32]
     # The patching layer owns the class token: kept intact.
     assert analysis.unsupported == [
-        "layer 'vit_patching_and_embedding' (ViTPatchingAndEmbedding)"]
+        "layer 'vit_patching_and_embedding' (ViTPatchingAndEmbedding)"
+    ]
 
 
 def test_gated_feed_forward_ties_gate_and_up_projections(tmp_path):
@@ -323,15 +358,20 @@ def test_gated_feed_forward_ties_gate_and_up_projections(tmp_path):
     inputs = keras.Input((6, 8))
     x = layers.Dense(8, name="embed")(inputs)
     x = composite.GatedFeedForward(8, 12, name="ffn")(x)
-    model = keras.Model(inputs, layers.Dense(2, name="out")(
-        layers.GlobalAveragePooling1D()(x)))
+    model = keras.Model(
+        inputs, layers.Dense(2, name="out")(layers.GlobalAveragePooling1D()(x))
+    )
     groups = keras_guided.find_unit_groups(model)
     gated = [g for g in groups if g.prunable]
     assert [(g.num_units, g.layers[:2]) for g in gated] == [
-        (12, ["gate", "up"])]
+        (12, ["gate", "up"])
+    ]
     producers = {(s.layer.name, s.role) for s in gated[0].slices}
-    assert producers == {("gate", "producer"), ("up", "producer"),
-                         ("down", "consumer")}
+    assert producers == {
+        ("gate", "producer"),
+        ("up", "producer"),
+        ("down", "consumer"),
+    }
     zero_units(gated[0], [2, 7], inputs_only=True)
     pruned = keras_guided.prune_model(model)
     x = np.random.default_rng(0).normal(size=(3, 6, 8)).astype("float32")
@@ -345,25 +385,34 @@ def test_layers_inside_traced_layers_can_be_protected():
     dense = _group(groups, "dense")
     zero_units(dense, [0], inputs_only=True)
     _, report = keras_guided.prune_model(
-        model, protected=("dense",), return_report=True)
+        model, protected=("dense",), return_report=True
+    )
     assert dense.index not in report.removed
 
 
 def test_bert_budget_in_fit_at_the_probe_length(bert_classifier):
     model = keras.models.clone_model(bert_classifier)
     model.set_weights(bert_classifier.get_weights())
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True))
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = _bert_inputs(batch=32, length=32)
     y = (x["token_ids"][:, 1] < 100).astype("int32")
     pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
-    with pytest.warns(UserWarning, match=(
-        r"^Model '.*' has inputs of unknown length, so its FLOPs are counted "
-        r"for inputs of shapes \[\(1, 32\), \(1, 32\), \(1, 32\)\] \(the "
-        r"lengths `prune_model` probes without `sample_inputs`\)\. Build the "
-        r"model with fixed input lengths to count them at yours\.$")):
-        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-                            callbacks=[pruning])
+    with pytest.warns(
+        UserWarning,
+        match=(
+            r"^Model '.*' has inputs of unknown length, so its FLOPs are "
+            r"counted "
+            r"for inputs of shapes \[\(1, 32\), \(1, 32\), \(1, 32\)\] \(the "
+            r"lengths `prune_model` probes without `sample_inputs`\)\. Build "
+            r"the "
+            r"model with fixed input lengths to count them at yours\.$"
+        ),
+    ):
+        history = model.fit(
+            x, y, epochs=3, batch_size=16, verbose=0, callbacks=[pruning]
+        )
     goal = pruning.budget_report["goal"]
     assert history.history["live_flops"][-1] <= goal
     small = keras_guided.prune_model(model, sample_inputs=x)
@@ -377,5 +426,6 @@ def test_mlp_mixer_exports_to_litert(tmp_path):
     pruned = keras_guided.prune_model(model, target={"flops": 0.5})
     x = np.random.default_rng(3).normal(size=(8, 6, 5)).astype("float32")
     report = keras_guided.export_tflite(
-        pruned, str(tmp_path / "mixer.tflite"), representative_data=x)
+        pruned, str(tmp_path / "mixer.tflite"), representative_data=x
+    )
     assert report.max_abs_diff < 1e-4

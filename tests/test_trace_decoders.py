@@ -21,7 +21,8 @@ keras_hub = pytest.importorskip("keras_hub")
 # GPT-2's position embedding (a lookup and an add) and Phi-3's RMS norms
 # have no FLOPs rule.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning")
+    "ignore:.* of model .* ha(s|ve) unknown FLOPs:UserWarning"
+)
 
 
 def _prunable(groups):
@@ -41,9 +42,13 @@ def _relative_difference(a, b, x):
 def _token_inputs(length, batch=3, vocabulary=100, seed=None):
     rng = np.random.default_rng(length if seed is None else seed)
     mask = np.ones((batch, length), "int32")
-    mask[0, length - 2:] = 0  # a padded sequence
-    return {"token_ids": rng.integers(0, vocabulary, (batch, length)).astype(
-        "int32"), "padding_mask": mask}
+    mask[0, length - 2 :] = 0  # a padded sequence
+    return {
+        "token_ids": rng.integers(0, vocabulary, (batch, length)).astype(
+            "int32"
+        ),
+        "padding_mask": mask,
+    }
 
 
 def _assert_exact_and_reloads(model, pruned, path, lengths=(7, 23)):
@@ -68,10 +73,14 @@ def _flops(model, length):
 def _gpt2():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32)
-    return keras_hub.models.GPT2CausalLM(backbone=backbone,
-                                         preprocessor=None)
+        vocabulary_size=100,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +91,11 @@ def gpt2():
 def test_gpt2_shows_ffn_units_and_heads_of_every_block(gpt2):
     groups = keras_guided.find_unit_groups(gpt2)
     assert _prunable(groups) == [
-        (2, "self_attention"), (32, "feedforward_intermediate_dense"),
-        (2, "self_attention"), (32, "feedforward_intermediate_dense")]
+        (2, "self_attention"),
+        (32, "feedforward_intermediate_dense"),
+        (2, "self_attention"),
+        (32, "feedforward_intermediate_dense"),
+    ]
     stream = groups[0]
     assert stream.num_units == 16 and not stream.prunable
     assert (
@@ -106,7 +118,8 @@ def test_gpt2_flops_price_every_block_and_the_tied_output(gpt2):
     attention = 2 * length * 2 * 16
     output = 2 * 16 * 100
     assert _flops(gpt2, length) == length * (
-        2 * (block + attention) + output)  # 215040
+        2 * (block + attention) + output
+    )  # 215040
 
 
 def test_gpt2_prunes_exactly_at_every_length_and_reloads(tmp_path):
@@ -116,7 +129,8 @@ def test_gpt2_prunes_exactly_at_every_length_and_reloads(tmp_path):
     zero_units(groups[1], [0, 5, 31], inputs_only=True)  # FFN of block 0
     zero_units(groups[3], [2], inputs_only=True)  # FFN of block 1
     pruned, report = keras_guided.prune_model(
-        model, return_report=True, sample_inputs=_token_inputs(16))
+        model, return_report=True, sample_inputs=_token_inputs(16)
+    )
     assert report.removed_units == 5
     assert "TransformerDecoder" not in _leaf_classes(pruned)
     # Traced at no fixed length: exact at lengths it was never probed at.
@@ -125,7 +139,8 @@ def test_gpt2_prunes_exactly_at_every_length_and_reloads(tmp_path):
 
 def test_gpt2_flops_target_is_met(gpt2):
     pruned = keras_guided.prune_model(
-        gpt2, target={"flops": 0.5}, sample_inputs=_token_inputs(16))
+        gpt2, target={"flops": 0.5}, sample_inputs=_token_inputs(16)
+    )
     goal = 0.5 * _flops(gpt2, 16)
     assert 0.99 * goal <= _flops(pruned, 16) <= goal
     x = _token_inputs(11)
@@ -148,9 +163,9 @@ class PooledCausalBlock(layers.Layer):
         pooled = self.pool(x)
         batch, length = ops.shape(pooled)[0], ops.shape(pooled)[1]
         mask = transformer_layer_utils.compute_causal_mask(
-            batch, length, length)
+            batch, length, length
+        )
         return self.attention(pooled, pooled, attention_mask=mask)
-
 
 
 class MaskCountingBlock(layers.Layer):
@@ -167,7 +182,8 @@ class MaskCountingBlock(layers.Layer):
 
         length = ops.shape(self.pool(x))[1]
         mask = transformer_layer_utils.compute_causal_mask(
-            ops.shape(x)[0], length, length)
+            ops.shape(x)[0], length, length
+        )
         return self.dense(x) + ops.sum(ops.cast(mask, "float32")) / 10.0
 
 
@@ -181,7 +197,8 @@ def test_a_wrong_length_free_mask_is_caught_and_kept_intact():
     assert analysis.unsupported_reasons[0].startswith(
         "layer 'block' (PooledCausalBlock) is not supported: its traced call "
         "(with the causal mask built for any length) could not run at "
-        "length 5 (")
+        "length 5 ("
+    )
     assert _prunable(analysis.groups) == []
 
 
@@ -195,20 +212,23 @@ def test_a_length_free_mask_of_other_values_is_caught():
     assert analysis.unsupported_reasons == [
         "layer 'block' (MaskCountingBlock) is not supported: its traced call "
         "(with the causal mask built for any length) differs from its call "
-        "at length 5 (max abs difference 2.4)"]
+        "at length 5 (max abs difference 2.4)"
+    ]
 
 
 @pytest.mark.slow
 def test_gpt2_budget_in_fit():
     model = _gpt2()
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True))
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = _token_inputs(8, batch=32)
     y = np.roll(x["token_ids"], -1, axis=1)  # the next token
     pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
     with pytest.warns(UserWarning, match="unknown length"):
-        history = model.fit(x, y, epochs=2, batch_size=32, verbose=0,
-                            callbacks=[pruning])
+        history = model.fit(
+            x, y, epochs=2, batch_size=32, verbose=0, callbacks=[pruning]
+        )
     goal = pruning.budget_report["goal"]
     assert history.history["live_flops"][-1] <= goal
     small = keras_guided.prune_model(model, sample_inputs=x)
@@ -219,10 +239,14 @@ def test_gpt2_budget_in_fit():
 def _phi3():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.Phi3Backbone(
-        vocabulary_size=100, num_layers=2, num_query_heads=4,
-        num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
-    return keras_hub.models.Phi3CausalLM(backbone=backbone,
-                                         preprocessor=None)
+        vocabulary_size=100,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+    return keras_hub.models.Phi3CausalLM(backbone=backbone, preprocessor=None)
 
 
 @pytest.fixture(scope="module")
@@ -240,8 +264,10 @@ def test_grouped_query_attention_heads_are_unit_groups(phi3):
     # Key/value head k and query heads 2k, 2k + 1; the output rows of
     # those query heads.
     head = groups[0]
-    assert [(s.layer.name, s.weight, s.axis, s.positions.tolist(), s.role)
-            for s in head.slices] == [
+    assert [
+        (s.layer.name, s.weight, s.axis, s.positions.tolist(), s.role)
+        for s in head.slices
+    ] == [
         ("query", "kernel", 1, [[0, 1], [2, 3]], "producer"),
         ("key", "kernel", 1, [[0], [1]], "producer"),
         ("value", "kernel", 1, [[0], [1]], "producer"),
@@ -252,7 +278,8 @@ def test_grouped_query_attention_heads_are_unit_groups(phi3):
     assert {(s.layer.name, s.role) for s in groups[1].slices} == {
         ("feedforward_gate_dense", "producer"),
         ("feedforward_intermediate_dense", "producer"),
-        ("feedforward_output_dense", "consumer")}
+        ("feedforward_output_dense", "consumer"),
+    }
     # The hidden size stays: RMS norms over it have no rule.
     stream = analysis.groups[0]
     assert stream.num_units == 16 and not stream.prunable
@@ -271,21 +298,30 @@ def test_grouped_query_attention_prunes_exactly_and_reloads(tmp_path):
     zero_units(groups[1], [0, 5, 31], inputs_only=True)  # FFN of block 0
     zero_units(groups[2], [0], inputs_only=True)  # a KV head of block 1
     pruned, report = keras_guided.prune_model(
-        model, return_report=True, sample_inputs=_token_inputs(16),
-        on_unsupported="keep")
+        model,
+        return_report=True,
+        sample_inputs=_token_inputs(16),
+        on_unsupported="keep",
+    )
     assert report.removed_units == 5
-    attention = [row for row in report.layers
-                 if row["layer"].endswith("transformer_layer_0/attention/"
-                                          "query")]
+    attention = [
+        row
+        for row in report.layers
+        if row["layer"].endswith("transformer_layer_0/attention/query")
+    ]
     assert [(r["params_before"], r["params_after"]) for r in attention] == [
-        (256, 128)]  # 16 x 4 heads x 4 -> 16 x 2 heads x 4
+        (256, 128)
+    ]  # 16 x 4 heads x 4 -> 16 x 2 heads x 4
     _assert_exact_and_reloads(model, pruned, str(tmp_path / "phi3.keras"))
 
 
 def test_grouped_query_attention_flops_target_is_met(phi3):
     pruned = keras_guided.prune_model(
-        phi3, target={"flops": 0.5}, sample_inputs=_token_inputs(16),
-        on_unsupported="keep")
+        phi3,
+        target={"flops": 0.5},
+        sample_inputs=_token_inputs(16),
+        on_unsupported="keep",
+    )
     goal = 0.5 * _flops(phi3, 16)
     assert 0.99 * goal <= _flops(pruned, 16) <= goal
     x = _token_inputs(9)
@@ -330,7 +366,9 @@ def test_a_block_whose_sublayer_does_not_copy_is_kept_with_the_reason():
     analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
     assert analysis.unsupported_reasons[0].startswith(
         "layer 'block' (_ScaledBlock) is not supported: its sublayer 'scale' "
-        "(_Scale) cannot be rebuilt from its config (")
+        "(_Scale) cannot be rebuilt from its config ("
+    )
     assert analysis.unsupported_reasons[0].endswith(
-        "so a pruned model holding it would not load")
+        "so a pruned model holding it would not load"
+    )
     assert _prunable(analysis.groups) == []

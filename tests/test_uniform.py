@@ -15,8 +15,11 @@ from tests.test_surgery import zero_units
 
 
 def _block_widths(model):
-    return [tuple(tuple(w.shape) for w in block.weights)
-            for block in model.layers if block.name.startswith("mixer")]
+    return [
+        tuple(tuple(w.shape) for w in block.weights)
+        for block in model.layers
+        if block.name.startswith("mixer")
+    ]
 
 
 def test_families_are_one_group_per_block_of_one_class_and_config():
@@ -24,7 +27,8 @@ def test_families_are_one_group_per_block_of_one_class_and_config():
     groups = keras_guided.find_unit_groups(model)
     families = _uniform.find_families(model, groups)
     assert [(f.blocks, f.block_class, f.num_units) for f in families] == [
-        (["mixer_0", "mixer_1", "mixer_2"], "MLPMixerLayer", 6)] * 2
+        (["mixer_0", "mixer_1", "mixer_2"], "MLPMixerLayer", 6)
+    ] * 2
     # One member per block, and no group in two families.
     members = [i for f in families for i in f.members]
     assert len(members) == len(set(members)) == 6
@@ -44,8 +48,8 @@ def test_blocks_of_other_configs_are_not_one_family():
 def test_a_target_cuts_every_block_alike_and_is_met_exactly():
     model = composite_layers.mixer_classifier(blocks=3)
     small, report = keras_guided.prune_model(
-        model, target={"flops": 0.5}, uniform_blocks=True,
-        return_report=True)
+        model, target={"flops": 0.5}, uniform_blocks=True, return_report=True
+    )
     widths = _block_widths(small)
     assert widths[0] == widths[1] == widths[2]
     assert widths[0] != _block_widths(model)[0]
@@ -56,7 +60,8 @@ def test_a_target_cuts_every_block_alike_and_is_met_exactly():
         "uniform_blocks: 3 MLPMixerLayer blocks (mixer_0 ... mixer_2) keep "
         "3 of 6 units of layers ['dense']",
         "uniform_blocks: 3 MLPMixerLayer blocks (mixer_0 ... mixer_2) keep "
-        "2 of 6 units of layers ['dense_2']"]
+        "2 of 6 units of layers ['dense_2']",
+    ]
 
 
 def test_dead_units_keep_the_widest_block_and_stay_exact():
@@ -69,7 +74,10 @@ def test_dead_units_keep_the_widest_block_and_stay_exact():
     uneven = keras_guided.prune_model(model)
     assert {w[2] for w in _block_widths(small)} == {(6, 5)}
     assert sorted(w[2] for w in _block_widths(uneven)) == [
-        (6, 3), (6, 4), (6, 5)]
+        (6, 3),
+        (6, 4),
+        (6, 5),
+    ]
     x = np.random.default_rng(0).normal(size=(4, 6, 5)).astype("float32")
     np.testing.assert_allclose(small(x), model(x), atol=1e-5)
 
@@ -84,16 +92,24 @@ def test_merged_plans_spread_back_by_rank():
     assert len(merged.groups) == len(groups) - 2
     index = len(merged.groups) - 2  # the first family's merged group
     plan = merged.spread({index: [0, 1]})  # its two best units
-    assert plan == {families[0].members[0]: pytest.approx([4, 5]),
-                    families[0].members[1]: pytest.approx([0, 1])}
+    assert plan == {
+        families[0].members[0]: pytest.approx([4, 5]),
+        families[0].members[1]: pytest.approx([0, 1]),
+    }
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"threshold": 0.1}, "`uniform_blocks=True` plans the widths itself: "
-     "it works with a `target` or on dead units. Received: "
-     "uniform_blocks=True with threshold. Drop one of them."),
-    ({"plan": {}}, "Received: uniform_blocks=True with plan."),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"threshold": 0.1},
+            "`uniform_blocks=True` plans the widths itself: "
+            "it works with a `target` or on dead units. Received: "
+            "uniform_blocks=True with threshold. Drop one of them.",
+        ),
+        ({"plan": {}}, "Received: uniform_blocks=True with plan."),
+    ],
+)
 def test_uniform_blocks_refuses_a_threshold_or_a_plan(kwargs, message):
     model = composite_layers.mixer_classifier()
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -102,10 +118,17 @@ def test_uniform_blocks_refuses_a_threshold_or_a_plan(kwargs, message):
 
 def test_uniform_blocks_refuses_a_measured_latency_target():
     model = composite_layers.mixer_classifier()
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "`uniform_blocks=True` works with a units, params or FLOPs "
             "target. Received: a latency target. Use target={'flops': ...}"
-            ", or uniform_blocks=False.")):
-        keras_guided.prune_model(model, target={"latency": 0.5},
-                                 uniform_blocks=True,
-                                 measure=lambda m: (lambda: 1.0))
+            ", or uniform_blocks=False."
+        ),
+    ):
+        keras_guided.prune_model(
+            model,
+            target={"latency": 0.5},
+            uniform_blocks=True,
+            measure=lambda m: lambda: 1.0,
+        )

@@ -201,21 +201,42 @@ class GuidedPruning(keras.callbacks.Callback):
         2006 (group lasso).
     """
 
-    def __init__(self, strength=None, guidance=None, mode="proximal",
-                 schedule=None, warmup_epochs=5, cost=None,
-                 adapt_every=None, keep_dead=True, target=None,
-                 target_metric="units", on_target="hold",
-                 proximal_every=1, on_unsupported="raise",
-                 target_epochs=None, latency_table=None,
-                 on_unreachable="raise"):
+    def __init__(
+        self,
+        strength=None,
+        guidance=None,
+        mode="proximal",
+        schedule=None,
+        warmup_epochs=5,
+        cost=None,
+        adapt_every=None,
+        keep_dead=True,
+        target=None,
+        target_metric="units",
+        on_target="hold",
+        proximal_every=1,
+        on_unsupported="raise",
+        target_epochs=None,
+        latency_table=None,
+        on_unreachable="raise",
+    ):
         super().__init__()
         options = _options.validate_options(
-            strength=strength, guidance=guidance, mode=mode,
-            schedule=schedule, warmup_epochs=warmup_epochs, cost=cost,
-            adapt_every=adapt_every, keep_dead=keep_dead, target=target,
-            target_metric=target_metric, on_target=on_target,
-            proximal_every=proximal_every, on_unsupported=on_unsupported,
-            target_epochs=target_epochs, latency_table=latency_table,
+            strength=strength,
+            guidance=guidance,
+            mode=mode,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            cost=cost,
+            adapt_every=adapt_every,
+            keep_dead=keep_dead,
+            target=target,
+            target_metric=target_metric,
+            on_target=on_target,
+            proximal_every=proximal_every,
+            on_unsupported=on_unsupported,
+            target_epochs=target_epochs,
+            latency_table=latency_table,
             on_unreachable=on_unreachable,
         )
         self.mode = options.mode
@@ -318,9 +339,11 @@ class GuidedPruning(keras.callbacks.Callback):
         self._first_epoch = True
         self._epochs_done = 0
         self._penalty = _setup.attach_penalty(model, plan, runner, self.mode)
-        runner.start(in_step=_setup.runs_in_step(
-            model, plan, self.mode, self.proximal_every
-        ))
+        runner.start(
+            in_step=_setup.runs_in_step(
+                model, plan, self.mode, self.proximal_every
+            )
+        )
 
     def on_train_end(self, logs=None):
         if self._runner is not None and self._runner.hooked:
@@ -371,9 +394,13 @@ class GuidedPruning(keras.callbacks.Callback):
             return {}
         _step_runner.sync(self.model)
         return _resume.export_state(
-            epoch=self._epochs_done, plan=self._plan, runner=self._runner,
-            coefficients=self._coefficients, mode=self._mode,
-            budget=self.budget, strength=self.strength,
+            epoch=self._epochs_done,
+            plan=self._plan,
+            runner=self._runner,
+            coefficients=self._coefficients,
+            mode=self._mode,
+            budget=self.budget,
+            strength=self.strength,
         )
 
     def _import_state(self, stored):
@@ -384,10 +411,18 @@ class GuidedPruning(keras.callbacks.Callback):
         the run that saved it (it starts at the epoch the state was saved
         after, on the same prunable groups); returns whether it did."""
         restored, self._restored = self._restored, None
-        return restored is not None and epoch != 0 and _resume.restore(
-            restored, epoch=epoch, plan=self._plan, runner=self._runner,
-            coefficients=self._coefficients, mode=self._mode,
-            budget=self.budget,
+        return (
+            restored is not None
+            and epoch != 0
+            and _resume.restore(
+                restored,
+                epoch=epoch,
+                plan=self._plan,
+                runner=self._runner,
+                coefficients=self._coefficients,
+                mode=self._mode,
+                budget=self.budget,
+            )
         )
 
     # -------------------------------------------------------- proximal
@@ -429,8 +464,7 @@ def trained_network(model):
         >>> keras_guided.callbacks.trained_network(distiller) is student
         True
     """
-    if isinstance(model, (distill_lib.Distiller,
-                          keras.distillation.Distiller)):
+    if isinstance(model, (distill_lib.Distiller, keras.distillation.Distiller)):
         return model.student
     return model
 

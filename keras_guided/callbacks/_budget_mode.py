@@ -55,9 +55,22 @@ class BudgetMode:
             (`Allocation.check_reachable`). Defaults to `"raise"`.
     """
 
-    def __init__(self, budget, *, guidance, cost, target_epochs,
-                 base_strength, plan, metrics, coefficients, runner, values,
-                 params=None, on_unreachable="raise"):
+    def __init__(
+        self,
+        budget,
+        *,
+        guidance,
+        cost,
+        target_epochs,
+        base_strength,
+        plan,
+        metrics,
+        coefficients,
+        runner,
+        values,
+        params=None,
+        on_unreachable="raise",
+    ):
         self.on_unreachable = on_unreachable
         self.params = params
         self.metric, self.amount = budget
@@ -127,8 +140,7 @@ class BudgetMode:
             self.coefficients.update_cost_factors(live)
         start = self.metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
-        self.allocation.check_reachable(
-            live, start, goal, self.on_unreachable)
+        self.allocation.check_reachable(live, start, goal, self.on_unreachable)
         self.goal = goal
         if self.guidance == "importance":
             self.importance.update(live, self.goal)
@@ -137,12 +149,10 @@ class BudgetMode:
             norms = proximal.numpy_group_norms(
                 self.values(), plan.entries, plan.num_segments
             )[:-1]
-            weights = ops.convert_to_numpy(
-                self.runner.unit_weights.value
-            )[:-1]
-            learning_rate = float(ops.convert_to_numpy(
-                self.runner.model.optimizer.learning_rate
-            ))
+            weights = ops.convert_to_numpy(self.runner.unit_weights.value)[:-1]
+            learning_rate = float(
+                ops.convert_to_numpy(self.runner.model.optimizer.learning_rate)
+            )
             strength = budget_lib.initial_strength(
                 norms, weights, learning_rate, steps * target_epochs
             )
@@ -154,11 +164,17 @@ class BudgetMode:
         floor[-1] = 0.0
         self.runner.floor.assign(floor.astype("float32"))
         self.steps_per_epoch = steps
-        self.runner.allowed.assign(float(self.deaths_allowed(
-            live, start, self.controller.planned(
-                self.control_every / steps / max(target_epochs, 1)
+        self.runner.allowed.assign(
+            float(
+                self.deaths_allowed(
+                    live,
+                    start,
+                    self.controller.planned(
+                        self.control_every / steps / max(target_epochs, 1)
+                    ),
+                )
             )
-        )))
+        )
         if not plan.num_units:
             self.controller.reached = True
             self.controller.strength = 0.0
@@ -184,8 +200,12 @@ class BudgetMode:
             return None
         return {
             "goal": self.goal,
-            "controller": [controller.start, controller.goal,
-                           controller.strength, controller.reached],
+            "controller": [
+                controller.start,
+                controller.goal,
+                controller.strength,
+                controller.reached,
+            ],
             "landed": self.landed,
             "epoch": self.epoch,
             "control_every": self.control_every,
@@ -243,9 +263,13 @@ class BudgetMode:
         strength = controller.update(effective, progress)
         self.runner.strength.assign(strength)
         step = self.control_every / self.steps_per_epoch / span
-        self.runner.allowed.assign(float(self.deaths_allowed(
-            live, value, controller.planned(progress + step)
-        )))
+        self.runner.allowed.assign(
+            float(
+                self.deaths_allowed(
+                    live, value, controller.planned(progress + step)
+                )
+            )
+        )
         self.report["trace"].append(
             (round(float(epochs_done), 3), float(value), float(strength))
         )
@@ -291,7 +315,8 @@ class BudgetMode:
         if value <= controller.goal:
             return
         report["units_masked_at_landing"] = self.landing.mask(
-            live, controller.goal, self.goal)
+            live, controller.goal, self.goal
+        )
 
     def deaths_allowed(self, live, value, planned):
         """How many more units may die before the next check without the

@@ -34,8 +34,9 @@ class Coefficients:
             group, or `"from_regularizers"` without a `GuidedRegularizer`.
     """
 
-    def __init__(self, plan, metrics, guidance, cost, unit_weights,
-                 adapt_every=None):
+    def __init__(
+        self, plan, metrics, guidance, cost, unit_weights, adapt_every=None
+    ):
         self.plan = plan
         self.metrics = metrics
         self.guidance = guidance
@@ -57,7 +58,7 @@ class Coefficients:
         costs = self.metrics.group_marginal_costs(live, self.cost)
         counts = np.zeros(len(plan.groups))
         for g, (group, start) in enumerate(zip(plan.groups, plan.offsets)):
-            counts[g] = live[start:start + group.num_units].sum()
+            counts[g] = live[start : start + group.num_units].sum()
         weight = counts.sum()
         mean = float((costs * counts).sum() / weight) if weight else 0.0
         if mean > 0:
@@ -85,8 +86,8 @@ class Coefficients:
         ):
             stop = start + group.num_units
             self.current.append(coef * factor)
-            weights[start:stop] = coef * factor * np.sqrt(
-                plan.per_unit_penalized[start:stop]
+            weights[start:stop] = (
+                coef * factor * np.sqrt(plan.per_unit_penalized[start:stop])
             )
         weights[-1] = 0.0
         self.unit_weights.assign(weights.astype("float32"))
@@ -112,11 +113,12 @@ class Coefficients:
         (largest norm, smallest coefficient); `values` are the plan
         variables as NumPy arrays."""
         plan = self.plan
-        norms = proximal.numpy_group_norms(values, plan.entries,
-                                           plan.num_segments)
+        norms = proximal.numpy_group_norms(
+            values, plan.entries, plan.num_segments
+        )
         ranked = []
         for group, start, coef in zip(plan.groups, plan.offsets, self.base):
-            unit_norms = norms[start:start + group.num_units]
+            unit_norms = norms[start : start + group.num_units]
             order = np.argsort(-unit_norms, kind="stable")
             new = np.empty_like(coef)
             new[order] = np.sort(coef)

@@ -80,16 +80,23 @@ class GroupPlan:
                 if unit_slice.role in OUTPUT_ROLES:
                     targets.append(output)
                 for table in targets:
-                    _place(table, (index, axes), length, positions, ids,
-                           self.num_units)
+                    _place(
+                        table,
+                        (index, axes),
+                        length,
+                        positions,
+                        ids,
+                        self.num_units,
+                    )
             self.slice_info.append(info)
         self.entries = self._entries(penalized)
         self.output_entries = self._entries(output)
         self.all_entries = self._entries(all_roles)
-        self.group_ids = np.full(self.num_segments, len(self.groups),
-                                 dtype="int32")
+        self.group_ids = np.full(
+            self.num_segments, len(self.groups), dtype="int32"
+        )
         for g, (group, start) in enumerate(zip(self.groups, self.offsets)):
-            self.group_ids[start:start + group.num_units] = g
+            self.group_ids[start : start + group.num_units] = g
         is_unit = np.ones(self.num_segments, dtype="float32")
         is_unit[-1] = 0.0
         self.is_unit = is_unit
@@ -107,9 +114,7 @@ class GroupPlan:
             shape = tuple(self.variables[index].shape)
             rank = len(shape)
             other_axes = tuple(a for a in range(rank) if a not in axes)
-            broadcast = tuple(
-                shape[a] if a in axes else 1 for a in range(rank)
-            )
+            broadcast = tuple(shape[a] if a in axes else 1 for a in range(rank))
             for array in arrays:
                 entries.append((index, other_axes, array, broadcast))
         return entries
@@ -134,9 +139,7 @@ def _is_trainable(group, trainable):
     """
     for unit_slice in group.slices:
         if unit_slice.role in PENALIZED_ROLES:
-            variable = units_lib.get_weight(
-                unit_slice.layer, unit_slice.weight
-            )
+            variable = units_lib.get_weight(unit_slice.layer, unit_slice.weight)
             if id(variable) not in trainable:
                 return False
     return True

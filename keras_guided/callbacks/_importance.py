@@ -42,8 +42,7 @@ class ImportanceGuidance:
         allocation: the `Allocation` of the plan and metric.
     """
 
-    def __init__(self, plan, metrics, metric, coefficients, values,
-                 allocation):
+    def __init__(self, plan, metrics, metric, coefficients, values, allocation):
         self.plan = plan
         self.metrics = metrics
         self.metric = metric
@@ -112,11 +111,11 @@ class ImportanceGuidance:
         while True:
             # Each layer's best live units are kept first: its floor, and
             # never fewer than one unit.
-            first = self.allocation.best_of_each_layer(
-                live, importance, share)
+            first = self.allocation.best_of_each_layer(live, importance, share)
             chosen = set(first)
             order = first + [
-                int(u) for u in np.argsort(-importance, kind="stable")
+                int(u)
+                for u in np.argsort(-importance, kind="stable")
                 if live[u] and int(u) not in chosen
             ]
             if share <= 0 or fits(order, len(first)):
@@ -135,7 +134,9 @@ class ImportanceGuidance:
             coefficients[doomed] = 1.0 + np.arange(len(doomed)) / max(
                 len(doomed) - 1, 1
             )
-        self.coefficients.set_without_cost([
-            coefficients[start:start + group.num_units]
-            for group, start in zip(plan.groups, plan.offsets)
-        ])
+        self.coefficients.set_without_cost(
+            [
+                coefficients[start : start + group.num_units]
+                for group, start in zip(plan.groups, plan.offsets)
+            ]
+        )

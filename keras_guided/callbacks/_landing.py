@@ -65,12 +65,16 @@ class Landing:
         # times the share a uniform allocation meeting the budget gives
         # it; halved until the budget fits, down to one unit): a penalty
         # that pushed one stage hardest must not leave it a unit or two.
-        share = _allocation.FLOOR * self.allocation.uniform(
-            live, norms, uniform_goal)[0]
+        share = (
+            _allocation.FLOOR
+            * self.allocation.uniform(live, norms, uniform_goal)[0]
+        )
         while True:
             kept = set(self.allocation.best_of_each_layer(live, score, share))
-            order = sorted((int(u) for u in np.flatnonzero(live)
-                            if int(u) not in kept), key=lambda u: score[u])
+            order = sorted(
+                (int(u) for u in np.flatnonzero(live) if int(u) not in kept),
+                key=lambda u: score[u],
+            )
             if share <= 0 or value_without(len(order)) <= goal:
                 break
             share = share / 2 if share > 1e-3 else 0.0

@@ -62,7 +62,7 @@ class LiveMetrics:
         live = norms[:-1] > 0
         per_layer = {}
         for group, start in zip(plan.groups, plan.offsets):
-            count = int(live[start:start + group.num_units].sum())
+            count = int(live[start : start + group.num_units].sum())
             for name in producer_names(group):
                 per_layer[name] = per_layer.get(name, 0) + count
         return live, per_layer
@@ -110,7 +110,7 @@ class LiveMetrics:
         plan = self._plan
         kept = None
         for group, start in zip(plan.groups, plan.offsets):
-            block = live[start:start + group.num_units]
+            block = live[start : start + group.num_units]
             if group.num_units and not block.any():
                 if kept is None:
                     kept = np.array(live, dtype=bool)
@@ -123,7 +123,7 @@ class LiveMetrics:
         plan = self._plan
         floor = np.zeros(plan.num_units, dtype=bool)
         for group, start in zip(plan.groups, plan.offsets):
-            ids = np.flatnonzero(live[start:start + group.num_units])
+            ids = np.flatnonzero(live[start : start + group.num_units])
             floor[start + (ids[0] if len(ids) else 0)] = True
         if metric == "units":
             return int(floor.sum())
@@ -141,7 +141,7 @@ class LiveMetrics:
         for g, (group, start, info) in enumerate(
             zip(plan.groups, plan.offsets, plan.slice_info)
         ):
-            group_live = np.flatnonzero(live[start:start + group.num_units])
+            group_live = np.flatnonzero(live[start : start + group.num_units])
             if not len(group_live):
                 continue
             unit = group_live[0]
@@ -159,11 +159,9 @@ class LiveMetrics:
                     for other, key in places[index]:
                         if other == row:
                             fewer[key] = shape
-                costs[g] += (
-                    stats.price(layer_costs[row], kind, kept[row],
-                                self._prices)
-                    - stats.price(layer_costs[row], kind, fewer,
-                                  self._prices))
+                costs[g] += stats.price(
+                    layer_costs[row], kind, kept[row], self._prices
+                ) - stats.price(layer_costs[row], kind, fewer, self._prices)
         return costs
 
     def unit_marginal_costs(self, live, kind):
@@ -172,7 +170,7 @@ class LiveMetrics:
         group_costs = self.group_marginal_costs(live, kind)
         costs = np.zeros(plan.num_units)
         for group, start, cost in zip(plan.groups, plan.offsets, group_costs):
-            costs[start:start + group.num_units] = cost
+            costs[start : start + group.num_units] = cost
         return costs
 
     def _kept(self, metric, live, kept_by_variable=None):
@@ -200,9 +198,9 @@ class LiveMetrics:
             for row, layer_cost in enumerate(layer_costs):
                 for weight in layer_cost.weights:
                     by_variable.setdefault(id(weight.variable), []).append(
-                        (row, weight.key))
-            places = [by_variable.get(id(v), [])
-                      for v in self._plan.variables]
+                        (row, weight.key)
+                    )
+            places = [by_variable.get(id(v), []) for v in self._plan.variables]
             self._tables[flops] = (layer_costs, places)
         return self._tables[flops]
 
@@ -217,8 +215,9 @@ def _model_costs(model, flops):
         if not flops:
             raise
     inputs = graph_lib._functional_of(model).inputs
-    input_shapes = [_verification._default_shape(t.shape, batch=1)
-                    for t in inputs]
+    input_shapes = [
+        _verification._default_shape(t.shape, batch=1) for t in inputs
+    ]
     shapes = graph_lib.concrete_shapes(model, input_shapes)
     try:
         costs = stats.model_costs(model, shapes=shapes, flops=True)
@@ -241,9 +240,11 @@ def _unknown_size(error):
     dims = list(error.shape[1:])
     unknown = sum(d is None for d in dims)
     names = iter(["T"] if unknown == 1 else ["H", "W", "D"] + ["N"] * unknown)
-    steps = "(" + ", ".join(
-        next(names) if d is None else str(d) for d in dims) + (
-        ",)" if len(dims) == 1 else ")")
+    steps = (
+        "("
+        + ", ".join(next(names) if d is None else str(d) for d in dims)
+        + (",)" if len(dims) == 1 else ")")
+    )
     return ValueError(
         f"GuidedPruning cannot count the FLOPs of layer '{layer.name}' "
         f"({type(layer).__name__}): its input has shape {error.shape}, "

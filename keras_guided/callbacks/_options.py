@@ -67,10 +67,25 @@ class Options:
     on_unreachable: str
 
 
-def validate_options(*, strength, guidance, mode, schedule, warmup_epochs,
-                     cost, adapt_every, keep_dead, target, target_metric,
-                     on_target, proximal_every, on_unsupported,
-                     target_epochs, latency_table, on_unreachable):
+def validate_options(
+    *,
+    strength,
+    guidance,
+    mode,
+    schedule,
+    warmup_epochs,
+    cost,
+    adapt_every,
+    keep_dead,
+    target,
+    target_metric,
+    on_target,
+    proximal_every,
+    on_unsupported,
+    target_epochs,
+    latency_table,
+    on_unreachable,
+):
     """The `Options` of `GuidedPruning(...)` called with these arguments.
 
     Raises:
@@ -146,7 +161,10 @@ def validate_options(*, strength, guidance, mode, schedule, warmup_epochs,
     )
     on_target = _check_choice(on_target, "on_target", ON_TARGET)
     latency_table = _check_latency_table(
-        latency_table, budget, target, target_metric,
+        latency_table,
+        budget,
+        target,
+        target_metric,
         cost,
     )
     on_unreachable = _check_choice(
@@ -154,19 +172,30 @@ def validate_options(*, strength, guidance, mode, schedule, warmup_epochs,
     )
 
     return Options(
-        mode=mode, schedule=schedule, budget=budget, base_strength=strength,
-        target_epochs=target_epochs, guidance=guidance,
-        warmup_epochs=warmup_epochs, cost=cost,
-        proximal_every=proximal_every, adapt_every=adapt_every,
-        keep_dead=keep_dead, target=target, target_metric=target_metric,
-        on_target=on_target, latency_table=latency_table,
-        on_unsupported=on_unsupported, on_unreachable=on_unreachable,
+        mode=mode,
+        schedule=schedule,
+        budget=budget,
+        base_strength=strength,
+        target_epochs=target_epochs,
+        guidance=guidance,
+        warmup_epochs=warmup_epochs,
+        cost=cost,
+        proximal_every=proximal_every,
+        adapt_every=adapt_every,
+        keep_dead=keep_dead,
+        target=target,
+        target_metric=target_metric,
+        on_target=on_target,
+        latency_table=latency_table,
+        on_unsupported=on_unsupported,
+        on_unreachable=on_unreachable,
     )
 
 
 def _validate_guidance(guidance):
     if isinstance(guidance, str) and guidance in (
-        "from_regularizers", "importance"
+        "from_regularizers",
+        "importance",
     ):
         return guidance
     if isinstance(guidance, dict) and "class_name" not in guidance:

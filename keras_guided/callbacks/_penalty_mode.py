@@ -30,8 +30,7 @@ class GroupPenalty:
     reach every penalized variable.
     """
 
-    def __init__(self, plan, unit_weights, strength, anchor_index,
-                 previous):
+    def __init__(self, plan, unit_weights, strength, anchor_index, previous):
         self.plan = plan
         self.unit_weights = unit_weights
         self.strength = strength
@@ -86,9 +85,7 @@ def attach_penalty(model, plan, unit_weights, strength):
         trainable.
     """
     trainable = {id(v) for v in model.trainable_weights}
-    candidates = [
-        i for i, v in enumerate(plan.variables) if id(v) in trainable
-    ]
+    candidates = [i for i, v in enumerate(plan.variables) if id(v) in trainable]
     if not candidates:
         return None
     free = [i for i in candidates if plan.variables[i].regularizer is None]
@@ -110,7 +107,6 @@ def rebuild_functions(model):
 
 def penalty_value(plan, values, unit_weights, strength):
     """`strength * sum_u g_u sqrt(p_u) ||W_u||` from NumPy `values`."""
-    norms = proximal.numpy_group_norms(values, plan.entries,
-                                       plan.num_segments)
+    norms = proximal.numpy_group_norms(values, plan.entries, plan.num_segments)
     weights = ops.convert_to_numpy(unit_weights.value)
     return float(strength * np.sum(weights * norms))

@@ -32,15 +32,17 @@ ATTRIBUTE = "_keras_guided_pruning_state"
 VERSION = 1
 _HEADER = "state_json"
 #: The threshold fields of the header in a budget run (no threshold).
-_NO_THRESHOLD = {"start_value": None, "reached": False,
-                 "held_strength": None}
+_NO_THRESHOLD = {"start_value": None, "reached": False, "held_strength": None}
 
 
 def pack(header, arrays):
     """`{key: np.ndarray}` for a weights file: the JSON `header` as bytes
     and the arrays as they are."""
-    stored = {_HEADER: np.frombuffer(
-        json.dumps(dict(header, version=VERSION)).encode(), dtype=np.uint8)}
+    stored = {
+        _HEADER: np.frombuffer(
+            json.dumps(dict(header, version=VERSION)).encode(), dtype=np.uint8
+        )
+    }
     for key, value in arrays.items():
         stored[key] = np.asarray(value)
     return stored
@@ -51,8 +53,9 @@ def unpack(stored):
     the state, or of another version)."""
     if not stored or _HEADER not in stored:
         return None
-    header = json.loads(np.asarray(stored[_HEADER], dtype=np.uint8)
-                        .tobytes().decode())
+    header = json.loads(
+        np.asarray(stored[_HEADER], dtype=np.uint8).tobytes().decode()
+    )
     if header.get("version") != VERSION:
         return None
     arrays = {k: np.asarray(v) for k, v in stored.items() if k != _HEADER}
@@ -65,8 +68,7 @@ def signature(plan):
     return [[list(g.layers), int(g.num_units)] for g in plan.groups]
 
 
-def export_state(*, epoch, plan, runner, coefficients, mode, budget,
-                 strength):
+def export_state(*, epoch, plan, runner, coefficients, mode, budget, strength):
     """The `pack`ed state of a run after `epoch` epochs: the JSON header
     (with the `mode`'s state: a `ScheduleMode`'s threshold fields, or
     with a `budget` (the callback's) the `BudgetMode`'s under `"budget"`)
@@ -84,13 +86,14 @@ def export_state(*, epoch, plan, runner, coefficients, mode, budget,
     arrays = {
         name: ops.convert_to_numpy(variable.value)
         for name, variable in (
-            ("dead", runner.dead), ("allowed", runner.allowed),
-            ("floor", runner.floor), ("held", runner.held),
+            ("dead", runner.dead),
+            ("allowed", runner.allowed),
+            ("floor", runner.floor),
+            ("held", runner.held),
             ("unit_weights", runner.unit_weights),
         )
     }
-    arrays["coefficients"] = (np.concatenate(active) if active
-                              else np.zeros(0))
+    arrays["coefficients"] = np.concatenate(active) if active else np.zeros(0)
     return pack(header, arrays)
 
 
@@ -111,7 +114,8 @@ def restore(restored, *, epoch, plan, runner, coefficients, mode, budget):
         mismatch = "for other prunable groups"
     elif (header["budget"] is None) != (budget is None):
         mismatch = "of a run with " + (
-            "a budget" if budget is None else "no budget")
+            "a budget" if budget is None else "no budget"
+        )
     elif header["epoch"] != epoch:
         mismatch = (
             f"to resume at epoch {header['epoch']}, and this fit "
@@ -128,16 +132,20 @@ def restore(restored, *, epoch, plan, runner, coefficients, mode, budget):
         )
         return False
     for name, variable in (
-        ("dead", runner.dead), ("allowed", runner.allowed),
-        ("floor", runner.floor), ("held", runner.held),
+        ("dead", runner.dead),
+        ("allowed", runner.allowed),
+        ("floor", runner.floor),
+        ("held", runner.held),
     ):
         variable.assign(arrays[name])
     coefficients.cost_factors = np.asarray(header["cost_factors"])
     flat = arrays["coefficients"]
-    coefficients.set([
-        flat[start:start + group.num_units]
-        for group, start in zip(plan.groups, plan.offsets)
-    ])
+    coefficients.set(
+        [
+            flat[start : start + group.num_units]
+            for group, start in zip(plan.groups, plan.offsets)
+        ]
+    )
     runner.unit_weights.assign(arrays["unit_weights"])
     runner.strength.assign(header["strength"])
     runner.known_dead = header["known_dead"]

@@ -34,8 +34,19 @@ class ScheduleMode:
             held once the target is reached).
     """
 
-    def __init__(self, schedule, base_strength, warmup_epochs, target,
-                 on_target, *, metric, metrics, values, strength):
+    def __init__(
+        self,
+        schedule,
+        base_strength,
+        warmup_epochs,
+        target,
+        on_target,
+        *,
+        metric,
+        metrics,
+        values,
+        strength,
+    ):
         self.schedule = schedule
         self.base_strength = base_strength
         self.warmup_epochs = warmup_epochs
@@ -89,13 +100,17 @@ class ScheduleMode:
             return False
         self.reached = True
         self.held_strength = float(
-            ops.convert_to_numpy(self.strength_variable.value))
+            ops.convert_to_numpy(self.strength_variable.value)
+        )
         return self.on_target == "stop"
 
     def state(self):
         """What a resumed `fit` needs (JSON-serializable)."""
-        return {"start_value": self.start_value, "reached": self.reached,
-                "held_strength": self.held_strength}
+        return {
+            "start_value": self.start_value,
+            "reached": self.reached,
+            "held_strength": self.held_strength,
+        }
 
     def restore(self, state):
         """Takes back `state()` of the run being resumed."""

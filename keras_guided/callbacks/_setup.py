@@ -56,8 +56,11 @@ def group_plan(network, on_unsupported):
     if not plan.groups:
         reasons = sorted(
             {str(g.reason) for g in groups if not g.prunable}
-            | {str(analysis.inexact_groups[g.index])
-               for g, why in plan.fixed if why != "frozen"}
+            | {
+                str(analysis.inexact_groups[g.index])
+                for g, why in plan.fixed
+                if why != "frozen"
+            }
             | {"frozen" for _, why in plan.fixed if why == "frozen"}
         )
         warnings.warn(
@@ -77,8 +80,12 @@ def step_runner(model, plan, strength, options):
     per_unit = np.zeros(plan.num_segments, dtype="float32")
     unit_weights = _state(per_unit, "guided_unit_weights")
     return _step_runner.StepRunner(
-        model, plan, strength, unit_weights,
-        guarded=options.budget is not None, keep_dead=options.keep_dead,
+        model,
+        plan,
+        strength,
+        unit_weights,
+        guarded=options.budget is not None,
+        keep_dead=options.keep_dead,
         penalty=options.mode == "penalty",
         proximal_every=options.proximal_every,
     )
@@ -100,12 +107,21 @@ def fit_parts(options, plan, network, runner, values, params):
     """
     metrics = live_metrics(plan, network, options)
     coefficients = Coefficients(
-        plan, metrics, options.guidance, options.cost, runner.unit_weights,
+        plan,
+        metrics,
+        options.guidance,
+        options.cost,
+        runner.unit_weights,
         options.adapt_every,
     )
     mode = epoch_mode(
-        options, plan=plan, metrics=metrics, coefficients=coefficients,
-        runner=runner, values=values, params=params,
+        options,
+        plan=plan,
+        metrics=metrics,
+        coefficients=coefficients,
+        runner=runner,
+        values=values,
+        params=params,
     )
     return metrics, coefficients, mode
 
@@ -132,8 +148,7 @@ def live_metrics(plan, network, options):
     return _live_metrics.LiveMetrics(plan, network, prices, logged=logged)
 
 
-def epoch_mode(options, *, plan, metrics, coefficients, runner, values,
-               params):
+def epoch_mode(options, *, plan, metrics, coefficients, runner, values, params):
     """The mode of this `fit`: a `BudgetMode` with a budget target, else a
     `ScheduleMode`, both setting the strength through `runner`.
 
@@ -146,16 +161,29 @@ def epoch_mode(options, *, plan, metrics, coefficients, runner, values,
     """
     if options.budget is None:
         return ScheduleMode(
-            options.schedule, options.base_strength, options.warmup_epochs,
-            options.target, options.on_target, metric=options.target_metric,
-            metrics=metrics, values=values, strength=runner.strength,
+            options.schedule,
+            options.base_strength,
+            options.warmup_epochs,
+            options.target,
+            options.on_target,
+            metric=options.target_metric,
+            metrics=metrics,
+            values=values,
+            strength=runner.strength,
         )
     return BudgetMode(
-        options.budget, guidance=options.guidance, cost=options.cost,
+        options.budget,
+        guidance=options.guidance,
+        cost=options.cost,
         target_epochs=options.target_epochs,
-        base_strength=options.base_strength, plan=plan, metrics=metrics,
-        coefficients=coefficients, runner=runner, values=values,
-        params=params, on_unreachable=options.on_unreachable,
+        base_strength=options.base_strength,
+        plan=plan,
+        metrics=metrics,
+        coefficients=coefficients,
+        runner=runner,
+        values=values,
+        params=params,
+        on_unreachable=options.on_unreachable,
     )
 
 
@@ -166,9 +194,7 @@ def attach_penalty(model, plan, runner, mode):
     Raises:
         ValueError: penalty mode through `keras.distillation.Distiller`.
     """
-    if mode == "penalty" and isinstance(
-        model, keras.distillation.Distiller
-    ):
+    if mode == "penalty" and isinstance(model, keras.distillation.Distiller):
         raise ValueError(
             "GuidedPruning(mode='penalty') cannot act through "
             "keras.distillation.Distiller: its loss leaves out the "
@@ -194,8 +220,7 @@ def runs_in_step(model, plan, mode, proximal_every):
         bool(plan.variables)
         and proximal_every == 1
         and adapter.supports_step_hook(model.optimizer)
-        and not (mode == "penalty"
-                 and keras.backend.backend() == "jax")
+        and not (mode == "penalty" and keras.backend.backend() == "jax")
     )
 
 

@@ -38,8 +38,17 @@ class StepRunner:
             to `1`.
     """
 
-    def __init__(self, model, plan, strength, unit_weights, guarded,
-                 keep_dead, penalty=False, proximal_every=1):
+    def __init__(
+        self,
+        model,
+        plan,
+        strength,
+        unit_weights,
+        guarded,
+        keep_dead,
+        penalty=False,
+        proximal_every=1,
+    ):
         self.model = model
         self.plan = plan
         self.strength = strength
@@ -156,14 +165,18 @@ class StepRunner:
             num_segments=plan.num_segments,
             is_unit=ops.convert_to_tensor(plan.is_unit),
             keep_dead=self.keep_dead,
-            group_ids=(ops.convert_to_tensor(plan.group_ids, dtype="int32")
-                       if self.guarded else None),
+            group_ids=(
+                ops.convert_to_tensor(plan.group_ids, dtype="int32")
+                if self.guarded
+                else None
+            ),
             num_groups=len(plan.groups),
         )
 
         def pure(values, state, threshold, unit_weights):
-            return proximal.shrink(values, state, threshold, unit_weights,
-                                   layout)
+            return proximal.shrink(
+                values, state, threshold, unit_weights, layout
+            )
 
         self._pure = pure
         backend = keras.backend.backend()
@@ -173,8 +186,7 @@ class StepRunner:
             optimizer = self.model.optimizer
 
             def step(steps):
-                lr = ops.cast(adapter.step_learning_rate(optimizer),
-                              "float32")
+                lr = ops.cast(adapter.step_learning_rate(optimizer), "float32")
                 self._assign_step(lr * steps)
 
             # The step has no tensor-dependent Python control flow (its loops
@@ -199,9 +211,13 @@ class StepRunner:
         penalized = {index for index, _, _, _ in self.entries}
         threshold = rate * ops.cast(self.strength.value, "float32")
         values, state = self._pure(
-            [v.value if i in penalized else None
-             for i, v in enumerate(variables)],
-            self._state(), threshold, self.unit_weights.value,
+            [
+                v.value if i in penalized else None
+                for i, v in enumerate(variables)
+            ],
+            self._state(),
+            threshold,
+            self.unit_weights.value,
         )
         for index in sorted(penalized):
             variables[index].assign(values[index])
@@ -209,8 +225,10 @@ class StepRunner:
 
     def _state(self):
         return proximal.ProximalState(
-            dead=self.dead.value, allowed=self.allowed.value,
-            held=self.held.value, floor=self.floor.value,
+            dead=self.dead.value,
+            allowed=self.allowed.value,
+            held=self.held.value,
+            floor=self.floor.value,
         )
 
     def _set_state(self, state):
@@ -230,10 +248,18 @@ class StepRunner:
             # keeps dead units at zero (threshold 0).
             self._assign_step(0.0 if penalty else learning_rate)
 
-        state = [self.strength, self.unit_weights, self.dead,
-                 self.allowed, self.floor, self.held]
-        removers = [adapter.carry_state(optimizer, state),
-                    adapter.after_optimizer_step(optimizer, hook)]
+        state = [
+            self.strength,
+            self.unit_weights,
+            self.dead,
+            self.allowed,
+            self.floor,
+            self.held,
+        ]
+        removers = [
+            adapter.carry_state(optimizer, state),
+            adapter.after_optimizer_step(optimizer, hook),
+        ]
 
         def unhook():
             for remove in reversed(removers):
@@ -276,14 +302,17 @@ class StepRunner:
         # JAX: put the step's state back into the variables; the next step
         # reads the variables again because the state is marked synced.
         sync(self.model)
-        lr = float(ops.convert_to_numpy(
-            adapter.step_learning_rate(self.model.optimizer)
-        ))
+        lr = float(
+            ops.convert_to_numpy(
+                adapter.step_learning_rate(self.model.optimizer)
+            )
+        )
         strength = float(ops.convert_to_numpy(self.strength.value))
         threshold = lr * steps * strength
         variables = self.plan.variables
         values, state = self._step(
-            [v.value for v in variables], self._state(),
+            [v.value for v in variables],
+            self._state(),
             ops.convert_to_tensor(threshold, dtype="float32"),
             self.unit_weights.value,
         )

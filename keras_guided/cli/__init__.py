@@ -68,4 +68,3 @@ def main(argv=None):
         return fail(one_line(error))
     except KeyboardInterrupt:
         return fail("interrupted")
-

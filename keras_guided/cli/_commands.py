@@ -73,8 +73,10 @@ def _find_groups(model, skip_unsupported):
     try:
         return graph.find_unit_groups(model, on_unsupported=mode)
     except ValueError as error:
-        hint = "" if skip_unsupported else (
-            " (use --skip-unsupported to leave such groups intact)"
+        hint = (
+            ""
+            if skip_unsupported
+            else (" (use --skip-unsupported to leave such groups intact)")
         )
         raise CommandError(one_line(error) + hint) from None
 
@@ -101,9 +103,7 @@ def run_inspect(args):
                 "norm min": float(np.min(group_norms)),
                 "norm median": float(np.median(group_norms)),
                 "norm max": float(np.max(group_norms)),
-                "prunable": "yes"
-                if group.prunable
-                else f"no: {group.reason}",
+                "prunable": "yes" if group.prunable else f"no: {group.reason}",
             }
         )
     print(
@@ -134,11 +134,13 @@ def _prune(model, args, verify=True):
 
     options = {}
     if getattr(args, "target_kind", None) == "latency" and (
-            args.target is not None):
+        args.target is not None
+    ):
         from keras_guided import latency
 
-        progress("building the LiteRT latency table (float32, 1 thread; "
-                 "cached) ...")
+        progress(
+            "building the LiteRT latency table (float32, 1 thread; cached) ..."
+        )
         options["latency_table"] = latency.build_latency_table(model)
     if getattr(args, "threshold", None) is not None:
         options["threshold"] = args.threshold
@@ -173,8 +175,10 @@ def run_prune(args):
     if args.threshold is not None:
         what = f"units with score below {args.threshold}"
     if args.target is not None:
-        what = f"down to {args.target:.0%} of the {args.target_kind} " \
+        what = (
+            f"down to {args.target:.0%} of the {args.target_kind} "
             "(least important units first)"
+        )
     progress(f"pruning {what} ...")
     pruned, report = _prune(model, args)
     print(report.summary())
@@ -195,10 +199,13 @@ def run_latency(args):
     quantization = None if args.quantize == "none" else args.quantize
     progress(f"measuring the latency table of '{model.name}' ...")
     table = latency.build_latency_table(
-        model, quantization=quantization, num_threads=args.threads,
-        num_samples=args.num_samples, num_runs=args.num_runs,
-        cache_dir=args.cache_dir, whole_model=not args.no_measure,
+        model,
+        quantization=quantization,
+        num_threads=args.threads,
+        num_samples=args.num_samples,
+        num_runs=args.num_runs,
+        cache_dir=args.cache_dir,
+        whole_model=not args.no_measure,
     )
     print(table.summary())
     return 0
-

@@ -77,8 +77,7 @@ def check_output(path, suffix):
         handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
     except OSError as error:
         raise CommandError(
-            f"cannot write to output directory '{directory}' "
-            f"({error.strerror})"
+            f"cannot write to output directory '{directory}' ({error.strerror})"
         ) from None
     os.close(handle)
     os.remove(probe)
@@ -114,4 +113,3 @@ def first_rows(data, count):
     if isinstance(data, dict):
         return {name: array[:count] for name, array in data.items()}
     return data[:count]
-

@@ -35,4 +35,3 @@ def one_line(error):
 def progress(message):
     """Prints a progress line on stdout, flushed."""
     print(message, flush=True)
-

@@ -192,15 +192,20 @@ def build_parser():
         "--threads", type=int, default=1, help="interpreter threads"
     )
     latency.add_argument(
-        "--num-samples", type=int, default=4,
+        "--num-samples",
+        type=int,
+        default=4,
         help="channel counts sampled per dimension (default: 4)",
     )
     latency.add_argument(
-        "--num-runs", type=int, default=20,
+        "--num-runs",
+        type=int,
+        default=20,
         help="timed runs per sample (default: 20)",
     )
     latency.add_argument(
-        "--cache-dir", default=None,
+        "--cache-dir",
+        default=None,
         help="cache folder (default: $KERAS_GUIDED_CACHE or "
         "~/.cache/keras_guided)",
     )
@@ -213,7 +218,9 @@ def build_parser():
     latency.set_defaults(handler=_commands.run_latency)
     for command in commands.choices.values():  # Also after the command.
         command.add_argument(
-            _quiet.VERBOSE_FLAG, action="store_true",
-            default=argparse.SUPPRESS, help=VERBOSE_HELP,
+            _quiet.VERBOSE_FLAG,
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=VERBOSE_HELP,
         )
     return parser

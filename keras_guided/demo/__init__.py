@@ -41,10 +41,18 @@ from keras_guided.demo import _report
 
 # Full run / quick run (smoke tests).
 _SETTINGS = {
-    False: {"epochs": 20, "prune_epochs": 15, "finetune_epochs": 10,
-            "num_runs": 100},
-    True: {"epochs": 3, "prune_epochs": 3, "finetune_epochs": 1,
-           "num_runs": 10},
+    False: {
+        "epochs": 20,
+        "prune_epochs": 15,
+        "finetune_epochs": 10,
+        "num_runs": 100,
+    },
+    True: {
+        "epochs": 3,
+        "prune_epochs": 3,
+        "finetune_epochs": 1,
+        "num_runs": 10,
+    },
 }
 _BUDGET = {"flops": 0.1}
 _LEARNING_RATE = 3e-3
@@ -94,8 +102,12 @@ def split_validation(x_train, y_train, seed=0):
     from sklearn.model_selection import train_test_split
 
     x_fit, x_val, y_fit, y_val = train_test_split(
-        x_train, y_train, test_size=_VALIDATION_SHARE, random_state=seed,
-        stratify=y_train)
+        x_train,
+        y_train,
+        test_size=_VALIDATION_SHARE,
+        random_state=seed,
+        stratify=y_train,
+    )
     return x_fit, y_fit, x_val, y_val
 
 
@@ -214,8 +226,10 @@ def _best_epoch_keeper(model, x_val, y_val, progress):
         def on_epoch_end(self, epoch, logs=None):
             accuracy = _accuracy(model, x_val, y_val)
             self.history.append(accuracy)
-            progress(f"  fine-tune epoch {epoch + 1}: validation accuracy "
-                     f"{accuracy:.2%}")
+            progress(
+                f"  fine-tune epoch {epoch + 1}: validation accuracy "
+                f"{accuracy:.2%}"
+            )
             if accuracy > self.history[self.best_epoch]:
                 self.best_epoch = epoch + 1
                 self.best_weights = model.get_weights()
@@ -281,10 +295,15 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     _compile(before, _LEARNING_RATE)
     progress(
         f"training {before.name} ({stats.count_params(before):,} params) "
-        f"for {settings['epochs']} epochs, no penalty (\"before\")"
+        f'for {settings["epochs"]} epochs, no penalty ("before")'
     )
-    before.fit(x_train, y_train, epochs=settings["epochs"],
-               batch_size=_BATCH_SIZE, verbose=0)
+    before.fit(
+        x_train,
+        y_train,
+        epochs=settings["epochs"],
+        batch_size=_BATCH_SIZE,
+        verbose=0,
+    )
     files = {"before.keras": os.path.join(out_dir, "before.keras")}
     before.save(files["before.keras"])
 
@@ -326,7 +345,7 @@ def run_demo(out_dir="keras_guided_demo", seed=0, quick=False, verbose=True):
     # 4. Fine-tune by distillation from the plain network.
     progress(
         f"fine-tuning for {settings['finetune_epochs']} epoch(s) by "
-        "distillation from \"before\", keeping the best epoch on the "
+        'distillation from "before", keeping the best epoch on the '
         "validation images ..."
     )
     after = pruned

@@ -37,8 +37,7 @@ def table(before, after):
         ("test accuracy (Keras)", "accuracy", percent, False),
         (".tflite bytes, float32", "tflite_bytes_float32", size, True),
         (".tflite bytes, int8", "tflite_bytes_int8", size, True),
-        ("test accuracy, int8 .tflite", "tflite_accuracy_int8", percent,
-         False),
+        ("test accuracy, int8 .tflite", "tflite_accuracy_int8", percent, False),
         ("latency ms, float32", "latency_ms_float32", milliseconds, True),
         ("latency ms, int8", "latency_ms_int8", milliseconds, True),
     ]
@@ -62,7 +61,7 @@ def explanation(summary, settings, num_validation):
     accuracy_trained = summary["accuracy_trained_with_budget"]
     finetune = summary["finetune"]
     return (
-        "\"before\" is the plain network (no penalty), trained for "
+        '"before" is the plain network (no penalty), trained for '
         f"{settings['epochs']} epochs. Accuracy right after removing "
         f"the dead units: {accuracy_after_pruning:.2%}, the same as the "
         f"budget-trained network's ({accuracy_trained:.2%}): removal "

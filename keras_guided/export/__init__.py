@@ -258,8 +258,9 @@ def export_tflite(
     _checks.check_backend()
     filepath = _checks.check_filepath(filepath)
     quantization = _checks.check_quantization(quantization)
-    _checks.check_options(quantization, int8_io, num_runs, num_threads,
-                          batch_size, tolerance)
+    _checks.check_options(
+        quantization, int8_io, num_runs, num_threads, batch_size, tolerance
+    )
     validation.check_model(model)
     model = _checks.with_inputs(model, input_shape)
     original, low_precision = model, _copies.low_precision_policy(model)
@@ -268,10 +269,14 @@ def export_tflite(
     model_inputs, input_shape, input_dtype = _checks.read_inputs(
         model, input_shapes, sequence_length
     )
-    _checks.check_calibration(quantization, representative_data,
-                              model_inputs, input_shape)
+    _checks.check_calibration(
+        quantization, representative_data, model_inputs, input_shape
+    )
     representative_data, sample_inputs = _checks.check_data(
-        model_inputs, input_shape, input_dtype, representative_data,
+        model_inputs,
+        input_shape,
+        input_dtype,
+        representative_data,
         sample_inputs,
     )
     if verify or measure_latency:
@@ -280,8 +285,15 @@ def export_tflite(
     temporary = _temporary_file(filepath)
     try:
         batch_size, notes = _conversion.convert_with_fallback(
-            model, temporary, quantization, representative_data, int8_io,
-            input_shape, input_dtype, batch_size, model_inputs,
+            model,
+            temporary,
+            quantization,
+            representative_data,
+            int8_io,
+            input_shape,
+            input_dtype,
+            batch_size,
+            model_inputs,
         )
         with open(temporary, "rb") as f:
             content = f.read()
@@ -291,11 +303,13 @@ def export_tflite(
             quantization=quantization,
             int8_io=bool(int8_io),
             input_shape=(
-                None if input_shape is None
+                None
+                if input_shape is None
                 else (batch_size,) + tuple(input_shape)
             ),
             input_shapes=(
-                model_inputs.shapes(batch_size) if model_inputs
+                model_inputs.shapes(batch_size)
+                if model_inputs
                 else {model.inputs[0].name: (batch_size,) + input_shape}
             ),
             num_threads=num_threads,
@@ -303,15 +317,25 @@ def export_tflite(
         )
         if verify:
             sample_inputs = _verification.choose_samples(
-                model, model_inputs, input_shape, input_dtype,
-                representative_data, sample_inputs,
+                model,
+                model_inputs,
+                input_shape,
+                input_dtype,
+                representative_data,
+                sample_inputs,
             )
-            _verification.verify(report, temporary, model, sample_inputs,
-                                 tolerance, model_inputs)
+            _verification.verify(
+                report, temporary, model, sample_inputs, tolerance, model_inputs
+            )
         if low_precision is not None:
-            notes.append(_verification.low_precision_note(
-                original, model, low_precision,
-                sample_inputs if verify else None))
+            notes.append(
+                _verification.low_precision_note(
+                    original,
+                    model,
+                    low_precision,
+                    sample_inputs if verify else None,
+                )
+            )
         if measure_latency:
             report.latency_ms = _interpreter.median_latency(
                 interpreter_class, content, num_runs, num_threads

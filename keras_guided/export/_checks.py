@@ -40,8 +40,7 @@ def check_filepath(filepath):
     filepath = os.path.abspath(os.fspath(filepath))
     if not filepath.endswith(".tflite"):
         raise ValueError(
-            "`filepath` must end in '.tflite'. "
-            f"Received: filepath='{filepath}'"
+            f"`filepath` must end in '.tflite'. Received: filepath='{filepath}'"
         )
     directory = os.path.dirname(filepath)
     if not os.path.isdir(directory):
@@ -68,8 +67,9 @@ def check_quantization(quantization):
     return quantization
 
 
-def check_options(quantization, int8_io, num_runs, num_threads, batch_size,
-                  tolerance):
+def check_options(
+    quantization, int8_io, num_runs, num_threads, batch_size, tolerance
+):
     """Raises unless `int8_io`, `num_runs`, `num_threads`, `batch_size` and
     `tolerance` fit (`quantization` already checked)."""
     if int8_io and quantization != "int8":
@@ -115,8 +115,8 @@ def with_inputs(model, input_shape):
     if input_shape is None:
         return model
     if isinstance(input_shape, int) or not all(
-        isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-        and d > 0 for d in tuple(input_shape)
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+        for d in tuple(input_shape)
     ):
         raise ValueError(
             "`input_shape` must be a tuple of positive ints (the input shape "
@@ -154,9 +154,7 @@ def read_inputs(model, input_shapes=None, sequence_length=None):
     # `_inputs`; a one-input model keeps its array path.
     model_inputs = None
     if _inputs.several_inputs(model):
-        model_inputs = _inputs.read(
-            model, input_shapes, sequence_length
-        )
+        model_inputs = _inputs.read(model, input_shapes, sequence_length)
         input_shape = input_dtype = None
     else:
         input_shape, input_dtype = single_input(
@@ -173,8 +171,11 @@ def single_input(model, input_shapes=None, sequence_length=None):
     validation.check_model(model)
     inputs = _defined_inputs(model)
     if not inputs:
-        kind = ("a subclassed model" if not isinstance(model, keras.Sequential)
-                else "a Sequential model without an input shape")
+        kind = (
+            "a subclassed model"
+            if not isinstance(model, keras.Sequential)
+            else "a Sequential model without an input shape"
+        )
         raise ValueError(
             f"Model '{model.name}' has no defined inputs ({kind}), so the "
             "shape of the file's input is unknown. Pass it: "
@@ -194,14 +195,18 @@ def single_input(model, input_shapes=None, sequence_length=None):
         model, input_shapes, [inputs[0].name]
     )
     shape = _inputs.resolve_shape(
-        model.name, inputs[0].name, tuple(inputs[0].shape[1:]),
-        overrides.get(inputs[0].name), sequence_length,
+        model.name,
+        inputs[0].name,
+        tuple(inputs[0].shape[1:]),
+        overrides.get(inputs[0].name),
+        sequence_length,
     )
     return shape, inputs[0].dtype
 
 
-def check_calibration(quantization, representative_data, model_inputs,
-                      input_shape):
+def check_calibration(
+    quantization, representative_data, model_inputs, input_shape
+):
     """Raises for `"int8"` without `representative_data`, naming the
     shapes the data must have."""
     if quantization == "int8" and representative_data is None:
@@ -221,13 +226,16 @@ def check_calibration(quantization, representative_data, model_inputs,
 _check_inputs = _inputs.check_array
 
 
-def check_data(model_inputs, input_shape, input_dtype, representative_data,
-               sample_inputs):
+def check_data(
+    model_inputs, input_shape, input_dtype, representative_data, sample_inputs
+):
     """`representative_data` and `sample_inputs` checked: arrays for a
     one-input model, `{name: array}` dicts for one with several inputs."""
     checked = []
-    for name, data in (("representative_data", representative_data),
-                       ("sample_inputs", sample_inputs)):
+    for name, data in (
+        ("representative_data", representative_data),
+        ("sample_inputs", sample_inputs),
+    ):
         if data is None:
             checked.append(None)
         elif input_shape is None:

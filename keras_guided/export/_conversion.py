@@ -14,8 +14,7 @@ from keras_guided import _walk
 from keras_guided.export import _inputs
 
 
-def converter_settings(quantization, representative_data=None,
-                       int8_io=False):
+def converter_settings(quantization, representative_data=None, int8_io=False):
     """The TFLite converter settings of a quantization mode.
 
     Returns `(target_spec, options)`: `target_spec` a dict of
@@ -78,7 +77,8 @@ def convert(
     import tensorflow as tf
 
     target_spec, options = converter_settings(
-        quantization, representative_data, int8_io)
+        quantization, representative_data, int8_io
+    )
     if model_inputs is not None and input_shape is None:
         signature = model_inputs.signature(batch_size)
     else:
@@ -141,17 +141,23 @@ def _layers_in_locations(model, message, ops):
                 candidates = [part, re.sub(r"_\d+$", "", part)]
                 match = next((c for c in candidates if c in by_name), None)
                 if match and match != model.name:
-                    label = (
-                        f"layer '{match}' ({type(by_name[match]).__name__})"
-                    )
+                    label = f"layer '{match}' ({type(by_name[match]).__name__})"
                     if label not in found:
                         found.append(label)
     return found
 
 
-def convert_with_fallback(model, path, quantization, representative_data,
-                          int8_io, input_shape, input_dtype, batch_size,
-                          model_inputs):
+def convert_with_fallback(
+    model,
+    path,
+    quantization,
+    representative_data,
+    int8_io,
+    input_shape,
+    input_dtype,
+    batch_size,
+    model_inputs,
+):
     """Converts `model` to `path`; `(batch_size, notes)`.
 
     `batch_size` is the batch the file has: the asked one, or `None` (a
@@ -160,9 +166,17 @@ def convert_with_fallback(model, path, quantization, representative_data,
     """
     notes = []
     try:
-        convert(model, path, quantization, representative_data,
-                int8_io, input_shape, input_dtype, batch_size,
-                model_inputs)
+        convert(
+            model,
+            path,
+            quantization,
+            representative_data,
+            int8_io,
+            input_shape,
+            input_dtype,
+            batch_size,
+            model_inputs,
+        )
     except ValueError as error:
         if batch_size is None or "neither a custom op" in str(
             error.__cause__ or ""
@@ -171,9 +185,17 @@ def convert_with_fallback(model, path, quantization, representative_data,
         # Some graphs (attention's reshapes and transposes) convert only
         # with a dynamic batch: retry once and say so.
         try:
-            convert(model, path, quantization, representative_data,
-                    int8_io, input_shape, input_dtype, None,
-                    model_inputs)
+            convert(
+                model,
+                path,
+                quantization,
+                representative_data,
+                int8_io,
+                input_shape,
+                input_dtype,
+                None,
+                model_inputs,
+            )
         except ValueError:
             raise ValueError(
                 f"{error} It also failed with batch_size=None (a "

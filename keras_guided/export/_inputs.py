@@ -74,8 +74,7 @@ class ModelInputs:
     def shapes(self, batch_size):
         """`{name: (batch_size,) + shape}`."""
         return {
-            spec.name: (batch_size,) + tuple(spec.shape)
-            for spec in self.inputs
+            spec.name: (batch_size,) + tuple(spec.shape) for spec in self.inputs
         }
 
     def describe(self):
@@ -98,8 +97,9 @@ class ModelInputs:
             for spec in self.inputs
         ]
         if self.structure == "dict":
-            return [{spec.name: tensor for spec, tensor in
-                     zip(self.inputs, specs)}]
+            return [
+                {spec.name: tensor for spec, tensor in zip(self.inputs, specs)}
+            ]
         if self.structure == "list":
             return [specs]
         return specs
@@ -173,8 +173,11 @@ def read(model, input_shapes=None, sequence_length=None):
     inputs = []
     for name, tensor in named:
         shape = resolve_shape(
-            model.name, name, tuple(tensor.shape[1:]),
-            overrides.get(name), sequence_length,
+            model.name,
+            name,
+            tuple(tensor.shape[1:]),
+            overrides.get(name),
+            sequence_length,
         )
         inputs.append(ExportInput(name, shape, file_dtype(tensor.dtype)))
     return ModelInputs(model.name, kind, tuple(inputs))
@@ -237,9 +240,11 @@ def resolve_shape(model_name, name, declared, override, sequence_length):
     declared = tuple(declared)
     shape = declared
     if override is not None:
-        if len(override) != len(declared) or any(
-            d is not None and d != o for d, o in zip(declared, override)
-        ) or any(o is not None and o < 1 for o in override):
+        if (
+            len(override) != len(declared)
+            or any(d is not None and d != o for d, o in zip(declared, override))
+            or any(o is not None and o < 1 for o in override)
+        ):
             raise ValueError(
                 f"`input_shapes['{name}']` must fill the unknown (None) "
                 f"dimensions of the declared shape {declared} with positive "
@@ -332,7 +337,9 @@ def check_data(model_inputs, data, name):
         )
     checked = {
         spec.name: check_array(
-            arrays[spec.name], spec.shape, f"{name}['{spec.name}']",
+            arrays[spec.name],
+            spec.shape,
+            f"{name}['{spec.name}']",
             spec.dtype,
         )
         for spec in model_inputs.inputs
@@ -445,15 +452,14 @@ def keras_outputs(model, model_inputs, arrays):
                 )
             array = keras.ops.convert_to_numpy(value).astype("float32")
             chunks.setdefault(key, []).append(array)
-    return {key: np.concatenate(parts, axis=0) for key, parts in
-            chunks.items()}
+    return {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
 
 
 def pair_outputs(model_name, expected, actual):
     """Keras' and LiteRT's outputs paired by name: a list of (name, keras,
     litert). One output on each side pairs whatever its names."""
     if len(expected) == 1 and len(actual) == 1:
-        (name, keras_value), = expected.items()
+        ((name, keras_value),) = expected.items()
         return [(name, keras_value, next(iter(actual.values())))]
     if sorted(expected) != sorted(actual):
         raise ValueError(

@@ -36,8 +36,9 @@ def make_interpreter(interpreter_class, content, num_threads=1):
     return interpreter
 
 
-def median_latency(interpreter_class, content, num_runs, num_threads,
-                   statistic="median"):
+def median_latency(
+    interpreter_class, content, num_runs, num_threads, statistic="median"
+):
     """Batch-1 latency of the file's bytes in ms: the median (or `"min"`)
     over `num_runs` timed interpreter runs after a short warm-up."""
     interpreter = make_interpreter(interpreter_class, content, num_threads)

@@ -94,12 +94,9 @@ def run_litert_by_name(interpreter, inputs):
             feed[name] = quantize(chunk, input_details[name])
         results = runner(**feed)
         for name, detail in output_details.items():
-            outputs[name].append(
-                dequantize(results[name], detail)[:count]
-            )
+            outputs[name].append(dequantize(results[name], detail)[:count])
     return {
-        name: np.concatenate(chunks, axis=0)
-        for name, chunks in outputs.items()
+        name: np.concatenate(chunks, axis=0) for name, chunks in outputs.items()
     }
 
 

@@ -27,8 +27,14 @@ _DEFAULT_SAMPLES = 32
 _CHILD_TIMEOUT = 600
 
 
-def choose_samples(model, model_inputs, input_shape, input_dtype,
-                   representative_data, sample_inputs):
+def choose_samples(
+    model,
+    model_inputs,
+    input_shape,
+    input_dtype,
+    representative_data,
+    sample_inputs,
+):
     """The verification inputs: `sample_inputs` if given, else the first
     rows of `representative_data`, else fixed random valid inputs."""
     if sample_inputs is None and input_shape is not None:
@@ -36,9 +42,7 @@ def choose_samples(model, model_inputs, input_shape, input_dtype,
             representative_data, input_shape, input_dtype
         )
     elif sample_inputs is None and representative_data is not None:
-        sample_inputs = _inputs.take(
-            representative_data, _DEFAULT_SAMPLES
-        )
+        sample_inputs = _inputs.take(representative_data, _DEFAULT_SAMPLES)
     elif sample_inputs is None:
         sample_inputs = _inputs.default_samples(
             model, model_inputs, _DEFAULT_SAMPLES
@@ -67,9 +71,7 @@ def _run_in_child(path, inputs, model):
     """
     named = isinstance(inputs, dict)
     suffix = ".npz" if named else ".npy"
-    count = (
-        _inputs.num_samples(inputs) if named else inputs.shape[0]
-    )
+    count = _inputs.num_samples(inputs) if named else inputs.shape[0]
     with tempfile.TemporaryDirectory() as directory:
         inputs_path = os.path.join(directory, "inputs" + suffix)
         outputs_path = os.path.join(directory, "outputs" + suffix)
@@ -77,11 +79,18 @@ def _run_in_child(path, inputs, model):
             np.savez(inputs_path, **inputs)
         else:
             np.save(inputs_path, inputs)
-        command = [sys.executable, _litert_run.__file__, path, inputs_path,
-                   outputs_path]
+        command = [
+            sys.executable,
+            _litert_run.__file__,
+            path,
+            inputs_path,
+            outputs_path,
+        ]
         try:
             result = subprocess.run(
-                command, capture_output=True, text=True,
+                command,
+                capture_output=True,
+                text=True,
                 timeout=_CHILD_TIMEOUT,
             )
         except subprocess.TimeoutExpired:
@@ -104,8 +113,11 @@ def _run_in_child(path, inputs, model):
         cause = f"the LiteRT runtime crashed ({what})"
     else:
         cause = f"the LiteRT runtime failed (exit status {result.returncode})"
-    lines = [line for line in result.stderr.strip().splitlines()
-             if line.strip() and not line.startswith("INFO:")]
+    lines = [
+        line
+        for line in result.stderr.strip().splitlines()
+        if line.strip() and not line.startswith("INFO:")
+    ]
     detail = f": {lines[-1].strip()}" if lines else ""
     raise ValueError(
         f"Verification of the converted model '{model.name}' failed: "
@@ -157,9 +169,7 @@ def verify(report, path, model, inputs, tolerance, model_inputs=None):
                 f"Keras returns {expected.shape}; the conversion of model "
                 f"'{model.name}' is not faithful. The file was not written."
             )
-        differences.append(
-            np.abs(actual.astype("float64") - expected).ravel()
-        )
+        differences.append(np.abs(actual.astype("float64") - expected).ravel())
     difference = np.concatenate(differences)
     finite = all(bool(np.all(np.isfinite(actual))) for _, _, actual in pairs)
     report.num_samples = count
@@ -172,9 +182,7 @@ def verify(report, path, model, inputs, tolerance, model_inputs=None):
         agree = np.argmax(actual, -1) == np.argmax(expected, -1)
         report.argmax_agreement = float(np.mean(agree))
     if tolerance is None and report.quantization is None:
-        scale = max(
-            [1.0] + [float(np.max(np.abs(e))) for _, e, _ in pairs]
-        )
+        scale = max([1.0] + [float(np.max(np.abs(e))) for _, e, _ in pairs])
         tolerance = FLOAT32_TOLERANCE * scale
     report.tolerance = None if tolerance is None else float(tolerance)
     report.ok = finite and (
@@ -200,8 +208,13 @@ def low_precision_note(original, copy, policy, sample_inputs):
     )
     if sample_inputs is None:
         return note
-    difference = np.max(np.abs(
-        keras_outputs(original, sample_inputs).astype("float64")
-        - keras_outputs(copy, sample_inputs)))
-    return (f"{note}; it differs from the {policy} model by up to "
-            f"{float(difference):.3g} on the sample inputs")
+    difference = np.max(
+        np.abs(
+            keras_outputs(original, sample_inputs).astype("float64")
+            - keras_outputs(copy, sample_inputs)
+        )
+    )
+    return (
+        f"{note}; it differs from the {policy} model by up to "
+        f"{float(difference):.3g} on the sample inputs"
+    )

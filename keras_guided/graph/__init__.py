@@ -79,9 +79,17 @@ from keras_guided.graph._helpers import is_traced
 from keras_guided.graph._shapes import concrete_shapes
 
 __all__ = [
-    "GraphAnalysis", "ON_UNSUPPORTED", "ROLES", "UnitGroup", "UnitSlice",
-    "analyze", "concrete_shapes", "describe", "find_unit_groups",
-    "inner_graph", "is_traced",
+    "GraphAnalysis",
+    "ON_UNSUPPORTED",
+    "ROLES",
+    "UnitGroup",
+    "UnitSlice",
+    "analyze",
+    "concrete_shapes",
+    "describe",
+    "find_unit_groups",
+    "inner_graph",
+    "is_traced",
 ]
 
 

@@ -1,7 +1,6 @@
 """`GraphAnalysis`: the walk over a model's graph that finds its unit groups
 (see `keras_guided.graph` for how it works)."""
 
-
 import numpy as np
 from keras import layers as keras_layers
 
@@ -153,15 +152,18 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             if grouped is not None:
                 # A pruned model's grouped-query attention, rebuilt as a
                 # nested model: its heads are found again.
-                return self._visit_grouped_attention(layer, node, in_atoms,
-                                                     grouped)
+                return self._visit_grouped_attention(
+                    layer, node, in_atoms, grouped
+                )
             return self._visit_model(layer, node, in_atoms)
         if rule is None and trace_lib.is_composite(layer):
             return self._visit_composite(layer, node, in_atoms)
         if rule is None:
-            if not isinstance(layer, keras_layers.Layer) and all(
-                a is None for a in in_atoms
-            ) and all(_channels(t) is None for t in outputs):
+            if (
+                not isinstance(layer, keras_layers.Layer)
+                and all(a is None for a in in_atoms)
+                and all(_channels(t) is None for t in outputs)
+            ):
                 # An op on tensors without channels (a mask's reshape, a
                 # causal mask merged with a padding mask).
                 for out in outputs:
@@ -175,7 +177,8 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                     self._set_output(out, None, layer)
                 return
             if kind == "elementwise" or (
-                    kind == "getitem" and _keeps_last_axis(node)):
+                kind == "getitem" and _keeps_last_axis(node)
+            ):
                 return self._pass_through(layer, in_atoms, outputs)
             if kind == "merge":
                 return self._merge(layer, in_atoms, outputs)
@@ -186,21 +189,32 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
             reason = rule.check(
-                layer, adapter.first_input(node).shape, outputs[0].shape)
+                layer, adapter.first_input(node).shape, outputs[0].shape
+            )
             if reason is not None and rule.note is not None:
                 # Not prunable in this configuration, but safe to keep as
                 # is (attention with a gate, an EinsumDense mixing axes).
                 return self._visit_keep(layer, node, in_atoms, reason)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
-        if rule.kind == "producer" and inputs and outputs and (
-            units_lib.layer_family(layer) == "embedding"
-        ) and rules_lib.is_reverse_embedding_call(
-            adapter.first_input(node).shape, outputs[0].shape
+        if (
+            rule.kind == "producer"
+            and inputs
+            and outputs
+            and (units_lib.layer_family(layer) == "embedding")
+            and rules_lib.is_reverse_embedding_call(
+                adapter.first_input(node).shape, outputs[0].shape
+            )
         ):
-            return self._visit_keep(layer, node, in_atoms, (
-                "it is called in reverse (its embeddings project its input "
-                "channels onto the vocabulary, tied weights)"))
+            return self._visit_keep(
+                layer,
+                node,
+                in_atoms,
+                (
+                    "it is called in reverse (its embeddings project its input "
+                    "channels onto the vocabulary, tied weights)"
+                ),
+            )
         handler = getattr(self, "_visit_" + rule.kind)
         return handler(layer, node, in_atoms)
 
@@ -211,8 +225,13 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         # unit root -> {record index: [positions]}
         membership = {}
         for r_index, record in enumerate(records):
-            roots = roots_of[np.fromiter(record.atoms.values(), dtype=np.int64,
-                                         count=len(record.atoms))].tolist()
+            roots = roots_of[
+                np.fromiter(
+                    record.atoms.values(),
+                    dtype=np.int64,
+                    count=len(record.atoms),
+                )
+            ].tolist()
             for position, root in zip(record.atoms, roots):
                 slices = membership.get(root)
                 if slices is None:
@@ -240,15 +259,20 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             record_ids.sort(key=lambda r: (role_order[records[r].role], r))
             first = record_ids[0]
             roots.sort(key=lambda u: min(membership[u][first]))
-            candidates.append((min(membership[roots[0]][first]), first,
-                               record_ids, roots, flag_sig))
+            candidates.append(
+                (
+                    min(membership[roots[0]][first]),
+                    first,
+                    record_ids,
+                    roots,
+                    flag_sig,
+                )
+            )
         candidates.sort(key=lambda c: (c[1], c[0]))
         self.groups = []
         self.unit_location = {}
         errors = []
-        for index, (_, _, record_ids, roots, flag_sig) in enumerate(
-            candidates
-        ):
+        for index, (_, _, record_ids, roots, flag_sig) in enumerate(candidates):
             slices = []
             for r in record_ids:
                 record = records[r]
@@ -257,7 +281,10 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 )
                 slices.append(
                     UnitSlice(
-                        record.layer, record.weight, record.axis, positions,
+                        record.layer,
+                        record.weight,
+                        record.axis,
+                        positions,
                         record.role,
                     )
                 )
@@ -280,15 +307,17 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 self.unit_location[root] = (index, local)
         # Layers carrying each group, producers first (one pass).
         for name, atoms, _ in sorted(self._carriers, key=lambda c: not c[2]):
-            for root in set(roots_of[np.asarray(atoms, dtype=np.int64)]
-                            .tolist()):
+            for root in set(
+                roots_of[np.asarray(atoms, dtype=np.int64)].tolist()
+            ):
                 location = self.unit_location.get(root)
                 if location is not None:
                     names = self.groups[location[0]].layers
                     if name not in names:
                         names.append(name)
         self.approximate = {
-            root for root, fl in flags.items()
+            root
+            for root, fl in flags.items()
             if any(kind == "approximate" for kind, _ in fl)
         }
         # The flags are part of a group's signature: all of its units share

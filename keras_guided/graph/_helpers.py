@@ -1,8 +1,6 @@
 """Small facts about layers, tensors and graphs the analysis and its
 users share (channels, nested and traced graphs, op names)."""
 
-
-
 from keras_guided import _keras_adapter as adapter
 from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
@@ -38,8 +36,10 @@ def _keeps_last_axis(node):
     rank = len(node.input_tensors[0].shape)
     key = args[1] if isinstance(args[1], tuple) else (args[1],)
     whole = slice(None, None, None)
-    if any(not isinstance(k, (int, slice)) and k is not Ellipsis
-           and k is not None for k in key):
+    if any(
+        not isinstance(k, (int, slice)) and k is not Ellipsis and k is not None
+        for k in key
+    ):
         return False  # a tensor index
     if key and key[-1] is Ellipsis:
         return True
@@ -47,7 +47,8 @@ def _keeps_last_axis(node):
         return key[-1] == whole
     indexed = [k for k in key if k is not None]
     return len(indexed) < rank or (
-        len(indexed) == rank and indexed[-1] == whole)
+        len(indexed) == rank and indexed[-1] == whole
+    )
 
 
 def _is_model(layer):

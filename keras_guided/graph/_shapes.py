@@ -1,6 +1,5 @@
 """Concrete tensor shapes of a variable-length model (`concrete_shapes`)."""
 
-
 from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
@@ -59,8 +58,10 @@ def _infer_shapes(functional, specs):
                 # Its `output_shape` leaves the lengths it passes through
                 # unknown; the equation knows them.
                 outputs = keras.ops.einsum(
-                    op.equation, args[0],
-                    keras.KerasTensor(tuple(op.kernel.shape)))
+                    op.equation,
+                    args[0],
+                    keras.KerasTensor(tuple(op.kernel.shape)),
+                )
         except Exception:  # noqa: BLE001 (the symbolic shape stays)
             continue
         for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):

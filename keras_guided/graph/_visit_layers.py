@@ -2,7 +2,6 @@
 layers, attention heads, user rules, unknown layers (a mixin of
 `GraphAnalysis`, one `_visit_<kind>` method per `rules` kind)."""
 
-
 import numpy as np
 
 from keras_guided import rules as rules_lib
@@ -91,8 +90,9 @@ class LayerVisits:
         activation = getattr(getattr(layer, "activation", None), "__name__", "")
         if activation in rules_lib.MIXING_ACTIVATIONS:
             self._flag_all(
-                new, "mixing", f"{describe(layer)} mixes its channels "
-                f"({activation})"
+                new,
+                "mixing",
+                f"{describe(layer)} mixes its channels ({activation})",
             )
         self.producer_ids.add(id(layer))
         self._set_output(outputs[0], new, layer, is_producer=True)
@@ -109,12 +109,15 @@ class LayerVisits:
             # (On a model input, whose channels stay, the filter slots of
             # the groups are the units instead, as below.)
             return self._visit_depthwise_like(
-                layer, atoms, per_group_out, out, (("kernel", -1),
-                                                   ("bias", 0)))
+                layer, atoms, per_group_out, out, (("kernel", -1), ("bias", 0))
+            )
         if atoms is not None:
             # Input slot j of every group reads kernel row j: tied.
             self._record(
-                layer, "kernel", -2, "consumer",
+                layer,
+                "kernel",
+                -2,
+                "consumer",
                 [(c % per_group_in, atom) for c, atom in enumerate(atoms)],
             )
         slots = self._uf.make(per_group_out)
@@ -132,7 +135,8 @@ class LayerVisits:
             return True
         return any(
             kind == "input"
-            for a in atoms for kind, _ in self._flags.get(int(a), ())
+            for a in atoms
+            for kind, _ in self._flags.get(int(a), ())
         )
 
     def _visit_depthwise_like(self, layer, atoms, multiplier, out, weights):
@@ -153,7 +157,10 @@ class LayerVisits:
         out_atoms = np.repeat(atoms, multiplier)
         for slice_ in units_lib.output_slices(layer):
             self._record(
-                layer, slice_.weight, slice_.axis, "follower",
+                layer,
+                slice_.weight,
+                slice_.axis,
+                "follower",
                 enumerate(out_atoms),
             )
         self._set_output(outputs[0], out_atoms, layer)
@@ -164,13 +171,12 @@ class LayerVisits:
         if atoms is not None:
             for variable in layer.weights:
                 role = "follower" if variable.trainable else "statistic"
-                self._record(
-                    layer, variable.name, 0, role, enumerate(atoms)
-                )
+                self._record(layer, variable.name, 0, role, enumerate(atoms))
             mixes = rules_lib.rule_for(layer).mixes_channels
             if mixes is not None:
                 self._flag_all(
-                    atoms, "approximate", f"{describe(layer)} {mixes}")
+                    atoms, "approximate", f"{describe(layer)} {mixes}"
+                )
         self._set_output(outputs[0], atoms, layer)
 
     def _visit_prelu(self, layer, node, in_atoms):
@@ -192,21 +198,31 @@ class LayerVisits:
         key/value head and the query heads that share it are one unit;
         the channels in and out stay."""
         self._keep_channels(
-            layer, node, in_atoms,
+            layer,
+            node,
+            in_atoms,
             "its key/value heads (each with the query heads that share it) "
-            "are unit groups, but its input and output channels are kept")
+            "are unit groups, but its input and output channels are kept",
+        )
         heads = self._uf.make(grouped.num_key_value_heads)
-        per_query = [heads[k] for k in range(len(heads))
-                     for _ in range(grouped.group_size)]
-        for dense, atoms in ((grouped.query, per_query),
-                             (grouped.key, heads), (grouped.value, heads)):
+        per_query = [
+            heads[k]
+            for k in range(len(heads))
+            for _ in range(grouped.group_size)
+        ]
+        for dense, atoms in (
+            (grouped.query, per_query),
+            (grouped.key, heads),
+            (grouped.value, heads),
+        ):
             self._record(dense, "kernel", 1, "producer", enumerate(atoms))
             if dense.bias is not None:
                 self._record(dense, "bias", 0, "producer", enumerate(atoms))
             self.producer_ids.add(id(dense))
             self._internal_atoms[id(dense)] = atoms
-        self._record(grouped.output, "kernel", 0, "consumer",
-                     enumerate(per_query))
+        self._record(
+            grouped.output, "kernel", 0, "consumer", enumerate(per_query)
+        )
         self._internal_atoms[id(grouped.output)] = per_query
         self._carriers.append((layer.name, heads, True))
 
@@ -221,8 +237,9 @@ class LayerVisits:
             new = self._new_atoms(outputs[0])
             if new is not None:
                 for weight, axis in rule.output_weights:
-                    self._record(layer, weight, axis, "producer",
-                                 enumerate(new))
+                    self._record(
+                        layer, weight, axis, "producer", enumerate(new)
+                    )
                 self.producer_ids.add(id(layer))
             self._set_output(outputs[0], new, layer, is_producer=True)
             return

@@ -2,7 +2,6 @@
 concatenation, nested models and traced composite layers (a mixin of
 `GraphAnalysis`)."""
 
-
 import numpy as np
 
 from keras_guided import _grouped_attention
@@ -37,7 +36,9 @@ class StructureVisits:
         out = outputs[0]
         if atoms is not None and _channels(out) != len(atoms):
             return self._visit_unknown(
-                layer, in_atoms, outputs,
+                layer,
+                in_atoms,
+                outputs,
                 f"it changes the channel count from {len(atoms)} to "
                 f"{_channels(out)}",
             )
@@ -53,9 +54,10 @@ class StructureVisits:
         out_channels = _channels(out)
         if out_channels is None:
             return self._visit_unknown(
-                layer, in_atoms, outputs,
-                f"its output shape {tuple(out.shape)} has an unknown last "
-                "axis",
+                layer,
+                in_atoms,
+                outputs,
+                f"its output shape {tuple(out.shape)} has an unknown last axis",
             )
         # Row-major: flat index p holds input channel p % C_in and output
         # channel p % C_out. When C_in divides C_out (Flatten), output
@@ -79,7 +81,8 @@ class StructureVisits:
         if any(a is None for a in in_atoms):
             self._flag_all(
                 np.concatenate([a for a in in_atoms if a is not None] or [[]]),
-                "untracked", f"{describe(layer)} joins untracked channels",
+                "untracked",
+                f"{describe(layer)} joins untracked channels",
             )
             self._set_output(outputs[0], self._new_atoms(outputs[0]), layer)
             return
@@ -99,7 +102,9 @@ class StructureVisits:
         if not full or any(a is not None and len(a) != 1 for a in others):
             counts = [None if a is None else len(a) for a in in_atoms]
             return self._visit_unknown(
-                layer, in_atoms, outputs,
+                layer,
+                in_atoms,
+                outputs,
                 f"it merges inputs with channel counts {counts} into "
                 f"{channels}",
             )
@@ -108,7 +113,8 @@ class StructureVisits:
                 self._uf.union(a, b)
         if any(a is None for a in others):
             self._flag_all(
-                full[0], "untracked",
+                full[0],
+                "untracked",
                 f"{describe(layer)} mixes them with untracked channels",
             )
         self._set_output(out, full[0], layer)
@@ -135,13 +141,14 @@ class StructureVisits:
         inner = trace_lib.traced_graph(layer, node)
         if inner is None:
             return self._visit_unknown(
-                layer, in_atoms, node.output_tensors,
+                layer,
+                in_atoms,
+                node.output_tensors,
                 trace_lib.failure(layer, node),
             )
         grouped = _grouped_attention.layout(layer, inner)
         if grouped is not None:
-            return self._visit_grouped_attention(layer, node, in_atoms,
-                                                 grouped)
+            return self._visit_grouped_attention(layer, node, in_atoms, grouped)
         self._visit_model(layer, node, in_atoms, inner=inner)
         text = (
             f"{describe(layer)} is traced: the channels of its inputs and "

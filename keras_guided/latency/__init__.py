@@ -87,8 +87,6 @@ _BUILD_HINT = (
 
 
 @dataclasses.dataclass(frozen=True)
-
-
 class LayerLatency:
     """The latency curve of one layer of a `LatencyTable`.
 
@@ -135,7 +133,8 @@ class LayerLatency:
             rows = [_interpolation.interpolate(cout, outs, row) for row in ms]
             total += _interpolation.interpolate(cin, ins, rows)
         return max(total, 0.0) + self.ms_per_channel * self.written(
-            input_channels, output_channels)
+            input_channels, output_channels
+        )
 
     def written(self, input_channels=None, output_channels=None):
         """The channels the layer writes at the kept counts (full width
@@ -148,10 +147,12 @@ class LayerLatency:
         return self.class_name.startswith("Depthwise")
 
     def _kept(self, input_channels, output_channels):
-        cin = self.input_channels if input_channels is None else \
-            input_channels
-        cout = self.output_channels if (
-            output_channels is None or self._depthwise) else output_channels
+        cin = self.input_channels if input_channels is None else input_channels
+        cout = (
+            self.output_channels
+            if (output_channels is None or self._depthwise)
+            else output_channels
+        )
         return cin, cout
 
 
@@ -176,9 +177,18 @@ class LatencyTable:
             explain, spread over them as `LayerLatency.ms_per_channel`.
     """
 
-    def __init__(self, model_name, settings, layers, ms_per_flop,
-                 num_measured=0, num_cached=0, build_seconds=0.0,
-                 measured_ms=None, unexplained_ms=0.0):
+    def __init__(
+        self,
+        model_name,
+        settings,
+        layers,
+        ms_per_flop,
+        num_measured=0,
+        num_cached=0,
+        build_seconds=0.0,
+        measured_ms=None,
+        unexplained_ms=0.0,
+    ):
         self.model_name = model_name
         self.settings = dict(settings)
         self.layers = dict(layers)
@@ -186,8 +196,7 @@ class LatencyTable:
         self.num_measured = int(num_measured)
         self.num_cached = int(num_cached)
         self.build_seconds = float(build_seconds)
-        self.measured_ms = None if measured_ms is None else float(
-            measured_ms)
+        self.measured_ms = None if measured_ms is None else float(measured_ms)
         self.unexplained_ms = float(unexplained_ms)
 
     def predict(self, layer, input_channels=None, output_channels=None):
@@ -210,8 +219,11 @@ class LatencyTable:
         input and output channels kept."""
         rows = []
         for entry in self.layers.values():
-            row = {"layer": entry.name, "class": entry.class_name,
-                   "kind": entry.kind}
+            row = {
+                "layer": entry.name,
+                "class": entry.class_name,
+                "kind": entry.kind,
+            }
             for width in widths:
                 cin = max(1, round(entry.input_channels * width))
                 cout = max(1, round(entry.output_channels * width))
@@ -221,17 +233,22 @@ class LatencyTable:
 
     def summary(self):
         """The table as markdown: per-layer ms at a few widths and totals."""
-        lines = [stats.format_table(self.rows()), "",
-                 f"predicted total: {self.total_ms:.3f} ms "
-                 f"({_settings.describe(self.settings)})",
-                 "whole model: " + (
-                     "not calibrated (whole_model=False)"
-                     if self.measured_ms is None else
-                     f"measured {self.measured_ms:.3f} ms, of which "
-                     f"{self.unexplained_ms:.3f} ms not explained by the "
-                     "layers alone, spread per output channel"),
-                 f"samples: {self.num_measured} measured, {self.num_cached} "
-                 f"cached, built in {self.build_seconds:.1f} s"]
+        lines = [
+            stats.format_table(self.rows()),
+            "",
+            f"predicted total: {self.total_ms:.3f} ms "
+            f"({_settings.describe(self.settings)})",
+            "whole model: "
+            + (
+                "not calibrated (whole_model=False)"
+                if self.measured_ms is None
+                else f"measured {self.measured_ms:.3f} ms, of which "
+                f"{self.unexplained_ms:.3f} ms not explained by the "
+                "layers alone, spread per output channel"
+            ),
+            f"samples: {self.num_measured} measured, {self.num_cached} "
+            f"cached, built in {self.build_seconds:.1f} s",
+        ]
         return "\n".join(lines)
 
     def kernel_curve(self, layer):
@@ -257,7 +274,8 @@ class LatencyTable:
         if curve is not None:
             kernel = getattr(layer_object, "kernel", None)
             if kernel is not None and key == units_lib.weight_key(
-                    layer_object, kernel):
+                layer_object, kernel
+            ):
                 return curve
             return _interpolation.no_cost
         per_element = float(flops_per_element) * self.ms_per_flop
@@ -268,22 +286,30 @@ class LatencyTable:
         `kept` (`{weight key: kept shape}`), the latency entry of the
         callback's cost model (`stats.price(..., prices={"latency":
         table.price})`): the sum of `weight_price` over its weights."""
-        return float(sum(
-            self.weight_price(layer_cost.name, layer_cost.layer, weight.key,
-                              weight.flops)(shape)
-            for weight, shape in layer_cost.kept_shapes(kept)))
+        return float(
+            sum(
+                self.weight_price(
+                    layer_cost.name, layer_cost.layer, weight.key, weight.flops
+                )(shape)
+                for weight, shape in layer_cost.kept_shapes(kept)
+            )
+        )
 
     def check_model(self, model, shapes=None):
         """Raises a `ValueError` unless the table was built for `model`."""
-        expected = {name: _fingerprint(entry) for name, entry in
-                    _price_layers(model, shapes, 1.0, None).items()}
-        actual = {name: _fingerprint(entry)
-                  for name, entry in self.layers.items()}
+        expected = {
+            name: _fingerprint(entry)
+            for name, entry in _price_layers(model, shapes, 1.0, None).items()
+        }
+        actual = {
+            name: _fingerprint(entry) for name, entry in self.layers.items()
+        }
         for name in list(expected) + list(actual):
             if expected.get(name) == actual.get(name):
                 continue
-            what = ("has no entry" if name not in actual else
-                    f"has {actual[name]}")
+            what = (
+                "has no entry" if name not in actual else f"has {actual[name]}"
+            )
             raise ValueError(
                 f"`latency_table` does not match model '{model.name}': it "
                 f"was built for model '{self.model_name}'. For layer "
@@ -292,9 +318,17 @@ class LatencyTable:
             )
 
 
-def build_latency_table(model, quantization=None, num_threads=1,
-                        num_samples=4, num_runs=20, statistic="min",
-                        cache_dir=None, verbose=1, whole_model=True):
+def build_latency_table(
+    model,
+    quantization=None,
+    num_threads=1,
+    num_samples=4,
+    num_runs=20,
+    statistic="min",
+    cache_dir=None,
+    verbose=1,
+    whole_model=True,
+):
     """Measures (or reads from the cache) the latency table of `model`.
 
     Args:
@@ -332,8 +366,9 @@ def build_latency_table(model, quantization=None, num_threads=1,
         ImportError: when something must be measured without
             `ai_edge_litert`.
     """
-    settings = _settings.check_settings(quantization, num_threads,
-                                        num_samples, num_runs, statistic)
+    settings = _settings.check_settings(
+        quantization, num_threads, num_samples, num_runs, statistic
+    )
     start = time.perf_counter()
     signatures = {}
     for entry in _price_layers(model, None, 1.0, None).values():
@@ -342,24 +377,39 @@ def build_latency_table(model, quantization=None, num_threads=1,
     path = _cache.cache_path(cache_dir, _signatures.cache_key(settings))
     cache = _cache.read(path, _cache.FORMAT)
     total, num_cached = _sampling.measure_missing(
-        signatures, cache, path, settings, num_samples, verbose)
+        signatures, cache, path, settings, num_samples, verbose
+    )
     table_layers = _price_layers(model, None, None, cache)
     measured_ms, unexplained = None, 0.0
     if whole_model:
-        measured_ms = _calibration.whole_model_ms(model, settings,
-                                                  signatures, cache, path)
+        measured_ms = _calibration.whole_model_ms(
+            model, settings, signatures, cache, path
+        )
     if measured_ms is not None:
-        table_layers, unexplained = _calibration.calibrate(table_layers,
-                                                           measured_ms)
+        table_layers, unexplained = _calibration.calibrate(
+            table_layers, measured_ms
+        )
     return LatencyTable(
-        model.name, settings, table_layers,
-        _calibration.ms_per_flop(table_layers), total, num_cached,
-        time.perf_counter() - start, measured_ms, unexplained,
+        model.name,
+        settings,
+        table_layers,
+        _calibration.ms_per_flop(table_layers),
+        total,
+        num_cached,
+        time.perf_counter() - start,
+        measured_ms,
+        unexplained,
     )
 
 
-def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
-                    statistic="min", representative_data=None):
+def measure_latency(
+    model,
+    quantization=None,
+    num_threads=1,
+    num_runs=50,
+    statistic="min",
+    representative_data=None,
+):
     """Measured LiteRT latency (ms, batch 1) of the whole `model`.
 
     Converted exactly as `export_tflite` converts it, timed like a table's
@@ -376,8 +426,9 @@ def measure_latency(model, quantization=None, num_threads=1, num_runs=50,
     Returns:
         The latency in milliseconds (float).
     """
-    settings = _settings.check_settings(quantization, num_threads, 2,
-                                        num_runs, statistic)
+    settings = _settings.check_settings(
+        quantization, num_threads, 2, num_runs, statistic
+    )
     _measure.check_runtime()
     return _measure.time_model(model, settings, representative_data)
 
@@ -399,18 +450,22 @@ def _price_layers(model, shapes, ms_per_flop, cache):
     cache, the measured grids. `ms_per_flop=None` derives it from the
     measured layers.
     """
-    rows = {name: weights for name, _, weights in
-            stats.weight_costs(model, shapes=shapes)}
+    rows = {
+        name: weights
+        for name, _, weights in stats.weight_costs(model, shapes=shapes)
+    }
     entries = {}
     for name, layer, calls in iter_layers(model, shapes=shapes):
-        flops = float(sum(math.prod(shape) * per for shape, per in
-                          rows[name].values()))
+        flops = float(
+            sum(math.prod(shape) * per for shape, per in rows[name].values())
+        )
         if flops <= 0:
             continue
         kind = _signatures.layer_kind(layer) if calls else None
         if kind is None:
-            entries[name] = LayerLatency(name, type(layer).__name__,
-                                         "estimated", flops=flops)
+            entries[name] = LayerLatency(
+                name, type(layer).__name__, "estimated", flops=flops
+            )
             continue
         grids = []
         for input_shape, _ in calls:
@@ -420,28 +475,43 @@ def _price_layers(model, shapes, ms_per_flop, cache):
                 continue
             found = cache[_signatures.cache_key(signature)]
             overhead = cache[_signatures.OVERHEAD]["ms"][0][0]
-            grids.append((tuple(found["inputs"]), tuple(found["outputs"]),
-                          _interpolation.monotone(
-                              np.asarray(found["ms"]) - overhead)))
+            grids.append(
+                (
+                    tuple(found["inputs"]),
+                    tuple(found["outputs"]),
+                    _interpolation.monotone(np.asarray(found["ms"]) - overhead),
+                )
+            )
         first = _signatures.layer_signature(layer, calls[0][0])
-        positions = float(sum(math.prod(tuple(out)[1:-1] or (1,))
-                              for _, out in calls))
+        positions = float(
+            sum(math.prod(tuple(out)[1:-1] or (1,)) for _, out in calls)
+        )
         entries[name] = LayerLatency(
-            name, type(layer).__name__, "measured", first["inputs"],
-            first["outputs"], tuple(grids), flops=flops,
-            positions=positions)
+            name,
+            type(layer).__name__,
+            "measured",
+            first["inputs"],
+            first["outputs"],
+            tuple(grids),
+            flops=flops,
+            positions=positions,
+        )
     if ms_per_flop is None:
         ms_per_flop = _calibration.ms_per_flop(entries)
-    return {name: dataclasses.replace(entry, ms_per_flop=ms_per_flop)
-            for name, entry in entries.items()}
+    return {
+        name: dataclasses.replace(entry, ms_per_flop=ms_per_flop)
+        for name, entry in entries.items()
+    }
 
 
 def _fingerprint(entry):
     """How a layer is priced, for matching a table with a model."""
     if entry.kind == "estimated":
         return f"{entry.class_name} (estimated, {entry.flops:.0f} FLOPs)"
-    return (f"{entry.class_name} with {entry.input_channels} input and "
-            f"{entry.output_channels} output channels")
+    return (
+        f"{entry.class_name} with {entry.input_channels} input and "
+        f"{entry.output_channels} output channels"
+    )
 
 
 __all__ = [

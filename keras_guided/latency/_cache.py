@@ -35,9 +35,12 @@ def cache_path(cache_dir, key):
         return None
     if cache_dir is None:
         cache_dir = os.path.join(
-            os.environ.get("KERAS_GUIDED_CACHE",
-                           os.path.join(os.path.expanduser("~"), ".cache",
-                                        "keras_guided")), "latency")
+            os.environ.get(
+                "KERAS_GUIDED_CACHE",
+                os.path.join(os.path.expanduser("~"), ".cache", "keras_guided"),
+            ),
+            "latency",
+        )
     os.makedirs(cache_dir, exist_ok=True)
     return os.path.join(cache_dir, f"latency-{key}.json")
 
@@ -55,7 +58,9 @@ def read(path, version):
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         warnings.warn(
             f"Ignoring the unreadable latency cache '{path}'; it will be "
-            "rewritten.", stacklevel=3)
+            "rewritten.",
+            stacklevel=3,
+        )
         return {}
 
 

@@ -22,9 +22,12 @@ from keras_guided.latency._signatures import OVERHEAD
 def whole_model_ms(model, settings, signatures, cache, path):
     """The whole model's measured ms, cached under the model's layer
     signatures; `None` (with a warning) where it does not convert."""
-    key = "model:" + _signatures.cache_key({
-        "name": model.name,
-        "layers": sorted(k for k in signatures if k != OVERHEAD)})
+    key = "model:" + _signatures.cache_key(
+        {
+            "name": model.name,
+            "layers": sorted(k for k in signatures if k != OVERHEAD),
+        }
+    )
     if key not in cache:
         _measure.check_runtime()
         try:
@@ -34,7 +37,9 @@ def whole_model_ms(model, settings, signatures, cache, path):
                 f"The whole model '{model.name}' could not be timed "
                 f"({type(error).__name__}: {str(error)[:200]}); the latency "
                 "table prices its layers alone, so a latency target is a "
-                "share of their time, not of the model's.", stacklevel=3)
+                "share of their time, not of the model's.",
+                stacklevel=3,
+            )
             return None
         cache[key] = {"ms": ms}
         if path:
@@ -53,10 +58,14 @@ def calibrate(entries, measured_ms):
     if not written or not unexplained:
         return entries, 0.0
     per_value = unexplained / written
-    return {name: dataclasses.replace(
-        entry, ms_per_channel=per_value * entry.positions)
-        if entry.kind == "measured" else entry
-        for name, entry in entries.items()}, unexplained
+    return {
+        name: dataclasses.replace(
+            entry, ms_per_channel=per_value * entry.positions
+        )
+        if entry.kind == "measured"
+        else entry
+        for name, entry in entries.items()
+    }, unexplained
 
 
 def ms_per_flop(entries):

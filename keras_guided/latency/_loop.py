@@ -86,16 +86,28 @@ class LatencyCheck:
     def summary(self):
         """One line: asked, measured, tolerance and tries."""
         verdict = "within" if self.within else "NOT within"
-        tries = "1 try" if len(self.tries) == 1 else (
-            f"{len(self.tries)} tries")
-        return (f"Latency as measured: {self.measured:.3f} of the base "
-                f"(asked {self.asked:.3f}, {verdict} {self.tolerance:.0%}) "
-                f"after {tries}"
-                + (f"; {self.reason}" if self.reason else "") + ".")
+        tries = (
+            "1 try" if len(self.tries) == 1 else (f"{len(self.tries)} tries")
+        )
+        return (
+            f"Latency as measured: {self.measured:.3f} of the base "
+            f"(asked {self.asked:.3f}, {verdict} {self.tolerance:.0%}) "
+            f"after {tries}" + (f"; {self.reason}" if self.reason else "") + "."
+        )
 
 
-def hold_latency(asked, count, plan_at, build, base_run, timer, tolerance,
-                 max_tries, floor, table_ms):
+def hold_latency(
+    asked,
+    count,
+    plan_at,
+    build,
+    base_run,
+    timer,
+    tolerance,
+    max_tries,
+    floor,
+    table_ms,
+):
     """Plans, measures and re-aims; returns `(plan, LatencyCheck)`.
 
     Args:
@@ -119,9 +131,15 @@ def hold_latency(asked, count, plan_at, build, base_run, timer, tolerance,
         if asked is None:  # a count in ms: a share of the measured base
             asked = float(count) / comparison.base_ms
             aim = min(1.0, float(count) / table_ms)
-        tries.append(LatencyTry(aim, comparison.ratio, comparison.spread,
-                                comparison.base_ms,
-                                comparison.candidate_ms))
+        tries.append(
+            LatencyTry(
+                aim,
+                comparison.ratio,
+                comparison.spread,
+                comparison.base_ms,
+                comparison.candidate_ms,
+            )
+        )
         plans.append(plan)
         if abs(comparison.ratio / asked - 1.0) <= tolerance:
             break
@@ -138,18 +156,27 @@ def hold_latency(asked, count, plan_at, build, base_run, timer, tolerance,
             reason = (
                 "the deepest plan the table allows (within `min_units`) "
                 f"is at {aim:.3f} of the table and still measures "
-                f"{comparison.ratio:.3f}" if following < 1.0 else
-                "the full model already measures below the asked share")
+                f"{comparison.ratio:.3f}"
+                if following < 1.0
+                else "the full model already measures below the asked share"
+            )
             break
         aim = following
-    chosen = min(range(len(tries)),
-                 key=lambda i: abs(math.log(tries[i].measured / asked)))
+    chosen = min(
+        range(len(tries)),
+        key=lambda i: abs(math.log(tries[i].measured / asked)),
+    )
     best = tries[chosen]
     within = abs(best.measured / asked - 1.0) <= tolerance
-    check = LatencyCheck(float(asked), best.measured, float(tolerance),
-                         within, tuple(tries), chosen,
-                         None if within else reason or
-                         "no try landed within the tolerance")
+    check = LatencyCheck(
+        float(asked),
+        best.measured,
+        float(tolerance),
+        within,
+        tuple(tries),
+        chosen,
+        None if within else reason or "no try landed within the tolerance",
+    )
     if not within:
         warnings.warn(
             f"Latency target not met as measured: asked {asked:.3f} of the "
@@ -158,7 +185,8 @@ def hold_latency(asked, count, plan_at, build, base_run, timer, tolerance,
             f"{tolerance:.0%}) after {len(tries)} tries: {check.reason}. "
             "Returning the closest candidate; every try is in "
             "`PruneReport.latency`.",
-            stacklevel=4)
+            stacklevel=4,
+        )
     return plans[chosen], check
 
 
@@ -176,9 +204,13 @@ def _next_aim(tries, asked):
         if low.aim < high.aim:
             width = high.aim - low.aim
             following = low.aim + width * (asked - low.measured) / (
-                high.measured - low.measured)
-            if not low.aim + 0.1 * width <= following <= (
-                    high.aim - 0.1 * width):
+                high.measured - low.measured
+            )
+            if (
+                not low.aim + 0.1 * width
+                <= following
+                <= (high.aim - 0.1 * width)
+            ):
                 following = low.aim + width / 2
             return following
     last = tries[-1]
@@ -196,15 +228,21 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
     """Raises unless the closed-loop arguments of `prune_model` fit."""
     from keras_guided.latency import _timing
 
-    if isinstance(tolerance, bool) or not isinstance(
-            tolerance, (int, float)) or not 0 < tolerance < 1:
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not 0 < tolerance < 1
+    ):
         raise ValueError(
             "`latency_tolerance` must be a float in (0, 1): the relative "
             "distance allowed between the measured and the asked share, "
             f"e.g. 0.1. Received: latency_tolerance={tolerance!r}"
         )
-    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or (
-            max_tries < 1):
+    if (
+        isinstance(max_tries, bool)
+        or not isinstance(max_tries, int)
+        or (max_tries < 1)
+    ):
         raise ValueError(
             "`max_tries` must be an int >= 1 (candidates timed at most). "
             f"Received: max_tries={max_tries!r}"
@@ -212,7 +250,8 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
     if measure is None:
         return
     if not (isinstance(target, dict) and list(target) == ["latency"]) or (
-            latency_table is None):
+        latency_table is None
+    ):
         raise ValueError(
             "`measure` times the candidates of a latency target. Received: "
             f"measure={_describe(measure)} with target={target!r} and "
@@ -221,8 +260,11 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
             "Pass target={'latency': 0.5} and latency_table=table, or drop "
             "measure."
         )
-    if not (measure == "litert" or isinstance(
-            measure, _timing.InterleavedTimer) or callable(measure)):
+    if not (
+        measure == "litert"
+        or isinstance(measure, _timing.InterleavedTimer)
+        or callable(measure)
+    ):
         raise ValueError(
             "`measure` must be 'litert', a keras_guided.latency."
             "InterleavedTimer, or a callable `measure(model) -> run` "
@@ -231,8 +273,19 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
         )
 
 
-def run(model, groups, target, plan_at, build, measure, table, tolerance,
-        max_tries, min_units, shapes):
+def run(
+    model,
+    groups,
+    target,
+    plan_at,
+    build,
+    measure,
+    table,
+    tolerance,
+    max_tries,
+    min_units,
+    shapes,
+):
     """The closed loop of `prune_model(..., measure=...)`: `(plan,
     LatencyCheck)` (see module doc)."""
     from keras_guided import scoring
@@ -250,13 +303,32 @@ def run(model, groups, target, plan_at, build, measure, table, tolerance,
 
     def floor():
         return _plan.deepest_share(
-            groups, model, scoring.default_scores(groups), min_units, True,
-            shapes, table)
+            groups,
+            model,
+            scoring.default_scores(groups),
+            min_units,
+            True,
+            shapes,
+            table,
+        )
 
-    return hold_latency(asked, count, plan_at, build, timer.prepare(model),
-                        timer, tolerance, max_tries, floor, table.total_ms)
+    return hold_latency(
+        asked,
+        count,
+        plan_at,
+        build,
+        timer.prepare(model),
+        timer,
+        tolerance,
+        max_tries,
+        floor,
+        table.total_ms,
+    )
 
 
 def _describe(measure):
-    return repr(measure) if isinstance(measure, str) else (
-        f"<{type(measure).__name__}>")
+    return (
+        repr(measure)
+        if isinstance(measure, str)
+        else (f"<{type(measure).__name__}>")
+    )

@@ -51,24 +51,37 @@ def time_layer(layer_class, kwargs, input_shape, settings):
         )
     content = _convert(converter, input_shape, settings["quantization"])
     return _interpreter.median_latency(
-        _interpreter.import_interpreter(), content, settings["num_runs"],
-        settings["num_threads"], settings["statistic"],
+        _interpreter.import_interpreter(),
+        content,
+        settings["num_runs"],
+        settings["num_threads"],
+        settings["statistic"],
     )
 
 
 def time_model(model, settings, representative_data=None):
     """Latency in ms of the whole single-input `model`, converted as
     `export_tflite` converts it (batch 1, built-in ops only)."""
-    content = _model_content(model, settings["quantization"],
-                             representative_data)
+    content = _model_content(
+        model, settings["quantization"], representative_data
+    )
     return _interpreter.median_latency(
-        _interpreter.import_interpreter(), content, settings["num_runs"],
-        settings["num_threads"], settings["statistic"],
+        _interpreter.import_interpreter(),
+        content,
+        settings["num_runs"],
+        settings["num_threads"],
+        settings["statistic"],
     )
 
 
-def model_runner(model, quantization, num_threads, num_runs,
-                 representative_data=None, clock="wall"):
+def model_runner(
+    model,
+    quantization,
+    num_threads,
+    num_runs,
+    representative_data=None,
+    clock="wall",
+):
     """`run` for `model` (converted as `time_model` converts it, with an
     allocated interpreter and a warm-up): `run()` returns the min ms over
     `num_runs` invokes, on the wall clock (`clock="wall"`) or as the
@@ -77,18 +90,23 @@ def model_runner(model, quantization, num_threads, num_runs,
     descheduled by other processes is left out). What
     `latency.InterleavedTimer` times by default."""
     now = time.thread_time if clock == "cpu" else time.perf_counter
-    content = _model_content(model, _checks.check_quantization(
-        quantization) or "float32", representative_data)
+    content = _model_content(
+        model,
+        _checks.check_quantization(quantization) or "float32",
+        representative_data,
+    )
     interpreter = _interpreter.make_interpreter(
-        _interpreter.import_interpreter(), content, num_threads)
+        _interpreter.import_interpreter(), content, num_threads
+    )
     detail = interpreter.get_input_details()[0]
     if int(detail["shape_signature"][0]) < 0:
         shape = (1,) + tuple(int(d) for d in detail["shape"][1:])
         interpreter.resize_tensor_input(detail["index"], shape)
         interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], np.zeros(
-        tuple(detail["shape"]), dtype=detail["dtype"]))
+    interpreter.set_tensor(
+        detail["index"], np.zeros(tuple(detail["shape"]), dtype=detail["dtype"])
+    )
     for _ in range(min(5, num_runs)):  # Warm-up.
         interpreter.invoke()
 
@@ -110,8 +128,16 @@ def _model_content(model, quantization, representative_data):
         representative_data = _calibration(input_shape)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
-        _conversion.convert(model, path, quantization, representative_data,
-                            False, input_shape, input_dtype, 1)
+        _conversion.convert(
+            model,
+            path,
+            quantization,
+            representative_data,
+            False,
+            input_shape,
+            input_dtype,
+            1,
+        )
         with open(path, "rb") as f:
             return f.read()
 

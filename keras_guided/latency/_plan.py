@@ -28,32 +28,57 @@ from keras_guided._plans import unreachable
 _NO_SAVING = 1e-12
 
 
-def plan_for_latency(groups, model, metric, kept_fraction, count, scores,
-                     min_units, round_to, relative, shapes, table):
+def plan_for_latency(
+    groups,
+    model,
+    metric,
+    kept_fraction,
+    count,
+    scores,
+    min_units,
+    round_to,
+    relative,
+    shapes,
+    table,
+):
     """The plan keeping at most the target latency (see module doc)."""
     _check_table(metric, table, model, shapes)
-    cost = KeptCost(groups, model, "latency", shapes=shapes,
-                            latency_table=table)
+    cost = KeptCost(
+        groups, model, "latency", shapes=shapes, latency_table=table
+    )
     goal = kept_fraction * cost.total if count is None else float(count)
     state = _Greedy(groups, cost, scores, min_units, relative)
     state.remove_dead()
     aim = goal
     for _ in range(32):
         state.run(aim)
-        plan = plan_from_mask(groups, state.masks, scores,
-                                      min_units, round_to)
-        kept = (plan_cost(groups, model, "latency", shapes, plan,
-                                   table) if round_to else cost.kept)
-        if kept <= goal * (1 + 1e-9) + 1e-12 or not round_to or (
-                not state.heap):
+        plan = plan_from_mask(groups, state.masks, scores, min_units, round_to)
+        kept = (
+            plan_cost(groups, model, "latency", shapes, plan, table)
+            if round_to
+            else cost.kept
+        )
+        if (
+            kept <= goal * (1 + 1e-9) + 1e-12
+            or not round_to
+            or (not state.heap)
+        ):
             break
         aim -= kept - goal  # rounding gave units back: cut deeper
     if kept <= goal * (1 + 1e-9) + 1e-12:
         return plan
     unrounded = bool(round_to) and cost.kept <= goal * (1 + 1e-9) + 1e-12
-    return unreachable(plan, kept, cost.total, kept_fraction,
-                                "latency", min_units, round_to, unrounded,
-                                stacklevel=5)
+    return unreachable(
+        plan,
+        kept,
+        cost.total,
+        kept_fraction,
+        "latency",
+        min_units,
+        round_to,
+        unrounded,
+        stacklevel=5,
+    )
 
 
 def _check_table(metric, table, model, shapes):
@@ -66,8 +91,7 @@ def _check_table(metric, table, model, shapes):
     if table is None:
         raise ValueError(
             "A latency target needs a latency table measured on the target "
-            "runtime. Received: latency_table=None. "
-            + latency_lib._BUILD_HINT
+            "runtime. Received: latency_table=None. " + latency_lib._BUILD_HINT
         )
     latency_lib._check_is_table(table)
     table.check_model(model, shapes)
@@ -92,8 +116,8 @@ class _Greedy:
             self.order[group.index] = np.argsort(values, kind="stable")
             self.next[group.index] = 0
             self.removable[group.index] = max(
-                0, group.num_units
-                - floor_units(min_units, group.num_units))
+                0, group.num_units - floor_units(min_units, group.num_units)
+            )
         self.heap = []
         for index in self.scores:
             self._push(index)
@@ -111,8 +135,11 @@ class _Greedy:
         while self.heap and cost.kept > goal * (1 + 1e-12):
             priority, index, unit = heapq.heappop(self.heap)
             fresh = self._priority(index, unit)
-            if fresh > priority * (1 + 1e-9) and self.heap and (
-                    fresh > self.heap[0][0]):
+            if (
+                fresh > priority * (1 + 1e-9)
+                and self.heap
+                and (fresh > self.heap[0][0])
+            ):
                 heapq.heappush(self.heap, (fresh, index, unit))
                 continue
             self._remove(index, unit)
@@ -128,8 +155,9 @@ class _Greedy:
     def _push(self, index):
         if self.removable[index]:
             unit = self._unit(index)
-            heapq.heappush(self.heap,
-                           (self._priority(index, unit), index, unit))
+            heapq.heappush(
+                self.heap, (self._priority(index, unit), index, unit)
+            )
 
     def _remove(self, index, unit):
         self.masks[index][unit] = True
@@ -141,8 +169,9 @@ class _Greedy:
 def deepest_share(groups, model, scores, min_units, relative, shapes, table):
     """The smallest share of the table's latency a plan can keep: every
     removable unit gone (within `min_units`)."""
-    cost = KeptCost(groups, model, "latency", shapes=shapes,
-                            latency_table=table)
+    cost = KeptCost(
+        groups, model, "latency", shapes=shapes, latency_table=table
+    )
     state = _Greedy(groups, cost, scores, min_units, relative)
     state.remove_dead()
     state.run(0.0)

@@ -32,13 +32,15 @@ def sample_counts(full, num_samples):
 
 def sample_grid(signature, num_samples):
     ins = sample_counts(signature["inputs"], num_samples)
-    outs = ([signature["outputs"]] if signature["kind"] == "depthwise"
-            else sample_counts(signature["outputs"], num_samples))
+    outs = (
+        [signature["outputs"]]
+        if signature["kind"] == "depthwise"
+        else sample_counts(signature["outputs"], num_samples)
+    )
     return ins, outs
 
 
-def measure_missing(signatures, cache, path, settings, num_samples,
-                    verbose):
+def measure_missing(signatures, cache, path, settings, num_samples, verbose):
     """Times into `cache` every signature of `signatures` (`{key:
     signature}`) it lacks, and the interpreter overhead (added to both);
     `(num_measured, num_cached)`: samples timed now, samples read from the
@@ -48,24 +50,42 @@ def measure_missing(signatures, cache, path, settings, num_samples,
     if OVERHEAD not in cache:
         missing.append(OVERHEAD)
         signatures[OVERHEAD] = OVERHEAD_SIGNATURE
-    per_signature = {k: sample_grid(signatures[k], num_samples)
-                     if k != OVERHEAD else ([1], [1]) for k in missing}
+    per_signature = {
+        k: sample_grid(signatures[k], num_samples)
+        if k != OVERHEAD
+        else ([1], [1])
+        for k in missing
+    }
     total = sum(len(i) * len(o) for i, o in per_signature.values())
     if total:
         _measure.check_runtime()  # a cached table needs neither
-    progress = keras.utils.Progbar(total, unit_name="sample") if (
-        verbose and total) else None
+    progress = (
+        keras.utils.Progbar(total, unit_name="sample")
+        if (verbose and total)
+        else None
+    )
     for key in missing:
         ins, outs = per_signature[key]
-        ms = [[_time(signatures[key], cin, cout, settings, progress)
-               for cout in outs] for cin in ins]
-        cache[key] = {"signature": signatures[key], "inputs": ins,
-                      "outputs": outs, "ms": ms}
+        ms = [
+            [
+                _time(signatures[key], cin, cout, settings, progress)
+                for cout in outs
+            ]
+            for cin in ins
+        ]
+        cache[key] = {
+            "signature": signatures[key],
+            "inputs": ins,
+            "outputs": outs,
+            "ms": ms,
+        }
         if path:
             _cache.write(path, _cache.FORMAT, settings, cache)
     num_cached = sum(
         len(cache[k]["inputs"]) * len(cache[k]["outputs"])
-        for k in signatures if k not in per_signature and k != OVERHEAD)
+        for k in signatures
+        if k not in per_signature and k != OVERHEAD
+    )
     total -= int(OVERHEAD in per_signature)
     return total, num_cached
 
@@ -78,8 +98,7 @@ def _time(signature, cin, cout, settings, progress):
     elif signature["kind"] == "dense":
         kwargs["units"] = int(cout)
     shape = tuple(signature["spatial"]) + (int(cin),)
-    ms = float(_measure.time_layer(layer_class, kwargs, shape,
-                                           settings))
+    ms = float(_measure.time_layer(layer_class, kwargs, shape, settings))
     if progress is not None:
         progress.add(1)
     return ms

@@ -18,17 +18,20 @@ from keras_guided.latency import _cache
 STATISTICS = ("min", "median")
 
 
-def check_settings(quantization, num_threads, num_samples, num_runs,
-                   statistic):
+def check_settings(quantization, num_threads, num_samples, num_runs, statistic):
     quantization = _checks.check_quantization(quantization)
-    for name, value, low in (("num_threads", num_threads, 1),
-                             ("num_samples", num_samples, 2),
-                             ("num_runs", num_runs, 1)):
-        if isinstance(value, bool) or not isinstance(
-                value, (int, np.integer)) or value < low:
+    for name, value, low in (
+        ("num_threads", num_threads, 1),
+        ("num_samples", num_samples, 2),
+        ("num_runs", num_runs, 1),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < low
+        ):
             raise ValueError(
-                f"`{name}` must be an int >= {low}. "
-                f"Received: {name}={value!r}"
+                f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
             )
     if statistic not in STATISTICS:
         raise ValueError(
@@ -61,6 +64,8 @@ def runtime():
 
 
 def describe(settings):
-    return (f"{settings['quantization']}, {settings['num_threads']} "
-            f"thread(s), {settings['statistic']} of {settings['num_runs']} "
-            "runs")
+    return (
+        f"{settings['quantization']}, {settings['num_threads']} "
+        f"thread(s), {settings['statistic']} of {settings['num_runs']} "
+        "runs"
+    )

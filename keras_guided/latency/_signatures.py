@@ -14,13 +14,26 @@ import json
 
 from keras_guided import rules
 
-_TIMING_KEYS = ("kernel_size", "strides", "padding", "data_format",
-                "dilation_rate", "groups", "activation", "use_bias",
-                "depth_multiplier")
+_TIMING_KEYS = (
+    "kernel_size",
+    "strides",
+    "padding",
+    "data_format",
+    "dilation_rate",
+    "groups",
+    "activation",
+    "use_bias",
+    "depth_multiplier",
+)
 OVERHEAD = "interpreter_overhead"
-OVERHEAD_SIGNATURE = {"class": "Dense", "kind": "dense",
-                      "config": {"use_bias": True}, "spatial": [],
-                      "inputs": 1, "outputs": 1}
+OVERHEAD_SIGNATURE = {
+    "class": "Dense",
+    "kind": "dense",
+    "config": {"use_bias": True},
+    "spatial": [],
+    "inputs": 1,
+    "outputs": 1,
+}
 
 
 def layer_kind(layer):
@@ -46,14 +59,23 @@ def layer_signature(layer, input_shape):
     if activation is not None and not isinstance(activation, str):
         timing["activation"] = "linear"  # a custom one: timed without it
     kind = layer_kind(layer)
-    output = (layer.filters if kind == "conv" else layer.units
-              if kind == "dense" else int(input_shape[-1]))
+    output = (
+        layer.filters
+        if kind == "conv"
+        else layer.units
+        if kind == "dense"
+        else int(input_shape[-1])
+    )
     # Timed as the class its rule is registered for: a subclass of Dense is
     # timed (and cached) as a Dense with its config.
-    return {"class": rules.ruled_class(layer).__name__, "kind": kind,
-            "config": json.loads(json.dumps(timing)),
-            "spatial": [int(d) for d in input_shape[1:-1]],
-            "inputs": int(input_shape[-1]), "outputs": int(output)}
+    return {
+        "class": rules.ruled_class(layer).__name__,
+        "kind": kind,
+        "config": json.loads(json.dumps(timing)),
+        "spatial": [int(d) for d in input_shape[1:-1]],
+        "inputs": int(input_shape[-1]),
+        "outputs": int(output),
+    }
 
 
 def cache_key(signature):

@@ -102,9 +102,17 @@ class InterleavedTimer:
         0.5
     """
 
-    def __init__(self, time_model=None, num_rounds=7, max_spread=0.05,
-                 quantization=None, num_threads=1, num_runs=10,
-                 representative_data=None, clock="auto"):
+    def __init__(
+        self,
+        time_model=None,
+        num_rounds=7,
+        max_spread=0.05,
+        quantization=None,
+        num_threads=1,
+        num_runs=10,
+        representative_data=None,
+        clock="auto",
+    ):
         if time_model is not None and not callable(time_model):
             raise ValueError(
                 "`time_model` must be a callable `time_model(model) -> run` "
@@ -114,8 +122,11 @@ class InterleavedTimer:
         _check_int("num_rounds", num_rounds, 1)
         _check_int("num_runs", num_runs, 1)
         _check_int("num_threads", num_threads, 1)
-        if isinstance(max_spread, bool) or not isinstance(
-                max_spread, (int, float)) or not max_spread >= 0:
+        if (
+            isinstance(max_spread, bool)
+            or not isinstance(max_spread, (int, float))
+            or not max_spread >= 0
+        ):
             raise ValueError(
                 "`max_spread` must be a float >= 0 (a coefficient of "
                 f"variation, e.g. 0.05). Received: max_spread={max_spread!r}"
@@ -146,9 +157,10 @@ class InterleavedTimer:
         (quantization, threads); `kwargs` override."""
         settings = table.settings
         quantization = settings.get("quantization")
-        options = {"quantization": None if quantization == "float32"
-                   else quantization,
-                   "num_threads": settings.get("num_threads", 1)}
+        options = {
+            "quantization": None if quantization == "float32" else quantization,
+            "num_threads": settings.get("num_threads", 1),
+        }
         options.update(kwargs)
         return cls(**options)
 
@@ -168,15 +180,21 @@ class InterleavedTimer:
 
         _measure.check_runtime()
         return _measure.model_runner(
-            model, self.quantization, self.num_threads, self.num_runs,
-            self.representative_data, self.clock)
+            model,
+            self.quantization,
+            self.num_threads,
+            self.num_runs,
+            self.representative_data,
+            self.clock,
+        )
 
     def compare(self, base, candidate):
         """Interleaved `LatencyComparison` of `candidate` with `base`
         (models, or `run` functions from `prepare`)."""
         base_run = base if _is_run(base) else self.prepare(base)
-        candidate_run = candidate if _is_run(candidate) else self.prepare(
-            candidate)
+        candidate_run = (
+            candidate if _is_run(candidate) else self.prepare(candidate)
+        )
         ratios, base_ms, candidate_ms = [], [], []
         for _ in range(self.num_rounds):
             first = float(base_run())
@@ -195,9 +213,12 @@ class InterleavedTimer:
         mean = float(np.mean(ratios))
         spread = float(np.std(ratios) / mean) if mean > 0 else 0.0
         comparison = LatencyComparison(
-            float(np.median(ratios)), tuple(float(r) for r in ratios),
-            float(np.median(base_ms)), float(np.median(candidate_ms)),
-            spread)
+            float(np.median(ratios)),
+            tuple(float(r) for r in ratios),
+            float(np.median(base_ms)),
+            float(np.median(candidate_ms)),
+            spread,
+        )
         if spread > self.max_spread:
             warnings.warn(
                 f"Unstable latency timing: the per-round ratios of candidate "
@@ -206,7 +227,8 @@ class InterleavedTimer:
                 f"{self.max_spread:.1%}), so the measured share "
                 f"{comparison.ratio:.3f} is uncertain. Time on a quieter "
                 "machine or raise `num_rounds`.",
-                stacklevel=2)
+                stacklevel=2,
+            )
         return comparison
 
 
@@ -215,8 +237,11 @@ def _is_run(value):
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(
-            value, (int, np.integer)) or value < low:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+    ):
         raise ValueError(
             f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
         )

@@ -73,14 +73,34 @@ from keras_guided.rules._units import normalization_axis
 from keras_guided.rules._units import without_bias
 
 __all__ = [
-    "ATTENTION_HEAD_WEIGHTS", "ATTENTION_OUTPUT_WEIGHT", "FAMILIES",
-    "GRAPH_KINDS", "KERNEL_FAMILIES", "KINDS", "LATENCY_KINDS", "LayerRule",
-    "MIXING_ACTIVATIONS", "UnknownSizeError", "dense_like_einsum",
-    "get_rule", "grouped_conv_rule", "input_slices",
-    "is_reverse_embedding_call", "normalization_axis", "op_kind",
-    "output_slices", "register_rule", "rule_for", "ruled_class", "take",
-    "timed_class", "unchanged_rule", "unit_family", "unregister_rule",
-    "user_rule", "without_bias",
+    "ATTENTION_HEAD_WEIGHTS",
+    "ATTENTION_OUTPUT_WEIGHT",
+    "FAMILIES",
+    "GRAPH_KINDS",
+    "KERNEL_FAMILIES",
+    "KINDS",
+    "LATENCY_KINDS",
+    "LayerRule",
+    "MIXING_ACTIVATIONS",
+    "UnknownSizeError",
+    "dense_like_einsum",
+    "get_rule",
+    "grouped_conv_rule",
+    "input_slices",
+    "is_reverse_embedding_call",
+    "normalization_axis",
+    "op_kind",
+    "output_slices",
+    "register_rule",
+    "rule_for",
+    "ruled_class",
+    "take",
+    "timed_class",
+    "unchanged_rule",
+    "unit_family",
+    "unregister_rule",
+    "user_rule",
+    "without_bias",
 ]
 
 
@@ -88,8 +108,13 @@ _USER_RULES = {}
 
 
 def register_rule(
-    layer_class, rule, kind="elementwise", output_weights=(), input_weights=(),
-    flops=None, latency=None,
+    layer_class,
+    rule,
+    kind="elementwise",
+    output_weights=(),
+    input_weights=(),
+    flops=None,
+    latency=None,
 ):
     """Registers how `keras_guided` prunes layers of `layer_class`.
 
@@ -175,8 +200,7 @@ def register_rule(
         )
     outputs = tuple((str(w), a) for w, a in output_weights)
     inputs = tuple(
-        (str(t[0]), t[1], int(t[2]) if len(t) > 2 else 1)
-        for t in input_weights
+        (str(t[0]), t[1], int(t[2]) if len(t) > 2 else 1) for t in input_weights
     )
     if flops is None and kind == "producer":
         flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
@@ -260,11 +284,10 @@ def _match(layer):
             return classes, builtin
     for cls in type(layer).__mro__:
         if cls.__module__.startswith("keras_hub.") and (
-                cls.__name__ in _KERAS_HUB_RULES):
+            cls.__name__ in _KERAS_HUB_RULES
+        ):
             return cls, _KERAS_HUB_RULES[cls.__name__]
     return None, None
-
-
 
 
 def get_rule(layer):

@@ -1,6 +1,5 @@
 """Why a layer's configuration cannot be pruned through (`rule.check`)."""
 
-
 import numpy as np
 
 from keras_guided.rules._units import normalization_axis

@@ -1,6 +1,5 @@
 """FLOPs per weight element of each built-in layer (`rule.flops`)."""
 
-
 import numpy as np
 
 from keras_guided import _weights
@@ -20,13 +19,14 @@ def _einsum_flops(layer, input_shape, output_shape):
         for letter, size in zip(letters, tuple(shape)):
             if sizes.get(letter) is None:
                 sizes[letter] = size
-    free = [letter for letter in dict.fromkeys(source + output)
-            if letter not in kernel and letter != source[0]]
+    free = [
+        letter
+        for letter in dict.fromkeys(source + output)
+        if letter not in kernel and letter != source[0]
+    ]
     if any(sizes.get(letter) is None for letter in free):
         raise UnknownSizeError(layer, input_shape)
     return {"kernel": 2 * int(np.prod([sizes[c] for c in free]))}
-
-
 
 
 # ------------------------------------------------------------------ FLOPs
@@ -61,18 +61,18 @@ def _spatial_size(shape, layer):
 
 def _flops_per_input_position(*names):
     """Each weight element: one MAC per input position (Dense, transpose)."""
+
     def flops(layer, input_shape, output_shape):
-        return {name: 2 * _spatial_size(input_shape, layer)
-                for name in names}
+        return {name: 2 * _spatial_size(input_shape, layer) for name in names}
 
     return flops
 
 
 def _flops_per_output_position(*names):
     """Each weight element: one MAC per output position (Conv)."""
+
     def flops(layer, input_shape, output_shape):
-        return {name: 2 * _spatial_size(output_shape, layer)
-                for name in names}
+        return {name: 2 * _spatial_size(output_shape, layer) for name in names}
 
     return flops
 
@@ -91,8 +91,11 @@ def _embedding_flops(layer, input_shape, output_shape):
     if not is_reverse_embedding_call(input_shape, output_shape):
         return {}
     names = [v.name for v in layer.weights]
-    name = "reverse_embeddings" if "reverse_embeddings" in names else (
-        "embeddings")
+    name = (
+        "reverse_embeddings"
+        if "reverse_embeddings" in names
+        else ("embeddings")
+    )
     return {name: 2 * _spatial_size(input_shape, layer)}
 
 
@@ -125,10 +128,13 @@ def _inner_flops(wrapper, inner, input_shape, output_shape, times=1):
     costs = rule.flops(inner, input_shape, output_shape)
     if costs is None:
         return None
-    keys = {_weights.weight_key(inner, v): _weights.weight_key(wrapper, v)
-            for v in inner.weights}
-    return {keys[key]: times * value for key, value in costs.items()
-            if key in keys}
+    keys = {
+        _weights.weight_key(inner, v): _weights.weight_key(wrapper, v)
+        for v in inner.weights
+    }
+    return {
+        keys[key]: times * value for key, value in costs.items() if key in keys
+    }
 
 
 def _bidirectional_flops(layer, input_shape, output_shape):
@@ -137,8 +143,11 @@ def _bidirectional_flops(layer, input_shape, output_shape):
     costs = {}
     for inner in (layer.forward_layer, layer.backward_layer):
         inner_costs = _inner_flops(
-            layer, inner, input_shape, inner.compute_output_shape(
-                tuple(input_shape)))
+            layer,
+            inner,
+            input_shape,
+            inner.compute_output_shape(tuple(input_shape)),
+        )
         if inner_costs is None:
             return None
         costs.update(inner_costs)
@@ -152,8 +161,9 @@ def _time_distributed_flops(layer, input_shape, output_shape):
         _spatial_size(input_shape, layer)  # raises with advice
     step_input = (tuple(input_shape)[0],) + tuple(input_shape)[2:]
     step_output = (tuple(output_shape)[0],) + tuple(output_shape)[2:]
-    return _inner_flops(layer, layer.layer, step_input, step_output,
-                        times=steps)
+    return _inner_flops(
+        layer, layer.layer, step_input, step_output, times=steps
+    )
 
 
 def _no_flops(layer, input_shape, output_shape):
@@ -185,15 +195,15 @@ def _attention_flops(layer, input_shape, output_shape):
     if layer.use_bias:
         costs["query/bias"] = attention / key_dim
     else:
-        costs["query/kernel"] += attention / key_dim / int(
-            tuple(input_shape)[-1])
+        costs["query/kernel"] += (
+            attention / key_dim / int(tuple(input_shape)[-1])
+        )
     return costs
-
-
 
 
 _DENSE_FLOPS = _flops_per_input_position("kernel")
 _CONV_FLOPS = _flops_per_output_position("kernel")
 _TRANSPOSE_FLOPS = _flops_per_input_position("kernel")
 _SEPARABLE_FLOPS = _flops_per_output_position(
-    "depthwise_kernel", "pointwise_kernel")
+    "depthwise_kernel", "pointwise_kernel"
+)

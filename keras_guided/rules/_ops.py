@@ -11,17 +11,54 @@ from keras import layers as keras_layers
 _OP_KINDS = {
     # Several inputs whose channel c meet (`x + y`, `x * s`).
     "merge": (
-        "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide",
+        "Add",
+        "Subtract",
+        "Multiply",
+        "Maximum",
+        "Minimum",
+        "Divide",
         "TrueDivide",
     ),
     # Element-wise keras.ops / keras.activations: channel c to channel c.
     "elementwise": (
-        "Relu", "Relu6", "ReLU", "Sigmoid", "SparseSigmoid", "Softplus",
-        "Softsign", "SoftShrink", "SparsePlus", "Silu", "Squareplus",
-        "LogSigmoid", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu",
-        "Gelu", "Celu", "TanhShrink", "HardTanh", "HardShrink", "Threshold",
-        "Tanh", "Exp", "Expm1", "Log", "Log1p", "Abs", "Absolute", "Square",
-        "Sqrt", "Negative", "Sign", "Sin", "Cos", "Clip", "Cast",
+        "Relu",
+        "Relu6",
+        "ReLU",
+        "Sigmoid",
+        "SparseSigmoid",
+        "Softplus",
+        "Softsign",
+        "SoftShrink",
+        "SparsePlus",
+        "Silu",
+        "Squareplus",
+        "LogSigmoid",
+        "LeakyRelu",
+        "HardSigmoid",
+        "HardSilu",
+        "Elu",
+        "Selu",
+        "Gelu",
+        "Celu",
+        "TanhShrink",
+        "HardTanh",
+        "HardShrink",
+        "Threshold",
+        "Tanh",
+        "Exp",
+        "Expm1",
+        "Log",
+        "Log1p",
+        "Abs",
+        "Absolute",
+        "Square",
+        "Sqrt",
+        "Negative",
+        "Sign",
+        "Sin",
+        "Cos",
+        "Clip",
+        "Cast",
         "Reciprocal",
     ),
     # Values that depend only on the input's shape: no channels.
@@ -31,7 +68,9 @@ _OP_KINDS = {
     "getitem": ("GetItem",),
 }
 _OP_MODULES = (
-    "keras.src.ops.numpy", "keras.src.ops.nn", "keras.src.ops.core",
+    "keras.src.ops.numpy",
+    "keras.src.ops.nn",
+    "keras.src.ops.core",
     "keras.src.activations.activations",
 )
 _KIND_OF_NAME = {
@@ -48,6 +87,7 @@ def op_kind(operation):
     an operation the table does not know."""
     cls = type(operation)
     if isinstance(operation, keras_layers.Layer) or (
-            cls.__module__ not in _OP_MODULES):
+        cls.__module__ not in _OP_MODULES
+    ):
         return None
     return _KIND_OF_NAME.get(cls.__name__)

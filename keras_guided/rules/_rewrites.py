@@ -2,7 +2,6 @@
 channels (`rewrite(layer, weights, kept_inputs, kept_outputs)`), and the
 checks of the layers whose rewrite needs one."""
 
-
 import numpy as np
 
 from keras_guided import _axes
@@ -135,10 +134,9 @@ def unchanged_rule(layer, weights, kept_inputs, kept_outputs):
     return layer.get_config(), _weights_list(layer, weights)
 
 
-
-
-def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs,
-                      kept_heads=None):
+def einsum_dense_rule(
+    layer, weights, kept_inputs, kept_outputs, kept_heads=None
+):
     """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis.
 
     With `kept_heads`, a head projection of grouped-query attention
@@ -148,7 +146,8 @@ def einsum_dense_rule(layer, weights, kept_inputs, kept_outputs,
     if kept_heads is not None:
         return _einsum_heads_rule(layer, weights, kept_heads)
     config, new_weights = _producer_rule("units", "dense")(
-        layer, weights, kept_inputs, kept_outputs)
+        layer, weights, kept_inputs, kept_outputs
+    )
     config.pop("units", None)
     config.pop("use_bias", None)
     if kept_outputs is not None:
@@ -165,8 +164,7 @@ def _einsum_heads_rule(layer, weights, kept_heads):
     kernel_axis, output_index = _grouped_attention.head_axis(layer)
     config = layer.get_config()
     weights = dict(weights)
-    weights["kernel"] = np.take(weights["kernel"], kept_heads,
-                                axis=kernel_axis)
+    weights["kernel"] = np.take(weights["kernel"], kept_heads, axis=kernel_axis)
     if output_index is not None:
         shape = list(config["output_shape"])
         shape[output_index] = int(len(kept_heads))
@@ -174,8 +172,6 @@ def _einsum_heads_rule(layer, weights, kept_heads):
         if "bias" in weights:
             weights["bias"] = np.take(weights["bias"], kept_heads, axis=0)
     return config, _order(layer, weights)
-
-
 
 
 def _check_einsum(layer, input_shape, output_shape):
@@ -218,14 +214,17 @@ def grouped_conv_rule(layer, weights, kept_inputs, kept_outputs):
 
 
 ATTENTION_HEAD_WEIGHTS = (
-    ("query/kernel", 1), ("query/bias", 0), ("key/kernel", 1),
-    ("key/bias", 0), ("value/kernel", 1), ("value/bias", 0),
+    ("query/kernel", 1),
+    ("query/bias", 0),
+    ("key/kernel", 1),
+    ("key/bias", 0),
+    ("value/kernel", 1),
+    ("value/bias", 0),
 )
 ATTENTION_OUTPUT_WEIGHT = ("attention_output/kernel", 0)
 
 
-def attention_rule(layer, weights, kept_inputs, kept_outputs,
-                   kept_heads=None):
+def attention_rule(layer, weights, kept_inputs, kept_outputs, kept_heads=None):
     """MultiHeadAttention without some heads; `num_heads` rewritten.
 
     A head is its query, key and value projections (`[:, h, :]` of each
@@ -261,8 +260,6 @@ def _check_attention(layer, input_shape, output_shape):
     if len(tuple(input_shape)) != 3 or axes not in (None, (1,), [1]):
         return "attention over several axes"
     return None
-
-
 
 
 def _layer_scale_rule(layer, weights, kept_inputs, kept_outputs):

@@ -5,9 +5,19 @@ import dataclasses
 KINDS = ("elementwise", "producer")
 LATENCY_KINDS = ("dense", "conv", "depthwise")
 GRAPH_KINDS = (
-    "producer", "depthwise", "normalization", "prelu", "elementwise",
-    "activation", "mixing", "reshape", "permute", "concatenate", "merge",
-    "keep", "attention",
+    "producer",
+    "depthwise",
+    "normalization",
+    "prelu",
+    "elementwise",
+    "activation",
+    "mixing",
+    "reshape",
+    "permute",
+    "concatenate",
+    "merge",
+    "keep",
+    "attention",
 )
 
 

@@ -14,8 +14,13 @@ from keras import layers
 from keras_guided._weights import WeightAxis
 
 FAMILIES = (
-    "dense", "conv", "conv_transpose", "depthwise", "separable",
-    "normalization", "embedding",
+    "dense",
+    "conv",
+    "conv_transpose",
+    "depthwise",
+    "separable",
+    "normalization",
+    "embedding",
 )
 # Families whose output unit is made by a kernel over every input channel
 # (folding a removed input channel's constant goes through their kernel).
@@ -35,8 +40,10 @@ def dense_like_einsum(layer):
     if "." in layer.equation or len(kernel) != 2 or not source or not output:
         return False
     return (
-        kernel[0] == source[-1] and kernel[1] == output[-1]
-        and source[:-1] == output[:-1] and kernel[0] not in output
+        kernel[0] == source[-1]
+        and kernel[1] == output[-1]
+        and source[:-1] == output[:-1]
+        and kernel[0] not in output
         and kernel[1] not in source
         and (layer.bias_axes or kernel[1]) == kernel[1]
     )

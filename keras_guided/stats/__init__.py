@@ -51,10 +51,23 @@ from keras_guided.stats._model import price
 from keras_guided.stats._model import total
 
 __all__ = [
-    "COUNTS", "PRICES", "UNPRICED_BUDGET_SHARE", "LayerCost", "Unpriced",
-    "WeightCost", "compare", "count_flops", "count_params", "format_table",
-    "layer_costs", "model_costs", "price", "total", "unpriced",
-    "warn_unpriced_budget", "weight_costs",
+    "COUNTS",
+    "PRICES",
+    "UNPRICED_BUDGET_SHARE",
+    "LayerCost",
+    "Unpriced",
+    "WeightCost",
+    "compare",
+    "count_flops",
+    "count_params",
+    "format_table",
+    "layer_costs",
+    "model_costs",
+    "price",
+    "total",
+    "unpriced",
+    "warn_unpriced_budget",
+    "weight_costs",
 ]
 
 
@@ -90,8 +103,10 @@ class Unpriced:
         two."""
         text = ""
         if self.layers:
-            names = [f"'{name}' ({cls}: {reason})"
-                     for name, cls, reason in self.layers[:5]]
+            names = [
+                f"'{name}' ({cls}: {reason})"
+                for name, cls, reason in self.layers[:5]
+            ]
             if len(self.layers) > 5:
                 names.append(f"and {len(self.layers) - 5} more")
             plural = "s" if len(self.layers) != 1 else ""
@@ -127,8 +142,11 @@ def unpriced(model, layer_costs=None):
     rows = model_costs(model) if layer_costs is None else layer_costs
     graph = adapter.sequential_graph(model) or model
     return Unpriced(
-        layers=tuple((row.name, type(row.layer).__name__, row.unpriced)
-                     for row in rows if row.unpriced),
+        layers=tuple(
+            (row.name, type(row.layer).__name__, row.unpriced)
+            for row in rows
+            if row.unpriced
+        ),
         params=total([row for row in rows if row.unpriced], "params"),
         total_params=total(rows, "params"),
         subclassed=not adapter.has_graph(graph),
@@ -161,8 +179,7 @@ def weight_costs(model, shapes=None, flops=True):
     """`model_costs` as plain rows: `(name, layer, {weight key: (shape,
     FLOPs per element)})` per leaf layer."""
     return [
-        (row.name, row.layer,
-         {w.key: (w.shape, w.flops) for w in row.weights})
+        (row.name, row.layer, {w.key: (w.shape, w.flops) for w in row.weights})
         for row in model_costs(model, shapes=shapes, flops=flops)
     ]
 
@@ -194,8 +211,10 @@ def layer_costs(model, shapes=None):
     """
     _check_built(model)
     return {
-        row.name: {"params": total([row], "params"),
-                   "flops": total([row], "flops")}
+        row.name: {
+            "params": total([row], "params"),
+            "flops": total([row], "flops"),
+        }
         for row in model_costs(model, shapes=shapes)
     }
 
@@ -256,14 +275,17 @@ def count_flops(model, shapes=None, strict=False):
         text = missing.describe(model.name)
         if missing.layers and not missing.subclassed:
             them = "them" if len(missing.layers) > 1 else "it"
-            text += (f" Give {them} a FLOPs rule (`keras_guided."
-                     "register_rule(cls, rule, flops=...)`).")
+            text += (
+                f" Give {them} a FLOPs rule (`keras_guided."
+                "register_rule(cls, rule, flops=...)`)."
+            )
         if strict:
             raise ValueError(
-                f"{text} Pass strict=False to count them as 0 with a "
-                "warning.")
-        warnings.warn(f"{text} Pass strict=True to make this an error.",
-                      stacklevel=2)
+                f"{text} Pass strict=False to count them as 0 with a warning."
+            )
+        warnings.warn(
+            f"{text} Pass strict=True to make this an error.", stacklevel=2
+        )
     return total(rows, "flops")
 
 
@@ -283,16 +305,17 @@ def compare(before, after, shapes_before=None, shapes_after=None):
     rows = []
     for name, cost in costs_before.items():
         other = costs_after.get(name, {"params": 0, "flops": 0})
-        rows.append({
-            "layer": name,
-            "params_before": cost["params"],
-            "params_after": other["params"],
-            "flops_before": cost["flops"],
-            "flops_after": other["flops"],
-        })
+        rows.append(
+            {
+                "layer": name,
+                "params_before": cost["params"],
+                "params_after": other["params"],
+                "flops_before": cost["flops"],
+                "flops_after": other["flops"],
+            }
+        )
     total = {"layer": "total"}
-    for key in ("params_before", "params_after", "flops_before",
-                "flops_after"):
+    for key in ("params_before", "params_after", "flops_before", "flops_after"):
         total[key] = sum(row[key] for row in rows)
     rows.append(total)
     return rows
@@ -311,11 +334,14 @@ def format_table(rows, columns=None):
     if not rows:
         return ""
     columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(str(c) for c in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = [
+        "| " + " | ".join(str(c) for c in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
     for row in rows:
         lines.append(
-            "| " + " | ".join(_format_cell(row.get(c, "")) for c in columns)
+            "| "
+            + " | ".join(_format_cell(row.get(c, "")) for c in columns)
             + " |"
         )
     return "\n".join(lines)

@@ -53,8 +53,12 @@ def iter_layers(model, prefix="", shapes=None):
             if own is not None and id(node) not in own:
                 continue
             if node.input_tensors and node.output_tensors:
-                calls.append((_shape(adapter.first_input(node), shapes),
-                              _shape(node.output_tensors[0], shapes)))
+                calls.append(
+                    (
+                        _shape(adapter.first_input(node), shapes),
+                        _shape(node.output_tensors[0], shapes),
+                    )
+                )
         yield name, layer, calls
 
 

@@ -68,13 +68,18 @@ class LayerCost:
 
 
 def _price_params(layer_cost, kept):
-    return float(sum(math.prod(shape)
-                     for _, shape in layer_cost.kept_shapes(kept)))
+    return float(
+        sum(math.prod(shape) for _, shape in layer_cost.kept_shapes(kept))
+    )
 
 
 def _price_flops(layer_cost, kept):
-    return float(sum(math.prod(shape) * weight.flops
-                     for weight, shape in layer_cost.kept_shapes(kept)))
+    return float(
+        sum(
+            math.prod(shape) * weight.flops
+            for weight, shape in layer_cost.kept_shapes(kept)
+        )
+    )
 
 
 PRICES = {"params": _price_params, "flops": _price_flops}
@@ -106,8 +111,12 @@ def price(layer_cost, metric, kept=None, prices=None):
     try:
         price_fn = known[metric]
     except KeyError:
-        hint = (". A latency price needs a table: pass prices={'latency': "
-                "table.price}" if metric == "latency" else "")
+        hint = (
+            ". A latency price needs a table: pass prices={'latency': "
+            "table.price}"
+            if metric == "latency"
+            else ""
+        )
         raise ValueError(
             f"`metric` must be one of {sorted(known)}. "
             f"Received: metric={metric!r}{hint}"
@@ -121,8 +130,9 @@ def total(layer_costs, metric, kept=None, prices=None):
     `None`) per layer. Counts (`COUNTS`) are ints, each layer rounded as in
     `layer_costs`; another metric (latency in ms) is a float sum."""
     kept = kept or [None] * len(layer_costs)
-    values = [price(row, metric, cut, prices)
-              for row, cut in zip(layer_costs, kept)]
+    values = [
+        price(row, metric, cut, prices) for row, cut in zip(layer_costs, kept)
+    ]
     if metric in COUNTS:
         return int(sum(int(round(value)) for value in values))
     return float(sum(values))
@@ -163,10 +173,14 @@ def model_costs(model, shapes=None, flops=True):
         weights = []
         for variable in layer.weights:
             key = units_lib.weight_key(layer, variable)
-            weights.append(WeightCost(
-                key, variable, tuple(int(d) for d in variable.shape),
-                per_element.get(key, 0),
-            ))
+            weights.append(
+                WeightCost(
+                    key,
+                    variable,
+                    tuple(int(d) for d in variable.shape),
+                    per_element.get(key, 0),
+                )
+            )
         rows.append(LayerCost(name, layer, tuple(weights), unpriced))
     return rows
 
@@ -174,8 +188,17 @@ def model_costs(model, shapes=None, flops=True):
 # Kinds whose layers cost nothing in this model when their rule has no
 # FLOPs (channel-wise or data movement; an Embedding is a lookup).
 _FREE_KINDS = (
-    "producer", "depthwise", "normalization", "prelu", "elementwise",
-    "activation", "mixing", "reshape", "permute", "concatenate", "merge",
+    "producer",
+    "depthwise",
+    "normalization",
+    "prelu",
+    "elementwise",
+    "activation",
+    "mixing",
+    "reshape",
+    "permute",
+    "concatenate",
+    "merge",
 )
 
 

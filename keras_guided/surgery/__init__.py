@@ -174,9 +174,15 @@ def prune_model(
         >>> bool(np.allclose(small(x), model(x), atol=1e-5))
         True
     """
-    chosen = [name for name, value in
-              (("threshold", threshold), ("plan", plan), ("target", target))
-              if value is not None]
+    chosen = [
+        name
+        for name, value in (
+            ("threshold", threshold),
+            ("plan", plan),
+            ("target", target),
+        )
+        if value is not None
+    ]
     if len(chosen) > 1:
         raise ValueError(
             "Pass at most one of `threshold`, `plan` and `target`. "
@@ -186,7 +192,8 @@ def prune_model(
         raise ValueError(
             "`uniform_blocks=True` works with a units, params or FLOPs "
             "target. Received: a latency target. Use target={'flops': ...}"
-            ", or uniform_blocks=False.")
+            ", or uniform_blocks=False."
+        )
     scoring.check_limits(min_units, round_to)
     if latency_table is not None and target is None:
         raise ValueError(
@@ -194,19 +201,20 @@ def prune_model(
             "latency_table=<LatencyTable> without a target. Pass "
             "target={'latency': 0.5}, or drop latency_table."
         )
-    _latency_loop.check_arguments(measure, target, latency_table,
-                                  latency_tolerance, max_tries)
+    _latency_loop.check_arguments(
+        measure, target, latency_table, latency_tolerance, max_tries
+    )
     if uniform_blocks and (threshold is not None or plan is not None):
         raise ValueError(
             "`uniform_blocks=True` plans the widths itself: it works with a "
             "`target` or on dead units. Received: uniform_blocks=True with "
             f"{'threshold' if threshold is not None else 'plan'}. Drop one "
-            "of them.")
+            "of them."
+        )
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
-    families = (_uniform.find_families(model, groups) if uniform_blocks
-                else [])
+    families = _uniform.find_families(model, groups) if uniform_blocks else []
     rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     latency_check = None
     if plan is not None:
@@ -216,34 +224,57 @@ def prune_model(
             groups, threshold, min_units=min_units, round_to=round_to
         )
     elif target is not None:
+
         def plan_at(aim):
             return scoring.plan_from_target(
-                groups, model, target if aim is None else {"latency": aim},
-                min_units=min_units, round_to=round_to,
-                shapes=rewriter.shapes, latency_table=latency_table,
+                groups,
+                model,
+                target if aim is None else {"latency": aim},
+                min_units=min_units,
+                round_to=round_to,
+                shapes=rewriter.shapes,
+                latency_table=latency_table,
             )
 
         if families:
-            merged = _uniform.MergedGroups(groups, families,
-                                           scoring.default_scores(groups))
-            plan = merged.spread(scoring.plan_from_target(
-                merged.groups, model, target, scores=merged.scores,
-                min_units=min_units, round_to=round_to,
-                shapes=rewriter.shapes))
+            merged = _uniform.MergedGroups(
+                groups, families, scoring.default_scores(groups)
+            )
+            plan = merged.spread(
+                scoring.plan_from_target(
+                    merged.groups,
+                    model,
+                    target,
+                    scores=merged.scores,
+                    min_units=min_units,
+                    round_to=round_to,
+                    shapes=rewriter.shapes,
+                )
+            )
         elif measure is None:
             plan = plan_at(None)
         else:
             plan, latency_check = _latency_loop.run(
-                model, groups, target, plan_at,
-                lambda candidate: _rebuilt(analysis, rewriter.shapes,
-                                           candidate),
-                measure, latency_table, latency_tolerance, max_tries,
-                min_units, rewriter.shapes)
+                model,
+                groups,
+                target,
+                plan_at,
+                lambda candidate: _rebuilt(
+                    analysis, rewriter.shapes, candidate
+                ),
+                measure,
+                latency_table,
+                latency_tolerance,
+                max_tries,
+                min_units,
+                rewriter.shapes,
+            )
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
         if families:
-            plan = _uniform.widen(plan, groups, families,
-                                  scoring.default_scores(groups))
+            plan = _uniform.widen(
+                plan, groups, families, scoring.default_scores(groups)
+            )
     rewriter.set_plan(plan)
     rewriter.propagate_constants()
     rewriter.fold_constants()
@@ -263,7 +294,8 @@ def prune_model(
     if report is not None:
         report.notes.extend(_uniform.describe(families, groups, plan))
     rebuilt, note = _hub_rebuild.rebuild(
-        model, pruned, lambda: _sample_inputs(model, sample_inputs), _predict)
+        model, pruned, lambda: _sample_inputs(model, sample_inputs), _predict
+    )
     if shared and rebuilt is None:
         reason = next(iter(shared.values()))
         raise ValueError(

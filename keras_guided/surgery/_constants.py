@@ -1,7 +1,6 @@
 """Constants of removed units: propagated through the graph, folded into
 the consumers' biases (step 3 of `prune_model`, see `keras_guided.surgery`)."""
 
-
 import keras
 import numpy as np
 from keras import ops
@@ -56,16 +55,18 @@ class Constants:
         try:
             if units_lib.layer_family(op) == "embedding":
                 # A masked embedding column is zero for every token.
-                values = [[np.zeros(self._shape(node.outputs[0]),
-                                    dtype="float32")]]
+                values = [
+                    [np.zeros(self._shape(node.outputs[0]), dtype="float32")]
+                ]
             elif self._is_producer(op):
                 # Masked incoming weights: the output is f(bias) whatever
                 # the input, so a zero probe gives it; a Keras kernel layer
                 # computes activation(bias) at every position on it, with
                 # no call needed.
                 if _bias_only(op):
-                    values = [[_bias_response(
-                        op, self._shape(node.outputs[0]))]]
+                    values = [
+                        [_bias_response(op, self._shape(node.outputs[0]))]
+                    ]
                 else:
                     values = [self._call(node, op, zeros=True)]
             else:
@@ -100,8 +101,9 @@ class Constants:
             else:
                 value = self._noise(shape, dtype)
                 if const is not None:
-                    np.copyto(value, const, where=np.isfinite(const),
-                              casting="unsafe")
+                    np.copyto(
+                        value, const, where=np.isfinite(const), casting="unsafe"
+                    )
             probes[id(tensor)] = value
         args, kwargs = adapter.call_arguments(node, probes)
         outputs = op(*args, **kwargs)
@@ -116,14 +118,15 @@ class Constants:
         pool = getattr(self, "_pool", None)
         if pool is None or len(pool) < 4 * size:
             pool = self._pool = self.rng.standard_normal(
-                max(4 * size, 1 << 16), dtype=np.float32)
+                max(4 * size, 1 << 16), dtype=np.float32
+            )
             self._recent = []
         while True:
             start = int(self.rng.integers(0, len(pool) - size + 1))
             if start not in self._recent:
                 break
         self._recent = self._recent[-7:] + [start]
-        return pool[start:start + size].reshape(shape).astype(dtype)
+        return pool[start : start + size].reshape(shape).astype(dtype)
 
     def _is_producer(self, op):
         """Whether `op` creates units (a depthwise-style grouped Conv, or a
@@ -206,7 +209,6 @@ class Constants:
                 self.deltas[id(layer)] = delta
 
 
-
 def _is_producer(op):
     rule = rules_lib.rule_for(op)
     return rule is not None and rule.kind == "producer"
@@ -215,21 +217,30 @@ def _is_producer(op):
 # Keras' own kernel layers (exact classes: a subclass may change `call`):
 # on a zero input their output is activation(bias) at every position, for
 # every padding, stride and dilation.
-_BIAS_ONLY_CLASSES = frozenset((
-    keras.layers.Dense,
-    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
-))
+_BIAS_ONLY_CLASSES = frozenset(
+    (
+        keras.layers.Dense,
+        keras.layers.Conv1D,
+        keras.layers.Conv2D,
+        keras.layers.Conv3D,
+        keras.layers.Conv1DTranspose,
+        keras.layers.Conv2DTranspose,
+        keras.layers.Conv3DTranspose,
+        keras.layers.DepthwiseConv1D,
+        keras.layers.DepthwiseConv2D,
+        keras.layers.SeparableConv1D,
+        keras.layers.SeparableConv2D,
+    )
+)
 
 
 def _bias_only(op):
     """Whether `_bias_response` gives `op`'s output on a zero input."""
-    return (type(op) in _BIAS_ONLY_CLASSES
-            and getattr(op, "data_format", None) in (None, "channels_last")
-            and getattr(op, "quantization_mode", None) is None)
+    return (
+        type(op) in _BIAS_ONLY_CLASSES
+        and getattr(op, "data_format", None) in (None, "channels_last")
+        and getattr(op, "quantization_mode", None) is None
+    )
 
 
 def _bias_response(op, shape):
@@ -239,10 +250,9 @@ def _bias_response(op, shape):
     else:
         bias = ops.zeros((shape[-1],), dtype=op.compute_dtype)
     value = ops.convert_to_numpy(op.activation(ops.reshape(bias, (1, -1))))
-    return np.broadcast_to(value.reshape((1,) * (len(shape) - 1) + (-1,)),
-                           shape)
-
-
+    return np.broadcast_to(
+        value.reshape((1,) * (len(shape) - 1) + (-1,)), shape
+    )
 
 
 def _center(value):
@@ -250,8 +260,6 @@ def _center(value):
     value = np.asarray(value)
     index = (0,) + tuple(d // 2 for d in value.shape[1:-1])
     return value[index].astype(np.float64)
-
-
 
 
 def _linear_response(layer, x):
@@ -269,7 +277,8 @@ def _linear_response(layer, x):
         probe = type(layer).from_config(config)
         probe.build(x.shape)
         weights = [
-            ops.convert_to_numpy(v.value) for v in layer.weights
+            ops.convert_to_numpy(v.value)
+            for v in layer.weights
             if v.name != "bias"
         ]
         probe.set_weights(weights)

@@ -1,7 +1,6 @@
 """The plan of `prune_model`: protected layers, a user's plan checked, the
 plan of dead units."""
 
-
 import numpy as np
 
 from keras_guided import _keras_adapter as adapter
@@ -14,8 +13,11 @@ def _protect(model, groups, protected):
     if isinstance(protected, str):
         protected = (protected,)
     names = set(protected)
-    known = {sub.name for layer in _walk.all_layers(model)
-             for sub in adapter.layer_tree(layer)} | {
+    known = {
+        sub.name
+        for layer in _walk.all_layers(model)
+        for sub in adapter.layer_tree(layer)
+    } | {
         layer.name for _, layer, _ in iter_layers(model)
     }  # the layers inside composite layers (traced or not) too
     missing = sorted(names - known)
@@ -103,8 +105,7 @@ def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
     # A dead unit whose channel is not constant where a consumer reads it
     # (multiplied by a live broadcast gate) cannot be folded: keep it.
     for _ in range(3):
-        plan = scoring.plan_from_mask(groups, masks, None, min_units,
-                                      round_to)
+        plan = scoring.plan_from_mask(groups, masks, None, min_units, round_to)
         rewriter.set_plan(plan)
         rewriter.propagate_constants()
         unfoldable = rewriter.unfoldable_roots()

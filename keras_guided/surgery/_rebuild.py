@@ -1,7 +1,6 @@
 """The graph rebuilt layer by layer for the kept units (step 4 of
 `prune_model`, see `keras_guided.surgery`)."""
 
-
 import keras
 import numpy as np
 
@@ -33,7 +32,8 @@ class Rebuilder:
         functional = graph_lib._functional_of(model)
         inputs = [
             keras.Input(
-                batch_shape=t.shape, dtype=t.dtype,
+                batch_shape=t.shape,
+                dtype=t.dtype,
                 name=adapter.producer(t).name,
             )
             for t in functional.inputs
@@ -45,8 +45,9 @@ class Rebuilder:
                 + [self._cache[id(layer)] for layer in model.layers],
                 name=model.name,
             )
-        return keras.Model(adapter.pack_inputs(functional, inputs), outputs,
-                           name=model.name)
+        return keras.Model(
+            adapter.pack_inputs(functional, inputs), outputs, name=model.name
+        )
 
     def _untouched(self, op, node, kept_inputs, kept_outputs):
         """Whether `op` is rebuilt with its own channels and weights."""
@@ -94,8 +95,10 @@ class Rebuilder:
                 outputs = new_op(flat[0] if len(flat) == 1 else flat)
             else:
                 outputs = new_op(*args, **kwargs)
-            if fresh and isinstance(op, keras.layers.Layer) and not (
-                graph_lib._is_model(op) or traced
+            if (
+                fresh
+                and isinstance(op, keras.layers.Layer)
+                and not (graph_lib._is_model(op) or traced)
             ):
                 self._set_state(op, new_op)
         except Exception as error:  # noqa: BLE001 (another copy)
@@ -124,10 +127,13 @@ class Rebuilder:
                 shape = list(t.shape)
                 if kept is not None:
                     shape[-1] = len(kept)
-                inputs.append(keras.Input(
-                    batch_shape=tuple(shape), dtype=t.dtype,
-                    name=adapter.producer(t).name,
-                ))
+                inputs.append(
+                    keras.Input(
+                        batch_shape=tuple(shape),
+                        dtype=t.dtype,
+                        name=adapter.producer(t).name,
+                    )
+                )
             outputs = self._rebuild(inner, inputs)
             if isinstance(op, keras.Sequential):
                 new = keras.Sequential(
@@ -138,7 +144,8 @@ class Rebuilder:
             else:
                 new = keras.Model(
                     adapter.pack_inputs(inner, inputs),
-                    outputs, name=op.name,
+                    outputs,
+                    name=op.name,
                 )
             self._cache[id(op)] = new
             return new
@@ -152,7 +159,8 @@ class Rebuilder:
             # (`_copies`), from its config where that round-trips.
             try:
                 new, how = _copies.new_copy(
-                    op, lambda config: self._standard(op, config))
+                    op, lambda config: self._standard(op, config)
+                )
                 self._new_weights[id(op)] = _COPY
             except ValueError:
                 reason = trace_lib.uncopyable(op)
@@ -206,13 +214,8 @@ class Rebuilder:
             _copies.reload_state(new_op)
 
 
-
-
-
 def _is_keras_module(module):
     return module == "keras" or module.startswith("keras.")
-
-
 
 
 def _standard_config(config, dropped=None):

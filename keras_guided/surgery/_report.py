@@ -68,7 +68,8 @@ class PruneReport:
     def summary(self):
         """A markdown table of the layers that changed, plus the totals."""
         rows = [
-            row for row in self.layers
+            row
+            for row in self.layers
             if row["layer"] == "total"
             or row["params_before"] != row["params_after"]
             or row["units_before"] != row["units_after"]
@@ -91,7 +92,6 @@ class PruneReport:
         return self.summary()
 
 
-
 # ------------------------------------------------------- report, verify
 def _units_of(layer):
     try:
@@ -105,14 +105,19 @@ def _params_only(model, pruned):
     rows = []
     for name, layer, _ in _walk.leaf_layers(model):
         new = after.get(name)
-        rows.append({
-            "layer": name,
-            "params_before": int(sum(np.prod(w.shape) for w in layer.weights)),
-            "params_after": int(sum(np.prod(w.shape) for w in new.weights))
-            if new is not None else 0,
-            "flops_before": None,
-            "flops_after": None,
-        })
+        rows.append(
+            {
+                "layer": name,
+                "params_before": int(
+                    sum(np.prod(w.shape) for w in layer.weights)
+                ),
+                "params_after": int(sum(np.prod(w.shape) for w in new.weights))
+                if new is not None
+                else 0,
+                "flops_before": None,
+                "flops_after": None,
+            }
+        )
     total = {"layer": "total", "flops_before": None, "flops_after": None}
     for key in ("params_before", "params_after"):
         total[key] = sum(row[key] for row in rows)
@@ -131,8 +136,7 @@ def _report_shapes(model, pruned, shapes):
 
 
 def _report(model, pruned, analysis, plan, rewriter):
-    shapes_before, shapes_after = _report_shapes(model, pruned,
-                                                 rewriter.shapes)
+    shapes_before, shapes_after = _report_shapes(model, pruned, rewriter.shapes)
     try:
         rows = stats.compare(model, pruned, shapes_before, shapes_after)
         if shapes_before is not None:
@@ -149,11 +153,13 @@ def _report(model, pruned, analysis, plan, rewriter):
         rewriter.notes.append(f"FLOPs not counted: {error}")
     else:
         missing = stats.unpriced(
-            model, stats.model_costs(model, shapes=shapes_before))
+            model, stats.model_costs(model, shapes=shapes_before)
+        )
         if not missing.complete:
             rewriter.notes.append(
                 "the FLOPs columns leave out what they cannot price: "
-                + missing.describe(model.name))
+                + missing.describe(model.name)
+            )
     # Leaf layers by path, inside nested models and traced layers too.
     before = {name: layer for name, layer, _ in iter_layers(model)}
     after = {name: layer for name, layer, _ in iter_layers(pruned)}
@@ -166,8 +172,15 @@ def _report(model, pruned, analysis, plan, rewriter):
         new = after.get(name)
         row["units_before"] = _units_of(old) if old is not None else None
         row["units_after"] = _units_of(new) if new is not None else None
-    columns = ["layer", "units_before", "units_after", "params_before",
-               "params_after", "flops_before", "flops_after"]
+    columns = [
+        "layer",
+        "units_before",
+        "units_after",
+        "params_before",
+        "params_after",
+        "flops_before",
+        "flops_after",
+    ]
     rows = [{c: row.get(c) for c in columns} for row in rows]
     removed = {
         index: (analysis.groups[index].num_units, len(kept))
@@ -179,8 +192,10 @@ def _report(model, pruned, analysis, plan, rewriter):
         layer_names = set(group.layers)
         for s in group.slices:
             rule = rules_lib.rule_for(s.layer)
-            if rule is not None and rule.mixes_channels is not None and (
-                s.layer.name in layer_names
+            if (
+                rule is not None
+                and rule.mixes_channels is not None
+                and (s.layer.name in layer_names)
             ):
                 notes.append(
                     f"{graph_lib.describe(s.layer)} {rule.mixes_channels}"
@@ -198,7 +213,8 @@ def _report(model, pruned, analysis, plan, rewriter):
         notes=list(dict.fromkeys(notes)),
         unprunable=[
             (g.index, g.layers, g.reason)
-            for g in analysis.groups if not g.prunable
+            for g in analysis.groups
+            if not g.prunable
         ],
         unsupported=list(analysis.unsupported),
     )

@@ -4,7 +4,6 @@ Its concepts live in their own modules: constants and folding
 (`_constants`), rebuilding (`_rebuild`); the kept channels and the
 weights (pruned, masked) are here."""
 
-
 import numpy as np
 from keras import ops
 
@@ -22,8 +21,7 @@ class Rewriter(Constants, Rebuilder):
         self.analysis = analysis
         self.shapes = shapes or {}
         self.unit_root = {
-            location: root
-            for root, location in analysis.unit_location.items()
+            location: root for root, location in analysis.unit_location.items()
         }
         self.notes = []
         self.rng = np.random.default_rng(0)
@@ -49,7 +47,6 @@ class Rewriter(Constants, Rebuilder):
         if mask is None:
             return None
         return np.flatnonzero(~mask)
-
 
     # ------------------------------------------------------------ weights
     def original_weights(self, layer):
@@ -81,8 +78,9 @@ class Rewriter(Constants, Rebuilder):
         """Original weights with the removed units' inputs set to zero."""
         weights = self.original_weights(layer)
         for slice_ in self._masks.get(id(layer), ()):
-            weights[slice_[0]] = _axes.zero_units(weights[slice_[0]],
-                                                  slice_[1], slice_[2])
+            weights[slice_[0]] = _axes.zero_units(
+                weights[slice_[0]], slice_[1], slice_[2]
+            )
         return weights
 
     def prepare_masks(self):
@@ -103,7 +101,8 @@ class Rewriter(Constants, Rebuilder):
                     (s.weight, s.axis, s.positions[dropped].ravel())
                 )
                 rows = _axes.gather_units(
-                    scoring.weight_value(s.layer, s.weight), s.axis,
+                    scoring.weight_value(s.layer, s.weight),
+                    s.axis,
                     s.positions[dropped],
                 )
                 changes = changes or bool(np.any(rows != 0))

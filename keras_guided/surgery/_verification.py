@@ -21,8 +21,7 @@ def _probe_shapes(model, sample_inputs):
     if all(None not in tuple(t.shape)[1:] for t in functional.inputs):
         return {}  # fixed sizes: the symbolic shapes are the real ones
     if sample_inputs is not None:
-        shapes = [tuple(np.shape(x))
-                  for x in keras.tree.flatten(sample_inputs)]
+        shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(sample_inputs)]
     else:
         shapes = [_default_shape(t.shape) for t in functional.inputs]
     if len(shapes) != len(functional.inputs):
@@ -31,14 +30,10 @@ def _probe_shapes(model, sample_inputs):
     return graph_lib.concrete_shapes(model, shapes)
 
 
-
-
 def _default_shape(shape, batch=1):
     """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
     dims = [batch] + list(shape[1:])
     return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
-
-
 
 
 def _sample_inputs(model, sample_inputs):
@@ -59,8 +54,10 @@ def _sample_inputs(model, sample_inputs):
 
 def _predict(model, inputs):
     outputs = model(inputs, training=False)
-    return [ops.convert_to_numpy(o).astype(np.float64)
-            for o in keras.tree.flatten(outputs)]
+    return [
+        ops.convert_to_numpy(o).astype(np.float64)
+        for o in keras.tree.flatten(outputs)
+    ]
 
 
 def _note_random_outputs(model, stable, report):
@@ -93,8 +90,10 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
     # A layer random at inference (a VAE's sampling) changes some outputs
     # from call to call: compare only the values that repeat exactly.
     again = _predict(model, inputs)
-    stable = [np.isclose(a, b, rtol=0, atol=0, equal_nan=True)
-              for a, b in zip(original, again)]
+    stable = [
+        np.isclose(a, b, rtol=0, atol=0, equal_nan=True)
+        for a, b in zip(original, again)
+    ]
     if rewriter.prepare_masks():
         masked = rewriter.rebuild(rewriter.masked_weights, keep_all=True)
         reference = _predict(masked, inputs)
@@ -104,10 +103,12 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
     _note_random_outputs(model, stable, report)
 
     def largest(values):
-        return float(max(
-            (np.max(v[m], initial=0.0) for v, m in zip(values, stable)),
-            default=0.0,
-        ))
+        return float(
+            max(
+                (np.max(v[m], initial=0.0) for v, m in zip(values, stable)),
+                default=0.0,
+            )
+        )
 
     compared = sum(int(m.sum()) for m in stable)
     if compared == 0:
@@ -115,9 +116,11 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
         report.output_scale = None
         return
     report.max_abs_diff = largest(
-        [np.abs(a - b) for a, b in zip(result, reference)])
+        [np.abs(a - b) for a, b in zip(result, reference)]
+    )
     report.max_abs_diff_original = largest(
-        [np.abs(a - b) for a, b in zip(result, original)])
+        [np.abs(a - b) for a, b in zip(result, original)]
+    )
     report.output_scale = largest([np.abs(a) for a in reference])
     if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
         warnings.warn(

@@ -30,8 +30,15 @@ RECIPES = {
 def train(recipe, x, y):
     model = parity_model.build()
     pruning = keras_guided.GuidedPruning(**RECIPES[recipe])
-    history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
-                        shuffle=False, callbacks=[pruning])
+    history = model.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=32,
+        verbose=0,
+        shuffle=False,
+        callbacks=[pruning],
+    )
     return parity_model.record(history, model)
 
 
@@ -42,7 +49,8 @@ def main():
         keras.distribution.set_distribution(None)
         single = train(recipe, x, y)
         keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=jax.devices()))
+            keras.distribution.DataParallel(devices=jax.devices())
+        )
         multi = train(recipe, x, y)
         keras.distribution.set_distribution(None)
         result[recipe] = {"single": single, "multi": multi}

@@ -16,7 +16,8 @@ import tensorflow as tf  # noqa: E402
 
 _CPUS = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
-    _CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    _CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,31 +27,50 @@ import keras_guided  # noqa: E402
 
 def build(use_callback):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(
-            16, activation="relu",
-            kernel_regularizer=keras_guided.GuidedRegularizer(1e-2)),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss="sparse_categorical_crossentropy")
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(
+                16,
+                activation="relu",
+                kernel_regularizer=keras_guided.GuidedRegularizer(1e-2),
+            ),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="sparse_categorical_crossentropy",
+    )
     return model
 
 
 def train(model, use_callback, x, y):
     callbacks = []
     if use_callback:
-        callbacks.append(keras_guided.GuidedPruning(
-            strength=0.3, guidance="linear", mode="proximal"))
-    history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
-                        shuffle=False, callbacks=callbacks)
+        callbacks.append(
+            keras_guided.GuidedPruning(
+                strength=0.3, guidance="linear", mode="proximal"
+            )
+        )
+    history = model.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=32,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
+    )
     penalty = float(sum(keras.ops.convert_to_numpy(v) for v in model.losses))
     weights = [w.tolist() for w in model.get_weights()]
-    return {"loss": history.history["loss"], "penalty": penalty,
-            "weights": weights,
-            "live_units": history.history.get("live_units")}
+    return {
+        "loss": history.history["loss"],
+        "penalty": penalty,
+        "weights": weights,
+        "live_units": history.history.get("live_units"),
+    }
 
 
 def main():
@@ -63,8 +83,15 @@ def main():
     with strategy.scope():
         model = build(use_callback)
     multi = train(model, use_callback, x, y)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                      "single": single, "multi": multi}))
+    print(
+        json.dumps(
+            {
+                "replicas": strategy.num_replicas_in_sync,
+                "single": single,
+                "multi": multi,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,20 @@ import parity_model  # noqa: E402  (next to this script)
 
 def train(model, x, y, callbacks=None):
     if callbacks is None:
-        callbacks = [keras_guided.GuidedPruning(
-            strength=0.3, guidance="linear", mode="proximal")]
-    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0,
-                        shuffle=False, callbacks=callbacks)
+        callbacks = [
+            keras_guided.GuidedPruning(
+                strength=0.3, guidance="linear", mode="proximal"
+            )
+        ]
+    history = model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=32,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
+    )
     if not callbacks:
         return None
     return parity_model.record(history, model)

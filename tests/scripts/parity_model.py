@@ -12,14 +12,18 @@ import numpy as np
 def build():
     """The small classifier every parity run trains (seeded)."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss="sparse_categorical_crossentropy")
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="sparse_categorical_crossentropy",
+    )
     return model
 
 
@@ -33,6 +37,8 @@ def data(num_samples):
 
 def record(history, model):
     """What a parity test compares: losses, live units, weights."""
-    return {"loss": history.history["loss"],
-            "live_units": history.history["live_units"],
-            "weights": [w.tolist() for w in model.get_weights()]}
+    return {
+        "loss": history.history["loss"],
+        "live_units": history.history["live_units"],
+        "weights": [w.tolist() for w in model.get_weights()],
+    }
