@@ -333,6 +333,9 @@ def targets(b4):
     return lines
 
 
+OFF_SCALE_POINTS = 25.0
+
+
 def plot(b4, path):
     """Test accuracy against FLOPs kept, one line per method (error bars:
     std over seeds), the reference as a dashed line."""
@@ -344,7 +347,15 @@ def plot(b4, path):
     table = summary(b4)
     ref = reference(b4)
     figure, axis = plt.subplots(figsize=(6, 4.5))
+    # A method that collapsed (chance accuracy) would squeeze every other
+    # line into a few pixels: it is named under the plot instead.
+    floor = (ref["mean"] if ref else 100.0) - OFF_SCALE_POINTS
+    off_scale = []
     for i, method in enumerate(_methods(table)):
+        best = max(s["mean"] for s in table[method].values())
+        if best < floor:
+            off_scale.append(f"{method} (at most {best:.1f} %)")
+            continue
         points = sorted(
             (s["flops_kept"], s["mean"], s["std"])
             for s in table[method].values()
@@ -371,7 +382,15 @@ def plot(b4, path):
         f"CIFAR-10 {schedule.get('arch', '')}: accuracy vs FLOPs", fontsize=10
     )
     axis.legend(fontsize=7)
-    figure.tight_layout()
+    if off_scale:
+        figure.text(
+            0.01,
+            0.01,
+            f"not drawn, more than {OFF_SCALE_POINTS:g} points below the "
+            f"reference: {', '.join(off_scale)}",
+            fontsize=7,
+        )
+    figure.tight_layout(rect=(0, 0.04 if off_scale else 0, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = path + ".tmp.png"
     figure.savefig(temporary, dpi=100)
