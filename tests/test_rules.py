@@ -231,6 +231,52 @@ def test_every_built_in_producer_and_normalization_names_its_unit_family():
     assert set(rules.KERNEL_FAMILIES) <= set(rules.FAMILIES)
 
 
+def _bias_at_zero_layer(cls):
+    """A built layer of `cls` with a random bias and a relu, and its input
+    shape (batch 1, 5 positions per spatial axis)."""
+    name = cls.__name__
+    rank = 1 if "1D" in name else 3 if "3D" in name else 2
+    if cls is layers.Dense:
+        layer, shape = cls(3, activation="relu"), (1, 4)
+    elif name.startswith("Depthwise"):
+        layer = cls(3, activation="relu", padding="same")
+        shape = (1,) + (5,) * rank + (2,)
+    else:
+        layer = cls(3, 3, activation="relu", padding="same")
+        shape = (1,) + (5,) * rank + (2,)
+    layer.build(shape)
+    rng = np.random.default_rng(0)
+    layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    return layer, shape
+
+
+def test_bias_at_zero_rules_give_the_layers_output_on_zeros():
+    # `prune_model` trusts `bias_at_zero` instead of calling the layer: a
+    # wrong row would fold wrong constants into the consumers.
+    from keras_guided.rules._builtin import _BUILTIN
+    from keras_guided.surgery import _constants
+
+    flagged = [c for c, rule in _BUILTIN if rule.bias_at_zero]
+    assert layers.Conv2D in flagged and layers.Dense in flagged
+    for cls in flagged:
+        layer, shape = _bias_at_zero_layer(cls)
+        assert _constants._bias_only(layer), cls
+        expected = keras.ops.convert_to_numpy(layer(np.zeros(shape)))
+        np.testing.assert_allclose(
+            _constants._bias_response(layer, expected.shape),
+            expected,
+            atol=1e-6,
+            err_msg=cls.__name__,
+        )
+
+    class Shifted(layers.Conv2D):
+        def call(self, inputs):
+            return super().call(inputs + 1.0)
+
+    assert not _constants._bias_only(Shifted(3, 3))
+    assert not _constants._bias_only(layers.EinsumDense("ab,bc->ac", 3))
+
+
 @pytest.mark.parametrize(
     "layer, family, weights",
     [

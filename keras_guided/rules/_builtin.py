@@ -107,6 +107,7 @@ _BUILTIN = [
             flops=_DENSE_FLOPS,
             latency="dense",
             family="dense",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -136,6 +137,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -145,6 +147,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -154,6 +157,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -163,6 +167,7 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -172,12 +177,17 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            bias_at_zero=True,
         ),
     ),
     (
         keras_layers.DepthwiseConv1D,
         LayerRule(
-            depthwise_rule, "depthwise", flops=_CONV_FLOPS, family="depthwise"
+            depthwise_rule,
+            "depthwise",
+            flops=_CONV_FLOPS,
+            family="depthwise",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -188,6 +198,7 @@ _BUILTIN = [
             flops=_CONV_FLOPS,
             latency="depthwise",
             family="depthwise",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -198,6 +209,7 @@ _BUILTIN = [
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            bias_at_zero=True,
         ),
     ),
     (
@@ -208,12 +220,17 @@ _BUILTIN = [
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            bias_at_zero=True,
         ),
     ),
     (
         keras_layers.Conv3D,
         LayerRule(
-            grouped_conv_rule, "producer", flops=_CONV_FLOPS, family="conv"
+            grouped_conv_rule,
+            "producer",
+            flops=_CONV_FLOPS,
+            family="conv",
+            bias_at_zero=True,
         ),
     ),
     (

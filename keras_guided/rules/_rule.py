@@ -58,6 +58,12 @@ class LayerRule:
             `"depthwise"` (one channel count), each timed as the class the
             rule is registered for; `None` (default) for a layer priced
             from its FLOPs.
+        bias_at_zero: whether the layer, called on a zero input, outputs
+            `activation(bias)` at every position (Keras' own kernel
+            layers, channels last, not quantized), so `prune_model`'s
+            constant propagation computes that output instead of calling
+            the layer. Honoured only for the class the rule is registered
+            for: a subclass may change `call`.
     """
 
     rewrite: object
@@ -70,3 +76,4 @@ class LayerRule:
     latency: str = None
     family: object = None
     mixes_channels: str = None
+    bias_at_zero: bool = False

@@ -115,7 +115,7 @@ class Constants:
         (two windows at different starts are independent element by
         element), so each probe does not draw its own millions."""
         size = int(np.prod(shape))
-        pool = getattr(self, "_pool", None)
+        pool = self._pool
         if pool is None or len(pool) < 4 * size:
             pool = self._pool = self.rng.standard_normal(
                 max(4 * size, 1 << 16), dtype=np.float32
@@ -214,30 +214,15 @@ def _is_producer(op):
     return rule is not None and rule.kind == "producer"
 
 
-# Keras' own kernel layers (exact classes: a subclass may change `call`):
-# on a zero input their output is activation(bias) at every position, for
-# every padding, stride and dilation.
-_BIAS_ONLY_CLASSES = frozenset(
-    (
-        keras.layers.Dense,
-        keras.layers.Conv1D,
-        keras.layers.Conv2D,
-        keras.layers.Conv3D,
-        keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose,
-        keras.layers.Conv3DTranspose,
-        keras.layers.DepthwiseConv1D,
-        keras.layers.DepthwiseConv2D,
-        keras.layers.SeparableConv1D,
-        keras.layers.SeparableConv2D,
-    )
-)
-
-
 def _bias_only(op):
-    """Whether `_bias_response` gives `op`'s output on a zero input."""
+    """Whether `_bias_response` gives `op`'s output on a zero input: its
+    rule says so (`LayerRule.bias_at_zero`) and `op` is of the very class
+    the rule is registered for (a subclass may change `call`)."""
+    rule = rules_lib.rule_for(op)
     return (
-        type(op) in _BIAS_ONLY_CLASSES
+        rule is not None
+        and rule.bias_at_zero
+        and type(op) is rules_lib.ruled_class(op)
         and getattr(op, "data_format", None) in (None, "channels_last")
         and getattr(op, "quantization_mode", None) is None
     )

@@ -25,6 +25,8 @@ class Rewriter(Constants, Rebuilder):
         }
         self.notes = []
         self.rng = np.random.default_rng(0)
+        self._pool = None  # probe noise (`Constants._noise`)
+        self._recent = []  # its last window starts
 
     # plan -> removed channels
     def set_plan(self, plan):
