@@ -1,0 +1,233 @@
+"""B6 references: CIFAR-10 ResNets trained to a strong accuracy, resumable.
+
+A pruning comparison means little from an undertrained network: with cheap
+recovery, any cut looks fine. B6 starts every method from a reference
+trained with a standard CIFAR recipe on all 45,000 training images:
+
+- SGD, momentum 0.9, Nesterov, batch 128;
+- learning rate: linear warm-up for `warmup` epochs to `lr`, then cosine
+  to 0 (Keras' `CosineDecay` with `warmup_target`);
+- weight decay 5e-3 *decoupled* (Keras' SGD shrinks by `lr * wd` per step),
+  which equals PyTorch's coupled 5e-4 under momentum 0.9 at steady state
+  (`lr * 5e-4 / (1 - 0.9)`): the strength standard CIFAR recipes use;
+- label smoothing 0.1; pad-4 crop and flip augmentation
+  (`benchmarks/cifar.py`).
+
+After every epoch the whole model (weights and optimizer state) is saved
+atomically next to the reference, and the curve (train loss and accuracy,
+validation accuracy, seconds) is written to a JSON file, so a killed run
+resumes at the next epoch and ends with the same weights as an
+uninterrupted one would, batch for batch. The test images are read once,
+at the end.
+
+    python -m benchmarks.b6_reference --cifar-dir ../shared/data/cifar10-jpeg \\
+        --seed 0 --epochs 40 --curve docs/benchmarks_b6_curves/resnet20_seed0.json
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_guided as kg  # noqa: E402
+from benchmarks import cifar  # noqa: E402
+from benchmarks import report  # noqa: E402
+from benchmarks import resnet_cifar  # noqa: E402
+
+BATCH_SIZE = 128
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-3  # decoupled; = PyTorch's coupled 5e-4 at momentum 0.9
+LABEL_SMOOTHING = 0.1
+STREAM_REFERENCE = 11  # B6's reference batches differ from B4's
+DEFAULT_DIR = os.path.join(
+    os.path.expanduser("~"), ".cache", "keras_guided_bench", "b6"
+)
+EVAL_BATCH = 1000
+
+
+def recipe(epochs, lr, warmup):
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "warmup_epochs": warmup,
+        "batch_size": BATCH_SIZE,
+        "momentum": MOMENTUM,
+        "nesterov": True,
+        "weight_decay": WEIGHT_DECAY,
+        "weight_decay_kind": "decoupled (Keras SGD: w -= lr * wd * w)",
+        "label_smoothing": LABEL_SMOOTHING,
+        "train_images": 45000,
+        "augmentation": "pad-4 random crop, horizontal flip",
+    }
+
+
+def stem(arch, seed, epochs, lr):
+    return f"{arch}_seed{seed}_e{epochs}_lr{lr}"
+
+
+def optimizer(lr, warmup_steps, total_steps):
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr / 10,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=lr,
+        warmup_steps=warmup_steps,
+        alpha=0.0,
+    )
+    return keras.optimizers.SGD(
+        schedule,
+        momentum=MOMENTUM,
+        nesterov=True,
+        weight_decay=WEIGHT_DECAY,
+    )
+
+
+def loss():
+    return keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=LABEL_SMOOTHING
+    )
+
+
+def one_hot_batches(data, seed, stream, epoch):
+    for x, y in cifar.epoch_batches(
+        data, seed, stream, epoch, None, BATCH_SIZE
+    ):
+        yield x, np.eye(10, dtype="float32")[y]
+
+
+def accuracy(model, x, y):
+    hits = 0
+    for start in range(0, len(x), EVAL_BATCH):
+        batch = cifar.normalize(x[start : start + EVAL_BATCH])
+        out = keras.ops.convert_to_numpy(model(batch, training=False))
+        hits += int(np.sum(np.argmax(out, -1) == y[start : start + EVAL_BATCH]))
+    return hits / len(x)
+
+
+def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
+    """Trains (or resumes, or loads) the reference of `seed`; returns
+    `(model, info)`. `info` has `val`, `test`, `epochs`, `path`."""
+    name = stem(arch, seed, epochs, lr)
+    final = os.path.join(ref_dir, name + ".weights.h5")
+    info_path = os.path.join(ref_dir, name + ".json")
+    state = os.path.join(ref_dir, name + ".state.keras")
+    steps = cifar.steps_per_epoch(data, None, BATCH_SIZE)
+    if os.path.exists(final) and os.path.exists(info_path):
+        keras.utils.set_random_seed(seed)
+        model = resnet_cifar.build(arch)
+        model.load_weights(final)
+        with open(info_path) as f:
+            info = json.load(f)
+        log(f"reference {name}: loaded (val {info['val']:.4f})")
+        return model, info
+    history = {"arch": arch, "seed": seed, "recipe": recipe(epochs, lr, warmup)}
+    history["epochs_done"] = []
+    if os.path.exists(state) and curve and os.path.exists(curve):
+        model = keras.saving.load_model(state)
+        with open(curve) as f:
+            history = json.load(f)
+        log(f"reference {name}: resuming after epoch {len(history['epochs_done'])}")
+    else:
+        keras.utils.set_random_seed(seed)
+        model = resnet_cifar.build(arch)
+        model.compile(
+            optimizer(lr, warmup * steps, epochs * steps),
+            loss(),
+            metrics=["accuracy"],
+        )
+    os.makedirs(ref_dir, exist_ok=True)
+    for epoch in range(len(history["epochs_done"]), epochs):
+        start = time.perf_counter()
+        result = model.fit(
+            one_hot_batches(data, seed, STREAM_REFERENCE, epoch),
+            steps_per_epoch=steps,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
+        seconds = time.perf_counter() - start
+        val = accuracy(model, data["x_val"], data["y_val"])
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(result.history["loss"][-1]),
+            "train_accuracy": float(result.history["accuracy"][-1]),
+            "val": val,
+            "seconds": round(seconds, 1),
+        }
+        history["epochs_done"].append(row)
+        temporary = state[: -len(".keras")] + ".tmp.keras"
+        model.save(temporary)
+        os.replace(temporary, state)
+        if curve:
+            report.write_atomic(curve, json.dumps(history, indent=1))
+        log(
+            f"reference {name} epoch {epoch + 1}/{epochs}: loss "
+            f"{row['loss']:.4f} train {row['train_accuracy']:.4f} val "
+            f"{val:.4f} ({seconds:.0f} s, "
+            f"{steps * BATCH_SIZE / seconds:.0f} images/s)"
+        )
+    info = {
+        "arch": arch,
+        "seed": seed,
+        "epochs": epochs,
+        "val": accuracy(model, data["x_val"], data["y_val"]),
+        "test": accuracy(model, data["x_test"], data["y_test"]),
+        "params": kg.stats.count_params(model),
+        "flops": kg.stats.count_flops(model),
+        "seconds": sum(r["seconds"] for r in history["epochs_done"]),
+        "path": final,
+    }
+    temporary = final[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(temporary)
+    os.replace(temporary, final)
+    report.write_atomic(info_path, json.dumps(info, indent=1))
+    if curve:
+        history["final"] = {k: info[k] for k in ("val", "test", "seconds")}
+        report.write_atomic(curve, json.dumps(history, indent=1))
+    log(
+        f"reference {name}: val {info['val']:.4f} test {info['test']:.4f} "
+        f"({info['seconds']:.0f} s of training)"
+    )
+    return model, info
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cifar-dir", default=None)
+    parser.add_argument("--arch", default="resnet20")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--ref-dir", default=DEFAULT_DIR)
+    parser.add_argument("--curve", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    def log(message):
+        print(time.strftime("%H:%M:%S"), message, flush=True)
+
+    data = cifar.split(cifar.load(args.cifar_dir))
+    train_reference(
+        data,
+        args.arch,
+        args.seed,
+        args.epochs,
+        args.lr,
+        args.warmup,
+        args.ref_dir,
+        args.curve,
+        log,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
