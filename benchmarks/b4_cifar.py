@@ -57,9 +57,11 @@ DESCRIPTIONS = {
     "recipe, during the pruning epochs, then prune_model",
     "group_lasso": "the same with guidance='uniform' (plain group lasso "
     "under the same budget controller)",
-    "l1_oneshot": "prune_model(reference, target={'flops': f}): one-shot "
-    "filter-norm ranking (Li et al., 2017), then the pruning "
-    "epochs spent training",
+    "l1_oneshot": "prune_model(reference, target={'flops': f}): one "
+    "global ranking of unit groups by the L2 norm of every tied weight "
+    "(kernel slices, bias, BN) over the square root of their count, with "
+    "a FLOPs-aware greedy finish to the budget (not Li et al.'s per-layer "
+    "L1 ranking), then the pruning epochs spent training",
     "l1_iterative": "the same cut in steps along the cubic path, one per "
     "pruning epoch (at most 4), training between cuts",
     "l1_uniform": "one-shot filter-norm pruning with the same share of "
@@ -682,7 +684,7 @@ def run(data, cfg, args, log=print):
             ],
         },
     )
-    results.setdefault("descriptions", DESCRIPTIONS)
+    results["descriptions"] = dict(DESCRIPTIONS)
     variants = results.setdefault("variants", {})
     for method in args.methods:
         if method.startswith("guided:"):

@@ -305,65 +305,121 @@ def test_b4_torch_twin_computes_the_keras_logits():
     np.testing.assert_allclose(got, common.logits(model, x), atol=1e-4)
 
 
-def test_b4_targets_say_reached_or_not_by_how_much():
-    from benchmarks import b4_report
-
-    def point(test):
-        return {
-            "test": test,
-            "val_after_cut": 0.5,
-            "test_after_cut": 0.5,
-            "flops_kept": 0.5,
-            "flops": 10,
-            "params": 5,
-            "seconds": 1,
-        }
-
-    b4 = {
-        "references": {
-            "0": {"test": 0.80, "flops": 20, "params": 9, "seconds": 1}
-        },
-        "points": {
-            "guided|flops/2x|0": point(0.798),
-            "tp_group_sl|flops/2x|0": point(0.790),
-            "l1_oneshot|flops/2x|0": point(0.801),
-            "guided|flops/4x|0": point(0.78),
-            "l1_oneshot|flops/4x|0": point(0.775),
-        },
-    }
-    lines = b4_report.targets(b4)
-    assert lines[0].startswith("- At 2x fewer FLOPs, guided within 0.3")
-    assert "79.80 vs 80.00 (0.20 below): reached [1 of 3 seeds" in lines[0]
-    assert lines[1].endswith(
-        "79.80 vs 79.00: reached [1 of 3 seeds so far, the seeds both have]"
-    )
-    assert (
-        "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points"
-        in (lines[2])
-    )
-    assert "+0.50: not reached, by 0.50 points" in lines[-1]
-    # A second seed done by guided and one-shot L1 only: every comparison
-    # is over the seeds both sides have.
-    b4["references"]["1"] = {
-        "test": 0.82,
-        "flops": 20,
-        "params": 9,
+def _b4_point(test, val=0.5):
+    return {
+        "test": test,
+        "val": val,
+        "val_after_cut": 0.5,
+        "test_after_cut": 0.5,
+        "flops_kept": 0.5,
+        "flops": 10,
+        "params": 5,
         "seconds": 1,
     }
-    b4["points"]["guided|flops/2x|1"] = point(0.81)
-    b4["points"]["l1_oneshot|flops/2x|1"] = point(0.80)
+
+
+def _b4_three_seeds():
+    """guided one point above l1_oneshot on every seed at 2x, two below at
+    4x; tp_group_sl run outside its recipe; seed 0 chose the recipe."""
+    points = {}
+    for seed in range(3):
+        for method, budget, test in (
+            ("guided", "flops/2x", 0.80 + seed / 100),
+            ("l1_oneshot", "flops/2x", 0.79 + seed / 100),
+            ("tp_group_sl", "flops/2x", 0.70),
+            ("guided", "flops/4x", 0.70 + seed / 100),
+            ("l1_oneshot", "flops/4x", 0.72 + seed / 100),
+        ):
+            points[f"{method}|{budget}|{seed}"] = _b4_point(test)
+    return {
+        "schedule": {"prune_epochs": 5, "train_images": 20000, "lr": 0.01},
+        "settings": {"batch_size": 128, "tp_reg": 0.0005},
+        "references": {
+            str(seed): {"test": 0.80, "flops": 20, "params": 9, "seconds": 1}
+            for seed in range(3)
+        },
+        "points": points,
+        "selection": {"seeds": [0], "why": "the recipe was chosen on it"},
+    }
+
+
+def test_b4_targets_judge_on_paired_intervals_over_clean_seeds():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
     lines = b4_report.targets(b4)
-    assert (
-        "80.40 vs 81.00 (0.60 below): not reached, by 0.30 points [2 of"
-        in lines[0]
+    # guided minus reference per seed: 0, +1, +2 points: mean +1, s = 1,
+    # t(0.975, 2) = 4.3027, half-width 4.3027 / sqrt(3) = 2.484. Seeds
+    # 1-2: +1, +2: mean 1.5, s = 0.7071, t(0.975, 1) = 12.706, 6.353.
+    assert lines[0] == (
+        "- At 2x fewer FLOPs, guided within 0.3 points of its reference "
+        "(guided minus reference: +1.00 [-1.48, +3.48], tie over seeds 0-2; "
+        "+1.50 [-4.85, +7.85], tie over seeds 1-2 (not used for any "
+        "choice)): reached"
     )
-    assert "79.80 vs 79.00: reached [1 of 3" in lines[1]
-    assert "(best: l1_oneshot 80.05): 80.40: reached [2 of 3" in lines[2]
+    assert lines[1] == (
+        "- flops/2x: no counted peer ahead of guided with an interval "
+        "excluding zero: reached. Closest peer on the mean, `l1_oneshot`: "
+        "+1.00 [+1.00, +1.00], guided ahead over seeds 0-2; +1.00 "
+        "[+1.00, +1.00], guided ahead over seeds 1-2 (not used for any "
+        "choice)"
+    )
+    assert "tp_group_sl" not in lines[1]  # run outside its recipe
+    assert lines[2].startswith(
+        "- flops/4x: no counted peer ahead of guided with an interval "
+        "excluding zero: not reached (l1_oneshot). Closest peer on the "
+        "mean, `l1_oneshot`: -2.00 [-2.00, -2.00], l1_oneshot ahead"
+    )
+    assert lines[3].startswith(
+        "- flops/4x: guided ahead of the best counted peer (`l1_oneshot`) "
+        "by >= 1 point with an interval excluding zero: not reached (-2.00"
+    )
+    # Without a selection seed, one seed set: every seed.
+    del b4["selection"]
+    assert "not used for any choice" not in "\n".join(b4_report.targets(b4))
+
+
+def test_b4_page_shows_sample_std_ties_and_labels_untuned_arms():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
+    b4["points"]["l1_oneshot|flops/2x|2"] = _b4_point(0.84)
+    b4["points"]["group_lasso|flops/2x|0"] = _b4_point(0.10)
+    table = "\n".join(b4_report.markdown(b4))
+    # 80, 81, 82: sample std 1 (the population std would be 0.82).
+    assert "| `guided` | 81.00 ± 1.00 (3) |" in table
+    assert "| `group_lasso` (collapsed) | 10.00 (1) |" in table
+    assert "| `tp_group_sl` (untuned) | 70.00 ± 0.00 (3) |" in table
+    assert "**" not in table  # no best-mean bold: intervals decide
+    paired = "\n".join(b4_report.paired_lines(b4))
+    # guided minus l1_oneshot: +1, +1, -2: mean 0, s = 1.732, half-width
+    # 4.3027 * 1.732 / sqrt(3) = 4.30.
+    assert (
+        "| flops/2x | `l1_oneshot` | +0.00 [-4.30, +4.30], tie | "
+        "-0.50 [-19.56, +18.56], tie |"
+    ) in paired
+    assert "| flops/2x | `group_lasso` (not counted: collapsed) | " in paired
+    assert "+70.00, one seed, no interval | not run |" in paired
+    why = b4_report.caveats(b4)
+    # 157 steps x 5 epochs of cosine from 0.01 sum to 3.9; 391 steps x
+    # (60 x 0.01 + 20 x 0.001 + 20 x 0.0001) = 243.2: 62x.
+    assert "(summed lr 3.9)" in why["tp_group_sl"]
+    assert (
+        "(summed lr 243): about 62x less regularization" in (why["tp_group_sl"])
+    )
+    assert why["group_lasso"].startswith("collapsed")
+    note = "\n".join(b4_report.reading_note(b4))
+    assert "**Selection seed.** Seed 0: the recipe was chosen on it." in note
+
+
+def test_b4_page_parts_keep_working():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
     page = b4_report.replace_section(
         "# B\n\n## B1\nx\n## B4 old\ny\n", "## B4 new\n"
     )
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
-    assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
     b4["superseded"] = {
         "group_lasso|flops/2x|0": {"test": 0.1, "why": "before a fix"}
     }
@@ -374,6 +430,8 @@ def test_b4_targets_say_reached_or_not_by_how_much():
     assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
         b4_report.markdown(b4)
     )
+    text = b4_report.section(b4, None)
+    assert text.startswith("## B4: CIFAR-10 short schedule")
 
 
 def test_b4_failed_cells_run_again_and_done_ones_do_not():
