@@ -35,6 +35,10 @@ class PruneReport:
         latency: with `prune_model(..., measure=...)`, the
             `keras_guided.latency.LatencyCheck` of the closed loop (asked,
             measured, every try); `None` otherwise.
+        compiled: whether the pruned model is compiled (like the
+            original, see `prune_model`); `False` for an uncompiled
+            original, and for a compiled one whose compile state could
+            not be carried over (then a note says why).
 
     Examples:
         >>> import keras, keras_guided
@@ -59,6 +63,7 @@ class PruneReport:
     unprunable: list = dataclasses.field(default_factory=list)
     unsupported: list = dataclasses.field(default_factory=list)
     latency: object = None
+    compiled: bool = False
 
     @property
     def removed_units(self):
