@@ -82,6 +82,13 @@ def copy_state(source, target):
         store = _ValueStore()
         old.save_own_variables(store)
         new.load_own_variables(store)
+        if _has_lora(old):
+            # Keras saves a LoRA layer with the adapter merged into the
+            # kernel, and loads it with the adapter zeroed: the copy keeps
+            # the adapter, to train on.
+            for mine, theirs in zip(new.weights, old.weights):
+                mine.assign(theirs.value)
+            keep_lora(old, new)
         if hasattr(old, "save_assets") and hasattr(new, "load_assets"):
             # Vocabulary files (lookup layers), through a folder.
             with tempfile.TemporaryDirectory() as folder:
@@ -96,12 +103,25 @@ def _overrides_loading(layer):
     )
 
 
+def _has_lora(layer):
+    return bool(getattr(layer, "lora_enabled", False))
+
+
+def keep_lora(source, target):
+    """Gives `target` (rebuilt from `source`'s config) `source`'s LoRA
+    scale: Keras 3.15's `from_config` enables LoRA with
+    `lora_alpha = lora_rank`, whatever the config says."""
+    if _has_lora(source) and _has_lora(target):
+        target.lora_alpha = source.lora_alpha
+
+
 def reload_state(layer):
     """Recomputes what a layer derives from its variables (Keras'
     `load_own_variables`, e.g. `Normalization.finalize_state`) after they
-    were set with `set_weights`."""
+    were set with `set_weights`. A LoRA layer derives nothing (and Keras'
+    loading would merge its adapter into the kernel)."""
     for inner in adapter.layer_tree(layer):
-        if _overrides_loading(inner):
+        if _overrides_loading(inner) and not _has_lora(inner):
             store = _ValueStore()
             inner.save_own_variables(store)
             inner.load_own_variables(store)

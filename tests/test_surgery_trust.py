@@ -176,3 +176,148 @@ def test_user_objects_without_config_are_reused(where):
     # The activity loss is the user's, on the pruned activations.
     pruned(_inputs())
     assert len(pruned.losses) == 2
+
+
+# ------------------------------------------------------------ LoRA (item 7)
+def _lora_model(kind):
+    def layer(units, name, activation=None):
+        if kind == "dense":
+            return layers.Dense(units, activation=activation, name=name)
+        return layers.EinsumDense(
+            "ab,bc->ac",
+            output_shape=units,
+            bias_axes="c",
+            activation=activation,
+            name=name,
+        )
+
+    model = _mlp(first=layer(6, "d1"), hidden=layer(5, "d2", "relu"))
+    rng = np.random.default_rng(3)
+    for name, rank, alpha in (("d1", 2, 3), ("d2", 4, None), ("out", 2, 5)):
+        dense = model.get_layer(name)
+        dense.enable_lora(rank, lora_alpha=alpha)
+        b = rng.normal(size=dense.lora_kernel_b.shape).astype("float32")
+        if name == "d1":
+            b[:, 2] = 0.0  # unit 2 of d1 stays dead with its adapter
+        dense.lora_kernel_b.assign(b)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["dense", "einsum_dense"])
+def test_lora_layers_are_pruned_through_with_their_adapter_sliced(kind):
+    model = _lora_model(kind)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {0: (6, 5)}
+    _assert_same_function(pruned, model, atol=1e-5)
+    kept = np.array([0, 1, 3, 4, 5])
+    old, new = model.get_layer("d1"), pruned.get_layer("d1")
+    expected = {
+        "d1": (
+            _numpy(old._kernel)[:, kept],
+            _numpy(old.lora_kernel_a),
+            _numpy(old.lora_kernel_b)[:, kept],
+        ),
+        "d2": (
+            _numpy(model.get_layer("d2")._kernel)[kept],
+            _numpy(model.get_layer("d2").lora_kernel_a)[kept],
+            _numpy(model.get_layer("d2").lora_kernel_b),
+        ),
+        "out": tuple(
+            _numpy(v)
+            for v in (
+                model.get_layer("out")._kernel,
+                model.get_layer("out").lora_kernel_a,
+                model.get_layer("out").lora_kernel_b,
+            )
+        ),
+    }
+    for name, (kernel, lora_a, lora_b) in expected.items():
+        old, new = model.get_layer(name), pruned.get_layer(name)
+        assert new.lora_enabled
+        assert (new.lora_rank, new.lora_alpha) == (
+            old.lora_rank,
+            old.lora_alpha,
+        )
+        assert not new._kernel.trainable
+        assert new.lora_kernel_a.trainable and new.lora_kernel_b.trainable
+        np.testing.assert_array_equal(_numpy(new._kernel), kernel)
+        np.testing.assert_array_equal(_numpy(new.lora_kernel_a), lora_a)
+        np.testing.assert_array_equal(_numpy(new.lora_kernel_b), lora_b)
+
+
+def test_a_unit_alive_through_its_adapter_is_not_dead():
+    model = _lora_model("dense")
+    dense = model.get_layer("d1")
+    b = _numpy(dense.lora_kernel_b).copy()
+    b[:, 2] = 1.0
+    dense.lora_kernel_b.assign(b)
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert report.removed == {}
+    _assert_same_function(pruned, model, atol=1e-5)
+
+
+def test_callback_says_lora_is_why_it_leaves_the_units_alone():
+    model = _lora_model("dense")
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _inputs(), np.zeros((7, 1), "float32")
+    with pytest.warns(UserWarning) as caught:
+        model.fit(
+            x,
+            y,
+            epochs=1,
+            verbose=0,
+            callbacks=[keras_guided.GuidedPruning(strength=1e-3)],
+        )
+    message = next(
+        str(w.message)
+        for w in caught
+        if "found no prunable unit group" in str(w.message)
+    )
+    assert (
+        "frozen: LoRA is enabled on layer 'd1' (Dense), so Keras trains its "
+        "adapter and freezes its kernel, which GuidedPruning does not "
+        "change; prune_model(model) prunes through LoRA after training "
+        "(dead units, or a target)"
+    ) in message
+
+
+# ---------------------------------------------- quantized layers (item 7)
+def _quantized_message(action, model, mode):
+    return (
+        f"{action} model '{model.name}': layer 'd1' (Dense) is quantized "
+        f"(quantization mode '{mode}', from `model.quantize('{mode}')`). "
+        "Pruning works on the float model: prune first, quantize after. "
+        "Train and prune the model before `quantize()` "
+        "(`keras_guided.prune_model`), then call "
+        f"`pruned.quantize('{mode}')` on the result, or export it with "
+        "`keras_guided.export_tflite(pruned, path, quantization='int8')`."
+    )
+
+
+@pytest.mark.parametrize("mode", ["int8", "float8", "int4"])
+def test_quantized_model_is_refused_by_prune_model_naming_the_fix(mode):
+    model = _mlp()
+    with pytest.warns(UserWarning):  # Keras: InputLayer has no quantize()
+        model.quantize(mode)
+    with pytest.raises(ValueError) as raised:
+        keras_guided.prune_model(model)
+    assert str(raised.value) == _quantized_message(
+        "prune_model cannot prune", model, mode
+    )
+
+
+def test_quantized_model_is_refused_by_the_callback_naming_the_fix():
+    model = _mlp()
+    with pytest.warns(UserWarning):
+        model.quantize("int8")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError) as raised:
+        model.fit(
+            _inputs(),
+            np.zeros((7, 1), "float32"),
+            verbose=0,
+            callbacks=[keras_guided.GuidedPruning(strength=1e-3)],
+        )
+    assert str(raised.value) == _quantized_message(
+        "GuidedPruning cannot train", model, "int8"
+    )

@@ -39,6 +39,7 @@ from keras_guided import _inline
 from keras_guided import _uniform
 from keras_guided import graph as graph_lib
 from keras_guided import scoring
+from keras_guided import validation
 from keras_guided.latency import _loop as _latency_loop
 from keras_guided.surgery import _compile
 from keras_guided.surgery._plan_checks import _dead_plan
@@ -222,6 +223,7 @@ def prune_model(
             f"{'threshold' if threshold is not None else 'plan'}. Drop one "
             "of them."
         )
+    validation.check_not_quantized(model, "prune_model cannot prune")
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)

@@ -216,6 +216,7 @@ class Rebuilder:
         elif weights is not None:
             new_op.set_weights(weights)
             _copies.reload_state(new_op)
+            _copies.keep_lora(op, new_op)
 
 
 def _is_package_module(module):
