@@ -42,6 +42,7 @@ from keras_guided import scoring
 from keras_guided import validation
 from keras_guided.latency import _loop as _latency_loop
 from keras_guided.surgery import _compile
+from keras_guided.surgery import _loadable
 from keras_guided.surgery._plan_checks import _dead_plan
 from keras_guided.surgery._plan_checks import _protect
 from keras_guided.surgery._plan_checks import _validate_plan
@@ -325,6 +326,15 @@ def prune_model(
             warnings.warn(f"prune_model: {note}", stacklevel=2)
     if rebuilt is not None:
         pruned = rebuilt
+    if rebuilt is None:
+        reason = _loadable.check(pruned)
+        if report is not None:
+            report.loadable = reason is None
+        if reason is not None:
+            note = _loadable.note(model, reason)
+            if report is not None:
+                report.notes.append(note)
+            warnings.warn(f"prune_model: {note}", stacklevel=2)
     note = _compile.carry_compile(model, pruned)
     if report is not None:
         report.compiled = bool(getattr(pruned, "compiled", False))
