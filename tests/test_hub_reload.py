@@ -33,10 +33,15 @@ def _deberta():
         "padding_mask": np.ones((2, 12), "int32"),
     }
     # Block 0 narrower than block 1: not its keras-hub class.
-    return model, inputs, {"plan": {1: 12}}, (
-        "layer 'rel_embedding' (RelativeEmbedding), re-created from its "
-        "config and build config, does not match: its sublayer "
-        "'rel_embeddings_layer_norm' is never built"
+    return (
+        model,
+        inputs,
+        {"plan": {1: 12}},
+        (
+            "layer 'rel_embedding' (RelativeEmbedding), re-created from its "
+            "config and build config, does not match: its sublayer "
+            "'rel_embeddings_layer_norm' is never built"
+        ),
     )
 
 
@@ -51,10 +56,15 @@ def _vit():
         mlp_dim=16,
     )
     inputs = np.random.default_rng(0).random((2, 16, 16, 3), "float32")
-    return model, inputs, {"target": {"units": 0.8}}, (
-        "re-creating it from its config fails (TypeError: Exception "
-        "encountered: Unrecognized keyword arguments passed to "
-        "ViTPatchingAndEmbedding: {'num_patches': 16, 'num_positions': 17})"
+    return (
+        model,
+        inputs,
+        {"target": {"units": 0.8}},
+        (
+            "re-creating it from its config fails (TypeError: Exception "
+            "encountered: Unrecognized keyword arguments passed to "
+            "ViTPatchingAndEmbedding: {'num_patches': 16, 'num_positions': 17})"
+        ),
     )
 
 
