@@ -49,11 +49,13 @@ def check(pruned):
             )
     except Exception as error:  # noqa: BLE001 (reported, not raised)
         return f"re-creating it from its config fails ({_reason(error)})"
+    # Paired in order, as Keras' loading walks them (names can repeat
+    # across nested models).
     old_layers = adapter.layer_tree(pruned)
-    new_layers = {layer.path: layer for layer in adapter.layer_tree(rebuilt)}
-    for layer in old_layers[1:]:
-        new = new_layers.get(layer.path)
-        if new is None:
+    new_layers = adapter.layer_tree(rebuilt)
+    for index, layer in enumerate(old_layers[1:], start=1):
+        new = new_layers[index] if index < len(new_layers) else None
+        if new is None or type(new) is not type(layer):
             return (
                 f"layer '{layer.name}' ({type(layer).__name__}) is not "
                 "re-created from the saved config"
