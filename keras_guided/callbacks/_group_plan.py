@@ -40,7 +40,7 @@ class GroupPlan:
             if not removable(group):
                 self.fixed.append((group, "not removable exactly"))
             elif not _is_trainable(group, trainable):
-                self.fixed.append((group, "frozen"))
+                self.fixed.append((group, _frozen_reason(group)))
             else:
                 self.groups.append(group)
         self.offsets = []
@@ -143,6 +143,22 @@ def _is_trainable(group, trainable):
             if id(variable) not in trainable:
                 return False
     return True
+
+
+def _frozen_reason(group):
+    """Why a group with a frozen weight stays whole: `"frozen"`, or what
+    froze it (Keras' LoRA freezes the kernel and trains the adapter)."""
+    for unit_slice in group.slices:
+        layer = unit_slice.layer
+        if getattr(layer, "lora_enabled", False):
+            return (
+                f"frozen: LoRA is enabled on layer '{layer.name}' "
+                f"({type(layer).__name__}), so Keras trains its adapter and "
+                "freezes its kernel, which GuidedPruning does not change; "
+                "prune_model(model) prunes through LoRA after training "
+                "(dead units, or a target)"
+            )
+    return "frozen"
 
 
 def _place(table, key, length, positions, ids, sentinel):

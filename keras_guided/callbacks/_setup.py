@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph
+from keras_guided import validation
 from keras_guided.callbacks import _group_plan
 from keras_guided.callbacks import _live_metrics
 from keras_guided.callbacks import _penalty_mode
@@ -47,6 +48,7 @@ def cache_key(model):
 def group_plan(network, on_unsupported):
     """The `GroupPlan` of `network`'s prunable unit groups; warns when it
     has none (the callback then only logs live-unit counts)."""
+    validation.check_not_quantized(network, "GuidedPruning cannot train")
     analysis = graph.analyze(network, on_unsupported=on_unsupported)
     groups = analysis.groups
     # Only what prune_model(model) removes is penalized and counted.
@@ -59,9 +61,9 @@ def group_plan(network, on_unsupported):
             | {
                 str(analysis.inexact_groups[g.index])
                 for g, why in plan.fixed
-                if why != "frozen"
+                if not why.startswith("frozen")
             }
-            | {"frozen" for _, why in plan.fixed if why == "frozen"}
+            | {why for _, why in plan.fixed if why.startswith("frozen")}
         )
         warnings.warn(
             f"GuidedPruning found no prunable unit group in model "

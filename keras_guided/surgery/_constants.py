@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
@@ -251,7 +252,7 @@ def _linear_response(layer, x):
     """Pre-activation, bias-free response of a consumer to `x`."""
     family = units_lib.layer_family(layer)
     if family in rules_lib.KERNEL_FAMILIES:
-        config = layer.get_config()
+        config = _copies.layer_config(layer)
         config.update(activation="linear", name=layer.name + "_fold_probe")
         config = rules_lib.without_bias(layer, config)
         config = _standard_config(config)
