@@ -265,3 +265,37 @@ def test_albert_shared_layer_live_flops_are_what_prune_model_keeps():
     assert history["live_flops"][-1] == flops(pruned)
     assert flops(pruned) <= 0.5 * flops(model)
     assert flops(pruned) > 0.4 * flops(model)
+
+
+def test_groups_behind_a_padding_mask_are_what_prune_model_removes():
+    # Embedding(mask_zero=True) adds a NotEqual whose mask reaches the
+    # pooling: the dead units of the Dense before it are constant under
+    # any mask, so prune_model removes what the callback counted.
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(50, 16, mask_zero=True, name="emb")(tokens)
+    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(16, activation="relu", name="d2")(x)
+    model = keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, (64, 10)).astype("int32")
+    ids[:, 7:] = 0  # padding
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    history = model.fit(
+        ids,
+        rng.normal(size=(64, 2)).astype("float32"),
+        epochs=4,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras_guided.GuidedPruning(target={"flops": 0.5})],
+    ).history
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert history["live_flops"][-1] == stats.count_flops(pruned)
+    assert stats.count_flops(pruned) <= 0.5 * stats.count_flops(model)
+    assert pruned.get_layer("hidden").units < 32
+    assert not any("NotEqual" in note for note in report.notes)
+    np.testing.assert_allclose(
+        pruned.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-6
+    )
