@@ -125,6 +125,9 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
         namespace["small"].count_params()
     )
     assert 0.495 <= namespace["gpt2_ratio"] <= 0.5
+    trained = namespace["gpt2_trained"]
+    assert type(trained) is keras_hub.models.GPT2CausalLM
+    assert trained.backbone.get_config()["intermediate_dim"] < 32
     x = namespace["gpt2_inputs"](24)
     np.testing.assert_allclose(
         namespace["gpt2_reloaded"](x), namespace["gpt2_small"](x), atol=1e-6

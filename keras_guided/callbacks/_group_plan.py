@@ -26,9 +26,13 @@ class GroupPlan:
     `keras_guided.graph.GraphAnalysis.removable_when_dead`) and whose
     penalized weights are all trainable. `fixed` lists the others that are
     prunable, with the reason they stay whole during training.
+
+    `copies` maps a group's index to how many real units each of its
+    units stands for (a merged group of `uniform_blocks`: one per block;
+    by default 1), so counts of units are those of the model.
     """
 
-    def __init__(self, groups, model, removable=None):
+    def __init__(self, groups, model, removable=None, copies=None):
         trainable = {id(v) for v in model.trainable_weights}
         if removable is None:
             removable = _is_prunable
@@ -43,6 +47,8 @@ class GroupPlan:
                 self.fixed.append((group, _frozen_reason(group)))
             else:
                 self.groups.append(group)
+        copies = copies or {}
+        self.copies = [int(copies.get(g.index, 1)) for g in self.groups]
         self.offsets = []
         offset = 0
         for group in self.groups:

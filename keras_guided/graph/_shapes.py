@@ -16,7 +16,8 @@ def concrete_shapes(model, input_shapes):
 
     Args:
         model: a built Sequential or Functional model.
-        input_shapes: one shape per model input (batch axis included).
+        input_shapes: one shape per model input (batch axis included; a
+            `None` size stays unknown).
 
     Returns:
         `{id(KerasTensor): tuple}` for every tensor of the graph, nested
@@ -29,7 +30,8 @@ def concrete_shapes(model, input_shapes):
     specs = {}
     for tensor, shape in zip(functional.inputs, input_shapes):
         specs[id(tensor)] = keras.KerasTensor(
-            tuple(int(d) for d in shape), dtype=tensor.dtype
+            tuple(None if d is None else int(d) for d in shape),
+            dtype=tensor.dtype,
         )
     _infer_shapes(functional, specs)
     return {key: tuple(spec.shape) for key, spec in specs.items()}

@@ -97,10 +97,12 @@ class Constants:
             const = self.consts.get(id(tensor))
             shape = const.shape if const is not None else self._shape(tensor)
             dtype = keras.backend.standardize_dtype(tensor.dtype)
-            if zeros or "int" in dtype or "bool" in dtype:
+            if zeros or "int" in dtype:
                 value = np.zeros(shape, dtype=dtype)
             else:
                 value = self._noise(shape, dtype)
+                if "bool" in dtype:
+                    value = _mask_probe(value)
                 if const is not None:
                     np.copyto(
                         value, const, where=np.isfinite(const), casting="unsafe"
@@ -208,6 +210,17 @@ class Constants:
                 )
             if np.any(delta != 0):
                 self.deltas[id(layer)] = delta
+
+
+def _mask_probe(noise):
+    """A boolean probe (a padding mask, `Embedding(mask_zero=True)`'s
+    `NotEqual`) drawn from `noise`: random, with the first entry of every
+    row true. An all-false mask would make a masked average 0 / 0, so
+    the constant of a removed channel behind it would look unknown; two
+    different random masks show which outputs do not depend on it."""
+    mask = np.asarray(noise) > 0
+    mask[..., 0] = True
+    return mask
 
 
 def _is_producer(op):
