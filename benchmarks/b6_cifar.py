@@ -34,7 +34,8 @@ reference, except Torch-Pruning's sparsity learning (weight decay 0, as TP
 sets it). The regularization phases train on the labels (`guided`'s `kd`
 variants by distillation).
 
-Variants (`--methods guided:kd,tp_group_sl:reg2e-3`) are chosen on the
+Variants (`--methods guided:kd,tp_group_sl:reg2e-3`; `guided:all` for
+every one) are chosen on the
 validation images of the tuning seed (`--role tune`, seed 0 only); test
 seeds (`--role test`) run only the variant in `CHOSEN`, or `default` until
 a choice is recorded there (the cell says which: `variant_source`).
@@ -83,6 +84,22 @@ WEIGHT_DECAY = b6_reference.WEIGHT_DECAY
 TUNE_SEEDS = (0,)
 DEFAULT_JSON = os.path.join("docs", "benchmarks_b6.json")
 KEY = ("arch", "budget", "method", "variant", "seed", "extra_epochs")
+DESCRIPTIONS = {
+    "guided": "GuidedPruning(target={'flops': f}) for p epochs, prune_model, "
+    "then E - p epochs of distillation",
+    "l1_oneshot": "prune_model(reference, target={'flops': f}): global, "
+    "layer-normalized filter-norm ranking with a FLOPs-aware finish, then "
+    "E epochs of distillation",
+    "li_l1": "Li et al. (2017): each prunable layer keeps the same share of "
+    "its largest-L1 filters (the largest share meeting the budget), then "
+    "E epochs of distillation",
+    "tp_magnitude": "Torch-Pruning MagnitudePruner (group L1, global) one "
+    "shot to the MACs budget, then E epochs of distillation",
+    "tp_group_sl": "Torch-Pruning GroupNormPruner sparsity learning for s "
+    "epochs (weight decay 0, GroupMagnitudeImportance(p=2, "
+    "normalizer='max')), global pruning to the MACs budget, then E - s "
+    "epochs of distillation",
+}
 # Variants per method, chosen on the tuning seed's validation images.
 # `regularization_epochs` (the `p` of guided, the `s` of tp_group_sl):
 # an int, or "most" for `E - 1`; absent, the default rule.
@@ -129,6 +146,18 @@ QUICK = {
 
 
 # ------------------------------------------------------------ the plan
+
+
+def expand_methods(names):
+    """`guided:all` -> every variant of `guided`, in `VARIANTS` order."""
+    out = []
+    for name in names:
+        method, _, variant = name.partition(":")
+        if variant == "all" and method in VARIANTS:
+            out += [f"{method}:{v}" for v in VARIANTS[method]]
+        else:
+            out.append(name)
+    return out
 
 
 def regularization_epochs(extra_epochs, setting=None):
@@ -408,7 +437,7 @@ def cut(method, settings, ref, fraction, data, cfg, seed, args, log, label):
             **cfg,
             "prune_epochs": epochs,
             "finetune_epochs": 0,  # fine-tuned here, like every method
-            "tp_reg": settings.get("reg"),
+            **({"tp_reg": settings["reg"]} if "reg" in settings else {}),
             "prune_weight_decay": 0.0,
             "tp_normalizer": "max",
         }
@@ -510,6 +539,7 @@ def settings_header(args):
             "finetune_keep": args.cfg["finetune_keep"],
             "tune_seeds": list(TUNE_SEEDS),
         },
+        "descriptions": DESCRIPTIONS,
         "variants": VARIANTS,
         "chosen": CHOSEN,
     }
@@ -643,7 +673,7 @@ def parse_args(argv):
         args.extra_epochs = (
             QUICK["extra_epochs"] if args.quick else EXTRA_EPOCHS
         )
-    args.methods = _csv(args.methods)
+    args.methods = expand_methods(_csv(args.methods))
     args.cfg = {
         "arch": args.arch,
         "train_images": QUICK["train_images"] if args.quick else None,

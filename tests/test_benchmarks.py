@@ -530,6 +530,14 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
         b6_cifar.effective("guided", v, 8)["regularization_epochs"]
         for v in ("default", "p1", "pmost")
     ] == [4, 1, 7]
+    assert b6_cifar.expand_methods(["tp_group_sl:all", "li_l1"]) == [
+        "tp_group_sl:default",
+        "tp_group_sl:reg2e-3",
+        "tp_group_sl:reg5e-3",
+        "tp_group_sl:reg2e-2",
+        "tp_group_sl:reg5e-2",
+        "li_l1",
+    ]
     assert b6_cifar.effective("tp_group_sl", "reg2e-2", 2) == {
         "reg": 2e-2,
         "regularization_epochs": 1,
