@@ -478,10 +478,10 @@ def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
 
 
 def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
-    from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
 
     def plan(methods, seeds, role, extra_epochs=(2,)):
-        return b6_cifar.plan_cells(
+        return b6_protocol.plan_cells(
             methods, ["flops/2x"], extra_epochs, seeds, role, log=str
         )
 
@@ -510,7 +510,7 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
             "default: no variant chosen on the tuning seed yet",
         )
     ]
-    monkeypatch.setitem(b6_cifar.CHOSEN, "guided|flops/2x|2", "kd")
+    monkeypatch.setitem(b6_protocol.CHOSEN, "guided|flops/2x|2", "kd")
     cells = plan(["guided:kd", "l1_oneshot"], [1], "test")
     assert [(c[1], c[2]) for c in cells] == [
         ("guided", "kd"),
@@ -527,10 +527,10 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
         ("pmost", 8),
     ]
     assert [
-        b6_cifar.effective("guided", v, 8)["regularization_epochs"]
+        b6_protocol.effective("guided", v, 8)["regularization_epochs"]
         for v in ("default", "p1", "pmost")
     ] == [4, 1, 7]
-    assert b6_cifar.expand_methods(["tp_group_sl:all", "li_l1"]) == [
+    assert b6_protocol.expand_methods(["tp_group_sl:all", "li_l1"]) == [
         "tp_group_sl:default",
         "tp_group_sl:reg2e-3",
         "tp_group_sl:reg5e-3",
@@ -538,23 +538,24 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
         "tp_group_sl:reg5e-2",
         "li_l1",
     ]
-    assert b6_cifar.effective("tp_group_sl", "reg2e-2", 2) == {
+    assert b6_protocol.effective("tp_group_sl", "reg2e-2", 2) == {
         "reg": 2e-2,
         "regularization_epochs": 1,
     }
 
 
 def test_b6_budgets_parse_to_keys():
-    from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
 
-    assert [b6_cifar.parse_budget(t) for t in ("2x", "flops/4x", "1/3")] == [
+    assert [b6_protocol.parse_budget(t) for t in ("2x", "flops/4x", "1/3")] == [
         "flops/2x",
         "flops/4x",
         "flops/3x",
     ]
-    assert b6_cifar.budget_fraction("flops/4x") == 0.25
+    assert b6_protocol.budget_fraction("flops/4x") == 0.25
+    assert b6_protocol.parse_budget("2.12x") == "flops/2.12x"
     with pytest.raises(ValueError) as error:
-        b6_cifar.parse_budget("half")
+        b6_protocol.parse_budget("half")
     assert str(error.value) == (
         "a budget is how many times fewer FLOPs (2x, 3x, 4x) or the "
         "fraction kept (0.5, 1/3). Received: 'half'"
@@ -562,7 +563,7 @@ def test_b6_budgets_parse_to_keys():
 
 
 def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
-    from benchmarks import b6_cifar
+    from benchmarks import b6_results
 
     path = str(tmp_path / "b6.json")
 
@@ -579,23 +580,23 @@ def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
             "test": test,
         }
 
-    b6_cifar.record(path, cell=cell("default", 0.80))
-    b6_cifar.record(path, cell=cell("kd", 0.85))
+    b6_results.record(path, cell=cell("default", 0.80))
+    b6_results.record(path, cell=cell("kd", 0.85))
     # The test set never chooses: a better test accuracy is ignored, and a
     # test-role cell does not vote.
-    b6_cifar.record(path, cell=cell("default", 0.81, test=0.99))
-    b6_cifar.record(path, cell=cell("default", 0.99, seed=1, role="test"))
+    b6_results.record(path, cell=cell("default", 0.81, test=0.99))
+    b6_results.record(path, cell=cell("default", 0.99, seed=1, role="test"))
     reference = {"arch": "resnet20", "seed": 0, "epochs": 40, "val": 0.9}
-    b6_cifar.record(path, reference=reference)
-    b6_cifar.record(path, reference={**reference, "val": 0.91})
-    results = b6_cifar.load_results(path)
+    b6_results.record(path, reference=reference)
+    b6_results.record(path, reference={**reference, "val": 0.91})
+    results = b6_results.load_results(path)
     assert [r["val"] for r in results["references"]] == [0.91]
     assert [(c["variant"], c["seed"], c["val"]) for c in results["cells"]] == [
         ("kd", 0, 0.85),
         ("default", 0, 0.81),
         ("default", 1, 0.99),
     ]
-    assert b6_cifar.show_choices(path) == (
+    assert b6_results.show_choices(path) == (
         "CHOSEN = {\n"
         "    'guided|flops/2x|2': 'kd',  # val: kd 85.00, default 81.00\n"
         "}"
@@ -605,6 +606,9 @@ def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
 @pytest.mark.slow
 def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
     from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
+    from benchmarks import b6_reference
+    from benchmarks import b6_results
 
     rng = np.random.default_rng(0)
 
@@ -623,10 +627,13 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
     argv = ["--quick", "--json", path, "--methods", "guided,l1_oneshot"]
     results = b6_cifar.main(argv, data=data)
     assert [r["seed"] for r in results["references"]] == [0]
+    # The protocol's weight decay (a module without Keras) is the
+    # reference's.
+    assert b6_protocol.WEIGHT_DECAY == b6_reference.WEIGHT_DECAY
     rows = {row["method"]: row for row in results["cells"]}
     assert sorted(rows) == ["guided", "l1_oneshot"]
     for row in rows.values():
-        assert set(b6_cifar.KEY) <= set(row)
+        assert set(b6_results.KEY) <= set(row)
         assert {"val", "test", "after_cut_val", "after_cut_test"} <= set(row)
         assert (row["budget"], row["role"], row["extra_epochs"]) == (
             "flops/2x",
