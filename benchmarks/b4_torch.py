@@ -416,6 +416,15 @@ def run(request, log=print):
         "torch_memory_format": "channels_last",
     }
     if method == "tp_group_sl":
+        info["tp_reg"] = request["tp_reg"]
+        info["tp_normalizer"] = request.get("tp_normalizer") or "mean"
+        sparsity_decay = request.get("prune_weight_decay")
+        info["sparsity_weight_decay"] = (
+            request["weight_decay"]
+            if sparsity_decay is None
+            else sparsity_decay
+        )
+    if method == "tp_group_sl":
         pruner = make_pruner(method, model, request)
         train(
             model,
