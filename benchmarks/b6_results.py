@@ -14,8 +14,10 @@ writing one file keep each other's rows.
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -45,10 +47,13 @@ def put_row(rows, row, key_names):
 
 @contextlib.contextmanager
 def _locked(path):
-    """Holds `path + '.lock'` so two grids writing one JSON take turns."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path + ".lock", "w") as handle:
+    """Holds a lock named after `path` (in the temporary folder, not next
+    to the file in the repository) so two grids writing one JSON take
+    turns."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    name = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+    lock = os.path.join(tempfile.gettempdir(), f"b6_results_{name}.lock")
+    with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
