@@ -533,3 +533,180 @@ def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
         "0.520 (3.0%) | 0.500 |"
     ) in text
     assert "Params 100 -> 60 (0.600)" in text
+
+
+def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
+    from benchmarks import b6_protocol
+
+    def plan(methods, seeds, role, extra_epochs=(2,)):
+        return b6_protocol.plan_cells(
+            methods, ["flops/2x"], extra_epochs, seeds, role, log=str
+        )
+
+    with pytest.raises(ValueError) as error:
+        plan(["guided:kd"], [1], "test")
+    assert str(error.value) == (
+        "a test cell runs only the variant chosen on the tuning seed: "
+        "guided at flops/2x, E=2 runs 'default' (default: no variant "
+        "chosen on the tuning seed yet). Received: 'guided:kd'. Pass "
+        "--methods guided, or run the variant with --role tune on the "
+        "tuning seed."
+    )
+    with pytest.raises(ValueError, match=r"seed 0 chooses the variants"):
+        plan(["guided"], [0], "test")
+    with pytest.raises(ValueError, match=r"Received: seed 1\. Pass --role"):
+        plan(["guided"], [1], "tune")
+    with pytest.raises(ValueError, match=r"Received: 'guided:nope'"):
+        plan(["guided:nope"], [0], "tune")
+    assert plan(["guided"], [1], "test") == [
+        (
+            "flops/2x",
+            "guided",
+            "default",
+            1,
+            2,
+            "default: no variant chosen on the tuning seed yet",
+        )
+    ]
+    monkeypatch.setitem(b6_protocol.CHOSEN, "guided|flops/2x|2", "kd")
+    cells = plan(["guided:kd", "l1_oneshot"], [1], "test")
+    assert [(c[1], c[2]) for c in cells] == [
+        ("guided", "kd"),
+        ("l1_oneshot", "default"),
+    ]
+    assert cells[0][5] == "chosen on the tuning seed (guided|flops/2x|2)"
+    # At E=2 one penalty epoch is the default, so `p1` and `pmost` repeat
+    # it and are not run; at E=8 they are 1 and 7 against the default 4.
+    cells = plan(["guided", "guided:p1", "guided:pmost"], [0], "tune", (2, 8))
+    assert [(c[2], c[4]) for c in cells] == [
+        ("default", 2),
+        ("default", 8),
+        ("p1", 8),
+        ("pmost", 8),
+    ]
+    assert [
+        b6_protocol.effective("guided", v, 8)["regularization_epochs"]
+        for v in ("default", "p1", "pmost")
+    ] == [4, 1, 7]
+    assert b6_protocol.expand_methods(["tp_group_sl:all", "li_l1"]) == [
+        "tp_group_sl:default",
+        "tp_group_sl:reg2e-3",
+        "tp_group_sl:reg5e-3",
+        "tp_group_sl:reg2e-2",
+        "tp_group_sl:reg5e-2",
+        "li_l1",
+    ]
+    assert b6_protocol.effective("tp_group_sl", "reg2e-2", 2) == {
+        "reg": 2e-2,
+        "regularization_epochs": 1,
+    }
+
+
+def test_b6_budgets_parse_to_keys():
+    from benchmarks import b6_protocol
+
+    assert [b6_protocol.parse_budget(t) for t in ("2x", "flops/4x", "1/3")] == [
+        "flops/2x",
+        "flops/4x",
+        "flops/3x",
+    ]
+    assert b6_protocol.budget_fraction("flops/4x") == 0.25
+    assert b6_protocol.parse_budget("2.12x") == "flops/2.12x"
+    with pytest.raises(ValueError) as error:
+        b6_protocol.parse_budget("half")
+    assert str(error.value) == (
+        "a budget is how many times fewer FLOPs (2x, 3x, 4x) or the "
+        "fraction kept (0.5, 1/3). Received: 'half'"
+    )
+
+
+def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
+    from benchmarks import b6_results
+
+    path = str(tmp_path / "b6.json")
+
+    def cell(variant, val, seed=0, role="tune", test=0.5):
+        return {
+            "arch": "resnet20",
+            "budget": "flops/2x",
+            "method": "guided",
+            "variant": variant,
+            "seed": seed,
+            "role": role,
+            "extra_epochs": 2,
+            "val": val,
+            "test": test,
+        }
+
+    b6_results.record(path, cell=cell("default", 0.80))
+    b6_results.record(path, cell=cell("kd", 0.85))
+    # The test set never chooses: a better test accuracy is ignored, and a
+    # test-role cell does not vote.
+    b6_results.record(path, cell=cell("default", 0.81, test=0.99))
+    b6_results.record(path, cell=cell("default", 0.99, seed=1, role="test"))
+    reference = {"arch": "resnet20", "seed": 0, "epochs": 40, "val": 0.9}
+    b6_results.record(path, reference=reference)
+    b6_results.record(path, reference={**reference, "val": 0.91})
+    results = b6_results.load_results(path)
+    assert [r["val"] for r in results["references"]] == [0.91]
+    assert [(c["variant"], c["seed"], c["val"]) for c in results["cells"]] == [
+        ("kd", 0, 0.85),
+        ("default", 0, 0.81),
+        ("default", 1, 0.99),
+    ]
+    assert b6_results.show_choices(path) == (
+        "CHOSEN = {\n"
+        "    'guided|flops/2x|2': 'kd',  # val: kd 85.00, default 81.00\n"
+        "}"
+    )
+
+
+@pytest.mark.slow
+def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
+    from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
+    from benchmarks import b6_reference
+    from benchmarks import b6_results
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+    data = {
+        "x_train": images(256),
+        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
+        "x_val": images(64),
+        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
+        "x_test": images(64),
+        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
+    }
+    path = str(tmp_path / "b6.json")
+    argv = ["--quick", "--json", path, "--methods", "guided,l1_oneshot"]
+    results = b6_cifar.main(argv, data=data)
+    assert [r["seed"] for r in results["references"]] == [0]
+    # The protocol's weight decay (a module without Keras) is the
+    # reference's.
+    assert b6_protocol.WEIGHT_DECAY == b6_reference.WEIGHT_DECAY
+    rows = {row["method"]: row for row in results["cells"]}
+    assert sorted(rows) == ["guided", "l1_oneshot"]
+    for row in rows.values():
+        assert set(b6_results.KEY) <= set(row)
+        assert {"val", "test", "after_cut_val", "after_cut_test"} <= set(row)
+        assert (row["budget"], row["role"], row["extra_epochs"]) == (
+            "flops/2x",
+            "tune",
+            2,
+        )
+        assert 0.3 < row["flops_kept"] <= 0.5 * 1.01
+        assert row["params"] < results["references"][0]["params"]
+        # The fine-tuning keeps its last epoch: no choice on validation.
+        assert row["finetune_keep"] == "last"
+        assert row["finetune_epoch_kept"] == row["finetune_epochs"]
+    assert rows["guided"]["regularization_epochs"] == 1
+    assert rows["l1_oneshot"]["finetune_epochs"] == 2
+    capsys.readouterr()
+    # Resumable: a second run finds both cells and trains nothing.
+    again = b6_cifar.main(argv, data=data)
+    assert again["cells"] == results["cells"]
+    assert "0 of 2 cells to run" in capsys.readouterr().out
