@@ -30,7 +30,6 @@ import numpy as np
 
 from keras_guided import _walk
 from keras_guided.export import _converter
-from keras_guided.export._converter import apply_settings  # noqa: F401
 from keras_guided.export._converter import converter_settings
 
 _CHILD_TIMEOUT = 3600
