@@ -26,7 +26,7 @@ optimizer:
   joins neither `model.layers` nor `model.weights`; a file without it
   loads as before, and a model without it ignores it.
 
-The graph analysis (`graph.py`), the rewrite (`surgery.py`) and the cost
+The graph analysis (`graph/`), the rewrite (`surgery/`) and the cost
 model (`stats`) read a model's graph. Keras has public `model.inputs`,
 `model.outputs`, `model.layers` and `Layer.compute_output_spec`, but no
 public way to walk the nodes of a Functional graph, to find the layer that

@@ -1,4 +1,4 @@
-"""Tests for keras_guided._hub_rebuild: pruned keras-hub models stay
+"""Tests for keras_guided.surgery._hub_rebuild: pruned keras-hub models stay
 keras-hub models (`generate()`, `save_to_preset`, the task API).
 
 Tiny configs built offline (no presets, no downloads).

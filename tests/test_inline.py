@@ -1,11 +1,12 @@
-"""Tests for keras_guided._inline: a layer shared across a nested model."""
+"""Tests for keras_guided.surgery._inline: a layer shared across a nested
+model."""
 
 import keras
 import numpy as np
 from keras import layers
 
 import keras_guided
-from keras_guided import _inline
+from keras_guided.surgery import _inline
 
 
 def _tied():

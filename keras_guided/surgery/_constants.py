@@ -1,53 +1,142 @@
-"""Constants of removed units: propagated through the graph, folded into
-the consumers' biases (step 3 of `prune_model`, see `keras_guided.surgery`)."""
+"""Constants of removed units, propagated through the graph (step 3 of
+`prune_model`, see `keras_guided.surgery`).
+
+A removed unit whose incoming weights are zero (or masked to zero) still
+emits a constant: its bias through the activation, BN's shift, ... Each
+layer is called on probes (the constants where known, noise elsewhere) in
+graph order; an entry of a removed channel that two probes agree on is a
+constant. `propagate_constants` returns them as a `Constants` value, which
+`_folding` turns into bias deltas."""
+
+import dataclasses
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import units as units_lib
-from keras_guided.surgery._rebuild import _standard_config
 from keras_guided.surgery._verification import _PROBE_SIZE
 
 
+@dataclasses.dataclass
 class Constants:
-    """The constants and folding part of `_Rewriter` (a mixin: it reads
-    the rewriter's analysis, plan and shapes)."""
+    """What the propagation found.
 
-    # ---------------------------------------------------------- constants
-    def _ordered_nodes(self, functional):
-        yield from adapter.graph_nodes(functional)
+    Attributes:
+        values: `{tensor id: array}`, batch 1, the constant entries of
+            its removed channels and NaN elsewhere.
+        consumer_inputs: `(layer, input tensor, node)` of every call of a
+            layer that creates units (the consumers constants fold into).
+        notes: layers that could not be probed.
+    """
 
-    def propagate_constants(self):
-        self.consts = {}
-        self.consumer_inputs = []  # (layer, input tensor, node)
-        self._propagate(graph_lib._functional_of(self.analysis.model))
+    values: dict
+    consumer_inputs: list
+    notes: list
 
-    def _propagate(self, functional):
-        for node in self._ordered_nodes(functional):
+    def usable(self, tensor, mask):
+        """Removed channels of `tensor` that are constant where read, and
+        its constant array (or `None`)."""
+        const = self.values.get(id(tensor))
+        if const is None:
+            return np.zeros(len(mask), dtype=bool), None
+        finite = np.isfinite(const).reshape(-1, const.shape[-1]).all(axis=0)
+        return mask & finite, const
+
+
+class ProbeNoise:
+    """Standard normal noise for the probes of one prune, seeded once.
+
+    Each draw is a window of one pool drawn once, at a random start never
+    used by the last calls (two windows at different starts are independent
+    element by element), so each probe does not draw its own millions.
+    """
+
+    def __init__(self):
+        self._rng = np.random.default_rng(0)
+        self._pool = None
+        self._recent = []  # the last window starts
+
+    def draw(self, shape, dtype):
+        """Noise of `shape` and `dtype`, a fresh array."""
+        size = int(np.prod(shape))
+        pool = self._pool
+        if pool is None or len(pool) < 4 * size:
+            pool = self._pool = self._rng.standard_normal(
+                max(4 * size, 1 << 16), dtype=np.float32
+            )
+            self._recent = []
+        while True:
+            start = int(self._rng.integers(0, len(pool) - size + 1))
+            if start not in self._recent:
+                break
+        self._recent = self._recent[-7:] + [start]
+        return pool[start : start + size].reshape(shape).astype(dtype)
+
+
+def propagate_constants(removal, shapes, noise):
+    """The `Constants` of the removed channels of `removal`.
+
+    Args:
+        removal: a `Removal` (the analysis and the removed unit roots).
+        shapes: `{tensor id: concrete shape}` where lengths are unknown.
+        noise: the `ProbeNoise` of this prune.
+    """
+    found = Constants(values={}, consumer_inputs=[], notes=[])
+    walk = _Walk(removal, shapes, noise, found)
+    walk.graph(graph_lib._functional_of(removal.analysis.model))
+    return found
+
+
+def unfoldable_roots(removal, constants):
+    """Removed units whose channel is not constant at a consumer."""
+    bad = set()
+    for _, tensor, _ in constants.consumer_inputs:
+        mask = removal.mask(tensor)
+        if mask is None or not mask.any():
+            continue
+        usable, _ = constants.usable(tensor, mask)
+        units = removal.analysis.tensor_units[id(tensor)]
+        bad.update(int(units[c]) for c in np.flatnonzero(mask & ~usable))
+    return bad
+
+
+class _Walk:
+    """One propagation: the graph walked in order, `found` filled in."""
+
+    def __init__(self, removal, shapes, noise, found):
+        self.removal = removal
+        self.shapes = shapes
+        self.noise = noise
+        self.found = found
+        self.consts = found.values
+
+    def graph(self, functional):
+        for node in adapter.graph_nodes(functional):
             op = node.operation
             inner = graph_lib.inner_graph(op, node)
             if inner is not None:
                 for outer, inner_in in zip(node.input_tensors, inner.inputs):
                     if id(outer) in self.consts:
                         self.consts[id(inner_in)] = self.consts[id(outer)]
-                self._propagate(inner)
+                self.graph(inner)
                 for inner_out, outer in zip(inner.outputs, node.outputs):
                     if id(inner_out) in self.consts:
                         self.consts[id(outer)] = self.consts[id(inner_out)]
                 continue
             if self._is_producer(op):
-                self.consumer_inputs.append((op, node.input_tensors[0], node))
+                self.found.consumer_inputs.append(
+                    (op, node.input_tensors[0], node)
+                )
             self._node_constants(node, op)
 
     def _node_constants(self, node, op):
         wanted = []
         for tensor in node.outputs:
-            mask = self.removed_mask(tensor)
+            mask = self.removal.mask(tensor)
             if mask is None:
                 mask = np.zeros(0, dtype=bool)
             wanted.append((tensor, mask))
@@ -73,7 +162,7 @@ class Constants:
             else:
                 values = [self._call(node, op), self._call(node, op)]
         except Exception as error:  # noqa: BLE001 (any layer may refuse)
-            self.notes.append(
+            self.found.notes.append(
                 f"could not probe {graph_lib.describe(op)} for constants "
                 f"({type(error).__name__}); its removed channels are not "
                 "folded"
@@ -100,7 +189,7 @@ class Constants:
             if zeros or "int" in dtype:
                 value = np.zeros(shape, dtype=dtype)
             else:
-                value = self._noise(shape, dtype)
+                value = self.noise.draw(shape, dtype)
                 if "bool" in dtype:
                     value = _mask_probe(value)
                 if const is not None:
@@ -112,30 +201,11 @@ class Constants:
         outputs = op(*args, **kwargs)
         return [ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
 
-    def _noise(self, shape, dtype):
-        """Standard normal noise of `shape`, a fresh array: a window of one
-        pool drawn once, at a random start never used by the last calls
-        (two windows at different starts are independent element by
-        element), so each probe does not draw its own millions."""
-        size = int(np.prod(shape))
-        pool = self._pool
-        if pool is None or len(pool) < 4 * size:
-            pool = self._pool = self.rng.standard_normal(
-                max(4 * size, 1 << 16), dtype=np.float32
-            )
-            self._recent = []
-        while True:
-            start = int(self.rng.integers(0, len(pool) - size + 1))
-            if start not in self._recent:
-                break
-        self._recent = self._recent[-7:] + [start]
-        return pool[start : start + size].reshape(shape).astype(dtype)
-
     def _is_producer(self, op):
         """Whether `op` creates units (a depthwise-style grouped Conv, or a
         producer on untracked channels, only passes them on)."""
         return _is_producer(op) and (
-            id(op) in self.analysis.producer_ids
+            id(op) in self.removal.analysis.producer_ids
             or units_lib.layer_family(op) != "conv"
         )
 
@@ -144,72 +214,6 @@ class Constants:
         shape = list(self.shapes.get(id(tensor), tensor.shape))
         shape[0] = 1
         return tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
-
-    def _usable(self, tensor, mask):
-        """Removed channels of `tensor` that are constant where read."""
-        const = self.consts.get(id(tensor))
-        if const is None:
-            return np.zeros(len(mask), dtype=bool), None
-        finite = np.isfinite(const).reshape(-1, const.shape[-1]).all(axis=0)
-        return mask & finite, const
-
-    def unfoldable_roots(self):
-        """Removed units whose channel is not constant at a consumer."""
-        bad = set()
-        for _, tensor, _ in self.consumer_inputs:
-            mask = self.removed_mask(tensor)
-            if mask is None or not mask.any():
-                continue
-            usable, _ = self._usable(tensor, mask)
-            units = self.analysis.tensor_units[id(tensor)]
-            bad.update(int(units[c]) for c in np.flatnonzero(mask & ~usable))
-        return bad
-
-    # ------------------------------------------------------------ folding
-    def fold_constants(self):
-        """Bias deltas of consumers from the constants of removed inputs."""
-        self.deltas = {}
-        folded = {}
-        for layer, tensor, _ in self.consumer_inputs:
-            mask = self.removed_mask(tensor)
-            if mask is None or not mask.any():
-                continue
-            usable, const = self._usable(tensor, mask)
-            if id(layer) in folded:
-                x = np.where(usable, np.nan_to_num(const), 0.0)
-                first = folded[id(layer)]
-                if x.shape != first.shape or not np.allclose(x, first):
-                    self.notes.append(
-                        f"{graph_lib.describe(layer)} is shared and its "
-                        "calls read different constants from removed inputs;"
-                        " the constants of its first call are folded"
-                    )
-                continue
-            if (usable != mask).any():
-                self.notes.append(
-                    f"removed inputs of {graph_lib.describe(layer)} are not "
-                    "constant; they are dropped without folding"
-                )
-            if not usable.any():
-                continue
-            x = np.where(usable, np.nan_to_num(const), 0.0).astype("float32")
-            folded[id(layer)] = x
-            response = _linear_response(layer, x)
-            if response is None:
-                self.notes.append(
-                    f"cannot fold constants into {graph_lib.describe(layer)}"
-                )
-                continue
-            delta = _center(response)
-            flat = response.reshape(-1, response.shape[-1])
-            if not np.allclose(flat, delta, rtol=1e-5, atol=1e-6):
-                self.notes.append(
-                    f"constants folded into {graph_lib.describe(layer)} are "
-                    "exact away from the borders only (padding, strides); "
-                    "see max_abs_diff"
-                )
-            if np.any(delta != 0):
-                self.deltas[id(layer)] = delta
 
 
 def _mask_probe(noise):
@@ -252,38 +256,3 @@ def _bias_response(op, shape):
     return np.broadcast_to(
         value.reshape((1,) * (len(shape) - 1) + (-1,)), shape
     )
-
-
-def _center(value):
-    """The channel vector at the center of every non-batch, non-last axis."""
-    value = np.asarray(value)
-    index = (0,) + tuple(d // 2 for d in value.shape[1:-1])
-    return value[index].astype(np.float64)
-
-
-def _linear_response(layer, x):
-    """Pre-activation, bias-free response of a consumer to `x`."""
-    family = units_lib.layer_family(layer)
-    if family in rules_lib.KERNEL_FAMILIES:
-        config = _copies.layer_config(layer)
-        config.update(activation="linear", name=layer.name + "_fold_probe")
-        config = rules_lib.without_bias(layer, config)
-        config = _standard_config(config)
-        # A throwaway layer: built without drawing its initial weights.
-        for key in config:
-            if key.endswith("_initializer"):
-                config[key] = "zeros"
-        probe = type(layer).from_config(config)
-        probe.build(x.shape)
-        weights = [
-            ops.convert_to_numpy(v.value)
-            for v in layer.weights
-            if v.name != "bias"
-        ]
-        probe.set_weights(weights)
-        return ops.convert_to_numpy(probe(x)).astype(np.float64)
-    if rules_lib.user_rule(layer) is not None:
-        response = ops.convert_to_numpy(layer(x))
-        base = ops.convert_to_numpy(layer(np.zeros_like(x)))
-        return (response - base).astype(np.float64)
-    return None

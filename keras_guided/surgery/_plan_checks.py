@@ -1,13 +1,8 @@
-"""The plan of `prune_model`: protected layers, a user's plan checked, the
-plan of dead units."""
+"""A user's plan checked against the unit groups."""
 
 import numpy as np
 
 from keras_guided import scoring
-
-
-def _protect(model, groups, protected):
-    scoring.protect(model, groups, protected)
 
 
 def _describe_group(group):
@@ -68,23 +63,3 @@ def _validate_plan(plan, groups, min_units):
             )
         checked[int(index)] = np.sort(kept)
     return checked
-
-
-def _dead_plan(rewriter, groups, tolerance, min_units, round_to):
-    masks = scoring.dead_units(groups, tolerance=tolerance)
-    for group, mask in zip(groups, masks):
-        if not rewriter.analysis.removable_when_dead(group):
-            mask[:] = False
-    # A dead unit whose channel is not constant where a consumer reads it
-    # (multiplied by a live broadcast gate) cannot be folded: keep it.
-    for _ in range(3):
-        plan = scoring.plan_from_mask(groups, masks, None, min_units, round_to)
-        rewriter.set_plan(plan)
-        rewriter.propagate_constants()
-        unfoldable = rewriter.unfoldable_roots()
-        if not unfoldable:
-            return plan
-        for root in unfoldable:
-            index, local = rewriter.analysis.unit_location[root]
-            masks[index][local] = False
-    return plan

@@ -1,5 +1,15 @@
 """The graph rebuilt layer by layer for the kept units (step 4 of
-`prune_model`, see `keras_guided.surgery`)."""
+`prune_model`, see `keras_guided.surgery`).
+
+`rebuild(removal, weights)` walks the graph through
+`keras.models.clone_model`'s replay (`_keras_adapter.replay`): a layer
+with removed units, or with new weights, is re-created by its rule
+(`keras_guided.rules`) from its sliced config and weights; any other layer
+is copied with all its state (`_copies`). Its state lives in one
+`_Rebuild` per call, so the pruned model and the masked reference are two
+calls that share nothing."""
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -15,20 +25,54 @@ from keras_guided import trace as trace_lib
 _COPY = object()
 
 
-class Rebuilder:
-    """The rebuilding part of `_Rewriter` (a mixin: it reads the
-    rewriter's analysis, kept channels and weights)."""
+@dataclasses.dataclass
+class Rebuilt:
+    """A rebuilt model, and what the rebuild had to say.
 
-    # ---------------------------------------------------------- rebuilding
-    def rebuild(self, weights_for, keep_all=False):
-        """A new model with every layer re-created by its rule."""
-        model = self.analysis.model
-        self._weights_for = weights_for
-        self._keep_all = keep_all
+    Attributes:
+        model: the new `keras.Model` (a `keras.Sequential` for one).
+        notes: config entries dropped so the model loads without
+            keras_guided.
+        shared: `{layer name: reason}` of keras-hub sublayers that do not
+            copy: the new model holds the original layer itself, and is
+            kept only once rebuilt as its keras-hub class.
+    """
+
+    model: object
+    notes: list
+    shared: dict
+
+
+def rebuild(removal, weights):
+    """A new model of `removal.analysis.model` without `removal`'s units.
+
+    Args:
+        removal: a `Removal`: the analysis and the kept channels
+            (`Removal.nothing` keeps them all).
+        weights: a `NewWeights`: the layers whose weights change and
+            their new weights.
+
+    Returns:
+        A `Rebuilt`.
+    """
+    return _Rebuild(removal, weights).model()
+
+
+class _Rebuild:
+    """The state of one rebuild: the new layers by original id."""
+
+    def __init__(self, removal, weights):
+        self.removal = removal
+        self.analysis = removal.analysis
+        self.weights = weights
         self._cache = {}
         self._new_weights = {}
         self._copied_from = {}
         self.shared = {}
+        self.notes = []
+
+    def model(self):
+        model = self.analysis.model
         functional = graph_lib._functional_of(model)
         inputs = [
             keras.Input(
@@ -40,14 +84,18 @@ class Rebuilder:
         ]
         outputs = self._rebuild(functional, inputs)
         if isinstance(model, keras.Sequential):
-            return keras.Sequential(
+            new = keras.Sequential(
                 [adapter.producer(inputs[0])]
                 + [self._cache[id(layer)] for layer in model.layers],
                 name=model.name,
             )
-        return keras.Model(
-            adapter.pack_inputs(functional, inputs), outputs, name=model.name
-        )
+        else:
+            new = keras.Model(
+                adapter.pack_inputs(functional, inputs),
+                outputs,
+                name=model.name,
+            )
+        return Rebuilt(model=new, notes=self.notes, shared=self.shared)
 
     def _untouched(self, op, node, kept_inputs, kept_outputs):
         """Whether `op` is rebuilt with its own channels and weights."""
@@ -57,17 +105,15 @@ class Rebuilder:
             full = graph_lib._channels(tensor)
             if channels is not None and len(channels) != full:
                 return False
-        internal = self.kept_internal(op)
+        internal = self.removal.kept_internal(op)
         if internal is not None and len(internal) < len(
             self.analysis.internal_units[id(op)]
         ):
             return False
-        if self._keep_all:
-            return id(op) not in getattr(self, "_masks", {})
-        return id(op) not in getattr(self, "deltas", {})
+        return id(op) not in self.weights.changed
 
     def _kept(self, tensor):
-        kept = None if self._keep_all else self.kept(tensor)
+        kept = self.removal.kept(tensor)
         if kept is None:
             channels = graph_lib._channels(tensor)
             if channels is not None:
@@ -178,12 +224,12 @@ class Rebuilder:
             return new
         rule = rules_lib.get_rule(op)
         extra = {}
-        kept_heads = self.kept_internal(op)
+        kept_heads = self.removal.kept_internal(op)
         if kept_heads is not None:
             extra["kept_heads"] = kept_heads
         config, weights = rule(
             _copies.config_view(op),
-            self._weights_for(op),
+            self.weights.of(op),
             kept_inputs,
             kept_outputs,
             **extra,
@@ -200,7 +246,7 @@ class Rebuilder:
     def _standard(self, op, config):
         dropped = []
         config = _standard_config(config, dropped)
-        if dropped and not self._keep_all:
+        if dropped:
             self.notes.append(
                 f"{graph_lib.describe(op)}: dropped {', '.join(dropped)} "
                 "(not a Keras object), so the model loads without "

@@ -146,13 +146,16 @@ def _report_shapes(model, pruned, shapes):
     return shapes, graph_lib.concrete_shapes(pruned, input_shapes)
 
 
-def _report(model, pruned, analysis, plan, rewriter):
-    shapes_before, shapes_after = _report_shapes(model, pruned, rewriter.shapes)
+def _report(model, pruned, analysis, plan, shapes, notes):
+    """The `PruneReport` of `plan`; `notes` are the pipeline's, in order
+    (repeats dropped)."""
+    notes = list(notes)
+    shapes_before, shapes_after = _report_shapes(model, pruned, shapes)
     try:
         rows = stats.compare(model, pruned, shapes_before, shapes_after)
         if shapes_before is not None:
             inputs = graph_lib._functional_of(model).inputs
-            rewriter.notes.append(
+            notes.append(
                 "FLOPs counted for inputs of shapes "
                 f"{[tuple(shapes_before[id(t)]) for t in inputs]} (the "
                 "model's input lengths are unknown: the lengths of "
@@ -161,13 +164,13 @@ def _report(model, pruned, analysis, plan, rewriter):
             )
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)
-        rewriter.notes.append(f"FLOPs not counted: {error}")
+        notes.append(f"FLOPs not counted: {error}")
     else:
         missing = stats.unpriced(
             model, stats.model_costs(model, shapes=shapes_before)
         )
         if not missing.complete:
-            rewriter.notes.append(
+            notes.append(
                 "the FLOPs columns leave out what they cannot price: "
                 + missing.describe(model.name)
             )
@@ -197,7 +200,7 @@ def _report(model, pruned, analysis, plan, rewriter):
         index: (analysis.groups[index].num_units, len(kept))
         for index, kept in sorted(plan.items())
     }
-    notes = list(dict.fromkeys(rewriter.notes))
+    notes = list(dict.fromkeys(notes))
     for index in plan:
         group = analysis.groups[index]
         layer_names = set(group.layers)

@@ -10,7 +10,7 @@ on the same layer objects) leaves one owner per layer, so the model saves
 and loads with plain `keras.saving.load_model`. It computes the same
 function: the same layers, called in the same order on the same tensors.
 
-CONTRACT (used by surgery.py):
+CONTRACT (used by `_prune`):
 
     inline_shared(model) -> keras.Model
         `model` itself when no nested model shares a layer with the graph
