@@ -2,6 +2,8 @@
 `keras.saving.load_model`, or `prune_model` says at prune time that it
 will not (warning, `PruneReport.loadable`, a note with the fix)."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -110,3 +112,25 @@ def test_a_pruned_model_of_keras_layers_reloads(tmp_path):
         keras.ops.convert_to_numpy(loaded(x)),
         keras.ops.convert_to_numpy(pruned(x)),
     )
+
+
+def test_a_model_not_reloading_before_pruning_gets_a_note_not_a_warning():
+    class Unregistered(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((6,))
+    x = Unregistered(name="twice")(inputs)
+    x = keras.layers.Dense(8, name="d1")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+    kernel, bias = model.get_layer("d1").get_weights()
+    kernel[:, :3] = 0.0
+    bias[:3] = 0.0
+    model.get_layer("d1").set_weights([kernel, bias])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert not [w for w in caught if "prune_model" in str(w.message)]
+    assert pruned.get_layer("d1").units == 5
+    assert report.loadable is False
+    assert any("like the original" in note for note in report.notes)

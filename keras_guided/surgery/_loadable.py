@@ -94,3 +94,15 @@ def note(model, reason):
         "(`pruned.save_weights(path)`) and rebuild the pruned model by "
         "pruning the original again with the same plan."
     )
+
+
+def note_unchanged(model, reason):
+    """The note for a pruned model that does not reload alone, as the
+    original '`model`' does not either."""
+    return (
+        f"the pruned model of '{model.name}', like the original, does not "
+        f"re-create from its saved config alone: {reason}. Load either "
+        "with keras.saving.load_model(path, custom_objects={...}), or "
+        "register the layer classes with "
+        "keras.saving.register_keras_serializable()."
+    )

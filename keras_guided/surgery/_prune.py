@@ -266,6 +266,14 @@ def _as_hub_class(model, pruned, shared, report, sample_inputs, uniform):
     if report is not None:
         report.loadable = reason is None
     if reason is not None:
+        original = _loadable.check(model)
+        if original is not None:
+            # Not a change made by pruning: the user's own model does not
+            # re-create from its config either (an unregistered layer
+            # class, say), so both load only with `custom_objects`.
+            if report is not None:
+                report.notes.append(_loadable.note_unchanged(model, reason))
+            return pruned
         note = _loadable.note(model, reason)
         if report is not None:
             report.notes.append(note)
