@@ -1,4 +1,4 @@
-"""Tests for keras_guided._uniform: the same widths in repeated blocks."""
+"""Tests for keras_guided.scoring._uniform: the same widths in repeated blocks."""
 
 import re
 
@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 import keras_guided
-from keras_guided import _uniform
+from keras_guided.scoring import _uniform
 from keras_guided import stats
 from tests import composite_layers
 from tests.test_surgery import zero_units

@@ -4,9 +4,10 @@ The steps, each in a private module of this package:
 
 1. `graph.analyze` finds the unit groups;
 2. a *plan* (kept units per group) comes from the dead units (default), a
-   threshold, a target, or the user (`scoring.py`; checked in
-   `_plan_checks`), with `uniform_blocks` the same widths in repeated
-   blocks (`keras_guided._uniform`);
+   threshold, a target, or the user (`keras_guided.scoring`; checked
+   in `_plan_checks`), with `uniform_blocks` the same widths in repeated
+   blocks (`scoring.find_families`), and a latency target held as
+   measured (`scoring.plan_measured`);
 3. constants: a removed unit whose incoming weights are zero (or masked to
    zero) still emits a constant (its bias through the activation, BN's
    shift, ...). We propagate those constants through the graph by calling
@@ -36,11 +37,9 @@ import warnings
 
 from keras_guided import _hub_rebuild
 from keras_guided import _inline
-from keras_guided import _uniform
 from keras_guided import graph as graph_lib
 from keras_guided import scoring
 from keras_guided import validation
-from keras_guided.latency import _loop as _latency_loop
 from keras_guided.surgery import _compile
 from keras_guided.surgery import _loadable
 from keras_guided.surgery._plan_checks import _dead_plan
@@ -214,7 +213,7 @@ def prune_model(
             "latency_table=<LatencyTable> without a target. Pass "
             "target={'latency': 0.5}, or drop latency_table."
         )
-    _latency_loop.check_arguments(
+    scoring.check_measure(
         measure, target, latency_table, latency_tolerance, max_tries
     )
     if uniform_blocks and (threshold is not None or plan is not None):
@@ -228,7 +227,7 @@ def prune_model(
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
-    families = _uniform.find_families(model, groups) if uniform_blocks else []
+    families = scoring.find_families(model, groups) if uniform_blocks else []
     rewriter = _Rewriter(analysis, _probe_shapes(model, sample_inputs))
     latency_check = None
     if plan is not None:
@@ -238,20 +237,8 @@ def prune_model(
             groups, threshold, min_units=min_units, round_to=round_to
         )
     elif target is not None:
-
-        def plan_at(aim):
-            return scoring.plan_from_target(
-                groups,
-                model,
-                target if aim is None else {"latency": aim},
-                min_units=min_units,
-                round_to=round_to,
-                shapes=rewriter.shapes,
-                latency_table=latency_table,
-            )
-
         if families:
-            merged = _uniform.MergedGroups(
+            merged = scoring.MergedGroups(
                 groups, families, scoring.default_scores(groups)
             )
             plan = merged.spread(
@@ -266,27 +253,39 @@ def prune_model(
                 )
             )
         elif measure is None:
-            plan = plan_at(None)
-        else:
-            plan, latency_check = _latency_loop.run(
-                model,
+            plan = scoring.plan_from_target(
                 groups,
+                model,
                 target,
-                plan_at,
-                lambda candidate: _rebuilt(
-                    analysis, rewriter.shapes, candidate
+                min_units=min_units,
+                round_to=round_to,
+                shapes=rewriter.shapes,
+                latency_table=latency_table,
+            )
+        else:
+            plan, latency_check = scoring.plan_measured(
+                scoring.PlanInputs(
+                    groups,
+                    model,
+                    min_units=min_units,
+                    round_to=round_to,
+                    shapes=rewriter.shapes,
+                    latency_table=latency_table,
                 ),
-                measure,
-                latency_table,
-                latency_tolerance,
-                max_tries,
-                min_units,
-                rewriter.shapes,
+                target,
+                scoring.LatencyLoop(
+                    lambda candidate: _rebuilt(
+                        analysis, rewriter.shapes, candidate
+                    ),
+                    measure,
+                    latency_tolerance,
+                    max_tries,
+                ),
             )
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
         if families:
-            plan = _uniform.widen(
+            plan = scoring.widen_families(
                 plan, groups, families, scoring.default_scores(groups)
             )
     rewriter.set_plan(plan)
@@ -306,7 +305,7 @@ def prune_model(
     if verify:
         _verify(model, pruned, rewriter, report, sample_inputs)
     if report is not None:
-        report.notes.extend(_uniform.describe(families, groups, plan))
+        report.notes.extend(scoring.describe_families(families, groups, plan))
     rebuilt, note = _hub_rebuild.rebuild(
         model, pruned, lambda: _sample_inputs(model, sample_inputs), _predict
     )
