@@ -8,10 +8,9 @@ runtime, checked), `_signatures` (what a layer's timing depends on),
 (timing in LiteRT), `_cache` (the on-disk cache), `_calibration` (ms per
 FLOP and the whole-model calibration), `_interpolation` (a sampled grid
 made monotone and interpolated), `_timing` (interleaved timers) and
-`_check` (`LatencyTry`, `LatencyCheck`: the record of a target held as
-measured). Planning for a latency target (the latency greedy, the
-measured prune-and-check loop) lives in `keras_guided.scoring`, which
-uses this package's face; this package never imports `scoring`.
+`_check` (`LatencyTry`, `LatencyCheck`). Planning for a latency target
+(the greedy, the measured loop) is `keras_guided.scoring`'s, over this
+face; this package never imports `scoring`.
 
 Latency tables: what each layer costs in LiteRT on this machine.
 
@@ -82,7 +81,6 @@ from keras_guided.latency._settings import STATISTICS as STATISTICS
 from keras_guided.latency._timing import InterleavedTimer
 from keras_guided.latency._timing import LatencyComparison
 
-# How to build a table: the end of every error about a missing one.
 BUILD_HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "
     "and pass latency_table=table."
@@ -437,13 +435,8 @@ def measure_latency(
 
 
 def check_is_table(table):
-    """Raises unless `table` is a `LatencyTable`: the check of the
-    `latency_table=` argument of `prune_model`, `scoring.plan_from_target`
-    and `GuidedPruning`.
-
-    Raises:
-        ValueError: naming the type received and how to build a table.
-    """
+    """Raises a `ValueError` unless `table` is a `LatencyTable` (the
+    `latency_table=` of `prune_model`, `scoring` and `GuidedPruning`)."""
     if not isinstance(table, LatencyTable):
         raise ValueError(
             "`latency_table` must be a keras_guided.latency.LatencyTable. "
