@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import keras_guided
-from keras_guided import _plans
 from keras_guided import scoring
 from keras_guided.latency import _interpolation as _latency_interpolation
 from keras_guided.latency import _measure as _latency_measure
@@ -261,12 +260,12 @@ def test_latency_count_target_is_in_milliseconds(timer, tmp_path):
     plan = scoring.plan_from_target(
         groups, model, {"latency": 1}, latency_table=table
     )
-    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
+    cost = scoring.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= 1.0
     plan = scoring.plan_from_target(
         groups, model, {"latency": 0.4}, latency_table=table
     )
-    cost = _plans.plan_cost(groups, model, "latency", None, plan, table)
+    cost = scoring.plan_cost(groups, model, "latency", None, plan, table)
     assert cost <= goal_ms * (1 + 1e-9)
 
 

@@ -1,4 +1,5 @@
-"""Tests for keras_guided._uniform: the same widths in repeated blocks."""
+"""Tests for keras_guided.scoring._uniform: the same widths in repeated
+blocks."""
 
 import re
 
@@ -8,8 +9,8 @@ import pytest
 from keras import layers
 
 import keras_guided
-from keras_guided import _uniform
 from keras_guided import stats
+from keras_guided.scoring import _uniform
 from tests import composite_layers
 from tests.test_surgery import zero_units
 

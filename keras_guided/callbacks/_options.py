@@ -16,11 +16,11 @@ import warnings
 
 import numpy as np
 
-from keras_guided import _plans
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import latency as latency_lib
 from keras_guided import regularizers as regularizers_lib
+from keras_guided import scoring
 
 MODES = ("proximal", "penalty")
 SCHEDULES = ("constant", "warmup", "ramp", "budget")
@@ -175,7 +175,7 @@ def validate_options(
     on_unreachable = _check_choice(
         on_unreachable, "on_unreachable", ON_UNREACHABLE
     )
-    protected = _plans.check_protected(protected)
+    protected = scoring.check_protected(protected)
     if not isinstance(uniform_blocks, bool):
         raise ValueError(
             "`uniform_blocks` must be True or False. "
@@ -268,10 +268,10 @@ def _check_latency_table(table, budget, target, target_metric, cost):
             raise ValueError(
                 f"GuidedPruning({uses[0]}) needs a latency table measured "
                 "on the target runtime. Received: latency_table=None. "
-                + latency_lib._BUILD_HINT
+                + latency_lib.BUILD_HINT
             )
         return None
-    latency_lib._check_is_table(table)
+    latency_lib.check_is_table(table)
     if not uses:
         raise ValueError(
             "`latency_table` prices latency only, and this GuidedPruning "

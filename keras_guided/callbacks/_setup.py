@@ -23,7 +23,6 @@ import keras
 import numpy as np
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _uniform
 from keras_guided import graph
 from keras_guided import scoring
 from keras_guided import validation
@@ -53,7 +52,7 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
 
     The groups of `protected` layers are left out, as `prune_model`
     leaves them whole. With `uniform_blocks`, the groups that play one
-    part in repeated blocks are merged (`keras_guided._uniform`): unit `j`
+    part in repeated blocks are merged (`scoring.find_families`): unit `j`
     of a merged group is the `j`-th most important unit of every block, so
     the blocks lose units together and keep the same widths.
     """
@@ -66,10 +65,10 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
     if uniform_blocks:
         families = [
             family
-            for family in _uniform.find_families(network, groups)
+            for family in scoring.find_families(network, groups)
             if all(removable(groups[i]) for i in family.members)
         ]
-        merged = _uniform.MergedGroups(
+        merged = scoring.MergedGroups(
             groups, families, scoring.default_scores(groups)
         )
         planned = merged.groups

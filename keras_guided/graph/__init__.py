@@ -6,7 +6,7 @@ BatchNormalization entries after it, the consumers' input rows, and every
 other producer tied to it by an Add, and so on (union-find over the graph).
 Penalties, scoring and removal all act on unit groups.
 
-CONTRACT (used by callbacks.py, scoring.py, surgery.py, cli):
+CONTRACT (used by callbacks, scoring, surgery, cli):
 
     groups = find_unit_groups(model, on_unsupported="raise")
     groups: list[UnitGroup]

@@ -1,4 +1,4 @@
-"""`keras_guided.latency`: LiteRT latency tables and the latency loop.
+"""`keras_guided.latency`: LiteRT latency tables and timing.
 
 `LatencyTable`, `LayerLatency`, `build_latency_table`, `measure_latency`,
 `InterleavedTimer` and the other public names live here; the parts are
@@ -7,8 +7,10 @@ runtime, checked), `_signatures` (what a layer's timing depends on),
 `_sampling` (the sampled channel counts, timed into the cache), `_measure`
 (timing in LiteRT), `_cache` (the on-disk cache), `_calibration` (ms per
 FLOP and the whole-model calibration), `_interpolation` (a sampled grid
-made monotone and interpolated), `_timing` (interleaved timers), `_plan`
-(the latency greedy) and `_loop` (the measured prune-and-check loop).
+made monotone and interpolated), `_timing` (interleaved timers) and
+`_check` (`LatencyTry`, `LatencyCheck`). Planning for a latency target
+(the greedy, the measured loop) is `keras_guided.scoring`'s, over this
+face; this package never imports `scoring`.
 
 Latency tables: what each layer costs in LiteRT on this machine.
 
@@ -73,14 +75,13 @@ from keras_guided.latency import _measure
 from keras_guided.latency import _sampling
 from keras_guided.latency import _settings
 from keras_guided.latency import _signatures
-from keras_guided.latency._loop import LatencyCheck
-from keras_guided.latency._loop import LatencyTry
+from keras_guided.latency._check import LatencyCheck
+from keras_guided.latency._check import LatencyTry
 from keras_guided.latency._settings import STATISTICS as STATISTICS
 from keras_guided.latency._timing import InterleavedTimer
 from keras_guided.latency._timing import LatencyComparison
-from keras_guided.stats._layers import iter_layers
 
-_BUILD_HINT = (
+BUILD_HINT = (
     "Build one with table = keras_guided.latency.build_latency_table(model) "
     "and pass latency_table=table."
 )
@@ -314,7 +315,7 @@ class LatencyTable:
                 f"`latency_table` does not match model '{model.name}': it "
                 f"was built for model '{self.model_name}'. For layer "
                 f"'{name}' the model has {expected.get(name, 'no layer')} "
-                f"but the table {what}. {_BUILD_HINT}"
+                f"but the table {what}. {BUILD_HINT}"
             )
 
 
@@ -433,13 +434,13 @@ def measure_latency(
     return _measure.time_model(model, settings, representative_data)
 
 
-def _check_is_table(table):
-    """Raises unless `table` is a `LatencyTable` (prune_model and the
-    callback)."""
+def check_is_table(table):
+    """Raises a `ValueError` unless `table` is a `LatencyTable` (the
+    `latency_table=` of `prune_model`, `scoring` and `GuidedPruning`)."""
     if not isinstance(table, LatencyTable):
         raise ValueError(
             "`latency_table` must be a keras_guided.latency.LatencyTable. "
-            f"Received: {type(table).__name__}. " + _BUILD_HINT
+            f"Received: {type(table).__name__}. " + BUILD_HINT
         )
 
 
@@ -455,7 +456,7 @@ def _price_layers(model, shapes, ms_per_flop, cache):
         for name, _, weights in stats.weight_costs(model, shapes=shapes)
     }
     entries = {}
-    for name, layer, calls in iter_layers(model, shapes=shapes):
+    for name, layer, calls in stats.iter_layers(model, shapes=shapes):
         flops = float(
             sum(math.prod(shape) * per for shape, per in rows[name].values())
         )

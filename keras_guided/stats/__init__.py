@@ -44,6 +44,7 @@ import dataclasses
 import warnings
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided.stats._layers import iter_layers
 from keras_guided.stats._model import COUNTS
 from keras_guided.stats._model import PRICES
 from keras_guided.stats._model import LayerCost
@@ -63,6 +64,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "format_table",
+    "iter_layers",
     "layer_costs",
     "model_costs",
     "price",

@@ -5,7 +5,7 @@ private module of this package (the spine is `_prune`):
 
 1. `graph.analyze` finds the unit groups; protected layers are marked
    (`scoring.protect`), and with `uniform_blocks` the repeated blocks
-   found (`keras_guided._uniform`);
+   found (`scoring.find_families`);
 2. a *plan* (kept units per group) comes from the dead units (default), a
    threshold, a target, or the user (`_planning`, over
    `keras_guided.scoring` and, with `measure`, the closed latency loop;

@@ -1,7 +1,6 @@
 """The arguments of `prune_model` checked together, before any work."""
 
 from keras_guided import scoring
-from keras_guided.latency import _loop as _latency_loop
 
 
 def check_arguments(
@@ -44,7 +43,7 @@ def check_arguments(
             "latency_table=<LatencyTable> without a target. Pass "
             "target={'latency': 0.5}, or drop latency_table."
         )
-    _latency_loop.check_arguments(
+    scoring.check_measure(
         measure, target, latency_table, latency_tolerance, max_tries
     )
     if uniform_blocks and (threshold is not None or plan is not None):

@@ -2,15 +2,13 @@
 
 From the user (`plan`, checked in `_plan_checks`), a `threshold`, a
 `target` (`keras_guided.scoring`; with `measure`, the closed latency loop
-of `keras_guided.latency`, whose candidates are built by `apply_plan`), or
+`scoring.plan_measured`, whose candidates are built by `apply_plan`), or
 the dead units (default), with `uniform_blocks` the same widths in
-repeated blocks (`keras_guided._uniform`)."""
+repeated blocks (`scoring.find_families`)."""
 
 import dataclasses
 
-from keras_guided import _uniform
 from keras_guided import scoring
-from keras_guided.latency import _loop as _latency_loop
 from keras_guided.surgery._apply import apply_plan
 from keras_guided.surgery._constants import ProbeNoise
 from keras_guided.surgery._constants import propagate_constants
@@ -67,12 +65,12 @@ def choose_plan(
             analysis, shapes, noise, tolerance, min_units, round_to
         )
         if families:
-            plan = _uniform.widen(
+            plan = scoring.widen_families(
                 plan, groups, families, scoring.default_scores(groups)
             )
         return Chosen(plan, notes=notes)
     if families:
-        merged = _uniform.MergedGroups(
+        merged = scoring.MergedGroups(
             groups, families, scoring.default_scores(groups)
         )
         return Chosen(
@@ -89,34 +87,37 @@ def choose_plan(
             )
         )
 
-    def plan_at(aim):
-        return scoring.plan_from_target(
+    if measure is None:
+        return Chosen(
+            scoring.plan_from_target(
+                groups,
+                model,
+                target,
+                min_units=min_units,
+                round_to=round_to,
+                shapes=shapes,
+                latency_table=latency_table,
+            )
+        )
+    plan, latency_check = scoring.plan_measured(
+        scoring.PlanInputs(
             groups,
             model,
-            target if aim is None else {"latency": aim},
             min_units=min_units,
             round_to=round_to,
             shapes=shapes,
             latency_table=latency_table,
-        )
-
-    if measure is None:
-        return Chosen(plan_at(None))
-    plan, latency_check = _latency_loop.run(
-        model,
-        groups,
-        target,
-        plan_at,
-        # Each candidate with its own probe noise, as if pruned alone.
-        lambda candidate: (
-            apply_plan(analysis, candidate, shapes, ProbeNoise()).model
         ),
-        measure,
-        latency_table,
-        latency_tolerance,
-        max_tries,
-        min_units,
-        shapes,
+        target,
+        scoring.LatencyLoop(
+            # Each candidate with its own probe noise, as if pruned alone.
+            lambda candidate: (
+                apply_plan(analysis, candidate, shapes, ProbeNoise()).model
+            ),
+            measure,
+            latency_tolerance,
+            max_tries,
+        ),
     )
     return Chosen(plan, latency_check=latency_check)
 

@@ -8,7 +8,6 @@ loadability check (`_loadable`) -> the compile state (`_compile`)."""
 
 import warnings
 
-from keras_guided import _uniform
 from keras_guided import graph as graph_lib
 from keras_guided import scoring
 from keras_guided import validation
@@ -175,7 +174,7 @@ def prune_model(
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     scoring.protect(model, groups, protected)
-    families = _uniform.find_families(model, groups) if uniform_blocks else []
+    families = scoring.find_families(model, groups) if uniform_blocks else []
     shapes = _probe_shapes(model, sample_inputs)
     # The probe noise of this prune, drawn on by every propagation of it.
     noise = ProbeNoise()
@@ -222,7 +221,7 @@ def prune_model(
             sample_inputs,
         )
     if report is not None:
-        report.notes.extend(_uniform.describe(families, groups, plan))
+        report.notes.extend(scoring.describe_families(families, groups, plan))
     # the keras-hub class, loadability, 6. the compile state
     pruned = _as_hub_class(
         model, pruned, applied.shared, report, sample_inputs, uniform_blocks

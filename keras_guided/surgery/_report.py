@@ -9,7 +9,7 @@ from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
-from keras_guided.stats._layers import iter_layers
+from keras_guided.stats import iter_layers
 from keras_guided.surgery._verification import _PROBE_SIZE
 
 

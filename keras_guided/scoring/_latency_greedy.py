@@ -1,9 +1,9 @@
-"""`plan_from_target` for a latency target: a knapsack greedy on a table.
+"""The latency greedy: a latency target into a plan (a knapsack greedy).
 
 Units go in order of importance per millisecond: the next unit removed is
 the one whose score (relative to its group's mean with `relative=True`)
 divided by the latency its removal saves now is smallest. Savings come
-from `_plans.KeptCost` over a `keras_guided.latency.LatencyTable`, so a
+from `KeptCost` over a `keras_guided.latency.LatencyTable`, so a
 layer whose measured kernel is slow per channel loses channels first and
 a flat stretch of the curve (no saving until the next sampled count) is
 left alone. Savings change as neighbouring layers shrink, so a unit's
@@ -16,38 +16,28 @@ import heapq
 
 import numpy as np
 
-# Costs, limits and plans come from the low layer (`_plans`), not from
-# `scoring`, which dispatches latency targets here: no import cycle.
 from keras_guided import latency as latency_lib
-from keras_guided._plans import KeptCost
-from keras_guided._plans import floor_units
-from keras_guided._plans import plan_cost
-from keras_guided._plans import plan_from_mask
-from keras_guided._plans import unreachable
+from keras_guided.scoring._cost import KeptCost
+from keras_guided.scoring._cost import plan_cost
+from keras_guided.scoring._limits import floor_units
+from keras_guided.scoring._limits import plan_from_mask
+from keras_guided.scoring._limits import unreachable
 
 _NO_SAVING = 1e-12
 
 
-def plan_for_latency(
-    groups,
-    model,
-    metric,
-    kept_fraction,
-    count,
-    scores,
-    min_units,
-    round_to,
-    relative,
-    shapes,
-    table,
-):
-    """The plan keeping at most the target latency (see module doc)."""
-    _check_table(metric, table, model, shapes)
+def plan_for_latency(inputs, target):
+    """The plan keeping at most `target` (a latency `Target`) over
+    `inputs` (`PlanInputs`); see the module doc."""
+    groups, model, scores = inputs.groups, inputs.model, inputs.scores
+    min_units, round_to = inputs.min_units, inputs.round_to
+    shapes, table = inputs.shapes, inputs.latency_table
+    _check_table(target.metric, table, model, shapes)
     cost = KeptCost(
         groups, model, "latency", shapes=shapes, latency_table=table
     )
-    goal = kept_fraction * cost.total if count is None else float(count)
-    state = _Greedy(groups, cost, scores, min_units, relative)
+    goal = target.goal(cost.total)
+    state = _Greedy(groups, cost, scores, min_units, inputs.relative)
     state.remove_dead()
     aim = goal
     for _ in range(32):
@@ -72,12 +62,12 @@ def plan_for_latency(
         plan,
         kept,
         cost.total,
-        kept_fraction,
+        target.fraction,
         "latency",
         min_units,
         round_to,
         unrounded,
-        stacklevel=5,
+        stacklevel=6,
     )
 
 
@@ -91,9 +81,9 @@ def _check_table(metric, table, model, shapes):
     if table is None:
         raise ValueError(
             "A latency target needs a latency table measured on the target "
-            "runtime. Received: latency_table=None. " + latency_lib._BUILD_HINT
+            "runtime. Received: latency_table=None. " + latency_lib.BUILD_HINT
         )
-    latency_lib._check_is_table(table)
+    latency_lib.check_is_table(table)
     table.check_model(model, shapes)
 
 
@@ -166,13 +156,20 @@ class _Greedy:
         self.cost.remove(self.groups[index], unit)
 
 
-def deepest_share(groups, model, scores, min_units, relative, shapes, table):
-    """The smallest share of the table's latency a plan can keep: every
-    removable unit gone (within `min_units`)."""
+def deepest_share(inputs):
+    """The smallest share of the table's latency a plan over `inputs`
+    (`PlanInputs`) can keep: every removable unit gone (within
+    `min_units`)."""
     cost = KeptCost(
-        groups, model, "latency", shapes=shapes, latency_table=table
+        inputs.groups,
+        inputs.model,
+        "latency",
+        shapes=inputs.shapes,
+        latency_table=inputs.latency_table,
     )
-    state = _Greedy(groups, cost, scores, min_units, relative)
+    state = _Greedy(
+        inputs.groups, cost, inputs.scores, inputs.min_units, inputs.relative
+    )
     state.remove_dead()
     state.run(0.0)
     return cost.kept / cost.total if cost.total else 1.0

@@ -4,7 +4,9 @@ A `LatencyTable` is a model of the runtime, calibrated once; on another
 day, with another process on the next core, the share it predicts is not
 the share the interpreter measures (MobileNetV2 planned at 0.4 measured
 0.68 on a loaded 2-core machine). `prune_model(..., measure=...)` closes
-the loop:
+the loop (`plan_measured`; the planner, the candidate's `build` and the
+`measure` are injected, so this module neither rebuilds nor times on its
+own):
 
 1. plan at the asked share of the table (`aim = asked`);
 2. build the candidate and time it against the base with an
@@ -35,104 +37,94 @@ import dataclasses
 import math
 import warnings
 
+from keras_guided import latency as latency_lib
+from keras_guided.scoring._latency_greedy import deepest_share
+from keras_guided.scoring._targets import plan_for
+from keras_guided.scoring._targets import read_target
+
 _MAX_STEP = 2.0
 _SAME_AIM = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
-class LatencyTry:
-    """One candidate of the closed loop.
+class LatencyLoop:
+    """How a latency target is held as measured (`plan_measured`).
 
     Attributes:
-        aim: the share of the table's latency the plan was made for.
-        measured: the candidate's measured share of the base (median of
-            the interleaved rounds).
-        spread: coefficient of variation of the per-round ratios.
-        base_ms: the base's median ms in this comparison.
-        candidate_ms: the candidate's median ms.
+        build: `build(plan)` the candidate model of a plan.
+        measure: `"litert"`, a `keras_guided.latency.InterleavedTimer`, or
+            a callable `measure(model) -> run` (`run()` returns the ms of
+            one timing).
+        tolerance: relative tolerance on the measured share. Defaults to
+            0.1.
+        max_tries: candidates timed at most. Defaults to 5.
     """
 
-    aim: float
-    measured: float
-    spread: float
-    base_ms: float
-    candidate_ms: float
+    build: object
+    measure: object
+    tolerance: float = 0.1
+    max_tries: int = 5
 
 
-@dataclasses.dataclass(frozen=True)
-class LatencyCheck:
-    """How a latency target held as measured (`PruneReport.latency`).
+def plan_measured(inputs, target, loop):
+    """The closed loop of `prune_model(..., measure=...)`: the plan of a
+    latency `target` over `inputs` (`PlanInputs`, with its latency table)
+    whose candidate measures within `loop.tolerance` of the asked share,
+    and the `keras_guided.latency.LatencyCheck` (see module doc).
 
-    Attributes:
-        asked: the asked share of the base's measured latency (a count
-            target in ms is divided by the base's measured ms).
-        measured: the returned candidate's measured share.
-        tolerance: the relative tolerance on `measured / asked - 1`.
-        within: whether the returned candidate is within it.
-        tries: every `LatencyTry`, in order.
-        chosen: the index in `tries` of the returned candidate.
-        reason: why the loop stopped outside the tolerance (`None` when
-            within).
+    Returns:
+        `(plan, LatencyCheck)`.
     """
+    target = read_target(target)
+    measure, table = loop.measure, inputs.latency_table
+    if measure == "litert":
+        timer = latency_lib.InterleavedTimer.from_table(table)
+    elif isinstance(measure, latency_lib.InterleavedTimer):
+        timer = measure
+    else:
+        timer = latency_lib.InterleavedTimer(measure)
+    base_run = timer.prepare(inputs.model)
 
-    asked: float
-    measured: float
-    tolerance: float
-    within: bool
-    tries: tuple
-    chosen: int
-    reason: str = None
-
-    def summary(self):
-        """One line: asked, measured, tolerance and tries."""
-        verdict = "within" if self.within else "NOT within"
-        tries = (
-            "1 try" if len(self.tries) == 1 else (f"{len(self.tries)} tries")
-        )
-        return (
-            f"Latency as measured: {self.measured:.3f} of the base "
-            f"(asked {self.asked:.3f}, {verdict} {self.tolerance:.0%}) "
-            f"after {tries}" + (f"; {self.reason}" if self.reason else "") + "."
+    def plan_at(aim):
+        return plan_for(
+            inputs, target if aim is None else read_target({"latency": aim})
         )
 
+    return _hold(
+        target,
+        plan_at,
+        lambda plan: timer.compare(base_run, loop.build(plan)),
+        loop,
+        lambda: deepest_share(inputs),
+        table.total_ms,
+    )
 
-def hold_latency(
-    asked,
-    count,
-    plan_at,
-    build,
-    base_run,
-    timer,
-    tolerance,
-    max_tries,
-    floor,
-    table_ms,
-):
+
+def _hold(target, plan_at, compare, loop, floor, table_ms):
     """Plans, measures and re-aims; returns `(plan, LatencyCheck)`.
 
     Args:
-        asked: the asked share (a float in (0, 1]), or `None` for a count.
-        count: the asked ms (a count target), or `None`.
+        target: the latency `Target` (a share, or a count in ms).
         plan_at: `plan_at(aim)` the table's plan at share `aim`; with
             `aim=None` the plan of the user's target as given.
-        build: `build(plan)` the candidate model.
-        base_run: the base's prepared `run` (`timer.prepare(base)`).
-        timer: an `InterleavedTimer`.
-        tolerance: relative tolerance on the measured share.
-        max_tries: candidates timed at most.
+        compare: `compare(plan)` the `LatencyComparison` of the plan's
+            candidate against the base.
+        loop: the `LatencyLoop` (tolerance, max_tries).
         floor: `floor()`: the table's deepest share (computed lazily).
         table_ms: the table's total ms (a count target's first aim).
     """
+    count, tolerance, max_tries = target.count, loop.tolerance, loop.max_tries
+    asked = None if count is not None else target.fraction
     tries, plans = [], []
     aim, reason, lowest = (None if count is not None else asked), None, None
     for attempt in range(max_tries):
         plan = plan_at(aim)
-        comparison = timer.compare(base_run, build(plan))
+        comparison = compare(plan)
         if asked is None:  # a count in ms: a share of the measured base
             asked = float(count) / comparison.base_ms
             aim = min(1.0, float(count) / table_ms)
         tries.append(
-            LatencyTry(
+            latency_lib.LatencyTry(
                 aim,
                 comparison.ratio,
                 comparison.spread,
@@ -168,7 +160,7 @@ def hold_latency(
     )
     best = tries[chosen]
     within = abs(best.measured / asked - 1.0) <= tolerance
-    check = LatencyCheck(
+    check = latency_lib.LatencyCheck(
         float(asked),
         best.measured,
         float(tolerance),
@@ -224,10 +216,13 @@ def _next_aim(tries, asked):
     return min(max(following, last.aim / _MAX_STEP), last.aim * _MAX_STEP)
 
 
-def check_arguments(measure, target, latency_table, tolerance, max_tries):
-    """Raises unless the closed-loop arguments of `prune_model` fit."""
-    from keras_guided.latency import _timing
+def check_measure(measure, target, latency_table, tolerance, max_tries):
+    """Raises unless the closed-loop arguments of `prune_model` fit
+    (`measure`, `latency_tolerance`, `max_tries`).
 
+    Raises:
+        ValueError: naming the argument, the value received and the fix.
+    """
     if (
         isinstance(tolerance, bool)
         or not isinstance(tolerance, (int, float))
@@ -262,7 +257,7 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
         )
     if not (
         measure == "litert"
-        or isinstance(measure, _timing.InterleavedTimer)
+        or isinstance(measure, latency_lib.InterleavedTimer)
         or callable(measure)
     ):
         raise ValueError(
@@ -271,59 +266,6 @@ def check_arguments(measure, target, latency_table, tolerance, max_tries):
             "(`run()` returns the ms of one timing). Received: "
             f"measure={measure!r}"
         )
-
-
-def run(
-    model,
-    groups,
-    target,
-    plan_at,
-    build,
-    measure,
-    table,
-    tolerance,
-    max_tries,
-    min_units,
-    shapes,
-):
-    """The closed loop of `prune_model(..., measure=...)`: `(plan,
-    LatencyCheck)` (see module doc)."""
-    from keras_guided import scoring
-    from keras_guided.latency import _plan
-    from keras_guided.latency import _timing
-
-    if measure == "litert":
-        timer = _timing.InterleavedTimer.from_table(table)
-    elif isinstance(measure, _timing.InterleavedTimer):
-        timer = measure
-    else:
-        timer = _timing.InterleavedTimer(measure)
-    count = scoring._target_count(target)
-    asked = None if count is not None else scoring.parse_target(target)[1]
-
-    def floor():
-        return _plan.deepest_share(
-            groups,
-            model,
-            scoring.default_scores(groups),
-            min_units,
-            True,
-            shapes,
-            table,
-        )
-
-    return hold_latency(
-        asked,
-        count,
-        plan_at,
-        build,
-        timer.prepare(model),
-        timer,
-        tolerance,
-        max_tries,
-        floor,
-        table.total_ms,
-    )
 
 
 def _describe(measure):

@@ -10,9 +10,11 @@ in blocks of one class and one config: the same sublayers (by their place
 in the block's layer tree), weights, axes and roles, and the same number of
 units. Uniform planning merges each family into one *merged group*: its
 unit `j` is the `j`-th most important unit of every member, so removing it
-shortens every block by one, and the planners (`scoring.plan_from_target`,
+shortens every block by one, and the planners (`plan_from_target`,
 `KeptCost`) price and rank it with no change. The plan of a merged group is
-then spread back over its members.
+then spread back over its members. `prune_model(uniform_blocks=True)` and
+`GuidedPruning`'s budget plan over the merged groups; `widen_families`
+evens out a plan of dead units.
 """
 
 import dataclasses
@@ -181,7 +183,7 @@ class MergedGroups:
         return spread
 
 
-def widen(plan, groups, families, scores):
+def widen_families(plan, groups, families, scores):
     """`plan` with every family's members kept at their widest member's
     width: each adds back its most important removed units. Exact when the
     plan removes dead units only (the units added back are kept)."""
@@ -209,7 +211,7 @@ def widen(plan, groups, families, scores):
     return plan
 
 
-def describe(families, groups, plan):
+def describe_families(families, groups, plan):
     """One report line per family: its blocks and the width each keeps."""
     lines = []
     for family in families:

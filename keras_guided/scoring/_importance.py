@@ -1,0 +1,114 @@
+"""Importance: a score per unit of every unit group.
+
+Importance of a unit is the group norm of every weight tied to it,
+sqrt(sum of w**2 over its producer and follower slices), divided by the
+square root of the number of those weights when `normalize=True` (a root
+mean square), so units of wide and narrow layers compare fairly. A dead
+unit (every input weight of its producers zero) scores 0 in
+`default_scores`: removing it is exact, so every plan removes it first.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_guided import units as units_lib
+from keras_guided._axes import gather_units
+
+
+def weight_value(layer, name):
+    """The numpy value of the variable `name` of `layer`."""
+    return ops.convert_to_numpy(units_lib.get_weight(layer, name).value)
+
+
+def unit_scores(groups, normalize=True, include_consumers=False):
+    """Importance of every unit of every group.
+
+    Args:
+        groups: `UnitGroup`s from `keras_guided.find_unit_groups`.
+        normalize: divide each norm by sqrt(number of weights of the unit).
+            Defaults to `True`.
+        include_consumers: also count the consumers' input slices. Defaults
+            to `False`.
+
+    Returns:
+        A list (one per group) of float arrays of length `num_units`.
+
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(2, kernel_initializer="ones",
+        ...                        bias_initializer="ones"),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> keras_guided.scoring.unit_scores(groups)[0].tolist()
+        [1.0, 1.0]
+    """
+    roles = {"producer", "follower"}
+    if include_consumers:
+        roles.add("consumer")
+    scores = []
+    for group in groups:
+        squares = np.zeros(group.num_units)
+        counts = np.zeros(group.num_units)
+        for slice_ in group.slices:
+            if slice_.role not in roles:
+                continue
+            rows = gather_units(
+                weight_value(slice_.layer, slice_.weight),
+                slice_.axis,
+                slice_.positions,
+            ).astype(np.float64)
+            squares += np.sum(np.square(rows), axis=1)
+            counts += rows.shape[1]
+        norms = np.sqrt(squares)
+        if normalize:
+            norms = norms / np.sqrt(np.maximum(counts, 1))
+        scores.append(norms)
+    return scores
+
+
+def dead_units(groups, tolerance=1e-8):
+    """Units whose output does not depend on the input.
+
+    A unit is dead when every input weight of its producers (kernel
+    slices; biases excluded, they only add a constant that surgery folds
+    into the consumers) is at most `tolerance` in absolute value.
+
+    Args:
+        groups: `UnitGroup`s.
+        tolerance: largest |w| still counted as zero. Defaults to `1e-8`.
+
+    Returns:
+        A list (one per group) of boolean arrays of length `num_units`.
+
+    Examples:
+        >>> import keras, numpy as np, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(2, kernel_initializer="zeros",
+        ...                        bias_initializer="ones"),
+        ...     keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> [mask.tolist() for mask in keras_guided.scoring.dead_units(groups)]
+        [[True, True], [False]]
+    """
+    masks = []
+    for group in groups:
+        dead = np.ones(group.num_units, dtype=bool)
+        for slice_ in group.slices:
+            if slice_.role != "producer":
+                continue
+            value = weight_value(slice_.layer, slice_.weight)
+            if not units_lib.is_input_weight(slice_.weight, value.shape):
+                continue  # a bias
+            rows = gather_units(value, slice_.axis, slice_.positions)
+            dead &= np.max(np.abs(rows), axis=1, initial=0.0) <= tolerance
+        masks.append(dead)
+    return masks
+
+
+def default_scores(groups):
+    """`unit_scores`, with 0 for dead units (removing them is exact)."""
+    scores = unit_scores(groups)
+    for group_scores, dead in zip(scores, dead_units(groups)):
+        group_scores[dead] = 0.0
+    return scores
