@@ -35,6 +35,7 @@ from keras_guided import _hub_rebuild
 from keras_guided import _inline
 from keras_guided import _uniform
 from keras_guided import graph as graph_lib
+from keras_guided import rules as rules_lib
 from keras_guided import scoring
 from keras_guided.latency import _loop as _latency_loop
 from keras_guided.surgery._plan_checks import _dead_plan
@@ -46,6 +47,7 @@ from keras_guided.surgery._rewriter import Rewriter as _Rewriter
 from keras_guided.surgery._verification import _predict
 from keras_guided.surgery._verification import _probe_shapes
 from keras_guided.surgery._verification import _sample_inputs
+from keras_guided.surgery._verification import _unknown_size
 from keras_guided.surgery._verification import _verify
 
 __all__ = ["PruneReport", "prune_model"]
@@ -224,51 +226,54 @@ def prune_model(
             groups, threshold, min_units=min_units, round_to=round_to
         )
     elif target is not None:
+        try:
 
-        def plan_at(aim):
-            return scoring.plan_from_target(
-                groups,
-                model,
-                target if aim is None else {"latency": aim},
-                min_units=min_units,
-                round_to=round_to,
-                shapes=rewriter.shapes,
-                latency_table=latency_table,
-            )
-
-        if families:
-            merged = _uniform.MergedGroups(
-                groups, families, scoring.default_scores(groups)
-            )
-            plan = merged.spread(
-                scoring.plan_from_target(
-                    merged.groups,
+            def plan_at(aim):
+                return scoring.plan_from_target(
+                    groups,
                     model,
-                    target,
-                    scores=merged.scores,
+                    target if aim is None else {"latency": aim},
                     min_units=min_units,
                     round_to=round_to,
                     shapes=rewriter.shapes,
+                    latency_table=latency_table,
                 )
-            )
-        elif measure is None:
-            plan = plan_at(None)
-        else:
-            plan, latency_check = _latency_loop.run(
-                model,
-                groups,
-                target,
-                plan_at,
-                lambda candidate: _rebuilt(
-                    analysis, rewriter.shapes, candidate
-                ),
-                measure,
-                latency_table,
-                latency_tolerance,
-                max_tries,
-                min_units,
-                rewriter.shapes,
-            )
+
+            if families:
+                merged = _uniform.MergedGroups(
+                    groups, families, scoring.default_scores(groups)
+                )
+                plan = merged.spread(
+                    scoring.plan_from_target(
+                        merged.groups,
+                        model,
+                        target,
+                        scores=merged.scores,
+                        min_units=min_units,
+                        round_to=round_to,
+                        shapes=rewriter.shapes,
+                    )
+                )
+            elif measure is None:
+                plan = plan_at(None)
+            else:
+                plan, latency_check = _latency_loop.run(
+                    model,
+                    groups,
+                    target,
+                    plan_at,
+                    lambda candidate: _rebuilt(
+                        analysis, rewriter.shapes, candidate
+                    ),
+                    measure,
+                    latency_table,
+                    latency_tolerance,
+                    max_tries,
+                    min_units,
+                    rewriter.shapes,
+                )
+        except rules_lib.UnknownSizeError as error:
+            raise _unknown_size(error, model, sample_inputs) from None
     else:
         plan = _dead_plan(rewriter, groups, tolerance, min_units, round_to)
         if families:

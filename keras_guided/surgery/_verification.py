@@ -30,6 +30,27 @@ def _probe_shapes(model, sample_inputs):
     return graph_lib.concrete_shapes(model, shapes)
 
 
+def _unknown_size(error, model, sample_inputs):
+    """`prune_model`'s advice for a FLOPs count that met an unknown size
+    (`rules.UnknownSizeError`): pass sample inputs, or, where they were
+    passed, what stopped their shapes before the layer."""
+    if sample_inputs is None:
+        return error
+    shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(sample_inputs)]
+    blocked = []
+    graph_lib.concrete_shapes(
+        model, [(1,) + tuple(shape[1:]) for shape in shapes], blocked
+    )
+    before = graph_lib.describe(blocked[0]) if blocked else "a layer before it"
+    return error.with_advice(
+        f"The `sample_inputs` passed (shapes {shapes}) give the model's "
+        f"inputs their lengths, but {before} gives no output shape for "
+        "them symbolically, so the lengths do not reach this layer. Use a "
+        "'units' or 'params' target, which need no FLOPs, or build the "
+        "model with fixed input lengths."
+    )
+
+
 def _default_shape(shape, batch=1):
     """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
     dims = [batch] + list(shape[1:])
