@@ -369,3 +369,57 @@ def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
     assert small.backbone.get_config()["intermediate_dim"] == 48
     x = _tokens()
     assert _max_relative(model(x), small(x)) <= 1e-5
+
+
+def _tiny_gemma():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=100,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=64,
+        head_dim=8,
+    )
+    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+
+
+def test_gemma_flops_target_takes_the_sizes_of_the_sample_inputs():
+    # The sizes of `sample_inputs` reach the layers inside Gemma's blocks
+    # (it used to ask for the `sample_inputs` it was given).
+    model = _tiny_gemma()
+    x = _tokens(length=8, prompt=8)
+    small = keras_guided.prune_model(
+        model,
+        target={"flops": 0.8},
+        on_unsupported="keep",
+        uniform_blocks=True,
+        sample_inputs=x,
+    )
+    assert type(small) is keras_hub.models.GemmaCausalLM
+    assert small.backbone.get_config()["intermediate_dim"] < 64
+
+
+def test_gemma_params_floor_is_the_same_in_the_callback_and_prune_model():
+    # The tied embedding is called by the backbone and by the output
+    # projection: its parameters count once, as in `count_params`.
+    model = _tiny_gemma()
+    assert keras_guided.stats.count_params(model) == model.count_params()
+    floor = (
+        "Cannot keep only 50% of the params: removing every prunable unit "
+        "allowed by min_units=1 keeps 62.0%."
+    )
+    with pytest.raises(ValueError, match=re.escape(floor)):
+        keras_guided.prune_model(
+            model, target={"params": 0.5}, on_unsupported="keep"
+        )
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    x = _tokens(length=8, prompt=8)
+    pruning = keras_guided.GuidedPruning(
+        target={"params": 0.5}, on_unsupported="keep"
+    )
+    with pytest.raises(ValueError, match=re.escape(floor)):
+        model.fit(x, x["token_ids"], epochs=1, verbose=0, callbacks=[pruning])
