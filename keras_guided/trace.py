@@ -147,7 +147,7 @@ def _merged_shapes(layer, node):
 
 def _run_call(layer, node, wide_shapes):
     shapes = [tuple(t.shape) for t in node.input_tensors]
-    graph, training, causal = _traced_call(layer, node, shapes)
+    graph, causal = _traced_call(layer, node, shapes)
     reached = {id(v) for v in graph.weights}
     missing = [v for v in layer.weights if id(v) not in reached]
     if missing:
@@ -162,26 +162,24 @@ def _run_call(layer, node, wide_shapes):
     # sizes (and lengths): a size read off a symbolic tensor (the batch
     # size, `None` while tracing) must not be frozen into it.
     how = "(with the causal mask built for any length) " if causal else ""
-    _check_call(layer, node, graph, training, how, _probe_shapes([shapes]))
+    _check_call(layer, node, graph, how, _probe_shapes([shapes]))
     if wide_shapes != shapes:
         # Called at several shapes: rebuilt once for all of them
         # (`call_shapes`), so traced at the shapes they share and run
         # against its call at each.
         how = "(traced for every input shape it is called at) "
         try:
-            wide, _, _ = _traced_call(layer, node, wide_shapes)
+            wide, _ = _traced_call(layer, node, wide_shapes)
         except _Untraceable as error:
             raise _Untraceable(f"{how}{error}") from None
-        _check_call(
-            layer, node, wide, training, how, _probe_shapes(_seen(layer))
-        )
+        _check_call(layer, node, wide, how, _probe_shapes(_seen(layer)))
     return graph
 
 
 def _traced_call(layer, node, shapes):
-    """`(graph, training, causal)`: `layer`'s call at `node` run on
-    `keras.Input`s of `shapes`, as a Functional model; the `training` value
-    passed; whether a causal mask was rebuilt for any length."""
+    """`(graph, causal)`: `layer`'s call at `node` run on `keras.Input`s
+    of `shapes`, as a Functional model; whether a causal mask was rebuilt
+    for any length."""
     inputs = [
         keras.Input(batch_shape=shape, dtype=t.dtype)
         for t, shape in zip(node.input_tensors, shapes)
@@ -221,7 +219,7 @@ def _traced_call(layer, node, shapes):
             f"its traced call is not a graph of its inputs "
             f"({type(error).__name__}: {_short(error)})"
         ) from None
-    return graph, kwargs.get("training"), bool(scope.causal_masks)
+    return graph, bool(scope.causal_masks)
 
 
 def _seen(layer):
@@ -334,7 +332,7 @@ def _probe_shapes(calls):
     return probes
 
 
-def _check_call(layer, node, graph, training, how, probes):
+def _check_call(layer, node, graph, how, probes):
     """Raises `_Untraceable` unless `graph` computes what `layer`'s call
     at `node` computes at every probe (`_probe_shapes`)."""
     import numpy as np
@@ -347,8 +345,11 @@ def _check_call(layer, node, graph, training, how, probes):
         ]
         mapping = {id(t): v for t, v in zip(node.input_tensors, values)}
         args, kwargs = adapter.call_arguments(node, mapping)
-        if training is not None:
-            kwargs = dict(kwargs, training=training)
+        # At inference, whether or not its call takes `training`: a layer
+        # without it (keras-hub's SpatialPyramidPooling) would otherwise
+        # leave its BatchNormalization sublayers to update the user's
+        # moving statistics.
+        kwargs = dict(kwargs, training=False)
         try:
             expected = keras.tree.flatten(layer(*args, **kwargs))
             got = keras.tree.flatten(

@@ -5,6 +5,7 @@ Tiny configs built offline (no presets, no downloads).
 """
 
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -423,3 +424,46 @@ def test_gemma_params_floor_is_the_same_in_the_callback_and_prune_model():
     )
     with pytest.raises(ValueError, match=re.escape(floor)):
         model.fit(x, x["token_ids"], epochs=1, verbose=0, callbacks=[pruning])
+
+
+def test_deeplab_v3_copy_is_exact_and_the_model_untouched():
+    # Its SpatialPyramidPooling's call takes no `training`: run against
+    # its traced graph without it, its BatchNormalization updated the
+    # user's moving statistics, and the copy then "differed" by 0.003.
+    keras.utils.set_random_seed(0)
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1],
+        stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    backbone = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder,
+        spatial_pyramid_pooling_key="P4",
+        upsampling_size=4,
+        dilation_rates=[6, 12],
+        low_level_feature_key="P2",
+        projection_filters=8,
+        image_shape=(32, 32, 3),
+    )
+    model = keras_hub.models.DeepLabV3ImageSegmenter(
+        backbone=backbone, num_classes=3
+    )
+    before = [np.array(w) for w in model.get_weights()]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The pruned model differs")
+        small, report = keras_guided.prune_model(
+            model, on_unsupported="keep", return_report=True
+        )
+    assert report.max_abs_diff == 0.0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(small(x.astype("float32"), training=False)),
+        ops.convert_to_numpy(model(x.astype("float32"), training=False)),
+    )

@@ -1060,3 +1060,28 @@ def test_flops_target_says_which_layer_stops_the_sample_input_sizes():
             sample_inputs=tokens,
             on_unsupported="keep",
         )
+
+
+def test_an_inexact_fold_is_quoted_in_the_warning():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    x = layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, layers.Dense(2)(layers.Flatten()(x)))
+    groups = keras_guided.find_unit_groups(model)
+    # Unit 0 of c1 keeps its bias: a constant folded into the 'same'
+    # convolution after it, exact away from the borders only.
+    zero_units(groups[0], [0], inputs_only=True)
+    model.get_layer("c1").bias.assign([1.0, 0.0, 0.0, 0.0])
+    with pytest.warns(
+        UserWarning,
+        match=(
+            r"^The pruned model differs from the original with the removed "
+            r"units masked by up to \S+ \(output scale \S+\), where the "
+            r"constants of removed units are folded approximately: "
+            r"constants folded into layer 'c2' \(Conv2D\) are exact away "
+            r"from the borders only \(padding, strides\); see "
+            r"max_abs_diff\.$"
+        ),
+    ):
+        keras_guided.prune_model(model)

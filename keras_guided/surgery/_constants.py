@@ -18,6 +18,13 @@ class Constants:
     the rewriter's analysis, plan and shapes)."""
 
     # ---------------------------------------------------------- constants
+
+    def _fold_note(self, note):
+        """A note on constants folded approximately (or not at all): the
+        report's notes, and what an inexact verification quotes."""
+        self.notes.append(note)
+        self.folding_notes.append(note)
+
     def _ordered_nodes(self, functional):
         yield from adapter.graph_nodes(functional)
 
@@ -72,7 +79,7 @@ class Constants:
             else:
                 values = [self._call(node, op), self._call(node, op)]
         except Exception as error:  # noqa: BLE001 (any layer may refuse)
-            self.notes.append(
+            self._fold_note(
                 f"could not probe {graph_lib.describe(op)} for constants "
                 f"({type(error).__name__}); its removed channels are not "
                 "folded"
@@ -176,14 +183,14 @@ class Constants:
                 x = np.where(usable, np.nan_to_num(const), 0.0)
                 first = folded[id(layer)]
                 if x.shape != first.shape or not np.allclose(x, first):
-                    self.notes.append(
+                    self._fold_note(
                         f"{graph_lib.describe(layer)} is shared and its "
                         "calls read different constants from removed inputs;"
                         " the constants of its first call are folded"
                     )
                 continue
             if (usable != mask).any():
-                self.notes.append(
+                self._fold_note(
                     f"removed inputs of {graph_lib.describe(layer)} are not "
                     "constant; they are dropped without folding"
                 )
@@ -193,14 +200,14 @@ class Constants:
             folded[id(layer)] = x
             response = _linear_response(layer, x)
             if response is None:
-                self.notes.append(
+                self._fold_note(
                     f"cannot fold constants into {graph_lib.describe(layer)}"
                 )
                 continue
             delta = _center(response)
             flat = response.reshape(-1, response.shape[-1])
             if not np.allclose(flat, delta, rtol=1e-5, atol=1e-6):
-                self.notes.append(
+                self._fold_note(
                     f"constants folded into {graph_lib.describe(layer)} are "
                     "exact away from the borders only (padding, strides); "
                     "see max_abs_diff"

@@ -24,6 +24,7 @@ class Rewriter(Constants, Rebuilder):
             location: root for root, location in analysis.unit_location.items()
         }
         self.notes = []
+        self.folding_notes = []  # the notes of `Constants._fold_note`
         self.rng = np.random.default_rng(0)
         self._pool = None  # probe noise (`Constants._noise`)
         self._recent = []  # its last window starts

@@ -144,10 +144,21 @@ def _verify(model, pruned, rewriter, report, sample_inputs):
     )
     report.output_scale = largest([np.abs(a) for a in reference])
     if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
-        warnings.warn(
+        difference = (
             f"The pruned model differs from the original with the removed "
             f"units masked by up to {report.max_abs_diff:.3g} (output scale "
-            f"{report.output_scale:.3g}). See `PruneReport.notes` "
-            f"({len(report.notes)} notes) for where folding is approximate.",
-            stacklevel=3,
+            f"{report.output_scale:.3g})"
         )
+        if rewriter.folding_notes:
+            because = (
+                ", where the constants of removed units are folded "
+                "approximately: " + "; ".join(rewriter.folding_notes) + "."
+            )
+        else:
+            because = (
+                ". No constant of a removed unit was folded approximately, "
+                "so the layers rebuilt with fewer units compute this "
+                "differently: check `pruned(x)` against `model(x)` on your "
+                "data before using the pruned model."
+            )
+        warnings.warn(difference + because, stacklevel=3)
