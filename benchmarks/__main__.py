@@ -177,8 +177,9 @@ def _run_b4(args):
 
 
 # Sections written by their own commands (B4: `benchmarks.b4_report`, B5:
-# `benchmarks.b5_bert_latency --docs`), kept when B1-B3 rewrite the page.
-OWN_SECTIONS = ("## B4", "## B5")
+# `benchmarks.b5_bert_latency --docs`, B6: `benchmarks.b6_report --docs`),
+# kept when B1-B3 rewrite the page.
+OWN_SECTIONS = ("## B4", "## B5", "## B6")
 
 
 def _keep_own_sections(text, docs):

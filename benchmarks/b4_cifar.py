@@ -57,9 +57,11 @@ DESCRIPTIONS = {
     "recipe, during the pruning epochs, then prune_model",
     "group_lasso": "the same with guidance='uniform' (plain group lasso "
     "under the same budget controller)",
-    "l1_oneshot": "prune_model(reference, target={'flops': f}): one-shot "
-    "filter-norm ranking (Li et al., 2017), then the pruning "
-    "epochs spent training",
+    "l1_oneshot": "prune_model(reference, target={'flops': f}): one "
+    "global ranking of unit groups by the L2 norm of every tied weight "
+    "(kernel slices, bias, BN) over the square root of their count, with "
+    "a FLOPs-aware greedy finish to the budget (not Li et al.'s per-layer "
+    "L1 ranking), then the pruning epochs spent training",
     "l1_iterative": "the same cut in steps along the cubic path, one per "
     "pruning epoch (at most 4), training between cuts",
     "l1_uniform": "one-shot filter-norm pruning with the same share of "
@@ -173,11 +175,16 @@ def cell_key(method, fraction, seed):
 # ------------------------------------------------------------ training
 
 
-def _optimizer(lr, steps):
+def _optimizer(lr, steps, weight_decay=WEIGHT_DECAY):
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps))
     return keras.optimizers.SGD(
-        schedule, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY
+        schedule, momentum=MOMENTUM, nesterov=True, weight_decay=weight_decay
     )
+
+
+def _weight_decay(cfg):
+    """The decoupled weight decay of a schedule (B4's unless it says)."""
+    return cfg.get("weight_decay", WEIGHT_DECAY)
 
 
 def _loss():
@@ -204,7 +211,11 @@ def train(
     if epochs <= 0:
         return None
     steps = cifar.steps_per_epoch(data, cfg["train_images"], BATCH_SIZE)
-    model.compile(_optimizer(lr, epochs * steps), _loss(), metrics=["accuracy"])
+    model.compile(
+        _optimizer(lr, epochs * steps, _weight_decay(cfg)),
+        _loss(),
+        metrics=["accuracy"],
+    )
     batches = cifar.stream_batches(
         data, seed, stream, epochs, cfg["train_images"], BATCH_SIZE
     )
@@ -240,10 +251,12 @@ class _Progress(keras.callbacks.Callback):
 
 def distill(student, teacher, data, cfg, seed, log=None, label=""):
     """The common fine-tuning: distillation from the reference, keeping the
-    epoch (0..finetune_epochs) with the best validation accuracy.
+    epoch (0..finetune_epochs) with the best validation accuracy, or the
+    last epoch when `cfg["finetune_keep"]` is `"last"`.
 
     Returns `(student, chosen epoch, validation accuracy per epoch)`."""
     epochs = cfg["finetune_epochs"]
+    keep_last = cfg.get("finetune_keep", "best") == "last"
     x_val, y_val = data["x_val"], data["y_val"]
     history = [accuracy(student, x_val, y_val)]
     best, best_weights = 0, student.get_weights()
@@ -254,7 +267,9 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
         student, teacher, alpha=KD_ALPHA, temperature=KD_TEMPERATURE
     )
     distiller.compile(
-        _optimizer(cfg["lr"], epochs * steps), _loss(), metrics=["accuracy"]
+        _optimizer(cfg["lr"], epochs * steps, _weight_decay(cfg)),
+        _loss(),
+        metrics=["accuracy"],
     )
     batches = cifar.stream_batches(
         data, seed, STREAM_FINETUNE, epochs, cfg["train_images"], BATCH_SIZE
@@ -267,7 +282,9 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
             history.append(value)
             if log:
                 log(f"{label} fine-tune epoch {epoch + 1}: val {value:.4f}")
-            if value > history[best]:
+            if keep_last:
+                best = epoch + 1
+            elif value > history[best]:
                 best, best_weights = epoch + 1, student.get_weights()
 
     distiller.fit(
@@ -278,7 +295,8 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
         shuffle=False,
         callbacks=[KeepBest()],
     )
-    student.set_weights(best_weights)
+    if not keep_last:
+        student.set_weights(best_weights)
     return student, best, history
 
 
@@ -499,15 +517,33 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
         info.update(_after_cut(small, data))
         return small, info
     kwargs = {"guidance": "uniform"} if method == "group_lasso" else {}
-    knobs = {}
-    distilled = False
+    variant = {}
     if method.startswith("guided:"):
-        variant = dict(GUIDED_VARIANTS[method.split(":", 1)[1]])
-        distilled = variant.pop("distill", False)
-        for name in ("cost_power", "importance"):
-            if name in variant:
-                knobs[name.upper()] = variant.pop(name)
-        kwargs.update(variant)
+        variant = GUIDED_VARIANTS[method.split(":", 1)[1]]
+    small, guided_info = guided_phase(
+        ref, fraction, data, cfg, seed, log, label, {**kwargs, **variant}
+    )
+    info.update(guided_info)
+    return small, info
+
+
+def guided_phase(ref, fraction, data, cfg, seed, log, label, variant):
+    """`cfg["prune_epochs"]` epochs of `GuidedPruning(target={"flops":
+    fraction})` on a copy of `ref`, then `prune_model`; returns `(pruned
+    model, info)` with the controller's report and the accuracy right
+    after the cut.
+
+    `variant` holds `GuidedPruning` arguments, the importance-guidance
+    knobs `cost_power` and `importance` (`keras_guided.callbacks.
+    _importance`, restored afterwards) and `distill` (train the copy by
+    distillation from `ref`, the loss of the common fine-tuning)."""
+    kwargs = dict(variant)
+    distilled = kwargs.pop("distill", False)
+    knobs = {
+        name.upper(): kwargs.pop(name)
+        for name in ("cost_power", "importance")
+        if name in kwargs
+    }
     model = copy_model(ref)
     pruning = kg.GuidedPruning(target={"flops": fraction}, **kwargs)
     from keras_guided.callbacks import _importance
@@ -527,7 +563,7 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
             cfg,
             seed,
             STREAM_PRUNE,
-            epochs,
+            cfg["prune_epochs"],
             cfg["lr"],
             callbacks=[pruning],
             log=log,
@@ -538,7 +574,7 @@ def run_keras_method(method, ref, fraction, data, cfg, seed, log, label):
             setattr(_importance, name, value)
     report = dict(pruning.budget_report)
     report.pop("trace", None)
-    info["controller"] = json.loads(json.dumps(report, default=str))
+    info = {"controller": json.loads(json.dumps(report, default=str))}
     small = kg.prune_model(model)
     info.update(_after_cut(small, data))
     return small, info
@@ -562,7 +598,7 @@ def _train_segment(model, data, cfg, seed, total, first, epochs, log, label):
             remaining,
             momentum=MOMENTUM,
             nesterov=True,
-            weight_decay=WEIGHT_DECAY,
+            weight_decay=_weight_decay(cfg),
         ),
         _loss(),
         metrics=["accuracy"],
@@ -682,7 +718,7 @@ def run(data, cfg, args, log=print):
             ],
         },
     )
-    results.setdefault("descriptions", DESCRIPTIONS)
+    results["descriptions"] = dict(DESCRIPTIONS)
     variants = results.setdefault("variants", {})
     for method in args.methods:
         if method.startswith("guided:"):

@@ -249,9 +249,11 @@ def train(
     log=print,
     label="",
     on_epoch=None,
+    weight_decay=None,
 ):
     """SGD epochs on the seeded batches of `stream`, the same optimizer as
-    the Keras arm; with `teacher`, the distillation loss."""
+    the Keras arm; with `teacher`, the distillation loss. `weight_decay`
+    (decoupled) defaults to the request's."""
     torch = _torch()
     functional = torch.nn.functional
     if epochs <= 0:
@@ -270,6 +272,8 @@ def train(
         weight_decay=0.0,
     )
     alpha, temperature = request["kd_alpha"], request["kd_temperature"]
+    if weight_decay is None:
+        weight_decay = request["weight_decay"]
     step = 0
     for epoch in range(epochs):
         model.train()
@@ -305,7 +309,7 @@ def train(
                 pruner.regularize(model)
             with torch.no_grad():
                 for p in parameters:  # decoupled decay, as Keras' SGD
-                    p.mul_(1.0 - rate * request["weight_decay"])
+                    p.mul_(1.0 - rate * weight_decay)
             optimizer.step()
             step += 1
             seen += len(y)
@@ -352,9 +356,15 @@ def make_pruner(method, model, request):
         ignored_layers=[model.layers["fc"]],
     )
     if method == "tp_group_sl":
+        normalizer = request.get("tp_normalizer")
+        importance = (
+            tp.importance.GroupMagnitudeImportance(p=2, normalizer=normalizer)
+            if normalizer
+            else tp.importance.GroupMagnitudeImportance(p=2)
+        )
         return tp.pruner.GroupNormPruner(
             model,
-            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            importance=importance,
             reg=request["tp_reg"],
             alpha=4,
             **common,
@@ -406,6 +416,15 @@ def run(request, log=print):
         "torch_memory_format": "channels_last",
     }
     if method == "tp_group_sl":
+        info["tp_reg"] = request["tp_reg"]
+        info["tp_normalizer"] = request.get("tp_normalizer") or "mean"
+        sparsity_decay = request.get("prune_weight_decay")
+        info["sparsity_weight_decay"] = (
+            request["weight_decay"]
+            if sparsity_decay is None
+            else sparsity_decay
+        )
+    if method == "tp_group_sl":
         pruner = make_pruner(method, model, request)
         train(
             model,
@@ -417,6 +436,7 @@ def run(request, log=print):
             pruner=pruner,
             log=log,
             label=label,
+            weight_decay=request.get("prune_weight_decay"),
         )
         base, kept = prune_to_budget(model, pruner, fraction, log, label)
         after = _after_cut(model, data)

@@ -75,10 +75,14 @@ def run(method, ref, fraction, data, cfg, seed, args, log, label):
             "eval_images": cfg.get("eval_images"),
             "batch_size": b4_cifar.BATCH_SIZE,
             "momentum": b4_cifar.MOMENTUM,
-            "weight_decay": b4_cifar.WEIGHT_DECAY,
+            "weight_decay": cfg.get("weight_decay", b4_cifar.WEIGHT_DECAY),
+            # B6: TP's own sparsity-learning settings (weight decay 0,
+            # `normalizer='max'`); absent in B4, which keeps its own.
+            "prune_weight_decay": cfg.get("prune_weight_decay"),
+            "tp_normalizer": cfg.get("tp_normalizer"),
             "kd_alpha": b4_cifar.KD_ALPHA,
             "kd_temperature": b4_cifar.KD_TEMPERATURE,
-            "tp_reg": b4_cifar.TP_REG,
+            "tp_reg": cfg.get("tp_reg", b4_cifar.TP_REG),
             "streams": {
                 "prune": b4_cifar.STREAM_PRUNE,
                 "finetune": b4_cifar.STREAM_FINETUNE,

@@ -21,7 +21,8 @@ uninterrupted one would, batch for batch. The test images are read once,
 at the end.
 
     python -m benchmarks.b6_reference --cifar-dir ../shared/data/cifar10-jpeg \\
-        --seed 0 --epochs 40 --curve docs/benchmarks_b6_curves/resnet20_seed0.json
+        --seed 0 --epochs 40 \\
+        --curve docs/benchmarks_b6_curves/resnet20_seed0.json
 """
 
 import argparse
@@ -131,7 +132,8 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         model = keras.saving.load_model(state)
         with open(curve) as f:
             history = json.load(f)
-        log(f"reference {name}: resuming after epoch {len(history['epochs_done'])}")
+        done = len(history["epochs_done"])
+        log(f"reference {name}: resuming after epoch {done}")
     else:
         keras.utils.set_random_seed(seed)
         model = resnet_cifar.build(arch)

@@ -29,8 +29,15 @@ config too.)
 A layer rebuilt with fewer units (by its rule) gets its sliced weights
 with `set_weights`; its state beyond weights is then recomputed the same
 way (`reload_state`).
+
+The user's own objects that a layer holds (regularizers, constraints,
+initializers, activations not from Keras) are reused, never re-created
+from their config: a closure or a class without `get_config` neither
+serializes nor deserializes, and the object itself is what the user
+wrote (`layer_config`).
 """
 
+import inspect
 import tempfile
 
 import keras
@@ -75,6 +82,13 @@ def copy_state(source, target):
         store = _ValueStore()
         old.save_own_variables(store)
         new.load_own_variables(store)
+        if _has_lora(old):
+            # Keras saves a LoRA layer with the adapter merged into the
+            # kernel, and loads it with the adapter zeroed: the copy keeps
+            # the adapter, to train on.
+            for mine, theirs in zip(new.weights, old.weights):
+                mine.assign(theirs.value)
+            keep_lora(old, new)
         if hasattr(old, "save_assets") and hasattr(new, "load_assets"):
             # Vocabulary files (lookup layers), through a folder.
             with tempfile.TemporaryDirectory() as folder:
@@ -89,12 +103,25 @@ def _overrides_loading(layer):
     )
 
 
+def _has_lora(layer):
+    return bool(getattr(layer, "lora_enabled", False))
+
+
+def keep_lora(source, target):
+    """Gives `target` (rebuilt from `source`'s config) `source`'s LoRA
+    scale: Keras 3.15's `from_config` enables LoRA with
+    `lora_alpha = lora_rank`, whatever the config says."""
+    if _has_lora(source) and _has_lora(target):
+        target.lora_alpha = source.lora_alpha
+
+
 def reload_state(layer):
     """Recomputes what a layer derives from its variables (Keras'
     `load_own_variables`, e.g. `Normalization.finalize_state`) after they
-    were set with `set_weights`."""
+    were set with `set_weights`. A LoRA layer derives nothing (and Keras'
+    loading would merge its adapter into the kernel)."""
     for inner in adapter.layer_tree(layer):
-        if _overrides_loading(inner):
+        if _overrides_loading(inner) and not _has_lora(inner):
             store = _ValueStore()
             inner.save_own_variables(store)
             inner.load_own_variables(store)
@@ -106,11 +133,68 @@ def new_copy(layer, standard_config):
     what is not Keras'). Returns `(layer, how)`, `how` in `"config"`,
     `"constructor"`."""
     try:
-        return type(layer).from_config(standard_config(layer.get_config())), (
-            "config"
-        )
+        config = standard_config(layer_config(layer))
+        return type(layer).from_config(config), "config"
     except Exception as error:  # noqa: BLE001 (the other way, or advice)
         return replayed(layer, error), "constructor"
+
+
+_OBJECT_TYPES = (
+    keras.regularizers.Regularizer,
+    keras.constraints.Constraint,
+    keras.initializers.Initializer,
+)
+# What a layer's config says for an object while it is read without it.
+_STAND_INS = {"activation": keras.activations.linear}
+
+
+def _is_keras(value):
+    module = getattr(value, "__module__", None) or type(value).__module__
+    return module == "keras" or module.startswith("keras.")
+
+
+def user_objects(layer):
+    """`{attribute: object}` of the regularizers, constraints,
+    initializers and activation functions `layer` holds that are not
+    Keras' own (the user's, or keras_guided's)."""
+    found = {}
+    for name, value in vars(layer).items():
+        if name.startswith("_") or value is None or _is_keras(value):
+            continue
+        activation = name == "activation" or name.endswith("_activation")
+        function = inspect.isfunction(value) or inspect.ismethod(value)
+        if isinstance(value, _OBJECT_TYPES) or (activation and function):
+            found[name] = value
+    return found
+
+
+def layer_config(layer):
+    """`layer.get_config()` with the user's own objects (`user_objects`)
+    in it as they are, so `from_config` reuses them: read from a view of
+    the layer without them (`_keras_adapter.config_with`), so an object
+    that does not serialize (a regularizer without `get_config`, a
+    closure) does not stop it."""
+    objects = user_objects(layer)
+    if not objects:
+        return layer.get_config()
+    config = adapter.config_with(
+        layer, {name: _STAND_INS.get(name) for name in objects}
+    )
+    for name, value in objects.items():
+        if name in config or name == "activity_regularizer":
+            config[name] = value
+    return config
+
+
+def config_view(layer):
+    """`layer`, or where it holds user objects (`user_objects`) a view of
+    it whose `get_config()` is `layer_config(layer)`: what a rule (ours or
+    a user's, which calls `layer.get_config()`) is given."""
+    if not user_objects(layer):
+        return layer
+    return adapter.layer_view(
+        layer, {"get_config": lambda: layer_config(layer)}
+    )
 
 
 def replayed(layer, config_error):

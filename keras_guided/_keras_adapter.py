@@ -41,7 +41,11 @@ rate of the step that just ran), `Layer._flatten_layers` (to find the
 sublayers of a composite layer, `direct_sublayers`),
 `Sequential._functional`, `Functional._nodes_by_depth`,
 `Functional._operations`, `Functional._inputs_struct` /
-`_outputs_struct`, `KerasTensor._keras_history`, `Operation._inbound_nodes`,
+`_outputs_struct`, `Functional._run_through_graph` (the walk
+`clone_model` runs, `replay`), `Trainer._compile_config` (the arguments
+`compile` was called with, `compile_arguments`), a layer's `__dict__`
+(a shallow view whose `get_config` sees other values, `config_with`),
+`KerasTensor._keras_history`, `Operation._inbound_nodes`,
 `Node.arguments` (`.fill_in`, `.args`, `.kwargs`),
 `MultiHeadAttention._use_gate`, and (to copy a layer with all its state,
 `layer_tree` / `replay_constructor`) `Layer._flatten_layers`,
@@ -227,11 +231,15 @@ def replay(functional, new_inputs, call):
     the new tensors of `functional.outputs`, in order (a flat list). The
     one graph walk of the surgery's rebuild and of inlining.
 
-    The walk is Keras' own: `keras.models.clone_model` with every
-    operation kept (`clone_function`) and each call made by `call`
-    (`call_function`), which is handed the node Keras is at (Keras runs
-    the nodes in `graph_nodes` order; a different order is an error, not
-    a wrong model).
+    The walk is Keras' own: the one `keras.models.clone_model` runs
+    (`Functional._run_through_graph`, every operation kept, each call made
+    by `call`, which is handed the node Keras is at; Keras runs the nodes
+    in `graph_nodes` order, and a different order is an error, not a wrong
+    model). `clone_model` itself is not called: on a compiled model it
+    also re-compiles its throwaway copy from the serialized compile config,
+    which fails for a loss or metric that is not registered (a closure)
+    and builds optimizer slots the size of the model; the compile state is
+    carried over by `surgery` instead, with the user's own objects.
     """
     tensors = {id(t): n for t, n in zip(functional.inputs, new_inputs)}
     nodes = graph_nodes(functional)
@@ -240,7 +248,7 @@ def replay(functional, new_inputs, call):
         node = next(nodes, None)
         if node is None or node.operation is not operation:
             raise RuntimeError(
-                "keras.models.clone_model ran the nodes of model "
+                "Keras' graph walk ran the nodes of model "
                 f"'{functional.name}' in an order keras_guided does not "
                 "expect (this Keras version walks graphs differently); "
                 "please report it with your Keras version"
@@ -250,15 +258,14 @@ def replay(functional, new_inputs, call):
             tensors[id(tensor)] = new
         return outputs
 
-    keras.models.clone_model(
-        functional,
-        clone_function=_same_operation,
-        call_function=call_node,
-        input_tensors=pack_inputs(functional, new_inputs),
+    functional._run_through_graph(
+        pack_inputs(functional, new_inputs),
+        operation_fn=_same_operation,
+        call_fn=call_node,
     )
     if next(nodes, None) is not None:
         raise RuntimeError(
-            "keras.models.clone_model skipped nodes of model "
+            "Keras' graph walk skipped nodes of model "
             f"'{functional.name}' (a node whose inputs it could not "
             "compute); please report it with your Keras version"
         )
@@ -375,6 +382,40 @@ def replay_constructor(layer):
             new._path = layer.name
         new.name = layer.name
     return new
+
+
+def compile_arguments(model):
+    """The arguments `model.compile` was called with, as passed (the
+    user's own loss, metric and optimizer objects), or `None` when `model`
+    is not compiled or Keras did not record them."""
+    if not getattr(model, "compiled", False):
+        return None
+    recorded = getattr(model, "_compile_config", None)
+    config = getattr(recorded, "config", None)
+    return dict(config) if isinstance(config, dict) else None
+
+
+def config_with(layer, values):
+    """`layer.get_config()` as it would read with the attributes in
+    `values` (`{attribute: value}`) set to those values; `layer` itself is
+    not changed.
+
+    Keras' `get_config` reads the layer's attributes (`self.activation`,
+    `self.kernel_regularizer`, ...), so a shallow view of the layer (its
+    own attribute dict, copied, the few entries replaced) gives the config
+    of the layer with other values, without touching the layer.
+    """
+    return layer_view(layer, values).get_config()
+
+
+def layer_view(layer, values):
+    """A shallow view of `layer`: a new object of its class sharing its
+    attributes (variables, sublayers), those in `values` replaced. Reading
+    it reads `layer`; `layer` itself is not changed."""
+    view = object.__new__(type(layer))
+    view.__dict__.update(layer.__dict__)
+    view.__dict__.update(values)
+    return view
 
 
 def attach_saved_state(model, name, save, load):

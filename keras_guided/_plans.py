@@ -6,7 +6,8 @@ neither imports the other's module for it, so the greedies and the
 dispatcher in `scoring` form no import cycle. A *plan* is a dict
 `{group index: sorted int array of kept unit indices}`; groups missing from
 it keep all their units. `keras_guided.scoring` re-exports the public
-names (`KeptCost`, `check_limits`, `floor_units`, `plan_from_mask`).
+names (`KeptCost`, `check_limits`, `floor_units`, `plan_from_mask`,
+`protect`).
 """
 
 import math
@@ -15,8 +16,67 @@ import warnings
 import numpy as np
 
 from keras_guided import _axes
+from keras_guided import _keras_adapter as adapter
+from keras_guided import _walk
 from keras_guided import stats as stats_lib
 from keras_guided import units as units_lib
+from keras_guided.stats._layers import iter_layers
+
+
+def check_protected(protected):
+    """`protected` as a tuple of layer names.
+
+    Raises:
+        ValueError: if it is neither a layer name nor a list or tuple of
+            them.
+    """
+    if isinstance(protected, str):
+        return (protected,)
+    if isinstance(protected, (list, tuple, set, frozenset)) and all(
+        isinstance(name, str) for name in protected
+    ):
+        return tuple(protected)
+    raise ValueError(
+        "`protected` must be a layer name or a list of layer names, e.g. "
+        f"protected=['self_attention']. Received: protected={protected!r}"
+    )
+
+
+def protect(model, groups, protected):
+    """Marks the groups of `groups` that a layer named in `protected`
+    produces or carries as not prunable (`reason`: the layer), the
+    meaning of `protected=` in `prune_model` and `GuidedPruning`. Names
+    are those of `model.layers`, nested models, composite layers' sublayers
+    and traced layers included.
+
+    Raises:
+        ValueError: for a name that is not a layer of `model`.
+    """
+    names = set(check_protected(protected))
+    if not names:
+        return
+    known = {
+        sub.name
+        for layer in _walk.all_layers(model)
+        for sub in adapter.layer_tree(layer)
+    } | {
+        layer.name for _, layer, _ in iter_layers(model)
+    }  # the layers inside composite layers (traced or not) too
+    missing = sorted(names - known)
+    if missing:
+        raise ValueError(
+            f"`protected` names layers that are not in model '{model.name}':"
+            f" {missing}. Use the names of `model.layers` (nested models "
+            "included)."
+        )
+    for group in groups:
+        owners = set(group.layers) | {
+            s.layer.name for s in group.slices if s.role == "producer"
+        }
+        hit = sorted(owners & names)
+        if hit and group.prunable:
+            group.prunable = False
+            group.reason = f"protected layer '{hit[0]}'"
 
 
 def check_limits(min_units, round_to):

@@ -72,21 +72,17 @@ def verbose_requested(argv=None):
 
 def quiet_start_if_command():
     """In the `keras-guided` command without `--verbose`: quiet
-    environment defaults, and TensorFlow imported with descriptor 2 muted.
+    environment defaults for TensorFlow's native logging.
 
-    Changes nothing in any other process. Returns whether it acted.
+    TensorFlow itself is imported later, by the subcommand that needs it,
+    inside `native_stderr_silenced` (see `keras_guided.cli.main`), so
+    `--help` never loads it. Changes nothing in any other process.
+    Returns whether it acted.
     """
     if not started_as_command() or verbose_requested():
         return False
     for name, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    if "tensorflow" in sys.modules:
-        return True
-    with native_stderr_silenced():
-        try:
-            import tensorflow  # noqa: F401  (imported here to be quiet)
-        except ImportError:  # Another backend; Keras reports what it needs.
-            pass
     return True
 
 

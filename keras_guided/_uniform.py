@@ -164,6 +164,11 @@ class MergedGroups:
         self.scores.append(scores)
         self._back.append(back)
 
+    def members(self, index):
+        """Indices of the original groups that merged group `index`
+        stands for (one for an ordinary group)."""
+        return [original for original, _ in self._back[index]]
+
     def spread(self, plan):
         """The plan of the original groups for a plan of the merged ones."""
         spread = {}

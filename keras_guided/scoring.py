@@ -10,7 +10,8 @@ square root of the number of those weights when `normalize=True` (a root
 mean square), so units of wide and narrow layers compare fairly.
 
 The exact kept cost (`KeptCost`), the limits (`check_limits`,
-`floor_units`), `plan_from_mask`, `plan_cost` and the unreachable-target
+`floor_units`), `plan_from_mask`, `plan_cost`, `protect` and the
+unreachable-target
 message (`unreachable`, `unreachable_message`) live in `_plans`, below
 both this module and the latency greedy (`keras_guided.latency._plan`) it
 dispatches to; they are re-exported here.
@@ -30,6 +31,7 @@ from keras_guided._plans import check_limits
 from keras_guided._plans import floor_units
 from keras_guided._plans import plan_cost
 from keras_guided._plans import plan_from_mask
+from keras_guided._plans import protect  # noqa: F401 (re-exported)
 from keras_guided._plans import unreachable
 from keras_guided._plans import unreachable_message  # noqa: F401
 from keras_guided.latency import _plan as _latency_plan

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_guided import _keras_adapter as adapter
+
 # Module prefixes of the legacy Keras 2 implementations.
 _LEGACY_KERAS = (
     "tf_keras",
@@ -53,4 +55,40 @@ def check_model(model, argument="model"):
     raise ValueError(
         f"`{argument}` must be a Keras 3 keras.Model (Sequential or "
         f"Functional). Received: {type(model).__name__}.{hint}"
+    )
+
+
+def quantized_layer(model):
+    """The first layer of `model` (nested layers included) that Keras
+    quantized (`model.quantize(mode)`), with its mode, or `(None, None)`."""
+    for layer in adapter.layer_tree(model)[1:]:
+        mode = getattr(layer, "quantization_mode", None)
+        if mode is not None:
+            return layer, mode
+    return None, None
+
+
+def check_not_quantized(model, action):
+    """Raises a clear `ValueError` when a layer of `model` is quantized.
+
+    A quantized layer keeps its kernel as integers (or float8) with
+    per-unit scales, which neither the penalties nor the rewrite slice;
+    quantizing is the last step, after pruning. `action` says what was
+    refused (`"prune_model cannot prune"`).
+
+    """
+    if not isinstance(model, keras.Model):
+        return
+    layer, mode = quantized_layer(model)
+    if layer is None:
+        return
+    raise ValueError(
+        f"{action} model '{model.name}': layer '{layer.name}' "
+        f"({type(layer).__name__}) is quantized (quantization mode "
+        f"'{mode}', from `model.quantize('{mode}')`). Pruning works on the "
+        "float model: prune first, quantize after. Train and prune the "
+        "model before `quantize()` (`keras_guided.prune_model`), then "
+        f"call `pruned.quantize('{mode}')` on the result, or export it "
+        "with `keras_guided.export_tflite(pruned, path, "
+        "quantization='int8')`."
     )

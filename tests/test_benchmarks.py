@@ -305,65 +305,121 @@ def test_b4_torch_twin_computes_the_keras_logits():
     np.testing.assert_allclose(got, common.logits(model, x), atol=1e-4)
 
 
-def test_b4_targets_say_reached_or_not_by_how_much():
-    from benchmarks import b4_report
-
-    def point(test):
-        return {
-            "test": test,
-            "val_after_cut": 0.5,
-            "test_after_cut": 0.5,
-            "flops_kept": 0.5,
-            "flops": 10,
-            "params": 5,
-            "seconds": 1,
-        }
-
-    b4 = {
-        "references": {
-            "0": {"test": 0.80, "flops": 20, "params": 9, "seconds": 1}
-        },
-        "points": {
-            "guided|flops/2x|0": point(0.798),
-            "tp_group_sl|flops/2x|0": point(0.790),
-            "l1_oneshot|flops/2x|0": point(0.801),
-            "guided|flops/4x|0": point(0.78),
-            "l1_oneshot|flops/4x|0": point(0.775),
-        },
-    }
-    lines = b4_report.targets(b4)
-    assert lines[0].startswith("- At 2x fewer FLOPs, guided within 0.3")
-    assert "79.80 vs 80.00 (0.20 below): reached [1 of 3 seeds" in lines[0]
-    assert lines[1].endswith(
-        "79.80 vs 79.00: reached [1 of 3 seeds so far, the seeds both have]"
-    )
-    assert (
-        "(best: l1_oneshot 80.10): 79.80: not reached, by 0.30 points"
-        in (lines[2])
-    )
-    assert "+0.50: not reached, by 0.50 points" in lines[-1]
-    # A second seed done by guided and one-shot L1 only: every comparison
-    # is over the seeds both sides have.
-    b4["references"]["1"] = {
-        "test": 0.82,
-        "flops": 20,
-        "params": 9,
+def _b4_point(test, val=0.5):
+    return {
+        "test": test,
+        "val": val,
+        "val_after_cut": 0.5,
+        "test_after_cut": 0.5,
+        "flops_kept": 0.5,
+        "flops": 10,
+        "params": 5,
         "seconds": 1,
     }
-    b4["points"]["guided|flops/2x|1"] = point(0.81)
-    b4["points"]["l1_oneshot|flops/2x|1"] = point(0.80)
+
+
+def _b4_three_seeds():
+    """guided one point above l1_oneshot on every seed at 2x, two below at
+    4x; tp_group_sl run outside its recipe; seed 0 chose the recipe."""
+    points = {}
+    for seed in range(3):
+        for method, budget, test in (
+            ("guided", "flops/2x", 0.80 + seed / 100),
+            ("l1_oneshot", "flops/2x", 0.79 + seed / 100),
+            ("tp_group_sl", "flops/2x", 0.70),
+            ("guided", "flops/4x", 0.70 + seed / 100),
+            ("l1_oneshot", "flops/4x", 0.72 + seed / 100),
+        ):
+            points[f"{method}|{budget}|{seed}"] = _b4_point(test)
+    return {
+        "schedule": {"prune_epochs": 5, "train_images": 20000, "lr": 0.01},
+        "settings": {"batch_size": 128, "tp_reg": 0.0005},
+        "references": {
+            str(seed): {"test": 0.80, "flops": 20, "params": 9, "seconds": 1}
+            for seed in range(3)
+        },
+        "points": points,
+        "selection": {"seeds": [0], "why": "the recipe was chosen on it"},
+    }
+
+
+def test_b4_targets_judge_on_paired_intervals_over_clean_seeds():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
     lines = b4_report.targets(b4)
-    assert (
-        "80.40 vs 81.00 (0.60 below): not reached, by 0.30 points [2 of"
-        in lines[0]
+    # guided minus reference per seed: 0, +1, +2 points: mean +1, s = 1,
+    # t(0.975, 2) = 4.3027, half-width 4.3027 / sqrt(3) = 2.484. Seeds
+    # 1-2: +1, +2: mean 1.5, s = 0.7071, t(0.975, 1) = 12.706, 6.353.
+    assert lines[0] == (
+        "- At 2x fewer FLOPs, guided within 0.3 points of its reference "
+        "(guided minus reference: +1.00 [-1.48, +3.48], tie over seeds 0-2; "
+        "+1.50 [-4.85, +7.85], tie over seeds 1-2 (not used for any "
+        "choice)): reached"
     )
-    assert "79.80 vs 79.00: reached [1 of 3" in lines[1]
-    assert "(best: l1_oneshot 80.05): 80.40: reached [2 of 3" in lines[2]
+    assert lines[1] == (
+        "- flops/2x: no counted peer ahead of guided with an interval "
+        "excluding zero: reached. Closest peer on the mean, `l1_oneshot`: "
+        "+1.00 [+1.00, +1.00], guided ahead over seeds 0-2; +1.00 "
+        "[+1.00, +1.00], guided ahead over seeds 1-2 (not used for any "
+        "choice)"
+    )
+    assert "tp_group_sl" not in lines[1]  # run outside its recipe
+    assert lines[2].startswith(
+        "- flops/4x: no counted peer ahead of guided with an interval "
+        "excluding zero: not reached (l1_oneshot). Closest peer on the "
+        "mean, `l1_oneshot`: -2.00 [-2.00, -2.00], l1_oneshot ahead"
+    )
+    assert lines[3].startswith(
+        "- flops/4x: guided ahead of the best counted peer (`l1_oneshot`) "
+        "by >= 1 point with an interval excluding zero: not reached (-2.00"
+    )
+    # Without a selection seed, one seed set: every seed.
+    del b4["selection"]
+    assert "not used for any choice" not in "\n".join(b4_report.targets(b4))
+
+
+def test_b4_page_shows_sample_std_ties_and_labels_untuned_arms():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
+    b4["points"]["l1_oneshot|flops/2x|2"] = _b4_point(0.84)
+    b4["points"]["group_lasso|flops/2x|0"] = _b4_point(0.10)
+    table = "\n".join(b4_report.markdown(b4))
+    # 80, 81, 82: sample std 1 (the population std would be 0.82).
+    assert "| `guided` | 81.00 ± 1.00 (3) |" in table
+    assert "| `group_lasso` (collapsed) | 10.00 (1) |" in table
+    assert "| `tp_group_sl` (untuned) | 70.00 ± 0.00 (3) |" in table
+    assert "**" not in table  # no best-mean bold: intervals decide
+    paired = "\n".join(b4_report.paired_lines(b4))
+    # guided minus l1_oneshot: +1, +1, -2: mean 0, s = 1.732, half-width
+    # 4.3027 * 1.732 / sqrt(3) = 4.30.
+    assert (
+        "| flops/2x | `l1_oneshot` | +0.00 [-4.30, +4.30], tie | "
+        "-0.50 [-19.56, +18.56], tie |"
+    ) in paired
+    assert "| flops/2x | `group_lasso` (not counted: collapsed) | " in paired
+    assert "+70.00, one seed, no interval | not run |" in paired
+    why = b4_report.caveats(b4)
+    # 157 steps x 5 epochs of cosine from 0.01 sum to 3.9; 391 steps x
+    # (60 x 0.01 + 20 x 0.001 + 20 x 0.0001) = 243.2: 62x.
+    assert "(summed lr 3.9)" in why["tp_group_sl"]
+    assert (
+        "(summed lr 243): about 62x less regularization" in (why["tp_group_sl"])
+    )
+    assert why["group_lasso"].startswith("collapsed")
+    note = "\n".join(b4_report.reading_note(b4))
+    assert "**Selection seed.** Seed 0: the recipe was chosen on it." in note
+
+
+def test_b4_page_parts_keep_working():
+    from benchmarks import b4_report
+
+    b4 = _b4_three_seeds()
     page = b4_report.replace_section(
         "# B\n\n## B1\nx\n## B4 old\ny\n", "## B4 new\n"
     )
     assert page == "# B\n\n## B1\nx\n## B4 new\n"
-    assert "| `guided` |" in "\n".join(b4_report.markdown(b4))
     b4["superseded"] = {
         "group_lasso|flops/2x|0": {"test": 0.1, "why": "before a fix"}
     }
@@ -374,6 +430,8 @@ def test_b4_targets_say_reached_or_not_by_how_much():
     assert "- `slimming|flops/2x|0`: failed: ValueError: x" in "\n".join(
         b4_report.markdown(b4)
     )
+    text = b4_report.section(b4, None)
+    assert text.startswith("## B4: CIFAR-10 short schedule")
 
 
 def test_b4_failed_cells_run_again_and_done_ones_do_not():
@@ -475,3 +533,180 @@ def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
         "0.520 (3.0%) | 0.500 |"
     ) in text
     assert "Params 100 -> 60 (0.600)" in text
+
+
+def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
+    from benchmarks import b6_protocol
+
+    def plan(methods, seeds, role, extra_epochs=(2,)):
+        return b6_protocol.plan_cells(
+            methods, ["flops/2x"], extra_epochs, seeds, role, log=str
+        )
+
+    with pytest.raises(ValueError) as error:
+        plan(["guided:kd"], [1], "test")
+    assert str(error.value) == (
+        "a test cell runs only the variant chosen on the tuning seed: "
+        "guided at flops/2x, E=2 runs 'default' (default: no variant "
+        "chosen on the tuning seed yet). Received: 'guided:kd'. Pass "
+        "--methods guided, or run the variant with --role tune on the "
+        "tuning seed."
+    )
+    with pytest.raises(ValueError, match=r"seed 0 chooses the variants"):
+        plan(["guided"], [0], "test")
+    with pytest.raises(ValueError, match=r"Received: seed 1\. Pass --role"):
+        plan(["guided"], [1], "tune")
+    with pytest.raises(ValueError, match=r"Received: 'guided:nope'"):
+        plan(["guided:nope"], [0], "tune")
+    assert plan(["guided"], [1], "test") == [
+        (
+            "flops/2x",
+            "guided",
+            "default",
+            1,
+            2,
+            "default: no variant chosen on the tuning seed yet",
+        )
+    ]
+    monkeypatch.setitem(b6_protocol.CHOSEN, "guided|flops/2x|2", "kd")
+    cells = plan(["guided:kd", "l1_oneshot"], [1], "test")
+    assert [(c[1], c[2]) for c in cells] == [
+        ("guided", "kd"),
+        ("l1_oneshot", "default"),
+    ]
+    assert cells[0][5] == "chosen on the tuning seed (guided|flops/2x|2)"
+    # At E=2 one penalty epoch is the default, so `p1` and `pmost` repeat
+    # it and are not run; at E=8 they are 1 and 7 against the default 4.
+    cells = plan(["guided", "guided:p1", "guided:pmost"], [0], "tune", (2, 8))
+    assert [(c[2], c[4]) for c in cells] == [
+        ("default", 2),
+        ("default", 8),
+        ("p1", 8),
+        ("pmost", 8),
+    ]
+    assert [
+        b6_protocol.effective("guided", v, 8)["regularization_epochs"]
+        for v in ("default", "p1", "pmost")
+    ] == [4, 1, 7]
+    assert b6_protocol.expand_methods(["tp_group_sl:all", "li_l1"]) == [
+        "tp_group_sl:default",
+        "tp_group_sl:reg2e-3",
+        "tp_group_sl:reg5e-3",
+        "tp_group_sl:reg2e-2",
+        "tp_group_sl:reg5e-2",
+        "li_l1",
+    ]
+    assert b6_protocol.effective("tp_group_sl", "reg2e-2", 2) == {
+        "reg": 2e-2,
+        "regularization_epochs": 1,
+    }
+
+
+def test_b6_budgets_parse_to_keys():
+    from benchmarks import b6_protocol
+
+    assert [b6_protocol.parse_budget(t) for t in ("2x", "flops/4x", "1/3")] == [
+        "flops/2x",
+        "flops/4x",
+        "flops/3x",
+    ]
+    assert b6_protocol.budget_fraction("flops/4x") == 0.25
+    assert b6_protocol.parse_budget("2.12x") == "flops/2.12x"
+    with pytest.raises(ValueError) as error:
+        b6_protocol.parse_budget("half")
+    assert str(error.value) == (
+        "a budget is how many times fewer FLOPs (2x, 3x, 4x) or the "
+        "fraction kept (0.5, 1/3). Received: 'half'"
+    )
+
+
+def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
+    from benchmarks import b6_results
+
+    path = str(tmp_path / "b6.json")
+
+    def cell(variant, val, seed=0, role="tune", test=0.5):
+        return {
+            "arch": "resnet20",
+            "budget": "flops/2x",
+            "method": "guided",
+            "variant": variant,
+            "seed": seed,
+            "role": role,
+            "extra_epochs": 2,
+            "val": val,
+            "test": test,
+        }
+
+    b6_results.record(path, cell=cell("default", 0.80))
+    b6_results.record(path, cell=cell("kd", 0.85))
+    # The test set never chooses: a better test accuracy is ignored, and a
+    # test-role cell does not vote.
+    b6_results.record(path, cell=cell("default", 0.81, test=0.99))
+    b6_results.record(path, cell=cell("default", 0.99, seed=1, role="test"))
+    reference = {"arch": "resnet20", "seed": 0, "epochs": 40, "val": 0.9}
+    b6_results.record(path, reference=reference)
+    b6_results.record(path, reference={**reference, "val": 0.91})
+    results = b6_results.load_results(path)
+    assert [r["val"] for r in results["references"]] == [0.91]
+    assert [(c["variant"], c["seed"], c["val"]) for c in results["cells"]] == [
+        ("kd", 0, 0.85),
+        ("default", 0, 0.81),
+        ("default", 1, 0.99),
+    ]
+    assert b6_results.show_choices(path) == (
+        "CHOSEN = {\n"
+        "    'guided|flops/2x|2': 'kd',  # val: kd 85.00, default 81.00\n"
+        "}"
+    )
+
+
+@pytest.mark.slow
+def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
+    from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
+    from benchmarks import b6_reference
+    from benchmarks import b6_results
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+    data = {
+        "x_train": images(256),
+        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
+        "x_val": images(64),
+        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
+        "x_test": images(64),
+        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
+    }
+    path = str(tmp_path / "b6.json")
+    argv = ["--quick", "--json", path, "--methods", "guided,l1_oneshot"]
+    results = b6_cifar.main(argv, data=data)
+    assert [r["seed"] for r in results["references"]] == [0]
+    # The protocol's weight decay (a module without Keras) is the
+    # reference's.
+    assert b6_protocol.WEIGHT_DECAY == b6_reference.WEIGHT_DECAY
+    rows = {row["method"]: row for row in results["cells"]}
+    assert sorted(rows) == ["guided", "l1_oneshot"]
+    for row in rows.values():
+        assert set(b6_results.KEY) <= set(row)
+        assert {"val", "test", "after_cut_val", "after_cut_test"} <= set(row)
+        assert (row["budget"], row["role"], row["extra_epochs"]) == (
+            "flops/2x",
+            "tune",
+            2,
+        )
+        assert 0.3 < row["flops_kept"] <= 0.5 * 1.01
+        assert row["params"] < results["references"][0]["params"]
+        # The fine-tuning keeps its last epoch: no choice on validation.
+        assert row["finetune_keep"] == "last"
+        assert row["finetune_epoch_kept"] == row["finetune_epochs"]
+    assert rows["guided"]["regularization_epochs"] == 1
+    assert rows["l1_oneshot"]["finetune_epochs"] == 2
+    capsys.readouterr()
+    # Resumable: a second run finds both cells and trains nothing.
+    again = b6_cifar.main(argv, data=data)
+    assert again["cells"] == results["cells"]
+    assert "0 of 2 cells to run" in capsys.readouterr().out

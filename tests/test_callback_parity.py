@@ -181,3 +181,121 @@ def test_on_unreachable_warn_prunes_as_far_as_it_can():
     ):
         history = _fit(model, pruning)
     assert history["live_units/head"][-1] == 1
+
+
+def _siamese():
+    """One Dense block (a nested model) applied to both inputs."""
+    block = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(32, activation="relu")],
+        name="tower",
+    )
+    left, right = keras.Input((6,)), keras.Input((6,))
+    merged = keras.layers.Concatenate()([block(left), block(right)])
+    return keras.Model([left, right], keras.layers.Dense(2, name="out")(merged))
+
+
+def test_a_shared_tower_is_counted_per_call_by_the_callback_and_stats():
+    keras.utils.set_random_seed(0)
+    model = _siamese()
+    assert stats.count_flops(model) == 2 * (2 * 6 * 32) + 2 * 64 * 2
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(32, 6)).astype("float32") for _ in range(2)]
+    y = rng.normal(size=(32, 2)).astype("float32")
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    history = model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[keras_guided.GuidedPruning(target={"flops": 0.5})],
+    ).history
+    pruned = keras_guided.prune_model(model)
+    assert history["live_flops"][-1] == stats.count_flops(pruned)
+    assert stats.count_flops(pruned) <= 0.5 * stats.count_flops(model)
+
+
+def test_albert_shared_layer_live_flops_are_what_prune_model_keeps():
+    # ALBERT shares one transformer layer across its depth: the callback,
+    # `count_flops` and the pruned model all price it once per call.
+    keras_hub = pytest.importorskip("keras_hub")
+    from keras_guided import graph
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.AlbertBackbone(
+        vocabulary_size=50,
+        num_layers=4,
+        num_heads=2,
+        num_groups=1,
+        num_inner_repetitions=1,
+        embedding_dim=8,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    )
+    model = keras_hub.models.AlbertTextClassifier(
+        backbone=backbone, num_classes=2, preprocessor=None
+    )
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(1, 50, (32, 8)).astype("int32"),
+        "segment_ids": np.zeros((32, 8), "int32"),
+        "padding_mask": np.ones((32, 8), "int32"),
+    }
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    with pytest.warns(UserWarning, match="inputs of unknown length"):
+        history = model.fit(
+            x,
+            rng.integers(0, 2, (32,)),
+            epochs=4,
+            batch_size=8,
+            verbose=0,
+            callbacks=[keras_guided.GuidedPruning(target={"flops": 0.5})],
+        ).history
+    pruned = keras_guided.prune_model(model, on_unsupported="keep")
+
+    def flops(m):  # at the callback's probe length (32)
+        inputs = graph._functional_of(m).inputs
+        shapes = graph.concrete_shapes(m, [(1, 32)] * len(inputs))
+        return stats.count_flops(m, shapes=shapes)
+
+    assert history["live_flops"][-1] == flops(pruned)
+    assert flops(pruned) <= 0.5 * flops(model)
+    assert flops(pruned) > 0.4 * flops(model)
+
+
+def test_groups_behind_a_padding_mask_are_what_prune_model_removes():
+    # Embedding(mask_zero=True) adds a NotEqual whose mask reaches the
+    # pooling: the dead units of the Dense before it are constant under
+    # any mask, so prune_model removes what the callback counted.
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(50, 16, mask_zero=True, name="emb")(tokens)
+    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(16, activation="relu", name="d2")(x)
+    model = keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, (64, 10)).astype("int32")
+    ids[:, 7:] = 0  # padding
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    history = model.fit(
+        ids,
+        rng.normal(size=(64, 2)).astype("float32"),
+        epochs=4,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras_guided.GuidedPruning(target={"flops": 0.5})],
+    ).history
+    pruned, report = keras_guided.prune_model(model, return_report=True)
+    assert history["live_flops"][-1] == stats.count_flops(pruned)
+    assert stats.count_flops(pruned) <= 0.5 * stats.count_flops(model)
+    assert pruned.get_layer("hidden").units < 32
+    assert not any("NotEqual" in note for note in report.notes)
+    np.testing.assert_allclose(
+        pruned.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-6
+    )

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -143,6 +145,34 @@ def _weight(model, layer, name):
             {"guidance": {3: "linear"}},
             r"`guidance` dict keys must be layer names \(str\). Received key "
             r"3.",
+        ),
+        (
+            {"protected": 3},
+            re.escape(
+                "`protected` must be a layer name or a list of layer names, "
+                "e.g. protected=['self_attention']. Received: protected=3"
+            ),
+        ),
+        (
+            {"protected": ["dense", 2]},
+            re.escape("Received: protected=['dense', 2]"),
+        ),
+        (
+            {"uniform_blocks": "yes"},
+            re.escape(
+                "`uniform_blocks` must be True or False. "
+                "Received: uniform_blocks='yes'"
+            ),
+        ),
+        (
+            {"uniform_blocks": True, "target": {"units": 8}},
+            re.escape(
+                "`uniform_blocks=True` trains the blocks' units together, so "
+                "a units target would count one block's unit for all of "
+                "them. Received: uniform_blocks=True with a 'units' target. "
+                "Use a 'params' or 'flops' target (e.g. target={'flops': "
+                "0.5}), or uniform_blocks=False."
+            ),
         ),
     ],
 )
@@ -845,3 +875,37 @@ def test_landing_keeps_every_layer_at_its_floor_under_uniform_guidance():
     assert flops(small) <= callback.budget_report["goal"]
     # Old landing: 'b' kept 2 of its 32 units, 'a' and 'c' all 32.
     assert small.get_layer("b").units >= 4
+
+
+def _two_hidden():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, activation="relu", name="kept")(x)
+    x = keras.layers.Dense(16, activation="relu", name="pruned")(x)
+    return _compile(keras.Model(inputs, keras.layers.Dense(10, name="out")(x)))
+
+
+def test_protected_layers_are_never_penalized(digits):
+    model = _two_hidden()
+    pruning = keras_guided.GuidedPruning(strength=1.0, protected="kept")
+    history = _fit(model, digits, pruning, epochs=2).history
+    assert [g.layers[0] for g in pruning.groups] == ["pruned"]
+    assert "live_units/kept" not in history
+    assert history["live_units/pruned"][-1] < 16
+    kernel = model.get_layer("kept").get_weights()[0]
+    assert np.all(np.abs(kernel).sum(axis=0) > 0)
+
+
+def test_protected_names_a_layer_of_the_model(digits):
+    model = _two_hidden()
+    pruning = keras_guided.GuidedPruning(protected=["kep"])
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`protected` names layers that are not in model "
+            f"'{model.name}': ['kep']. Use the names of `model.layers` "
+            "(nested models included)."
+        ),
+    ):
+        _fit(model, digits, pruning, epochs=1)

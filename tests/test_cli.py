@@ -458,3 +458,32 @@ def test_only_the_command_process_is_made_quiet(orig_argv, argv, expected):
     from keras_guided import _quiet
 
     assert _quiet.started_as_command(argv, orig_argv) is expected
+
+
+# ------------------------------------------------------- help is light
+def test_help_imports_neither_tensorflow_nor_keras():
+    for args in (["--help"], ["prune", "--help"], ["export", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "keras_guided", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "usage: keras-guided" in result.stdout
+        imported = {
+            line.split("|")[-1].strip().split(".")[0]
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "keras_guided" in imported
+        assert not imported & {"tensorflow", "keras", "jax", "torch"}, args
+
+
+def test_the_command_face_gives_what_the_package_imports():
+    import keras_guided
+
+    loaded = keras_guided._import_public_api()
+    assert set(loaded) == set(keras_guided.__all__) - {"__version__"}
+    for name, value in loaded.items():
+        assert getattr(keras_guided, name) is value, name

@@ -125,6 +125,9 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
         namespace["small"].count_params()
     )
     assert 0.495 <= namespace["gpt2_ratio"] <= 0.5
+    trained = namespace["gpt2_trained"]
+    assert type(trained) is keras_hub.models.GPT2CausalLM
+    assert trained.backbone.get_config()["intermediate_dim"] < 32
     x = namespace["gpt2_inputs"](24)
     np.testing.assert_allclose(
         namespace["gpt2_reloaded"](x), namespace["gpt2_small"](x), atol=1e-6
@@ -136,3 +139,21 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
     )
     assert namespace["generated"]["token_ids"].shape == (1, 8)
     assert namespace["export_report"].ok
+
+
+def test_readme_cifar_claims_are_numbers_of_the_generated_page():
+    readme = " ".join(_read("README.md").split())
+    page = _read("docs", "benchmarks.md")
+    paragraph = readme.split("On CIFAR-10", 1)[1].split("Transformers", 1)[0]
+    anchors = re.findall(r"docs/benchmarks\.md#([\w-]+)", paragraph)
+    slugs = {
+        re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.*)$", page, re.M)
+    }
+    assert anchors and set(anchors) <= slugs, (anchors, sorted(slugs))
+    intervals = re.findall(r"\[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", paragraph)
+    assert len(intervals) == 4
+    numbers = re.findall(r"[+-]?\d+\.\d\d\b", paragraph)
+    missing = [x for x in intervals + numbers if x not in page]
+    assert not missing, f"README numbers not on docs/benchmarks.md: {missing}"
+    assert "tie" in paragraph

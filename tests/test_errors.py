@@ -285,6 +285,24 @@ CATALOGUE = [
         r"Received: on_unreachable='ignore'",
     ),
     (
+        "cb-protected",
+        "protected that is not layer names",
+        lambda m, t, c: keras_guided.GuidedPruning(protected=3),
+        ValueError,
+        r"`protected` must be a layer name or a list of layer names, e\.g\. "
+        r"protected=\['self_attention'\]\. Received: protected=3",
+    ),
+    (
+        "cb-uniform-units",
+        "uniform_blocks with a units target",
+        lambda m, t, c: keras_guided.GuidedPruning(
+            uniform_blocks=True, target={"units": 8}
+        ),
+        ValueError,
+        r"`uniform_blocks=True` trains the blocks' units together.*Use a "
+        r"'params' or 'flops' target",
+    ),
+    (
         "cb-budget-unreachable",
         "budget below one unit per layer",
         lambda m, t, c: fit_with(

@@ -1,5 +1,7 @@
 """export_tflite on models from real code: an adapted Normalization after
-`prune_model`, mixed precision, a subclassed model (TensorFlow only)."""
+`prune_model`, mixed precision, a subclassed model, an int8 calibration
+that crashes the converter, sequence lengths read off the data (TensorFlow
+only)."""
 
 import keras
 import numpy as np
@@ -127,3 +129,114 @@ def test_subclassed_model_message_says_what_works(tmp_path):
         keras_guided.export_tflite(
             model, str(tmp_path / "m.tflite"), input_shape=(3, 0)
         )
+
+
+def _conv_lstm_model():
+    inputs = keras.Input((3, 6, 6, 2))
+    x = keras.layers.ConvLSTM2D(4, 3, padding="same", name="conv_lstm")(inputs)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    return keras.Model(inputs, outputs, name="video")
+
+
+def test_int8_calibration_crash_is_a_value_error(tmp_path):
+    # TensorFlow 2.21's int8 calibrator ends the process with a segmentation
+    # fault on ConvLSTM2D; the conversion runs in a child, so it is an error.
+    model = _conv_lstm_model()
+    data = np.random.default_rng(0).normal(size=(4, 3, 6, 6, 2))
+    path = tmp_path / "video.tflite"
+    with pytest.raises(ValueError) as info:
+        keras_guided.export_tflite(
+            model,
+            str(path),
+            quantization="int8",
+            representative_data=data.astype("float32"),
+        )
+    assert str(info.value) == (
+        "TFLite conversion of model 'video' with quantization='int8' crashed "
+        "(SIGSEGV) while converting or calibrating. The model's recurrent "
+        "layers are the likely cause (the calibrator runs their loop): layer "
+        "'conv_lstm' (ConvLSTM2D). It ran in a child process, so this "
+        "Python session is unaffected; no file was written. Export with "
+        "quantization='dynamic' (int8 weights, float activations, no "
+        "calibration) or quantization=None (float32) instead."
+    )
+    assert list(tmp_path.iterdir()) == []
+    # This process lives on, and the fix the message gives works.
+    report = keras_guided.export_tflite(
+        model, str(path), quantization="dynamic"
+    )
+    assert report.ok is not False and path.exists()
+
+
+def test_int8_conversion_in_a_child_writes_what_keras_export_writes(
+    tmp_path,
+):
+    import tensorflow as tf
+
+    from keras_guided import export
+
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, name="head"),
+        ],
+        name="small",
+    )
+    data = np.random.default_rng(0).normal(size=(8, 6, 6, 3))
+    data = data.astype("float32")
+    ours = tmp_path / "ours.tflite"
+    keras_guided.export_tflite(
+        model, str(ours), quantization="int8", representative_data=data
+    )
+    target_spec, options = export.converter_settings("int8", data)
+    plain = tmp_path / "plain.tflite"
+    model.export(
+        str(plain),
+        format="litert",
+        verbose=False,
+        input_signature=[tf.TensorSpec((1, 6, 6, 3), tf.float32)],
+        target_spec=target_spec,
+        **options,
+    )
+    assert ours.read_bytes() == plain.read_bytes()
+
+
+def _two_sequences(length=None):
+    first = keras.Input((length, 3), name="first")
+    second = keras.Input((length, 2), name="second")
+    x = keras.layers.Concatenate()(
+        [keras.layers.Dense(4, name="a")(first), second]
+    )
+    outputs = keras.layers.Dense(2, name="out")(keras.ops.mean(x, axis=1))
+    return keras.Model([first, second], outputs, name="two_sequences")
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_sequence_length_is_read_off_representative_data(
+    tmp_path, quantization
+):
+    model = _two_sequences()
+    rng = np.random.default_rng(0)
+    data = {
+        "first": rng.normal(size=(8, 7, 3)).astype("float32"),
+        "second": rng.normal(size=(8, 7, 2)).astype("float32"),
+    }
+    report = keras_guided.export_tflite(
+        model,
+        str(tmp_path / "m.tflite"),
+        quantization=quantization,
+        representative_data=data,
+    )
+    assert report.input_shapes == {"first": (1, 7, 3), "second": (1, 7, 2)}
+    assert report.ok is not False and report.num_samples == 8
+    # The same length as `sequence_length=7` gives, to the byte (float32).
+    if quantization is None:
+        fixed = keras_guided.export_tflite(
+            model, str(tmp_path / "fixed.tflite"), sequence_length=7
+        )
+        assert (tmp_path / "m.tflite").read_bytes() == (
+            tmp_path / "fixed.tflite"
+        ).read_bytes()
+        assert fixed.input_shapes == report.input_shapes

@@ -333,6 +333,43 @@ def test_llama_that_cannot_be_its_class_is_refused_with_both_reasons():
     )
 
 
+@pytest.mark.filterwarnings("ignore:Model .* has inputs of unknown length")
+def test_llama_trained_with_uniform_blocks_prunes_to_its_class():
+    # The callback spares the key/value heads (the class cannot shrink
+    # them) and trains the blocks' FFN units together, so prune_model with
+    # no arguments removes what it trained and rebuilds a LlamaCausalLM.
+    model = _llama()
+    x = _tokens(length=8, prompt=8, batch=16)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    pruning = keras_guided.GuidedPruning(
+        target={"flops": 0.7},
+        protected=["self_attention"],
+        uniform_blocks=True,
+        on_unsupported="keep",
+    )
+    history = model.fit(
+        x,
+        x["token_ids"],
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[pruning],
+    ).history
+    assert [g.layers[:2] for g in pruning.groups] == [
+        ["feedforward_gate_dense", "feedforward_intermediate_dense"]
+    ]
+    small = keras_guided.prune_model(
+        model, on_unsupported="keep", sample_inputs=_tokens(length=8, prompt=8)
+    )
+    assert type(small) is keras_hub.models.LlamaCausalLM
+    width = small.backbone.get_config()["intermediate_dim"]
+    assert width < 32
+    # Two blocks of `width` units each, as the callback logged.
+    assert history["live_units"][-1] == 2 * width
+    xt = _tokens()
+    assert _max_relative(model(xt), small(xt)) <= 1e-6
+
+
 def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
     # keras-hub 0.32's Gemma attention reshapes with sizes read off symbolic
     # tensors, so its traced graph does not run: it stays intact, with the

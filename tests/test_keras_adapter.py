@@ -227,16 +227,16 @@ def _shared_layer_model():
     return keras.Model(inputs, outputs)
 
 
-def test_replay_walks_the_graph_through_clone_model(monkeypatch):
+def test_replay_walks_the_graph_with_the_walk_of_clone_model(monkeypatch):
     model = _shared_layer_model()
     seen = []
-    original = keras.models.clone_model
+    original = type(model)._run_through_graph
 
-    def counting(*args, **kwargs):
-        seen.append(kwargs.get("call_function"))
-        return original(*args, **kwargs)
+    def counting(self, *args, **kwargs):
+        seen.append(kwargs.get("call_fn"))
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(keras.models, "clone_model", counting)
+    monkeypatch.setattr(type(model), "_run_through_graph", counting)
     calls = []
 
     def call(node, args, kwargs, tensors):
@@ -254,6 +254,28 @@ def test_replay_walks_the_graph_through_clone_model(monkeypatch):
     np.testing.assert_allclose(
         replayed.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6
     )
+
+
+def test_replay_of_a_compiled_model_compiles_nothing():
+    # clone_model re-compiles its copy from the serialized compile config,
+    # which cannot find an unregistered closure loss.
+    model = _shared_layer_model()
+
+    def make_loss():
+        def closure_loss(y_true, y_pred):
+            return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+        return closure_loss
+
+    model.compile(optimizer="adam", loss=make_loss())
+    inputs = keras.Input((4,))
+    outputs = adapter.replay(
+        model,
+        [inputs],
+        lambda node, args, kwargs, tensors: node.operation(*args, **kwargs),
+    )
+    assert outputs[0].shape == model.outputs[0].shape
+    assert adapter.compile_arguments(model)["loss"].__name__ == "closure_loss"
 
 
 def test_replay_refuses_a_node_order_it_does_not_expect(monkeypatch):

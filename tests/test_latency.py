@@ -430,6 +430,77 @@ def test_real_table_and_whole_model_latency(tmp_path):
     assert keras_guided.latency.measure_latency(model, num_runs=2) > 0
 
 
+def _tensor_types(content):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    return sorted({str(d["dtype"]) for d in interpreter.get_tensor_details()})
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="LiteRT conversion needs the TensorFlow backend",
+)
+@pytest.mark.parametrize("quantization", ["float32", None, "dynamic", "int8"])
+def test_whole_model_timing_converts_the_bytes_export_writes(
+    tmp_path, quantization
+):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    model = _cnn()
+    data = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
+    data = data.astype("float32") if quantization == "int8" else None
+    timed = _latency_measure._model_content(model, quantization, data)
+    path = str(tmp_path / "m.tflite")
+    keras_guided.export_tflite(
+        model, path, quantization=quantization, representative_data=data
+    )
+    with open(path, "rb") as f:
+        assert timed == f.read()
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="LiteRT conversion needs the TensorFlow backend",
+)
+@pytest.mark.parametrize("quantization", ["float32", "dynamic"])
+def test_layer_timing_converts_as_export_does(tmp_path, quantization):
+    # A table's sample is converted alone (not byte for byte the exported
+    # model's file), with the same settings: the same tensor types.
+    pytest.importorskip("ai_edge_litert.interpreter")
+    timed = _latency_measure.layer_content(
+        keras.layers.Dense, {"units": 64}, (128,), quantization
+    )
+    model = keras.Sequential([keras.Input((128,)), keras.layers.Dense(64)])
+    path = str(tmp_path / "m.tflite")
+    keras_guided.export_tflite(model, path, quantization=quantization)
+    with open(path, "rb") as f:
+        exported = f.read()
+    assert _tensor_types(timed) == _tensor_types(exported)
+    assert ("<class 'numpy.int8'>" in _tensor_types(timed)) == (
+        quantization == "dynamic"
+    )
+
+
+def test_tables_timed_with_the_old_float32_conversion_are_not_reused(
+    timer, tmp_path
+):
+    # Before conversion 2, float32 samples were timed as dynamic-range
+    # files; a cache written then (settings without "conversion") is
+    # measured again, not read.
+    model = _cnn()
+    full = _build(model, tmp_path / "reference").num_measured
+    settings = _latency_settings.check_settings(None, 1, 4, 20, "min")
+    del settings["conversion"]
+    key = _latency_signatures.cache_key(settings)
+    with open(next((tmp_path / "reference").iterdir())) as f:
+        entries = json.load(f)
+    (tmp_path / "old").mkdir()
+    with open(tmp_path / "old" / f"latency-{key}.json", "w") as f:
+        json.dump({**entries, "settings": settings}, f)
+    table = _build(model, tmp_path / "old")
+    assert (table.num_measured, table.num_cached) == (full, 0)
+
+
 # -------------------------------------------------------------------- CLI
 def test_cli_latency_prints_the_table_and_prune_uses_it(
     timer, tmp_path, monkeypatch, capsys

@@ -41,6 +41,58 @@ def test_shared_layer_counts_each_call_but_reuse_elsewhere_does_not():
     assert stats.layer_costs(model)["shared"]["flops"] == 2 * 2 * 36
 
 
+def _tower(block):
+    """`block` applied to two inputs (a Siamese tower), then a head."""
+    left, right = keras.Input((16,)), keras.Input((16,))
+    merged = keras.layers.Concatenate()([block(left), block(right)])
+    return keras.Model(
+        [left, right], keras.layers.Dense(1, name="head")(merged)
+    )
+
+
+def test_a_nested_model_called_twice_is_priced_twice():
+    block = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(64), keras.layers.Dense(32)],
+        name="block",
+    )
+    model = _tower(block)
+    per_call = 2 * (16 * 64 + 64 * 32)
+    assert stats.count_flops(model) == 2 * per_call + 2 * 64
+    costs = stats.layer_costs(model)
+    assert costs["block/dense"]["flops"] == 2 * 2 * 16 * 64  # two calls
+    assert costs["block/dense"]["params"] == 16 * 64 + 64  # weights once
+    assert stats.count_params(model) == model.count_params()
+
+
+def test_a_nested_model_is_priced_at_the_shapes_of_each_call():
+    block = keras.Sequential(
+        [keras.Input((None, 8)), keras.layers.Dense(4, name="d")], name="b"
+    )
+    short, long = keras.Input((3, 8)), keras.Input((5, 8))
+    merged = keras.layers.Concatenate(axis=1)([block(short), block(long)])
+    model = keras.Model([short, long], merged)
+    assert stats.count_flops(model) == 2 * 8 * 4 * (3 + 5)
+
+
+def test_a_block_reused_in_depth_is_priced_per_call():
+    inputs = keras.Input((32,))
+    block = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(64), keras.layers.Dense(32)]
+    )
+    outputs = block(keras.layers.Dense(32, name="mid")(block(inputs)))
+    model = keras.Model(inputs, outputs)
+    assert stats.count_flops(model) == 2 * 2 * (32 * 64 + 64 * 32) + 2 * 32 * 32
+
+
+def test_a_shared_conv_on_two_inputs_is_priced_twice():
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    left, right = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
+    model = keras.Model(
+        [left, right], keras.layers.Add()([conv(left), conv(right)])
+    )
+    assert stats.count_flops(model) == 2 * (2 * 6 * 6 * 3 * 3 * 3 * 4)
+
+
 def test_nested_model_names_and_compare_table():
     inner = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(3, name="d")], name="inner"

@@ -157,6 +157,19 @@ class GuidedPruning(keras.callbacks.Callback):
             by the prunable groups: `"raise"` a `ValueError` before the
             first step, or `"warn"` and prune as close as they allow.
             Defaults to `"raise"`.
+        protected: a layer name or a list of them, as in `prune_model`:
+            the unit groups those layers produce or carry are never
+            penalized nor counted as removable (e.g.
+            `protected=["self_attention"]` keeps a keras-hub decoder's
+            heads, which its class cannot shrink). Names are checked
+            against the model at the start of `fit`. Defaults to `()`.
+        uniform_blocks: as in `prune_model`: in a stack of repeated
+            composite blocks (one class, one config) the `j`-th most
+            important unit of each kind (FFN units, heads) of every block
+            is penalized as one unit, so all blocks keep the same widths
+            and `prune_model(model)` after `fit` can rebuild a keras-hub
+            model as its own class (with the heads protected). Defaults
+            to `False`.
 
     Examples:
         >>> import keras, numpy as np, keras_guided
@@ -219,6 +232,8 @@ class GuidedPruning(keras.callbacks.Callback):
         target_epochs=None,
         latency_table=None,
         on_unreachable="raise",
+        protected=(),
+        uniform_blocks=False,
     ):
         super().__init__()
         options = _options.validate_options(
@@ -238,6 +253,8 @@ class GuidedPruning(keras.callbacks.Callback):
             target_epochs=target_epochs,
             latency_table=latency_table,
             on_unreachable=on_unreachable,
+            protected=protected,
+            uniform_blocks=uniform_blocks,
         )
         self.mode = options.mode
         self.budget = options.budget
@@ -256,6 +273,8 @@ class GuidedPruning(keras.callbacks.Callback):
         self.latency_table = options.latency_table
         self.on_unsupported = options.on_unsupported
         self.on_unreachable = options.on_unreachable
+        self.protected = options.protected
+        self.uniform_blocks = options.uniform_blocks
         self._strength = keras.Variable(
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
@@ -326,7 +345,12 @@ class GuidedPruning(keras.callbacks.Callback):
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
-            self._plan = _setup.group_plan(network, self.on_unsupported)
+            self._plan = _setup.group_plan(
+                network,
+                self.on_unsupported,
+                protected=self.protected,
+                uniform_blocks=self.uniform_blocks,
+            )
             self._cache_key = key
             self._runner = _setup.step_runner(
                 model, self._plan, self._strength, self

@@ -26,9 +26,13 @@ class GroupPlan:
     `keras_guided.graph.GraphAnalysis.removable_when_dead`) and whose
     penalized weights are all trainable. `fixed` lists the others that are
     prunable, with the reason they stay whole during training.
+
+    `copies` maps a group's index to how many real units each of its
+    units stands for (a merged group of `uniform_blocks`: one per block;
+    by default 1), so counts of units are those of the model.
     """
 
-    def __init__(self, groups, model, removable=None):
+    def __init__(self, groups, model, removable=None, copies=None):
         trainable = {id(v) for v in model.trainable_weights}
         if removable is None:
             removable = _is_prunable
@@ -40,9 +44,11 @@ class GroupPlan:
             if not removable(group):
                 self.fixed.append((group, "not removable exactly"))
             elif not _is_trainable(group, trainable):
-                self.fixed.append((group, "frozen"))
+                self.fixed.append((group, _frozen_reason(group)))
             else:
                 self.groups.append(group)
+        copies = copies or {}
+        self.copies = [int(copies.get(g.index, 1)) for g in self.groups]
         self.offsets = []
         offset = 0
         for group in self.groups:
@@ -143,6 +149,22 @@ def _is_trainable(group, trainable):
             if id(variable) not in trainable:
                 return False
     return True
+
+
+def _frozen_reason(group):
+    """Why a group with a frozen weight stays whole: `"frozen"`, or what
+    froze it (Keras' LoRA freezes the kernel and trains the adapter)."""
+    for unit_slice in group.slices:
+        layer = unit_slice.layer
+        if getattr(layer, "lora_enabled", False):
+            return (
+                f"frozen: LoRA is enabled on layer '{layer.name}' "
+                f"({type(layer).__name__}), so Keras trains its adapter and "
+                "freezes its kernel, which GuidedPruning does not change; "
+                "prune_model(model) prunes through LoRA after training "
+                "(dead units, or a target)"
+            )
+    return "frozen"
 
 
 def _place(table, key, length, positions, ids, sentinel):

@@ -47,7 +47,7 @@ class LiveMetrics:
         `live_<metric>` for each metric of `logged` into `logs`, from the
         plan variables `values` (NumPy arrays)."""
         live, per_layer = self.live_units(values)
-        logs["live_units"] = int(live.sum())
+        logs["live_units"] = self.value("units", live)
         for name, count in per_layer.items():
             logs[f"live_units/{name}"] = int(count)
         for metric in self.logged:
@@ -61,8 +61,8 @@ class LiveMetrics:
         )
         live = norms[:-1] > 0
         per_layer = {}
-        for group, start in zip(plan.groups, plan.offsets):
-            count = int(live[start : start + group.num_units].sum())
+        for group, start, copies in zip(plan.groups, plan.offsets, plan.copies):
+            count = copies * int(live[start : start + group.num_units].sum())
             for name in producer_names(group):
                 per_layer[name] = per_layer.get(name, 0) + count
         return live, per_layer
@@ -98,7 +98,7 @@ class LiveMetrics:
         """The live network's `"units"`, `"params"`, `"flops"` (ints) or a
         metric of `prices` (`"latency"`, a float in ms)."""
         if metric == "units":
-            return int(live.sum())
+            return self._units(live)
         layer_costs, _ = self._table(metric)
         kept = self._kept(metric, self.kept_by_prune(live))
         return stats.total(layer_costs, metric, kept, self._prices)
@@ -126,8 +126,21 @@ class LiveMetrics:
             ids = np.flatnonzero(live[start : start + group.num_units])
             floor[start + (ids[0] if len(ids) else 0)] = True
         if metric == "units":
-            return int(floor.sum())
+            return self._units(floor)
         return self.value(metric, floor)
+
+    def _units(self, live):
+        """The model's units among the `live` flags (a unit of a merged
+        group counts once per block it stands for)."""
+        plan = self._plan
+        return int(
+            sum(
+                copies * int(live[start : start + group.num_units].sum())
+                for group, start, copies in zip(
+                    plan.groups, plan.offsets, plan.copies
+                )
+            )
+        )
 
     def group_marginal_costs(self, live, kind):
         """Per group: what removing one of its live units saves in the live

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from keras_guided import _plans
 from keras_guided import budget as budget_lib
 from keras_guided import guidance as guidance_lib
 from keras_guided import latency as latency_lib
@@ -65,6 +66,8 @@ class Options:
     latency_table: object
     on_unsupported: str
     on_unreachable: str
+    protected: tuple = ()
+    uniform_blocks: bool = False
 
 
 def validate_options(
@@ -85,6 +88,8 @@ def validate_options(
     target_epochs,
     latency_table,
     on_unreachable,
+    protected=(),
+    uniform_blocks=False,
 ):
     """The `Options` of `GuidedPruning(...)` called with these arguments.
 
@@ -170,6 +175,23 @@ def validate_options(
     on_unreachable = _check_choice(
         on_unreachable, "on_unreachable", ON_UNREACHABLE
     )
+    protected = _plans.check_protected(protected)
+    if not isinstance(uniform_blocks, bool):
+        raise ValueError(
+            "`uniform_blocks` must be True or False. "
+            f"Received: uniform_blocks={uniform_blocks!r}"
+        )
+    if uniform_blocks and "units" in (
+        budget[0] if budget else None,
+        target_metric if target is not None else None,
+    ):
+        raise ValueError(
+            "`uniform_blocks=True` trains the blocks' units together, so a "
+            "units target would count one block's unit for all of them. "
+            "Received: uniform_blocks=True with a 'units' target. Use a "
+            "'params' or 'flops' target (e.g. target={'flops': 0.5}), or "
+            "uniform_blocks=False."
+        )
 
     return Options(
         mode=mode,
@@ -189,6 +211,8 @@ def validate_options(
         latency_table=latency_table,
         on_unsupported=on_unsupported,
         on_unreachable=on_unreachable,
+        protected=protected,
+        uniform_blocks=uniform_blocks,
     )
 
 

@@ -23,7 +23,10 @@ import keras
 import numpy as np
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided import _uniform
 from keras_guided import graph
+from keras_guided import scoring
+from keras_guided import validation
 from keras_guided.callbacks import _group_plan
 from keras_guided.callbacks import _live_metrics
 from keras_guided.callbacks import _penalty_mode
@@ -44,24 +47,56 @@ def cache_key(model):
     )
 
 
-def group_plan(network, on_unsupported):
+def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
     """The `GroupPlan` of `network`'s prunable unit groups; warns when it
-    has none (the callback then only logs live-unit counts)."""
+    has none (the callback then only logs live-unit counts).
+
+    The groups of `protected` layers are left out, as `prune_model`
+    leaves them whole. With `uniform_blocks`, the groups that play one
+    part in repeated blocks are merged (`keras_guided._uniform`): unit `j`
+    of a merged group is the `j`-th most important unit of every block, so
+    the blocks lose units together and keep the same widths.
+    """
+    validation.check_not_quantized(network, "GuidedPruning cannot train")
     analysis = graph.analyze(network, on_unsupported=on_unsupported)
     groups = analysis.groups
+    scoring.protect(network, groups, protected)
+    removable = analysis.removable_when_dead
+    planned, copies = groups, None
+    if uniform_blocks:
+        families = [
+            family
+            for family in _uniform.find_families(network, groups)
+            if all(removable(groups[i]) for i in family.members)
+        ]
+        merged = _uniform.MergedGroups(
+            groups, families, scoring.default_scores(groups)
+        )
+        planned = merged.groups
+        flags = [
+            all(removable(groups[i]) for i in merged.members(index))
+            for index in range(len(planned))
+        ]
+        copies = {
+            index: len(merged.members(index)) for index in range(len(planned))
+        }
+
+        def removable(group):
+            return flags[group.index]
+
     # Only what prune_model(model) removes is penalized and counted.
     plan = _group_plan.GroupPlan(
-        groups, network, removable=analysis.removable_when_dead
+        planned, network, removable=removable, copies=copies
     )
     if not plan.groups:
         reasons = sorted(
             {str(g.reason) for g in groups if not g.prunable}
             | {
                 str(analysis.inexact_groups[g.index])
-                for g, why in plan.fixed
-                if why != "frozen"
+                for g in groups
+                if g.prunable and g.index in analysis.inexact_groups
             }
-            | {"frozen" for _, why in plan.fixed if why == "frozen"}
+            | {why for _, why in plan.fixed if why.startswith("frozen")}
         )
         warnings.warn(
             f"GuidedPruning found no prunable unit group in model "

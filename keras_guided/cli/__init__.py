@@ -61,6 +61,12 @@ def main(argv=None):
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         with _quiet.native_stderr_silenced(enabled=not args.verbose):
+            # The package's face loads lazily in the command process (so
+            # `--help` needs no TensorFlow); a subcommand loads it whole
+            # first, here, where TensorFlow's start-up lines are muted.
+            import keras_guided
+
+            keras_guided._import_public_api()
             return args.handler(args) or 0
     except CommandError as error:
         return fail(str(error))

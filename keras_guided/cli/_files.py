@@ -48,7 +48,11 @@ def load_model(path):
     progress(f"loading {path} ...")
     import keras
 
-    import keras_guided  # noqa: F401  (registers our serializable classes)
+    # Registers the package's serializable classes (regularizers, guidance,
+    # the distiller) with Keras before loading.
+    from keras_guided import distill  # noqa: F401
+    from keras_guided import guidance  # noqa: F401
+    from keras_guided import regularizers  # noqa: F401
 
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)

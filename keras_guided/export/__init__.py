@@ -1,16 +1,20 @@
 """`keras_guided.export`: a verified LiteRT (TFLite) file from a Keras model.
 
 `export_tflite`, `ExportReport` and the option constants (`QUANTIZATIONS`,
-`FLOAT32_TOLERANCE`) are public and live here, with `converter_settings`
-and `apply_settings` (the converter settings the latency tables share);
-the parts are private to this package, each job in its own module:
+`FLOAT32_TOLERANCE`) are public and live here, with `tflite_content` (the
+bytes `export_tflite` writes, which the latency tables and the closed
+latency loop time), `converter_settings` and `apply_settings` (the
+converter settings the per-layer latency tables share); the parts are
+private to this package, each job in its own module:
 
 * `_checks`: the arguments checked before any conversion, and the model's
   input or inputs read;
 * `_inputs`: input shapes, sample and calibration data of a model with
   one or several inputs;
-* `_conversion`: the converter settings of a quantization mode, the
-  conversion and its errors (the Flex ops named), the dynamic-batch retry;
+* `_converter`: the converter settings of a quantization mode and the
+  converter run, also as a child process (int8 calibration);
+* `_conversion`: the conversion and its errors (the Flex ops named, a
+  crashed int8 calibration), the dynamic-batch retry;
 * `_verification`: the file run in LiteRT and compared with Keras;
 * `_litert_run`: the LiteRT interpreter run, also as a child process;
 * `_interpreter`: the interpreter in this process, and the latency.
@@ -41,6 +45,7 @@ export model.keras -o model.tflite`.
 
 import dataclasses
 import os
+import tempfile
 
 from keras_guided import _atomic
 from keras_guided import _copies
@@ -50,8 +55,8 @@ from keras_guided.export import _conversion
 from keras_guided.export import _interpreter
 from keras_guided.export import _verification
 from keras_guided.export._checks import QUANTIZATIONS
-from keras_guided.export._conversion import apply_settings
-from keras_guided.export._conversion import converter_settings
+from keras_guided.export._converter import apply_settings
+from keras_guided.export._converter import converter_settings
 from keras_guided.export._verification import FLOAT32_TOLERANCE
 
 
@@ -261,40 +266,26 @@ def export_tflite(
     _checks.check_options(
         quantization, int8_io, num_runs, num_threads, batch_size, tolerance
     )
-    validation.check_model(model)
-    model = _checks.with_inputs(model, input_shape)
-    original, low_precision = model, _copies.low_precision_policy(model)
-    if low_precision is not None:
-        model = _copies.float32_copy(model)
-    model_inputs, input_shape, input_dtype = _checks.read_inputs(
-        model, input_shapes, sequence_length
-    )
-    _checks.check_calibration(
-        quantization, representative_data, model_inputs, input_shape
-    )
-    representative_data, sample_inputs = _checks.check_data(
-        model_inputs,
-        input_shape,
-        input_dtype,
+    job = _prepare(
+        model,
+        quantization,
         representative_data,
         sample_inputs,
+        input_shapes,
+        sequence_length,
+        input_shape,
     )
+    model, original, low_precision = job.model, job.original, job.low_precision
+    model_inputs, input_shape = job.model_inputs, job.input_shape
+    input_dtype = job.input_dtype
+    representative_data = job.representative_data
+    sample_inputs = job.sample_inputs
     if verify or measure_latency:
         interpreter_class = _interpreter.import_interpreter()
 
     temporary = _temporary_file(filepath)
     try:
-        batch_size, notes = _conversion.convert_with_fallback(
-            model,
-            temporary,
-            quantization,
-            representative_data,
-            int8_io,
-            input_shape,
-            input_dtype,
-            batch_size,
-            model_inputs,
-        )
+        batch_size, notes = _convert(job, temporary, int8_io, batch_size)
         with open(temporary, "rb") as f:
             content = f.read()
         report = ExportReport(
@@ -347,6 +338,128 @@ def export_tflite(
     return report
 
 
+def tflite_content(
+    model,
+    quantization=None,
+    representative_data=None,
+    batch_size=1,
+    input_shapes=None,
+    sequence_length=None,
+    input_shape=None,
+):
+    """The `.tflite` bytes `export_tflite` writes for these arguments.
+
+    The same checks and the same conversion as `keras_guided.export_tflite`
+    (the float32 copy of a mixed-precision model, the dynamic-batch retry,
+    int8 calibration in a child process), without verification or a file:
+    what the latency tables and the closed latency loop time, so what is
+    timed is what the exporter ships.
+
+    Args:
+        model: a built `keras.Model`, as for `export_tflite`.
+        quantization: `None` or `"float32"`, `"dynamic"`, `"float16"` or
+            `"int8"`. Defaults to `None`.
+        representative_data: int8 calibration data, as for
+            `export_tflite`. Defaults to `None`.
+        batch_size, input_shapes, sequence_length, input_shape: as for
+            `export_tflite`.
+
+    Returns:
+        The file's bytes.
+    """
+    _checks.check_backend()
+    quantization = _checks.check_quantization(quantization)
+    _checks.check_options(quantization, False, 1, 1, batch_size, None)
+    job = _prepare(
+        model,
+        quantization,
+        representative_data,
+        None,
+        input_shapes,
+        sequence_length,
+        input_shape,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.tflite")
+        _convert(job, path, False, batch_size)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """A model ready to convert: what `_prepare` read and checked."""
+
+    model: object
+    original: object
+    low_precision: object
+    quantization: object
+    model_inputs: object
+    input_shape: object
+    input_dtype: object
+    representative_data: object
+    sample_inputs: object
+
+
+def _prepare(
+    model,
+    quantization,
+    representative_data,
+    sample_inputs,
+    input_shapes,
+    sequence_length,
+    input_shape,
+):
+    """The checks and reads before a conversion (`quantization` checked)."""
+    validation.check_model(model)
+    model = _checks.with_inputs(model, input_shape)
+    original, low_precision = model, _copies.low_precision_policy(model)
+    if low_precision is not None:
+        model = _copies.float32_copy(model)
+    model_inputs, input_shape, input_dtype = _checks.read_inputs(
+        model,
+        input_shapes,
+        sequence_length,
+        data=(representative_data, sample_inputs),
+    )
+    _checks.check_calibration(
+        quantization, representative_data, model_inputs, input_shape
+    )
+    representative_data, sample_inputs = _checks.check_data(
+        model_inputs,
+        input_shape,
+        input_dtype,
+        representative_data,
+        sample_inputs,
+    )
+    return _Job(
+        model,
+        original,
+        low_precision,
+        quantization,
+        model_inputs,
+        input_shape,
+        input_dtype,
+        representative_data,
+        sample_inputs,
+    )
+
+
+def _convert(job, path, int8_io, batch_size):
+    """`job`'s model converted to `path`; `(batch_size, notes)`."""
+    return _conversion.convert_with_fallback(
+        job.model,
+        path,
+        job.quantization,
+        job.representative_data,
+        int8_io,
+        job.input_shape,
+        job.input_dtype,
+        batch_size,
+        job.model_inputs,
+    )
+
+
 def _temporary_file(filepath):
     """A new empty file next to `filepath`, renamed over it once written
     and verified (so a failure never leaves a partial file there)."""
@@ -376,4 +489,5 @@ __all__ = [
     "apply_settings",
     "converter_settings",
     "export_tflite",
+    "tflite_content",
 ]

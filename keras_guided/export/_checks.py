@@ -142,14 +142,20 @@ def with_inputs(model, input_shape):
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
-def read_inputs(model, input_shapes=None, sequence_length=None):
+def read_inputs(model, input_shapes=None, sequence_length=None, data=()):
     """`(model_inputs, input_shape, input_dtype)` of the model to export.
 
     `model_inputs` is a `_inputs.ModelInputs` for a model with several
     inputs (then `input_shape` and `input_dtype` are `None`) or several
     outputs, else `None`; `input_shape` (without the batch) and
-    `input_dtype` describe a one-input model.
+    `input_dtype` describe a one-input model. A `None` size neither
+    `input_shapes` nor `sequence_length` fills is read off `data` (the
+    user's `representative_data` and `sample_inputs`, the first given).
     """
+    if _defined_inputs(model):
+        input_shapes = _inputs.shapes_from_data(
+            model, input_shapes, sequence_length, data
+        )
     # Several inputs (a dict or a list) take the named path of
     # `_inputs`; a one-input model keeps its array path.
     model_inputs = None

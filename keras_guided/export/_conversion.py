@@ -1,66 +1,38 @@
-"""Conversion: the TFLite converter's settings, the conversion, its errors.
+"""Conversion: the conversion of a model and its errors.
 
-`converter_settings` turns a quantization mode into the converter's
-settings (built-in ops only), shared by `export_tflite` and the latency
-tables; `convert` runs `model.export(format="litert")` with them and turns
-the converter's failure into a `ValueError` that names the non-built-in
-(Flex) ops and the layers using them; `convert_with_fallback` retries once
-with a dynamic batch when the converter refuses the asked batch size.
+`convert` runs `model.export(format="litert")` with the settings of
+`_converter.converter_settings` (built-in ops only) and turns the
+converter's failure into a `ValueError` that names the non-built-in (Flex)
+ops and the layers using them; `convert_with_fallback` retries once with a
+dynamic batch when the converter refuses the asked batch size.
+
+A conversion that calibrates (`"int8"`) runs the converter in a child
+process (`_converter` as a script, on the SavedModel Keras' LiteRT
+exporter would write): the calibrator runs the model's graph inside the
+converter, and on some graphs (ConvLSTM2D) it crashes with a segmentation
+fault. The crash then ends the child, and becomes a `ValueError` here
+naming the model, the quantization and the fix. The other modes do not
+run the model and convert in this process, as `model.export` does: a
+child costs a TensorFlow import (seconds).
 """
 
+import functools
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
 
 from keras_guided import _walk
-from keras_guided.export import _inputs
+from keras_guided.export import _converter
+from keras_guided.export._converter import converter_settings
 
-
-def converter_settings(quantization, representative_data=None, int8_io=False):
-    """The TFLite converter settings of a quantization mode.
-
-    Returns `(target_spec, options)`: `target_spec` a dict of
-    `converter.target_spec` attributes (built-in ops only), `options` a dict
-    of converter attributes, in the form `model.export(format="litert",
-    target_spec=..., **options)` takes. `apply_settings` sets them on a
-    `tf.lite.TFLiteConverter`, so every conversion (`export_tflite`, the
-    latency tables) uses the same settings.
-    """
-    import tensorflow as tf
-
-    ops = {tf.lite.OpsSet.TFLITE_BUILTINS}
-    options = {}
-    target_spec = {}
-    if quantization is not None:
-        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        target_spec["supported_types"] = [tf.float16]
-    if quantization == "int8":
-        ops.add(tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
-        data = representative_data
-
-        def representative_dataset():
-            if isinstance(data, dict):  # Several inputs, by signature name.
-                for row in range(_inputs.num_samples(data)):
-                    yield _inputs.take(data, row + 1, row)
-                return
-            for row in range(data.shape[0]):
-                yield [data[row : row + 1]]
-
-        options["representative_dataset"] = representative_dataset
-        if int8_io:
-            options["inference_input_type"] = tf.int8
-            options["inference_output_type"] = tf.int8
-    target_spec["supported_ops"] = ops
-    return target_spec, options
-
-
-def apply_settings(converter, settings):
-    """Sets `converter_settings(...)` on a `tf.lite.TFLiteConverter`."""
-    target_spec, options = settings
-    for name, value in target_spec.items():
-        setattr(converter.target_spec, name, value)
-    for name, value in options.items():
-        setattr(converter, name, value)
-    return converter
+_CHILD_TIMEOUT = 3600
 
 
 def convert(
@@ -85,6 +57,9 @@ def convert(
         signature = [
             tf.TensorSpec((batch_size,) + tuple(input_shape), input_dtype)
         ]
+    if quantization == "int8":
+        _convert_in_child(model, path, signature, representative_data, int8_io)
+        return
     try:
         model.export(
             path,
@@ -96,6 +71,115 @@ def convert(
         )
     except Exception as error:  # The converter raises several error types.
         raise _conversion_error(model, error) from error
+
+
+class ConverterCrash(Exception):
+    """The child converting a model ended on a signal (a crash)."""
+
+
+class _ChildError(Exception):
+    """The converter's error in the child, as text."""
+
+
+def _convert_in_child(model, path, signature, data, int8_io):
+    """`model` converted to int8 in a child process, written to `path`.
+
+    The SavedModel is written here as Keras' `LiteRTExporter` writes it
+    (an `ExportArchive` with a `serve` endpoint calling the model with
+    `training=False`), and the child converts it with the same settings,
+    so the bytes are those of `model.export(format="litert")`.
+    """
+    with tempfile.TemporaryDirectory() as directory:
+        saved_model = os.path.join(directory, "saved_model")
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            functools.partial(model.__call__, training=False),
+            input_signature=signature,
+        )
+        archive.write_out(saved_model, verbose=False)
+        data_path = None
+        if isinstance(data, dict):
+            data_path = os.path.join(directory, "data.npz")
+            np.savez(data_path, **data)
+        elif data is not None:
+            data_path = os.path.join(directory, "data.npy")
+            np.save(data_path, data)
+        request = os.path.join(directory, "request.json")
+        error_path = os.path.join(directory, "error.txt")
+        with open(request, "w") as f:
+            json.dump(
+                {
+                    "quantization": "int8",
+                    "int8_io": bool(int8_io),
+                    "data": data_path,
+                    "error": error_path,
+                },
+                f,
+            )
+        output = os.path.join(directory, "model.tflite")
+        command = [sys.executable, _converter.__file__, saved_model]
+        try:
+            result = subprocess.run(
+                command + [request, output],
+                capture_output=True,
+                text=True,
+                timeout=_CHILD_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ValueError(
+                f"Converting model '{model.name}' with quantization='int8' "
+                f"took more than {_CHILD_TIMEOUT} s and was stopped; no file "
+                "was written. Pass fewer `representative_data` samples, or "
+                "use quantization='dynamic', which needs no calibration."
+            ) from None
+        if result.returncode == 0:
+            with open(output, "rb") as f:
+                content = f.read()
+            with open(path, "wb") as f:
+                f.write(content)
+            return
+        if result.returncode > 0 and os.path.exists(error_path):
+            with open(error_path) as f:
+                error = _ChildError(f.read())
+            raise _conversion_error(model, error) from error
+    raise _crash_error(model, result)
+
+
+def _crash_error(model, result):
+    """The `ValueError` of a child converter that crashed (or failed
+    without saying why), naming the model, its recurrent layers (the
+    graphs the calibrator is known to crash on) and the fix."""
+    if result.returncode < 0:
+        try:
+            what = signal.Signals(-result.returncode).name
+        except ValueError:
+            what = f"signal {-result.returncode}"
+        cause = f"crashed ({what})"
+    else:
+        cause = f"failed (exit status {result.returncode})"
+    suspects = [
+        f"layer '{layer.name}' ({type(layer).__name__})"
+        for layer in _walk.all_layers(model)
+        if isinstance(layer, keras.layers.RNN)
+    ]
+    where = ""
+    if suspects:
+        where = (
+            " The model's recurrent layers are the likely cause (the "
+            "calibrator runs their loop): " + ", ".join(suspects[:5]) + "."
+        )
+    error = ValueError(
+        f"TFLite conversion of model '{model.name}' with "
+        f"quantization='int8' {cause} while converting or calibrating."
+        f"{where} It ran in a child process, so this Python session is "
+        "unaffected; no file was written. Export with "
+        "quantization='dynamic' (int8 weights, float activations, no "
+        "calibration) or quantization=None (float32) instead."
+    )
+    error.__cause__ = ConverterCrash(result.stderr[-2000:])
+    return error
 
 
 def _converter_reason(error):
@@ -178,8 +262,10 @@ def convert_with_fallback(
             model_inputs,
         )
     except ValueError as error:
-        if batch_size is None or "neither a custom op" in str(
-            error.__cause__ or ""
+        if (
+            batch_size is None
+            or isinstance(error.__cause__, ConverterCrash)
+            or "neither a custom op" in str(error.__cause__ or "")
         ):
             raise
         # Some graphs (attention's reshapes and transposes) convert only

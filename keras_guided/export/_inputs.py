@@ -8,8 +8,8 @@ pair). This module holds what the exporter needs to know about them:
 * `read` turns a model's inputs into a `ModelInputs`: one `ExportInput`
   (name, shape without the batch, dtype) per input, and the structure the
   model is called with. A dimension declared `None` (a sequence length) is
-  filled from `sequence_length=` or `input_shapes=`, or refused with the
-  argument to pass;
+  filled from `sequence_length=` or `input_shapes=`, else read off the
+  user's data (`shapes_from_data`), or refused with the argument to pass;
 * `check_data` validates user data (`representative_data`,
   `sample_inputs`) given as a dict keyed by input name or a list/tuple in
   the model's input order, and returns a dict of arrays keyed by name;
@@ -181,6 +181,53 @@ def read(model, input_shapes=None, sequence_length=None):
         )
         inputs.append(ExportInput(name, shape, file_dtype(tensor.dtype)))
     return ModelInputs(model.name, kind, tuple(inputs))
+
+
+def shapes_from_data(model, input_shapes, sequence_length, data):
+    """`input_shapes` with the `None` sizes of every input filled from
+    `data` (the user's `representative_data`, else `sample_inputs`).
+
+    An input whose declared shape has a `None` dimension (a sequence
+    length), that `input_shapes` does not size and with no
+    `sequence_length`, takes its sizes from the data given for it (an
+    array for a one-input model, a dict by input name or a list in input
+    order): fixed-length calibration data says the length the file
+    should have. Data of the wrong rank is left to the data checks.
+    """
+    if sequence_length is not None:
+        return input_shapes
+    data = next((d for d in data if d is not None), None)
+    if data is None:
+        return input_shapes
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # A Sequential never called.
+        structure = None
+    if isinstance(structure, dict):
+        named = list(structure.items())
+    else:
+        named = [(tensor.name, tensor) for tensor in model.inputs]
+    names = [name for name, _ in named]
+    overrides = dict(check_input_shapes(model, input_shapes, names))
+    if isinstance(data, dict):
+        arrays = data
+    elif isinstance(data, (list, tuple)) and len(data) == len(names) > 1:
+        arrays = dict(zip(names, data))
+    elif len(names) == 1 and not isinstance(data, (dict, list, tuple)):
+        arrays = {names[0]: data}
+    else:
+        return input_shapes
+    for name, tensor in named:
+        declared = tuple(tensor.shape[1:])
+        if name in overrides or None not in declared or name not in arrays:
+            continue
+        shape = np.shape(arrays[name])[1:]
+        if len(shape) == len(declared):
+            overrides[name] = tuple(
+                int(size) if dim is None else dim
+                for dim, size in zip(declared, shape)
+            )
+    return overrides or input_shapes
 
 
 def file_dtype(dtype):

@@ -16,7 +16,8 @@ def concrete_shapes(model, input_shapes, blocked=None):
 
     Args:
         model: a built Sequential or Functional model.
-        input_shapes: one shape per model input (batch axis included).
+        input_shapes: one shape per model input (batch axis included; a
+            `None` size stays unknown).
 
         blocked: a list that gets every operation whose output shape
             could not be inferred (in graph order), or `None`.
@@ -32,7 +33,8 @@ def concrete_shapes(model, input_shapes, blocked=None):
     specs = {}
     for tensor, shape in zip(functional.inputs, input_shapes):
         specs[id(tensor)] = keras.KerasTensor(
-            tuple(int(d) for d in shape), dtype=tensor.dtype
+            tuple(None if d is None else int(d) for d in shape),
+            dtype=tensor.dtype,
         )
     _infer_shapes(functional, specs, blocked)
     return {key: tuple(spec.shape) for key, spec in specs.items()}

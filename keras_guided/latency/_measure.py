@@ -1,5 +1,11 @@
 """Timing one layer, or one model, in the LiteRT interpreter.
 
+A whole model (`time_model`, `model_runner`: the table's calibration and
+the closed latency loop) is timed on `export.tflite_content`: the bytes
+`export_tflite` writes for the same quantization, so what is timed is
+what ships (a float32 request is a float32 file, never a dynamic-range
+one).
+
 `latency.build_latency_table` calls `time_layer` once per sampled channel
 count: the layer alone, at its input shape, is traced with `tf.function`,
 converted with `tf.lite.TFLiteConverter.from_concrete_functions` (no
@@ -15,14 +21,12 @@ replace `time_layer` to count calls or return synthetic timings.
 
 import contextlib
 import logging
-import os
-import tempfile
 import time
 
 import numpy as np
 
+from keras_guided import export
 from keras_guided.export import _checks
-from keras_guided.export import _conversion
 from keras_guided.export import _interpreter
 
 _CALIBRATION_SAMPLES = 4
@@ -39,6 +43,23 @@ def time_layer(layer_class, kwargs, input_shape, settings):
     """Latency in ms of a fresh `layer_class(**kwargs)` on one input of
     `input_shape` (batch excluded), under `settings` (a dict with
     `quantization`, `num_threads`, `num_runs`, `statistic`)."""
+
+    content = layer_content(
+        layer_class, kwargs, input_shape, settings["quantization"]
+    )
+    return _interpreter.median_latency(
+        _interpreter.import_interpreter(),
+        content,
+        settings["num_runs"],
+        settings["num_threads"],
+        settings["statistic"],
+    )
+
+
+def layer_content(layer_class, kwargs, input_shape, quantization):
+    """The `.tflite` bytes `time_layer` times: a fresh
+    `layer_class(**kwargs)` at `(1,) + input_shape`, converted under
+    `export.converter_settings(quantization)`."""
     import tensorflow as tf
 
     layer = layer_class(**kwargs)
@@ -49,14 +70,7 @@ def time_layer(layer_class, kwargs, input_shape, settings):
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [function.get_concrete_function()]
         )
-    content = _convert(converter, input_shape, settings["quantization"])
-    return _interpreter.median_latency(
-        _interpreter.import_interpreter(),
-        content,
-        settings["num_runs"],
-        settings["num_threads"],
-        settings["statistic"],
-    )
+    return _convert(converter, input_shape, quantization)
 
 
 def time_model(model, settings, representative_data=None):
@@ -90,11 +104,7 @@ def model_runner(
     descheduled by other processes is left out). What
     `latency.InterleavedTimer` times by default."""
     now = time.thread_time if clock == "cpu" else time.perf_counter
-    content = _model_content(
-        model,
-        _checks.check_quantization(quantization) or "float32",
-        representative_data,
-    )
+    content = _model_content(model, quantization, representative_data)
     interpreter = _interpreter.make_interpreter(
         _interpreter.import_interpreter(), content, num_threads
     )
@@ -122,30 +132,22 @@ def model_runner(
 
 
 def _model_content(model, quantization, representative_data):
-    """The `.tflite` bytes of `model` as `export_tflite` converts it."""
-    input_shape, input_dtype = _checks.single_input(model)
+    """The `.tflite` bytes `export_tflite` writes for `model` (batch 1),
+    calibrated on random inputs for `"int8"` without data."""
+    quantization = _checks.check_quantization(quantization)
     if quantization == "int8" and representative_data is None:
+        input_shape, _ = _checks.single_input(model)
         representative_data = _calibration(input_shape)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "model.tflite")
-        _conversion.convert(
-            model,
-            path,
-            quantization,
-            representative_data,
-            False,
-            input_shape,
-            input_dtype,
-            1,
-        )
-        with open(path, "rb") as f:
-            return f.read()
+    return export.tflite_content(
+        model, quantization, representative_data, batch_size=1
+    )
 
 
 def _convert(converter, input_shape, quantization):
+    quantization = _checks.check_quantization(quantization)
     data = _calibration(input_shape) if quantization == "int8" else None
-    _conversion.apply_settings(
-        converter, _conversion.converter_settings(quantization, data)
+    export.apply_settings(
+        converter, export.converter_settings(quantization, data)
     )
     return converter.convert()
 

@@ -3,9 +3,11 @@
 `check_settings` validates what `build_latency_table` and
 `measure_latency` are asked for and returns the settings dict a table
 holds (`LatencyTable.settings`) and the cache is keyed by: the
-quantization, threads, samples, runs and statistic, and `runtime()` (the
-versions of `ai_edge_litert`, TensorFlow and Keras, and the CPU), so a
-table built with other settings or on another machine is never reused.
+quantization, threads, samples, runs and statistic, the `conversion`
+(`CONVERSION`, the version of how files are converted for timing) and
+`runtime()` (the versions of `ai_edge_litert`, TensorFlow and Keras, and
+the CPU), so a table built with other settings, another conversion or on
+another machine is never reused.
 """
 
 import platform
@@ -16,6 +18,11 @@ from keras_guided.export import _checks
 from keras_guided.latency import _cache
 
 STATISTICS = ("min", "median")
+# How files are converted for timing; a table timed under another value is
+# not reused. 2: a float32 request is converted with no optimization, the
+# file `export_tflite` writes (1, earlier, timed float32 requests as
+# dynamic-range int8 files).
+CONVERSION = 2
 
 
 def check_settings(quantization, num_threads, num_samples, num_runs, statistic):
@@ -44,6 +51,7 @@ def check_settings(quantization, num_threads, num_samples, num_runs, statistic):
         "num_samples": int(num_samples),
         "num_runs": int(num_runs),
         "statistic": statistic,
+        "conversion": CONVERSION,
         "runtime": runtime(),
     }
 

@@ -18,6 +18,16 @@ _OP_KINDS = {
         "Minimum",
         "Divide",
         "TrueDivide",
+        # Comparisons (`Embedding(mask_zero=True)`'s `NotEqual`): channel c
+        # of each input to channel c of a boolean output.
+        "Equal",
+        "NotEqual",
+        "Greater",
+        "GreaterEqual",
+        "Less",
+        "LessEqual",
+        "LogicalAnd",
+        "LogicalOr",
     ),
     # Element-wise keras.ops / keras.activations: channel c to channel c.
     "elementwise": (
@@ -60,6 +70,7 @@ _OP_KINDS = {
         "Clip",
         "Cast",
         "Reciprocal",
+        "LogicalNot",
     ),
     # Values that depend only on the input's shape: no channels.
     "shape_only": ("OnesLike", "ZerosLike"),

@@ -38,10 +38,12 @@ def _bias_config(config, weights):
 
 
 def _order(layer, weights):
-    """Weights in build order: layer.weights order, bias added if new."""
+    """Weights in build order: layer.weights order, bias added if new
+    (built right after the kernel, before LoRA's factors)."""
     names = _weights.weight_keys(layer)
     if "bias" in weights and "bias" not in names:
-        names.append("bias")
+        at = names.index("kernel") + 1 if "kernel" in names else len(names)
+        names.insert(at, "bias")
     return [weights[name] for name in names]
 
 

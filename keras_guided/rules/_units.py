@@ -80,7 +80,9 @@ def output_slices(layer, family):
         _check_channels_last(layer)
     if family == "embedding":
         return [WeightAxis("embeddings", -1)]
-    if family in ("dense", "conv"):
+    if family == "dense":
+        return _with_bias(layer, [WeightAxis("kernel", -1)] + _lora_b(layer))
+    if family == "conv":
         return _with_bias(layer, [WeightAxis("kernel", -1)])
     if family == "conv_transpose":
         return _with_bias(layer, [WeightAxis("kernel", -2)])
@@ -96,7 +98,7 @@ def output_slices(layer, family):
 def input_slices(layer, family):
     """Weight slices owned by each input channel of `layer` of `family`."""
     if family == "dense":
-        return [WeightAxis("kernel", 0)]
+        return [WeightAxis("kernel", 0)] + _lora_a(layer)
     if family == "conv":
         return [WeightAxis("kernel", -2)]
     if family == "conv_transpose":
@@ -109,6 +111,22 @@ def input_slices(layer, family):
             WeightAxis("depthwise_kernel", -2),
             WeightAxis("pointwise_kernel", -2, block=multiplier),
         ]
+    return []
+
+
+def _lora_b(layer):
+    """Keras' LoRA (`layer.enable_lora(rank)`): the kernel is
+    `kernel + lora_alpha / lora_rank * lora_kernel_a @ lora_kernel_b`, so
+    output unit `u` owns column `u` of `lora_kernel_b` too."""
+    if getattr(layer, "lora_enabled", False):
+        return [WeightAxis("lora_kernel_b", -1)]
+    return []
+
+
+def _lora_a(layer):
+    """With LoRA, input channel `c` owns row `c` of `lora_kernel_a`."""
+    if getattr(layer, "lora_enabled", False):
+        return [WeightAxis("lora_kernel_a", 0)]
     return []
 
 

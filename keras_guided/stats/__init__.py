@@ -8,8 +8,10 @@ position); a layer's FLOPs are that cost times the weight sizes. Pruning
 targets (`scoring.plan_from_target`), cost-aware guidance and the tables
 here all use these numbers, so "keep 25 % of the FLOPs" means the same
 everywhere. Element-wise layers (activations, BatchNormalization, pooling,
-Add) cost little and fold away on device, so they are not counted. A layer
-used several times (a shared layer) is counted once per call. Recurrent
+Add) cost little and fold away on device, so they are not counted. Costs
+are priced per call: a layer used several times (a shared layer) counts
+once per call, and so does every layer of a nested model called several
+times (a shared tower), each call at its own shapes. Recurrent
 layers cost one multiply-accumulate per kernel and recurrent-kernel element
 per time step (biases and gate activations are not counted), and their
 wrappers are priced through what they wrap: `Bidirectional` is both

@@ -5,13 +5,17 @@ nested models are flattened (`"outer/inner"`), a composite layer that
 `keras_guided.trace` traced is replaced by the leaf layers of its traced
 calls, and `calls` lists the `(input shape, output shape)` of each call of
 the layer inside this model's own graph only (a layer keeps a node for
-every call it ever made, in other models too). The cost model
-(`stats.model_costs`), the surgery's report and the latency table walk a
-model through it, so they all see the same layers.
+every call it ever made, in other models too). A nested model called k
+times in its parent's graph (a shared tower, a block reused across depth)
+contributes its layers' calls k times, each at the shapes of that call:
+costs are priced per call. The cost model (`stats.model_costs`), the
+surgery's report and the latency table walk a model through it, so they
+all see the same layers.
 """
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _walk
+from keras_guided import graph as graph_lib
 from keras_guided import trace as trace_lib
 
 
@@ -37,18 +41,30 @@ def iter_layers(model, prefix="", shapes=None):
     """Yields `(name, layer, calls)` for every leaf layer.
 
     Nested models are flattened; `calls` lists the `(input shape, output
-    shape)` of each call of the layer inside this model's graph.
+    shape)` of each call of the layer inside this model's graph, a nested
+    model's layers once per call of the nested model.
     """
-    owns = {}  # the graph nodes of each (nested) model, by id
-    for name, layer, parent in _walk.leaf_layers(model, prefix):
-        if id(parent) not in owns:
-            owns[id(parent)] = _graph_nodes(parent)
-        own = owns[id(parent)]
+    rows = {}
+    _collect(model, prefix, shapes, rows)
+    yield from rows.values()
+
+
+def _collect(model, prefix, shapes, rows):
+    """Adds the leaf layers under `model` to `rows` (`{path: (name, layer,
+    calls)}`, in walk order), a nested model once per call of it."""
+    own = _graph_nodes(model)
+    for layer in model.layers:
+        path = prefix + layer.name
+        if _walk.opens(layer):
+            for call_shapes in _nested_calls(layer, own, shapes):
+                _collect(layer, path + "/", call_shapes, rows)
+            continue
         traced = _traced_graphs(layer, own)
         if traced:
-            yield from _merged_calls(traced, name + "/", shapes)
+            for name, inner, calls in _merged_calls(traced, path + "/", shapes):
+                rows.setdefault(name, (name, inner, []))[2].extend(calls)
             continue
-        calls = []
+        calls = rows.setdefault(path, (path, layer, []))[2]
         for node in adapter.layer_calls(layer):
             if own is not None and id(node) not in own:
                 continue
@@ -59,7 +75,30 @@ def iter_layers(model, prefix="", shapes=None):
                         _shape(node.output_tensors[0], shapes),
                     )
                 )
-        yield name, layer, calls
+
+
+def _nested_calls(nested, own, shapes):
+    """One shapes mapping per call of the nested model `nested` in its
+    parent's graph (`own`): `shapes` itself where the call's inputs have
+    the nested graph's own shapes, else the nested graph's shapes inferred
+    for that call's inputs. A nested model no call of which is recorded
+    (a parent without a graph) counts once, at its own shapes."""
+    if own is None:
+        return [shapes]
+    nodes = [n for n in adapter.layer_calls(nested) if id(n) in own]
+    if not nodes:
+        return [shapes]
+    inner = graph_lib.inner_graph(nested, nodes[0])
+    inner_inputs = [_shape(t, shapes) for t in inner.inputs]
+    result = []
+    for node in nodes:
+        outer = [_shape(t, shapes) for t in node.input_tensors]
+        if outer == inner_inputs or len(outer) != len(inner_inputs):
+            result.append(shapes)
+        else:
+            inferred = graph_lib.concrete_shapes(inner, outer)
+            result.append({**(shapes or {}), **inferred})
+    return result
 
 
 def _traced_graphs(layer, own):

@@ -26,7 +26,10 @@ The steps, each in a private module of this package:
    (`keras_guided._hub_rebuild`);
 5. verification: the pruned model against the original with the removed
    units masked (their incoming weights set to zero) on sample inputs
-   (`_verification`), and the `PruneReport` (`_report`).
+   (`_verification`), and the `PruneReport` (`_report`);
+6. the compile state: a compiled model's pruned model is compiled with
+   the same loss and metric objects and a new optimizer of the same
+   config, or returned uncompiled with a warning (`_compile`).
 """
 
 import warnings
@@ -37,7 +40,10 @@ from keras_guided import _uniform
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import scoring
+from keras_guided import validation
 from keras_guided.latency import _loop as _latency_loop
+from keras_guided.surgery import _compile
+from keras_guided.surgery import _loadable
 from keras_guided.surgery._plan_checks import _dead_plan
 from keras_guided.surgery._plan_checks import _protect
 from keras_guided.surgery._plan_checks import _validate_plan
@@ -155,7 +161,14 @@ def prune_model(
         checked against the pruned graph) when every block keeps the same
         widths and the config can say them, so `generate()` and
         `save_to_preset` work; otherwise as a Functional model, and
-        `PruneReport.notes` says why.
+        `PruneReport.notes` says why. A compiled `model` gives a compiled
+        result: the loss, metric and loss-weight objects passed to its
+        `compile` reused as they are, a new optimizer of the same class
+        and config (no slots, step 0); where that cannot be done (an
+        optimizer whose config does not round-trip), an uncompiled model,
+        a warning, and `PruneReport.compiled` is `False`. The user's own
+        regularizers, constraints, initializers and activations are
+        reused in the pruned layers, not re-created from their config.
 
     Raises:
         ValueError: for conflicting or invalid arguments, an impossible
@@ -213,6 +226,7 @@ def prune_model(
             f"{'threshold' if threshold is not None else 'plan'}. Drop one "
             "of them."
         )
+    validation.check_not_quantized(model, "prune_model cannot prune")
     analysis = graph_lib.analyze(model, on_unsupported=on_unsupported)
     groups = analysis.groups
     _protect(model, groups, protected)
@@ -317,6 +331,22 @@ def prune_model(
             warnings.warn(f"prune_model: {note}", stacklevel=2)
     if rebuilt is not None:
         pruned = rebuilt
+    if rebuilt is None:
+        reason = _loadable.check(pruned)
+        if report is not None:
+            report.loadable = reason is None
+        if reason is not None:
+            note = _loadable.note(model, reason)
+            if report is not None:
+                report.notes.append(note)
+            warnings.warn(f"prune_model: {note}", stacklevel=2)
+    note = _compile.carry_compile(model, pruned)
+    if report is not None:
+        report.compiled = bool(getattr(pruned, "compiled", False))
+    if note is not None:
+        if report is not None:
+            report.notes.append(note)
+        warnings.warn(f"prune_model: {note}", stacklevel=2)
     if return_report:
         return pruned, report
     return pruned

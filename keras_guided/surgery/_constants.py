@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
@@ -103,10 +104,12 @@ class Constants:
             const = self.consts.get(id(tensor))
             shape = const.shape if const is not None else self._shape(tensor)
             dtype = keras.backend.standardize_dtype(tensor.dtype)
-            if zeros or "int" in dtype or "bool" in dtype:
+            if zeros or "int" in dtype:
                 value = np.zeros(shape, dtype=dtype)
             else:
                 value = self._noise(shape, dtype)
+                if "bool" in dtype:
+                    value = _mask_probe(value)
                 if const is not None:
                     np.copyto(
                         value, const, where=np.isfinite(const), casting="unsafe"
@@ -216,6 +219,17 @@ class Constants:
                 self.deltas[id(layer)] = delta
 
 
+def _mask_probe(noise):
+    """A boolean probe (a padding mask, `Embedding(mask_zero=True)`'s
+    `NotEqual`) drawn from `noise`: random, with the first entry of every
+    row true. An all-false mask would make a masked average 0 / 0, so
+    the constant of a removed channel behind it would look unknown; two
+    different random masks show which outputs do not depend on it."""
+    mask = np.asarray(noise) > 0
+    mask[..., 0] = True
+    return mask
+
+
 def _is_producer(op):
     rule = rules_lib.rule_for(op)
     return rule is not None and rule.kind == "producer"
@@ -258,7 +272,7 @@ def _linear_response(layer, x):
     """Pre-activation, bias-free response of a consumer to `x`."""
     family = units_lib.layer_family(layer)
     if family in rules_lib.KERNEL_FAMILIES:
-        config = layer.get_config()
+        config = _copies.layer_config(layer)
         config.update(activation="linear", name=layer.name + "_fold_probe")
         config = rules_lib.without_bias(layer, config)
         config = _standard_config(config)

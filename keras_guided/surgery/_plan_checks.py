@@ -3,38 +3,11 @@ plan of dead units."""
 
 import numpy as np
 
-from keras_guided import _keras_adapter as adapter
-from keras_guided import _walk
 from keras_guided import scoring
-from keras_guided.stats._layers import iter_layers
 
 
 def _protect(model, groups, protected):
-    if isinstance(protected, str):
-        protected = (protected,)
-    names = set(protected)
-    known = {
-        sub.name
-        for layer in _walk.all_layers(model)
-        for sub in adapter.layer_tree(layer)
-    } | {
-        layer.name for _, layer, _ in iter_layers(model)
-    }  # the layers inside composite layers (traced or not) too
-    missing = sorted(names - known)
-    if missing:
-        raise ValueError(
-            f"`protected` names layers that are not in model '{model.name}':"
-            f" {missing}. Use the names of `model.layers` (nested models "
-            "included)."
-        )
-    for group in groups:
-        owners = set(group.layers) | {
-            s.layer.name for s in group.slices if s.role == "producer"
-        }
-        hit = sorted(owners & names)
-        if hit and group.prunable:
-            group.prunable = False
-            group.reason = f"protected layer '{hit[0]}'"
+    scoring.protect(model, groups, protected)
 
 
 def _describe_group(group):

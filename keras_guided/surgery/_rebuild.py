@@ -187,7 +187,11 @@ class Rebuilder:
         if kept_heads is not None:
             extra["kept_heads"] = kept_heads
         config, weights = rule(
-            op, self._weights_for(op), kept_inputs, kept_outputs, **extra
+            _copies.config_view(op),
+            self._weights_for(op),
+            kept_inputs,
+            kept_outputs,
+            **extra,
         )
         config = self._standard(op, config)
         try:
@@ -217,18 +221,20 @@ class Rebuilder:
         elif weights is not None:
             new_op.set_weights(weights)
             _copies.reload_state(new_op)
+            _copies.keep_lora(op, new_op)
 
 
-def _is_keras_module(module):
-    return module == "keras" or module.startswith("keras.")
+def _is_package_module(module):
+    return module == "keras_guided" or module.startswith("keras_guided.")
 
 
 def _standard_config(config, dropped=None):
-    """Drops regularizers and constraints that are not Keras' own.
+    """Drops keras_guided's regularizers and constraints.
 
     The pruned model must load without keras_guided installed, and a
     GuidedRegularizer's per-unit coefficients no longer match the width.
-    The names of dropped entries are appended to `dropped`.
+    The user's own objects stay (as objects: `_copies.layer_config`). The
+    names of dropped entries are appended to `dropped`.
     """
     config = dict(config)
     for key, value in list(config.items()):
@@ -238,7 +244,7 @@ def _standard_config(config, dropped=None):
             module = str(value.get("module") or "")
         else:
             module = type(value).__module__
-        if value is not None and not _is_keras_module(module):
+        if value is not None and _is_package_module(module):
             config[key] = None
             if dropped is not None:
                 dropped.append(key)

@@ -35,6 +35,15 @@ class PruneReport:
         latency: with `prune_model(..., measure=...)`, the
             `keras_guided.latency.LatencyCheck` of the closed loop (asked,
             measured, every try); `None` otherwise.
+        compiled: whether the pruned model is compiled (like the
+            original, see `prune_model`); `False` for an uncompiled
+            original, and for a compiled one whose compile state could
+            not be carried over (then a note says why).
+        loadable: whether the pruned model, saved to `.keras`, loads back
+            with `keras.saving.load_model`; checked at prune time by
+            rebuilding its architecture from its config where it holds a
+            layer that is not Keras' own. When `False`, a note (and a
+            warning) names the layer, why, and how to keep it loadable.
 
     Examples:
         >>> import keras, keras_guided
@@ -59,6 +68,8 @@ class PruneReport:
     unprunable: list = dataclasses.field(default_factory=list)
     unsupported: list = dataclasses.field(default_factory=list)
     latency: object = None
+    compiled: bool = False
+    loadable: bool = True
 
     @property
     def removed_units(self):

@@ -1,0 +1,227 @@
+"""B6's protocol: methods, budgets, variants, the chosen variants and the
+plan of cells (no Keras: the report reads it too).
+
+A cell is `(budget, method, variant, seed, E)`. `E` extra epochs are
+shared by a method's regularization phase (`regularization_epochs`) and
+its fine-tuning. Variants are tried with role `tune` on `TUNE_SEEDS` and
+compared on validation; role `test` runs, on the other seeds, only the
+variant recorded in `CHOSEN` (or `default` until one is), so no test seed
+takes part in any choice.
+"""
+
+ARCH = "resnet20"
+BUDGETS = ("flops/2x", "flops/4x", "flops/3x")  # in the order they run
+EXTRA_EPOCHS = (2, 8)
+METHODS = ("guided", "l1_oneshot", "li_l1", "tp_magnitude", "tp_group_sl")
+TORCH_METHODS = ("tp_magnitude", "tp_group_sl")
+LR = 0.01
+WEIGHT_DECAY = 5e-3  # decoupled, as the reference (b6_reference.py)
+TUNE_SEEDS = (0,)
+DESCRIPTIONS = {
+    "guided": "GuidedPruning(target={'flops': f}) for p epochs, prune_model, "
+    "then E - p epochs of distillation",
+    "l1_oneshot": "prune_model(reference, target={'flops': f}): global, "
+    "layer-normalized filter-norm ranking with a FLOPs-aware finish, then "
+    "E epochs of distillation",
+    "li_l1": "Li et al. (2017): each prunable layer keeps the same share of "
+    "its largest-L1 filters (the largest share meeting the budget), then "
+    "E epochs of distillation",
+    "tp_magnitude": "Torch-Pruning MagnitudePruner (group L1, global) one "
+    "shot to the MACs budget, then E epochs of distillation",
+    "tp_group_sl": "Torch-Pruning GroupNormPruner sparsity learning for s "
+    "epochs (weight decay 0, GroupMagnitudeImportance(p=2, "
+    "normalizer='max')), global pruning to the MACs budget, then E - s "
+    "epochs of distillation",
+}
+# Variants per method, chosen on the tuning seed's validation images.
+# `regularization_epochs` (the `p` of guided, the `s` of tp_group_sl):
+# an int, or "most" for `E - 1`; absent, the default rule.
+VARIANTS = {
+    "guided": {
+        "default": {},
+        # The penalty epochs trained by distillation from the reference.
+        "kd": {"distill": True},
+        # One penalty epoch, or all but one, instead of `E // 2`.
+        "p1": {"regularization_epochs": 1},
+        "pmost": {"regularization_epochs": "most"},
+        # Group norm over the layer's mean live norm instead of its rank:
+        # lets the budget take more from weak layers.
+        "relative": {"importance": "relative"},
+        # Importance over the square root of the unit's marginal cost.
+        "cost": {"cost_power": 0.5},
+        "kd_relative": {"distill": True, "importance": "relative"},
+    },
+    # TP's default reg is 5e-4 (for 100 epochs of sparsity learning); the
+    # larger ones shrink the weakest groups within a few epochs.
+    "tp_group_sl": {
+        "default": {"reg": 5e-4},
+        "reg2e-3": {"reg": 2e-3},
+        "reg5e-3": {"reg": 5e-3},
+        "reg2e-2": {"reg": 2e-2},
+        "reg5e-2": {"reg": 5e-2},
+    },
+    "l1_oneshot": {"default": {}},
+    "li_l1": {"default": {}},
+    "tp_magnitude": {"default": {}},
+}
+# The variants chosen on the tuning seed's validation accuracy (fill from
+# `--show-choices`): `"method|budget|E"` (e.g. `"guided|flops/2x|2"`) or
+# `"method"` for every budget and `E`. Test cells run only these.
+CHOSEN = {}
+QUICK = {
+    "train_images": 256,
+    "eval_images": 200,
+    "ref_epochs": 1,
+    "ref_lr": 0.05,
+    "extra_epochs": [2],
+    "budgets": ["flops/2x"],
+}
+
+
+def expand_methods(names):
+    """`guided:all` -> every variant of `guided`, in `VARIANTS` order."""
+    out = []
+    for name in names:
+        method, _, variant = name.partition(":")
+        if variant == "all" and method in VARIANTS:
+            out += [f"{method}:{v}" for v in VARIANTS[method]]
+        else:
+            out.append(name)
+    return out
+
+
+def regularization_epochs(extra_epochs, setting=None):
+    """`p` (or `s`) of `E` extra epochs: `setting` (an int, or "most" for
+    `E - 1`), by default `E // 2` when `E >= 4`, else 1."""
+    if setting == "most":
+        return max(1, extra_epochs - 1)
+    if setting is not None:
+        return min(int(setting), extra_epochs)
+    return extra_epochs // 2 if extra_epochs >= 4 else 1
+
+
+def effective(method, variant, extra_epochs):
+    """The settings a cell runs with (regularization epochs resolved)."""
+    settings = dict(VARIANTS[method][variant])
+    if method in ("guided", "tp_group_sl"):
+        settings["regularization_epochs"] = regularization_epochs(
+            extra_epochs, settings.get("regularization_epochs")
+        )
+    else:
+        settings["regularization_epochs"] = 0
+    return settings
+
+
+def chosen_variant(method, budget, extra_epochs):
+    """`(variant, source)`: the `CHOSEN` variant for the cell, or
+    `"default"` with a note that none was chosen yet."""
+    for key in (f"{method}|{budget}|{extra_epochs}", method):
+        if key in CHOSEN:
+            return CHOSEN[key], f"chosen on the tuning seed ({key})"
+    return "default", "default: no variant chosen on the tuning seed yet"
+
+
+def parse_budget(text):
+    """'2x', 'flops/2x', '0.5' or '1/2' -> 'flops/2x'."""
+    value = text.strip().removeprefix("flops/")
+    try:
+        if value.endswith("x"):
+            fraction = _fraction(f"1/{value[:-1]}")
+        else:
+            fraction = _fraction(value)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(
+            "a budget is how many times fewer FLOPs (2x, 3x, 4x) or the "
+            f"fraction kept (0.5, 1/3). Received: {text!r}"
+        ) from None
+    return _budget_key(fraction)
+
+
+def budget_fraction(budget):
+    """'flops/2x' -> 0.5."""
+    return 1 / float(budget[len("flops/") : -1])
+
+
+def plan_cells(methods, budgets, extra_epochs, seeds, role, log=print):
+    """The cells to run, in order (seed, E, budget, method):
+    `[(budget, method, variant, seed, E, variant_source)]`.
+
+    Raises:
+        ValueError: a test cell on a tuning seed, a tuning cell on another
+            seed, an unknown variant, or a test cell of a variant that was
+            not chosen.
+    """
+    if role not in ("tune", "test"):
+        raise ValueError(f"role must be 'tune' or 'test'. Received: {role!r}")
+    for seed in seeds:
+        if role == "test" and seed in TUNE_SEEDS:
+            raise ValueError(
+                f"seed {seed} chooses the variants (TUNE_SEEDS={TUNE_SEEDS}); "
+                "test cells run on other seeds. Pass --seeds 1,2,3."
+            )
+        if role == "tune" and seed not in TUNE_SEEDS:
+            raise ValueError(
+                f"tuning runs on TUNE_SEEDS={TUNE_SEEDS} only, so the other "
+                f"seeds stay clean for testing. Received: seed {seed}. Pass "
+                "--role test, or add the seed to TUNE_SEEDS before any test "
+                "cell uses it."
+            )
+    cells = []
+    for seed in seeds:
+        for epochs in extra_epochs:
+            for budget in budgets:
+                for name in methods:
+                    method, _, variant = name.partition(":")
+                    if method not in VARIANTS:
+                        raise ValueError(
+                            f"--methods takes {METHODS}, optionally with "
+                            f":variant. Received: {name!r}"
+                        )
+                    if variant and variant not in VARIANTS[method]:
+                        raise ValueError(
+                            f"{method} has the variants "
+                            f"{sorted(VARIANTS[method])}. Received: {name!r}"
+                        )
+                    source = "asked for (tuning)"
+                    if role == "test":
+                        chosen, source = chosen_variant(method, budget, epochs)
+                        if variant and variant != chosen:
+                            raise ValueError(
+                                f"a test cell runs only the variant chosen "
+                                f"on the tuning seed: {method} at {budget}, "
+                                f"E={epochs} runs {chosen!r} ({source}). "
+                                f"Received: {name!r}. Pass --methods "
+                                f"{method}, or run the variant with --role "
+                                "tune on the tuning seed."
+                            )
+                        variant = chosen
+                    variant = variant or "default"
+                    if variant != "default" and effective(
+                        method, variant, epochs
+                    ) == effective(method, "default", epochs):
+                        log(
+                            f"{method}:{variant} at E={epochs} is the same "
+                            f"as {method}:default; not run"
+                        )
+                        continue
+                    cells.append(
+                        (budget, method, variant, seed, epochs, source)
+                    )
+    return cells
+
+
+def _fraction(text):
+    """'0.5' or '1/3' -> a float in (0, 1]."""
+    top, _, bottom = text.partition("/")
+    value = float(top) / float(bottom or 1)
+    if not 0 < value <= 1:
+        raise ValueError(f"Received: {text!r}")
+    return value
+
+
+def _budget_key(fraction):
+    """`flops/2x` for 1/2; `flops/2.12x` for a fraction that is not 1/n."""
+    times = 1 / fraction
+    if abs(times - round(times)) < 1e-3:
+        return f"flops/{round(times)}x"
+    return f"flops/{times:.2f}x"

@@ -1,0 +1,400 @@
+"""B6 report: the page section generated from `docs/benchmarks_b6.json`.
+
+    python -m benchmarks.b6_report [--json docs/benchmarks_b6.json] \\
+        [--docs docs/benchmarks.md] [--md out.md]
+
+The JSON alone holds what the page shows (no CIFAR data, no training):
+
+    {"references": [{"arch", "seed", "val", "test", "epochs"}],
+     "cells": [{"arch", "budget", "method", "variant", "seed", "role",
+                "extra_epochs", "val", "test", "after_cut_val",
+                "after_cut_test", "flops_kept", "params"}]}
+
+accuracies as fractions, `budget` as `"flops/2x"`, `role` `"tune"` (a
+variant tried on validation, on a tuning seed) or `"test"` (a seed not
+used for any choice). The section shows the references per seed with the
+mean and sample std over the test seeds; then, per budget and extra-epoch
+budget, every method's mean test accuracy over its test cells and its
+paired difference from guided per seed with the 95 % t-interval
+(`benchmarks.stats`), a tie where the interval contains zero; then the
+tuning cells' validation accuracy. Cells not in the JSON yet read "not run
+yet", so a partial or empty JSON makes a page.
+
+With `--docs`, the page's region between `<!-- b6:begin -->` and
+`<!-- b6:end -->` is replaced (a `## B6` section with the markers is
+appended when the page has none). A missing `--json` file is created empty.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from benchmarks import report
+from benchmarks import stats
+
+HEADING = "## B6: CIFAR-10 from strong references"
+BEGIN = "<!-- b6:begin -->"
+END = "<!-- b6:end -->"
+JSON_NAME = "benchmarks_b6.json"
+BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
+NOT_RUN = "not run yet"
+
+
+def empty():
+    return {"references": [], "cells": []}
+
+
+def load(path):
+    """The B6 results at `path`, or an empty result when there is none."""
+    if not os.path.exists(path):
+        return empty()
+    with open(path) as f:
+        b6 = json.load(f)
+    b6.setdefault("references", [])
+    b6.setdefault("cells", [])
+    return b6
+
+
+def _percent(value):
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def _mean_std(values):
+    """'91.20 ± 0.15' (sample std) or '91.20' for one value, in percent."""
+    values = 100 * np.asarray(values, dtype="float64")
+    if values.size == 1:
+        return f"{values[0]:.2f}"
+    return f"{values.mean():.2f} ± {stats.sample_std(values):.2f}"
+
+
+def _seed_list(seeds):
+    seeds = sorted(seeds)
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(
+        str(s) for s in seeds
+    )
+
+
+def _archs(b6):
+    seen = []
+    for row in b6["references"] + b6["cells"]:
+        if row["arch"] not in seen:
+            seen.append(row["arch"])
+    return seen
+
+
+def tuning_seeds(b6, arch):
+    """Seeds of `arch` with a tuning cell: used for a choice."""
+    return {
+        c["seed"]
+        for c in b6["cells"]
+        if c["arch"] == arch and c.get("role") == "tune"
+    }
+
+
+def reference_lines(b6):
+    """A table of the references per seed, and the mean and sample std of
+    the test accuracy over the seeds not used for any choice."""
+    if not b6["references"]:
+        return ["References: " + NOT_RUN + ".", ""]
+    lines = [
+        "| arch | seed | role | epochs | val % | test % |",
+        "|---|---|---|---|---|---|",
+    ]
+    summary = []
+    for arch in _archs(b6):
+        tuning = tuning_seeds(b6, arch)
+        rows = sorted(
+            (r for r in b6["references"] if r["arch"] == arch),
+            key=lambda r: r["seed"],
+        )
+        for r in rows:
+            role = "tuning" if r["seed"] in tuning else "test"
+            lines.append(
+                f"| {arch} | {r['seed']} | {role} | {r.get('epochs', '')} | "
+                f"{_percent(r.get('val'))} | {_percent(r.get('test'))} |"
+            )
+        tests = [r for r in rows if r["seed"] not in tuning]
+        if tests:
+            summary.append(
+                f"{arch}: test {_mean_std([r['test'] for r in tests])} % "
+                f"over the test {_seed_list([r['seed'] for r in tests])} "
+                f"(mean ± sample std, n = {len(tests)})."
+            )
+    return lines + [""] + summary + [""]
+
+
+def _test_cells(b6, arch):
+    """`{(budget, extra_epochs): {(method, variant): {seed: cell}}}`."""
+    out = {}
+    for c in b6["cells"]:
+        if c["arch"] == arch and c.get("role") == "test":
+            key = (c["budget"], c["extra_epochs"])
+            row = (c["method"], c.get("variant") or "")
+            out.setdefault(key, {}).setdefault(row, {})[c["seed"]] = c
+    return out
+
+
+def _budgets(present):
+    return [b for b in BUDGET_ORDER if b in present] + sorted(
+        set(present) - set(BUDGET_ORDER)
+    )
+
+
+def _methods(cells):
+    methods = sorted({c["method"] for c in cells})
+    return (["guided"] if "guided" in methods else []) + [
+        m for m in methods if m != "guided"
+    ]
+
+
+def _guided_row(rows):
+    """guided's test row with the most seeds (then the first variant)."""
+    guided = [(k, v) for k, v in rows.items() if k[0] == "guided"]
+    if not guided:
+        return None
+    return min(guided, key=lambda kv: (-len(kv[1]), kv[0][1]))
+
+
+def _row_line(method, variant, seeds, guided):
+    tests = [c["test"] for c in seeds.values()]
+    after = [
+        c["after_cut_test"]
+        for c in seeds.values()
+        if c.get("after_cut_test") is not None
+    ]
+    kept = [c["flops_kept"] for c in seeds.values() if c.get("flops_kept")]
+    params = [c["params"] for c in seeds.values() if c.get("params")]
+    if method == "guided" and guided and variant == guided[0][1]:
+        difference = "(the baseline of the comparison)"
+    elif guided is None:
+        difference = "no guided cells yet"
+    else:
+        paired = stats.paired(
+            {s: 100 * c["test"] for s, c in guided[1].items()},
+            {s: 100 * c["test"] for s, c in seeds.items()},
+        )
+        difference = (
+            "no common seed"
+            if paired is None
+            else f"{paired.text()}, {paired.verdict('guided', method)} "
+            f"({_seed_list(paired.seeds)})"
+        )
+    cells = [
+        f"`{method}`",
+        variant,
+        _mean_std(tests),
+        str(len(tests)),
+        _mean_std(after) if after else "",
+        f"{np.mean(kept):.3f}" if kept else "",
+        f"{np.mean(params):,.0f}" if params else "",
+        difference,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def grid_lines(b6):
+    """Per arch, budget and extra epochs: the test table of every method,
+    with guided's paired difference and verdict."""
+    lines = []
+    for arch in _archs(b6):
+        cells = [c for c in b6["cells"] if c["arch"] == arch]
+        if not cells:
+            continue
+        grid = _test_cells(b6, arch)
+        budgets = _budgets({c["budget"] for c in cells} | set(BUDGET_ORDER))
+        extras = sorted({c["extra_epochs"] for c in cells})
+        methods = _methods(cells)
+        for budget in budgets:
+            for extra in extras:
+                rows = grid.get((budget, extra), {})
+                guided = _guided_row(rows)
+                lines += [
+                    f"#### {arch}, {budget}, {extra} extra epochs",
+                    "",
+                    "| method | variant | test % | n | after cut test % | "
+                    "FLOPs kept | params | guided minus method [95 % "
+                    "interval], verdict |",
+                    "|---|---|---|---|---|---|---|---|",
+                ]
+                for method in methods:
+                    mine = sorted(
+                        (k, v) for k, v in rows.items() if k[0] == method
+                    )
+                    if not mine:
+                        lines.append(
+                            f"| `{method}` | | {NOT_RUN} | 0 | | | | |"
+                        )
+                    for (_, variant), seeds in mine:
+                        lines.append(_row_line(method, variant, seeds, guided))
+                refs = {
+                    r["seed"]: r["test"]
+                    for r in b6["references"]
+                    if r["arch"] == arch
+                }
+                if guided and set(guided[1]) & set(refs):
+                    common = sorted(set(guided[1]) & set(refs))
+                    lines += [
+                        "",
+                        f"Reference over guided's {_seed_list(common)}: "
+                        f"{_mean_std([refs[s] for s in common])} %.",
+                    ]
+                lines.append("")
+    if not lines:
+        return ["Grid cells: " + NOT_RUN + ".", ""]
+    return lines
+
+
+def tuning_lines(b6):
+    """Per arch, the validation accuracy of every tuned variant, mean over
+    its tuning seeds, per budget and extra epochs; '(tested)' marks the
+    variants that went on to the test seeds."""
+    lines = []
+    for arch in _archs(b6):
+        tune = [
+            c
+            for c in b6["cells"]
+            if c["arch"] == arch and c.get("role") == "tune"
+        ]
+        if not tune:
+            continue
+        tested = {
+            (
+                c["budget"],
+                c["extra_epochs"],
+                c["method"],
+                c.get("variant") or "",
+            )
+            for c in b6["cells"]
+            if c["arch"] == arch and c.get("role") == "test"
+        }
+        present = {(c["budget"], c["extra_epochs"]) for c in tune}
+        columns = [
+            (budget, extra)
+            for budget in _budgets({b for b, _ in present})
+            for extra in sorted({e for _, e in present})
+            if (budget, extra) in present
+        ]
+        lines += [
+            f"#### {arch}: tuning (validation %, mean over tuning seeds, "
+            "n in brackets)",
+            "",
+            "| method | variant | "
+            + " | ".join(f"{b}, {e} extra" for b, e in columns)
+            + " |",
+            "|---|---|" + "---|" * len(columns),
+        ]
+        rows = sorted({(c["method"], c.get("variant") or "") for c in tune})
+        for method, variant in rows:
+            values = []
+            for budget, extra in columns:
+                vals = [
+                    c["val"]
+                    for c in tune
+                    if (c["method"], c.get("variant") or "")
+                    == (method, variant)
+                    and (c["budget"], c["extra_epochs"]) == (budget, extra)
+                ]
+                text = (
+                    f"{100 * np.mean(vals):.2f} ({len(vals)})" if vals else ""
+                )
+                if vals and (budget, extra, method, variant) in tested:
+                    text += " (tested)"
+                values.append(text)
+            lines.append(
+                f"| `{method}` | {variant} | " + " | ".join(values) + " |"
+            )
+        lines.append("")
+    return lines
+
+
+def body(b6):
+    """The generated text between the markers."""
+    lines = [
+        "Every method starts from the same reference of its seed and gets "
+        "the same extra epochs after it (the extra-epoch budget of each "
+        "table). Choices (recipes, regularization strengths) are made on "
+        "validation accuracy of tuning seeds only (`role: tune`); test "
+        "accuracy is reported for the other seeds, paired per seed with "
+        "guided: the mean difference and its 95 % t-interval "
+        "(`benchmarks/stats.py`), a **tie** where the interval contains "
+        "zero. Accuracies in %, ± the sample std over seeds.",
+        "",
+        f"Raw numbers: `{JSON_NAME}` next to this page; this section is "
+        "generated by `python -m benchmarks.b6_report --docs "
+        "docs/benchmarks.md`.",
+        "",
+        "### References",
+        "",
+    ]
+    lines += reference_lines(b6)
+    for arch in _archs(b6):
+        both = tuning_seeds(b6, arch) & {
+            c["seed"]
+            for c in b6["cells"]
+            if c["arch"] == arch and c.get("role") == "test"
+        }
+        if both:
+            lines += [
+                f"**{arch}: {_seed_list(both)} also used for tuning**: "
+                "their test cells are shown below but are not free of "
+                "every choice.",
+                "",
+            ]
+    lines += ["### Test seeds", ""] + grid_lines(b6)
+    tuning = tuning_lines(b6)
+    lines += ["### Tuning", ""] + (
+        tuning or ["Tuning cells: " + NOT_RUN + ".", ""]
+    )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def section(b6):
+    """The whole `## B6` section, heading and markers included."""
+    return f"{HEADING}\n\n{BEGIN}\n{body(b6)}{END}\n"
+
+
+def replace_region(text, b6):
+    """`text` with the region between the markers regenerated, or the
+    section appended when the markers are missing."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return text.rstrip("\n") + "\n\n" + section(b6)
+    return text[: start + len(BEGIN)] + "\n" + body(b6) + text[end:]
+
+
+def write_docs(b6, page):
+    text = ""
+    if os.path.exists(page):
+        with open(page) as f:
+            text = f.read()
+    report.write_atomic(page, replace_region(text, b6))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.b6_report")
+    parser.add_argument(
+        "--json", default=os.path.join("docs", JSON_NAME), help="B6 results"
+    )
+    parser.add_argument(
+        "--docs", default=None, help="page whose B6 region to regenerate"
+    )
+    parser.add_argument(
+        "--md", default=None, help="also write the section alone here"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not os.path.exists(args.json):
+        report.write_atomic(args.json, json.dumps(empty(), indent=1) + "\n")
+    b6 = load(args.json)
+    if args.docs:
+        write_docs(b6, args.docs)
+    if args.md:
+        report.write_atomic(args.md, section(b6))
+    if not (args.docs or args.md):
+        print(section(b6))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""B6's results file, `docs/benchmarks_b6.json`: read, and written one row
+at a time.
+
+`{"references": [{"arch", "seed", "val", "test", "epochs", ...}],
+"cells": [{"arch", "budget", "method", "variant", "seed", "role",
+"extra_epochs", "val", "test", "after_cut_val", "after_cut_test",
+"flops_kept", "params", "seconds", ...}], "settings", "descriptions",
+"variants", "chosen"}`, accuracies as fractions. A row replaces the one
+with the same key (`KEY` for cells; arch, seed and epochs for
+references). Every write reads the file again under a lock and replaces
+it atomically, so a killed run leaves the last complete file and two runs
+writing one file keep each other's rows.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from benchmarks import report
+
+DEFAULT_JSON = os.path.join("docs", "benchmarks_b6.json")
+KEY = ("arch", "budget", "method", "variant", "seed", "extra_epochs")
+
+
+def cell_key(row):
+    return tuple(row[k] for k in KEY)
+
+
+def load_results(path):
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"references": [], "cells": []}
+
+
+def put_row(rows, row, key_names):
+    """`rows` with `row` in place of the one of the same key (else added)."""
+    key = tuple(row[k] for k in key_names)
+    kept = [r for r in rows if tuple(r.get(k) for k in key_names) != key]
+    return kept + [row]
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Holds a lock named after `path` (in the temporary folder, not next
+    to the file in the repository) so two grids writing one JSON take
+    turns."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    name = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+    lock = os.path.join(tempfile.gettempdir(), f"b6_results_{name}.lock")
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def record(path, reference=None, cell=None, header=None):
+    """Reads `path` again, puts the reference row and/or the cell row in
+    by key, and writes it atomically; returns the results."""
+    with _locked(path):
+        results = load_results(path)
+        for name, value in (header or {}).items():
+            results.setdefault(name, {}).update(value)
+        if reference is not None:
+            results["references"] = put_row(
+                results["references"], reference, ("arch", "seed", "epochs")
+            )
+        if cell is not None:
+            results["cells"] = put_row(results["cells"], cell, KEY)
+        report.write_atomic(path, json.dumps(results, indent=1, default=_plain))
+    return results
+
+
+def show_choices(path):
+    """The best tuning variant (validation accuracy, mean over tuning
+    seeds) per `method|budget|E`, as a `CHOSEN` dict literal."""
+    scores = {}
+    for row in load_results(path)["cells"]:
+        if row.get("role") != "tune":
+            continue
+        key = f"{row['method']}|{row['budget']}|{row['extra_epochs']}"
+        scores.setdefault(key, {}).setdefault(row["variant"], []).append(
+            row["val"]
+        )
+    lines = ["CHOSEN = {"]
+    for key in sorted(scores):
+        means = {v: float(np.mean(s)) for v, s in scores[key].items()}
+        best = max(sorted(means), key=means.get)
+        others = ", ".join(f"{v} {100 * m:.2f}" for v, m in means.items())
+        lines.append(f"    {key!r}: {best!r},  # val: {others}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,128 @@
+"""The B6 section is generated from its JSON alone, partial or empty."""
+
+import json
+
+from benchmarks import b6_report
+
+
+def _cell(method, seed, test, role="test", variant="", extra=2, val=0.5):
+    return {
+        "arch": "resnet20",
+        "budget": "flops/2x",
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "role": role,
+        "extra_epochs": extra,
+        "val": val,
+        "test": test,
+        "after_cut_val": 0.5,
+        "after_cut_test": 0.4,
+        "flops_kept": 0.5,
+        "params": 1000,
+    }
+
+
+def _synthetic():
+    references = [
+        {"arch": "resnet20", "seed": s, "val": 0.9, "test": t, "epochs": 30}
+        for s, t in ((0, 0.905), (1, 0.910), (2, 0.912), (3, 0.914))
+    ]
+    cells = [
+        _cell("guided", 0, None, "tune", "a", val=0.88),
+        _cell("guided", 0, None, "tune", "b", val=0.86),
+        _cell("tp_group_sl", 0, None, "tune", "reg1e-3", val=0.85),
+    ]
+    # guided minus l1_oneshot per test seed: +1, +2, +3 points.
+    for seed, mine, theirs in (
+        (1, 0.90, 0.89),
+        (2, 0.91, 0.89),
+        (3, 0.92, 0.89),
+    ):
+        cells.append(_cell("guided", seed, mine, variant="a"))
+        cells.append(_cell("l1_oneshot", seed, theirs))
+    cells.append(_cell("tp_group_sl", 1, 0.88, variant="reg1e-3"))
+    return {"references": references, "cells": cells}
+
+
+def test_b6_section_from_a_synthetic_json():
+    text = b6_report.section(_synthetic())
+    assert text.startswith("## B6: CIFAR-10 from strong references\n\n")
+    assert "| resnet20 | 0 | tuning | 30 | 90.00 | 90.50 |" in text
+    assert "| resnet20 | 1 | test | 30 | 90.00 | 91.00 |" in text
+    # Test seeds 1-3: 91.0, 91.2, 91.4: mean 91.2, sample std 0.2.
+    assert "resnet20: test 91.20 ± 0.20 % over the test seeds 1, 2, 3" in text
+    assert "#### resnet20, flops/2x, 2 extra epochs" in text
+    assert (
+        "| `guided` | a | 91.00 ± 1.00 | 3 | 40.00 ± 0.00 | 0.500 | 1,000 "
+        "| (the baseline of the comparison) |"
+    ) in text
+    # Differences 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.3027, half-width
+    # 4.3027 / sqrt(3) = 2.484.
+    assert (
+        "| `l1_oneshot` |  | 89.00 ± 0.00 | 3 | 40.00 ± 0.00 | 0.500 | "
+        "1,000 | +2.00 [-0.48, +4.48], tie (seeds 1, 2, 3) |"
+    ) in text
+    assert (
+        "| `tp_group_sl` | reg1e-3 | 88.00 | 1 | 40.00 | 0.500 | 1,000 | "
+        "+2.00, one seed, no interval (seed 1) |"
+    ) in text
+    # Budgets without cells read "not run yet".
+    assert "#### resnet20, flops/4x, 2 extra epochs" in text
+    four = text.split("#### resnet20, flops/4x, 2 extra epochs")[1]
+    assert "| `l1_oneshot` | | not run yet | 0 | | | | |" in four
+    assert "Reference over guided's seeds 1, 2, 3: 91.20 ± 0.20 %." in text
+    tuning = text.split("### Tuning")[1]
+    assert "| `guided` | a | 88.00 (1) (tested) |" in tuning
+    assert "| `guided` | b | 86.00 (1) |" in tuning
+    assert "| `tp_group_sl` | reg1e-3 | 85.00 (1) (tested) |" in tuning
+
+
+def test_b6_section_from_empty_and_references_only():
+    text = b6_report.section(b6_report.empty())
+    assert "References: not run yet." in text
+    assert "Grid cells: not run yet." in text
+    assert "Tuning cells: not run yet." in text
+    only = {"references": _synthetic()["references"], "cells": []}
+    text = b6_report.section(only)
+    # No tuning cell yet: every seed counts as a test seed.
+    assert "test 91.03 ± 0.39 % over the test seeds 0, 1, 2, 3" in text
+    assert "Grid cells: not run yet." in text
+
+
+def test_b6_docs_region_is_replaced_or_appended(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## B5: x\nkept\n")
+    path = tmp_path / "b6.json"
+    b6_report.main(["--json", str(path), "--docs", str(page)])
+    assert json.loads(path.read_text()) == {"references": [], "cells": []}
+    first = page.read_text()
+    assert first.startswith("# Benchmarks\n\n## B5: x\nkept\n\n## B6: ")
+    assert first.count(b6_report.BEGIN) == 1
+    path.write_text(json.dumps(_synthetic()))
+    page.write_text(first + "\n## After\nalso kept\n")
+    b6_report.main(["--json", str(path), "--docs", str(page)])
+    second = page.read_text()
+    assert second.count(b6_report.BEGIN) == 1
+    assert second.count(b6_report.END) == 1
+    assert "not run yet" in second and "+2.00 [-0.48, +4.48], tie" in second
+    assert second.endswith(b6_report.END + "\n\n## After\nalso kept\n")
+    assert second.startswith("# Benchmarks\n\n## B5: x\nkept\n\n## B6: ")
+
+
+def test_b6_flags_a_seed_used_for_tuning_and_test():
+    b6 = _synthetic()
+    b6["cells"].append(_cell("guided", 0, 0.93, variant="a"))
+    text = b6_report.section(b6)
+    assert "**resnet20: seed 0 also used for tuning**" in text
+
+
+def test_rewriting_the_page_for_b1_b3_keeps_the_b6_section(tmp_path):
+    from benchmarks import __main__ as runner
+
+    page = tmp_path / "benchmarks.md"
+    b6 = b6_report.section(b6_report.empty())
+    page.write_text("# Benchmarks\n\n## B1\nold\n## B5: BERT\nkept\n\n" + b6)
+    text = runner._keep_own_sections("# Benchmarks\n\n## B1\nnew\n", str(page))
+    assert text.endswith(b6)
+    assert "## B1\nnew\n" in text and "## B5: BERT\nkept\n" in text
