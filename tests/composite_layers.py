@@ -125,3 +125,39 @@ class GatedFeedForward(layers.Layer):
     def call(self, x):
         h = self.norm(x)
         return x + self.down(ops.silu(self.gate(h)) * self.up(h))
+
+
+class TokenExperts(layers.Layer):
+    """The Switch Transformer's expert call (text_classification_with_
+    switch_transformer): the tokens of the whole batch flattened, fed to
+    the experts, and reshaped back with the batch size read off the input
+    (`None` while tracing, so a traced graph would freeze it)."""
+
+    def __init__(self, embed_dim, ff_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = embed_dim
+        self.expert = keras.Sequential(
+            [layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)]
+        )
+
+    def call(self, inputs):
+        batch_size = ops.shape(inputs)[0]
+        num_tokens_per_example = ops.shape(inputs)[1]
+        tokens = ops.reshape(inputs, [-1, self.embed_dim])
+        outputs = self.expert(tokens)
+        return ops.reshape(
+            outputs, [batch_size, num_tokens_per_example, self.embed_dim]
+        )
+
+
+class PredictionHead(layers.Layer):
+    """A detection head shared by feature maps of several sizes (RetinaNet's
+    class and box heads, applied to P3 and P4)."""
+
+    def __init__(self, filters, outputs, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = layers.Conv2D(filters, 3, padding="same", activation="relu")
+        self.prediction = layers.Conv2D(outputs, 1)
+
+    def call(self, inputs):
+        return self.prediction(self.conv(inputs))

@@ -272,6 +272,12 @@ def _reproducible(summary):
             ["prune", "{model}", "-o", "{dir}/p.h5"],
             r"the output file must end in '\.keras'\. Received: '.*p\.h5'",
         ),
+        (
+            ["prune", "{model}", "-o", "{dir}/p.keras", "--target", "1.5"],
+            r"error: --target must be the fraction to keep, a number in "
+            r"\(0, 1\], e\.g\. `--target 0\.5 --target-kind flops` to keep "
+            r"half of the FLOPs\. Received: --target 1\.5$",
+        ),
     ],
 )
 def test_bad_input_exits_1_with_one_line(saved, capsys, args, message):

@@ -5,6 +5,7 @@ Tiny configs built offline (no presets, no downloads).
 """
 
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -406,3 +407,100 @@ def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
     assert small.backbone.get_config()["intermediate_dim"] == 48
     x = _tokens()
     assert _max_relative(model(x), small(x)) <= 1e-5
+
+
+def _tiny_gemma():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=100,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=64,
+        head_dim=8,
+    )
+    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+
+
+def test_gemma_flops_target_takes_the_sizes_of_the_sample_inputs():
+    # The sizes of `sample_inputs` reach the layers inside Gemma's blocks
+    # (it used to ask for the `sample_inputs` it was given).
+    model = _tiny_gemma()
+    x = _tokens(length=8, prompt=8)
+    small = keras_guided.prune_model(
+        model,
+        target={"flops": 0.8},
+        on_unsupported="keep",
+        uniform_blocks=True,
+        sample_inputs=x,
+    )
+    assert type(small) is keras_hub.models.GemmaCausalLM
+    assert small.backbone.get_config()["intermediate_dim"] < 64
+
+
+def test_gemma_params_floor_is_the_same_in_the_callback_and_prune_model():
+    # The tied embedding is called by the backbone and by the output
+    # projection: its parameters count once, as in `count_params`.
+    model = _tiny_gemma()
+    assert keras_guided.stats.count_params(model) == model.count_params()
+    floor = (
+        "Cannot keep only 50% of the params: removing every prunable unit "
+        "allowed by min_units=1 keeps 62.0%."
+    )
+    with pytest.raises(ValueError, match=re.escape(floor)):
+        keras_guided.prune_model(
+            model, target={"params": 0.5}, on_unsupported="keep"
+        )
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    x = _tokens(length=8, prompt=8)
+    pruning = keras_guided.GuidedPruning(
+        target={"params": 0.5}, on_unsupported="keep"
+    )
+    with pytest.raises(ValueError, match=re.escape(floor)):
+        model.fit(x, x["token_ids"], epochs=1, verbose=0, callbacks=[pruning])
+
+
+def test_deeplab_v3_copy_is_exact_and_the_model_untouched():
+    # Its SpatialPyramidPooling's call takes no `training`: run against
+    # its traced graph without it, its BatchNormalization updated the
+    # user's moving statistics, and the copy then "differed" by 0.003.
+    keras.utils.set_random_seed(0)
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1],
+        stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    backbone = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder,
+        spatial_pyramid_pooling_key="P4",
+        upsampling_size=4,
+        dilation_rates=[6, 12],
+        low_level_feature_key="P2",
+        projection_filters=8,
+        image_shape=(32, 32, 3),
+    )
+    model = keras_hub.models.DeepLabV3ImageSegmenter(
+        backbone=backbone, num_classes=3
+    )
+    before = [np.array(w) for w in model.get_weights()]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The pruned model differs")
+        small, report = keras_guided.prune_model(
+            model, on_unsupported="keep", return_report=True
+        )
+    assert report.max_abs_diff == 0.0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(small(x.astype("float32"), training=False)),
+        ops.convert_to_numpy(model(x.astype("float32"), training=False)),
+    )

@@ -3,6 +3,7 @@
 (keras_guided.callbacks._resume)."""
 
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -132,37 +133,114 @@ def test_resume_from_model_checkpoint_weights(tmp_path):
     assert rest["live_units"] == full["live_units"][3:]
 
 
-def test_a_state_saved_mid_epoch_end_is_not_resumed_silently(tmp_path):
-    # BackupAndRestore listed first saves before GuidedPruning's epoch end.
+def _auto_named_model():
+    """`_model()` with Keras' own layer names: each one built in this
+    process is numbered on (`dense_3` where the first had `dense`)."""
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            keras.layers.Dense(24, activation="relu"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
+def _ordered(pruning, backup, order, *others):
+    if order == "backup_first":
+        return [backup, pruning, *others]
+    return [pruning, backup, *others]
+
+
+@pytest.mark.parametrize("order", ["pruning_first", "backup_first"])
+def test_a_rebuilt_model_resumes_in_either_callback_order(tmp_path, order):
     target = {"flops": 0.4}
-    backup = str(tmp_path / "backup")
-    with pytest.raises(RuntimeError, match="interrupted"):
-        _model().fit(
-            *_data(),
+    x, y = _data()
+
+    def fit(model, callbacks):
+        return model.fit(
+            x,
+            y,
             epochs=6,
             batch_size=16,
+            shuffle=False,
             verbose=0,
-            callbacks=[
-                keras.callbacks.BackupAndRestore(backup),
+            callbacks=callbacks,
+        ).history
+
+    reference = _auto_named_model()
+    full = fit(reference, [keras_guided.GuidedPruning(target=target)])
+    backup = str(tmp_path / "backup")
+    interrupted = _auto_named_model()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(
+            interrupted,
+            _ordered(
                 keras_guided.GuidedPruning(target=target),
-                _Interrupt(2),
+                keras.callbacks.BackupAndRestore(backup),
+                order,
+                _Interrupt(3),
+            ),
+        )
+    # Rebuilt in the same process: other layer names, same positions.
+    resumed = _auto_named_model()
+    assert [layer.name for layer in resumed.layers] != [
+        layer.name for layer in interrupted.layers
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rest = fit(
+            resumed,
+            _ordered(
+                keras_guided.GuidedPruning(target=target),
+                keras.callbacks.BackupAndRestore(backup),
+                order,
+            ),
+        )
+    assert not [w for w in caught if "GuidedPruning" in str(w.message)]
+    assert len(rest["loss"]) == 3  # it resumed
+    assert rest["live_flops"] == full["live_flops"][3:]
+    assert rest["guided_strength"] == full["guided_strength"][3:]
+    for a, b in zip(reference.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_state_for_another_epoch_is_not_resumed_silently(tmp_path):
+    target = {"units": 16}
+    path = str(tmp_path / "last.weights.h5")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit(
+            _model(),
+            keras_guided.GuidedPruning(target=target),
+            [
+                keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+                _Interrupt(3),
             ],
         )
+    model = _model()
+    pruning = keras_guided.GuidedPruning(target=target)
+    pruning.set_model(model)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
     with pytest.warns(
         UserWarning,
         match=re.escape(
             "GuidedPruning found its state in the restored weights, saved "
-            "to resume at epoch 1, and this fit starts at epoch 2 (list "
-            "GuidedPruning before BackupAndRestore or ModelCheckpoint in "
-            "`callbacks`, so the state saved is that of the epoch's end); "
-            "it starts afresh from the restored weights (its start and "
-            "budget are measured on them)."
+            "to resume at epoch 3, and this fit starts at epoch 2; it starts "
+            "afresh from the restored weights (its start and budget are "
+            "measured on them)."
         ),
     ):
-        _fit(
-            _model(),
-            keras_guided.GuidedPruning(target=target),
-            [keras.callbacks.BackupAndRestore(backup)],
+        model.fit(
+            *_data(),
+            epochs=4,
+            initial_epoch=2,
+            batch_size=16,
+            verbose=0,
+            callbacks=[pruning],
         )
 
 

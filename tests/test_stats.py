@@ -283,3 +283,28 @@ def test_a_subclassed_model_is_not_counted_as_zero_silently():
     )
     with pytest.warns(UserWarning, match="is subclassed"):
         assert stats.count_flops(model) == 0
+
+
+def test_count_flops_of_a_variable_length_model_asks_for_its_shapes():
+    import re
+
+    import keras_guided
+
+    model = keras.Sequential(
+        [keras.Input((None, 4)), keras.layers.Conv1D(2, 3, name="conv")]
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Cannot count FLOPs of layer 'conv' (Conv1D): its tensor of "
+            "shape (None, None, 2) has unknown spatial dimensions. Pass "
+            "`shapes=keras_guided.graph.concrete_shapes(model, "
+            "input_shapes)` to count them at the input shapes you give "
+            "(batch axis included, e.g. [(1, 128)]), or build the model "
+            "with a fixed input size."
+        ),
+    ):
+        stats.count_flops(model)
+    shapes = keras_guided.graph.concrete_shapes(model, [(1, 10, 4)])
+    # 8 output steps x 2 filters x (3 x 4) multiply-adds x 2.
+    assert stats.count_flops(model, shapes=shapes) == 8 * 2 * 12 * 2

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 
@@ -1019,3 +1020,68 @@ def test_einsum_dense_feed_forward_and_non_dense_equations():
     assert keras_guided.stats.layer_costs(model)["ff1"]["flops"] == (
         2 * 6 * 4 * 12
     )
+
+
+class FixedLengthBlind(keras.layers.Layer):
+    """Gives no output shape once a length is known (a layer whose shape
+    inference fails on concrete sizes)."""
+
+    def compute_output_spec(self, x):
+        if x.shape[1] is not None:
+            raise TypeError("cannot infer the shape for a known length")
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+    def call(self, x):
+        return x * 1.0
+
+
+def test_flops_target_says_which_layer_stops_the_sample_input_sizes():
+    inputs = keras.Input((None, 4))
+    x = FixedLengthBlind(name="blind")(inputs)
+    x = keras.layers.Conv1D(8, 3, name="conv")(x)
+    outputs = keras.layers.Conv1D(2, 1, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    tokens = np.zeros((2, 10, 4), "float32")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Cannot count FLOPs of layer 'conv' (Conv1D): its tensor of "
+            "shape (None, None, 8) has unknown spatial dimensions. The "
+            "`sample_inputs` passed (shapes [(2, 10, 4)]) give the model's "
+            "inputs their lengths, but layer 'blind' (FixedLengthBlind) "
+            "gives no output shape for them symbolically, so the lengths do "
+            "not reach this layer. Use a 'units' or 'params' target, which "
+            "need no FLOPs, or build the model with fixed input lengths."
+        ),
+    ):
+        keras_guided.prune_model(
+            model,
+            target={"flops": 0.5},
+            sample_inputs=tokens,
+            on_unsupported="keep",
+        )
+
+
+def test_an_inexact_fold_is_quoted_in_the_warning():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    x = layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, layers.Dense(2)(layers.Flatten()(x)))
+    groups = keras_guided.find_unit_groups(model)
+    # Unit 0 of c1 keeps its bias: a constant folded into the 'same'
+    # convolution after it, exact away from the borders only.
+    zero_units(groups[0], [0], inputs_only=True)
+    model.get_layer("c1").bias.assign([1.0, 0.0, 0.0, 0.0])
+    with pytest.warns(
+        UserWarning,
+        match=(
+            r"^The pruned model differs from the original with the removed "
+            r"units masked by up to \S+ \(output scale \S+\), where the "
+            r"constants of removed units are folded approximately: "
+            r"constants folded into layer 'c2' \(Conv2D\) are exact away "
+            r"from the borders only \(padding, strides\); see "
+            r"max_abs_diff\.$"
+        ),
+    ):
+        keras_guided.prune_model(model)

@@ -429,3 +429,89 @@ def test_mlp_mixer_exports_to_litert(tmp_path):
         pruned, str(tmp_path / "mixer.tflite"), representative_data=x
     )
     assert report.max_abs_diff < 1e-4
+
+
+# ------------------------------------------------- several shapes, sizes
+def _head(kind):
+    """A conv head (8 filters, then 4 outputs) for feature maps of any
+    size: a composite layer, or a nested Functional or Sequential model."""
+    if kind == "layer":
+        return composite.PredictionHead(8, 4, name="head")
+    conv = layers.Conv2D(8, 3, padding="same", activation="relu")
+    if kind == "sequential":
+        return keras.Sequential(
+            [keras.Input((None, None, 16)), conv, layers.Conv2D(4, 1)],
+            name="head",
+        )
+    inputs = keras.Input((None, None, 16))
+    outputs = layers.Conv2D(4, 1)(conv(inputs))
+    return keras.Model(inputs, outputs, name="head")
+
+
+def _two_level_detector(kind):
+    inputs = keras.Input((8, 8, 3))
+    p3 = layers.Conv2D(16, 3, padding="same", name="p3")(inputs)
+    p4 = layers.Conv2D(16, 3, strides=2, padding="same", name="p4")(p3)
+    head = _head(kind)
+    outputs = layers.Concatenate()(
+        [layers.Flatten()(head(p3)), layers.Flatten()(head(p4))]
+    )
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("kind", ["layer", "functional", "sequential"])
+def test_head_applied_to_two_feature_map_sizes_prunes_exactly(kind):
+    keras.utils.set_random_seed(0)
+    model = _two_level_detector(kind)
+    groups = keras_guided.find_unit_groups(model)
+    head_group = next(g for g in groups if g.prunable and g.num_units == 8)
+    zero_units(head_group, [0, 3, 5])
+    pruned = keras_guided.prune_model(model)
+    x = np.random.default_rng(1).normal(size=(3, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pruned(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-6,
+    )
+    # One head, 5 of its 8 filters kept, serving both sizes.
+    head = pruned.get_layer("head")
+    convs = [
+        layer
+        for _, layer, _ in iter_layers(head)
+        if isinstance(layer, layers.Conv2D)
+    ]
+    assert [c.filters for c in convs] == [5, 4]
+
+
+def test_traced_head_is_checked_at_each_shape_it_is_called_at():
+    model = _two_level_detector("layer")
+    head = model.get_layer("head")
+    nodes = keras_guided._keras_adapter.layer_calls(head)
+    assert [trace.failure(head, node) for node in nodes] == [None, None]
+    assert trace.call_shapes(head, nodes[0]) == [(None, None, None, 16)]
+
+
+def test_batch_size_read_in_a_user_layer_keeps_it_intact():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 4))
+    x = layers.Dense(12, activation="relu", name="hidden")(inputs)
+    x = layers.Dense(8, name="embed")(x)
+    x = composite.TokenExperts(8, 16, name="switch")(x)
+    outputs = layers.Dense(2)(layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
+    assert len(analysis.unsupported_reasons) == 1
+    assert analysis.unsupported_reasons[0].startswith(
+        "layer 'switch' (TokenExperts) is not supported: its traced call "
+        "could not run at batch size 2 ("
+    )
+    zero_units(_group(analysis.groups, "hidden"), [1, 4, 7])
+    pruned = keras_guided.prune_model(model, on_unsupported="keep")
+    assert "TokenExperts" in _leaf_classes(pruned)
+    assert pruned.get_layer("hidden").units == 9
+    x = np.random.default_rng(1).normal(size=(5, 6, 4)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pruned(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-6,
+    )

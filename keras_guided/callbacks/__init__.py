@@ -290,6 +290,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._penalty = None
         self._first_epoch = True
         self._epochs_done = 0
+        self._in_epoch = False  # between its on_epoch_begin and _end
         self._restored = None  # (header, arrays) read with the weights
 
     # ------------------------------------------------------------ state
@@ -362,6 +363,7 @@ class GuidedPruning(keras.callbacks.Callback):
         self._strength.assign(0.0)
         self._first_epoch = True
         self._epochs_done = 0
+        self._in_epoch = False
         self._penalty = _setup.attach_penalty(model, plan, runner, self.mode)
         runner.start(
             in_step=_setup.runs_in_step(
@@ -383,6 +385,7 @@ class GuidedPruning(keras.callbacks.Callback):
         # A resumed run goes on with the state saved with the weights.
         first = self._first_epoch and not self._resume(epoch)
         self._first_epoch = False
+        self._in_epoch = True
         self._runner.begin_epoch(first, self._values)
         adapted = self._coefficients.begin_epoch(epoch, first, self._values)
         value = self._mode.begin_epoch(epoch, first)
@@ -402,6 +405,7 @@ class GuidedPruning(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._plan is None or logs is None:
             return
+        self._in_epoch = False
         self._epochs_done = epoch + 1
         self._runner.end_epoch()
         if self._mode.end_epoch(epoch, logs):
@@ -419,6 +423,8 @@ class GuidedPruning(keras.callbacks.Callback):
         _step_runner.sync(self.model)
         return _resume.export_state(
             epoch=self._epochs_done,
+            pending_end=self._in_epoch,
+            model=self.model,
             plan=self._plan,
             runner=self._runner,
             coefficients=self._coefficients,
@@ -433,14 +439,17 @@ class GuidedPruning(keras.callbacks.Callback):
     def _resume(self, epoch):
         """Restores the state read with the weights when this `fit` resumes
         the run that saved it (it starts at the epoch the state was saved
-        after, on the same prunable groups); returns whether it did."""
+        after, on the same prunable groups); returns whether it did. A
+        state saved before this callback's end of the last epoch (another
+        callback saved first) has that end run now."""
         restored, self._restored = self._restored, None
-        return (
+        resumed = (
             restored is not None
             and epoch != 0
             and _resume.restore(
                 restored,
                 epoch=epoch,
+                model=self.model,
                 plan=self._plan,
                 runner=self._runner,
                 coefficients=self._coefficients,
@@ -448,6 +457,10 @@ class GuidedPruning(keras.callbacks.Callback):
                 budget=self.budget,
             )
         )
+        if resumed and _resume.pending_end(restored):
+            self.on_epoch_end(epoch - 1, logs={})  # its logs were written
+            self._epochs_done = epoch
+        return resumed
 
     # -------------------------------------------------------- proximal
 

@@ -208,7 +208,11 @@ class LiveMetrics:
             if metric == "flops":  # a FLOPs count that leaves out much
                 stats.warn_unpriced_budget(self.model, layer_costs)
             by_variable = {}
+            seen = set()
             for row, layer_cost in enumerate(layer_costs):
+                if not flops and id(layer_cost.layer) in seen:
+                    continue  # its parameters count once (`stats.total`)
+                seen.add(id(layer_cost.layer))
                 for weight in layer_cost.weights:
                     by_variable.setdefault(id(weight.variable), []).append(
                         (row, weight.key)

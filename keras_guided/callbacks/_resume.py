@@ -15,6 +15,17 @@ A loaded state resumes the run only when the resumed `fit` starts at the
 epoch the state was saved after, on a model with the same prunable groups;
 any other `fit` starts afresh (one instance serves several `fit` calls).
 
+Keras restores weights by position, whatever the layers are named (a model
+rebuilt in the same process numbers its auto-named layers on: `dense_3`
+where the first had `dense`); the state follows them the same way. Its
+groups are identified by the positions of their layers in the order Keras
+saves them in (`signature`), never by names. And the order of the
+callbacks does not matter: a weights file written at an epoch's end
+before `GuidedPruning`'s own epoch end ran (`BackupAndRestore` listed
+first) holds the weights and the state from before that end
+(`pending_end`), and the resumed `fit` runs that end first
+(`GuidedPruning` does), as the uninterrupted run did.
+
 `export_state` gathers the state from the callback's parts (step runner,
 coefficients, and the `fit`'s mode: a `ScheduleMode` or `BudgetMode`)
 into what `pack` writes; `restore` checks a state read with `unpack`
@@ -26,6 +37,8 @@ import warnings
 
 import numpy as np
 from keras import ops
+
+from keras_guided import _keras_adapter as adapter
 
 #: The model attribute that holds the state (never a layer or a weight).
 ATTRIBUTE = "_keras_guided_pruning_state"
@@ -62,20 +75,50 @@ def unpack(stored):
     return header, arrays
 
 
-def signature(plan):
+def signature(plan, model):
     """What identifies the prunable groups of a plan: a state saved for
-    other groups is not resumed."""
-    return [[list(g.layers), int(g.num_units)] for g in plan.groups]
+    other groups is not resumed. Each group is its slices (the position of
+    the slice's layer under `model`, in the order Keras saves layers in;
+    the weight; the role) and its number of units: no layer name, so the
+    same architecture built again matches."""
+    position = {
+        id(layer): index
+        for index, layer in enumerate(adapter.layer_tree(model))
+    }
+    return [
+        [
+            [
+                [position.get(id(s.layer), -1), s.weight, s.role]
+                for s in g.slices
+            ],
+            int(g.num_units),
+        ]
+        for g in plan.groups
+    ]
 
 
-def export_state(*, epoch, plan, runner, coefficients, mode, budget, strength):
-    """The `pack`ed state of a run after `epoch` epochs: the JSON header
-    (with the `mode`'s state: a `ScheduleMode`'s threshold fields, or
-    with a `budget` (the callback's) the `BudgetMode`'s under `"budget"`)
-    and the arrays of the step's state and the coefficients."""
+def export_state(
+    *,
+    epoch,
+    pending_end,
+    model,
+    plan,
+    runner,
+    coefficients,
+    mode,
+    budget,
+    strength,
+):
+    """The `pack`ed state of a run after `epoch` epochs, or (`pending_end`)
+    during epoch `epoch`, before its end ran: the JSON header (with the
+    `mode`'s state: a `ScheduleMode`'s threshold fields, or with a `budget`
+    (the callback's) the `BudgetMode`'s under `"budget"`) and the arrays
+    of the step's state and the coefficients."""
     header = {
         "epoch": int(epoch),
-        "groups": signature(plan),
+        "pending_end": bool(pending_end),
+        "pending_steps": int(runner.pending_steps),
+        "groups": signature(plan, model),
         **(mode.state() if budget is None else _NO_THRESHOLD),
         "known_dead": runner.known_dead,
         "strength": strength,
@@ -97,31 +140,40 @@ def export_state(*, epoch, plan, runner, coefficients, mode, budget, strength):
     return pack(header, arrays)
 
 
-def restore(restored, *, epoch, plan, runner, coefficients, mode, budget):
+def pending_end(restored):
+    """Whether the state `(header, arrays)` was saved at an epoch's end
+    before `GuidedPruning`'s own end of that epoch ran: the resumed `fit`
+    runs it first."""
+    return bool(restored[0].get("pending_end", False))
+
+
+def restore(
+    restored, *, epoch, model, plan, runner, coefficients, mode, budget
+):
     """Puts the state `(header, arrays)` back into the parts of a `fit`
     that starts at `epoch` (the strength into `runner.strength`, the
     threshold or budget state into `mode`), when it resumes the run that
-    saved it: it starts at the epoch the state was saved after, on the
-    same prunable groups, with a budget (the callback's `budget`) where
-    that run had one. Otherwise warns and changes nothing.
+    saved it: it starts at the epoch the state was saved after (or during,
+    `pending_end`), on the same prunable groups of `model`, with a budget
+    (the callback's `budget`) where that run had one. Otherwise warns and
+    changes nothing.
 
     Returns:
         Whether the state was restored.
     """
     header, arrays = restored
+    resumes_at = header["epoch"] + int(pending_end(restored))
     mismatch = None
-    if header["groups"] != signature(plan):
+    if header["groups"] != signature(plan, model):
         mismatch = "for other prunable groups"
     elif (header["budget"] is None) != (budget is None):
         mismatch = "of a run with " + (
             "a budget" if budget is None else "no budget"
         )
-    elif header["epoch"] != epoch:
+    elif resumes_at != epoch:
         mismatch = (
-            f"to resume at epoch {header['epoch']}, and this fit "
-            f"starts at epoch {epoch} (list GuidedPruning before "
-            "BackupAndRestore or ModelCheckpoint in `callbacks`, so "
-            "the state saved is that of the epoch's end)"
+            f"to resume at epoch {resumes_at}, and this fit starts at "
+            f"epoch {epoch}"
         )
     if mismatch is not None:
         warnings.warn(
@@ -149,5 +201,6 @@ def restore(restored, *, epoch, plan, runner, coefficients, mode, budget):
     runner.unit_weights.assign(arrays["unit_weights"])
     runner.strength.assign(header["strength"])
     runner.known_dead = header["known_dead"]
+    runner.pending_steps = header.get("pending_steps", 0)
     mode.restore(header if budget is None else header["budget"])
     return True

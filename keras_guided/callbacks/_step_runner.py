@@ -75,6 +75,16 @@ class StepRunner:
         self._step = self._compile()
 
     @property
+    def pending_steps(self):
+        """Optimizer steps since the last step from Python (resume state:
+        a state saved before the epoch's end carries them)."""
+        return self._pending
+
+    @pending_steps.setter
+    def pending_steps(self, steps):
+        self._pending = int(steps)
+
+    @property
     def hooked(self):
         """Whether the step hook is on the optimizer."""
         return self._unhook is not None

@@ -168,6 +168,12 @@ def _prune(model, args, verify=True):
 
 def run_prune(args):
     check_output(args.output, ".keras")
+    if args.target is not None and not 0 < args.target <= 1:
+        raise CommandError(
+            "--target must be the fraction to keep, a number in (0, 1], "
+            "e.g. `--target 0.5 --target-kind flops` to keep half of the "
+            f"FLOPs. Received: --target {args.target:g}"
+        )
     model = load_model(args.model)
     from keras_guided import stats
 

@@ -7,7 +7,7 @@ from keras_guided.graph._helpers import _functional_of
 from keras_guided.graph._helpers import inner_graph
 
 
-def concrete_shapes(model, input_shapes):
+def concrete_shapes(model, input_shapes, blocked=None):
     """Shapes of every tensor of `model` for inputs of the given shapes.
 
     Unknown sizes of a variable-length model (`keras.Input((None,))`)
@@ -18,6 +18,9 @@ def concrete_shapes(model, input_shapes):
         model: a built Sequential or Functional model.
         input_shapes: one shape per model input (batch axis included; a
             `None` size stays unknown).
+
+        blocked: a list that gets every operation whose output shape
+            could not be inferred (in graph order), or `None`.
 
     Returns:
         `{id(KerasTensor): tuple}` for every tensor of the graph, nested
@@ -33,11 +36,11 @@ def concrete_shapes(model, input_shapes):
             tuple(None if d is None else int(d) for d in shape),
             dtype=tensor.dtype,
         )
-    _infer_shapes(functional, specs)
+    _infer_shapes(functional, specs, blocked)
     return {key: tuple(spec.shape) for key, spec in specs.items()}
 
 
-def _infer_shapes(functional, specs):
+def _infer_shapes(functional, specs, blocked=None):
     import keras
 
     for node in adapter.graph_nodes(functional):
@@ -48,7 +51,7 @@ def _infer_shapes(functional, specs):
         if inner is not None:
             for outer, inner_in in zip(node.input_tensors, inner.inputs):
                 specs[id(inner_in)] = specs[id(outer)]
-            _infer_shapes(inner, specs)
+            _infer_shapes(inner, specs, blocked)
             for inner_out, outer in zip(inner.outputs, node.outputs):
                 if id(inner_out) in specs:
                     specs[id(outer)] = specs[id(inner_out)]
@@ -65,6 +68,14 @@ def _infer_shapes(functional, specs):
                     keras.KerasTensor(tuple(op.kernel.shape)),
                 )
         except Exception:  # noqa: BLE001 (the symbolic shape stays)
+            if blocked is not None:
+                blocked.append(op)
             continue
         for tensor, spec in zip(node.outputs, keras.tree.flatten(outputs)):
+            if getattr(spec, "sparse", False):
+                # `ops.multiply` by a recorded constant gives a sparse spec
+                # (Keras takes a constant for sparse), and a sparse spec
+                # stops the next layer's (RMSNormalization's): only the
+                # shape is wanted here.
+                spec = keras.KerasTensor(spec.shape, dtype=spec.dtype)
             specs[id(tensor)] = spec

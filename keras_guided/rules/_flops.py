@@ -38,17 +38,25 @@ class UnknownSizeError(ValueError):
         shape: the tensor shape with the unknown (`None`) lengths.
     """
 
-    def __init__(self, layer, shape):
+    def __init__(self, layer, shape, advice=None):
         self.layer = layer
         self.shape = tuple(shape)
-        super().__init__(
+        self.base = (
             f"Cannot count FLOPs of layer '{layer.name}' "
             f"({type(layer).__name__}): its tensor of shape {self.shape} "
-            "has unknown spatial dimensions. Pass `sample_inputs=` to "
-            "`prune_model` (their shapes fill in the unknown sizes), build "
-            "the model with a fixed input size, or use a 'params' target, "
-            "which needs no FLOPs."
+            "has unknown spatial dimensions."
         )
+        if advice is None:
+            advice = (
+                "Pass `sample_inputs=` to `prune_model` (their shapes fill "
+                "in the unknown sizes), build the model with a fixed input "
+                "size, or use a 'params' target, which needs no FLOPs."
+            )
+        super().__init__(f"{self.base} {advice}")
+
+    def with_advice(self, advice):
+        """The same error with the advice of the caller that met it."""
+        return UnknownSizeError(self.layer, self.shape, advice)
 
 
 def _spatial_size(shape, layer):

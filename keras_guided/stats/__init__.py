@@ -44,6 +44,7 @@ import dataclasses
 import warnings
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided import rules as rules_lib
 from keras_guided.stats._layers import iter_layers
 from keras_guided.stats._model import COUNTS
 from keras_guided.stats._model import PRICES
@@ -273,7 +274,15 @@ def count_flops(model, shapes=None, strict=False):
         24
     """
     _check_built(model)
-    rows = model_costs(model, shapes=shapes)
+    try:
+        rows = model_costs(model, shapes=shapes)
+    except rules_lib.UnknownSizeError as error:
+        raise error.with_advice(
+            "Pass `shapes=keras_guided.graph.concrete_shapes(model, "
+            "input_shapes)` to count them at the input shapes you give "
+            "(batch axis included, e.g. [(1, 128)]), or build the model "
+            "with a fixed input size."
+        ) from None
     missing = unpriced(model, rows)
     if not missing.complete:
         text = missing.describe(model.name)

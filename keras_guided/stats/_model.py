@@ -128,8 +128,20 @@ def total(layer_costs, metric, kept=None, prices=None):
     """The cost of a model (`model_costs`); `kept` is `None` (everything)
     or a list aligned with `layer_costs` of `{weight key: kept shape}` (or
     `None`) per layer. Counts (`COUNTS`) are ints, each layer rounded as in
-    `layer_costs`; another metric (latency in ms) is a float sum."""
+    `layer_costs`; another metric (latency in ms) is a float sum.
+
+    A layer in several rows (called by a nested model and by the graph
+    around it: a keras-hub language model's tied embedding) costs FLOPs
+    per call but holds its parameters once: `"params"` counts its first
+    row only, as `model.count_params()` does."""
     kept = kept or [None] * len(layer_costs)
+    if metric == "params":
+        first = {}
+        for index, row in enumerate(layer_costs):
+            first.setdefault(id(row.layer), index)
+        once = set(first.values())
+        layer_costs = [r for i, r in enumerate(layer_costs) if i in once]
+        kept = [k for i, k in enumerate(kept) if i in once]
     values = [
         price(row, metric, cut, prices) for row, cut in zip(layer_costs, kept)
     ]

@@ -26,11 +26,15 @@ class Applied:
         notes: where constants could not be probed or folded exactly, and
             config entries the rebuild dropped, in that order.
         shared: `Rebuilt.shared` of the rebuild.
+        folding_notes: the notes on constants probed or folded
+            approximately (or not at all), what an inexact verification
+            quotes.
     """
 
     model: object
     notes: list
     shared: dict
+    folding_notes: list = dataclasses.field(default_factory=list)
 
 
 def apply_plan(analysis, plan, shapes, noise):
@@ -53,6 +57,7 @@ def apply_plan(analysis, plan, shapes, noise):
         model=rebuilt.model,
         notes=constants.notes + folding.notes + rebuilt.notes,
         shared=rebuilt.shared,
+        folding_notes=constants.notes + folding.notes,
     )
 
 

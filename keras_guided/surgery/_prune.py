@@ -9,6 +9,7 @@ loadability check (`_loadable`) -> the compile state (`_compile`)."""
 import warnings
 
 from keras_guided import graph as graph_lib
+from keras_guided import rules as rules_lib
 from keras_guided import scoring
 from keras_guided import validation
 from keras_guided.surgery import _arguments
@@ -24,6 +25,7 @@ from keras_guided.surgery._report import _report
 from keras_guided.surgery._verification import _predict
 from keras_guided.surgery._verification import _probe_shapes
 from keras_guided.surgery._verification import _sample_inputs
+from keras_guided.surgery._verification import _unknown_size
 from keras_guided.surgery._verification import _verify
 
 
@@ -179,23 +181,29 @@ def prune_model(
     # The probe noise of this prune, drawn on by every propagation of it.
     noise = ProbeNoise()
     # 2. the plan
-    chosen = choose_plan(
-        model,
-        analysis,
-        shapes,
-        noise,
-        families,
-        threshold=threshold,
-        plan=plan,
-        target=target,
-        min_units=min_units,
-        round_to=round_to,
-        tolerance=tolerance,
-        latency_table=latency_table,
-        measure=measure,
-        latency_tolerance=latency_tolerance,
-        max_tries=max_tries,
-    )
+    try:
+        chosen = choose_plan(
+            model,
+            analysis,
+            shapes,
+            noise,
+            families,
+            threshold=threshold,
+            plan=plan,
+            target=target,
+            min_units=min_units,
+            round_to=round_to,
+            tolerance=tolerance,
+            latency_table=latency_table,
+            measure=measure,
+            latency_tolerance=latency_tolerance,
+            max_tries=max_tries,
+        )
+    except rules_lib.UnknownSizeError as error:
+        if target is None:
+            raise
+        # A FLOPs count met a size the sample inputs do not reach.
+        raise _unknown_size(error, model, sample_inputs) from None
     plan = chosen.plan
     # 3, 4. constants, folding, rebuild
     applied = apply_plan(analysis, plan, shapes, noise)
@@ -219,6 +227,7 @@ def prune_model(
             lambda: masked_reference(analysis, plan),
             report,
             sample_inputs,
+            folding_notes=chosen.notes + applied.folding_notes,
         )
     if report is not None:
         report.notes.extend(scoring.describe_families(families, groups, plan))

@@ -167,10 +167,15 @@ class _Rebuild:
         if inner is not None:
             # A nested model, or a traced composite layer (rebuilt as a
             # Functional model of standard layers and ops).
+            # A traced layer called at several shapes is built for all of
+            # them (`None` where they differ, `trace.call_shapes`).
+            shapes = [t.shape for t in inner.inputs]
+            if graph_lib.is_traced(op, node):
+                shapes = trace_lib.call_shapes(op, node)
             inputs = []
-            for t in inner.inputs:
+            for t, shape in zip(inner.inputs, shapes):
                 kept = self._kept(t)
-                shape = list(t.shape)
+                shape = list(shape)
                 if kept is not None:
                     shape[-1] = len(kept)
                 inputs.append(

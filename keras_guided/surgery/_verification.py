@@ -30,6 +30,27 @@ def _probe_shapes(model, sample_inputs):
     return graph_lib.concrete_shapes(model, shapes)
 
 
+def _unknown_size(error, model, sample_inputs):
+    """`prune_model`'s advice for a FLOPs count that met an unknown size
+    (`rules.UnknownSizeError`): pass sample inputs, or, where they were
+    passed, what stopped their shapes before the layer."""
+    if sample_inputs is None:
+        return error
+    shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(sample_inputs)]
+    blocked = []
+    graph_lib.concrete_shapes(
+        model, [(1,) + tuple(shape[1:]) for shape in shapes], blocked
+    )
+    before = graph_lib.describe(blocked[0]) if blocked else "a layer before it"
+    return error.with_advice(
+        f"The `sample_inputs` passed (shapes {shapes}) give the model's "
+        f"inputs their lengths, but {before} gives no output shape for "
+        "them symbolically, so the lengths do not reach this layer. Use a "
+        "'units' or 'params' target, which need no FLOPs, or build the "
+        "model with fixed input lengths."
+    )
+
+
 def _default_shape(shape, batch=1):
     """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
     dims = [batch] + list(shape[1:])
@@ -76,7 +97,9 @@ def _note_random_outputs(model, stable, report):
         )
 
 
-def _verify(model, pruned, masked_reference, report, sample_inputs):
+def _verify(
+    model, pruned, masked_reference, report, sample_inputs, folding_notes=()
+):
     """Fills `report`'s differences: `pruned` against the original and
     against `masked_reference()`, the original with the removed units'
     incoming weights set to zero (`None` when they are zero already)."""
@@ -126,10 +149,21 @@ def _verify(model, pruned, masked_reference, report, sample_inputs):
     )
     report.output_scale = largest([np.abs(a) for a in reference])
     if report.max_abs_diff > 1e-4 * max(1.0, report.output_scale):
-        warnings.warn(
+        difference = (
             f"The pruned model differs from the original with the removed "
             f"units masked by up to {report.max_abs_diff:.3g} (output scale "
-            f"{report.output_scale:.3g}). See `PruneReport.notes` "
-            f"({len(report.notes)} notes) for where folding is approximate.",
-            stacklevel=3,
+            f"{report.output_scale:.3g})"
         )
+        if folding_notes:
+            because = (
+                ", where the constants of removed units are folded "
+                "approximately: " + "; ".join(folding_notes) + "."
+            )
+        else:
+            because = (
+                ". No constant of a removed unit was folded approximately, "
+                "so the layers rebuilt with fewer units compute this "
+                "differently: check `pruned(x)` against `model(x)` on your "
+                "data before using the pruned model."
+            )
+        warnings.warn(difference + because, stacklevel=3)
