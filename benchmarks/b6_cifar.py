@@ -421,8 +421,11 @@ def main(argv=None, data=None):
         return None
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # Already initialized (called in-process).
+        pass
     try:
         protocol.plan_cells(
             args.methods,

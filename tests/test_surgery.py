@@ -317,8 +317,9 @@ def test_same_padding_fold_is_reported():
     with pytest.warns(
         UserWarning,
         match=r"differs from the original with "
-        r"the removed units masked by up to .* See "
-        r"`PruneReport.notes` \(1 notes\)",
+        r"the removed units masked by up to .*, where the constants of "
+        r"removed units are folded approximately: constants folded into "
+        r"layer 'same' \(Conv2D\)",
     ):
         pruned, report = keras_guided.prune_model(model, return_report=True)
     assert find(pruned, "conv").filters == 2
