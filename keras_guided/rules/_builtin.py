@@ -5,6 +5,7 @@ from keras import layers as keras_layers
 
 from keras_guided import _weights
 from keras_guided.rules._checks import _check_channels_last
+from keras_guided.rules._checks import _check_group_normalization
 from keras_guided.rules._checks import _check_normalization
 from keras_guided.rules._checks import _check_permute
 from keras_guided.rules._checks import _check_rescaling
@@ -29,6 +30,7 @@ from keras_guided.rules._rewrites import channel_rule
 from keras_guided.rules._rewrites import depthwise_rule
 from keras_guided.rules._rewrites import dropout_rule
 from keras_guided.rules._rewrites import einsum_dense_rule
+from keras_guided.rules._rewrites import group_normalization_rule
 from keras_guided.rules._rewrites import grouped_conv_rule
 from keras_guided.rules._rewrites import prelu_rule
 from keras_guided.rules._rewrites import reshape_rule
@@ -327,9 +329,11 @@ _BUILTIN = [
     (
         keras_layers.GroupNormalization,
         LayerRule(
-            unchanged_rule,
-            "keep",
+            group_normalization_rule,
+            "normalization",
             flops=_no_flops,
+            check=_check_group_normalization,
+            family="normalization",
             note="it normalizes over groups of channels; it is copied "
             "unchanged",
         ),

@@ -50,3 +50,16 @@ def _check_normalization(layer, input_shape, output_shape):
     if axis is None or axis % rank != rank - 1:
         return f"axis={layer.axis!r} is not the channel axis alone"
     return None
+
+
+def _check_group_normalization(layer, input_shape, output_shape):
+    reason = _check_normalization(layer, input_shape, output_shape)
+    if reason is not None:
+        return reason
+    channels = tuple(input_shape)[-1]
+    if layer.groups not in (-1, channels):
+        return (
+            f"groups={layer.groups} normalizes over groups of "
+            f"{channels // layer.groups if channels else '?'} channels"
+        )
+    return None
