@@ -57,6 +57,7 @@ from keras_guided.rules._flops import _user_producer_flops
 from keras_guided.rules._flops import is_reverse_embedding_call
 from keras_guided.rules._ops import MIXING_ACTIVATIONS
 from keras_guided.rules._ops import op_kind
+from keras_guided.rules._responses import call_difference
 from keras_guided.rules._rewrites import ATTENTION_HEAD_WEIGHTS
 from keras_guided.rules._rewrites import ATTENTION_OUTPUT_WEIGHT
 from keras_guided.rules._rewrites import grouped_conv_rule
@@ -205,7 +206,13 @@ def register_rule(
     if flops is None and kind == "producer":
         flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
     _USER_RULES[layer_class] = LayerRule(
-        rule, kind, outputs, inputs, flops=flops, latency=latency
+        rule,
+        kind,
+        outputs,
+        inputs,
+        flops=flops,
+        latency=latency,
+        linear_response=call_difference,
     )
 
 

@@ -21,6 +21,8 @@ from keras_guided.rules._flops import _embedding_flops
 from keras_guided.rules._flops import _no_flops
 from keras_guided.rules._flops import _recurrent_flops
 from keras_guided.rules._flops import _time_distributed_flops
+from keras_guided.rules._responses import einsum_response
+from keras_guided.rules._responses import kernel_response
 from keras_guided.rules._rewrites import _check_attention
 from keras_guided.rules._rewrites import _check_einsum
 from keras_guided.rules._rewrites import _layer_scale_rule
@@ -109,6 +111,7 @@ _BUILTIN = [
             flops=_DENSE_FLOPS,
             latency="dense",
             family="dense",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -120,6 +123,7 @@ _BUILTIN = [
             flops=_einsum_flops,
             check=_check_einsum,
             family=einsum_family,
+            linear_response=einsum_response,
             note="it is copied unchanged",
         ),
     ),
@@ -139,6 +143,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -149,6 +154,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -159,6 +165,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -169,6 +176,7 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -179,6 +187,7 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -211,6 +220,7 @@ _BUILTIN = [
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -222,6 +232,7 @@ _BUILTIN = [
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -232,6 +243,7 @@ _BUILTIN = [
             "producer",
             flops=_CONV_FLOPS,
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),

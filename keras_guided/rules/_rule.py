@@ -64,6 +64,13 @@ class LayerRule:
             constant propagation computes that output instead of calling
             the layer. Honoured only for the class the rule is registered
             for: a subclass may change `call`.
+        linear_response: `linear_response(layer, x) -> array`, the
+            pre-activation, bias-free response of the layer to an input
+            `x` (batch 1, channels last), or `None`: how `prune_model`
+            folds the constants of removed input channels into the
+            layer's bias (`rules._responses`: a kernel layer's kernels; a
+            user's layer `layer(x) - layer(0)`); `None` (default): no
+            folding into this layer.
     """
 
     rewrite: object
@@ -77,3 +84,4 @@ class LayerRule:
     family: object = None
     mixes_channels: str = None
     bias_at_zero: bool = False
+    linear_response: object = None
