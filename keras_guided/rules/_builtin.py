@@ -5,6 +5,7 @@ from keras import layers as keras_layers
 
 from keras_guided import _weights
 from keras_guided.rules._checks import _check_channels_last
+from keras_guided.rules._checks import _check_embedding
 from keras_guided.rules._checks import _check_group_normalization
 from keras_guided.rules._checks import _check_normalization
 from keras_guided.rules._checks import _check_permute
@@ -133,7 +134,10 @@ _BUILTIN = [
             _producer_rule("output_dim", "embedding"),
             "producer",
             flops=_embedding_flops,
+            check=_check_embedding,
             family="embedding",
+            note="it is copied unchanged",
+            zero_when_masked=True,
         ),
     ),
     (
@@ -217,6 +221,7 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
@@ -229,6 +234,7 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
@@ -241,6 +247,7 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             family="conv",
             linear_response=kernel_response,

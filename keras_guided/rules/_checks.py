@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_guided.rules._flops import is_reverse_embedding_call
 from keras_guided.rules._units import normalization_axis
 
 
@@ -61,5 +62,14 @@ def _check_group_normalization(layer, input_shape, output_shape):
         return (
             f"groups={layer.groups} normalizes over groups of "
             f"{channels // layer.groups if channels else '?'} channels"
+        )
+    return None
+
+
+def _check_embedding(layer, input_shape, output_shape):
+    if is_reverse_embedding_call(input_shape, output_shape):
+        return (
+            "it is called in reverse (its embeddings project its input "
+            "channels onto the vocabulary, tied weights)"
         )
     return None

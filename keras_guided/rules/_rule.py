@@ -19,6 +19,9 @@ GRAPH_KINDS = (
     "keep",
     "attention",
 )
+# Kinds whose layers cost nothing when their rule has no FLOPs
+# (channel-wise or data movement; an Embedding is a lookup).
+FREE_KINDS = tuple(k for k in GRAPH_KINDS if k not in ("keep", "attention"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +74,12 @@ class LayerRule:
             layer's bias (`rules._responses`: a kernel layer's kernels; a
             user's layer `layer(x) - layer(0)`); `None` (default): no
             folding into this layer.
+        zero_when_masked: whether a unit whose weights are zero outputs
+            zero whatever the input (an Embedding looks its units up), so
+            `prune_model`'s constant propagation needs no call.
+        grouped: whether the layer's `groups` may make it pass channels
+            through (a Conv with one input channel per group is depthwise):
+            the graph then says whether a call creates units.
     """
 
     rewrite: object
@@ -85,3 +94,5 @@ class LayerRule:
     mixes_channels: str = None
     bias_at_zero: bool = False
     linear_response: object = None
+    zero_when_masked: bool = False
+    grouped: bool = False
