@@ -629,3 +629,16 @@ def test_subclasses_are_measured_like_their_base_layer(timer, tmp_path):
         assert sub.layers[name].kind == "measured"
         assert sub.layers[name].predict() == base.layers[name].predict()
     assert {call[0] for call in timer} == {"Conv2D", "Dense"}
+
+
+def test_a_layer_timed_as_depthwise_follows_its_inputs_whatever_its_name():
+    grid = ((4, 8), (8,), ((1.0,), (2.0,)))
+    entry = keras_guided.latency.LayerLatency(
+        "mix", "ChannelMix", "measured", 8, 8, (grid,), timed_as="depthwise"
+    )
+    assert entry.predict(4, 8) == pytest.approx(1.0)
+    assert entry.predict(8, 2) == pytest.approx(2.0)
+    named = keras_guided.latency.LayerLatency(
+        "dw", "DepthwiseConv2D", "measured", 8, 8, (grid,), timed_as="conv"
+    )
+    assert named.written(4, 2) == 2  # its rule times it as a conv

@@ -349,3 +349,25 @@ def test_plain_ops_have_kinds_and_layers_have_none():
         assert rules.op_kind(tensor._keras_history.operation) == kind
     assert rules.op_kind(layers.Add()) is None
     assert rules.op_kind(keras.ops.einsum) is None
+
+
+def test_no_module_outside_rules_branches_on_a_unit_family():
+    root = os.path.dirname(keras_guided.__file__)
+    found = []
+    for folder, _, files in os.walk(root):
+        if os.path.relpath(folder, root).split(os.sep)[0] == "rules":
+            continue
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path) as file:
+                text = file.read()
+            branches = re.findall(
+                r"_family\([^)]*\)\s*(?:==|!=|is|in|not)|FAMILIES"
+                r"|startswith\(\"Depthwise",
+                text,
+            )
+            if branches:
+                found.append(os.path.relpath(path, root))
+    assert found == []

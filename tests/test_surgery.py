@@ -1086,3 +1086,37 @@ def test_an_inexact_fold_is_quoted_in_the_warning():
         ),
     ):
         keras_guided.prune_model(model)
+
+
+@pytest.mark.parametrize("groups", [-1, 6])
+def test_group_normalization_with_a_group_per_channel_prunes_exactly(groups):
+    inputs = keras.Input((5, 5, 3))
+    x = layers.Conv2D(6, 3, name="conv")(inputs)
+    x = layers.GroupNormalization(groups=groups, name="norm")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(4, 1, name="mix")(x)
+    outputs = layers.Dense(2, name="out")(layers.Flatten()(x))
+    model = randomize(keras.Model(inputs, outputs))
+    group = group_of(keras_guided.find_unit_groups(model), "conv")
+    assert any(s.layer.name == "norm" for s in group.slices)
+    zero_units(group, [1, 4], inputs_only=True)
+    pruned = keras_guided.prune_model(model)
+    norm = find(pruned, "norm")
+    assert find(pruned, "conv").filters == 4
+    assert norm.groups == 4
+    assert [w.shape for w in norm.get_weights()] == [(4,), (4,)]
+    x = np.random.default_rng(0).normal(size=(3, 5, 5, 3))
+    np.testing.assert_allclose(pruned(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_group_normalization_over_groups_of_channels_keeps_them():
+    inputs = keras.Input((5, 5, 3))
+    x = layers.Conv2D(6, 3, name="conv")(inputs)
+    x = layers.GroupNormalization(groups=2, name="norm")(x)
+    model = keras.Model(inputs, layers.Conv2D(4, 1, name="mix")(x))
+    groups = keras_guided.find_unit_groups(model)
+    group = next(
+        g for g in groups if any(s.layer.name == "conv" for s in g.slices)
+    )
+    assert not group.prunable
+    assert "groups=2 normalizes over groups of 3 channels" in group.reason

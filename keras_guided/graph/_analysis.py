@@ -185,8 +185,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             if kind == "transpose":
                 return self._visit_transpose(layer, node, in_atoms)
             return self._visit_unknown(layer, in_atoms, outputs)
-        if units_lib.layer_family(layer) is not None:
-            units_lib.output_slices(layer)  # raises for channels-first
+        units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
             reason = rule.check(
                 layer, adapter.first_input(node).shape, outputs[0].shape
@@ -197,24 +196,6 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 return self._visit_keep(layer, node, in_atoms, reason)
             if reason is not None:
                 return self._visit_unknown(layer, in_atoms, outputs, reason)
-        if (
-            rule.kind == "producer"
-            and inputs
-            and outputs
-            and (units_lib.layer_family(layer) == "embedding")
-            and rules_lib.is_reverse_embedding_call(
-                adapter.first_input(node).shape, outputs[0].shape
-            )
-        ):
-            return self._visit_keep(
-                layer,
-                node,
-                in_atoms,
-                (
-                    "it is called in reverse (its embeddings project its input "
-                    "channels onto the vocabulary, tied weights)"
-                ),
-            )
         handler = getattr(self, "_visit_" + rule.kind)
         return handler(layer, node, in_atoms)
 

@@ -108,6 +108,8 @@ class LayerLatency:
             alone do not explain; 0 without calibration.
         positions: output positions written per output channel, summed
             over the layer's calls (what the calibration spreads over).
+        timed_as: how a measured layer is timed, its rule's `latency`
+            (`"dense"`, `"conv"`, `"depthwise"`); `None` if estimated.
     """
 
     name: str
@@ -120,6 +122,7 @@ class LayerLatency:
     ms_per_flop: float = 0.0
     ms_per_channel: float = 0.0
     positions: float = 0.0
+    timed_as: str = None
 
     def predict(self, input_channels=None, output_channels=None):
         """Latency in ms with the given kept channel counts (full width
@@ -145,7 +148,7 @@ class LayerLatency:
 
     @property
     def _depthwise(self):
-        return self.class_name.startswith("Depthwise")
+        return self.timed_as == "depthwise"
 
     def _kept(self, input_channels, output_channels):
         cin = self.input_channels if input_channels is None else input_channels
@@ -496,6 +499,7 @@ def _price_layers(model, shapes, ms_per_flop, cache):
             tuple(grids),
             flops=flops,
             positions=positions,
+            timed_as=kind,
         )
     if ms_per_flop is None:
         ms_per_flop = _calibration.ms_per_flop(entries)

@@ -36,6 +36,14 @@ Every layer class `keras_guided` understands is described here once, as a
   - returns the config of the new layer (`type(layer).from_config(config)`)
     and its weights, in the order of `layer.weights`.
 
+The other fields of a rule carry what the rest of the package needs to
+know about a layer, so nothing outside `rules/` branches on a layer class
+or a family: `linear_response` (how constants of removed inputs fold into
+its bias), `bias_at_zero` and `zero_when_masked` (its output when its units
+are zero), `grouped` (its `groups` may make it pass channels through),
+`latency` (how a latency table times it), `mixes_channels` and `note`. A
+new built-in layer class is one entry in `_builtin`.
+
 A layer through which no removed channel passes is copied unchanged,
 weights included, whatever its kind. Users add rules for their own layers
 with `register_rule`; a user rule wins over a built-in one.
@@ -44,7 +52,8 @@ Where each part lives: the registry (`register_rule`, `rule_for`) here;
 `_rule` (`LayerRule`), `_builtin` (the table of built-in rules, the one
 place a built-in layer class is added), `_units` (the unit axes of each
 family), `_ops` (what each plain `keras.ops` operation does to channels),
-`_rewrites`, `_flops` and `_checks` (the functions those rules name).
+`_rewrites`, `_flops`, `_responses` and `_checks` (the functions those
+rules name).
 """
 
 from keras import layers as keras_layers
@@ -57,11 +66,13 @@ from keras_guided.rules._flops import _user_producer_flops
 from keras_guided.rules._flops import is_reverse_embedding_call
 from keras_guided.rules._ops import MIXING_ACTIVATIONS
 from keras_guided.rules._ops import op_kind
+from keras_guided.rules._responses import call_difference
 from keras_guided.rules._rewrites import ATTENTION_HEAD_WEIGHTS
 from keras_guided.rules._rewrites import ATTENTION_OUTPUT_WEIGHT
 from keras_guided.rules._rewrites import grouped_conv_rule
 from keras_guided.rules._rewrites import take
 from keras_guided.rules._rewrites import unchanged_rule
+from keras_guided.rules._rule import FREE_KINDS
 from keras_guided.rules._rule import GRAPH_KINDS
 from keras_guided.rules._rule import KINDS
 from keras_guided.rules._rule import LATENCY_KINDS
@@ -76,6 +87,7 @@ __all__ = [
     "ATTENTION_HEAD_WEIGHTS",
     "ATTENTION_OUTPUT_WEIGHT",
     "FAMILIES",
+    "FREE_KINDS",
     "GRAPH_KINDS",
     "KERNEL_FAMILIES",
     "KINDS",
@@ -205,7 +217,13 @@ def register_rule(
     if flops is None and kind == "producer":
         flops = _user_producer_flops(tuple(name for name, _, _ in inputs))
     _USER_RULES[layer_class] = LayerRule(
-        rule, kind, outputs, inputs, flops=flops, latency=latency
+        rule,
+        kind,
+        outputs,
+        inputs,
+        flops=flops,
+        latency=latency,
+        linear_response=call_difference,
     )
 
 

@@ -5,6 +5,8 @@ from keras import layers as keras_layers
 
 from keras_guided import _weights
 from keras_guided.rules._checks import _check_channels_last
+from keras_guided.rules._checks import _check_embedding
+from keras_guided.rules._checks import _check_group_normalization
 from keras_guided.rules._checks import _check_normalization
 from keras_guided.rules._checks import _check_permute
 from keras_guided.rules._checks import _check_rescaling
@@ -20,6 +22,8 @@ from keras_guided.rules._flops import _embedding_flops
 from keras_guided.rules._flops import _no_flops
 from keras_guided.rules._flops import _recurrent_flops
 from keras_guided.rules._flops import _time_distributed_flops
+from keras_guided.rules._responses import einsum_response
+from keras_guided.rules._responses import kernel_response
 from keras_guided.rules._rewrites import _check_attention
 from keras_guided.rules._rewrites import _check_einsum
 from keras_guided.rules._rewrites import _layer_scale_rule
@@ -29,6 +33,7 @@ from keras_guided.rules._rewrites import channel_rule
 from keras_guided.rules._rewrites import depthwise_rule
 from keras_guided.rules._rewrites import dropout_rule
 from keras_guided.rules._rewrites import einsum_dense_rule
+from keras_guided.rules._rewrites import group_normalization_rule
 from keras_guided.rules._rewrites import grouped_conv_rule
 from keras_guided.rules._rewrites import prelu_rule
 from keras_guided.rules._rewrites import reshape_rule
@@ -107,6 +112,7 @@ _BUILTIN = [
             flops=_DENSE_FLOPS,
             latency="dense",
             family="dense",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -118,6 +124,7 @@ _BUILTIN = [
             flops=_einsum_flops,
             check=_check_einsum,
             family=einsum_family,
+            linear_response=einsum_response,
             note="it is copied unchanged",
         ),
     ),
@@ -127,7 +134,10 @@ _BUILTIN = [
             _producer_rule("output_dim", "embedding"),
             "producer",
             flops=_embedding_flops,
+            check=_check_embedding,
             family="embedding",
+            note="it is copied unchanged",
+            zero_when_masked=True,
         ),
     ),
     (
@@ -137,6 +147,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -147,6 +158,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -157,6 +169,7 @@ _BUILTIN = [
             "producer",
             flops=_TRANSPOSE_FLOPS,
             family="conv_transpose",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -167,6 +180,7 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -177,6 +191,7 @@ _BUILTIN = [
             "producer",
             flops=_SEPARABLE_FLOPS,
             family="separable",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -206,9 +221,11 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -217,9 +234,11 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -228,8 +247,10 @@ _BUILTIN = [
         LayerRule(
             grouped_conv_rule,
             "producer",
+            grouped=True,
             flops=_CONV_FLOPS,
             family="conv",
+            linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
@@ -327,9 +348,11 @@ _BUILTIN = [
     (
         keras_layers.GroupNormalization,
         LayerRule(
-            unchanged_rule,
-            "keep",
+            group_normalization_rule,
+            "normalization",
             flops=_no_flops,
+            check=_check_group_normalization,
+            family="normalization",
             note="it normalizes over groups of channels; it is copied "
             "unchanged",
         ),

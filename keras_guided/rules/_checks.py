@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_guided.rules._flops import is_reverse_embedding_call
 from keras_guided.rules._units import normalization_axis
 
 
@@ -49,4 +50,26 @@ def _check_normalization(layer, input_shape, output_shape):
     rank = len(tuple(input_shape))
     if axis is None or axis % rank != rank - 1:
         return f"axis={layer.axis!r} is not the channel axis alone"
+    return None
+
+
+def _check_group_normalization(layer, input_shape, output_shape):
+    reason = _check_normalization(layer, input_shape, output_shape)
+    if reason is not None:
+        return reason
+    channels = tuple(input_shape)[-1]
+    if layer.groups not in (-1, channels):
+        return (
+            f"groups={layer.groups} normalizes over groups of "
+            f"{channels // layer.groups if channels else '?'} channels"
+        )
+    return None
+
+
+def _check_embedding(layer, input_shape, output_shape):
+    if is_reverse_embedding_call(input_shape, output_shape):
+        return (
+            "it is called in reverse (its embeddings project its input "
+            "channels onto the vocabulary, tied weights)"
+        )
     return None

@@ -101,6 +101,18 @@ def channel_rule(layer, weights, kept_inputs, kept_outputs):
     return layer.get_config(), _weights_list(layer, new)
 
 
+def group_normalization_rule(layer, weights, kept_inputs, kept_outputs):
+    """GroupNormalization with one group per channel (`groups=-1` becomes
+    the channel count when built): per-channel weights, and as many groups
+    as kept channels."""
+    config, new_weights = channel_rule(
+        layer, weights, kept_inputs, kept_outputs
+    )
+    if kept_outputs is not None:
+        config = dict(config, groups=int(len(kept_outputs)))
+    return config, new_weights
+
+
 def prelu_rule(layer, weights, kept_inputs, kept_outputs):
     """PReLU: per-channel alpha, unless shared over the channel axis."""
     alpha = weights["alpha"]

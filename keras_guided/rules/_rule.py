@@ -19,6 +19,9 @@ GRAPH_KINDS = (
     "keep",
     "attention",
 )
+# Kinds whose layers cost nothing when their rule has no FLOPs
+# (channel-wise or data movement; an Embedding is a lookup).
+FREE_KINDS = tuple(k for k in GRAPH_KINDS if k not in ("keep", "attention"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,19 @@ class LayerRule:
             constant propagation computes that output instead of calling
             the layer. Honoured only for the class the rule is registered
             for: a subclass may change `call`.
+        linear_response: `linear_response(layer, x) -> array`, the
+            pre-activation, bias-free response of the layer to an input
+            `x` (batch 1, channels last), or `None`: how `prune_model`
+            folds the constants of removed input channels into the
+            layer's bias (`rules._responses`: a kernel layer's kernels; a
+            user's layer `layer(x) - layer(0)`); `None` (default): no
+            folding into this layer.
+        zero_when_masked: whether a unit whose weights are zero outputs
+            zero whatever the input (an Embedding looks its units up), so
+            `prune_model`'s constant propagation needs no call.
+        grouped: whether the layer's `groups` may make it pass channels
+            through (a Conv with one input channel per group is depthwise):
+            the graph then says whether a call creates units.
     """
 
     rewrite: object
@@ -77,3 +93,6 @@ class LayerRule:
     family: object = None
     mixes_channels: str = None
     bias_at_zero: bool = False
+    linear_response: object = None
+    zero_when_masked: bool = False
+    grouped: bool = False

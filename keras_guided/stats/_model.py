@@ -197,23 +197,6 @@ def model_costs(model, shapes=None, flops=True):
     return rows
 
 
-# Kinds whose layers cost nothing in this model when their rule has no
-# FLOPs (channel-wise or data movement; an Embedding is a lookup).
-_FREE_KINDS = (
-    "producer",
-    "depthwise",
-    "normalization",
-    "prelu",
-    "elementwise",
-    "activation",
-    "mixing",
-    "reshape",
-    "permute",
-    "concatenate",
-    "merge",
-)
-
-
 def _why_unpriced(layer, rule, calls):
     """Why `layer`'s FLOPs are unknown, or `None`."""
     if not layer.weights:
@@ -221,7 +204,7 @@ def _why_unpriced(layer, rule, calls):
     if rule is None:
         return "no rule prices it"
     if rule.flops is None:
-        if rule.kind in _FREE_KINDS:
+        if rule.kind in rules_lib.FREE_KINDS:
             return None
         return "its rule has no FLOPs"
     if not calls:

@@ -17,7 +17,6 @@ from keras import ops
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
-from keras_guided import units as units_lib
 from keras_guided.surgery._verification import _PROBE_SIZE
 
 
@@ -143,7 +142,7 @@ class _Walk:
         if not any(mask.any() for _, mask in wanted):
             return
         try:
-            if units_lib.layer_family(op) == "embedding":
+            if _zero_when_masked(op):
                 # A masked embedding column is zero for every token.
                 values = [
                     [np.zeros(self._shape(node.outputs[0]), dtype="float32")]
@@ -206,7 +205,7 @@ class _Walk:
         producer on untracked channels, only passes them on)."""
         return _is_producer(op) and (
             id(op) in self.removal.analysis.producer_ids
-            or units_lib.layer_family(op) != "conv"
+            or not rules_lib.rule_for(op).grouped
         )
 
     def _shape(self, tensor):
@@ -230,6 +229,11 @@ def _mask_probe(noise):
 def _is_producer(op):
     rule = rules_lib.rule_for(op)
     return rule is not None and rule.kind == "producer"
+
+
+def _zero_when_masked(op):
+    rule = rules_lib.rule_for(op)
+    return rule is not None and rule.zero_when_masked
 
 
 def _bias_only(op):

@@ -11,13 +11,9 @@ away from 'same'-padding borders, and said so where the borders differ).
 import dataclasses
 
 import numpy as np
-from keras import ops
 
-from keras_guided import _copies
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
-from keras_guided import units as units_lib
-from keras_guided.surgery._rebuild import _standard_config
 
 
 @dataclasses.dataclass
@@ -90,28 +86,9 @@ def _center(value):
 
 
 def _linear_response(layer, x):
-    """Pre-activation, bias-free response of a consumer to `x`."""
-    family = units_lib.layer_family(layer)
-    if family in rules_lib.KERNEL_FAMILIES:
-        config = _copies.layer_config(layer)
-        config.update(activation="linear", name=layer.name + "_fold_probe")
-        config = rules_lib.without_bias(layer, config)
-        config = _standard_config(config)
-        # A throwaway layer: built without drawing its initial weights.
-        for key in config:
-            if key.endswith("_initializer"):
-                config[key] = "zeros"
-        probe = type(layer).from_config(config)
-        probe.build(x.shape)
-        weights = [
-            ops.convert_to_numpy(v.value)
-            for v in layer.weights
-            if v.name != "bias"
-        ]
-        probe.set_weights(weights)
-        return ops.convert_to_numpy(probe(x)).astype(np.float64)
-    if rules_lib.user_rule(layer) is not None:
-        response = ops.convert_to_numpy(layer(x))
-        base = ops.convert_to_numpy(layer(np.zeros_like(x)))
-        return (response - base).astype(np.float64)
-    return None
+    """Pre-activation, bias-free response of a consumer to `x`, from its
+    rule (`LayerRule.linear_response`), or `None`."""
+    rule = rules_lib.rule_for(layer)
+    if rule is None or rule.linear_response is None:
+        return None
+    return rule.linear_response(layer, x)
