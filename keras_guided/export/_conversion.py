@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import numpy as np
 from keras_guided import _walk
 from keras_guided.export import _converter
 from keras_guided.export._converter import converter_settings
+from keras_guided.export._litert_run import describe_exit
 
 _CHILD_TIMEOUT = 3600
 
@@ -151,14 +151,7 @@ def _crash_error(model, result):
     """The `ValueError` of a child converter that crashed (or failed
     without saying why), naming the model, its recurrent layers (the
     graphs the calibrator is known to crash on) and the fix."""
-    if result.returncode < 0:
-        try:
-            what = signal.Signals(-result.returncode).name
-        except ValueError:
-            what = f"signal {-result.returncode}"
-        cause = f"crashed ({what})"
-    else:
-        cause = f"failed (exit status {result.returncode})"
+    cause = describe_exit(result.returncode)
     suspects = [
         f"layer '{layer.name}' ({type(layer).__name__})"
         for layer in _walk.all_layers(model)

@@ -16,6 +16,20 @@ import sys
 import numpy as np
 
 
+def describe_exit(returncode):
+    """How a child process ended, in words: `crashed (SIGSEGV)` for a
+    signal, `failed (exit status 3)` otherwise."""
+    import signal
+
+    if returncode < 0:
+        try:
+            what = signal.Signals(-returncode).name
+        except ValueError:
+            what = f"signal {-returncode}"
+        return f"crashed ({what})"
+    return f"failed (exit status {returncode})"
+
+
 def make_interpreter(content, num_threads=1):
     """An allocated `ai_edge_litert` interpreter for the file's bytes."""
     from ai_edge_litert.interpreter import Interpreter

@@ -11,7 +11,6 @@ far the float32 copy of a mixed-precision model is from the model.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import numpy as np
 
 from keras_guided.export import _inputs
 from keras_guided.export import _litert_run
+from keras_guided.export._litert_run import describe_exit
 
 FLOAT32_TOLERANCE = 1e-5
 _DEFAULT_SAMPLES = 32
@@ -105,14 +105,7 @@ def _run_in_child(path, inputs, model):
                 return {name: archive[name] for name in archive.files}
         if result.returncode == 0:
             return np.load(outputs_path)
-    if result.returncode < 0:
-        try:
-            what = signal.Signals(-result.returncode).name
-        except ValueError:
-            what = f"signal {-result.returncode}"
-        cause = f"the LiteRT runtime crashed ({what})"
-    else:
-        cause = f"the LiteRT runtime failed (exit status {result.returncode})"
+    cause = f"the LiteRT runtime {describe_exit(result.returncode)}"
     lines = [
         line
         for line in result.stderr.strip().splitlines()
