@@ -101,9 +101,9 @@ def test_resumed_budget_run_equals_the_uninterrupted_one(
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_resume_from_model_checkpoint_weights(tmp_path):
-    target = {"units": 16}
-    full = _fit(_model(), keras_guided.GuidedPruning(target=target))
+def _checkpoint_of_an_interrupted_fit(tmp_path, target):
+    """The weights file `ModelCheckpoint` wrote before a fit with
+    `GuidedPruning(target=target)` was interrupted after epoch 3."""
     path = str(tmp_path / "last.weights.h5")
     with pytest.raises(RuntimeError, match="interrupted"):
         _fit(
@@ -114,6 +114,13 @@ def test_resume_from_model_checkpoint_weights(tmp_path):
                 _Interrupt(3),
             ],
         )
+    return path
+
+
+def test_resume_from_model_checkpoint_weights(tmp_path):
+    target = {"units": 16}
+    full = _fit(_model(), keras_guided.GuidedPruning(target=target))
+    path = _checkpoint_of_an_interrupted_fit(tmp_path, target)
     model = _model()
     pruning = keras_guided.GuidedPruning(target=target)
     pruning.set_model(model)  # so that load_weights finds its state
@@ -210,16 +217,7 @@ def test_a_rebuilt_model_resumes_in_either_callback_order(tmp_path, order):
 
 def test_a_state_for_another_epoch_is_not_resumed_silently(tmp_path):
     target = {"units": 16}
-    path = str(tmp_path / "last.weights.h5")
-    with pytest.raises(RuntimeError, match="interrupted"):
-        _fit(
-            _model(),
-            keras_guided.GuidedPruning(target=target),
-            [
-                keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
-                _Interrupt(3),
-            ],
-        )
+    path = _checkpoint_of_an_interrupted_fit(tmp_path, target)
     model = _model()
     pruning = keras_guided.GuidedPruning(target=target)
     pruning.set_model(model)
