@@ -209,7 +209,10 @@ def export_tflite(
             `[0, vocabulary)` where an `Embedding` reads the input (else 0
             or 1), 0/1 masks for an input whose name contains "mask".
         tolerance: max allowed |LiteRT - Keras|. Defaults to `None`:
-            `1e-5 * max(1, max |Keras output|)` for float32; for quantized
+            for float32, the larger of `1e-5 * max(1, max |Keras output|)`
+            and 10 times how far Keras' own outputs move when the float
+            inputs move by one float32 ulp (a deep network amplifies
+            rounding, and LiteRT sums in another order); for quantized
             modes the error is measured and reported, and only a non-finite
             output fails.
         measure_latency: also report the median latency of a batch-1
