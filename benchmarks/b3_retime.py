@@ -90,9 +90,10 @@ def retime(paths, rounds=ROUNDS, runs=RUNS_PER_ROUND):
     }
 
 
-def make_files(name, asked_shares, directory, log=print):
-    """Base and pruned float32 files of `name` at each asked share; returns
-    `(base_path, {asked: (pruned_path, loop record)})`."""
+def make_files(name, asked_shares, directory, quantization=None, log=print):
+    """Base and pruned files of `name` at each asked share, in
+    `quantization` (`None`: float32; `"int8"` calibrated on 8 random
+    inputs); returns `(base_path, {asked: (pruned_path, loop record)})`."""
     import keras
 
     import keras_guided as kg
@@ -104,11 +105,18 @@ def make_files(name, asked_shares, directory, log=print):
     model = b3_surgery._build(name, size, calibration)
     start = time.perf_counter()
     table = kg.build_latency_table(
-        model, cache_dir=os.path.join(directory, "latency_cache"), verbose=0
+        model,
+        quantization=quantization,
+        cache_dir=os.path.join(directory, "latency_cache"),
+        verbose=0,
     )
     log(f"{name}: table in {time.perf_counter() - start:.0f} s")
-    base = os.path.join(directory, f"{name}_base.tflite")
-    kg.export_tflite(model, base)
+    mode = quantization or "float32"
+    settings = {"quantization": quantization}
+    if quantization == "int8":
+        settings["representative_data"] = calibration
+    base = os.path.join(directory, f"{name}_{mode}_base.tflite")
+    kg.export_tflite(model, base, **settings)
     pruned = {}
     for asked in asked_shares:
         start = time.perf_counter()
@@ -130,11 +138,59 @@ def make_files(name, asked_shares, directory, log=print):
             "loop_seconds": time.perf_counter() - start,
         }
         log(f"{name} asked {asked}: loop says {check.measured:.3f}")
-        path = os.path.join(directory, f"{name}_{asked}.tflite")
-        kg.export_tflite(small, path)
+        path = os.path.join(directory, f"{name}_{mode}_{asked}.tflite")
+        kg.export_tflite(small, path, **settings)
         pruned[asked] = (path, record)
         keras.backend.clear_session()
     return base, pruned
+
+
+BEGIN = "<!-- b3retime:begin -->"
+END = "<!-- b3retime:end -->"
+
+
+def _key(row):
+    return (row["model"], row.get("quantization", "float32"), row["asked"])
+
+
+def merge(results, rows):
+    """`results` with `rows` added; a row of the same model, mode and
+    asked share replaces the older one."""
+    keys = {_key(row) for row in rows}
+    kept = [row for row in results["models"] if _key(row) not in keys]
+    results["models"] = kept + list(rows)
+    return results
+
+
+def table(results):
+    """The page's markdown table of `results`' rows."""
+    lines = [
+        "| model | mode | asked | loop: measured (tries) | re-timed "
+        "(independent) | within 10 % | base / pruned bytes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in results["models"]:
+        base, pruned = row["retimed"]["files"]
+        lines.append(
+            f"| {row['model']} | {row.get('quantization', 'float32')} | "
+            f"{row['asked']} | {row['loop_measured']:.3f} "
+            f"({row['loop_tries']}) | {row['retimed_ratio']:.3f} | "
+            f"{'yes' if row['retimed_within_10pct'] else 'no'} | "
+            f"{base['bytes']:,} / {pruned['bytes']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def write_page(path, results):
+    """Replaces the table between the b3retime markers of the page."""
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    text = f"{head}{BEGIN}\n{table(results)}\n{END}{tail}"
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
@@ -142,49 +198,66 @@ def main(argv=None):
     parser.add_argument("files", nargs="*", help=".tflite files (base first)")
     parser.add_argument("--models", default="")
     parser.add_argument("--asked", default="0.5,0.4")
+    parser.add_argument("--quantization", default="float32")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--runs", type=int, default=RUNS_PER_ROUND)
     parser.add_argument("--work", default="/tmp/b3_retime")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--conditions", default="")
+    parser.add_argument("--docs", default=None)
     args = parser.parse_args(argv)
     if args.files:
         print(json.dumps(retime(args.files, args.rounds, args.runs), indent=1))
         return
     os.makedirs(args.work, exist_ok=True)
     asked_shares = [float(a) for a in args.asked.split(",")]
-    results = {
-        "machine": platform.machine(),
-        "quantization": "float32",
-        "input_size": 224,
-        "models": [],
-    }
-    for name in args.models.split(","):
+    quantization = None if args.quantization == "float32" else args.quantization
+    results = {"machine": platform.machine(), "input_size": 224, "models": []}
+    if args.out and os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+    results.pop("quantization", None)  # now a field of every row
+    for row in results["models"]:
+        row.setdefault("quantization", "float32")
+    command = (
+        f"python -m benchmarks.b3_retime --models {{model}} --quantization "
+        f"{args.quantization} --asked {args.asked}"
+    )
+    for name in [m for m in args.models.split(",") if m]:
         start = time.perf_counter()
-        base, pruned = make_files(name, asked_shares, args.work)
+        base, pruned = make_files(name, asked_shares, args.work, quantization)
+        rows = []
         for asked, (path, record) in pruned.items():
             timing = retime([base, path], args.rounds, args.runs)
             ratio = timing["files"][1]["ratio"]
-            results["models"].append(
+            rows.append(
                 {
                     "model": name,
+                    "quantization": args.quantization,
                     "asked": asked,
                     **record,
                     "retimed": timing,
                     "retimed_ratio": ratio,
                     "retimed_within_10pct": abs(ratio / asked - 1) <= 0.10,
+                    "command": command.format(model=name),
+                    "conditions": args.conditions,
                 }
             )
             print(
-                f"{name} asked {asked}: loop {record['loop_measured']:.3f}, "
-                f"re-timed {ratio:.3f} (base "
+                f"{name} {args.quantization} asked {asked}: loop "
+                f"{record['loop_measured']:.3f}, re-timed {ratio:.3f} (base "
                 f"{timing['files'][0]['median_ms']:.2f} ms, pruned "
                 f"{timing['files'][1]['median_ms']:.2f} ms)",
                 flush=True,
             )
-        results["models"][-1]["model_seconds"] = time.perf_counter() - start
+        rows[-1]["model_seconds"] = time.perf_counter() - start
+        merge(results, rows)
         if args.out:
-            with open(args.out, "w") as f:
+            with open(args.out + ".tmp", "w") as f:
                 json.dump(results, f, indent=1)
+            os.replace(args.out + ".tmp", args.out)
+        if args.docs:
+            write_page(args.docs, results)
 
 
 if __name__ == "__main__":
