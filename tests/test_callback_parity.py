@@ -258,7 +258,7 @@ def test_albert_shared_layer_live_flops_are_what_prune_model_keeps():
     pruned = keras_guided.prune_model(model, on_unsupported="keep")
 
     def flops(m):  # at the callback's probe length (32)
-        inputs = graph._functional_of(m).inputs
+        inputs = graph.functional_graph(m).inputs
         shapes = graph.concrete_shapes(m, [(1, 32)] * len(inputs))
         return stats.count_flops(m, shapes=shapes)
 

@@ -22,7 +22,6 @@ from keras_guided import proximal
 from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided.callbacks._group_plan import producer_names
-from keras_guided.surgery import _verification
 
 
 class LiveMetrics:
@@ -231,10 +230,8 @@ def _model_costs(model, flops):
     except ValueError:
         if not flops:
             raise
-    inputs = graph_lib._functional_of(model).inputs
-    input_shapes = [
-        _verification._default_shape(t.shape, batch=1) for t in inputs
-    ]
+    inputs = graph_lib.functional_graph(model).inputs
+    input_shapes = [graph_lib.probe_shape(t.shape, batch=1) for t in inputs]
     shapes = graph_lib.concrete_shapes(model, input_shapes)
     try:
         costs = stats.model_costs(model, shapes=shapes, flops=True)

@@ -62,90 +62,42 @@ Where each part lives: `_groups` (`UnitGroup`, `UnitSlice`, the
 union-find), `_analysis` (`GraphAnalysis`: the walk, the dispatch on rule
 kinds, the grouping), `_visit_layers` and `_visit_structure` (the visits,
 mixins of `GraphAnalysis`), `_helpers` (facts about tensors and graphs),
-`_shapes` (`concrete_shapes`).
+`_shapes` (`concrete_shapes`, `probe_shape`), `_find_groups`
+(`find_unit_groups`, `analyze`).
 """
 
 from keras_guided.graph._analysis import GraphAnalysis
+from keras_guided.graph._find_groups import analyze
+from keras_guided.graph._find_groups import find_unit_groups
 from keras_guided.graph._groups import ON_UNSUPPORTED
 from keras_guided.graph._groups import ROLES
 from keras_guided.graph._groups import UnitGroup
 from keras_guided.graph._groups import UnitSlice
 from keras_guided.graph._groups import describe
-from keras_guided.graph._helpers import _channels  # noqa: F401 (used as graph._channels)
-from keras_guided.graph._helpers import _functional_of  # noqa: F401 (used as graph._functional_of)
-from keras_guided.graph._helpers import _is_model  # noqa: F401 (used as graph._is_model)
+from keras_guided.graph._helpers import channel_count
+from keras_guided.graph._helpers import functional_graph
 from keras_guided.graph._helpers import inner_graph
+from keras_guided.graph._helpers import is_model
 from keras_guided.graph._helpers import is_traced
+from keras_guided.graph._shapes import PROBE_SIZE
 from keras_guided.graph._shapes import concrete_shapes
+from keras_guided.graph._shapes import probe_shape
 
 __all__ = [
     "GraphAnalysis",
     "ON_UNSUPPORTED",
+    "PROBE_SIZE",
     "ROLES",
     "UnitGroup",
     "UnitSlice",
     "analyze",
+    "channel_count",
     "concrete_shapes",
     "describe",
     "find_unit_groups",
+    "functional_graph",
     "inner_graph",
+    "is_model",
     "is_traced",
+    "probe_shape",
 ]
-
-
-def analyze(model, on_unsupported="raise"):
-    """Runs the graph analysis and returns a `GraphAnalysis`.
-
-    Args:
-        model: a built Sequential or Functional `keras.Model`.
-        on_unsupported: `"raise"` (default) or `"keep"`, as in
-            `find_unit_groups`.
-
-    Returns:
-        A `GraphAnalysis`; its `groups` are what `find_unit_groups` returns.
-
-    Examples:
-        >>> import keras, keras_guided
-        >>> inputs = keras.Input((3,))
-        >>> hidden = keras.layers.Dense(4)(inputs)
-        >>> model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
-        >>> analysis = keras_guided.graph.analyze(model)
-        >>> units = analysis.channel_units(hidden)  # global unit ids
-        >>> [analysis.unit_location[int(u)] for u in units]
-        [(0, 0), (0, 1), (0, 2), (0, 3)]
-    """
-    return GraphAnalysis(model, on_unsupported=on_unsupported)
-
-
-def find_unit_groups(model, on_unsupported="raise"):
-    """Computes the unit groups of a built Sequential or Functional model.
-
-    Args:
-        model: a built `keras.Sequential` or Functional `keras.Model`
-            (nested models used as layers are followed).
-        on_unsupported: `"raise"` (default) raises a `ValueError` naming the
-            first unsupported layer whose channels could otherwise be
-            pruned; `"keep"` marks the groups touching unsupported layers
-            unprunable and gives the reason.
-
-    Returns:
-        A list of `UnitGroup`, in graph order. Model inputs are not groups;
-        groups reaching a model output are `prunable=False` with a reason.
-
-    Raises:
-        ValueError: for a subclassed or unbuilt model, a channels-first
-            layer, or (with `on_unsupported="raise"`) an unsupported layer.
-
-    Examples:
-        >>> import keras, keras_guided
-        >>> inputs = keras.Input((8,))
-        >>> hidden = keras.layers.Dense(4, name="hidden")(inputs)
-        >>> outputs = keras.layers.Dense(2, name="out")(hidden)
-        >>> model = keras.Model(inputs, outputs)
-        >>> groups = keras_guided.find_unit_groups(model)
-        >>> [(g.layers, g.num_units, g.prunable) for g in groups]
-        [(['hidden'], 4, True), (['out'], 2, False)]
-        >>> [(s.weight, s.role) for s in groups[0].slices]
-        [('kernel', 'producer'), ('bias', 'producer'), ('kernel', 'consumer')]
-    """
-    return analyze(model, on_unsupported=on_unsupported).groups

@@ -16,10 +16,10 @@ from keras_guided.graph._groups import UnitSlice
 from keras_guided.graph._groups import _Record
 from keras_guided.graph._groups import _UnionFind
 from keras_guided.graph._groups import describe
-from keras_guided.graph._helpers import _channels
-from keras_guided.graph._helpers import _functional_of
-from keras_guided.graph._helpers import _is_model
 from keras_guided.graph._helpers import _keeps_last_axis
+from keras_guided.graph._helpers import channel_count
+from keras_guided.graph._helpers import functional_graph
+from keras_guided.graph._helpers import is_model
 from keras_guided.graph._visit_layers import LayerVisits
 from keras_guided.graph._visit_structure import StructureVisits
 
@@ -68,7 +68,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         self.unsupported_reasons = []  # "layer 'x' (Cls) is not supported: ..."
         self._unsupported_errors = []
         self.nodes = []  # (functional, node) in walk order, nested included
-        functional = _functional_of(model)
+        functional = functional_graph(model)
         inputs = functional.inputs
         for tensor in inputs:
             atoms = self._new_atoms(tensor)
@@ -147,8 +147,8 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         rule = rules_lib.rule_for(layer)
         if rule is not None and rules_lib.user_rule(layer) is rule:
             return self._visit_user(layer, rule, in_atoms, outputs)
-        if _is_model(layer):
-            grouped = _grouped_attention.layout(layer, _functional_of(layer))
+        if is_model(layer):
+            grouped = _grouped_attention.layout(layer, functional_graph(layer))
             if grouped is not None:
                 # A pruned model's grouped-query attention, rebuilt as a
                 # nested model: its heads are found again.
@@ -162,7 +162,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             if (
                 not isinstance(layer, keras_layers.Layer)
                 and all(a is None for a in in_atoms)
-                and all(_channels(t) is None for t in outputs)
+                and all(channel_count(t) is None for t in outputs)
             ):
                 # An op on tensors without channels (a mask's reshape, a
                 # causal mask merged with a padding mask).

@@ -20,7 +20,9 @@ def _blocked(atoms, block):
     ]
 
 
-def _channels(tensor):
+def channel_count(tensor):
+    """The size of `tensor`'s last (channel) axis, or `None` when it has
+    no known channel axis."""
     shape = getattr(tensor, "shape", None)
     if shape is None or len(shape) < 2 or shape[-1] is None:
         return None
@@ -51,7 +53,9 @@ def _keeps_last_axis(node):
     )
 
 
-def _is_model(layer):
+def is_model(layer):
+    """Whether `layer` is a `keras.Model` (a nested model used as a
+    layer)."""
     from keras import Model
 
     return isinstance(layer, Model)
@@ -60,19 +64,19 @@ def _is_model(layer):
 def inner_graph(operation, node):
     """The graph inside `operation` at `node`: a nested model's, or the
     traced call of a composite layer (`keras_guided.trace`); else `None`."""
-    if _is_model(operation):
-        return _functional_of(operation)
+    if is_model(operation):
+        return functional_graph(operation)
     return trace_lib.traced_graph(operation, node)
 
 
 def is_traced(operation, node):
     """Whether `operation` at `node` is a traced composite layer."""
-    return not _is_model(operation) and (
+    return not is_model(operation) and (
         trace_lib.traced_graph(operation, node) is not None
     )
 
 
-def _functional_of(model):
+def functional_graph(model):
     """The Functional graph behind `model`, or a clear error."""
     from keras import Sequential
 

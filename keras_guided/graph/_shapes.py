@@ -1,10 +1,23 @@
-"""Concrete tensor shapes of a variable-length model (`concrete_shapes`)."""
+"""Concrete tensor shapes of a variable-length model (`concrete_shapes`),
+and the probe shape an unknown length defaults to (`probe_shape`)."""
 
 from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided.graph._helpers import _functional_of
+from keras_guided.graph._helpers import functional_graph
 from keras_guided.graph._helpers import inner_graph
+
+PROBE_SIZE = 32
+"""The length an unknown size is probed at when no sample inputs are given:
+long enough for most kernels and pooling windows, small enough to probe
+quickly."""
+
+
+def probe_shape(shape, batch=1):
+    """`shape` with a batch of `batch` and `PROBE_SIZE` for every unknown
+    length (the shape a variable-length input is probed at)."""
+    dims = [batch] + list(shape[1:])
+    return tuple(PROBE_SIZE if d is None else int(d) for d in dims)
 
 
 def concrete_shapes(model, input_shapes, blocked=None):
@@ -29,7 +42,7 @@ def concrete_shapes(model, input_shapes, blocked=None):
     """
     import keras
 
-    functional = _functional_of(model)
+    functional = functional_graph(model)
     specs = {}
     for tensor, shape in zip(functional.inputs, input_shapes):
         specs[id(tensor)] = keras.KerasTensor(

@@ -8,8 +8,8 @@ from keras_guided import rules as rules_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import _blocked
-from keras_guided.graph._helpers import _channels
 from keras_guided.graph._helpers import _has_weight
+from keras_guided.graph._helpers import channel_count
 
 
 class LayerVisits:
@@ -19,7 +19,7 @@ class LayerVisits:
     def _visit_elementwise(self, layer, node, in_atoms):
         atoms = in_atoms[0] if in_atoms else None
         rule = rules_lib.rule_for(layer)
-        if atoms is not None and _channels(node.output_tensors[0]) == len(
+        if atoms is not None and channel_count(node.output_tensors[0]) == len(
             atoms
         ):
             weights = rule.output_weights
@@ -100,7 +100,7 @@ class LayerVisits:
     def _visit_grouped(self, layer, node, atoms, groups):
         """Conv with `groups > 1` (see `rules.grouped_conv_rule`)."""
         out = node.output_tensors[0]
-        filters = _channels(out)
+        filters = channel_count(out)
         per_group_in = int(units_lib.get_weight(layer, "kernel").shape[-2])
         per_group_out = filters // groups
         if per_group_in == 1 and not self._from_input(atoms):

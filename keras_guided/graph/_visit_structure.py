@@ -7,8 +7,8 @@ import numpy as np
 from keras_guided import _grouped_attention
 from keras_guided import trace as trace_lib
 from keras_guided.graph._groups import describe
-from keras_guided.graph._helpers import _channels
-from keras_guided.graph._helpers import _functional_of
+from keras_guided.graph._helpers import channel_count
+from keras_guided.graph._helpers import functional_graph
 
 
 class StructureVisits:
@@ -34,13 +34,13 @@ class StructureVisits:
     def _pass_through(self, layer, in_atoms, outputs):
         atoms = in_atoms[0] if in_atoms else None
         out = outputs[0]
-        if atoms is not None and _channels(out) != len(atoms):
+        if atoms is not None and channel_count(out) != len(atoms):
             return self._visit_unknown(
                 layer,
                 in_atoms,
                 outputs,
                 f"it changes the channel count from {len(atoms)} to "
-                f"{_channels(out)}",
+                f"{channel_count(out)}",
             )
         self._set_output(out, atoms, layer)
 
@@ -51,7 +51,7 @@ class StructureVisits:
         if atoms is None:
             self._set_output(out, self._new_atoms(out), layer)
             return
-        out_channels = _channels(out)
+        out_channels = channel_count(out)
         if out_channels is None:
             return self._visit_unknown(
                 layer,
@@ -96,7 +96,7 @@ class StructureVisits:
 
     def _merge(self, layer, in_atoms, outputs):
         out = outputs[0]
-        channels = _channels(out)
+        channels = channel_count(out)
         full = [a for a in in_atoms if a is not None and len(a) == channels]
         others = [a for a in in_atoms if a is None or len(a) != channels]
         if not full or any(a is not None and len(a) != 1 for a in others):
@@ -120,7 +120,7 @@ class StructureVisits:
         self._set_output(out, full[0], layer)
 
     def _visit_model(self, model, node, in_atoms, inner=None):
-        inner = inner or _functional_of(model)
+        inner = inner or functional_graph(model)
         for tensor, atoms in zip(inner.inputs, in_atoms):
             previous = self._tensor_atoms.get(id(tensor))
             if previous is not None and atoms is not None:

@@ -17,7 +17,6 @@ from keras import ops
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
-from keras_guided.surgery._verification import _PROBE_SIZE
 
 
 @dataclasses.dataclass
@@ -86,7 +85,7 @@ def propagate_constants(removal, shapes, noise):
     """
     found = Constants(values={}, consumer_inputs=[], notes=[])
     walk = _Walk(removal, shapes, noise, found)
-    walk.graph(graph_lib._functional_of(removal.analysis.model))
+    walk.graph(graph_lib.functional_graph(removal.analysis.model))
     return found
 
 
@@ -210,9 +209,7 @@ class _Walk:
 
     def _shape(self, tensor):
         """The probe shape of `tensor`: batch 1, lengths of real inputs."""
-        shape = list(self.shapes.get(id(tensor), tensor.shape))
-        shape[0] = 1
-        return tuple(_PROBE_SIZE if d is None else int(d) for d in shape)
+        return graph_lib.probe_shape(self.shapes.get(id(tensor), tensor.shape))
 
 
 def _mask_probe(noise):

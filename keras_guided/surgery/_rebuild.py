@@ -73,7 +73,7 @@ class _Rebuild:
 
     def model(self):
         model = self.analysis.model
-        functional = graph_lib._functional_of(model)
+        functional = graph_lib.functional_graph(model)
         inputs = [
             keras.Input(
                 batch_shape=t.shape,
@@ -102,7 +102,7 @@ class _Rebuild:
         tensors = list(node.input_tensors) + list(node.outputs[:1])
         kept = list(kept_inputs) + [kept_outputs]
         for tensor, channels in zip(tensors, kept):
-            full = graph_lib._channels(tensor)
+            full = graph_lib.channel_count(tensor)
             if channels is not None and len(channels) != full:
                 return False
         internal = self.removal.kept_internal(op)
@@ -115,7 +115,7 @@ class _Rebuild:
     def _kept(self, tensor):
         kept = self.removal.kept(tensor)
         if kept is None:
-            channels = graph_lib._channels(tensor)
+            channels = graph_lib.channel_count(tensor)
             if channels is not None:
                 kept = np.arange(channels)
         return kept
@@ -144,7 +144,7 @@ class _Rebuild:
             if (
                 fresh
                 and isinstance(op, keras.layers.Layer)
-                and not (graph_lib._is_model(op) or traced)
+                and not (graph_lib.is_model(op) or traced)
             ):
                 self._set_state(op, new_op)
         except Exception as error:  # noqa: BLE001 (another copy)

@@ -10,7 +10,6 @@ from keras_guided import rules as rules_lib
 from keras_guided import stats
 from keras_guided import units as units_lib
 from keras_guided.stats import iter_layers
-from keras_guided.surgery._verification import _PROBE_SIZE
 
 
 @dataclasses.dataclass
@@ -139,7 +138,7 @@ def _params_only(model, pruned):
 def _report_shapes(model, pruned, shapes):
     """Concrete shapes of both models at the probe's input shapes (a
     variable-length model), or `(None, None)`."""
-    inputs = graph_lib._functional_of(model).inputs
+    inputs = graph_lib.functional_graph(model).inputs
     if not shapes or any(id(t) not in shapes for t in inputs):
         return None, None
     input_shapes = [shapes[id(t)] for t in inputs]
@@ -154,13 +153,13 @@ def _report(model, pruned, analysis, plan, shapes, notes):
     try:
         rows = stats.compare(model, pruned, shapes_before, shapes_after)
         if shapes_before is not None:
-            inputs = graph_lib._functional_of(model).inputs
+            inputs = graph_lib.functional_graph(model).inputs
             notes.append(
                 "FLOPs counted for inputs of shapes "
                 f"{[tuple(shapes_before[id(t)]) for t in inputs]} (the "
                 "model's input lengths are unknown: the lengths of "
                 "`sample_inputs`, else "
-                f"{_PROBE_SIZE})"
+                f"{graph_lib.PROBE_SIZE})"
             )
     except ValueError as error:  # unknown spatial sizes: no FLOPs
         rows = _params_only(model, pruned)

@@ -10,20 +10,16 @@ from keras import ops
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 
-# Unknown lengths without sample inputs: long enough for most kernels and
-# pooling windows, small enough to probe quickly.
-_PROBE_SIZE = 32
-
 
 def _probe_shapes(model, sample_inputs):
     """Concrete shapes of every tensor: from `sample_inputs`, or defaults."""
-    functional = graph_lib._functional_of(model)
+    functional = graph_lib.functional_graph(model)
     if all(None not in tuple(t.shape)[1:] for t in functional.inputs):
         return {}  # fixed sizes: the symbolic shapes are the real ones
     if sample_inputs is not None:
         shapes = [tuple(np.shape(x)) for x in keras.tree.flatten(sample_inputs)]
     else:
-        shapes = [_default_shape(t.shape) for t in functional.inputs]
+        shapes = [graph_lib.probe_shape(t.shape) for t in functional.inputs]
     if len(shapes) != len(functional.inputs):
         return {}
     shapes = [(1,) + tuple(shape[1:]) for shape in shapes]
@@ -51,20 +47,14 @@ def _unknown_size(error, model, sample_inputs):
     )
 
 
-def _default_shape(shape, batch=1):
-    """A batch of `batch`, and `_PROBE_SIZE` for every unknown length."""
-    dims = [batch] + list(shape[1:])
-    return tuple(_PROBE_SIZE if d is None else int(d) for d in dims)
-
-
 def _sample_inputs(model, sample_inputs):
     if sample_inputs is not None:
         return sample_inputs
     rng = np.random.default_rng(0)
-    functional = graph_lib._functional_of(model)
+    functional = graph_lib.functional_graph(model)
     values = []
     for tensor in functional.inputs:
-        shape = _default_shape(tensor.shape, batch=4)
+        shape = graph_lib.probe_shape(tensor.shape, batch=4)
         dtype = keras.backend.standardize_dtype(tensor.dtype)
         if "int" in dtype:
             values.append(rng.integers(0, 2, size=shape).astype(dtype))
@@ -83,7 +73,7 @@ def _predict(model, inputs):
 
 def _note_random_outputs(model, stable, report):
     """Says which outputs vary between two calls, and what was compared."""
-    functional = graph_lib._functional_of(model)
+    functional = graph_lib.functional_graph(model)
     for tensor, mask in zip(functional.outputs, stable):
         if mask.all():
             continue
