@@ -510,10 +510,11 @@ def test_dict_inputs_with_token_ids_and_padding_mask(tmp_path):
         keras_guided.export_tflite(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
     # The default samples are valid: ids below the vocabulary, 0/1 masks.
+    from keras_guided.export import _input_data as _export_input_data
     from keras_guided.export import _inputs as _export_inputs
 
     inputs = _export_inputs.read(model, sequence_length=10)
-    samples = _export_inputs.default_samples(model, inputs)
+    samples = _export_input_data.default_samples(model, inputs)
     assert samples["token_ids"].dtype == np.int32
     assert samples["token_ids"].max() < 50 and samples["token_ids"].max() > 1
     assert set(np.unique(samples["padding_mask"])) == {0, 1}

@@ -14,12 +14,15 @@ import keras
 import numpy as np
 
 from keras_guided import validation
+from keras_guided.export import _input_data
 from keras_guided.export import _inputs
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 
 
 def check_backend():
+    """Raises a `RuntimeError` unless Keras runs on the TensorFlow backend
+    (the TFLite converter is TensorFlow's)."""
     backend = keras.backend.backend()
     if backend != "tensorflow":
         raise RuntimeError(
@@ -57,6 +60,8 @@ def check_filepath(filepath):
 
 
 def check_quantization(quantization):
+    """The quantization mode, checked: one of `QUANTIZATIONS` (`"float32"`
+    reads as `None`), else a `ValueError`."""
     if quantization == "float32":
         return None
     if quantization not in QUANTIZATIONS:
@@ -174,6 +179,9 @@ def read_inputs(model, input_shapes=None, sequence_length=None, data=()):
 
 
 def single_input(model, input_shapes=None, sequence_length=None):
+    """`(input shape without the batch, dtype)` of a one-input model, its
+    unknown sizes filled from `input_shapes` or `sequence_length`; a
+    `ValueError` for a model without defined inputs or with several."""
     validation.check_model(model)
     inputs = _defined_inputs(model)
     if not inputs:
@@ -229,7 +237,7 @@ def check_calibration(
         )
 
 
-_check_inputs = _inputs.check_array
+_check_inputs = _input_data.check_array
 
 
 def check_data(
@@ -245,7 +253,7 @@ def check_data(
         if data is None:
             checked.append(None)
         elif input_shape is None:
-            checked.append(_inputs.check_data(model_inputs, data, name))
+            checked.append(_input_data.check_data(model_inputs, data, name))
         else:
             checked.append(_check_inputs(data, input_shape, name, input_dtype))
     return checked

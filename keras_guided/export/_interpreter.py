@@ -17,6 +17,8 @@ _INSTALL_HINT = "pip install keras-guided[tflite]"
 
 
 def import_interpreter():
+    """`ai_edge_litert`'s `Interpreter` class, or an `ImportError` that
+    gives the install command."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -29,6 +31,7 @@ def import_interpreter():
 
 
 def make_interpreter(interpreter_class, content, num_threads=1):
+    """An interpreter of the file's bytes `content`, tensors allocated."""
     interpreter = interpreter_class(
         model_content=content, num_threads=num_threads
     )

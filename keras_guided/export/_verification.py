@@ -18,7 +18,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_guided.export import _inputs
+from keras_guided.export import _input_data
 from keras_guided.export import _litert_run
 from keras_guided.export._litert_run import describe_exit
 
@@ -43,9 +43,9 @@ def choose_samples(
             representative_data, input_shape, input_dtype
         )
     elif sample_inputs is None and representative_data is not None:
-        sample_inputs = _inputs.take(representative_data, _DEFAULT_SAMPLES)
+        sample_inputs = _input_data.take(representative_data, _DEFAULT_SAMPLES)
     elif sample_inputs is None:
-        sample_inputs = _inputs.default_samples(
+        sample_inputs = _input_data.default_samples(
             model, model_inputs, _DEFAULT_SAMPLES
         )
     return sample_inputs
@@ -72,7 +72,7 @@ def _run_in_child(path, inputs, model):
     """
     named = isinstance(inputs, dict)
     suffix = ".npz" if named else ".npy"
-    count = _inputs.num_samples(inputs) if named else inputs.shape[0]
+    count = _input_data.num_samples(inputs) if named else inputs.shape[0]
     with tempfile.TemporaryDirectory() as directory:
         inputs_path = os.path.join(directory, "inputs" + suffix)
         outputs_path = os.path.join(directory, "outputs" + suffix)
@@ -124,6 +124,8 @@ def _run_in_child(path, inputs, model):
 
 
 def keras_outputs(model, inputs):
+    """The float32 outputs of a single-output `model` on the array
+    `inputs`, run in chunks of 64 without `predict`."""
     # Direct calls, not `predict`: no tf.function retraced per model.
     chunks = []
     for start in range(0, inputs.shape[0], 64):
@@ -146,10 +148,10 @@ def _paired_outputs(path, model, inputs, model_inputs):
         return [("output", expected, actual)], int(inputs.shape[0])
     if not isinstance(inputs, dict):  # One input, several outputs.
         inputs = {model_inputs.names[0]: inputs}
-    expected = _inputs.keras_outputs(model, model_inputs, inputs)
+    expected = _input_data.keras_outputs(model, model_inputs, inputs)
     actual = _run_in_child(path, inputs, model)
-    pairs = _inputs.pair_outputs(model.name, expected, actual)
-    return pairs, int(_inputs.num_samples(inputs))
+    pairs = _input_data.pair_outputs(model.name, expected, actual)
+    return pairs, int(_input_data.num_samples(inputs))
 
 
 def _nudged(inputs, rng):
@@ -175,7 +177,7 @@ def rounding_noise(model, inputs, model_inputs, pairs):
     else:
         if not isinstance(nudged, dict):
             nudged = {model_inputs.names[0]: nudged}
-        moved = _inputs.keras_outputs(model, model_inputs, nudged)
+        moved = _input_data.keras_outputs(model, model_inputs, nudged)
         if len(moved) == 1:
             moved = {pairs[0][0]: next(iter(moved.values()))}
     deltas = [

@@ -11,7 +11,7 @@ count: the layer alone, at its input shape, is traced with `tf.function`,
 converted with `tf.lite.TFLiteConverter.from_concrete_functions` (no
 SavedModel on disk, about 0.2 s a layer) under the exact converter settings
 `export_tflite` uses (`export.converter_settings`), and timed with
-`export._interpreter.median_latency`. The function is converted without its
+`export.median_latency`. The function is converted without its
 `trackable_obj` on purpose: that path freezes the layer's variables into
 constants, as the SavedModel path of `export_tflite` does; with the
 trackable the file would read resource variables at run time, which
@@ -26,8 +26,6 @@ import time
 import numpy as np
 
 from keras_guided import export
-from keras_guided.export import _checks
-from keras_guided.export import _interpreter
 
 _CALIBRATION_SAMPLES = 4
 
@@ -35,8 +33,8 @@ _CALIBRATION_SAMPLES = 4
 def check_runtime():
     """Raises unless this process can convert (TensorFlow backend) and run
     (`ai_edge_litert`) a LiteRT file."""
-    _checks.check_backend()
-    _interpreter.import_interpreter()
+    export.check_backend()
+    export.import_interpreter()
 
 
 def time_layer(layer_class, kwargs, input_shape, settings):
@@ -47,8 +45,8 @@ def time_layer(layer_class, kwargs, input_shape, settings):
     content = layer_content(
         layer_class, kwargs, input_shape, settings["quantization"]
     )
-    return _interpreter.median_latency(
-        _interpreter.import_interpreter(),
+    return export.median_latency(
+        export.import_interpreter(),
         content,
         settings["num_runs"],
         settings["num_threads"],
@@ -79,8 +77,8 @@ def time_model(model, settings, representative_data=None):
     content = _model_content(
         model, settings["quantization"], representative_data
     )
-    return _interpreter.median_latency(
-        _interpreter.import_interpreter(),
+    return export.median_latency(
+        export.import_interpreter(),
         content,
         settings["num_runs"],
         settings["num_threads"],
@@ -105,8 +103,8 @@ def model_runner(
     `latency.InterleavedTimer` times by default."""
     now = time.thread_time if clock == "cpu" else time.perf_counter
     content = _model_content(model, quantization, representative_data)
-    interpreter = _interpreter.make_interpreter(
-        _interpreter.import_interpreter(), content, num_threads
+    interpreter = export.make_interpreter(
+        export.import_interpreter(), content, num_threads
     )
     detail = interpreter.get_input_details()[0]
     if int(detail["shape_signature"][0]) < 0:
@@ -134,9 +132,9 @@ def model_runner(
 def _model_content(model, quantization, representative_data):
     """The `.tflite` bytes `export_tflite` writes for `model` (batch 1),
     calibrated on random inputs for `"int8"` without data."""
-    quantization = _checks.check_quantization(quantization)
+    quantization = export.check_quantization(quantization)
     if quantization == "int8" and representative_data is None:
-        input_shape, _ = _checks.single_input(model)
+        input_shape, _ = export.single_input(model)
         representative_data = _calibration(input_shape)
     return export.tflite_content(
         model, quantization, representative_data, batch_size=1
@@ -144,7 +142,7 @@ def _model_content(model, quantization, representative_data):
 
 
 def _convert(converter, input_shape, quantization):
-    quantization = _checks.check_quantization(quantization)
+    quantization = export.check_quantization(quantization)
     data = _calibration(input_shape) if quantization == "int8" else None
     export.apply_settings(
         converter, export.converter_settings(quantization, data)

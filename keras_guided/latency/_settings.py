@@ -14,7 +14,7 @@ import platform
 
 import numpy as np
 
-from keras_guided.export import _checks
+from keras_guided import export
 from keras_guided.latency import _cache
 
 STATISTICS = ("min", "median")
@@ -26,7 +26,7 @@ CONVERSION = 2
 
 
 def check_settings(quantization, num_threads, num_samples, num_runs, statistic):
-    quantization = _checks.check_quantization(quantization)
+    quantization = export.check_quantization(quantization)
     for name, value, low in (
         ("num_threads", num_threads, 1),
         ("num_samples", num_samples, 2),

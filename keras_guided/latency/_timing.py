@@ -132,9 +132,9 @@ class InterleavedTimer:
                 f"variation, e.g. 0.05). Received: max_spread={max_spread!r}"
             )
         if time_model is None:
-            from keras_guided.export import _checks
+            from keras_guided import export
 
-            quantization = _checks.check_quantization(quantization)
+            quantization = export.check_quantization(quantization)
         if clock not in CLOCKS:
             raise ValueError(
                 f"`clock` must be one of {list(CLOCKS)}. Received: "
