@@ -89,6 +89,34 @@ def gather_units(array, axis, positions):
     return picked.reshape(picked.shape[0], -1)
 
 
+def unit_blocks(array, axis, positions, max_entries=1 << 21):
+    """Yields `(start, rows)`: `gather_units(array, axis, positions)` in
+    blocks of consecutive units, `rows` its rows `start, start + 1, ...`
+    (at most `max_entries` entries a block, and one unit at least), so a
+    reduction over each row sees the same values in the same order while
+    the whole matrix is never copied at once.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_guided import _axes
+        >>> kernel = np.arange(6.0).reshape(2, 3)
+        >>> [(start, rows.tolist()) for start, rows in _axes.unit_blocks(
+        ...     kernel, -1, np.array([[0], [1], [2]]), max_entries=4)]
+        [(0, [[0.0, 3.0], [1.0, 4.0]]), (2, [[2.0, 5.0]])]
+    """
+    array = np.asarray(array)
+    axes = normalize_axes(array.ndim, axis)
+    moved, _ = _units_first(array, axes)
+    length = int(np.prod([array.shape[a] for a in axes]))
+    moved = moved.reshape(length, -1)
+    positions = np.asarray(positions, dtype=np.int64)
+    per_unit = max(1, positions[:1].size * moved.shape[1])
+    step = max(1, max_entries // per_unit)
+    for start in range(0, len(positions), step):
+        picked = moved[positions[start : start + step]]
+        yield start, picked.reshape(picked.shape[0], -1)
+
+
 def take_units(array, axis, kept, block=1):
     """Keeps the units `kept` along `axis` (int or contiguous tuple).
 

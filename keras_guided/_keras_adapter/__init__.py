@@ -78,6 +78,8 @@ from keras_guided._keras_adapter._graphs import pack_inputs
 from keras_guided._keras_adapter._graphs import pack_outputs
 from keras_guided._keras_adapter._graphs import producer
 from keras_guided._keras_adapter._graphs import replay
+from keras_guided._keras_adapter._graphs import standardize_inputs
+from keras_guided._keras_adapter._graphs import with_context_arguments
 from keras_guided._keras_adapter._graphs import sequential_graph
 from keras_guided._keras_adapter._layer_state import attach_saved_state
 from keras_guided._keras_adapter._layer_state import compile_arguments
@@ -117,6 +119,8 @@ __all__ = [
     "pack_outputs",
     "producer",
     "replay",
+    "standardize_inputs",
+    "with_context_arguments",
     "replay_constructor",
     "sequential_graph",
     "step_learning_rate",

@@ -147,3 +147,20 @@ def pack_outputs(functional, flat):
 def attention_uses_gate(layer):
     """Whether a `MultiHeadAttention` has a gate (Keras' gated variant)."""
     return bool(getattr(layer, "_use_gate", False))
+
+
+def standardize_inputs(functional, inputs):
+    """`inputs` as the flat list of tensors `functional`'s call runs its
+    graph on (Keras' `Functional._standardize_inputs`: a dict by input
+    names, each converted to its input's dtype)."""
+    return functional._standardize_inputs(inputs)
+
+
+def with_context_arguments(operation, kwargs, training):
+    """`kwargs` with `training` added where `operation` takes it, as
+    `Functional.call` passes it to each operation of its graph."""
+    if training is None or "training" not in getattr(
+        operation, "_call_context_args", {}
+    ):
+        return kwargs
+    return {**kwargs, "training": training}

@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_guided import units as units_lib
-from keras_guided._axes import gather_units
+from keras_guided._axes import unit_blocks
 
 
 def weight_value(layer, name):
@@ -53,13 +53,16 @@ def unit_scores(groups, normalize=True, include_consumers=False):
         for slice_ in group.slices:
             if slice_.role not in roles:
                 continue
-            rows = gather_units(
+            # Block by block: never a float64 copy of a whole weight.
+            for start, rows in unit_blocks(
                 weight_value(slice_.layer, slice_.weight),
                 slice_.axis,
                 slice_.positions,
-            ).astype(np.float64)
-            squares += np.sum(np.square(rows), axis=1)
-            counts += rows.shape[1]
+            ):
+                rows = rows.astype(np.float64)
+                end = start + rows.shape[0]
+                squares[start:end] += np.sum(np.square(rows), axis=1)
+                counts[start:end] += rows.shape[1]
         norms = np.sqrt(squares)
         if normalize:
             norms = norms / np.sqrt(np.maximum(counts, 1))
@@ -100,8 +103,13 @@ def dead_units(groups, tolerance=1e-8):
             value = weight_value(slice_.layer, slice_.weight)
             if not units_lib.is_input_weight(slice_.weight, value.shape):
                 continue  # a bias
-            rows = gather_units(value, slice_.axis, slice_.positions)
-            dead &= np.max(np.abs(rows), axis=1, initial=0.0) <= tolerance
+            for start, rows in unit_blocks(
+                value, slice_.axis, slice_.positions
+            ):
+                end = start + rows.shape[0]
+                dead[start:end] &= (
+                    np.max(np.abs(rows), axis=1, initial=0.0) <= tolerance
+                )
         masks.append(dead)
     return masks
 

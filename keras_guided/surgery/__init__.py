@@ -30,11 +30,12 @@ private module of this package (the spine is `_prune`):
    model sharing a layer with the graph around it is then inlined
    (`_inline`);
 5. verification: the pruned model against the original with the removed
-   units masked (their incoming weights set to zero), a second rebuild
-   (`_apply.masked_reference`), on sample inputs (`_verification`), and
-   the `PruneReport` (`_report`); a keras-hub model is rebuilt as its own
-   class where its config can say the widths (`_hub_rebuild`), any other
-   result checked to load back (`_loadable`);
+   units masked (their incoming weights set to zero), the original's
+   graph run with one masked layer made at a time, never a second copy of
+   the model (`_masked.masked_reference`), on sample inputs
+   (`_verification`), and the `PruneReport` (`_report`); a keras-hub
+   model is rebuilt as its own class where its config can say the widths
+   (`_hub_rebuild`), any other result checked to load back (`_loadable`);
 6. the compile state: a compiled model's pruned model is compiled with
    the same loss and metric objects and a new optimizer of the same
    config, or returned uncompiled with a warning (`_compile`).

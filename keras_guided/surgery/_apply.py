@@ -3,8 +3,8 @@
 The middle of `prune_model` (steps 3 and 4, see `keras_guided.surgery`),
 one value handed to the next: the plan's `Removal`, the `Constants` of its
 removed channels, the `Folding` of those into bias deltas, the pruned
-weights, the `Rebuilt` model. The masked reference of the verification is
-a second, independent rebuild (`masked_reference`)."""
+weights, the `Rebuilt` model. The masked reference of the verification
+is run, not rebuilt (`_masked`)."""
 
 import dataclasses
 
@@ -12,8 +12,6 @@ from keras_guided.surgery._constants import propagate_constants
 from keras_guided.surgery._folding import fold_constants
 from keras_guided.surgery._rebuild import rebuild
 from keras_guided.surgery._removal import Removal
-from keras_guided.surgery._removal import find_masks
-from keras_guided.surgery._removal import masked_weights
 from keras_guided.surgery._removal import pruned_weights
 
 
@@ -59,12 +57,3 @@ def apply_plan(analysis, plan, shapes, noise):
         shared=rebuilt.shared,
         folding_notes=constants.notes + folding.notes,
     )
-
-
-def masked_reference(analysis, plan):
-    """The original model with the removed units' incoming weights set to
-    zero, or `None` when they are all zero already."""
-    masks, changes = find_masks(analysis, plan)
-    if not changes:
-        return None
-    return rebuild(Removal.nothing(analysis), masked_weights(masks)).model

@@ -2,9 +2,10 @@
 
 analysis (`graph.analyze`) -> plan (`_planning`) -> constants, folding and
 rebuild (`_apply`) -> report (`_report`) -> inlining (`_inline`) ->
-verification against the masked original, a second rebuild
-(`_verification`) -> the keras-hub class (`_hub_rebuild`) or the
-loadability check (`_loadable`) -> the compile state (`_compile`)."""
+verification against the masked original, run without a second copy of
+the weights (`_masked`, `_verification`) -> the keras-hub class
+(`_hub_rebuild`) or the loadability check (`_loadable`) -> the compile
+state (`_compile`)."""
 
 import warnings
 
@@ -18,8 +19,8 @@ from keras_guided.surgery import _hub_rebuild
 from keras_guided.surgery import _inline
 from keras_guided.surgery import _loadable
 from keras_guided.surgery._apply import apply_plan
-from keras_guided.surgery._apply import masked_reference
 from keras_guided.surgery._constants import ProbeNoise
+from keras_guided.surgery._masked import masked_reference
 from keras_guided.surgery._planning import choose_plan
 from keras_guided.surgery._report import _report
 from keras_guided.surgery._verification import _predict
@@ -219,7 +220,7 @@ def prune_model(
     # A layer shared across a nested model (a tied output projection)
     # would not load: that model is inlined, its layers unchanged.
     pruned = _inline.inline_shared(pruned)
-    # 5. verification, against the masked original (a second rebuild)
+    # 5. verification, against the masked original (run, not rebuilt)
     if verify:
         _verify(
             model,

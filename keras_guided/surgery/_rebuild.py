@@ -113,12 +113,7 @@ class _Rebuild:
         return id(op) not in self.weights.changed
 
     def _kept(self, tensor):
-        kept = self.removal.kept(tensor)
-        if kept is None:
-            channels = graph_lib.channel_count(tensor)
-            if channels is not None:
-                kept = np.arange(channels)
-        return kept
+        return kept_channels(self.removal, tensor)
 
     def _rebuild(self, functional, new_inputs):
         outputs = adapter.replay(functional, new_inputs, self._rebuild_node)
@@ -227,23 +222,14 @@ class _Rebuild:
             self._copied_from[id(op)] = how
             self._cache[id(op)] = new
             return new
-        rule = rules_lib.get_rule(op)
-        extra = {}
-        kept_heads = self.removal.kept_internal(op)
-        if kept_heads is not None:
-            extra["kept_heads"] = kept_heads
-        config, weights = rule(
-            _copies.config_view(op),
-            self.weights.of(op),
+        new, weights = rule_layer(
+            op,
+            self.removal,
+            self.weights,
             kept_inputs,
             kept_outputs,
-            **extra,
+            lambda config: self._standard(op, config),
         )
-        config = self._standard(op, config)
-        try:
-            new = type(op).from_config(config)
-        except Exception as error:  # noqa: BLE001 (re-raised with advice)
-            raise _copies.from_config_error(op, error) from error
         self._new_weights[id(op)] = weights
         self._cache[id(op)] = new
         return new
@@ -260,14 +246,66 @@ class _Rebuild:
         return config
 
     def _set_state(self, op, new_op):
-        """Gives the new (built) layer its weights and state."""
+        """Gives the new (built) layer its weights and state; the arrays
+        are dropped once given (they are the size of the layer)."""
         weights = self._new_weights[id(op)]
         if weights is _COPY:
             _copies.copy_state(op, new_op)
         elif weights is not None:
-            new_op.set_weights(weights)
-            _copies.reload_state(new_op)
-            _copies.keep_lora(op, new_op)
+            set_rule_weights(op, new_op, weights)
+        self._new_weights[id(op)] = None
+
+
+def kept_channels(removal, tensor):
+    """The kept channels of `tensor` (all of a tensor with channels that
+    `removal` does not track), or `None`."""
+    kept = removal.kept(tensor)
+    if kept is None:
+        channels = graph_lib.channel_count(tensor)
+        if channels is not None:
+            kept = np.arange(channels)
+    return kept
+
+
+def rule_layer(op, removal, weights, kept_inputs, kept_outputs, standard):
+    """`(new layer, its weights)`: `op` re-created by its rule for the kept
+    channels of its inputs and outputs (and heads), unbuilt; the weights
+    (a list of arrays) are given with `set_rule_weights` once it is built.
+
+    Args:
+        op: the original layer.
+        removal: the `Removal`.
+        weights: the `NewWeights` (`weights.of(op)` is read here).
+        kept_inputs: the kept channels of each input tensor.
+        kept_outputs: the kept channels of the output tensor.
+        standard: `standard(config) -> config`, the config as saved.
+    """
+    rule = rules_lib.get_rule(op)
+    extra = {}
+    kept_heads = removal.kept_internal(op)
+    if kept_heads is not None:
+        extra["kept_heads"] = kept_heads
+    config, new_weights = rule(
+        _copies.config_view(op),
+        weights.of(op),
+        kept_inputs,
+        kept_outputs,
+        **extra,
+    )
+    config = standard(config)
+    try:
+        new = type(op).from_config(config)
+    except Exception as error:  # noqa: BLE001 (re-raised with advice)
+        raise _copies.from_config_error(op, error) from error
+    return new, new_weights
+
+
+def set_rule_weights(op, new_op, weights):
+    """Gives `new_op` (built, from `rule_layer(op, ...)`) its weights and
+    the state derived from them."""
+    new_op.set_weights(weights)
+    _copies.reload_state(new_op)
+    _copies.keep_lora(op, new_op)
 
 
 def _is_package_module(module):
