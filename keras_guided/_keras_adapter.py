@@ -56,7 +56,10 @@ keras-hub's `keras_hub.src.layers.modeling.transformer_layer_utils.
 compute_causal_mask` (replaced, then restored, in the modules that
 imported it) and the classes' `__call__` of sublayers whose
 `compute_output_spec` does not take all of their `call`'s arguments.
-Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
+While calibration statistics are read (`recording_calls`): a layer
+instance's `call` attribute (Keras' `Operation.__call__` looks up
+`self.call` at each eager call), shadowed on the instance and removed
+again. Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
 `tests/test_keras_adapter.py` pins them.
 """
 
@@ -592,3 +595,43 @@ def _drop_unused_none_arguments(layer):
         else:
             undo.append(lambda c=cls, o=own: setattr(c, "__call__", o))
     return undo
+
+
+def recording_calls(layers, record):
+    """A context in which every eager call of each of `layers` also hands
+    `record(layer, args, outputs)` its positional arguments and outputs.
+
+    Keras has no forward hooks; `Operation.__call__` runs `self.call` looked
+    up on the instance at each call, so the context shadows `call` on each
+    layer *instance* (never its class) with a recording wrapper, and
+    removes the wrapper when it ends, even on an error. The layers' weights,
+    configs and class are not touched.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def context():
+        shadowed = []
+        try:
+            for layer in layers:
+                if "call" in layer.__dict__:
+                    raise ValueError(
+                        f"Layer '{layer.name}' ({type(layer).__name__}) has "
+                        "its `call` replaced on the instance already; its "
+                        "calls cannot be recorded."
+                    )
+                original = layer.call
+
+                def call(*args, _layer=layer, _original=original, **kwargs):
+                    outputs = _original(*args, **kwargs)
+                    record(_layer, args, outputs)
+                    return outputs
+
+                object.__setattr__(layer, "call", call)
+                shadowed.append(layer)
+            yield
+        finally:
+            for layer in shadowed:
+                object.__delattr__(layer, "call")
+
+    return context()
