@@ -38,6 +38,7 @@ _DEFINED_IN = {
     "ExponentialGuidance": "keras_guided.guidance",
     "Guidance": "keras_guided.guidance",
     "LinearGuidance": "keras_guided.guidance",
+    "ScoreGuidance": "keras_guided.guidance",
     "UniformGuidance": "keras_guided.guidance",
     "GuidedRegularizer": "keras_guided.regularizers",
 }
@@ -107,6 +108,7 @@ __all__ = [
     "GuidedPruning",
     "GuidedRegularizer",
     "LinearGuidance",
+    "ScoreGuidance",
     "UniformGuidance",
     "__version__",
     "export_tflite",
@@ -168,5 +170,6 @@ else:
     from keras_guided.guidance import ExponentialGuidance
     from keras_guided.guidance import Guidance
     from keras_guided.guidance import LinearGuidance
+    from keras_guided.guidance import ScoreGuidance
     from keras_guided.guidance import UniformGuidance
     from keras_guided.regularizers import GuidedRegularizer

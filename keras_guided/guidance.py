@@ -227,6 +227,103 @@ class ExplicitGuidance(Guidance):
         return {"values": list(self.values)}
 
 
+class ScoreGuidance:
+    """Guidance from importance scores: the less important a unit, the
+    stronger its pull.
+
+    Within each unit group, the coefficients of `scheme` are handed out
+    by rank: the most important unit gets the smallest, the least
+    important the largest, units with equal scores the mean of theirs
+    (mean 1 per group, as every scheme). With
+    `keras_guided.scoring.calibration_scores` this is a data-driven prior:
+    the units that do least on the calibration data are pushed to zero
+    first. Unlike the other schemes it holds one array per unit group of
+    a model, so it goes to `keras_guided.GuidedPruning(guidance=...)`,
+    which knows the groups, not to a single layer's `GuidedRegularizer`.
+
+    Args:
+        scores: one array of non-negative scores per unit group, in the
+            order of `keras_guided.find_unit_groups(model)` (the
+            `on_unsupported` that `GuidedPruning` gets), as
+            `keras_guided.scoring.calibration_scores` or
+            `keras_guided.scoring.unit_scores` return.
+        scheme: the coefficients handed out by rank: `"linear"`,
+            `"exponential"` or a `Guidance`. Defaults to `"linear"`.
+
+    Raises:
+        ValueError: for scores that are not 1-D, non-negative and finite,
+            or a bad `scheme`; when `GuidedPruning` starts, for scores of
+            other unit groups.
+
+    Examples:
+        >>> import keras_guided
+        >>> guidance = keras_guided.ScoreGuidance([[3.0, 1.0, 2.0]])
+        >>> guidance.coefficients(0, 3).tolist()
+        [0.0, 2.0, 1.0]
+    """
+
+    def __init__(self, scores, scheme="linear"):
+        if isinstance(scores, (str, dict)) or not hasattr(scores, "__len__"):
+            raise ValueError(
+                "`scores` must be a list with one array of unit scores per "
+                "unit group, e.g. keras_guided.scoring.calibration_scores("
+                f"model, data). Received: {type(scores).__name__}"
+            )
+        self.scores = []
+        for index, values in enumerate(scores):
+            array = np.asarray(values, dtype="float64")
+            if (
+                array.ndim != 1
+                or not array.size
+                or not np.all(np.isfinite(array))
+                or np.any(array < 0)
+            ):
+                raise ValueError(
+                    "`scores` must hold non-empty 1-D arrays of non-negative"
+                    f" finite scores. Received for group {index}: "
+                    f"{array.tolist()!r:.80}"
+                )
+            self.scores.append(array)
+        self.scheme = get(scheme)
+
+    def coefficients(self, index, num_units):
+        """The coefficients (mean 1) of the units of group `index`.
+
+        Raises:
+            ValueError: when the scores have no group `index` or another
+                number of units for it.
+        """
+        if not 0 <= index < len(self.scores):
+            raise ValueError(
+                f"ScoreGuidance has scores for {len(self.scores)} unit "
+                f"groups, but the model has group {index}. Compute the "
+                "scores for this model with the `on_unsupported` that "
+                "GuidedPruning gets."
+            )
+        scores = self.scores[index]
+        if len(scores) != num_units:
+            raise ValueError(
+                f"ScoreGuidance has {len(scores)} scores for unit group "
+                f"{index}, which has {num_units} units. Compute the scores "
+                "for this model with the `on_unsupported` that "
+                "GuidedPruning gets."
+            )
+        ranked = np.sort(self.scheme(num_units))
+        coefficients = np.empty(num_units)
+        coefficients[np.argsort(-scores, kind="stable")] = ranked
+        _, tie, counts = np.unique(
+            scores, return_inverse=True, return_counts=True
+        )
+        tie = tie.ravel()
+        return np.bincount(tie, weights=coefficients)[tie] / counts[tie]
+
+    def __repr__(self):
+        return (
+            f"ScoreGuidance(<{len(self.scores)} groups>, "
+            f"scheme={self.scheme!r})"
+        )
+
+
 _BY_NAME = {
     cls.name: cls
     for cls in (UniformGuidance, LinearGuidance, ExponentialGuidance)
@@ -254,6 +351,13 @@ def get(identifier):
     """
     if isinstance(identifier, Guidance):
         return identifier
+    if isinstance(identifier, ScoreGuidance):
+        raise ValueError(
+            "A ScoreGuidance holds coefficients for every unit group of a "
+            "model: pass it to keras_guided.GuidedPruning(guidance=...). "
+            "For one layer, pass its coefficients instead: "
+            "guidance.coefficients(group_index, num_units)."
+        )
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
             raise ValueError(

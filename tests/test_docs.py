@@ -141,6 +141,19 @@ def test_keras_hub_howto_runs_as_written(tmp_path, monkeypatch):
     assert namespace["export_report"].ok
 
 
+def test_calibration_howto_runs_as_written(tmp_path, monkeypatch):
+    keras_hub = pytest.importorskip("keras_hub")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks(("docs", "howto", "calibration.md")))
+    namespace = {"__name__": "__calibration_howto__"}
+    exec(compile(code, "docs/howto/calibration.md", "exec"), namespace)
+    small = namespace["small"]
+    assert type(small) is keras_hub.models.LlamaCausalLM
+    assert small.backbone.get_config()["intermediate_dim"] < 32
+    assert namespace["report"].max_abs_diff < 1e-5
+    assert len(namespace["pruning"].unit_coefficients) == 1
+
+
 def test_readme_cifar_claims_are_numbers_of_the_generated_page():
     readme = " ".join(_read("README.md").split())
     page = _read("docs", "benchmarks.md")

@@ -56,7 +56,10 @@ keras-hub's `keras_hub.src.layers.modeling.transformer_layer_utils.
 compute_causal_mask` (replaced, then restored, in the modules that
 imported it) and the classes' `__call__` of sublayers whose
 `compute_output_spec` does not take all of their `call`'s arguments.
-Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
+While calibration statistics are read (`recording_calls`): a layer
+instance's `call` attribute (Keras' `Operation.__call__` looks up
+`self.call` at each eager call), shadowed on the instance and removed
+again. Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
 `tests/test_keras_adapter.py` pins them.
 
 Where each part lives: `_optimizer` (the step hook, `carry_state`, the
@@ -78,14 +81,15 @@ from keras_guided._keras_adapter._graphs import pack_inputs
 from keras_guided._keras_adapter._graphs import pack_outputs
 from keras_guided._keras_adapter._graphs import producer
 from keras_guided._keras_adapter._graphs import replay
+from keras_guided._keras_adapter._graphs import sequential_graph
 from keras_guided._keras_adapter._graphs import standardize_inputs
 from keras_guided._keras_adapter._graphs import with_context_arguments
-from keras_guided._keras_adapter._graphs import sequential_graph
 from keras_guided._keras_adapter._layer_state import attach_saved_state
 from keras_guided._keras_adapter._layer_state import compile_arguments
 from keras_guided._keras_adapter._layer_state import config_with
 from keras_guided._keras_adapter._layer_state import layer_tree
 from keras_guided._keras_adapter._layer_state import layer_view
+from keras_guided._keras_adapter._layer_state import recording_calls
 from keras_guided._keras_adapter._layer_state import replay_constructor
 from keras_guided._keras_adapter._optimizer import after_optimizer_step
 from keras_guided._keras_adapter._optimizer import carry_state
@@ -118,6 +122,7 @@ __all__ = [
     "pack_inputs",
     "pack_outputs",
     "producer",
+    "recording_calls",
     "replay",
     "standardize_inputs",
     "with_context_arguments",

@@ -109,3 +109,43 @@ def attach_saved_state(model, name, save, load):
     holder.save = save
     holder.load = load
     return holder
+
+
+def recording_calls(layers, record):
+    """A context in which every eager call of each of `layers` also hands
+    `record(layer, args, outputs)` its positional arguments and outputs.
+
+    Keras has no forward hooks; `Operation.__call__` runs `self.call` looked
+    up on the instance at each call, so the context shadows `call` on each
+    layer *instance* (never its class) with a recording wrapper, and
+    removes the wrapper when it ends, even on an error. The layers' weights,
+    configs and class are not touched.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def context():
+        shadowed = []
+        try:
+            for layer in layers:
+                if "call" in layer.__dict__:
+                    raise ValueError(
+                        f"Layer '{layer.name}' ({type(layer).__name__}) has "
+                        "its `call` replaced on the instance already; its "
+                        "calls cannot be recorded."
+                    )
+                original = layer.call
+
+                def call(*args, _layer=layer, _original=original, **kwargs):
+                    outputs = _original(*args, **kwargs)
+                    record(_layer, args, outputs)
+                    return outputs
+
+                object.__setattr__(layer, "call", call)
+                shadowed.append(layer)
+            yield
+        finally:
+            for layer in shadowed:
+                object.__delattr__(layer, "call")
+
+    return context()

@@ -163,6 +163,8 @@ def _base_coefficients(plan, spec):
             coefficients = np.ones(n)  # set by the budget each epoch
         elif spec == "from_regularizers":
             coefficients = _from_regularizers(group, n)
+        elif isinstance(spec, guidance_lib.ScoreGuidance):
+            coefficients = spec.coefficients(group.index, n)
         elif isinstance(spec, dict):
             coefficients = np.zeros(n)
             for name in _group_plan.producer_names(group):

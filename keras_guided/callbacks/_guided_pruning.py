@@ -35,12 +35,15 @@ class GuidedPruning(keras.callbacks.Callback):
             of `fit` (a given value is then the controller's start).
         guidance: `"importance"` (budget targets only), `"linear"`,
             `"exponential"`, `"uniform"`, a
-            `keras_guided.guidance.Guidance`, a dict `{layer_name: scheme or
-            coefficients}` (groups produced by unnamed layers are not
-            penalized), or `"from_regularizers"` (coefficients of the
-            `GuidedRegularizer` on each group's producer kernel; groups
-            without one are not penalized). Defaults to `None`:
-            `"importance"` with a budget target, else `"linear"`.
+            `keras_guided.guidance.Guidance`, a
+            `keras_guided.ScoreGuidance` (coefficients ranked by
+            importance scores, e.g. from calibration data), a dict
+            `{layer_name: scheme or coefficients}` (groups produced by
+            unnamed layers are not penalized), or `"from_regularizers"`
+            (coefficients of the `GuidedRegularizer` on each group's
+            producer kernel; groups without one are not penalized).
+            Defaults to `None`: `"importance"` with a budget target, else
+            `"linear"`.
         mode: `"proximal"` or `"penalty"`. Defaults to `"proximal"`.
         schedule: `"budget"`, `"constant"`, `"warmup"`, `"ramp"` or a
             callable `epoch -> strength`. Defaults to `None`: `"budget"`

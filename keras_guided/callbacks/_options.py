@@ -192,6 +192,13 @@ def validate_options(
             "'params' or 'flops' target (e.g. target={'flops': 0.5}), or "
             "uniform_blocks=False."
         )
+    if uniform_blocks and isinstance(guidance, guidance_lib.ScoreGuidance):
+        raise ValueError(
+            "`uniform_blocks=True` trains merged groups (one unit for every "
+            "block), which scores of the model's own unit groups do not "
+            "rank. Received: uniform_blocks=True with a ScoreGuidance. Use "
+            "uniform_blocks=False, or guidance='importance' with a budget."
+        )
 
     return Options(
         mode=mode,
@@ -217,6 +224,8 @@ def validate_options(
 
 
 def _validate_guidance(guidance):
+    if isinstance(guidance, guidance_lib.ScoreGuidance):
+        return guidance
     if isinstance(guidance, str) and guidance in (
         "from_regularizers",
         "importance",

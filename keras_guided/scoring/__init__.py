@@ -8,8 +8,11 @@ into a plan here, and nowhere else.
 Where each part lives (every module private to this package; the names
 below are its face):
 
-* `_importance`: the score of every unit (`unit_scores`, `dead_units`,
-  `default_scores`);
+* `_importance`: the score of every unit from its weights (`unit_scores`,
+  `dead_units`, `default_scores`), and scores checked against the groups
+  (`check_scores`);
+* `_calibration`: the score of every unit from forward passes over
+  calibration data (`calibration_scores`: activation magnitude, Wanda-sp);
 * `_limits`: what every plan obeys (`protect`, `check_limits`,
   `floor_units`), plans from masks and thresholds, and the one message of
   a target out of reach (`unreachable_message`);
@@ -30,9 +33,11 @@ for tables and timing, and `latency` never imports `scoring`.
 """
 
 from keras_guided._axes import gather_units
+from keras_guided.scoring._calibration import calibration_scores
 from keras_guided.scoring._cost import KeptCost
 from keras_guided.scoring._cost import plan_cost
 from keras_guided.scoring._cost import unit_costs
+from keras_guided.scoring._importance import check_scores
 from keras_guided.scoring._importance import dead_units
 from keras_guided.scoring._importance import default_scores
 from keras_guided.scoring._importance import unit_scores
@@ -66,9 +71,11 @@ __all__ = [
     "MergedGroups",
     "PlanInputs",
     "Target",
+    "calibration_scores",
     "check_limits",
     "check_measure",
     "check_protected",
+    "check_scores",
     "dead_units",
     "default_scores",
     "describe_families",

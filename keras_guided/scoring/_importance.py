@@ -120,3 +120,68 @@ def default_scores(groups):
     for group_scores, dead in zip(scores, dead_units(groups)):
         group_scores[dead] = 0.0
     return scores
+
+
+def check_scores(scores, groups, name="importance"):
+    """`scores` as one float64 array per group, checked against `groups`.
+
+    Args:
+        scores: a list (one per group, in the order of `groups`) of 1-D
+            arrays of `num_units` non-negative finite scores.
+        groups: the `UnitGroup`s they score.
+        name: the argument named in error messages. Defaults to
+            `"importance"`.
+
+    Returns:
+        A list of float64 arrays.
+
+    Raises:
+        ValueError: for another number of groups or of units in a group,
+            or a negative or non-finite score.
+
+    Examples:
+        >>> import keras, keras_guided
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(2), keras.layers.Dense(1)])
+        >>> groups = keras_guided.find_unit_groups(model)
+        >>> keras_guided.scoring.check_scores([[1, 2], [1]], groups)[0]
+        array([1., 2.])
+    """
+    how = (
+        "Compute them for the same model and unit groups, e.g. with "
+        "keras_guided.scoring.calibration_scores(model, data, "
+        "on_unsupported=...) and the on_unsupported that prune_model gets."
+    )
+    if isinstance(scores, (str, bytes, dict)) or not hasattr(scores, "__len__"):
+        raise ValueError(
+            f"`{name}` must be a list with one array of unit scores per "
+            f"unit group ({len(groups)} groups). Received: "
+            f"{type(scores).__name__}. {how}"
+        )
+    if len(scores) != len(groups):
+        raise ValueError(
+            f"`{name}` must have one array of unit scores per unit group: "
+            f"{len(groups)} groups expected, received {len(scores)}. {how}"
+        )
+    checked = []
+    for group, values in zip(groups, scores):
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != (group.num_units,):
+            shape = None if array is None else array.shape
+            raise ValueError(
+                f"`{name}` for group {group.index} (layers "
+                f"{group.layers[:2]}) must hold {group.num_units} scores, "
+                f"one per unit. Received: shape {shape}. {how}"
+            )
+        bad = np.flatnonzero(~np.isfinite(array) | (array < 0))
+        if bad.size:
+            raise ValueError(
+                f"`{name}` scores must be non-negative and finite. Received "
+                f"{array[bad[:3]].tolist()} in group {group.index} (layers "
+                f"{group.layers[:2]}) at units {bad[:3].tolist()}."
+            )
+        checked.append(array)
+    return checked

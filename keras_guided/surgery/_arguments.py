@@ -14,6 +14,7 @@ def check_arguments(
     latency_tolerance,
     max_tries,
     uniform_blocks,
+    importance=None,
 ):
     """Raises a `ValueError` for conflicting or invalid arguments."""
     chosen = [
@@ -52,4 +53,13 @@ def check_arguments(
             "`target` or on dead units. Received: uniform_blocks=True with "
             f"{'threshold' if threshold is not None else 'plan'}. Drop one "
             "of them."
+        )
+    if importance is not None and (
+        threshold is None and plan is None and target is None
+    ):
+        raise ValueError(
+            "`importance` ranks units for a `target`, a `threshold` or a "
+            "`plan` of counts. Received: importance without any of them "
+            "(which removes the dead units only). Pass target=..., or drop "
+            "importance."
         )

@@ -9,13 +9,12 @@ def _describe_group(group):
     return f"group {group.index} (layers {group.layers})"
 
 
-def _validate_plan(plan, groups, min_units):
+def _validate_plan(plan, groups, min_units, scores=None):
     if not isinstance(plan, dict):
         raise ValueError(
             "`plan` must be a dict {group index: kept unit indices or "
             f"count}}. Received: {type(plan).__name__}"
         )
-    scores = None
     checked = {}
     for index, kept in plan.items():
         if not isinstance(index, (int, np.integer)) or not (

@@ -1,7 +1,8 @@
 """Step 2 of `prune_model`: the plan (kept units per group).
 
 From the user (`plan`, checked in `_plan_checks`), a `threshold`, a
-`target` (`keras_guided.scoring`; with `measure`, the closed latency loop
+`target` (`keras_guided.scoring`, ranked by the weight norms or by the
+user's `importance` scores; with `measure`, the closed latency loop
 `scoring.plan_measured`, whose candidates are built by `apply_plan`), or
 the dead units (default), with `uniform_blocks` the same widths in
 repeated blocks (`scoring.find_families`)."""
@@ -49,15 +50,21 @@ def choose_plan(
     measure,
     latency_tolerance,
     max_tries,
+    importance=None,
 ):
     """The `Chosen` plan of `prune_model`'s arguments (checked already)."""
     groups = analysis.groups
+    scores = importance_scores(importance, groups)
     if plan is not None:
-        return Chosen(_validate_plan(plan, groups, min_units))
+        return Chosen(_validate_plan(plan, groups, min_units, scores))
     if threshold is not None:
         return Chosen(
             scoring.plan_from_threshold(
-                groups, threshold, min_units=min_units, round_to=round_to
+                groups,
+                threshold,
+                scores=scores,
+                min_units=min_units,
+                round_to=round_to,
             )
         )
     if target is None:
@@ -71,7 +78,9 @@ def choose_plan(
         return Chosen(plan, notes=notes)
     if families:
         merged = scoring.MergedGroups(
-            groups, families, scoring.default_scores(groups)
+            groups,
+            families,
+            scoring.default_scores(groups) if scores is None else scores,
         )
         return Chosen(
             merged.spread(
@@ -93,6 +102,7 @@ def choose_plan(
                 groups,
                 model,
                 target,
+                scores=scores,
                 min_units=min_units,
                 round_to=round_to,
                 shapes=shapes,
@@ -103,6 +113,7 @@ def choose_plan(
         scoring.PlanInputs(
             groups,
             model,
+            scores=scores,
             min_units=min_units,
             round_to=round_to,
             shapes=shapes,
@@ -120,6 +131,16 @@ def choose_plan(
         ),
     )
     return Chosen(plan, latency_check=latency_check)
+
+
+def importance_scores(importance, groups):
+    """`prune_model(importance=...)` as checked per-group scores, or `None`
+    (weight norms): a list of arrays, or a callable `groups -> scores`."""
+    if importance is None:
+        return None
+    if callable(importance):
+        importance = importance(groups)
+    return scoring.check_scores(importance, groups, name="importance")
 
 
 def dead_plan(analysis, shapes, noise, tolerance, min_units, round_to):

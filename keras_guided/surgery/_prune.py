@@ -48,6 +48,7 @@ def prune_model(
     latency_tolerance=0.1,
     max_tries=5,
     uniform_blocks=False,
+    importance=None,
 ):
     """Returns a new model without the pruned units; `model` is untouched.
 
@@ -122,6 +123,15 @@ def prune_model(
             A keras-hub backbone or task whose config can say the new
             widths is then rebuilt as its own class (see Returns).
             Defaults to `False`.
+        importance: the scores that rank units for `target`, `threshold`
+            and a `plan` of counts, instead of the weight norms: one array
+            of `num_units` non-negative scores per unit group, e.g.
+            `keras_guided.scoring.calibration_scores(model, data)` (what
+            each unit does on calibration data), or a callable
+            `groups -> scores`. Scores must be for the groups this call
+            finds (the same `on_unsupported`). Units scoring 0 go first,
+            even past the target. Defaults to `None`: weight norms, with
+            dead units at 0 (`keras_guided.scoring.default_scores`).
 
     Returns:
         The pruned `keras.Model` (a `keras.Sequential` for a Sequential
@@ -171,6 +181,7 @@ def prune_model(
         latency_tolerance,
         max_tries,
         uniform_blocks,
+        importance,
     )
     validation.check_not_quantized(model, "prune_model cannot prune")
     # 1. the unit groups
@@ -199,6 +210,7 @@ def prune_model(
             measure=measure,
             latency_tolerance=latency_tolerance,
             max_tries=max_tries,
+            importance=importance,
         )
     except rules_lib.UnknownSizeError as error:
         if target is None:
