@@ -33,22 +33,30 @@ def _subpackages():
 
 
 def _code_lines(source):
-    """Non-blank, non-comment lines after the module docstring."""
+    """Non-blank, non-comment lines after the module docstring, apart from
+    re-exports (import statements and the `__all__` list): the main code a
+    face holds."""
     tree = ast.parse(source)
-    start = 0
-    body = tree.body
-    if (
-        body
-        and isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    ):
-        start = body[0].end_lineno
-    lines = source.splitlines()[start:]
+    skipped = set()
+    for index, node in enumerate(tree.body):
+        docstring = (
+            index == 0
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        )
+        re_export = isinstance(node, (ast.Import, ast.ImportFrom)) or (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["__all__"]
+        )
+        if docstring or re_export:
+            skipped.update(range(node.lineno, node.end_lineno + 1))
     return [
         line
-        for line in lines
-        if line.strip() and not line.strip().startswith("#")
+        for number, line in enumerate(source.splitlines(), 1)
+        if number not in skipped
+        and line.strip()
+        and not line.strip().startswith("#")
     ]
 
 
