@@ -58,6 +58,8 @@ operation does to channels), `_rewrites`, `_flops`, `_responses` and
 
 from keras_guided.rules._flops import UnknownSizeError
 from keras_guided.rules._flops import is_reverse_embedding_call
+from keras_guided.rules._grouped_attention import GroupedAttention
+from keras_guided.rules._grouped_attention import grouped_attention_layout
 from keras_guided.rules._ops import MIXING_ACTIVATIONS
 from keras_guided.rules._ops import op_kind
 from keras_guided.rules._registry import get_rule
@@ -80,6 +82,7 @@ from keras_guided.rules._rule import FREE_KINDS
 from keras_guided.rules._rule import GRAPH_KINDS
 from keras_guided.rules._rule import KINDS
 from keras_guided.rules._rule import LATENCY_KINDS
+from keras_guided.rules._rule import UNIT_KINDS
 from keras_guided.rules._rule import LayerRule
 from keras_guided.rules._units import FAMILIES
 from keras_guided.rules._units import KERNEL_FAMILIES
@@ -91,9 +94,11 @@ from keras_guided.rules._units import without_bias
 # fmt: off
 __all__ = [
     "ATTENTION_HEAD_WEIGHTS", "ATTENTION_OUTPUT_WEIGHT", "FAMILIES",
-    "FREE_KINDS", "GRAPH_KINDS", "KERNEL_FAMILIES", "KINDS", "LATENCY_KINDS",
-    "LayerRule", "MIXING_ACTIVATIONS", "UnknownSizeError", "call_difference",
-    "dense_like_einsum", "get_rule", "grouped_conv_rule", "input_slices",
+    "FREE_KINDS", "GRAPH_KINDS", "GroupedAttention", "KERNEL_FAMILIES",
+    "KINDS", "LATENCY_KINDS", "LayerRule", "MIXING_ACTIVATIONS",
+    "UNIT_KINDS", "UnknownSizeError", "call_difference", "dense_like_einsum",
+    "get_rule", "grouped_attention_layout", "grouped_conv_rule",
+    "input_slices",
     "is_reverse_embedding_call", "normalization_axis", "op_kind",
     "output_slices", "register_rule", "rule_for", "ruled_class", "take",
     "timed_class", "unchanged_rule", "unit_family", "unregister_rule",
