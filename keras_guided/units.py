@@ -2,8 +2,8 @@
 
 A *unit* is one output channel of a layer (a Dense neuron, a Conv filter).
 This module is the public front of the unit axes, which the registry
-holds (`keras_guided.rules`: each built-in rule names its layer's unit
-family, and `rules._units` gives each family's axes once). For each layer
+holds (`keras_guided.rules`: every rule, built-in or a user's, declares
+them in its `output_weights` and `input_weights` fields). For each layer
 we read:
 
 * which weight slices belong to an output unit (`output_slices`): removing
@@ -63,8 +63,9 @@ def layer_family(layer):
     """Returns the unit family of `layer`, or `None` if it has no units.
 
     One of `"dense"`, `"conv"`, `"conv_transpose"`, `"depthwise"`,
-    `"separable"`, `"normalization"`, `"embedding"`, `None`: the `family`
-    of its rule in `keras_guided.rules`.
+    `"separable"`, `"normalization"`, `"embedding"`, `None`: the
+    descriptive `family` label of its rule in `keras_guided.rules` (the
+    axes themselves are the rule's `output_weights` and `input_weights`).
     """
     return rules_lib.unit_family(layer)
 

@@ -373,3 +373,102 @@ def test_no_module_outside_rules_branches_on_a_unit_family():
             if branches:
                 found.append(os.path.relpath(path, root))
     assert found == []
+
+
+def test_no_module_outside_rules_branches_on_a_layer_class_or_family():
+    # Layer knowledge lives in `rules/`: a family label compared, or a
+    # `keras.layers` class tested with isinstance, elsewhere is a second
+    # dialect. `keras.layers.Layer` (is it a layer at all) and `RNN` in
+    # the export's crash message (the calibrator's known crash, not
+    # pruning knowledge) are allowed.
+    root = os.path.dirname(keras_guided.__file__)
+    allowed = {"Layer", "RNN", "InputLayer"}
+    found = []
+    for folder, _, files in os.walk(root):
+        if os.path.relpath(folder, root).split(os.sep)[0] == "rules":
+            continue
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path) as file:
+                text = file.read()
+            families = re.findall(
+                r"(?<!for )\b\w*family\)?\s*(?:==|!=|in\b|not in\b|is\b)"
+                r"|rule\.family\b",
+                text,
+            )
+            classes = [
+                cls
+                for cls in re.findall(
+                    r"isinstance\([^)]*?(?:keras\.layers|keras_layers|layers)"
+                    r"\.(\w+)",
+                    text,
+                )
+                if cls not in allowed
+            ]
+            if families or classes:
+                found.append((os.path.relpath(path, root), families, classes))
+    assert found == []
+
+
+def test_built_in_rules_carry_their_unit_axes_as_fields():
+    # One dialect: `units.output_slices` / `input_slices` are the rule's
+    # own `output_weights` / `input_weights`, for every built-in layer
+    # with units of its own, and no longer a family look-up.
+    from keras_guided.rules._builtin import _BUILTIN
+
+    for classes, rule in _BUILTIN:
+        if rule.kind in rules.UNIT_KINDS:
+            assert rule.output_weights, classes
+    layer = layers.SeparableConv2D(3, 3, depth_multiplier=2)
+    layer.build((1, 6, 6, 4))
+    rule = rules.rule_for(layer)
+    assert rule.output_axes(layer) == (
+        ("pointwise_kernel", -1),
+        ("bias", 0),
+    )
+    assert [
+        (s.weight, s.axis, s.block)
+        for s in keras_guided.units.input_slices(layer)
+    ] == [(name, axis, block) for name, axis, block in rule.input_axes(layer)]
+    assert rule.input_axes(layer)[1] == ("pointwise_kernel", -2, 2)
+
+
+@pytest.mark.parametrize(
+    "pool, rank",
+    [
+        ("AdaptiveAverage", 1),
+        ("AdaptiveAverage", 2),
+        ("AdaptiveMax", 2),
+        ("AdaptiveMax", 3),
+    ],
+)
+def test_adaptive_pooling_prunes_exactly(pool, rank):
+    # A built-in layer added as one entry of the table: pruned through,
+    # and the pruned model equals the original with the removed filters
+    # zeroed (their constant, relu(0) = 0, folds away).
+    cls = getattr(layers, f"{pool}Pooling{rank}D", None)
+    if cls is None:
+        pytest.skip(f"keras.layers.{pool}Pooling{rank}D is not in this Keras")
+    conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
+    inputs = keras.Input((6,) * rank + (2,))
+    hidden = conv(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    hidden = cls((2,) * rank, name="pool")(hidden)
+    outputs = layers.Dense(3, name="head")(layers.Flatten()(hidden))
+    model = keras.Model(inputs, outputs)
+    groups = keras_guided.find_unit_groups(model)
+    group = next(g for g in groups if "conv" in g.layers)
+    assert group.prunable and group.num_units == 4
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., [1, 3]] = 0.0
+    bias[[1, 3]] = 0.0
+    model.get_layer("conv").set_weights([kernel, bias])
+    small = keras_guided.prune_model(model)
+    assert small.get_layer("conv").get_weights()[0].shape[-1] == 2
+    x = np.random.default_rng(0).normal(size=(3,) + (6,) * rank + (2,))
+    np.testing.assert_allclose(
+        small.predict(x.astype("float32"), verbose=0),
+        model.predict(x.astype("float32"), verbose=0),
+        atol=1e-5,
+    )

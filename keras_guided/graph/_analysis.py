@@ -4,7 +4,6 @@
 import numpy as np
 from keras import layers as keras_layers
 
-from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
 from keras_guided import rules as rules_lib
 from keras_guided import trace as trace_lib
@@ -148,7 +147,9 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         if rule is not None and rules_lib.user_rule(layer) is rule:
             return self._visit_user(layer, rule, in_atoms, outputs)
         if is_model(layer):
-            grouped = _grouped_attention.layout(layer, functional_graph(layer))
+            grouped = rules_lib.grouped_attention_layout(
+                layer, functional_graph(layer)
+            )
             if grouped is not None:
                 # A pruned model's grouped-query attention, rebuilt as a
                 # nested model: its heads are found again.

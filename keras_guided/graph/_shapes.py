@@ -1,9 +1,8 @@
 """Concrete tensor shapes of a variable-length model (`concrete_shapes`),
 and the probe shape an unknown length defaults to (`probe_shape`)."""
 
-from keras import layers as keras_layers
-
 from keras_guided import _keras_adapter as adapter
+from keras_guided import rules as rules_lib
 from keras_guided.graph._helpers import functional_graph
 from keras_guided.graph._helpers import inner_graph
 
@@ -71,15 +70,7 @@ def _infer_shapes(functional, specs, blocked=None):
             continue
         args, kwargs = adapter.call_arguments(node, specs)
         try:
-            outputs = op.compute_output_spec(*args, **kwargs)
-            if isinstance(op, keras_layers.EinsumDense) and args:
-                # Its `output_shape` leaves the lengths it passes through
-                # unknown; the equation knows them.
-                outputs = keras.ops.einsum(
-                    op.equation,
-                    args[0],
-                    keras.KerasTensor(tuple(op.kernel.shape)),
-                )
+            outputs = rules_lib.output_spec(op, args, kwargs)
         except Exception:  # noqa: BLE001 (the symbolic shape stays)
             if blocked is not None:
                 blocked.append(op)

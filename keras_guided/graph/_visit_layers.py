@@ -194,7 +194,7 @@ class LayerVisits:
         self._set_output(outputs[0], atoms, layer)
 
     def _visit_grouped_attention(self, layer, node, in_atoms, grouped):
-        """Grouped-query attention (`keras_guided._grouped_attention`): a
+        """Grouped-query attention (`rules.GroupedAttention`): a
         key/value head and the query heads that share it are one unit;
         the channels in and out stay."""
         self._keep_channels(

@@ -4,7 +4,7 @@ concatenation, nested models and traced composite layers (a mixin of
 
 import numpy as np
 
-from keras_guided import _grouped_attention
+from keras_guided import rules as rules_lib
 from keras_guided import trace as trace_lib
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import channel_count
@@ -146,7 +146,7 @@ class StructureVisits:
                 node.output_tensors,
                 trace_lib.failure(layer, node),
             )
-        grouped = _grouped_attention.layout(layer, inner)
+        grouped = rules_lib.grouped_attention_layout(layer, inner)
         if grouped is not None:
             return self._visit_grouped_attention(layer, node, in_atoms, grouped)
         self._visit_model(layer, node, in_atoms, inner=inner)

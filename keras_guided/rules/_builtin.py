@@ -40,6 +40,21 @@ from keras_guided.rules._rewrites import reshape_rule
 from keras_guided.rules._rewrites import unchanged_rule
 from keras_guided.rules._rule import LayerRule
 from keras_guided.rules._units import einsum_family
+from keras_guided.rules._units import einsum_inputs
+from keras_guided.rules._units import einsum_outputs
+from keras_guided.rules._units import unit_axes
+
+
+def _kernel_producer(count_key, family, **fields):
+    """The rule of a producer that cuts its units like `family`
+    (`rules._units.unit_axes`), its unit count the config entry
+    `count_key`: the axes are the rule's own fields, and its rewrite
+    cuts those same axes."""
+    axes = unit_axes(family)
+    rewrite = _producer_rule(
+        count_key, axes["output_weights"], axes["input_weights"]
+    )
+    return LayerRule(rewrite, "producer", **axes, **fields)
 
 
 def _keep(note):
@@ -106,12 +121,11 @@ _MERGE_LAYERS = (
 _BUILTIN = [
     (
         keras_layers.Dense,
-        LayerRule(
-            _producer_rule("units", "dense"),
-            "producer",
+        _kernel_producer(
+            "units",
+            "dense",
             flops=_DENSE_FLOPS,
             latency="dense",
-            family="dense",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
@@ -123,6 +137,8 @@ _BUILTIN = [
             "producer",
             flops=_einsum_flops,
             check=_check_einsum,
+            output_weights=einsum_outputs,
+            input_weights=einsum_inputs,
             family=einsum_family,
             linear_response=einsum_response,
             note="it is copied unchanged",
@@ -130,67 +146,61 @@ _BUILTIN = [
     ),
     (
         keras_layers.Embedding,
-        LayerRule(
-            _producer_rule("output_dim", "embedding"),
-            "producer",
+        _kernel_producer(
+            "output_dim",
+            "embedding",
             flops=_embedding_flops,
             check=_check_embedding,
-            family="embedding",
             note="it is copied unchanged",
             zero_when_masked=True,
         ),
     ),
     (
         keras_layers.Conv1DTranspose,
-        LayerRule(
-            _producer_rule("filters", "conv_transpose"),
-            "producer",
+        _kernel_producer(
+            "filters",
+            "conv_transpose",
             flops=_TRANSPOSE_FLOPS,
-            family="conv_transpose",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
     (
         keras_layers.Conv2DTranspose,
-        LayerRule(
-            _producer_rule("filters", "conv_transpose"),
-            "producer",
+        _kernel_producer(
+            "filters",
+            "conv_transpose",
             flops=_TRANSPOSE_FLOPS,
-            family="conv_transpose",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
     (
         keras_layers.Conv3DTranspose,
-        LayerRule(
-            _producer_rule("filters", "conv_transpose"),
-            "producer",
+        _kernel_producer(
+            "filters",
+            "conv_transpose",
             flops=_TRANSPOSE_FLOPS,
-            family="conv_transpose",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
     (
         keras_layers.SeparableConv1D,
-        LayerRule(
-            _producer_rule("filters", "separable"),
-            "producer",
+        _kernel_producer(
+            "filters",
+            "separable",
             flops=_SEPARABLE_FLOPS,
-            family="separable",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
     ),
     (
         keras_layers.SeparableConv2D,
-        LayerRule(
-            _producer_rule("filters", "separable"),
-            "producer",
+        _kernel_producer(
+            "filters",
+            "separable",
             flops=_SEPARABLE_FLOPS,
-            family="separable",
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
@@ -201,7 +211,7 @@ _BUILTIN = [
             depthwise_rule,
             "depthwise",
             flops=_CONV_FLOPS,
-            family="depthwise",
+            **unit_axes("depthwise"),
             bias_at_zero=True,
         ),
     ),
@@ -212,7 +222,7 @@ _BUILTIN = [
             "depthwise",
             flops=_CONV_FLOPS,
             latency="depthwise",
-            family="depthwise",
+            **unit_axes("depthwise"),
             bias_at_zero=True,
         ),
     ),
@@ -224,7 +234,7 @@ _BUILTIN = [
             grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
-            family="conv",
+            **unit_axes("conv"),
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
@@ -237,7 +247,7 @@ _BUILTIN = [
             grouped=True,
             flops=_CONV_FLOPS,
             latency="conv",
-            family="conv",
+            **unit_axes("conv"),
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
@@ -249,7 +259,7 @@ _BUILTIN = [
             "producer",
             grouped=True,
             flops=_CONV_FLOPS,
-            family="conv",
+            **unit_axes("conv"),
             linear_response=kernel_response,
             bias_at_zero=True,
         ),
@@ -260,7 +270,7 @@ _BUILTIN = [
             channel_rule,
             "normalization",
             check=_check_normalization,
-            family="normalization",
+            **unit_axes("normalization"),
         ),
     ),
     (
@@ -269,7 +279,7 @@ _BUILTIN = [
             channel_rule,
             "normalization",
             check=_check_normalization,
-            family="normalization",
+            **unit_axes("normalization"),
             mixes_channels="normalizes over the channels",
         ),
     ),
@@ -280,6 +290,16 @@ _BUILTIN = [
     (keras_layers.Dropout, LayerRule(dropout_rule, "elementwise")),
     (
         _ELEMENTWISE_LAYERS,
+        LayerRule(unchanged_rule, "elementwise", check=_check_channels_last),
+    ),
+    (
+        # Pooling to a fixed output size: each channel pooled alone.
+        tuple(
+            getattr(keras_layers, f"Adaptive{pool}Pooling{rank}D")
+            for pool in ("Average", "Max")
+            for rank in (1, 2, 3)
+            if hasattr(keras_layers, f"Adaptive{pool}Pooling{rank}D")
+        ),
         LayerRule(unchanged_rule, "elementwise", check=_check_channels_last),
     ),
     (
@@ -352,7 +372,7 @@ _BUILTIN = [
             "normalization",
             flops=_no_flops,
             check=_check_group_normalization,
-            family="normalization",
+            **unit_axes("normalization"),
             note="it normalizes over groups of channels; it is copied "
             "unchanged",
         ),

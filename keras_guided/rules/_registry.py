@@ -3,7 +3,7 @@ of the package dispatches through (`rule_for`, `unit_family`, ...)."""
 
 from keras import layers as keras_layers
 
-from keras_guided.rules import _units
+from keras_guided._weights import WeightAxis
 from keras_guided.rules._builtin import _BUILTIN
 from keras_guided.rules._builtin import _KERAS_HUB_RULES
 from keras_guided.rules._flops import _user_producer_flops
@@ -11,6 +11,7 @@ from keras_guided.rules._responses import call_difference
 from keras_guided.rules._rewrites import unchanged_rule
 from keras_guided.rules._rule import KINDS
 from keras_guided.rules._rule import LATENCY_KINDS
+from keras_guided.rules._rule import UNIT_KINDS
 from keras_guided.rules._rule import LayerRule
 
 _USER_RULES = {}
@@ -147,28 +148,39 @@ def rule_for(layer):
 
 
 def unit_family(layer):
-    """The unit family of `layer` (`rules.FAMILIES`: `"dense"`, `"conv"`,
-    ...) from its rule, or `None` for a layer without units of its own
-    (and for a user's layer, whose rule lists its weights instead)."""
+    """The unit family label of `layer` (`rules.FAMILIES`: `"dense"`,
+    `"conv"`, ...): its rule's descriptive `family`, or `None` for a layer
+    without units of its own (and for a user's layer, whose rule lists its
+    weights without a label)."""
     rule = rule_for(layer)
     family = None if rule is None else rule.family
     return family(layer) if callable(family) else family
 
 
 def output_slices(layer):
-    """The `units.WeightAxis` slices each output unit of a built-in
-    producer or normalization `layer` owns (`[]` for other layers).
+    """The `units.WeightAxis` slices each output unit of `layer` owns: its
+    rule's `output_weights`, for a layer with units of its own (a
+    producer, depthwise or normalization layer; `[]` for other layers).
 
     Raises:
         ValueError: for a channels-first layer.
     """
-    return _units.output_slices(layer, unit_family(layer))
+    rule = rule_for(layer)
+    if rule is None or rule.kind not in UNIT_KINDS:
+        return []
+    return [WeightAxis(name, axis) for name, axis in rule.output_axes(layer)]
 
 
 def input_slices(layer):
-    """The `units.WeightAxis` slices each input channel of a built-in
-    producer `layer` owns (`[]` for other layers)."""
-    return _units.input_slices(layer, unit_family(layer))
+    """The `units.WeightAxis` slices each input channel of a producer
+    `layer` owns: its rule's `input_weights` (`[]` for other layers)."""
+    rule = rule_for(layer)
+    if rule is None or rule.kind not in UNIT_KINDS:
+        return []
+    return [
+        WeightAxis(name, axis, block=block)
+        for name, axis, block in rule.input_axes(layer)
+    ]
 
 
 def ruled_class(layer):

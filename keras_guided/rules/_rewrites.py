@@ -5,9 +5,9 @@ checks of the layers whose rewrite needs one."""
 import numpy as np
 
 from keras_guided import _axes
-from keras_guided import _grouped_attention
 from keras_guided import _keras_adapter as adapter
 from keras_guided import _weights
+from keras_guided.rules import _grouped_attention
 from keras_guided.rules import _units
 
 
@@ -47,32 +47,37 @@ def _order(layer, weights):
     return [weights[name] for name in names]
 
 
-def _producer_rule(count_key, family):
-    """The rewrite of a producer of `family` (see `rules._units`) whose unit
-    count is the config entry `count_key`."""
+def _producer_rule(count_key, output_weights, input_weights):
+    """The rewrite of a producer whose unit count is the config entry
+    `count_key` and whose unit axes are its rule's `output_weights` and
+    `input_weights` (functions of the layer, `rules._units`)."""
 
     def rule(layer, weights, kept_inputs, kept_outputs):
         weights = dict(weights)
         kept_in = _first(kept_inputs)
         config = _bias_config(layer.get_config(), weights)
         if kept_in is not None:
-            for slice_ in _units.input_slices(layer, family):
-                weights[slice_.weight] = _axes.take_units(
-                    weights[slice_.weight], slice_.axis, kept_in, slice_.block
+            for name, axis, block in _resolve(input_weights, layer):
+                weights[name] = _axes.take_units(
+                    weights[name], axis, kept_in, block
                 )
         if kept_outputs is not None:
-            slices = _units.output_slices(layer, family)
-            for slice_ in slices:
-                if slice_.weight in weights:
-                    weights[slice_.weight] = _axes.take_units(
-                        weights[slice_.weight], slice_.axis, kept_outputs
+            slices = _resolve(output_weights, layer)
+            for name, axis in slices:
+                if name in weights:
+                    weights[name] = _axes.take_units(
+                        weights[name], axis, kept_outputs
                     )
-            if "bias" in weights and "bias" not in {s.weight for s in slices}:
+            if "bias" in weights and "bias" not in {s[0] for s in slices}:
                 weights["bias"] = weights["bias"][kept_outputs]
             config[count_key] = int(len(kept_outputs))
         return config, _order(layer, weights)
 
     return rule
+
+
+def _resolve(weights, layer):
+    return tuple(weights(layer) if callable(weights) else weights)
 
 
 def depthwise_rule(layer, weights, kept_inputs, kept_outputs):
@@ -154,14 +159,14 @@ def einsum_dense_rule(
     """A Dense-like EinsumDense (`"abc,cd->abd"`): the last output axis.
 
     With `kept_heads`, a head projection of grouped-query attention
-    (`keras_guided._grouped_attention`): the kept heads of its kernel (and
+    (`rules.GroupedAttention`): the kept heads of its kernel (and
     bias), its channels whole.
     """
     if kept_heads is not None:
         return _einsum_heads_rule(layer, weights, kept_heads)
-    config, new_weights = _producer_rule("units", "dense")(
-        layer, weights, kept_inputs, kept_outputs
-    )
+    config, new_weights = _producer_rule(
+        "units", _units.einsum_outputs, _units.einsum_inputs
+    )(layer, weights, kept_inputs, kept_outputs)
     config.pop("units", None)
     config.pop("use_bias", None)
     if kept_outputs is not None:

@@ -19,6 +19,10 @@ GRAPH_KINDS = (
     "keep",
     "attention",
 )
+# Kinds whose layers have units of their own: their `output_weights` are
+# the slices each unit owns (`units.output_slices`); an elementwise
+# layer's are the slices that follow the units of its input.
+UNIT_KINDS = ("producer", "depthwise", "normalization")
 # Kinds whose layers cost nothing when their rule has no FLOPs
 # (channel-wise or data movement; an Embedding is a lookup).
 FREE_KINDS = tuple(k for k in GRAPH_KINDS if k not in ("keep", "attention"))
@@ -36,22 +40,23 @@ class LayerRule:
             use the other `GRAPH_KINDS` too.
         output_weights: `(weight name, axis)` pairs indexed by output units
             (followers for an elementwise layer), or a function of the
-            layer returning them. Built-in producers take their axes from
-            their `family` instead.
+            layer returning them (a built-in rule's axes may depend on
+            the layer's config: its bias, LoRA, an EinsumDense equation).
         input_weights: `(weight name, axis, block)` triples indexed by input
-            channels (producers only).
+            channels (producers only), or a function of the layer
+            returning them.
         flops: `flops(layer, input_shape, output_shape) -> {weight name:
             FLOPs per element}` for one call on one example, or `None` (no
             FLOPs).
         check: `check(layer, input_shape, output_shape) -> str | None`, the
             reason this configuration cannot be pruned through, or `None`.
         note: for `kind="keep"`, why the channels around the layer stay.
-        family: the unit family of a built-in producer or normalization
-            layer (`rules._units.FAMILIES`: which weight slices a unit and
-            an input channel own, see `keras_guided.units.output_slices`),
-            or a function of the layer returning it (`None`: not a layer
-            with units of its own); `None` for user rules, whose
-            `output_weights` / `input_weights` say it.
+        family: a descriptive label of how the layer cuts its units
+            (`rules.FAMILIES`: `"dense"`, `"conv"`, ...), or a function of
+            the layer returning it, reported by `rules.unit_family` and
+            `keras_guided.units.layer_family`; `None` for user rules and
+            layers without units of their own. Nothing reads it to find
+            axes: those are `output_weights` and `input_weights`.
         mixes_channels: for a normalization layer whose output channel
             depends on the other channels (LayerNormalization normalizes
             over them), the reason, so the graph marks removing a channel
@@ -96,3 +101,14 @@ class LayerRule:
     linear_response: object = None
     zero_when_masked: bool = False
     grouped: bool = False
+
+    def output_axes(self, layer):
+        """`output_weights` for `layer`: `((weight name, axis), ...)`."""
+        weights = self.output_weights
+        return tuple(weights(layer) if callable(weights) else weights)
+
+    def input_axes(self, layer):
+        """`input_weights` for `layer`: `((weight name, axis, block),
+        ...)`."""
+        weights = self.input_weights
+        return tuple(weights(layer) if callable(weights) else weights)

@@ -12,14 +12,17 @@ heads are one unit: removing it removes its key and value columns, its
 query columns and its rows of the output projection, and the repeat count
 stays `g`. The hidden channels in and out stay (the residual stream).
 
-CONTRACT (used by graph.py and rules.py):
+It is layer knowledge (which weights of which sublayers are one unit),
+so it lives with the rules; the graph calls it on a traced layer:
 
-    layout(layer, inner) -> GroupedAttention | None
-        the projections of a traced attention layer (`inner` is its traced
-        graph) when it has exactly this layout, else None (it is then
-        walked op by op like any traced layer);
+    grouped_attention_layout(layer, inner) -> GroupedAttention | None
+        (public on the `rules` face) the projections of a traced attention
+        layer (`inner` is its traced graph) when it has exactly this
+        layout, else None (it is then walked op by op like any traced
+        layer);
     head_axis(layer) -> (kernel axis, output_shape index) | None
-        where an `EinsumDense` of this layout keeps its heads.
+        where an `EinsumDense` of this layout keeps its heads (used by
+        the EinsumDense rewrite).
 """
 
 import dataclasses
@@ -67,7 +70,7 @@ def head_axis(layer):
     return None
 
 
-def layout(layer, inner):
+def grouped_attention_layout(layer, inner):
     """The `GroupedAttention` of traced `layer`, or `None`."""
     dense = [
         op for op in inner.layers if isinstance(op, keras.layers.EinsumDense)
