@@ -172,3 +172,77 @@ def test_the_checks_see_what_they_guard_against():
         "export._litert_run",
         "graph._hidden",
     ]
+
+
+def callback_uses(sources):
+    """`path:line: what` for each place where a part of `callbacks/`
+    reaches the `GuidedPruning` callback: a part importing
+    `_guided_pruning` or naming `GuidedPruning`, a parameter or name
+    `callback`, or the callback passing `self` to a call (other than
+    `getattr`, the callback reading its own attributes)."""
+    found = []
+    for path, source in sorted(sources.items()):
+        if os.path.dirname(path) != "callbacks" or path.endswith("__init__.py"):
+            continue
+        tree = ast.parse(source)
+        hook_module = os.path.basename(path) == "_guided_pruning.py"
+        for node in ast.walk(tree):
+            where = f"{path}:{getattr(node, 'lineno', 0)}: "
+            if hook_module:
+                if not isinstance(node, ast.Call):
+                    continue
+                arguments = list(node.args) + [k.value for k in node.keywords]
+                reads_own = (
+                    isinstance(node.func, ast.Name)
+                    and node.func.id == "getattr"
+                )
+                if not reads_own and any(
+                    isinstance(a, ast.Name) and a.id == "self"
+                    for a in arguments
+                ):
+                    found.append(where + "passes self")
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [
+                    f"{node.module}.{a.name}" for a in node.names
+                ]
+                if any("_guided_pruning" in n for n in names):
+                    found.append(where + "imports _guided_pruning")
+            if isinstance(node, ast.Name) and node.id in (
+                "callback",
+                "GuidedPruning",
+            ):
+                found.append(where + node.id)
+            if isinstance(node, ast.arg) and node.arg == "callback":
+                found.append(where + "parameter callback")
+    return found
+
+
+def test_callback_parts_read_the_fit_context_not_the_callback():
+    found = callback_uses(_modules())
+    assert not found, (
+        "give the part the FitContext (keras_guided/callbacks/_context.py) "
+        "or the value it needs, not the callback: " + str(found)
+    )
+    # The check flags the cases it exists for.
+    flagged = callback_uses(
+        {
+            os.path.join("callbacks", "_part.py"): (
+                "from keras_guided.callbacks import _guided_pruning\n"
+                "def build(callback):\n"
+                "    return callback.plan\n"
+            ),
+            os.path.join("callbacks", "_guided_pruning.py"): (
+                "class C:\n"
+                "    def f(self):\n"
+                "        getattr(self, 'mode')\n"
+                "        build(self, 1)\n"
+            ),
+        }
+    )
+    assert sorted(f.split(": ")[1] for f in flagged) == [
+        "callback",
+        "imports _guided_pruning",
+        "parameter callback",
+        "passes self",
+    ]

@@ -3,7 +3,8 @@
 `GuidedPruning`, `trained_network` and the option constants (`MODES`,
 `SCHEDULES`, `ON_TARGET`, ...) are public on this face; the parts are
 private to this package: `_guided_pruning` (the `GuidedPruning` class:
-its hooks), `_trained_network`, `_options`, `_setup`, `_group_plan`,
+its hooks), `_trained_network`, `_options`, `_context`, `_setup`,
+`_group_plan`,
 `_step_runner`, `_budget_mode` (with `_importance`, `_landing` and
 `_allocation`), `_schedule_mode`, `_coefficients`, `_penalty_mode`,
 `_live_metrics`, `_resume`.
@@ -18,15 +19,24 @@ group unit.
 
 The callback is a thin layer of hooks (`on_train_begin`, `on_epoch_begin`,
 `on_train_batch_end`, `on_epoch_end`, `on_train_end`) that delegate to
-small objects it holds, each owning its own state; each job lives in its
-own module:
+small objects, each owning its own state; each job lives in its own
+module. `on_train_begin` builds one `FitContext` per `fit` (`_context`):
+the validated options, the model and the network pruned, the plan of
+its prunable groups, the step runner (with the strength and unit-weight
+variables, the dead mask and the death guard), the `fit`'s `params` and
+its progress. Every part is built from that context and reads it (and
+the parts it builds on, passed as arguments), never the callback; the
+parts of a `fit` are kept together in one `FitParts`:
 
 * `_options`: argument validation, once in `__init__`: a frozen
-  `Options` whose fields the callback keeps as its attributes, and the
-  option constants.
+  `Options` whose fields the callback keeps as its attributes (read into
+  the context at the start of each `fit`), and the option constants.
+* `_context`: `FitContext` (what the parts read for one `fit`),
+  `FitProgress` (the epochs the hooks have run, for resuming) and
+  `FitParts` (the parts built from a context).
 * `_setup`: what `on_train_begin` builds (the plan and step runner, once
-  per model; the live metrics, coefficients, epoch mode and penalty, once
-  per `fit`).
+  per model; from the context, the `FitParts` of a `fit`: live metrics,
+  coefficients, epoch mode and penalty).
 * `keras_guided.proximal`: the pure proximal core,
   `shrink(values, state, ...) -> (values, state)` in `keras.ops`, with the
   budget's death guard; no Python loop over units.

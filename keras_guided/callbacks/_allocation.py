@@ -8,8 +8,8 @@ the budget gives the layer, every layer keeping the same fraction of its
 live units. An `Allocation` computes that uniform allocation and each
 layer's best units for one plan and budget metric, and checks at the
 start of `fit` that the smallest allocation (every group cut to one unit)
-meets the budget at all; it reads the live metrics and nothing else of the
-callback.
+meets the budget at all; it reads the plan and budget metric of the
+`fit`'s context and the live metrics.
 """
 
 import math
@@ -29,16 +29,16 @@ class Allocation:
     whether the budget is within reach.
 
     Args:
-        plan: the callback's `GroupPlan`.
+        context: the `FitContext` of a `fit` with a budget (its `plan`,
+            and the budget metric, `"units"`, `"params"`, `"flops"` or
+            `"latency"`).
         metrics: the `LiveMetrics` of that plan (prices an allocation).
-        metric: the budget metric, `"units"`, `"params"`, `"flops"` or
-            `"latency"`.
     """
 
-    def __init__(self, plan, metrics, metric):
-        self.plan = plan
+    def __init__(self, context, metrics):
+        self.plan = context.plan
         self.metrics = metrics
-        self.metric = metric
+        self.metric = context.budget[0]
 
     def uniform(self, live, norms, goal):
         """The largest fraction `f` for which keeping the `ceil(f * n)`

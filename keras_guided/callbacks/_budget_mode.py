@@ -8,13 +8,13 @@ proximal step (`keras_guided.proximal`) lets at most `allowed` units die.
 At the end of the path the callback lands exactly on the budget and
 releases the strength. A `BudgetMode` owns this recipe's state for one
 `fit` (goal, controller, landing, `report`) and runs the controller's
-check points; it sets the strength and the death guard through the
-callback's `StepRunner`. It has the epoch interface of `ScheduleMode`
-(`begin_epoch`, `batch_end`, `end_epoch`, `state`, `restore`), and
-composes the recipe's other jobs, each in a module of its own:
+check points; it reads the `fit`'s `FitContext` and sets the strength
+and the death guard through its `StepRunner`. It has the epoch interface
+of `ScheduleMode` (`begin_epoch`, `batch_end`, `end_epoch`, `state`,
+`restore`), and composes the recipe's other jobs, each in a module of its own:
 
 * `_importance`: `ImportanceGuidance`, the guidance coefficients
-  (through the callback's `Coefficients`) under `guidance="importance"`;
+  (through the `fit`'s `Coefficients`) under `guidance="importance"`;
 * `_landing`: `Landing`, the cut that ends the path on the budget;
 * `_allocation`: `Allocation`, the uniform allocation meeting the budget
   and each layer's best units, the floors both of them keep, and
@@ -38,58 +38,29 @@ class BudgetMode:
     """The budget recipe of one `fit`.
 
     Args:
-        budget: `(metric, amount)` as `keras_guided.budget.parse_budget`
-            returns it.
-        guidance: the callback's validated `guidance` (`"importance"` or
-            a fixed scheme).
-        cost: `None`, `"params"`, `"flops"` or `"latency"`.
-        target_epochs: `None` (two thirds of the remaining epochs) or the
-            epochs of the path.
-        base_strength: `None` (calibrated) or the controller's start.
-        plan, metrics, coefficients, runner: the callback's `GroupPlan`,
-            `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
-        values: callable returning the plan variables as NumPy arrays.
-        params: the callback's `params` of this `fit` (`"epochs"`,
-            `"steps"`). Defaults to `None`.
-        on_unreachable: `"raise"` or `"warn"`, for a budget out of reach
-            (`Allocation.check_reachable`). Defaults to `"raise"`.
+        context: the `FitContext` of this `fit`: its budget `(metric,
+            amount)` and the options the recipe reads (`guidance`, the
+            validated guidance, `"importance"` or a fixed scheme; `cost`;
+            `target_epochs`, `None` for two thirds of the remaining
+            epochs; `base_strength`, `None` for a calibrated start;
+            `on_unreachable`, for a budget out of reach), the `plan`, the
+            `runner` (strength and death guard), the plan variables
+            (`values`) and `params` (`"epochs"`, `"steps"`).
+        metrics: the `LiveMetrics` of this `fit`.
+        coefficients: the `Coefficients` of this `fit`.
     """
 
-    def __init__(
-        self,
-        budget,
-        *,
-        guidance,
-        cost,
-        target_epochs,
-        base_strength,
-        plan,
-        metrics,
-        coefficients,
-        runner,
-        values,
-        params=None,
-        on_unreachable="raise",
-    ):
-        self.on_unreachable = on_unreachable
-        self.params = params
-        self.metric, self.amount = budget
-        self.guidance = guidance
-        self.cost = cost
-        self.target_epochs = target_epochs
-        self.base_strength = base_strength
-        self.plan = plan
+    def __init__(self, context, metrics, coefficients):
+        self.context = context
+        self.options = context.options
+        self.metric, self.amount = context.budget
         self.metrics = metrics
         self.coefficients = coefficients
-        self.runner = runner
-        self.values = values
-        self.allocation = Allocation(plan, metrics, self.metric)
+        self.allocation = Allocation(context, metrics)
         self.importance = ImportanceGuidance(
-            plan, metrics, self.metric, coefficients, values, self.allocation
+            context, metrics, coefficients, self.allocation
         )
-        self.landing = Landing(
-            plan, metrics, self.metric, runner, values, self.allocation
-        )
+        self.landing = Landing(context, metrics, self.allocation)
         self.goal = None
         self.controller = None
         self.landed = False
@@ -110,11 +81,11 @@ class BudgetMode:
             except ValueError:
                 # A budget out of reach: the fit ends before its first
                 # step, without on_train_end; take the step hook off.
-                if self.runner.hooked:
-                    self.runner.remove_hook()
+                if self.context.runner.hooked:
+                    self.context.runner.remove_hook()
                 raise
         else:
-            if self.guidance == "importance" and not self.landed:
+            if self.options.guidance == "importance" and not self.landed:
                 self.importance.update(self.live_from_dead(), self.goal)
             self.epoch = epoch
         return self.controller.strength
@@ -122,11 +93,11 @@ class BudgetMode:
     def start(self, epoch):
         """Measures the start value, sets the goal, calibrates the strength
         and creates the controller (first epoch of each `fit`)."""
-        plan = self.plan
+        plan = self.context.plan
         metric, amount = self.metric, self.amount
-        params = self.params or {}
+        params = self.context.params or {}
         total = int(params.get("epochs") or (epoch + 1))
-        target_epochs = self.target_epochs
+        target_epochs = self.options.target_epochs
         if target_epochs is None:
             # Two thirds of the epochs to prune, one third to recover.
             target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
@@ -136,35 +107,39 @@ class BudgetMode:
         self.epoch = epoch
         self.landing_epoch = min(epoch + target_epochs, total)
         live, _ = self._live_units()
-        if self.cost is not None:
+        if self.options.cost is not None:
             self.coefficients.update_cost_factors(live)
         start = self.metrics.value(metric, live)
         goal = budget_lib.budget_value(amount, start)
-        self.allocation.check_reachable(live, start, goal, self.on_unreachable)
+        self.allocation.check_reachable(
+            live, start, goal, self.options.on_unreachable
+        )
         self.goal = goal
-        if self.guidance == "importance":
+        if self.options.guidance == "importance":
             self.importance.update(live, self.goal)
-        strength = self.base_strength
+        strength = self.options.base_strength
         if strength is None:
             norms = proximal.numpy_group_norms(
-                self.values(), plan.entries, plan.num_segments
+                self.context.values(), plan.entries, plan.num_segments
             )[:-1]
-            weights = ops.convert_to_numpy(self.runner.unit_weights.value)[:-1]
+            weights = ops.convert_to_numpy(
+                self.context.runner.unit_weights.value
+            )[:-1]
             learning_rate = float(
-                ops.convert_to_numpy(self.runner.model.optimizer.learning_rate)
+                ops.convert_to_numpy(self.context.model.optimizer.learning_rate)
             )
             strength = budget_lib.initial_strength(
                 norms, weights, learning_rate, steps * target_epochs
             )
         self.controller = budget_lib.BudgetController(start, goal, strength)
         norms = proximal.numpy_group_norms(
-            self.values(), plan.entries, plan.num_segments
+            self.context.values(), plan.entries, plan.num_segments
         )
         floor = 1e-3 * norms
         floor[-1] = 0.0
-        self.runner.floor.assign(floor.astype("float32"))
+        self.context.runner.floor.assign(floor.astype("float32"))
         self.steps_per_epoch = steps
-        self.runner.allowed.assign(
+        self.context.runner.allowed.assign(
             float(
                 self.deaths_allowed(
                     live,
@@ -246,24 +221,27 @@ class BudgetMode:
         controller = self.controller
         metric = self.metric
         # JAX: the state lives in the train loop until synced.
-        _step_runner.sync(self.runner.model)
+        _step_runner.sync(self.context.model)
         live = self.live_from_dead()
-        if self.cost is not None and self.guidance != "importance":
+        if (
+            self.options.cost is not None
+            and self.options.guidance != "importance"
+        ):
             self.coefficients.update_cost_factors(live)
         value = self.metrics.value(metric, live)
         # Units held at their floor count as removed for the controller:
         # they are on their way out, and pushing harder would only shrink
         # the units that stay.
         effective = value
-        if self.guidance != "importance":
-            held = ops.convert_to_numpy(self.runner.held.value)[:-1] > 0
+        if self.options.guidance != "importance":
+            held = ops.convert_to_numpy(self.context.runner.held.value)[:-1] > 0
             effective = self.metrics.value(metric, live & ~held)
         span = max(self.landing_epoch - self.start_epoch, 1)
         progress = (epochs_done - self.start_epoch) / span
         strength = controller.update(effective, progress)
-        self.runner.strength.assign(strength)
+        self.context.runner.strength.assign(strength)
         step = self.control_every / self.steps_per_epoch / span
-        self.runner.allowed.assign(
+        self.context.runner.allowed.assign(
             float(
                 self.deaths_allowed(
                     live, value, controller.planned(progress + step)
@@ -311,7 +289,7 @@ class BudgetMode:
         controller.reached = True
         controller.strength = 0.0
         self.landed = True
-        self.runner.strength.assign(0.0)
+        self.context.runner.strength.assign(0.0)
         if value <= controller.goal:
             return
         report["units_masked_at_landing"] = self.landing.mask(
@@ -339,11 +317,11 @@ class BudgetMode:
     def live_from_dead(self):
         """Live flags from the dead mask the proximal step keeps (no
         weight transfer); from the weights when dead units are not kept."""
-        if not self.runner.keep_dead:
+        if not self.context.runner.keep_dead:
             return self._live_units()[0]
-        _step_runner.sync(self.runner.model)
-        dead = ops.convert_to_numpy(self.runner.dead.value)[:-1]
+        _step_runner.sync(self.context.model)
+        dead = ops.convert_to_numpy(self.context.runner.dead.value)[:-1]
         return dead == 0
 
     def _live_units(self):
-        return self.metrics.live_units(self.values())
+        return self.metrics.live_units(self.context.values())

@@ -2,8 +2,9 @@
 guidance scheme (or the `GuidedRegularizer`s on the model), times a cost
 factor (`cost="params"` or `"flops"`), re-ranked by norm (`adapt_every`),
 and written as the unit weights `g_u * sqrt(p_u)` that the proximal step
-and the penalty read. `Coefficients` owns these arrays for one `fit`; the
-callback (and the budget mode) hand it live flags and weight values.
+and the penalty read. `Coefficients` owns these arrays for one `fit`,
+reading its options, plan and unit-weight variable from the `fit`'s
+`FitContext`; the budget mode hands it live flags.
 """
 
 import numpy as np
@@ -20,30 +21,28 @@ class Coefficients:
     make.
 
     Args:
-        plan: the callback's `GroupPlan`.
+        context: the `FitContext` of this `fit`: its `plan`, the options
+            read here (`guidance`, the validated guidance; `cost`, `None`,
+            `"params"`, `"flops"` or `"latency"`; `adapt_every`, `None` or
+            the epochs between re-rankings by norm, `begin_epoch`), the
+            plan variables (`values`) and the float32 `unit_weights`
+            variable that receives `g_u * sqrt(p_u)` (one entry per
+            segment, 0 for the last).
         metrics: the `LiveMetrics` of that plan (prices the cost factors).
-        guidance: the callback's validated `guidance`.
-        cost: `None`, `"params"`, `"flops"` or `"latency"`.
-        unit_weights: the float32 variable that receives
-            `g_u * sqrt(p_u)` (one entry per segment, 0 for the last).
-        adapt_every: `None` or the epochs between re-rankings by norm
-            (`begin_epoch`). Defaults to `None`.
 
     Raises:
         ValueError: a guidance dict naming layers that produce no prunable
             group, or `"from_regularizers"` without a `GuidedRegularizer`.
     """
 
-    def __init__(
-        self, plan, metrics, guidance, cost, unit_weights, adapt_every=None
-    ):
-        self.plan = plan
+    def __init__(self, context, metrics):
+        options = context.options
+        self.context = context
+        self.plan = context.plan
         self.metrics = metrics
-        self.guidance = guidance
-        self.cost = cost
-        self.unit_weights = unit_weights
-        self.adapt_every = adapt_every
-        self.base = _base_coefficients(plan, guidance)
+        self.cost = options.cost
+        self.adapt_every = options.adapt_every
+        self.base = _base_coefficients(context.plan, options.guidance)
         self.cost_factors = self._initial_cost_factors()
         self.active = None  # coefficients before the cost factor
         self.current = []  # coefficients in effect, cost factor included
@@ -90,22 +89,21 @@ class Coefficients:
                 coef * factor * np.sqrt(plan.per_unit_penalized[start:stop])
             )
         weights[-1] = 0.0
-        self.unit_weights.assign(weights.astype("float32"))
+        self.context.unit_weights.assign(weights.astype("float32"))
 
-    def begin_epoch(self, epoch, first, values):
+    def begin_epoch(self, epoch, first):
         """Re-ranks by norm (`adapt`) at the first epoch of a run (`first`)
         and every `adapt_every` epochs; returns whether it did.
 
         Args:
             epoch: the epoch that begins (0-based).
             first: whether it starts the run (not a resumed one).
-            values: callable returning the plan variables as NumPy arrays.
         """
         if self.adapt_every is None or not (
             first or epoch % self.adapt_every == 0
         ):
             return False
-        self.adapt(values())
+        self.adapt(self.context.values())
         return True
 
     def adapt(self, values):

@@ -1,11 +1,14 @@
 """`GuidedPruning`: the callback's hooks, each delegating to the parts
 (see `keras_guided.callbacks` for which part does what)."""
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_guided import _keras_adapter as adapter
+from keras_guided.callbacks import _context
 from keras_guided.callbacks import _options
 from keras_guided.callbacks import _penalty_mode
 from keras_guided.callbacks import _resume
@@ -191,6 +194,8 @@ class GuidedPruning(keras.callbacks.Callback):
             protected=protected,
             uniform_blocks=uniform_blocks,
         )
+        # The validated arguments, as attributes of the same names (read
+        # into the fit's context at the start of each fit).
         self.mode = options.mode
         self.budget = options.budget
         self.schedule = options.schedule
@@ -214,18 +219,12 @@ class GuidedPruning(keras.callbacks.Callback):
             0.0, dtype="float32", trainable=False, name="guided_strength"
         )
         # Per model, reused by the next fit on it: the groups, the step.
-        self._plan = None
         self._cache_key = None
+        self._plan = None
         self._runner = None
-        # Per fit, set in on_train_begin.
-        self._metrics = None
-        self._coefficients = None
-        self._mode = None  # the fit's ScheduleMode or BudgetMode
-        self._budget = None  # the mode, when it is the BudgetMode
-        self._penalty = None
-        self._first_epoch = True
-        self._epochs_done = 0
-        self._in_epoch = False  # between its on_epoch_begin and _end
+        # Per fit, set in on_train_begin: what the parts read, the parts.
+        self._context = None
+        self._parts = None
         self._restored = None  # (header, arrays) read with the weights
 
     # ------------------------------------------------------------ state
@@ -248,16 +247,34 @@ class GuidedPruning(keras.callbacks.Callback):
         They include adaptive re-ranking and the cost factor; the empty list
         before the first `fit`.
         """
-        if self._plan is None:
+        if self._parts is None:
             return []
-        return [np.array(c) for c in self._coefficients.current]
+        return [np.array(c) for c in self._parts.coefficients.current]
 
     @property
     def budget_report(self):
         """The budget run of the last `fit` with a budget `target` (start,
         goal, calibrated strength, landing, controller trace); `None`
         before its first epoch or without a budget."""
-        return None if self._budget is None else self._budget.report
+        budget = self._budget
+        return None if budget is None else budget.report
+
+    @property
+    def _metrics(self):
+        """The `LiveMetrics` of the current `fit` (`None` before)."""
+        return None if self._parts is None else self._parts.metrics
+
+    @property
+    def _coefficients(self):
+        """The `Coefficients` of the current `fit` (`None` before)."""
+        return None if self._parts is None else self._parts.coefficients
+
+    @property
+    def _budget(self):
+        """The `BudgetMode` of the current `fit`, `None` without one."""
+        if self._parts is None or self._context.budget is None:
+            return None
+        return self._parts.mode
 
     def set_model(self, model):
         super().set_model(model)
@@ -273,6 +290,12 @@ class GuidedPruning(keras.callbacks.Callback):
         model = self.model
         # The units pruned are the network's: a distiller's student.
         network = trained_network(model)
+        options = _options.Options(
+            **{
+                field.name: getattr(self, field.name)
+                for field in dataclasses.fields(_options.Options)
+            }
+        )
         key = _setup.cache_key(model)
         # A previous fit that raised before on_train_end left its step
         # hook and penalty on: take them off so they do not act twice.
@@ -282,70 +305,69 @@ class GuidedPruning(keras.callbacks.Callback):
             # step again. Same model: reuse both (no retracing per fit).
             self._plan = _setup.group_plan(
                 network,
-                self.on_unsupported,
-                protected=self.protected,
-                uniform_blocks=self.uniform_blocks,
+                options.on_unsupported,
+                protected=options.protected,
+                uniform_blocks=options.uniform_blocks,
             )
             self._cache_key = key
             self._runner = _setup.step_runner(
-                model, self._plan, self._strength, self
+                model, self._plan, self._strength, options
             )
-        plan, runner = self._plan, self._runner
-        self._metrics, self._coefficients, self._mode = _setup.fit_parts(
-            self, plan, network, runner, self._values, self.params
+        context = _context.FitContext(
+            options=options,
+            model=model,
+            network=network,
+            plan=self._plan,
+            runner=self._runner,
+            params=self.params or {},
         )
-        self._budget = self._mode if self.budget is not None else None
         self._strength.assign(0.0)
-        self._first_epoch = True
-        self._epochs_done = 0
-        self._in_epoch = False
-        self._penalty = _setup.attach_penalty(model, plan, runner, self.mode)
-        runner.start(
-            in_step=_setup.runs_in_step(
-                model, plan, self.mode, self.proximal_every
-            )
-        )
+        self._context, self._parts = context, None
+        self._parts = _setup.fit_parts(context)
+        context.runner.start(in_step=_setup.runs_in_step(context))
 
     def on_train_end(self, logs=None):
         if self._runner is not None and self._runner.hooked:
             self._runner.remove_hook()
-        if self._penalty is not None:
-            self._penalty.detach()
-            self._penalty = None
+        if self._parts is not None and self._parts.penalty is not None:
+            self._parts.penalty.detach()
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._plan is None:
+        context, parts = self._context, self._parts
+        if parts is None:
             return
-        self._epochs_done = epoch
+        progress = context.progress
+        progress.epochs_done = epoch
         # A resumed run goes on with the state saved with the weights.
-        first = self._first_epoch and not self._resume(epoch)
-        self._first_epoch = False
-        self._in_epoch = True
-        self._runner.begin_epoch(first, self._values)
-        adapted = self._coefficients.begin_epoch(epoch, first, self._values)
-        value = self._mode.begin_epoch(epoch, first)
+        first = progress.first_epoch and not self._resume(epoch)
+        progress.first_epoch = False
+        progress.in_epoch = True
+        context.runner.begin_epoch(first, context.values)
+        adapted = parts.coefficients.begin_epoch(epoch, first)
+        value = parts.mode.begin_epoch(epoch, first)
         changed = np.float32(value) != np.float32(self.strength)
         self._strength.assign(value)
-        if (changed or adapted) and self._penalty is not None:
-            self._penalty.refresh()
+        if (changed or adapted) and parts.penalty is not None:
+            parts.penalty.refresh()
 
     def on_train_batch_end(self, batch, logs=None):
-        plan = self._plan
-        if plan is None or not plan.variables:
+        context, parts = self._context, self._parts
+        if parts is None or not context.plan.variables:
             return
         epoch_steps = (self.params or {}).get("steps")
-        self._runner.batch_end(int(batch), epoch_steps)
-        self._mode.batch_end(int(batch), epoch_steps)
+        context.runner.batch_end(int(batch), epoch_steps)
+        parts.mode.batch_end(int(batch), epoch_steps)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._plan is None or logs is None:
+        context, parts = self._context, self._parts
+        if parts is None or logs is None:
             return
-        self._in_epoch = False
-        self._epochs_done = epoch + 1
-        self._runner.end_epoch()
-        if self._mode.end_epoch(epoch, logs):
+        context.progress.in_epoch = False
+        context.progress.epochs_done = epoch + 1
+        context.runner.end_epoch()
+        if parts.mode.end_epoch(epoch, logs):
             self.model.stop_training = True
-        self._metrics.log(logs, self._values())
+        parts.metrics.log(logs, context.values())
         logs["guided_strength"] = self.strength
         logs["guided_penalty"] = self.penalty()
 
@@ -353,20 +375,9 @@ class GuidedPruning(keras.callbacks.Callback):
 
     def _export_state(self):
         """The state a resumed `fit` needs, for the weights file."""
-        if self._plan is None or self._coefficients is None:
+        if self._parts is None:
             return {}
-        _step_runner.sync(self.model)
-        return _resume.export_state(
-            epoch=self._epochs_done,
-            pending_end=self._in_epoch,
-            model=self.model,
-            plan=self._plan,
-            runner=self._runner,
-            coefficients=self._coefficients,
-            mode=self._mode,
-            budget=self.budget,
-            strength=self.strength,
-        )
+        return _resume.export_state(self._context, self._parts)
 
     def _import_state(self, stored):
         self._restored = _resume.unpack(stored)
@@ -382,19 +393,12 @@ class GuidedPruning(keras.callbacks.Callback):
             restored is not None
             and epoch != 0
             and _resume.restore(
-                restored,
-                epoch=epoch,
-                model=self.model,
-                plan=self._plan,
-                runner=self._runner,
-                coefficients=self._coefficients,
-                mode=self._mode,
-                budget=self.budget,
+                restored, self._context, self._parts, epoch=epoch
             )
         )
         if resumed and _resume.pending_end(restored):
             self.on_epoch_end(epoch - 1, logs={})  # its logs were written
-            self._epochs_done = epoch
+            self._context.progress.epochs_done = epoch
         return resumed
 
     # -------------------------------------------------------- proximal
@@ -405,14 +409,10 @@ class GuidedPruning(keras.callbacks.Callback):
         Returns:
             A Python float (0.0 before the first `fit`).
         """
-        plan = self._plan
-        if plan is None or not plan.num_units:
+        if self._context is None:
             return 0.0
-        return _penalty_mode.penalty_value(
-            plan, self._values(), self._runner.unit_weights, self.strength
-        )
+        return _penalty_mode.penalty_value(self._context)
 
     def _values(self):
-        if keras.backend.backend() == "jax":
-            self.model.jax_state_sync()
-        return [ops.convert_to_numpy(v.value) for v in self._plan.variables]
+        """The plan variables of the current `fit` as NumPy arrays."""
+        return self._context.values()

@@ -3,7 +3,7 @@
 
 At the start of `fit` and at every epoch until the landing, an
 `ImportanceGuidance` ranks the live units by importance and sets the
-guidance coefficients through the callback's `Coefficients`: the
+guidance coefficients through the `fit`'s `Coefficients`: the
 best-ranked units that fit in the budget get coefficient 0 (the penalty
 never shrinks what the budget keeps), the others rising coefficients.
 `COST_POWER` and `IMPORTANCE` are the recipe's knobs (read at every call,
@@ -33,21 +33,20 @@ class ImportanceGuidance:
     """Budget-aware, importance-ranked guidance of one `fit`.
 
     Args:
-        plan: the callback's `GroupPlan`.
+        context: the `FitContext` of a `fit` with a budget (its `plan`,
+            the budget metric, and the plan variables through `values`).
         metrics: the `LiveMetrics` of that plan.
-        metric: the budget metric.
-        coefficients: the callback's `Coefficients` (receives the
+        coefficients: the `fit`'s `Coefficients` (receives the
             coefficients, without the cost factor).
-        values: callable returning the plan variables as NumPy arrays.
         allocation: the `Allocation` of the plan and metric.
     """
 
-    def __init__(self, plan, metrics, metric, coefficients, values, allocation):
-        self.plan = plan
+    def __init__(self, context, metrics, coefficients, allocation):
+        self.plan = context.plan
         self.metrics = metrics
-        self.metric = metric
+        self.metric = context.budget[0]
         self.coefficients = coefficients
-        self.values = values
+        self.values = context.values
         self.allocation = allocation
 
     def update(self, live, goal):

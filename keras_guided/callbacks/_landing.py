@@ -7,8 +7,8 @@ strength and a `Landing` zeroes the live units that the proximal step
 would take next (smallest norm per unit of push) until the budget holds.
 Each layer keeps at least `_allocation.FLOOR` times its uniform share (or
 less where that does not fit), as under importance guidance. The units
-are zeroed through the dead mask of the callback's `StepRunner`, so they
-stay dead while the network recovers.
+are zeroed through the dead mask of the `fit`'s `StepRunner` (the
+context's `runner`), so they stay dead while the network recovers.
 """
 
 import numpy as np
@@ -22,21 +22,20 @@ class Landing:
     """Masks the units that the landing of one `fit` cuts.
 
     Args:
-        plan: the callback's `GroupPlan`.
+        context: the `FitContext` of a `fit` with a budget (its `plan`,
+            the budget metric, the plan variables through `values`, and
+            the `runner`: unit weights, dead mask and the step that zeroes
+            the dead units).
         metrics: the `LiveMetrics` of that plan.
-        metric: the budget metric.
-        runner: the callback's `StepRunner` (unit weights, dead mask and
-            the step that zeroes the dead units).
-        values: callable returning the plan variables as NumPy arrays.
         allocation: the `Allocation` of the plan and metric.
     """
 
-    def __init__(self, plan, metrics, metric, runner, values, allocation):
-        self.plan = plan
+    def __init__(self, context, metrics, allocation):
+        self.plan = context.plan
         self.metrics = metrics
-        self.metric = metric
-        self.runner = runner
-        self.values = values
+        self.metric = context.budget[0]
+        self.runner = context.runner
+        self.values = context.values
         self.allocation = allocation
 
     def mask(self, live, goal, uniform_goal):

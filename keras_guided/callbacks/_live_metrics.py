@@ -10,7 +10,8 @@ prices `stats.count_params`, `stats.count_flops` and `prune_model`'s
 targets. So `live_params` and `live_flops` are what `stats` counts on
 `prune_model(model)`, and a unit's marginal cost is what removing it saves
 under the same prices (a non-linear price, such as a latency table, needs
-no change here). `LiveMetrics.log` writes the epoch-end `live_*` logs.
+no change here). `LiveMetrics.log` writes the epoch-end `live_*` logs;
+`LiveMetrics.for_fit` builds the one of a `fit` from its `FitContext`.
 """
 
 import warnings
@@ -40,6 +41,29 @@ class LiveMetrics:
         self._prices = dict(prices or {})
         self.logged = tuple(logged)
         self._tables = {}  # needs FLOPs -> (layer costs, variable places)
+
+    @classmethod
+    def for_fit(cls, context):
+        """The `LiveMetrics` of the `fit` of a `FitContext`: its plan and
+        network, pricing latency with the options' `latency_table`
+        (checked against the network) where there is one.
+
+        The epoch-end logs hold `live_params`, `live_flops` when FLOPs are
+        the target metric, the cost or the budget's metric, and
+        `live_latency` with a table."""
+        options = context.options
+        budget_metric = options.budget[0] if options.budget else None
+        metrics_used = (options.target_metric, options.cost, budget_metric)
+        latency_table = options.latency_table
+        prices = None
+        logged = ["params"]
+        if "flops" in metrics_used:
+            logged.append("flops")
+        if latency_table is not None:
+            latency_table.check_model(context.network)
+            prices = {"latency": latency_table.price}
+            logged.append("latency")
+        return cls(context.plan, context.network, prices, logged=logged)
 
     def log(self, logs, values):
         """Writes `live_units`, `live_units/<layer name>` and

@@ -8,8 +8,8 @@ train step. The original regularizer is put back (and the compiled
 functions rebuilt) in `on_train_end`.
 
 `attach_penalty` returns a `PenaltyMode` that owns the borrowed variable
-and its original regularizer until `detach`; it reads the callback's plan
-and its strength and unit-weight variables, and nothing else of it. JAX
+and its original regularizer until `detach`; it reads the plan, the
+strength and unit-weight variables of the `fit`'s `FitContext`. JAX
 freezes variables outside the model state into the compiled step, so a
 new strength or new coefficients rebuild it there (`refresh`).
 """
@@ -63,6 +63,7 @@ class PenaltyMode:
         self.model = model
         self.variable = variable
         self.previous = previous
+        self.attached = True
 
     def refresh(self):
         """After a new strength or new coefficients: on JAX, which freezes
@@ -72,18 +73,43 @@ class PenaltyMode:
             self.model.make_train_function(force=True)
 
     def detach(self):
+        """Puts the original regularizer back (once: a second call does
+        nothing)."""
+        if not self.attached:
+            return
+        self.attached = False
         self.variable.regularizer = self.previous
         rebuild_functions(self.model)
 
 
-def attach_penalty(model, plan, unit_weights, strength):
-    """Borrows the `regularizer` of one trainable plan variable (one
-    without a regularizer where there is one) for the group penalty.
+def attach_penalty(context):
+    """The `PenaltyMode` attached for the `fit` of a `FitContext` in
+    `mode="penalty"`: it borrows the `regularizer` of one trainable plan
+    variable (one without a regularizer where there is one) for the group
+    penalty, which reads the context's `unit_weights` and `strength`.
 
     Returns:
-        The attached `PenaltyMode`, or `None` when no plan variable is
-        trainable.
+        The attached `PenaltyMode`, or `None` in proximal mode or when no
+        plan variable is trainable.
+
+    Raises:
+        ValueError: penalty mode through `keras.distillation.Distiller`.
     """
+    model, plan = context.model, context.plan
+    if context.options.mode != "penalty":
+        return None
+    if isinstance(model, keras.distillation.Distiller):
+        raise ValueError(
+            "GuidedPruning(mode='penalty') cannot act through "
+            "keras.distillation.Distiller: its loss leaves out the "
+            "student's regularization losses, where the penalty lives, "
+            "so the units would never shrink. Use mode='proximal' (the "
+            "default), or train with keras_guided.Distiller, whose loss "
+            "includes them."
+        )
+    if not plan.variables:
+        return None
+    unit_weights, strength = context.unit_weights, context.strength
     trainable = {id(v) for v in model.trainable_weights}
     candidates = [i for i, v in enumerate(plan.variables) if id(v) in trainable]
     if not candidates:
@@ -105,8 +131,16 @@ def rebuild_functions(model):
         model.make_test_function(force=True)
 
 
-def penalty_value(plan, values, unit_weights, strength):
-    """`strength * sum_u g_u sqrt(p_u) ||W_u||` from NumPy `values`."""
+def penalty_value(context):
+    """`strength * sum_u g_u sqrt(p_u) ||W_u||` of the `fit` of a
+    `FitContext`, from its plan variables read as NumPy arrays (0.0
+    without prunable units)."""
+    plan = context.plan
+    if not plan.num_units:
+        return 0.0
+    values = context.values()
+    unit_weights = context.unit_weights
+    strength = context.strength_value()
     norms = proximal.numpy_group_norms(values, plan.entries, plan.num_segments)
     weights = ops.convert_to_numpy(unit_weights.value)
     return float(strength * np.sum(weights * norms))

@@ -26,10 +26,11 @@ first) holds the weights and the state from before that end
 (`pending_end`), and the resumed `fit` runs that end first
 (`GuidedPruning` does), as the uninterrupted run did.
 
-`export_state` gathers the state from the callback's parts (step runner,
-coefficients, and the `fit`'s mode: a `ScheduleMode` or `BudgetMode`)
-into what `pack` writes; `restore` checks a state read with `unpack`
-against the resumed `fit` and puts it back into those parts.
+`export_state` gathers the state of a `fit` from its `FitContext` (the
+step runner, the progress of the hooks) and its `FitParts` (coefficients,
+and the mode: a `ScheduleMode` or `BudgetMode`) into what `pack` writes;
+`restore` checks a state read with `unpack` against the resumed `fit` and
+puts it back into those parts.
 """
 
 import json
@@ -97,28 +98,23 @@ def signature(plan, model):
     ]
 
 
-def export_state(
-    *,
-    epoch,
-    pending_end,
-    model,
-    plan,
-    runner,
-    coefficients,
-    mode,
-    budget,
-    strength,
-):
-    """The `pack`ed state of a run after `epoch` epochs, or (`pending_end`)
-    during epoch `epoch`, before its end ran: the JSON header (with the
-    `mode`'s state: a `ScheduleMode`'s threshold fields, or with a `budget`
-    (the callback's) the `BudgetMode`'s under `"budget"`) and the arrays
-    of the step's state and the coefficients."""
+def export_state(context, parts):
+    """The `pack`ed state of the `fit` of a `FitContext` after
+    `context.progress.epochs_done` epochs, or (`in_epoch`) during the
+    next, before its end ran: the JSON header (with the mode's state: a
+    `ScheduleMode`'s threshold fields, or with a budget the `BudgetMode`'s
+    under `"budget"`) and the arrays of the step's state (the context's
+    `runner`) and of `parts.coefficients`."""
+    runner, progress = context.runner, context.progress
+    budget, mode = context.budget, parts.mode
+    coefficients = parts.coefficients
+    epoch, pending_end = progress.epochs_done, progress.in_epoch
+    strength = context.strength_value()
     header = {
         "epoch": int(epoch),
         "pending_end": bool(pending_end),
         "pending_steps": int(runner.pending_steps),
-        "groups": signature(plan, model),
+        "groups": signature(context.plan, context.model),
         **(mode.state() if budget is None else _NO_THRESHOLD),
         "known_dead": runner.known_dead,
         "strength": strength,
@@ -147,20 +143,22 @@ def pending_end(restored):
     return bool(restored[0].get("pending_end", False))
 
 
-def restore(
-    restored, *, epoch, model, plan, runner, coefficients, mode, budget
-):
-    """Puts the state `(header, arrays)` back into the parts of a `fit`
-    that starts at `epoch` (the strength into `runner.strength`, the
-    threshold or budget state into `mode`), when it resumes the run that
-    saved it: it starts at the epoch the state was saved after (or during,
-    `pending_end`), on the same prunable groups of `model`, with a budget
-    (the callback's `budget`) where that run had one. Otherwise warns and
-    changes nothing.
+def restore(restored, context, parts, *, epoch):
+    """Puts the state `(header, arrays)` back into the `fit` of a
+    `FitContext` that starts at `epoch` (the step's state and strength
+    into the context's `runner`, the coefficients into
+    `parts.coefficients`, the threshold or budget state into `parts.mode`),
+    when it resumes the run that saved it: it starts at the epoch the
+    state was saved after (or during, `pending_end`), on the same prunable
+    groups of the context's model, with a budget where that run had one.
+    Otherwise warns and changes nothing.
 
     Returns:
         Whether the state was restored.
     """
+    plan, model, runner = context.plan, context.model, context.runner
+    budget, mode = context.budget, parts.mode
+    coefficients = parts.coefficients
     header, arrays = restored
     resumes_at = header["epoch"] + int(pending_end(restored))
     mismatch = None

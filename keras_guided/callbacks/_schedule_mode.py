@@ -3,8 +3,9 @@ schedule, and an optional threshold target that, once reached, holds the
 strength, releases it or stops training.
 
 It is the counterpart of `BudgetMode` (the budget recipe), with the same
-interface: the callback holds one of the two for a `fit`, asks it for the
-strength at `begin_epoch`, hands it each batch (`batch_end`) and each
+interface: both are built from the `fit`'s `FitContext` (and its
+`LiveMetrics`); the callback holds one of the two for a `fit`, asks it
+for the strength at `begin_epoch`, hands it each batch (`batch_end`) and each
 epoch's logs (`end_epoch`, which says whether to stop), and saves and
 restores its `state()`; neither knows about the other.
 """
@@ -19,43 +20,22 @@ class ScheduleMode:
     """Strength per epoch, and the threshold `target` of one `fit`.
 
     Args:
-        schedule: a schedule name of `keras_guided.schedules` or a callable
-            `epoch -> strength`.
-        base_strength: the strength the schedule scales.
-        warmup_epochs: epochs of the `"warmup"` schedule.
-        target: `None`, or the value (a float fraction of the start value,
-            or a count) at which the target is reached.
-        on_target: `"hold"`, `"release"` or `"stop"`.
-        metric: the target metric (`"units"`, `"params"`, `"flops"` or
-            `"latency"`).
-        metrics: the callback's `LiveMetrics` of this `fit`.
-        values: callable returning the plan variables as NumPy arrays.
-        strength: the callback's float32 strength variable (the strength
-            held once the target is reached).
+        context: the `FitContext` of this `fit`: the options the recipe
+            reads (`schedule`, a schedule name of `keras_guided.schedules`
+            or a callable `epoch -> strength`; `base_strength`, the
+            strength it scales; `warmup_epochs`; `target`, `None` or the
+            value, a float fraction of the start value or a count, at
+            which the target is reached; `on_target`, `"hold"`,
+            `"release"` or `"stop"`; `target_metric`), the plan variables
+            (`values`) and the `strength` variable (the strength held once
+            the target is reached).
+        metrics: the `LiveMetrics` of this `fit`.
     """
 
-    def __init__(
-        self,
-        schedule,
-        base_strength,
-        warmup_epochs,
-        target,
-        on_target,
-        *,
-        metric,
-        metrics,
-        values,
-        strength,
-    ):
-        self.schedule = schedule
-        self.base_strength = base_strength
-        self.warmup_epochs = warmup_epochs
-        self.target = target
-        self.on_target = on_target
-        self.metric = metric
+    def __init__(self, context, metrics):
+        self.context = context
+        self.options = context.options
         self.metrics = metrics
-        self.values = values
-        self.strength_variable = strength
         self.start_value = None
         self.reached = False
         self.held_strength = None
@@ -67,14 +47,16 @@ class ScheduleMode:
             self.start_value = self._measure()
             self.reached = False
             self.held_strength = None
-        if self.reached and self.on_target == "hold":
+        if self.reached and self.options.on_target == "hold":
             return self.held_strength
-        if self.reached and self.on_target == "release":
+        if self.reached and self.options.on_target == "release":
             return 0.0
         value = schedules_lib.get(
-            self.schedule, self.base_strength, self.warmup_epochs
+            self.options.schedule,
+            self.options.base_strength,
+            self.options.warmup_epochs,
         )(epoch)
-        if callable(self.schedule):
+        if callable(self.options.schedule):
             value = regularizers_lib.validate_strength(
                 value, name="schedule(epoch)"
             )
@@ -91,18 +73,18 @@ class ScheduleMode:
         Returns:
             Whether training should stop (`on_target="stop"`, reached now).
         """
-        if self.target is None or self.reached:
+        if self.options.target is None or self.reached:
             return False
-        goal = self.target
+        goal = self.options.target
         if isinstance(goal, float):
             goal = goal * self.start_value
         if self._measure() > goal:
             return False
         self.reached = True
         self.held_strength = float(
-            ops.convert_to_numpy(self.strength_variable.value)
+            ops.convert_to_numpy(self.context.strength.value)
         )
-        return self.on_target == "stop"
+        return self.options.on_target == "stop"
 
     def state(self):
         """What a resumed `fit` needs (JSON-serializable)."""
@@ -120,5 +102,5 @@ class ScheduleMode:
 
     def _measure(self):
         """The live value of the target metric."""
-        live, _ = self.metrics.live_units(self.values())
-        return self.metrics.value(self.metric, live)
+        live, _ = self.metrics.live_units(self.context.values())
+        return self.metrics.value(self.options.target_metric, live)

@@ -4,17 +4,14 @@ Once per model (and again when its weights or optimizer change, as
 `cache_key` tells): the `GroupPlan` of the units `prune_model` removes,
 read from the graph analysis (`group_plan`), and the `StepRunner` that
 compiles the proximal step for it, with the unit-weight variable it reads
-(`step_runner`); the same model reuses both, so no `fit` retraces. Once
-per `fit` (`fit_parts`): the `LiveMetrics` that price and log the live
-network (`live_metrics`), the guidance `Coefficients`, and the mode that
-sets the strength each epoch, a `ScheduleMode` or with a budget a
-`BudgetMode` (`epoch_mode`); then the penalty of `mode="penalty"`
-(`attach_penalty`), and whether the step runs inside the compiled train
-step (`runs_in_step`). The callback keeps what
-these return and resets its own state around them.
-
-`options` is the callback's validated options: an `_options.Options`, or
-the callback itself, which keeps each of its fields as an attribute.
+(`step_runner`); the same model reuses both, so no `fit` retraces. The
+callback then makes the `fit`'s `FitContext` (`_context`) of them, and
+from it the parts of the `fit` (`fit_parts`): the `LiveMetrics` that
+price and log the live network, the guidance `Coefficients`, the mode
+that sets the strength each epoch (a `ScheduleMode`, or with a budget a
+`BudgetMode`) and the penalty of `mode="penalty"`; and whether the step
+runs inside the compiled train step (`runs_in_step`). Every part takes
+the context (and the parts it builds on), never the callback.
 """
 
 import warnings
@@ -32,6 +29,7 @@ from keras_guided.callbacks import _penalty_mode
 from keras_guided.callbacks import _step_runner
 from keras_guided.callbacks._budget_mode import BudgetMode
 from keras_guided.callbacks._coefficients import Coefficients
+from keras_guided.callbacks._context import FitParts
 from keras_guided.callbacks._schedule_mode import ScheduleMode
 
 
@@ -108,9 +106,10 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
 
 
 def step_runner(model, plan, strength, options):
-    """A `StepRunner` for `plan` on `model`, reading the callback's
-    `strength` variable and a new unit-weight variable
-    (`runner.unit_weights`); the death guard is on with a budget."""
+    """A `StepRunner` for `plan` on `model`, reading the `strength`
+    variable (the callback's, kept across its `fit`s) and a new
+    unit-weight variable (`runner.unit_weights`), as the validated
+    `options` ask: the death guard is on with a budget."""
     per_unit = np.zeros(plan.num_segments, dtype="float32")
     unit_weights = _state(per_unit, "guided_unit_weights")
     return _step_runner.StepRunner(
@@ -125,136 +124,43 @@ def step_runner(model, plan, strength, options):
     )
 
 
-def fit_parts(options, plan, network, runner, values, params):
-    """The `LiveMetrics`, `Coefficients` and mode (`epoch_mode`) of this
-    `fit` of `network`, for the `plan` and `runner` of its model.
-
-    Args:
-        options: the callback's validated options.
-        plan, runner: the `GroupPlan` and `StepRunner` of the model.
-        network: the network pruned (a distiller's student).
-        values: callable returning the plan variables as NumPy arrays.
-        params: the callback's `params` (`"epochs"`, `"steps"`).
-
-    Returns:
-        `(metrics, coefficients, mode)`.
-    """
-    metrics = live_metrics(plan, network, options)
-    coefficients = Coefficients(
-        plan,
-        metrics,
-        options.guidance,
-        options.cost,
-        runner.unit_weights,
-        options.adapt_every,
-    )
-    mode = epoch_mode(
-        options,
-        plan=plan,
-        metrics=metrics,
-        coefficients=coefficients,
-        runner=runner,
-        values=values,
-        params=params,
-    )
-    return metrics, coefficients, mode
-
-
-def live_metrics(plan, network, options):
-    """The `LiveMetrics` of this `fit`, pricing latency with the
-    options' `latency_table` (checked against `network`) where there is
-    one.
-
-    The epoch-end logs hold `live_params`, `live_flops` when FLOPs are the
-    target metric, the cost or the budget's metric, and `live_latency`
-    with a table."""
-    budget_metric = options.budget[0] if options.budget else None
-    metrics_used = (options.target_metric, options.cost, budget_metric)
-    latency_table = options.latency_table
-    prices = None
-    logged = ["params"]
-    if "flops" in metrics_used:
-        logged.append("flops")
-    if latency_table is not None:
-        latency_table.check_model(network)
-        prices = {"latency": latency_table.price}
-        logged.append("latency")
-    return _live_metrics.LiveMetrics(plan, network, prices, logged=logged)
-
-
-def epoch_mode(options, *, plan, metrics, coefficients, runner, values, params):
-    """The mode of this `fit`: a `BudgetMode` with a budget target, else a
-    `ScheduleMode`, both setting the strength through `runner`.
-
-    Args:
-        options: the callback's validated options.
-        plan, metrics, coefficients, runner: the `GroupPlan`,
-            `LiveMetrics`, `Coefficients` and `StepRunner` of this `fit`.
-        values: callable returning the plan variables as NumPy arrays.
-        params: the callback's `params` (`"epochs"`, `"steps"`).
-    """
-    if options.budget is None:
-        return ScheduleMode(
-            options.schedule,
-            options.base_strength,
-            options.warmup_epochs,
-            options.target,
-            options.on_target,
-            metric=options.target_metric,
-            metrics=metrics,
-            values=values,
-            strength=runner.strength,
-        )
-    return BudgetMode(
-        options.budget,
-        guidance=options.guidance,
-        cost=options.cost,
-        target_epochs=options.target_epochs,
-        base_strength=options.base_strength,
-        plan=plan,
-        metrics=metrics,
-        coefficients=coefficients,
-        runner=runner,
-        values=values,
-        params=params,
-        on_unreachable=options.on_unreachable,
-    )
-
-
-def attach_penalty(model, plan, runner, mode):
-    """The `PenaltyMode` attached to `model` for this `fit` in
-    `mode="penalty"` (`None` in proximal mode or without variables).
+def fit_parts(context):
+    """The `FitParts` of the `fit` of a `FitContext`: its `LiveMetrics`,
+    guidance `Coefficients`, mode (a `BudgetMode` with a budget target,
+    else a `ScheduleMode`, both setting the strength through the context's
+    runner) and, in `mode="penalty"`, the attached `PenaltyMode`.
 
     Raises:
-        ValueError: penalty mode through `keras.distillation.Distiller`.
+        ValueError: a guidance dict naming layers that produce no prunable
+            group, or penalty mode through `keras.distillation.Distiller`.
     """
-    if mode == "penalty" and isinstance(model, keras.distillation.Distiller):
-        raise ValueError(
-            "GuidedPruning(mode='penalty') cannot act through "
-            "keras.distillation.Distiller: its loss leaves out the "
-            "student's regularization losses, where the penalty lives, "
-            "so the units would never shrink. Use mode='proximal' (the "
-            "default), or train with keras_guided.Distiller, whose loss "
-            "includes them."
-        )
-    if mode == "penalty" and plan.variables:
-        return _penalty_mode.attach_penalty(
-            model, plan, runner.unit_weights, runner.strength
-        )
-    return None
+    metrics = _live_metrics.LiveMetrics.for_fit(context)
+    coefficients = Coefficients(context, metrics)
+    if context.budget is None:
+        mode = ScheduleMode(context, metrics)
+    else:
+        mode = BudgetMode(context, metrics, coefficients)
+    return FitParts(
+        metrics=metrics,
+        coefficients=coefficients,
+        mode=mode,
+        penalty=_penalty_mode.attach_penalty(context),
+    )
 
 
-def runs_in_step(model, plan, mode, proximal_every):
-    """Whether the step runs inside the compiled train step (the runner's
-    optimizer hook) rather than from Python after each batch."""
+def runs_in_step(context):
+    """Whether the step of the `fit` of a `FitContext` runs inside the
+    compiled train step (the runner's optimizer hook) rather than from
+    Python after each batch."""
+    model, options = context.model, context.options
     # On JAX the penalty reads the strength and coefficients inside the
     # loss, where the carried optimizer state is not visible: penalty
     # mode keeps its step (re-zeroing dead units) between batches there.
     return (
-        bool(plan.variables)
-        and proximal_every == 1
+        bool(context.plan.variables)
+        and options.proximal_every == 1
         and adapter.supports_step_hook(model.optimizer)
-        and not (mode == "penalty" and keras.backend.backend() == "jax")
+        and not (options.mode == "penalty" and keras.backend.backend() == "jax")
     )
 
 

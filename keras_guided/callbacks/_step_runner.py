@@ -10,8 +10,10 @@ one `fit`. At each epoch's start it marks the units whose weights are
 zero as dead where the weights decide (`begin_epoch`). Where the step runs
 from Python it counts the optimizer steps of an epoch (`batch_end`,
 `end_epoch`) and takes one step with the shrinkage of all of them every
-`proximal_every` steps. It reads the callback's strength and unit-weight
-variables and nothing else of the callback.
+`proximal_every` steps. It is built once per model, before any `fit`'s
+context, from the validated options; it reads the strength and
+unit-weight variables it is given, and each `fit`'s `FitContext` holds it
+as its `runner`.
 """
 
 import keras
@@ -27,8 +29,9 @@ class StepRunner:
 
     Args:
         model: the model being trained (its optimizer takes the hook).
-        plan: the callback's `GroupPlan` for that model.
-        strength: the callback's float32 strength variable.
+        plan: the `GroupPlan` for that model.
+        strength: the float32 strength variable (one per callback, kept
+            across its `fit`s).
         unit_weights: the float32 unit-weight variable (`g_u sqrt(p_u)`).
         guarded: whether the budget's death guard is on (a budget target).
         keep_dead: whether dead units are re-zeroed after every step.
