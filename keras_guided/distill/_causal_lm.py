@@ -205,8 +205,8 @@ def _check_int(name, value):
 
 
 def _batches(data, batch_size):
-    """`(x, y, sample_weight)` numpy batches, repeating `data` while it
-    yields batches (a one-pass iterator ends after its pass)."""
+    """`(x, y, sample_weight)` numpy batches, repeating `data` while its
+    passes hold target tokens (a one-pass iterator ends after its pass)."""
     if isinstance(data, dict):
         rows = len(np.asarray(data["token_ids"]))
         data = [
@@ -214,10 +214,11 @@ def _batches(data, batch_size):
             for i in range(0, rows, batch_size)
         ]
     while True:
-        empty = True
+        empty = True  # a pass without target tokens ends the loop
         for batch in data:
-            empty = False
-            yield _as_training_batch(batch)
+            batch = _as_training_batch(batch)
+            empty = empty and not np.any(batch[2])
+            yield batch
         if empty or iter(data) is data:
             return
 
