@@ -154,6 +154,20 @@ def test_calibration_howto_runs_as_written(tmp_path, monkeypatch):
     assert len(namespace["pruning"].unit_coefficients) == 1
 
 
+def test_distill_decoder_howto_runs_as_written(tmp_path, monkeypatch):
+    keras_hub = pytest.importorskip("keras_hub")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks(("docs", "howto", "distill-decoder.md")))
+    namespace = {"__name__": "__distill_decoder_howto__"}
+    exec(compile(code, "docs/howto/distill-decoder.md", "exec"), namespace)
+    student, teacher = namespace["student"], namespace["teacher"]
+    assert type(student) is keras_hub.models.LlamaCausalLM
+    assert student.count_params() <= 0.75 * teacher.count_params()
+    assert namespace["report"].tokens == 2_000
+    assert namespace["generated"]["token_ids"].shape == (1, 17)
+    assert type(namespace["reloaded"]) is keras_hub.models.LlamaCausalLM
+
+
 def test_readme_cifar_claims_are_numbers_of_the_generated_page():
     readme = " ".join(_read("README.md").split())
     page = _read("docs", "benchmarks.md")

@@ -198,16 +198,26 @@ def _soft_cross_entropy(
 
 
 def _check_outputs(student, teacher):
+    """Same outputs, axis by axis, where both shapes are known: a sequence
+    model's `(batch, sequence, vocabulary)` logits leave the sequence axis
+    unknown (`None`), which matches any length."""
+
     def shapes(model):
         outputs = (
             model.outputs
             if getattr(model, "_functional", None)
-            or (isinstance(model, keras.Sequential))
+            or isinstance(model, keras.Sequential)
+            or isinstance(getattr(model, "outputs", None), list)
             else None
         )
         if not outputs:
             return None
         return [tuple(o.shape)[1:] for o in outputs]
+
+    def same(a, b):
+        return len(a) == len(b) and all(
+            x is None or y is None or x == y for x, y in zip(a, b)
+        )
 
     try:
         student_shapes, teacher_shapes = shapes(student), shapes(teacher)
@@ -215,7 +225,9 @@ def _check_outputs(student, teacher):
         return  # not built yet: checked when called
     if student_shapes is None or teacher_shapes is None:
         return
-    if student_shapes != teacher_shapes:
+    if len(student_shapes) != len(teacher_shapes) or not all(
+        same(a, b) for a, b in zip(student_shapes, teacher_shapes)
+    ):
         raise ValueError(
             "`student` and `teacher` must have the same outputs (distillation "
             f"matches them). Received: student outputs {student_shapes}, "
@@ -225,20 +237,34 @@ def _check_outputs(student, teacher):
 
 def _frozen(teacher):
     """A non-trainable copy of `teacher` (the teacher itself when it has no
-    trainable weights), so the user's model is never changed."""
+    trainable weights), so the user's model is never changed.
+
+    The copy is made with `keras.models.clone_model`; a model that clones
+    into different weights (a keras-hub task such as `LlamaCausalLM`
+    clones into a plain functional model with extra state) is rebuilt as
+    its own class from its config instead."""
     if not teacher.trainable_weights:
         return teacher
-    try:
-        copy = keras.models.clone_model(teacher)
-    except Exception as error:  # subclassed models cannot be cloned
-        raise ValueError(
-            f"Could not copy the teacher '{teacher.name}' to freeze it "
-            f"({error}). Pass a teacher with `teacher.trainable = False` "
-            "(its weights are then used as they are)."
-        ) from None
-    copy.set_weights(teacher.get_weights())
-    copy.trainable = False
-    return copy
+    errors = []
+    for copy_model in (keras.models.clone_model, _from_config):
+        try:
+            copy = copy_model(teacher)
+            copy.set_weights(teacher.get_weights())
+        except Exception as error:  # subclassed models cannot be cloned
+            errors.append(f"{copy_model.__name__}: {error}")
+            continue
+        copy.trainable = False
+        return copy
+    raise ValueError(
+        f"Could not copy the teacher '{teacher.name}' to freeze it "
+        f"({'; '.join(errors)}). Pass a teacher with "
+        "`teacher.trainable = False` (its weights are then used as they "
+        "are)."
+    ) from None
+
+
+def _from_config(model):
+    return type(model).from_config(model.get_config())
 
 
 __all__ = ["Distiller"]
