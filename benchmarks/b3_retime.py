@@ -10,13 +10,16 @@ ratio of each to the first (pruned over base). The timer imports NumPy and
 `ai_edge_litert` only: nothing of keras_guided's latency timer, so it is a
 check of what that timer reports, not a second reading of it.
 
-`python -m benchmarks.b3_retime --models MobileNetV2 --asked 0.5,0.4
---out docs/benchmarks_b3_retime.json` makes the files first: the
-application (224 x 224, `weights=None`, BatchNormalization statistics set
-from random inputs as B3 does), `prune_model(target={"latency": asked},
-latency_table=..., measure="litert")`, base and pruned written by
-`export_tflite` (float32), then re-timed here; the JSON holds what the
-loop said and what the re-timing measured.
+`python -m benchmarks.b3_retime --models MobileNetV2 --quantization int8
+--asked 0.5,0.4 --out docs/benchmarks_b3_retime.json --docs
+docs/benchmarks.md` makes the files first: the application (224 x 224,
+`weights=None`, BatchNormalization statistics set from random inputs as B3
+does), `prune_model(target={"latency": asked}, latency_table=...,
+measure="litert")`, base and pruned written by `export_tflite` in the
+asked mode (int8 calibrated on 8 random inputs), then re-timed here; the
+JSON holds what the loop said and what the re-timing measured (rows of the
+same model, mode and asked share replaced), and `--docs` rewrites the
+page's table between its `b3retime` markers.
 """
 
 import argparse
