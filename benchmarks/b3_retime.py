@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from benchmarks import report
+
 ROUNDS = 21
 RUNS_PER_ROUND = 10
 WARMUP = 5
@@ -190,10 +192,7 @@ def write_page(path, results):
         text = f.read()
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    text = f"{head}{BEGIN}\n{table(results)}\n{END}{tail}"
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    report.write_atomic(path, f"{head}{BEGIN}\n{table(results)}\n{END}{tail}")
 
 
 def main(argv=None):
@@ -256,9 +255,7 @@ def main(argv=None):
         rows[-1]["model_seconds"] = time.perf_counter() - start
         merge(results, rows)
         if args.out:
-            with open(args.out + ".tmp", "w") as f:
-                json.dump(results, f, indent=1)
-            os.replace(args.out + ".tmp", args.out)
+            report.write_atomic(args.out, json.dumps(results, indent=1))
         if args.docs:
             write_page(args.docs, results)
 
