@@ -130,6 +130,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     history["epochs_done"] = []
     if os.path.exists(state) and curve and os.path.exists(curve):
         model = keras.saving.load_model(state)
+        model.jit_compile = cifar.JIT_COMPILE  # not kept by `save`
         with open(curve) as f:
             history = json.load(f)
         done = len(history["epochs_done"])
@@ -141,6 +142,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
             optimizer(lr, warmup * steps, epochs * steps),
             loss(),
             metrics=["accuracy"],
+            jit_compile=cifar.JIT_COMPILE,
         )
     os.makedirs(ref_dir, exist_ok=True)
     for epoch in range(len(history["epochs_done"]), epochs):
@@ -160,6 +162,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
             "train_accuracy": float(result.history["accuracy"][-1]),
             "val": val,
             "seconds": round(seconds, 1),
+            "xla": bool(model.jit_compile),
         }
         history["epochs_done"].append(row)
         temporary = state[: -len(".keras")] + ".tmp.keras"
