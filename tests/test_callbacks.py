@@ -909,3 +909,40 @@ def test_protected_names_a_layer_of_the_model(digits):
         ),
     ):
         _fit(model, digits, pruning, epochs=1)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="jit_compile=True means torch.compile on the PyTorch backend",
+)
+def test_xla_train_step_reaches_the_same_budget_and_weights(digits):
+    # Keras compiles with XLA by default where a GPU is present
+    # (`jit_compile="auto"`), so the step inside the train step must give
+    # what the plain graph gives: same dead units, same weights, same cut.
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        model = _cnn(filters=12)
+        model.compile(
+            keras.optimizers.SGD(0.05, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        assert model.jit_compile == jit
+        pruning = keras_guided.GuidedPruning(target={"flops": 0.5})
+        _fit(model, digits, pruning, epochs=4)
+        pruned = keras_guided.prune_model(model)
+        x = digits[0][:64, ..., None]
+        np.testing.assert_allclose(
+            pruned.predict(x, verbose=0),
+            model.predict(x, verbose=0),
+            atol=1e-5,
+        )
+        results.append((model, pruned))
+    (graph, graph_pruned), (xla, xla_pruned) = results
+    assert xla_pruned.get_layer("conv").filters == graph_pruned.get_layer(
+        "conv"
+    ).filters
+    assert xla_pruned.get_layer("conv").filters < 12
+    for a, b in zip(graph.get_weights(), xla.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-3)
