@@ -308,6 +308,31 @@ def test_llama_is_pruned_inside_and_rebuilt_as_its_class(tmp_path):
     )
 
 
+def test_rebuilt_class_shares_no_variable_with_the_users_model():
+    # The class is built without values and takes the pruned model's
+    # storage; the unchanged embedding must still be the pruned model's
+    # own copy, so training the small model never writes the user's.
+    model = _llama()
+    _kill_ffn_units(model, (16, 16))
+    before = [ops.convert_to_numpy(w) for w in model.weights]
+    small = keras_guided.prune_model(
+        model,
+        on_unsupported="keep",
+        uniform_blocks=True,
+        protected=["token_embedding"],
+        sample_inputs=_tokens(length=8, prompt=8),
+    )
+    assert type(small) is keras_hub.models.LlamaCausalLM
+    storages = {id(getattr(w, "_value", w)) for w in model.weights}
+    assert not any(
+        id(getattr(w, "_value", w)) in storages for w in small.weights
+    )
+    for w in small.weights:
+        w.assign(ops.zeros(w.shape, w.dtype))
+    for a, w in zip(before, model.weights):
+        np.testing.assert_array_equal(a, ops.convert_to_numpy(w))
+
+
 def test_llama_that_cannot_be_its_class_is_refused_with_both_reasons():
     model = _llama()
     _kill_ffn_units(model, (16, 10))

@@ -59,14 +59,20 @@ imported it) and the classes' `__call__` of sublayers whose
 While calibration statistics are read (`recording_calls`): a layer
 instance's `call` attribute (Keras' `Operation.__call__` looks up
 `self.call` at each eager call), shadowed on the instance and removed
-again. Checked on the Keras versions in `CHECKED_KERAS_VERSIONS`;
-`tests/test_keras_adapter.py` pins them.
+again. While a pruned keras-hub model is built again as its class
+(`deferred_variables`, `adopt_storage`): `StatelessScope(
+initialize_variables=False)`, Keras' list of variables waiting for values
+(`global_state`'s `uninitialized_variables`), `Variable._value`,
+`Variable._initializer`, `Variable._initialize` and
+`Variable._deferred_initialize`. Checked on the Keras versions in
+`CHECKED_KERAS_VERSIONS`; `tests/test_keras_adapter.py` pins them.
 
 Where each part lives: `_optimizer` (the step hook, `carry_state`, the
 step's learning rate), `_graphs` (walking and replaying a Functional
 graph), `_layer_state` (copying a layer with its state, compile
 arguments, configs, the saved state on a model), `_tracing`
-(`trace_scope`), `_versions` (`CHECKED_KERAS_VERSIONS`).
+(`trace_scope`), `_variables` (variables made without values and given
+another's storage), `_versions` (`CHECKED_KERAS_VERSIONS`).
 """
 
 from keras_guided._keras_adapter._graphs import attention_uses_gate
@@ -97,12 +103,17 @@ from keras_guided._keras_adapter._optimizer import step_learning_rate
 from keras_guided._keras_adapter._optimizer import supports_step_hook
 from keras_guided._keras_adapter._tracing import TraceScope
 from keras_guided._keras_adapter._tracing import trace_scope
+from keras_guided._keras_adapter._variables import adopt_storage
+from keras_guided._keras_adapter._variables import deferred_variables
+from keras_guided._keras_adapter._variables import has_values
+from keras_guided._keras_adapter._variables import initialize
 from keras_guided._keras_adapter._versions import CHECKED_KERAS_VERSIONS
 from keras_guided._keras_adapter._versions import checked
 
 __all__ = [
     "CHECKED_KERAS_VERSIONS",
     "TraceScope",
+    "adopt_storage",
     "after_optimizer_step",
     "attach_saved_state",
     "attention_uses_gate",
@@ -111,10 +122,13 @@ __all__ = [
     "checked",
     "compile_arguments",
     "config_with",
+    "deferred_variables",
     "direct_sublayers",
     "first_input",
     "graph_nodes",
     "has_graph",
+    "has_values",
+    "initialize",
     "layer_calls",
     "layer_tree",
     "layer_view",

@@ -9,6 +9,9 @@ can say them, the pruned model is built again from the original backbone's
 config with the new widths, wrapped in the original task class, and given
 the pruned weights, variable by variable; it is kept only if it computes
 what the pruned Functional model computes on the verification inputs.
+The class is built without initial values and each of its variables takes
+the pruned variable's storage (`_keras_adapter.deferred_variables`), so
+the rebuild adds no copy of the weights to the peak memory.
 
 Which config fields a width can change is keras-hub knowledge, so it is
 written here, in `WIDTH_FIELDS`, and nowhere else.
@@ -17,7 +20,8 @@ written here, in `WIDTH_FIELDS`, and nowhere else.
 import sys
 
 import numpy as np
-from keras import ops
+
+from keras_guided import _keras_adapter as adapter
 
 # Config field -> ((end of the relative weight path, axis that counts the
 # units, config value per unit), ...), the first path a model has wins.
@@ -115,7 +119,7 @@ def rebuild(model, pruned, make_inputs, predict):
             if width != config[field]:
                 changes[field] = width
     try:
-        candidate = _build(task, backbone, {**config, **changes})
+        candidate, created = _build(task, backbone, {**config, **changes})
     except Exception as error:  # noqa: BLE001 (reported, never raised)
         return None, (
             f"kept as a Functional model, not {kind}: "
@@ -151,8 +155,13 @@ def rebuild(model, pruned, make_inputs, predict):
             f"weights {type(backbone).__name__}{said} does not "
             f"({', '.join(extra[:3])})"
         )
+    # The pruned model is dropped once the class is kept; a variable it
+    # still shares with the user's model is copied, never shared.
+    forbidden = model.weights
     for key, variable in candidate_weights.items():
-        variable.assign(ops.convert_to_tensor(pruned_weights[key]))
+        adapter.adopt_storage(variable, pruned_weights[key], forbidden)
+    for variable in created:
+        adapter.initialize(variable)  # seed generators' states
     inputs = make_inputs()
     try:
         expected, got = predict(pruned, inputs), predict(candidate, inputs)
@@ -194,13 +203,19 @@ def _with_changes(changes, config):
 
 
 def _build(task, backbone, config):
-    new_backbone = type(backbone).from_config(config)
+    """`(model, variables made without values)`: the backbone is built
+    without values (each variable takes the pruned model's storage later,
+    so no second copy of the weights is ever made); the task around it
+    the ordinary way (its `__init__` compiles, and an optimizer's
+    variables cannot wait)."""
+    with adapter.deferred_variables() as created:
+        new_backbone = type(backbone).from_config(config)
     if task is None:
-        return new_backbone
+        return new_backbone, created
     task_config = dict(task.get_config())
     task_config["backbone"] = new_backbone
     task_config["preprocessor"] = task.preprocessor
-    return type(task).from_config(task_config)
+    return type(task).from_config(task_config), created
 
 
 def _owned_weights(model, containers):
