@@ -940,9 +940,10 @@ def test_xla_train_step_reaches_the_same_budget_and_weights(digits):
         )
         results.append((model, pruned))
     (graph, graph_pruned), (xla, xla_pruned) = results
-    assert xla_pruned.get_layer("conv").filters == graph_pruned.get_layer(
-        "conv"
-    ).filters
+    assert (
+        xla_pruned.get_layer("conv").filters
+        == graph_pruned.get_layer("conv").filters
+    )
     assert xla_pruned.get_layer("conv").filters < 12
     for a, b in zip(graph.get_weights(), xla.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-3)
