@@ -188,11 +188,7 @@ def table(results):
 
 def write_page(path, results):
     """Replaces the table between the b3retime markers of the page."""
-    with open(path) as f:
-        text = f.read()
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    report.write_atomic(path, f"{head}{BEGIN}\n{table(results)}\n{END}{tail}")
+    report.write_region(path, BEGIN, END, table(results) + "\n")
 
 
 def main(argv=None):

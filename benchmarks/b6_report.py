@@ -359,18 +359,11 @@ def section(b6):
 def replace_region(text, b6):
     """`text` with the region between the markers regenerated, or the
     section appended when the markers are missing."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        return text.rstrip("\n") + "\n\n" + section(b6)
-    return text[: start + len(BEGIN)] + "\n" + body(b6) + text[end:]
+    return report.replace_region(text, BEGIN, END, body(b6), section(b6))
 
 
 def write_docs(b6, page):
-    text = ""
-    if os.path.exists(page):
-        with open(page) as f:
-            text = f.read()
-    report.write_atomic(page, replace_region(text, b6))
+    report.write_region(page, BEGIN, END, body(b6), section(b6))
 
 
 def main(argv=None):

@@ -68,6 +68,31 @@ def write_atomic(path, content, mode="w"):
             os.remove(temporary)
 
 
+def replace_region(text, begin, end, body, section=None):
+    """`text` with what lies between the markers `begin` and `end` replaced
+    by `body`; where the markers are missing, `section` (the whole section,
+    markers included) is appended, or a `ValueError` says so when there is
+    none."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        if section is None:
+            raise ValueError(
+                f"The page has no region between {begin!r} and {end!r}."
+            )
+        return text.rstrip("\n") + "\n\n" + section
+    return text[: start + len(begin)] + "\n" + body + text[stop:]
+
+
+def write_region(path, begin, end, body, section=None):
+    """Rewrites the region of the page at `path` (`replace_region`),
+    atomically; a missing page starts empty."""
+    text = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    write_atomic(path, replace_region(text, begin, end, body, section))
+
+
 def _pct(value):
     return "" if value is None else f"{100 * value:.2f}"
 
