@@ -710,3 +710,28 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
     again = b6_cifar.main(argv, data=data)
     assert again["cells"] == results["cells"]
     assert "0 of 2 cells to run" in capsys.readouterr().out
+
+
+def test_b8_page_table_is_the_json_it_was_made_from():
+    import json
+    import os
+
+    from benchmarks import b8_decoder_device as b8
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(
+        os.path.join(root, "docs", "benchmarks_b8_decoder_device.json")
+    ) as f:
+        result = json.load(f)
+    with open(os.path.join(root, "docs", "benchmarks.md")) as f:
+        page = f.read()
+    region = page.split(b8.BEGIN)[1].split(b8.END)[0]
+    assert region == "\n" + b8.table(result)
+    assert b8.section(result, result["command"]) in page
+    original, *pruned = result["rows"]
+    for row in pruned:
+        assert row["class"] == "LlamaCausalLM"
+        assert row["bytes"] < original["bytes"]
+        assert (
+            abs(row["params"] / original["params"] - row["asked_share"]) < 0.02
+        )
