@@ -240,6 +240,10 @@ class ScoreGuidance:
     first. Unlike the other schemes it holds one array per unit group of
     a model, so it goes to `keras_guided.GuidedPruning(guidance=...)`,
     which knows the groups, not to a single layer's `GuidedRegularizer`.
+    With `GuidedPruning(uniform_blocks=True)` the repeated blocks' groups
+    are merged by these scores (unit `j` of a merged group is the `j`-th
+    most important unit of every block, each block's scores divided by
+    their mean) and the merged units ranked by the sum of those.
 
     Args:
         scores: one array of non-negative scores per unit group, in the

@@ -430,18 +430,6 @@ def test_score_guidance_errors():
         keras_guided.GuidedRegularizer(
             guidance=keras_guided.ScoreGuidance([[1.0, 2.0]])
         )
-    with pytest.raises(
-        ValueError,
-        match=re.escape(
-            "Received: uniform_blocks=True with a ScoreGuidance. Use "
-            "uniform_blocks=False"
-        ),
-    ):
-        keras_guided.GuidedPruning(
-            target={"params": 0.5},
-            guidance=keras_guided.ScoreGuidance([[1.0]]),
-            uniform_blocks=True,
-        )
     model = _mlp()
     model.compile(optimizer="adam", loss="mse")
     pruning = keras_guided.GuidedPruning(
@@ -464,3 +452,78 @@ def test_score_guidance_errors():
         ValueError, match=re.escape("Received for group 0: [-1.0]")
     ):
         keras_guided.ScoreGuidance([[-1.0]])
+
+
+def _fit_llama_with(pruning, model):
+    x = _tokens()
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(
+        x,
+        x["token_ids"],
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        callbacks=[pruning],
+    )
+
+
+def test_score_guidance_ranks_the_merged_units_of_uniform_blocks():
+    # With uniform_blocks the blocks' FFN groups train as one merged group
+    # whose unit j is the j-th most important unit of every block: by the
+    # calibration scores here, not by the weight norms.
+    model = _llama()
+    scores = scoring.calibration_scores(
+        model, _tokens(), on_unsupported="keep", verbose=0
+    )
+    groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
+    ffn = [g for g in groups if "feedforward_gate_dense" in g.layers]
+    norms = scoring.unit_scores(groups)
+    pruning = keras_guided.GuidedPruning(
+        strength=1e-3,
+        guidance=keras_guided.ScoreGuidance(scores),
+        uniform_blocks=True,
+        protected=["self_attention"],
+        on_unsupported="keep",
+    )
+    _fit_llama_with(pruning, model)
+    plan = pruning._plan
+    (index,) = [
+        i
+        for i, g in enumerate(plan.groups)
+        if "feedforward_gate_dense" in g.layers
+    ]
+    merged = plan.groups[index]
+    assert plan.copies[index] == len(ffn) == 2
+    for member, block in zip(ffn, range(2)):
+        # The first slice of each block: its units in the merged order.
+        (first,) = [
+            s
+            for s in merged.slices
+            if s.layer is member.slices[0].layer
+            and s.weight == member.slices[0].weight
+        ]
+        relative = scores[member.index] / scores[member.index].mean()
+        expected = np.argsort(-relative, kind="stable")
+        assert first.positions[:, 0].tolist() == expected.tolist()
+        by_norm = np.argsort(-norms[member.index], kind="stable")
+        assert expected.tolist() != by_norm.tolist()
+    coefficients = pruning.unit_coefficients[index]
+    assert np.all(np.diff(coefficients) >= 0) and np.ptp(coefficients) > 0
+
+
+def test_score_guidance_of_another_model_with_uniform_blocks_is_refused():
+    pruning = keras_guided.GuidedPruning(
+        strength=1e-3,
+        guidance=keras_guided.ScoreGuidance([np.ones(6)]),
+        uniform_blocks=True,
+        protected=["self_attention"],
+        on_unsupported="keep",
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape("ScoreGuidance has scores for 1 unit groups"),
+    ):
+        _fit_llama_with(pruning, _llama())

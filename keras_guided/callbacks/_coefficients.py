@@ -162,6 +162,12 @@ def _base_coefficients(plan, spec):
         elif spec == "from_regularizers":
             coefficients = _from_regularizers(group, n)
         elif isinstance(spec, guidance_lib.ScoreGuidance):
+            if plan.merged_scores is not None:
+                # Merged groups of `uniform_blocks`: ranked by the scores
+                # their blocks' units add up to.
+                spec = guidance_lib.ScoreGuidance(
+                    plan.merged_scores, spec.scheme
+                )
             coefficients = spec.coefficients(group.index, n)
         elif isinstance(spec, dict):
             coefficients = np.zeros(n)

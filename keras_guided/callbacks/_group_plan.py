@@ -49,6 +49,9 @@ class GroupPlan:
                 self.groups.append(group)
         copies = copies or {}
         self.copies = [int(copies.get(g.index, 1)) for g in self.groups]
+        # The merged groups' scores of a `ScoreGuidance` under
+        # `uniform_blocks` (set by `_setup.group_plan`), else `None`.
+        self.merged_scores = None
         self.offsets = []
         offset = 0
         for group in self.groups:

@@ -303,11 +303,13 @@ class GuidedPruning(keras.callbacks.Callback):
         if self._plan is None or key != self._cache_key:
             # New model (or new weights): read the groups and compile the
             # step again. Same model: reuse both (no retracing per fit).
+            scores = getattr(options.guidance, "scores", None)
             self._plan = _setup.group_plan(
                 network,
                 options.on_unsupported,
                 protected=options.protected,
                 uniform_blocks=options.uniform_blocks,
+                scores=scores if isinstance(scores, list) else None,
             )
             self._cache_key = key
             self._runner = _setup.step_runner(

@@ -192,14 +192,6 @@ def validate_options(
             "'params' or 'flops' target (e.g. target={'flops': 0.5}), or "
             "uniform_blocks=False."
         )
-    if uniform_blocks and isinstance(guidance, guidance_lib.ScoreGuidance):
-        raise ValueError(
-            "`uniform_blocks=True` trains merged groups (one unit for every "
-            "block), which scores of the model's own unit groups do not "
-            "rank. Received: uniform_blocks=True with a ScoreGuidance. Use "
-            "uniform_blocks=False, or guidance='importance' with a budget."
-        )
-
     return Options(
         mode=mode,
         schedule=schedule,

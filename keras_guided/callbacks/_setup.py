@@ -44,7 +44,9 @@ def cache_key(model):
     )
 
 
-def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
+def group_plan(
+    network, on_unsupported, protected=(), uniform_blocks=False, scores=None
+):
     """The `GroupPlan` of `network`'s prunable unit groups; warns when it
     has none (the callback then only logs live-unit counts).
 
@@ -52,7 +54,11 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
     leaves them whole. With `uniform_blocks`, the groups that play one
     part in repeated blocks are merged (`scoring.find_families`): unit `j`
     of a merged group is the `j`-th most important unit of every block, so
-    the blocks lose units together and keep the same widths.
+    the blocks lose units together and keep the same widths. Importance
+    is `scores` (a `ScoreGuidance`'s, one array per unit group of
+    `network`) when given, else the weight norms; the plan then holds the
+    merged groups' scores (`GroupPlan.merged_scores`), which a
+    `ScoreGuidance` ranks in place of its own.
     """
     validation.check_not_quantized(network, "GuidedPruning cannot train")
     analysis = graph.analyze(network, on_unsupported=on_unsupported)
@@ -66,8 +72,12 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
             for family in scoring.find_families(network, groups)
             if all(removable(groups[i]) for i in family.members)
         ]
+        if scores is not None:
+            _check_scores(scores, groups)
         merged = scoring.MergedGroups(
-            groups, families, scoring.default_scores(groups)
+            groups,
+            families,
+            scoring.default_scores(groups) if scores is None else scores,
         )
         planned = merged.groups
         flags = [
@@ -85,6 +95,8 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
     plan = _group_plan.GroupPlan(
         planned, network, removable=removable, copies=copies
     )
+    if uniform_blocks and scores is not None:
+        plan.merged_scores = merged.scores
     if not plan.groups:
         reasons = sorted(
             {str(g.reason) for g in groups if not g.prunable}
@@ -103,6 +115,20 @@ def group_plan(network, on_unsupported, protected=(), uniform_blocks=False):
             stacklevel=3,
         )
     return plan
+
+
+def _check_scores(scores, groups):
+    """A `ScoreGuidance`'s scores against the unit groups of the model."""
+    if len(scores) != len(groups) or any(
+        len(values) != group.num_units for values, group in zip(scores, groups)
+    ):
+        raise ValueError(
+            f"ScoreGuidance has scores for {len(scores)} unit groups of "
+            f"sizes {[len(v) for v in scores][:8]}, but the model has "
+            f"{len(groups)} groups of sizes "
+            f"{[g.num_units for g in groups][:8]}. Compute the scores for "
+            "this model with the `on_unsupported` that GuidedPruning gets."
+        )
 
 
 def step_runner(model, plan, strength, options):
