@@ -63,7 +63,13 @@ union-find), `_analysis` (`GraphAnalysis`: the walk, the dispatch on rule
 kinds, the grouping), `_visit_layers` and `_visit_structure` (the visits,
 mixins of `GraphAnalysis`), `_helpers` (facts about tensors and graphs),
 `_shapes` (`concrete_shapes`, `probe_shape`), `_find_groups`
-(`find_unit_groups`, `analyze`).
+(`find_unit_groups`, `analyze`), `_trace` (composite layers opened by
+tracing their call; `keras_guided.trace` is its documented face) and
+`_walk` (the one walk over a model's layers, nested models opened).
+
+Other packages use these through this face only: the layer walk
+(`all_layers`, `leaf_layers`, `opens`) and tracing (`is_composite`,
+`traced_graph`, `trace_failure`, `call_shapes`, `uncopyable`).
 """
 
 from keras_guided.graph._analysis import GraphAnalysis
@@ -82,6 +88,14 @@ from keras_guided.graph._helpers import is_traced
 from keras_guided.graph._shapes import PROBE_SIZE
 from keras_guided.graph._shapes import concrete_shapes
 from keras_guided.graph._shapes import probe_shape
+from keras_guided.graph._trace import call_shapes
+from keras_guided.graph._trace import failure as trace_failure
+from keras_guided.graph._trace import is_composite
+from keras_guided.graph._trace import traced_graph
+from keras_guided.graph._trace import uncopyable
+from keras_guided.graph._walk import all_layers
+from keras_guided.graph._walk import leaf_layers
+from keras_guided.graph._walk import opens
 
 __all__ = [
     "GraphAnalysis",
@@ -90,14 +104,22 @@ __all__ = [
     "ROLES",
     "UnitGroup",
     "UnitSlice",
+    "all_layers",
     "analyze",
+    "call_shapes",
     "channel_count",
     "concrete_shapes",
     "describe",
     "find_unit_groups",
     "functional_graph",
     "inner_graph",
+    "is_composite",
     "is_model",
     "is_traced",
+    "leaf_layers",
+    "opens",
     "probe_shape",
+    "trace_failure",
+    "traced_graph",
+    "uncopyable",
 ]

@@ -6,7 +6,6 @@ from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import rules as rules_lib
-from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import ON_UNSUPPORTED
 from keras_guided.graph._groups import ROLES
@@ -19,6 +18,7 @@ from keras_guided.graph._helpers import _keeps_last_axis
 from keras_guided.graph._helpers import channel_count
 from keras_guided.graph._helpers import functional_graph
 from keras_guided.graph._helpers import is_model
+from keras_guided.graph._trace import is_composite
 from keras_guided.graph._visit_layers import LayerVisits
 from keras_guided.graph._visit_structure import StructureVisits
 
@@ -157,7 +157,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                     layer, node, in_atoms, grouped
                 )
             return self._visit_model(layer, node, in_atoms)
-        if rule is None and trace_lib.is_composite(layer):
+        if rule is None and is_composite(layer):
             return self._visit_composite(layer, node, in_atoms)
         if rule is None:
             if (

@@ -5,10 +5,11 @@ concatenation, nested models and traced composite layers (a mixin of
 import numpy as np
 
 from keras_guided import rules as rules_lib
-from keras_guided import trace as trace_lib
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import channel_count
 from keras_guided.graph._helpers import functional_graph
+from keras_guided.graph._trace import failure as trace_failure
+from keras_guided.graph._trace import traced_graph
 
 
 class StructureVisits:
@@ -136,15 +137,15 @@ class StructureVisits:
 
     def _visit_composite(self, layer, node, in_atoms):
         """A composite layer: its traced call is walked like a nested
-        model (`keras_guided.trace`); the channels of its inputs and
+        model (`_trace`); the channels of its inputs and
         outputs (a transformer's residual stream) stay."""
-        inner = trace_lib.traced_graph(layer, node)
+        inner = traced_graph(layer, node)
         if inner is None:
             return self._visit_unknown(
                 layer,
                 in_atoms,
                 node.output_tensors,
-                trace_lib.failure(layer, node),
+                trace_failure(layer, node),
             )
         grouped = rules_lib.grouped_attention_layout(layer, inner)
         if grouped is not None:
