@@ -48,8 +48,8 @@ form one *group*, so every slice of a group owns the same number of
 positions of every one of its units.
 
 What a layer class does to the atoms is looked up in `keras_guided.rules`
-(`rules.rule_for(layer).kind` picks one `_visit_<kind>` method here), so
-this module holds almost no per-class knowledge. A Reshape whose new last axis
+(`rules.rule_for(layer).kind` picks one visit in one table), so this
+package holds almost no per-class knowledge. A Reshape whose new last axis
 divides the channel count ties the channels it folds together (Dense ->
 Reshape); a grouped Conv ties input slot `j` of every group and makes
 filter slot `j` of every group one unit; an attention layer's heads are
@@ -59,13 +59,16 @@ reason and never raises; only unknown layers and unsupported
 configurations do (with `on_unsupported="raise"`).
 
 Where each part lives: `_groups` (`UnitGroup`, `UnitSlice`, the
-union-find), `_analysis` (`GraphAnalysis`: the walk, the dispatch on rule
-kinds, the grouping), `_visit_layers` and `_visit_structure` (the visits,
-mixins of `GraphAnalysis`), `_helpers` (facts about tensors and graphs),
-`_shapes` (`concrete_shapes`, `probe_shape`), `_find_groups`
-(`find_unit_groups`, `analyze`), `_trace` (composite layers opened by
-tracing their call; `keras_guided.trace` is its documented face) and
-`_walk` (the one walk over a model's layers, nested models opened).
+union-find), `_analysis` (`GraphAnalysis`: the walk, the one dispatch on
+rule kinds, nested and traced graphs, the grouping), `_state` (`AtomState`:
+the atoms and records the walk hands to the visits, and the moves they
+share), `_visit_layers` and `_visit_structure` (`LayerVisits`,
+`StructureVisits`: the visits, collaborators given the state), `_helpers`
+(facts about tensors and graphs), `_shapes` (`concrete_shapes`,
+`probe_shape`), `_find_groups` (`find_unit_groups`, `analyze`), `_trace`
+(composite layers opened by tracing their call; `keras_guided.trace` is
+its documented face) and `_walk` (the one walk over a model's layers,
+nested models opened).
 
 Other packages use these through this face only: the layer walk
 (`all_layers`, `leaf_layers`, `opens`) and tracing (`is_composite`,
