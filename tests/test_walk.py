@@ -1,8 +1,8 @@
-"""Tests for keras_guided._walk: the one walker over nested models."""
+"""Tests for keras_guided.graph._walk: the one walker over nested models."""
 
 import keras
 
-from keras_guided import _walk
+from keras_guided.graph import _walk
 
 
 def _nested():

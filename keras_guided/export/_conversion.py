@@ -27,7 +27,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_guided import _walk
+from keras_guided import graph as graph_lib
 from keras_guided.export import _converter
 from keras_guided.export._converter import converter_settings
 from keras_guided.export._litert_run import describe_exit
@@ -154,7 +154,7 @@ def _crash_error(model, result):
     cause = describe_exit(result.returncode)
     suspects = [
         f"layer '{layer.name}' ({type(layer).__name__})"
-        for layer in _walk.all_layers(model)
+        for layer in graph_lib.all_layers(model)
         if isinstance(layer, keras.layers.RNN)
     ]
     where = ""
@@ -210,7 +210,7 @@ def _conversion_error(model, error):
 
 def _layers_in_locations(model, message, ops):
     """Best-effort names of the layers whose name scopes hold the ops."""
-    by_name = {layer.name: layer for layer in _walk.all_layers(model)}
+    by_name = {layer.name: layer for layer in graph_lib.all_layers(model)}
     found = []
     for op in ops:
         for location in re.findall(r'"(?:\w+):", "([^"@]*)/' + op, message):

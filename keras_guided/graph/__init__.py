@@ -48,8 +48,8 @@ form one *group*, so every slice of a group owns the same number of
 positions of every one of its units.
 
 What a layer class does to the atoms is looked up in `keras_guided.rules`
-(`rules.rule_for(layer).kind` picks one `_visit_<kind>` method here), so
-this module holds almost no per-class knowledge. A Reshape whose new last axis
+(`rules.rule_for(layer).kind` picks one visit in one table), so this
+package holds almost no per-class knowledge. A Reshape whose new last axis
 divides the channel count ties the channels it folds together (Dense ->
 Reshape); a grouped Conv ties input slot `j` of every group and makes
 filter slot `j` of every group one unit; an attention layer's heads are
@@ -59,11 +59,20 @@ reason and never raises; only unknown layers and unsupported
 configurations do (with `on_unsupported="raise"`).
 
 Where each part lives: `_groups` (`UnitGroup`, `UnitSlice`, the
-union-find), `_analysis` (`GraphAnalysis`: the walk, the dispatch on rule
-kinds, the grouping), `_visit_layers` and `_visit_structure` (the visits,
-mixins of `GraphAnalysis`), `_helpers` (facts about tensors and graphs),
-`_shapes` (`concrete_shapes`, `probe_shape`), `_find_groups`
-(`find_unit_groups`, `analyze`).
+union-find), `_analysis` (`GraphAnalysis`: the walk, the one dispatch on
+rule kinds, nested and traced graphs, the grouping), `_state` (`AtomState`:
+the atoms and records the walk hands to the visits, and the moves they
+share), `_visit_layers` and `_visit_structure` (`LayerVisits`,
+`StructureVisits`: the visits, collaborators given the state), `_helpers`
+(facts about tensors and graphs), `_shapes` (`concrete_shapes`,
+`probe_shape`), `_find_groups` (`find_unit_groups`, `analyze`), `_trace`
+(composite layers opened by tracing their call; `keras_guided.trace` is
+its documented face) and `_walk` (the one walk over a model's layers,
+nested models opened).
+
+Other packages use these through this face only: the layer walk
+(`all_layers`, `leaf_layers`, `opens`) and tracing (`is_composite`,
+`traced_graph`, `trace_failure`, `call_shapes`, `uncopyable`).
 """
 
 from keras_guided.graph._analysis import GraphAnalysis
@@ -82,6 +91,14 @@ from keras_guided.graph._helpers import is_traced
 from keras_guided.graph._shapes import PROBE_SIZE
 from keras_guided.graph._shapes import concrete_shapes
 from keras_guided.graph._shapes import probe_shape
+from keras_guided.graph._trace import call_shapes
+from keras_guided.graph._trace import failure as trace_failure
+from keras_guided.graph._trace import is_composite
+from keras_guided.graph._trace import traced_graph
+from keras_guided.graph._trace import uncopyable
+from keras_guided.graph._walk import all_layers
+from keras_guided.graph._walk import leaf_layers
+from keras_guided.graph._walk import opens
 
 __all__ = [
     "GraphAnalysis",
@@ -90,14 +107,22 @@ __all__ = [
     "ROLES",
     "UnitGroup",
     "UnitSlice",
+    "all_layers",
     "analyze",
+    "call_shapes",
     "channel_count",
     "concrete_shapes",
     "describe",
     "find_unit_groups",
     "functional_graph",
     "inner_graph",
+    "is_composite",
     "is_model",
     "is_traced",
+    "leaf_layers",
+    "opens",
     "probe_shape",
+    "trace_failure",
+    "traced_graph",
+    "uncopyable",
 ]

@@ -1,29 +1,56 @@
 """`GraphAnalysis`: the walk over a model's graph that finds its unit groups
-(see `keras_guided.graph` for how it works)."""
+(see `keras_guided.graph` for how it works).
+
+The walk owns one `AtomState` and hands it to its collaborators, the
+`LayerVisits` and `StructureVisits`; `_visits_by_kind` is the one table
+from a rule's kind to its visit. Nested models and traced composite layers
+are walked in place, by the walk itself."""
 
 import numpy as np
 from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import rules as rules_lib
-from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
 from keras_guided.graph._groups import ON_UNSUPPORTED
 from keras_guided.graph._groups import ROLES
 from keras_guided.graph._groups import UnitGroup
 from keras_guided.graph._groups import UnitSlice
-from keras_guided.graph._groups import _Record
-from keras_guided.graph._groups import _UnionFind
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import _keeps_last_axis
 from keras_guided.graph._helpers import channel_count
 from keras_guided.graph._helpers import functional_graph
 from keras_guided.graph._helpers import is_model
+from keras_guided.graph._state import AtomState
+from keras_guided.graph._state import pass_through
+from keras_guided.graph._state import unsupported
+from keras_guided.graph._trace import failure as trace_failure
+from keras_guided.graph._trace import is_composite
+from keras_guided.graph._trace import traced_graph
 from keras_guided.graph._visit_layers import LayerVisits
 from keras_guided.graph._visit_structure import StructureVisits
 
 
-class GraphAnalysis(LayerVisits, StructureVisits):
+def _visits_by_kind(layer_visits, structure_visits):
+    """The visit of each graph kind a rule names (`rules.GRAPH_KINDS`;
+    Permute's rule visits as `"elementwise"`): the one dispatch table."""
+    return {
+        "producer": layer_visits.producer,
+        "depthwise": layer_visits.depthwise,
+        "normalization": layer_visits.normalization,
+        "prelu": layer_visits.prelu,
+        "elementwise": layer_visits.elementwise,
+        "activation": layer_visits.activation,
+        "mixing": layer_visits.mixing,
+        "keep": layer_visits.keep,
+        "attention": layer_visits.attention,
+        "reshape": structure_visits.reshape,
+        "concatenate": structure_visits.concatenate,
+        "merge": structure_visits.merge,
+    }
+
+
+class GraphAnalysis:
     """What the walk over a model found; used by surgery and the callback.
 
     Besides the groups it keeps, for every tensor of the graph, the unit
@@ -34,6 +61,9 @@ class GraphAnalysis(LayerVisits, StructureVisits):
         groups: the list of `UnitGroup`s.
         unsupported: descriptions (`"layer 'x' (Cls)"`) of the unsupported
             layers met (only non-empty with `on_unsupported="keep"`).
+        unsupported_reasons: `"layer 'x' (Cls) is not supported: ..."`,
+            one per entry of `unsupported`.
+        producer_ids: `id(layer)` of the layers that create units.
         internal_units: `id(layer) -> np.ndarray` of the global unit ids of
             units that are not tensor channels (attention heads).
         tensor_units: `id(KerasTensor) -> np.ndarray` of the global unit id
@@ -56,109 +86,62 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             )
         self.model = model
         self.on_unsupported = on_unsupported
-        self._uf = _UnionFind()
-        self._flags = {}  # atom -> set of (kind, text)
-        self._records = {}  # (id(layer), weight, role) -> _Record
-        self._tensor_atoms = {}  # id(tensor) -> atoms array or None
-        self._carriers = []  # (layer name, atoms, is_producer)
-        self.producer_ids = set()  # id(layer) of layers that create units
-        self._internal_atoms = {}  # id(layer) -> atoms of its heads
-        self.unsupported = []
-        self.unsupported_reasons = []  # "layer 'x' (Cls) is not supported: ..."
-        self._unsupported_errors = []
-        self.nodes = []  # (functional, node) in walk order, nested included
+        state = AtomState()
+        self._state = state
+        self._layer_visits = LayerVisits(state)
+        self._structure_visits = StructureVisits(state)
+        self._by_kind = _visits_by_kind(
+            self._layer_visits, self._structure_visits
+        )
+        self.producer_ids = state.producer_ids  # layers that create units
+        self.unsupported = state.unsupported
+        self.unsupported_reasons = state.unsupported_reasons
+        self.nodes = state.nodes  # (functional, node) in walk order
         functional = functional_graph(model)
-        inputs = functional.inputs
-        for tensor in inputs:
-            atoms = self._new_atoms(tensor)
-            if atoms is not None:
-                for a in atoms:
-                    self._flag(a, "input", "channels of a model input")
-            self._tensor_atoms[id(tensor)] = atoms
+        for tensor in functional.inputs:
+            atoms = state.new_atoms(tensor)
+            state.flag_all(atoms, "input", "channels of a model input")
+            state.tensor_atoms[id(tensor)] = atoms
         self._walk(functional)
         for tensor in functional.outputs:
-            atoms = self._tensor_atoms.get(id(tensor))
+            atoms = state.tensor_atoms.get(id(tensor))
             if atoms is None:
                 continue
             text = (
                 f"its channels are a model output (produced by "
                 f"{describe(adapter.producer(tensor))})"
             )
-            for a in atoms:
-                self._flag(a, "output", text)
+            state.flag_all(atoms, "output", text)
         self._finalize()
 
     # ----------------------------------------------------------------- walk
-    def _new_atoms(self, tensor):
-        shape = getattr(tensor, "shape", None)
-        if shape is None or len(shape) < 2 or shape[-1] is None:
-            return None
-        return self._uf.make(int(shape[-1]))
-
-    def _flag(self, atom, kind, text):
-        self._flags.setdefault(int(atom), set()).add((kind, text))
-
-    def _flag_all(self, atoms, kind, text):
-        if atoms is not None:
-            for a in atoms:
-                self._flag(a, kind, text)
-
-    def _record(self, layer, weight, axis, role, position_atoms):
-        key = (id(layer), weight, role)
-        record = self._records.get(key)
-        if record is None:
-            record = _Record(layer, weight, axis, role, {})
-            self._records[key] = record
-        for position, atom in position_atoms:
-            position = int(position)
-            seen = record.atoms.get(position)
-            if seen is None:
-                record.atoms[position] = int(atom)
-            else:
-                # The same weight entry reached twice (shared layer): its
-                # channels can only be removed together.
-                self._uf.union(seen, atom)
-
-    def _set_output(self, tensor, atoms, layer, is_producer=False):
-        previous = self._tensor_atoms.get(id(tensor))
-        if previous is not None and atoms is not None:
-            if len(previous) == len(atoms):
-                for a, b in zip(previous, atoms):
-                    self._uf.union(a, b)
-                atoms = previous
-        self._tensor_atoms[id(tensor)] = atoms
-        if atoms is not None:
-            self._carriers.append((layer.name, atoms, is_producer))
-
     def _walk(self, functional):
         for node in adapter.graph_nodes(functional):
-            self.nodes.append((functional, node))
+            self._state.nodes.append((functional, node))
             self._visit(node)
 
-    def _inputs_of(self, node):
-        return [self._tensor_atoms.get(id(t)) for t in node.input_tensors]
-
     def _visit(self, node):
+        """Dispatches `node` to its visit: a user rule, a nested graph, a
+        plain op, or the visit of its rule's kind."""
+        state = self._state
         layer = node.operation
         inputs = node.input_tensors
         outputs = node.output_tensors
-        in_atoms = self._inputs_of(node)
+        in_atoms = state.atoms_of(inputs)
         rule = rules_lib.rule_for(layer)
         if rule is not None and rules_lib.user_rule(layer) is rule:
-            return self._visit_user(layer, rule, in_atoms, outputs)
+            return self._layer_visits.user(layer, rule, in_atoms, outputs)
         if is_model(layer):
-            grouped = rules_lib.grouped_attention_layout(
-                layer, functional_graph(layer)
+            return self._visit_nested(
+                layer, node, in_atoms, functional_graph(layer)
             )
-            if grouped is not None:
-                # A pruned model's grouped-query attention, rebuilt as a
-                # nested model: its heads are found again.
-                return self._visit_grouped_attention(
-                    layer, node, in_atoms, grouped
+        if rule is None and is_composite(layer):
+            inner = traced_graph(layer, node)
+            if inner is None:
+                return unsupported(
+                    state, layer, in_atoms, outputs, trace_failure(layer, node)
                 )
-            return self._visit_model(layer, node, in_atoms)
-        if rule is None and trace_lib.is_composite(layer):
-            return self._visit_composite(layer, node, in_atoms)
+            return self._visit_nested(layer, node, in_atoms, inner, traced=True)
         if rule is None:
             if (
                 not isinstance(layer, keras_layers.Layer)
@@ -168,24 +151,24 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 # An op on tensors without channels (a mask's reshape, a
                 # causal mask merged with a padding mask).
                 for out in outputs:
-                    self._set_output(out, None, layer)
+                    state.set_output(out, None, layer)
                 return
             kind = rules_lib.op_kind(layer)
             if kind == "shape_only":
                 # Its values do not depend on its input's: no channels
                 # (a causal mask built from a sequence's length).
                 for out in outputs:
-                    self._set_output(out, None, layer)
+                    state.set_output(out, None, layer)
                 return
             if kind == "elementwise" or (
                 kind == "getitem" and _keeps_last_axis(node)
             ):
-                return self._pass_through(layer, in_atoms, outputs)
+                return pass_through(state, layer, in_atoms, outputs)
             if kind == "merge":
-                return self._merge(layer, in_atoms, outputs)
+                return self._structure_visits.merge(layer, node, in_atoms)
             if kind == "transpose":
-                return self._visit_transpose(layer, node, in_atoms)
-            return self._visit_unknown(layer, in_atoms, outputs)
+                return self._structure_visits.transpose(layer, node, in_atoms)
+            return unsupported(state, layer, in_atoms, outputs)
         units_lib.output_slices(layer)  # raises for channels-first
         if rule.check is not None and inputs and outputs:
             reason = rule.check(
@@ -194,16 +177,53 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             if reason is not None and rule.note is not None:
                 # Not prunable in this configuration, but safe to keep as
                 # is (attention with a gate, an EinsumDense mixing axes).
-                return self._visit_keep(layer, node, in_atoms, reason)
+                return self._layer_visits.keep(layer, node, in_atoms, reason)
             if reason is not None:
-                return self._visit_unknown(layer, in_atoms, outputs, reason)
-        handler = getattr(self, "_visit_" + rule.kind)
-        return handler(layer, node, in_atoms)
+                return unsupported(state, layer, in_atoms, outputs, reason)
+        return self._by_kind[rule.kind](layer, node, in_atoms)
+
+    def _visit_nested(self, layer, node, in_atoms, inner, traced=False):
+        """A nested model, or the traced call of a composite layer
+        (`traced`, see `_trace`), walked in place: `inner`'s inputs carry
+        the atoms of `node`'s, its outputs give theirs to `node`'s. The
+        channels of a traced layer's inputs and outputs (a transformer's
+        residual stream) stay."""
+        grouped = rules_lib.grouped_attention_layout(layer, inner)
+        if grouped is not None:
+            # Grouped-query attention (a pruned model's, rebuilt as a
+            # nested model, too): its heads are found again.
+            return self._layer_visits.grouped_attention(
+                layer, node, in_atoms, grouped
+            )
+        state = self._state
+        for tensor, atoms in zip(inner.inputs, in_atoms):
+            previous = state.tensor_atoms.get(id(tensor))
+            if previous is not None and atoms is not None:
+                for a, b in zip(previous, atoms):
+                    state.union_find.union(a, b)
+            else:
+                state.tensor_atoms[id(tensor)] = atoms
+        self._walk(inner)
+        for inner_out, outer_out in zip(inner.outputs, node.output_tensors):
+            state.set_output(
+                outer_out, state.tensor_atoms.get(id(inner_out)), layer
+            )
+        if not traced:
+            return
+        text = (
+            f"{describe(layer)} is traced: the channels of its inputs and "
+            "outputs (the residual stream) are kept"
+        )
+        for atoms in in_atoms:
+            state.flag_all(atoms, "kept", text)
+        for out in node.output_tensors:
+            state.flag_all(state.tensor_atoms.get(id(out)), "kept", text)
 
     # ------------------------------------------------------------ finalize
     def _finalize(self):
-        roots_of = self._uf.roots()
-        records = list(self._records.values())
+        state = self._state
+        roots_of = state.union_find.roots()
+        records = list(state.records.values())
         # unit root -> {record index: [positions]}
         membership = {}
         for r_index, record in enumerate(records):
@@ -221,7 +241,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
                 else:
                     slices.setdefault(r_index, []).append(position)
         flags = {}
-        for atom, atom_flags in self._flags.items():
+        for atom, atom_flags in state.flags.items():
             flags.setdefault(int(roots_of[atom]), set()).update(atom_flags)
         # Group the units by signature.
         by_signature = {}
@@ -288,7 +308,7 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             for local, root in enumerate(roots):
                 self.unit_location[root] = (index, local)
         # Layers carrying each group, producers first (one pass).
-        for name, atoms, _ in sorted(self._carriers, key=lambda c: not c[2]):
+        for name, atoms, _ in sorted(state.carriers, key=lambda c: not c[2]):
             for root in set(
                 roots_of[np.asarray(atoms, dtype=np.int64)].tolist()
             ):
@@ -325,12 +345,12 @@ class GraphAnalysis(LayerVisits, StructureVisits):
             )
         self.internal_units = {
             key: roots_of[np.asarray(atoms, dtype=np.int64)]
-            for key, atoms in self._internal_atoms.items()
+            for key, atoms in state.internal_atoms.items()
         }
         located = np.zeros(len(roots_of), dtype=bool)
         located[list(self.unit_location)] = True
         self.tensor_units = {}
-        for key, atoms in self._tensor_atoms.items():
+        for key, atoms in state.tensor_atoms.items():
             if atoms is None:
                 self.tensor_units[key] = None
                 continue

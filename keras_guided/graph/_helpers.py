@@ -2,8 +2,8 @@
 users share (channels, nested and traced graphs, op names)."""
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import trace as trace_lib
 from keras_guided import units as units_lib
+from keras_guided.graph._trace import traced_graph
 
 
 def _has_weight(layer, name):
@@ -63,16 +63,16 @@ def is_model(layer):
 
 def inner_graph(operation, node):
     """The graph inside `operation` at `node`: a nested model's, or the
-    traced call of a composite layer (`keras_guided.trace`); else `None`."""
+    traced call of a composite layer (`_trace`); else `None`."""
     if is_model(operation):
         return functional_graph(operation)
-    return trace_lib.traced_graph(operation, node)
+    return traced_graph(operation, node)
 
 
 def is_traced(operation, node):
     """Whether `operation` at `node` is a traced composite layer."""
     return not is_model(operation) and (
-        trace_lib.traced_graph(operation, node) is not None
+        traced_graph(operation, node) is not None
     )
 
 

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _walk
+from keras_guided import graph as graph_lib
 from keras_guided import stats as stats_lib
 from keras_guided.scoring._importance import default_scores
 
@@ -55,7 +55,7 @@ def protect(model, groups, protected):
         return
     known = {
         sub.name
-        for layer in _walk.all_layers(model)
+        for layer in graph_lib.all_layers(model)
         for sub in adapter.layer_tree(layer)
     } | {
         layer.name for _, layer, _ in stats_lib.iter_layers(model)

@@ -23,9 +23,7 @@ import json
 import numpy as np
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _walk
 from keras_guided import graph as graph_lib
-from keras_guided import trace as trace_lib
 
 
 @dataclasses.dataclass
@@ -54,8 +52,8 @@ def find_families(model, groups):
     """
     blocks = [
         layer
-        for layer in _walk.all_layers(model)
-        if trace_lib.is_composite(layer)
+        for layer in graph_lib.all_layers(model)
+        if graph_lib.is_composite(layer)
     ]
     place = {}  # id(sublayer) -> (block, position in the block's tree)
     for block in blocks:

@@ -14,9 +14,7 @@ all see the same layers.
 """
 
 from keras_guided import _keras_adapter as adapter
-from keras_guided import _walk
 from keras_guided import graph as graph_lib
-from keras_guided import trace as trace_lib
 
 
 def _shape(tensor, shapes=None):
@@ -55,7 +53,7 @@ def _collect(model, prefix, shapes, rows):
     own = _graph_nodes(model)
     for layer in model.layers:
         path = prefix + layer.name
-        if _walk.opens(layer):
+        if graph_lib.opens(layer):
             for call_shapes in _nested_calls(layer, own, shapes):
                 _collect(layer, path + "/", call_shapes, rows)
             continue
@@ -104,13 +102,13 @@ def _nested_calls(nested, own, shapes):
 def _traced_graphs(layer, own):
     """The traced sub-graphs of a composite layer's calls in this graph
     (`keras_guided.trace`), or `[]` for a leaf layer."""
-    if not trace_lib.is_composite(layer):
+    if not graph_lib.is_composite(layer):
         return []
     graphs = []
     for node in adapter.layer_calls(layer):
         if own is not None and id(node) not in own:
             continue
-        graph = trace_lib.traced_graph(layer, node)
+        graph = graph_lib.traced_graph(layer, node)
         if graph is None:
             return []  # not traced: a leaf, kept intact
         graphs.append(graph)

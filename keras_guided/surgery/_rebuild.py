@@ -18,7 +18,6 @@ from keras_guided import _copies
 from keras_guided import _keras_adapter as adapter
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
-from keras_guided import trace as trace_lib
 
 # A layer copied with all its state (`_copies.copy_state`), not given
 # sliced weights.
@@ -166,7 +165,7 @@ class _Rebuild:
             # them (`None` where they differ, `trace.call_shapes`).
             shapes = [t.shape for t in inner.inputs]
             if graph_lib.is_traced(op, node):
-                shapes = trace_lib.call_shapes(op, node)
+                shapes = graph_lib.call_shapes(op, node)
             inputs = []
             for t, shape in zip(inner.inputs, shapes):
                 kept = self._kept(t)
@@ -209,7 +208,7 @@ class _Rebuild:
                 )
                 self._new_weights[id(op)] = _COPY
             except ValueError:
-                reason = trace_lib.uncopyable(op)
+                reason = graph_lib.uncopyable(op)
                 if reason is None:
                     raise
                 # A keras-hub sublayer that does not copy: the model built

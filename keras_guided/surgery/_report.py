@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 
-from keras_guided import _walk
 from keras_guided import graph as graph_lib
 from keras_guided import rules as rules_lib
 from keras_guided import stats
@@ -111,9 +110,9 @@ def _units_of(layer):
 
 
 def _params_only(model, pruned):
-    after = {path: layer for path, layer, _ in _walk.leaf_layers(pruned)}
+    after = {path: layer for path, layer, _ in graph_lib.leaf_layers(pruned)}
     rows = []
-    for name, layer, _ in _walk.leaf_layers(model):
+    for name, layer, _ in graph_lib.leaf_layers(model):
         new = after.get(name)
         rows.append(
             {

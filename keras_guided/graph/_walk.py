@@ -4,13 +4,15 @@ A layer holding a non-empty `layers` list (a `Sequential` or Functional
 model used as a layer) is *opened*: the walk yields it, then its own layers
 in its place, depth first, their paths prefixed with its path and `/`
 (`"block/dense"`). Every other layer is a *leaf*, including a composite
-layer whose sublayers are attributes (`keras_guided.trace` opens those by
-tracing, which is the cost model's business, not the walker's).
+layer whose sublayers are attributes (`_trace` opens those by tracing,
+which is the cost model's business, not the walker's).
 
 The surgery (names a user may protect, the report's rows), the exporter
 (the layers named in a converter error) and the cost model (`stats`, one
 row per leaf) all walk a model this way, so a path means the same layer in
-each. This module imports nothing of the package: anything may use it.
+each; other packages reach it through the face of `keras_guided.graph`
+(`all_layers`, `leaf_layers`, `opens`). This module imports nothing of the
+package: anything may use it.
 """
 
 
