@@ -735,3 +735,60 @@ def test_b8_page_table_is_the_json_it_was_made_from():
         assert (
             abs(row["params"] / original["params"] - row["asked_share"]) < 0.02
         )
+
+
+def test_b9_corpus_split_is_by_file_fixed_and_disjoint(tmp_path):
+    from benchmarks import b9_decoder_quality as b9
+
+    for name in ["a.py", "b/c.py", "d/e.py", "test/f.py", "site-packages/g.py"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {name}\n" * 50)
+    for i in range(60):
+        (tmp_path / f"m{i}.py").write_text(f"x = {i}\n" * 40)
+    root, train, validation = b9.corpus_files(str(tmp_path))
+    assert (root, train, validation) == b9.corpus_files(str(tmp_path))
+    assert not set(train) & set(validation)
+    assert set(train) | set(validation) == {
+        p for p in train + validation if "test" not in p and "site" not in p
+    }
+    assert len(train) + len(validation) == 63
+    assert 0 < len(validation) < 15  # about 5 % of the files
+    data = b9.read_bytes(root, train)
+    w = b9.windows(data, 5, seed=1)
+    assert w.shape == (5, b9.LENGTH + 1) and w.dtype == np.int32
+    np.testing.assert_array_equal(w, b9.windows(data, 5, seed=1))
+    inputs = b9.as_inputs(w)
+    assert inputs["token_ids"].shape == (5, b9.LENGTH)
+
+
+def test_b9_table_marks_cells_not_run():
+    from benchmarks import b9_decoder_quality as b9
+
+    result = {
+        "tokens": 100,
+        "base": {"params": 2_000_000, "ppl": 5.0},
+        "cells": [
+            {
+                "method": "norm",
+                "share": 0.5,
+                "tokens_budget": 100,
+                "ppl": 9.0,
+                "kept": 0.5,
+            },
+            {
+                "method": "guided+distill",
+                "share": 0.5,
+                "tokens_budget": 100,
+                "ppl": 6.0,
+                "kept": 0.499,
+                "after_cut_ppl": 7.0,
+            },
+        ],
+    }
+    text = b9.table(result)
+    assert (
+        "| 0.5 | 9.000 (0.500) | not run | not run | 6.000 (0.499), 7.000"
+        in text
+    )
+    assert "| original (2.00 M) | 5.000 |" in text
