@@ -153,6 +153,77 @@ def run(shares, length, directory, log=print):
     }
 
 
+def greedy_check(
+    share, length, directory, prompts=4, prompt_length=16, steps=32, log=print
+):
+    """The float32 file of the model pruned to `share` against Keras'
+    own `generate()` (greedy, with its key/value cache): `steps` tokens
+    after each of `prompts` random prompts. The file has no cache: each
+    step runs it on the whole window and reads the last filled position.
+    Returns `{"share", "prompts", "steps", "same_tokens": [per prompt],
+    "max_abs_diff"}`."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    import keras_guided
+
+    model = build()
+    small = keras_guided.prune_model(
+        model,
+        target={"params": share},
+        uniform_blocks=True,
+        protected=["token_embedding", "self_attention"],
+        on_unsupported="keep",
+        sample_inputs=samples(length),
+    )
+    path = os.path.join(directory, f"greedy_{share}.tflite")
+    report = keras_guided.export_tflite(
+        small, path, sample_inputs=samples(length), sequence_length=length
+    )
+    with open(path, "rb") as f:
+        interpreter = Interpreter(model_content=f.read(), num_threads=1)
+    runner = interpreter.get_signature_runner()
+    small.compile(sampler="greedy")
+    rng = np.random.default_rng(5)
+    same = []
+    for _ in range(prompts):
+        ids = np.zeros((1, length), "int32")
+        mask = np.zeros((1, length), "int32")
+        ids[0, :prompt_length] = rng.integers(
+            1, SHAPE["vocabulary_size"], prompt_length
+        )
+        mask[0, :prompt_length] = 1
+        keras_ids = small.generate(
+            {"token_ids": ids.copy(), "padding_mask": mask.copy()},
+            max_length=prompt_length + steps,
+            stop_token_ids=None,
+        )["token_ids"]
+        for position in range(prompt_length, prompt_length + steps):
+            (logits,) = runner(token_ids=ids, padding_mask=mask).values()
+            ids[0, position] = int(np.argmax(logits[0, position - 1]))
+            mask[0, position] = 1
+        end = prompt_length + steps
+        same.append(
+            int(
+                np.sum(
+                    np.asarray(keras_ids)[0, prompt_length:end]
+                    == ids[0, prompt_length:end]
+                )
+            )
+        )
+    log(f"greedy, float32, share {share}: {same} of {steps} tokens the same")
+    return {
+        "share": share,
+        "class": type(small).__name__,
+        "prompts": prompts,
+        "prompt_length": prompt_length,
+        "steps": steps,
+        "same_tokens": same,
+        "max_abs_diff": report.max_abs_diff,
+        "bytes": report.bytes,
+    }
+
+
 def table(result):
     base = result["rows"][0]
     lines = [
@@ -206,8 +277,35 @@ def section(result, command):
         text += " " + result["conditions"]
     return (
         f"{HEADING}\n\n{textwrap.fill(text, 76)}\n\n"
-        f"```bash\n{command}\n```\n\n{BEGIN}\n{table(result)}{END}\n"
+        f"```bash\n{command}\n```\n\n{BEGIN}\n{body(result)}{END}\n"
     )
+
+
+def body(result):
+    """What lies between the page's markers: the table and the float32
+    generation check."""
+    return table(result) + greedy_text(result)
+
+
+def greedy_text(result):
+    """The float32 generation check, as a paragraph (empty when not run)."""
+    check = result.get("greedy_float32")
+    if not check:
+        return ""
+    same = check["same_tokens"]
+    text = (
+        f"Generation: the model kept at {check['share']} of its parameters, "
+        "exported in float32, generates greedily, one invoke per token on "
+        "the whole window; Keras' `generate()` (greedy sampler, with its "
+        f"key/value cache) gives {sum(same)} of {len(same) * check['steps']}"
+        f" tokens the same ({same} of {check['steps']} after each of "
+        f"{check['prompts']} random prompts of {check['prompt_length']} "
+        f"tokens; the file's logits within {check['max_abs_diff']:.2g} of "
+        "Keras'). Command: `PYTHONPATH=. python -m "
+        f"benchmarks.b8_decoder_device --greedy-only {check['share']} --out "
+        "docs/benchmarks_b8_decoder_device.json --docs docs/benchmarks.md`."
+    )
+    return "\n" + textwrap.fill(text, 76) + "\n"
 
 
 def main(argv=None):
@@ -219,12 +317,36 @@ def main(argv=None):
     parser.add_argument(
         "--conditions", default="", help="what else ran, for the page"
     )
+    parser.add_argument(
+        "--greedy-only",
+        type=float,
+        default=None,
+        help="only the float32 generation check at this share, added to "
+        "the JSON of --out",
+    )
     args = parser.parse_args(argv)
     from benchmarks import report
 
     def log(message):
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
+    if args.greedy_only is not None:
+        with open(args.out) as f:
+            result = json.load(f)
+        with tempfile.TemporaryDirectory() as directory:
+            result["greedy_float32"] = greedy_check(
+                args.greedy_only, args.length, directory, log=log
+            )
+        report.write_atomic(args.out, json.dumps(result, indent=1) + "\n")
+        if args.docs:
+            report.write_region(
+                args.docs,
+                BEGIN,
+                END,
+                body(result),
+                section(result, result["command"]),
+            )
+        return
     shares = [float(s) for s in args.shares.split(",")]
     with tempfile.TemporaryDirectory() as directory:
         result = run(shares, args.length, directory, log)
@@ -238,7 +360,7 @@ def main(argv=None):
         report.write_atomic(args.out, json.dumps(result, indent=1) + "\n")
     if args.docs:
         report.write_region(
-            args.docs, BEGIN, END, table(result), section(result, command)
+            args.docs, BEGIN, END, body(result), section(result, command)
         )
     print(table(result))
 
