@@ -395,12 +395,21 @@ def _save(args, result):
 
 
 def table(result):
+    """One row per kept share and token budget; each cell the validation
+    perplexity, its ratio to the original's and the share of the
+    parameters kept."""
+    base = result["base"]
     lines = [
-        "| kept share asked | " + " | ".join(f"`{m}`" for m in METHODS) + " |",
-        "|---" * (len(METHODS) + 1) + "|",
+        "| kept share asked | tokens for the training methods | "
+        + " | ".join(f"`{m}`" for m in METHODS)
+        + " |",
+        "|---" * (len(METHODS) + 2) + "|",
     ]
-    shares = sorted({c["share"] for c in result["cells"]}, reverse=True)
-    for share in shares:
+    keys = sorted(
+        {(c["share"], c["tokens_budget"]) for c in result["cells"]},
+        key=lambda k: (-k[0], k[1]),
+    )
+    for share, budget in keys:
         cells = []
         for method in METHODS:
             row = next(
@@ -409,22 +418,30 @@ def table(result):
                     for c in result["cells"]
                     if c["method"] == method
                     and c["share"] == share
-                    and c["tokens_budget"] == result["tokens"]
+                    and c["tokens_budget"] == budget
                 ),
                 None,
             )
             if row is None:
                 cells.append("not run")
                 continue
-            text = f"{row['ppl']:.3f} ({row['kept']:.3f})"
+            text = (
+                f"{row['ppl']:.3f} ({row['ppl'] / base['ppl']:.2f}x; "
+                f"{row['kept']:.3f} kept)"
+            )
             if "after_cut_ppl" in row:
                 text += f", {row['after_cut_ppl']:.3f} right after the cut"
             cells.append(text)
-        lines.append(f"| {share} | " + " | ".join(cells) + " |")
-    base = result["base"]
+        share_of_base = budget / result["base_tokens"]
+        lines.append(
+            f"| {share} | {budget:,} ({share_of_base:.1%} of the original's)"
+            " | " + " | ".join(cells) + " |"
+        )
     lines.append(
-        f"| original ({base['params'] / 1e6:.2f} M) | {base['ppl']:.3f} |"
-        + " |" * (len(METHODS) - 1)
+        f"| original ({base['params'] / 1e6:.2f} M) | "
+        f"{result['base_tokens']:,} | {base['ppl']:.3f} |"
+        + " |"
+        * (len(METHODS) - 1)
     )
     return "\n".join(lines) + "\n"
 

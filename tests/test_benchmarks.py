@@ -788,9 +788,10 @@ def test_b9_table_marks_cells_not_run():
             },
         ],
     }
+    result["base_tokens"] = 1000
     text = b9.table(result)
     assert (
-        "| 0.5 | 9.000 (0.500) | not run | not run | 6.000 (0.499), 7.000"
-        in text
-    )
-    assert "| original (2.00 M) | 5.000 |" in text
+        "| 0.5 | 100 (10.0% of the original's) | 9.000 (1.80x; 0.500 kept) "
+        "| not run | not run | 6.000 (1.20x; 0.499 kept), 7.000"
+    ) in text
+    assert "| original (2.00 M) | 1,000 | 5.000 |" in text
