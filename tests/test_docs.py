@@ -166,6 +166,10 @@ def test_distill_decoder_howto_runs_as_written(tmp_path, monkeypatch):
     assert namespace["report"].tokens == 2_000
     assert namespace["generated"]["token_ids"].shape == (1, 17)
     assert type(namespace["reloaded"]) is keras_hub.models.LlamaCausalLM
+    exported = namespace["exported"]
+    assert exported.ok and (tmp_path / "student.tflite").stat().st_size == (
+        exported.bytes
+    )
 
 
 def test_readme_cifar_claims_are_numbers_of_the_generated_page():
