@@ -527,3 +527,72 @@ def test_score_guidance_of_another_model_with_uniform_blocks_is_refused():
         match=re.escape("ScoreGuidance has scores for 1 unit groups"),
     ):
         _fit_llama_with(pruning, _llama())
+
+
+def _mha_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    x = keras.layers.Dense(16, name="embed")(inputs)
+    attended = keras.layers.MultiHeadAttention(4, 4, name="mha")(x, x)
+    x = keras.layers.Add()([x, attended])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+def _gpt2():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=4,
+        hidden_dim=16,
+        intermediate_dim=24,
+        max_sequence_length=16,
+    )
+
+
+def _mha_of(model):
+    if "mha" in [layer.name for layer in model.layers]:
+        return model.get_layer("mha")
+    return model.get_layer("transformer_layer_0")._self_attention_layer
+
+
+@pytest.mark.parametrize("build", [_mha_model, _gpt2], ids=["mha", "gpt2"])
+def test_head_scores_are_the_norm_of_each_heads_attention_output(build):
+    # A head's score is the mean norm of its attention output (before the
+    # output projection), which is linear in its value projection: double
+    # one head's values and its score doubles, zero another's and it
+    # scores 0; the other heads do not move.
+    model = build()
+    rng = np.random.default_rng(0)
+    if isinstance(model.input, dict):
+        data = {
+            "token_ids": rng.integers(1, 50, (8, 10)).astype("int32"),
+            "padding_mask": np.ones((8, 10), "int32"),
+        }
+    else:
+        data = rng.normal(size=(8, 6, 8)).astype("float32")
+    groups = keras_guided.find_unit_groups(model, on_unsupported="keep")
+    (head,) = [g.index for g in groups if g.prunable and g.num_units == 4]
+
+    def head_scores():
+        return scoring.calibration_scores(
+            model, data, on_unsupported="keep", batch_size=4, verbose=0
+        )[head]
+
+    before = head_scores()
+    assert np.all(before > 0)
+    value = _mha_of(model)._value_dense
+    kernel = ops.convert_to_numpy(value.kernel).copy()
+    bias = ops.convert_to_numpy(value.bias).copy()
+    kernel[:, 1] *= 2.0
+    bias[1] *= 2.0
+    kernel[:, 3] = 0.0
+    bias[3] = 0.0
+    value.kernel.assign(kernel)
+    value.bias.assign(bias)
+    after = head_scores()
+    np.testing.assert_allclose(after[1], 2.0 * before[1], rtol=1e-5)
+    assert after[3] == 0.0
+    np.testing.assert_allclose(after[[0, 2]], before[[0, 2]], rtol=1e-6)
