@@ -167,6 +167,23 @@ def _compile(model, steps, lr=LR):
     )
 
 
+def _progress(log, label, steps, every=100):
+    """A callback that logs the step, the tokens so far and the loss every
+    `every` steps."""
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if (batch + 1) % every == 0:
+                log(
+                    f"{label}: step {batch + 1}/{steps}, "
+                    f"{(batch + 1) * BATCH * LENGTH:,} tokens, loss "
+                    f"{(logs or {}).get('loss', float('nan')):.3f}"
+                )
+
+    return Progress()
+
+
 def train(model, data, tokens, seed, log, label, callbacks=()):
     """Next-byte training for `tokens` target tokens on fresh windows."""
     steps = max(1, tokens // (BATCH * LENGTH))
@@ -180,7 +197,7 @@ def train(model, data, tokens, seed, log, label, callbacks=()):
         epochs=1,
         shuffle=False,
         verbose=0,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, _progress(log, label, steps)],
     )
     seconds = time.perf_counter() - start
     log(
