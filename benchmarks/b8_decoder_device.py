@@ -79,6 +79,21 @@ def params(model):
     return total
 
 
+def prune(model, share, sample_inputs):
+    """`model` kept at `share` of its parameters as B7 prunes: the
+    feed-forward units go, the result stays a `LlamaCausalLM`."""
+    import keras_guided
+
+    return keras_guided.prune_model(
+        model,
+        target={"params": share},
+        uniform_blocks=True,
+        protected=["token_embedding", "self_attention"],
+        on_unsupported="keep",
+        sample_inputs=sample_inputs,
+    )
+
+
 def run(shares, length, directory, log=print):
     import keras_guided
     from benchmarks import b3_retime
@@ -88,14 +103,7 @@ def run(shares, length, directory, log=print):
     models = [("original", 1.0, model)]
     for share in shares:
         start = time.perf_counter()
-        small = keras_guided.prune_model(
-            model,
-            target={"params": share},
-            uniform_blocks=True,
-            protected=["token_embedding", "self_attention"],
-            on_unsupported="keep",
-            sample_inputs=x,
-        )
+        small = prune(model, share, x)
         log(f"pruned to {share}: {time.perf_counter() - start:.0f} s")
         models.append((f"params {share}", share, small))
     rows, paths = [], []
@@ -167,15 +175,7 @@ def greedy_check(
 
     import keras_guided
 
-    model = build()
-    small = keras_guided.prune_model(
-        model,
-        target={"params": share},
-        uniform_blocks=True,
-        protected=["token_embedding", "self_attention"],
-        on_unsupported="keep",
-        sample_inputs=samples(length),
-    )
+    small = prune(build(), share, samples(length))
     path = os.path.join(directory, f"greedy_{share}.tflite")
     report = keras_guided.export_tflite(
         small, path, sample_inputs=samples(length), sequence_length=length
