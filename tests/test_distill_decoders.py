@@ -1,7 +1,8 @@
 """Distillation of keras-hub causal LMs: `Distiller` on `(batch, sequence,
 vocabulary)` logits with padding-mask weights, and `distill_causal_lm`'s
 token budget; the student keeps its class, generates and round-trips
-through a preset; the same losses and masks under JAX DataParallel."""
+through a preset; the same losses and masks under JAX DataParallel and
+ModelParallel."""
 
 import importlib.util
 import json
@@ -21,7 +22,7 @@ from keras_guided.distill import distill_causal_lm
 keras_hub = pytest.importorskip("keras_hub")
 
 SCRIPT = os.path.join(
-    os.path.dirname(__file__), "scripts", "data_parallel_distill.py"
+    os.path.dirname(__file__), "scripts", "distributed_distill.py"
 )
 
 
@@ -210,11 +211,13 @@ def test_errors(teacher):
         keras_guided.Distiller(_llama(16, vocabulary_size=32), teacher)
 
 
-# --------------------------------------------- JAX DataParallel, 2 devices
+# ------------------------- JAX DataParallel and ModelParallel, 2 devices
 
 
 @pytest.fixture(scope="module")
-def data_parallel():
+def distributed():
+    """One JAX process runs every setting: one device, `DataParallel`, and
+    `ModelParallel` with keras-hub's Llama layout map on a (1, 2) mesh."""
     if importlib.util.find_spec("jax") is None:
         pytest.skip("needs JAX installed")
     completed = subprocess.run(
@@ -229,20 +232,51 @@ def data_parallel():
 
 
 @pytest.mark.slow
-def test_distillation_under_data_parallel_matches_one_device(data_parallel):
-    assert data_parallel["devices"] == 2
-    single = data_parallel["distill"]["single"]
-    multi = data_parallel["distill"]["multi"]
+def test_distillation_under_data_parallel_matches_one_device(distributed):
+    assert distributed["devices"] == 2
+    single = distributed["distill"]["single"]["loss"]
+    multi = distributed["distill"]["data_parallel"]["loss"]
     assert len(single) == len(multi) == 5
     np.testing.assert_allclose(multi, single, rtol=1e-5)
     assert single[-1] < single[0]
 
 
 @pytest.mark.slow
-def test_guided_pruning_under_data_parallel_same_exact_zeros(data_parallel):
-    single = data_parallel["pruning"]["single"]
-    multi = data_parallel["pruning"]["multi"]
+def test_guided_pruning_under_data_parallel_same_exact_zeros(distributed):
+    single = distributed["pruning"]["single"]
+    multi = distributed["pruning"]["data_parallel"]
     np.testing.assert_allclose(multi["loss"], single["loss"], rtol=1e-5)
     # Dead units are those whose kernel slices are exactly zero.
     assert sum(len(d) for d in single["dead"]) > 0
     assert multi["dead"] == single["dead"]
+
+
+def _assert_split_over_the_model_axis(run):
+    # The weights stay split over both devices to the end of training, so
+    # the comparison below is not one of two unsharded runs.
+    assert run["sharded"], "no variable was sharded"
+    for layer in ("feedforward_intermediate_dense", "self_attention/query"):
+        assert f"transformer_layer_0/{layer}/kernel" in run["sharded"]
+
+
+@pytest.mark.slow
+def test_distillation_under_model_parallel_matches_one_device(distributed):
+    assert distributed["devices"] == 2
+    assert distributed["distill"]["single"]["sharded"] == []
+    run = distributed["distill"]["model_parallel"]
+    _assert_split_over_the_model_axis(run)
+    single = distributed["distill"]["single"]["loss"]
+    assert len(run["loss"]) == len(single) == 5
+    np.testing.assert_allclose(run["loss"], single, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_guided_pruning_under_model_parallel_same_exact_zeros(distributed):
+    single = distributed["pruning"]["single"]
+    run = distributed["pruning"]["model_parallel"]
+    _assert_split_over_the_model_axis(run)
+    np.testing.assert_allclose(run["loss"], single["loss"], rtol=1e-5)
+    # The proximal step and the dead-mask writes act on sharded kernels;
+    # the units they zero must be the ones one device zeroes.
+    assert sum(len(d) for d in single["dead"]) > 0
+    assert run["dead"] == single["dead"]

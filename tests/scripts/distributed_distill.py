@@ -1,10 +1,11 @@
 """Distills a tiny keras-hub Llama and trains one with `GuidedPruning`, on
-one device and under JAX DataParallel.
+one device, under JAX `DataParallel` and under `ModelParallel` with
+keras-hub's layout map over a `(1, 2)` ("batch", "model") mesh.
 
 Run in a fresh process: XLA's host device count must be set before JAX
-starts. Prints one JSON line with both runs' distillation losses, and both
-runs' dead units (exact zeros) and losses under `GuidedPruning`, for
-tests/test_distill_decoders.py.
+starts. Prints one JSON line with every run's distillation losses, dead
+units (exact zeros) and losses under `GuidedPruning`, and the variables
+each run left sharded over both devices, for tests/test_distill_decoders.py.
 """
 
 import json
@@ -47,9 +48,20 @@ def tokens(rows=16, length=9):
     return {"token_ids": ids, "padding_mask": mask}
 
 
+def sharded(model):
+    """Paths of the variables split (not copied) over more than one device."""
+    return sorted(
+        v.path
+        for v in model.weights
+        if len(v.value.sharding.device_set) > 1
+        and not v.value.sharding.is_fully_replicated
+    )
+
+
 def distill():
+    student = llama(16, seed=1)
     report = distill_causal_lm(
-        llama(16, seed=1),
+        student,
         llama(32, seed=0),
         tokens(),
         tokens=250,
@@ -58,7 +70,7 @@ def distill():
         alpha=0.5,
         verbose=0,
     )
-    return list(report.losses)
+    return {"loss": list(report.losses), "sharded": sharded(student)}
 
 
 def guided_pruning():
@@ -86,20 +98,37 @@ def guided_pruning():
     return {
         "loss": history.history["loss"],
         "dead": [np.flatnonzero(d).tolist() for d in dead],
+        "sharded": sharded(model),
+    }
+
+
+def distributions():
+    mesh = keras.distribution.DeviceMesh(
+        (1, 2), ["batch", "model"], devices=jax.devices()
+    )
+    layout_map = keras_hub.models.LlamaBackbone.get_layout_map(mesh)
+    return {
+        "single": None,
+        "data_parallel": keras.distribution.DataParallel(devices=jax.devices()),
+        "model_parallel": keras.distribution.ModelParallel(
+            layout_map=layout_map, batch_dim_name="batch"
+        ),
     }
 
 
 def main():
     result = {"devices": len(jax.devices())}
     for name, run in (("distill", distill), ("pruning", guided_pruning)):
+        result[name] = {}
+        for setting, distribution in distributions().items():
+            keras.distribution.set_distribution(distribution)
+            result[name][setting] = run()
         keras.distribution.set_distribution(None)
-        single = run()
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=jax.devices())
-        )
-        multi = run()
-        keras.distribution.set_distribution(None)
-        result[name] = {"single": single, "multi": multi}
+        # The model-parallel run must really split the FFN kernels, or the
+        # comparison with one device would prove nothing.
+        split = result[name]["model_parallel"]["sharded"]
+        if not any("feedforward_intermediate_dense/kernel" in p for p in split):
+            raise AssertionError(f"no FFN kernel sharded: {split}")
     print(json.dumps(result))
 
 
