@@ -20,7 +20,8 @@ from keras_guided.version import __version__
 
 # Where each public class and function lives (public modules are
 # `keras_guided.<name>`); the command process loads the face from it on
-# first use. `tests/test_cli.py` checks it gives what the imports below do.
+# first use. `tests/cli/test_cli.py` checks it gives what the imports below
+# do.
 _DEFINED_IN = {
     "UnitGroup": "keras_guided.graph",
     "UnitSlice": "keras_guided.graph",

@@ -10,6 +10,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# The scripts configure devices before TensorFlow or JAX start, so they run
+# in fresh processes (started by the tests that need them); imported here by
+# `--doctest-modules` they would configure, or fail in, this process.
+collect_ignore = ["scripts"]
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_clear():

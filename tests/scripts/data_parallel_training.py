@@ -3,7 +3,7 @@
 Run in a fresh process: XLA's host device count must be set before JAX
 starts. Prints one JSON line with, per recipe (a fixed strength, and a
 budget target), both runs' losses, live units per epoch and weights, for
-tests/test_data_parallel.py.
+tests/callbacks/test_data_parallel.py.
 """
 
 import json

@@ -5,7 +5,8 @@ keras-hub's layout map over a `(1, 2)` ("batch", "model") mesh.
 Run in a fresh process: XLA's host device count must be set before JAX
 starts. Prints one JSON line with every run's distillation losses, dead
 units (exact zeros) and losses under `GuidedPruning`, and the variables
-each run left sharded over both devices, for tests/test_distill_decoders.py.
+each run left sharded over both devices, for
+tests/distill/test_distill_decoders.py.
 """
 
 import json

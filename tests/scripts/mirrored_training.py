@@ -2,7 +2,7 @@
 
 Run in a fresh process (logical devices must be configured before
 TensorFlow initializes). Prints one JSON line with both runs' losses,
-penalties and weights, for tests/test_distributed.py.
+penalties and weights, for tests/callbacks/test_distributed.py.
 """
 
 import json

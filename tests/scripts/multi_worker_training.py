@@ -1,11 +1,12 @@
 """One worker of a two-worker `tf.distribute.MultiWorkerMirroredStrategy`.
 
-Started twice by tests/test_distributed.py, with `TF_CONFIG` naming two
-workers on loopback ports and this worker's index. The strategy is created
-first (collective ops must be configured before TensorFlow runs anything),
-the model is trained with `GuidedPruning` under it, then the same model is
-trained again on one device in this process, as the reference. Prints one
-JSON line with both runs' losses, live units per epoch and weights.
+Started twice by tests/callbacks/test_distributed.py, with `TF_CONFIG`
+naming two workers on loopback ports and this worker's index. The strategy
+is created first (collective ops must be configured before TensorFlow runs
+anything), the model is trained with `GuidedPruning` under it, then the same
+model is trained again on one device in this process, as the reference.
+Prints one JSON line with both runs' losses, live units per epoch and
+weights.
 
 Keras itself is tried first, without the callback: where Keras' `fit` cannot
 run under this strategy (Keras 3 up to at least 3.15.1 on TensorFlow 2.21:

@@ -16,9 +16,9 @@ import pytest
 
 import keras_guided
 from keras_guided import stats
-from tests.test_latency import _build
-from tests.test_latency import _cnn
-from tests.test_latency import timer  # noqa: F401 (fixture)
+from tests.latency.test_latency import _build
+from tests.latency.test_latency import _cnn
+from tests.latency.test_latency import timer  # noqa: F401 (fixture)
 
 
 class Device:

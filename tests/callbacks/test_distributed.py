@@ -13,12 +13,11 @@ import keras
 import numpy as np
 import pytest
 
-SCRIPT = os.path.join(
-    os.path.dirname(__file__), "scripts", "mirrored_training.py"
+SCRIPTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"
 )
-WORKER_SCRIPT = os.path.join(
-    os.path.dirname(__file__), "scripts", "multi_worker_training.py"
-)
+SCRIPT = os.path.join(SCRIPTS, "mirrored_training.py")
+WORKER_SCRIPT = os.path.join(SCRIPTS, "multi_worker_training.py")
 WORKER_TIMEOUT_S = 120
 
 pytestmark = pytest.mark.skipif(

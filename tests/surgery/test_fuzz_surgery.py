@@ -15,7 +15,8 @@ layer, and compute the same function as the original. Two regimes:
 
 CI runs 100 examples. For a longer hunt:
 
-    KERAS_GUIDED_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz_surgery.py
+    KERAS_GUIDED_FUZZ_EXAMPLES=5000 \
+        python -m pytest tests/surgery/test_fuzz_surgery.py
 """
 
 import os

@@ -13,7 +13,7 @@ import pytest
 from keras import ops
 
 import keras_guided
-from tests.test_surgery import zero_units
+from tests.surgery.test_surgery import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.filterwarnings(

@@ -13,9 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-SCRIPT = os.path.join(
-    os.path.dirname(__file__), "scripts", "data_parallel_training.py"
+SCRIPTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"
 )
+SCRIPT = os.path.join(SCRIPTS, "data_parallel_training.py")
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="needs JAX installed"

@@ -21,9 +21,10 @@ from keras_guided.distill import distill_causal_lm
 
 keras_hub = pytest.importorskip("keras_hub")
 
-SCRIPT = os.path.join(
-    os.path.dirname(__file__), "scripts", "distributed_distill.py"
+SCRIPTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"
 )
+SCRIPT = os.path.join(SCRIPTS, "distributed_distill.py")
 
 
 def _llama(intermediate_dim=32, seed=0, vocabulary_size=64):

@@ -12,7 +12,9 @@ import keras_guided
 from keras_guided import rules
 from keras_guided import stats
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 
 
 def test_every_built_in_rule_is_in_the_supported_layers_table():

@@ -17,7 +17,7 @@ from keras_guided.surgery._rebuild import rebuild
 from keras_guided.surgery._removal import Removal
 from keras_guided.surgery._removal import find_masks
 from keras_guided.surgery._removal import masked_weights
-from tests.test_surgery import randomize
+from tests.surgery.test_surgery import randomize
 
 
 def _variable_bytes(variables):
