@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_guided
-from tests.surgery.test_surgery import randomize
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import randomize
+from tests.helpers import zero_units
 
 APPLICATIONS = [
     pytest.param("MobileNetV2", id="MobileNetV2"),

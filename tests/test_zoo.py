@@ -13,9 +13,9 @@ import pytest
 from keras import layers
 
 import keras_guided
-from tests.surgery.test_surgery import find
-from tests.surgery.test_surgery import randomize
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import find
+from tests.helpers import randomize
+from tests.helpers import zero_units
 
 
 @keras.saving.register_keras_serializable(package="zoo")

@@ -18,6 +18,7 @@ import pytest
 import keras_guided
 from keras_guided.distill import DistillReport
 from keras_guided.distill import distill_causal_lm
+from tests.helpers import tiny_llama
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -28,16 +29,12 @@ SCRIPT = os.path.join(SCRIPTS, "distributed_distill.py")
 
 
 def _llama(intermediate_dim=32, seed=0, vocabulary_size=64):
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.LlamaBackbone(
+    return tiny_llama(
+        intermediate_dim,
+        seed=seed,
         vocabulary_size=vocabulary_size,
         num_layers=1,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=intermediate_dim,
     )
-    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
 
 
 def _tokens(rows=8, length=9, seed=0):

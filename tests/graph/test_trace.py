@@ -14,7 +14,7 @@ import keras_guided
 from keras_guided import trace
 from keras_guided.stats._layers import iter_layers
 from tests import composite_layers as composite
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import zero_units
 
 
 def _prunable(groups):

@@ -15,7 +15,7 @@ from keras import ops
 import keras_guided
 from keras_guided import stats
 from keras_guided.stats._layers import iter_layers
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
 # GPT-2's position embedding (a lookup and an add) and Phi-3's RMS norms

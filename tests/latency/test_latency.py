@@ -7,7 +7,6 @@ and asserts nothing about speed.
 """
 
 import json
-import math
 import os
 
 import keras
@@ -21,64 +20,9 @@ from keras_guided.latency import _measure as _latency_measure
 from keras_guided.latency import _sampling as _latency_sampling
 from keras_guided.latency import _settings as _latency_settings
 from keras_guided.latency import _signatures as _latency_signatures
-
-_OVERHEAD_MS = 5e-3
-
-
-def _fake_ms(layer_class, kwargs, input_shape, settings):
-    """Bilinear in (input, output) channels, so interpolation is exact
-    (the interpreter's fixed cost, added by `timer`, is not included)."""
-    cin = input_shape[-1]
-    area = math.prod(input_shape[:-1]) or 1
-    kernel = kwargs.get("kernel_size", 1)
-    kernel = math.prod(kernel) if isinstance(kernel, (list, tuple)) else kernel
-    if layer_class is keras.layers.DepthwiseConv2D:
-        return 1e-3 + 1e-6 * area * kernel * cin
-    cout = kwargs.get("filters", kwargs.get("units"))
-    return 2e-3 + 1e-6 * area * (cin + cout + kernel * cin * cout)
-
-
-@pytest.fixture
-def timer(monkeypatch):
-    """Replaces the measurement; returns the list of timed samples."""
-    calls = []
-
-    def fake(layer_class, kwargs, input_shape, settings):
-        calls.append(
-            (layer_class.__name__, dict(kwargs), input_shape, dict(settings))
-        )
-        if tuple(input_shape) == (1,) and kwargs.get("units") == 1:
-            return _OVERHEAD_MS  # the empty-model probe
-        return _OVERHEAD_MS + _fake_ms(
-            layer_class, kwargs, input_shape, settings
-        )
-
-    monkeypatch.setattr(_latency_measure, "time_layer", fake)
-    monkeypatch.setattr(_latency_measure, "check_runtime", lambda: None)
-    # The whole model explains nothing more than its layers (no
-    # calibration) unless a test says otherwise.
-    monkeypatch.setattr(
-        _latency_measure, "time_model", lambda model, settings, data=None: 0.0
-    )
-    return calls
-
-
-def _cnn(filters=16, pointwise=24, name="cnn"):
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(
-        filters, 3, padding="same", activation="relu", name="c1"
-    )(inputs)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = keras.layers.Conv2D(pointwise, 1, activation="relu", name="c2")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(10, name="out")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _build(model, tmp_path, **settings):
-    return keras_guided.build_latency_table(
-        model, cache_dir=str(tmp_path), verbose=0, **settings
-    )
+from tests.helpers import build_table
+from tests.helpers import fake_layer_ms
+from tests.helpers import latency_cnn
 
 
 # --------------------------------------------------------- interpolation
@@ -90,10 +34,10 @@ def test_sample_counts_are_quarters_on_multiples_of_8_and_full_width():
 
 
 def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
-    table = _build(_cnn(), tmp_path)
+    table = build_table(latency_cnn(), tmp_path)
     spatial = (8, 8)
     for cin, cout in [(3, 16), (3, 5), (3, 1)]:
-        expected = _fake_ms(
+        expected = fake_layer_ms(
             keras.layers.Conv2D,
             {"filters": cout, "kernel_size": [3, 3]},
             spatial + (cin,),
@@ -101,7 +45,7 @@ def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
         )
         assert table.predict("c1", cin, cout) == pytest.approx(expected)
     for cin, cout in [(16, 24), (13, 7), (2, 21), (16, 1)]:
-        expected = _fake_ms(
+        expected = fake_layer_ms(
             keras.layers.Conv2D,
             {"filters": cout, "kernel_size": [1, 1]},
             spatial + (cin,),
@@ -109,7 +53,7 @@ def test_interpolation_is_exact_on_bilinear_timings(timer, tmp_path):
         )
         assert table.predict("c2", cin, cout) == pytest.approx(expected)
     for channels in (16, 11, 3):
-        expected = _fake_ms(
+        expected = fake_layer_ms(
             keras.layers.DepthwiseConv2D,
             {"kernel_size": [3, 3]},
             spatial + (channels,),
@@ -131,7 +75,7 @@ def test_unmeasured_layers_are_estimated_from_flops(timer, tmp_path):
     x = keras.layers.Conv2D(8, 1, name="conv")(inputs)
     outputs = keras.layers.SeparableConv2D(6, 3, name="separable")(x)
     model = keras.Model(inputs, outputs)
-    table = _build(model, tmp_path)
+    table = build_table(model, tmp_path)
     entry = table.layers["separable"]
     flops = keras_guided.stats.layer_costs(model)["separable"]["flops"]
     conv = table.layers["conv"]
@@ -146,7 +90,7 @@ def test_identical_signatures_are_measured_once(timer, tmp_path):
     x = keras.layers.Conv2D(16, 1, name="a")(inputs)
     x = keras.layers.Conv2D(16, 1, name="b")(x)
     outputs = keras.layers.Conv2D(16, 1, name="c")(x)
-    table = _build(keras.Model(inputs, outputs), tmp_path)
+    table = build_table(keras.Model(inputs, outputs), tmp_path)
     assert len(timer) == 4 * 4 + 1  # one grid for three layers, overhead
     assert table.predict("a") == table.predict("c")
 
@@ -163,14 +107,14 @@ def test_identical_signatures_are_measured_once(timer, tmp_path):
     ],
 )
 def test_cache_key_holds_every_setting(timer, tmp_path, change):
-    model = _cnn()
-    _build(model, tmp_path, num_threads=1)
+    model = latency_cnn()
+    build_table(model, tmp_path, num_threads=1)
     first = len(timer)
-    again = _build(model, tmp_path, num_threads=1)
+    again = build_table(model, tmp_path, num_threads=1)
     assert len(timer) == first  # a hit: nothing re-measured
     assert (again.num_measured, again.num_cached) == (0, first - 1)
     settings = {"num_threads": 1, **change}
-    other = _build(model, tmp_path, **settings)
+    other = build_table(model, tmp_path, **settings)
     assert other.num_measured > 0 and len(timer) > first  # a miss
     timed = timer[-1][3]
     for key, value in change.items():
@@ -178,8 +122,8 @@ def test_cache_key_holds_every_setting(timer, tmp_path, change):
 
 
 def test_cache_key_holds_the_runtime_versions(timer, tmp_path, monkeypatch):
-    model = _cnn()
-    _build(model, tmp_path)
+    model = latency_cnn()
+    build_table(model, tmp_path)
     first = len(timer)
     runtime = _latency_settings.runtime()
     monkeypatch.setattr(
@@ -187,14 +131,14 @@ def test_cache_key_holds_the_runtime_versions(timer, tmp_path, monkeypatch):
         "runtime",
         lambda: {**runtime, "ai-edge-litert": "0.0.1"},
     )
-    assert _build(model, tmp_path).num_measured == first - 1
+    assert build_table(model, tmp_path).num_measured == first - 1
 
 
 def test_interrupted_build_leaves_a_valid_cache_and_resumes(
     timer, tmp_path, monkeypatch
 ):
-    model = _cnn()
-    full = _build(model, tmp_path / "reference").num_measured
+    model = latency_cnn()
+    full = build_table(model, tmp_path / "reference").num_measured
     tmp_path = tmp_path / "cache"
     timer.clear()
     fake = _latency_measure.time_layer
@@ -206,7 +150,7 @@ def test_interrupted_build_leaves_a_valid_cache_and_resumes(
 
     monkeypatch.setattr(_latency_measure, "time_layer", failing)
     with pytest.raises(KeyboardInterrupt):
-        _build(model, tmp_path)
+        build_table(model, tmp_path)
     files = os.listdir(tmp_path)
     assert len(files) == 1 and files[0].endswith(".json"), files
     with open(tmp_path / files[0]) as f:
@@ -218,17 +162,17 @@ def test_interrupted_build_leaves_a_valid_cache_and_resumes(
     )
     assert 0 < done <= 5
     monkeypatch.setattr(_latency_measure, "time_layer", fake)
-    resumed = _build(model, tmp_path)
+    resumed = build_table(model, tmp_path)
     assert (resumed.num_measured, resumed.num_cached) == (full - done, done)
 
 
 def test_unreadable_cache_is_rebuilt_with_a_warning(timer, tmp_path):
-    model = _cnn()
-    table = _build(model, tmp_path)
+    model = latency_cnn()
+    table = build_table(model, tmp_path)
     (path,) = tmp_path.iterdir()
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="unreadable latency cache"):
-        again = _build(model, tmp_path)
+        again = build_table(model, tmp_path)
     assert again.num_measured == table.num_measured
     with open(path) as f:
         assert json.load(f)["format"] == 1
@@ -236,14 +180,14 @@ def test_unreadable_cache_is_rebuilt_with_a_warning(timer, tmp_path):
 
 # ---------------------------------------------------------------- targets
 def test_prune_model_reaches_the_latency_target_in_the_table(timer, tmp_path):
-    model = _cnn(filters=32, pointwise=48)
-    table = _build(model, tmp_path)
+    model = latency_cnn(filters=32, pointwise=48)
+    table = build_table(model, tmp_path)
     small = keras_guided.prune_model(
         model, target={"latency": 0.5}, latency_table=table
     )
     # The bilinear timings are interpolated exactly, so the pruned model's
     # own table prices its widths as the plan did.
-    kept = _build(small, tmp_path).total_ms
+    kept = build_table(small, tmp_path).total_ms
     assert kept <= 0.5 * table.total_ms * (1 + 1e-9)
     largest_unit = max(
         table.predict(name) / table.layers[name].output_channels
@@ -253,8 +197,8 @@ def test_prune_model_reaches_the_latency_target_in_the_table(timer, tmp_path):
 
 
 def test_latency_count_target_is_in_milliseconds(timer, tmp_path):
-    model = _cnn(filters=32, pointwise=48)
-    table = _build(model, tmp_path)
+    model = latency_cnn(filters=32, pointwise=48)
+    table = build_table(model, tmp_path)
     groups = keras_guided.find_unit_groups(model)
     goal_ms = 0.4 * table.total_ms
     plan = scoring.plan_from_target(
@@ -276,7 +220,7 @@ def test_latency_plan_cuts_where_the_table_says_time_goes(timer, tmp_path):
     outputs = keras.layers.Concatenate()([slow, fast])
     outputs = keras.layers.Conv2D(4, 1, name="head")(outputs)
     model = keras.Model(inputs, outputs)
-    table = _build(model, tmp_path)
+    table = build_table(model, tmp_path)
     groups = keras_guided.find_unit_groups(model)
     equal = [np.ones(g.num_units) for g in groups]
     plan = scoring.plan_from_target(
@@ -287,20 +231,22 @@ def test_latency_plan_cuts_where_the_table_says_time_goes(timer, tmp_path):
 
 
 def test_round_to_still_reaches_the_target(timer, tmp_path):
-    model = _cnn(filters=32, pointwise=48)
-    table = _build(model, tmp_path)
+    model = latency_cnn(filters=32, pointwise=48)
+    table = build_table(model, tmp_path)
     small = keras_guided.prune_model(
         model, target={"latency": 0.5}, latency_table=table, round_to=8
     )
     assert small.get_layer("c2").filters % 8 == 0
-    assert _build(small, tmp_path).total_ms <= 0.5 * table.total_ms * (1 + 1e-9)
+    assert build_table(small, tmp_path).total_ms <= 0.5 * table.total_ms * (
+        1 + 1e-9
+    )
 
 
 def test_the_model_is_not_mutated(timer, tmp_path):
-    model = _cnn()
+    model = latency_cnn()
     before = [w.copy() for w in model.get_weights()]
     config = model.get_config()
-    table = _build(model, tmp_path)
+    table = build_table(model, tmp_path)
     keras_guided.prune_model(
         model, target={"latency": 0.5}, latency_table=table
     )
@@ -318,7 +264,7 @@ _HINT = (
 
 def test_latency_target_without_a_table_says_how_to_build_one():
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(_cnn(), target={"latency": 0.5})
+        keras_guided.prune_model(latency_cnn(), target={"latency": 0.5})
     assert str(error.value) == (
         "A latency target needs a latency table measured on the target "
         "runtime. Received: latency_table=None. " + _HINT
@@ -326,10 +272,10 @@ def test_latency_target_without_a_table_says_how_to_build_one():
 
 
 def test_table_of_another_model_is_refused(timer, tmp_path):
-    table = _build(_cnn(filters=16, name="first"), tmp_path)
+    table = build_table(latency_cnn(filters=16, name="first"), tmp_path)
     with pytest.raises(ValueError) as error:
         keras_guided.prune_model(
-            _cnn(filters=12, name="second"),
+            latency_cnn(filters=12, name="second"),
             target={"latency": 0.5},
             latency_table=table,
         )
@@ -342,8 +288,8 @@ def test_table_of_another_model_is_refused(timer, tmp_path):
 
 
 def test_table_with_another_target_is_refused(timer, tmp_path):
-    model = _cnn()
-    table = _build(model, tmp_path)
+    model = latency_cnn()
+    table = build_table(model, tmp_path)
     with pytest.raises(ValueError) as error:
         keras_guided.prune_model(
             model, target={"flops": 0.5}, latency_table=table
@@ -360,7 +306,7 @@ def test_table_with_another_target_is_refused(timer, tmp_path):
 def test_a_table_must_be_a_latency_table():
     with pytest.raises(ValueError) as error:
         keras_guided.prune_model(
-            _cnn(), target={"latency": 0.5}, latency_table={"c1": 1.0}
+            latency_cnn(), target={"latency": 0.5}, latency_table={"c1": 1.0}
         )
     assert str(error.value) == (
         "`latency_table` must be a keras_guided.latency.LatencyTable. "
@@ -393,14 +339,14 @@ def test_a_table_must_be_a_latency_table():
 )
 def test_bad_settings(settings, message, tmp_path):
     with pytest.raises(ValueError) as error:
-        _build(_cnn(), tmp_path, **settings)
+        build_table(latency_cnn(), tmp_path, **settings)
     assert str(error.value) == message
     assert not os.listdir(tmp_path)
 
 
 def test_unreachable_latency_target(timer, tmp_path):
-    model = _cnn()
-    table = _build(model, tmp_path)
+    model = latency_cnn()
+    table = build_table(model, tmp_path)
     with pytest.raises(ValueError, match="Cannot keep only 1% of the latency"):
         keras_guided.prune_model(
             model, target={"latency": 0.01}, latency_table=table
@@ -422,7 +368,7 @@ def test_real_table_and_whole_model_latency(tmp_path):
             keras.layers.Dense(4, name="head"),
         ]
     )
-    table = _build(model, tmp_path, num_samples=2, num_runs=2)
+    table = build_table(model, tmp_path, num_samples=2, num_runs=2)
     assert table.num_measured == 2 * 2 + 2 * 1  # the head has 4 units
     assert all(table.predict(name) >= 0 for name in table.layers)
     assert "predicted total" in table.summary()
@@ -445,7 +391,7 @@ def test_whole_model_timing_converts_the_bytes_export_writes(
     tmp_path, quantization
 ):
     pytest.importorskip("ai_edge_litert.interpreter")
-    model = _cnn()
+    model = latency_cnn()
     data = np.random.default_rng(0).normal(size=(4, 8, 8, 3))
     data = data.astype("float32") if quantization == "int8" else None
     timed = _latency_measure._model_content(model, quantization, data)
@@ -486,8 +432,8 @@ def test_tables_timed_with_the_old_float32_conversion_are_not_reused(
     # Before conversion 2, float32 samples were timed as dynamic-range
     # files; a cache written then (settings without "conversion") is
     # measured again, not read.
-    model = _cnn()
-    full = _build(model, tmp_path / "reference").num_measured
+    model = latency_cnn()
+    full = build_table(model, tmp_path / "reference").num_measured
     settings = _latency_settings.check_settings(None, 1, 4, 20, "min")
     del settings["conversion"]
     key = _latency_signatures.cache_key(settings)
@@ -496,7 +442,7 @@ def test_tables_timed_with_the_old_float32_conversion_are_not_reused(
     (tmp_path / "old").mkdir()
     with open(tmp_path / "old" / f"latency-{key}.json", "w") as f:
         json.dump({**entries, "settings": settings}, f)
-    table = _build(model, tmp_path / "old")
+    table = build_table(model, tmp_path / "old")
     assert (table.num_measured, table.num_cached) == (full, 0)
 
 
@@ -507,7 +453,7 @@ def test_cli_latency_prints_the_table_and_prune_uses_it(
     from keras_guided import cli
 
     monkeypatch.setenv("KERAS_GUIDED_CACHE", str(tmp_path / "cache"))
-    model = _cnn(filters=32, pointwise=48)
+    model = latency_cnn(filters=32, pointwise=48)
     path = str(tmp_path / "model.keras")
     model.save(path)
     assert cli.main(["latency", path, "--no-measure", "--threads", "2"]) == 0
@@ -554,8 +500,8 @@ def test_cli_latency_prints_the_table_and_prune_uses_it(
 def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
     timer, tmp_path, monkeypatch
 ):
-    model = _cnn()
-    layers_only = _build(model, tmp_path / "a", whole_model=False)
+    model = latency_cnn()
+    layers_only = build_table(model, tmp_path / "a", whole_model=False)
     assert layers_only.measured_ms is None
     timed = []
 
@@ -564,7 +510,7 @@ def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
         return layers_only.total_ms + 1.0
 
     monkeypatch.setattr(_latency_measure, "time_model", whole)
-    table = _build(model, tmp_path / "b")
+    table = build_table(model, tmp_path / "b")
     # The total is the whole model's measured time; the 1 ms the layers
     # do not explain is spread in proportion to the activations written
     # (c1, dw and c2 write 8 x 8 positions per channel, out 1).
@@ -583,7 +529,7 @@ def test_whole_model_time_the_layers_leave_unexplained_is_spread_per_channel(
         "dw", 8
     ) == pytest.approx(64 * 8 / sum(written.values()))
     # Timed once, then read from the cache.
-    again = _build(model, tmp_path / "b")
+    again = build_table(model, tmp_path / "b")
     assert timed == [model.name]
     assert again.total_ms == pytest.approx(table.total_ms)
 
@@ -601,7 +547,7 @@ def test_whole_model_that_cannot_be_timed_prices_the_layers_alone(
         r"several inputs\); the latency table prices its "
         r"layers alone",
     ):
-        table = _build(_cnn(), tmp_path)
+        table = build_table(latency_cnn(), tmp_path)
     assert table.measured_ms is None and table.unexplained_ms == 0.0
 
 
@@ -620,11 +566,13 @@ def test_subclasses_are_measured_like_their_base_layer(timer, tmp_path):
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, dense(4, name="out")(x))
 
-    base = _build(
+    base = build_table(
         model(keras.layers.Dense, keras.layers.Conv2D), tmp_path / "base"
     )
     timer.clear()
-    sub = _build(model(_SubclassedDense, _SubclassedConv2D), tmp_path / "sub")
+    sub = build_table(
+        model(_SubclassedDense, _SubclassedConv2D), tmp_path / "sub"
+    )
     for name in ("conv", "out"):
         assert sub.layers[name].kind == "measured"
         assert sub.layers[name].predict() == base.layers[name].predict()

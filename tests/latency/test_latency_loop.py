@@ -16,9 +16,8 @@ import pytest
 
 import keras_guided
 from keras_guided import stats
-from tests.latency.test_latency import _build
-from tests.latency.test_latency import _cnn
-from tests.latency.test_latency import timer  # noqa: F401 (fixture)
+from tests.helpers import build_table
+from tests.helpers import latency_cnn
 
 
 class Device:
@@ -51,8 +50,8 @@ class Device:
 
 
 def _model_and_table(tmp_path):
-    model = _cnn(filters=32, pointwise=48)
-    return model, _build(model, tmp_path)
+    model = latency_cnn(filters=32, pointwise=48)
+    return model, build_table(model, tmp_path)
 
 
 def _latency_warnings(caught):
@@ -257,7 +256,7 @@ def test_without_measure_nothing_is_timed(timer, tmp_path):
 def test_measure_without_a_latency_target_is_refused():
     with pytest.raises(ValueError) as error:
         keras_guided.prune_model(
-            _cnn(), target={"flops": 0.5}, measure="litert"
+            latency_cnn(), target={"flops": 0.5}, measure="litert"
         )
     assert str(error.value) == (
         "`measure` times the candidates of a latency target. Received: "
@@ -286,7 +285,7 @@ def test_a_bad_measure_is_refused(timer, tmp_path):
 @pytest.mark.parametrize("value", [0, 1.0, -0.1, "0.1", True])
 def test_a_bad_tolerance_is_refused(value):
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(_cnn(), latency_tolerance=value)
+        keras_guided.prune_model(latency_cnn(), latency_tolerance=value)
     assert str(error.value) == (
         "`latency_tolerance` must be a float in (0, 1): the relative "
         "distance allowed between the measured and the asked share, e.g. "
@@ -297,7 +296,7 @@ def test_a_bad_tolerance_is_refused(value):
 @pytest.mark.parametrize("value", [0, 2.0, True])
 def test_bad_max_tries_is_refused(value):
     with pytest.raises(ValueError) as error:
-        keras_guided.prune_model(_cnn(), max_tries=value)
+        keras_guided.prune_model(latency_cnn(), max_tries=value)
     assert str(error.value) == (
         "`max_tries` must be an int >= 1 (candidates timed at most). "
         f"Received: max_tries={value!r}"

@@ -10,6 +10,7 @@ from keras import ops
 
 import keras_guided
 from keras_guided import scoring
+from tests.helpers import tiny_llama
 
 # ------------------------------------------------------------- helpers
 
@@ -178,20 +179,6 @@ def test_max_batches_reads_only_the_first_batches():
 # ------------------------------------------------ (c) a keras-hub Llama
 
 
-def _llama():
-    keras_hub = pytest.importorskip("keras_hub")
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=64,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-    )
-    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-
-
 def _tokens(batch=8, length=10, prompt=7, seed=0):
     rng = np.random.default_rng(seed)
     mask = np.zeros((batch, length), "int32")
@@ -202,7 +189,7 @@ def _tokens(batch=8, length=10, prompt=7, seed=0):
 
 @pytest.fixture(scope="module")
 def llama():
-    return _llama()
+    return tiny_llama(vocabulary_size=64)
 
 
 def test_llama_scores_ffn_units_and_key_value_head_groups(llama):
@@ -474,7 +461,7 @@ def test_score_guidance_ranks_the_merged_units_of_uniform_blocks():
     # With uniform_blocks the blocks' FFN groups train as one merged group
     # whose unit j is the j-th most important unit of every block: by the
     # calibration scores here, not by the weight norms.
-    model = _llama()
+    model = tiny_llama(vocabulary_size=64)
     scores = scoring.calibration_scores(
         model, _tokens(), on_unsupported="keep", verbose=0
     )
@@ -526,7 +513,7 @@ def test_score_guidance_of_another_model_with_uniform_blocks_is_refused():
         ValueError,
         match=re.escape("ScoreGuidance has scores for 1 unit groups"),
     ):
-        _fit_llama_with(pruning, _llama())
+        _fit_llama_with(pruning, tiny_llama(vocabulary_size=64))
 
 
 def _mha_model():

@@ -12,7 +12,7 @@ import keras_guided
 from keras_guided import stats
 from keras_guided.scoring import _uniform
 from tests import composite_layers
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import zero_units
 
 
 def _block_widths(model):

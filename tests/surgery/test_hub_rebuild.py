@@ -13,7 +13,8 @@ import pytest
 from keras import ops
 
 import keras_guided
-from tests.surgery.test_surgery import zero_units
+from tests.helpers import tiny_llama
+from tests.helpers import zero_units
 
 keras_hub = pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.filterwarnings(
@@ -259,21 +260,8 @@ def test_a_pruned_pooler_is_named_in_the_reason():
 # keras-hub 0.32's Llama attention and rotary embedding do not rebuild from
 # their configs, so a Functional copy of a pruned block would not load; the
 # blocks are opened all the same, and the model is kept only as its class.
-def _llama():
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=100,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-    )
-    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-
-
 def test_llama_blocks_show_their_gated_ffn_units_and_kv_heads():
-    groups = keras_guided.find_unit_groups(_llama(), on_unsupported="keep")
+    groups = keras_guided.find_unit_groups(tiny_llama(), on_unsupported="keep")
     assert [(g.num_units, g.layers[:2]) for g in groups if g.prunable] == [
         (2, ["self_attention"]),
         (32, ["feedforward_gate_dense", "feedforward_intermediate_dense"]),
@@ -281,7 +269,7 @@ def test_llama_blocks_show_their_gated_ffn_units_and_kv_heads():
 
 
 def test_llama_is_pruned_inside_and_rebuilt_as_its_class(tmp_path):
-    model = _llama()
+    model = tiny_llama()
     _kill_ffn_units(model, (16, 10))
     small = keras_guided.prune_model(
         model,
@@ -312,7 +300,7 @@ def test_rebuilt_class_shares_no_variable_with_the_users_model():
     # The class is built without values and takes the pruned model's
     # storage; the unchanged embedding must still be the pruned model's
     # own copy, so training the small model never writes the user's.
-    model = _llama()
+    model = tiny_llama()
     _kill_ffn_units(model, (16, 16))
     before = [ops.convert_to_numpy(w) for w in model.weights]
     small = keras_guided.prune_model(
@@ -334,7 +322,7 @@ def test_rebuilt_class_shares_no_variable_with_the_users_model():
 
 
 def test_llama_that_cannot_be_its_class_is_refused_with_both_reasons():
-    model = _llama()
+    model = tiny_llama()
     _kill_ffn_units(model, (16, 10))
     with pytest.raises(
         ValueError,
@@ -363,7 +351,7 @@ def test_llama_trained_with_uniform_blocks_prunes_to_its_class():
     # The callback spares the key/value heads (the class cannot shrink
     # them) and trains the blocks' FFN units together, so prune_model with
     # no arguments removes what it trained and rebuilds a LlamaCausalLM.
-    model = _llama()
+    model = tiny_llama()
     x = _tokens(length=8, prompt=8, batch=16)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     pruning = keras_guided.GuidedPruning(

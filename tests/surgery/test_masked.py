@@ -17,7 +17,8 @@ from keras_guided.surgery._rebuild import rebuild
 from keras_guided.surgery._removal import Removal
 from keras_guided.surgery._removal import find_masks
 from keras_guided.surgery._removal import masked_weights
-from tests.surgery.test_surgery import randomize
+from tests.helpers import randomize
+from tests.helpers import tiny_llama
 
 
 def _variable_bytes(variables):
@@ -74,20 +75,6 @@ def _nested(seed=0):
     return randomize(keras.Model(inputs, outputs))
 
 
-def _llama(seed=0):
-    keras_hub = pytest.importorskip("keras_hub")
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=100,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-    )
-    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-
-
 def _tokens(batch=2, length=8):
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 100, (batch, length)).astype("int32")
@@ -108,7 +95,7 @@ def _half_plan(groups):
     [
         (_stack, lambda: np.random.default_rng(1).normal(size=(5, 64))),
         (_nested, lambda: np.random.default_rng(1).normal(size=(5, 16))),
-        (_llama, _tokens),
+        (tiny_llama, _tokens),
     ],
     ids=["stack", "nested", "llama"],
 )
@@ -181,7 +168,7 @@ def test_prune_model_of_a_decoder_makes_no_second_copy_of_the_weights():
     # masked FFN input projections, one at a time; not a masked copy of
     # the original.
     keras_hub = pytest.importorskip("keras_hub")
-    model = _llama()
+    model = tiny_llama()
     original_bytes = _variable_bytes(model.weights)
     with _created_variables() as created:
         small, report = keras_guided.prune_model(

@@ -13,59 +13,12 @@ from keras import layers
 
 import keras_guided
 from keras_guided import scoring
+from tests.helpers import find
+from tests.helpers import randomize
+from tests.helpers import zero_units
 
 
 # ------------------------------------------------------------- helpers
-def randomize(model, seed=0):
-    """Random biases and BatchNormalization statistics (constants to fold)."""
-    rng = np.random.default_rng(seed)
-    for layer in _leaves(model):
-        values = []
-        for variable in layer.weights:
-            value = keras.ops.convert_to_numpy(variable.value)
-            if variable.name in ("bias", "beta", "moving_mean"):
-                value = rng.normal(size=value.shape).astype(value.dtype)
-            elif variable.name in ("gamma", "moving_variance"):
-                value = rng.uniform(0.5, 1.5, value.shape).astype(value.dtype)
-            values.append(value)
-        layer.set_weights(values)
-    return model
-
-
-def _leaves(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaves(layer)
-        else:
-            yield layer
-
-
-def zero_units(
-    group, unit_indices, roles=("producer", "follower"), inputs_only=False
-):
-    """Sets the chosen units of `group` to zero in their layers.
-
-    `inputs_only=True` zeros only the producers' kernels (incoming weights),
-    so the units still emit a constant (bias, BN shift) to be folded.
-    """
-    unit_indices = np.asarray(unit_indices)
-    for slice_ in group.slices:
-        if slice_.role not in roles:
-            continue
-        variable = keras_guided.units.get_weight(slice_.layer, slice_.weight)
-        value = keras.ops.convert_to_numpy(variable.value).copy()
-        if inputs_only and (slice_.role != "producer" or value.ndim < 2):
-            continue
-        axes = slice_.axis if isinstance(slice_.axis, tuple) else (slice_.axis,)
-        axes = sorted(a % value.ndim for a in axes)
-        rest = [a for a in range(value.ndim) if a not in axes]
-        moved = np.transpose(value, axes + rest)
-        flat = moved.reshape(-1, *moved.shape[len(axes) :])
-        flat[slice_.positions[unit_indices].ravel()] = 0
-        restored = flat.reshape(moved.shape)
-        variable.assign(np.transpose(restored, np.argsort(axes + rest)))
-
-
 def group_of(groups, layer_name):
     for group in groups:
         if any(
@@ -85,13 +38,6 @@ def assert_same_function(model, pruned, x, tolerance=1e-5):
     result = keras.ops.convert_to_numpy(pruned(x))
     scale = max(1.0, float(np.max(np.abs(expected))))
     np.testing.assert_allclose(result, expected, atol=tolerance * scale, rtol=0)
-
-
-def find(model, name):
-    for layer in _leaves(model):
-        if layer.name == name:
-            return layer
-    raise AssertionError(name)
 
 
 # ------------------------------------------------------------ builders
