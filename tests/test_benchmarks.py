@@ -795,3 +795,21 @@ def test_b9_table_marks_cells_not_run():
         "| not run | not run | 6.000 (1.20x; 0.499 kept), 7.000"
     ) in text
     assert "| original (2.00 M) | 1,000 | 5.000 |" in text
+
+
+def test_b9_page_table_is_the_json_it_was_made_from():
+    import json
+
+    from benchmarks import b9_decoder_quality as b9
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(
+        os.path.join(root, "docs", "benchmarks_b9_decoder_quality.json")
+    ) as f:
+        result = json.load(f)
+    with open(os.path.join(root, "docs", "benchmarks.md")) as f:
+        page = f.read()
+    assert b9.section(result, result["command"]) in page
+    for cell in result["cells"]:
+        assert cell["class"] == "LlamaCausalLM"
+        assert abs(cell["kept"] - cell["share"]) < 0.01
