@@ -67,6 +67,7 @@ PROTECTED = ["token_embedding", "self_attention"]
 DEFAULT_DIR = os.path.join(
     os.path.expanduser("~"), ".cache", "keras_guided_bench", "b9"
 )
+PLOT = "benchmarks_b9_decoder_quality.png"  # next to the page
 BEGIN = "<!-- b9:begin -->"
 END = "<!-- b9:end -->"
 HEADING = "## B9: the quality of a pruned decoder"
@@ -463,6 +464,45 @@ def table(result):
     return "\n".join(lines) + "\n"
 
 
+def plot(result, path):
+    """Validation perplexity over the original's against the share of the
+    parameters kept, one line per method (log scale: `scratch` is far
+    above), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = result["base"]["ppl"]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for index, method in enumerate(METHODS):
+        points = sorted(
+            (c["kept"], c["ppl"] / base)
+            for c in result["cells"]
+            if c["method"] == method and c["tokens_budget"] == result["tokens"]
+        )
+        if points:
+            x, y = zip(*points)
+            axis.plot(x, y, "o-", color=f"C{index}", label=method)
+    axis.axhline(1.0, color="gray", linestyle=":", label="original")
+    axis.set_yscale("log")
+    axis.set_xlabel("share of the parameters kept")
+    axis.set_ylabel("validation perplexity / original's")
+    axis.set_title(
+        f"B9: pruned decoder, {result['tokens']:,} tokens for the "
+        "training methods",
+        fontsize=10,
+    )
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, ".b9_plot.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
 def section(result, command):
     shape = result["shape"]
     corpus = result["corpus"]
@@ -493,7 +533,8 @@ def section(result, command):
         text += " " + result["conditions"]
     return (
         f"{HEADING}\n\n{textwrap.fill(text, 76)}\n\n"
-        f"```bash\n{command}\n```\n\n{BEGIN}\n{table(result)}{END}\n"
+        f"```bash\n{command}\n```\n\n{BEGIN}\n{table(result)}{END}\n\n"
+        f"![B9: perplexity against the kept share]({PLOT})\n"
     )
 
 
@@ -525,6 +566,7 @@ def main(argv=None):
     result["machine"] = report.machine()
     _save(args, result)
     if args.docs:
+        plot(result, os.path.join(os.path.dirname(args.docs), PLOT))
         report.write_region(
             args.docs, BEGIN, END, table(result), section(result, command)
         )

@@ -810,6 +810,7 @@ def test_b9_page_table_is_the_json_it_was_made_from():
     with open(os.path.join(root, "docs", "benchmarks.md")) as f:
         page = f.read()
     assert b9.section(result, result["command"]) in page
+    assert os.path.getsize(os.path.join(root, "docs", b9.PLOT)) > 10_000
     for cell in result["cells"]:
         assert cell["class"] == "LlamaCausalLM"
         assert abs(cell["kept"] - cell["share"]) < 0.01
