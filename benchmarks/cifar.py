@@ -27,8 +27,8 @@ MEAN = np.array([0.4914, 0.4822, 0.4465], dtype="float32")
 STD = np.array([0.2470, 0.2435, 0.2616], dtype="float32")
 # Keras compiles a train step with XLA only when a GPU is present
 # (`jit_compile="auto"` is False on a CPU-only machine). On 2 AVX2 cores XLA
-# trains ResNet-20 at about 175 images/s against about 90 without, so the
-# Keras arms ask for it explicitly (`compile(..., jit_compile=JIT_COMPILE)`).
+# trains ResNet-20 1.2 to 2 times faster (`benchmarks/b6_throughput.py`), so
+# the Keras arms ask for it explicitly (`compile(..., jit_compile=...)`).
 JIT_COMPILE = True
 
 
