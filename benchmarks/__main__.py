@@ -11,7 +11,6 @@ B4 (CIFAR-10, `benchmarks/b4_cifar.py`) runs only when asked for, with
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -115,11 +114,10 @@ def main(argv=None):
     mode = "quick" if args.quick else "full"
     start = time.perf_counter()
 
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = report.elapsed_log(start)
 
     data = data_lib.load(args.mnist_dir, seed=args.seed)
-    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
+    command = report.command_line("benchmarks", argv, prefix="python -m")
     results = {
         "command": command,
         "mode": mode,

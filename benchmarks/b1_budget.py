@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
 from benchmarks import models as models_lib  # noqa: E402
+from benchmarks import report  # noqa: E402
 
 METHODS = (
     "magnitude",
@@ -567,7 +568,6 @@ def run(
 
 
 def _write_json(path, results):
-    from benchmarks import report
 
     report.write_atomic(path, json.dumps(results, indent=1))
 
@@ -833,7 +833,6 @@ def write_docs(b1, page, json_path, plot_path):
     """Writes the raw JSON and the plot next to `page` and replaces the B1
     section of `page` (up to the next `## ` heading) with fresh tables;
     the other sections (B2, B3) are kept as they are."""
-    from benchmarks import report
 
     report.write_atomic(json_path, json.dumps(b1, indent=1))
     plot(b1, plot_path)
@@ -890,8 +889,7 @@ def main(argv=None):
     )
     start = time.perf_counter()
 
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = report.elapsed_log(start)
 
     run(
         data,

@@ -28,6 +28,7 @@ import numpy as np
 
 import keras_guided as kg
 from benchmarks import b3_surgery
+from benchmarks import report
 
 TOLERANCE = 0.10
 MAX_TRIES = 5
@@ -127,7 +128,6 @@ def run_one(name, quantization, asked, cfg, cache_dir, log):
 
 
 def run(models, quantizations, asked_shares, out, load, log=print):
-    from benchmarks import report
 
     cfg = b3_surgery.CONFIGS["full"]
     path = os.path.join(out, "b3_latency_loop.json")
@@ -246,8 +246,7 @@ def main(argv=None):
     asked = [float(a) for a in args.asked.split(",")]
     start = time.perf_counter()
 
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = report.elapsed_log(start)
 
     run(models, quantizations, asked, args.out, args.load, log)
 

@@ -24,6 +24,7 @@ import numpy as np
 import keras_guided as kg
 from benchmarks import common
 from benchmarks import models as models_lib
+from benchmarks import report
 
 APPLICATIONS = ("MobileNetV2", "ResNet50", "DenseNet121", "EfficientNetB0")
 CONFIGS = {
@@ -393,7 +394,6 @@ def run_latency_one(name, quantization, cfg, cache_dir, log):
 
 def run_latency(models, quantizations, mode, out, log=print):
     """Runs the latency-target rows missing from OUT/b3_latency.json."""
-    from benchmarks import report
 
     cfg = CONFIGS[mode]
     path = os.path.join(out, "b3_latency.json")
@@ -529,8 +529,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
 
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = report.elapsed_log(start)
 
     run_latency(
         models, quantizations, "quick" if args.quick else "full", args.out, log

@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
 from benchmarks import cifar  # noqa: E402
+from benchmarks import report  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
 
 METHODS = (
@@ -367,7 +368,6 @@ def reference(data, cfg, seed, ref_dir, log):
     temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(temporary)
     os.replace(temporary, path)
-    from benchmarks import report
 
     report.write_atomic(info_path, json.dumps(info, indent=1))
     log(
@@ -771,8 +771,6 @@ def run(data, cfg, args, log=print):
         elif "skipped" in point:
             log(f"cell {key}: skipped ({point['skipped']})")
         if path:
-            from benchmarks import report
-
             report.write_atomic(
                 path, json.dumps(results, indent=1, default=_plain)
             )
@@ -932,8 +930,7 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     start = time.perf_counter()
 
-    def log(message):
-        print(f"[{time.perf_counter() - start:8.1f}s] {message}", flush=True)
+    log = report.elapsed_log(start, width=8)
 
     data = load_data(args, cfg)
     return run(data, cfg, args, log)

@@ -217,8 +217,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
 
-    def log(message):
-        print(time.strftime("%H:%M:%S"), message, flush=True)
+    log = report.clock_log
 
     data = cifar.split(cifar.load(args.cifar_dir))
     train_reference(

@@ -80,9 +80,7 @@ def main(argv=None):
     data = cifar.split(cifar.load(args.cifar_dir))
     result = run(data, args.steps, args.rounds)
     result["machine"] = report.machine()
-    result["command"] = "PYTHONPATH=. python -m benchmarks.b6_throughput " + (
-        " ".join(sys.argv[1:] if argv is None else argv)
-    )
+    result["command"] = report.command_line("benchmarks.b6_throughput", argv)
     if args.out:
         report.write_atomic(args.out, json.dumps(result, indent=1) + "\n")
     rate = result["images_per_second"]

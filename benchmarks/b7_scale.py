@@ -43,6 +43,10 @@ import sys
 import threading
 import time
 
+from benchmarks.report import command_line
+from benchmarks.report import param_count
+from benchmarks.report import variable_size
+
 SIZES = {
     "tiny": dict(
         num_layers=2,
@@ -206,7 +210,7 @@ def run(size, dtype="float32", max_rss=None):
     start = time.perf_counter()
     model = build(size, dtype)
     result["build_seconds"] = round(time.perf_counter() - start, 2)
-    params = sum(_size(v) for v in model.weights)
+    params = param_count(model)
     model_bytes = sum(_nbytes(v) for v in model.weights)
     result.update(params=params, model_bytes=model_bytes)
     gc.collect()
@@ -227,7 +231,7 @@ def run(size, dtype="float32", max_rss=None):
     peak = max(
         sampler.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
-    kept = sum(_size(v) for v in small.weights)
+    kept = param_count(small)
     result.update(
         phases=phases,
         peak_rss=peak,
@@ -249,19 +253,12 @@ def run(size, dtype="float32", max_rss=None):
     return result
 
 
-def _size(variable):
-    size = 1
-    for d in variable.shape:
-        size *= int(d)
-    return size
-
-
 def _nbytes(variable):
     import keras
 
     dtype = keras.backend.standardize_dtype(variable.dtype)
     width = {"float16": 2, "bfloat16": 2, "float64": 8}.get(dtype, 4)
-    return _size(variable) * width
+    return variable_size(variable) * width
 
 
 _OUT = {}
@@ -316,9 +313,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _OUT["path"] = args.out
     result = run(args.size, args.dtype, max_rss=args.max_rss_gb * 1e9)
-    result["command"] = "python -m benchmarks.b7_scale " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    result["command"] = command_line("benchmarks.b7_scale", argv)
     _write(result)
     print(
         "| size | dtype | params | GB | prune seconds (phases) | peak RSS "

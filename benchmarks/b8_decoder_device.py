@@ -35,6 +35,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from benchmarks import report  # noqa: E402
+
 SHAPE = dict(
     vocabulary_size=8000,
     num_layers=8,
@@ -67,16 +69,6 @@ def samples(length, count=8, seed=0):
         ).astype("int32"),
         "padding_mask": np.ones((count, length), "int32"),
     }
-
-
-def params(model):
-    total = 0
-    for variable in model.weights:
-        size = 1
-        for d in variable.shape:
-            size *= int(d)
-        total += size
-    return total
 
 
 def prune(model, share, sample_inputs):
@@ -127,7 +119,7 @@ def run(shares, length, directory, log=print):
                 "model": name,
                 "asked_share": share,
                 "class": type(m).__name__,
-                "params": params(m),
+                "params": report.param_count(m),
                 "intermediate_dim": m.backbone.get_config()["intermediate_dim"]
                 if hasattr(m, "backbone")
                 else None,
@@ -325,10 +317,8 @@ def main(argv=None):
         "the JSON of --out",
     )
     args = parser.parse_args(argv)
-    from benchmarks import report
 
-    def log(message):
-        print(time.strftime("%H:%M:%S"), message, flush=True)
+    log = report.clock_log
 
     if args.greedy_only is not None:
         with open(args.out) as f:
@@ -350,9 +340,7 @@ def main(argv=None):
     shares = [float(s) for s in args.shares.split(",")]
     with tempfile.TemporaryDirectory() as directory:
         result = run(shares, args.length, directory, log)
-    command = "PYTHONPATH=. python -m benchmarks.b8_decoder_device " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = report.command_line("benchmarks.b8_decoder_device", argv)
     result["command"] = command
     result["conditions"] = args.conditions
     result["machine"] = report.machine()

@@ -50,6 +50,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from benchmarks import report  # noqa: E402
+from benchmarks.report import param_count  # noqa: E402
+
 LENGTH = 128
 SHAPE = dict(
     vocabulary_size=256,
@@ -128,10 +131,6 @@ def build(shape=None, seed=0):
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.LlamaBackbone(**(shape or SHAPE))
     return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-
-
-def params(model):
-    return int(sum(np.prod(v.shape) for v in model.weights))
 
 
 def perplexity(model, val):
@@ -305,7 +304,7 @@ def cell(method, share, base, scores, data, val, tokens, log):
         small = prune(student, share)
         log(
             f"{label}: penalty phase {time.perf_counter() - start:.0f} s, cut "
-            f"to {params(small) / params(base):.3f} of the parameters"
+            f"to {param_count(small) / param_count(base):.3f} of the parameters"
         )
         after_cut = perplexity(small, val)
         report = keras_guided.distill.distill_causal_lm(
@@ -357,11 +356,11 @@ def run(args, log=print):
     )
     base, seconds = base_model(data, val, args.base_tokens, args.cache_dir, log)
     result.setdefault("base", {})
-    result["base"].update(params=params(base), ppl=perplexity(base, val))
+    result["base"].update(params=param_count(base), ppl=perplexity(base, val))
     if seconds is not None:
         result["base"]["seconds"] = round(seconds, 1)
     log(
-        f"base: {params(base)} parameters, validation ppl "
+        f"base: {param_count(base)} parameters, validation ppl "
         f"{result['base']['ppl']:.3f}"
     )
     scores = keras_guided.scoring.calibration_scores(
@@ -388,8 +387,8 @@ def run(args, log=print):
                 "tokens": 0
                 if method in ("norm", "calibration")
                 else args.tokens,
-                "params": params(model),
-                "kept": round(params(model) / params(base), 4),
+                "params": param_count(model),
+                "kept": round(param_count(model) / param_count(base), 4),
                 "class": type(model).__name__,
                 "ppl": perplexity(model, val),
                 "seconds": round(time.perf_counter() - start, 1),
@@ -406,7 +405,6 @@ def run(args, log=print):
 
 
 def _save(args, result):
-    from benchmarks import report
 
     if args.out:
         report.write_atomic(args.out, json.dumps(result, indent=1) + "\n")
@@ -551,16 +549,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.shares = [float(s) for s in args.shares.split(",")]
     args.methods = args.methods.split(",")
-    from benchmarks import report
 
-    def log(message):
-        print(time.strftime("%H:%M:%S"), message, flush=True)
+    log = report.clock_log
 
     result = run(args, log)
-    command = (
-        "PYTHONPATH=. python -m benchmarks.b9_decoder_quality "
-        + " ".join(sys.argv[1:] if argv is None else argv)
-    )
+    command = report.command_line("benchmarks.b9_decoder_quality", argv)
     result["command"] = command
     result["conditions"] = args.conditions
     result["machine"] = report.machine()

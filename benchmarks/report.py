@@ -3,8 +3,11 @@
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import tempfile
+import time
 
 
 def machine():
@@ -66,6 +69,42 @@ def write_atomic(path, content, mode="w"):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def command_line(module, argv=None, prefix="PYTHONPATH=. python -m"):
+    """The command that reproduces this run, arguments quoted for a shell
+    (`argv` None: this process's own)."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([prefix, module, *(shlex.quote(a) for a in args)])
+
+
+def clock_log(message):
+    """Print `message` after the wall-clock time, at once."""
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def elapsed_log(start, width=7):
+    """A `log(message)` that prints the seconds since `start`
+    (`time.perf_counter()`) before each message, at once."""
+
+    def log(message):
+        seconds = time.perf_counter() - start
+        print(f"[{seconds:{width}.1f}s] {message}", flush=True)
+
+    return log
+
+
+def variable_size(variable):
+    """How many numbers a variable holds (the product of its shape)."""
+    count = 1
+    for dim in variable.shape:
+        count *= int(dim)
+    return count
+
+
+def param_count(model):
+    """How many numbers `model.weights` hold, trainable or not."""
+    return sum(variable_size(v) for v in model.weights)
 
 
 def replace_region(text, begin, end, body, section=None):

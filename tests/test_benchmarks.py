@@ -814,3 +814,15 @@ def test_b9_page_table_is_the_json_it_was_made_from():
     for cell in result["cells"]:
         assert cell["class"] == "LlamaCausalLM"
         assert abs(cell["kept"] - cell["share"]) < 0.01
+
+
+def test_command_line_quotes_what_a_shell_would_split():
+    from benchmarks import report
+
+    assert (
+        report.command_line("benchmarks.b9", ["--out", "a b.json"])
+        == "PYTHONPATH=. python -m benchmarks.b9 --out 'a b.json'"
+    )
+    assert report.command_line("benchmarks", [], prefix="python -m") == (
+        "python -m benchmarks"
+    )
