@@ -388,17 +388,7 @@ def test_gemma_ffn_is_pruned_and_rebuilt_with_twice_the_gate_width():
     # tensors, so its traced graph does not run: it stays intact, with the
     # reason. The gated FFN is pruned, and Gemma's `intermediate_dim` is
     # twice the width of each gate.
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=100,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=64,
-        head_dim=8,
-    )
-    model = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    model = _tiny_gemma()
     analysis = keras_guided.graph.analyze(model, on_unsupported="keep")
     assert analysis.unsupported_reasons[0].startswith(
         "layer 'attention' (CachedGemmaAttention) is not supported: its "
