@@ -4,18 +4,16 @@
 The walk owns one `AtomState` and hands it to its collaborators, the
 `LayerVisits` and `StructureVisits`; `_visits_by_kind` is the one table
 from a rule's kind to its visit. Nested models and traced composite layers
-are walked in place, by the walk itself."""
+are walked in place, by the walk itself. What the walk leaves becomes unit
+groups in `_grouping.group_units`."""
 
-import numpy as np
 from keras import layers as keras_layers
 
 from keras_guided import _keras_adapter as adapter
 from keras_guided import rules as rules_lib
 from keras_guided import units as units_lib
+from keras_guided.graph._grouping import group_units
 from keras_guided.graph._groups import ON_UNSUPPORTED
-from keras_guided.graph._groups import ROLES
-from keras_guided.graph._groups import UnitGroup
-from keras_guided.graph._groups import UnitSlice
 from keras_guided.graph._groups import describe
 from keras_guided.graph._helpers import _keeps_last_axis
 from keras_guided.graph._helpers import channel_count
@@ -112,7 +110,13 @@ class GraphAnalysis:
                 f"{describe(adapter.producer(tensor))})"
             )
             state.flag_all(atoms, "output", text)
-        self._finalize()
+        found = group_units(state, on_unsupported)
+        self.groups = found.groups
+        self.unit_location = found.unit_location
+        self.approximate = found.approximate
+        self.inexact_groups = found.inexact_groups
+        self.internal_units = found.internal_units
+        self.tensor_units = found.tensor_units
 
     # ----------------------------------------------------------------- walk
     def _walk(self, functional):
@@ -218,144 +222,6 @@ class GraphAnalysis:
             state.flag_all(atoms, "kept", text)
         for out in node.output_tensors:
             state.flag_all(state.tensor_atoms.get(id(out)), "kept", text)
-
-    # ------------------------------------------------------------ finalize
-    def _finalize(self):
-        state = self._state
-        roots_of = state.union_find.roots()
-        records = list(state.records.values())
-        # unit root -> {record index: [positions]}
-        membership = {}
-        for r_index, record in enumerate(records):
-            roots = roots_of[
-                np.fromiter(
-                    record.atoms.values(),
-                    dtype=np.int64,
-                    count=len(record.atoms),
-                )
-            ].tolist()
-            for position, root in zip(record.atoms, roots):
-                slices = membership.get(root)
-                if slices is None:
-                    membership[root] = {r_index: [position]}
-                else:
-                    slices.setdefault(r_index, []).append(position)
-        flags = {}
-        for atom, atom_flags in state.flags.items():
-            flags.setdefault(int(roots_of[atom]), set()).update(atom_flags)
-        # Group the units by signature.
-        by_signature = {}
-        for root in sorted(membership):
-            slices = membership[root]
-            signature = (
-                tuple(sorted((r, len(p)) for r, p in slices.items())),
-                tuple(sorted(flags.get(root, ()))),
-            )
-            by_signature.setdefault(signature, []).append(root)
-        role_order = {role: i for i, role in enumerate(ROLES)}
-        candidates = []
-        for (slice_sig, flag_sig), roots in by_signature.items():
-            record_ids = [r for r, _ in slice_sig]
-            if not any(records[r].role == "producer" for r in record_ids):
-                continue  # model inputs, untracked channels: not groups
-            record_ids.sort(key=lambda r: (role_order[records[r].role], r))
-            first = record_ids[0]
-            roots.sort(key=lambda u: min(membership[u][first]))
-            candidates.append(
-                (
-                    min(membership[roots[0]][first]),
-                    first,
-                    record_ids,
-                    roots,
-                    flag_sig,
-                )
-            )
-        candidates.sort(key=lambda c: (c[1], c[0]))
-        self.groups = []
-        self.unit_location = {}
-        errors = []
-        for index, (_, _, record_ids, roots, flag_sig) in enumerate(candidates):
-            slices = []
-            for r in record_ids:
-                record = records[r]
-                positions = np.array(
-                    [sorted(membership[u][r]) for u in roots], dtype=np.int64
-                )
-                slices.append(
-                    UnitSlice(
-                        record.layer,
-                        record.weight,
-                        record.axis,
-                        positions,
-                        record.role,
-                    )
-                )
-            reasons = sorted(
-                {text for kind, text in flag_sig if kind != "approximate"}
-            )
-            kinds = {kind for kind, _ in flag_sig if kind != "approximate"}
-            if kinds and kinds <= {"unsupported"}:
-                errors.extend(reasons)
-            group = UnitGroup(
-                index=index,
-                num_units=len(roots),
-                slices=slices,
-                layers=[],
-                prunable=not reasons,
-                reason="; ".join(reasons) if reasons else None,
-            )
-            self.groups.append(group)
-            for local, root in enumerate(roots):
-                self.unit_location[root] = (index, local)
-        # Layers carrying each group, producers first (one pass).
-        for name, atoms, _ in sorted(state.carriers, key=lambda c: not c[2]):
-            for root in set(
-                roots_of[np.asarray(atoms, dtype=np.int64)].tolist()
-            ):
-                location = self.unit_location.get(root)
-                if location is not None:
-                    names = self.groups[location[0]].layers
-                    if name not in names:
-                        names.append(name)
-        self.approximate = {
-            root
-            for root, fl in flags.items()
-            if any(kind == "approximate" for kind, _ in fl)
-        }
-        # The flags are part of a group's signature: all of its units share
-        # them, so removability is decided per group.
-        self.inexact_groups = {}
-        for index, (_, _, _, _, flag_sig) in enumerate(candidates):
-            notes = sorted(
-                {text for kind, text in flag_sig if kind == "approximate"}
-            )
-            if notes:
-                self.inexact_groups[index] = "; ".join(notes)
-        if errors and self.on_unsupported == "raise":
-            first = sorted(set(errors))[0]
-            where, _, why = first.partition(" is not supported: ")
-            if why.startswith("register a rule"):
-                why = "keras_guided has no pruning rule for this layer class"
-            raise ValueError(
-                f"Cannot prune through {where}: {why}. Register one with "
-                "`keras_guided.register_rule(LayerClass, rule)` (see its "
-                "docstring), or pass `on_unsupported='keep'` to leave the "
-                "unit groups that touch it unpruned (the layer is then "
-                "copied unchanged)."
-            )
-        self.internal_units = {
-            key: roots_of[np.asarray(atoms, dtype=np.int64)]
-            for key, atoms in state.internal_atoms.items()
-        }
-        located = np.zeros(len(roots_of), dtype=bool)
-        located[list(self.unit_location)] = True
-        self.tensor_units = {}
-        for key, atoms in state.tensor_atoms.items():
-            if atoms is None:
-                self.tensor_units[key] = None
-                continue
-            roots = roots_of[np.asarray(atoms, dtype=np.int64)]
-            self.tensor_units[key] = np.where(located[roots], roots, -1)
 
     def removable_when_dead(self, group):
         """Whether `prune_model(model)` removes the dead units of `group`
