@@ -60,7 +60,8 @@ configurations do (with `on_unsupported="raise"`).
 
 Where each part lives: `_groups` (`UnitGroup`, `UnitSlice`, the
 union-find), `_analysis` (`GraphAnalysis`: the walk, the one dispatch on
-rule kinds, nested and traced graphs, the grouping), `_state` (`AtomState`:
+rule kinds, nested and traced graphs), `_grouping` (`group_units`: from
+the walk's atoms to unit groups, a pipeline of functions), `_state` (`AtomState`:
 the atoms and records the walk hands to the visits, and the moves they
 share), `_visit_layers` and `_visit_structure` (`LayerVisits`,
 `StructureVisits`: the visits, collaborators given the state), `_helpers`
