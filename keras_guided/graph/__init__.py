@@ -60,10 +60,10 @@ configurations do (with `on_unsupported="raise"`).
 
 Where each part lives: `_groups` (`UnitGroup`, `UnitSlice`, the
 union-find), `_analysis` (`GraphAnalysis`: the walk, the one dispatch on
-rule kinds, nested and traced graphs), `_grouping` (`group_units`: from
-the walk's atoms to unit groups, a pipeline of functions), `_state` (`AtomState`:
-the atoms and records the walk hands to the visits, and the moves they
-share), `_visit_layers` and `_visit_structure` (`LayerVisits`,
+rule kinds, nested and traced graphs), `_grouping` (`group_units`:
+from the walk's atoms to unit groups, a pipeline of functions), `_state`
+(`AtomState`: the atoms and records the walk hands to the visits, and the
+moves they share), `_visit_layers` and `_visit_structure` (`LayerVisits`,
 `StructureVisits`: the visits, collaborators given the state), `_helpers`
 (facts about tensors and graphs), `_shapes` (`concrete_shapes`,
 `probe_shape`), `_find_groups` (`find_unit_groups`, `analyze`), `_trace`
