@@ -94,12 +94,10 @@ def reference(args, data, seed, log):
             "test": b4_cifar.accuracy(model, data["x_test"], data["y_test"]),
         }
     else:
-        name = b6_reference.stem(args.arch, seed, args.ref_epochs, args.ref_lr)
-        files = [
-            os.path.join(args.ref_dir, name + ending)
-            for ending in (".weights.h5", ".json")
-        ]
-        if not all(os.path.exists(f) for f in files):
+        refs = (args.ref_dir, args.arch, seed, args.ref_epochs, args.ref_lr)
+        if not protocol.reference_finished(*refs):
+            files = protocol.reference_files(*refs)
+            name = protocol.reference_stem(*refs[1:])
             raise FileNotFoundError(
                 f"the reference {name} is not finished: {files} must exist. "
                 "Train it first: python -m benchmarks.b6_reference --seed "
@@ -339,8 +337,10 @@ def parse_args(argv):
         "--json", default=None, help=f"default {results_file.DEFAULT_JSON}"
     )
     parser.add_argument("--ref-dir", default=b6_reference.DEFAULT_DIR)
-    parser.add_argument("--ref-epochs", type=int, default=40)
-    parser.add_argument("--ref-lr", type=float, default=0.1)
+    parser.add_argument(
+        "--ref-epochs", type=int, default=protocol.REFERENCE_EPOCHS
+    )
+    parser.add_argument("--ref-lr", type=float, default=protocol.REFERENCE_LR)
     parser.add_argument(
         "--arch", default=protocol.ARCH, choices=sorted(resnet_cifar.ARCHS)
     )

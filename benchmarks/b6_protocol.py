@@ -7,9 +7,21 @@ its fine-tuning. Variants are tried with role `tune` on `TUNE_SEEDS` and
 compared on validation; role `test` runs, on the other seeds, only the
 variant recorded in `CHOSEN` (or `default` until one is), so no test seed
 takes part in any choice.
+
+`QUEUE` is the order B6 spends compute in (`benchmarks/b6_queue.py` runs
+it): the tuning seed's reference and a first look at the main arms, the
+test seeds' references, tuning on the tuning seed, then (once `CHOSEN`
+holds the choices) the test cells, most important first.
 """
 
+import os
+
 ARCH = "resnet20"
+REFERENCE_EPOCHS = 40
+REFERENCE_LR = 0.1
+REFERENCE_DIR = os.path.join(
+    os.path.expanduser("~"), ".cache", "keras_guided_bench", "b6"
+)
 BUDGETS = ("flops/2x", "flops/4x", "flops/3x")  # in the order they run
 EXTRA_EPOCHS = (2, 8)
 METHODS = ("guided", "l1_oneshot", "li_l1", "tp_magnitude", "tp_group_sl")
@@ -65,9 +77,28 @@ VARIANTS = {
     "tp_magnitude": {"default": {}},
 }
 # The variants chosen on the tuning seed's validation accuracy (fill from
-# `--show-choices`): `"method|budget|E"` (e.g. `"guided|flops/2x|2"`) or
-# `"method"` for every budget and `E`. Test cells run only these.
+# `--show-choices`): `"method|budget|E"` (e.g. `"guided|flops/2x|2"`),
+# `"method|budget"` for both extra-epoch budgets, or `"method"` for every
+# budget and `E`. Test cells run only these.
 CHOSEN = {}
+# B6's compute plan, in order: `("reference", seed)` or `("cells", role,
+# seeds, extra epochs, budgets, methods)`. Variants are tuned at the
+# short extra-epoch budget only (a tuning cell there costs about a
+# quarter of one at E=8); a choice recorded in `CHOSEN` as
+# `"method|budget"` holds for both extra-epoch budgets.
+QUEUE = (
+    ("reference", 0),
+    ("cells", "tune", "0", "2", "4x,2x", "guided,l1_oneshot"),
+    ("reference", 1),
+    ("reference", 2),
+    ("reference", 3),
+    ("cells", "tune", "0", "2", "4x,2x", "tp_group_sl:all"),
+    ("cells", "tune", "0", "2", "4x,2x", "guided:all"),
+    ("cells", "test", "1,2,3", "2", "4x,2x", "guided,l1_oneshot,tp_group_sl"),
+    ("cells", "test", "1,2,3", "8", "2x,4x", "guided,l1_oneshot,tp_group_sl"),
+    ("cells", "test", "1,2,3", "2,8", "3x", "guided,l1_oneshot,tp_group_sl"),
+    ("cells", "test", "1,2,3", "2,8", "2x,4x,3x", "li_l1,tp_magnitude"),
+)
 QUICK = {
     "train_images": 256,
     "eval_images": 200,
@@ -76,6 +107,43 @@ QUICK = {
     "extra_epochs": [2],
     "budgets": ["flops/2x"],
 }
+
+
+def reference_stem(arch, seed, epochs, lr):
+    """The file name (without ending) of a B6 reference."""
+    return f"{arch}_seed{seed}_e{epochs}_lr{lr}"
+
+
+def reference_files(ref_dir, arch, seed, epochs, lr):
+    """The weights and info files a finished reference leaves."""
+    name = reference_stem(arch, seed, epochs, lr)
+    return [
+        os.path.join(ref_dir, name + ending)
+        for ending in (".weights.h5", ".json")
+    ]
+
+
+def reference_finished(ref_dir, arch, seed, epochs, lr):
+    return all(
+        os.path.exists(f)
+        for f in reference_files(ref_dir, arch, seed, epochs, lr)
+    )
+
+
+def unchosen(methods, budgets, extra_epochs):
+    """`method|budget|E` of the test cells that would run `default` only
+    because nothing was chosen yet, for methods that have variants."""
+    missing = []
+    for name in methods:
+        method = name.partition(":")[0]
+        if len(VARIANTS.get(method, ())) < 2:
+            continue
+        for epochs in extra_epochs:
+            for budget in budgets:
+                _, source = chosen_variant(method, budget, epochs)
+                if source.startswith("default"):
+                    missing.append(f"{method}|{budget}|{epochs}")
+    return missing
 
 
 def expand_methods(names):
@@ -115,7 +183,11 @@ def effective(method, variant, extra_epochs):
 def chosen_variant(method, budget, extra_epochs):
     """`(variant, source)`: the `CHOSEN` variant for the cell, or
     `"default"` with a note that none was chosen yet."""
-    for key in (f"{method}|{budget}|{extra_epochs}", method):
+    for key in (
+        f"{method}|{budget}|{extra_epochs}",
+        f"{method}|{budget}",
+        method,
+    ):
         if key in CHOSEN:
             return CHOSEN[key], f"chosen on the tuning seed ({key})"
     return "default", "default: no variant chosen on the tuning seed yet"

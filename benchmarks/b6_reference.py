@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
+from benchmarks import b6_protocol as protocol  # noqa: E402
 from benchmarks import cifar  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
@@ -46,9 +47,7 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-3  # decoupled; = PyTorch's coupled 5e-4 at momentum 0.9
 LABEL_SMOOTHING = 0.1
 STREAM_REFERENCE = 11  # B6's reference batches differ from B4's
-DEFAULT_DIR = os.path.join(
-    os.path.expanduser("~"), ".cache", "keras_guided_bench", "b6"
-)
+DEFAULT_DIR = protocol.REFERENCE_DIR
 EVAL_BATCH = 1000
 
 
@@ -66,10 +65,6 @@ def recipe(epochs, lr, warmup):
         "train_images": 45000,
         "augmentation": "pad-4 random crop, horizontal flip",
     }
-
-
-def stem(arch, seed, epochs, lr):
-    return f"{arch}_seed{seed}_e{epochs}_lr{lr}"
 
 
 def optimizer(lr, warmup_steps, total_steps):
@@ -113,7 +108,7 @@ def accuracy(model, x, y):
 def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     """Trains (or resumes, or loads) the reference of `seed`; returns
     `(model, info)`. `info` has `val`, `test`, `epochs`, `path`."""
-    name = stem(arch, seed, epochs, lr)
+    name = protocol.reference_stem(arch, seed, epochs, lr)
     final = os.path.join(ref_dir, name + ".weights.h5")
     info_path = os.path.join(ref_dir, name + ".json")
     state = os.path.join(ref_dir, name + ".state.keras")
@@ -206,8 +201,8 @@ def parse_args(argv):
     parser.add_argument("--cifar-dir", default=None)
     parser.add_argument("--arch", default="resnet20")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=protocol.REFERENCE_EPOCHS)
+    parser.add_argument("--lr", type=float, default=protocol.REFERENCE_LR)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ref-dir", default=DEFAULT_DIR)
     parser.add_argument("--curve", default=None)

@@ -826,3 +826,76 @@ def test_command_line_quotes_what_a_shell_would_split():
     assert report.command_line("benchmarks", [], prefix="python -m") == (
         "python -m benchmarks"
     )
+
+
+def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from benchmarks import b6_protocol as protocol
+    from benchmarks import b6_queue
+
+    queue = (
+        ("reference", 0),
+        ("reference", 1),
+        ("cells", "tune", "0", "2", "4x", "guided,l1_oneshot"),
+        ("cells", "test", "1", "2", "4x", "guided,l1_oneshot"),
+    )
+    monkeypatch.setattr(protocol, "QUEUE", queue)
+    monkeypatch.setattr(protocol, "CHOSEN", {})
+    for path in protocol.reference_files(tmp_path, "resnet20", 0, 40, 0.1):
+        open(path, "w").close()  # seed 0's reference is finished
+    results = tmp_path / "b6.json"
+    done = {
+        "arch": "resnet20",
+        "budget": "flops/4x",
+        "method": "l1_oneshot",
+        "variant": "default",
+        "seed": 0,
+        "extra_epochs": 2,
+    }
+    results.write_text(json.dumps({"references": [], "cells": [done]}))
+    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
+    args = b6_queue.parse_args(argv + ["--json", str(results)])
+    ran, said = [], []
+
+    def runner(command):
+        ran.append(command)
+        return 0
+
+    code = b6_queue.run(args, log=said.append, runner=runner)
+    # Seed 1's reference and the tuning cells ran; the test cells need a
+    # choice for guided (l1_oneshot has no variants).
+    assert code == b6_queue.NEEDS_CHOICES
+    assert [c[2] for c in ran] == [
+        "benchmarks.b6_reference",
+        "benchmarks.b6_cifar",
+    ]
+    assert ran[0][ran[0].index("--seed") + 1] == "1"
+    assert ran[1][ran[1].index("--methods") + 1] == "guided,l1_oneshot"
+    assert "step 1/4 (reference, seed 0): done" in said
+    assert any(
+        line.startswith("step 3/4 (tune cells") and "1 cell(s) left" in line
+        for line in said
+    )
+    assert "guided|flops/4x|2" in said[-1]
+    assert "l1_oneshot|" not in said[-1]
+    # A choice by method and budget holds for every E; a failing step
+    # stops the queue with its exit code.
+    monkeypatch.setattr(protocol, "CHOSEN", {"guided|flops/4x": "kd"})
+    ran.clear()
+    code = b6_queue.run(
+        args, log=said.append, runner=lambda c: ran.append(c) or 5
+    )
+    assert code == 5
+    assert len(ran) == 1
+    assert b6_queue.pending(queue[3], args)[0][:3] == (
+        "flops/4x",
+        "guided",
+        "kd",
+    )
+    # Nothing runs in a dry run.
+    dry = b6_queue.parse_args(["--dry-run", "--json", str(results)])
+    assert b6_queue.parse_args(argv).cifar_dir == "c"
+    assert dry.cifar_dir == ""

@@ -1,0 +1,196 @@
+"""B6's compute queue: the references and cells of `b6_protocol.QUEUE`, in
+order, each step in its own process, skipping what is already done.
+
+A step is a reference (`benchmarks/b6_reference.py`, resumed at its next
+epoch when it was stopped) or a set of cells (`benchmarks/b6_cifar.py`,
+which skips the cells already in the JSON). The queue stops, with exit
+code 3, before the first test cells of a method with variants whose
+variant is not chosen yet: record the choices in `b6_protocol.CHOSEN`
+(`python -m benchmarks.b6_cifar --show-choices` prints them from the
+tuning cells) and run it again. A failing step stops the queue with its
+exit code.
+
+    PYTHONPATH=. python -m benchmarks.b6_queue \\
+        --cifar-dir ../shared/data/cifar10-jpeg \\
+        --torch-python /path/to/a/python/with/torch-pruning
+    PYTHONPATH=. python -m benchmarks.b6_queue --dry-run   # what is left
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks import b6_protocol as protocol
+from benchmarks import b6_results as results_file
+from benchmarks import report
+
+NEEDS_CHOICES = 3
+
+
+def _csv(text, kind=str):
+    return [kind(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def pending(step, args):
+    """What is left of `step`: `[seed]` for an unfinished reference, the
+    cells not yet in the JSON for a set of cells."""
+    if step[0] == "reference":
+        seed = step[1]
+        done = protocol.reference_finished(
+            args.ref_dir, protocol.ARCH, seed, args.ref_epochs, args.ref_lr
+        )
+        return [] if done else [seed]
+    _, role, seeds, extra_epochs, budgets, methods = step
+    cells = protocol.plan_cells(
+        protocol.expand_methods(_csv(methods)),
+        [protocol.parse_budget(b) for b in _csv(budgets)],
+        _csv(extra_epochs, int),
+        _csv(seeds, int),
+        role,
+        log=lambda message: None,
+    )
+    done = {
+        results_file.cell_key(row)
+        for row in results_file.load_results(args.json)["cells"]
+    }
+    return [c for c in cells if (protocol.ARCH, *c[:5]) not in done]
+
+
+def missing_choices(step):
+    """`method|budget|E` that a test step would run unchosen."""
+    if step[0] != "cells" or step[1] != "test":
+        return []
+    _, _, _, extra_epochs, budgets, methods = step
+    return protocol.unchosen(
+        _csv(methods),
+        [protocol.parse_budget(b) for b in _csv(budgets)],
+        _csv(extra_epochs, int),
+    )
+
+
+def command(step, args):
+    """The command line that runs `step`."""
+    python = [sys.executable, "-m"]
+    common = ["--cifar-dir", args.cifar_dir, "--ref-dir", args.ref_dir]
+    if step[0] == "reference":
+        seed = step[1]
+        curve = os.path.join(
+            "docs", "benchmarks_b6_curves", f"{protocol.ARCH}_seed{seed}.json"
+        )
+        return python + [
+            "benchmarks.b6_reference",
+            *common,
+            "--arch",
+            protocol.ARCH,
+            "--seed",
+            str(seed),
+            "--epochs",
+            str(args.ref_epochs),
+            "--lr",
+            str(args.ref_lr),
+            "--curve",
+            curve,
+        ]
+    _, role, seeds, extra_epochs, budgets, methods = step
+    return python + [
+        "benchmarks.b6_cifar",
+        *common,
+        "--ref-epochs",
+        str(args.ref_epochs),
+        "--ref-lr",
+        str(args.ref_lr),
+        "--json",
+        args.json,
+        "--role",
+        role,
+        "--seeds",
+        seeds,
+        "--extra-epochs",
+        extra_epochs,
+        "--budgets",
+        budgets,
+        "--methods",
+        methods,
+        "--torch-python",
+        args.torch_python,
+    ]
+
+
+def describe(step):
+    if step[0] == "reference":
+        return f"reference, seed {step[1]}"
+    _, role, seeds, extra_epochs, budgets, methods = step
+    return (
+        f"{role} cells: seeds {seeds}, E={extra_epochs}, {budgets}, {methods}"
+    )
+
+
+def run(args, log=report.clock_log, runner=subprocess.call):
+    """Runs the queue; returns an exit code (0: all done)."""
+    for number, step in enumerate(protocol.QUEUE, 1):
+        left = pending(step, args)
+        name = f"step {number}/{len(protocol.QUEUE)} ({describe(step)})"
+        if not left:
+            log(f"{name}: done")
+            continue
+        what = "to train" if step[0] == "reference" else f"{len(left)} cell(s)"
+        missing = missing_choices(step)
+        if missing:
+            log(
+                f"{name}: {what} left, but no variant is chosen for "
+                f"{', '.join(missing)}. Record the choices in "
+                "benchmarks/b6_protocol.py's CHOSEN (`python -m "
+                "benchmarks.b6_cifar --show-choices` prints them from the "
+                "tuning cells), then run the queue again."
+            )
+            return NEEDS_CHOICES
+        if args.dry_run:
+            log(f"{name}: {what} left")
+            continue
+        log(f"{name}: {what} left; running")
+        start = time.perf_counter()
+        code = runner(command(step, args))
+        if code:
+            log(f"{name}: failed (exit code {code}); the queue stops")
+            return code
+        log(f"{name}: finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.b6_queue",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("--cifar-dir", default=None)
+    parser.add_argument("--ref-dir", default=protocol.REFERENCE_DIR)
+    parser.add_argument(
+        "--ref-epochs", type=int, default=protocol.REFERENCE_EPOCHS
+    )
+    parser.add_argument("--ref-lr", type=float, default=protocol.REFERENCE_LR)
+    parser.add_argument("--json", default=results_file.DEFAULT_JSON)
+    parser.add_argument(
+        "--torch-python",
+        default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON", sys.executable),
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="say what is left; run nothing"
+    )
+    args = parser.parse_args(argv)
+    if not args.dry_run and not args.cifar_dir:
+        parser.error(
+            "--cifar-dir is required to run steps (the folder of "
+            "../shared/data/cifar10-jpeg); --dry-run needs none"
+        )
+    args.cifar_dir = args.cifar_dir or ""
+    return args
+
+
+def main(argv=None):
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
