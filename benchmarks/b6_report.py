@@ -41,6 +41,8 @@ END = "<!-- b6:end -->"
 JSON_NAME = "benchmarks_b6.json"
 BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
 NOT_RUN = "not run yet"
+#: The references' goal: test accuracy, mean over the test seeds.
+REFERENCE_GOAL = {"resnet20": 0.91}
 
 
 def empty():
@@ -86,8 +88,10 @@ def _archs(b6):
 
 
 def tuning_seeds(b6, arch):
-    """Seeds of `arch` with a tuning cell: used for a choice."""
-    return {
+    """Seeds of `arch` used for a choice: those with a tuning cell, and
+    those the JSON's settings name (`tune_seeds`)."""
+    named = b6.get("settings", {}).get("tune_seeds", [])
+    return set(named) | {
         c["seed"]
         for c in b6["cells"]
         if c["arch"] == arch and c.get("role") == "tune"
@@ -123,7 +127,30 @@ def reference_lines(b6):
                 f"over the test {_seed_list([r['seed'] for r in tests])} "
                 f"(mean ± sample std, n = {len(tests)})."
             )
+        summary += _goal_line(arch, rows, tests)
     return lines + [""] + summary + [""]
+
+
+def _goal_line(arch, rows, tests):
+    """Whether the references meet `REFERENCE_GOAL`, with the numbers."""
+    goal = REFERENCE_GOAL.get(arch)
+    if goal is None or not rows:
+        return []
+    aim = f"the goal is {_percent(goal)} % test, mean over the test seeds"
+    if tests:
+        mean = float(np.mean([r["test"] for r in tests]))
+        verdict = "met" if mean >= goal else "**missed**"
+        return [f"{arch}: {aim}: {verdict} ({_percent(mean)} %)."]
+    below = [r for r in rows if r["test"] < goal]
+    if not below:
+        return [f"{arch}: {aim}: no test seed yet."]
+    seeds = ", ".join(
+        f"{_percent(r['test'])} % on seed {r['seed']}" for r in below
+    )
+    return [
+        f"{arch}: {aim}: no test seed yet, and the recipe ends below it on "
+        f"the tuning seed ({seeds}, after {rows[0].get('epochs')} epochs)."
+    ]
 
 
 def _test_cells(b6, arch):

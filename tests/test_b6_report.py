@@ -88,6 +88,36 @@ def test_b6_section_from_empty_and_references_only():
     # No tuning cell yet: every seed counts as a test seed.
     assert "test 91.03 ± 0.39 % over the test seeds 0, 1, 2, 3" in text
     assert "Grid cells: not run yet." in text
+    assert "the goal is 91.00 % test, mean over the test seeds: met" in text
+
+
+def test_b6_reference_goal_is_judged_on_test_seeds_only():
+    # The JSON's settings name the tuning seed before any tuning cell.
+    first = {
+        "settings": {"tune_seeds": [0]},
+        "references": [
+            {
+                "arch": "resnet20",
+                "seed": 0,
+                "val": 0.88,
+                "test": 0.8702,
+                "epochs": 40,
+            }
+        ],
+        "cells": [],
+    }
+    text = b6_report.section(first)
+    assert "| resnet20 | 0 | tuning | 40 | 88.00 | 87.02 |" in text
+    assert (
+        "resnet20: the goal is 91.00 % test, mean over the test seeds: no "
+        "test seed yet, and the recipe ends below it on the tuning seed "
+        "(87.02 % on seed 0, after 40 epochs)."
+    ) in text
+    first["references"].append(
+        {"arch": "resnet20", "seed": 1, "val": 0.9, "test": 0.905, "epochs": 40}
+    )
+    text = b6_report.section(first)
+    assert "mean over the test seeds: **missed** (90.50 %)." in text
 
 
 def test_b6_docs_region_is_replaced_or_appended(tmp_path):
