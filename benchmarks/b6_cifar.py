@@ -272,15 +272,7 @@ def run(args, data=None, log=None):
         args.role,
         log,
     )
-    done = {
-        results_file.cell_key(row)
-        for row in results_file.load_results(args.json)["cells"]
-    }
-    todo = [
-        c
-        for c in cells
-        if (args.arch, c[0], c[1], c[2], c[3], c[4]) not in done
-    ]
+    todo = results_file.pending_cells(args.json, args.arch, cells)
     log(
         f"B6 {args.arch}: {len(todo)} of {len(cells)} cells to run "
         f"({len(cells) - len(todo)} already in {args.json})"
@@ -321,10 +313,6 @@ def load_data(args):
 
 def _log(message):
     print(time.strftime("%Y-%m-%d %H:%M:%S"), message, flush=True)
-
-
-def _csv(text, kind=str):
-    return [kind(t.strip()) for t in text.split(",") if t.strip()]
 
 
 def parse_args(argv):
@@ -388,21 +376,25 @@ def parse_args(argv):
             os.remove(args.json)
     args.json = args.json or results_file.DEFAULT_JSON
     default_seeds = protocol.TUNE_SEEDS if args.role == "tune" else (1, 2, 3)
-    args.seeds = _csv(args.seeds, int) if args.seeds else list(default_seeds)
+    args.seeds = (
+        protocol.csv(args.seeds, int) if args.seeds else list(default_seeds)
+    )
     if args.budgets is None:
         args.budgets = ",".join(
             protocol.QUICK["budgets"] if args.quick else protocol.BUDGETS
         )
-    args.budgets = [protocol.parse_budget(b) for b in _csv(args.budgets)]
+    args.budgets = [
+        protocol.parse_budget(b) for b in protocol.csv(args.budgets)
+    ]
     if args.extra_epochs:
-        args.extra_epochs = _csv(args.extra_epochs, int)
+        args.extra_epochs = protocol.csv(args.extra_epochs, int)
     else:
         args.extra_epochs = (
             protocol.QUICK["extra_epochs"]
             if args.quick
             else protocol.EXTRA_EPOCHS
         )
-    args.methods = protocol.expand_methods(_csv(args.methods))
+    args.methods = protocol.expand_methods(protocol.csv(args.methods))
     args.cfg = {
         "arch": args.arch,
         "train_images": protocol.QUICK["train_images"] if args.quick else None,

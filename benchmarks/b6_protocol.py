@@ -109,6 +109,11 @@ QUICK = {
 }
 
 
+def csv(text, kind=str):
+    """`"2x, 4x"` -> `["2x", "4x"]` (`kind` applied to each item)."""
+    return [kind(t.strip()) for t in text.split(",") if t.strip()]
+
+
 def reference_stem(arch, seed, epochs, lr):
     """The file name (without ending) of a B6 reference."""
     return f"{arch}_seed{seed}_e{epochs}_lr{lr}"

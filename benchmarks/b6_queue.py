@@ -29,10 +29,6 @@ from benchmarks import report
 NEEDS_CHOICES = 3
 
 
-def _csv(text, kind=str):
-    return [kind(t.strip()) for t in text.split(",") if t.strip()]
-
-
 def pending(step, args):
     """What is left of `step`: `[seed]` for an unfinished reference, the
     cells not yet in the JSON for a set of cells."""
@@ -44,18 +40,14 @@ def pending(step, args):
         return [] if done else [seed]
     _, role, seeds, extra_epochs, budgets, methods = step
     cells = protocol.plan_cells(
-        protocol.expand_methods(_csv(methods)),
-        [protocol.parse_budget(b) for b in _csv(budgets)],
-        _csv(extra_epochs, int),
-        _csv(seeds, int),
+        protocol.expand_methods(protocol.csv(methods)),
+        [protocol.parse_budget(b) for b in protocol.csv(budgets)],
+        protocol.csv(extra_epochs, int),
+        protocol.csv(seeds, int),
         role,
         log=lambda message: None,
     )
-    done = {
-        results_file.cell_key(row)
-        for row in results_file.load_results(args.json)["cells"]
-    }
-    return [c for c in cells if (protocol.ARCH, *c[:5]) not in done]
+    return results_file.pending_cells(args.json, protocol.ARCH, cells)
 
 
 def missing_choices(step):
@@ -64,9 +56,9 @@ def missing_choices(step):
         return []
     _, _, _, extra_epochs, budgets, methods = step
     return protocol.unchosen(
-        _csv(methods),
-        [protocol.parse_budget(b) for b in _csv(budgets)],
-        _csv(extra_epochs, int),
+        protocol.csv(methods),
+        [protocol.parse_budget(b) for b in protocol.csv(budgets)],
+        protocol.csv(extra_epochs, int),
     )
 
 

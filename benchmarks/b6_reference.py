@@ -109,8 +109,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     """Trains (or resumes, or loads) the reference of `seed`; returns
     `(model, info)`. `info` has `val`, `test`, `epochs`, `path`."""
     name = protocol.reference_stem(arch, seed, epochs, lr)
-    final = os.path.join(ref_dir, name + ".weights.h5")
-    info_path = os.path.join(ref_dir, name + ".json")
+    final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
     state = os.path.join(ref_dir, name + ".state.keras")
     steps = cifar.steps_per_epoch(data, None, BATCH_SIZE)
     if os.path.exists(final) and os.path.exists(info_path):

@@ -38,6 +38,13 @@ def load_results(path):
     return {"references": [], "cells": []}
 
 
+def pending_cells(path, arch, cells):
+    """The planned `cells` of `arch` (`b6_protocol.plan_cells`) not yet in
+    the JSON at `path`."""
+    done = {cell_key(row) for row in load_results(path)["cells"]}
+    return [c for c in cells if (arch, *c[:5]) not in done]
+
+
 def put_row(rows, row, key_names):
     """`rows` with `row` in place of the one of the same key (else added)."""
     key = tuple(row[k] for k in key_names)
