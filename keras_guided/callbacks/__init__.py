@@ -71,7 +71,8 @@ parts of a `fit` are kept together in one `FitParts`:
 
 No Python runs per batch in the proximal mode on TensorFlow and JAX; the
 budget controller reads the small state vectors (dead mask, held units) at
-its check points, about ten times per epoch.
+its check points, about ten times per epoch and at least 40 times along
+the path.
 """
 
 from keras_guided.callbacks._guided_pruning import GuidedPruning

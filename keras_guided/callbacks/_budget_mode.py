@@ -3,10 +3,11 @@
 `GuidedPruning(target={"flops": 0.1})` measures the live network at the
 start of `fit`, calibrates a strength, and lets a
 `keras_guided.budget.BudgetController` steer it along a cubic path at about
-ten check points per epoch. Between check points the death guard of the
-proximal step (`keras_guided.proximal`) lets at most `allowed` units die.
-At the end of the path the callback lands exactly on the budget and
-releases the strength. A `BudgetMode` owns this recipe's state for one
+ten check points per epoch (at least `MIN_CHECKS` along the path).
+Between check points the death guard of the proximal step
+(`keras_guided.proximal`) lets at most `allowed` units die. At
+the end of the path the callback lands exactly on the budget and releases
+the strength. A `BudgetMode` owns this recipe's state for one
 `fit` (goal, controller, landing, `report`) and runs the controller's
 check points; it reads the `fit`'s `FitContext` and sets the strength
 and the death guard through its `StepRunner`. It has the epoch interface
@@ -23,6 +24,7 @@ of `ScheduleMode` (`begin_epoch`, `batch_end`, `end_epoch`, `state`,
 
 import math
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -32,6 +34,36 @@ from keras_guided.callbacks import _step_runner
 from keras_guided.callbacks._allocation import Allocation
 from keras_guided.callbacks._importance import ImportanceGuidance
 from keras_guided.callbacks._landing import Landing
+
+# Check points: about ten per epoch, and at least `MIN_CHECKS` along the
+# path. The controller changes the strength by at most 1.25x per check,
+# so a path of one or two epochs with ten checks each could raise it only
+# 9x or 87x, and the live network would lag far behind the path.
+CHECKS_PER_EPOCH = 10
+MIN_CHECKS = 40
+
+
+def control_interval(steps_per_epoch, path_epochs):
+    """Batches between two controller check points on a path of
+    `path_epochs` epochs of `steps_per_epoch` batches."""
+    per_epoch = steps_per_epoch // CHECKS_PER_EPOCH
+    along_path = steps_per_epoch * max(path_epochs, 1) // MIN_CHECKS
+    return max(1, min(per_epoch, along_path))
+
+
+def mean_learning_rate(optimizer, steps):
+    """The optimizer's mean learning rate over its next `steps` steps (its
+    current rate when it has no schedule): a cosine schedule over the
+    path halves what the proximal step removes."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    schedules = keras.optimizers.schedules
+    if not isinstance(schedule, schedules.LearningRateSchedule):
+        return float(ops.convert_to_numpy(optimizer.learning_rate))
+    first = int(ops.convert_to_numpy(optimizer.iterations))
+    points = np.linspace(first, first + max(int(steps), 1), num=33)
+    return float(
+        np.mean([float(ops.convert_to_numpy(schedule(int(p)))) for p in points])
+    )
 
 
 class BudgetMode:
@@ -102,10 +134,10 @@ class BudgetMode:
             # Two thirds of the epochs to prune, one third to recover.
             target_epochs = max(1, int(round(2 * (total - epoch) / 3)))
         steps = int(params.get("steps") or 1)
-        self.control_every = max(1, steps // 10)
         self.start_epoch = epoch
         self.epoch = epoch
         self.landing_epoch = min(epoch + target_epochs, total)
+        self.control_every = control_interval(steps, self.landing_epoch - epoch)
         live, _ = self._live_units()
         if self.options.cost is not None:
             self.coefficients.update_cost_factors(live)
@@ -125,8 +157,8 @@ class BudgetMode:
             weights = ops.convert_to_numpy(
                 self.context.runner.unit_weights.value
             )[:-1]
-            learning_rate = float(
-                ops.convert_to_numpy(self.context.model.optimizer.learning_rate)
+            learning_rate = mean_learning_rate(
+                self.context.model.optimizer, steps * target_epochs
             )
             strength = budget_lib.initial_strength(
                 norms, weights, learning_rate, steps * target_epochs

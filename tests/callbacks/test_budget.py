@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 
 import keras_guided
 from keras_guided import budget
+from keras_guided.callbacks import _budget_mode
 
 # ------------------------------------------------------------ pure parts
 
@@ -277,6 +278,49 @@ def test_target_epochs_sets_when_it_lands(digits):
     assert pruning.budget_report["landed_at_epoch"] <= 1
     # Released after landing: no more penalty.
     assert history.history["guided_strength"][-1] == 0.0
+
+
+def test_a_one_epoch_path_gets_at_least_min_checks(digits):
+    # 96 batches and a path of one epoch: the controller checks at least
+    # MIN_CHECKS times along it (ten per epoch could raise the strength
+    # only 1.25 ** 10 = 9.3x; on CIFAR-10 ResNet-20 at 4x fewer FLOPs the
+    # network then lagged so far behind that the landing zeroed 94
+    # filters), and it lands on the budget.
+    keras.utils.set_random_seed(8)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(target={"units": 12})
+    x, y = digits
+    model.fit(
+        x,
+        y,
+        epochs=1,
+        batch_size=8,
+        verbose=0,
+        shuffle=False,
+        callbacks=[pruning],
+    )
+    report = pruning.budget_report
+    assert report["target_epochs"] == 1
+    assert len(report["trace"]) >= _budget_mode.MIN_CHECKS
+    assert report["value"] == 12
+    assert report["units_masked_at_landing"] <= 3
+
+
+def test_control_interval_and_mean_learning_rate():
+    # Ten checks per epoch on long paths, at least MIN_CHECKS on short ones.
+    assert _budget_mode.control_interval(400, 10) == 40
+    checks = _budget_mode.MIN_CHECKS
+    assert _budget_mode.control_interval(400, 1) == 400 // checks
+    assert _budget_mode.control_interval(5, 1) == 1
+    constant = keras.optimizers.SGD(0.1)
+    assert _budget_mode.mean_learning_rate(constant, 100) == pytest.approx(0.1)
+    # A cosine decay over the path: half its start on average.
+    cosine = keras.optimizers.SGD(
+        keras.optimizers.schedules.CosineDecay(0.1, 100)
+    )
+    assert _budget_mode.mean_learning_rate(cosine, 100) == pytest.approx(
+        0.05, rel=0.05
+    )
 
 
 @pytest.mark.parametrize(
