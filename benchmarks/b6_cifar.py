@@ -69,6 +69,7 @@ from benchmarks import b6_protocol as protocol  # noqa: E402
 from benchmarks import b6_reference  # noqa: E402
 from benchmarks import b6_results as results_file  # noqa: E402
 from benchmarks import cifar  # noqa: E402
+from benchmarks import report  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
 
 # ------------------------------------------------------------ a cell
@@ -224,6 +225,9 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "train_images": args.cfg["train_images"] or len(data["y_train"]),
         "widths": resnet_cifar.conv_widths(small),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        # The code the cell ran (a cell from before a change to the
+        # library's recipe is run again, not mixed in).
+        "git_commit": _commit(),
         **info,
     }
     if row["flops_kept"] > fraction * 1.01:
@@ -235,6 +239,12 @@ def run_cell(cell, ref, ref_row, data, args, log):
 
 
 # ------------------------------------------------------------ the grid
+
+
+def _commit():
+    if not hasattr(_commit, "value"):
+        _commit.value = report.machine()["git_commit"]
+    return _commit.value
 
 
 def settings_header(args):

@@ -337,6 +337,32 @@ def tuning_lines(b6):
     return lines
 
 
+def superseded_lines(b6):
+    """The cells of recipes the library has since changed, with why: on
+    record, not in any table above."""
+    rows = b6.get("superseded") or []
+    if not rows:
+        return []
+    lines = [
+        "### Superseded cells",
+        "",
+        "Run with an earlier version of a method's recipe and run again "
+        "since; kept for the record, used for nothing above.",
+        "",
+        "| arch | method | variant | budget | extra epochs | seed | val | "
+        "right after the cut (val) | why superseded |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        lines.append(
+            f"| {c['arch']} | `{c['method']}` | {c.get('variant') or ''} | "
+            f"{c['budget']} | {c['extra_epochs']} | {c['seed']} | "
+            f"{_percent(c['val'])} | {_percent(c['after_cut_val'])} | "
+            f"{c.get('superseded_because', '')} |"
+        )
+    return lines + [""]
+
+
 def body(b6):
     """The generated text between the markers."""
     lines = [
@@ -375,6 +401,7 @@ def body(b6):
     lines += ["### Tuning", ""] + (
         tuning or ["Tuning cells: " + NOT_RUN + ".", ""]
     )
+    lines += superseded_lines(b6)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -5,11 +5,13 @@ at a time.
 "cells": [{"arch", "budget", "method", "variant", "seed", "role",
 "extra_epochs", "val", "test", "after_cut_val", "after_cut_test",
 "flops_kept", "params", "seconds", ...}], "settings", "descriptions",
-"variants", "chosen"}`, accuracies as fractions. A row replaces the one
-with the same key (`KEY` for cells; arch, seed and epochs for
+"variants", "chosen", "superseded"}`, accuracies as fractions. A row
+replaces the one with the same key (`KEY` for cells; arch, seed and epochs for
 references). Every write reads the file again under a lock and replaces
 it atomically, so a killed run leaves the last complete file and two runs
-writing one file keep each other's rows.
+writing one file keep each other's rows. `supersede` moves the cells of
+a recipe the library has since changed to `"superseded"` (each with its
+reason), so they are run again and stay on record.
 """
 
 import contextlib
@@ -83,6 +85,20 @@ def record(path, reference=None, cell=None, header=None):
             results["cells"] = put_row(results["cells"], cell, KEY)
         report.write_atomic(path, json.dumps(results, indent=1, default=_plain))
     return results
+
+
+def supersede(path, keep, reason):
+    """Moves every cell for which `keep(row)` is false from `"cells"` to
+    `"superseded"`, with `reason`; returns how many moved."""
+    with _locked(path):
+        results = load_results(path)
+        moved = [row for row in results["cells"] if not keep(row)]
+        results["cells"] = [row for row in results["cells"] if keep(row)]
+        results.setdefault("superseded", []).extend(
+            {**row, "superseded_because": reason} for row in moved
+        )
+        report.write_atomic(path, json.dumps(results, indent=1, default=_plain))
+    return len(moved)
 
 
 def show_choices(path):

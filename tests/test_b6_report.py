@@ -156,3 +156,30 @@ def test_rewriting_the_page_for_b1_b3_keeps_the_b6_section(tmp_path):
     text = runner._keep_own_sections("# Benchmarks\n\n## B1\nnew\n", str(page))
     assert text.endswith(b6)
     assert "## B1\nnew\n" in text and "## B5: BERT\nkept\n" in text
+
+
+def test_superseded_cells_run_again_and_stay_on_record(tmp_path):
+    from benchmarks import b6_results
+
+    path = str(tmp_path / "b6.json")
+    with open(path, "w") as f:
+        json.dump(_synthetic(), f)
+    planned = [("flops/2x", "guided", "a", 0, 2, "tune")]
+    assert b6_results.pending_cells(path, "resnet20", planned) == []
+    moved = b6_results.supersede(
+        path,
+        lambda row: not (row["method"] == "guided" and row["seed"] == 0),
+        "an older controller",
+    )
+    assert moved == 2
+    # Out of the cells: planned again, and not in the tuning table.
+    assert b6_results.pending_cells(path, "resnet20", planned) == planned
+    b6 = b6_report.load(path)
+    assert len(b6["cells"]) == len(_synthetic()["cells"]) - 2
+    text = b6_report.section(b6)
+    tuning = text.split("### Tuning")[1].split("### Superseded cells")[0]
+    assert "`guided`" not in tuning
+    assert (
+        "| resnet20 | `guided` | a | flops/2x | 2 | 0 | 88.00 | 50.00 | "
+        "an older controller |"
+    ) in text
