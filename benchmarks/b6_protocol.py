@@ -9,9 +9,11 @@ variant recorded in `CHOSEN` (or `default` until one is), so no test seed
 takes part in any choice.
 
 `QUEUE` is the order B6 spends compute in (`benchmarks/b6_queue.py` runs
-it): the tuning seed's reference and a first look at the main arms, the
-test seeds' references, tuning on the tuning seed, then (once `CHOSEN`
-holds the choices) the test cells, most important first.
+it): the tuning seed's reference and a first look at the main arms,
+tuning on the tuning seed (before the test seeds' references: no test
+cell can run before the choices, and tuning is where the recipe is
+improved), the test seeds' references, then (once `CHOSEN` holds the
+choices) the test cells, most important first.
 """
 
 import os
@@ -89,11 +91,11 @@ CHOSEN = {}
 QUEUE = (
     ("reference", 0),
     ("cells", "tune", "0", "2", "4x,2x", "guided,l1_oneshot"),
+    ("cells", "tune", "0", "2", "4x,2x", "guided:all"),
+    ("cells", "tune", "0", "2", "4x,2x", "tp_group_sl:all"),
     ("reference", 1),
     ("reference", 2),
     ("reference", 3),
-    ("cells", "tune", "0", "2", "4x,2x", "tp_group_sl:all"),
-    ("cells", "tune", "0", "2", "4x,2x", "guided:all"),
     ("cells", "test", "1,2,3", "2", "4x,2x", "guided,l1_oneshot,tp_group_sl"),
     ("cells", "test", "1,2,3", "8", "2x,4x", "guided,l1_oneshot,tp_group_sl"),
     ("cells", "test", "1,2,3", "2,8", "3x", "guided,l1_oneshot,tp_group_sl"),
