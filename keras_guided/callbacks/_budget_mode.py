@@ -45,9 +45,10 @@ MIN_CHECKS = 40
 
 def control_interval(steps_per_epoch, path_epochs):
     """Batches between two controller check points on a path of
-    `path_epochs` epochs of `steps_per_epoch` batches."""
+    `path_epochs` epochs (a float for part of an epoch) of
+    `steps_per_epoch` batches."""
     per_epoch = steps_per_epoch // CHECKS_PER_EPOCH
-    along_path = steps_per_epoch * max(path_epochs, 1) // MIN_CHECKS
+    along_path = int(steps_per_epoch * path_epochs) // MIN_CHECKS
     return max(1, min(per_epoch, along_path))
 
 
@@ -137,7 +138,9 @@ class BudgetMode:
         self.start_epoch = epoch
         self.epoch = epoch
         self.landing_epoch = min(epoch + target_epochs, total)
-        self.control_every = control_interval(steps, self.landing_epoch - epoch)
+        self.steps_per_epoch = steps
+        path_steps = max(1, int(round(steps * self._span())))
+        self.control_every = control_interval(steps, self._span())
         live, _ = self._live_units()
         if self.options.cost is not None:
             self.coefficients.update_cost_factors(live)
@@ -158,10 +161,10 @@ class BudgetMode:
                 self.context.runner.unit_weights.value
             )[:-1]
             learning_rate = mean_learning_rate(
-                self.context.model.optimizer, steps * target_epochs
+                self.context.model.optimizer, path_steps
             )
             strength = budget_lib.initial_strength(
-                norms, weights, learning_rate, steps * target_epochs
+                norms, weights, learning_rate, path_steps
             )
         self.controller = budget_lib.BudgetController(start, goal, strength)
         norms = proximal.numpy_group_norms(
@@ -170,15 +173,12 @@ class BudgetMode:
         floor = 1e-3 * norms
         floor[-1] = 0.0
         self.context.runner.floor.assign(floor.astype("float32"))
-        self.steps_per_epoch = steps
         self.context.runner.allowed.assign(
             float(
                 self.deaths_allowed(
                     live,
                     start,
-                    self.controller.planned(
-                        self.control_every / steps / max(target_epochs, 1)
-                    ),
+                    self.controller.planned(self.control_every / path_steps),
                 )
             )
         )
@@ -191,7 +191,7 @@ class BudgetMode:
             "start": float(start),
             "goal": float(goal),
             "initial_strength": float(strength),
-            "target_epochs": int(target_epochs),
+            "target_epochs": target_epochs,
             "landed_at_epoch": None,
             "value_before_landing": None,
             "units_masked_at_landing": 0,
@@ -235,7 +235,7 @@ class BudgetMode:
         self.control_every = int(state["control_every"])
         self.steps_per_epoch = int(state["steps_per_epoch"])
         self.start_epoch = int(state["start_epoch"])
-        self.landing_epoch = int(state["landing_epoch"])
+        self.landing_epoch = state["landing_epoch"]
         report = dict(state["report"])
         report["trace"] = [tuple(point) for point in report["trace"]]
         self.report = report
@@ -268,7 +268,7 @@ class BudgetMode:
         if self.options.guidance != "importance":
             held = ops.convert_to_numpy(self.context.runner.held.value)[:-1] > 0
             effective = self.metrics.value(metric, live & ~held)
-        span = max(self.landing_epoch - self.start_epoch, 1)
+        span = self._span()
         progress = (epochs_done - self.start_epoch) / span
         strength = controller.update(effective, progress)
         self.context.runner.strength.assign(strength)
@@ -287,6 +287,9 @@ class BudgetMode:
             # On budget, counting held units as gone: cut them now (before
             # the released strength lets them grow back) and recover.
             self.land(self.epoch)
+        elif not self.landed and epochs_done >= self.landing_epoch - 1e-9:
+            # The end of a path that ends within an epoch.
+            self.land(self.epoch)
 
     def end_epoch(self, epoch, logs):
         """Lands at the end of the path, and logs `budget_goal` and
@@ -302,11 +305,17 @@ class BudgetMode:
         live, _ = self._live_units()
         report["value"] = float(self.metrics.value(self.metric, live))
         logs["budget_goal"] = controller.goal
-        span = max(self.landing_epoch - self.start_epoch, 1)
+        span = self._span()
         logs["budget_planned"] = controller.planned(
             (epoch + 1 - self.start_epoch) / span
         )
         return False
+
+    def _span(self):
+        """The path's length in epochs (at least one step)."""
+        return max(
+            self.landing_epoch - self.start_epoch, 1 / self.steps_per_epoch
+        )
 
     def land(self, epoch):
         """Ends pruning on the budget: releases the strength and, where the

@@ -77,9 +77,11 @@ class GuidedPruning(keras.callbacks.Callback):
             takes it). Defaults to `1`.
         on_unsupported: passed to `keras_guided.graph.find_unit_groups`.
             Defaults to `"raise"`.
-        target_epochs: positive int, the epochs of the path to a budget
-            target (counted from the start of `fit`). Defaults to `None`:
-            two thirds of the `fit` epochs.
+        target_epochs: the epochs of the path to a budget target
+            (counted from the start of `fit`): a positive int, or a float
+            for a path that ends within an epoch (`0.5`: halfway through
+            the first; the rest of the `fit` trains the pruned widths).
+            Defaults to `None`: two thirds of the `fit` epochs.
         latency_table: a `keras_guided.latency.LatencyTable` of the model
             (`keras_guided.latency.build_latency_table`), required by a
             latency target or `cost="latency"` and refused without one

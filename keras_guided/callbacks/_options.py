@@ -53,7 +53,7 @@ class Options:
     schedule: object
     budget: tuple | None
     base_strength: float | None
-    target_epochs: int | None
+    target_epochs: int | float | None
     guidance: object
     warmup_epochs: int
     cost: str | None
@@ -139,7 +139,7 @@ def validate_options(
     if strength is not None:
         strength = regularizers_lib.validate_strength(strength)
     if target_epochs is not None:
-        target_epochs = _positive_int(target_epochs, "target_epochs")
+        target_epochs = _positive_epochs(target_epochs, "target_epochs")
     if guidance is None:
         guidance = "importance" if budget else "linear"
     if guidance == "importance" and budget is None:
@@ -240,6 +240,21 @@ def _validate_guidance(guidance):
             f"{error} GuidedPruning also accepts 'from_regularizers' and a "
             "dict {layer_name: scheme or coefficients}."
         ) from None
+
+
+def _positive_epochs(value, name):
+    """A positive int, or a positive float (part of an epoch, or more)."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        if value > 0:
+            return int(value) if float(value).is_integer() else float(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value >= 1:
+            return int(value)
+    raise ValueError(
+        f"`{name}` must be a positive number of epochs: an int, or a float "
+        f"such as 0.5 for a path that ends halfway through the first "
+        f"epoch. Received: {name}={value!r}"
+    )
 
 
 def _positive_int(value, name):

@@ -306,6 +306,33 @@ def test_a_one_epoch_path_gets_at_least_min_checks(digits):
     assert report["units_masked_at_landing"] <= 3
 
 
+def test_a_path_can_end_within_an_epoch(digits):
+    keras.utils.set_random_seed(9)
+    model = _mlp()
+    pruning = keras_guided.GuidedPruning(
+        target={"units": 12}, target_epochs=0.5
+    )
+    x, y = digits
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        shuffle=False,
+        callbacks=[pruning],
+    )
+    report = pruning.budget_report
+    assert report["target_epochs"] == 0.5
+    # Checked along the half epoch, landed there (no check after it).
+    checks = [point[0] for point in report["trace"]]
+    assert len(checks) >= _budget_mode.MIN_CHECKS
+    assert max(checks) <= 0.5 + 2 * _budget_mode.control_interval(96, 0.5) / 96
+    assert report["landed_at_epoch"] == 0
+    assert history.history["live_units"] == [12, 12]
+    assert history.history["guided_strength"][-1] == 0.0
+
+
 def test_control_interval_and_mean_learning_rate():
     # Ten checks per epoch on long paths, at least MIN_CHECKS on short ones.
     assert _budget_mode.control_interval(400, 10) == 40
@@ -346,7 +373,9 @@ def test_control_interval_and_mean_learning_rate():
         ),
         (
             {"target": {"units": 10}, "target_epochs": 0},
-            "`target_epochs` must be a positive int. Received: target_epochs=0",
+            "`target_epochs` must be a positive number of epochs: an int, "
+            "or a float such as 0.5 for a path that ends halfway through "
+            "the first epoch. Received: target_epochs=0",
         ),
     ],
 )
