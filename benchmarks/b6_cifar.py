@@ -136,6 +136,12 @@ def cut(method, settings, ref, fraction, data, cfg, seed, args, log, label):
         variant = {
             k: v for k, v in settings.items() if k != "regularization_epochs"
         }
+        if "target_epochs_share" in variant:
+            # The path's share of the penalty epochs (GuidedPruning's
+            # target_epochs, a float within an epoch).
+            variant["target_epochs"] = epochs * variant.pop(
+                "target_epochs_share"
+            )
         small, info = b4_cifar.guided_phase(
             ref,
             fraction,

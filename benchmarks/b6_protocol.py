@@ -64,6 +64,11 @@ VARIANTS = {
         # Importance over the square root of the unit's marginal cost.
         "cost": {"cost_power": 0.5},
         "kd_relative": {"distill": True, "importance": "relative"},
+        # The path ends halfway through the penalty epochs; the other
+        # half trains the pruned widths (the cut's accuracy for more
+        # epochs at the final widths).
+        "half": {"target_epochs_share": 0.5},
+        "kd_half": {"distill": True, "target_epochs_share": 0.5},
     },
     # TP's default reg is 5e-4 (for 100 epochs of sparsity learning); the
     # larger ones shrink the weakest groups within a few epochs.
