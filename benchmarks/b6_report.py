@@ -306,7 +306,7 @@ def tuning_lines(b6):
         ]
         lines += [
             f"#### {arch}: tuning (validation %, mean over tuning seeds, "
-            "n in brackets)",
+            "n in brackets; then right after the cut)",
             "",
             "| method | variant | "
             + " | ".join(f"{b}, {e} extra" for b, e in columns)
@@ -317,15 +317,19 @@ def tuning_lines(b6):
         for method, variant in rows:
             values = []
             for budget, extra in columns:
-                vals = [
-                    c["val"]
+                cells = [
+                    c
                     for c in tune
                     if (c["method"], c.get("variant") or "")
                     == (method, variant)
                     and (c["budget"], c["extra_epochs"]) == (budget, extra)
                 ]
+                vals = [c["val"] for c in cells]
                 text = (
-                    f"{100 * np.mean(vals):.2f} ({len(vals)})" if vals else ""
+                    f"{100 * np.mean(vals):.2f} ({len(vals)}); "
+                    f"{100 * np.mean([c['after_cut_val'] for c in cells]):.2f}"
+                    if vals
+                    else ""
                 )
                 if vals and (budget, extra, method, variant) in tested:
                     text += " (tested)"

@@ -73,9 +73,9 @@ def test_b6_section_from_a_synthetic_json():
     assert "| `l1_oneshot` | | not run yet | 0 | | | | |" in four
     assert "Reference over guided's seeds 1, 2, 3: 91.20 ± 0.20 %." in text
     tuning = text.split("### Tuning")[1]
-    assert "| `guided` | a | 88.00 (1) (tested) |" in tuning
-    assert "| `guided` | b | 86.00 (1) |" in tuning
-    assert "| `tp_group_sl` | reg1e-3 | 85.00 (1) (tested) |" in tuning
+    assert "| `guided` | a | 88.00 (1); 50.00 (tested) |" in tuning
+    assert "| `guided` | b | 86.00 (1); 50.00 |" in tuning
+    assert "| `tp_group_sl` | reg1e-3 | 85.00 (1); 50.00 (tested) |" in tuning
 
 
 def test_b6_section_from_empty_and_references_only():
