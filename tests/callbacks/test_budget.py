@@ -148,7 +148,7 @@ def _hidden_widths(model):
     ][:-1]
 
 
-def _fit(model, data, callback, epochs=6):
+def _fit(model, data, callback, epochs=6, batch_size=64):
     x, y = data
     if model.input_shape[-1] == 1:
         x = x[..., None]
@@ -156,7 +156,7 @@ def _fit(model, data, callback, epochs=6):
         x,
         y,
         epochs=epochs,
-        batch_size=64,
+        batch_size=batch_size,
         verbose=0,
         shuffle=False,
         callbacks=[callback],
@@ -289,16 +289,7 @@ def test_a_one_epoch_path_gets_at_least_min_checks(digits):
     keras.utils.set_random_seed(8)
     model = _mlp()
     pruning = keras_guided.GuidedPruning(target={"units": 12})
-    x, y = digits
-    model.fit(
-        x,
-        y,
-        epochs=1,
-        batch_size=8,
-        verbose=0,
-        shuffle=False,
-        callbacks=[pruning],
-    )
+    _fit(model, digits, pruning, epochs=1, batch_size=8)
     report = pruning.budget_report
     assert report["target_epochs"] == 1
     assert len(report["trace"]) >= _budget_mode.MIN_CHECKS
@@ -312,16 +303,7 @@ def test_a_path_can_end_within_an_epoch(digits):
     pruning = keras_guided.GuidedPruning(
         target={"units": 12}, target_epochs=0.5
     )
-    x, y = digits
-    history = model.fit(
-        x,
-        y,
-        epochs=2,
-        batch_size=8,
-        verbose=0,
-        shuffle=False,
-        callbacks=[pruning],
-    )
+    history = _fit(model, digits, pruning, epochs=2, batch_size=8)
     report = pruning.budget_report
     assert report["target_epochs"] == 0.5
     # Checked along the half epoch, landed there (no check after it).
