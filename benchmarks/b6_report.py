@@ -41,8 +41,18 @@ END = "<!-- b6:end -->"
 JSON_NAME = "benchmarks_b6.json"
 BUDGET_ORDER = ("flops/2x", "flops/3x", "flops/4x")
 NOT_RUN = "not run yet"
+NOT_MEASURED = "not measured yet (no test cells)"
 #: The references' goal: test accuracy, mean over the test seeds.
 REFERENCE_GOAL = {"resnet20": 0.91}
+#: The short and the standard extra-epoch budgets the goals speak of.
+SHORT_EPOCHS = 2
+STANDARD_EPOCHS = 8
+#: Points: guided's test accuracy at 2x and E=8 may trail its reference by
+#: at most this; right after its cut at 2x, by at most `AFTER_CUT_GAP`;
+#: at 3x and 4x with E=2 it should lead the best peer by `LEAD`.
+REFERENCE_GAP = 0.5
+AFTER_CUT_GAP = 1.0
+LEAD = 1.0
 
 
 def empty():
@@ -274,6 +284,138 @@ def grid_lines(b6):
     return lines
 
 
+def _test_values(seeds, key="test"):
+    """`{seed: points}` of a test row (cells missing `key` left out)."""
+    return {s: 100 * c[key] for s, c in seeds.items() if c.get(key) is not None}
+
+
+def _versus_reference(arch, b6, grid, budget, key, gap, what):
+    """A goal line: guided's `key` at `budget` minus the reference's test
+    accuracy, paired per test seed, per extra-epoch budget."""
+    refs = {
+        r["seed"]: 100 * r["test"]
+        for r in b6["references"]
+        if r["arch"] == arch and r.get("test") is not None
+    }
+    parts = []
+    for (cell_budget, extra), rows in sorted(grid.items()):
+        guided = _guided_row(rows)
+        if cell_budget != budget or guided is None:
+            continue
+        if what == "standard" and extra != STANDARD_EPOCHS:
+            continue
+        paired = stats.paired(_test_values(guided[1], key), refs)
+        if paired is None:
+            continue
+        verdict = "met" if paired.mean >= -gap else "**missed**"
+        parts.append(
+            f"E={extra}: guided minus reference {paired.text()} points "
+            f"({_seed_list(paired.seeds)}): {verdict}"
+        )
+    return "; ".join(parts) if parts else NOT_MEASURED
+
+
+def _peers_ahead(grid):
+    """Per (budget, E) with guided test cells: the peers whose paired
+    interval lies below zero (ahead of guided), and the combinations
+    measured."""
+    ahead, measured = [], []
+    for (budget, extra), rows in sorted(grid.items()):
+        guided = _guided_row(rows)
+        if guided is None:
+            continue
+        measured.append(f"{budget} E={extra}")
+        for (method, variant), seeds in sorted(rows.items()):
+            if method == "guided":
+                continue
+            paired = stats.paired(_test_values(guided[1]), _test_values(seeds))
+            if paired is not None and paired.high < 0:
+                ahead.append(
+                    f"`{method}` {variant} at {budget} E={extra} "
+                    f"({paired.text()})".replace("  ", " ")
+                )
+    return ahead, measured
+
+
+def _lead_over_best_peer(grid, budget):
+    """Guided minus the peer with the highest mean test accuracy at
+    `budget` and the short extra-epoch budget, with the verdict."""
+    rows = grid.get((budget, SHORT_EPOCHS), {})
+    guided = _guided_row(rows)
+    peers = [
+        (np.mean(list(_test_values(seeds).values())), method, variant, seeds)
+        for (method, variant), seeds in rows.items()
+        if method != "guided" and _test_values(seeds)
+    ]
+    if guided is None or not peers:
+        return f"{budget}: {NOT_MEASURED}"
+    _, method, variant, seeds = max(peers, key=lambda p: p[0])
+    paired = stats.paired(_test_values(guided[1]), _test_values(seeds))
+    if paired is None:
+        return f"{budget}: {NOT_MEASURED} (no common seed)"
+    met = paired.mean >= LEAD and paired.low > 0
+    name = f"`{method}` {variant}".rstrip()
+    return (
+        f"{budget}: guided minus {name} {paired.text()} points "
+        f"({_seed_list(paired.seeds)}): " + ("met" if met else "**missed**")
+    )
+
+
+def goal_lines(b6):
+    """The issue's goals, each judged on the test seeds from the JSON:
+    met, **missed** (with the numbers) or not measured yet."""
+    lines = []
+    for arch in _archs(b6):
+        grid = _test_cells(b6, arch)
+        rows = [r for r in b6["references"] if r["arch"] == arch]
+        tuning = tuning_seeds(b6, arch)
+        tests = [r for r in rows if r["seed"] not in tuning]
+        reference = _goal_line(arch, rows, tests)
+        ahead, measured = _peers_ahead(grid)
+        wanted = len(BUDGET_ORDER) * 2
+        if ahead:
+            peers = "**missed**: " + "; ".join(ahead)
+        elif measured:
+            peers = "met on " + ", ".join(measured)
+            if len(measured) < wanted:
+                peers += f" ({len(measured)} of {wanted} measured)"
+        else:
+            peers = NOT_MEASURED
+        lines += [
+            f"{arch}, on the test seeds only:",
+            "",
+            "- references at least "
+            f"{_percent(REFERENCE_GOAL.get(arch, float('nan')))} % test: "
+            + (reference[0].split(": ", 2)[-1] if reference else NOT_MEASURED),
+            f"- at 2x with {STANDARD_EPOCHS} extra epochs, guided within "
+            f"{REFERENCE_GAP} points of its reference: "
+            + _versus_reference(
+                arch, b6, grid, "flops/2x", "test", REFERENCE_GAP, "standard"
+            ),
+            "- no peer ahead of guided with an interval that excludes "
+            f"zero, at every budget and both extra-epoch budgets: {peers}",
+            f"- with {SHORT_EPOCHS} extra epochs at 3x and 4x, guided "
+            f"ahead of the best peer by at least {LEAD} point, interval "
+            "excluding zero: "
+            + "; ".join(
+                _lead_over_best_peer(grid, b) for b in ("flops/3x", "flops/4x")
+            ),
+            f"- right after the cut at 2x, guided within {AFTER_CUT_GAP} "
+            "point of its reference: "
+            + _versus_reference(
+                arch,
+                b6,
+                grid,
+                "flops/2x",
+                "after_cut_test",
+                AFTER_CUT_GAP,
+                "any",
+            ),
+            "",
+        ]
+    return lines
+
+
 def tuning_lines(b6):
     """Per arch, the validation accuracy of every tuned variant, mean over
     its tuning seeds, per budget and extra epochs; '(tested)' marks the
@@ -400,6 +542,9 @@ def body(b6):
                 "every choice.",
                 "",
             ]
+    lines += ["### Goals", ""] + (
+        goal_lines(b6) or ["Goals: " + NOT_MEASURED + ".", ""]
+    )
     lines += ["### Test seeds", ""] + grid_lines(b6)
     tuning = tuning_lines(b6)
     lines += ["### Tuning", ""] + (

@@ -183,3 +183,71 @@ def test_superseded_cells_run_again_and_stay_on_record(tmp_path):
         "| resnet20 | `guided` | a | flops/2x | 2 | 0 | 88.00 | 50.00 | "
         "an older controller |"
     ) in text
+
+
+def _goal_cells(budget, extra, guided, peer, after=0.4):
+    """Test cells on seeds 1-3: guided and one `l1_oneshot` peer."""
+    cells = []
+    for seed, (mine, theirs) in enumerate(zip(guided, peer), start=1):
+        for method, test in (("guided", mine), ("l1_oneshot", theirs)):
+            cell = _cell(method, seed, test, extra=extra)
+            cell.update(budget=budget, after_cut_test=after)
+            cells.append(cell)
+    return cells
+
+
+def test_b6_goals_are_judged_from_the_test_cells():
+    b6 = _synthetic()
+    # References on test seeds 1-3: 91.0, 91.2, 91.4.
+    b6["cells"] = [c for c in b6["cells"] if c["role"] == "tune"]
+    # 2x, E=8: guided 90.9, 91.0, 91.1 (minus the reference: -0.1,
+    # -0.2, -0.3), right after the cut 90.6 (-0.4, -0.6, -0.8).
+    b6["cells"] += _goal_cells(
+        "flops/2x", 8, (0.909, 0.910, 0.911), (0.90, 0.90, 0.90), after=0.906
+    )
+    # 4x, E=2: guided leads by 2, 3, 4 points: mean 3, interval
+    # [+0.52, +5.48] (s = 1, t(0.975, 2) / sqrt(3) = 2.484).
+    b6["cells"] += _goal_cells(
+        "flops/4x", 2, (0.80, 0.81, 0.82), (0.78, 0.78, 0.78)
+    )
+    # 3x, E=2: the peer leads by 2, 3, 4 points.
+    b6["cells"] += _goal_cells(
+        "flops/3x", 2, (0.78, 0.78, 0.78), (0.80, 0.81, 0.82)
+    )
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    assert "- references at least 91.00 % test: met (91.20 %)." in goals
+    assert (
+        "within 0.5 points of its reference: E=8: guided minus reference "
+        "-0.20 [-0.45, +0.05] points (seeds 1, 2, 3): met"
+    ) in goals
+    assert (
+        "both extra-epoch budgets: **missed**: `l1_oneshot` at flops/3x "
+        "E=2 (-3.00 [-5.48, -0.52])"
+    ) in goals
+    assert (
+        "flops/3x: guided minus `l1_oneshot` -3.00 [-5.48, -0.52] points "
+        "(seeds 1, 2, 3): **missed**; flops/4x: guided minus `l1_oneshot` "
+        "+3.00 [+0.52, +5.48] points (seeds 1, 2, 3): met"
+    ) in goals
+    assert (
+        "right after the cut at 2x, guided within 1.0 point of its "
+        "reference: E=8: guided minus reference -0.60 [-1.10, -0.10] "
+        "points (seeds 1, 2, 3): met"
+    ) in goals
+    # A lead under a point, or an interval that holds zero, misses.
+    b6["cells"] = [c for c in b6["cells"] if c["budget"] != "flops/4x"]
+    b6["cells"] += _goal_cells(
+        "flops/4x", 2, (0.80, 0.79, 0.80), (0.79, 0.79, 0.79)
+    )
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    assert "flops/4x: guided minus `l1_oneshot` +0.67" in goals
+    assert goals.count("**missed**") == 3
+
+
+def test_b6_goals_before_any_test_cell():
+    text = b6_report.section(b6_report.empty())
+    assert "Goals: not measured yet (no test cells)." in text
+    b6 = _synthetic()
+    b6["cells"] = [c for c in b6["cells"] if c["role"] == "tune"]
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    assert goals.count("not measured yet (no test cells)") == 5
