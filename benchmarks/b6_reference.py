@@ -205,12 +205,23 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ref-dir", default=DEFAULT_DIR)
     parser.add_argument("--curve", default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow's intra- and inter-op threads (default: its own "
+        "choice); 1 when another run shares the cores",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     log = report.clock_log
 
     data = cifar.split(cifar.load(args.cifar_dir))
