@@ -271,6 +271,7 @@ def settings_header(args):
             "tune_seeds": list(protocol.TUNE_SEEDS),
         },
         "descriptions": protocol.DESCRIPTIONS,
+        "left_out": protocol.LEFT_OUT,
         "variants": protocol.VARIANTS,
         "chosen": protocol.CHOSEN,
     }

@@ -47,6 +47,21 @@ DESCRIPTIONS = {
     "normalizer='max')), global pruning to the MACs budget, then E - s "
     "epochs of distillation",
 }
+# Methods of B4 that B6 does not run, and why (the page says so).
+LEFT_OUT = {
+    "group_lasso": "a uniform group-norm penalty and a cut: Torch-Pruning's "
+    "`group_sl` is that method run with its authors' recipe (weight decay "
+    "0, `normalizer='max'`, a per-group strength 1 to 16 times larger "
+    "for weaker groups), and it is tuned here; B4's plain group lasso "
+    "collapsed to chance at every budget",
+    "slimming": "network slimming (Liu et al., 2017) learns sparse "
+    "BatchNormalization scales with an L1 penalty through a whole "
+    "training from scratch (160 epochs); 2 or 8 extra epochs from a "
+    "reference are outside its recipe (B4: 57 % at 4x after 5 epochs), "
+    "and tuning it with the same effort as guided (four strengths per "
+    "budget) costs as much as a test seed's cells, so it waits until the "
+    "main arms' test cells are done",
+}
 # Variants per method, chosen on the tuning seed's validation images.
 # `regularization_epochs` (the `p` of guided, the `s` of tp_group_sl):
 # an int, or "most" for `E - 1`; absent, the default rule.

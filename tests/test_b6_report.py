@@ -251,3 +251,21 @@ def test_b6_goals_before_any_test_cell():
     b6["cells"] = [c for c in b6["cells"] if c["role"] == "tune"]
     goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
     assert goals.count("not measured yet (no test cells)") == 5
+
+
+def test_b6_methods_and_the_left_out_ones_are_described():
+    from benchmarks import b6_protocol
+
+    b6 = _synthetic()
+    b6["descriptions"] = b6_protocol.DESCRIPTIONS
+    b6["variants"] = b6_protocol.VARIANTS
+    b6["left_out"] = b6_protocol.LEFT_OUT
+    methods = b6_report.section(b6).split("### Methods")[1]
+    methods = methods.split("### References")[0]
+    tried = len(b6_protocol.VARIANTS["tp_group_sl"])
+    assert f"- `tp_group_sl` ({tried} variants to tune): " in methods
+    assert "- `l1_oneshot`: prune_model(reference" in methods
+    assert "- `slimming`: **left out**: network slimming" in methods
+    assert "- `group_lasso`: **left out**: " in methods
+    # Without descriptions in the JSON, no Methods heading.
+    assert "### Methods" not in b6_report.section(_synthetic())
