@@ -14,6 +14,11 @@ exit code.
         --cifar-dir ../shared/data/cifar10-jpeg \\
         --torch-python /path/to/a/python/with/torch-pruning
     PYTHONPATH=. python -m benchmarks.b6_queue --dry-run   # what is left
+
+On two cores, two queues can share the work as lanes, each with one
+thread: `--lane references --threads 1` trains the references and
+`--lane cells --threads 1` runs the cells, each cells step on the seeds
+whose reference is finished (the rest waits for a later run).
 """
 
 import argparse
@@ -50,6 +55,33 @@ def pending(step, args):
     return results_file.pending_cells(args.json, protocol.ARCH, cells)
 
 
+def ready_seeds(step, args):
+    """The seeds of a cells step whose reference is finished."""
+    return [
+        seed
+        for seed in protocol.csv(step[2], int)
+        if protocol.reference_finished(
+            args.ref_dir, protocol.ARCH, seed, args.ref_epochs, args.ref_lr
+        )
+    ]
+
+
+def in_lane(step, args):
+    """`step` with only what `args.lane` runs of it, or None: the
+    references lane runs no cells, the cells lane no reference, and a
+    cells step only on the seeds whose reference is finished."""
+    if args.lane == "all":
+        return step
+    if step[0] == "reference":
+        return step if args.lane == "references" else None
+    if args.lane == "references":
+        return None
+    seeds = ready_seeds(step, args)
+    if not seeds:
+        return None
+    return (step[0], step[1], ",".join(map(str, seeds)), *step[3:])
+
+
 def missing_choices(step):
     """`method|budget|E` that a test step would run unchosen."""
     if step[0] != "cells" or step[1] != "test":
@@ -66,6 +98,8 @@ def command(step, args):
     """The command line that runs `step`."""
     python = [sys.executable, "-m"]
     common = ["--cifar-dir", args.cifar_dir, "--ref-dir", args.ref_dir]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
     if step[0] == "reference":
         seed = step[1]
         curve = os.path.join(
@@ -121,9 +155,20 @@ def describe(step):
 
 def run(args, log=report.clock_log, runner=subprocess.call):
     """Runs the queue; returns an exit code (0: all done)."""
-    for number, step in enumerate(protocol.QUEUE, 1):
+    for number, whole in enumerate(protocol.QUEUE, 1):
+        name = f"step {number}/{len(protocol.QUEUE)} ({describe(whole)})"
+        step = in_lane(whole, args)
+        if step is None:
+            why = (
+                "no seed's reference is finished yet"
+                if whole[0] == "cells" and args.lane == "cells"
+                else "another lane's"
+            )
+            log(f"{name}: not in the {args.lane} lane ({why})")
+            continue
+        if step != whole:
+            name += f", on seeds {step[2]} (their references are finished)"
         left = pending(step, args)
-        name = f"step {number}/{len(protocol.QUEUE)} ({describe(step)})"
         if not left:
             log(f"{name}: done")
             continue
@@ -169,6 +214,20 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what is left; run nothing"
+    )
+    parser.add_argument(
+        "--lane",
+        choices=("all", "references", "cells"),
+        default="all",
+        help="run every step (all), only the references, or only the "
+        "cells whose references are finished",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow threads of each step (1 when two lanes share two "
+        "cores; default: each step's own default)",
     )
     args = parser.parse_args(argv)
     if not args.dry_run and not args.cifar_dir:

@@ -899,3 +899,51 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
     dry = b6_queue.parse_args(["--dry-run", "--json", str(results)])
     assert b6_queue.parse_args(argv).cifar_dir == "c"
     assert dry.cifar_dir == ""
+
+
+def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import b6_protocol as protocol
+    from benchmarks import b6_queue
+
+    queue = (
+        ("reference", 1),
+        ("reference", 2),
+        ("cells", "test", "1,2", "2", "4x", "l1_oneshot"),
+    )
+    monkeypatch.setattr(protocol, "QUEUE", queue)
+    for path in protocol.reference_files(tmp_path, "resnet20", 1, 40, 0.1):
+        open(path, "w").close()  # seed 1's reference is finished
+    results = tmp_path / "b6.json"
+    results.write_text(json.dumps({"references": [], "cells": []}))
+    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
+    argv += ["--json", str(results), "--threads", "1"]
+    ran, said = [], []
+
+    def runner(command):
+        ran.append(command)
+        return 0
+
+    lane = b6_queue.parse_args(argv + ["--lane", "cells"])
+    assert b6_queue.run(lane, log=said.append, runner=runner) == 0
+    # The cells lane trains no reference and runs seed 1 only.
+    assert [c[2] for c in ran] == ["benchmarks.b6_cifar"]
+    assert ran[0][ran[0].index("--seeds") + 1] == "1"
+    assert ran[0][ran[0].index("--threads") + 1] == "1"
+    assert "step 2/3 (reference, seed 2): not in the cells lane" in said[1]
+    assert "on seeds 1 (their references are finished)" in said[2]
+    ran.clear()
+    lane = b6_queue.parse_args(argv + ["--lane", "references"])
+    assert b6_queue.run(lane, log=said.append, runner=runner) == 0
+    assert [c[2] for c in ran] == ["benchmarks.b6_reference"]
+    assert ran[0][ran[0].index("--seed") + 1] == "2"
+    # Before any reference is finished, the cells lane waits.
+    for path in protocol.reference_files(tmp_path, "resnet20", 1, 40, 0.1):
+        os.remove(path)
+    ran.clear()
+    said.clear()
+    lane = b6_queue.parse_args(argv + ["--lane", "cells"])
+    assert b6_queue.run(lane, log=said.append, runner=runner) == 0
+    assert ran == []
+    assert "no seed's reference is finished yet" in said[-1]
