@@ -16,6 +16,8 @@ improved), the test seeds' references, then (once `CHOSEN` holds the
 choices) the test cells, most important first.
 """
 
+import contextlib
+import fcntl
 import os
 
 ARCH = "resnet20"
@@ -148,6 +150,38 @@ def reference_files(ref_dir, arch, seed, epochs, lr):
         os.path.join(ref_dir, name + ending)
         for ending in (".weights.h5", ".json")
     ]
+
+
+def reference_lock(ref_dir, arch, seed, epochs, lr):
+    """The lock file a process training that reference holds."""
+    name = reference_stem(arch, seed, epochs, lr)
+    return os.path.join(ref_dir, name + ".lock")
+
+
+@contextlib.contextmanager
+def training_reference(ref_dir, arch, seed, epochs, lr):
+    """Holds the reference's lock while its body trains it; yields False
+    (and holds nothing) when another process holds it."""
+    os.makedirs(ref_dir, exist_ok=True)
+    path = reference_lock(ref_dir, arch, seed, epochs, lr)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def reference_busy(ref_dir, arch, seed, epochs, lr):
+    """Whether another process is training that reference now."""
+    if not os.path.exists(reference_lock(ref_dir, arch, seed, epochs, lr)):
+        return False
+    with training_reference(ref_dir, arch, seed, epochs, lr) as mine:
+        return not mine
 
 
 def reference_finished(ref_dir, arch, seed, epochs, lr):

@@ -18,7 +18,9 @@ exit code.
 On two cores, two queues can share the work as lanes, each with one
 thread: `--lane references --threads 1` trains the references and
 `--lane cells --threads 1` runs the cells, each cells step on the seeds
-whose reference is finished (the rest waits for a later run).
+whose reference is finished (the rest waits for a later run). A
+reference another process is training (its lock is held) is skipped, so
+two references lanes train two seeds side by side.
 """
 
 import argparse
@@ -171,6 +173,11 @@ def run(args, log=report.clock_log, runner=subprocess.call):
         left = pending(step, args)
         if not left:
             log(f"{name}: done")
+            continue
+        if step[0] == "reference" and protocol.reference_busy(
+            args.ref_dir, protocol.ARCH, step[1], args.ref_epochs, args.ref_lr
+        ):
+            log(f"{name}: another process is training it now; skipped")
             continue
         what = "to train" if step[0] == "reference" else f"{len(left)} cell(s)"
         missing = missing_choices(step)

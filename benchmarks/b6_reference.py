@@ -18,7 +18,8 @@ atomically next to the reference, and the curve (train loss and accuracy,
 validation accuracy, seconds) is written to a JSON file, so a killed run
 resumes at the next epoch and ends with the same weights as an
 uninterrupted one would, batch for batch. The test images are read once,
-at the end.
+at the end. A process training a reference holds its lock file, so a
+second one started for the same reference leaves it alone.
 
     python -m benchmarks.b6_reference --cifar-dir ../shared/data/cifar10-jpeg \\
         --seed 0 --epochs 40 \\
@@ -224,18 +225,27 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     log = report.clock_log
 
-    data = cifar.split(cifar.load(args.cifar_dir))
-    train_reference(
-        data,
-        args.arch,
-        args.seed,
-        args.epochs,
-        args.lr,
-        args.warmup,
-        args.ref_dir,
-        args.curve,
-        log,
-    )
+    key = (args.ref_dir, args.arch, args.seed, args.epochs, args.lr)
+    with protocol.training_reference(*key) as mine:
+        if not mine:
+            log(
+                f"reference {protocol.reference_stem(*key[1:])}: another "
+                "process is training it now; nothing to do here"
+            )
+            return 0
+        data = cifar.split(cifar.load(args.cifar_dir))
+        train_reference(
+            data,
+            args.arch,
+            args.seed,
+            args.epochs,
+            args.lr,
+            args.warmup,
+            args.ref_dir,
+            args.curve,
+            log,
+        )
+    return 0
 
 
 if __name__ == "__main__":

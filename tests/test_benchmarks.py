@@ -947,3 +947,31 @@ def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
     assert b6_queue.run(lane, log=said.append, runner=runner) == 0
     assert ran == []
     assert "no seed's reference is finished yet" in said[-1]
+
+
+def test_b6_a_reference_in_training_is_left_to_its_process(
+    tmp_path, monkeypatch
+):
+    from benchmarks import b6_protocol as protocol
+    from benchmarks import b6_queue
+
+    key = (str(tmp_path), "resnet20", 2, 40, 0.1)
+    assert not protocol.reference_busy(*key)
+    with protocol.training_reference(*key) as mine:
+        assert mine
+        # flock locks an open file: another open of it, here as in another
+        # process, cannot take the lock.
+        assert protocol.reference_busy(*key)
+        monkeypatch.setattr(
+            protocol, "QUEUE", (("reference", 2), ("reference", 3))
+        )
+        args = b6_queue.parse_args(
+            ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
+            + ["--lane", "references"]
+        )
+        ran, said = [], []
+        b6_queue.run(args, log=said.append, runner=lambda c: ran.append(c) or 0)
+    # Seed 2 is being trained elsewhere: the lane goes on to seed 3.
+    assert [c[c.index("--seed") + 1] for c in ran] == ["3"]
+    assert "another process is training it now; skipped" in said[0]
+    assert not protocol.reference_busy(*key)
