@@ -430,10 +430,22 @@ def goal_lines(b6):
     return lines
 
 
+def _chosen(b6, method, budget, extra):
+    """The variant the JSON's `chosen` names for the cell (keys
+    `method|budget|E`, `method|budget` or `method`, most specific first),
+    or None."""
+    chosen = b6.get("chosen") or {}
+    for key in (f"{method}|{budget}|{extra}", f"{method}|{budget}", method):
+        if key in chosen:
+            return chosen[key]
+    return None
+
+
 def tuning_lines(b6):
     """Per arch, the validation accuracy of every tuned variant, mean over
-    its tuning seeds, per budget and extra epochs; '(tested)' marks the
-    variants that went on to the test seeds."""
+    its tuning seeds, per budget and extra epochs; '**chosen**' marks the
+    variant `CHOSEN` names for the test seeds, '(tested)' the variants
+    that went on to them."""
     lines = []
     for arch in _archs(b6):
         tune = [
@@ -487,6 +499,8 @@ def tuning_lines(b6):
                     if vals
                     else ""
                 )
+                if vals and _chosen(b6, method, budget, extra) == variant:
+                    text += " **chosen**"
                 if vals and (budget, extra, method, variant) in tested:
                     text += " (tested)"
                 values.append(text)

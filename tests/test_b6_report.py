@@ -269,3 +269,18 @@ def test_b6_methods_and_the_left_out_ones_are_described():
     assert "- `group_lasso`: **left out**: " in methods
     # Without descriptions in the JSON, no Methods heading.
     assert "### Methods" not in b6_report.section(_synthetic())
+
+
+def test_b6_tuning_table_marks_the_chosen_variants():
+    b6 = _synthetic()
+    b6["chosen"] = {"guided|flops/2x": "b", "tp_group_sl": "reg1e-3"}
+    tuning = b6_report.section(b6).split("### Tuning")[1]
+    assert "| `guided` | b | 86.00 (1); 50.00 **chosen** |" in tuning
+    assert "| `guided` | a | 88.00 (1); 50.00 (tested) |" in tuning
+    assert (
+        "| `tp_group_sl` | reg1e-3 | 85.00 (1); 50.00 **chosen** (tested) |"
+    ) in tuning
+    # The most specific key wins.
+    b6["chosen"]["guided|flops/2x|2"] = "a"
+    tuning = b6_report.section(b6).split("### Tuning")[1]
+    assert "| `guided` | a | 88.00 (1); 50.00 **chosen** (tested) |" in tuning
