@@ -231,8 +231,9 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "train_images": args.cfg["train_images"] or len(data["y_train"]),
         "widths": resnet_cifar.conv_widths(small),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        # The code the cell ran (a cell from before a change to the
-        # library's recipe is run again, not mixed in).
+        # The commit checked out when the grid started, the code the cell
+        # ran (a cell from before a change to the library's recipe is run
+        # again, not mixed in).
         "git_commit": _commit(),
         **info,
     }
@@ -281,6 +282,7 @@ def run(args, data=None, log=None):
     """Runs the cells of `args` not yet in `args.json`; returns the
     results."""
     log = log or _log
+    _commit()  # the commit checked out now, when this grid's code loaded
     cells = protocol.plan_cells(
         args.methods,
         args.budgets,
