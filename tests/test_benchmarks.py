@@ -538,6 +538,8 @@ def test_b5_section_reads_its_numbers_from_the_json(tmp_path):
 def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
     from benchmarks import b6_protocol
 
+    monkeypatch.setattr(b6_protocol, "CHOSEN", {})  # nothing chosen yet
+
     def plan(methods, seeds, role, extra_epochs=(2,)):
         return b6_protocol.plan_cells(
             methods, ["flops/2x"], extra_epochs, seeds, role, log=str
