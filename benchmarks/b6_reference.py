@@ -123,12 +123,26 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         return model, info
     history = {"arch": arch, "seed": seed, "recipe": recipe(epochs, lr, warmup)}
     history["epochs_done"] = []
-    if os.path.exists(state) and curve and os.path.exists(curve):
+    # The curve is kept next to the state too, so a resume does not depend
+    # on the copy in the repository's working tree.
+    kept_curve = os.path.join(ref_dir, name + ".curve.json")
+    if os.path.exists(state):
         model = keras.saving.load_model(state)
         model.jit_compile = cifar.JIT_COMPILE  # not kept by `save`
-        with open(curve) as f:
-            history = json.load(f)
-        done = len(history["epochs_done"])
+        for path in (kept_curve, curve):
+            if path and os.path.exists(path):
+                with open(path) as f:
+                    history = json.load(f)
+                break
+        # The optimizer's step count says how many epochs the state holds.
+        done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        done //= steps
+        rows = history["epochs_done"][:done]
+        rows += [
+            {"epoch": n + 1, "val": None, "not_recorded": True}
+            for n in range(len(rows), done)
+        ]
+        history["epochs_done"] = rows
         log(f"reference {name}: resuming after epoch {done}")
     else:
         keras.utils.set_random_seed(seed)
@@ -163,6 +177,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         temporary = state[: -len(".keras")] + ".tmp.keras"
         model.save(temporary)
         os.replace(temporary, state)
+        report.write_atomic(kept_curve, json.dumps(history, indent=1))
         if curve:
             report.write_atomic(curve, json.dumps(history, indent=1))
         log(
@@ -179,7 +194,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         "test": accuracy(model, data["x_test"], data["y_test"]),
         "params": kg.stats.count_params(model),
         "flops": kg.stats.count_flops(model),
-        "seconds": sum(r["seconds"] for r in history["epochs_done"]),
+        "seconds": sum(r.get("seconds", 0) for r in history["epochs_done"]),
         "path": final,
     }
     temporary = final[: -len(".weights.h5")] + ".tmp.weights.h5"

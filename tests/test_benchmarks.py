@@ -977,3 +977,46 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
     assert [c[c.index("--seed") + 1] for c in ran] == ["3"]
     assert "another process is training it now; skipped" in said[0]
     assert not protocol.reference_busy(*key)
+
+
+@pytest.mark.slow
+def test_b6_reference_resumes_to_the_same_weights(tmp_path):
+    import json
+
+    from benchmarks import b6_reference
+
+    rng = np.random.default_rng(0)
+    data = {
+        "x_train": rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
+        "x_val": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
+    }
+
+    def train(ref_dir, log=lambda message: None, curve=None):
+        return b6_reference.train_reference(
+            data, "resnet20", 0, 2, 0.05, 1, str(ref_dir), curve, log
+        )
+
+    whole, _ = train(tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_the_first_epoch(message):
+        if "epoch 1/2" in message:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tmp_path / "split", stop_after_the_first_epoch)
+    said = []
+    # No curve in the working tree: the one kept next to the state serves.
+    resumed, info = train(tmp_path / "split", said.append)
+    assert "resuming after epoch 1" in said[0]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with open(tmp_path / "split" / "resnet20_seed0_e2_lr0.05.curve.json") as f:
+        curve = json.load(f)
+    assert [row["epoch"] for row in curve["epochs_done"]] == [1, 2]
