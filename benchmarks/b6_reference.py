@@ -129,11 +129,13 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     if os.path.exists(state):
         model = keras.saving.load_model(state)
         model.jit_compile = cifar.JIT_COMPILE  # not kept by `save`
+        saved = []
         for path in (kept_curve, curve):
             if path and os.path.exists(path):
                 with open(path) as f:
-                    history = json.load(f)
-                break
+                    saved.append(json.load(f))
+        if saved:  # the copy that got furthest
+            history = max(saved, key=lambda h: len(h["epochs_done"]))
         # The optimizer's step count says how many epochs the state holds.
         done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         done //= steps
