@@ -12,13 +12,17 @@ The JSON alone holds what the page shows (no CIFAR data, no training):
 
 accuracies as fractions, `budget` as `"flops/2x"`, `role` `"tune"` (a
 variant tried on validation, on a tuning seed) or `"test"` (a seed not
-used for any choice). The section shows the references per seed with the
-mean and sample std over the test seeds; then, per budget and extra-epoch
-budget, every method's mean test accuracy over its test cells and its
-paired difference from guided per seed with the 95 % t-interval
-(`benchmarks.stats`), a tie where the interval contains zero; then the
-tuning cells' validation accuracy. Cells not in the JSON yet read "not run
-yet", so a partial or empty JSON makes a page.
+used for any choice). The section lists the methods (and the ones left
+out, with the reason), shows the references per seed with the mean and
+sample std over the test seeds, judges the benchmark's goals on the test
+seeds (met, missed with the numbers, or not measured yet); then, per
+budget and extra-epoch budget, every method's mean test accuracy over its
+test cells and its paired difference from guided per seed with the 95 %
+t-interval (`benchmarks.stats`), a tie where the interval contains zero;
+then the
+tuning cells' validation accuracy, the chosen variants marked. Cells not
+in the JSON yet read "not run yet", so a partial or empty JSON makes a
+page.
 
 With `--docs`, the page's region between `<!-- b6:begin -->` and
 `<!-- b6:end -->` is replaced (a `## B6` section with the markers is
