@@ -430,13 +430,7 @@ def main(argv=None, data=None):
     if args.show_choices:
         print(results_file.show_choices(args.json))
         return None
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    except RuntimeError:  # Already initialized (called in-process).
-        pass
+    cifar.set_threads(args.threads)
     try:
         protocol.plan_cells(
             args.methods,

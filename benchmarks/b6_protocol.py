@@ -264,16 +264,26 @@ def effective(method, variant, extra_epochs):
     return settings
 
 
-def chosen_variant(method, budget, extra_epochs):
-    """`(variant, source)`: the `CHOSEN` variant for the cell, or
-    `"default"` with a note that none was chosen yet."""
+def chosen_key(method, budget, extra_epochs, chosen):
+    """The key of `chosen` (a `CHOSEN`-shaped dict) that holds for the
+    cell: `method|budget|E`, `method|budget` or `method`, the most
+    specific first; None when none does."""
     for key in (
         f"{method}|{budget}|{extra_epochs}",
         f"{method}|{budget}",
         method,
     ):
-        if key in CHOSEN:
-            return CHOSEN[key], f"chosen on the tuning seed ({key})"
+        if key in chosen:
+            return key
+    return None
+
+
+def chosen_variant(method, budget, extra_epochs):
+    """`(variant, source)`: the `CHOSEN` variant for the cell, or
+    `"default"` with a note that none was chosen yet."""
+    key = chosen_key(method, budget, extra_epochs, CHOSEN)
+    if key is not None:
+        return CHOSEN[key], f"chosen on the tuning seed ({key})"
     return "default", "default: no variant chosen on the tuning seed yet"
 
 

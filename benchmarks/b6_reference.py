@@ -235,11 +235,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    cifar.set_threads(args.threads)
     log = report.clock_log
 
     key = (args.ref_dir, args.arch, args.seed, args.epochs, args.lr)

@@ -19,10 +19,9 @@ seeds (met, missed with the numbers, or not measured yet); then, per
 budget and extra-epoch budget, every method's mean test accuracy over its
 test cells and its paired difference from guided per seed with the 95 %
 t-interval (`benchmarks.stats`), a tie where the interval contains zero;
-then the
-tuning cells' validation accuracy, the chosen variants marked. Cells not
-in the JSON yet read "not run yet", so a partial or empty JSON makes a
-page.
+then the tuning cells' validation accuracy, the chosen variants marked.
+Cells not in the JSON yet read "not run yet", so a partial or empty JSON
+makes a page.
 
 With `--docs`, the page's region between `<!-- b6:begin -->` and
 `<!-- b6:end -->` is replaced (a `## B6` section with the markers is
@@ -36,6 +35,7 @@ import sys
 
 import numpy as np
 
+from benchmarks import b6_protocol as protocol
 from benchmarks import report
 from benchmarks import stats
 
@@ -239,10 +239,7 @@ def _row_line(method, variant, seeds, guided):
     elif guided is None:
         difference = "no guided cells yet"
     else:
-        paired = stats.paired(
-            {s: 100 * c["test"] for s, c in guided[1].items()},
-            {s: 100 * c["test"] for s, c in seeds.items()},
-        )
+        paired = stats.paired(_test_values(guided[1]), _test_values(seeds))
         difference = (
             "no common seed"
             if paired is None
@@ -314,6 +311,11 @@ def grid_lines(b6):
     return lines
 
 
+def _label(method, variant):
+    """'`method` variant', or '`method`' without a variant."""
+    return f"`{method}` {variant}".rstrip()
+
+
 def _test_values(seeds, key="test"):
     """`{seed: points}` of a test row (cells missing `key` left out)."""
     return {s: 100 * c[key] for s, c in seeds.items() if c.get(key) is not None}
@@ -362,8 +364,8 @@ def _peers_ahead(grid):
             paired = stats.paired(_test_values(guided[1]), _test_values(seeds))
             if paired is not None and paired.high < 0:
                 ahead.append(
-                    f"`{method}` {variant} at {budget} E={extra} "
-                    f"({paired.text()})".replace("  ", " ")
+                    f"{_label(method, variant)} at {budget} E={extra} "
+                    f"({paired.text()})"
                 )
     return ahead, measured
 
@@ -385,9 +387,9 @@ def _lead_over_best_peer(grid, budget):
     if paired is None:
         return f"{budget}: {NOT_MEASURED} (no common seed)"
     met = paired.mean >= LEAD and paired.low > 0
-    name = f"`{method}` {variant}".rstrip()
     return (
-        f"{budget}: guided minus {name} {paired.text()} points "
+        f"{budget}: guided minus {_label(method, variant)} {paired.text()} "
+        "points "
         f"({_seed_list(paired.seeds)}): " + ("met" if met else "**missed**")
     )
 
@@ -453,14 +455,10 @@ def goal_lines(b6):
 
 
 def _chosen(b6, method, budget, extra):
-    """The variant the JSON's `chosen` names for the cell (keys
-    `method|budget|E`, `method|budget` or `method`, most specific first),
-    or None."""
+    """The variant the JSON's `chosen` names for the cell, or None."""
     chosen = b6.get("chosen") or {}
-    for key in (f"{method}|{budget}|{extra}", f"{method}|{budget}", method):
-        if key in chosen:
-            return chosen[key]
-    return None
+    key = protocol.chosen_key(method, budget, extra, chosen)
+    return None if key is None else chosen[key]
 
 
 def tuning_lines(b6):

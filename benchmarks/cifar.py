@@ -32,6 +32,23 @@ STD = np.array([0.2470, 0.2435, 0.2616], dtype="float32")
 JIT_COMPILE = True
 
 
+def set_threads(threads):
+    """TensorFlow's intra- and inter-op threads (nothing for `None` or
+    another backend). Once TensorFlow has started (a second run in the
+    same process) they cannot change, and the call leaves them."""
+    import keras  # here: the PyTorch arm imports this module without it
+
+    if not threads or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # Already initialized (called in-process).
+        pass
+
+
 def decode(path):
     """`(images uint8 [n, 32, 32, 3], labels uint8 [n])` of one shared file."""
     import io
