@@ -23,9 +23,12 @@ import os
 ARCH = "resnet20"
 REFERENCE_EPOCHS = 40
 REFERENCE_LR = 0.1
-REFERENCE_DIR = os.path.join(
-    os.path.expanduser("~"), ".cache", "keras_guided_bench", "b6"
-)
+# The references' weights, their training state while they train, and
+# their curves, kept in the repository (a few MB per seed): a reference
+# takes longer than one sitting on two cores, and a cache on one machine
+# is lost with it, so a reference resumes, and a finished one is reused,
+# wherever the repository is cloned.
+REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "b6_references")
 BUDGETS = ("flops/2x", "flops/4x", "flops/3x")  # in the order they run
 EXTRA_EPOCHS = (2, 8)
 METHODS = ("guided", "l1_oneshot", "li_l1", "tp_magnitude", "tp_group_sl")

@@ -155,10 +155,39 @@ def describe(step):
     )
 
 
+def in_order(args):
+    """`(number, step, needed)` for the steps of `protocol.QUEUE`, in the
+    order they run: each reference just before the first cells step with
+    cells left on its seed, so the references that the next cells need
+    are trained first. A reference no cell left needs comes first with
+    `needed` False (it is not trained)."""
+    numbered = list(enumerate(protocol.QUEUE, 1))
+    references = {s[1]: (n, s) for n, s in numbered if s[0] == "reference"}
+    ordered, placed = [], set()
+    for number, step in numbered:
+        if step[0] == "reference":
+            continue
+        for seed in sorted({cell[3] for cell in pending(step, args)}):
+            if seed in references and seed not in placed:
+                ordered.append((*references[seed], True))
+                placed.add(seed)
+        ordered.append((number, step, True))
+    idle = [
+        (number, step, False)
+        for seed, (number, step) in references.items()
+        if seed not in placed
+    ]
+    return idle + ordered
+
+
 def run(args, log=report.clock_log, runner=subprocess.call):
     """Runs the queue; returns an exit code (0: all done)."""
-    for number, whole in enumerate(protocol.QUEUE, 1):
+    for number, whole, needed in in_order(args):
         name = f"step {number}/{len(protocol.QUEUE)} ({describe(whole)})"
+        if not needed:
+            done = not pending(whole, args)
+            log(f"{name}: {'done' if done else 'no cell left needs it yet'}")
+            continue
         step = in_lane(whole, args)
         if step is None:
             why = (

@@ -14,10 +14,12 @@ trained with a standard CIFAR recipe on all 45,000 training images:
   (`benchmarks/cifar.py`).
 
 After every epoch the whole model (weights and optimizer state) is saved
-atomically next to the reference, and the curve (train loss and accuracy,
-validation accuracy, seconds) is written to a JSON file, so a killed run
-resumes at the next epoch and ends with the same weights as an
-uninterrupted one would, batch for batch. The test images are read once,
+atomically in the references' folder (`benchmarks/b6_references/` by
+default, committed: a reference takes longer than one sitting here, and
+the repository is what outlives a machine), and the curve (train loss and
+accuracy, validation accuracy, seconds) is written to a JSON file, so a
+killed run resumes at the next epoch and ends with the same weights as
+an uninterrupted one would, batch for batch. The test images are read once,
 at the end. A process training a reference holds its lock file, so a
 second one started for the same reference leaves it alone.
 
@@ -197,12 +199,16 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         "params": kg.stats.count_params(model),
         "flops": kg.stats.count_flops(model),
         "seconds": sum(r.get("seconds", 0) for r in history["epochs_done"]),
-        "path": final,
+        "path": os.path.basename(final),
     }
     temporary = final[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(temporary)
     os.replace(temporary, final)
     report.write_atomic(info_path, json.dumps(info, indent=1))
+    # The weights and the info are all a finished reference needs; the
+    # training state (twice the weights' bytes) goes.
+    if os.path.exists(state):
+        os.remove(state)
     if curve:
         history["final"] = {k: info[k] for k in ("val", "test", "seconds")}
         report.write_atomic(curve, json.dumps(history, indent=1))

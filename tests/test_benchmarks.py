@@ -867,15 +867,16 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
         return 0
 
     code = b6_queue.run(args, log=said.append, runner=runner)
-    # Seed 1's reference and the tuning cells ran; the test cells need a
-    # choice for guided (l1_oneshot has no variants).
+    # The tuning cells and then seed 1's reference ran (just before the
+    # cells that need it); the test cells need a choice for guided
+    # (l1_oneshot has no variants).
     assert code == b6_queue.NEEDS_CHOICES
     assert [c[2] for c in ran] == [
-        "benchmarks.b6_reference",
         "benchmarks.b6_cifar",
+        "benchmarks.b6_reference",
     ]
-    assert ran[0][ran[0].index("--seed") + 1] == "1"
-    assert ran[1][ran[1].index("--methods") + 1] == "guided,l1_oneshot"
+    assert ran[0][ran[0].index("--methods") + 1] == "guided,l1_oneshot"
+    assert ran[1][ran[1].index("--seed") + 1] == "1"
     assert "step 1/4 (reference, seed 0): done" in said
     assert any(
         line.startswith("step 3/4 (tune cells") and "1 cell(s) left" in line
@@ -951,6 +952,53 @@ def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
     assert "no seed's reference is finished yet" in said[-1]
 
 
+def test_b6_queue_trains_the_references_the_next_cells_need_first(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from benchmarks import b6_protocol as protocol
+    from benchmarks import b6_queue
+
+    queue = (
+        ("reference", 0),
+        ("cells", "tune", "0", "2", "4x", "l1_oneshot"),
+        ("reference", 1),
+        ("reference", 2),
+        ("cells", "test", "1", "2", "4x", "l1_oneshot"),
+        ("cells", "tune", "0", "2", "2x", "l1_oneshot"),
+    )
+    monkeypatch.setattr(protocol, "QUEUE", queue)
+    results = tmp_path / "b6.json"
+    done = {
+        "arch": "resnet20",
+        "budget": "flops/4x",
+        "method": "l1_oneshot",
+        "variant": "default",
+        "seed": 0,
+        "extra_epochs": 2,
+    }
+    results.write_text(json.dumps({"references": [], "cells": [done]}))
+    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
+    args = b6_queue.parse_args(argv + ["--json", str(results)])
+    ran, said = [], []
+    b6_queue.run(args, log=said.append, runner=lambda c: ran.append(c) or 0)
+
+    # Seed 0's first cells are done: its reference waits for the 2x tuning,
+    # after seed 1's reference and test cells. No cell needs seed 2.
+    def what(command):
+        flag = "--seed" if "--seed" in command else "--seeds"
+        return command[2], command[command.index(flag) + 1]
+
+    assert [what(c) for c in ran] == [
+        ("benchmarks.b6_reference", "1"),
+        ("benchmarks.b6_cifar", "1"),
+        ("benchmarks.b6_reference", "0"),
+        ("benchmarks.b6_cifar", "0"),
+    ]
+    assert said[0] == "step 4/6 (reference, seed 2): no cell left needs it yet"
+
+
 def test_b6_a_reference_in_training_is_left_to_its_process(
     tmp_path, monkeypatch
 ):
@@ -964,9 +1012,12 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
         # flock locks an open file: another open of it, here as in another
         # process, cannot take the lock.
         assert protocol.reference_busy(*key)
-        monkeypatch.setattr(
-            protocol, "QUEUE", (("reference", 2), ("reference", 3))
+        queue = (
+            ("reference", 2),
+            ("reference", 3),
+            ("cells", "test", "2,3", "2", "4x", "l1_oneshot"),
         )
+        monkeypatch.setattr(protocol, "QUEUE", queue)
         args = b6_queue.parse_args(
             ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
             + ["--lane", "references"]
