@@ -131,13 +131,14 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     if os.path.exists(state):
         model = keras.saving.load_model(state)
         model.jit_compile = cifar.JIT_COMPILE  # not kept by `save`
-        saved = []
+        # The curve kept next to the state is written with it, so it is
+        # the state's own; the working tree's copy serves only without it
+        # (a state saved before curves were kept beside it).
         for path in (kept_curve, curve):
             if path and os.path.exists(path):
                 with open(path) as f:
-                    saved.append(json.load(f))
-        if saved:  # the copy that got furthest
-            history = max(saved, key=lambda h: len(h["epochs_done"]))
+                    history = json.load(f)
+                break
         # The optimizer's step count says how many epochs the state holds.
         done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         done //= steps

@@ -1063,11 +1063,18 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path):
     with pytest.raises(Stop):
         train(tmp_path / "split", stop_after_the_first_epoch)
     said = []
-    # No curve in the working tree: the one kept next to the state serves.
-    resumed, info = train(tmp_path / "split", said.append)
+    kept = tmp_path / "split" / "resnet20_seed0_e2_lr0.05.curve.json"
+    first = json.loads(kept.read_text())["epochs_done"][0]
+    # A longer curve in the working tree from another run (a state lost
+    # with its machine) is not the state's own: the kept one serves.
+    stale = tmp_path / "stale_curve.json"
+    rows = [{"epoch": n, "val": 0.99} for n in (1, 2, 3)]
+    stale.write_text(json.dumps({"epochs_done": rows}))
+    resumed, info = train(tmp_path / "split", said.append, str(stale))
     assert "resuming after epoch 1" in said[0]
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    with open(tmp_path / "split" / "resnet20_seed0_e2_lr0.05.curve.json") as f:
-        curve = json.load(f)
+    curve = json.loads(kept.read_text())
     assert [row["epoch"] for row in curve["epochs_done"]] == [1, 2]
+    assert curve["epochs_done"][0] == first
+    assert json.loads(stale.read_text())["epochs_done"][0] == first
