@@ -125,6 +125,8 @@ def reference(args, data, seed, log):
         "flops": kg.stats.count_flops(model),
         "params": kg.stats.count_params(model),
     }
+    if "weights_sha256" in info:  # not in quick mode (no file)
+        row["weights_sha256"] = info["weights_sha256"]
     return model, row
 
 
@@ -218,6 +220,7 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "after_cut_val": info.pop("after_cut_val"),
         "after_cut_test": info.pop("after_cut_test"),
         "flops_kept": flops / ref_row["flops"],
+        "reference_sha256": ref_row.get("weights_sha256"),
         "params": kg.stats.count_params(small),
         "seconds": round(time.perf_counter() - start, 1),
         "variant_settings": protocol.VARIANTS[method][variant],

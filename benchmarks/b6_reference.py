@@ -29,6 +29,7 @@ second one started for the same reference leaves it alone.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -108,6 +109,18 @@ def accuracy(model, x, y):
     return hits / len(x)
 
 
+def weights_id(path):
+    """The first 16 hex digits of the SHA-256 of a reference's weights
+    file: which training of a seed's reference a cell started from (a
+    retrained reference differs, because training is not bitwise
+    reproducible across machines)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     """Trains (or resumes, or loads) the reference of `seed`; returns
     `(model, info)`. `info` has `val`, `test`, `epochs`, `path`."""
@@ -121,6 +134,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         model.load_weights(final)
         with open(info_path) as f:
             info = json.load(f)
+        info.setdefault("weights_sha256", weights_id(final))
         log(f"reference {name}: loaded (val {info['val']:.4f})")
         return model, info
     history = {"arch": arch, "seed": seed, "recipe": recipe(epochs, lr, warmup)}
@@ -205,6 +219,7 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
     temporary = final[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(temporary)
     os.replace(temporary, final)
+    info["weights_sha256"] = weights_id(final)
     report.write_atomic(info_path, json.dumps(info, indent=1))
     # The weights and the info are all a finished reference needs; the
     # training state (twice the weights' bytes) goes.

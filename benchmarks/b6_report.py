@@ -126,14 +126,96 @@ def method_lines(b6):
     return lines + [""] if lines else []
 
 
+def _weights(row):
+    """A reference row's weights hash, short, or what stands for none."""
+    sha = row.get("weights_sha256")
+    return f"`{sha[:8]}`" if sha else "not recorded"
+
+
+def _reference_of(b6, cell):
+    """The reference row a cell started from: its arch and seed, and the
+    weights it names (a cell naming none, from before cells named them,
+    goes with the row naming none); None when the JSON lacks it."""
+    for r in b6["references"]:
+        if (r["arch"], r["seed"]) == (cell["arch"], cell["seed"]) and r.get(
+            "weights_sha256"
+        ) == cell.get("reference_sha256"):
+            return r
+    return None
+
+
+def _reference_tests(b6, seeds):
+    """`{seed: points}`: the test accuracy of the reference each cell of
+    `{seed: cell}` started from."""
+    out = {}
+    for seed, cell in seeds.items():
+        ref = _reference_of(b6, cell)
+        if ref is not None and ref.get("test") is not None:
+            out[seed] = 100 * ref["test"]
+    return out
+
+
+def _later_training(b6, cell):
+    """Whether a cell started from a training of its seed's reference
+    other than the first one the JSON records."""
+    first = next(
+        (
+            r
+            for r in b6["references"]
+            if (r["arch"], r["seed"]) == (cell["arch"], cell["seed"])
+        ),
+        None,
+    )
+    return first is not None and first is not _reference_of(b6, cell)
+
+
+def trainings_lines(b6):
+    """A loud line per seed whose reference was trained more than once
+    (its weights lost with a machine), with the cells from each training,
+    and one for cells whose reference is not in the JSON."""
+    lines = []
+    seen = {}
+    for r in b6["references"]:
+        seen.setdefault((r["arch"], r["seed"]), []).append(r)
+    for (arch, seed), rows in sorted(seen.items()):
+        if len(rows) < 2:
+            continue
+        counts = [
+            sum(1 for c in b6["cells"] if _reference_of(b6, c) is r)
+            for r in rows
+        ]
+        trainings = "; ".join(
+            f"weights {_weights(r)}: val {_percent(r.get('val'))} %, test "
+            f"{_percent(r.get('test'))} %, {n} cell(s)"
+            for r, n in zip(rows, counts)
+        )
+        lines += [
+            f"**{arch}, seed {seed}: its reference was trained "
+            f"{len(rows)} times** ({trainings}). Each cell names the "
+            "weights it started from (`reference_sha256`); compare cells "
+            "only within one training (entries marked † in the tuning "
+            "table come from a later one).",
+            "",
+        ]
+    orphans = [c for c in b6["cells"] if _reference_of(b6, c) is None]
+    if orphans:
+        lines += [
+            f"**{len(orphans)} cell(s) name a reference that is not in the "
+            "JSON**: they are shown, but nothing here pairs them with a "
+            "reference.",
+            "",
+        ]
+    return lines
+
+
 def reference_lines(b6):
     """A table of the references per seed, and the mean and sample std of
     the test accuracy over the seeds not used for any choice."""
     if not b6["references"]:
         return ["References: " + NOT_RUN + ".", ""]
     lines = [
-        "| arch | seed | role | epochs | val % | test % |",
-        "|---|---|---|---|---|---|",
+        "| arch | seed | role | epochs | val % | test % | weights |",
+        "|---|---|---|---|---|---|---|",
     ]
     summary = []
     for arch in _archs(b6):
@@ -146,7 +228,8 @@ def reference_lines(b6):
             role = "tuning" if r["seed"] in tuning else "test"
             lines.append(
                 f"| {arch} | {r['seed']} | {role} | {r.get('epochs', '')} | "
-                f"{_percent(r.get('val'))} | {_percent(r.get('test'))} |"
+                f"{_percent(r.get('val'))} | {_percent(r.get('test'))} | "
+                f"{_weights(r)} |"
             )
         tests = [r for r in rows if r["seed"] not in tuning]
         if tests:
@@ -156,7 +239,7 @@ def reference_lines(b6):
                 f"(mean ± sample std, n = {len(tests)})."
             )
         summary += _goal_line(arch, rows, tests)
-    return lines + [""] + summary + [""]
+    return lines + [""] + summary + [""] + trainings_lines(b6)
 
 
 def _goal_verdict(arch, rows, tests):
@@ -293,17 +376,13 @@ def grid_lines(b6):
                         )
                     for (_, variant), seeds in mine:
                         lines.append(_row_line(method, variant, seeds, guided))
-                refs = {
-                    r["seed"]: r["test"]
-                    for r in b6["references"]
-                    if r["arch"] == arch
-                }
-                if guided and set(guided[1]) & set(refs):
-                    common = sorted(set(guided[1]) & set(refs))
+                refs = _reference_tests(b6, guided[1]) if guided else {}
+                if refs:
                     lines += [
                         "",
-                        f"Reference over guided's {_seed_list(common)}: "
-                        f"{_mean_std([refs[s] for s in common])} %.",
+                        f"Reference over guided's {_seed_list(sorted(refs))}"
+                        f": {_mean_std([refs[s] / 100 for s in sorted(refs)])}"
+                        " %.",
                     ]
                 lines.append("")
     if not lines:
@@ -321,15 +400,10 @@ def _test_values(seeds, key="test"):
     return {s: 100 * c[key] for s, c in seeds.items() if c.get(key) is not None}
 
 
-def _versus_reference(arch, b6, grid, budget, key, gap, epochs=None):
+def _versus_reference(b6, grid, budget, key, gap, epochs=None):
     """A goal line: guided's `key` at `budget` minus the reference's test
     accuracy, paired per test seed, per extra-epoch budget (only `epochs`
     when given)."""
-    refs = {
-        r["seed"]: 100 * r["test"]
-        for r in b6["references"]
-        if r["arch"] == arch and r.get("test") is not None
-    }
     parts = []
     for (cell_budget, extra), rows in sorted(grid.items()):
         guided = _guided_row(rows)
@@ -337,6 +411,7 @@ def _versus_reference(arch, b6, grid, budget, key, gap, epochs=None):
             continue
         if epochs is not None and extra != epochs:
             continue
+        refs = _reference_tests(b6, guided[1])
         paired = stats.paired(_test_values(guided[1], key), refs)
         if paired is None:
             continue
@@ -423,7 +498,6 @@ def goal_lines(b6):
             f"- at 2x with {STANDARD_EPOCHS} extra epochs, guided within "
             f"{REFERENCE_GAP} points of its reference: "
             + _versus_reference(
-                arch,
                 b6,
                 grid,
                 "flops/2x",
@@ -442,7 +516,6 @@ def goal_lines(b6):
             f"- right after the cut at 2x, guided within {AFTER_CUT_GAP} "
             "point of its reference: "
             + _versus_reference(
-                arch,
                 b6,
                 grid,
                 "flops/2x",
@@ -523,6 +596,8 @@ def tuning_lines(b6):
                     text += " **chosen**"
                 if vals and (budget, extra, method, variant) in tested:
                     text += " (tested)"
+                if any(_later_training(b6, c) for c in cells):
+                    text += " †"
                 values.append(text)
             lines.append(
                 f"| `{method}` | {variant} | " + " | ".join(values) + " |"

@@ -6,8 +6,10 @@ at a time.
 "extra_epochs", "val", "test", "after_cut_val", "after_cut_test",
 "flops_kept", "params", "seconds", ...}], "settings", "descriptions",
 "variants", "chosen", "superseded"}`, accuracies as fractions. A row
-replaces the one with the same key (`KEY` for cells; arch, seed and epochs for
-references). Every write reads the file again under a lock and replaces
+replaces the one with the same key (`KEY` for cells, `REFERENCE_KEY` for
+references: a seed's reference trained again, with other weights, is a
+row of its own, and each cell names its reference's weights by
+`reference_sha256`). Every write reads the file again under a lock and replaces
 it atomically, so a killed run leaves the last complete file and two runs
 writing one file keep each other's rows. `supersede` moves the cells of
 a recipe the library has since changed to `"superseded"` (each with its
@@ -27,6 +29,9 @@ from benchmarks import report
 
 DEFAULT_JSON = os.path.join("docs", "benchmarks_b6.json")
 KEY = ("arch", "budget", "method", "variant", "seed", "extra_epochs")
+# A retrained reference of a seed (its weights lost with a machine) is a
+# row of its own: the cells name theirs by `reference_sha256`.
+REFERENCE_KEY = ("arch", "seed", "epochs", "weights_sha256")
 
 
 def cell_key(row):
@@ -49,7 +54,7 @@ def pending_cells(path, arch, cells):
 
 def put_row(rows, row, key_names):
     """`rows` with `row` in place of the one of the same key (else added)."""
-    key = tuple(row[k] for k in key_names)
+    key = tuple(row.get(k) for k in key_names)
     kept = [r for r in rows if tuple(r.get(k) for k in key_names) != key]
     return kept + [row]
 
@@ -79,7 +84,7 @@ def record(path, reference=None, cell=None, header=None):
             results.setdefault(name, {}).update(value)
         if reference is not None:
             results["references"] = put_row(
-                results["references"], reference, ("arch", "seed", "epochs")
+                results["references"], reference, REFERENCE_KEY
             )
         if cell is not None:
             results["cells"] = put_row(results["cells"], cell, KEY)

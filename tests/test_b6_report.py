@@ -284,3 +284,55 @@ def test_b6_tuning_table_marks_the_chosen_variants():
     b6["chosen"]["guided|flops/2x|2"] = "a"
     tuning = b6_report.section(b6).split("### Tuning")[1]
     assert "| `guided` | a | 88.00 (1); 50.00 **chosen** (tested) |" in tuning
+
+
+def test_b6_cells_are_paired_with_the_training_of_the_reference_they_name():
+    b6 = _synthetic()
+    # Seed 0's reference was trained again (its weights lost with a
+    # machine): a second row, and a tuning cell from it.
+    again = {**b6["references"][0], "val": 0.91, "weights_sha256": "ab" * 8}
+    b6["references"].append(again)
+    b6["cells"].append(
+        {
+            **_cell("guided", 0, None, "tune", "b", val=0.70),
+            "reference_sha256": "ab" * 8,
+        }
+    )
+    # Seed 1's reference twice: its cells name the first training.
+    b6["references"].append(
+        {**b6["references"][1], "test": 0.50, "weights_sha256": "cd" * 8}
+    )
+    text = b6_report.section(b6)
+    assert (
+        "**resnet20, seed 0: its reference was trained 2 times** (weights "
+        "not recorded: val 90.00 %, test 90.50 %, 3 cell(s); weights "
+        "`abababab`: val 91.00 %, test 90.50 %, 1 cell(s))"
+    ) in text
+    assert "| resnet20 | 0 | tuning | 30 | 91.00 | 90.50 | `abababab` |" in text
+    tuning = text.split("### Tuning")[1]
+    # The entry mixing both trainings is marked; the others are not.
+    assert "| `guided` | b | 78.00 (2); 50.00 †" in tuning
+    assert "| `guided` | a | 88.00 (1); 50.00 (tested) |" in tuning
+    # guided's test cells pair with the reference each names (seed 1's
+    # first training, 91.0 % test), not with the last row of the seed.
+    assert "Reference over guided's seeds 1, 2, 3: 91.20 ± 0.20 %." in text
+    b6["cells"].append({**_cell("guided", 4, 0.9), "reference_sha256": "ef"})
+    assert "**1 cell(s) name a reference that is not in the JSON**" in (
+        b6_report.section(b6)
+    )
+
+
+def test_b6_a_retrained_reference_is_a_row_of_its_own(tmp_path):
+    from benchmarks import b6_results
+
+    path = str(tmp_path / "b6.json")
+    first = {"arch": "resnet20", "seed": 0, "epochs": 40, "val": 0.88}
+    b6_results.record(path, reference=first)
+    again = {**first, "val": 0.87, "weights_sha256": "ab" * 8}
+    b6_results.record(path, reference=again)
+    b6_results.record(path, reference={**again, "test": 0.86})
+    rows = b6_results.load_results(path)["references"]
+    assert [(r["val"], r.get("test")) for r in rows] == [
+        (0.88, None),
+        (0.87, 0.86),
+    ]

@@ -1034,6 +1034,8 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
 def test_b6_reference_resumes_to_the_same_weights(tmp_path):
     import json
 
+    from benchmarks import b6_cifar
+    from benchmarks import b6_protocol
     from benchmarks import b6_reference
 
     rng = np.random.default_rng(0)
@@ -1076,5 +1078,18 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
     curve = json.loads(kept.read_text())
     assert [row["epoch"] for row in curve["epochs_done"]] == [1, 2]
+    # A finished reference names its weights, and keeps no training state.
+    final, _ = b6_protocol.reference_files(
+        str(tmp_path / "split"), "resnet20", 0, 2, 0.05
+    )
+    assert info["weights_sha256"] == b6_reference.weights_id(final)
+    assert not os.path.exists(final.replace(".weights.h5", ".state.keras"))
+    # A grid loading it puts that name in its reference row.
+    args = b6_cifar.parse_args(
+        ["--ref-dir", str(tmp_path / "split"), "--ref-epochs", "2"]
+        + ["--ref-lr", "0.05"]
+    )
+    _, row = b6_cifar.reference(args, data, 0, said.append)
+    assert row["weights_sha256"] == info["weights_sha256"]
     assert curve["epochs_done"][0] == first
     assert json.loads(stale.read_text())["epochs_done"][0] == first
