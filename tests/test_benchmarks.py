@@ -830,10 +830,30 @@ def test_command_line_quotes_what_a_shell_would_split():
     )
 
 
+def _queue_with_one_cell_done(tmp_path):
+    """The queue's arguments over a JSON holding one cell: seed 0's
+    l1_oneshot at 4x, E=2 (references in `tmp_path`)."""
+    import json
+
+    from benchmarks import b6_queue
+
+    results = tmp_path / "b6.json"
+    done = {
+        "arch": "resnet20",
+        "budget": "flops/4x",
+        "method": "l1_oneshot",
+        "variant": "default",
+        "seed": 0,
+        "extra_epochs": 2,
+    }
+    results.write_text(json.dumps({"references": [], "cells": [done]}))
+    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
+    return b6_queue.parse_args(argv + ["--json", str(results)])
+
+
 def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
     tmp_path, monkeypatch
 ):
-    import json
 
     from benchmarks import b6_protocol as protocol
     from benchmarks import b6_queue
@@ -848,18 +868,7 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
     monkeypatch.setattr(protocol, "CHOSEN", {})
     for path in protocol.reference_files(tmp_path, "resnet20", 0, 40, 0.1):
         open(path, "w").close()  # seed 0's reference is finished
-    results = tmp_path / "b6.json"
-    done = {
-        "arch": "resnet20",
-        "budget": "flops/4x",
-        "method": "l1_oneshot",
-        "variant": "default",
-        "seed": 0,
-        "extra_epochs": 2,
-    }
-    results.write_text(json.dumps({"references": [], "cells": [done]}))
-    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
-    args = b6_queue.parse_args(argv + ["--json", str(results)])
+    args = _queue_with_one_cell_done(tmp_path)
     ran, said = [], []
 
     def runner(command):
@@ -899,8 +908,8 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
         "kd",
     )
     # Nothing runs in a dry run.
-    dry = b6_queue.parse_args(["--dry-run", "--json", str(results)])
-    assert b6_queue.parse_args(argv).cifar_dir == "c"
+    dry = b6_queue.parse_args(["--dry-run", "--json", args.json])
+    assert args.cifar_dir == "c"
     assert dry.cifar_dir == ""
 
 
@@ -955,7 +964,6 @@ def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
 def test_b6_queue_trains_the_references_the_next_cells_need_first(
     tmp_path, monkeypatch
 ):
-    import json
 
     from benchmarks import b6_protocol as protocol
     from benchmarks import b6_queue
@@ -969,18 +977,7 @@ def test_b6_queue_trains_the_references_the_next_cells_need_first(
         ("cells", "tune", "0", "2", "2x", "l1_oneshot"),
     )
     monkeypatch.setattr(protocol, "QUEUE", queue)
-    results = tmp_path / "b6.json"
-    done = {
-        "arch": "resnet20",
-        "budget": "flops/4x",
-        "method": "l1_oneshot",
-        "variant": "default",
-        "seed": 0,
-        "extra_epochs": 2,
-    }
-    results.write_text(json.dumps({"references": [], "cells": [done]}))
-    argv = ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
-    args = b6_queue.parse_args(argv + ["--json", str(results)])
+    args = _queue_with_one_cell_done(tmp_path)
     ran, said = [], []
     b6_queue.run(args, log=said.append, runner=lambda c: ran.append(c) or 0)
 
