@@ -313,6 +313,13 @@ def run(args, data=None, log=None):
             results_file.record(args.json, reference=refs[seed][1])
         ref, ref_row = refs[seed]
         label = f"{cell[1]}:{cell[2]} {cell[0]} E={cell[4]} seed {seed}"
+        protocol.check_until(
+            args.until,
+            results_file.expected_seconds(
+                args.json, args.arch, cell[1], cell[4]
+            ),
+            f"cell {label}",
+        )
         log(f"cell {label}: start")
         try:
             row = run_cell(cell, ref, ref_row, data, args, log)
@@ -386,7 +393,19 @@ def parse_args(argv):
         "1-epoch reference trained here, a temporary JSON",
     )
     parser.add_argument("--show-choices", action="store_true")
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="stop (exit code 4) rather than start a cell that would end "
+        "after this time: 'HH:MM' (its next occurrence) or an ISO date and "
+        "time; a cell is expected to take as long as the longest of its "
+        "method and extra epochs in the JSON",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.until = protocol.parse_until(args.until)
+    except ValueError as error:
+        parser.error(str(error))
     if args.quick:
         args.ref_epochs, args.ref_lr = (
             protocol.QUICK["ref_epochs"],
@@ -449,6 +468,9 @@ def main(argv=None, data=None):
         results = run(args, data)
     except FileNotFoundError as error:  # an unfinished reference
         raise SystemExit(f"b6_cifar: {error}") from None
+    except protocol.Deadline as stop:
+        _log(f"{stop}; the cells done are in {args.json}")
+        raise SystemExit(protocol.UNTIL_EXIT) from None
     _log(f"results in {args.json}")
     return results
 

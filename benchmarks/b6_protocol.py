@@ -17,8 +17,10 @@ choices) the test cells, most important first.
 """
 
 import contextlib
+import datetime
 import fcntl
 import os
+import time
 
 ARCH = "resnet20"
 REFERENCE_EPOCHS = 40
@@ -265,6 +267,54 @@ def effective(method, variant, extra_epochs):
     else:
         settings["regularization_epochs"] = 0
     return settings
+
+
+# The exit code of a step that stopped rather than start work it could not
+# finish before `--until` (what it had finished is saved).
+UNTIL_EXIT = 4
+
+
+class Deadline(Exception):
+    """Raised before work that would end after `--until`."""
+
+
+def parse_until(text, now=None):
+    """`--until`: 'HH:MM' (its next occurrence, local time) or an ISO date
+    and time -> POSIX seconds; None for None."""
+    if text is None:
+        return None
+    now = now or datetime.datetime.now()
+    try:
+        if len(text) <= 5 and ":" in text:
+            hour, minute = (int(part) for part in text.split(":"))
+            when = now.replace(
+                hour=hour, minute=minute, second=0, microsecond=0
+            )
+            if when <= now:
+                when += datetime.timedelta(days=1)
+        else:
+            when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "--until takes a time of day, 'HH:MM' (its next occurrence), "
+            f"or an ISO date and time, '2026-12-07T05:50'. Received: {text!r}"
+        ) from None
+    return when.timestamp()
+
+
+def check_until(until, seconds, what, now=None):
+    """Raises `Deadline` when `what`, expected to take `seconds` (None:
+    unknown, so it runs), would end after `until` (None: no limit)."""
+    if until is None or seconds is None:
+        return
+    now = time.time() if now is None else now
+    if now + seconds > until:
+        end = datetime.datetime.fromtimestamp(until).strftime("%H:%M")
+        raise Deadline(
+            f"{what} takes about {seconds:.0f} s and would end after "
+            f"--until ({end}, {max(until - now, 0):.0f} s from now); not "
+            "started"
+        )
 
 
 def chosen_key(method, budget, extra_epochs, chosen):

@@ -8,7 +8,10 @@ code 3, before the first test cells of a method with variants whose
 variant is not chosen yet: record the choices in `b6_protocol.CHOSEN`
 (`python -m benchmarks.b6_cifar --show-choices` prints them from the
 tuning cells) and run it again. A failing step stops the queue with its
-exit code.
+exit code. With `--until 05:50` no step starts an epoch or a cell that
+would end after 05:50: the queue stops with exit code 4 and everything
+finished saved, so a machine can be handed back on time without losing a
+half-trained cell.
 
     PYTHONPATH=. python -m benchmarks.b6_queue \\
         --cifar-dir ../shared/data/cifar10-jpeg \\
@@ -24,6 +27,7 @@ two references lanes train two seeds side by side.
 """
 
 import argparse
+import datetime
 import os
 import subprocess
 import sys
@@ -102,6 +106,9 @@ def command(step, args):
     common = ["--cifar-dir", args.cifar_dir, "--ref-dir", args.ref_dir]
     if args.threads:
         common += ["--threads", str(args.threads)]
+    if args.until is not None:
+        until = datetime.datetime.fromtimestamp(args.until)
+        common += ["--until", until.isoformat(timespec="seconds")]
     if step[0] == "reference":
         seed = step[1]
         curve = os.path.join(
@@ -225,6 +232,12 @@ def run(args, log=report.clock_log, runner=subprocess.call):
         log(f"{name}: {what} left; running")
         start = time.perf_counter()
         code = runner(command(step, args))
+        if code == protocol.UNTIL_EXIT:
+            log(
+                f"{name}: stopped before work that would end after --until "
+                "(what it finished is saved); the queue stops"
+            )
+            return code
         if code:
             log(f"{name}: failed (exit code {code}); the queue stops")
             return code
@@ -265,7 +278,20 @@ def parse_args(argv):
         help="TensorFlow threads of each step (1 when two lanes share two "
         "cores; default: each step's own default)",
     )
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="start no epoch or cell that would end after this time "
+        "('HH:MM', its next occurrence, or an ISO date and time): the "
+        "queue stops with exit code 4, everything finished saved (a "
+        "reference's epoch is expected to take as long as its last one, a "
+        "cell as long as the longest like it in the JSON)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.until = protocol.parse_until(args.until)
+    except ValueError as error:
+        parser.error(str(error))
     if not args.dry_run and not args.cifar_dir:
         parser.error(
             "--cifar-dir is required to run steps (the folder of "

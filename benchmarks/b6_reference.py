@@ -121,9 +121,13 @@ def weights_id(path):
     return digest.hexdigest()[:16]
 
 
-def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
+def train_reference(
+    data, arch, seed, epochs, lr, warmup, ref_dir, curve, log, until=None
+):
     """Trains (or resumes, or loads) the reference of `seed`; returns
-    `(model, info)`. `info` has `val`, `test`, `epochs`, `path`."""
+    `(model, info)`. `info` has `val`, `test`, `epochs`, `path`. With
+    `until` (POSIX seconds), raises `b6_protocol.Deadline` instead of
+    starting an epoch that would end after it (as long as the last one)."""
     name = protocol.reference_stem(arch, seed, epochs, lr)
     final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
     state = os.path.join(ref_dir, name + ".state.keras")
@@ -174,6 +178,12 @@ def train_reference(data, arch, seed, epochs, lr, warmup, ref_dir, curve, log):
         )
     os.makedirs(ref_dir, exist_ok=True)
     for epoch in range(len(history["epochs_done"]), epochs):
+        timed = [
+            r["seconds"] for r in history["epochs_done"] if r.get("seconds")
+        ]
+        protocol.check_until(
+            until, timed[-1] if timed else None, f"{name} epoch {epoch + 1}"
+        )
         start = time.perf_counter()
         result = model.fit(
             one_hot_batches(data, seed, STREAM_REFERENCE, epoch),
@@ -252,7 +262,19 @@ def parse_args(argv):
         help="TensorFlow's intra- and inter-op threads (default: its own "
         "choice); 1 when another run shares the cores",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="stop (exit code 4) rather than start an epoch that would end "
+        "after this time: 'HH:MM' (its next occurrence) or an ISO date and "
+        "time; an epoch is expected to take as long as the last one",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.until = protocol.parse_until(args.until)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
 
 def main(argv=None):
@@ -269,17 +291,22 @@ def main(argv=None):
             )
             return 0
         data = cifar.split(cifar.load(args.cifar_dir))
-        train_reference(
-            data,
-            args.arch,
-            args.seed,
-            args.epochs,
-            args.lr,
-            args.warmup,
-            args.ref_dir,
-            args.curve,
-            log,
-        )
+        try:
+            train_reference(
+                data,
+                args.arch,
+                args.seed,
+                args.epochs,
+                args.lr,
+                args.warmup,
+                args.ref_dir,
+                args.curve,
+                log,
+                until=args.until,
+            )
+        except protocol.Deadline as stop:
+            log(f"reference: {stop}; the state holds every finished epoch")
+            return protocol.UNTIL_EXIT
     return 0
 
 

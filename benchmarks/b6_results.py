@@ -106,6 +106,23 @@ def supersede(path, keep, reason):
     return len(moved)
 
 
+def expected_seconds(path, arch, method, extra_epochs):
+    """How long a cell of `method` with `extra_epochs` is expected to take,
+    from the cells in the JSON: the longest of the same method and `E`,
+    else the longest of the method scaled by `E` over its `E`; None
+    without any (a first cell runs)."""
+    rows = [
+        c
+        for c in load_results(path)["cells"]
+        if (c["arch"], c["method"]) == (arch, method) and c.get("seconds")
+    ]
+    same = [c["seconds"] for c in rows if c["extra_epochs"] == extra_epochs]
+    if same:
+        return max(same)
+    scaled = [c["seconds"] * extra_epochs / c["extra_epochs"] for c in rows]
+    return max(scaled) if scaled else None
+
+
 def show_choices(path):
     """The best tuning variant (validation accuracy, mean over tuning
     seeds) per `method|budget|E`, as a `CHOSEN` dict literal."""

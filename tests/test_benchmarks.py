@@ -712,6 +712,15 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
     again = b6_cifar.main(argv, data=data)
     assert again["cells"] == results["cells"]
     assert "0 of 2 cells to run" in capsys.readouterr().out
+    # A cell expected to end after --until is not started: guided at E=1
+    # is expected to take half its E=2 cell's time.
+    now = __import__("datetime").datetime.now().isoformat(timespec="seconds")
+    late = argv + ["--extra-epochs", "1", "--until", now]
+    with pytest.raises(SystemExit) as stop:
+        b6_cifar.main(late, data=data)
+    assert stop.value.code == b6_protocol.UNTIL_EXIT
+    assert "would end after --until" in capsys.readouterr().out
+    assert b6_results.load_results(path)["cells"] == results["cells"]
 
 
 def test_b8_page_table_is_the_json_it_was_made_from():
@@ -996,6 +1005,62 @@ def test_b6_queue_trains_the_references_the_next_cells_need_first(
     assert said[0] == "step 4/6 (reference, seed 2): no cell left needs it yet"
 
 
+def test_b6_until_stops_before_work_that_would_end_too_late(
+    tmp_path, monkeypatch
+):
+    import datetime
+    import json
+
+    from benchmarks import b6_protocol as protocol
+    from benchmarks import b6_queue
+    from benchmarks import b6_results
+
+    five = datetime.datetime(2026, 12, 7, 5, 0)
+    at = protocol.parse_until("05:50", now=five)
+    assert at - five.timestamp() == 50 * 60
+    # A time of day already past is tomorrow's.
+    assert protocol.parse_until("04:50", now=five) - five.timestamp() == (
+        23 * 3600 + 50 * 60
+    )
+    assert protocol.parse_until("2026-12-07T05:50") == at
+    with pytest.raises(ValueError, match="Received: 'soon'"):
+        protocol.parse_until("soon")
+    protocol.check_until(at, 50 * 60, "a cell", now=five.timestamp())
+    protocol.check_until(at, None, "a first cell", now=five.timestamp())
+    with pytest.raises(protocol.Deadline, match="a cell takes about 3001 s"):
+        protocol.check_until(at, 50 * 60 + 1, "a cell", now=five.timestamp())
+    # A cell is expected to take its longest like, else its method's
+    # longest scaled by the extra epochs.
+    path = tmp_path / "b6.json"
+    cells = [
+        {
+            "arch": "resnet20",
+            "method": "guided",
+            "extra_epochs": 2,
+            "seconds": s,
+        }
+        for s in (600, 700)
+    ]
+    path.write_text(json.dumps({"references": [], "cells": cells}))
+    expect = b6_results.expected_seconds
+    assert expect(str(path), "resnet20", "guided", 2) == 700
+    assert expect(str(path), "resnet20", "guided", 8) == 2800
+    assert expect(str(path), "resnet20", "l1_oneshot", 2) is None
+    # The queue hands --until to its steps and stops when one stopped.
+    queue = (("reference", 1), ("cells", "test", "1", "2", "4x", "l1_oneshot"))
+    monkeypatch.setattr(protocol, "QUEUE", queue)
+    args = _queue_with_one_cell_done(tmp_path)
+    args.until = at
+    ran, said = [], []
+    code = b6_queue.run(
+        args, log=said.append, runner=lambda c: ran.append(c) or 4
+    )
+    assert code == protocol.UNTIL_EXIT
+    assert len(ran) == 1
+    assert ran[0][ran[0].index("--until") + 1] == "2026-12-07T05:50:00"
+    assert "would end after --until" in said[-1]
+
+
 def test_b6_a_reference_in_training_is_left_to_its_process(
     tmp_path, monkeypatch
 ):
@@ -1045,9 +1110,9 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path):
         "y_test": rng.integers(0, 10, 64).astype(np.uint8),
     }
 
-    def train(ref_dir, log=lambda message: None, curve=None):
+    def train(ref_dir, log=lambda message: None, curve=None, until=None):
         return b6_reference.train_reference(
-            data, "resnet20", 0, 2, 0.05, 1, str(ref_dir), curve, log
+            data, "resnet20", 0, 2, 0.05, 1, str(ref_dir), curve, log, until
         )
 
     whole, _ = train(tmp_path / "whole")
@@ -1061,6 +1126,9 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path):
 
     with pytest.raises(Stop):
         train(tmp_path / "split", stop_after_the_first_epoch)
+    # No epoch starts that would end after `until` (as long as the last).
+    with pytest.raises(b6_protocol.Deadline, match="epoch 2 takes about"):
+        train(tmp_path / "split", until=__import__("time").time())
     said = []
     kept = tmp_path / "split" / "resnet20_seed0_e2_lr0.05.curve.json"
     first = json.loads(kept.read_text())["epochs_done"][0]
