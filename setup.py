@@ -37,10 +37,11 @@ EXTRAS = {
         "scikit-learn>=1.4,<2",
         "pillow>=10",  # B4 decodes the CIFAR-10 JPEG files once
     ],
-    # B4's Torch-Pruning arm only (benchmarks/b4_torch.py, its own
-    # process); never needed by the library or its tests.
+    # B4's and B6's Torch-Pruning arms only (benchmarks/b4_torch.py, its
+    # own process); never needed by the library or its tests. torch is
+    # pinned to the CPU build B6's cells ran with, so later cells match.
     "bench-torch": [
-        "torch>=2.4",
+        "torch==2.13.0",
         "torch-pruning>=1.6.0,<1.7",
         "pillow>=10",
         "numpy>=1.26,<3",
