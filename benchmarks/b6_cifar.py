@@ -305,21 +305,27 @@ def run(args, data=None, log=None):
     if data is None:
         data = load_data(args)
     refs = {}
+    deferred = []
     for cell in todo:
         seed = cell[3]
+        label = f"{cell[1]}:{cell[2]} {cell[0]} E={cell[4]} seed {seed}"
+        try:
+            protocol.check_until(
+                args.until,
+                results_file.expected_seconds(
+                    args.json, args.arch, cell[1], cell[4]
+                ),
+                f"cell {label}",
+            )
+        except protocol.Deadline as stop:
+            log(f"{stop}; a shorter cell may still fit")
+            deferred.append(label)
+            continue
         if seed not in refs:
             keras.backend.clear_session()
             refs[seed] = reference(args, data, seed, log)
             results_file.record(args.json, reference=refs[seed][1])
         ref, ref_row = refs[seed]
-        label = f"{cell[1]}:{cell[2]} {cell[0]} E={cell[4]} seed {seed}"
-        protocol.check_until(
-            args.until,
-            results_file.expected_seconds(
-                args.json, args.arch, cell[1], cell[4]
-            ),
-            f"cell {label}",
-        )
         log(f"cell {label}: start")
         try:
             row = run_cell(cell, ref, ref_row, data, args, log)
@@ -331,6 +337,11 @@ def run(args, data=None, log=None):
             f"cell {label}: val {row['val']:.4f} test {row['test']:.4f} "
             f"(after the cut {row['after_cut_val']:.4f}), FLOPs kept "
             f"{row['flops_kept']:.3f}, {row['seconds']:.0f} s"
+        )
+    if deferred:
+        raise protocol.Deadline(
+            f"{len(deferred)} cell(s) not started, each expected to end "
+            f"after --until: {', '.join(deferred)}"
         )
     return results
 
@@ -396,10 +407,11 @@ def parse_args(argv):
     parser.add_argument(
         "--until",
         default=None,
-        help="stop (exit code 4) rather than start a cell that would end "
-        "after this time: 'HH:MM' (its next occurrence) or an ISO date and "
-        "time; a cell is expected to take as long as the longest of its "
-        "method and extra epochs in the JSON",
+        help="start no cell that would end after this time ('HH:MM', its "
+        "next occurrence, or an ISO date and time), run the shorter ones "
+        "that fit, and exit with code 4 when any was left; a cell is "
+        "expected to take as long as the longest of its method and extra "
+        "epochs in the JSON",
     )
     args = parser.parse_args(argv)
     try:

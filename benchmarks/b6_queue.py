@@ -9,9 +9,10 @@ variant is not chosen yet: record the choices in `b6_protocol.CHOSEN`
 (`python -m benchmarks.b6_cifar --show-choices` prints them from the
 tuning cells) and run it again. A failing step stops the queue with its
 exit code. With `--until 05:50` no step starts an epoch or a cell that
-would end after 05:50: the queue stops with exit code 4 and everything
-finished saved, so a machine can be handed back on time without losing a
-half-trained cell.
+would end after 05:50; the queue goes on to the work that still fits
+(the cells of finished references) and exits with code 4 when any was
+left, everything finished saved, so a machine can be handed back on time
+without losing a half-trained cell.
 
     PYTHONPATH=. python -m benchmarks.b6_queue \\
         --cifar-dir ../shared/data/cifar10-jpeg \\
@@ -72,11 +73,12 @@ def ready_seeds(step, args):
     ]
 
 
-def in_lane(step, args):
+def in_lane(step, args, late=False):
     """`step` with only what `args.lane` runs of it, or None: the
     references lane runs no cells, the cells lane no reference, and a
-    cells step only on the seeds whose reference is finished."""
-    if args.lane == "all":
+    cells step only on the seeds whose reference is finished (in every
+    lane once `late`: a reference left for `--until` is not finished)."""
+    if args.lane == "all" and not (late and step[0] == "cells"):
         return step
     if step[0] == "reference":
         return step if args.lane == "references" else None
@@ -188,21 +190,21 @@ def in_order(args):
 
 
 def run(args, log=report.clock_log, runner=subprocess.call):
-    """Runs the queue; returns an exit code (0: all done)."""
+    """Runs the queue; returns an exit code (0: all done, `UNTIL_EXIT`:
+    work left that would have ended after `--until`)."""
+    late = 0
     for number, whole, needed in in_order(args):
         name = f"step {number}/{len(protocol.QUEUE)} ({describe(whole)})"
         if not needed:
             done = not pending(whole, args)
             log(f"{name}: {'done' if done else 'no cell left needs it yet'}")
             continue
-        step = in_lane(whole, args)
+        step = in_lane(whole, args, late)
         if step is None:
-            why = (
-                "no seed's reference is finished yet"
-                if whole[0] == "cells" and args.lane == "cells"
-                else "another lane's"
-            )
-            log(f"{name}: not in the {args.lane} lane ({why})")
+            if whole[0] == "cells" and args.lane != "references":
+                log(f"{name}: no seed's reference is finished yet; waits")
+            else:
+                log(f"{name}: not in the {args.lane} lane (another lane's)")
             continue
         if step != whole:
             name += f", on seeds {step[2]} (their references are finished)"
@@ -234,15 +236,16 @@ def run(args, log=report.clock_log, runner=subprocess.call):
         code = runner(command(step, args))
         if code == protocol.UNTIL_EXIT:
             log(
-                f"{name}: stopped before work that would end after --until "
-                "(what it finished is saved); the queue stops"
+                f"{name}: left work that would end after --until (what it "
+                "finished is saved); the queue goes on to what may fit"
             )
-            return code
+            late = code
+            continue
         if code:
             log(f"{name}: failed (exit code {code}); the queue stops")
             return code
         log(f"{name}: finished in {time.perf_counter() - start:.0f} s")
-    return 0
+    return late
 
 
 def parse_args(argv):

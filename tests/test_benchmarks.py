@@ -1046,19 +1046,38 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     assert expect(str(path), "resnet20", "guided", 2) == 700
     assert expect(str(path), "resnet20", "guided", 8) == 2800
     assert expect(str(path), "resnet20", "l1_oneshot", 2) is None
-    # The queue hands --until to its steps and stops when one stopped.
-    queue = (("reference", 1), ("cells", "test", "1", "2", "4x", "l1_oneshot"))
+    # The queue hands --until to its steps; when one left work, it goes on
+    # to the cells whose references are finished (what may still fit).
+    queue = (
+        ("reference", 1),
+        ("cells", "test", "1", "2", "4x", "l1_oneshot"),
+        ("cells", "tune", "0", "2", "2x", "l1_oneshot"),
+    )
     monkeypatch.setattr(protocol, "QUEUE", queue)
+    for name in protocol.reference_files(tmp_path, "resnet20", 0, 40, 0.1):
+        open(name, "w").close()  # seed 0's reference is finished
     args = _queue_with_one_cell_done(tmp_path)
     args.until = at
     ran, said = [], []
-    code = b6_queue.run(
-        args, log=said.append, runner=lambda c: ran.append(c) or 4
-    )
-    assert code == protocol.UNTIL_EXIT
-    assert len(ran) == 1
+
+    def runner(command):
+        ran.append(command)
+        return (
+            protocol.UNTIL_EXIT if "benchmarks.b6_reference" in command else 0
+        )
+
+    assert b6_queue.run(args, log=said.append, runner=runner) == 4
+    assert [c[2] for c in ran] == [
+        "benchmarks.b6_reference",
+        "benchmarks.b6_cifar",
+    ]
     assert ran[0][ran[0].index("--until") + 1] == "2026-12-07T05:50:00"
-    assert "would end after --until" in said[-1]
+    assert ran[1][ran[1].index("--seeds") + 1] == "0"
+    assert any("left work that would end after --until" in s for s in said)
+    assert (
+        "step 2/3 (test cells: seeds 1, E=2, 4x, l1_oneshot): no seed's "
+        "reference is finished yet; waits"
+    ) in said
 
 
 def test_b6_a_reference_in_training_is_left_to_its_process(
