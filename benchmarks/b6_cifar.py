@@ -321,18 +321,25 @@ def run(args, data=None, log=None):
             log(f"{stop}; a shorter cell may still fit")
             deferred.append(label)
             continue
-        if seed not in refs:
-            keras.backend.clear_session()
-            refs[seed] = reference(args, data, seed, log)
-            results_file.record(args.json, reference=refs[seed][1])
-        ref, ref_row = refs[seed]
-        log(f"cell {label}: start")
-        try:
-            row = run_cell(cell, ref, ref_row, data, args, log)
-        except b4_cifar._Skipped as reason:
-            log(f"cell {label}: not run ({reason})")
-            continue
-        results = results_file.record(args.json, cell=row)
+        with results_file.claim(args.json, args.arch, cell) as mine:
+            if not mine:
+                log(
+                    f"cell {label}: another process is running it or has "
+                    "run it; skipped"
+                )
+                continue
+            if seed not in refs:
+                keras.backend.clear_session()
+                refs[seed] = reference(args, data, seed, log)
+                results_file.record(args.json, reference=refs[seed][1])
+            ref, ref_row = refs[seed]
+            log(f"cell {label}: start")
+            try:
+                row = run_cell(cell, ref, ref_row, data, args, log)
+            except b4_cifar._Skipped as reason:
+                log(f"cell {label}: not run ({reason})")
+                continue
+            results = results_file.record(args.json, cell=row)
         log(
             f"cell {label}: val {row['val']:.4f} test {row['test']:.4f} "
             f"(after the cut {row['after_cut_val']:.4f}), FLOPs kept "

@@ -19,12 +19,13 @@ without losing a half-trained cell.
         --torch-python /path/to/a/python/with/torch-pruning
     PYTHONPATH=. python -m benchmarks.b6_queue --dry-run   # what is left
 
-On two cores, two queues can share the work as lanes, each with one
-thread: `--lane references --threads 1` trains the references and
-`--lane cells --threads 1` runs the cells, each cells step on the seeds
-whose reference is finished (the rest waits for a later run). A
-reference another process is training (its lock is held) is skipped, so
-two references lanes train two seeds side by side.
+On two cores, two queues share the work as lanes, each with one thread
+(`--threads 1`). Every cells step runs only on the seeds whose reference
+is finished (the rest waits for a later run); a reference another
+process is training (its lock is held) is skipped, and so is a cell
+another grid is running (`b6_results.claim`). So two queues started the
+same way train two references side by side, then run different cells.
+`--lane references` or `--lane cells` keeps a queue to one kind of work.
 """
 
 import argparse
@@ -73,15 +74,14 @@ def ready_seeds(step, args):
     ]
 
 
-def in_lane(step, args, late=False):
+def in_lane(step, args):
     """`step` with only what `args.lane` runs of it, or None: the
     references lane runs no cells, the cells lane no reference, and a
-    cells step only on the seeds whose reference is finished (in every
-    lane once `late`: a reference left for `--until` is not finished)."""
-    if args.lane == "all" and not (late and step[0] == "cells"):
-        return step
+    cells step runs only on the seeds whose reference is finished (in
+    every lane: a reference another lane trains, or one left for
+    `--until`, is not)."""
     if step[0] == "reference":
-        return step if args.lane == "references" else None
+        return step if args.lane != "cells" else None
     if args.lane == "references":
         return None
     seeds = ready_seeds(step, args)
@@ -199,7 +199,7 @@ def run(args, log=report.clock_log, runner=subprocess.call):
             done = not pending(whole, args)
             log(f"{name}: {'done' if done else 'no cell left needs it yet'}")
             continue
-        step = in_lane(whole, args, late)
+        step = in_lane(whole, args)
         if step is None:
             if whole[0] == "cells" and args.lane != "references":
                 log(f"{name}: no seed's reference is finished yet; waits")

@@ -60,6 +60,28 @@ def put_row(rows, row, key_names):
 
 
 @contextlib.contextmanager
+def claim(path, arch, cell):
+    """Holds a lock on one planned cell (`b6_protocol.plan_cells`) of the
+    JSON at `path` while its body runs it; yields False, holding nothing,
+    when another process holds it or the JSON has the cell by now. Two
+    grids over the same cells then share them instead of running each
+    twice."""
+    key = json.dumps([os.path.abspath(path), arch, *cell[:5]])
+    name = hashlib.sha1(key.encode()).hexdigest()[:16]
+    lock = os.path.join(tempfile.gettempdir(), f"b6_cell_{name}.lock")
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield bool(pending_cells(path, arch, [cell]))
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def _locked(path):
     """Holds a lock named after `path` (in the temporary folder, not next
     to the file in the repository) so two grids writing one JSON take

@@ -860,6 +860,27 @@ def _queue_with_one_cell_done(tmp_path):
     return b6_queue.parse_args(argv + ["--json", str(results)])
 
 
+def _pretend(ran, code=0):
+    """A queue runner that records each command and, for a reference,
+    leaves its finished files as a real run would."""
+    from benchmarks import b6_protocol as protocol
+
+    def runner(command):
+        ran.append(command)
+        if command[2] == "benchmarks.b6_reference" and not code:
+            value = {
+                f: command[command.index(f) + 1]
+                for f in ("--ref-dir", "--seed")
+            }
+            for path in protocol.reference_files(
+                value["--ref-dir"], "resnet20", int(value["--seed"]), 40, 0.1
+            ):
+                open(path, "w").close()
+        return code
+
+    return runner
+
+
 def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
     tmp_path, monkeypatch
 ):
@@ -879,12 +900,7 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
         open(path, "w").close()  # seed 0's reference is finished
     args = _queue_with_one_cell_done(tmp_path)
     ran, said = [], []
-
-    def runner(command):
-        ran.append(command)
-        return 0
-
-    code = b6_queue.run(args, log=said.append, runner=runner)
+    code = b6_queue.run(args, log=said.append, runner=_pretend(ran))
     # The tuning cells and then seed 1's reference ran (just before the
     # cells that need it); the test cells need a choice for guided
     # (l1_oneshot has no variants).
@@ -988,7 +1004,7 @@ def test_b6_queue_trains_the_references_the_next_cells_need_first(
     monkeypatch.setattr(protocol, "QUEUE", queue)
     args = _queue_with_one_cell_done(tmp_path)
     ran, said = [], []
-    b6_queue.run(args, log=said.append, runner=lambda c: ran.append(c) or 0)
+    b6_queue.run(args, log=said.append, runner=_pretend(ran))
 
     # Seed 0's first cells are done: its reference waits for the 2x tuning,
     # after seed 1's reference and test cells. No cell needs seed 2.
@@ -1078,6 +1094,34 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
         "step 2/3 (test cells: seeds 1, E=2, 4x, l1_oneshot): no seed's "
         "reference is finished yet; waits"
     ) in said
+
+
+def test_b6_two_grids_share_their_cells(tmp_path):
+    from benchmarks import b6_cifar
+    from benchmarks import b6_results
+
+    path = str(tmp_path / "b6.json")
+    argv = ["--ref-dir", str(tmp_path), "--json", path, "--role", "tune"]
+    argv += ["--seeds", "0", "--extra-epochs", "2", "--budgets", "4x"]
+    args = b6_cifar.parse_args(argv + ["--methods", "l1_oneshot"])
+    cell = ("flops/4x", "l1_oneshot", "default", 0, 2)
+    said = []
+    with b6_results.claim(path, "resnet20", cell) as mine:
+        assert mine
+        with b6_results.claim(path, "resnet20", cell) as theirs:
+            assert not theirs
+        # Another grid skips the cell this one holds (it would otherwise
+        # load seed 0's reference, which does not exist here).
+        b6_cifar.run(args, data={}, log=said.append)
+    assert said[-1] == (
+        "cell l1_oneshot:default flops/4x E=2 seed 0: another process is "
+        "running it or has run it; skipped"
+    )
+    # Once the JSON has the cell, nobody claims it.
+    row = dict(zip(b6_results.KEY, ("resnet20", *cell)))
+    b6_results.record(path, cell=row)
+    with b6_results.claim(path, "resnet20", cell) as mine:
+        assert not mine
 
 
 def test_b6_a_reference_in_training_is_left_to_its_process(
