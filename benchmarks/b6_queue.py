@@ -192,17 +192,24 @@ def in_order(args):
 def run(args, log=report.clock_log, runner=subprocess.call):
     """Runs the queue; returns an exit code (0: all done, `UNTIL_EXIT`:
     work left that would have ended after `--until`)."""
-    late = 0
+    outcome = 0
     for number, whole, needed in in_order(args):
         name = f"step {number}/{len(protocol.QUEUE)} ({describe(whole)})"
+        everything = pending(whole, args)
+        if not everything:
+            log(f"{name}: done")
+            continue
         if not needed:
-            done = not pending(whole, args)
-            log(f"{name}: {'done' if done else 'no cell left needs it yet'}")
+            log(f"{name}: no cell left needs it yet")
             continue
         step = in_lane(whole, args)
         if step is None:
             if whole[0] == "cells" and args.lane != "references":
-                log(f"{name}: no seed's reference is finished yet; waits")
+                seeds = _seeds_text(sorted({c[3] for c in everything}))
+                log(
+                    f"{name}: {len(everything)} cell(s) left; they wait for "
+                    f"the references of {seeds}"
+                )
             else:
                 log(f"{name}: not in the {args.lane} lane (another lane's)")
             continue
@@ -239,13 +246,20 @@ def run(args, log=report.clock_log, runner=subprocess.call):
                 f"{name}: left work that would end after --until (what it "
                 "finished is saved); the queue goes on to what may fit"
             )
-            late = code
+            outcome = code
             continue
         if code:
             log(f"{name}: failed (exit code {code}); the queue stops")
             return code
         log(f"{name}: finished in {time.perf_counter() - start:.0f} s")
-    return late
+    return outcome
+
+
+def _seeds_text(seeds):
+    """'seed 1' or 'seeds 1, 2'."""
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(
+        map(str, seeds)
+    )
 
 
 def parse_args(argv):

@@ -983,7 +983,10 @@ def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
     lane = b6_queue.parse_args(argv + ["--lane", "cells"])
     assert b6_queue.run(lane, log=said.append, runner=runner) == 0
     assert ran == []
-    assert "no seed's reference is finished yet" in said[-1]
+    assert said[-1] == (
+        "step 3/3 (test cells: seeds 1,2, E=2, 4x, l1_oneshot): 2 cell(s) "
+        "left; they wait for the references of seeds 1, 2"
+    )
 
 
 def test_b6_queue_trains_the_references_the_next_cells_need_first(
@@ -1019,6 +1022,10 @@ def test_b6_queue_trains_the_references_the_next_cells_need_first(
         ("benchmarks.b6_cifar", "0"),
     ]
     assert said[0] == "step 4/6 (reference, seed 2): no cell left needs it yet"
+    # A step with nothing left is done, finished references or not.
+    assert (
+        said[1] == "step 2/6 (tune cells: seeds 0, E=2, 4x, l1_oneshot): done"
+    )
 
 
 def test_b6_until_stops_before_work_that_would_end_too_late(
@@ -1091,8 +1098,8 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     assert ran[1][ran[1].index("--seeds") + 1] == "0"
     assert any("left work that would end after --until" in s for s in said)
     assert (
-        "step 2/3 (test cells: seeds 1, E=2, 4x, l1_oneshot): no seed's "
-        "reference is finished yet; waits"
+        "step 2/3 (test cells: seeds 1, E=2, 4x, l1_oneshot): 1 cell(s) "
+        "left; they wait for the references of seed 1"
     ) in said
 
 
