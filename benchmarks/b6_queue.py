@@ -3,8 +3,8 @@ order, each step in its own process, skipping what is already done.
 
 A step is a reference (`benchmarks/b6_reference.py`, resumed at its next
 epoch when it was stopped) or a set of cells (`benchmarks/b6_cifar.py`,
-which skips the cells already in the JSON). The queue stops, with exit
-code 3, before the first test cells of a method with variants whose
+which skips the cells already in the JSON). The queue skips, and exits
+with code 3 at the end, the test cells of a method with variants whose
 variant is not chosen yet: record the choices in `b6_protocol.CHOSEN`
 (`python -m benchmarks.b6_cifar --show-choices` prints them from the
 tuning cells) and run it again. A failing step stops the queue with its
@@ -190,8 +190,10 @@ def in_order(args):
 
 
 def run(args, log=report.clock_log, runner=subprocess.call):
-    """Runs the queue; returns an exit code (0: all done, `UNTIL_EXIT`:
-    work left that would have ended after `--until`)."""
+    """Runs the queue; returns an exit code: 0 when all is done, a failing
+    step's code (it stops the queue), else `NEEDS_CHOICES` when test cells
+    wait for a choice or `UNTIL_EXIT` when work was left for `--until`
+    (the queue goes on past both to the steps it can run)."""
     outcome = 0
     for number, whole, needed in in_order(args):
         name = f"step {number}/{len(protocol.QUEUE)} ({describe(whole)})"
@@ -232,9 +234,11 @@ def run(args, log=report.clock_log, runner=subprocess.call):
                 f"{', '.join(missing)}. Record the choices in "
                 "benchmarks/b6_protocol.py's CHOSEN (`python -m "
                 "benchmarks.b6_cifar --show-choices` prints them from the "
-                "tuning cells), then run the queue again."
+                "tuning cells), then run the queue again; it goes on to "
+                "the steps that need no choice."
             )
-            return NEEDS_CHOICES
+            outcome = outcome or NEEDS_CHOICES
+            continue
         if args.dry_run:
             log(f"{name}: {what} left")
             continue

@@ -893,6 +893,7 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
         ("reference", 1),
         ("cells", "tune", "0", "2", "4x", "guided,l1_oneshot"),
         ("cells", "test", "1", "2", "4x", "guided,l1_oneshot"),
+        ("cells", "tune", "0", "2", "2x", "l1_oneshot"),
     )
     monkeypatch.setattr(protocol, "QUEUE", queue)
     monkeypatch.setattr(protocol, "CHOSEN", {})
@@ -903,21 +904,26 @@ def test_b6_queue_skips_what_is_done_and_stops_for_unmade_choices(
     code = b6_queue.run(args, log=said.append, runner=_pretend(ran))
     # The tuning cells and then seed 1's reference ran (just before the
     # cells that need it); the test cells need a choice for guided
-    # (l1_oneshot has no variants).
+    # (l1_oneshot has no variants), so the queue went past them to the
+    # next step and says so in its exit code.
     assert code == b6_queue.NEEDS_CHOICES
     assert [c[2] for c in ran] == [
         "benchmarks.b6_cifar",
         "benchmarks.b6_reference",
+        "benchmarks.b6_cifar",
     ]
     assert ran[0][ran[0].index("--methods") + 1] == "guided,l1_oneshot"
     assert ran[1][ran[1].index("--seed") + 1] == "1"
-    assert "step 1/4 (reference, seed 0): done" in said
+    assert ran[2][ran[2].index("--budgets") + 1] == "2x"
+    assert "step 1/5 (reference, seed 0): done" in said
     assert any(
-        line.startswith("step 3/4 (tune cells") and "1 cell(s) left" in line
+        line.startswith("step 3/5 (tune cells") and "1 cell(s) left" in line
         for line in said
     )
-    assert "guided|flops/4x|2" in said[-1]
-    assert "l1_oneshot|" not in said[-1]
+    choice = [line for line in said if "no variant is chosen" in line]
+    assert len(choice) == 1
+    assert "guided|flops/4x|2" in choice[0]
+    assert "l1_oneshot|" not in choice[0]
     # A choice by method and budget holds for every E; a failing step
     # stops the queue with its exit code.
     monkeypatch.setattr(protocol, "CHOSEN", {"guided|flops/4x": "kd"})
