@@ -223,6 +223,7 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "reference_sha256": ref_row.get("weights_sha256"),
         "params": kg.stats.count_params(small),
         "seconds": round(time.perf_counter() - start, 1),
+        "machine": cifar.machine(args.threads),
         "variant_settings": protocol.VARIANTS[method][variant],
         "variant_source": source,
         "regularization_epochs": settings["regularization_epochs"],
@@ -313,7 +314,11 @@ def run(args, data=None, log=None):
             protocol.check_until(
                 args.until,
                 results_file.expected_seconds(
-                    args.json, args.arch, cell[1], cell[4]
+                    args.json,
+                    args.arch,
+                    cell[1],
+                    cell[4],
+                    cifar.machine(args.threads),
                 ),
                 f"cell {label}",
             )

@@ -128,16 +128,19 @@ def supersede(path, keep, reason):
     return len(moved)
 
 
-def expected_seconds(path, arch, method, extra_epochs):
+def expected_seconds(path, arch, method, extra_epochs, machine=None):
     """How long a cell of `method` with `extra_epochs` is expected to take,
-    from the cells in the JSON: the longest of the same method and `E`,
-    else the longest of the method scaled by `E` over its `E`; None
-    without any (a first cell runs)."""
+    from the cells in the JSON (those timed on `machine` when there are
+    any, `b6_cifar`'s `cifar.machine()`): the longest of the same method
+    and `E`, else the longest of the method scaled by `E` over its `E`;
+    None without any (a first cell runs)."""
     rows = [
         c
         for c in load_results(path)["cells"]
         if (c["arch"], c["method"]) == (arch, method) and c.get("seconds")
     ]
+    here = [c for c in rows if c.get("machine") == machine]
+    rows = here or rows
     same = [c["seconds"] for c in rows if c["extra_epochs"] == extra_epochs]
     if same:
         return max(same)

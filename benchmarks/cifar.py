@@ -49,6 +49,33 @@ def set_threads(threads):
         pass
 
 
+def machine(threads=None):
+    """What a timing ran on: the CPU's model name, the cores the process
+    may use and its thread setting, e.g. 'Intel(R) Xeon(R) Processor, 2
+    cores, 1 thread'. A cell's expected time comes from cells timed on
+    the same machine when there are any."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
+    text = f"{name}, {cores} cores"
+    if threads:
+        text += f", {threads} thread" + ("s" if threads > 1 else "")
+    return text
+
+
 def decode(path):
     """`(images uint8 [n, 32, 32, 3], labels uint8 [n])` of one shared file."""
     import io

@@ -705,6 +705,8 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
         # The fine-tuning keeps its last epoch: no choice on validation.
         assert row["finetune_keep"] == "last"
         assert row["finetune_epoch_kept"] == row["finetune_epochs"]
+        # Its time is kept with the machine it was measured on.
+        assert row["machine"].endswith(", 2 threads")
     assert rows["guided"]["regularization_epochs"] == 1
     assert rows["l1_oneshot"]["finetune_epochs"] == 2
     capsys.readouterr()
@@ -1075,6 +1077,12 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     assert expect(str(path), "resnet20", "guided", 2) == 700
     assert expect(str(path), "resnet20", "guided", 8) == 2800
     assert expect(str(path), "resnet20", "l1_oneshot", 2) is None
+    # Cells timed on the same machine come first.
+    here = {**cells[0], "seconds": 300, "machine": "Xeon, 2 cores, 1 thread"}
+    path.write_text(json.dumps({"references": [], "cells": cells + [here]}))
+    assert expect(str(path), "resnet20", "guided", 2, here["machine"]) == 300
+    assert expect(str(path), "resnet20", "guided", 8, here["machine"]) == 1200
+    assert expect(str(path), "resnet20", "guided", 2, "another") == 700
     # The queue hands --until to its steps; when one left work, it goes on
     # to the cells whose references are finished (what may still fit).
     queue = (
