@@ -187,11 +187,10 @@ def reference_lock(ref_dir, arch, seed, epochs, lr):
 
 
 @contextlib.contextmanager
-def training_reference(ref_dir, arch, seed, epochs, lr):
-    """Holds the reference's lock while its body trains it; yields False
-    (and holds nothing) when another process holds it."""
-    os.makedirs(ref_dir, exist_ok=True)
-    path = reference_lock(ref_dir, arch, seed, epochs, lr)
+def exclusive(path):
+    """Holds an exclusive lock on the file `path` (created) while the body
+    runs and yields True; yields False, holding nothing, when another
+    process holds it. The lock goes with the process that holds it."""
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -202,6 +201,15 @@ def training_reference(ref_dir, arch, seed, epochs, lr):
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def training_reference(ref_dir, arch, seed, epochs, lr):
+    """Holds the reference's lock while its body trains it; yields False
+    (and holds nothing) when another process holds it."""
+    os.makedirs(ref_dir, exist_ok=True)
+    with exclusive(reference_lock(ref_dir, arch, seed, epochs, lr)) as mine:
+        yield mine
 
 
 def reference_busy(ref_dir, arch, seed, epochs, lr):

@@ -25,6 +25,7 @@ import tempfile
 
 import numpy as np
 
+from benchmarks import b6_protocol as protocol
 from benchmarks import report
 
 DEFAULT_JSON = os.path.join("docs", "benchmarks_b6.json")
@@ -69,16 +70,8 @@ def claim(path, arch, cell):
     key = json.dumps([os.path.abspath(path), arch, *cell[:5]])
     name = hashlib.sha1(key.encode()).hexdigest()[:16]
     lock = os.path.join(tempfile.gettempdir(), f"b6_cell_{name}.lock")
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield bool(pending_cells(path, arch, [cell]))
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with protocol.exclusive(lock) as mine:
+        yield mine and bool(pending_cells(path, arch, [cell]))
 
 
 @contextlib.contextmanager

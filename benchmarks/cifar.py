@@ -54,23 +54,14 @@ def machine(threads=None):
     may use and its thread setting, e.g. 'Intel(R) Xeon(R) Processor, 2
     cores, 1 thread'. A cell's expected time comes from cells timed on
     the same machine when there are any."""
-    import platform
+    from benchmarks import report
 
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     cores = (
         len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count()
     )
-    text = f"{name}, {cores} cores"
+    text = f"{report.cpu_model()}, {cores} cores"
     if threads:
         text += f", {threads} thread" + ("s" if threads > 1 else "")
     return text

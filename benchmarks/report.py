@@ -10,17 +10,21 @@ import tempfile
 import time
 
 
-def machine():
-    """nproc, CPU model, Python and package versions, git commit."""
-    cpu = platform.processor() or "unknown"
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine():
+    """nproc, CPU model, Python and package versions, git commit."""
+    cpu = cpu_model()
     versions = {}
     for package in (
         "keras",
