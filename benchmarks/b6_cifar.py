@@ -418,6 +418,7 @@ def parse_args(argv):
     parser.add_argument("--show-choices", action="store_true")
     parser.add_argument(
         "--until",
+        type=protocol.until_argument,
         default=None,
         help="start no cell that would end after this time ('HH:MM', its "
         "next occurrence, or an ISO date and time), run the shorter ones "
@@ -426,10 +427,6 @@ def parse_args(argv):
         "epochs in the JSON",
     )
     args = parser.parse_args(argv)
-    try:
-        args.until = protocol.parse_until(args.until)
-    except ValueError as error:
-        parser.error(str(error))
     if args.quick:
         args.ref_epochs, args.ref_lr = (
             protocol.QUICK["ref_epochs"],

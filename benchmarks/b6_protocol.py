@@ -16,6 +16,7 @@ improved), the test seeds' references, then (once `CHOSEN` holds the
 choices) the test cells, most important first.
 """
 
+import argparse
 import contextlib
 import datetime
 import fcntl
@@ -308,6 +309,15 @@ def parse_until(text, now=None):
             f"or an ISO date and time, '2026-12-07T05:50'. Received: {text!r}"
         ) from None
     return when.timestamp()
+
+
+def until_argument(text):
+    """`parse_until` as an argparse `type`: a bad value is the parser's
+    error, with `parse_until`'s message."""
+    try:
+        return parse_until(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def check_until(until, seconds, what, now=None):

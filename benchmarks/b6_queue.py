@@ -301,6 +301,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--until",
+        type=protocol.until_argument,
         default=None,
         help="start no epoch or cell that would end after this time "
         "('HH:MM', its next occurrence, or an ISO date and time): the "
@@ -309,10 +310,6 @@ def parse_args(argv):
         "cell as long as the longest like it in the JSON)",
     )
     args = parser.parse_args(argv)
-    try:
-        args.until = protocol.parse_until(args.until)
-    except ValueError as error:
-        parser.error(str(error))
     if not args.dry_run and not args.cifar_dir:
         parser.error(
             "--cifar-dir is required to run steps (the folder of "

@@ -264,16 +264,13 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--until",
+        type=protocol.until_argument,
         default=None,
         help="stop (exit code 4) rather than start an epoch that would end "
         "after this time: 'HH:MM' (its next occurrence) or an ISO date and "
         "time; an epoch is expected to take as long as the last one",
     )
     args = parser.parse_args(argv)
-    try:
-        args.until = protocol.parse_until(args.until)
-    except ValueError as error:
-        parser.error(str(error))
     return args
 
 
