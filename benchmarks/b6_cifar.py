@@ -115,18 +115,14 @@ def reference(args, data, seed, log):
             None,
             log,
         )
-    row = {
-        "arch": args.arch,
-        "seed": seed,
-        "val": info["val"],
-        "test": info["test"],
-        "epochs": args.ref_epochs,
-        "lr": args.ref_lr,
-        "flops": kg.stats.count_flops(model),
-        "params": kg.stats.count_params(model),
-    }
-    if "weights_sha256" in info:  # not in quick mode (no file)
-        row["weights_sha256"] = info["weights_sha256"]
+    info.update(
+        arch=args.arch,
+        seed=seed,
+        epochs=args.ref_epochs,
+        flops=kg.stats.count_flops(model),
+        params=kg.stats.count_params(model),
+    )
+    row = results_file.reference_row(info, args.ref_lr)
     return model, row
 
 

@@ -129,6 +129,8 @@ def command(step, args):
             str(args.ref_lr),
             "--curve",
             curve,
+            "--json",
+            args.json,
         ]
     _, role, seeds, extra_epochs, budgets, methods = step
     return python + [

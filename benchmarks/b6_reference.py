@@ -25,7 +25,8 @@ second one started for the same reference leaves it alone.
 
     python -m benchmarks.b6_reference --cifar-dir ../shared/data/cifar10-jpeg \\
         --seed 0 --epochs 40 \\
-        --curve docs/benchmarks_b6_curves/resnet20_seed0.json
+        --curve docs/benchmarks_b6_curves/resnet20_seed0.json \\
+        --json docs/benchmarks_b6.json
 """
 
 import argparse
@@ -42,6 +43,7 @@ import numpy as np  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
 from benchmarks import b6_protocol as protocol  # noqa: E402
+from benchmarks import b6_results as results_file  # noqa: E402
 from benchmarks import cifar  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import resnet_cifar  # noqa: E402
@@ -256,6 +258,13 @@ def parse_args(argv):
     parser.add_argument("--ref-dir", default=DEFAULT_DIR)
     parser.add_argument("--curve", default=None)
     parser.add_argument(
+        "--json",
+        default=None,
+        help="B6's results file (docs/benchmarks_b6.json): a finished "
+        "reference's row is put in it, so the page lists every finished "
+        "reference, whether or not a cell has started from it yet",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -289,7 +298,7 @@ def main(argv=None):
             return 0
         data = cifar.split(cifar.load(args.cifar_dir))
         try:
-            train_reference(
+            _, info = train_reference(
                 data,
                 args.arch,
                 args.seed,
@@ -304,6 +313,11 @@ def main(argv=None):
         except protocol.Deadline as stop:
             log(f"reference: {stop}; the state holds every finished epoch")
             return protocol.UNTIL_EXIT
+    if args.json:
+        row = results_file.reference_row(info, args.lr)
+        results_file.record(args.json, reference=row)
+        name = protocol.reference_stem(*key[1:])
+        log(f"reference {name}: its row is in {args.json}")
     return 0
 
 

@@ -53,6 +53,18 @@ def pending_cells(path, arch, cells):
     return [c for c in cells if (arch, *c[:5]) not in done]
 
 
+def reference_row(info, lr):
+    """The JSON's row of a reference from its info (`b6_reference`'s
+    `.json` file, or the quick mode's accuracies with `flops` and
+    `params`) and its peak learning rate."""
+    row = {"arch": info["arch"], "seed": info["seed"]}
+    row.update({k: info[k] for k in ("val", "test", "epochs")})
+    row.update({"lr": lr, "flops": info["flops"], "params": info["params"]})
+    if "weights_sha256" in info:  # not in quick mode (no file)
+        row["weights_sha256"] = info["weights_sha256"]
+    return row
+
+
 def put_row(rows, row, key_names):
     """`rows` with `row` in place of the one of the same key (else added)."""
     key = tuple(row.get(k) for k in key_names)

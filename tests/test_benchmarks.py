@@ -983,6 +983,10 @@ def test_b6_queue_lanes_split_references_from_cells(tmp_path, monkeypatch):
     assert b6_queue.run(lane, log=said.append, runner=runner) == 0
     assert [c[2] for c in ran] == ["benchmarks.b6_reference"]
     assert ran[0][ran[0].index("--seed") + 1] == "2"
+    # The reference step's command parses, and names the results file.
+    from benchmarks import b6_reference
+
+    assert b6_reference.parse_args(ran[0][3:]).json == str(results)
     # Before any reference is finished, the cells lane waits.
     for path in protocol.reference_files(tmp_path, "resnet20", 1, 40, 0.1):
         os.remove(path)
@@ -1177,7 +1181,7 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
 
 
 @pytest.mark.slow
-def test_b6_reference_resumes_to_the_same_weights(tmp_path):
+def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import json
 
     from benchmarks import b6_cifar
@@ -1242,3 +1246,12 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path):
     assert row["weights_sha256"] == info["weights_sha256"]
     assert curve["epochs_done"][0] == first
     assert json.loads(stale.read_text())["epochs_done"][0] == first
+    # Run as a step of the queue, a finished reference puts the same row
+    # in the results file, before any cell has started from it.
+    monkeypatch.setattr(b6_reference.cifar, "load", lambda folder: data)
+    monkeypatch.setattr(b6_reference.cifar, "split", lambda loaded: loaded)
+    results = tmp_path / "b6.json"
+    command = ["--ref-dir", str(tmp_path / "split"), "--epochs", "2"]
+    command += ["--lr", "0.05", "--warmup", "1", "--json", str(results)]
+    assert b6_reference.main(command) == 0
+    assert json.loads(results.read_text())["references"] == [row]
