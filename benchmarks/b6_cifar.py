@@ -315,6 +315,7 @@ def run(args, data=None, log=None):
                     cell[1],
                     cell[4],
                     cifar.machine(args.threads),
+                    cell[2],
                 ),
                 f"cell {label}",
             )

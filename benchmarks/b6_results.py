@@ -133,12 +133,15 @@ def supersede(path, keep, reason):
     return len(moved)
 
 
-def expected_seconds(path, arch, method, extra_epochs, machine=None):
+def expected_seconds(
+    path, arch, method, extra_epochs, machine=None, variant=None
+):
     """How long a cell of `method` with `extra_epochs` is expected to take,
     from the cells in the JSON (those timed on `machine` when there are
-    any, `b6_cifar`'s `cifar.machine()`): the longest of the same method
-    and `E`, else the longest of the method scaled by `E` over its `E`;
-    None without any (a first cell runs)."""
+    any, `b6_cifar`'s `cifar.machine()`; of those, the cells of `variant`
+    when there are any: one strength can take twice another's time): the
+    longest of the same method and `E`, else the longest of the method
+    scaled by `E` over its `E`; None without any (a first cell runs)."""
     rows = [
         c
         for c in load_results(path)["cells"]
@@ -146,6 +149,8 @@ def expected_seconds(path, arch, method, extra_epochs, machine=None):
     ]
     here = [c for c in rows if c.get("machine") == machine]
     rows = here or rows
+    mine = [c for c in rows if (c.get("variant") or "default") == variant]
+    rows = mine or rows
     same = [c["seconds"] for c in rows if c["extra_epochs"] == extra_epochs]
     if same:
         return max(same)

@@ -1087,6 +1087,14 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     assert expect(str(path), "resnet20", "guided", 2, here["machine"]) == 300
     assert expect(str(path), "resnet20", "guided", 8, here["machine"]) == 1200
     assert expect(str(path), "resnet20", "guided", 2, "another") == 700
+    # Of those, the cells of the same variant (a strength that breaks the
+    # network can take twice the time of the chosen one).
+    slow = {**cells[0], "variant": "kd", "seconds": 900}
+    path.write_text(json.dumps({"references": [], "cells": cells + [slow]}))
+    assert expect(str(path), "resnet20", "guided", 2) == 900
+    assert expect(str(path), "resnet20", "guided", 2, None, "default") == 700
+    assert expect(str(path), "resnet20", "guided", 2, None, "kd") == 900
+    assert expect(str(path), "resnet20", "guided", 2, None, "half") == 900
     # The queue hands --until to its steps; when one left work, it goes on
     # to the cells whose references are finished (what may still fit).
     queue = (
