@@ -57,6 +57,7 @@ STANDARD_EPOCHS = 8
 REFERENCE_GAP = 0.5
 AFTER_CUT_GAP = 1.0
 LEAD = 1.0
+TEST_SEEDS = 3  # the issue's "at least 3" seeds not used for any choice
 
 
 def empty():
@@ -423,16 +424,20 @@ def _versus_reference(b6, grid, budget, key, gap, epochs=None):
     return "; ".join(parts) if parts else NOT_MEASURED
 
 
-def _peers_ahead(grid):
+def _peers_ahead(grid, methods=()):
     """Per (budget, E) with guided test cells: the peers whose paired
-    interval lies below zero (ahead of guided), and the combinations
-    measured."""
-    ahead, measured = [], []
+    interval lies below zero (ahead of guided), the combinations measured,
+    and what is still thin there: a peer of `methods` not run, or paired
+    with guided on fewer than `TEST_SEEDS` seeds."""
+    ahead, measured, thin = [], [], []
     for (budget, extra), rows in sorted(grid.items()):
         guided = _guided_row(rows)
         if guided is None:
             continue
         measured.append(f"{budget} E={extra}")
+        for method in methods:
+            if method != "guided" and not any(k[0] == method for k in rows):
+                thin.append(f"`{method}` not run at {budget} E={extra}")
         for (method, variant), seeds in sorted(rows.items()):
             if method == "guided":
                 continue
@@ -442,7 +447,13 @@ def _peers_ahead(grid):
                     f"{_label(method, variant)} at {budget} E={extra} "
                     f"({paired.text()})"
                 )
-    return ahead, measured
+            count = len(paired.seeds) if paired is not None else 0
+            if count < TEST_SEEDS:
+                thin.append(
+                    f"{_label(method, variant)} at {budget} E={extra} on "
+                    f"{count} common seed{'s' if count != 1 else ''}"
+                )
+    return ahead, measured, thin
 
 
 def _lead_over_best_peer(grid, budget):
@@ -479,14 +490,19 @@ def goal_lines(b6):
         tuning = tuning_seeds(b6, arch)
         tests = [r for r in rows if r["seed"] not in tuning]
         reference = _goal_verdict(arch, rows, tests)
-        ahead, measured = _peers_ahead(grid)
+        methods = _methods([c for c in b6["cells"] if c["arch"] == arch])
+        ahead, measured, thin = _peers_ahead(grid, methods)
         wanted = len(BUDGET_ORDER) * 2
         if ahead:
             peers = "**missed**: " + "; ".join(ahead)
         elif measured:
-            peers = "met on " + ", ".join(measured)
+            peers = ("met so far on " if thin else "met on ") + ", ".join(
+                measured
+            )
             if len(measured) < wanted:
                 peers += f" ({len(measured)} of {wanted} measured)"
+            if thin:
+                peers += "; **still thin**: " + "; ".join(thin)
         else:
             peers = NOT_MEASURED
         lines += [

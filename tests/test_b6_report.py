@@ -336,3 +336,27 @@ def test_b6_a_retrained_reference_is_a_row_of_its_own(tmp_path):
         (0.88, None),
         (0.87, 0.86),
     ]
+
+
+def test_b6_a_peer_goal_met_on_thin_evidence_says_so():
+    b6 = _synthetic()
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    # guided leads l1_oneshot on three seeds; tp_group_sl has one seed.
+    assert "met so far on flops/2x E=2 (1 of 6 measured)" in goals
+    assert (
+        "**still thin**: `tp_group_sl` reg1e-3 at flops/2x E=2 on 1 common seed"
+    ) in goals
+    assert "`l1_oneshot` at flops/2x E=2 on" not in goals
+    # A peer tuned but not run on the test seeds is named too.
+    b6["cells"] = [
+        c
+        for c in b6["cells"]
+        if c["role"] == "tune" or (c["method"] != "tp_group_sl")
+    ]
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    assert "**still thin**: `tp_group_sl` not run at flops/2x E=2" in goals
+    # With every peer on three seeds, the goal reads plainly.
+    b6["cells"] = [c for c in b6["cells"] if c["method"] != "tp_group_sl"]
+    goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
+    assert "met on flops/2x E=2 (1 of 6 measured)" in goals
+    assert "still thin" not in goals
