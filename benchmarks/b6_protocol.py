@@ -322,14 +322,15 @@ def until_argument(text):
 
 def check_until(until, seconds, what, now=None):
     """Raises `Deadline` when `what`, expected to take `seconds` (None:
-    unknown, so it runs), would end after `until` (None: no limit)."""
-    if until is None or seconds is None:
+    unknown, so it runs unless `until` has passed), would end after
+    `until` (None: no limit)."""
+    if until is None:
         return
     now = time.time() if now is None else now
-    if now + seconds > until:
+    if now + (seconds or 0) > until:
         end = datetime.datetime.fromtimestamp(until).strftime("%H:%M")
         raise Deadline(
-            f"{what} takes about {seconds:.0f} s and would end after "
+            f"{what} takes about {seconds or 0:.0f} s and would end after "
             f"--until ({end}, {max(until - now, 0):.0f} s from now); not "
             "started"
         )

@@ -141,12 +141,15 @@ def expected_seconds(
     any, `b6_cifar`'s `cifar.machine()`; of those, the cells of `variant`
     when there are any: one strength can take twice another's time): the
     longest of the same method and `E`, else the longest of the method
-    scaled by `E` over its `E`; None without any (a first cell runs)."""
-    rows = [
+    scaled by `E` over its `E`. A method with no cell yet is expected to
+    take as long as the longest cell of any method (the same way); None
+    without any cell (a first cell runs)."""
+    timed = [
         c
         for c in load_results(path)["cells"]
-        if (c["arch"], c["method"]) == (arch, method) and c.get("seconds")
+        if c["arch"] == arch and c.get("seconds")
     ]
+    rows = [c for c in timed if c["method"] == method] or timed
     here = [c for c in rows if c.get("machine") == machine]
     rows = here or rows
     mine = [c for c in rows if (c.get("variant") or "default") == variant]

@@ -1062,6 +1062,9 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
         protocol.parse_until("soon")
     protocol.check_until(at, 50 * 60, "a cell", now=five.timestamp())
     protocol.check_until(at, None, "a first cell", now=five.timestamp())
+    # Unknown length: it runs only while the deadline has not passed.
+    with pytest.raises(protocol.Deadline, match="a first cell takes about 0"):
+        protocol.check_until(at, None, "a first cell", now=at + 1)
     with pytest.raises(protocol.Deadline, match="a cell takes about 3001 s"):
         protocol.check_until(at, 50 * 60 + 1, "a cell", now=five.timestamp())
     # A cell is expected to take its longest like, else its method's
@@ -1080,7 +1083,11 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     expect = b6_results.expected_seconds
     assert expect(str(path), "resnet20", "guided", 2) == 700
     assert expect(str(path), "resnet20", "guided", 8) == 2800
-    assert expect(str(path), "resnet20", "l1_oneshot", 2) is None
+    # A method with no cell yet: as long as the longest of any method.
+    assert expect(str(path), "resnet20", "l1_oneshot", 2) == 700
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"references": [], "cells": []}))
+    assert expect(str(empty), "resnet20", "guided", 2) is None
     # Cells timed on the same machine come first.
     here = {**cells[0], "seconds": 300, "machine": "Xeon, 2 cores, 1 thread"}
     path.write_text(json.dumps({"references": [], "cells": cells + [here]}))
@@ -1176,9 +1183,12 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
             ("cells", "test", "2,3", "2", "4x", "l1_oneshot"),
         )
         monkeypatch.setattr(protocol, "QUEUE", queue)
+        # A JSON of its own: the repository's fills up as cells run.
+        results = tmp_path / "b6.json"
+        results.write_text('{"references": [], "cells": []}')
         args = b6_queue.parse_args(
             ["--cifar-dir", "c", "--ref-dir", str(tmp_path)]
-            + ["--lane", "references"]
+            + ["--lane", "references", "--json", str(results)]
         )
         ran, said = [], []
         b6_queue.run(args, log=said.append, runner=lambda c: ran.append(c) or 0)
