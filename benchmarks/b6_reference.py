@@ -123,6 +123,24 @@ def weights_id(path):
     return digest.hexdigest()[:16]
 
 
+def own_curve(curve):
+    """`curve`, or, when that file holds a finished training's curve (a
+    seed trained again after its weights were lost), the first
+    `<curve>_training<n>.json` that does not: the finished training's
+    record stays as it was."""
+    if not curve:
+        return curve
+    base, extension = os.path.splitext(curve)
+    candidate, number = curve, 1
+    while os.path.exists(candidate):
+        with open(candidate) as f:
+            if "final" not in json.load(f):
+                break
+        number += 1
+        candidate = f"{base}_training{number}{extension}"
+    return candidate
+
+
 def train_reference(
     data, arch, seed, epochs, lr, warmup, ref_dir, curve, log, until=None
 ):
@@ -143,6 +161,7 @@ def train_reference(
         info.setdefault("weights_sha256", weights_id(final))
         log(f"reference {name}: loaded (val {info['val']:.4f})")
         return model, info
+    curve = own_curve(curve)
     history = {"arch": arch, "seed": seed, "recipe": recipe(epochs, lr, warmup)}
     history["epochs_done"] = []
     # The curve is kept next to the state too, so a resume does not depend

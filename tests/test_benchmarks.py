@@ -1198,6 +1198,24 @@ def test_b6_a_reference_in_training_is_left_to_its_process(
     assert not protocol.reference_busy(*key)
 
 
+def test_b6_a_seed_trained_again_keeps_the_first_curve(tmp_path):
+    import json
+
+    from benchmarks import b6_reference
+
+    curve = tmp_path / "resnet20_seed0.json"
+    assert b6_reference.own_curve(str(curve)) == str(curve)
+    curve.write_text(json.dumps({"epochs_done": [{"epoch": 1}]}))
+    assert b6_reference.own_curve(str(curve)) == str(curve)  # its own
+    curve.write_text(json.dumps({"epochs_done": [], "final": {}}))
+    second = tmp_path / "resnet20_seed0_training2.json"
+    assert b6_reference.own_curve(str(curve)) == str(second)
+    second.write_text(json.dumps({"epochs_done": [], "final": {}}))
+    third = str(tmp_path / "resnet20_seed0_training3.json")
+    assert b6_reference.own_curve(str(curve)) == third
+    assert b6_reference.own_curve(None) is None
+
+
 @pytest.mark.slow
 def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import json
