@@ -149,11 +149,16 @@ def expected_seconds(
         for c in load_results(path)["cells"]
         if c["arch"] == arch and c.get("seconds")
     ]
-    rows = [c for c in timed if c["method"] == method] or timed
+    rows = [c for c in timed if c["method"] == method]
+    # Variant names are a method's own: another method's "default" says
+    # nothing of this one's.
+    own = bool(rows)
+    rows = rows or timed
     here = [c for c in rows if c.get("machine") == machine]
     rows = here or rows
-    mine = [c for c in rows if (c.get("variant") or "default") == variant]
-    rows = mine or rows
+    if own:
+        mine = [c for c in rows if (c.get("variant") or "default") == variant]
+        rows = mine or rows
     same = [c["seconds"] for c in rows if c["extra_epochs"] == extra_epochs]
     if same:
         return max(same)

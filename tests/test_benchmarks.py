@@ -1102,6 +1102,8 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     assert expect(str(path), "resnet20", "guided", 2, None, "default") == 700
     assert expect(str(path), "resnet20", "guided", 2, None, "kd") == 900
     assert expect(str(path), "resnet20", "guided", 2, None, "half") == 900
+    # A method with no cell of its own: the longest of any variant.
+    assert expect(str(path), "resnet20", "li_l1", 2, None, "default") == 900
     # The queue hands --until to its steps; when one left work, it goes on
     # to the cells whose references are finished (what may still fit).
     queue = (
