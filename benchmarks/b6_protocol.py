@@ -329,8 +329,13 @@ def check_until(until, seconds, what, now=None):
     now = time.time() if now is None else now
     if now + (seconds or 0) > until:
         end = datetime.datetime.fromtimestamp(until).strftime("%H:%M")
+        if seconds is None:
+            raise Deadline(
+                f"{what} has no timed run to estimate it from, and --until "
+                f"({end}) passed {now - until:.0f} s ago; not started"
+            )
         raise Deadline(
-            f"{what} takes about {seconds or 0:.0f} s and would end after "
+            f"{what} takes about {seconds:.0f} s and would end after "
             f"--until ({end}, {max(until - now, 0):.0f} s from now); not "
             "started"
         )

@@ -141,6 +141,18 @@ def own_curve(curve):
     return candidate
 
 
+def finished_info(ref_dir, arch, seed, epochs, lr):
+    """The info of a finished reference (its weights and info files are
+    both there), with its weights' `weights_sha256`; None otherwise."""
+    final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
+    if not (os.path.exists(final) and os.path.exists(info_path)):
+        return None
+    with open(info_path) as f:
+        info = json.load(f)
+    info.setdefault("weights_sha256", weights_id(final))
+    return info
+
+
 def train_reference(
     data, arch, seed, epochs, lr, warmup, ref_dir, curve, log, until=None
 ):
@@ -152,13 +164,11 @@ def train_reference(
     final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
     state = os.path.join(ref_dir, name + ".state.keras")
     steps = cifar.steps_per_epoch(data, None, BATCH_SIZE)
-    if os.path.exists(final) and os.path.exists(info_path):
+    info = finished_info(ref_dir, arch, seed, epochs, lr)
+    if info is not None:
         keras.utils.set_random_seed(seed)
         model = resnet_cifar.build(arch)
         model.load_weights(final)
-        with open(info_path) as f:
-            info = json.load(f)
-        info.setdefault("weights_sha256", weights_id(final))
         log(f"reference {name}: loaded (val {info['val']:.4f})")
         return model, info
     curve = own_curve(curve)
@@ -315,20 +325,26 @@ def main(argv=None):
                 "process is training it now; nothing to do here"
             )
             return 0
-        data = cifar.split(cifar.load(args.cifar_dir))
+        # A finished reference needs no images: its row is in its info.
+        info = finished_info(*key)
         try:
-            _, info = train_reference(
-                data,
-                args.arch,
-                args.seed,
-                args.epochs,
-                args.lr,
-                args.warmup,
-                args.ref_dir,
-                args.curve,
-                log,
-                until=args.until,
-            )
+            if info is None:
+                data = cifar.split(cifar.load(args.cifar_dir))
+                _, info = train_reference(
+                    data,
+                    args.arch,
+                    args.seed,
+                    args.epochs,
+                    args.lr,
+                    args.warmup,
+                    args.ref_dir,
+                    args.curve,
+                    log,
+                    until=args.until,
+                )
+            else:
+                name = protocol.reference_stem(*key[1:])
+                log(f"reference {name}: finished (val {info['val']:.4f})")
         except protocol.Deadline as stop:
             log(f"reference: {stop}; the state holds every finished epoch")
             return protocol.UNTIL_EXIT

@@ -1063,7 +1063,9 @@ def test_b6_until_stops_before_work_that_would_end_too_late(
     protocol.check_until(at, 50 * 60, "a cell", now=five.timestamp())
     protocol.check_until(at, None, "a first cell", now=five.timestamp())
     # Unknown length: it runs only while the deadline has not passed.
-    with pytest.raises(protocol.Deadline, match="a first cell takes about 0"):
+    with pytest.raises(
+        protocol.Deadline, match="a first cell has no timed run.*passed 1 s ago"
+    ):
         protocol.check_until(at, None, "a first cell", now=at + 1)
     with pytest.raises(protocol.Deadline, match="a cell takes about 3001 s"):
         protocol.check_until(at, 50 * 60 + 1, "a cell", now=five.timestamp())
