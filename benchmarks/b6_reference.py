@@ -144,9 +144,9 @@ def own_curve(curve):
 def finished_info(ref_dir, arch, seed, epochs, lr):
     """The info of a finished reference (its weights and info files are
     both there), with its weights' `weights_sha256`; None otherwise."""
-    final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
-    if not (os.path.exists(final) and os.path.exists(info_path)):
+    if not protocol.reference_finished(ref_dir, arch, seed, epochs, lr):
         return None
+    final, info_path = protocol.reference_files(ref_dir, arch, seed, epochs, lr)
     with open(info_path) as f:
         info = json.load(f)
     info.setdefault("weights_sha256", weights_id(final))
@@ -318,11 +318,12 @@ def main(argv=None):
     log = report.clock_log
 
     key = (args.ref_dir, args.arch, args.seed, args.epochs, args.lr)
+    name = protocol.reference_stem(*key[1:])
     with protocol.training_reference(*key) as mine:
         if not mine:
             log(
-                f"reference {protocol.reference_stem(*key[1:])}: another "
-                "process is training it now; nothing to do here"
+                f"reference {name}: another process is training it now; "
+                "nothing to do here"
             )
             return 0
         # A finished reference needs no images: its row is in its info.
@@ -343,7 +344,6 @@ def main(argv=None):
                     until=args.until,
                 )
             else:
-                name = protocol.reference_stem(*key[1:])
                 log(f"reference {name}: finished (val {info['val']:.4f})")
         except protocol.Deadline as stop:
             log(f"reference: {stop}; the state holds every finished epoch")
@@ -351,7 +351,6 @@ def main(argv=None):
     if args.json:
         row = results_file.reference_row(info, args.lr)
         results_file.record(args.json, reference=row)
-        name = protocol.reference_stem(*key[1:])
         log(f"reference {name}: its row is in {args.json}")
     return 0
 
