@@ -66,10 +66,18 @@ def reference_row(info, lr):
 
 
 def put_row(rows, row, key_names):
-    """`rows` with `row` in place of the one of the same key (else added)."""
+    """`rows` with `row` in place of the one of the same key (else added
+    at the end): a row written again keeps its place, so the file changes
+    only where a value does."""
     key = tuple(row.get(k) for k in key_names)
-    kept = [r for r in rows if tuple(r.get(k) for k in key_names) != key]
-    return kept + [row]
+    out, placed = [], False
+    for old in rows:
+        if tuple(old.get(k) for k in key_names) != key:
+            out.append(old)
+        elif not placed:
+            out.append(row)
+            placed = True
+    return out if placed else out + [row]
 
 
 @contextlib.contextmanager
@@ -168,7 +176,8 @@ def expected_seconds(
 
 def show_choices(path):
     """The best tuning variant (validation accuracy, mean over tuning
-    seeds) per `method|budget|E`, as a `CHOSEN` dict literal."""
+    seeds) per `method|budget|E`, as a `CHOSEN` dict literal, each with
+    every variant's validation %, best first."""
     scores = {}
     for row in load_results(path)["cells"]:
         if row.get("role") != "tune":
@@ -181,7 +190,8 @@ def show_choices(path):
     for key in sorted(scores):
         means = {v: float(np.mean(s)) for v, s in scores[key].items()}
         best = max(sorted(means), key=means.get)
-        others = ", ".join(f"{v} {100 * m:.2f}" for v, m in means.items())
+        ranked = sorted(means.items(), key=lambda item: -item[1])
+        others = ", ".join(f"{v} {100 * m:.2f}" for v, m in ranked)
         lines.append(f"    {key!r}: {best!r},  # val: {others}")
     lines.append("}")
     return "\n".join(lines)

@@ -594,10 +594,17 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
         "tp_group_sl:default",
         "tp_group_sl:reg2e-3",
         "tp_group_sl:reg5e-3",
+        "tp_group_sl:reg1e-2",
         "tp_group_sl:reg2e-2",
         "tp_group_sl:reg5e-2",
         "li_l1",
     ]
+    # A variant's fine-tuning learning rate reaches the cell's settings.
+    assert b6_protocol.effective("guided", "relative_ft_low", 8) == {
+        "importance": "relative",
+        "finetune_lr": 0.003,
+        "regularization_epochs": 4,
+    }
     assert b6_protocol.effective("tp_group_sl", "reg2e-2", 2) == {
         "reg": 2e-2,
         "regularization_epochs": 1,
@@ -651,9 +658,10 @@ def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
     b6_results.record(path, reference={**reference, "val": 0.91})
     results = b6_results.load_results(path)
     assert [r["val"] for r in results["references"]] == [0.91]
+    # A row written again keeps its place in the file.
     assert [(c["variant"], c["seed"], c["val"]) for c in results["cells"]] == [
-        ("kd", 0, 0.85),
         ("default", 0, 0.81),
+        ("kd", 0, 0.85),
         ("default", 1, 0.99),
     ]
     assert b6_results.show_choices(path) == (
@@ -664,7 +672,7 @@ def test_b6_rows_are_replaced_by_key_and_choices_read_validation(tmp_path):
 
 
 @pytest.mark.slow
-def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
+def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys, monkeypatch):
     from benchmarks import b6_cifar
     from benchmarks import b6_protocol
     from benchmarks import b6_reference
@@ -723,6 +731,25 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys):
     assert stop.value.code == b6_protocol.UNTIL_EXIT
     assert "would end after --until" in capsys.readouterr().out
     assert b6_results.load_results(path)["cells"] == results["cells"]
+    assert {row["finetune_lr"] for row in results["cells"]} == {0.01}
+    # A variant with its own fine-tuning learning rate fine-tunes with it.
+    from benchmarks import b4_cifar
+
+    seen = []
+    distill = b4_cifar.distill
+
+    def spy(student, teacher, data, cfg, *rest, **kwargs):
+        seen.append(cfg["lr"])
+        return distill(student, teacher, data, cfg, *rest, **kwargs)
+
+    monkeypatch.setattr(b4_cifar, "distill", spy)
+    low = ["--quick", "--json", path, "--methods", "guided:ft_low"]
+    row = b6_cifar.main(low, data=data)["cells"][-1]
+    assert (row["variant"], row["finetune_lr"], seen) == (
+        "ft_low",
+        0.003,
+        [0.003],
+    )
 
 
 def test_b8_page_table_is_the_json_it_was_made_from():
