@@ -31,9 +31,9 @@ best validation epoch instead; each cell records which). Every phase is
 SGD (momentum 0.9, Nesterov, batch 128) with a cosine learning rate from
 `--lr` (0.01) to 0 over that phase, decoupled weight decay 5e-3 as in the
 reference, except Torch-Pruning's sparsity learning (weight decay 0, as TP
-sets it), and guided's `ft_low` variants, whose fine-tuning starts at
-0.003. The regularization phases train on the labels (`guided`'s `kd`
-variants by distillation).
+sets it), and guided's variants that start the fine-tuning (`ft_low`)
+or both phases (`lr_low`) at 0.003. The regularization phases train on
+the labels (`guided`'s `kd` variants by distillation).
 
 Variants (`--methods guided:kd,tp_group_sl:reg2e-3`; `guided:all` for
 every one), the chosen ones (`CHOSEN`) and the plan of cells live in
@@ -183,13 +183,15 @@ def run_cell(cell, ref, ref_row, data, args, log):
     budget, method, variant, seed, extra_epochs, source = cell
     label = f"[{method}:{variant} {budget} E={extra_epochs} seed {seed}]"
     settings = protocol.effective(method, variant, extra_epochs)
-    # A variant may start the fine-tuning at its own learning rate.
+    # A variant may start either phase at its own learning rate.
+    regularization_lr = settings.pop("regularization_lr", args.cfg["lr"])
     finetune_lr = settings.pop("finetune_lr", args.cfg["lr"])
     fraction = protocol.budget_fraction(budget)
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
+    cfg = {**args.cfg, "lr": regularization_lr}
     small, info = cut(
-        method, settings, ref, fraction, data, args.cfg, seed, args, log, label
+        method, settings, ref, fraction, data, cfg, seed, args, log, label
     )
     log(
         f"{label} after the cut: val {info['after_cut_val']:.4f} "
@@ -231,6 +233,7 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "finetune_epoch_kept": kept,
         "val_per_finetune_epoch": history,
         "lr": args.cfg["lr"],
+        "regularization_lr": regularization_lr,
         "finetune_lr": finetune_lr,
         "train_images": args.cfg["train_images"] or len(data["y_train"]),
         "widths": resnet_cifar.conv_widths(small),

@@ -98,6 +98,10 @@ VARIANTS = {
         # chance level needs the larger step; guided's may not).
         "ft_low": {"finetune_lr": 0.003},
         "relative_ft_low": {"importance": "relative", "finetune_lr": 0.003},
+        # Both phases at lr 0.003: the penalty phase itself moves the
+        # network less from the reference (the controller raises the
+        # penalty's strength to keep the path on a smaller step).
+        "lr_low": {"regularization_lr": 0.003, "finetune_lr": 0.003},
     },
     # TP's default reg is 5e-4 (for 100 epochs of sparsity learning); the
     # larger ones shrink the weakest groups within a few epochs.

@@ -254,7 +254,9 @@ def train_reference(
         "test": accuracy(model, data["x_test"], data["y_test"]),
         "params": kg.stats.count_params(model),
         "flops": kg.stats.count_flops(model),
-        "seconds": sum(r.get("seconds", 0) for r in history["epochs_done"]),
+        "seconds": round(
+            sum(r.get("seconds", 0) for r in history["epochs_done"]), 1
+        ),
         "path": os.path.basename(final),
     }
     temporary = final[: -len(".weights.h5")] + ".tmp.weights.h5"

@@ -731,25 +731,31 @@ def test_b6_quick_cells_end_to_end_and_resumable(tmp_path, capsys, monkeypatch):
     assert stop.value.code == b6_protocol.UNTIL_EXIT
     assert "would end after --until" in capsys.readouterr().out
     assert b6_results.load_results(path)["cells"] == results["cells"]
-    assert {row["finetune_lr"] for row in results["cells"]} == {0.01}
-    # A variant with its own fine-tuning learning rate fine-tunes with it.
+    assert {
+        (row["regularization_lr"], row["finetune_lr"])
+        for row in results["cells"]
+    } == {(0.01, 0.01)}
+    # A variant with its own learning rates trains each phase with it.
     from benchmarks import b4_cifar
 
     seen = []
-    distill = b4_cifar.distill
 
-    def spy(student, teacher, data, cfg, *rest, **kwargs):
-        seen.append(cfg["lr"])
-        return distill(student, teacher, data, cfg, *rest, **kwargs)
+    def spy(name):
+        real = getattr(b4_cifar, name)
 
-    monkeypatch.setattr(b4_cifar, "distill", spy)
-    low = ["--quick", "--json", path, "--methods", "guided:ft_low"]
+        def phase(*args):
+            seen.append((name, args[3]["lr"]))  # both take cfg fourth
+            return real(*args)
+
+        monkeypatch.setattr(b4_cifar, name, phase)
+
+    spy("distill")
+    spy("guided_phase")
+    low = ["--quick", "--json", path, "--methods", "guided:lr_low"]
     row = b6_cifar.main(low, data=data)["cells"][-1]
-    assert (row["variant"], row["finetune_lr"], seen) == (
-        "ft_low",
-        0.003,
-        [0.003],
-    )
+    assert row["variant"] == "lr_low"
+    assert (row["regularization_lr"], row["finetune_lr"]) == (0.003, 0.003)
+    assert seen == [("guided_phase", 0.003), ("distill", 0.003)]
 
 
 def test_b8_page_table_is_the_json_it_was_made_from():
