@@ -135,14 +135,18 @@ CHOSEN = {
     "tp_group_sl|flops/4x": "reg2e-2",
 }
 # B6's compute plan, in order: `("reference", seed)` or `("cells", role,
-# seeds, extra epochs, budgets, methods)`. Variants are tuned at the
-# short extra-epoch budget only (a tuning cell there costs about a
-# quarter of one at E=8); a choice recorded in `CHOSEN` as
-# `"method|budget"` holds for both extra-epoch budgets. The choices at 2x
-# and 4x are made from the tuning steps before the test seeds'
-# references; 3x is tuned before its test cells; the other variants
-# (tuning breadth) come after the main test cells, as the compute plan
-# asks, and a variant they find better is tested on its own cells.
+# seeds, extra epochs, budgets, methods)`. Variants are first tuned at the
+# short extra-epoch budget (a tuning cell there costs about a quarter of
+# one at E=8); a choice recorded in `CHOSEN` as `"method|budget"` holds
+# for both extra-epoch budgets. The choices at 2x and 4x are made from the
+# tuning steps before the test seeds' references. After the main test
+# cells comes tuning breadth, as the compute plan asks: the other
+# variants at E=2, then E=8 on its own for the two regularized arms (the
+# current choice against the variants that change what E=8 makes
+# different: guided's split of the epochs and its fine-tuning rate,
+# group_sl's strength over 4 sparsity-learning epochs); a choice they
+# change is recorded as `"method|budget|8"` and tested on its own cells.
+# Then 3x (tuned before its test cells) and the cheap references.
 GUIDED_TUNED = "guided,guided:kd,guided:half,guided:relative"
 TP_TUNED = (
     "tp_group_sl,tp_group_sl:reg2e-3,tp_group_sl:reg5e-3,tp_group_sl:reg2e-2"
@@ -158,9 +162,27 @@ QUEUE = (
     ("reference", 3),
     ("cells", "test", "1,2,3", "2", "4x,2x", MAIN),
     ("cells", "test", "1,2,3", "8", "2x,4x", MAIN),
+    ("cells", "tune", "0", "2", "4x,2x", "guided:all,tp_group_sl:all"),
+    (
+        "cells",
+        "tune",
+        "0",
+        "8",
+        "2x",
+        "guided:relative,guided:p1,"
+        "guided:relative_ft_low,tp_group_sl:reg2e-3,tp_group_sl:default",
+    ),
+    (
+        "cells",
+        "tune",
+        "0",
+        "8",
+        "4x",
+        "guided,guided:p1,guided:ft_low,"
+        "tp_group_sl:reg2e-2,tp_group_sl:reg5e-3",
+    ),
     ("cells", "tune", "0", "2", "3x", f"{GUIDED_TUNED},l1_oneshot,{TP_TUNED}"),
     ("cells", "test", "1,2,3", "2,8", "3x", MAIN),
-    ("cells", "tune", "0", "2", "4x,2x", "guided:all,tp_group_sl:all"),
     ("cells", "test", "1,2,3", "2,8", "2x,4x,3x", "li_l1,tp_magnitude"),
 )
 QUICK = {
