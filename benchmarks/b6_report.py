@@ -301,15 +301,30 @@ def _methods(cells):
     ]
 
 
-def _guided_row(rows):
-    """guided's test row with the most seeds (then the first variant)."""
+def _guided_row(b6, budget, extra, rows):
+    """guided's test row at `(budget, extra)`: the variant the JSON's
+    `chosen` names when it has test cells there, else the row with the
+    most seeds (then the first variant)."""
     guided = [(k, v) for k, v in rows.items() if k[0] == "guided"]
     if not guided:
         return None
+    chosen = _chosen(b6, "guided", budget, extra)
+    for key, seeds in guided:
+        if key[1] == chosen:
+            return key, seeds
     return min(guided, key=lambda kv: (-len(kv[1]), kv[0][1]))
 
 
-def _row_line(method, variant, seeds, guided):
+def _variant_label(b6, method, budget, extra, variant):
+    """`variant`, marked when `chosen` names another one for the cell (a
+    test row left from an earlier choice)."""
+    chosen = _chosen(b6, method, budget, extra)
+    if chosen is not None and variant and variant != chosen:
+        return f"{variant} (earlier choice; now {chosen})"
+    return variant
+
+
+def _row_line(method, variant, seeds, guided, label=None):
     tests = [c["test"] for c in seeds.values()]
     after = [
         c["after_cut_test"]
@@ -332,7 +347,7 @@ def _row_line(method, variant, seeds, guided):
         )
     cells = [
         f"`{method}`",
-        variant,
+        variant if label is None else label,
         _mean_std(tests),
         str(len(tests)),
         _mean_std(after) if after else "",
@@ -358,7 +373,7 @@ def grid_lines(b6):
         for budget in budgets:
             for extra in extras:
                 rows = grid.get((budget, extra), {})
-                guided = _guided_row(rows)
+                guided = _guided_row(b6, budget, extra, rows)
                 lines += [
                     f"#### {arch}, {budget}, {extra} extra epochs",
                     "",
@@ -376,7 +391,12 @@ def grid_lines(b6):
                             f"| `{method}` | | {NOT_RUN} | 0 | | | | |"
                         )
                     for (_, variant), seeds in mine:
-                        lines.append(_row_line(method, variant, seeds, guided))
+                        label = _variant_label(
+                            b6, method, budget, extra, variant
+                        )
+                        lines.append(
+                            _row_line(method, variant, seeds, guided, label)
+                        )
                 refs = _reference_tests(b6, guided[1]) if guided else {}
                 if refs:
                     lines += [
@@ -407,7 +427,7 @@ def _versus_reference(b6, grid, budget, key, gap, epochs=None):
     when given)."""
     parts = []
     for (cell_budget, extra), rows in sorted(grid.items()):
-        guided = _guided_row(rows)
+        guided = _guided_row(b6, cell_budget, extra, rows)
         if cell_budget != budget or guided is None:
             continue
         if epochs is not None and extra != epochs:
@@ -424,14 +444,14 @@ def _versus_reference(b6, grid, budget, key, gap, epochs=None):
     return "; ".join(parts) if parts else NOT_MEASURED
 
 
-def _peers_ahead(grid, methods=()):
+def _peers_ahead(b6, grid, methods=()):
     """Per (budget, E) with guided test cells: the peers whose paired
     interval lies below zero (ahead of guided), the combinations measured,
     and what is still thin there: a peer of `methods` not run, or paired
     with guided on fewer than `TEST_SEEDS` seeds."""
     ahead, measured, thin = [], [], []
     for (budget, extra), rows in sorted(grid.items()):
-        guided = _guided_row(rows)
+        guided = _guided_row(b6, budget, extra, rows)
         if guided is None:
             continue
         measured.append(f"{budget} E={extra}")
@@ -456,11 +476,11 @@ def _peers_ahead(grid, methods=()):
     return ahead, measured, thin
 
 
-def _lead_over_best_peer(grid, budget):
+def _lead_over_best_peer(b6, grid, budget):
     """Guided minus the peer with the highest mean test accuracy at
     `budget` and the short extra-epoch budget, with the verdict."""
     rows = grid.get((budget, SHORT_EPOCHS), {})
-    guided = _guided_row(rows)
+    guided = _guided_row(b6, budget, SHORT_EPOCHS, rows)
     peers = [
         (np.mean(list(_test_values(seeds).values())), method, variant, seeds)
         for (method, variant), seeds in rows.items()
@@ -491,7 +511,7 @@ def goal_lines(b6):
         tests = [r for r in rows if r["seed"] not in tuning]
         reference = _goal_verdict(arch, rows, tests)
         methods = _methods([c for c in b6["cells"] if c["arch"] == arch])
-        ahead, measured, thin = _peers_ahead(grid, methods)
+        ahead, measured, thin = _peers_ahead(b6, grid, methods)
         wanted = len(BUDGET_ORDER) * 2
         if ahead:
             peers = "**missed**: " + "; ".join(ahead)
@@ -527,7 +547,8 @@ def goal_lines(b6):
             f"ahead of the best peer by at least {LEAD} point, interval "
             "excluding zero: "
             + "; ".join(
-                _lead_over_best_peer(grid, b) for b in ("flops/3x", "flops/4x")
+                _lead_over_best_peer(b6, grid, b)
+                for b in ("flops/3x", "flops/4x")
             ),
             f"- right after the cut at 2x, guided within {AFTER_CUT_GAP} "
             "point of its reference: "

@@ -360,3 +360,28 @@ def test_b6_a_peer_goal_met_on_thin_evidence_says_so():
     goals = b6_report.section(b6).split("### Goals")[1].split("### Test")[0]
     assert "met on flops/2x E=2 (1 of 6 measured)" in goals
     assert "still thin" not in goals
+
+
+def test_b6_guided_baseline_is_the_chosen_variant_not_the_most_run():
+    b6 = _synthetic()
+    # An E=8 choice replaces `a` with `c` at 2x: `a` keeps its three test
+    # seeds, `c` has one so far. The comparison's baseline is `c`, and the
+    # row of `a` says it is an earlier choice.
+    b6["chosen"] = {"guided|flops/2x|2": "c", "tp_group_sl": "reg1e-3"}
+    b6["cells"].append(_cell("guided", 1, 0.80, variant="c"))
+    text = b6_report.section(b6)
+    grid = text.split("#### resnet20, flops/2x, 2 extra epochs")[1]
+    grid = grid.split("####")[0]
+    assert (
+        "| `guided` | c | 80.00 | 1 | 40.00 | 0.500 | 1,000 "
+        "| (the baseline of the comparison) |"
+    ) in grid
+    # c minus l1_oneshot on seed 1: 80 - 89 = -9.
+    assert "-9.00, one seed, no interval (seed 1)" in grid
+    assert "| `guided` | a (earlier choice; now c) | 91.00 ± 1.00 | 3 |" in grid
+    assert "| `tp_group_sl` | reg1e-3 | 88.00 | 1 |" in grid
+    # Without the choice, the row with the most seeds (a) stays the
+    # baseline: a minus c on seed 1 is 90 - 80.
+    del b6["chosen"]
+    grid = b6_report.section(b6).split("flops/2x, 2 extra epochs")[1]
+    assert "| `guided` | c | 80.00 | 1 | 40.00 | 0.500 | 1,000 | +10.00" in grid
