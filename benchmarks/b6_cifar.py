@@ -66,6 +66,7 @@ import keras  # noqa: E402
 
 import keras_guided as kg  # noqa: E402
 from benchmarks import b4_cifar  # noqa: E402
+from benchmarks import b6_cuts as cuts  # noqa: E402
 from benchmarks import b6_protocol as protocol  # noqa: E402
 from benchmarks import b6_reference  # noqa: E402
 from benchmarks import b6_results as results_file  # noqa: E402
@@ -190,13 +191,49 @@ def run_cell(cell, ref, ref_row, data, args, log):
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     cfg = {**args.cfg, "lr": regularization_lr}
-    small, info = cut(
-        method, settings, ref, fraction, data, cfg, seed, args, log, label
-    )
+    stored = None
+    name = None
+    if args.cut_cache:
+        name = cuts.key(
+            {
+                "arch": args.arch,
+                "seed": seed,
+                "reference": cuts.weights_digest(ref),
+                "data": cuts.data_digest(data),
+                "fraction": fraction,
+                "method": method,
+                "settings": settings,
+                "cfg": cfg,
+                "threads": args.threads,
+            }
+        )
+        stored = cuts.load(
+            args.cut_cache,
+            name,
+            lambda m: b4_cifar.accuracy(m, data["x_val"], data["y_val"]),
+        )
+    if stored is not None:
+        small, info, cut_seconds = stored
+        info = dict(info)
+        log(
+            f"{label} the cut of an earlier cell with the same first phase, "
+            f"from {args.cut_cache} (trained in {cut_seconds:.0f} s)"
+        )
+    else:
+        small, info = cut(
+            method, settings, ref, fraction, data, cfg, seed, args, log, label
+        )
+        cut_seconds = round(time.perf_counter() - start, 1)
+        if name is not None:
+            try:
+                cuts.save(args.cut_cache, name, small, info, cut_seconds)
+            except Exception as error:  # a cache is an economy, not a need
+                log(f"{label} its cut is not stored: {error!r}")
     log(
         f"{label} after the cut: val {info['after_cut_val']:.4f} "
-        f"({time.perf_counter() - start:.0f} s)"
+        f"({cut_seconds:.0f} s)"
     )
+    finetune_start = time.perf_counter()
     finetune_epochs = extra_epochs - settings["regularization_epochs"]
     small, kept, history = b4_cifar.distill(
         small,
@@ -223,7 +260,11 @@ def run_cell(cell, ref, ref_row, data, args, log):
         "flops_kept": flops / ref_row["flops"],
         "reference_sha256": ref_row.get("weights_sha256"),
         "params": kg.stats.count_params(small),
-        "seconds": round(time.perf_counter() - start, 1),
+        # What the cell costs without a cache: its first phase (however
+        # it was had) and its fine-tuning.
+        "seconds": round(cut_seconds + time.perf_counter() - finetune_start, 1),
+        "cut_seconds": cut_seconds,
+        "cut_from_cache": stored is not None,
         "machine": cifar.machine(args.threads),
         "variant_settings": protocol.VARIANTS[method][variant],
         "variant_source": source,
@@ -413,6 +454,14 @@ def parse_args(argv):
         default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON", sys.executable),
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--cut-cache",
+        default=None,
+        help="a folder keeping each cell's cut, so that a cell with the "
+        "same first phase (a variant changing only the fine-tuning) starts "
+        f"from it (`benchmarks/b6_cuts.py`; the queue uses {cuts.DEFAULT_DIR}"
+        "); default: none",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

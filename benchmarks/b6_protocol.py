@@ -166,8 +166,9 @@ QUEUE = (
     # E=8 tuning before E=8 test cells: the choices made at E=2 hold
     # for E=8 only until E=8's own tuning confirms or replaces them (a
     # test cell run on a choice that tuning then replaces is spent).
-    # Each pair runs side by side on two lanes: the current choice and
-    # its rival finish together.
+    # (A variant changing only the fine-tuning starts from its twin's
+    # stored cut when it runs in a later step than the twin:
+    # `benchmarks/b6_cuts.py`.)
     ("cells", "tune", "0", "8", "2x", "guided:relative,guided:relative_ft_low"),
     (
         "cells",

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks import b6_cuts as cuts
 from benchmarks import b6_protocol as protocol
 from benchmarks import b6_results as results_file
 from benchmarks import report
@@ -154,6 +155,7 @@ def command(step, args):
         methods,
         "--torch-python",
         args.torch_python,
+        *(["--cut-cache", args.cut_cache] if args.cut_cache else []),
     ]
 
 
@@ -283,6 +285,13 @@ def parse_args(argv):
     parser.add_argument(
         "--torch-python",
         default=os.environ.get("KERAS_GUIDED_TORCH_PYTHON", sys.executable),
+    )
+    parser.add_argument(
+        "--cut-cache",
+        default=cuts.DEFAULT_DIR,
+        help="where the cells keep their cuts, so that a variant changing "
+        "only the fine-tuning starts from its twin's cut "
+        "(`benchmarks/b6_cuts.py`); '' for none",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what is left; run nothing"

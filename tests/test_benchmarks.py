@@ -7,6 +7,7 @@ asserted here.
 """
 
 import gzip
+import json
 import os
 import struct
 
@@ -1328,3 +1329,53 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     command += ["--lr", "0.05", "--warmup", "1", "--json", str(results)]
     assert b6_reference.main(command) == 0
     assert json.loads(results.read_text())["references"] == [row]
+
+
+@pytest.mark.slow
+def test_b6_a_cell_started_from_a_stored_cut_computes_what_a_fresh_one_does(
+    tmp_path,
+):
+    from benchmarks import b6_cifar
+
+    rng = np.random.default_rng(1)
+    data = {
+        "x_train": rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
+        "x_val": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
+    }
+    cache = str(tmp_path / "cuts")
+
+    def cells(name, methods, *extra):
+        argv = ["--quick", "--json", str(tmp_path / name), "--methods"]
+        return b6_cifar.main(argv + [methods, *extra], data=data)["cells"]
+
+    # guided stores its cut; ft_low (the same first phase, its own
+    # fine-tuning rate) starts from it.
+    first, twin = cells(
+        "cached.json", "guided,guided:ft_low", "--cut-cache", cache
+    )
+    assert (first["cut_from_cache"], twin["cut_from_cache"]) == (False, True)
+    assert twin["cut_seconds"] == first["cut_seconds"]
+    assert twin["seconds"] >= twin["cut_seconds"]
+    assert len(os.listdir(cache)) == 2  # one cut: its model and its info
+    # ft_low trained from its own first phase, with no cache, ends the
+    # same: same cut, same fine-tuning.
+    (fresh,) = cells("fresh.json", "guided:ft_low")
+    assert fresh["cut_from_cache"] is False
+    for name in ("after_cut_val", "after_cut_test", "val", "test", "widths"):
+        assert fresh[name] == twin[name], name
+    assert fresh["val_per_finetune_epoch"] == twin["val_per_finetune_epoch"]
+    # A stored cut that no longer gives its recorded accuracy is dropped
+    # and the phase trained again.
+    info = next(p for p in os.listdir(cache) if p.endswith(".json"))
+    with open(os.path.join(cache, info)) as handle:
+        stored = json.load(handle)
+    stored["info"]["after_cut_val"] += 0.5
+    with open(os.path.join(cache, info), "w") as handle:
+        json.dump(stored, handle)
+    (again,) = cells("again.json", "guided:ft_low", "--cut-cache", cache)
+    assert again["cut_from_cache"] is False
+    assert again["val"] == fresh["val"]
