@@ -129,6 +129,8 @@ CHOSEN = {
     # relative_ft_low 86.20: the choice holds at E=8.
     "guided|flops/2x": "relative",
     # default 79.02, kd 78.98, half 78.84, relative 78.46
+    # E=8 (seed 0's second reference training): default 82.36, ft_low
+    # 81.88: the choice holds at E=8.
     "guided|flops/4x": "default",
     # default 84.40, reg2e-3 84.96, reg5e-3 84.74, reg2e-2 82.16
     "tp_group_sl|flops/2x": "reg2e-3",
