@@ -214,7 +214,6 @@ def run_cell(cell, ref, ref_row, data, args, log):
         )
     if stored is not None:
         small, info, cut_seconds = stored
-        info = dict(info)
         log(
             f"{label} the cut of an earlier cell with the same first phase, "
             f"from {args.cut_cache} (trained in {cut_seconds:.0f} s)"

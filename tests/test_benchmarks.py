@@ -1254,6 +1254,20 @@ def test_b6_a_seed_trained_again_keeps_the_first_curve(tmp_path):
     assert b6_reference.own_curve(None) is None
 
 
+def _tiny_cifar(seed):
+    """Random CIFAR-shaped splits (256 training, 64 validation and 64 test
+    images) for the B6 runs of these tests."""
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
+        "x_val": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
+    }
+
+
 @pytest.mark.slow
 def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import json
@@ -1262,15 +1276,7 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from benchmarks import b6_protocol
     from benchmarks import b6_reference
 
-    rng = np.random.default_rng(0)
-    data = {
-        "x_train": rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
-        "x_val": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
-        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
-        "x_test": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
-    }
+    data = _tiny_cifar(0)
 
     def train(ref_dir, log=lambda message: None, curve=None, until=None):
         return b6_reference.train_reference(
@@ -1337,15 +1343,7 @@ def test_b6_a_cell_started_from_a_stored_cut_computes_what_a_fresh_one_does(
 ):
     from benchmarks import b6_cifar
 
-    rng = np.random.default_rng(1)
-    data = {
-        "x_train": rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, 256).astype(np.uint8),
-        "x_val": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
-        "y_val": rng.integers(0, 10, 64).astype(np.uint8),
-        "x_test": rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, 64).astype(np.uint8),
-    }
+    data = _tiny_cifar(1)
     cache = str(tmp_path / "cuts")
 
     def cells(name, methods, *extra):
