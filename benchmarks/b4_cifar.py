@@ -216,7 +216,7 @@ def train(
         _optimizer(lr, epochs * steps, _weight_decay(cfg)),
         _loss(),
         metrics=["accuracy"],
-        jit_compile=cifar.JIT_COMPILE,
+        jit_compile=cifar.jit_compile(),
     )
     batches = cifar.stream_batches(
         data, seed, stream, epochs, cfg["train_images"], BATCH_SIZE
@@ -272,7 +272,7 @@ def distill(student, teacher, data, cfg, seed, log=None, label=""):
         _optimizer(cfg["lr"], epochs * steps, _weight_decay(cfg)),
         _loss(),
         metrics=["accuracy"],
-        jit_compile=cifar.JIT_COMPILE,
+        jit_compile=cifar.jit_compile(),
     )
     batches = cifar.stream_batches(
         data, seed, STREAM_FINETUNE, epochs, cfg["train_images"], BATCH_SIZE
@@ -604,7 +604,7 @@ def _train_segment(model, data, cfg, seed, total, first, epochs, log, label):
         ),
         _loss(),
         metrics=["accuracy"],
-        jit_compile=cifar.JIT_COMPILE,
+        jit_compile=cifar.jit_compile(),
     )
     batches = cifar.stream_batches(
         data,

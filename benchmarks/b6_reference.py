@@ -179,7 +179,7 @@ def train_reference(
     kept_curve = os.path.join(ref_dir, name + ".curve.json")
     if os.path.exists(state):
         model = keras.saving.load_model(state)
-        model.jit_compile = cifar.JIT_COMPILE  # not kept by `save`
+        model.jit_compile = cifar.jit_compile()  # not kept by `save`
         # The curve kept next to the state is written with it, so it is
         # the state's own; the working tree's copy serves only without it
         # (a state saved before curves were kept beside it).
@@ -205,7 +205,7 @@ def train_reference(
             optimizer(lr, warmup * steps, epochs * steps),
             loss(),
             metrics=["accuracy"],
-            jit_compile=cifar.JIT_COMPILE,
+            jit_compile=cifar.jit_compile(),
         )
     os.makedirs(ref_dir, exist_ok=True)
     for epoch in range(len(history["epochs_done"]), epochs):

@@ -6,7 +6,7 @@ reference's train step (ResNet-20, batch 128, SGD with the reference's
 schedule, the reference's batches) under `jit_compile=False` and `True`,
 interleaved (A, B, A, B, ...), each round `--steps` steps of `fit` after a
 warm-up round, and prints images per second and the ratio. The B4 and B6
-Keras arms use the faster setting (`benchmarks.cifar.JIT_COMPILE`).
+Keras arms choose by `benchmarks.cifar.jit_compile()`.
 
     PYTHONPATH=. python -m benchmarks.b6_throughput \\
         --cifar-dir ../shared/data/cifar10-jpeg \\
@@ -70,19 +70,48 @@ def run(data, steps, rounds, log=print):
     }
 
 
+def merge(path, result):
+    """`{"runs": [...]}` of the JSON at `path` with `result` in it, in
+    place of an earlier run on the same CPU model and thread setting (a
+    file of one run, the earlier layout, is read as one run)."""
+    runs = []
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        runs = old.get("runs", [old])
+
+    def key(run):
+        return run["machine"].get("cpu"), run.get("threads")
+
+    runs = [r for r in runs if key(r) != key(result)]
+    return {"runs": runs + [result]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cifar-dir", required=True)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="TensorFlow threads"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON of runs; a run replaces the one of the same machine",
+    )
     args = parser.parse_args(argv)
+    cifar.set_threads(args.threads)
     data = cifar.split(cifar.load(args.cifar_dir))
     result = run(data, args.steps, args.rounds)
     result["machine"] = report.machine()
+    result["threads"] = args.threads
+    result["xla_chosen"] = cifar.jit_compile()
     result["command"] = report.command_line("benchmarks.b6_throughput", argv)
     if args.out:
-        report.write_atomic(args.out, json.dumps(result, indent=1) + "\n")
+        report.write_atomic(
+            args.out, json.dumps(merge(args.out, result), indent=1) + "\n"
+        )
     rate = result["images_per_second"]
     print(
         "| train step | images/s |\n|---|---|\n"

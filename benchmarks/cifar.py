@@ -25,11 +25,6 @@ SPLIT_SEED = 1234  # the train/validation split never changes with `--seeds`
 # Per-channel statistics of the CIFAR-10 training images (0..1 scale).
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype="float32")
 STD = np.array([0.2470, 0.2435, 0.2616], dtype="float32")
-# Keras compiles a train step with XLA only when a GPU is present
-# (`jit_compile="auto"` is False on a CPU-only machine). On 2 AVX2 cores XLA
-# trains ResNet-20 1.2 to 2 times faster (`benchmarks/b6_throughput.py`), so
-# the Keras arms ask for it explicitly (`compile(..., jit_compile=...)`).
-JIT_COMPILE = True
 
 
 def set_threads(threads):
@@ -49,11 +44,38 @@ def set_threads(threads):
         pass
 
 
+def jit_compile():
+    """Whether the Keras arms compile their train step with XLA.
+
+    Keras compiles with XLA only where a GPU is present
+    (`jit_compile="auto"` is False on a CPU-only machine). On a CPU the
+    faster choice depends on whether TensorFlow runs its oneDNN kernels,
+    which it does by default only on CPUs with AVX-512 VNNI, BF16 or AMX
+    (or where `TF_ENABLE_ONEDNN_OPTS=1`). Measured with
+    `benchmarks/b6_throughput.py` (ResNet-20, batch 128, one thread per
+    process beside two others): on 2 AVX2 cores of an AMD EPYC, without
+    oneDNN, XLA trained 1.2 to 2 times faster than the plain graph; on an
+    Intel Xeon with AVX-512 and AMX the plain graph with oneDNN trained
+    159 images/s against XLA's 102 (`docs/benchmarks_b6_throughput.json`).
+    So XLA is asked for exactly where oneDNN is off. A TensorFlow without
+    the query answers True (XLA), the choice before it was measured."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return True
+    try:
+        return not _pywrap_util_port.IsMklEnabled()
+    except AttributeError:  # a private query; keep the choice before it
+        return True
+
+
 def machine(threads=None):
     """What a timing ran on: the CPU's model name, the cores the process
     may use and its thread setting, e.g. 'Intel(R) Xeon(R) Processor, 2
-    cores, 1 thread'. A cell's expected time comes from cells timed on
-    the same machine when there are any."""
+    cores, 1 thread', and ', no XLA' where the Keras arms train without it
+    (`jit_compile()`: about 1.5 times faster on such a machine). A cell's
+    expected time comes from cells timed on the same machine when there
+    are any."""
     from benchmarks import report
 
     cores = (
@@ -64,6 +86,8 @@ def machine(threads=None):
     text = f"{report.cpu_model()}, {cores} cores"
     if threads:
         text += f", {threads} thread" + ("s" if threads > 1 else "")
+    if not jit_compile():
+        text += ", no XLA"
     return text
 
 

@@ -267,6 +267,33 @@ def test_b4_missing_cifar_dir_says_what_is_expected(tmp_path):
         cifar.load(str(tmp_path), cache=None)
 
 
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "tensorflow",
+    reason="the XLA choice is TensorFlow's oneDNN question",
+)
+@pytest.mark.parametrize("onednn, xla", [("0", True), ("1", False)])
+def test_cifar_keras_arms_ask_for_xla_exactly_where_onednn_is_off(onednn, xla):
+    # In a fresh process: TensorFlow reads TF_ENABLE_ONEDNN_OPTS once.
+    import subprocess
+    import sys
+
+    code = "from benchmarks import cifar; print(cifar.jit_compile())"
+    env = dict(
+        os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="3"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(xla)
+
+
 def test_b4_resnet_weights_roundtrip_in_the_torch_layout():
     from benchmarks import b4_torch
     from benchmarks import resnet_cifar
@@ -1254,7 +1281,7 @@ def test_b6_a_seed_trained_again_keeps_the_first_curve(tmp_path):
     assert b6_reference.own_curve(None) is None
 
 
-def _tiny_cifar(seed):
+def _tiny_b6_splits(seed):
     """Random CIFAR-shaped splits (256 training, 64 validation and 64 test
     images) for the B6 runs of these tests."""
     rng = np.random.default_rng(seed)
@@ -1276,7 +1303,7 @@ def test_b6_reference_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from benchmarks import b6_protocol
     from benchmarks import b6_reference
 
-    data = _tiny_cifar(0)
+    data = _tiny_b6_splits(0)
 
     def train(ref_dir, log=lambda message: None, curve=None, until=None):
         return b6_reference.train_reference(
@@ -1343,7 +1370,7 @@ def test_b6_a_cell_started_from_a_stored_cut_computes_what_a_fresh_one_does(
 ):
     from benchmarks import b6_cifar
 
-    data = _tiny_cifar(1)
+    data = _tiny_b6_splits(1)
     cache = str(tmp_path / "cuts")
 
     def cells(name, methods, *extra):
@@ -1377,3 +1404,23 @@ def test_b6_a_cell_started_from_a_stored_cut_computes_what_a_fresh_one_does(
     (again,) = cells("again.json", "guided:ft_low", "--cut-cache", cache)
     assert again["cut_from_cache"] is False
     assert again["val"] == fresh["val"]
+
+
+def test_b6_throughput_keeps_one_run_per_machine_and_reads_the_old_layout(
+    tmp_path,
+):
+    from benchmarks import b6_throughput
+
+    path = tmp_path / "throughput.json"
+
+    def run(cpu, threads, rate):
+        return {"machine": {"cpu": cpu}, "threads": threads, "plain": rate}
+
+    path.write_text(json.dumps(run("AMD EPYC", None, 1)))  # one run, no list
+    merged = b6_throughput.merge(str(path), run("Xeon", 1, 2))
+    assert [r["plain"] for r in merged["runs"]] == [1, 2]
+    path.write_text(json.dumps(merged))
+    merged = b6_throughput.merge(str(path), run("Xeon", 1, 3))
+    assert [r["plain"] for r in merged["runs"]] == [1, 3]
+    merged = b6_throughput.merge(str(path), run("Xeon", 2, 4))
+    assert [r["plain"] for r in merged["runs"]] == [1, 2, 4]
