@@ -126,12 +126,16 @@ CHOSEN = {
     # holds for both extra-epoch budgets.
     # default 84.70, kd 84.44, half 84.56, relative 84.92
     # E=8 (seed 0's second reference training): relative 86.54,
-    # relative_ft_low 86.20: the choice holds at E=8.
+    # relative_ft_low 86.20, p1 85.84 (without XLA): the choice holds at
+    # E=8.
     "guided|flops/2x": "relative",
     # default 79.02, kd 78.98, half 78.84, relative 78.46
-    # E=8 (seed 0's second reference training): default 82.36, ft_low
-    # 81.88: the choice holds at E=8.
     "guided|flops/4x": "default",
+    # E=8 (seed 0's second reference training): default 82.36, ft_low
+    # 81.88, p1 (one penalty epoch, seven at the final widths) 82.90. p1
+    # ran without XLA (`benchmarks.cifar.jit_compile()`), the other two
+    # with it: the same recipe on other kernels.
+    "guided|flops/4x|8": "p1",
     # default 84.40, reg2e-3 84.96, reg5e-3 84.74, reg2e-2 82.16
     "tp_group_sl|flops/2x": "reg2e-3",
     # E=8 (seed 0's second reference training, 4 epochs of sparsity
