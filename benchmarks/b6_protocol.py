@@ -112,6 +112,11 @@ VARIANTS = {
         "reg1e-2": {"reg": 1e-2},
         "reg2e-2": {"reg": 2e-2},
         "reg5e-2": {"reg": 5e-2},
+        # One epoch of sparsity learning and the rest fine-tuning at the
+        # pruned widths, at the strengths chosen for one epoch (E=2): the
+        # split guided's `p1` tries (at E=2 they are `reg2e-3`, `reg2e-2`).
+        "reg2e-3_s1": {"reg": 2e-3, "regularization_epochs": 1},
+        "reg2e-2_s1": {"reg": 2e-2, "regularization_epochs": 1},
     },
     "l1_oneshot": {"default": {}},
     "li_l1": {"default": {}},
@@ -146,10 +151,10 @@ CHOSEN = {
     "tp_group_sl|flops/4x": "reg2e-2",
     # E=8 (seed 0's second reference training, 4 epochs of sparsity
     # learning): reg5e-3 81.94, reg2e-3 81.54, reg2e-2 (E=2's choice)
-    # 60.96 (cut to 55.32, 0.240 of the FLOPs kept). This tuning was added after reg2e-2's seed-1
-    # test cell (66.25 %) showed a strength chosen over 1 epoch of
-    # sparsity learning too strong over 4; the choice is made on seed 0's
-    # validation alone.
+    # 60.96 (cut to 55.32, 0.240 of the FLOPs kept). This tuning was
+    # added after reg2e-2's seed-1 test cell (66.25 %) showed a strength
+    # chosen over 1 epoch of sparsity learning too strong over 4; the
+    # choice is made on seed 0's validation alone.
     "tp_group_sl|flops/4x|8": "reg5e-3",
 }
 # B6's compute plan, in order: `("reference", seed)` or `("cells", role,
@@ -204,6 +209,10 @@ QUEUE = (
     ),
     ("cells", "tune", "0", "8", "2x,4x", "guided:p1"),
     ("cells", "tune", "0", "8", "4x", "tp_group_sl:reg2e-2"),
+    # group_sl's split of E=8 as guided's p1 splits it (added after p1
+    # won guided's E=8 tuning at 4x, for the same tuning effort).
+    ("cells", "tune", "0", "8", "2x", "tp_group_sl:reg2e-3_s1"),
+    ("cells", "tune", "0", "8", "4x", "tp_group_sl:reg2e-2_s1"),
     ("cells", "test", "1,2,3", "8", "2x,4x", MAIN),
     ("cells", "tune", "0", "2", "4x,2x", "guided:all,tp_group_sl:all"),
     ("cells", "tune", "0", "2", "3x", f"{GUIDED_TUNED},l1_oneshot,{TP_TUNED}"),
@@ -497,18 +506,31 @@ def plan_cells(methods, budgets, extra_epochs, seeds, role, log=print):
                             )
                         variant = chosen
                     variant = variant or "default"
-                    if variant != "default" and effective(
-                        method, variant, epochs
-                    ) == effective(method, "default", epochs):
+                    twin = _same_as_earlier(method, variant, epochs)
+                    if role == "tune" and twin:
                         log(
                             f"{method}:{variant} at E={epochs} is the same "
-                            f"as {method}:default; not run"
+                            f"as {method}:{twin}; not run"
                         )
                         continue
                     cells.append(
                         (budget, method, variant, seed, epochs, source)
                     )
     return cells
+
+
+def _same_as_earlier(method, variant, extra_epochs):
+    """The first variant of `method` (in `VARIANTS`' order) before
+    `variant` that runs with the same settings at `extra_epochs` (e.g.
+    guided's `p1` and `default` at E=2, where both regularize one epoch),
+    or None."""
+    mine = effective(method, variant, extra_epochs)
+    for other in VARIANTS[method]:
+        if other == variant:
+            return None
+        if effective(method, other, extra_epochs) == mine:
+            return other
+    return None
 
 
 def _fraction(text):

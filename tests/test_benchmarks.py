@@ -625,7 +625,20 @@ def test_b6_test_cells_run_only_the_chosen_variant(monkeypatch):
         "tp_group_sl:reg1e-2",
         "tp_group_sl:reg2e-2",
         "tp_group_sl:reg5e-2",
+        "tp_group_sl:reg2e-3_s1",
+        "tp_group_sl:reg2e-2_s1",
         "li_l1",
+    ]
+    # A variant that repeats an earlier one that is not the default at
+    # this E (one epoch of sparsity learning is E=2's rule) is not tuned
+    # again; at E=8 it differs (1 sparsity epoch against 4).
+    cells = plan(
+        ["tp_group_sl:reg2e-3", "tp_group_sl:reg2e-3_s1"], [0], "tune", (2, 8)
+    )
+    assert [(c[2], c[4]) for c in cells] == [
+        ("reg2e-3", 2),
+        ("reg2e-3", 8),
+        ("reg2e-3_s1", 8),
     ]
     # A variant's fine-tuning learning rate reaches the cell's settings.
     assert b6_protocol.effective("guided", "relative_ft_low", 8) == {
