@@ -49,16 +49,21 @@ def jit_compile():
 
     Keras compiles with XLA only where a GPU is present
     (`jit_compile="auto"` is False on a CPU-only machine). On a CPU the
-    faster choice depends on whether TensorFlow runs its oneDNN kernels,
-    which it does by default only on CPUs with AVX-512 VNNI, BF16 or AMX
-    (or where `TF_ENABLE_ONEDNN_OPTS=1`). Measured with
-    `benchmarks/b6_throughput.py` (ResNet-20, batch 128, one thread per
-    process beside two others): on 2 AVX2 cores of an AMD EPYC, without
-    oneDNN, XLA trained 1.2 to 2 times faster than the plain graph; on an
-    Intel Xeon with AVX-512 and AMX the plain graph with oneDNN trained
-    159 images/s against XLA's 102 (`docs/benchmarks_b6_throughput.json`).
-    So XLA is asked for exactly where oneDNN is off. A TensorFlow without
-    the query answers True (XLA), the choice before it was measured."""
+    faster choice on TensorFlow depends on whether it runs its oneDNN
+    kernels, which it does by default only on CPUs with AVX-512 VNNI,
+    BF16 or AMX (or where `TF_ENABLE_ONEDNN_OPTS=1`). Measured with
+    `benchmarks/b6_throughput.py` (ResNet-20, batch 128): on 2 AVX2 cores
+    of an AMD EPYC, without oneDNN, XLA trained 1.2 to 2 times faster than
+    the plain graph; on an Intel Xeon with AVX-512 and AMX, one thread
+    beside two busy processes, the plain graph with oneDNN trained 159
+    images/s against XLA's 102 (`docs/benchmarks_b6_throughput.json`).
+    So XLA is asked for exactly where oneDNN is off. Another backend, or
+    a TensorFlow without the query, answers True (XLA; on JAX, jit), the
+    choice before it was measured."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return True
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:
